@@ -1,0 +1,177 @@
+//! Images and their names: lookup, tags, removal, leases.
+
+use rusqlite::{params, Transaction};
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::{now, ImageRow};
+use crate::reference::{Reference, ShortNames};
+use crate::store::{NewImage, Store};
+
+/// What `remove_image` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A name was removed; the image stays under its other names (or its leases).
+    Untagged(String),
+    /// The image itself was removed.
+    Deleted(Digest),
+}
+
+pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result<()> {
+    let m = img.manifest.digest.to_string();
+    let inserted = tx.execute(
+        "INSERT INTO images (manifest_digest, config_digest, media_type, size, created, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(manifest_digest) DO NOTHING",
+        params![m, img.config.digest.to_string(), img.manifest.media_type, 0, img.created, now()],
+    )?;
+    if inserted > 0 {
+        for (i, l) in img.layers.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO image_layers (manifest_digest, position, diff_id, blob_digest, media_type, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m, i as i64, l.diff_id.to_string(), l.blob.to_string(), l.media_type, l.size],
+            )?;
+        }
+        // Docker shows the unpacked size, which only the layer rows know.
+        tx.execute(
+            "UPDATE images SET size = (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM image_layers il
+                                       JOIN layers l ON l.diff_id = il.diff_id WHERE il.manifest_digest = ?1)
+             WHERE manifest_digest = ?1",
+            [&m],
+        )?;
+    }
+    for t in &img.tags {
+        set_tag(tx, t, &img.manifest.digest)?;
+    }
+    Ok(())
+}
+
+fn set_tag(tx: &Transaction, name: &str, manifest: &Digest) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO tags (name, manifest_digest) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET manifest_digest = excluded.manifest_digest",
+        params![name, manifest.to_string()],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Every image, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRow>> {
+        self.md().images()
+    }
+
+    /// Finds an image by name (`busybox`, `localhost/demo:1`, `name@sha256:…`),
+    /// by manifest or config digest, or by a unique prefix of the image ID.
+    /// Short names are looked up under `localhost/` first, then Docker Hub.
+    pub fn resolve(&self, name: &str) -> Result<ImageRow> {
+        let not_found = || Error::new(ErrorKind::NotFound, "find image", name, "no such image in the store");
+        let images = self.md().images()?;
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            let hits: Vec<&ImageRow> = images
+                .iter()
+                .filter(|i| i.config.hex().starts_with(hex) || (hex.len() == 64 && i.manifest.hex() == hex))
+                .collect();
+            match hits.as_slice() {
+                [one] => return Ok((*one).clone()),
+                [] => {}
+                _ if hits.iter().all(|h| h.config == hits[0].config) => return Ok(hits[0].clone()),
+                _ => return Err(Error::new(ErrorKind::InvalidInput, "find image", name, "ambiguous image ID prefix")),
+            }
+        }
+        for short in [ShortNames::Local, ShortNames::DockerHub] {
+            let Ok(r) = Reference::parse(name, short) else { continue };
+            let found = if let Some(d) = r.digest {
+                images.iter().find(|i| i.manifest == d)
+            } else if let Some(t) = r.tagged_name() {
+                images.iter().find(|i| i.tags.contains(&t))
+            } else {
+                None
+            };
+            if let Some(i) = found {
+                return Ok(i.clone());
+            }
+        }
+        Reference::parse(name, ShortNames::DockerHub)?;
+        Err(not_found())
+    }
+
+    /// Points the full name `tag` at an image (moving it if it named another).
+    pub fn tag(&self, manifest: &Digest, tag: &str) -> Result<()> {
+        self.md().write("tag", |tx| set_tag(tx, tag, manifest))
+    }
+
+    /// Docker's `rmi`: removes a name, and the image once nothing names or uses it.
+    /// By ID, an image with several names needs `force`; one used by a container
+    /// is only untagged with `force`, and refused without.
+    pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
+        let img = self.resolve(name)?;
+        let mut md = self.md();
+        let leases = md.leases_on(&img.manifest)?;
+        let by_tag: Option<String> = [ShortNames::Local, ShortNames::DockerHub]
+            .iter()
+            .filter_map(|s| Reference::parse(name, *s).ok())
+            .filter_map(|r| r.tagged_name())
+            .find(|t| img.tags.contains(t));
+        let remove_tags: Vec<String> = match &by_tag {
+            Some(t) => vec![t.clone()],
+            None if img.tags.len() > 1 && !force => {
+                return Err(Error::new(
+                    ErrorKind::InUse,
+                    "remove image",
+                    name,
+                    format!(
+                        "image is referenced by several names ({}); remove them one by one or use -f",
+                        img.tags.join(", ")
+                    ),
+                ))
+            }
+            None => img.tags.clone(),
+        };
+        let last_name = remove_tags.len() == img.tags.len();
+        if last_name && !leases.is_empty() && !force {
+            return Err(Error::new(
+                ErrorKind::InUse,
+                "remove image",
+                name,
+                format!("image is used by container {} (remove it first, or use -f to only untag)", leases.join(", ")),
+            ));
+        }
+        let delete = last_name && leases.is_empty();
+        let manifest = img.manifest;
+        md.write("remove image", |tx| {
+            for t in &remove_tags {
+                tx.execute("DELETE FROM tags WHERE name = ?", [t])?;
+            }
+            if delete {
+                tx.execute("DELETE FROM images WHERE manifest_digest = ?", [manifest.to_string()])?;
+            }
+            Ok(())
+        })?;
+        let mut out: Vec<Removed> = remove_tags.into_iter().map(Removed::Untagged).collect();
+        if delete {
+            out.push(Removed::Deleted(img.config));
+        }
+        Ok(out)
+    }
+
+    /// Records that `holder` (a container) uses an image, so it cannot be removed.
+    pub fn add_lease(&self, holder: &str, manifest: &Digest) -> Result<()> {
+        self.md().write("add lease", |tx| {
+            tx.execute(
+                "INSERT INTO leases (id, manifest_digest, created) VALUES (?1, ?2, ?3)",
+                params![holder, manifest.to_string(), now()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Releases a lease taken with `add_lease`.
+    pub fn remove_lease(&self, holder: &str) -> Result<()> {
+        self.md().write("remove lease", |tx| tx.execute("DELETE FROM leases WHERE id = ?", [holder]).map(|_| ()))
+    }
+
+    /// An image's layers, bottom first.
+    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<crate::metadata::ImageLayerRow>> {
+        self.md().image_layers(manifest)
+    }
+}

@@ -1,0 +1,207 @@
+//! Keeping the store honest: `gc` (remove what nothing references), `fsck`
+//! (re-verify everything) and `df` (what uses space).
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::digest::{DiffId, Digest};
+use crate::error::{Error, Result};
+use crate::image::Manifest;
+use crate::store::{remove_tree, Store};
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Layer dirs removed.
+    pub layers: Vec<DiffId>,
+    /// Blobs removed.
+    pub blobs: Vec<Digest>,
+    /// Entries with no row at all (crash leftovers) removed.
+    pub orphans: usize,
+    /// Bytes of disk freed (allocated blocks).
+    pub freed: u64,
+}
+
+/// One problem `fsck` found.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// What is wrong (a digest, path or name).
+    pub subject: String,
+    /// How.
+    pub detail: String,
+}
+
+/// Space use, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct DiskUsage {
+    /// Blob count and bytes.
+    pub blobs: (u64, u64),
+    /// Layer count and uncompressed bytes.
+    pub layers: (u64, u64),
+    /// Images.
+    pub images: u64,
+    /// Bytes `gc` would free (unreferenced blobs and layers).
+    pub reclaimable: u64,
+}
+
+const MAX_MANIFEST: u64 = 4 << 20;
+
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(path) else { return 0 };
+    let mut total = m.blocks() * 512;
+    if m.is_dir() {
+        if let Ok(rd) = fs::read_dir(path) {
+            for e in rd.flatten() {
+                total += disk_usage(&e.path());
+            }
+        }
+    }
+    total
+}
+
+impl Store {
+    /// Removes layers and blobs no image references, and any leftovers.
+    /// Waits until no other `layers` process has the store open.
+    pub fn gc(&self) -> Result<GcReport> {
+        self.lock_exclusive()?;
+        let mut report = GcReport::default();
+        let (ref_blobs, ref_layers) = self.md().referenced()?;
+        let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
+        let ref_layers: HashSet<DiffId> = ref_layers.into_iter().collect();
+        let dead_layers: Vec<DiffId> =
+            self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
+        let dead_blobs: Vec<Digest> =
+            self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
+        // Metadata first: once the rows are gone nothing trusts the files.
+        self.md().write("gc", |tx| {
+            for l in &dead_layers {
+                tx.execute("DELETE FROM layers WHERE diff_id = ?", [l.to_string()])?;
+            }
+            for b in &dead_blobs {
+                tx.execute("DELETE FROM blobs WHERE digest = ?", [b.to_string()])?;
+            }
+            Ok(())
+        })?;
+        for l in &dead_layers {
+            let p = self.layer_path(l);
+            report.freed += disk_usage(&p);
+            self.discard(&p)?;
+        }
+        for b in &dead_blobs {
+            let p = self.blob_path(b);
+            report.freed += disk_usage(&p);
+            self.discard(&p)?;
+        }
+        report.layers = dead_layers;
+        report.blobs = dead_blobs;
+        // Files with no row at all can only be crash leftovers (we hold the store exclusively).
+        let known_layers: HashSet<String> = self.md().layers()?.iter().map(|l| l.diff_id.hex()).collect();
+        let known_blobs: HashSet<String> = self.md().blobs()?.iter().map(|b| b.0.hex()).collect();
+        for (dir, known) in [("layers", &known_layers), ("blobs/sha256", &known_blobs)] {
+            let dir = self.root().join(dir);
+            for e in fs::read_dir(&dir).map_err(|e| Error::io("gc", dir.display(), e))?.flatten() {
+                if !known.contains(e.file_name().to_string_lossy().as_ref()) {
+                    report.freed += disk_usage(&e.path());
+                    self.discard(&e.path())?;
+                    report.orphans += 1;
+                }
+            }
+        }
+        let locks = self.root().join("locks");
+        for e in fs::read_dir(&locks).map_err(|e| Error::io("gc", locks.display(), e))?.flatten() {
+            // Per-digest lock files are only taken under the shared store lock, which we exclude.
+            if e.file_name() != "store.lock" {
+                let _ = remove_tree(&e.path());
+            }
+        }
+        self.store_lock_shared()?;
+        Ok(report)
+    }
+
+    /// Re-hashes every blob, checks every layer dir and every image's references.
+    pub fn fsck(&self) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut add = |subject: String, detail: String| problems.push(Problem { subject, detail });
+        let blobs = self.md().blobs()?;
+        let blob_set: HashSet<Digest> = blobs.iter().map(|b| b.0).collect();
+        for (d, size) in &blobs {
+            match self.hash_blob(d) {
+                Ok((got, n)) if got == *d && n == *size => {}
+                Ok((got, n)) => {
+                    add(format!("blob {d}"), format!("content hashes to {got} ({n} bytes, expected {size})"))
+                }
+                Err(e) => add(format!("blob {d}"), format!("cannot read: {e}")),
+            }
+        }
+        let layers = self.md().layers()?;
+        let layer_set: HashSet<DiffId> = layers.iter().map(|l| l.diff_id).collect();
+        for l in &layers {
+            match fs::symlink_metadata(self.layer_path(&l.diff_id)) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => add(format!("layer {}", l.diff_id), "layer path is not a directory".into()),
+                Err(e) => add(format!("layer {}", l.diff_id), format!("layer dir missing: {e}")),
+            }
+        }
+        let images = self.md().images()?;
+        for img in images {
+            let subject = format!("image {}", img.manifest);
+            for d in [img.manifest, img.config] {
+                if !blob_set.contains(&d) {
+                    add(subject.clone(), format!("blob {d} is missing"));
+                }
+            }
+            let rows = self.md().image_layers(&img.manifest)?;
+            for r in &rows {
+                if !layer_set.contains(&r.diff_id) {
+                    add(subject.clone(), format!("layer {} is missing", r.diff_id));
+                }
+                if !blob_set.contains(&r.blob) {
+                    add(subject.clone(), format!("layer blob {} is missing", r.blob));
+                }
+            }
+            if blob_set.contains(&img.manifest) {
+                match self.read_blob(&img.manifest, MAX_MANIFEST).and_then(|b| {
+                    serde_json::from_slice::<Manifest>(&b).map_err(|e| {
+                        Error::new(crate::error::ErrorKind::Corrupt, "parse manifest", img.manifest, e.to_string())
+                    })
+                }) {
+                    Ok(m) => {
+                        let listed: Vec<Digest> = m.layers.iter().map(|l| l.digest).collect();
+                        let stored: Vec<Digest> = rows.iter().map(|r| r.blob).collect();
+                        if m.config.digest != img.config || listed != stored {
+                            add(subject.clone(), "manifest does not match the recorded config and layers".into());
+                        }
+                    }
+                    Err(e) => add(subject.clone(), e.to_string()),
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Space used by blobs and layers, and how much `gc` would free.
+    pub fn df(&self) -> Result<DiskUsage> {
+        let md = self.md();
+        let (ref_blobs, ref_layers) = md.referenced()?;
+        let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
+        let ref_layers: HashSet<DiffId> = ref_layers.into_iter().collect();
+        let mut du = DiskUsage { images: md.images()?.len() as u64, ..Default::default() };
+        for (d, size) in md.blobs()? {
+            du.blobs.0 += 1;
+            du.blobs.1 += size;
+            if !ref_blobs.contains(&d) {
+                du.reclaimable += size;
+            }
+        }
+        for l in md.layers()? {
+            du.layers.0 += 1;
+            du.layers.1 += l.uncompressed_size;
+            if !ref_layers.contains(&l.diff_id) {
+                du.reclaimable += l.uncompressed_size;
+            }
+        }
+        Ok(du)
+    }
+}

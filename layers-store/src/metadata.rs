@@ -1,0 +1,341 @@
+//! The metadata database (SQLite, WAL). Every state change is one `BEGIN IMMEDIATE`
+//! transaction; rows in state `pending` name content being moved into place and are
+//! swept on the next exclusive open, rows in state `ready` are the only ones trusted.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::digest::{DiffId, Digest};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The on-disk format this code reads and writes.
+pub const FORMAT_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS blobs (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
+    created    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layers (
+    diff_id           TEXT PRIMARY KEY,
+    blob_digest       TEXT NOT NULL,
+    compressed_size   INTEGER NOT NULL,
+    uncompressed_size INTEGER NOT NULL,
+    file_count        INTEGER NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
+    created           INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    manifest_digest TEXT PRIMARY KEY,
+    config_digest   TEXT NOT NULL,
+    media_type      TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    created         TEXT NOT NULL,
+    added           INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
+    position        INTEGER NOT NULL,
+    diff_id         TEXT NOT NULL,
+    blob_digest     TEXT NOT NULL,
+    media_type      TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    PRIMARY KEY (manifest_digest, position)
+);
+CREATE INDEX IF NOT EXISTS image_layers_diff ON image_layers(diff_id);
+CREATE TABLE IF NOT EXISTS tags (
+    name            TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest)
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(manifest_digest);
+CREATE TABLE IF NOT EXISTS leases (
+    id              TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
+    created         INTEGER NOT NULL
+);
+"#;
+
+/// An open metadata database.
+pub struct Metadata {
+    conn: Connection,
+}
+
+/// One stored image, as listed.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    /// Digest of the manifest (the image's identity in a registry).
+    pub manifest: Digest,
+    /// Digest of the config (the image ID, as Docker shows it).
+    pub config: Digest,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Uncompressed size of all layers.
+    pub size: u64,
+    /// Creation time from the config, RFC 3339.
+    pub created: String,
+    /// Full names that point at it.
+    pub tags: Vec<String>,
+}
+
+/// One layer of an image, in order.
+#[derive(Debug, Clone)]
+pub struct ImageLayerRow {
+    /// The uncompressed identity; names the layer dir.
+    pub diff_id: DiffId,
+    /// The blob this image's manifest names.
+    pub blob: Digest,
+    /// Media type of that blob.
+    pub media_type: String,
+    /// Size of that blob.
+    pub size: u64,
+}
+
+/// One stored layer.
+#[derive(Debug, Clone)]
+pub struct LayerRow {
+    /// The uncompressed identity.
+    pub diff_id: DiffId,
+    /// The blob it was first unpacked from.
+    pub blob: Digest,
+    /// Size of that blob.
+    pub compressed_size: u64,
+    /// Size of the tar.
+    pub uncompressed_size: u64,
+    /// Tar entries.
+    pub file_count: u64,
+}
+
+fn db_err(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::sql(op, "metadata database", e)
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn digest_col(s: String) -> rusqlite::Result<Digest> {
+    Digest::parse(&s)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+impl Metadata {
+    /// Opens (creating if needed) the database and checks its format version.
+    pub fn open(path: &Path) -> Result<Metadata> {
+        let conn = Connection::open(path).map_err(|e| Error::sql("open", path.display(), e))?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err("open"))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(db_err("open"))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("open"))?;
+        if version > FORMAT_VERSION {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "open store",
+                path.display(),
+                format!("store format {version} is newer than this layers supports ({FORMAT_VERSION})"),
+            ));
+        }
+        let mut md = Metadata { conn };
+        if version < FORMAT_VERSION {
+            md.write("create schema", |tx| {
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
+            })?;
+        }
+        Ok(md)
+    }
+
+    /// Runs `f` in one immediate (write-locking) transaction.
+    pub fn write<T>(&mut self, op: &'static str, f: impl FnOnce(&Transaction) -> rusqlite::Result<T>) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(op))?;
+        let out = f(&tx).map_err(db_err(op))?;
+        tx.commit().map_err(db_err(op))?;
+        Ok(out)
+    }
+
+    /// Whether a ready layer with this diffID exists.
+    pub fn layer(&self, diff_id: &DiffId) -> Result<Option<LayerRow>> {
+        self.conn
+            .query_row(
+                "SELECT blob_digest, compressed_size, uncompressed_size, file_count FROM layers WHERE diff_id = ? AND state = 'ready'",
+                [diff_id.to_string()],
+                |r| {
+                    Ok(LayerRow {
+                        diff_id: *diff_id,
+                        blob: digest_col(r.get(0)?)?,
+                        compressed_size: r.get(1)?,
+                        uncompressed_size: r.get(2)?,
+                        file_count: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err("look up layer"))
+    }
+
+    /// Every ready layer.
+    pub fn layers(&self) -> Result<Vec<LayerRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT diff_id, blob_digest, compressed_size, uncompressed_size, file_count FROM layers WHERE state = 'ready'")
+            .map_err(db_err("list layers"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(LayerRow {
+                    diff_id: DiffId::new(digest_col(r.get(0)?)?),
+                    blob: digest_col(r.get(1)?)?,
+                    compressed_size: r.get(2)?,
+                    uncompressed_size: r.get(3)?,
+                    file_count: r.get(4)?,
+                })
+            })
+            .map_err(db_err("list layers"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list layers"))
+    }
+
+    /// Whether a ready blob with this digest exists; its size if so.
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.conn
+            .query_row("SELECT size FROM blobs WHERE digest = ? AND state = 'ready'", [digest.to_string()], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err("look up blob"))
+    }
+
+    /// Every ready blob and its size.
+    pub fn blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let mut st =
+            self.conn.prepare("SELECT digest, size FROM blobs WHERE state = 'ready'").map_err(db_err("list blobs"))?;
+        let rows = st.query_map([], |r| Ok((digest_col(r.get(0)?)?, r.get(1)?))).map_err(db_err("list blobs"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list blobs"))
+    }
+
+    /// Rows left `pending` by a process that died between staging and commit.
+    pub fn pending(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
+        let list = |sql: &str| -> Result<Vec<Digest>> {
+            let mut st = self.conn.prepare(sql).map_err(db_err("list pending"))?;
+            let rows = st.query_map([], |r| digest_col(r.get(0)?)).map_err(db_err("list pending"))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err("list pending"))
+        };
+        let blobs = list("SELECT digest FROM blobs WHERE state = 'pending'")?;
+        let layers = list("SELECT diff_id FROM layers WHERE state = 'pending'")?.into_iter().map(DiffId::new).collect();
+        Ok((blobs, layers))
+    }
+
+    /// Every image with its tags, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRow>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT i.manifest_digest, i.config_digest, i.media_type, i.size, i.created,
+                        (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags t WHERE t.manifest_digest = i.manifest_digest ORDER BY name))
+                 FROM images i ORDER BY i.added DESC, i.manifest_digest",
+            )
+            .map_err(db_err("list images"))?;
+        let rows = st.query_map([], image_row).map_err(db_err("list images"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list images"))
+    }
+
+    /// The image a full tag name points at.
+    pub fn image_by_tag(&self, name: &str) -> Result<Option<Digest>> {
+        self.conn
+            .query_row("SELECT manifest_digest FROM tags WHERE name = ?", [name], |r| digest_col(r.get(0)?))
+            .optional()
+            .map_err(db_err("look up tag"))
+    }
+
+    /// An image's layers, bottom first.
+    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<ImageLayerRow>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT diff_id, blob_digest, media_type, size FROM image_layers WHERE manifest_digest = ? ORDER BY position")
+            .map_err(db_err("list image layers"))?;
+        let rows = st
+            .query_map([manifest.to_string()], |r| {
+                Ok(ImageLayerRow {
+                    diff_id: DiffId::new(digest_col(r.get(0)?)?),
+                    blob: digest_col(r.get(1)?)?,
+                    media_type: r.get(2)?,
+                    size: r.get(3)?,
+                })
+            })
+            .map_err(db_err("list image layers"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list image layers"))
+    }
+
+    /// Leases holding an image.
+    pub fn leases_on(&self, manifest: &Digest) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM leases WHERE manifest_digest = ? ORDER BY id")
+            .map_err(db_err("list leases"))?;
+        let rows = st.query_map([manifest.to_string()], |r| r.get(0)).map_err(db_err("list leases"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list leases"))
+    }
+
+    /// Layers and blobs referenced by any image (what gc must keep).
+    pub fn referenced(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
+        let list = |sql: &str| -> Result<Vec<Digest>> {
+            let mut st = self.conn.prepare(sql).map_err(db_err("list references"))?;
+            let rows = st.query_map([], |r| digest_col(r.get(0)?)).map_err(db_err("list references"))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(db_err("list references"))
+        };
+        let blobs = list(
+            "SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT blob_digest FROM image_layers",
+        )?;
+        let layers = list("SELECT DISTINCT diff_id FROM image_layers")?.into_iter().map(DiffId::new).collect();
+        Ok((blobs, layers))
+    }
+}
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    let tags: Option<String> = r.get(5)?;
+    Ok(ImageRow {
+        manifest: digest_col(r.get(0)?)?,
+        config: digest_col(r.get(1)?)?,
+        media_type: r.get(2)?,
+        size: r.get(3)?,
+        created: r.get(4)?,
+        tags: tags.map(|t| t.split('\n').map(str::to_string).collect()).unwrap_or_default(),
+    })
+}
+
+/// Inserts or refreshes a blob row.
+pub(crate) fn put_blob(
+    tx: &Transaction,
+    digest: &Digest,
+    size: u64,
+    media_type: &str,
+    state: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO blobs (digest, size, media_type, state, created) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(digest) DO UPDATE SET state = excluded.state",
+        params![digest.to_string(), size, media_type, state, now()],
+    )?;
+    Ok(())
+}
+
+/// Inserts or refreshes a layer row.
+pub(crate) fn put_layer(tx: &Transaction, row: &LayerRow, state: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO layers (diff_id, blob_digest, compressed_size, uncompressed_size, file_count, state, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(diff_id) DO UPDATE SET state = excluded.state",
+        params![
+            row.diff_id.to_string(),
+            row.blob.to_string(),
+            row.compressed_size,
+            row.uncompressed_size,
+            row.file_count,
+            state,
+            now()
+        ],
+    )?;
+    Ok(())
+}

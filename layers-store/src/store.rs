@@ -1,0 +1,387 @@
+//! The store: where content lives on disk and how it gets there.
+//!
+//! ```text
+//! <root>/
+//!   db.sqlite            metadata (WAL); rows `pending` → `ready`
+//!   blobs/sha256/<hex>   manifests, configs, layer blobs as received
+//!   layers/<hex>/        one unpacked layer per diffID, overlay whiteouts inside
+//!   tmp/                 staging; garbage after a crash
+//!   locks/               store.lock (shared by every process, exclusive to sweep and gc)
+//!                        and one flock file per digest being committed
+//! ```
+//! New content is staged under `tmp/`, flushed with one `syncfs`, renamed into
+//! place under a per-digest lock and only then marked `ready`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::digest::{DiffId, Digest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::Descriptor;
+use crate::metadata::{self, ImageLayerRow, LayerRow, Metadata};
+use crate::root::Root;
+use crate::unpack::{self, Limits, Unpacked};
+
+/// An open layer store.
+pub struct Store {
+    root: PathBuf,
+    md: Mutex<Metadata>,
+    /// Held shared for the store's lifetime, so a sweep or gc never runs under our feet.
+    store_lock: File,
+    limits: Limits,
+}
+
+/// What is expected of a layer blob; any mismatch fails the unpack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerExpect {
+    /// The blob digest (from a manifest).
+    pub blob: Option<Digest>,
+    /// The blob size (from a manifest).
+    pub size: Option<u64>,
+    /// The diffID (from a config).
+    pub diff_id: Option<DiffId>,
+}
+
+/// A new image to record: its manifest and config are blobs of the same ingest.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    /// The manifest blob.
+    pub manifest: Descriptor,
+    /// The config blob.
+    pub config: Descriptor,
+    /// Layers, bottom first.
+    pub layers: Vec<ImageLayerRow>,
+    /// Creation time from the config.
+    pub created: String,
+    /// Full names to point at it (moved from any other image, as `docker tag` does).
+    pub tags: Vec<String>,
+}
+
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Content staged under `tmp/`, committed all at once by [`Store::commit`].
+pub struct Ingest {
+    dir: PathBuf,
+    blobs: Vec<(Descriptor, PathBuf)>,
+    layers: Vec<(LayerRow, PathBuf)>,
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        // Whatever was not renamed into place is garbage now.
+        let _ = remove_tree(&self.dir);
+    }
+}
+
+impl Store {
+    /// The default store location: `/var/lib/layers` for root, else `$XDG_DATA_HOME/layers`.
+    pub fn default_root() -> PathBuf {
+        if rustix::process::geteuid().is_root() {
+            return PathBuf::from("/var/lib/layers");
+        }
+        match std::env::var_os("XDG_DATA_HOME") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join("layers"),
+            _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".local/share/layers"),
+        }
+    }
+
+    /// Opens (creating if needed) the store at `root` and sweeps crash leftovers when alone.
+    pub fn open(root: &Path) -> Result<Store> {
+        for d in ["blobs/sha256", "layers", "tmp", "locks"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(|e| Error::io("open store", p.display(), e))?;
+        }
+        let md = Metadata::open(&root.join("db.sqlite"))?;
+        let lock_path = root.join("locks/store.lock");
+        let store_lock = open_lock(&lock_path)?;
+        let store = Store { root: root.to_path_buf(), md: Mutex::new(md), store_lock, limits: Limits::default() };
+        match store.store_lock.try_lock() {
+            Ok(()) => {
+                store.sweep()?;
+                store.store_lock.lock_shared().map_err(|e| Error::io("lock store", lock_path.display(), e))?;
+            }
+            Err(_) => store.store_lock.lock_shared().map_err(|e| Error::io("lock store", lock_path.display(), e))?,
+        }
+        Ok(store)
+    }
+
+    /// Replaces the unpack caps (bytes, entries, header size per layer).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Where the store is.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn md(&self) -> MutexGuard<'_, Metadata> {
+        self.md.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Path of a stored blob.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Path of an unpacked layer dir.
+    pub fn layer_path(&self, d: &DiffId) -> PathBuf {
+        self.root.join("layers").join(d.hex())
+    }
+
+    /// Starts staging new content.
+    pub fn ingest(&self) -> Result<Ingest> {
+        let name = format!(
+            "ingest-{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = self.root.join("tmp").join(name);
+        fs::create_dir(&dir).map_err(|e| Error::io("stage", dir.display(), e))?;
+        Ok(Ingest { dir, blobs: Vec::new(), layers: Vec::new() })
+    }
+
+    /// Unpacks one layer blob into the ingest, checking it against `expect`.
+    pub fn unpack_layer(&self, ingest: &mut Ingest, input: impl Read + Send, expect: &LayerExpect) -> Result<Unpacked> {
+        let n = ingest.layers.len() + ingest.blobs.len();
+        let layer_dir = ingest.dir.join(format!("layer-{n}"));
+        fs::create_dir(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
+        fs::set_permissions(&layer_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| Error::io("stage", layer_dir.display(), e))?;
+        let blob_path = ingest.dir.join(format!("blob-{n}"));
+        let mut blob = File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
+        let root = Root::open(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
+        let u = unpack::unpack(input, Some(&mut blob), &root, &self.limits)?;
+        if let Some(want) = expect.blob.filter(|w| *w != u.blob) {
+            return Err(mismatch("verify layer blob", want, u.blob));
+        }
+        if let Some(want) = expect.size.filter(|w| *w != u.blob_size) {
+            return Err(Error::new(
+                ErrorKind::DigestMismatch,
+                "verify layer blob",
+                u.blob,
+                format!("size {} but expected {want}", u.blob_size),
+            ));
+        }
+        if let Some(want) = expect.diff_id.filter(|w| *w != u.diff_id) {
+            return Err(mismatch("verify layer diffID", want.digest(), u.diff_id.digest()));
+        }
+        let media_type = u.compression.oci_media_type().to_string();
+        ingest.blobs.push((
+            Descriptor { media_type, digest: u.blob, size: u.blob_size, urls: None, annotations: None },
+            blob_path,
+        ));
+        let row = LayerRow {
+            diff_id: u.diff_id,
+            blob: u.blob,
+            compressed_size: u.blob_size,
+            uncompressed_size: u.tar_size,
+            file_count: u.entries,
+        };
+        ingest.layers.push((row, layer_dir));
+        Ok(u)
+    }
+
+    /// Stages a small blob (manifest, config) from memory.
+    pub fn stage_blob(&self, ingest: &mut Ingest, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+        let path = ingest.dir.join(format!("blob-{}", ingest.layers.len() + ingest.blobs.len()));
+        fs::write(&path, bytes).map_err(|e| Error::io("stage", path.display(), e))?;
+        let desc = Descriptor {
+            media_type: media_type.to_string(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            urls: None,
+            annotations: None,
+        };
+        ingest.blobs.push((desc.clone(), path));
+        Ok(desc)
+    }
+
+    /// Makes everything staged durable and visible, and records `image` if given,
+    /// in one `syncfs` and one final transaction.
+    pub fn commit(&self, mut ingest: Ingest, image: Option<&NewImage>) -> Result<()> {
+        let blobs = std::mem::take(&mut ingest.blobs);
+        let layers = std::mem::take(&mut ingest.layers);
+        // Lock in a fixed order so two committers of overlapping content cannot deadlock.
+        let mut names: Vec<String> = blobs.iter().map(|(d, _)| format!("blob-{}", d.digest.hex())).collect();
+        names.extend(layers.iter().map(|(l, _)| format!("layer-{}", l.diff_id.hex())));
+        names.sort();
+        names.dedup();
+        let _locks = names
+            .iter()
+            .map(|n| open_lock(&self.root.join("locks").join(n)).and_then(|f| lock(f, n)))
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut md = self.md();
+        let mut new_blobs = Vec::new();
+        for (d, staged) in blobs {
+            if md.blob_size(&d.digest)?.is_none() {
+                new_blobs.push((d, staged));
+            }
+        }
+        let mut new_layers = Vec::new();
+        for (row, dir) in layers {
+            if md.layer(&row.diff_id)?.is_none() {
+                new_layers.push((row, dir));
+            }
+        }
+        new_layers.dedup_by(|a, b| a.0.diff_id == b.0.diff_id);
+        let mut seen = std::collections::HashSet::new();
+        let new_blobs: Vec<_> = new_blobs.into_iter().filter(|(d, _)| seen.insert(d.digest)).collect();
+
+        if !new_blobs.is_empty() || !new_layers.is_empty() {
+            md.write("stage content", |tx| {
+                for (d, _) in &new_blobs {
+                    metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
+                }
+                for (l, _) in &new_layers {
+                    metadata::put_layer(tx, l, "pending")?;
+                }
+                Ok(())
+            })?;
+            self.sync()?;
+            for (d, staged) in &new_blobs {
+                let dest = self.blob_path(&d.digest);
+                fs::rename(staged, &dest).map_err(|e| Error::io("commit blob", d.digest, e))?;
+            }
+            for (l, staged) in &new_layers {
+                let dest = self.layer_path(&l.diff_id);
+                if dest.exists() {
+                    // A leftover with no ready row (it would have been found above): replace it.
+                    self.discard(&dest)?;
+                }
+                fs::rename(staged, &dest).map_err(|e| Error::io("commit layer", l.diff_id, e))?;
+            }
+        }
+        md.write("commit", |tx| {
+            for (d, _) in &new_blobs {
+                metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
+            }
+            for (l, _) in &new_layers {
+                metadata::put_layer(tx, l, "ready")?;
+            }
+            if let Some(img) = image {
+                crate::images::insert_image(tx, img)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One `syncfs` of the store's filesystem: cheaper than an fsync per file, and
+    /// it covers the staged tree, the blob and the database's WAL together.
+    fn sync(&self) -> Result<()> {
+        let r = Root::open(&self.root.join("tmp")).map_err(|e| Error::io("sync", self.root.display(), e))?;
+        r.sync_filesystem().map_err(|e| Error::io("sync", self.root.display(), e))
+    }
+
+    /// Moves `path` into `tmp/` and deletes it there (a crash midway leaves only tmp garbage).
+    pub(crate) fn discard(&self, path: &Path) -> Result<()> {
+        let name = format!("discard-{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+        let tmp = self.root.join("tmp").join(name);
+        match fs::rename(path, &tmp) {
+            Ok(()) => remove_tree(&tmp).map_err(|e| Error::io("remove", path.display(), e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", path.display(), e)),
+        }
+    }
+
+    /// Removes crash leftovers: everything in `tmp/` and content whose row stayed `pending`.
+    /// Only called while holding the store lock exclusively.
+    fn sweep(&self) -> Result<()> {
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(|e| Error::io("sweep", tmp.display(), e))? {
+            let entry = entry.map_err(|e| Error::io("sweep", tmp.display(), e))?;
+            remove_tree(&entry.path()).map_err(|e| Error::io("sweep", entry.path().display(), e))?;
+        }
+        let (blobs, layers) = self.md().pending()?;
+        for d in &blobs {
+            self.discard(&self.blob_path(d))?;
+        }
+        for l in &layers {
+            self.discard(&self.layer_path(l))?;
+        }
+        if !blobs.is_empty() || !layers.is_empty() {
+            self.md().write("sweep", |tx| {
+                tx.execute("DELETE FROM blobs WHERE state = 'pending'", [])?;
+                tx.execute("DELETE FROM layers WHERE state = 'pending'", [])?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Takes the store lock exclusively (waits for every other process), for gc.
+    pub(crate) fn lock_exclusive(&self) -> Result<()> {
+        self.store_lock.lock().map_err(|e| Error::io("lock store", self.root.display(), e))?;
+        self.sweep()
+    }
+
+    /// Returns to the shared store lock after `lock_exclusive`.
+    pub(crate) fn store_lock_shared(&self) -> Result<()> {
+        self.store_lock.lock_shared().map_err(|e| Error::io("lock store", self.root.display(), e))
+    }
+
+    /// Reads a whole blob, refusing ones larger than `max` bytes and verifying the digest.
+    pub fn read_blob(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(d);
+        let f = File::open(&path).map_err(|e| Error::io("read blob", d, e))?;
+        let mut buf = Vec::new();
+        f.take(max + 1).read_to_end(&mut buf).map_err(|e| Error::io("read blob", d, e))?;
+        if buf.len() as u64 > max {
+            return Err(Error::new(ErrorKind::LimitExceeded, "read blob", d, format!("larger than {max} bytes")));
+        }
+        let got = Digest::of(&buf);
+        if got != *d {
+            return Err(mismatch("read blob", *d, got));
+        }
+        Ok(buf)
+    }
+
+    /// Hashes a stored blob from disk.
+    pub(crate) fn hash_blob(&self, d: &Digest) -> io::Result<(Digest, u64)> {
+        let mut f = File::open(self.blob_path(d))?;
+        let mut h = crate::digest::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n_total = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok((h.finish(), n_total));
+            }
+            h.update(&buf[..n]);
+            n_total += n as u64;
+        }
+    }
+}
+
+fn mismatch(op: &'static str, want: Digest, got: Digest) -> Error {
+    Error::new(ErrorKind::DigestMismatch, op, want, format!("content has digest {got}"))
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open lock", path.display(), e))
+}
+
+fn lock(f: File, name: &str) -> Result<File> {
+    f.lock().map_err(|e| Error::io("lock", name, e))?;
+    Ok(f)
+}
+
+/// Removes a file or a whole tree; absent is fine. Our own staged trees only.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}

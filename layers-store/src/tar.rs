@@ -1,0 +1,459 @@
+//! A streaming tar reader: ustar, GNU (long names, base-256 numbers) and PAX
+//! (path, linkpath, size, uid, gid, mtime, `SCHILY.xattr.*`). It exists because the
+//! header extensions must be size-capped *before* they are buffered (a 64 MiB PAX
+//! record is an attack, not a path), and because trailing data after the end of the
+//! archive must be seen, not silently skipped.
+
+use std::io::{self, Read};
+
+const BLOCK: usize = 512;
+
+/// The type of a tar entry, after header extensions are folded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file with `size` bytes of data.
+    File,
+    /// A hardlink to an earlier entry (`link`).
+    Hardlink,
+    /// A symlink to `link`.
+    Symlink,
+    /// A character device.
+    Char,
+    /// A block device.
+    Block,
+    /// A directory.
+    Dir,
+    /// A named pipe.
+    Fifo,
+}
+
+/// One entry's header, extensions applied.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The name as stored (not yet validated).
+    pub path: Vec<u8>,
+    /// Symlink or hardlink target.
+    pub link: Vec<u8>,
+    /// What the entry is.
+    pub kind: EntryKind,
+    /// Permission bits, setuid/setgid/sticky included.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: (i64, u32),
+    /// Bytes of data following the header.
+    pub size: u64,
+    /// Device major and minor numbers.
+    pub dev: (u32, u32),
+    /// Extended attributes from PAX `SCHILY.xattr.*` records.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Why a tar stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TarError {
+    /// The underlying stream failed (or ended early).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A header or extension does not follow the format.
+    #[error("malformed tar: {0}")]
+    Malformed(String),
+    /// An extension header is larger than allowed.
+    #[error("{0}")]
+    Limit(String),
+    /// A valid but unsupported feature (sparse files, multi-volume).
+    #[error("unsupported tar feature: {0}")]
+    Unsupported(String),
+}
+
+/// Reads entries one at a time; an entry's data is read through `read_data`.
+pub struct TarReader<R> {
+    inner: R,
+    /// Data bytes of the current entry not yet read.
+    remaining: u64,
+    /// Padding after the current entry's data.
+    padding: u64,
+    max_header: u64,
+    /// Bytes consumed so far, for error messages.
+    offset: u64,
+    ended: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    mtime: Option<(i64, u32)>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<R: Read> TarReader<R> {
+    /// A reader that refuses PAX and GNU long-name extensions over `max_header` bytes.
+    pub fn new(inner: R, max_header: u64) -> Self {
+        TarReader { inner, remaining: 0, padding: 0, max_header, offset: 0, ended: false }
+    }
+
+    /// The next entry, or `None` after the end-of-archive marker and a clean tail.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, TarError> {
+        if self.ended {
+            return Ok(None);
+        }
+        self.skip_rest()?;
+        let mut pending = Pending::default();
+        loop {
+            let mut h = [0u8; BLOCK];
+            if !self.read_block(&mut h)? {
+                // EOF without the two zero blocks: GNU tar accepts it, so do we.
+                self.ended = true;
+                return Ok(None);
+            }
+            if h.iter().all(|&b| b == 0) {
+                self.ended = true;
+                self.check_tail()?;
+                return Ok(None);
+            }
+            verify_checksum(&h, self.offset)?;
+            let size = octal(&h[124..136], "size")?;
+            let flag = h[156];
+            match flag {
+                b'x' | b'g' | b'L' | b'K' => {
+                    let data = self.read_extension(size, flag)?;
+                    match flag {
+                        b'x' => parse_pax(&data, &mut pending)?,
+                        b'L' => pending.path = Some(until_nul(&data).to_vec()),
+                        b'K' => pending.link = Some(until_nul(&data).to_vec()),
+                        _ => {} // global PAX headers carry comments (git archive); nothing we apply
+                    }
+                    continue;
+                }
+                b'S' => return Err(TarError::Unsupported("GNU sparse file".into())),
+                b'M' => return Err(TarError::Unsupported("multi-volume archive".into())),
+                b'V' => {
+                    self.begin_data(size);
+                    self.skip_rest()?;
+                    continue;
+                }
+                _ => {}
+            }
+            let mut entry = self.header_entry(&h, flag, size)?;
+            if let Some(p) = pending.path.take() {
+                entry.path = p;
+            }
+            if let Some(l) = pending.link.take() {
+                entry.link = l;
+            }
+            if let Some(s) = pending.size {
+                entry.size = s;
+            }
+            if let Some(u) = pending.uid {
+                entry.uid = u;
+            }
+            if let Some(g) = pending.gid {
+                entry.gid = g;
+            }
+            if let Some(m) = pending.mtime {
+                entry.mtime = m;
+            }
+            entry.xattrs = std::mem::take(&mut pending.xattrs);
+            if !matches!(entry.kind, EntryKind::File) {
+                // Only regular files carry data we extract; anything else is skipped.
+                self.begin_data(entry.size);
+                self.skip_rest()?;
+                entry.size = 0;
+            } else {
+                self.begin_data(entry.size);
+            }
+            return Ok(Some(entry));
+        }
+    }
+
+    /// Reads data of the current entry; 0 at its end.
+    pub fn read_data(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tar stream ends inside a file's data"));
+        }
+        self.remaining -= n as u64;
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    /// Consumes the reader, returning the inner stream.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn begin_data(&mut self, size: u64) {
+        self.remaining = size;
+        self.padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+    }
+
+    fn skip_rest(&mut self) -> Result<(), TarError> {
+        let n = self.remaining + self.padding;
+        if n > 0 {
+            let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+            self.offset += copied;
+            if copied < n {
+                return Err(TarError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "tar stream ends inside an entry",
+                )));
+            }
+        }
+        self.remaining = 0;
+        self.padding = 0;
+        Ok(())
+    }
+
+    fn read_block(&mut self, h: &mut [u8; BLOCK]) -> Result<bool, TarError> {
+        let mut got = 0;
+        while got < BLOCK {
+            match self.inner.read(&mut h[got..]) {
+                Ok(0) if got == 0 => return Ok(false),
+                Ok(0) => return Err(TarError::Malformed(format!("truncated header at byte {}", self.offset))),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.offset += BLOCK as u64;
+        Ok(true)
+    }
+
+    fn read_extension(&mut self, size: u64, flag: u8) -> Result<Vec<u8>, TarError> {
+        if size > self.max_header {
+            return Err(TarError::Limit(format!(
+                "{} header of {size} bytes exceeds the {} byte limit",
+                match flag {
+                    b'x' | b'g' => "PAX",
+                    _ => "GNU long name",
+                },
+                self.max_header
+            )));
+        }
+        self.begin_data(size);
+        let mut data = vec![0u8; size as usize];
+        let mut got = 0;
+        while got < data.len() {
+            let n = self.read_data(&mut data[got..])?;
+            got += n;
+        }
+        self.skip_rest()?;
+        Ok(data)
+    }
+
+    /// After the end marker only zero padding may follow (tar pads to its record size).
+    fn check_tail(&mut self) -> Result<(), TarError> {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match self.inner.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Err(TarError::Malformed(format!(
+                    "trailing data after the end-of-archive marker near byte {}",
+                    self.offset
+                )));
+            }
+            self.offset += n as u64;
+        }
+    }
+
+    fn header_entry(&self, h: &[u8; BLOCK], flag: u8, size: u64) -> Result<Entry, TarError> {
+        let mut path = until_nul(&h[0..100]).to_vec();
+        if &h[257..263] == b"ustar\0" {
+            let prefix = until_nul(&h[345..500]);
+            if !prefix.is_empty() {
+                let mut p = prefix.to_vec();
+                p.push(b'/');
+                p.extend_from_slice(&path);
+                path = p;
+            }
+        }
+        let kind = match flag {
+            b'0' | b'7' => EntryKind::File,
+            0 if path.last() == Some(&b'/') => EntryKind::Dir,
+            0 => EntryKind::File,
+            b'1' => EntryKind::Hardlink,
+            b'2' => EntryKind::Symlink,
+            b'3' => EntryKind::Char,
+            b'4' => EntryKind::Block,
+            b'5' => EntryKind::Dir,
+            b'6' => EntryKind::Fifo,
+            other => {
+                return Err(TarError::Unsupported(format!(
+                    "entry type {:?} for {:?}",
+                    other as char,
+                    String::from_utf8_lossy(&path)
+                )))
+            }
+        };
+        let dev = if matches!(kind, EntryKind::Char | EntryKind::Block) {
+            (
+                to_u32(octal(&h[329..337], "devmajor")?, "devmajor")?,
+                to_u32(octal(&h[337..345], "devminor")?, "devminor")?,
+            )
+        } else {
+            (0, 0)
+        };
+        Ok(Entry {
+            path,
+            link: until_nul(&h[157..257]).to_vec(),
+            kind,
+            mode: (octal(&h[100..108], "mode")? & 0o7777) as u32,
+            uid: to_u32(octal(&h[108..116], "uid")?, "uid")?,
+            gid: to_u32(octal(&h[116..124], "gid")?, "gid")?,
+            mtime: (octal(&h[136..148], "mtime")?.min(i64::MAX as u64) as i64, 0),
+            size,
+            dev,
+            xattrs: Vec::new(),
+        })
+    }
+}
+
+fn until_nul(b: &[u8]) -> &[u8] {
+    match b.iter().position(|&c| c == 0) {
+        Some(i) => &b[..i],
+        None => b,
+    }
+}
+
+fn to_u32(n: u64, what: &str) -> Result<u32, TarError> {
+    u32::try_from(n).map_err(|_| TarError::Malformed(format!("{what} {n} out of range")))
+}
+
+/// Octal ASCII (NUL/space padded) or GNU base-256 (high bit of the first byte set).
+fn octal(field: &[u8], what: &str) -> Result<u64, TarError> {
+    if field.first().is_some_and(|&b| b & 0x80 != 0) {
+        if field[0] == 0xff {
+            return Err(TarError::Malformed(format!("negative {what}")));
+        }
+        let mut n: u64 = (field[0] & 0x7f) as u64;
+        for &b in &field[1..] {
+            n = n
+                .checked_mul(256)
+                .and_then(|n| n.checked_add(b as u64))
+                .ok_or_else(|| TarError::Malformed(format!("{what} overflows")))?;
+        }
+        return Ok(n);
+    }
+    let s = field.iter().skip_while(|&&b| b == b' ' || b == 0);
+    let mut n: u64 = 0;
+    for &b in s {
+        match b {
+            b'0'..=b'7' => {
+                n = n
+                    .checked_mul(8)
+                    .and_then(|n| n.checked_add((b - b'0') as u64))
+                    .ok_or_else(|| TarError::Malformed(format!("{what} overflows")))?
+            }
+            b' ' | 0 => break,
+            _ => return Err(TarError::Malformed(format!("bad octal digit in {what} field"))),
+        }
+    }
+    Ok(n)
+}
+
+fn verify_checksum(h: &[u8; BLOCK], offset: u64) -> Result<(), TarError> {
+    let want = octal(&h[148..156], "checksum")?;
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &b) in h.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { b };
+        unsigned += b as u64;
+        signed += b as i8 as i64;
+    }
+    if want == unsigned || want as i64 == signed {
+        Ok(())
+    } else {
+        Err(TarError::Malformed(format!("header checksum mismatch at byte {}", offset.saturating_sub(BLOCK as u64))))
+    }
+}
+
+fn parse_pax(data: &[u8], p: &mut Pending) -> Result<(), TarError> {
+    let bad = |why: &str| TarError::Malformed(format!("PAX header: {why}"));
+    let mut rest = data;
+    while !rest.is_empty() {
+        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(|| bad("record without length"))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad record length"))?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad("record length does not match"));
+        }
+        let rec = &rest[sp + 1..len - 1];
+        rest = &rest[len..];
+        let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| bad("record without '='"))?;
+        let (key, val) = (&rec[..eq], &rec[eq + 1..]);
+        let num = |v: &[u8]| -> Result<u64, TarError> {
+            std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad number"))
+        };
+        match key {
+            b"path" => p.path = Some(val.to_vec()),
+            b"linkpath" => p.link = Some(val.to_vec()),
+            b"size" => p.size = Some(num(val)?),
+            b"uid" => p.uid = Some(to_u32(num(val)?, "uid")?),
+            b"gid" => p.gid = Some(to_u32(num(val)?, "gid")?),
+            b"mtime" => p.mtime = Some(pax_time(val).ok_or_else(|| bad("bad mtime"))?),
+            k if k.starts_with(b"SCHILY.xattr.") => p.xattrs.push((k[13..].to_vec(), val.to_vec())),
+            k if k.starts_with(b"GNU.sparse.") => return Err(TarError::Unsupported("GNU sparse file (PAX)".into())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos: u32 = 0;
+    for (i, c) in frac.chars().take(9).enumerate() {
+        nanos += c.to_digit(10)? * 10u32.pow(8 - i as u32);
+    }
+    if secs < 0 && nanos > 0 {
+        return Some((secs - 1, 1_000_000_000 - nanos));
+    }
+    Some((secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(octal(b"0000644\0", "m").unwrap(), 0o644);
+        assert_eq!(octal(b"   755 \0", "m").unwrap(), 0o755);
+        assert_eq!(octal(&[0x80, 0, 0, 0, 0, 0, 1, 0], "s").unwrap(), 256);
+        assert!(octal(b"12x", "m").is_err());
+        assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(pax_time(b"-1.5"), Some((-2, 500_000_000)));
+    }
+
+    #[test]
+    fn pax_records() {
+        let mut p = Pending::default();
+        let rec = b"18 path=some/name\n27 SCHILY.xattr.user.a=xyz\n";
+        parse_pax(rec, &mut p).unwrap();
+        assert_eq!(p.path.as_deref(), Some(&b"some/name"[..]));
+        assert_eq!(p.xattrs, vec![(b"user.a".to_vec(), b"xyz".to_vec())]);
+        assert!(parse_pax(b"99 path=x\n", &mut Pending::default()).is_err());
+    }
+}

@@ -1,0 +1,462 @@
+//! Streaming layer unpack: one pass from compressed bytes to an overlay-format
+//! layer dir, on two threads.
+//!
+//! ```text
+//! decode thread:  input ─► sha256 (blob digest) ─► tee to staged blob ─► gunzip/unzstd ─┐
+//!                                                                    bounded channel ◄──┘
+//! write thread:   ─► sha256 (diffID) ─► tar headers ─► Root (openat2, no symlinks) ─► disk
+//! ```
+//! OCI whiteouts become overlay whiteouts: `.wh.NAME` a 0/0 char device `NAME`,
+//! `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread;
+
+use rustix::fs::FileType;
+use rustix::io::Errno;
+
+use crate::compression::Compression;
+use crate::digest::{DiffId, Digest, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
+use crate::tar::{Entry, EntryKind, TarError, TarReader};
+
+const CHUNK: usize = 256 * 1024;
+const CHANNEL_DEPTH: usize = 8;
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+/// Caps that stop hostile layers (gzip bombs, huge headers) early.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most uncompressed bytes one layer may have.
+    pub max_bytes: u64,
+    /// Most tar entries one layer may have.
+    pub max_entries: u64,
+    /// Largest PAX or GNU long-name header.
+    pub max_header: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: 64 << 30, max_entries: 4_000_000, max_header: 1 << 20 }
+    }
+}
+
+/// What one pass over a layer blob learned.
+#[derive(Debug, Clone, Copy)]
+pub struct Unpacked {
+    /// Digest of the blob as given.
+    pub blob: Digest,
+    /// Size of the blob as given.
+    pub blob_size: u64,
+    /// Compression found by magic bytes.
+    pub compression: Compression,
+    /// Digest of the uncompressed tar.
+    pub diff_id: DiffId,
+    /// Size of the uncompressed tar.
+    pub tar_size: u64,
+    /// Number of tar entries.
+    pub entries: u64,
+}
+
+/// Unpacks the layer blob `input` into the (empty) tree `root`, copying the blob
+/// bytes into `blob_sink` as they pass. Digests are computed on the way and
+/// returned; checking them against expectations is the caller's business.
+pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root, limits: &Limits) -> Result<Unpacked> {
+    let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
+    thread::scope(|s| {
+        let decode = s.spawn(move || -> Result<(Compression, Digest, u64), DecodeFail> {
+            let mut tee = Tee { inner: input, hasher: Hasher::new(), size: 0, sink: blob_sink };
+            let mut head = [0u8; 6];
+            let n = fill(&mut tee, &mut head).map_err(|e| DecodeFail::Err(Error::io("read layer", "input", e)))?;
+            let compression = Compression::detect(&head[..n])
+                .map_err(|why| DecodeFail::Err(Error::new(ErrorKind::InvalidInput, "read layer", "input", why)))?;
+            let buffered = BufReader::with_capacity(CHUNK, Cursor::new(&head[..n]).chain(&mut tee));
+            let mut decoder =
+                compression.decoder(buffered).map_err(|e| DecodeFail::Err(decode_error(compression, e)))?;
+            let mut total: u64 = 0;
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let n = fill(&mut decoder, &mut buf).map_err(|e| DecodeFail::Err(decode_error(compression, e)))?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if total > limits.max_bytes {
+                    return Err(DecodeFail::Err(Error::new(
+                        ErrorKind::LimitExceeded,
+                        "unpack",
+                        "layer",
+                        format!("uncompressed size exceeds the limit of {} bytes", limits.max_bytes),
+                    )));
+                }
+                buf.truncate(n);
+                tx.send(buf).map_err(|_| DecodeFail::ReceiverGone)?;
+            }
+            drop(decoder);
+            Ok((compression, tee.hasher.finish(), tee.size))
+        });
+
+        let mut reader = ChannelReader { rx, cur: Vec::new(), pos: 0, hasher: Hasher::new(), size: 0 };
+        let written = extract(&mut reader, root, limits);
+        // Drain so the decoder can finish (or fail) instead of blocking on a full channel.
+        if written.is_err() {
+            drop(reader.rx);
+        } else {
+            while reader.rx.recv().is_ok() {}
+        }
+        let decoded = decode.join().unwrap_or_else(|_| {
+            Err(DecodeFail::Err(Error::new(ErrorKind::Io, "unpack", "layer", "decoder thread panicked")))
+        });
+        match (decoded, written) {
+            (Err(DecodeFail::Err(e)), _) => Err(e),
+            (_, Err(e)) => Err(e),
+            (Err(DecodeFail::ReceiverGone), Ok(_)) => {
+                Err(Error::new(ErrorKind::Io, "unpack", "layer", "writer stopped before the stream ended"))
+            }
+            (Ok((compression, blob, blob_size)), Ok(entries)) => Ok(Unpacked {
+                blob,
+                blob_size,
+                compression,
+                diff_id: DiffId::new(reader.hasher.finish()),
+                tar_size: reader.size,
+                entries,
+            }),
+        }
+    })
+}
+
+enum DecodeFail {
+    Err(Error),
+    /// The writer gave up first; its error is the one to report.
+    ReceiverGone,
+}
+
+fn decode_error(c: Compression, e: io::Error) -> Error {
+    let what = match c {
+        Compression::None => "read layer",
+        Compression::Gzip => "decompress gzip layer",
+        Compression::Zstd => "decompress zstd layer",
+    };
+    let kind = match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+            ErrorKind::InvalidInput
+        }
+        _ => ErrorKind::Io,
+    };
+    let msg = if e.kind() == io::ErrorKind::UnexpectedEof { format!("truncated input ({e})") } else { e.to_string() };
+    Error::new(kind, what, "input", msg)
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Hashes and copies the compressed bytes as the decoder pulls them.
+struct Tee<'a, R> {
+    inner: R,
+    hasher: Hasher,
+    size: u64,
+    sink: Option<&'a mut File>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        if let Some(sink) = self.sink.as_mut() {
+            sink.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+/// The writer thread's view of the decoded stream; hashes it into the diffID.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.hasher.update(&chunk);
+                    self.size += chunk.len() as u64;
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Writes every entry; returns the entry count.
+fn extract(reader: &mut ChannelReader, root: &Root, limits: &Limits) -> Result<u64> {
+    let mut tar = TarReader::new(reader, limits.max_header);
+    let mut x = Extractor { root, cache: None, dir_times: HashMap::new(), buf: vec![0u8; CHUNK] };
+    let mut entries: u64 = 0;
+    while let Some(entry) = tar.next_entry().map_err(|e| tar_error(e, entries))? {
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                "unpack",
+                "layer",
+                format!("more than {} entries", limits.max_entries),
+            ));
+        }
+        x.entry(&mut tar, &entry)?;
+    }
+    x.finish()?;
+    Ok(entries)
+}
+
+fn tar_error(e: TarError, entries: u64) -> Error {
+    let subject = format!("tar entry #{}", entries + 1);
+    match e {
+        TarError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Error::new(ErrorKind::InvalidInput, "read tar", subject, "stream ends early (truncated layer)")
+        }
+        TarError::Io(e) => Error::io("read tar", subject, e),
+        TarError::Malformed(m) | TarError::Unsupported(m) => {
+            Error::new(ErrorKind::InvalidInput, "read tar", subject, m)
+        }
+        TarError::Limit(m) => Error::new(ErrorKind::LimitExceeded, "read tar", subject, m),
+    }
+}
+
+struct Extractor<'r> {
+    root: &'r Root,
+    /// The last parent directory opened; most entries share their predecessor's.
+    cache: Option<(Vec<u8>, Subdir)>,
+    /// Directory mtimes, applied at the end so writing children cannot move them.
+    dir_times: HashMap<Vec<u8>, Meta>,
+    buf: Vec<u8>,
+}
+
+/// Names an entry in messages, printable whatever bytes it holds.
+fn entry_subject(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let s: String =
+        if s.len() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.into_owned() };
+    format!("layer entry {s:?}")
+}
+
+impl Extractor<'_> {
+    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<()> {
+        let subject = || entry_subject(&e.path);
+        let path = RelPath::parse(&e.path)
+            .map_err(|rule| Error::new(ErrorKind::Unsafe, "unpack", subject(), rule.to_string()))?;
+        let (parent, name) = path.split_last();
+        let meta = Meta { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime };
+        let io_err = |err: io::Error| map_io(subject(), err);
+
+        if let Some(target) = name.strip_prefix(b".wh.") {
+            return self.whiteout(parent, target, &meta, &subject);
+        }
+        if name.is_empty() {
+            if e.kind != EntryKind::Dir {
+                return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "entry would replace the layer root"));
+            }
+            let top = self.root.top().map_err(io_err)?;
+            top.set_owner_mode(&meta).map_err(io_err)?;
+            apply_xattrs(&e.xattrs, |k, v| top.set_xattr(k, v)).map_err(io_err)?;
+            self.dir_times.insert(Vec::new(), meta);
+            return Ok(());
+        }
+
+        let dir = self.parent(parent, &subject)?;
+        match e.kind {
+            EntryKind::Dir => {
+                if dir.existing(name).map_err(io_err)? == crate::root::Existing::Other {
+                    dir.remove(name).map_err(io_err)?;
+                    self.cache = None;
+                }
+                let dir = self.parent(parent, &subject)?;
+                dir.mkdir(name).map_err(io_err)?;
+                let child = dir.child_dir(name).map_err(io_err)?;
+                child.set_owner_mode(&meta).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| child.set_xattr(k, v)).map_err(io_err)?;
+                self.dir_times.insert(path.as_bytes().to_vec(), meta);
+            }
+            EntryKind::File => {
+                let file = match dir.create_file(name) {
+                    Ok(f) => f,
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                        dir.remove(name).map_err(io_err)?;
+                        self.cache = None;
+                        self.parent(parent, &subject)?.create_file(name).map_err(io_err)?
+                    }
+                    Err(err) => return Err(io_err(err)),
+                };
+                self.copy_data(tar, &file).map_err(io_err)?;
+                set_owner_mode_fd(file.as_fd(), &meta).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v)).map_err(io_err)?;
+                set_mtime_fd(file.as_fd(), &meta).map_err(io_err)?;
+            }
+            EntryKind::Symlink => {
+                self.replace(parent, name, &subject, |d| d.symlink(name, &e.link))?;
+                let dir = self.parent(parent, &subject)?;
+                dir.set_meta_at(name, &meta, true).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
+            }
+            EntryKind::Hardlink => {
+                let target = RelPath::parse(&e.link).map_err(|rule| {
+                    Error::new(ErrorKind::Unsafe, "unpack", subject(), format!("hardlink target: {rule}"))
+                })?;
+                if target == path {
+                    return Ok(());
+                }
+                let (tparent, tname) = target.split_last();
+                if tname.is_empty() {
+                    return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "hardlink to the layer root"));
+                }
+                let tdir = self.root.dir(tparent, false).map_err(|err| map_io(subject(), err))?;
+                if tdir.existing(tname).map_err(io_err)? == crate::root::Existing::Nothing {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "unpack",
+                        subject(),
+                        format!("hardlink target {:?} is not in this layer", String::from_utf8_lossy(&e.link)),
+                    ));
+                }
+                self.replace(parent, name, &subject, |d| d.hardlink(name, &tdir, tname))?;
+            }
+            EntryKind::Char | EntryKind::Block | EntryKind::Fifo => {
+                let kind = match e.kind {
+                    EntryKind::Char => FileType::CharacterDevice,
+                    EntryKind::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                self.replace(parent, name, &subject, |d| d.mknod(name, kind, e.dev.0, e.dev.1))?;
+                let dir = self.parent(parent, &subject)?;
+                dir.set_meta_at(name, &meta, false).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a node with `make`; if something is in the way, removes it first (last entry wins).
+    fn replace(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        subject: &dyn Fn() -> String,
+        make: impl Fn(&Subdir) -> io::Result<()>,
+    ) -> Result<()> {
+        let dir = self.parent(parent, subject)?;
+        match make(dir) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                dir.remove(name).map_err(|err| map_io(subject(), err))?;
+                self.cache = None;
+                let dir = self.parent(parent, subject)?;
+                make(dir).map_err(|err| map_io(subject(), err))
+            }
+            Err(err) => Err(map_io(subject(), err)),
+        }
+    }
+
+    fn whiteout(&mut self, parent: &[u8], target: &[u8], meta: &Meta, subject: &dyn Fn() -> String) -> Result<()> {
+        if target == b".wh..opq" {
+            let dir = self.parent(parent, subject)?;
+            return dir.set_xattr(OPAQUE_XATTR, b"y").map_err(|err| map_io(subject(), err));
+        }
+        if target.starts_with(b".wh.") {
+            // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless outside aufs, skipped as Docker does.
+            return Ok(());
+        }
+        if target.is_empty() || target == b"." || target == b".." {
+            return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "whiteout names no file"));
+        }
+        self.replace(parent, target, subject, |d| d.mknod(target, FileType::CharacterDevice, 0, 0))?;
+        let dir = self.parent(parent, subject)?;
+        let wh_meta = Meta { mode: 0, ..*meta };
+        dir.set_meta_at(target, &wh_meta, false).map_err(|err| map_io(subject(), err))
+    }
+
+    fn parent(&mut self, parent: &[u8], subject: &dyn Fn() -> String) -> Result<&Subdir> {
+        let hit = matches!(&self.cache, Some((p, _)) if p.as_slice() == parent);
+        if !hit {
+            let dir = self.root.dir(parent, true).map_err(|err| map_io(subject(), err))?;
+            self.cache = Some((parent.to_vec(), dir));
+        }
+        Ok(&self.cache.as_ref().expect("just filled").1)
+    }
+
+    fn copy_data<R: Read>(&mut self, tar: &mut TarReader<R>, mut file: &File) -> io::Result<()> {
+        loop {
+            let n = tar.read_data(&mut self.buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            file.write_all(&self.buf[..n])?;
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.cache = None;
+        let mut dirs: Vec<_> = self.dir_times.drain().collect();
+        // Children sort after their parents; apply deepest first.
+        dirs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (path, meta) in dirs {
+            match self.root.dir(&path, false) {
+                Ok(d) => d.set_mtime(&meta).map_err(|err| map_io(entry_subject(&path), err))?,
+                // Replaced by a non-directory later in the layer: nothing to date.
+                Err(err) if matches!(err.raw_os_error(), Some(e) if e == Errno::LOOP.raw_os_error() || e == Errno::NOTDIR.raw_os_error() || e == Errno::NOENT.raw_os_error()) =>
+                    {}
+                Err(err) => return Err(map_io(entry_subject(&path), err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
+fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>) -> io::Result<()> {
+    for (k, v) in xattrs {
+        if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+            continue;
+        }
+        set(k, v)?;
+    }
+    Ok(())
+}
+
+fn map_io(subject: String, err: io::Error) -> Error {
+    match err.raw_os_error() {
+        Some(e) if e == Errno::LOOP.raw_os_error() || e == Errno::XDEV.raw_os_error() => {
+            Error::new(ErrorKind::Unsafe, "unpack", subject, "path goes through a symlink")
+        }
+        Some(e) if e == Errno::NOTDIR.raw_os_error() => {
+            Error::new(ErrorKind::InvalidInput, "unpack", subject, "a parent of this path is not a directory")
+        }
+        _ => Error::io("unpack", subject, err),
+    }
+}

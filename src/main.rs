@@ -1,0 +1,122 @@
+//! `layers`: pull, import, store, mount, run and build OCI root filesystems.
+
+#![forbid(unsafe_code)]
+
+/// `println!` that ends the process quietly when stdout is a closed pipe (`layers images | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+            eprintln!("layers: write to stdout: {e}");
+            std::process::exit(crate::EXIT_FAILURE as i32);
+        }
+    }};
+}
+
+mod format;
+mod images_cmd;
+mod import;
+mod maintenance_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use layers_store::{Limits, Store};
+
+/// Exit status for a failure of `layers` itself, as Docker uses it.
+const EXIT_FAILURE: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "layers", version, about = "Content-addressed OCI layer store and image builder")]
+struct Cli {
+    /// Store directory (default: /var/lib/layers as root, else $XDG_DATA_HOME/layers).
+    #[arg(long, global = true, env = "LAYERS_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Largest uncompressed layer accepted, in bytes (stops gzip bombs).
+    #[arg(long, global = true, env = "LAYERS_MAX_LAYER_SIZE", value_name = "BYTES")]
+    max_layer_size: Option<u64>,
+    /// Most tar entries accepted in one layer.
+    #[arg(long, global = true, env = "LAYERS_MAX_LAYER_ENTRIES", value_name = "N")]
+    max_layer_entries: Option<u64>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a rootfs tarball (plain, gzip or zstd) as a single-layer image.
+    Import(import::ImportArgs),
+    /// List images.
+    Images(images_cmd::ImagesArgs),
+    /// Show an image's manifest and config as JSON.
+    Inspect(images_cmd::InspectArgs),
+    /// Give an image another name.
+    Tag(images_cmd::TagArgs),
+    /// Remove image names, and images nothing names any more.
+    Rmi(images_cmd::RmiArgs),
+    /// Remove layers and blobs no image references.
+    Gc,
+    /// Verify every blob, layer and image in the store.
+    Fsck,
+    /// Show disk usage of the store.
+    Df,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("layers: {}", one_line(&e));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `context: cause: cause`, on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+fn open_store(cli: &Cli) -> anyhow::Result<Store> {
+    let root = cli.root.clone().unwrap_or_else(Store::default_root);
+    let mut store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
+    let mut limits = Limits::default();
+    if let Some(n) = cli.max_layer_size {
+        limits.max_bytes = n;
+    }
+    if let Some(n) = cli.max_layer_entries {
+        limits.max_entries = n;
+    }
+    store.set_limits(limits);
+    Ok(store)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cli)?;
+    match &cli.command {
+        Command::Import(a) => import::run(&store, a),
+        Command::Images(a) => images_cmd::images(&store, a),
+        Command::Inspect(a) => images_cmd::inspect(&store, a),
+        Command::Tag(a) => images_cmd::tag(&store, a),
+        Command::Rmi(a) => images_cmd::rmi(&store, a),
+        Command::Gc => maintenance_cmd::gc(&store),
+        Command::Fsck => maintenance_cmd::fsck(&store),
+        Command::Df => maintenance_cmd::df(&store),
+    }
+}
