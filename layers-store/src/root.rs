@@ -157,6 +157,26 @@ impl Root {
         Ok(Subdir { fd: cur })
     }
 
+    /// Explains why `dir(rel)` failed: the first component that is a symlink
+    /// (`true`) or some other non-directory (`false`).
+    pub fn blocking_component(&self, rel: &[u8]) -> Option<(String, bool)> {
+        let mut end = 0;
+        for comp in rel.split(|&b| b == b'/') {
+            end += comp.len();
+            let prefix = &rel[..end];
+            match rfs::statat(&self.fd, prefix, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => {}
+                    FileType::Symlink => return Some((String::from_utf8_lossy(prefix).into_owned(), true)),
+                    _ => return Some((String::from_utf8_lossy(prefix).into_owned(), false)),
+                },
+                Err(_) => return None,
+            }
+            end += 1;
+        }
+        None
+    }
+
     /// Flushes every dirty page of the filesystem holding the root (one `syncfs`).
     pub fn sync_filesystem(&self) -> io::Result<()> {
         Ok(rfs::syncfs(&self.fd)?)

@@ -148,7 +148,14 @@ fn decode_error(c: Compression, e: io::Error) -> Error {
         }
         _ => ErrorKind::Io,
     };
-    let msg = if e.kind() == io::ErrorKind::UnexpectedEof { format!("truncated input ({e})") } else { e.to_string() };
+    let msg = match (c, e.kind()) {
+        (_, io::ErrorKind::UnexpectedEof) => format!("truncated input ({e})"),
+        // MultiGzDecoder reads past a member's end looking for the next one.
+        (Compression::Gzip, _) if e.to_string().contains("invalid gzip header") => {
+            "data after the gzip stream is not gzip (trailing junk or a corrupt member)".to_string()
+        }
+        _ => e.to_string(),
+    };
     Error::new(kind, what, "input", msg)
 }
 
@@ -336,7 +343,7 @@ impl Extractor<'_> {
                 if tname.is_empty() {
                     return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "hardlink to the layer root"));
                 }
-                let tdir = self.root.dir(tparent, false).map_err(|err| map_io(subject(), err))?;
+                let tdir = self.root.dir(tparent, false).map_err(|err| blocked(self.root, tparent, subject(), err))?;
                 if tdir.existing(tname).map_err(io_err)? == crate::root::Existing::Nothing {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
@@ -404,7 +411,7 @@ impl Extractor<'_> {
     fn parent(&mut self, parent: &[u8], subject: &dyn Fn() -> String) -> Result<&Subdir> {
         let hit = matches!(&self.cache, Some((p, _)) if p.as_slice() == parent);
         if !hit {
-            let dir = self.root.dir(parent, true).map_err(|err| map_io(subject(), err))?;
+            let dir = self.root.dir(parent, true).map_err(|err| blocked(self.root, parent, subject(), err))?;
             self.cache = Some((parent.to_vec(), dir));
         }
         Ok(&self.cache.as_ref().expect("just filled").1)
@@ -447,6 +454,19 @@ fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8])
         set(k, v)?;
     }
     Ok(())
+}
+
+/// Names the component that stopped a lookup beneath the root, if one did.
+fn blocked(root: &Root, rel: &[u8], subject: String, err: io::Error) -> Error {
+    match root.blocking_component(rel) {
+        Some((comp, true)) => {
+            Error::new(ErrorKind::Unsafe, "unpack", subject, format!("path goes through symlink {comp:?}"))
+        }
+        Some((comp, false)) => {
+            Error::new(ErrorKind::InvalidInput, "unpack", subject, format!("{comp:?} is not a directory"))
+        }
+        None => map_io(subject, err),
+    }
 }
 
 fn map_io(subject: String, err: io::Error) -> Error {
