@@ -1,0 +1,163 @@
+//! Shared test helpers: fixtures, running the binary, comparing trees.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use layers_store::digest::Hasher;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when running as root; otherwise prints a loud skip notice.
+pub fn need_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("!!! SKIPPED {test}: needs root (mknod, chown, trusted.* xattrs, overlay mounts) !!!");
+    false
+}
+
+/// Builds (once, cached) and returns the fixtures directory.
+pub fn fixtures() -> PathBuf {
+    let status = Command::new("bash").arg(repo().join("fixtures/build.sh")).status().expect("run fixtures/build.sh");
+    assert!(status.success(), "fixtures/build.sh failed");
+    repo().join("fixtures/cache")
+}
+
+/// Runs `layers --root STORE ARGS...`.
+pub fn layers(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_layers")).arg("--root").arg(store).args(args).output().expect("run layers")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Everything that matters about one node for equality of root filesystems.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Node {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub content: Option<String>,
+    pub link: Option<String>,
+    pub rdev: u64,
+    pub mtime: Option<i64>,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+pub fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 64 * 1024];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else { return out };
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let key = String::from_utf8_lossy(name).into_owned();
+        if key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.") {
+            continue;
+        }
+        let mut val = vec![0u8; 64 * 1024];
+        if let Ok(m) = rustix::fs::lgetxattr(path, name, &mut val[..]) {
+            out.insert(key, val[..m].to_vec());
+        }
+    }
+    out
+}
+
+fn node(path: &Path) -> Node {
+    let m = fs::symlink_metadata(path).unwrap();
+    let ft = m.file_type();
+    let kind = if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_char_device() {
+        "char"
+    } else if ft.is_block_device() {
+        "block"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else {
+        "socket"
+    };
+    let content = ft.is_file().then(|| {
+        let mut h = Hasher::new();
+        let mut f = fs::File::open(path).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        h.finish().hex()
+    });
+    Node {
+        kind,
+        mode: if ft.is_symlink() { 0 } else { m.mode() & 0o7777 },
+        uid: m.uid(),
+        gid: m.gid(),
+        size: if ft.is_file() { m.size() } else { 0 },
+        content,
+        link: ft.is_symlink().then(|| fs::read_link(path).unwrap().to_string_lossy().into_owned()),
+        rdev: if ft.is_char_device() || ft.is_block_device() { m.rdev() } else { 0 },
+        mtime: ft.is_file().then(|| m.mtime()),
+        xattrs: xattrs(path),
+    }
+}
+
+/// Every node beneath `root`, keyed by relative path (the root itself is "").
+pub fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = root.join(&rel);
+        let n = node(&abs);
+        if n.kind == "dir" {
+            for e in fs::read_dir(&abs).unwrap() {
+                stack.push(rel.join(e.unwrap().file_name()));
+            }
+        }
+        out.insert(rel.to_string_lossy().into_owned(), n);
+    }
+    out
+}
+
+/// Differences between two trees, one line each; empty when identical.
+pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
+    let (ta, tb) = (tree(a), tree(b));
+    let mut diffs = Vec::new();
+    for (p, na) in &ta {
+        match tb.get(p) {
+            None => diffs.push(format!("only in {}: /{p}", a.display())),
+            Some(nb) if p.is_empty() => {
+                // The roots of the two trees are made by different tools; compare type only.
+                if na.kind != nb.kind {
+                    diffs.push("root types differ".into());
+                }
+            }
+            Some(nb) if na != nb => diffs.push(format!("/{p}: {na:?} != {nb:?}")),
+            Some(_) => {}
+        }
+    }
+    for p in tb.keys() {
+        if !ta.contains_key(p) {
+            diffs.push(format!("only in {}: /{p}", b.display()));
+        }
+    }
+    diffs
+}
