@@ -1,0 +1,144 @@
+//! The main correctness test: images written by independent tools (umoci, GNU tar),
+//! unpacked by `layers-store`, mounted with a plain `mount -t overlay`, must equal
+//! what the independent readers (`umoci unpack`, GNU tar) produce, file by file.
+
+mod common;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use layers_store::image::{ImageConfig, Manifest};
+use layers_store::metadata::ImageLayerRow;
+use layers_store::{Digest, LayerExpect, NewImage, Store};
+
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn blob(layout: &Path, d: &Digest) -> PathBuf {
+    layout.join("blobs/sha256").join(d.hex())
+}
+
+/// Imports `layout:tag` through the library, verifying every digest; returns layer dirs bottom first.
+fn import_layout(store: &Store, layout: &Path, tag: &str) -> Vec<PathBuf> {
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let desc = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no {tag} in {}", layout.display()));
+    let manifest_digest = Digest::parse(desc["digest"].as_str().unwrap()).unwrap();
+    let manifest_bytes = fs::read(blob(layout, &manifest_digest)).unwrap();
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).unwrap();
+    let config_bytes = fs::read(blob(layout, &manifest.config.digest)).unwrap();
+    let config: ImageConfig = serde_json::from_slice(&config_bytes).unwrap();
+    assert_eq!(config.rootfs.diff_ids.len(), manifest.layers.len());
+
+    let mut ingest = store.ingest().unwrap();
+    let mut rows = vec![];
+    for (l, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let expect = LayerExpect { blob: Some(l.digest), size: Some(l.size), diff_id: Some(*diff) };
+        let u = store.unpack_layer(&mut ingest, File::open(blob(layout, &l.digest)).unwrap(), &expect).unwrap();
+        rows.push(ImageLayerRow { diff_id: u.diff_id, blob: u.blob, media_type: l.media_type.clone(), size: l.size });
+    }
+    let m = store.stage_blob(&mut ingest, &manifest_bytes, "application/vnd.oci.image.manifest.v1+json").unwrap();
+    let c = store.stage_blob(&mut ingest, &config_bytes, &manifest.config.media_type).unwrap();
+    assert_eq!(m.digest, manifest_digest);
+    let image = NewImage {
+        manifest: m,
+        config: c,
+        layers: rows.clone(),
+        created: config.created.clone().unwrap_or_default(),
+        tags: vec![format!("localhost/fixture:{tag}")],
+    };
+    store.commit(ingest, Some(&image)).unwrap();
+    rows.iter().map(|r| store.layer_path(&r.diff_id)).collect()
+}
+
+fn mount_overlay(layers: &[PathBuf], target: &Path) -> Mounted {
+    fs::create_dir_all(target).unwrap();
+    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+    let opts = format!("ro,lowerdir={},index=off,metacopy=off,redirect_dir=off", lower.join(":"));
+    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(target).status().unwrap();
+    assert!(st.success(), "mount -t overlay -o {opts}");
+    Mounted(target.to_path_buf())
+}
+
+fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", stderr(&out));
+    bundle.join("rootfs")
+}
+
+#[test]
+fn overlay_of_our_layers_equals_umoci_unpack() {
+    if !need_root("overlay_of_our_layers_equals_umoci_unpack") {
+        return;
+    }
+    let fx = fixtures();
+    let layout = fx.join("oci");
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    for tag in ["two-layers", "layered"] {
+        let dirs = import_layout(&store, &layout, tag);
+        assert!(dirs.len() >= 2, "{tag} is a multi-layer image");
+        let merged = work.path().join(format!("merged-{tag}"));
+        let _m = mount_overlay(&dirs, &merged);
+        let theirs = umoci_unpack(&layout, tag, &work.path().join(format!("bundle-{tag}")));
+        let diffs = compare_trees(&merged, &theirs);
+        assert!(diffs.is_empty(), "{tag}: overlay view differs from umoci unpack:\n{}", diffs.join("\n"));
+    }
+    // The fixtures must really exercise what they claim to.
+    let layered = import_layout(&store, &layout, "layered");
+    let top = &layered[2];
+    let opaque = rustix::fs::getxattr(top.join("data/keep"), "trusted.overlay.opaque", &mut [0u8; 8][..]).unwrap();
+    assert_eq!(opaque, 1, "opaque dir marked");
+    let wh = fs::symlink_metadata(top.join("bin/vi")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&wh.file_type()));
+    assert_eq!(std::os::unix::fs::MetadataExt::rdev(&wh), 0, "whiteout is a 0/0 char device");
+    let second = &layered[1];
+    assert!(fs::symlink_metadata(second.join("etc/motd")).is_ok(), "umoci's .wh.motd became a whiteout node");
+    let report = store.fsck().unwrap();
+    assert!(report.is_empty(), "{report:?}");
+}
+
+#[test]
+fn imported_rootfs_equals_gnu_tar_extraction() {
+    if !need_root("imported_rootfs_equals_gnu_tar_extraction") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let theirs = work.path().join("tar-x");
+    fs::create_dir(&theirs).unwrap();
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpzf"])
+        .arg(fx.join("busybox-rootfs.tar.gz"))
+        .arg("-C")
+        .arg(&theirs)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (file, name) in [("busybox-rootfs.tar.gz", "bb-gz"), ("busybox-rootfs.tar.zst", "bb-zst")] {
+        let out = layers(&store, &["import", "-q", fx.join(file).to_str().unwrap(), name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let inspect: serde_json::Value = serde_json::from_str(&stdout(&layers(&store, &["inspect", name]))).unwrap();
+        let diff = inspect[0]["Config"]["rootfs"]["diff_ids"][0].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        let media = inspect[0]["Manifest"]["layers"][0]["mediaType"].as_str().unwrap().to_string();
+        assert!(media.ends_with(if file.ends_with("gz") { "+gzip" } else { "+zstd" }), "{media}");
+        let diffs = compare_trees(&store.join("layers").join(diff), &theirs);
+        assert!(diffs.is_empty(), "{file}: layer differs from GNU tar -x:\n{}", diffs.join("\n"));
+    }
+}
