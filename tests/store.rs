@@ -1,0 +1,220 @@
+//! Store behaviour across processes and failures: concurrency, crash leftovers,
+//! verification, references, gc.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+use layers_store::{DiffId, Digest, ErrorKind, LayerExpect, Store};
+
+#[test]
+fn concurrent_imports_into_one_store_all_succeed() {
+    if !need_root("concurrent_imports_into_one_store_all_succeed") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let gz = fx.join("busybox-rootfs.tar.gz");
+    let zst = fx.join("busybox-rootfs.tar.zst");
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let input = if i % 2 == 0 { &gz } else { &zst };
+            Command::new(env!("CARGO_BIN_EXE_layers"))
+                .arg("--root")
+                .arg(&store)
+                .args(["import", "-q", input.to_str().unwrap(), &format!("c{i}")])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "concurrent import failed: {}", stderr(&out));
+    }
+    let fsck = layers(&store, &["fsck"]);
+    assert!(fsck.status.success(), "{}", stdout(&fsck));
+    let images: serde_json::Value = serde_json::from_str(&stdout(&layers(&store, &["images", "--format", "json"]))).unwrap();
+    let tags: usize = images.as_array().unwrap().iter().map(|i| i["RepoTags"].as_array().unwrap().len()).sum();
+    assert_eq!(tags, 6);
+    // gzip and zstd blobs of tars of the same tree: at most two layer dirs, one per distinct tar.
+    assert!(fs::read_dir(store.join("layers")).unwrap().count() <= 2);
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_killed_import_leaves_nothing_visible_and_is_swept() {
+    if !need_root("a_killed_import_leaves_nothing_visible_and_is_swept") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    assert!(layers(&store, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "keep"]).status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .args(["import", "-", "half"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let data = fs::read(fx.join("busybox-rootfs.tar.gz")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data[..data.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+    // Wait until the import has staged something, then kill it mid-stream.
+    for _ in 0..200 {
+        if fs::read_dir(store.join("tmp")).unwrap().count() > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(fs::read_dir(store.join("tmp")).unwrap().count() > 0, "import staged under tmp/");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    // The next process sweeps; nothing half-written is visible, the old image is intact.
+    let images = stdout(&layers(&store, &["images"]));
+    assert!(images.contains("localhost/keep") && !images.contains("half"), "{images}");
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0, "tmp swept on open");
+    assert!(layers(&store, &["fsck"]).status.success());
+}
+
+#[test]
+fn wrong_digests_are_rejected_naming_both() {
+    if !need_root("wrong_digests_are_rejected_naming_both") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let wrong = DiffId::new(Digest::of(b"not this layer"));
+    let mut ingest = store.ingest().unwrap();
+    let err = store
+        .unpack_layer(
+            &mut ingest,
+            File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(),
+            &LayerExpect { diff_id: Some(wrong), ..Default::default() },
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DigestMismatch);
+    let msg = err.to_string();
+    assert!(msg.contains(&wrong.to_string()) && msg.contains("content has digest sha256:"), "{msg}");
+    drop(ingest);
+    let wrong_blob = Digest::of(b"nope");
+    let mut ingest = store.ingest().unwrap();
+    let err = store
+        .unpack_layer(
+            &mut ingest,
+            File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(),
+            &LayerExpect { blob: Some(wrong_blob), ..Default::default() },
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DigestMismatch);
+    assert!(err.to_string().contains(&wrong_blob.to_string()));
+    drop(ingest);
+    for d in ["blobs/sha256", "layers", "tmp"] {
+        assert_eq!(fs::read_dir(store.root().join(d)).unwrap().count(), 0, "{d} stays empty");
+    }
+}
+
+#[test]
+fn rmi_respects_names_and_leases_and_gc_frees_only_garbage() {
+    if !need_root("rmi_respects_names_and_leases_and_gc_frees_only_garbage") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    let gz = fx.join("busybox-rootfs.tar.gz");
+    let id = stdout(&layers(&root, &["import", "-q", gz.to_str().unwrap(), "a"])).trim().to_string();
+    assert!(layers(&root, &["tag", "a", "b:1"]).status.success());
+    let by_id = layers(&root, &["rmi", &id[7..19]]);
+    assert_eq!(by_id.status.code(), Some(125));
+    assert!(stderr(&by_id).contains("referenced by several names"), "{}", stderr(&by_id));
+
+    let store = Store::open(&root).unwrap();
+    let img = store.resolve("a").unwrap();
+    store.add_lease("container-1", &img.manifest).unwrap();
+    drop(store);
+    assert!(layers(&root, &["rmi", "b:1"]).status.success(), "removing one of two names is fine");
+    let refused = layers(&root, &["rmi", "a"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(stderr(&refused).contains("used by container container-1"), "{}", stderr(&refused));
+    let gc = layers(&root, &["gc"]);
+    assert!(gc.status.success());
+    assert!(!stdout(&gc).contains("deleted layer"), "gc keeps referenced layers: {}", stdout(&gc));
+    Store::open(&root).unwrap().remove_lease("container-1").unwrap();
+
+    let rmi = layers(&root, &["rmi", "a"]);
+    assert!(rmi.status.success(), "{}", stderr(&rmi));
+    assert!(stdout(&rmi).contains(&format!("Deleted: {id}")));
+    let gc = layers(&root, &["gc"]);
+    assert!(stdout(&gc).contains("deleted layer sha256:"), "{}", stdout(&gc));
+    for d in ["blobs/sha256", "layers", "tmp"] {
+        assert_eq!(fs::read_dir(root.join(d)).unwrap().count(), 0, "{d} empty after gc");
+    }
+    assert!(layers(&root, &["fsck"]).status.success());
+}
+
+#[test]
+fn fsck_finds_a_corrupted_blob_and_a_missing_layer() {
+    if !need_root("fsck_finds_a_corrupted_blob_and_a_missing_layer") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    assert!(layers(&root, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "a"]).status.success());
+    let blob = fs::read_dir(root.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path()).max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    fs::OpenOptions::new().append(true).open(&blob).unwrap().write_all(b"x").unwrap();
+    let layer = fs::read_dir(root.join("layers")).unwrap().next().unwrap().unwrap().path();
+    fs::rename(&layer, work.path().join("moved")).unwrap();
+    let out = layers(&root, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    assert!(report.contains("content hashes to"), "{report}");
+    assert!(report.contains("layer dir missing"), "{report}");
+}
+
+#[test]
+fn a_store_from_a_newer_format_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    drop(Store::open(&root).unwrap());
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=99'); c.commit()")
+        .arg(root.join("db.sqlite"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let err = Store::open(&root).err().expect("newer format refused");
+    assert!(err.to_string().contains("store format 99 is newer"), "{err}");
+}
+
+#[test]
+fn cli_errors_are_one_line_with_exit_125() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    for (args, want) in [
+        (vec!["import", "/nonexistent.tar"], "open /nonexistent.tar"),
+        (vec!["inspect", "nosuch"], "no such image"),
+        (vec!["tag", "nosuch", "x"], "no such image"),
+        (vec!["imags"], "unrecognized subcommand"),
+    ] {
+        let out = layers(&root, &args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    let bad = layers(&root, &["import", "/dev/null", "UPPER"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("lowercase"), "{}", stderr(&bad));
+}
