@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Import benchmark: a Debian rootfs tarball (debootstrap --variant=minbase bookworm,
+# tar + gzip) imported by `layers import`, `podman import`, GNU `tar -xzf` (the
+# floor) and the `oci-image` crate's `apply_layer_file` (the Rust peer; unpack only).
+# Tools run interleaved (A B C D, A B C D, ...), each into a fresh directory, with
+# stores and scratch on tmpfs for stable ratios (DISK=1 adds a run on disk).
+# Prints wall-time medians, peak RSS medians and the ratios; also layers' peak RSS
+# on an input twice as large (it must stay flat).
+#
+# usage: bench/import.sh [ROUNDS]        (default 7; run as root on Debian 12)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+rounds=${1:-7}
+cache="$here/cache"
+mkdir -p "$cache"
+
+need=()
+for p in debootstrap podman time pigz; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
+if [ "${#need[@]}" -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; fi
+
+input="$cache/debian-rootfs.tar.gz"
+double="$cache/debian-rootfs-x2.tar.gz"
+if [ ! -s "$input" ] || [ ! -s "$double" ]; then
+  src=$(mktemp -d /dev/shm/bench-rootfs.XXXXXX)
+  debootstrap --variant=minbase bookworm "$src/rootfs" http://deb.debian.org/debian >/dev/null
+  tar --numeric-owner --xattrs -C "$src/rootfs" -czf "$input.tmp" . && mv "$input.tmp" "$input"
+  cp -a "$src/rootfs" "$src/copy"
+  tar --numeric-owner --xattrs -C "$src" -czf "$double.tmp" rootfs copy && mv "$double.tmp" "$double"
+  rm -rf "$src"
+fi
+
+(cd "$repo" && cargo build --release --locked -q)
+(cd "$here/oci-image-peer" && cargo build --release -q)
+layers="$repo/target/release/layers"
+peer="$here/oci-image-peer/target/release/oci-image-peer"
+
+run_suite() { # $1 = scratch dir
+  local scratch=$1 results="$1/results"
+  rm -rf "$scratch" && mkdir -p "$scratch"
+  : >"$results"
+  measure() { # tool cmd...
+    local tool=$1; shift
+    sync
+    /usr/bin/time -f "%e %M" -o "$scratch/t" "$@" >/dev/null 2>"$scratch/err" || { echo "$tool failed:"; cat "$scratch/err"; exit 1; }
+    echo "$tool $(cat "$scratch/t")" >>"$results"
+  }
+  for r in $(seq "$rounds"); do
+    measure layers "$layers" --root "$scratch/layers-$r" import -q "$input" bench
+    measure podman podman --root "$scratch/podman-$r" --runroot "/run/lbench-$r" --storage-driver overlay import -q "$input" bench
+    mkdir "$scratch/tar-$r" && measure tar tar -xzf "$input" -C "$scratch/tar-$r"
+    measure oci-image "$peer" "$input" "$scratch/peer-$r"
+    measure layers-x2 "$layers" --root "$scratch/layers2-$r" import -q "$double" bench2
+    podman --root "$scratch/podman-$r" --runroot "/run/lbench-$r" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
+    rm -rf "$scratch"/*-"$r" "/run/lbench-$r"
+  done
+  awk -v where="$2" '
+    { t[$1] = t[$1] " " $2; m[$1] = m[$1] " " $3 }
+    function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
+      return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+    END {
+      printf "\n== import of debian-rootfs.tar.gz (%s), medians of %d rounds ==\n", where, '"$rounds"'
+      printf "%-12s %10s %14s\n", "tool", "wall s", "peak RSS MiB"
+      split("layers podman tar oci-image layers-x2", order, " ")
+      for (k = 1; k <= 5; k++) { n = order[k]; wt[n] = median(t[n]); rss[n] = median(m[n]) / 1024; printf "%-12s %10.3f %14.1f\n", n, wt[n], rss[n] }
+      printf "\nlayers / tar -xzf      = %.2fx   (target <= 0.35)\n", wt["layers"] / wt["tar"]
+      printf "layers / podman import = %.2fx   (target <= 0.10)\n", wt["layers"] / wt["podman"]
+      printf "layers / oci-image     = %.2fx   (target <= 1.10)\n", wt["layers"] / wt["oci-image"]
+      printf "layers peak RSS: %.1f MiB, on the 2x input: %.1f MiB (target <= 32, flat)\n", rss["layers"], rss["layers-x2"]
+    }' "$results"
+  rm -rf "$scratch"
+}
+
+echo "input: $(du -h "$input" | cut -f1) compressed, $(gzip -dc "$input" | wc -c | numfmt --to=iec) uncompressed, $(tar -tzf "$input" | wc -l) entries"
+run_suite "${BENCH_DIR:-/dev/shm/layers-bench}" tmpfs
+if [ "${DISK:-0}" = 1 ]; then run_suite "$repo/bench/cache/scratch" disk; fi
