@@ -10,16 +10,13 @@ pub fn size(bytes: u64) -> String {
         u += 1;
     }
     if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}", v)
-            .chars()
-            .take(if v >= 100.0 { 3 } else { 4 })
-            .collect::<String>()
-            .trim_end_matches('.')
-            .to_string()
-            + UNITS[u]
+        return format!("{bytes}B");
     }
+    // Three significant digits, trailing zeros dropped, as Docker's go-units prints.
+    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let s = format!("{v:.digits$}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    format!("{s}{}", UNITS[u])
 }
 
 /// `3 minutes ago`, from an RFC 3339 time.
