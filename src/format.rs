@@ -13,7 +13,13 @@ pub fn size(bytes: u64) -> String {
         return format!("{bytes}B");
     }
     // Three significant digits, trailing zeros dropped, as Docker's go-units prints.
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let s = format!("{v:.digits$}");
     let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
     format!("{s}{}", UNITS[u])

@@ -135,7 +135,8 @@ fn imported_rootfs_equals_gnu_tar_extraction() {
         let out = layers(&store, &["import", "-q", fx.join(file).to_str().unwrap(), name]);
         assert!(out.status.success(), "{}", stderr(&out));
         let inspect: serde_json::Value = serde_json::from_str(&stdout(&layers(&store, &["inspect", name]))).unwrap();
-        let diff = inspect[0]["Config"]["rootfs"]["diff_ids"][0].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        let diff =
+            inspect[0]["Config"]["rootfs"]["diff_ids"][0].as_str().unwrap().trim_start_matches("sha256:").to_string();
         let media = inspect[0]["Manifest"]["layers"][0]["mediaType"].as_str().unwrap().to_string();
         assert!(media.ends_with(if file.ends_with("gz") { "+gzip" } else { "+zstd" }), "{media}");
         let diffs = compare_trees(&store.join("layers").join(diff), &theirs);

@@ -39,7 +39,8 @@ fn concurrent_imports_into_one_store_all_succeed() {
     }
     let fsck = layers(&store, &["fsck"]);
     assert!(fsck.status.success(), "{}", stdout(&fsck));
-    let images: serde_json::Value = serde_json::from_str(&stdout(&layers(&store, &["images", "--format", "json"]))).unwrap();
+    let images: serde_json::Value =
+        serde_json::from_str(&stdout(&layers(&store, &["images", "--format", "json"]))).unwrap();
     let tags: usize = images.as_array().unwrap().iter().map(|i| i["RepoTags"].as_array().unwrap().len()).sum();
     assert_eq!(tags, 6);
     // gzip and zstd blobs of tars of the same tree: at most two layer dirs, one per distinct tar.
@@ -55,7 +56,9 @@ fn a_killed_import_leaves_nothing_visible_and_is_swept() {
     let fx = fixtures();
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
-    assert!(layers(&store, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "keep"]).status.success());
+    assert!(layers(&store, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "keep"])
+        .status
+        .success());
     let mut child = Command::new(env!("CARGO_BIN_EXE_layers"))
         .arg("--root")
         .arg(&store)
@@ -173,7 +176,11 @@ fn fsck_finds_a_corrupted_blob_and_a_missing_layer() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("store");
     assert!(layers(&root, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "a"]).status.success());
-    let blob = fs::read_dir(root.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path()).max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let blob = fs::read_dir(root.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     fs::OpenOptions::new().append(true).open(&blob).unwrap().write_all(b"x").unwrap();
     let layer = fs::read_dir(root.join("layers")).unwrap().next().unwrap().unwrap().path();
     fs::rename(&layer, work.path().join("moved")).unwrap();

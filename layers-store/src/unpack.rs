@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
 
 use rustix::fs::FileType;
@@ -68,6 +68,8 @@ pub struct Unpacked {
 /// returned; checking them against expectations is the caller's business.
 pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root, limits: &Limits) -> Result<Unpacked> {
     let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
+    // Spent chunks travel back so the decoder reuses them instead of zeroing new ones.
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH + 2);
     thread::scope(|s| {
         let decode = s.spawn(move || -> Result<(Compression, Digest, u64), DecodeFail> {
             let mut tee = Tee { inner: input, hasher: Hasher::new(), size: 0, sink: blob_sink };
@@ -80,7 +82,8 @@ pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root
                 compression.decoder(buffered).map_err(|e| DecodeFail::Err(decode_error(compression, e)))?;
             let mut total: u64 = 0;
             loop {
-                let mut buf = vec![0u8; CHUNK];
+                let mut buf = recycle_rx.try_recv().unwrap_or_default();
+                buf.resize(CHUNK, 0);
                 let n = fill(&mut decoder, &mut buf).map_err(|e| DecodeFail::Err(decode_error(compression, e)))?;
                 if n == 0 {
                     break;
@@ -101,7 +104,8 @@ pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root
             Ok((compression, tee.hasher.finish(), tee.size))
         });
 
-        let mut reader = ChannelReader { rx, cur: Vec::new(), pos: 0, hasher: Hasher::new(), size: 0 };
+        let mut reader =
+            ChannelReader { rx, recycle: recycle_tx, cur: Vec::new(), pos: 0, hasher: Hasher::new(), size: 0 };
         let written = extract(&mut reader, root, limits);
         // Drain so the decoder can finish (or fail) instead of blocking on a full channel.
         if written.is_err() {
@@ -196,6 +200,7 @@ impl<R: Read> Read for Tee<'_, R> {
 /// The writer thread's view of the decoded stream; hashes it into the diffID.
 struct ChannelReader {
     rx: Receiver<Vec<u8>>,
+    recycle: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     hasher: Hasher,
@@ -209,7 +214,8 @@ impl Read for ChannelReader {
                 Ok(chunk) => {
                     self.hasher.update(&chunk);
                     self.size += chunk.len() as u64;
-                    self.cur = chunk;
+                    let spent = std::mem::replace(&mut self.cur, chunk);
+                    let _ = self.recycle.try_send(spent);
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
