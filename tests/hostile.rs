@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -59,23 +59,28 @@ fn store_entries(store: &Path) -> Vec<String> {
     out
 }
 
+/// A victim dir outside any store, and the corpus aimed at it: (victim, corpus).
+fn corpus(work: &Path) -> (PathBuf, PathBuf) {
+    let victim = work.join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("secret"), "secret\n").unwrap();
+    let corpus = work.join("corpus");
+    let st = Command::new("python3")
+        .arg(repo().join("fixtures/hostile/generate.py"))
+        .args([&corpus, &victim])
+        .status()
+        .expect("python3 runs the corpus generator");
+    assert!(st.success());
+    (victim, corpus)
+}
+
 #[test]
 fn hostile_layers_are_rejected_and_leave_no_trace() {
     if !need_root("hostile_layers_are_rejected_and_leave_no_trace") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let victim = work.path().join("victim");
-    fs::create_dir(&victim).unwrap();
-    fs::write(victim.join("secret"), "secret\n").unwrap();
-    let corpus = work.path().join("corpus");
-    let st = Command::new("python3")
-        .arg(repo().join("fixtures/hostile/generate.py"))
-        .arg(&corpus)
-        .arg(&victim)
-        .status()
-        .expect("python3 runs the corpus generator");
-    assert!(st.success());
+    let (victim, corpus) = corpus(work.path());
     let before = snapshot(&victim);
 
     let store = work.path().join("store");
@@ -122,16 +127,7 @@ fn tricky_but_legal_layers_unpack_safely() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let victim = work.path().join("victim");
-    fs::create_dir(&victim).unwrap();
-    fs::write(victim.join("secret"), "secret\n").unwrap();
-    let corpus = work.path().join("corpus");
-    assert!(Command::new("python3")
-        .arg(repo().join("fixtures/hostile/generate.py"))
-        .args([&corpus, &victim])
-        .status()
-        .unwrap()
-        .success());
+    let (victim, corpus) = corpus(work.path());
     let before = snapshot(&victim);
     let store = work.path().join("store");
     let layer_of = |case: &str| {

@@ -215,16 +215,18 @@ impl Metadata {
         rows.collect::<rusqlite::Result<_>>().map_err(db_err("list blobs"))
     }
 
+    /// The digests a one-column query returns.
+    fn digests(&self, op: &'static str, sql: &str) -> Result<Vec<Digest>> {
+        let mut st = self.conn.prepare(sql).map_err(db_err(op))?;
+        let rows = st.query_map([], |r| digest_col(r.get(0)?)).map_err(db_err(op))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err(op))
+    }
+
     /// Rows left `pending` by a process that died between staging and commit.
     pub fn pending(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
-        let list = |sql: &str| -> Result<Vec<Digest>> {
-            let mut st = self.conn.prepare(sql).map_err(db_err("list pending"))?;
-            let rows = st.query_map([], |r| digest_col(r.get(0)?)).map_err(db_err("list pending"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(db_err("list pending"))
-        };
-        let blobs = list("SELECT digest FROM blobs WHERE state = 'pending'")?;
-        let layers = list("SELECT diff_id FROM layers WHERE state = 'pending'")?.into_iter().map(DiffId::new).collect();
-        Ok((blobs, layers))
+        let blobs = self.digests("list pending", "SELECT digest FROM blobs WHERE state = 'pending'")?;
+        let layers = self.digests("list pending", "SELECT diff_id FROM layers WHERE state = 'pending'")?;
+        Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
     }
 
     /// Every image with its tags, newest first.
@@ -280,16 +282,12 @@ impl Metadata {
 
     /// Layers and blobs referenced by any image (what gc must keep).
     pub fn referenced(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
-        let list = |sql: &str| -> Result<Vec<Digest>> {
-            let mut st = self.conn.prepare(sql).map_err(db_err("list references"))?;
-            let rows = st.query_map([], |r| digest_col(r.get(0)?)).map_err(db_err("list references"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(db_err("list references"))
-        };
-        let blobs = list(
+        let blobs = self.digests(
+            "list references",
             "SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT blob_digest FROM image_layers",
         )?;
-        let layers = list("SELECT DISTINCT diff_id FROM image_layers")?.into_iter().map(DiffId::new).collect();
-        Ok((blobs, layers))
+        let layers = self.digests("list references", "SELECT DISTINCT diff_id FROM image_layers")?;
+        Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
     }
 }
 
