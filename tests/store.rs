@@ -225,3 +225,15 @@ fn cli_errors_are_one_line_with_exit_125() {
     assert_eq!(bad.status.code(), Some(125));
     assert!(stderr(&bad).contains("lowercase"), "{}", stderr(&bad));
 }
+
+#[test]
+fn gc_refuses_while_another_process_uses_the_store() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    let held = Store::open(&root).unwrap();
+    let out = layers(&root, &["gc"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("another layers process is using the store"), "{}", stderr(&out));
+    drop(held);
+    assert!(layers(&root, &["gc"]).status.success(), "alone, gc runs");
+}

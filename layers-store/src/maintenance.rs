@@ -63,7 +63,7 @@ fn disk_usage(path: &Path) -> u64 {
 
 impl Store {
     /// Removes layers and blobs no image references, and any leftovers.
-    /// Waits until no other `layers` process has the store open.
+    /// Refuses (`InUse`) while another `layers` process has the store open.
     pub fn gc(&self) -> Result<GcReport> {
         self.lock_exclusive()?;
         let mut report = GcReport::default();

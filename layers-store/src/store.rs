@@ -314,9 +314,19 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the store lock exclusively (waits for every other process), for gc.
+    /// Takes the store lock exclusively, for gc; refuses while another process has the store open.
     pub(crate) fn lock_exclusive(&self) -> Result<()> {
-        self.store_lock.lock().map_err(|e| Error::io("lock store", self.root.display(), e))?;
+        // Drop our shared hold first: flock would otherwise see us as the other holder.
+        self.store_lock.unlock().map_err(|e| Error::io("lock store", self.root.display(), e))?;
+        if self.store_lock.try_lock().is_err() {
+            self.store_lock_shared()?;
+            return Err(Error::new(
+                ErrorKind::InUse,
+                "lock store",
+                self.root.display(),
+                "another layers process is using the store; try again when it has finished",
+            ));
+        }
         self.sweep()
     }
 
