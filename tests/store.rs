@@ -237,3 +237,59 @@ fn gc_refuses_while_another_process_uses_the_store() {
     drop(held);
     assert!(layers(&root, &["gc"]).status.success(), "alone, gc runs");
 }
+
+#[test]
+fn an_image_with_the_same_layer_twice_commits_once() {
+    if !need_root("an_image_with_the_same_layer_twice_commits_once") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let store = Store::open(&work.path().join("store")).unwrap();
+    let mut ingest = store.ingest().unwrap();
+    let mut rows = vec![];
+    for _ in 0..2 {
+        let u = store
+            .unpack_layer(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
+            .unwrap();
+        rows.push(layers_store::metadata::ImageLayerRow {
+            diff_id: u.diff_id,
+            blob: u.blob,
+            media_type: u.compression.oci_media_type().into(),
+            size: u.blob_size,
+        });
+    }
+    let config = layers_store::image::ImageConfig {
+        rootfs: layers_store::image::RootFs { kind: "layers".into(), diff_ids: vec![rows[0].diff_id, rows[1].diff_id] },
+        ..layers_store::image::ImageConfig::imported(rows[0].diff_id, "2024-01-01T00:00:00Z", "test")
+    };
+    let c = store
+        .stage_blob(&mut ingest, &serde_json::to_vec(&config).unwrap(), "application/vnd.oci.image.config.v1+json")
+        .unwrap();
+    let layer_descs = rows
+        .iter()
+        .map(|r| layers_store::image::Descriptor {
+            media_type: r.media_type.clone(),
+            digest: r.blob,
+            size: r.size,
+            urls: None,
+            annotations: None,
+        })
+        .collect();
+    let manifest = layers_store::image::Manifest::new(c.clone(), layer_descs);
+    let m = store
+        .stage_blob(&mut ingest, &serde_json::to_vec(&manifest).unwrap(), "application/vnd.oci.image.manifest.v1+json")
+        .unwrap();
+    let image = layers_store::NewImage {
+        manifest: m,
+        config: c,
+        layers: rows,
+        created: "2024-01-01T00:00:00Z".into(),
+        tags: vec!["localhost/twice:1".into()],
+    };
+    store.commit(ingest, Some(&image)).unwrap();
+    assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 1);
+    assert_eq!(store.image_layers(&image.manifest.digest).unwrap().len(), 2);
+    assert!(store.fsck().unwrap().is_empty());
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+}

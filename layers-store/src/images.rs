@@ -59,25 +59,12 @@ impl Store {
         self.md().images()
     }
 
-    /// Finds an image by name (`busybox`, `localhost/demo:1`, `name@sha256:…`),
-    /// by manifest or config digest, or by a unique prefix of the image ID.
+    /// Finds an image by name (`busybox`, `localhost/demo:1`, `name@sha256:…`) first,
+    /// then by manifest or config digest, or by a unique prefix of the image ID.
     /// Short names are looked up under `localhost/` first, then Docker Hub.
     pub fn resolve(&self, name: &str) -> Result<ImageRow> {
         let not_found = || Error::new(ErrorKind::NotFound, "find image", name, "no such image in the store");
         let images = self.md().images()?;
-        let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            let hits: Vec<&ImageRow> = images
-                .iter()
-                .filter(|i| i.config.hex().starts_with(hex) || (hex.len() == 64 && i.manifest.hex() == hex))
-                .collect();
-            match hits.as_slice() {
-                [one] => return Ok((*one).clone()),
-                [] => {}
-                _ if hits.iter().all(|h| h.config == hits[0].config) => return Ok(hits[0].clone()),
-                _ => return Err(Error::new(ErrorKind::InvalidInput, "find image", name, "ambiguous image ID prefix")),
-            }
-        }
         for short in [ShortNames::Local, ShortNames::DockerHub] {
             let Ok(r) = Reference::parse(name, short) else { continue };
             let found = if let Some(d) = r.digest {
@@ -89,6 +76,19 @@ impl Store {
             };
             if let Some(i) = found {
                 return Ok(i.clone());
+            }
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            let hits: Vec<&ImageRow> = images
+                .iter()
+                .filter(|i| i.config.hex().starts_with(hex) || (hex.len() == 64 && i.manifest.hex() == hex))
+                .collect();
+            match hits.as_slice() {
+                [one] => return Ok((*one).clone()),
+                [] => {}
+                _ if hits.iter().all(|h| h.config == hits[0].config) => return Ok(hits[0].clone()),
+                _ => return Err(Error::new(ErrorKind::InvalidInput, "find image", name, "ambiguous image ID prefix")),
             }
         }
         Reference::parse(name, ShortNames::DockerHub)?;

@@ -223,13 +223,14 @@ impl Store {
                 new_blobs.push((d, staged));
             }
         }
+        // An image may hold the same layer twice (empty layers are common): commit each once.
+        let mut seen_layers = std::collections::HashSet::new();
         let mut new_layers = Vec::new();
         for (row, dir) in layers {
-            if md.layer(&row.diff_id)?.is_none() {
+            if seen_layers.insert(row.diff_id) && md.layer(&row.diff_id)?.is_none() {
                 new_layers.push((row, dir));
             }
         }
-        new_layers.dedup_by(|a, b| a.0.diff_id == b.0.diff_id);
         let mut seen = std::collections::HashSet::new();
         let new_blobs: Vec<_> = new_blobs.into_iter().filter(|(d, _)| seen.insert(d.digest)).collect();
 
