@@ -1,11 +1,14 @@
 //! Streaming layer unpack: one pass from compressed bytes to an overlay-format
-//! layer dir, on two threads.
+//! layer dir, in three stages joined by bounded channels (constant memory).
 //!
 //! ```text
-//! decode thread:  input ─► sha256 (blob digest) ─► tee to staged blob ─► gunzip/unzstd ─┐
-//!                                                                    bounded channel ◄──┘
-//! write thread:   ─► sha256 (diffID) ─► tar headers ─► Root (openat2, no symlinks) ─► disk
+//! read:    input ─► sha256 (blob digest) ─► copy to the staged blob ─┐
+//! decode:  ◄──────────────────────────────────────────────────────────┘ gunzip/unzstd ─┐
+//! write:   ◄───────────────────────────────────────────────────────────────────────────┘
+//!          sha256 (diffID) ─► tar headers ─► Root (openat2, no symlinks) ─► disk
 //! ```
+//! Decoding is the critical path; the read stage's hashing and copying run on
+//! whichever core the writer leaves idle.
 //! OCI whiteouts become overlay whiteouts: `.wh.NAME` a 0/0 char device `NAME`,
 //! `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
 
@@ -25,8 +28,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
 
-const CHUNK: usize = 256 * 1024;
-const CHANNEL_DEPTH: usize = 8;
+const CHUNK: usize = 1024 * 1024;
+const CHANNEL_DEPTH: usize = 3;
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
 /// Caps that stop hostile layers (gzip bombs, huge headers) early.
@@ -67,77 +70,154 @@ pub struct Unpacked {
 /// bytes into `blob_sink` as they pass. Digests are computed on the way and
 /// returned; checking them against expectations is the caller's business.
 pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root, limits: &Limits) -> Result<Unpacked> {
-    let (tx, rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
-    // Spent chunks travel back so the decoder reuses them instead of zeroing new ones.
-    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH + 2);
+    let (blob_tx, blob_rx) = pipe();
+    let (tar_tx, tar_rx) = pipe();
     thread::scope(|s| {
-        let decode = s.spawn(move || -> Result<(Compression, Digest, u64), DecodeFail> {
-            let mut tee = Tee { inner: input, hasher: Hasher::new(), size: 0, sink: blob_sink };
-            let mut head = [0u8; 6];
-            let n = fill(&mut tee, &mut head).map_err(|e| DecodeFail::Err(Error::io("read layer", "input", e)))?;
-            let compression = Compression::detect(&head[..n])
-                .map_err(|why| DecodeFail::Err(Error::new(ErrorKind::InvalidInput, "read layer", "input", why)))?;
-            let buffered = BufReader::with_capacity(CHUNK, Cursor::new(&head[..n]).chain(&mut tee));
-            let mut decoder =
-                compression.decoder(buffered).map_err(|e| DecodeFail::Err(decode_error(compression, e)))?;
-            let mut total: u64 = 0;
-            loop {
-                let mut buf = recycle_rx.try_recv().unwrap_or_default();
-                buf.resize(CHUNK, 0);
-                let n = fill(&mut decoder, &mut buf).map_err(|e| DecodeFail::Err(decode_error(compression, e)))?;
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-                if total > limits.max_bytes {
-                    return Err(DecodeFail::Err(Error::new(
-                        ErrorKind::LimitExceeded,
-                        "unpack",
-                        "layer",
-                        format!("uncompressed size exceeds the limit of {} bytes", limits.max_bytes),
-                    )));
-                }
-                buf.truncate(n);
-                tx.send(buf).map_err(|_| DecodeFail::ReceiverGone)?;
-            }
-            drop(decoder);
-            Ok((compression, tee.hasher.finish(), tee.size))
-        });
-
-        let mut reader =
-            ChannelReader { rx, recycle: recycle_tx, cur: Vec::new(), pos: 0, hasher: Hasher::new(), size: 0 };
-        let written = extract(&mut reader, root, limits);
-        // Drain so the decoder can finish (or fail) instead of blocking on a full channel.
+        let read = s.spawn(move || read_stage(input, blob_sink, blob_tx));
+        let decode = s.spawn(move || decode_stage(blob_rx, tar_tx, limits));
+        let mut tar = tar_rx.reader(true);
+        let written = extract(&mut tar, root, limits);
         if written.is_err() {
-            drop(reader.rx);
+            // Upstream stages see the hang-up and stop; their "receiver gone" is not the story.
+            drop(tar.rx);
         } else {
-            while reader.rx.recv().is_ok() {}
+            while tar.rx.recv().is_ok() {}
         }
-        let decoded = decode.join().unwrap_or_else(|_| {
-            Err(DecodeFail::Err(Error::new(ErrorKind::Io, "unpack", "layer", "decoder thread panicked")))
-        });
-        match (decoded, written) {
-            (Err(DecodeFail::Err(e)), _) => Err(e),
-            (_, Err(e)) => Err(e),
-            (Err(DecodeFail::ReceiverGone), Ok(_)) => {
+        let read = read.join().unwrap_or_else(|_| Err(panicked()));
+        let decoded = decode.join().unwrap_or_else(|_| Err(panicked()));
+        // The earliest stage's own error is the cause; later stages only saw the stream end.
+        match (read, decoded, written) {
+            (Err(Fail::Err(e)), _, _) | (_, Err(Fail::Err(e)), _) | (_, _, Err(e)) => Err(e),
+            (Err(Fail::ReceiverGone), _, _) | (_, Err(Fail::ReceiverGone), _) => {
                 Err(Error::new(ErrorKind::Io, "unpack", "layer", "writer stopped before the stream ended"))
             }
-            (Ok((compression, blob, blob_size)), Ok(entries)) => Ok(Unpacked {
+            (Ok((blob, blob_size)), Ok(compression), Ok(entries)) => Ok(Unpacked {
                 blob,
                 blob_size,
                 compression,
-                diff_id: DiffId::new(reader.hasher.finish()),
-                tar_size: reader.size,
+                diff_id: DiffId::new(tar.hasher.map(Hasher::finish).unwrap_or_else(|| Hasher::new().finish())),
+                tar_size: tar.size,
                 entries,
             }),
         }
     })
 }
 
-enum DecodeFail {
+fn panicked() -> Fail {
+    Fail::Err(Error::new(ErrorKind::Io, "unpack", "layer", "a pipeline thread panicked"))
+}
+
+enum Fail {
     Err(Error),
-    /// The writer gave up first; its error is the one to report.
+    /// A later stage gave up first; its error is the one to report.
     ReceiverGone,
+}
+
+/// Stage 1: read the blob, hash it, keep a copy. Off the decoder's thread, which is
+/// the pipeline's critical path.
+fn read_stage(mut input: impl Read, mut sink: Option<&mut File>, out: PipeTx) -> Result<(Digest, u64), Fail> {
+    let mut hasher = Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let mut buf = out.buffer();
+        let n = fill(&mut input, &mut buf).map_err(|e| Fail::Err(Error::io("read layer", "input", e)))?;
+        if n == 0 {
+            return Ok((hasher.finish(), size));
+        }
+        buf.truncate(n);
+        hasher.update(&buf);
+        size += n as u64;
+        if let Some(sink) = sink.as_mut() {
+            sink.write_all(&buf).map_err(|e| Fail::Err(Error::io("store layer blob", "staged blob", e)))?;
+        }
+        out.send(buf)?;
+    }
+}
+
+/// Stage 2: recognise the compression and decode.
+fn decode_stage(input: PipeRx, out: PipeTx, limits: &Limits) -> Result<Compression, Fail> {
+    let mut src = input.reader(false);
+    let mut head = [0u8; 6];
+    let n = fill(&mut src, &mut head).map_err(|e| Fail::Err(Error::io("read layer", "input", e)))?;
+    let compression = Compression::detect(&head[..n])
+        .map_err(|why| Fail::Err(Error::new(ErrorKind::InvalidInput, "read layer", "input", why)))?;
+    let mut buffered = BufReader::with_capacity(CHUNK, Cursor::new(&head[..n]).chain(&mut src));
+    let mut decoder = compression.decoder(&mut buffered).map_err(|e| Fail::Err(decode_error(compression, e)))?;
+    let mut total: u64 = 0;
+    loop {
+        let mut buf = out.buffer();
+        let n = fill(&mut decoder, &mut buf).map_err(|e| Fail::Err(decode_error(compression, e)))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > limits.max_bytes {
+            return Err(Fail::Err(Error::new(
+                ErrorKind::LimitExceeded,
+                "unpack",
+                "layer",
+                format!("uncompressed size exceeds the limit of {} bytes", limits.max_bytes),
+            )));
+        }
+        buf.truncate(n);
+        out.send(buf)?;
+    }
+    drop(decoder);
+    // A decoder may stop at the end of its stream; anything after it is not part of the layer.
+    let mut rest = [0u8; 1];
+    if fill(&mut buffered, &mut rest).map_err(|e| Fail::Err(Error::io("read layer", "input", e)))? > 0 {
+        return Err(Fail::Err(Error::new(
+            ErrorKind::InvalidInput,
+            "read layer",
+            "input",
+            "trailing data after the compressed stream",
+        )));
+    }
+    Ok(compression)
+}
+
+
+struct PipeTx {
+    tx: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+}
+
+struct PipeRx {
+    rx: Receiver<Vec<u8>>,
+    recycle: SyncSender<Vec<u8>>,
+}
+
+/// A bounded channel of chunks between two stages; spent chunks travel back to be
+/// reused instead of zeroing new ones.
+fn pipe() -> (PipeTx, PipeRx) {
+    let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+    let (recycle, recycled) = sync_channel(CHANNEL_DEPTH + 2);
+    (PipeTx { tx, recycled }, PipeRx { rx, recycle })
+}
+
+impl PipeTx {
+    fn buffer(&self) -> Vec<u8> {
+        let mut buf = self.recycled.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        buf
+    }
+
+    fn send(&self, buf: Vec<u8>) -> Result<(), Fail> {
+        self.tx.send(buf).map_err(|_| Fail::ReceiverGone)
+    }
+}
+
+impl PipeRx {
+    fn reader(self, hash: bool) -> ChannelReader {
+        ChannelReader {
+            rx: self.rx,
+            recycle: self.recycle,
+            cur: Vec::new(),
+            pos: 0,
+            hasher: hash.then(Hasher::new),
+            size: 0,
+        }
+    }
 }
 
 fn decode_error(c: Compression, e: io::Error) -> Error {
@@ -177,33 +257,13 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Hashes and copies the compressed bytes as the decoder pulls them.
-struct Tee<'a, R> {
-    inner: R,
-    hasher: Hasher,
-    size: u64,
-    sink: Option<&'a mut File>,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        if let Some(sink) = self.sink.as_mut() {
-            sink.write_all(&buf[..n])?;
-        }
-        Ok(n)
-    }
-}
-
-/// The writer thread's view of the decoded stream; hashes it into the diffID.
+/// A stage's view of its input stream; the writer's also hashes it into the diffID.
 struct ChannelReader {
     rx: Receiver<Vec<u8>>,
     recycle: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     size: u64,
 }
 
@@ -212,7 +272,9 @@ impl Read for ChannelReader {
         if self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(chunk) => {
-                    self.hasher.update(&chunk);
+                    if let Some(h) = self.hasher.as_mut() {
+                        h.update(&chunk);
+                    }
                     self.size += chunk.len() as u64;
                     let spent = std::mem::replace(&mut self.cur, chunk);
                     let _ = self.recycle.try_send(spent);
