@@ -293,3 +293,26 @@ fn an_image_with_the_same_layer_twice_commits_once() {
     assert!(store.fsck().unwrap().is_empty());
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn damaged_zstd_layers_are_rejected() {
+    if !need_root("damaged_zstd_layers_are_rejected") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    let good = fs::read(fx.join("busybox-rootfs.tar.zst")).unwrap();
+    let junk = work.path().join("junk.tar.zst");
+    fs::write(&junk, [&good[..], b"junk after the frame"].concat()).unwrap();
+    let cut = work.path().join("cut.tar.zst");
+    fs::write(&cut, &good[..good.len() / 2]).unwrap();
+    for (file, want) in [(&junk, "data after the zstd stream is not zstd"), (&cut, "truncated input")] {
+        let out = layers(&root, &["import", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(125));
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    }
+    for d in ["blobs/sha256", "layers", "tmp"] {
+        assert_eq!(fs::read_dir(root.join(d)).unwrap().count(), 0);
+    }
+}

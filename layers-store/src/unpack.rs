@@ -176,7 +176,6 @@ fn decode_stage(input: PipeRx, out: PipeTx, limits: &Limits) -> Result<Compressi
     Ok(compression)
 }
 
-
 struct PipeTx {
     tx: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
@@ -237,6 +236,9 @@ fn decode_error(c: Compression, e: io::Error) -> Error {
         // MultiGzDecoder reads past a member's end looking for the next one.
         (Compression::Gzip, _) if e.to_string().contains("invalid gzip header") => {
             "data after the gzip stream is not gzip (trailing junk or a corrupt member)".to_string()
+        }
+        (Compression::Zstd, _) if e.to_string().contains("Unknown frame descriptor") => {
+            "data after the zstd stream is not zstd (trailing junk or a corrupt frame)".to_string()
         }
         _ => e.to_string(),
     };
