@@ -316,3 +316,43 @@ fn damaged_zstd_layers_are_rejected() {
         assert_eq!(fs::read_dir(root.join(d)).unwrap().count(), 0);
     }
 }
+
+#[test]
+fn a_full_disk_fails_cleanly_and_leaves_the_store_as_it_was() {
+    if !need_root("a_full_disk_fails_cleanly_and_leaves_the_store_as_it_was") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("small");
+    fs::create_dir(&root).unwrap();
+    // 3 MiB: room for the database and a small image, not for the 2 MiB busybox layer and its blob.
+    assert!(Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&root).status().unwrap().success());
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _u = Unmount(&root);
+    let store = root.join("store");
+    let small = work.path().join("small.tar");
+    assert!(Command::new("tar").arg("-cf").arg(&small).arg("-C").arg(fx.join("oci")).arg("index.json").status().unwrap().success());
+    assert!(layers(&store, &["import", "-q", small.to_str().unwrap(), "small"]).status.success());
+    let before: Vec<_> = ["blobs/sha256", "layers", "tmp"]
+        .iter()
+        .map(|d| fs::read_dir(store.join(d)).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
+        .collect();
+    let out = layers(&store, &["import", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "big"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device") && err.lines().count() == 1, "{err}");
+    let after: Vec<_> = ["blobs/sha256", "layers", "tmp"]
+        .iter()
+        .map(|d| fs::read_dir(store.join(d)).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(before, after, "nothing half-written is left");
+    let images = stdout(&layers(&store, &["images"]));
+    assert!(images.contains("localhost/small") && !images.contains("big"), "{images}");
+    assert!(layers(&store, &["fsck"]).status.success());
+}

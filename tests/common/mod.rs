@@ -115,9 +115,19 @@ fn node(path: &Path) -> Node {
         content,
         link: ft.is_symlink().then(|| fs::read_link(path).unwrap().to_string_lossy().into_owned()),
         rdev: if ft.is_char_device() || ft.is_block_device() { m.rdev() } else { 0 },
-        mtime: ft.is_file().then(|| m.mtime()),
+        mtime: Some(m.mtime()),
         xattrs: xattrs(path),
     }
+}
+
+/// Which mtimes a comparison trusts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mtimes {
+    /// Regular files only: a flattening reader (umoci) touches directories when it
+    /// applies whiteouts, and an overlay view shows the upper layer's directory.
+    Files,
+    /// Every node but the root: both trees come from one layer.
+    All,
 }
 
 /// Every node beneath `root`, keyed by relative path (the root itself is "").
@@ -138,8 +148,15 @@ pub fn tree(root: &Path) -> BTreeMap<String, Node> {
 }
 
 /// Differences between two trees, one line each; empty when identical.
-pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
-    let (ta, tb) = (tree(a), tree(b));
+pub fn compare_trees(a: &Path, b: &Path, mtimes: Mtimes) -> Vec<String> {
+    let (mut ta, mut tb) = (tree(a), tree(b));
+    if mtimes == Mtimes::Files {
+        for n in ta.values_mut().chain(tb.values_mut()) {
+            if n.kind != "file" {
+                n.mtime = None;
+            }
+        }
+    }
     let mut diffs = Vec::new();
     for (p, na) in &ta {
         match tb.get(p) {
