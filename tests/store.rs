@@ -327,7 +327,12 @@ fn a_full_disk_fails_cleanly_and_leaves_the_store_as_it_was() {
     let root = work.path().join("small");
     fs::create_dir(&root).unwrap();
     // 3 MiB: room for the database and a small image, not for the 2 MiB busybox layer and its blob.
-    assert!(Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&root).status().unwrap().success());
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&root)
+        .status()
+        .unwrap()
+        .success());
     struct Unmount<'a>(&'a std::path::Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
@@ -337,7 +342,15 @@ fn a_full_disk_fails_cleanly_and_leaves_the_store_as_it_was() {
     let _u = Unmount(&root);
     let store = root.join("store");
     let small = work.path().join("small.tar");
-    assert!(Command::new("tar").arg("-cf").arg(&small).arg("-C").arg(fx.join("oci")).arg("index.json").status().unwrap().success());
+    assert!(Command::new("tar")
+        .arg("-cf")
+        .arg(&small)
+        .arg("-C")
+        .arg(fx.join("oci"))
+        .arg("index.json")
+        .status()
+        .unwrap()
+        .success());
     assert!(layers(&store, &["import", "-q", small.to_str().unwrap(), "small"]).status.success());
     let before: Vec<_> = ["blobs/sha256", "layers", "tmp"]
         .iter()
