@@ -20,6 +20,9 @@ mod format;
 mod images_cmd;
 mod import;
 mod maintenance_cmd;
+mod platform;
+mod pull;
+mod registry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +52,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Pull an image from a registry.
+    Pull(pull::PullArgs),
     /// Import a rootfs tarball (plain, gzip or zstd) as a single-layer image.
     Import(import::ImportArgs),
     /// List images.
@@ -110,6 +115,7 @@ fn open_store(cli: &Cli) -> anyhow::Result<Store> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = open_store(&cli)?;
     match &cli.command {
+        Command::Pull(a) => pull::run(store, a),
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images_cmd::images(&store, a),
         Command::Inspect(a) => images_cmd::inspect(&store, a),

@@ -13,14 +13,6 @@ use layers_store::image::{ImageConfig, Manifest};
 use layers_store::metadata::ImageLayerRow;
 use layers_store::{Digest, LayerExpect, NewImage, Store};
 
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn blob(layout: &Path, d: &Digest) -> PathBuf {
     layout.join("blobs/sha256").join(d.hex())
 }
@@ -60,25 +52,6 @@ fn import_layout(store: &Store, layout: &Path, tag: &str) -> Vec<PathBuf> {
     };
     store.commit(ingest, Some(&image)).unwrap();
     rows.iter().map(|r| store.layer_path(&r.diff_id)).collect()
-}
-
-fn mount_overlay(layers: &[PathBuf], target: &Path) -> Mounted {
-    fs::create_dir_all(target).unwrap();
-    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
-    let opts = format!("ro,lowerdir={},index=off,metacopy=off,redirect_dir=off", lower.join(":"));
-    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(target).status().unwrap();
-    assert!(st.success(), "mount -t overlay -o {opts}");
-    Mounted(target.to_path_buf())
-}
-
-fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
-    let out = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
-        .arg(bundle)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "umoci unpack: {}", stderr(&out));
-    bundle.join("rootfs")
 }
 
 #[test]

@@ -95,6 +95,18 @@ impl Store {
         Err(not_found())
     }
 
+    /// The image with this manifest digest, if stored.
+    pub fn image(&self, manifest: &Digest) -> Result<Option<ImageRow>> {
+        Ok(self.md().images()?.into_iter().find(|i| i.manifest == *manifest))
+    }
+
+    /// Whether a layer is ready together with the blob it came as (so an image
+    /// referencing that blob is complete without fetching anything).
+    pub fn has_layer(&self, diff_id: &crate::DiffId, blob: &Digest) -> Result<bool> {
+        let md = self.md();
+        Ok(md.layer(diff_id)?.is_some() && md.blob_size(blob)?.is_some())
+    }
+
     /// Points the full name `tag` at an image (moving it if it named another).
     pub fn tag(&self, manifest: &Digest, tag: &str) -> Result<()> {
         self.md().write("tag", |tx| set_tag(tx, tag, manifest))

@@ -65,14 +65,38 @@ static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Content staged under `tmp/`, committed all at once by [`Store::commit`].
 pub struct Ingest {
     dir: PathBuf,
+    /// Staging dirs of ingests absorbed into this one.
+    absorbed: Vec<PathBuf>,
+    /// Names the next staged item in `dir`.
+    seq: usize,
     blobs: Vec<(Descriptor, PathBuf)>,
     layers: Vec<(LayerRow, PathBuf)>,
+}
+
+impl Ingest {
+    fn next_name(&mut self) -> usize {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Takes over everything `other` staged, so both commit with one `syncfs`
+    /// (layers unpacked in parallel, each into its own ingest, then committed together).
+    pub fn absorb(&mut self, mut other: Ingest) {
+        self.blobs.append(&mut other.blobs);
+        self.layers.append(&mut other.layers);
+        self.absorbed.push(std::mem::take(&mut other.dir));
+        self.absorbed.append(&mut other.absorbed);
+    }
 }
 
 impl Drop for Ingest {
     fn drop(&mut self) {
         // Whatever was not renamed into place is garbage now.
-        let _ = remove_tree(&self.dir);
+        for dir in std::iter::once(&self.dir).chain(&self.absorbed) {
+            if !dir.as_os_str().is_empty() {
+                let _ = remove_tree(dir);
+            }
+        }
     }
 }
 
@@ -142,12 +166,12 @@ impl Store {
         );
         let dir = self.root.join("tmp").join(name);
         fs::create_dir(&dir).map_err(|e| Error::io("stage", dir.display(), e))?;
-        Ok(Ingest { dir, blobs: Vec::new(), layers: Vec::new() })
+        Ok(Ingest { dir, absorbed: Vec::new(), seq: 0, blobs: Vec::new(), layers: Vec::new() })
     }
 
     /// Unpacks one layer blob into the ingest, checking it against `expect`.
     pub fn unpack_layer(&self, ingest: &mut Ingest, input: impl Read + Send, expect: &LayerExpect) -> Result<Unpacked> {
-        let n = ingest.layers.len() + ingest.blobs.len();
+        let n = ingest.next_name();
         let layer_dir = ingest.dir.join(format!("layer-{n}"));
         fs::create_dir(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
         fs::set_permissions(&layer_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -188,7 +212,8 @@ impl Store {
 
     /// Stages a small blob (manifest, config) from memory.
     pub fn stage_blob(&self, ingest: &mut Ingest, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
-        let path = ingest.dir.join(format!("blob-{}", ingest.layers.len() + ingest.blobs.len()));
+        let n = ingest.next_name();
+        let path = ingest.dir.join(format!("blob-{n}"));
         fs::write(&path, bytes).map_err(|e| Error::io("stage", path.display(), e))?;
         let desc = Descriptor {
             media_type: media_type.to_string(),

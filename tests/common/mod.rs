@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use layers_store::digest::Hasher;
 
@@ -177,4 +177,113 @@ pub fn compare_trees(a: &Path, b: &Path, mtimes: Mtimes) -> Vec<String> {
         }
     }
     diffs
+}
+
+/// An overlay mount, unmounted on drop.
+pub struct Mounted(pub PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts `layers` (bottom first) read-only with a plain `mount -t overlay`.
+pub fn mount_overlay(layers: &[PathBuf], target: &Path) -> Mounted {
+    fs::create_dir_all(target).unwrap();
+    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
+    let opts = format!("ro,lowerdir={},index=off,metacopy=off,redirect_dir=off", lower.join(":"));
+    let st = Command::new("mount").args(["-t", "overlay", "overlay", "-o", &opts]).arg(target).status().unwrap();
+    assert!(st.success(), "mount -t overlay -o {opts}");
+    Mounted(target.to_path_buf())
+}
+
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", stderr(&out));
+    bundle.join("rootfs")
+}
+
+/// The layer dirs of a stored image, bottom first, read through `layers inspect`.
+pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
+    let out = layers(store, &["inspect", image]);
+    assert!(out.status.success(), "inspect {image}: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    v[0]["Config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| store.join("layers").join(d.as_str().unwrap().trim_start_matches("sha256:")))
+        .collect()
+}
+
+/// A CNCF distribution registry (`docker-registry`) on a free loopback port with
+/// its own storage, stopped on drop.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) runs");
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Registry { child, addr, _dir: dir };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("docker-registry did not listen on {addr}");
+    }
+
+    /// Pushes `layout:tag` as `NAME` with skopeo (an independent client), passing
+    /// `extra` (`--format v2s2`, `--all`, `--dest-compress-format zstd`, ...).
+    pub fn push(&self, layout: &Path, tag: &str, name: &str, extra: &[&str]) {
+        self.push_from(&format!("oci:{}:{tag}", layout.display()), name, extra)
+    }
+
+    /// Pushes any skopeo source (`dir:PATH`, `oci:PATH:TAG`) as `NAME`.
+    pub fn push_from(&self, source: &str, name: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(source)
+            .arg(format!("docker://{}/{name}", self.addr))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo copy: {}", stderr(&out));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

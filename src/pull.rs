@@ -1,0 +1,268 @@
+//! `layers pull`: a registry image into the store, layers streamed straight from
+//! the network into verify → decompress → unpack, several at once.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use futures_util::TryStreamExt;
+use layers_store::image::{Descriptor, ImageConfig, Manifest};
+use layers_store::metadata::ImageLayerRow;
+use layers_store::{Digest, LayerExpect, NewImage, Reference, ShortNames, Store};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::platform::{describe, Platform};
+use crate::registry::{self, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
+
+/// Layers fetched at once.
+const PARALLEL_LAYERS: usize = 4;
+
+/// Arguments of `layers pull`.
+#[derive(Args)]
+pub struct PullArgs {
+    /// Image to pull: NAME[:TAG][@DIGEST].
+    reference: String,
+    /// Platform to pick from a multi-platform image: os/arch[/variant].
+    #[arg(long)]
+    platform: Option<String>,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Verify TLS certificates (`--tls-verify=false` for self-signed registries).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+}
+
+/// What the user sees of a pull, one line per event (plain, for logs).
+struct Events {
+    quiet: bool,
+}
+
+impl Events {
+    fn say(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+}
+
+pub fn run(store: Store, a: &PullArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(&a.reference, ShortNames::DockerHub)?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
+    let events = Events { quiet: a.quiet };
+    let digest = rt.block_on(pull(Arc::new(store), &reference, &platform, a.tls_verify, &events))?;
+    outln!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches a manifest by reference, verifying its digest (and the pinned one, if any).
+async fn fetch_manifest(
+    client: &Client,
+    r: &oci_client::Reference,
+    pinned: Option<Digest>,
+) -> anyhow::Result<(Vec<u8>, Digest)> {
+    let (bytes, _) = client
+        .pull_manifest_raw(r, &RegistryAuth::Anonymous, ACCEPTED)
+        .await
+        .map_err(|e| anyhow!("fetch manifest {r}: {e}"))?;
+    if bytes.len() as u64 > MAX_JSON {
+        bail!("fetch manifest {r}: {} bytes is over the {MAX_JSON} byte limit", bytes.len());
+    }
+    let got = Digest::of(&bytes);
+    if let Some(want) = pinned.filter(|w| *w != got) {
+        bail!("fetch manifest {r}: digest mismatch: expected {want}, got {got}");
+    }
+    Ok((bytes.to_vec(), got))
+}
+
+/// Reads a whole small blob (a config), refusing more than its descriptor's size.
+async fn fetch_json_blob(client: &Client, r: &oci_client::Reference, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+    if desc.size > MAX_JSON {
+        bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
+    }
+    let stream = client
+        .pull_blob_stream(r, desc.digest.to_string().as_str())
+        .await
+        .map_err(|e| anyhow!("fetch config {}: {e}", desc.digest))?;
+    let mut buf = Vec::new();
+    let mut s = stream.stream;
+    while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch config {}", desc.digest))? {
+        buf.extend_from_slice(&chunk);
+        if buf.len() as u64 > desc.size {
+            bail!("config {}: longer than its descriptor's {} bytes", desc.digest, desc.size);
+        }
+    }
+    let got = Digest::of(&buf);
+    if got != desc.digest || buf.len() as u64 != desc.size {
+        bail!("config {}: digest mismatch: got {got} ({} bytes)", desc.digest, buf.len());
+    }
+    Ok(buf)
+}
+
+/// Picks this platform's manifest from an index, or says what the index offers.
+fn pick_platform(index: &Value, platform: &Platform) -> anyhow::Result<Digest> {
+    let entries = index["manifests"].as_array().context("image index without manifests")?;
+    let found = entries.iter().find(|m| platform.matches(&m["platform"]));
+    match found {
+        Some(m) => Ok(Digest::parse(m["digest"].as_str().unwrap_or_default())?),
+        None => {
+            let offered: Vec<String> = entries.iter().map(|m| describe(&m["platform"])).collect();
+            let want = match &platform.variant {
+                Some(v) => format!("{}/{}/{v}", platform.os, platform.architecture),
+                None => format!("{}/{}", platform.os, platform.architecture),
+            };
+            bail!("no image for platform {want} in the index (it offers: {})", offered.join(", "))
+        }
+    }
+}
+
+fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
+    if m.schema_version != 2 {
+        bail!("manifest schema {} is not supported (Docker schema 1 images are deprecated; re-push with a current client)", m.schema_version);
+    }
+    for l in &m.layers {
+        if l.urls.is_some() || l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
+            bail!("layer {} is a foreign layer ({}), which layers does not fetch", l.digest, l.media_type);
+        }
+    }
+    Ok(())
+}
+
+async fn pull(
+    store: Arc<Store>,
+    reference: &Reference,
+    platform: &Platform,
+    tls_verify: bool,
+    events: &Events,
+) -> anyhow::Result<Digest> {
+    let started = Instant::now();
+    let client = registry::client(&reference.registry, tls_verify);
+    let oref = registry::oci_reference(reference);
+    let (mut bytes, mut digest) = fetch_manifest(&client, &oref, reference.digest).await?;
+    let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
+    if top["schemaVersion"] == 1 {
+        bail!("{reference}: Docker schema 1 manifests are not supported (re-push the image with a current client)");
+    }
+    let media = top["mediaType"].as_str().unwrap_or_default();
+    if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
+        let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
+        let r = oref.clone_with_digest(chosen.to_string());
+        (bytes, digest) = fetch_manifest(&client, &r, Some(chosen)).await?;
+    }
+    let tag = reference.tagged_name();
+
+    if let Some(img) = store.image(&digest)? {
+        if let Some(t) = &tag {
+            store.tag(&img.manifest, t)?;
+        }
+        events.say(format!("{reference}: image is up to date ({digest})"));
+        return Ok(digest);
+    }
+
+    let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
+    check_manifest(&manifest).with_context(|| reference.to_string())?;
+    let config_bytes = fetch_json_blob(&client, &oref, &manifest.config).await?;
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        bail!(
+            "{reference}: manifest lists {} layers but the config {}",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        );
+    }
+
+    let limit = Arc::new(Semaphore::new(PARALLEL_LAYERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let short = &desc.digest.hex()[..12];
+        if store.has_layer(diff, &desc.digest)? {
+            events.say(format!("{short}: already exists"));
+            continue;
+        }
+        let (client, oref, store, limit) = (client.clone(), oref.clone(), store.clone(), limit.clone());
+        let (desc, diff, short) = (desc.clone(), *diff, short.to_string());
+        events.say(format!("{short}: waiting"));
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await?;
+            let layer_started = Instant::now();
+            let stream = client
+                .pull_blob_stream(&oref, desc.digest.to_string().as_str())
+                .await
+                .map_err(|e| anyhow!("fetch layer {}: {e}", desc.digest))?;
+            let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
+            let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
+            let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let mut ingest = store.ingest()?;
+                // Never read past the descriptor's size: a longer body is cut off and then fails verification.
+                let u = store
+                    .unpack_layer(&mut ingest, reader.take(desc.size + 1), &expect)
+                    .with_context(|| format!("pull layer {}", desc.digest))?;
+                Ok((u, ingest))
+            })
+            .await??;
+            anyhow::Ok((short, u, layer_started.elapsed(), ingest))
+        });
+    }
+    // Everything verified is committed together (one syncfs), even if another layer failed:
+    // a retry then fetches only what is missing.
+    let mut staged = store.ingest()?;
+    let mut failed = None;
+    while let Some(done) = tasks.join_next().await {
+        match done.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok((short, u, took, ingest)) => {
+                staged.absorb(ingest);
+                events.say(format!(
+                    "{short}: done ({} in {:.2}s, {} entries)",
+                    crate::format::size(u.blob_size),
+                    took.as_secs_f64(),
+                    u.entries
+                ));
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        store.commit(staged, None)?;
+        return Err(e);
+    }
+
+    let rows: Vec<ImageLayerRow> = manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .map(|(d, diff)| ImageLayerRow {
+            diff_id: *diff,
+            blob: d.digest,
+            media_type: d.media_type.clone(),
+            size: d.size,
+        })
+        .collect();
+    let manifest_media = manifest.media_type.clone().unwrap_or_else(|| registry::OCI_MANIFEST.to_string());
+    let m = store.stage_blob(&mut staged, &bytes, &manifest_media)?;
+    let c = store.stage_blob(&mut staged, &config_bytes, &manifest.config.media_type)?;
+    let image = NewImage {
+        manifest: m,
+        config: c,
+        layers: rows,
+        created: config.created.clone().unwrap_or_default(),
+        tags: tag.into_iter().collect(),
+    };
+    store.commit(staged, Some(&image)).context("commit pulled image")?;
+    events.say(format!("{reference}: pulled {digest} in {:.2}s", started.elapsed().as_secs_f64()));
+    Ok(digest)
+}

@@ -1,0 +1,131 @@
+//! `layers pull` against a real registry (CNCF distribution, `docker-registry`),
+//! seeded by skopeo from umoci-built layouts; pulled images are checked file by
+//! file against `umoci unpack` of the same image.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+fn manifest_digest(layout: &Path, tag: &str) -> String {
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The merged view of a pulled image equals umoci's unpack of its source layout.
+fn assert_same_as_umoci(store: &Path, image: &str, layout: &Path, tag: &str, work: &Path) {
+    let dirs = layer_dirs(store, image);
+    let theirs = umoci_unpack(layout, tag, &work.join(format!("bundle-{}", image.replace(['/', ':'], "_"))));
+    let merged = work.join(format!("merged-{}", image.replace(['/', ':'], "_")));
+    let _m = mount_overlay(&dirs, &merged);
+    let diffs = compare_trees(&merged, &theirs, Mtimes::Files);
+    assert!(diffs.is_empty(), "{image}: differs from umoci unpack:\n{}", diffs.join("\n"));
+}
+
+#[test]
+fn pulled_images_equal_umoci_unpack_in_every_format() {
+    if !need_root("pulled_images_equal_umoci_unpack_in_every_format") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "fixture/layered:v1", &[]);
+    reg.push(&layout, "layered", "fixture/docker:v1", &["--format", "v2s2"]);
+    let work = tempfile::tempdir().unwrap();
+    // zstd layers: recompressed into a local layout first (a registry push would reuse the gzip blobs).
+    let zstd = work.path().join("zstd-layout");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-compress", "--dest-compress-format", "zstd"])
+        .arg(format!("oci:{}:layered", layout.display()))
+        .arg(format!("oci:{}:layered", zstd.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    reg.push(&zstd, "layered", "fixture/zstd:v1", &[]);
+    let store = work.path().join("store");
+    for name in ["fixture/layered:v1", "fixture/docker:v1", "fixture/zstd:v1"] {
+        let image = format!("{}/{name}", reg.addr);
+        let out = layers(&store, &["pull", &image]);
+        assert!(out.status.success(), "pull {image}: {}", stderr(&out));
+        assert_same_as_umoci(&store, &image, &layout, "layered", work.path());
+    }
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&layers(&store, &["inspect", &format!("{}/fixture/zstd:v1", reg.addr)]))).unwrap();
+    let media: Vec<&str> =
+        inspect[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    assert!(media.iter().all(|m| m.ends_with("+zstd")), "{media:?}");
+    let fsck = layers(&store, &["fsck"]);
+    assert!(fsck.status.success(), "{}", stdout(&fsck));
+    // Same layers in three encodings: one layer dir per diffID, shared.
+    assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 3);
+}
+
+#[test]
+fn a_second_pull_fetches_nothing_and_a_digest_pull_is_verified() {
+    if !need_root("a_second_pull_fetches_nothing_and_a_digest_pull_is_verified") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "fixture/layered:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+    let first = layers(&store, &["pull", &image]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let digest = stdout(&first).trim().to_string();
+    assert_eq!(digest, manifest_digest(&layout, "layered"), "prints the manifest digest");
+    let blobs = fs::read_dir(store.join("blobs/sha256")).unwrap().count();
+    let again = layers(&store, &["pull", &image]);
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("image is up to date"), "{}", stderr(&again));
+    assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), blobs);
+
+    // By digest, into a fresh store; a layer already present from another image is not fetched again.
+    let store2 = work.path().join("store2");
+    reg.push(&layout, "two-layers", "fixture/two:v1", &[]);
+    assert!(layers(&store2, &["pull", "-q", &format!("{}/fixture/two:v1", reg.addr)]).status.success());
+    let by_digest = layers(&store2, &["pull", &format!("{}/fixture/layered@{digest}", reg.addr)]);
+    assert!(by_digest.status.success(), "{}", stderr(&by_digest));
+    assert_eq!(stderr(&by_digest).matches("already exists").count(), 2, "{}", stderr(&by_digest));
+    let wrong = format!("{}/fixture/layered@sha256:{}", reg.addr, "0".repeat(64));
+    let out = layers(&store2, &["pull", &wrong]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).lines().count() == 1, "{}", stderr(&out));
+    let missing = layers(&store2, &["pull", &format!("{}/fixture/nope:v1", reg.addr)]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(stderr(&missing).contains("fixture/nope:v1"), "{}", stderr(&missing));
+    assert!(layers(&store2, &["fsck"]).status.success());
+}
+
+#[test]
+fn multi_platform_indexes_pick_the_platform_or_say_what_they_offer() {
+    if !need_root("multi_platform_indexes_pick_the_platform_or_say_what_they_offer") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "multi", "fixture/multi:v1", &["--all"]);
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/multi:v1", reg.addr);
+    let arm = layers(&store, &["pull", "-q", "--platform", "linux/arm64", &image]);
+    assert!(arm.status.success(), "{}", stderr(&arm));
+    assert_eq!(stdout(&arm).trim(), manifest_digest(&layout, "two-layers"));
+    let amd = layers(&store, &["pull", "-q", "--platform", "linux/amd64", &image]);
+    assert_eq!(stdout(&amd).trim(), manifest_digest(&layout, "layered"));
+    let none = layers(&store, &["pull", "--platform", "linux/s390x", &image]);
+    assert_eq!(none.status.code(), Some(125));
+    let err = stderr(&none);
+    assert!(err.contains("no image for platform linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"), "{err}");
+}
