@@ -23,6 +23,7 @@ mod maintenance_cmd;
 mod platform;
 mod pull;
 mod registry;
+mod registry_config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ struct Cli {
     /// Most tar entries accepted in one layer.
     #[arg(long, global = true, env = "LAYERS_MAX_LAYER_ENTRIES", value_name = "N")]
     max_layer_entries: Option<u64>,
+    /// Registry configuration (mirrors, plain-http registries); see the README.
+    #[arg(long, global = true, env = "LAYERS_REGISTRIES_CONFIG", value_name = "FILE")]
+    registries_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,7 +119,10 @@ fn open_store(cli: &Cli) -> anyhow::Result<Store> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = open_store(&cli)?;
     match &cli.command {
-        Command::Pull(a) => pull::run(store, a),
+        Command::Pull(a) => {
+            let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            pull::run(store, a, &registries)
+        }
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images_cmd::images(&store, a),
         Command::Inspect(a) => images_cmd::inspect(&store, a),

@@ -20,6 +20,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::platform::{describe, Platform};
 use crate::registry::{self, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
+use crate::registry_config::{Endpoint, RegistriesConfig};
 
 /// Layers fetched at once.
 const PARALLEL_LAYERS: usize = 4;
@@ -53,8 +54,9 @@ impl Events {
     }
 }
 
-pub fn run(store: Store, a: &PullArgs) -> anyhow::Result<ExitCode> {
+pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&a.reference, ShortNames::DockerHub)?;
+    let endpoints = registries.endpoints(&reference.registry);
     let platform = match &a.platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
@@ -62,7 +64,7 @@ pub fn run(store: Store, a: &PullArgs) -> anyhow::Result<ExitCode> {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
     let events = Events { quiet: a.quiet };
-    let digest = rt.block_on(pull(Arc::new(store), &reference, &platform, a.tls_verify, &events))?;
+    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, a.tls_verify, &events))?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
@@ -140,17 +142,40 @@ fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fetches the top manifest from the first endpoint (mirrors, then the registry)
+/// that serves it; the rest of the pull stays with that endpoint.
+async fn first_endpoint(
+    reference: &Reference,
+    endpoints: &[Endpoint],
+    tls_verify: bool,
+    events: &Events,
+) -> anyhow::Result<(Client, oci_client::Reference, Vec<u8>, Digest)> {
+    let mut last = None;
+    for (i, ep) in endpoints.iter().enumerate() {
+        let client = registry::client(ep.plain_http, tls_verify);
+        let oref = registry::oci_reference(&ep.host, reference);
+        match fetch_manifest(&client, &oref, reference.digest).await {
+            Ok((bytes, digest)) => return Ok((client, oref, bytes, digest)),
+            Err(e) if i + 1 < endpoints.len() => {
+                events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
+                last = Some(e);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("{reference}: no endpoint to pull from")))
+}
+
 async fn pull(
     store: Arc<Store>,
     reference: &Reference,
+    endpoints: &[Endpoint],
     platform: &Platform,
     tls_verify: bool,
     events: &Events,
 ) -> anyhow::Result<Digest> {
     let started = Instant::now();
-    let client = registry::client(&reference.registry, tls_verify);
-    let oref = registry::oci_reference(reference);
-    let (mut bytes, mut digest) = fetch_manifest(&client, &oref, reference.digest).await?;
+    let (client, oref, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
     let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     if top["schemaVersion"] == 1 {
         bail!("{reference}: Docker schema 1 manifests are not supported (re-push the image with a current client)");

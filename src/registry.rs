@@ -28,11 +28,11 @@ pub fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
-/// A client for one registry host.
-pub fn client(registry: &str, tls_verify: bool) -> oci_client::Client {
+/// A client for one endpoint (plain http or https).
+pub fn client(plain_http: bool, tls_verify: bool) -> oci_client::Client {
     // ring rather than aws-lc: same TLS, half the build time. Already installed is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let protocol = if is_loopback(registry) { ClientProtocol::Http } else { ClientProtocol::Https };
+    let protocol = if plain_http { ClientProtocol::Http } else { ClientProtocol::Https };
     oci_client::Client::new(ClientConfig {
         protocol,
         accept_invalid_certificates: !tls_verify,
@@ -41,12 +41,14 @@ pub fn client(registry: &str, tls_verify: bool) -> oci_client::Client {
     })
 }
 
-/// The client's spelling of a reference (digest wins over tag).
-pub fn oci_reference(r: &Reference) -> oci_client::Reference {
+/// The client's spelling of a reference fetched from `host` (the registry or a
+/// mirror of it); digest wins over tag.
+pub fn oci_reference(host: &str, r: &Reference) -> oci_client::Reference {
+    let (host, repo) = (host.to_string(), r.repository.clone());
     match (&r.digest, &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(r.registry.clone(), r.repository.clone(), d.to_string()),
-        (None, Some(t)) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), t.clone()),
-        (None, None) => oci_client::Reference::with_tag(r.registry.clone(), r.repository.clone(), "latest".into()),
+        (Some(d), _) => oci_client::Reference::with_digest(host, repo, d.to_string()),
+        (None, Some(t)) => oci_client::Reference::with_tag(host, repo, t.clone()),
+        (None, None) => oci_client::Reference::with_tag(host, repo, "latest".into()),
     }
 }
 

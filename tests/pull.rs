@@ -129,3 +129,49 @@ fn multi_platform_indexes_pick_the_platform_or_say_what_they_offer() {
     let err = stderr(&none);
     assert!(err.contains("no image for platform linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"), "{err}");
 }
+
+#[test]
+fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
+    if !need_root("docker_hub_names_go_through_the_configured_mirrors_in_order") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "library/busybox:latest", &[]);
+    let work = tempfile::tempdir().unwrap();
+    // The first mirror is down (a port nothing listens on); the second serves the image.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = work.path().join("registries.toml");
+    fs::write(
+        &config,
+        format!("[registries.\"docker.io\"]\nmirrors = [\"http://127.0.0.1:{dead}\", \"{}\"]\n", reg.addr),
+    )
+    .unwrap();
+    let store = work.path().join("store");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .arg("--registries-config")
+        .arg(&config)
+        .args(["pull", "busybox"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("127.0.0.1:{dead}")), "the dead mirror is reported: {}", stderr(&out));
+    let images = stdout(&layers(&store, &["images"]));
+    assert!(images.contains("docker.io/library/busybox"), "stored under its Docker Hub name: {images}");
+    assert_same_as_umoci(&store, "busybox", &layout, "layered", work.path());
+
+    let bad = work.path().join("bad.toml");
+    fs::write(&bad, "[registries.\"docker.io\"]\nmirors = []\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .arg("--registries-config")
+        .arg(&bad)
+        .args(["pull", "busybox"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("bad.toml") && stderr(&out).contains("mirors"), "{}", stderr(&out));
+}
