@@ -4,14 +4,15 @@
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use futures_util::TryStreamExt;
 use layers_store::image::{Descriptor, ImageConfig, Manifest};
 use layers_store::metadata::ImageLayerRow;
-use layers_store::{Digest, LayerExpect, NewImage, Reference, ShortNames, Store};
+use layers_store::unpack::Unpacked;
+use layers_store::{Digest, Ingest, LayerExpect, NewImage, Reference, ShortNames, Store};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use serde_json::Value;
@@ -130,6 +131,37 @@ fn pick_platform(index: &Value, platform: &Platform) -> anyhow::Result<Digest> {
     }
 }
 
+/// Streams one layer blob into a fresh ingest: verify, decompress, unpack.
+async fn fetch_layer(
+    client: &Client,
+    oref: &oci_client::Reference,
+    store: Arc<Store>,
+    desc: Descriptor,
+    diff: layers_store::DiffId,
+) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
+    let started = Instant::now();
+    let stream = client
+        .pull_blob_stream(oref, desc.digest.to_string().as_str())
+        .await
+        .map_err(|e| anyhow!("fetch layer {}: {e}", desc.digest))?;
+    let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
+    let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
+    let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut ingest = store.ingest()?;
+        // Never read past the descriptor's size: a longer body is cut off and then fails verification.
+        let u = store
+            .unpack_layer(&mut ingest, reader.take(desc.size + 1), &expect)
+            .with_context(|| format!("pull layer {}", desc.digest))?;
+        Ok((u, ingest))
+    })
+    .await??;
+    Ok((u, started.elapsed(), ingest))
+}
+
+fn done_line(u: &Unpacked, took: Duration) -> String {
+    format!("done ({} in {:.2}s, {} entries)", crate::format::size(u.blob_size), took.as_secs_f64(), u.entries)
+}
+
 fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     if m.schema_version != 2 {
         bail!("manifest schema {} is not supported (Docker schema 1 images are deprecated; re-push with a current client)", m.schema_version);
@@ -209,36 +241,30 @@ async fn pull(
         );
     }
 
+    // Layers another process is fetching right now wait until ours are committed and
+    // our claims released: we never wait for a claim while holding one (no deadlock).
     let limit = Arc::new(Semaphore::new(PARALLEL_LAYERS));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut claims = Vec::new();
+    let mut deferred = Vec::new();
     for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-        let short = &desc.digest.hex()[..12];
+        let short = desc.digest.hex()[..12].to_string();
         if store.has_layer(diff, &desc.digest)? {
             events.say(format!("{short}: already exists"));
             continue;
         }
-        let (client, oref, store, limit) = (client.clone(), oref.clone(), store.clone(), limit.clone());
-        let (desc, diff, short) = (desc.clone(), *diff, short.to_string());
+        let Some(claim) = store.claim_fetch(&desc.digest, false)? else {
+            events.say(format!("{short}: another process is fetching it"));
+            deferred.push((desc.clone(), *diff));
+            continue;
+        };
+        claims.push(claim);
         events.say(format!("{short}: waiting"));
+        let (client, oref, store, limit, desc, diff) =
+            (client.clone(), oref.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            let layer_started = Instant::now();
-            let stream = client
-                .pull_blob_stream(&oref, desc.digest.to_string().as_str())
-                .await
-                .map_err(|e| anyhow!("fetch layer {}: {e}", desc.digest))?;
-            let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
-            let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
-            let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let mut ingest = store.ingest()?;
-                // Never read past the descriptor's size: a longer body is cut off and then fails verification.
-                let u = store
-                    .unpack_layer(&mut ingest, reader.take(desc.size + 1), &expect)
-                    .with_context(|| format!("pull layer {}", desc.digest))?;
-                Ok((u, ingest))
-            })
-            .await??;
-            anyhow::Ok((short, u, layer_started.elapsed(), ingest))
+            fetch_layer(&client, &oref, store, desc, diff).await.map(|done| (short, done))
         });
     }
     // Everything verified is committed together (one syncfs), even if another layer failed:
@@ -247,14 +273,9 @@ async fn pull(
     let mut failed = None;
     while let Some(done) = tasks.join_next().await {
         match done.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok((short, u, took, ingest)) => {
+            Ok((short, (u, took, ingest))) => {
                 staged.absorb(ingest);
-                events.say(format!(
-                    "{short}: done ({} in {:.2}s, {} entries)",
-                    crate::format::size(u.blob_size),
-                    took.as_secs_f64(),
-                    u.entries
-                ));
+                events.say(format!("{short}: {}", done_line(&u, took)));
             }
             Err(e) => {
                 failed.get_or_insert(e);
@@ -264,6 +285,23 @@ async fn pull(
     if let Some(e) = failed {
         store.commit(staged, None)?;
         return Err(e);
+    }
+    if !deferred.is_empty() {
+        store.commit(staged, None)?;
+        drop(claims);
+        for (desc, diff) in deferred {
+            let short = desc.digest.hex()[..12].to_string();
+            let (s, d) = (store.clone(), desc.digest);
+            let _claim = tokio::task::spawn_blocking(move || s.claim_fetch(&d, true)).await??;
+            if store.has_layer(&diff, &desc.digest)? {
+                events.say(format!("{short}: already exists (fetched by another process)"));
+                continue;
+            }
+            let (u, took, ingest) = fetch_layer(&client, &oref, store.clone(), desc, diff).await?;
+            store.commit(ingest, None)?;
+            events.say(format!("{short}: {}", done_line(&u, took)));
+        }
+        staged = store.ingest()?;
     }
 
     let rows: Vec<ImageLayerRow> = manifest

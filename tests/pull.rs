@@ -175,3 +175,45 @@ fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("bad.toml") && stderr(&out).contains("mirors"), "{}", stderr(&out));
 }
+
+#[test]
+fn concurrent_pulls_share_layers_and_download_each_blob_once() {
+    if !need_root("concurrent_pulls_share_layers_and_download_each_blob_once") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "fixture/layered:v1", &[]);
+    reg.push(&layout, "two-layers", "fixture/two:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    // Create the store first so every puller finds it ready.
+    assert!(layers(&store, &["images"]).status.success());
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let image = if i % 2 == 0 { "fixture/layered:v1" } else { "fixture/two:v1" };
+            std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+                .arg("--root")
+                .arg(&store)
+                .args(["pull", &format!("{}/{image}", reg.addr)])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "concurrent pull failed: {}", stderr(&out));
+    }
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&layers(&store, &["inspect", &format!("{}/fixture/layered:v1", reg.addr)])))
+            .unwrap();
+    for l in inspect[0]["Manifest"]["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        assert_eq!(reg.blob_downloads(d), 1, "layer blob {d} downloaded once");
+    }
+    let fsck = layers(&store, &["fsck"]);
+    assert!(fsck.status.success(), "{}", stdout(&fsck));
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+}

@@ -34,5 +34,5 @@ pub use compression::Compression;
 pub use digest::{ChainId, DiffId, Digest};
 pub use error::{Error, ErrorKind, Result};
 pub use reference::{Reference, ShortNames};
-pub use store::{Ingest, LayerExpect, NewImage, Store};
+pub use store::{FetchClaim, Ingest, LayerExpect, NewImage, Store};
 pub use unpack::Limits;

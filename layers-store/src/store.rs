@@ -62,6 +62,10 @@ pub struct NewImage {
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Held while a blob is fetched and until it is committed; released on drop.
+#[derive(Debug)]
+pub struct FetchClaim(#[allow(dead_code)] File);
+
 /// Content staged under `tmp/`, committed all at once by [`Store::commit`].
 pub struct Ingest {
     dir: PathBuf,
@@ -208,6 +212,22 @@ impl Store {
         };
         ingest.layers.push((row, layer_dir));
         Ok(u)
+    }
+
+    /// Claims the right to fetch a blob, so concurrent pulls download it once.
+    /// Without `wait`, `Ok(None)` means another process holds it now.
+    pub fn claim_fetch(&self, blob: &Digest, wait: bool) -> Result<Option<FetchClaim>> {
+        // Not the commit lock's file: flock conflicts between two opens in one process too.
+        let name = format!("fetch-{}", blob.hex());
+        let f = open_lock(&self.root.join("locks").join(&name))?;
+        if wait {
+            return lock(f, &name).map(|f| Some(FetchClaim(f)));
+        }
+        match f.try_lock() {
+            Ok(()) => Ok(Some(FetchClaim(f))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", name, e)),
+        }
     }
 
     /// Stages a small blob (manifest, config) from memory.

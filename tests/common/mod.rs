@@ -225,6 +225,7 @@ pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
 /// its own storage, stopped on drop.
 pub struct Registry {
     child: Child,
+    access_log: PathBuf,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     _dir: tempfile::TempDir,
@@ -239,21 +240,22 @@ impl Registry {
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
+        let access_log = dir.path().join("access.log");
         let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
+            .stdout(fs::File::create(&access_log).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry (Debian package docker-registry) runs");
         for _ in 0..500 {
             if std::net::TcpStream::connect(&addr).is_ok() {
-                return Registry { child, addr, _dir: dir };
+                return Registry { child, access_log, addr, _dir: dir };
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -266,6 +268,14 @@ impl Registry {
     /// `extra` (`--format v2s2`, `--all`, `--dest-compress-format zstd`, ...).
     pub fn push(&self, layout: &Path, tag: &str, name: &str, extra: &[&str]) {
         self.push_from(&format!("oci:{}:{tag}", layout.display()), name, extra)
+    }
+
+    /// How many times a client (not skopeo) downloaded this blob, from the access log.
+    pub fn blob_downloads(&self, digest: &str) -> usize {
+        let log = fs::read_to_string(&self.access_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(&format!("/blobs/{digest} ")) && l.contains("\"GET ") && l.contains("oci-client"))
+            .count()
     }
 
     /// Pushes any skopeo source (`dir:PATH`, `oci:PATH:TAG`) as `NAME`.
