@@ -217,3 +217,38 @@ fn concurrent_pulls_share_layers_and_download_each_blob_once() {
     assert!(fsck.status.success(), "{}", stdout(&fsck));
     assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_pull_killed_at_any_moment_is_finished_by_the_next_one() {
+    if !need_root("a_pull_killed_at_any_moment_is_finished_by_the_next_one") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "fixture/layered:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+    // Kill points spread over a pull's life: before, during and after the layer fetches.
+    for (i, delay_ms) in [0u64, 5, 15, 30, 50, 80].into_iter().enumerate() {
+        let store = work.path().join(format!("store-{i}"));
+        assert!(layers(&store, &["images"]).status.success());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+            .arg("--root")
+            .arg(&store)
+            .args(["pull", "-q", &image])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let fsck = layers(&store, &["fsck"]);
+        assert!(fsck.status.success(), "kill after {delay_ms} ms: fsck: {}", stdout(&fsck));
+        let again = layers(&store, &["pull", &image]);
+        assert!(again.status.success(), "kill after {delay_ms} ms: re-pull: {}", stderr(&again));
+        assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+        assert!(layers(&store, &["fsck"]).status.success());
+        assert_same_as_umoci(&store, &image, &layout, "layered", &work.path().join(format!("cmp-{i}")));
+    }
+}
