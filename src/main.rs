@@ -24,6 +24,7 @@ mod platform;
 mod pull;
 mod registry;
 mod registry_config;
+mod resume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -22,6 +22,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::platform::{describe, Platform};
 use crate::registry::{self, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
 use crate::registry_config::{Endpoint, RegistriesConfig};
+use crate::resume;
 
 /// Layers fetched at once.
 const PARALLEL_LAYERS: usize = 4;
@@ -75,11 +76,14 @@ async fn fetch_manifest(
     client: &Client,
     r: &oci_client::Reference,
     pinned: Option<Digest>,
+    tries: u32,
+    quiet: bool,
 ) -> anyhow::Result<(Vec<u8>, Digest)> {
-    let (bytes, _) = client
-        .pull_manifest_raw(r, &RegistryAuth::Anonymous, ACCEPTED)
-        .await
-        .map_err(|e| anyhow!("fetch manifest {r}: {e}"))?;
+    let what = format!("fetch manifest {r}");
+    let (bytes, _) =
+        resume::retry(&what, tries, quiet, || client.pull_manifest_raw(r, &RegistryAuth::Anonymous, ACCEPTED))
+            .await
+            .map_err(|e| anyhow!("{what}: {e}"))?;
     if bytes.len() as u64 > MAX_JSON {
         bail!("fetch manifest {r}: {} bytes is over the {MAX_JSON} byte limit", bytes.len());
     }
@@ -91,16 +95,18 @@ async fn fetch_manifest(
 }
 
 /// Reads a whole small blob (a config), refusing more than its descriptor's size.
-async fn fetch_json_blob(client: &Client, r: &oci_client::Reference, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+async fn fetch_json_blob(
+    client: &Client,
+    r: &oci_client::Reference,
+    desc: &Descriptor,
+    quiet: bool,
+) -> anyhow::Result<Vec<u8>> {
     if desc.size > MAX_JSON {
         bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
     }
-    let stream = client
-        .pull_blob_stream(r, desc.digest.to_string().as_str())
-        .await
-        .map_err(|e| anyhow!("fetch config {}: {e}", desc.digest))?;
+    let mut s =
+        std::pin::pin!(resume::blob_stream(client.clone(), r.clone(), desc.digest.to_string(), desc.size, quiet));
     let mut buf = Vec::new();
-    let mut s = stream.stream;
     while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch config {}", desc.digest))? {
         buf.extend_from_slice(&chunk);
         if buf.len() as u64 > desc.size {
@@ -109,7 +115,7 @@ async fn fetch_json_blob(client: &Client, r: &oci_client::Reference, desc: &Desc
     }
     let got = Digest::of(&buf);
     if got != desc.digest || buf.len() as u64 != desc.size {
-        bail!("config {}: digest mismatch: got {got} ({} bytes)", desc.digest, buf.len());
+        bail!("config {}: digest mismatch: expected {}, got {got} ({} bytes)", desc.digest, desc.digest, buf.len());
     }
     Ok(buf)
 }
@@ -138,13 +144,11 @@ async fn fetch_layer(
     store: Arc<Store>,
     desc: Descriptor,
     diff: layers_store::DiffId,
+    quiet: bool,
 ) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
     let started = Instant::now();
-    let stream = client
-        .pull_blob_stream(oref, desc.digest.to_string().as_str())
-        .await
-        .map_err(|e| anyhow!("fetch layer {}: {e}", desc.digest))?;
-    let reader = SyncIoBridge::new(StreamReader::new(stream.stream));
+    let stream = resume::blob_stream(client.clone(), oref.clone(), desc.digest.to_string(), desc.size, quiet);
+    let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
     let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
     let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut ingest = store.ingest()?;
@@ -186,7 +190,9 @@ async fn first_endpoint(
     for (i, ep) in endpoints.iter().enumerate() {
         let client = registry::client(ep.plain_http, tls_verify);
         let oref = registry::oci_reference(&ep.host, reference);
-        match fetch_manifest(&client, &oref, reference.digest).await {
+        // A failing mirror hands over to the next endpoint at once; the registry itself gets retries.
+        let tries = if i + 1 < endpoints.len() { 1 } else { resume::MAX_TRIES };
+        match fetch_manifest(&client, &oref, reference.digest, tries, events.quiet).await {
             Ok((bytes, digest)) => return Ok((client, oref, bytes, digest)),
             Err(e) if i + 1 < endpoints.len() => {
                 events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
@@ -216,7 +222,7 @@ async fn pull(
     if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
         let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
         let r = oref.clone_with_digest(chosen.to_string());
-        (bytes, digest) = fetch_manifest(&client, &r, Some(chosen)).await?;
+        (bytes, digest) = fetch_manifest(&client, &r, Some(chosen), resume::MAX_TRIES, events.quiet).await?;
     }
     let tag = reference.tagged_name();
 
@@ -230,7 +236,7 @@ async fn pull(
 
     let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     check_manifest(&manifest).with_context(|| reference.to_string())?;
-    let config_bytes = fetch_json_blob(&client, &oref, &manifest.config).await?;
+    let config_bytes = fetch_json_blob(&client, &oref, &manifest.config, events.quiet).await?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -260,11 +266,12 @@ async fn pull(
         };
         claims.push(claim);
         events.say(format!("{short}: waiting"));
+        let quiet = events.quiet;
         let (client, oref, store, limit, desc, diff) =
             (client.clone(), oref.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            fetch_layer(&client, &oref, store, desc, diff).await.map(|done| (short, done))
+            fetch_layer(&client, &oref, store, desc, diff, quiet).await.map(|done| (short, done))
         });
     }
     // Everything verified is committed together (one syncfs), even if another layer failed:
@@ -297,7 +304,7 @@ async fn pull(
                 events.say(format!("{short}: already exists (fetched by another process)"));
                 continue;
             }
-            let (u, took, ingest) = fetch_layer(&client, &oref, store.clone(), desc, diff).await?;
+            let (u, took, ingest) = fetch_layer(&client, &oref, store.clone(), desc, diff, events.quiet).await?;
             store.commit(ingest, None)?;
             events.say(format!("{short}: {}", done_line(&u, took)));
         }
