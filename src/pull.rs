@@ -1,7 +1,6 @@
 //! `layers pull`: a registry image into the store, layers streamed straight from
 //! the network into verify → decompress → unpack, several at once.
 
-use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,10 +151,9 @@ async fn fetch_layer(
     let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
     let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut ingest = store.ingest()?;
-        // Never read past the descriptor's size: a longer body is cut off and then fails verification.
-        let u = store
-            .unpack_layer(&mut ingest, reader.take(desc.size + 1), &expect)
-            .with_context(|| format!("pull layer {}", desc.digest))?;
+        // unpack_layer never reads past the descriptor's size: a longer body is cut off and fails verification.
+        let u =
+            store.unpack_layer(&mut ingest, reader, &expect).with_context(|| format!("pull layer {}", desc.digest))?;
         Ok((u, ingest))
     })
     .await??;

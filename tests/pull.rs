@@ -252,3 +252,55 @@ fn a_pull_killed_at_any_moment_is_finished_by_the_next_one() {
         assert_same_as_umoci(&store, &image, &layout, "layered", &work.path().join(format!("cmp-{i}")));
     }
 }
+
+#[test]
+fn dropped_connections_and_server_errors_are_retried_and_resumed() {
+    if !need_root("dropped_connections_and_server_errors_are_retried_and_resumed") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "fixture/layered:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    for (name, fault, says) in [
+        ("cut", Fault::CutAfter { bytes: 300_000, times: 3 }, "resuming"),
+        ("503", Fault::Status { code: 503, times: 2 }, "retrying"),
+        // The first connection is oci-client's /v2/ probe, which shrugs errors off; the second is the manifest.
+        ("429", Fault::Status { code: 429, times: 2 }, "retrying"),
+    ] {
+        let proxy = FaultProxy::start(&reg.addr, fault);
+        let store = work.path().join(format!("store-{name}"));
+        let image = format!("{}/fixture/layered:v1", proxy.addr);
+        let out = layers(&store, &["pull", &image]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+        assert!(layers(&store, &["fsck"]).status.success());
+        assert_same_as_umoci(&store, &image, &layout, "layered", &work.path().join(format!("cmp-{name}")));
+    }
+}
+
+#[test]
+fn a_flipped_byte_fails_naming_both_digests_and_leaves_no_image() {
+    if !need_root("a_flipped_byte_fails_naming_both_digests_and_leaves_no_image") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start();
+    reg.push(&layout, "layered", "fixture/layered:v1", &[]);
+    let proxy = FaultProxy::start(&reg.addr, Fault::FlipAt { pos: 400_000 });
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let out = layers(&store, &["pull", &format!("{}/fixture/layered:v1", proxy.addr)]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("layers: ") && last.contains("content has digest sha256:"), "{err}");
+    let images = stdout(&layers(&store, &["images", "-q"]));
+    assert!(images.trim().is_empty(), "no image is visible: {images}");
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+    assert!(layers(&store, &["fsck"]).status.success());
+    // The next pull (no fault) completes it, fetching only what was not verified.
+    let again = layers(&store, &["pull", &format!("{}/fixture/layered:v1", reg.addr)]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("already exists"), "verified layers were kept: {}", stderr(&again));
+}

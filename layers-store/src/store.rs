@@ -183,7 +183,9 @@ impl Store {
         let blob_path = ingest.dir.join(format!("blob-{n}"));
         let mut blob = File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
         let root = Root::open(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
-        let u = unpack::unpack(input, Some(&mut blob), &root, &self.limits)?;
+        // A known size bounds what is read even when the content turns out wrong.
+        let input = input.take(expect.size.map_or(u64::MAX, |n| n + 1));
+        let u = unpack::unpack(input, Some(&mut blob), &root, &self.limits, expect.blob)?;
         if let Some(want) = expect.blob.filter(|w| *w != u.blob) {
             return Err(mismatch("verify layer blob", want, u.blob));
         }

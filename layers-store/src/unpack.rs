@@ -68,12 +68,22 @@ pub struct Unpacked {
 
 /// Unpacks the layer blob `input` into the (empty) tree `root`, copying the blob
 /// bytes into `blob_sink` as they pass. Digests are computed on the way and
-/// returned; checking them against expectations is the caller's business.
-pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root, limits: &Limits) -> Result<Unpacked> {
+/// returned; checking them against expectations is the caller's business, except
+/// one: with `expected_blob`, a failure downstream (a corrupt gzip stream, a bad
+/// tar) is reported as the digest mismatch that explains it, if there is one. The
+/// input is then read to its end to learn the digest, so bound it.
+pub fn unpack(
+    input: impl Read + Send,
+    blob_sink: Option<&mut File>,
+    root: &Root,
+    limits: &Limits,
+    expected_blob: Option<Digest>,
+) -> Result<Unpacked> {
     let (blob_tx, blob_rx) = pipe();
     let (tar_tx, tar_rx) = pipe();
     thread::scope(|s| {
-        let read = s.spawn(move || read_stage(input, blob_sink, blob_tx));
+        let verify = expected_blob.is_some();
+        let read = s.spawn(move || read_stage(input, blob_sink, blob_tx, verify));
         let decode = s.spawn(move || decode_stage(blob_rx, tar_tx, limits));
         let mut tar = tar_rx.reader(true);
         let written = extract(&mut tar, root, limits);
@@ -85,6 +95,17 @@ pub fn unpack(input: impl Read + Send, blob_sink: Option<&mut File>, root: &Root
         }
         let read = read.join().unwrap_or_else(|_| Err(panicked()));
         let decoded = decode.join().unwrap_or_else(|_| Err(panicked()));
+        // Corrupted content explains whatever failed downstream of it.
+        if let (Some(want), Ok((got, _))) = (expected_blob, &read) {
+            if want != *got && (decoded.is_err() || written.is_err()) {
+                return Err(Error::new(
+                    ErrorKind::DigestMismatch,
+                    "verify layer blob",
+                    want,
+                    format!("content has digest {got}"),
+                ));
+            }
+        }
         // The earliest stage's own error is the cause; later stages only saw the stream end.
         match (read, decoded, written) {
             (Err(Fail::Err(e)), _, _) | (_, Err(Fail::Err(e)), _) | (_, _, Err(e)) => Err(e),
@@ -115,9 +136,15 @@ enum Fail {
 
 /// Stage 1: read the blob, hash it, keep a copy. Off the decoder's thread, which is
 /// the pipeline's critical path.
-fn read_stage(mut input: impl Read, mut sink: Option<&mut File>, out: PipeTx) -> Result<(Digest, u64), Fail> {
+fn read_stage(
+    mut input: impl Read,
+    mut sink: Option<&mut File>,
+    out: PipeTx,
+    verify: bool,
+) -> Result<(Digest, u64), Fail> {
     let mut hasher = Hasher::new();
     let mut size = 0u64;
+    let mut downstream_gone = false;
     loop {
         let mut buf = out.buffer();
         let n = fill(&mut input, &mut buf).map_err(|e| Fail::Err(Error::io("read layer", "input", e)))?;
@@ -127,10 +154,18 @@ fn read_stage(mut input: impl Read, mut sink: Option<&mut File>, out: PipeTx) ->
         buf.truncate(n);
         hasher.update(&buf);
         size += n as u64;
+        if downstream_gone {
+            continue;
+        }
         if let Some(sink) = sink.as_mut() {
             sink.write_all(&buf).map_err(|e| Fail::Err(Error::io("store layer blob", "staged blob", e)))?;
         }
-        out.send(buf)?;
+        match out.send(buf) {
+            Ok(()) => {}
+            // Keep hashing: the digest may explain why a later stage gave up.
+            Err(Fail::ReceiverGone) if verify => downstream_gone = true,
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -297,3 +297,106 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// What a `FaultProxy` does to the traffic it relays.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Close the first `times` connections that carry more than `bytes` from the registry.
+    CutAfter { bytes: u64, times: usize },
+    /// Answer the first `times` connections with this HTTP status instead of relaying.
+    Status { code: u16, times: usize },
+    /// Flip one byte: the `pos`-th from the registry on the first connection that long.
+    FlipAt { pos: u64 },
+}
+
+/// A loopback TCP proxy in front of a registry that injects one kind of fault.
+pub struct FaultProxy {
+    /// `127.0.0.1:PORT` to pull through.
+    pub addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultProxy {
+    pub fn start(target: &str, fault: Fault) -> FaultProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (target, stop2) = (target.to_string(), stop.clone());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let flipped = Arc::new(AtomicBool::new(false));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut client) = client else { continue };
+                let (target, hits, flipped) = (target.clone(), hits.clone(), flipped.clone());
+                std::thread::spawn(move || {
+                    if let Fault::Status { code, times } = fault {
+                        if hits.fetch_add(1, Ordering::SeqCst) < times {
+                            let mut head = Vec::new();
+                            let mut b = [0u8; 1];
+                            while !head.ends_with(b"\r\n\r\n") && client.read(&mut b).unwrap_or(0) == 1 {
+                                head.push(b[0]);
+                            }
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                            return;
+                        }
+                    }
+                    let Ok(mut upstream) = TcpStream::connect(&target) else { return };
+                    let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c2, &mut u2);
+                        let _ = u2.shutdown(Shutdown::Write);
+                    });
+                    let mut sent: u64 = 0;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match upstream.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        match fault {
+                            Fault::CutAfter { bytes, times }
+                                if sent + n as u64 > bytes && hits.fetch_add(1, Ordering::SeqCst) < times =>
+                            {
+                                let keep = (bytes - sent) as usize;
+                                let _ = client.write_all(&buf[..keep]);
+                                let _ = client.shutdown(Shutdown::Both);
+                                let _ = upstream.shutdown(Shutdown::Both);
+                                return;
+                            }
+                            Fault::FlipAt { pos }
+                                if (sent..sent + n as u64).contains(&pos) && !flipped.swap(true, Ordering::SeqCst) =>
+                            {
+                                buf[(pos - sent) as usize] ^= 0xff;
+                            }
+                            _ => {}
+                        }
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n as u64;
+                    }
+                    let _ = client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        FaultProxy { addr, stop }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(&self.addr);
+    }
+}
