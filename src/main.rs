@@ -16,9 +16,11 @@ macro_rules! outln {
     }};
 }
 
+mod credentials;
 mod format;
 mod images_cmd;
 mod import;
+mod login;
 mod maintenance_cmd;
 mod platform;
 mod pull;
@@ -59,6 +61,10 @@ struct Cli {
 enum Command {
     /// Pull an image from a registry.
     Pull(pull::PullArgs),
+    /// Save credentials for a registry (verified first).
+    Login(login::LoginArgs),
+    /// Forget a registry's saved credentials.
+    Logout(login::LogoutArgs),
     /// Import a rootfs tarball (plain, gzip or zstd) as a single-layer image.
     Import(import::ImportArgs),
     /// List images.
@@ -118,6 +124,15 @@ fn open_store(cli: &Cli) -> anyhow::Result<Store> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Credentials are not the store's business: no store is opened for them.
+    match &cli.command {
+        Command::Login(a) => {
+            let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            return login::login(a, &registries);
+        }
+        Command::Logout(a) => return login::logout(a),
+        _ => {}
+    }
     let store = open_store(&cli)?;
     match &cli.command {
         Command::Pull(a) => {
@@ -129,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => images_cmd::inspect(&store, a),
         Command::Tag(a) => images_cmd::tag(&store, a),
         Command::Rmi(a) => images_cmd::rmi(&store, a),
+        Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
         Command::Gc => maintenance_cmd::gc(&store),
         Command::Fsck => maintenance_cmd::fsck(&store),
         Command::Df => maintenance_cmd::df(&store),

@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use crate::credentials;
 use crate::platform::{describe, Platform};
 use crate::registry::{self, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
 use crate::registry_config::{Endpoint, RegistriesConfig};
@@ -75,14 +76,19 @@ async fn fetch_manifest(
     client: &Client,
     r: &oci_client::Reference,
     pinned: Option<Digest>,
+    auth: &RegistryAuth,
     tries: u32,
     quiet: bool,
 ) -> anyhow::Result<(Vec<u8>, Digest)> {
     let what = format!("fetch manifest {r}");
-    let (bytes, _) =
-        resume::retry(&what, tries, quiet, || client.pull_manifest_raw(r, &RegistryAuth::Anonymous, ACCEPTED))
-            .await
-            .map_err(|e| anyhow!("{what}: {e}"))?;
+    let fetched = resume::retry(&what, tries, quiet, || client.pull_manifest_raw(r, auth, ACCEPTED)).await;
+    let (bytes, _) = fetched.map_err(|e| {
+        if crate::login::is_unauthorized(&e) {
+            anyhow!("{what}: unauthorized: log in with `layers login {}`", r.registry())
+        } else {
+            anyhow!("{what}: {e}")
+        }
+    })?;
     if bytes.len() as u64 > MAX_JSON {
         bail!("fetch manifest {r}: {} bytes is over the {MAX_JSON} byte limit", bytes.len());
     }
@@ -188,9 +194,14 @@ async fn first_endpoint(
     for (i, ep) in endpoints.iter().enumerate() {
         let client = registry::client(ep.plain_http, tls_verify);
         let oref = registry::oci_reference(&ep.host, reference);
+        // Each endpoint gets its own host's credentials, never another's.
+        let auth = match credentials::lookup(&ep.host)? {
+            Some(c) => RegistryAuth::Basic(c.user, c.password),
+            None => RegistryAuth::Anonymous,
+        };
         // A failing mirror hands over to the next endpoint at once; the registry itself gets retries.
         let tries = if i + 1 < endpoints.len() { 1 } else { resume::MAX_TRIES };
-        match fetch_manifest(&client, &oref, reference.digest, tries, events.quiet).await {
+        match fetch_manifest(&client, &oref, reference.digest, &auth, tries, events.quiet).await {
             Ok((bytes, digest)) => return Ok((client, oref, bytes, digest)),
             Err(e) if i + 1 < endpoints.len() => {
                 events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
@@ -220,7 +231,10 @@ async fn pull(
     if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
         let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
         let r = oref.clone_with_digest(chosen.to_string());
-        (bytes, digest) = fetch_manifest(&client, &r, Some(chosen), resume::MAX_TRIES, events.quiet).await?;
+        // The client already holds this registry's auth from the first request.
+        (bytes, digest) =
+            fetch_manifest(&client, &r, Some(chosen), &RegistryAuth::Anonymous, resume::MAX_TRIES, events.quiet)
+                .await?;
     }
     let tag = reference.tagged_name();
 

@@ -304,3 +304,101 @@ fn a_flipped_byte_fails_naming_both_digests_and_leaves_no_image() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("already exists"), "verified layers were kept: {}", stderr(&again));
 }
+
+/// Runs layers with its own HOME and config dir, so no real credentials are seen.
+fn layers_as_user(
+    home: &Path,
+    store: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    auth_file: Option<&Path>,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join("config")).env_remove("REGISTRY_AUTH_FILE");
+    if let Some(f) = auth_file {
+        cmd.env("REGISTRY_AUTH_FILE", f);
+    }
+    let mut child = cmd
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
+    if !need_root("basic_auth_needs_login_and_credentials_stay_with_their_host") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start_with_basic_auth("alice", "s3cret");
+    reg.push(&layout, "layered", "fixture/layered:v1", &["--dest-creds", "alice:s3cret"]);
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+
+    let anon = layers_as_user(&home, &store, &["pull", &image], None, None);
+    assert_eq!(anon.status.code(), Some(125));
+    assert!(
+        stderr(&anon).contains(&format!("unauthorized: log in with `layers login {}`", reg.addr)),
+        "{}",
+        stderr(&anon)
+    );
+
+    let wrong =
+        layers_as_user(&home, &store, &["login", "-u", "alice", "--password-stdin", &reg.addr], Some("nope\n"), None);
+    assert_eq!(wrong.status.code(), Some(125));
+    assert!(stderr(&wrong).contains("wrong user name or password"), "{}", stderr(&wrong));
+    assert!(!home.join("config/layers/auth.json").exists(), "nothing saved for a failed login");
+
+    let ok =
+        layers_as_user(&home, &store, &["login", "-u", "alice", "--password-stdin", &reg.addr], Some("s3cret\n"), None);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("Login Succeeded"));
+    let file = home.join("config/layers/auth.json");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&file).unwrap().permissions()) & 0o777, 0o600);
+    let pulled = layers_as_user(&home, &store, &["pull", &image], None, None);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert_same_as_umoci(&store, &image, &layout, "layered", work.path());
+
+    let out = layers_as_user(&home, &store, &["logout", &reg.addr], None, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let store2 = work.path().join("store2");
+    assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, None).status.code(), Some(125));
+
+    // Docker's format through $REGISTRY_AUTH_FILE; another host's entry is never borrowed.
+    let b64 = |s: &str| {
+        let out = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        out.stdin.as_ref().unwrap().write_all(s.as_bytes()).unwrap();
+        String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let other = work.path().join("other.json");
+    fs::write(&other, format!("{{\"auths\": {{\"127.0.0.1:1\": {{\"auth\": \"{}\"}}}}}}", b64("alice:s3cret")))
+        .unwrap();
+    assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, Some(&other)).status.code(), Some(125));
+    let docker = work.path().join("docker.json");
+    fs::write(
+        &docker,
+        format!("{{\"auths\": {{\"http://{}\": {{\"auth\": \"{}\"}}}}}}", reg.addr, b64("alice:s3cret")),
+    )
+    .unwrap();
+    let out = layers_as_user(&home, &store2, &["pull", &image], None, Some(&docker));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

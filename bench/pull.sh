@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Pull benchmark. Builds (once, cached) a real 5-layer image with umoci:
+#   1 debootstrap --variant=minbase bookworm   2 python3 installed (debootstrap --include)
+#   3 files deleted (docs, man pages)           4 a directory replaced (/etc/apt)
+#   5 a small application
+# and a 50,000-small-file single-layer image; pushes both to a local registry
+# (docker-registry on loopback) with skopeo, then times, interleaved, each into a
+# fresh store on tmpfs: `layers pull`, `podman pull`, and `skopeo copy` + `umoci
+# unpack` (ctr/docker are not installable here). Prints medians, peak RSS and
+# ratios, and the time of a second, already-present `layers pull`.
+#
+# usage: bench/pull.sh [ROUNDS]   (default 5; root, Debian 12)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+rounds=${1:-5}
+cache="$here/cache"
+mkdir -p "$cache"
+need=()
+for p in debootstrap podman skopeo umoci docker-registry time; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
+if [ "${#need[@]}" -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; fi
+(cd "$repo" && cargo build --release --locked -q)
+layers="$repo/target/release/layers"
+
+layout="$cache/pull-oci"
+if [ ! -e "$layout/.complete" ]; then
+  rm -rf "$layout"; work=$(mktemp -d /dev/shm/pull-bench-build.XXXXXX)
+  debootstrap --variant=minbase bookworm "$work/base" http://deb.debian.org/debian >/dev/null
+  debootstrap --variant=minbase --include=python3 bookworm "$work/py" http://deb.debian.org/debian >/dev/null
+  rm -f "$work"/{base,py}/var/cache/apt/archives/*.deb
+  umoci init --layout "$layout" && umoci new --image "$layout:python"
+  step() { # name, then a command run in the unpacked rootfs
+    local b="$work/bundle-$1"; shift
+    umoci unpack --image "$layout:python" "$b" >/dev/null
+    (cd "$b/rootfs" && eval "$@")
+    umoci repack --image "$layout:python" "$b" >/dev/null; rm -rf "$b"
+  }
+  step 1 'cp -a "$work/base/." .'
+  step 2 'cp -a "$work/py/." .'
+  step 3 'rm -rf usr/share/doc usr/share/man usr/share/locale'
+  step 4 'rm -rf etc/apt && mkdir -p etc/apt/sources.list.d && echo "deb http://deb.debian.org/debian bookworm main" > etc/apt/sources.list'
+  step 5 'mkdir -p app && for i in $(seq 200); do echo "print($i)" > app/m$i.py; done'
+  umoci new --image "$layout:small"
+  b="$work/bundle-small"; umoci unpack --image "$layout:small" "$b" >/dev/null
+  for d in $(seq 500); do mkdir -p "$b/rootfs/d$d"; for f in $(seq 100); do echo "file $d/$f" > "$b/rootfs/d$d/f$f"; done; done
+  umoci repack --image "$layout:small" "$b" >/dev/null
+  umoci gc --layout "$layout"; rm -rf "$work"; touch "$layout/.complete"
+fi
+
+scratch=${BENCH_DIR:-/dev/shm/layers-pull-bench}
+rm -rf "$scratch"; mkdir -p "$scratch"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
+docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
+reg_pid=$!
+trap 'kill $reg_pid 2>/dev/null; rm -rf "$scratch"' EXIT
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+for img in python small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
+cat >"$scratch/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+CONF
+export CONTAINERS_CONF="$scratch/containers.conf"
+
+results="$scratch/results"; : >"$results"
+measure() { # label cmd...
+  local label=$1; shift; sync
+  /usr/bin/time -f "%e %M" -o "$scratch/t" "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
+  echo "$label $(cat "$scratch/t")" >>"$results"
+}
+for img in python small; do
+  ref="127.0.0.1:$port/bench/$img:latest"
+  for r in $(seq "$rounds"); do
+    d="$scratch/run-$r"; mkdir -p "$d"
+    measure "$img:layers" "$layers" --root "$d/layers" pull -q "$ref"
+    measure "$img:layers-again" "$layers" --root "$d/layers" pull -q "$ref"
+    measure "$img:podman" podman --root "$d/podman" --runroot "/run/lpb-$r" --storage-driver overlay pull -q --tls-verify=false "$ref"
+    measure "$img:skopeo+umoci" sh -c 'skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:x" && umoci unpack --image "$2/oci:x" "$2/bundle"' - "$ref" "$d/su"
+    podman --root "$d/podman" --runroot "/run/lpb-$r" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
+    rm -rf "$d" "/run/lpb-$r"
+  done
+done
+awk '
+  { t[$1] = t[$1] " " $2; m[$1] = m[$1] " " $3 }
+  function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
+    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+  END {
+    for (img = 1; img <= 2; img++) {
+      name = (img == 1) ? "python" : "small"
+      printf "\n== pull of the %s image (tmpfs), medians of '"$rounds"' rounds ==\n%-22s %8s %14s\n", name, "tool", "wall s", "peak RSS MiB"
+      split("layers layers-again podman skopeo+umoci", order, " ")
+      for (k = 1; k <= 4; k++) { key = name ":" order[k]; wt[key] = median(t[key]); printf "%-22s %8.3f %14.1f\n", order[k], wt[key], median(m[key]) / 1024 }
+      printf "layers / podman pull        = %.2fx  (target <= 0.20)\n", wt[name ":layers"] / wt[name ":podman"]
+      printf "layers / skopeo+umoci       = %.2fx\n", wt[name ":layers"] / wt[name ":skopeo+umoci"]
+      printf "second layers pull          = %.0f ms (target <= 100)\n", wt[name ":layers-again"] * 1000
+    }
+  }' "$results"

@@ -1,0 +1,154 @@
+//! Registry credentials: where they are kept and how they are found.
+//!
+//! Looked up per registry *host* (a mirror's own host for a mirror), never
+//! borrowed from another host, in: `$REGISTRY_AUTH_FILE`, then layers' own file
+//! (`$XDG_CONFIG_HOME/layers/auth.json`, written by `layers login`, mode 0600), then
+//! `~/.docker/config.json`. All use Docker's format:
+//! `{"auths": {"HOST": {"auth": base64("user:password")}}}`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// A user name and password for one registry host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.user)
+    }
+}
+
+/// Docker writes Hub entries under several spellings; they all mean `docker.io`.
+pub fn normalize_host(key: &str) -> String {
+    let k = key.trim_start_matches("https://").trim_start_matches("http://");
+    let k = k.split('/').next().unwrap_or(k);
+    match k {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Where `layers login` writes.
+pub fn own_file() -> PathBuf {
+    match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        Some(x) => PathBuf::from(x).join("layers/auth.json"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".config/layers/auth.json")
+        }
+    }
+}
+
+fn search_path() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|x| !x.is_empty()) {
+        v.push(PathBuf::from(f));
+    }
+    v.push(own_file());
+    if let Some(h) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(h).join(".docker/config.json"));
+    }
+    v
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Option<Value>> {
+    match fs::read(path) {
+        Ok(b) => {
+            Ok(Some(serde_json::from_slice(&b).with_context(|| format!("parse credentials file {}", path.display()))?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read credentials file {}", path.display())),
+    }
+}
+
+fn decode(path: &Path, host: &str, entry: &Value) -> anyhow::Result<Option<Credentials>> {
+    let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) else { return Ok(None) };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .with_context(|| format!("credentials file {}: entry {host}: auth is not base64", path.display()))?;
+    let text = String::from_utf8(raw)
+        .with_context(|| format!("credentials file {}: entry {host}: not UTF-8", path.display()))?;
+    let Some((user, password)) = text.split_once(':') else {
+        bail!("credentials file {}: entry {host}: auth is not user:password", path.display())
+    };
+    Ok(Some(Credentials { user: user.to_string(), password: password.to_string() }))
+}
+
+/// The credentials for exactly this host, from the first file that has them.
+pub fn lookup(host: &str) -> anyhow::Result<Option<Credentials>> {
+    let want = normalize_host(host);
+    for path in search_path() {
+        let Some(doc) = read_file(&path)? else { continue };
+        let Some(auths) = doc["auths"].as_object() else { continue };
+        for (key, entry) in auths {
+            if normalize_host(key) == want {
+                if let Some(c) = decode(&path, key, entry)? {
+                    return Ok(Some(c));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Saves credentials for `host` in layers' own file (0600, replaced atomically).
+pub fn save(host: &str, creds: &Credentials) -> anyhow::Result<PathBuf> {
+    let path = own_file();
+    let mut doc = read_file(&path)?.unwrap_or_else(|| json!({"auths": {}}));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.user, creds.password));
+    doc["auths"][normalize_host(host)] = json!({ "auth": encoded });
+    write_private(&path, &doc)?;
+    Ok(path)
+}
+
+/// Forgets `host`'s credentials in layers' own file; whether there were any.
+pub fn remove(host: &str) -> anyhow::Result<bool> {
+    let path = own_file();
+    let Some(mut doc) = read_file(&path)? else { return Ok(false) };
+    let removed = doc["auths"].as_object_mut().and_then(|a| a.remove(&normalize_host(host))).is_some();
+    if removed {
+        write_private(&path, &doc)?;
+    }
+    Ok(removed)
+}
+
+fn write_private(path: &Path, doc: &Value) -> anyhow::Result<()> {
+    let dir = path.parent().context("credentials path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let tmp = dir.join(format!(".auth.json.{}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(doc)?.as_bytes())?;
+    f.sync_all()?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+    fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_spellings_are_one_host() {
+        assert_eq!(normalize_host("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalize_host("registry-1.docker.io"), "docker.io");
+        assert_eq!(normalize_host("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(normalize_host("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+        assert_ne!(normalize_host("127.0.0.1:5001"), normalize_host("127.0.0.1:5000"));
+    }
+}
