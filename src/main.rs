@@ -23,6 +23,7 @@ mod import;
 mod login;
 mod maintenance_cmd;
 mod platform;
+mod progress;
 mod pull;
 mod registry;
 mod registry_config;

@@ -20,6 +20,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::credentials;
 use crate::platform::{describe, Platform};
+use crate::progress::{LayerLine, Progress};
 use crate::registry::{self, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
 use crate::registry_config::{Endpoint, RegistriesConfig};
 use crate::resume;
@@ -43,19 +44,6 @@ pub struct PullArgs {
     tls_verify: bool,
 }
 
-/// What the user sees of a pull, one line per event (plain, for logs).
-struct Events {
-    quiet: bool,
-}
-
-impl Events {
-    fn say(&self, msg: impl AsRef<str>) {
-        if !self.quiet {
-            eprintln!("{}", msg.as_ref());
-        }
-    }
-}
-
 pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&a.reference, ShortNames::DockerHub)?;
     let endpoints = registries.endpoints(&reference.registry);
@@ -65,8 +53,10 @@ pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow:
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
-    let events = Events { quiet: a.quiet };
-    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, a.tls_verify, &events))?;
+    let events = Progress::new(a.quiet);
+    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, a.tls_verify, &events));
+    events.finish();
+    let digest = digest?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
@@ -150,9 +140,11 @@ async fn fetch_layer(
     desc: Descriptor,
     diff: layers_store::DiffId,
     quiet: bool,
+    line: LayerLine,
 ) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
     let started = Instant::now();
-    let stream = resume::blob_stream(client.clone(), oref.clone(), desc.digest.to_string(), desc.size, quiet);
+    let stream = resume::blob_stream(client.clone(), oref.clone(), desc.digest.to_string(), desc.size, quiet)
+        .inspect_ok(move |b| line.advance(b.len() as u64));
     let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
     let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
     let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -188,7 +180,7 @@ async fn first_endpoint(
     reference: &Reference,
     endpoints: &[Endpoint],
     tls_verify: bool,
-    events: &Events,
+    events: &Progress,
 ) -> anyhow::Result<(Client, oci_client::Reference, Vec<u8>, Digest)> {
     let mut last = None;
     for (i, ep) in endpoints.iter().enumerate() {
@@ -201,7 +193,7 @@ async fn first_endpoint(
         };
         // A failing mirror hands over to the next endpoint at once; the registry itself gets retries.
         let tries = if i + 1 < endpoints.len() { 1 } else { resume::MAX_TRIES };
-        match fetch_manifest(&client, &oref, reference.digest, &auth, tries, events.quiet).await {
+        match fetch_manifest(&client, &oref, reference.digest, &auth, tries, events.quiet()).await {
             Ok((bytes, digest)) => return Ok((client, oref, bytes, digest)),
             Err(e) if i + 1 < endpoints.len() => {
                 events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
@@ -219,7 +211,7 @@ async fn pull(
     endpoints: &[Endpoint],
     platform: &Platform,
     tls_verify: bool,
-    events: &Events,
+    events: &Progress,
 ) -> anyhow::Result<Digest> {
     let started = Instant::now();
     let (client, oref, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
@@ -233,7 +225,7 @@ async fn pull(
         let r = oref.clone_with_digest(chosen.to_string());
         // The client already holds this registry's auth from the first request.
         (bytes, digest) =
-            fetch_manifest(&client, &r, Some(chosen), &RegistryAuth::Anonymous, resume::MAX_TRIES, events.quiet)
+            fetch_manifest(&client, &r, Some(chosen), &RegistryAuth::Anonymous, resume::MAX_TRIES, events.quiet())
                 .await?;
     }
     let tag = reference.tagged_name();
@@ -248,7 +240,7 @@ async fn pull(
 
     let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     check_manifest(&manifest).with_context(|| reference.to_string())?;
-    let config_bytes = fetch_json_blob(&client, &oref, &manifest.config, events.quiet).await?;
+    let config_bytes = fetch_json_blob(&client, &oref, &manifest.config, events.quiet()).await?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -277,13 +269,13 @@ async fn pull(
             continue;
         };
         claims.push(claim);
-        events.say(format!("{short}: waiting"));
-        let quiet = events.quiet;
+        let line = events.layer(&short, desc.size);
+        let quiet = events.quiet();
         let (client, oref, store, limit, desc, diff) =
             (client.clone(), oref.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            fetch_layer(&client, &oref, store, desc, diff, quiet).await.map(|done| (short, done))
+            fetch_layer(&client, &oref, store, desc, diff, quiet, line.clone()).await.map(|done| (line, done))
         });
     }
     // Everything verified is committed together (one syncfs), even if another layer failed:
@@ -292,9 +284,9 @@ async fn pull(
     let mut failed = None;
     while let Some(done) = tasks.join_next().await {
         match done.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok((short, (u, took, ingest))) => {
+            Ok((line, (u, took, ingest))) => {
                 staged.absorb(ingest);
-                events.say(format!("{short}: {}", done_line(&u, took)));
+                line.done(&done_line(&u, took));
             }
             Err(e) => {
                 failed.get_or_insert(e);
@@ -316,9 +308,11 @@ async fn pull(
                 events.say(format!("{short}: already exists (fetched by another process)"));
                 continue;
             }
-            let (u, took, ingest) = fetch_layer(&client, &oref, store.clone(), desc, diff, events.quiet).await?;
+            let line = events.layer(&short, desc.size);
+            let (u, took, ingest) =
+                fetch_layer(&client, &oref, store.clone(), desc, diff, events.quiet(), line.clone()).await?;
             store.commit(ingest, None)?;
-            events.say(format!("{short}: {}", done_line(&u, took)));
+            line.done(&done_line(&u, took));
         }
         staged = store.ingest()?;
     }

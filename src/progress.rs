@@ -1,0 +1,112 @@
+//! What a pull shows: on a terminal, one bar per layer and a total bar (bytes only
+//! ever go forward: a resumed blob continues where it stopped); elsewhere (CI logs)
+//! one plain line per event.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The display of one pull.
+pub struct Progress {
+    quiet: bool,
+    bars: Option<(MultiProgress, ProgressBar)>,
+}
+
+/// One layer's line.
+#[derive(Clone)]
+pub struct LayerLine {
+    short: String,
+    bar: Option<ProgressBar>,
+    total: Option<ProgressBar>,
+    quiet: bool,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal and not quiet; plain lines otherwise.
+    pub fn new(quiet: bool) -> Progress {
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let total = multi.add(ProgressBar::new(0));
+            total.set_style(style("total        [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"));
+            (multi, total)
+        });
+        Progress { quiet, bars }
+    }
+
+    /// Whether nothing but the result is printed.
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// A message line (above the bars on a terminal).
+    pub fn say(&self, msg: impl AsRef<str>) {
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(msg.as_ref());
+            }
+            None if !self.quiet => eprintln!("{}", msg.as_ref()),
+            None => {}
+        }
+    }
+
+    /// A layer that will be fetched: `size` bytes.
+    pub fn layer(&self, short: &str, size: u64) -> LayerLine {
+        let (bar, total) = match &self.bars {
+            Some((multi, total)) => {
+                total.inc_length(size);
+                let bar = multi.insert_before(total, ProgressBar::new(size));
+                bar.set_style(style("{prefix} {msg:<11} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"));
+                bar.set_prefix(short.to_string());
+                bar.set_message("waiting");
+                bar.enable_steady_tick(Duration::from_millis(200));
+                (Some(bar), Some(total.clone()))
+            }
+            None => {
+                if !self.quiet {
+                    eprintln!("{short}: waiting");
+                }
+                (None, None)
+            }
+        };
+        LayerLine { short: short.to_string(), bar, total, quiet: self.quiet }
+    }
+
+    /// Clears the bars.
+    pub fn finish(&self) {
+        if let Some((_, total)) = &self.bars {
+            total.finish_and_clear();
+        }
+    }
+}
+
+impl LayerLine {
+    /// Bytes arrived.
+    pub fn advance(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            if b.position() == 0 {
+                b.set_message("downloading");
+            }
+            b.inc(n);
+        }
+        if let Some(t) = &self.total {
+            t.inc(n);
+        }
+    }
+
+    /// The layer is stored.
+    pub fn done(&self, what: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.set_style(style("{prefix} {msg}"));
+                b.finish_with_message(what.to_string());
+            }
+            None if !self.quiet => eprintln!("{}: {what}", self.short),
+            None => {}
+        }
+    }
+}
