@@ -75,7 +75,7 @@ for img in python small; do
     measure "$img:layers" "$layers" --root "$d/layers" pull -q "$ref"
     measure "$img:layers-again" "$layers" --root "$d/layers" pull -q "$ref"
     measure "$img:podman" podman --root "$d/podman" --runroot "/run/lpb-$r" --storage-driver overlay pull -q --tls-verify=false "$ref"
-    measure "$img:skopeo+umoci" sh -c 'skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:x" && umoci unpack --image "$2/oci:x" "$2/bundle"' - "$ref" "$d/su"
+    measure "$img:skopeo+umoci" sh -c 'mkdir -p "$2" && skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:x" && umoci unpack --image "$2/oci:x" "$2/bundle"' - "$ref" "$d/su"
     podman --root "$d/podman" --runroot "/run/lpb-$r" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
     rm -rf "$d" "/run/lpb-$r"
   done
