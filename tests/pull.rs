@@ -402,3 +402,29 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
     let out = layers_as_user(&home, &store2, &["pull", &image], None, Some(&docker));
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn bearer_token_registries_are_pulled_anonymously_like_docker_hub() {
+    if !need_root("bearer_token_registries_are_pulled_anonymously_like_docker_hub") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start_with_token_auth();
+    reg.push(&layout, "layered", "fixture/tok:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/tok:v1", reg.addr);
+    let before = reg.token_log().lines().count();
+    let out = layers_as_user(&home, &store, &["pull", &image], None, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let asked: Vec<String> = reg.token_log().lines().skip(before).map(str::to_string).collect();
+    assert!(
+        asked
+            .iter()
+            .any(|l| l.contains("scope=repository%3Afixture%2Ftok%3Apull") && l.contains("service=layers-test")),
+        "layers asked the realm for a pull token: {asked:?}"
+    );
+    assert_same_as_umoci(&store, &image, &layout, "layered", work.path());
+}

@@ -225,6 +225,8 @@ pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
 /// its own storage, stopped on drop.
 pub struct Registry {
     child: Child,
+    /// The token issuer of a bearer-auth registry.
+    issuer: Option<Child>,
     access_log: PathBuf,
     /// `127.0.0.1:PORT`.
     pub addr: String,
@@ -241,6 +243,49 @@ impl Registry {
         Self::start_with(Some((user, password)))
     }
 
+    /// A registry with token auth (Docker Hub's flow: 401 with a Bearer challenge,
+    /// then a token from the realm), backed by tests/support/token_issuer.py, which
+    /// hands tokens to anyone and logs each request to `token_log()`.
+    pub fn start_with_token_auth() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let st = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=layers-test-token"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl makes the token signing key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let issuer = Command::new("python3")
+            .arg(repo().join("tests/support/token_issuer.py"))
+            .arg(port.to_string())
+            .args([&key, &cert, &dir.path().join("tokens.log")])
+            .spawn()
+            .unwrap();
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: layers-test\n    issuer: layers-test-issuer\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        let mut r = Self::launch(dir, auth);
+        r.issuer = Some(issuer);
+        r
+    }
+
+    /// Requests the token issuer received (bearer-auth registries only).
+    pub fn token_log(&self) -> String {
+        fs::read_to_string(self._dir.path().join("tokens.log")).unwrap_or_default()
+    }
+
     fn start_with(basic: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let mut auth = String::new();
@@ -252,6 +297,10 @@ impl Registry {
             fs::write(&file, &out.stdout).unwrap();
             auth = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", file.display());
         }
+        Self::launch(dir, auth)
+    }
+
+    fn launch(dir: tempfile::TempDir, auth: String) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
@@ -273,7 +322,7 @@ impl Registry {
             .expect("docker-registry (Debian package docker-registry) runs");
         for _ in 0..500 {
             if std::net::TcpStream::connect(&addr).is_ok() {
-                return Registry { child, access_log, addr, _dir: dir };
+                return Registry { child, issuer: None, access_log, addr, _dir: dir };
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -313,6 +362,10 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mut issuer) = self.issuer.take() {
+            let _ = issuer.kill();
+            let _ = issuer.wait();
+        }
     }
 }
 
