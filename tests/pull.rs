@@ -52,8 +52,18 @@ fn pulled_images_equal_umoci_unpack_in_every_format() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     reg.push(&zstd, "layered", "fixture/zstd:v1", &[]);
+    // Uncompressed layers: skopeo writes them into a `dir:` copy; curl uploads that verbatim.
+    let plain = work.path().join("plain-dir");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-decompress"])
+        .arg(format!("oci:{}:layered", layout.display()))
+        .arg(format!("dir:{}", plain.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    reg.upload_dir(&plain, "fixture/plain", "v1");
     let store = work.path().join("store");
-    for name in ["fixture/layered:v1", "fixture/docker:v1", "fixture/zstd:v1"] {
+    for name in ["fixture/layered:v1", "fixture/docker:v1", "fixture/zstd:v1", "fixture/plain:v1"] {
         let image = format!("{}/{name}", reg.addr);
         let out = layers(&store, &["pull", &image]);
         assert!(out.status.success(), "pull {image}: {}", stderr(&out));
@@ -64,9 +74,15 @@ fn pulled_images_equal_umoci_unpack_in_every_format() {
     let media: Vec<&str> =
         inspect[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert!(media.iter().all(|m| m.ends_with("+zstd")), "{media:?}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&stdout(&layers(&store, &["inspect", &format!("{}/fixture/plain:v1", reg.addr)])))
+            .unwrap();
+    let media: Vec<&str> =
+        inspect[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    assert!(media.iter().all(|m| m.ends_with(".tar")), "{media:?}");
     let fsck = layers(&store, &["fsck"]);
     assert!(fsck.status.success(), "{}", stdout(&fsck));
-    // Same layers in three encodings: one layer dir per diffID, shared.
+    // Same layers in four encodings: one layer dir per diffID, shared.
     assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 3);
 }
 

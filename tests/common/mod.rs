@@ -345,6 +345,50 @@ impl Registry {
             .count()
     }
 
+    /// Uploads a skopeo `dir:` copy verbatim with curl (monolithic blob uploads, then
+    /// the manifest), for layer encodings skopeo would otherwise recompress.
+    pub fn upload_dir(&self, dir: &Path, name: &str, tag: &str) {
+        let manifest = fs::read(dir.join("manifest.json")).unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let mut blobs: Vec<String> =
+            m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
+        blobs.push(m["config"]["digest"].as_str().unwrap().to_string());
+        for d in blobs {
+            let file = dir.join(d.trim_start_matches("sha256:"));
+            // Distribution wants two steps: open an upload session, then PUT the bytes with the digest.
+            let out = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", "-D", "-", "-X", "POST"])
+                .arg(format!("http://{}/v2/{name}/blobs/uploads/", self.addr))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "start upload {d}: {}", stderr(&out));
+            let headers = stdout(&out);
+            let location = headers
+                .lines()
+                .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+                .expect("upload Location header")
+                .trim()
+                .to_string();
+            let location = if location.starts_with('/') { format!("http://{}{location}", self.addr) } else { location };
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let out = Command::new("curl")
+                .args(["-fsS", "-X", "PUT", "-H", "Content-Type: application/octet-stream", "--data-binary"])
+                .arg(format!("@{}", file.display()))
+                .arg(format!("{location}{sep}digest={d}"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "upload {d}: {}", stderr(&out));
+        }
+        let media = m["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_string();
+        let out = Command::new("curl")
+            .args(["-fsS", "-X", "PUT", "-H", &format!("Content-Type: {media}"), "--data-binary"])
+            .arg(format!("@{}", dir.join("manifest.json").display()))
+            .arg(format!("http://{}/v2/{name}/manifests/{tag}", self.addr))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "put manifest: {}", stderr(&out));
+    }
+
     /// Pushes any skopeo source (`dir:PATH`, `oci:PATH:TAG`) as `NAME`.
     pub fn push_from(&self, source: &str, name: &str, extra: &[&str]) {
         let out = Command::new("skopeo")
