@@ -28,8 +28,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
 
-const CHUNK: usize = 1024 * 1024;
-const CHANNEL_DEPTH: usize = 3;
+const CHUNK: usize = 256 * 1024;
+const CHANNEL_DEPTH: usize = 4;
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
 /// Caps that stop hostile layers (gzip bombs, huge headers) early.
