@@ -164,14 +164,17 @@ fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
     )
     .unwrap();
     let store = work.path().join("store");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
-        .arg("--root")
-        .arg(&store)
-        .arg("--registries-config")
-        .arg(&config)
-        .args(["pull", "busybox"])
-        .output()
-        .unwrap();
+    let pull_with = |config: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+            .arg("--root")
+            .arg(&store)
+            .arg("--registries-config")
+            .arg(config)
+            .args(["pull", "busybox"])
+            .output()
+            .unwrap()
+    };
+    let out = pull_with(&config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("127.0.0.1:{dead}")), "the dead mirror is reported: {}", stderr(&out));
     let images = stdout(&layers(&store, &["images"]));
@@ -180,14 +183,7 @@ fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
 
     let bad = work.path().join("bad.toml");
     fs::write(&bad, "[registries.\"docker.io\"]\nmirors = []\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
-        .arg("--root")
-        .arg(&store)
-        .arg("--registries-config")
-        .arg(&bad)
-        .args(["pull", "busybox"])
-        .output()
-        .unwrap();
+    let out = pull_with(&bad);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("bad.toml") && stderr(&out).contains("mirors"), "{}", stderr(&out));
 }
