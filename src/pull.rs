@@ -162,6 +162,26 @@ fn done_line(u: &Unpacked, took: Duration) -> String {
     format!("done ({} in {:.2}s, {} entries)", crate::format::size(u.blob_size), took.as_secs_f64(), u.entries)
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    /// A multi-platform index (OCI) or manifest list (Docker).
+    Index,
+    /// One image's manifest.
+    Image,
+}
+
+fn manifest_kind(top: &Value) -> anyhow::Result<Kind> {
+    if top["schemaVersion"] == 1 {
+        bail!("Docker schema 1 manifests are not supported (re-push the image with a current client)");
+    }
+    let media = top["mediaType"].as_str().unwrap_or_default();
+    Ok(if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
+        Kind::Index
+    } else {
+        Kind::Image
+    })
+}
+
 fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     if m.schema_version != 2 {
         bail!("manifest schema {} is not supported (Docker schema 1 images are deprecated; re-push with a current client)", m.schema_version);
@@ -216,11 +236,7 @@ async fn pull(
     let started = Instant::now();
     let (client, oref, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
     let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
-    if top["schemaVersion"] == 1 {
-        bail!("{reference}: Docker schema 1 manifests are not supported (re-push the image with a current client)");
-    }
-    let media = top["mediaType"].as_str().unwrap_or_default();
-    if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
+    if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {
         let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
         let r = oref.clone_with_digest(chosen.to_string());
         // The client already holds this registry's auth from the first request.
@@ -341,4 +357,53 @@ async fn pull(
     store.commit(staged, Some(&image)).context("commit pulled image")?;
     events.say(format!("{reference}: pulled {digest} in {:.2}s", started.elapsed().as_secs_f64()));
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn schema_1_is_refused_and_indexes_are_recognised() {
+        let err = manifest_kind(&json!({"schemaVersion": 1, "fsLayers": []})).unwrap_err();
+        assert!(err.to_string().contains("schema 1"), "{err}");
+        assert_eq!(
+            manifest_kind(&json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": []})).unwrap(),
+            Kind::Index
+        );
+        assert_eq!(manifest_kind(&json!({"schemaVersion": 2, "manifests": []})).unwrap(), Kind::Index);
+        assert_eq!(manifest_kind(&json!({"schemaVersion": 2, "layers": []})).unwrap(), Kind::Image);
+    }
+
+    #[test]
+    fn foreign_layers_are_refused() {
+        let layer = |media: &str, urls: Option<Vec<&str>>| json!({"mediaType": media, "digest": digest('a'), "size": 1, "urls": urls});
+        let manifest = |l: Value| -> Manifest {
+            serde_json::from_value(json!({"schemaVersion": 2, "config": {"mediaType": "x", "digest": digest('b'), "size": 1}, "layers": [l]}))
+                .unwrap()
+        };
+        assert!(check_manifest(&manifest(layer("application/vnd.oci.image.layer.v1.tar+gzip", None))).is_ok());
+        let foreign =
+            manifest(layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Some(vec!["https://x/y"])));
+        assert!(check_manifest(&foreign).unwrap_err().to_string().contains("foreign layer"));
+        let nondist = manifest(layer("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", None));
+        assert!(check_manifest(&nondist).is_err());
+    }
+
+    #[test]
+    fn platforms_are_picked_or_listed() {
+        let index = json!({"manifests": [
+            {"digest": digest('1'), "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": digest('2'), "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+        ]});
+        let arm = Platform::parse("linux/arm/v7").unwrap();
+        assert_eq!(pick_platform(&index, &arm).unwrap().to_string(), digest('2'));
+        let err = pick_platform(&index, &Platform::parse("windows/amd64").unwrap()).unwrap_err().to_string();
+        assert!(err.contains("windows/amd64") && err.contains("linux/amd64, linux/arm/v7"), "{err}");
+    }
 }
