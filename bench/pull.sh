@@ -3,7 +3,8 @@
 #   1 debootstrap --variant=minbase bookworm   2 python3 installed (debootstrap --include)
 #   3 files deleted (docs, man pages)           4 a directory replaced (/etc/apt)
 #   5 a small application
-# and a 50,000-small-file single-layer image; pushes both to a local registry
+# a 10-layer "python2x" (the same five layers again under /dup: twice the size), and a
+# 50,000-small-file single-layer image; pushes both to a local registry
 # (docker-registry on loopback) with skopeo, then times, interleaved, each into a
 # fresh store on tmpfs: `layers pull`, `podman pull`, and `skopeo copy` + `umoci
 # unpack` (ctr/docker are not installable here). Prints medians, peak RSS and
@@ -46,6 +47,20 @@ if [ ! -e "$layout/.complete" ]; then
   umoci repack --image "$layout:small" "$b" >/dev/null
   umoci gc --layout "$layout"; rm -rf "$work"; touch "$layout/.complete"
 fi
+# python2x: the python image plus its five layers again, re-rooted under /dup by GNU tar
+# (new diffIDs, same sizes): twice the bytes and files, to check that memory stays flat.
+if [ ! -e "$layout/.complete-2x" ]; then
+  work=$(mktemp -d /dev/shm/pull-bench-2x.XXXXXX)
+  umoci tag --image "$layout:python" python2x
+  manifest=$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print(next(m["digest"][7:] for m in i["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"]=="python"))' "$layout")
+  for blob in $(python3 -c 'import json,sys; print(" ".join(l["digest"][7:] for l in json.load(open(sys.argv[1]))["layers"]))' "$layout/blobs/sha256/$manifest"); do
+    rm -rf "$work/x" && mkdir -p "$work/x"
+    tar --numeric-owner -xpzf "$layout/blobs/sha256/$blob" -C "$work/x"
+    tar --numeric-owner --format=posix -C "$work/x" --transform 's,^\./,dup/,' -cf "$work/layer.tar" .
+    umoci raw add-layer --image "$layout:python2x" "$work/layer.tar"
+  done
+  rm -rf "$work"; touch "$layout/.complete-2x"
+fi
 
 scratch=${BENCH_DIR:-/dev/shm/layers-pull-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
@@ -55,7 +70,7 @@ docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
 reg_pid=$!
 trap 'kill $reg_pid 2>/dev/null; rm -rf "$scratch"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-for img in python small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
+for img in python python2x small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
 cat >"$scratch/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -68,7 +83,7 @@ measure() { # label cmd...
   /usr/bin/time -f "%e %M" -o "$scratch/t" "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
   echo "$label $(cat "$scratch/t")" >>"$results"
 }
-for img in python small; do
+for img in ${IMAGES:-python python2x small}; do
   ref="127.0.0.1:$port/bench/$img:latest"
   for r in $(seq "$rounds"); do
     d="$scratch/run-$r"; mkdir -p "$d"
@@ -85,8 +100,10 @@ awk '
   function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
     return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
   END {
-    for (img = 1; img <= 2; img++) {
-      name = (img == 1) ? "python" : "small"
+    split("python python2x small", names, " ")
+    for (img = 1; img <= 3; img++) {
+      name = names[img]
+      if (!((name ":layers") in t)) continue
       printf "\n== pull of the %s image (tmpfs), medians of '"$rounds"' rounds ==\n%-22s %8s %14s\n", name, "tool", "wall s", "peak RSS MiB"
       split("layers layers-again podman skopeo+umoci", order, " ")
       for (k = 1; k <= 4; k++) { key = name ":" order[k]; wt[key] = median(t[key]); printf "%-22s %8.3f %14.1f\n", order[k], wt[key], median(m[key]) / 1024 }
