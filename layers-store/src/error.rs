@@ -55,6 +55,11 @@ impl Error {
         Error { kind, op, subject: subject.to_string(), detail: Detail::Message(msg.into()) }
     }
 
+    /// Content that hashed to `got` where `want` was expected; names both.
+    pub fn mismatch(op: &'static str, want: impl fmt::Display, got: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::DigestMismatch, op, want, format!("content has digest {got}"))
+    }
+
     /// An error caused by the operating system.
     pub fn io(op: &'static str, subject: impl fmt::Display, err: io::Error) -> Self {
         let kind = match err.kind() {

@@ -68,10 +68,9 @@ pub struct Unpacked {
 
 /// Unpacks the layer blob `input` into the (empty) tree `root`, copying the blob
 /// bytes into `blob_sink` as they pass. Digests are computed on the way and
-/// returned; checking them against expectations is the caller's business, except
-/// one: with `expected_blob`, a failure downstream (a corrupt gzip stream, a bad
-/// tar) is reported as the digest mismatch that explains it, if there is one. The
-/// input is then read to its end to learn the digest, so bound it.
+/// returned. With `expected_blob`, a different blob digest is the error, and it wins
+/// over any failure downstream (a corrupt gzip stream, a bad tar) that it explains;
+/// the input is then read to its end to learn the digest, so bound it.
 pub fn unpack(
     input: impl Read + Send,
     blob_sink: Option<&mut File>,
@@ -95,15 +94,10 @@ pub fn unpack(
         }
         let read = read.join().unwrap_or_else(|_| Err(panicked()));
         let decoded = decode.join().unwrap_or_else(|_| Err(panicked()));
-        // Corrupted content explains whatever failed downstream of it.
+        // Wrong content is the cause, and it explains whatever failed downstream of it.
         if let (Some(want), Ok((got, _))) = (expected_blob, &read) {
-            if want != *got && (decoded.is_err() || written.is_err()) {
-                return Err(Error::new(
-                    ErrorKind::DigestMismatch,
-                    "verify layer blob",
-                    want,
-                    format!("content has digest {got}"),
-                ));
+            if want != *got {
+                return Err(Error::mismatch("verify layer blob", want, got));
             }
         }
         // The earliest stage's own error is the cause; later stages only saw the stream end.
@@ -116,7 +110,7 @@ pub fn unpack(
                 blob,
                 blob_size,
                 compression,
-                diff_id: DiffId::new(tar.hasher.map(Hasher::finish).unwrap_or_else(|| Hasher::new().finish())),
+                diff_id: DiffId::new(tar.hasher.expect("the writer's reader hashes").finish()),
                 tar_size: tar.size,
                 entries,
             }),
