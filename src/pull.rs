@@ -99,8 +99,7 @@ async fn fetch_json_blob(
     if desc.size > MAX_JSON {
         bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
     }
-    let mut s =
-        std::pin::pin!(resume::blob_stream(client.clone(), r.clone(), desc.digest.to_string(), desc.size, quiet));
+    let mut s = std::pin::pin!(resume::blob_stream(client.clone(), r.clone(), desc.digest, desc.size, quiet));
     let mut buf = Vec::new();
     while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch config {}", desc.digest))? {
         buf.extend_from_slice(&chunk);
@@ -143,7 +142,7 @@ async fn fetch_layer(
     line: LayerLine,
 ) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
     let started = Instant::now();
-    let stream = resume::blob_stream(client.clone(), oref.clone(), desc.digest.to_string(), desc.size, quiet)
+    let stream = resume::blob_stream(client.clone(), oref.clone(), desc.digest, desc.size, quiet)
         .inspect_ok(move |b| line.advance(b.len() as u64));
     let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
     let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
@@ -274,7 +273,7 @@ async fn pull(
     let mut claims = Vec::new();
     let mut deferred = Vec::new();
     for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-        let short = desc.digest.hex()[..12].to_string();
+        let short = desc.digest.short();
         if store.has_layer(diff, &desc.digest)? {
             events.say(format!("{short}: already exists"));
             continue;
@@ -317,7 +316,7 @@ async fn pull(
         store.commit(staged, None)?;
         drop(claims);
         for (desc, diff) in deferred {
-            let short = desc.digest.hex()[..12].to_string();
+            let short = desc.digest.short();
             let (s, d) = (store.clone(), desc.digest);
             let _claim = tokio::task::spawn_blocking(move || s.claim_fetch(&d, true)).await??;
             if store.has_layer(&diff, &desc.digest)? {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use layers_store::Digest;
 use oci_client::client::BlobResponse;
 use oci_client::errors::OciDistributionError;
 use oci_client::Client;
@@ -56,7 +57,7 @@ where
 struct State {
     client: Client,
     reference: oci_client::Reference,
-    digest: String,
+    digest: Digest,
     size: u64,
     /// Bytes passed on so far.
     offset: u64,
@@ -72,7 +73,7 @@ struct State {
 pub fn blob_stream(
     client: Client,
     reference: oci_client::Reference,
-    digest: String,
+    digest: Digest,
     size: u64,
     quiet: bool,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
@@ -87,7 +88,10 @@ pub fn blob_stream(
                     tokio::time::sleep(backoff(st.tries)).await;
                 }
                 // Always a ranged request (bytes=N-): we verify the digest ourselves, over the whole blob.
-                let r = st.client.pull_blob_stream_partial(&st.reference, st.digest.as_str(), st.offset, None).await;
+                let r = st
+                    .client
+                    .pull_blob_stream_partial(&st.reference, st.digest.to_string().as_str(), st.offset, None)
+                    .await;
                 match r {
                     Ok(BlobResponse::Partial(s)) => {
                         st.current = Some(s.stream);
@@ -162,7 +166,8 @@ pub fn blob_stream(
 impl State {
     fn say(&self, msg: std::fmt::Arguments<'_>) {
         if !self.quiet {
-            eprintln!("{}: {msg}", &self.digest[..self.digest.len().min(19)]);
+            // Named as the layer lines name it.
+            eprintln!("{}: {msg}", self.digest.short());
         }
     }
 }
