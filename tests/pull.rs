@@ -204,14 +204,7 @@ fn concurrent_pulls_share_layers_and_download_each_blob_once() {
     let children: Vec<_> = (0..6)
         .map(|i| {
             let image = if i % 2 == 0 { "fixture/layered:v1" } else { "fixture/two:v1" };
-            std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
-                .arg("--root")
-                .arg(&store)
-                .args(["pull", &format!("{}/{image}", reg.addr)])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn_layers(&store, &["pull", &format!("{}/{image}", reg.addr)])
         })
         .collect();
     for c in children {

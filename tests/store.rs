@@ -23,14 +23,7 @@ fn concurrent_imports_into_one_store_all_succeed() {
     let children: Vec<_> = (0..6)
         .map(|i| {
             let input = if i % 2 == 0 { &gz } else { &zst };
-            Command::new(env!("CARGO_BIN_EXE_layers"))
-                .arg("--root")
-                .arg(&store)
-                .args(["import", "-q", input.to_str().unwrap(), &format!("c{i}")])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            spawn_layers(&store, &["import", "-q", input.to_str().unwrap(), &format!("c{i}")])
         })
         .collect();
     for c in children {

@@ -30,9 +30,22 @@ pub fn fixtures() -> PathBuf {
     repo().join("fixtures/cache")
 }
 
-/// Runs `layers --root STORE ARGS...`.
+/// Starts `layers --root STORE ARGS...` with its output captured.
+pub fn spawn_layers(store: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run layers")
+}
+
+/// Runs `layers --root STORE ARGS...` to the end.
 pub fn layers(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_layers")).arg("--root").arg(store).args(args).output().expect("run layers")
+    spawn_layers(store, args).wait_with_output().expect("run layers")
 }
 
 pub fn stdout(o: &Output) -> String {
