@@ -15,9 +15,8 @@ rounds=${1:-7}
 cache="$here/cache"
 mkdir -p "$cache"
 
-need=()
-for p in debootstrap podman time pigz; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
-if [ "${#need[@]}" -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; fi
+source "$here/lib.sh"
+ensure_packages debootstrap podman time pigz
 
 input="$cache/debian-rootfs.tar.gz"
 double="$cache/debian-rootfs-x2.tar.gz"

@@ -17,9 +17,8 @@ repo=$(dirname "$here")
 rounds=${1:-5}
 cache="$here/cache"
 mkdir -p "$cache"
-need=()
-for p in debootstrap podman skopeo umoci docker-registry time; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p"); done
-if [ "${#need[@]}" -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; fi
+source "$here/lib.sh"
+ensure_packages debootstrap podman skopeo umoci docker-registry time
 (cd "$repo" && cargo build --release --locked -q)
 layers="$repo/target/release/layers"
 
