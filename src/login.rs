@@ -3,14 +3,11 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+use crate::credentials::{self, normalize_host, Credentials};
+use crate::registry::Repository;
+use crate::registry_config::RegistriesConfig;
 use anyhow::{bail, Context};
 use clap::Args;
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
-
-use crate::credentials::{self, normalize_host, Credentials};
-use crate::registry::{self, ACCEPTED};
-use crate::registry_config::RegistriesConfig;
 
 /// Arguments of `layers login`.
 #[derive(Args)]
@@ -65,27 +62,10 @@ pub fn login(a: &LoginArgs, registries: &RegistriesConfig) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks for a manifest that need not exist: 401 means bad credentials, anything
-/// else (usually 404) means the registry accepted them.
+/// Asks the registry's `/v2/` with the credentials, answering its challenge with them.
 async fn verify(host: &str, creds: &Credentials, plain_http: bool, tls_verify: bool) -> anyhow::Result<()> {
-    let client = registry::client(plain_http, tls_verify);
-    let probe = oci_client::Reference::with_tag(host.to_string(), "layers/login-check".into(), "latest".into());
-    let auth = RegistryAuth::Basic(creds.user.clone(), creds.password.clone());
-    match client.pull_manifest_raw(&probe, &auth, ACCEPTED).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_unauthorized(&e) => bail!("login {host}: unauthorized: wrong user name or password"),
-        Err(OciDistributionError::RequestError(e)) => bail!("login {host}: {e}"),
-        Err(_) => Ok(()),
-    }
-}
-
-/// Whether a registry refused our credentials.
-pub fn is_unauthorized(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 401,
-        other => other.to_string().contains("UNAUTHORIZED"),
-    }
+    let repo = Repository::new(host, plain_http, tls_verify, "layers/login-check", Some(creds.clone()))?;
+    repo.check_login().await.with_context(|| format!("login {host}"))
 }
 
 pub fn logout(a: &LogoutArgs) -> anyhow::Result<ExitCode> {

@@ -12,8 +12,6 @@ use layers_store::image::{Descriptor, ImageConfig, Manifest};
 use layers_store::metadata::ImageLayerRow;
 use layers_store::unpack::Unpacked;
 use layers_store::{Digest, Ingest, LayerExpect, NewImage, Reference, ShortNames, Store};
-use oci_client::secrets::RegistryAuth;
-use oci_client::Client;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -21,7 +19,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::credentials;
 use crate::platform::{describe, Platform};
 use crate::progress::{LayerLine, Progress};
-use crate::registry::{self, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
+use crate::registry::{self, Repository, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
 use crate::registry_config::{Endpoint, RegistriesConfig};
 use crate::resume;
 
@@ -61,45 +59,36 @@ pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-/// Fetches a manifest by reference, verifying its digest (and the pinned one, if any).
+/// Fetches a manifest by tag or digest, verifying its digest (the pinned one, if
+/// any, and the one the registry claims).
 async fn fetch_manifest(
-    client: &Client,
-    r: &oci_client::Reference,
+    repo: &Repository,
+    reference: &str,
     pinned: Option<Digest>,
-    auth: &RegistryAuth,
     tries: u32,
     quiet: bool,
 ) -> anyhow::Result<(Vec<u8>, Digest)> {
-    let what = format!("fetch manifest {r}");
-    let fetched = resume::retry(&what, tries, quiet, || client.pull_manifest_raw(r, auth, ACCEPTED)).await;
-    let (bytes, _) = fetched.map_err(|e| {
-        if crate::login::is_unauthorized(&e) {
-            anyhow!("{what}: unauthorized: log in with `layers login {}`", r.registry())
-        } else {
-            anyhow!("{what}: {e}")
-        }
-    })?;
-    if bytes.len() as u64 > MAX_JSON {
-        bail!("fetch manifest {r}: {} bytes is over the {MAX_JSON} byte limit", bytes.len());
-    }
+    let sep = if reference.starts_with("sha256:") { '@' } else { ':' };
+    let what = format!("fetch manifest {}{sep}{reference}", repo.display());
+    let (bytes, claimed) = resume::retry(&what, tries, quiet, || repo.manifest(reference, ACCEPTED, MAX_JSON))
+        .await
+        .map_err(|e| anyhow!("{what}: {e}"))?;
     let got = Digest::of(&bytes);
     if let Some(want) = pinned.filter(|w| *w != got) {
-        bail!("fetch manifest {r}: digest mismatch: expected {want}, got {got}");
+        bail!("{what}: digest mismatch: expected {want}, content has digest {got}");
     }
-    Ok((bytes.to_vec(), got))
+    if let Some(claimed) = claimed.filter(|c| *c != got.to_string() && c.starts_with("sha256:")) {
+        bail!("{what}: digest mismatch: the registry says {claimed}, content has digest {got}");
+    }
+    Ok((bytes, got))
 }
 
 /// Reads a whole small blob (a config), refusing more than its descriptor's size.
-async fn fetch_json_blob(
-    client: &Client,
-    r: &oci_client::Reference,
-    desc: &Descriptor,
-    quiet: bool,
-) -> anyhow::Result<Vec<u8>> {
+async fn fetch_json_blob(repo: Arc<Repository>, desc: &Descriptor, quiet: bool) -> anyhow::Result<Vec<u8>> {
     if desc.size > MAX_JSON {
         bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
     }
-    let mut s = std::pin::pin!(resume::blob_stream(client.clone(), r.clone(), desc.digest, desc.size, quiet));
+    let mut s = std::pin::pin!(resume::blob_stream(repo, desc.digest, desc.size, quiet));
     let mut buf = Vec::new();
     while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch config {}", desc.digest))? {
         buf.extend_from_slice(&chunk);
@@ -133,8 +122,7 @@ fn pick_platform(index: &Value, platform: &Platform) -> anyhow::Result<Digest> {
 
 /// Streams one layer blob into a fresh ingest: verify, decompress, unpack.
 async fn fetch_layer(
-    client: &Client,
-    oref: &oci_client::Reference,
+    repo: Arc<Repository>,
     store: Arc<Store>,
     desc: Descriptor,
     diff: layers_store::DiffId,
@@ -142,8 +130,8 @@ async fn fetch_layer(
     line: LayerLine,
 ) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
     let started = Instant::now();
-    let stream = resume::blob_stream(client.clone(), oref.clone(), desc.digest, desc.size, quiet)
-        .inspect_ok(move |b| line.advance(b.len() as u64));
+    let stream =
+        resume::blob_stream(repo, desc.digest, desc.size, quiet).inspect_ok(move |b| line.advance(b.len() as u64));
     let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
     let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
     let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -200,20 +188,22 @@ async fn first_endpoint(
     endpoints: &[Endpoint],
     tls_verify: bool,
     events: &Progress,
-) -> anyhow::Result<(Client, oci_client::Reference, Vec<u8>, Digest)> {
+) -> anyhow::Result<(Arc<Repository>, Vec<u8>, Digest)> {
+    let wanted = match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".to_string(),
+    };
     let mut last = None;
     for (i, ep) in endpoints.iter().enumerate() {
-        let client = registry::client(ep.plain_http, tls_verify);
-        let oref = registry::oci_reference(&ep.host, reference);
         // Each endpoint gets its own host's credentials, never another's.
-        let auth = match credentials::lookup(&ep.host)? {
-            Some(c) => RegistryAuth::Basic(c.user, c.password),
-            None => RegistryAuth::Anonymous,
-        };
+        let creds = credentials::lookup(&ep.host)?;
+        let repo = Repository::new(&ep.host, ep.plain_http, tls_verify, &reference.repository, creds)
+            .map_err(|e| anyhow!("{}: {e}", ep.host))?;
         // A failing mirror hands over to the next endpoint at once; the registry itself gets retries.
         let tries = if i + 1 < endpoints.len() { 1 } else { resume::MAX_TRIES };
-        match fetch_manifest(&client, &oref, reference.digest, &auth, tries, events.quiet()).await {
-            Ok((bytes, digest)) => return Ok((client, oref, bytes, digest)),
+        match fetch_manifest(&repo, &wanted, reference.digest, tries, events.quiet()).await {
+            Ok((bytes, digest)) => return Ok((Arc::new(repo), bytes, digest)),
             Err(e) if i + 1 < endpoints.len() => {
                 events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
                 last = Some(e);
@@ -222,6 +212,18 @@ async fn first_endpoint(
         }
     }
     Err(last.unwrap_or_else(|| anyhow!("{reference}: no endpoint to pull from")))
+}
+
+/// A present image is tagged again and reported; nothing is fetched.
+fn already_present(store: &Store, reference: &Reference, digest: &Digest, events: &Progress) -> anyhow::Result<bool> {
+    let Some(img) = store.image(digest)? else {
+        return Ok(false);
+    };
+    if let Some(t) = reference.tagged_name() {
+        store.tag(&img.manifest, &t)?;
+    }
+    events.say(format!("{reference}: image is up to date ({digest})"));
+    Ok(true)
 }
 
 async fn pull(
@@ -233,29 +235,25 @@ async fn pull(
     events: &Progress,
 ) -> anyhow::Result<Digest> {
     let started = Instant::now();
-    let (client, oref, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
+    let (repo, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
     let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {
         let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
-        let r = oref.clone_with_digest(chosen.to_string());
-        // The client already holds this registry's auth from the first request.
-        (bytes, digest) =
-            fetch_manifest(&client, &r, Some(chosen), &RegistryAuth::Anonymous, resume::MAX_TRIES, events.quiet())
-                .await?;
+        // Checked before fetching it: a present image costs the index request alone.
+        if already_present(&store, reference, &chosen, events)? {
+            return Ok(chosen);
+        }
+        let quiet = events.quiet();
+        (bytes, digest) = fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, quiet).await?;
+    }
+    if already_present(&store, reference, &digest, events)? {
+        return Ok(digest);
     }
     let tag = reference.tagged_name();
 
-    if let Some(img) = store.image(&digest)? {
-        if let Some(t) = &tag {
-            store.tag(&img.manifest, t)?;
-        }
-        events.say(format!("{reference}: image is up to date ({digest})"));
-        return Ok(digest);
-    }
-
     let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     check_manifest(&manifest).with_context(|| reference.to_string())?;
-    let config_bytes = fetch_json_blob(&client, &oref, &manifest.config, events.quiet()).await?;
+    let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.quiet()).await?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -286,11 +284,10 @@ async fn pull(
         claims.push(claim);
         let line = events.layer(&short, desc.size);
         let quiet = events.quiet();
-        let (client, oref, store, limit, desc, diff) =
-            (client.clone(), oref.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
+        let (repo, store, limit, desc, diff) = (repo.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            fetch_layer(&client, &oref, store, desc, diff, quiet, line.clone()).await.map(|done| (line, done))
+            fetch_layer(repo, store, desc, diff, quiet, line.clone()).await.map(|done| (line, done))
         });
     }
     // Everything verified is committed together (one syncfs), even if another layer failed:
@@ -325,7 +322,7 @@ async fn pull(
             }
             let line = events.layer(&short, desc.size);
             let (u, took, ingest) =
-                fetch_layer(&client, &oref, store.clone(), desc, diff, events.quiet(), line.clone()).await?;
+                fetch_layer(repo.clone(), store.clone(), desc, diff, events.quiet(), line.clone()).await?;
             store.commit(ingest, None)?;
             line.done(&done_line(&u, took));
         }

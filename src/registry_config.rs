@@ -8,9 +8,12 @@
 //!
 //! [registries."registry.internal:5000"]
 //! insecure = true                                             # plain http
+//!
+//! [registries."127.0.0.1:5443"]
+//! insecure = false                                            # https, though loopback
 //! ```
 //! A mirror written with `http://` is spoken to in plain http; loopback hosts are
-//! plain http by default, as with Docker.
+//! plain http by default, as with Docker, unless `insecure = false`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,9 +30,9 @@ pub struct RegistrySettings {
     /// Hosts that serve the same content, tried before the registry itself.
     #[serde(default)]
     pub mirrors: Vec<String>,
-    /// Speak plain http to the registry itself.
+    /// Speak plain http to the registry itself (unset: only on loopback hosts).
     #[serde(default)]
-    pub insecure: bool,
+    pub insecure: Option<bool>,
 }
 
 /// The whole file.
@@ -90,7 +93,10 @@ impl RegistriesConfig {
     pub fn endpoints(&self, registry: &str) -> Vec<Endpoint> {
         let settings = self.registries.get(registry).cloned().unwrap_or_default();
         let mut out: Vec<Endpoint> = settings.mirrors.iter().map(|m| endpoint(m, false)).collect();
-        out.push(Endpoint { host: registry.to_string(), plain_http: settings.insecure || is_loopback(registry) });
+        out.push(Endpoint {
+            host: registry.to_string(),
+            plain_http: settings.insecure.unwrap_or_else(|| is_loopback(registry)),
+        });
         out
     }
 }
@@ -129,6 +135,8 @@ mod tests {
             mirrors = ["http://127.0.0.1:5000", "mirror.example.com", "https://m2.example.com/"]
             [registries."reg.internal:5000"]
             insecure = true
+            [registries."127.0.0.1:5443"]
+            insecure = false
             "#,
         )
         .unwrap();
@@ -147,6 +155,7 @@ mod tests {
             vec![Endpoint { host: "reg.internal:5000".into(), plain_http: true }]
         );
         assert!(cfg.endpoints("localhost:5000")[0].plain_http);
+        assert!(!cfg.endpoints("127.0.0.1:5443")[0].plain_http, "insecure = false: https even on loopback");
         assert!(RegistriesConfig::parse("[registries.\"x\"]\nmirrorz = []").is_err(), "typos are errors");
         assert!(RegistriesConfig::parse("[registries.\"x\"]\nmirrors = [\"ftp://a\"]").is_err());
     }

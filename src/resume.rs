@@ -7,47 +7,52 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use layers_store::Digest;
-use oci_client::client::BlobResponse;
-use oci_client::errors::OciDistributionError;
-use oci_client::Client;
+
+use crate::registry::{Repository, RequestError};
 
 /// Attempts in a row before a request is given up.
 pub const MAX_TRIES: u32 = 5;
+
+/// Longest `Retry-After` we wait out; a registry asking for more gets this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// 200 ms, 400 ms, 800 ms... capped at 5 s.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5))
 }
 
-/// Whether trying again may help.
-pub fn is_transient(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
-        _ => false,
-    }
+/// How long to wait before try number `attempt`: what the registry asked for, else our backoff.
+fn wait_before(attempt: u32, e: &RequestError) -> Duration {
+    e.retry_after().map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or_else(|| backoff(attempt))
 }
 
-/// Runs `op` until it succeeds, fails for good, or has failed `tries` times.
-pub async fn retry<T, F, Fut>(what: &str, tries_allowed: u32, quiet: bool, mut op: F) -> Result<T, OciDistributionError>
+fn retrying(e: &RequestError, wait: Duration, tries: u32) -> String {
+    let asked = if e.retry_after().is_some() { " as the registry asked (Retry-After)" } else { "" };
+    format!("{e}; retrying in {:.1}s{asked} ({tries}/{})", wait.as_secs_f64(), MAX_TRIES - 1)
+}
+
+/// Runs `op` until it succeeds, fails for good, or has failed `tries_allowed` times.
+pub async fn retry<T, F, Fut>(what: &str, tries_allowed: u32, quiet: bool, mut op: F) -> Result<T, RequestError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, OciDistributionError>>,
+    Fut: Future<Output = Result<T, RequestError>>,
 {
     let mut tries = 0;
     loop {
         match op().await {
-            Err(e) if is_transient(&e) && tries + 1 < tries_allowed => {
+            Err(e) if e.is_transient() && tries + 1 < tries_allowed => {
                 tries += 1;
+                let wait = wait_before(tries, &e);
                 if !quiet {
-                    eprintln!("{what}: {e}; retrying ({tries}/{})", tries_allowed - 1);
+                    eprintln!("{what}: {}", retrying(&e, wait, tries));
                 }
-                tokio::time::sleep(backoff(tries)).await;
+                tokio::time::sleep(wait).await;
             }
             other => return other,
         }
@@ -55,8 +60,7 @@ where
 }
 
 struct State {
-    client: Client,
-    reference: oci_client::Reference,
+    repo: Arc<Repository>,
     digest: Digest,
     size: u64,
     /// Bytes passed on so far.
@@ -64,6 +68,8 @@ struct State {
     /// Bytes of the current response to drop (a full resend after a cut).
     skip: u64,
     tries: u32,
+    /// Wait before the next request.
+    wait: Duration,
     current: Option<BoxStream<'static, Result<Bytes, io::Error>>>,
     done: bool,
     quiet: bool,
@@ -71,39 +77,42 @@ struct State {
 
 /// The blob `digest` of `size` bytes as a stream that resumes after dropped connections.
 pub fn blob_stream(
-    client: Client,
-    reference: oci_client::Reference,
+    repo: Arc<Repository>,
     digest: Digest,
     size: u64,
     quiet: bool,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let st = State { client, reference, digest, size, offset: 0, skip: 0, tries: 0, current: None, done: false, quiet };
+    let st = State {
+        repo,
+        digest,
+        size,
+        offset: 0,
+        skip: 0,
+        tries: 0,
+        wait: Duration::ZERO,
+        current: None,
+        done: false,
+        quiet,
+    };
     stream::unfold(st, |mut st| async move {
         loop {
             if st.done || st.offset >= st.size && st.current.is_none() && st.offset > 0 {
                 return None;
             }
             if st.current.is_none() {
-                if st.tries > 0 {
-                    tokio::time::sleep(backoff(st.tries)).await;
+                if !st.wait.is_zero() {
+                    tokio::time::sleep(std::mem::take(&mut st.wait)).await;
                 }
-                // Always a ranged request (bytes=N-): we verify the digest ourselves, over the whole blob.
-                let r = st
-                    .client
-                    .pull_blob_stream_partial(&st.reference, st.digest.to_string().as_str(), st.offset, None)
-                    .await;
-                match r {
-                    Ok(BlobResponse::Partial(s)) => {
-                        st.current = Some(s.stream);
-                        st.skip = 0;
+                // We verify the digest ourselves, over the whole blob, whichever way it arrives.
+                match st.repo.blob(&st.digest, st.offset).await {
+                    Ok(body) => {
+                        st.skip = if body.resumed { 0 } else { st.offset };
+                        st.current = Some(body.stream);
                     }
-                    Ok(BlobResponse::Full(s)) => {
-                        st.current = Some(s.stream);
-                        st.skip = st.offset;
-                    }
-                    Err(e) if is_transient(&e) && st.tries + 1 < MAX_TRIES => {
+                    Err(e) if e.is_transient() && st.tries + 1 < MAX_TRIES => {
                         st.tries += 1;
-                        st.say(format_args!("{e}; retrying ({}/{})", st.tries, MAX_TRIES - 1));
+                        st.wait = wait_before(st.tries, &e);
+                        st.say(format_args!("{}", retrying(&e, st.wait, st.tries)));
                         continue;
                     }
                     Err(e) => {
@@ -135,6 +144,7 @@ pub fn blob_stream(
                 Some(Err(_)) | None if st.offset < st.size && st.tries + 1 < MAX_TRIES => {
                     st.current = None;
                     st.tries += 1;
+                    st.wait = backoff(st.tries);
                     st.say(format_args!(
                         "connection lost at byte {} of {}; resuming ({}/{})",
                         st.offset,

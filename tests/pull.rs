@@ -102,9 +102,11 @@ fn a_second_pull_fetches_nothing_and_a_digest_pull_is_verified() {
     let digest = stdout(&first).trim().to_string();
     assert_eq!(digest, manifest_digest(&layout, "layered"), "prints the manifest digest");
     let blobs = fs::read_dir(store.join("blobs/sha256")).unwrap().count();
+    let before = reg.requests_from_layers().len();
     let again = layers(&store, &["pull", &image]);
     assert!(again.status.success());
     assert!(stderr(&again).contains("image is up to date"), "{}", stderr(&again));
+    assert_eq!(reg.requests_from_layers()[before..], ["GET /v2/fixture/layered/manifests/v1"], "one request, no probe");
     assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), blobs);
 
     // By digest, into a fresh store; a layer already present from another image is not fetched again.
@@ -140,6 +142,11 @@ fn multi_platform_indexes_pick_the_platform_or_say_what_they_offer() {
     assert_eq!(stdout(&arm).trim(), manifest_digest(&layout, "two-layers"));
     let amd = layers(&store, &["pull", "-q", "--platform", "linux/amd64", &image]);
     assert_eq!(stdout(&amd).trim(), manifest_digest(&layout, "layered"));
+    // Present already: the index alone is fetched, the platform's manifest is found in the store.
+    let before = reg.requests_from_layers().len();
+    let again = layers(&store, &["pull", "-q", "--platform", "linux/amd64", &image]);
+    assert_eq!(stdout(&again).trim(), manifest_digest(&layout, "layered"));
+    assert_eq!(reg.requests_from_layers()[before..], ["GET /v2/fixture/multi/manifests/v1"]);
     let none = layers(&store, &["pull", "--platform", "linux/s390x", &image]);
     assert_eq!(none.status.code(), Some(125));
     let err = stderr(&none);
@@ -269,16 +276,20 @@ fn dropped_connections_and_server_errors_are_retried_and_resumed() {
     let work = tempfile::tempdir().unwrap();
     for (name, fault, says) in [
         ("cut", Fault::CutAfter { bytes: 300_000, times: 3 }, "resuming"),
-        ("503", Fault::Status { code: 503, times: 2 }, "retrying"),
-        // The first connection is oci-client's /v2/ probe, which shrugs errors off; the second is the manifest.
-        ("429", Fault::Status { code: 429, times: 2 }, "retrying"),
+        ("503", Fault::Status { code: 503, times: 2, retry_after: None }, "retrying"),
+        ("429", Fault::Status { code: 429, times: 2, retry_after: Some(1) }, "as the registry asked (Retry-After)"),
     ] {
         let proxy = FaultProxy::start(&reg.addr, fault);
         let store = work.path().join(format!("store-{name}"));
         let image = format!("{}/fixture/layered:v1", proxy.addr);
+        let started = std::time::Instant::now();
         let out = layers(&store, &["pull", &image]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+        if name == "429" {
+            // Two answers each asking for 1 s; our own backoff alone would wait 0.4 + 0.8 s.
+            assert!(started.elapsed().as_secs_f64() >= 2.0, "waited out Retry-After: {:?}", started.elapsed());
+        }
         assert!(layers(&store, &["fsck"]).status.success());
         assert_same_as_umoci(&store, &image, &layout, "layered", &work.path().join(format!("cmp-{name}")));
     }
@@ -406,6 +417,65 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
     .unwrap();
     let out = layers_as_user(&home, &store2, &["pull", &image], None, Some(&docker));
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn self_signed_tls_registries_are_refused_unless_tls_verify_is_off() {
+    if !need_root("self_signed_tls_registries_are_refused_unless_tls_verify_is_off") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    let reg = Registry::start_with_tls();
+    reg.push(&layout, "two-layers", "fixture/two:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    // Loopback means plain http unless the registry is marked `insecure = false`.
+    let config = work.path().join("registries.toml");
+    fs::write(&config, format!("[registries.\"{}\"]\ninsecure = false\n", reg.addr)).unwrap();
+    let config = config.to_str().unwrap();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/two:v1", reg.addr);
+    let refused = layers(&store, &["--registries-config", config, "pull", &image]);
+    assert_eq!(refused.status.code(), Some(125));
+    let err = stderr(&refused);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&reg.addr) && err.to_lowercase().contains("certificate"), "{err}");
+    assert!(stdout(&layers(&store, &["images", "-q"])).trim().is_empty());
+    let out = layers(&store, &["--registries-config", config, "pull", "--tls-verify=false", &image]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_as_umoci(&store, &image, &layout, "two-layers", work.path());
+}
+
+#[test]
+fn credentials_are_not_sent_where_a_blob_redirect_leads() {
+    if !need_root("credentials_are_not_sent_where_a_blob_redirect_leads") {
+        return;
+    }
+    let layout = fixtures().join("oci");
+    // Blob storage: an open registry holding the same blobs, behind a proxy that records what it is sent.
+    let storage = Registry::start();
+    storage.push(&layout, "layered", "fixture/layered:v1", &[]);
+    let storage_proxy = HttpProxy::start(&storage.addr, None);
+    // The registry: basic auth, and every blob GET redirected to the storage under another host name.
+    let reg = Registry::start_with_basic_auth("alice", "s3cret");
+    reg.push(&layout, "layered", "fixture/layered:v1", &["--dest-creds", "alice:s3cret"]);
+    let port = storage_proxy.addr.rsplit_once(':').unwrap().1;
+    let front = HttpProxy::start(&reg.addr, Some(format!("http://localhost:{port}")));
+    let work = tempfile::tempdir().unwrap();
+    let (home, store) = (work.path().join("home"), work.path().join("store"));
+    fs::create_dir_all(&home).unwrap();
+    let login = ["login", "-u", "alice", "--password-stdin", &front.addr];
+    assert!(layers_as_user(&home, &store, &login, Some("s3cret\n"), None).status.success());
+    let image = format!("{}/fixture/layered:v1", front.addr);
+    let out = layers_as_user(&home, &store, &["pull", &image], None, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_as_umoci(&store, &image, &layout, "layered", work.path());
+
+    let has_auth = |h: &String| h.lines().any(|l| l.to_ascii_lowercase().starts_with("authorization:"));
+    let redirected: Vec<String> = front.heads().into_iter().filter(|h| h.contains("/blobs/sha256:")).collect();
+    assert!(redirected.len() >= 4 && redirected.iter().all(has_auth), "the registry got credentials: {redirected:?}");
+    let fetched = storage_proxy.heads();
+    assert!(fetched.iter().filter(|h| h.contains("/blobs/sha256:")).count() >= 4, "{fetched:?}");
+    assert!(!fetched.iter().any(has_auth), "no Authorization at the redirect's host: {fetched:?}");
 }
 
 #[test]

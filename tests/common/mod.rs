@@ -289,9 +289,28 @@ impl Registry {
             "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: layers-test\n    issuer: layers-test-issuer\n    rootcertbundle: {}\n",
             cert.display()
         );
-        let mut r = Self::launch(dir, auth);
+        let mut r = Self::launch(dir, "", auth);
         r.issuer = Some(issuer);
         r
+    }
+
+    /// A registry speaking https with a self-signed certificate for 127.0.0.1.
+    pub fn start_with_tls() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("tls-key.pem"), dir.path().join("tls-cert.pem"));
+        let st = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl makes the registry's certificate");
+        let tls = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
+        Self::launch(dir, &tls, String::new())
     }
 
     /// Requests the token issuer received (bearer-auth registries only).
@@ -310,17 +329,18 @@ impl Registry {
             fs::write(&file, &out.stdout).unwrap();
             auth = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", file.display());
         }
-        Self::launch(dir, auth)
+        Self::launch(dir, "", auth)
     }
 
-    fn launch(dir: tempfile::TempDir, auth: String) -> Registry {
+    /// Starts the registry; `http` is more of its `http:` section, `auth` its `auth:` section.
+    fn launch(dir: tempfile::TempDir, http: &str, auth: String) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http}{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -354,8 +374,18 @@ impl Registry {
     pub fn blob_downloads(&self, digest: &str) -> usize {
         let log = fs::read_to_string(&self.access_log).unwrap_or_default();
         log.lines()
-            .filter(|l| l.contains(&format!("/blobs/{digest} ")) && l.contains("\"GET ") && l.contains("oci-client"))
+            .filter(|l| l.contains(&format!("/blobs/{digest} ")) && l.contains("\"GET ") && l.contains("layers/"))
             .count()
+    }
+
+    /// The requests layers made (`GET /v2/.../manifests/v1`), in order, from the access log.
+    pub fn requests_from_layers(&self) -> Vec<String> {
+        let log = fs::read_to_string(&self.access_log).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("\" \"layers/"))
+            .filter_map(|l| l.split('"').nth(1))
+            .map(|r| r.trim_end_matches(" HTTP/1.1").to_string())
+            .collect()
     }
 
     /// Uploads a skopeo `dir:` copy verbatim with curl (monolithic blob uploads, then
@@ -431,8 +461,9 @@ impl Drop for Registry {
 pub enum Fault {
     /// Close the first `times` connections that carry more than `bytes` from the registry.
     CutAfter { bytes: u64, times: usize },
-    /// Answer the first `times` connections with this HTTP status instead of relaying.
-    Status { code: u16, times: usize },
+    /// Answer the first `times` connections with this HTTP status instead of relaying,
+    /// with `Retry-After: SECONDS` if given.
+    Status { code: u16, times: usize, retry_after: Option<u32> },
     /// Flip one byte: the `pos`-th from the registry on the first connection that long.
     FlipAt { pos: u64 },
 }
@@ -465,16 +496,17 @@ impl FaultProxy {
                 let Ok(mut client) = client else { continue };
                 let (target, hits, flipped) = (target.clone(), hits.clone(), flipped.clone());
                 std::thread::spawn(move || {
-                    if let Fault::Status { code, times } = fault {
+                    if let Fault::Status { code, times, retry_after } = fault {
                         if hits.fetch_add(1, Ordering::SeqCst) < times {
                             let mut head = Vec::new();
                             let mut b = [0u8; 1];
                             while !head.ends_with(b"\r\n\r\n") && client.read(&mut b).unwrap_or(0) == 1 {
                                 head.push(b[0]);
                             }
+                            let wait = retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
                             let _ = write!(
                                 client,
-                                "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                                "HTTP/1.1 {code} Injected\r\n{wait}Content-Length: 0\r\nConnection: close\r\n\r\n"
                             );
                             return;
                         }
@@ -523,6 +555,94 @@ impl FaultProxy {
 }
 
 impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(&self.addr);
+    }
+}
+
+/// A loopback HTTP/1.1 proxy that sees each request's head: it keeps them, and can
+/// answer blob GETs with a redirect to another origin, as registries backed by
+/// object storage do. Bodyless requests only (a pull's GETs); one per upstream connection.
+pub struct HttpProxy {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpProxy {
+    /// Relays to `target`; with `redirect_blobs_to` (`http://host:port`), blob GETs get a 307 there.
+    pub fn start(target: &str, redirect_blobs_to: Option<String>) -> HttpProxy {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (target, stop2, heads2) = (target.to_string(), stop.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut client) = client else { continue };
+                let (target, heads, redirect) = (target.clone(), heads2.clone(), redirect_blobs_to.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    loop {
+                        let mut lines = Vec::new();
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            lines.push(line.trim_end().to_string());
+                        }
+                        heads.lock().unwrap().push(lines.join("\n"));
+                        let path = lines[0].split(' ').nth(1).unwrap_or("/").to_string();
+                        if let Some(to) = redirect
+                            .as_ref()
+                            .filter(|_| lines[0].starts_with("GET ") && path.contains("/blobs/sha256:"))
+                        {
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}{path}\r\nContent-Length: 0\r\n\r\n"
+                            );
+                            continue;
+                        }
+                        let Ok(mut upstream) = TcpStream::connect(&target) else { return };
+                        let mut head: Vec<&String> =
+                            lines.iter().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+                        let close = "Connection: close".to_string();
+                        head.push(&close);
+                        let text: String = head.iter().map(|l| format!("{l}\r\n")).collect::<String>() + "\r\n";
+                        if upstream.write_all(text.as_bytes()).is_err() {
+                            return;
+                        }
+                        let _ = std::io::copy(&mut upstream, &mut client);
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                });
+            }
+        });
+        HttpProxy { addr, heads, stop }
+    }
+
+    /// The request heads seen so far (request line and headers, newline-separated).
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = std::net::TcpStream::connect(&self.addr);

@@ -1,8 +1,10 @@
 //! Talking to OCI registries: which protocol a host gets, what manifests we accept,
-//! and the translation from our references to the client's.
+//! and the distribution API client.
 
-use layers_store::Reference;
-use oci_client::client::{ClientConfig, ClientProtocol};
+pub mod challenge;
+pub mod client;
+
+pub use client::{Repository, RequestError};
 
 /// Largest manifest or config accepted; real ones are a few KiB.
 pub const MAX_JSON: u64 = 4 << 20;
@@ -26,30 +28,6 @@ pub fn is_loopback(registry: &str) -> bool {
         _ => registry,
     };
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
-}
-
-/// A client for one endpoint (plain http or https).
-pub fn client(plain_http: bool, tls_verify: bool) -> oci_client::Client {
-    // ring rather than aws-lc: same TLS, half the build time. Already installed is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let protocol = if plain_http { ClientProtocol::Http } else { ClientProtocol::Https };
-    oci_client::Client::new(ClientConfig {
-        protocol,
-        accept_invalid_certificates: !tls_verify,
-        max_concurrent_download: 4,
-        ..Default::default()
-    })
-}
-
-/// The client's spelling of a reference fetched from `host` (the registry or a
-/// mirror of it); digest wins over tag.
-pub fn oci_reference(host: &str, r: &Reference) -> oci_client::Reference {
-    let (host, repo) = (host.to_string(), r.repository.clone());
-    match (&r.digest, &r.tag) {
-        (Some(d), _) => oci_client::Reference::with_digest(host, repo, d.to_string()),
-        (None, Some(t)) => oci_client::Reference::with_tag(host, repo, t.clone()),
-        (None, None) => oci_client::Reference::with_tag(host, repo, "latest".into()),
-    }
 }
 
 #[cfg(test)]
