@@ -503,3 +503,66 @@ fn bearer_token_registries_are_pulled_anonymously_like_docker_hub() {
     );
     assert_same_as_umoci(&store, &image, &layout, "layered", work.path());
 }
+
+/// A stand-in registry that answers every request with `respond(stream)` after reading
+/// the request head: for answers the real registry never gives.
+fn fake_registry(respond: fn(&mut std::net::TcpStream)) -> String {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                respond(&mut client);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn oversized_and_misdigested_manifests_are_refused() {
+    use std::io::Write;
+    // Each sends 8 MiB at most; the client must stop at 4 MiB (or before, on Content-Length).
+    fn declared(s: &mut std::net::TcpStream) {
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", 8 << 20);
+        let _ = s.write_all(&vec![b' '; 8 << 20]);
+    }
+    fn chunked(s: &mut std::net::TcpStream) {
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for _ in 0..128 {
+            if write!(s, "10000\r\n{}\r\n", " ".repeat(0x10000)).is_err() {
+                return;
+            }
+        }
+        let _ = write!(s, "0\r\n\r\n");
+    }
+    fn misdigested(s: &mut std::net::TcpStream) {
+        let body = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+        let claimed = format!("sha256:{}", "0".repeat(64));
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nDocker-Content-Digest: {claimed}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    for (respond, says) in [
+        (declared as fn(&mut std::net::TcpStream), "is over the 4194304 byte limit"),
+        (chunked, "more than the 4194304 byte limit"),
+        (misdigested, "the registry says sha256:000"),
+    ] {
+        let addr = fake_registry(respond);
+        let out = layers(&store, &["pull", &format!("{addr}/x/y:v1")]);
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.lines().count() == 1 && err.contains(says) && err.contains(&addr), "{err}");
+        assert!(stdout(&layers(&store, &["images", "-q"])).trim().is_empty());
+    }
+}
