@@ -3,12 +3,14 @@
 #   1 debootstrap --variant=minbase bookworm   2 python3 installed (debootstrap --include)
 #   3 files deleted (docs, man pages)           4 a directory replaced (/etc/apt)
 #   5 a small application
-# a 10-layer "python2x" (the same five layers again under /dup: twice the size), and a
-# 50,000-small-file single-layer image; pushes both to a local registry
+# a 10-layer "python2x" (the same five layers again under /dup: twice the size), a 20-layer
+# "python4x", and a 50,000-small-file single-layer image; pushes them to a local registry
 # (docker-registry on loopback) with skopeo, then times, interleaved, each into a
-# fresh store on tmpfs: `layers pull`, `podman pull`, and `skopeo copy` + `umoci
-# unpack` (ctr/docker are not installable here). Prints medians, peak RSS and
-# ratios, and the time of a second, already-present `layers pull`.
+# fresh store on tmpfs: `layers pull`, `podman pull`, `skopeo copy` + `umoci unpack`,
+# `ctr image pull` (containerd, fresh root) and `docker pull` (dockerd, fresh data
+# root); the daemons are started before and stopped after each round, untimed.
+# Prints medians, peak RSS (for ctr/docker only the client's: the work is done in
+# the daemon) and ratios, and the time of a second, already-present `layers pull`.
 #
 # usage: bench/pull.sh [ROUNDS]   (default 5; root, Debian 12)
 set -euo pipefail
@@ -18,7 +20,7 @@ rounds=${1:-5}
 cache="$here/cache"
 mkdir -p "$cache"
 source "$here/lib.sh"
-ensure_packages debootstrap podman skopeo umoci docker-registry time
+ensure_packages debootstrap podman skopeo umoci docker-registry time containerd docker.io
 (cd "$repo" && cargo build --release --locked -q)
 layers="$repo/target/release/layers"
 
@@ -47,19 +49,27 @@ if [ ! -e "$layout/.complete" ]; then
   umoci gc --layout "$layout"; rm -rf "$work"; touch "$layout/.complete"
 fi
 # python2x: the python image plus its five layers again, re-rooted under /dup by GNU tar
-# (new diffIDs, same sizes): twice the bytes and files, to check that memory stays flat.
-if [ ! -e "$layout/.complete-2x" ]; then
-  work=$(mktemp -d /dev/shm/pull-bench-2x.XXXXXX)
-  umoci tag --image "$layout:python" python2x
+# (new diffIDs, same sizes): twice the bytes and files, to check that memory stays flat;
+# python4x: four copies (/dup, /dup2, /dup3), to see where it levels off.
+grow() { # tag, then the directories to re-root copies of the five layers under
+  local tag=$1; shift
+  [ -e "$layout/.complete-$tag" ] && return
+  local work; work=$(mktemp -d /dev/shm/pull-bench-grow.XXXXXX)
+  umoci tag --image "$layout:python" "$tag"
+  local manifest
   manifest=$(python3 -c 'import json,sys; i=json.load(open(sys.argv[1]+"/index.json")); print(next(m["digest"][7:] for m in i["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"]=="python"))' "$layout")
-  for blob in $(python3 -c 'import json,sys; print(" ".join(l["digest"][7:] for l in json.load(open(sys.argv[1]))["layers"]))' "$layout/blobs/sha256/$manifest"); do
-    rm -rf "$work/x" && mkdir -p "$work/x"
-    tar --numeric-owner -xpzf "$layout/blobs/sha256/$blob" -C "$work/x"
-    tar --numeric-owner --format=posix -C "$work/x" --transform 's,^\./,dup/,' -cf "$work/layer.tar" .
-    umoci raw add-layer --image "$layout:python2x" "$work/layer.tar"
+  for dir in "$@"; do
+    for blob in $(python3 -c 'import json,sys; print(" ".join(l["digest"][7:] for l in json.load(open(sys.argv[1]))["layers"]))' "$layout/blobs/sha256/$manifest"); do
+      rm -rf "$work/x" && mkdir -p "$work/x"
+      tar --numeric-owner -xpzf "$layout/blobs/sha256/$blob" -C "$work/x"
+      tar --numeric-owner --format=posix -C "$work/x" --transform "s,^\./,$dir/," -cf "$work/layer.tar" .
+      umoci raw add-layer --image "$layout:$tag" "$work/layer.tar"
+    done
   done
-  rm -rf "$work"; touch "$layout/.complete-2x"
-fi
+  rm -rf "$work"; touch "$layout/.complete-$tag"
+}
+grow python2x dup
+grow python4x dup dup2 dup3
 
 scratch=${BENCH_DIR:-/dev/shm/layers-pull-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
@@ -67,22 +77,46 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
 docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
 reg_pid=$!
-trap 'kill $reg_pid 2>/dev/null; rm -rf "$scratch"' EXIT
+c_pid=; d_pid=
+trap 'kill $reg_pid $c_pid $d_pid 2>/dev/null; sleep 0.5; umount -R "$scratch"/run-*/docker "$scratch"/run-*/containerd 2>/dev/null; rm -rf "$scratch"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-for img in python python2x small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
+for img in python python2x python4x small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
 cat >"$scratch/containers.conf" <<CONF
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 CONF
 export CONTAINERS_CONF="$scratch/containers.conf"
 
+# The daemons for one round, each on fresh state under $1 (short runtime paths: socket length limits).
+start_daemons() { # dir round
+  local d=$1 r=$2
+  csock="/run/lpb-c$r/c.sock"; dsock="/run/lpb-d$r.sock"
+  mkdir -p "$d/containerd" "/run/lpb-c$r"
+  printf 'version = 2\nroot = "%s"\nstate = "/run/lpb-c%s"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s"\n' \
+    "$d/containerd" "$r" "$csock" >"$d/containerd.toml"
+  containerd --config "$d/containerd.toml" >"$d/containerd.log" 2>&1 & c_pid=$!
+  for _ in $(seq 100); do [ -S "$csock" ] && break; sleep 0.1; done
+  dockerd --data-root "$d/docker" --exec-root "/run/lpb-dx$r" -H "unix://$dsock" --containerd "$csock" \
+    --pidfile "/run/lpb-d$r.pid" --iptables=false --ip-masq=false --bridge=none --storage-driver overlay2 >"$d/dockerd.log" 2>&1 & d_pid=$!
+  for _ in $(seq 200); do /usr/bin/docker -H "unix://$dsock" version >/dev/null 2>&1 && break; sleep 0.1; done
+}
+stop_daemons() { # round
+  kill "$d_pid" 2>/dev/null; wait "$d_pid" 2>/dev/null || true
+  kill "$c_pid" 2>/dev/null; wait "$c_pid" 2>/dev/null || true
+  umount -R "$d/docker" "$d/containerd" 2>/dev/null || true
+  rm -rf "/run/lpb-c$1" "/run/lpb-dx$1" "/run/lpb-d$1.sock" "/run/lpb-d$1.pid"
+}
+
 results="$scratch/results"; : >"$results"
 measure() { # label cmd...
   local label=$1; shift; sync
-  /usr/bin/time -f "%e %M" -o "$scratch/t" "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
-  echo "$label $(cat "$scratch/t")" >>"$results"
+  # Wall time from bash's microsecond clock (time's %e has 10 ms steps), peak RSS from time.
+  local t0=$EPOCHREALTIME
+  /usr/bin/time -f "%M" -o "$scratch/t" "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
+  local t1=$EPOCHREALTIME
+  echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }') $(cat "$scratch/t")" >>"$results"
 }
-for img in ${IMAGES:-python python2x small}; do
+for img in ${IMAGES:-python python2x python4x small}; do
   ref="127.0.0.1:$port/bench/$img:latest"
   for r in $(seq "$rounds"); do
     d="$scratch/run-$r"; mkdir -p "$d"
@@ -90,6 +124,10 @@ for img in ${IMAGES:-python python2x small}; do
     measure "$img:layers-again" "$layers" --root "$d/layers" pull -q "$ref"
     measure "$img:podman" podman --root "$d/podman" --runroot "/run/lpb-$r" --storage-driver overlay pull -q --tls-verify=false "$ref"
     measure "$img:skopeo+umoci" sh -c 'mkdir -p "$2" && skopeo copy --quiet --src-tls-verify=false "docker://$1" "oci:$2/oci:x" && umoci unpack --image "$2/oci:x" "$2/bundle"' - "$ref" "$d/su"
+    start_daemons "$d" "$r"
+    measure "$img:ctr" ctr -a "$csock" -n bench images pull --plain-http "$ref"
+    measure "$img:docker" /usr/bin/docker -H "unix://$dsock" pull -q "$ref"
+    stop_daemons "$r"
     podman --root "$d/podman" --runroot "/run/lpb-$r" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
     rm -rf "$d" "/run/lpb-$r"
   done
@@ -99,15 +137,17 @@ awk '
   function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
     return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
   END {
-    split("python python2x small", names, " ")
-    for (img = 1; img <= 3; img++) {
+    split("python python2x python4x small", names, " ")
+    for (img = 1; img <= 4; img++) {
       name = names[img]
       if (!((name ":layers") in t)) continue
       printf "\n== pull of the %s image (tmpfs), medians of '"$rounds"' rounds ==\n%-22s %8s %14s\n", name, "tool", "wall s", "peak RSS MiB"
-      split("layers layers-again podman skopeo+umoci", order, " ")
-      for (k = 1; k <= 4; k++) { key = name ":" order[k]; wt[key] = median(t[key]); printf "%-22s %8.3f %14.1f\n", order[k], wt[key], median(m[key]) / 1024 }
+      split("layers layers-again podman skopeo+umoci ctr docker", order, " ")
+      for (k = 1; k <= 6; k++) { key = name ":" order[k]; wt[key] = median(t[key]); printf "%-22s %8.3f %14.1f\n", order[k], wt[key], median(m[key]) / 1024 }
       printf "layers / podman pull        = %.2fx  (target <= 0.20)\n", wt[name ":layers"] / wt[name ":podman"]
       printf "layers / skopeo+umoci       = %.2fx\n", wt[name ":layers"] / wt[name ":skopeo+umoci"]
-      printf "second layers pull          = %.0f ms (target <= 100)\n", wt[name ":layers-again"] * 1000
+      printf "layers / ctr image pull     = %.2fx  (target <= 0.30)\n", wt[name ":layers"] / wt[name ":ctr"]
+      printf "layers / docker pull        = %.2fx  (target <= 0.30)\n", wt[name ":layers"] / wt[name ":docker"]
+      printf "second layers pull          = %.1f ms (target <= 100)\n", wt[name ":layers-again"] * 1000
     }
   }' "$results"

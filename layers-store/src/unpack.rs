@@ -28,7 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
 
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 128 * 1024;
 const CHANNEL_DEPTH: usize = 4;
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
