@@ -234,6 +234,24 @@ pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A throwaway key and self-signed certificate (`DIR/NAME-key.pem`, `DIR/NAME-cert.pem`)
+/// for `cn`, also valid as IP 127.0.0.1.
+fn self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join(format!("{name}-key.pem")), dir.join(format!("{name}-cert.pem")));
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl makes a key and certificate");
+    (key, cert)
+}
+
 /// A CNCF distribution registry (`docker-registry`) on a free loopback port with
 /// its own storage, stopped on drop.
 pub struct Registry {
@@ -261,17 +279,7 @@ impl Registry {
     /// hands tokens to anyone and logs each request to `token_log()`.
     pub fn start_with_token_auth() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
-        let st = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=layers-test-token"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "openssl makes the token signing key");
+        let (key, cert) = self_signed(dir.path(), "token", "layers-test-token");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let issuer = Command::new("python3")
             .arg(repo().join("tests/support/token_issuer.py"))
@@ -297,18 +305,7 @@ impl Registry {
     /// A registry speaking https with a self-signed certificate for 127.0.0.1.
     pub fn start_with_tls() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let (key, cert) = (dir.path().join("tls-key.pem"), dir.path().join("tls-cert.pem"));
-        let st = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "openssl makes the registry's certificate");
+        let (key, cert) = self_signed(dir.path(), "tls", "127.0.0.1");
         let tls = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
         Self::launch(dir, &tls, String::new())
     }
