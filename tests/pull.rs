@@ -276,6 +276,7 @@ fn dropped_connections_and_server_errors_are_retried_and_resumed() {
     let work = tempfile::tempdir().unwrap();
     for (name, fault, says) in [
         ("cut", Fault::CutAfter { bytes: 300_000, times: 3 }, "resuming"),
+        ("stall", Fault::StallAfter { bytes: 300_000, times: 2 }, "resuming"),
         ("503", Fault::Status { code: 503, times: 2, retry_after: None }, "retrying"),
         ("429", Fault::Status { code: 429, times: 2, retry_after: Some(1) }, "as the registry asked (Retry-After)"),
     ] {
@@ -283,7 +284,9 @@ fn dropped_connections_and_server_errors_are_retried_and_resumed() {
         let store = work.path().join(format!("store-{name}"));
         let image = format!("{}/fixture/layered:v1", proxy.addr);
         let started = std::time::Instant::now();
-        let out = layers(&store, &["pull", &image]);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+        let out =
+            cmd.env("LAYERS_STALL_TIMEOUT", "1").arg("--root").arg(&store).args(["pull", &image]).output().unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
         if name == "429" {

@@ -142,7 +142,7 @@ impl Repository {
             .danger_accept_invalid_certs(!tls_verify)
             .connect_timeout(Duration::from_secs(30))
             // A stalled transfer is a dropped connection: retried, and resumed for blobs.
-            .read_timeout(Duration::from_secs(60))
+            .read_timeout(super::stall_timeout())
             .build()
             .map_err(RequestError::connection)?;
         let scheme = if plain_http { "http" } else { "https" };

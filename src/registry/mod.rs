@@ -21,6 +21,13 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// The manifest media types a pull asks for, most specific first.
 pub const ACCEPTED: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
+/// How long a transfer may go without a byte before it counts as dropped:
+/// `$LAYERS_STALL_TIMEOUT` seconds, default 60.
+pub fn stall_timeout() -> std::time::Duration {
+    let secs = std::env::var("LAYERS_STALL_TIMEOUT").ok().and_then(|v| v.parse::<f64>().ok());
+    std::time::Duration::from_secs_f64(secs.filter(|s| *s > 0.0 && s.is_finite()).unwrap_or(60.0))
+}
+
 /// Loopback registries speak plain http by default, as with Docker.
 pub fn is_loopback(registry: &str) -> bool {
     let host = match registry.rsplit_once(':') {

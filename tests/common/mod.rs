@@ -461,6 +461,9 @@ pub enum Fault {
     /// Answer the first `times` connections with this HTTP status instead of relaying,
     /// with `Retry-After: SECONDS` if given.
     Status { code: u16, times: usize, retry_after: Option<u32> },
+    /// Stop relaying (but keep the connection open) after `bytes` from the registry,
+    /// on the first `times` connections that carry that much.
+    StallAfter { bytes: u64, times: usize },
     /// Flip one byte: the `pos`-th from the registry on the first connection that long.
     FlipAt { pos: u64 },
 }
@@ -528,6 +531,17 @@ impl FaultProxy {
                                 let keep = (bytes - sent) as usize;
                                 let _ = client.write_all(&buf[..keep]);
                                 let _ = client.shutdown(Shutdown::Both);
+                                let _ = upstream.shutdown(Shutdown::Both);
+                                return;
+                            }
+                            Fault::StallAfter { bytes, times }
+                                if sent + n as u64 > bytes && hits.fetch_add(1, Ordering::SeqCst) < times =>
+                            {
+                                let keep = (bytes - sent) as usize;
+                                let _ = client.write_all(&buf[..keep]);
+                                // Hold both ends open until the client gives up on us.
+                                let mut sink = [0u8; 1];
+                                while matches!(client.read(&mut sink), Ok(n) if n > 0) {}
                                 let _ = upstream.shutdown(Shutdown::Both);
                                 return;
                             }
