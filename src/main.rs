@@ -16,6 +16,8 @@ macro_rules! outln {
     }};
 }
 
+mod archive_cmd;
+mod containers_cmd;
 mod credentials;
 mod format;
 mod images_cmd;
@@ -76,6 +78,23 @@ enum Command {
     Tag(images_cmd::TagArgs),
     /// Remove image names, and images nothing names any more.
     Rmi(images_cmd::RmiArgs),
+    /// Create a container (a writable layer) on an image.
+    Create(containers_cmd::CreateArgs),
+    /// Mount a container (or a new one on an image) and print where.
+    Mount(containers_cmd::MountArgs),
+    /// Unmount containers.
+    #[command(alias = "unmount")]
+    Umount(containers_cmd::UmountArgs),
+    /// List containers.
+    Ps(containers_cmd::PsArgs),
+    /// Remove containers and their changes.
+    Rm(containers_cmd::RmArgs),
+    /// Show a container's changes to its image (A added, C changed, D deleted).
+    Diff(containers_cmd::DiffArgs),
+    /// Make a new image from a container's changes.
+    Commit(containers_cmd::CommitArgs),
+    /// Load images from an OCI layout directory.
+    Load(archive_cmd::LoadArgs),
     /// Remove layers and blobs no image references.
     Gc,
     /// Verify every blob, layer and image in the store.
@@ -146,6 +165,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(a) => images_cmd::tag(&store, a),
         Command::Rmi(a) => images_cmd::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
+        Command::Create(a) => containers_cmd::create(&store, a),
+        Command::Mount(a) => containers_cmd::mount(&store, a),
+        Command::Umount(a) => containers_cmd::umount(&store, a),
+        Command::Ps(a) => containers_cmd::ps(&store, a),
+        Command::Rm(a) => containers_cmd::rm(&store, a),
+        Command::Diff(a) => containers_cmd::diff(&store, a),
+        Command::Commit(a) => containers_cmd::commit(&store, a),
+        Command::Load(a) => archive_cmd::load(&store, a),
         Command::Gc => maintenance_cmd::gc(&store),
         Command::Fsck => maintenance_cmd::fsck(&store),
         Command::Df => maintenance_cmd::df(&store),

@@ -143,7 +143,7 @@ fn rmi_respects_names_and_leases_and_gc_frees_only_garbage() {
     assert!(layers(&root, &["rmi", "b:1"]).status.success(), "removing one of two names is fine");
     let refused = layers(&root, &["rmi", "a"]);
     assert_eq!(refused.status.code(), Some(125));
-    assert!(stderr(&refused).contains("used by container container-1"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("used by container-1"), "{}", stderr(&refused));
     let gc = layers(&root, &["gc"]);
     assert!(gc.status.success());
     assert!(!stdout(&gc).contains("deleted layer"), "gc keeps referenced layers: {}", stdout(&gc));

@@ -45,6 +45,8 @@ enum Detail {
     Message(String),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[error("{0} ({1})")]
+    IoNoted(io::Error, String),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }
@@ -80,6 +82,19 @@ impl Error {
         Error { kind: ErrorKind::Database, op, subject: subject.to_string(), detail: Detail::Sql(err) }
     }
 
+    /// Adds what else is known of an OS error (the kernel's own message); empty adds nothing.
+    pub fn with_detail(mut self, note: String) -> Self {
+        if note.is_empty() {
+            return self;
+        }
+        self.detail = match self.detail {
+            Detail::Io(e) => Detail::IoNoted(e, note),
+            Detail::Message(m) => Detail::Message(format!("{m} ({note})")),
+            other => other,
+        };
+        self
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -93,7 +108,7 @@ impl Error {
     /// Whether the underlying cause is this errno (used to tell ENOSPC and friends apart).
     pub fn raw_os_error(&self) -> Option<i32> {
         match &self.detail {
-            Detail::Io(e) => e.raw_os_error(),
+            Detail::Io(e) | Detail::IoNoted(e, _) => e.raw_os_error(),
             _ => None,
         }
     }

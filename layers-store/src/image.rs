@@ -110,6 +110,9 @@ pub struct ImageConfig {
     /// How it was made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
+    /// Fields we do not interpret (author, os.version...), kept as they were.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ImageConfig {
@@ -127,6 +130,7 @@ impl ImageConfig {
                 created_by: Some(created_by.to_string()),
                 ..Default::default()
             }],
+            extra: serde_json::Map::new(),
         }
     }
 }

@@ -145,7 +145,7 @@ impl Store {
                 ErrorKind::InUse,
                 "remove image",
                 name,
-                format!("image is used by container {} (remove it first, or use -f to only untag)", leases.join(", ")),
+                format!("image is used by {} (remove it first, or use -f to only untag)", leases.join(", ")),
             ));
         }
         let delete = last_name && leases.is_empty();

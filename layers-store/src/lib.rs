@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! <root>/
-//!   db.sqlite            metadata: blobs, layers, images, tags, leases (WAL)
+//!   db.sqlite            metadata: blobs, layers, images, tags, leases, containers (WAL)
 //!   blobs/sha256/<hex>   manifests, configs and layer blobs, as received
 //!   layers/<hex>/        one unpacked layer per diffID, overlay whiteouts inside
 //!   tmp/                 staging; anything here after a crash is garbage
 //!   locks/               flock files
+//!   containers/<id>/     upper, work and merged dirs of a container
 //! ```
 //! The crate knows nothing of the command line or of registries: callers hand it
 //! byte streams and names, it hands back digests, rows and paths.
@@ -15,6 +16,9 @@
 #![warn(missing_docs)]
 
 pub mod compression;
+// Store-owned paths only (container ids, generated names): std::fs is fine there.
+#[allow(clippy::disallowed_methods)]
+pub mod containers;
 pub mod digest;
 pub mod error;
 pub mod image;
@@ -22,15 +26,24 @@ pub mod images;
 // Store-owned paths only (digests, generated names): std::fs is fine there.
 #[allow(clippy::disallowed_methods)]
 pub mod maintenance;
+// Paths the caller names (a layout dir) and digests beneath it.
+#[allow(clippy::disallowed_methods)]
+pub mod layout;
 pub mod metadata;
+pub mod mount;
 pub mod reference;
 pub mod root;
 #[allow(clippy::disallowed_methods)]
 pub mod store;
 pub mod tar;
+pub mod tar_writer;
 pub mod unpack;
+// A container's upper dir: store-owned, walked with lstat and O_NOFOLLOW opens.
+#[allow(clippy::disallowed_methods)]
+pub mod upper;
 
 pub use compression::Compression;
+pub use containers::ContainerRow;
 pub use digest::{ChainId, DiffId, Digest};
 pub use error::{Error, ErrorKind, Result};
 pub use reference::{Reference, ShortNames};

@@ -48,7 +48,7 @@ pub struct DiskUsage {
 
 const MAX_MANIFEST: u64 = 4 << 20;
 
-fn disk_usage(path: &Path) -> u64 {
+pub(crate) fn disk_usage(path: &Path) -> u64 {
     let Ok(m) = fs::symlink_metadata(path) else { return 0 };
     let mut total = m.blocks() * 512;
     if m.is_dir() {

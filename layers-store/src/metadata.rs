@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -57,6 +57,18 @@ CREATE TABLE IF NOT EXISTS leases (
     id              TEXT PRIMARY KEY,
     manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
     created         INTEGER NOT NULL
+);
+"#;
+
+/// Format 2: containers (a writable upper dir on an image). `committing` names the
+/// layer a commit is moving the upper dir into, until that commit is recorded.
+const SCHEMA_2: &str = r#"
+CREATE TABLE IF NOT EXISTS containers (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
+    created         INTEGER NOT NULL,
+    committing      TEXT
 );
 "#;
 
@@ -128,8 +140,21 @@ impl Metadata {
     pub fn open(path: &Path) -> Result<Metadata> {
         let conn = Connection::open(path).map_err(|e| Error::sql("open", path.display(), e))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(db_err("open"))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(db_err("open"))?;
+        // Switching a new database to WAL takes an exclusive lock that the busy handler does
+        // not wait for: processes opening a fresh store together retry here instead.
+        let started = std::time::Instant::now();
+        loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < Duration::from_secs(30) =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(Error::sql("open", path.display(), e)),
+            }
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(db_err("open"))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err("open"))?;
         if version > FORMAT_VERSION {
             return Err(Error::new(
@@ -143,10 +168,16 @@ impl Metadata {
         if version < FORMAT_VERSION {
             md.write("create schema", |tx| {
                 tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(SCHEMA_2)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }
         Ok(md)
+    }
+
+    /// The connection, for reads the modules that own a table make themselves.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Runs `f` in one immediate (write-locking) transaction.

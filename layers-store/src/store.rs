@@ -83,6 +83,22 @@ impl Ingest {
         self.seq
     }
 
+    /// A fresh path in the staging dir, for content the caller writes itself.
+    pub(crate) fn staged_path(&mut self, prefix: &str) -> PathBuf {
+        let n = self.next_name();
+        self.dir.join(format!("{prefix}-{n}"))
+    }
+
+    /// Adds a blob written at a staged path.
+    pub(crate) fn add_blob(&mut self, desc: Descriptor, path: PathBuf) {
+        self.blobs.push((desc, path));
+    }
+
+    /// Adds a layer dir (anywhere on the store's filesystem) to be renamed into place.
+    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf) {
+        self.layers.push((row, dir));
+    }
+
     /// Takes over everything `other` staged, so both commit with one `syncfs`
     /// (layers unpacked in parallel, each into its own ingest, then committed together).
     pub fn absorb(&mut self, mut other: Ingest) {
@@ -248,7 +264,17 @@ impl Store {
 
     /// Makes everything staged durable and visible, and records `image` if given,
     /// in one `syncfs` and one final transaction.
-    pub fn commit(&self, mut ingest: Ingest, image: Option<&NewImage>) -> Result<()> {
+    pub fn commit(&self, ingest: Ingest, image: Option<&NewImage>) -> Result<()> {
+        self.commit_with(ingest, image, &|_| Ok(()))
+    }
+
+    /// `commit`, with `also` run in the final transaction.
+    pub(crate) fn commit_with(
+        &self,
+        mut ingest: Ingest,
+        image: Option<&NewImage>,
+        also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    ) -> Result<()> {
         let blobs = std::mem::take(&mut ingest.blobs);
         let layers = std::mem::take(&mut ingest.layers);
         // Lock in a fixed order so two committers of overlapping content cannot deadlock.
@@ -312,7 +338,7 @@ impl Store {
             if let Some(img) = image {
                 crate::images::insert_image(tx, img)?;
             }
-            Ok(())
+            also(tx)
         })
     }
 
@@ -337,6 +363,8 @@ impl Store {
     /// Removes crash leftovers: everything in `tmp/` and content whose row stayed `pending`.
     /// Only called while holding the store lock exclusively.
     fn sweep(&self) -> Result<()> {
+        // First: an interrupted commit's upper dir is moved back before pending layers go.
+        self.sweep_containers()?;
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(|e| Error::io("sweep", tmp.display(), e))? {
             let entry = entry.map_err(|e| Error::io("sweep", tmp.display(), e))?;

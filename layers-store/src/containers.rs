@@ -1,0 +1,477 @@
+//! Containers: a writable upper dir stacked on an image's layers, after
+//! containerd's snapshotter (prepare an active snapshot, view a chain read-only,
+//! commit an active one into a layer, remove). The store describes mounts
+//! ([`MountSpec`]); [`crate::mount`] makes them.
+//!
+//! ```text
+//! containers/<id>/upper    the container's changes (overlay upper dir)
+//!                 work     overlay's work dir
+//!                 merged   where a host-visible mount goes
+//! ```
+//! A container holds a lease on its image, so neither `rmi` nor `gc` takes its layers.
+
+use std::fs;
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::compression::Compression;
+use crate::digest::{DiffId, Digest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::{Descriptor, History, ImageConfig, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::metadata::{now, ImageLayerRow, LayerRow};
+use crate::mount::{self, MountSpec, MAX_LAYERS};
+use crate::store::{remove_tree, NewImage, Store};
+use crate::upper::{self, HashingWriter};
+
+/// Largest manifest or config read back from the store.
+const MAX_JSON: u64 = 4 << 20;
+
+/// How `commit_container` makes the new image.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// Compression of the new layer blob.
+    pub compression: Compression,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+    /// The history entry's comment.
+    pub comment: Option<String>,
+    /// The config's `author`.
+    pub author: Option<String>,
+    /// When, RFC 3339 (config `created` and the history entry).
+    pub created: String,
+    /// Full names to point at the new image.
+    pub tags: Vec<String>,
+}
+
+/// What a commit made.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The new image's manifest digest.
+    pub manifest: Digest,
+    /// Its config digest (the image ID).
+    pub config: Digest,
+    /// The new layer.
+    pub diff_id: DiffId,
+    /// The new layer's blob.
+    pub blob: Descriptor,
+    /// Entries in the new layer.
+    pub entries: u64,
+}
+
+/// One container, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRow {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image it was created from (or last committed to).
+    pub image: Digest,
+    /// Unix seconds.
+    pub created: i64,
+    /// A layer an interrupted commit was moving the upper dir into.
+    pub committing: Option<DiffId>,
+}
+
+impl ContainerRow {
+    /// The first 12 hex digits, as Docker shows IDs.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    fn lease(&self) -> String {
+        format!("container {}", self.name)
+    }
+}
+
+fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
+    let image: String = r.get(2)?;
+    let committing: Option<String> = r.get(4)?;
+    let bad = |e: Error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e));
+    Ok(ContainerRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: Digest::parse(&image).map_err(bad)?,
+        created: r.get(3)?,
+        committing: committing.map(|c| DiffId::parse(&c)).transpose().map_err(bad)?,
+    })
+}
+
+const COLUMNS: &str = "id, name, manifest_digest, created, committing";
+
+/// Names Docker and Podman accept: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 128
+}
+
+impl Store {
+    /// Path of a container's directory.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root().join("containers").join(id)
+    }
+
+    /// Where a container's host-visible mount goes.
+    pub fn merged_dir(&self, c: &ContainerRow) -> PathBuf {
+        self.container_dir(&c.id).join("merged")
+    }
+
+    /// Creates a container on `image`: empty upper and work dirs, a lease on the image.
+    /// Without a name, `NAME-working-container[-N]` after the image's name, as buildah does.
+    pub fn create_container(&self, image: &Digest, name: Option<&str>, base_name: &str) -> Result<ContainerRow> {
+        let layers = self.image_layers(image)?;
+        if layers.len() > MAX_LAYERS {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                "create container",
+                image,
+                format!(
+                    "the image has {} layers, over overlayfs's limit of {MAX_LAYERS}: squash it (`layers export` then `layers import`)",
+                    layers.len()
+                ),
+            ));
+        }
+        let name = match name {
+            Some(n) if !valid_name(n) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "create container",
+                    n,
+                    "invalid name: use letters, digits and _.- (starting with a letter or digit)",
+                ))
+            }
+            Some(n) => n.to_string(),
+            None => self.free_name(base_name)?,
+        };
+        let mut raw = [0u8; 32];
+        rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| Error::errno("create container", "random id", e))?;
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+
+        // Made under tmp/ and renamed into place: a crash leaves tmp garbage or an
+        // orphan dir the next sweep removes, never a row without its dirs.
+        let staged = self.root().join("tmp").join(format!("container-{id}"));
+        for d in ["upper", "work", "merged"] {
+            let p = staged.join(d);
+            fs::create_dir_all(&p).map_err(|e| Error::io("create container", p.display(), e))?;
+        }
+        let containers = self.root().join("containers");
+        fs::create_dir_all(&containers).map_err(|e| Error::io("create container", containers.display(), e))?;
+        let dir = self.container_dir(&id);
+        fs::rename(&staged, &dir).map_err(|e| Error::io("create container", dir.display(), e))?;
+        let row = ContainerRow { id, name, image: *image, created: now(), committing: None };
+        let inserted = self.md().write("create container", |tx| {
+            let taken: bool = tx
+                .query_row("SELECT 1 FROM containers WHERE name = ?", [&row.name], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            if taken {
+                return Ok(false);
+            }
+            tx.execute(
+                &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, NULL)"),
+                params![row.id, row.name, row.image.to_string(), row.created],
+            )?;
+            tx.execute(
+                "INSERT INTO leases (id, manifest_digest, created) VALUES (?1, ?2, ?3)",
+                params![row.lease(), row.image.to_string(), row.created],
+            )?;
+            Ok(true)
+        });
+        match inserted {
+            Ok(true) => Ok(row),
+            Ok(false) => {
+                let _ = self.discard(&dir);
+                Err(Error::new(ErrorKind::AlreadyExists, "create container", &row.name, "the name is already in use"))
+            }
+            Err(e) => {
+                let _ = self.discard(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn free_name(&self, base: &str) -> Result<String> {
+        let base: String = base
+            .rsplit('/')
+            .next()
+            .unwrap_or(base)
+            .split([':', '@'])
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+            .collect();
+        let base = if base.is_empty() || !valid_name(&base) { "scratch".to_string() } else { base };
+        let taken: Vec<String> = self.containers()?.into_iter().map(|c| c.name).collect();
+        let first = format!("{base}-working-container");
+        if !taken.contains(&first) {
+            return Ok(first);
+        }
+        Ok((1..).map(|n| format!("{first}-{n}")).find(|n| !taken.contains(n)).unwrap_or(first))
+    }
+
+    /// Every container, oldest first.
+    pub fn containers(&self) -> Result<Vec<ContainerRow>> {
+        let md = self.md();
+        let mut st = md
+            .conn()
+            .prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY created, name"))
+            .map_err(|e| Error::sql("list containers", "metadata database", e))?;
+        let rows =
+            st.query_map([], container_row).map_err(|e| Error::sql("list containers", "metadata database", e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::sql("list containers", "metadata database", e))
+    }
+
+    /// A container by name, full ID or unique ID prefix.
+    pub fn resolve_container(&self, name: &str) -> Result<ContainerRow> {
+        let all = self.containers()?;
+        if let Some(c) = all.iter().find(|c| c.name == name || c.id == name) {
+            return Ok(c.clone());
+        }
+        let hex = name.len() >= 3 && name.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+        let found: Vec<&ContainerRow> = all.iter().filter(|c| hex && c.id.starts_with(name)).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::new(ErrorKind::NotFound, "find container", name, "no such container")),
+            _ => Err(Error::new(ErrorKind::InvalidInput, "find container", name, "ambiguous ID prefix")),
+        }
+    }
+
+    /// The mount of a container: its image's layers under its upper dir.
+    pub fn container_mount(&self, c: &ContainerRow) -> Result<MountSpec> {
+        if let Some(d) = c.committing {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "mount container",
+                &c.name,
+                format!("a commit into layer {d} was interrupted; run `layers gc` to recover the container"),
+            ));
+        }
+        let dir = self.container_dir(&c.id);
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        // A crash right after a commit may leave the (new, empty) upper dir to be made.
+        for d in [&upper, &work] {
+            fs::create_dir_all(d).map_err(|e| Error::io("mount container", d.display(), e))?;
+        }
+        Ok(MountSpec { lowers: self.lower_dirs(&c.image)?, upper: Some((upper, work)) })
+    }
+
+    /// A read-only view of an image.
+    pub fn image_view(&self, image: &Digest) -> Result<MountSpec> {
+        Ok(MountSpec { lowers: self.lower_dirs(image)?, upper: None })
+    }
+
+    /// An image's layer dirs, top first; a layer repeated higher up is kept only there
+    /// (its second application covers everything the first did).
+    pub fn lower_dirs(&self, image: &Digest) -> Result<Vec<PathBuf>> {
+        let layers = self.image_layers(image)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for l in layers.iter().rev() {
+            if seen.insert(l.diff_id) {
+                out.push(self.layer_path(&l.diff_id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a container's merged dir is mounted on the host.
+    pub fn is_mounted(&self, c: &ContainerRow) -> bool {
+        mount::is_mountpoint(&self.merged_dir(c))
+    }
+
+    /// Removes a container: its dirs, its row, its lease. Refuses while it is mounted.
+    pub fn remove_container(&self, c: &ContainerRow) -> Result<()> {
+        if self.is_mounted(c) {
+            return Err(Error::new(
+                ErrorKind::InUse,
+                "remove container",
+                &c.name,
+                format!("mounted at {} (unmount it first, or use -f)", self.merged_dir(c).display()),
+            ));
+        }
+        self.md().write("remove container", |tx| {
+            tx.execute("DELETE FROM containers WHERE id = ?", [&c.id])?;
+            tx.execute("DELETE FROM leases WHERE id = ?", [c.lease()])?;
+            Ok(())
+        })?;
+        self.discard(&self.container_dir(&c.id))
+    }
+
+    /// Bytes in a container's upper dir.
+    pub fn upper_size(&self, c: &ContainerRow) -> u64 {
+        crate::maintenance::disk_usage(&self.container_dir(&c.id).join("upper"))
+    }
+
+    /// Commits a container's upper dir as a new layer on its image, and the image
+    /// plus that layer as a new image. The upper dir itself becomes the layer dir (no
+    /// re-extract) and the container goes on from the new image with an empty upper
+    /// dir, so its view does not change. Refuses while the container is mounted.
+    pub fn commit_container(&self, c: &ContainerRow, opts: &CommitOptions) -> Result<Committed> {
+        if self.is_mounted(c) {
+            return Err(Error::new(
+                ErrorKind::InUse,
+                "commit container",
+                &c.name,
+                format!("mounted at {}; unmount it first", self.merged_dir(c).display()),
+            ));
+        }
+        let spec = self.container_mount(c)?;
+        let Some((upper, work)) = spec.upper else {
+            return Err(Error::new(ErrorKind::Corrupt, "commit container", &c.name, "no upper dir"));
+        };
+        let parent = self.image(&c.image)?.ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, "commit container", &c.name, format!("its image {} is gone", c.image))
+        })?;
+
+        let mut ingest = self.ingest()?;
+        let blob_path = ingest.staged_path("blob");
+        let file = fs::File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
+        let io_err = |e: std::io::Error| Error::io("write layer blob", c.name.as_str(), e);
+        let mut enc = opts
+            .compression
+            .encoder(std::io::BufWriter::with_capacity(128 * 1024, HashingWriter::new(file)))
+            .map_err(io_err)?;
+        let tar = upper::write_tar(&upper, &mut enc)?;
+        let hashed = enc.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?;
+        let blob = Descriptor {
+            media_type: opts.compression.oci_media_type().to_string(),
+            digest: hashed.hasher.finish(),
+            size: hashed.size,
+            urls: None,
+            annotations: None,
+        };
+        upper::clean(&upper)?;
+
+        let mut config: ImageConfig = serde_json::from_slice(&self.read_blob(&parent.config, MAX_JSON)?)
+            .map_err(|e| Error::new(ErrorKind::Corrupt, "read image config", parent.config, e.to_string()))?;
+        config.rootfs.diff_ids.push(tar.diff_id);
+        config.created = Some(opts.created.clone());
+        config.history.push(History {
+            created: Some(opts.created.clone()),
+            created_by: Some(opts.created_by.clone()),
+            comment: opts.comment.clone(),
+            empty_layer: false,
+        });
+        if let Some(a) = &opts.author {
+            config.extra.insert("author".into(), serde_json::Value::String(a.clone()));
+        }
+        let parent_manifest: Manifest = serde_json::from_slice(&self.read_blob(&parent.manifest, MAX_JSON)?)
+            .map_err(|e| Error::new(ErrorKind::Corrupt, "read image manifest", parent.manifest, e.to_string()))?;
+        let config_bytes = serde_json::to_vec(&config)
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, "write image config", &c.name, e.to_string()))?;
+        let config_desc = self.stage_blob(&mut ingest, &config_bytes, MEDIA_TYPE_CONFIG)?;
+        let mut layers = parent_manifest.layers.clone();
+        layers.push(blob.clone());
+        let manifest = Manifest::new(config_desc.clone(), layers);
+        let manifest_bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, "write image manifest", &c.name, e.to_string()))?;
+        let manifest_desc = self.stage_blob(&mut ingest, &manifest_bytes, MEDIA_TYPE_MANIFEST)?;
+
+        let mut rows = self.image_layers(&parent.manifest)?;
+        rows.push(ImageLayerRow {
+            diff_id: tar.diff_id,
+            blob: blob.digest,
+            media_type: blob.media_type.clone(),
+            size: blob.size,
+        });
+        ingest.add_blob(blob.clone(), blob_path);
+        let row = LayerRow {
+            diff_id: tar.diff_id,
+            blob: blob.digest,
+            compressed_size: blob.size,
+            uncompressed_size: tar.size,
+            file_count: tar.entries,
+        };
+        ingest.add_layer(row, upper.clone());
+        let image = NewImage {
+            manifest: manifest_desc.clone(),
+            config: config_desc.clone(),
+            layers: rows,
+            created: opts.created.clone(),
+            tags: opts.tags.clone(),
+        };
+
+        // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
+        self.md().write("commit container", |tx| {
+            tx.execute("UPDATE containers SET committing = ?1 WHERE id = ?2", params![tar.diff_id.to_string(), c.id])
+                .map(|_| ())
+        })?;
+        let new_image = manifest_desc.digest.to_string();
+        let committed = self.commit_with(ingest, Some(&image), &|tx| {
+            tx.execute(
+                "UPDATE containers SET manifest_digest = ?1, committing = NULL WHERE id = ?2",
+                params![new_image, c.id],
+            )?;
+            tx.execute("UPDATE leases SET manifest_digest = ?1 WHERE id = ?2", params![new_image, c.lease()])?;
+            Ok(())
+        });
+        if let Err(e) = committed {
+            if upper.exists() {
+                let _ = self.md().write("commit container", |tx| {
+                    tx.execute("UPDATE containers SET committing = NULL WHERE id = ?", [&c.id]).map(|_| ())
+                });
+            }
+            return Err(e);
+        }
+        // The layer existed already (same changes committed before): the upper dir was not moved.
+        if upper.exists() {
+            self.discard(&upper)?;
+        }
+        self.discard(&work)?;
+        for d in [&upper, &work] {
+            fs::create_dir(d).map_err(|e| Error::io("commit container", d.display(), e))?;
+        }
+        Ok(Committed {
+            manifest: manifest_desc.digest,
+            config: config_desc.digest,
+            diff_id: tar.diff_id,
+            blob,
+            entries: tar.entries,
+        })
+    }
+
+    /// Crash recovery, under the exclusive store lock: container dirs without a row
+    /// go, and an interrupted commit's upper dir moves back from the layer it was
+    /// becoming (whose row is still pending) to its container.
+    pub(crate) fn sweep_containers(&self) -> Result<()> {
+        let containers = self.containers()?;
+        for c in containers.iter().filter(|c| c.committing.is_some()) {
+            let layer = c.committing.map(|d| self.layer_path(&d)).unwrap_or_default();
+            let upper = self.container_dir(&c.id).join("upper");
+            let pending = c.committing.map(|d| self.md().layer(&d)).transpose()?.flatten().is_none();
+            if pending && !upper.exists() && layer.exists() {
+                fs::rename(&layer, &upper).map_err(|e| Error::io("recover container", &c.name, e))?;
+            }
+            self.md().write("recover container", |tx| {
+                tx.execute("UPDATE containers SET committing = NULL WHERE id = ?", [&c.id]).map(|_| ())
+            })?;
+        }
+        let dir = self.root().join("containers");
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let known: std::collections::HashSet<String> = containers.into_iter().map(|c| c.id).collect();
+        for e in entries.flatten() {
+            if !known.contains(e.file_name().to_string_lossy().as_ref()) {
+                remove_tree(&e.path()).map_err(|err| Error::io("sweep", e.path().display(), err))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_follow_dockers_rule() {
+        for ok in ["a", "web-1", "x_y.z", "A9"] {
+            assert!(super::valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a/b", "a b", "ä"] {
+            assert!(!super::valid_name(bad), "{bad}");
+        }
+    }
+}

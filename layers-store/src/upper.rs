@@ -1,0 +1,332 @@
+//! A container's upper dir read as a layer: its changes (`layers diff`) and its
+//! tar (`layers commit`). The upper dir uses the same encoding as our unpacked
+//! layers (whiteouts are char devices 0/0, opaque dirs carry
+//! `trusted.overlay.opaque=y`); the tar uses the OCI one (`.wh.NAME`, `.wh..wh..opq`).
+//!
+//! Walked in byte order of names, parents before children, so the same tree
+//! always gives the same tar.
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{DiffId, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::tar::{Entry, EntryKind};
+use crate::tar_writer::TarWriter;
+
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+/// What happened to a path, as `docker diff` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// `A`: not in the image.
+    Added,
+    /// `C`: in the image, changed (or a dir with changes beneath).
+    Changed,
+    /// `D`: in the image, deleted.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The letter `docker diff` uses.
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Added => 'A',
+            ChangeKind::Changed => 'C',
+            ChangeKind::Deleted => 'D',
+        }
+    }
+}
+
+/// One changed path, absolute in the container (`/etc/hosts`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    /// The path.
+    pub path: String,
+    /// What happened to it.
+    pub kind: ChangeKind,
+}
+
+/// What writing an upper dir as a tar produced.
+#[derive(Debug, Clone, Copy)]
+pub struct WrittenTar {
+    /// Digest of the uncompressed tar.
+    pub diff_id: DiffId,
+    /// Bytes of the uncompressed tar.
+    pub size: u64,
+    /// Entries written.
+    pub entries: u64,
+}
+
+fn is_whiteout(m: &Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let mut v = [0u8; 8];
+    matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut v), Ok(1) if v[0] == b'y')
+}
+
+/// Entries of a dir, sorted by name bytes.
+fn sorted_children(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
+    v.sort_by(|a, b| a.file_name().map(OsStrExt::as_bytes).cmp(&b.file_name().map(OsStrExt::as_bytes)));
+    Ok(v)
+}
+
+fn rel_bytes(root: &Path, p: &Path) -> Vec<u8> {
+    p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec()
+}
+
+/// Calls `visit(path, metadata)` for every node under `root`, parents first, in name order.
+fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>) -> Result<()> {
+    let walk_err = |p: &Path, e: io::Error| Error::io("read upper dir", p.display(), e);
+    let mut stack: Vec<PathBuf> = sorted_children(root).map_err(|e| walk_err(root, e))?.into_iter().rev().collect();
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).map_err(|e| walk_err(&p, e))?;
+        let descend = visit(&p, &m)?;
+        if m.is_dir() && descend {
+            stack.extend(sorted_children(&p).map_err(|e| walk_err(&p, e))?.into_iter().rev());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `rel` exists in the merged view of `lowers` (top first), following overlay's
+/// rules: a whiteout or a non-directory on the way hides it, an opaque dir hides
+/// what lies below it in lower layers.
+pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
+    let parts: Vec<_> = rel.components().collect();
+    for layer in lowers {
+        let mut p = layer.clone();
+        let mut opaque_above = false;
+        for (i, part) in parts.iter().enumerate() {
+            p.push(part);
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                // Not in this layer; lower layers count unless an opaque dir here covers it.
+                if opaque_above {
+                    return false;
+                }
+                break;
+            };
+            if is_whiteout(&m) {
+                return false;
+            }
+            if i + 1 == parts.len() {
+                return true;
+            }
+            if !m.is_dir() {
+                return false;
+            }
+            opaque_above |= is_opaque(&p);
+        }
+    }
+    false
+}
+
+/// The changes an upper dir makes to `lowers` (top first), sorted by path.
+pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    walk(upper, &mut |p, m| {
+        let rel = p.strip_prefix(upper).unwrap_or(p);
+        let path = format!("/{}", rel.display());
+        let existed = in_lowers(lowers, rel);
+        let kind = if is_whiteout(m) {
+            ChangeKind::Deleted
+        } else if existed {
+            ChangeKind::Changed
+        } else {
+            ChangeKind::Added
+        };
+        if kind == ChangeKind::Deleted && !existed {
+            // A whiteout over nothing (overlay made it, or the layer below already hid it).
+            return Ok(false);
+        }
+        out.push(Change { path, kind });
+        // Below an added dir everything is added: still listed, as docker diff does.
+        Ok(true)
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Extended attributes of a node, sorted, without overlay's private ones.
+fn xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(p, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        let len = rustix::fs::lgetxattr(p, name, &mut value[..]).map_err(err)?;
+        value.truncate(len);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn marker(path: Vec<u8>) -> Entry {
+    // Whiteouts carry no meaningful metadata: all zero, so a tree always tars the same.
+    Entry {
+        path,
+        link: Vec::new(),
+        kind: EntryKind::File,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: (0, 0),
+        size: 0,
+        dev: (0, 0),
+        xattrs: Vec::new(),
+    }
+}
+
+fn with_name(parent_rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = parent_rel.to_vec();
+    if !v.is_empty() {
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+/// Writes `upper` as an OCI layer tar to `out` and returns its diffID.
+pub fn write_tar(upper: &Path, out: impl Write) -> Result<WrittenTar> {
+    let mut tar = TarWriter::new(HashingWriter::new(out));
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut entries = 0u64;
+    let mut buf = vec![0u8; 128 * 1024];
+    let werr = |p: &Path, e: io::Error| Error::io("write layer tar", p.display(), e);
+    walk(upper, &mut |p, m| {
+        let rel = rel_bytes(upper, p);
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
+            None => (Vec::new(), rel.clone()),
+        };
+        if is_whiteout(m) {
+            let mut wh = b".wh.".to_vec();
+            wh.extend_from_slice(&name);
+            tar.append(&marker(with_name(&parent, &wh))).map_err(|e| werr(p, e))?;
+            entries += 1;
+            return Ok(false);
+        }
+        let ft = m.file_type();
+        let mut e = Entry {
+            path: rel.clone(),
+            link: Vec::new(),
+            kind: EntryKind::File,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            mtime: (m.mtime(), 0),
+            size: 0,
+            dev: (0, 0),
+            xattrs: xattrs(p)?,
+        };
+        if ft.is_dir() {
+            e.kind = EntryKind::Dir;
+        } else if ft.is_symlink() {
+            e.kind = EntryKind::Symlink;
+            e.link = fs::read_link(p).map_err(|err| werr(p, err))?.as_os_str().as_bytes().to_vec();
+        } else if ft.is_char_device() || ft.is_block_device() {
+            e.kind = if ft.is_char_device() { EntryKind::Char } else { EntryKind::Block };
+            e.dev = (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev()));
+        } else if ft.is_fifo() {
+            e.kind = EntryKind::Fifo;
+        } else if ft.is_socket() {
+            // Sockets belong to running processes; tar has no type for them.
+            return Ok(false);
+        } else if m.nlink() > 1 && links.contains_key(&(m.dev(), m.ino())) {
+            e.kind = EntryKind::Hardlink;
+            e.link = links[&(m.dev(), m.ino())].clone();
+            e.xattrs.clear();
+        } else {
+            if m.nlink() > 1 {
+                links.insert((m.dev(), m.ino()), rel.clone());
+            }
+            e.size = m.size();
+        }
+        tar.append(&e).map_err(|err| werr(p, err))?;
+        entries += 1;
+        if e.kind == EntryKind::File && e.size > 0 {
+            let mut f = File::options()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(p)
+                .map_err(|err| werr(p, err))?;
+            loop {
+                let n = f.read(&mut buf).map_err(|err| werr(p, err))?;
+                if n == 0 {
+                    break;
+                }
+                tar.write_data(&buf[..n]).map_err(|err| werr(p, err))?;
+            }
+            if tar.owed() > 0 {
+                return Err(Error::new(ErrorKind::Io, "write layer tar", p.display(), "file shrank while read"));
+            }
+        }
+        if ft.is_dir() && is_opaque(p) {
+            tar.append(&marker(with_name(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;
+            entries += 1;
+        }
+        Ok(true)
+    })?;
+    let h = tar.finish().map_err(|e| werr(upper, e))?;
+    Ok(WrittenTar { diff_id: DiffId::new(h.hasher.finish()), size: h.size, entries })
+}
+
+/// Strips overlay's bookkeeping (`trusted.overlay.*` but `opaque`) from an upper dir,
+/// so it reads as one of our unpacked layers.
+pub fn clean(upper: &Path) -> Result<()> {
+    walk(upper, &mut |p, m| {
+        if m.file_type().is_symlink() {
+            return Ok(false);
+        }
+        let mut names = vec![0u8; 64 * 1024];
+        let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap_or(0);
+        for name in names[..n].split(|&b| b == 0) {
+            if name.starts_with(b"trusted.overlay.") && name != OPAQUE_XATTR {
+                rustix::fs::lremovexattr(p, name).map_err(|e| Error::errno("clean upper dir", p.display(), e))?;
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// A writer that hashes and counts what passes through.
+pub(crate) struct HashingWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) hasher: Hasher,
+    pub(crate) size: u64,
+}
+
+impl<W> HashingWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: Hasher::new(), size: 0 }
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,242 @@
+//! `layers create`, `mount`, `umount`, `ps`, `rm`, `diff`, `commit`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use layers_store::containers::CommitOptions;
+use layers_store::image::rfc3339;
+use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
+
+use crate::format;
+
+/// Arguments of `layers create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Container name (default: IMAGE-working-container).
+    #[arg(long)]
+    name: Option<String>,
+    /// Image name or ID.
+    image: String,
+}
+
+/// Arguments of `layers mount`.
+#[derive(Args)]
+pub struct MountArgs {
+    /// A container, or an image (a container is created on it first).
+    target: String,
+}
+
+/// Arguments of `layers umount`.
+#[derive(Args)]
+pub struct UmountArgs {
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Arguments of `layers ps`.
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show every container, not only mounted ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Show only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Arguments of `layers rm`.
+#[derive(Args)]
+pub struct RmArgs {
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+    /// Unmount mounted containers first.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// Arguments of `layers diff`.
+#[derive(Args)]
+pub struct DiffArgs {
+    /// Container.
+    container: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
+/// Arguments of `layers commit`.
+#[derive(Args)]
+pub struct CommitArgs {
+    /// Container.
+    container: String,
+    /// Name for the new image.
+    reference: Option<String>,
+    /// Compression of the new layer.
+    #[arg(long, value_enum, default_value = "gzip")]
+    compression: CompressionArg,
+    /// Commit message (the history entry's comment).
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Author.
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// A short display name for an image: its first tag, else its short ID.
+fn image_name(store: &Store, c: &ContainerRow) -> String {
+    match store.image(&c.image) {
+        Ok(Some(img)) => img.tags.first().cloned().unwrap_or_else(|| img.config.short()),
+        _ => c.image.short(),
+    }
+}
+
+pub fn create(store: &Store, a: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let img = store.resolve(&a.image)?;
+    let c = store.create_container(&img.manifest, a.name.as_deref(), &a.image)?;
+    outln!("{}", c.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mount_container(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
+    let spec = store.container_mount(c)?;
+    mount_spec(&spec, &store.merged_dir(c), MountOptions { host_visible: true, legacy: false })
+        .with_context(|| format!("mount container {}", c.name))?;
+    Ok(())
+}
+
+pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
+    let c = match store.resolve_container(&a.target) {
+        Ok(c) => c,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let img = store
+                .resolve(&a.target)
+                .with_context(|| format!("mount {}: no such container, and as an image", a.target))?;
+            store.create_container(&img.manifest, None, &a.target)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !store.is_mounted(&c) {
+        mount_container(store, &c)?;
+    }
+    outln!("{}", store.merged_dir(&c).display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
+    for name in &a.containers {
+        let c = store.resolve_container(name)?;
+        if store.is_mounted(&c) {
+            unmount_path(&store.merged_dir(&c), false).with_context(|| format!("unmount container {}", c.name))?;
+        }
+        outln!("{}", c.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
+    let all: Vec<ContainerRow> = store.containers()?.into_iter().filter(|c| a.all || store.is_mounted(c)).collect();
+    if a.quiet {
+        for c in &all {
+            outln!("{}", c.short_id());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{:<14}{:<32}{:<24}{:<9}{:<10}{}", "CONTAINER ID", "IMAGE", "CREATED", "MOUNTED", "SIZE", "NAMES");
+    for c in &all {
+        let mounted = if store.is_mounted(c) { "yes" } else { "no" };
+        outln!(
+            "{:<14}{:<32}{:<24}{:<9}{:<10}{}",
+            c.short_id(),
+            image_name(store, c),
+            format::ago(&rfc3339(c.created)),
+            mounted,
+            format::size(store.upper_size(c)),
+            c.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
+    for name in &a.containers {
+        let c = store.resolve_container(name)?;
+        if a.force && store.is_mounted(&c) {
+            let merged = store.merged_dir(&c);
+            // In use by a process: detach it; the kernel frees it when the last user goes.
+            if unmount_path(&merged, false).is_err() {
+                unmount_path(&merged, true).with_context(|| format!("unmount container {}", c.name))?;
+            }
+        }
+        store.remove_container(&c)?;
+        outln!("{}", c.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn diff(store: &Store, a: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let c = store.resolve_container(&a.container)?;
+    let spec = store.container_mount(&c)?;
+    let Some((upper, _)) = &spec.upper else { bail!("diff {}: container has no upper dir", c.name) };
+    for ch in layers_store::upper::changes(upper, &spec.lowers)? {
+        outln!("{} {}", ch.kind.letter(), ch.path);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
+    let c = store.resolve_container(&a.container)?;
+    let tag = match &a.reference {
+        Some(r) => Some(
+            Reference::parse(r, ShortNames::Local)?
+                .tagged_name()
+                .with_context(|| format!("commit {}: name {r} has a digest; give a tag", c.name))?,
+        ),
+        None => None,
+    };
+    // A mounted container is unmounted for the commit and mounted again after it.
+    let was_mounted = store.is_mounted(&c);
+    if was_mounted {
+        unmount_path(&store.merged_dir(&c), false)
+            .with_context(|| format!("commit {}: unmount it for the commit", c.name))?;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let opts = CommitOptions {
+        compression: match a.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        },
+        created_by: format!("layers commit {}", c.name),
+        comment: a.message.clone(),
+        author: a.author.clone(),
+        created: rfc3339(now as i64),
+        tags: tag.into_iter().collect(),
+    };
+    let committed = store.commit_container(&c, &opts);
+    if was_mounted {
+        let c = store.resolve_container(&c.id)?;
+        mount_container(store, &c)?;
+    }
+    let committed = committed.with_context(|| format!("commit {}", c.name))?;
+    if !a.quiet {
+        eprintln!(
+            "layer {} ({}, {} entries)",
+            committed.diff_id.digest().short(),
+            format::size(committed.blob.size),
+            committed.entries
+        );
+    }
+    outln!("{}", committed.config);
+    Ok(ExitCode::SUCCESS)
+}
