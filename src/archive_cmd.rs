@@ -1,51 +1,258 @@
-//! `layers load`: images from an OCI layout into the store.
+//! `layers export`, `save` and `load`: root filesystems and images in and out as
+//! tarballs and OCI layouts.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use layers_store::image::host_architecture;
-use layers_store::layout::Layout;
-use layers_store::{Reference, ShortNames, Store};
+use layers_store::layout::{DirSink, Layout, SaveImage, TarSink};
+use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+use layers_store::tar::{EntryKind, TarReader};
+use layers_store::{ErrorKind, Reference, ShortNames, Store};
+
+/// Arguments of `layers export`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A container or an image.
+    target: String,
+    /// Output file, or `-` for standard output.
+    #[arg(short, long)]
+    output: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    /// OCI image layout: a directory, or a tar of one.
+    Oci,
+    /// `docker save`'s tar (with an OCI layout inside, as Docker 25+ writes).
+    DockerArchive,
+}
+
+/// Arguments of `layers save`.
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Images.
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Output: a file (`-` for standard output), or for `--format oci` a directory
+    /// (an existing one, or a path ending in `/`).
+    #[arg(short, long)]
+    output: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "docker-archive")]
+    format: SaveFormat,
+}
 
 /// Arguments of `layers load`.
 #[derive(Args)]
 pub struct LoadArgs {
-    /// An OCI image layout directory.
+    /// An OCI layout directory, or a tar of one or a `docker save` archive (`-`: standard input).
     #[arg(short, long)]
-    input: PathBuf,
+    input: String,
     /// Print only image IDs.
     #[arg(short, long)]
     quiet: bool,
 }
 
-pub fn load(store: &Store, a: &LoadArgs) -> anyhow::Result<ExitCode> {
-    let what = || format!("load {}", a.input.display());
-    if !a.input.is_dir() {
-        bail!("load {}: not an OCI layout directory (archives are not supported yet)", a.input.display());
+/// Stdout or a file, buffered.
+fn output(path: &str) -> anyhow::Result<Box<dyn Write>> {
+    Ok(if path == "-" {
+        Box::new(BufWriter::with_capacity(128 * 1024, io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::with_capacity(128 * 1024, File::create(path).with_context(|| format!("create {path}"))?))
+    })
+}
+
+/// A scratch mount under the store's tmp/, unmounted (and removed) on drop; one left
+/// by a killed process goes with the next sweep.
+struct ScratchMount(PathBuf);
+
+impl Drop for ScratchMount {
+    fn drop(&mut self) {
+        let _ = unmount_path(&self.0, true);
+        let _ = std::fs::remove_dir(&self.0);
     }
-    let layout = Layout::open(&a.input).with_context(what)?;
-    let images = layout.images(host_architecture()).with_context(what)?;
+}
+
+pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let spec = match store.resolve_container(&a.target) {
+        Ok(c) => store.container_view(&c)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let img =
+                store.resolve(&a.target).with_context(|| format!("export {}: no such container or image", a.target))?;
+            store.image_view(&img.manifest)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dir = store.scratch_dir("export")?;
+    mount_spec(&spec, &dir, MountOptions { host_visible: true, legacy: false })?;
+    let mounted = ScratchMount(dir);
+    let mut out = output(&a.output)?;
+    layers_store::upper::write_tar(&mounted.0, &mut out).with_context(|| format!("export {}", a.target))?;
+    out.flush().with_context(|| format!("write {}", a.output))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
+    let mut images = Vec::new();
+    for name in &a.images {
+        let img = store.resolve(name)?;
+        // A name given is saved under that name; an ID saves every name the image has.
+        let names = match Reference::parse(name, ShortNames::Local).ok().and_then(|r| r.tagged_name()) {
+            Some(t) if img.tags.contains(&t) => vec![t],
+            _ => match Reference::parse(name, ShortNames::DockerHub).ok().and_then(|r| r.tagged_name()) {
+                Some(t) if img.tags.contains(&t) => vec![t],
+                _ => img.tags.clone(),
+            },
+        };
+        images.push(SaveImage { manifest: img.manifest, names });
+    }
+    let docker = a.format == SaveFormat::DockerArchive;
+    let as_dir = a.format == SaveFormat::Oci && (a.output.ends_with('/') || Path::new(&a.output).is_dir());
+    if as_dir {
+        store.save_images(&images, &mut DirSink(PathBuf::from(&a.output)), false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut sink = TarSink::new(output(&a.output)?);
+    store.save_images(&images, &mut sink, docker)?;
+    sink.finish().and_then(|mut w| w.flush()).with_context(|| format!("write {}", a.output))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Archive members a load needs; anything else is skipped, nothing is written outside `dir`.
+fn wanted(path: &str) -> bool {
+    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["oci-layout" | "index.json" | "manifest.json"] => true,
+        ["blobs", "sha256", h] => hex(h),
+        [f] => f.strip_suffix(".json").or(f.strip_suffix(".tar")).is_some_and(hex),
+        [d, "layer.tar"] => hex(d),
+        _ => false,
+    }
+}
+
+/// Unpacks the members a load needs into `dir`.
+fn unpack_archive(input: impl Read, dir: &Path) -> anyhow::Result<()> {
+    let mut tar = TarReader::new(input, 1 << 20);
+    let mut buf = vec![0u8; 128 * 1024];
+    while let Some(e) = tar.next_entry()? {
+        let path = String::from_utf8_lossy(&e.path).trim_start_matches("./").to_string();
+        if e.kind != EntryKind::File || !wanted(&path) {
+            continue;
+        }
+        let dest = dir.join(&path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut f = File::create(&dest).with_context(|| format!("unpack {path}"))?;
+        loop {
+            let n = tar.read_data(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            f.write_all(&buf[..n])?;
+        }
+    }
+    Ok(())
+}
+
+pub fn load(store: &Store, a: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let what = || format!("load {}", a.input);
+    let scratch;
+    let dir = if Path::new(&a.input).is_dir() {
+        PathBuf::from(&a.input)
+    } else {
+        let input: Box<dyn Read> = if a.input == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(File::open(&a.input).with_context(|| format!("open {}", a.input))?)
+        };
+        scratch = store.scratch_dir("load")?;
+        let unpacked = unpack_archive(io::BufReader::with_capacity(128 * 1024, input), &scratch);
+        if let Err(e) = unpacked {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e.context(what()));
+        }
+        scratch.clone()
+    };
+    let result = load_dir(store, &dir, a.quiet).with_context(what);
+    if dir != Path::new(&a.input) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn report(quiet: bool, config: &layers_store::Digest, tags: &[String], new_layers: usize) {
+    if quiet {
+        outln!("{config}");
+    } else {
+        let name = tags.first().cloned().unwrap_or_else(|| config.to_string());
+        let s = if new_layers == 1 { "" } else { "s" };
+        outln!("Loaded image: {name} ({new_layers} new layer{s})");
+    }
+}
+
+fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
+    // Docker 25+ archives hold both: the OCI index keeps the original manifests.
+    if !dir.join("index.json").exists() && dir.join("manifest.json").exists() {
+        for (loaded, names) in store.load_docker_archive(dir)? {
+            let mut tags = Vec::new();
+            for n in names {
+                let t = Reference::parse(&n, ShortNames::DockerHub)?.tagged_name().context("archive tag has no tag")?;
+                store.tag(&loaded.manifest, &t)?;
+                tags.push(t);
+            }
+            report(quiet, &loaded.config, &tags, loaded.new_layers);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let layout = Layout::open(dir)?;
+    let images = layout.images(host_architecture())?;
     if images.is_empty() {
-        bail!("load {}: the layout holds no image for linux/{}", a.input.display(), host_architecture());
+        bail!("no image for linux/{} in it", host_architecture());
     }
     for img in images {
         let tags = match &img.name {
             Some(n) => vec![Reference::parse(n, ShortNames::Local)
                 .ok()
                 .and_then(|r| r.tagged_name())
-                .with_context(|| format!("load {}: image name {n:?} is not a valid name", a.input.display()))?],
+                .with_context(|| format!("image name {n:?} is not a valid name"))?],
             None => Vec::new(),
         };
-        let loaded = store.load_from_layout(&layout, &img.manifest, tags.clone()).with_context(what)?;
-        if a.quiet {
-            outln!("{}", loaded.config);
-        } else {
-            let name = tags.first().cloned().unwrap_or_else(|| loaded.config.to_string());
-            let s = if loaded.new_layers == 1 { "" } else { "s" };
-            outln!("Loaded image: {name} ({} new layer{s})", loaded.new_layers);
-        }
+        let loaded = store.load_from_layout(&layout, &img.manifest, tags.clone())?;
+        report(quiet, &loaded.config, &tags, loaded.new_layers);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_known_archive_members_are_unpacked() {
+        let h = "a".repeat(64);
+        for ok in [
+            "oci-layout",
+            "index.json",
+            "manifest.json",
+            &format!("blobs/sha256/{h}"),
+            &format!("{h}/layer.tar"),
+            &format!("{h}.json"),
+        ] {
+            assert!(super::wanted(ok), "{ok}");
+        }
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "blobs/sha256/../../x",
+            "blobs/sha256/abc",
+            "repositories",
+            &format!("{h}/../layer.tar"),
+        ] {
+            assert!(!super::wanted(bad), "{bad}");
+        }
+    }
 }

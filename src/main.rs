@@ -93,7 +93,11 @@ enum Command {
     Diff(containers_cmd::DiffArgs),
     /// Make a new image from a container's changes.
     Commit(containers_cmd::CommitArgs),
-    /// Load images from an OCI layout directory.
+    /// Write a container's or image's flattened root filesystem as a tar.
+    Export(archive_cmd::ExportArgs),
+    /// Write images as a docker-archive tar or an OCI layout.
+    Save(archive_cmd::SaveArgs),
+    /// Load images from an OCI layout (directory or tar) or a docker-archive.
     Load(archive_cmd::LoadArgs),
     /// Remove layers and blobs no image references.
     Gc,
@@ -172,6 +176,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(a) => containers_cmd::rm(&store, a),
         Command::Diff(a) => containers_cmd::diff(&store, a),
         Command::Commit(a) => containers_cmd::commit(&store, a),
+        Command::Export(a) => archive_cmd::export(&store, a),
+        Command::Save(a) => archive_cmd::save(&store, a),
         Command::Load(a) => archive_cmd::load(&store, a),
         Command::Gc => maintenance_cmd::gc(&store),
         Command::Fsck => maintenance_cmd::fsck(&store),

@@ -260,6 +260,15 @@ impl Store {
         Ok(MountSpec { lowers: self.lower_dirs(&c.image)?, upper: Some((upper, work)) })
     }
 
+    /// A read-only view of a container: its upper dir as the top layer.
+    pub fn container_view(&self, c: &ContainerRow) -> Result<MountSpec> {
+        let mut spec = self.container_mount(c)?;
+        if let Some((upper, _)) = spec.upper.take() {
+            spec.lowers.insert(0, upper);
+        }
+        Ok(spec)
+    }
+
     /// A read-only view of an image.
     pub fn image_view(&self, image: &Digest) -> Result<MountSpec> {
         Ok(MountSpec { lowers: self.lower_dirs(image)?, upper: None })

@@ -189,3 +189,244 @@ impl Store {
         Ok(Loaded { manifest: *manifest, config: cdesc.digest, new_layers })
     }
 }
+
+/// Where `save_images` writes: a directory or a tar stream.
+pub trait Sink {
+    /// Writes a file of `size` bytes at `path` (relative, `/`-separated).
+    fn file(&mut self, path: &str, size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()>;
+}
+
+/// Writes into a directory (created if missing).
+pub struct DirSink(pub PathBuf);
+
+impl Sink for DirSink {
+    fn file(&mut self, path: &str, _size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()> {
+        let p = self.0.join(path);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut f = File::create(&p)?;
+        std::io::copy(content, &mut f)?;
+        Ok(())
+    }
+}
+
+/// Writes a tar (deterministic: fixed modes, owners and times).
+pub struct TarSink<W: std::io::Write> {
+    tar: crate::tar_writer::TarWriter<W>,
+    dirs: std::collections::BTreeSet<String>,
+}
+
+impl<W: std::io::Write> TarSink<W> {
+    /// A tar onto `out`.
+    pub fn new(out: W) -> Self {
+        TarSink { tar: crate::tar_writer::TarWriter::new(out), dirs: Default::default() }
+    }
+
+    /// Ends the archive.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.tar.finish()
+    }
+
+    fn entry(path: &str, kind: crate::tar::EntryKind, mode: u32, size: u64) -> crate::tar::Entry {
+        crate::tar::Entry {
+            path: path.as_bytes().to_vec(),
+            link: Vec::new(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: (0, 0),
+            size,
+            dev: (0, 0),
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+impl<W: std::io::Write> Sink for TarSink<W> {
+    fn file(&mut self, path: &str, size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()> {
+        use crate::tar::EntryKind;
+        let mut prefix = String::new();
+        for part in path.split('/').collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs).unwrap_or(&[]) {
+            prefix.push_str(part);
+            if self.dirs.insert(prefix.clone()) {
+                self.tar.append(&Self::entry(&prefix, EntryKind::Dir, 0o755, 0))?;
+            }
+            prefix.push('/');
+        }
+        self.tar.append(&Self::entry(path, EntryKind::File, 0o644, size))?;
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            let n = content.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            self.tar.write_data(&buf[..n])?;
+        }
+        if self.tar.owed() > 0 {
+            return Err(std::io::Error::other(format!("{path}: shorter than {size} bytes")));
+        }
+        Ok(())
+    }
+}
+
+/// An image to save, with the names to give it.
+#[derive(Debug, Clone)]
+pub struct SaveImage {
+    /// Its manifest digest.
+    pub manifest: Digest,
+    /// Full names (`docker.io/library/x:tag`).
+    pub names: Vec<String>,
+}
+
+impl Store {
+    /// Writes images as an OCI layout (blobs as stored, never recompressed); with
+    /// `docker_manifest`, also Docker's `manifest.json` (the dual format Docker 25+ writes,
+    /// which older `docker load` and `podman load` read too).
+    pub fn save_images(&self, images: &[SaveImage], sink: &mut dyn Sink, docker_manifest: bool) -> Result<()> {
+        let mut written = std::collections::HashSet::new();
+        let mut index = Vec::new();
+        let mut docker = Vec::new();
+        let mut blob = |sink: &mut dyn Sink, d: &Digest| -> Result<()> {
+            if !written.insert(*d) {
+                return Ok(());
+            }
+            let p = self.blob_path(d);
+            let mut f = File::open(&p).map_err(|e| Error::io("save blob", d, e))?;
+            let size = f.metadata().map_err(|e| Error::io("save blob", d, e))?.len();
+            sink.file(&format!("blobs/sha256/{}", d.hex()), size, &mut f).map_err(|e| Error::io("save blob", d, e))
+        };
+        for img in images {
+            let bytes = self.read_blob(&img.manifest, MAX_JSON)?;
+            let m: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::new(ErrorKind::Corrupt, "read image manifest", img.manifest, e.to_string()))?;
+            for l in &m.layers {
+                blob(sink, &l.digest)?;
+            }
+            blob(sink, &m.config.digest)?;
+            blob(sink, &img.manifest)?;
+            let media = m.media_type.clone().unwrap_or_else(|| crate::image::MEDIA_TYPE_MANIFEST.to_string());
+            let names: Vec<Option<&String>> =
+                if img.names.is_empty() { vec![None] } else { img.names.iter().map(Some).collect() };
+            for name in names {
+                let mut entry = serde_json::json!({"mediaType": media, "digest": img.manifest, "size": bytes.len()});
+                if let Some(n) = name {
+                    entry["annotations"] = serde_json::json!({
+                        "io.containerd.image.name": n,
+                        "org.opencontainers.image.ref.name": n.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest"),
+                    });
+                }
+                index.push(entry);
+            }
+            docker.push(serde_json::json!({
+                "Config": format!("blobs/sha256/{}", m.config.digest.hex()),
+                "RepoTags": img.names,
+                "Layers": m.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
+            }));
+        }
+        let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
+        let small = |sink: &mut dyn Sink, path: &str, bytes: Vec<u8>| {
+            sink.file(path, bytes.len() as u64, &mut &bytes[..]).map_err(|e| Error::io("save", path, e))
+        };
+        small(sink, "oci-layout", json(&serde_json::json!({"imageLayoutVersion": "1.0.0"})))?;
+        small(sink, "index.json", json(&serde_json::json!({"schemaVersion": 2, "manifests": index})))?;
+        if docker_manifest {
+            small(sink, "manifest.json", json(&Value::Array(docker)))?;
+        }
+        Ok(())
+    }
+}
+
+/// A path from an archive's `manifest.json`: relative, plain components only.
+fn archive_path(dir: &Path, p: &str) -> Result<PathBuf> {
+    let ok = !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
+    if !ok {
+        return Err(Error::new(ErrorKind::Unsafe, "read docker archive", p, "not a plain relative path"));
+    }
+    Ok(dir.join(p))
+}
+
+impl Store {
+    /// Loads every image a `docker save` archive's `manifest.json` lists (the archive
+    /// unpacked into `dir`): layers are verified against the config's diffIDs and kept
+    /// as stored; an OCI manifest is made for each image.
+    pub fn load_docker_archive(&self, dir: &Path) -> Result<Vec<(Loaded, Vec<String>)>> {
+        let manifest_path = dir.join("manifest.json");
+        let text =
+            fs::read(&manifest_path).map_err(|e| Error::io("read docker archive", manifest_path.display(), e))?;
+        let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read docker archive", "manifest.json", m);
+        let entries: Vec<Value> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let mut out = Vec::new();
+        for e in entries {
+            let config_path =
+                archive_path(dir, e["Config"].as_str().ok_or_else(|| bad("an entry without Config".into()))?)?;
+            let config_bytes =
+                fs::read(&config_path).map_err(|err| Error::io("read docker archive", config_path.display(), err))?;
+            if config_bytes.len() as u64 > MAX_JSON {
+                return Err(bad(format!("config over {MAX_JSON} bytes")));
+            }
+            let config: ImageConfig =
+                serde_json::from_slice(&config_bytes).map_err(|err| bad(format!("config: {err}")))?;
+            let layer_paths: Vec<&str> =
+                e["Layers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            if layer_paths.len() != config.rootfs.diff_ids.len() {
+                return Err(bad(format!(
+                    "{} layers listed but the config has {}",
+                    layer_paths.len(),
+                    config.rootfs.diff_ids.len()
+                )));
+            }
+            let mut ingest = self.ingest()?;
+            let mut descs = Vec::new();
+            let mut rows = Vec::new();
+            let mut new_layers = 0;
+            for (p, diff) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
+                let path = archive_path(dir, p)?;
+                let f = File::open(&path).map_err(|err| Error::io("read docker archive", path.display(), err))?;
+                // The blob's digest is learned while unpacking (never a second read).
+                let u =
+                    self.unpack_layer(&mut ingest, f, &LayerExpect { blob: None, size: None, diff_id: Some(*diff) })?;
+                new_layers += 1;
+                let media_type = u.compression.oci_media_type().to_string();
+                rows.push(ImageLayerRow {
+                    diff_id: *diff,
+                    blob: u.blob,
+                    media_type: media_type.clone(),
+                    size: u.blob_size,
+                });
+                descs.push(crate::image::Descriptor {
+                    media_type,
+                    digest: u.blob,
+                    size: u.blob_size,
+                    urls: None,
+                    annotations: None,
+                });
+                if new_layers % COMMIT_BATCH == 0 {
+                    self.commit(std::mem::replace(&mut ingest, self.ingest()?), None)?;
+                }
+            }
+            let cdesc = self.stage_blob(&mut ingest, &config_bytes, crate::image::MEDIA_TYPE_CONFIG)?;
+            let manifest = Manifest::new(cdesc.clone(), descs);
+            let manifest_bytes = serde_json::to_vec(&manifest).map_err(|err| bad(err.to_string()))?;
+            let mdesc = self.stage_blob(&mut ingest, &manifest_bytes, crate::image::MEDIA_TYPE_MANIFEST)?;
+            let tags: Vec<String> = e["RepoTags"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            let image = NewImage {
+                manifest: mdesc.clone(),
+                config: cdesc.clone(),
+                layers: rows,
+                created: config.created.clone().unwrap_or_default(),
+                tags: Vec::new(),
+            };
+            self.commit(ingest, Some(&image))?;
+            out.push((Loaded { manifest: mdesc.digest, config: cdesc.digest, new_layers }, tags));
+        }
+        Ok(out)
+    }
+}

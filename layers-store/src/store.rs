@@ -171,6 +171,14 @@ impl Store {
         self.root.join("blobs/sha256").join(d.hex())
     }
 
+    /// A new, empty dir under `tmp/` (removed by the next sweep if left behind).
+    pub fn scratch_dir(&self, what: &str) -> Result<PathBuf> {
+        let name = format!("{what}-{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+        let dir = self.root.join("tmp").join(name);
+        fs::create_dir(&dir).map_err(|e| Error::io("make scratch dir", dir.display(), e))?;
+        Ok(dir)
+    }
+
     /// Path of an unpacked layer dir.
     pub fn layer_path(&self, d: &DiffId) -> PathBuf {
         self.root.join("layers").join(d.hex())
@@ -368,6 +376,10 @@ impl Store {
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(|e| Error::io("sweep", tmp.display(), e))? {
             let entry = entry.map_err(|e| Error::io("sweep", tmp.display(), e))?;
+            // A scratch mount (export) whose process died.
+            if crate::mount::is_mountpoint(&entry.path()) {
+                crate::mount::unmount_path(&entry.path(), true)?;
+            }
             remove_tree(&entry.path()).map_err(|e| Error::io("sweep", entry.path().display(), e))?;
         }
         let (blobs, layers) = self.md().pending()?;

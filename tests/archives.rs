@@ -1,0 +1,232 @@
+//! `export`, `save` and `load`, checked against independent tools: GNU tar reads
+//! exports, umoci reads saved OCI layouts, podman loads and runs saved
+//! docker-archives, and skopeo writes docker-archives for us to load.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn ok(store: &Path, args: &[&str]) -> String {
+    let out = layers(store, args);
+    assert!(out.status.success(), "layers {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn load_fixtures(store: &Path) {
+    ok(store, &["load", "-i", fixtures().join("oci").to_str().unwrap()]);
+}
+
+fn digests(store: &Path) -> String {
+    ok(store, &["images", "--digests", "--format", "json"])
+}
+
+fn manifest_digest(store: &Path, name: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&digests(store)).unwrap();
+    let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
+    img.unwrap_or_else(|| panic!("{name} in {v}"))["Digest"].as_str().unwrap().to_string()
+}
+
+fn gnu_untar(tar: &Path, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(tar)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn export_writes_the_flattened_rootfs_and_import_takes_it_back() {
+    if !need_root("export_writes_the_flattened_rootfs_and_import_takes_it_back") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    let tar = work.path().join("layered.tar");
+    ok(&store, &["export", "localhost/layered", "-o", tar.to_str().unwrap()]);
+    let extracted = work.path().join("gnu");
+    gnu_untar(&tar, &extracted);
+    let rootfs = umoci_unpack(&fixtures().join("oci"), "layered", &work.path().join("umoci"));
+    let diffs = compare_trees(&extracted, &rootfs, Mtimes::Files);
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    assert!(fs::read_dir(store.join("tmp")).unwrap().next().is_none(), "the scratch mount is gone");
+
+    // A container's export has its changes; `import` of it gives the same tree back.
+    ok(&store, &["create", "--name", "c", "localhost/layered"]);
+    let m = PathBuf::from(ok(&store, &["mount", "c"]));
+    fs::write(m.join("added"), "x\n").unwrap();
+    fs::remove_file(m.join("etc/hostname")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .args(["export", "c", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ctar = work.path().join("c.tar");
+    fs::write(&ctar, &out.stdout).unwrap();
+    let cdir = work.path().join("c");
+    gnu_untar(&ctar, &cdir);
+    assert!(cdir.join("added").exists() && !cdir.join("etc/hostname").exists());
+    ok(&store, &["import", ctar.to_str().unwrap(), "back:v1"]);
+    let back = PathBuf::from(ok(&store, &["mount", "localhost/back:v1"]));
+    let diffs = compare_trees(&back, &cdir, Mtimes::All);
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    ok(&store, &["rm", "-f", "c", "back-working-container"]);
+}
+
+#[test]
+fn saved_oci_layouts_keep_every_blob_and_umoci_reads_them() {
+    if !need_root("saved_oci_layouts_keep_every_blob_and_umoci_reads_them") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    let dir = work.path().join("layout/");
+    ok(&store, &["save", "--format", "oci", "-o", &format!("{}/", dir.display()), "localhost/layered"]);
+    for e in fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let from_store = fs::read(store.join("blobs/sha256").join(e.file_name())).unwrap();
+        assert_eq!(fs::read(e.path()).unwrap(), from_store, "blob {:?} written as stored", e.file_name());
+    }
+    let rootfs = umoci_unpack(&dir, "latest", &work.path().join("umoci"));
+    let merged = PathBuf::from(ok(&store, &["mount", "localhost/layered"]));
+    let diffs = compare_trees(&merged, &rootfs, Mtimes::Files);
+    assert!(diffs.is_empty(), "{diffs:#?}");
+    ok(&store, &["rm", "-f", "layered-working-container"]);
+
+    // As a tar, loaded into a fresh store: the same manifest, byte for byte.
+    let tar = work.path().join("oci.tar");
+    ok(&store, &["save", "--format", "oci", "-o", tar.to_str().unwrap(), "localhost/layered", "localhost/two-layers"]);
+    let fresh = work.path().join("fresh");
+    let loaded = ok(&fresh, &["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(loaded.lines().count(), 2, "{loaded}");
+    for name in ["localhost/layered:latest", "localhost/two-layers:latest"] {
+        assert_eq!(manifest_digest(&fresh, name), manifest_digest(&store, name));
+    }
+    assert!(layers(&fresh, &["fsck"]).status.success());
+}
+
+/// Runs a listing inside the image with podman (runc: crun refuses this machine's cgroup layout).
+fn podman(dir: &Path, args: &[&str]) -> std::process::Output {
+    let conf = dir.join("containers.conf");
+    fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n").unwrap();
+    let runroot = format!("/run/layers-test-{}", std::process::id());
+    Command::new("podman")
+        .env("CONTAINERS_CONF", &conf)
+        .arg("--root")
+        .arg(dir.join("root"))
+        .args(["--runroot", &runroot, "--storage-driver", "overlay"])
+        .args(args)
+        .output()
+        .expect("podman (Debian package podman)")
+}
+
+/// Every node's type, mode, owner, size and (but for directories) mtime, and file contents.
+/// A layer's tar may leave out a parent dir: each unpacker then makes it with the
+/// time of unpacking (podman as we do), so directory mtimes are not compared.
+const LISTING: &str = "cd / ; find bin data opt usr ! -type d -exec stat -c '%n %F %a %u %g %s %Y' {} + | sort ; \
+    find bin data opt usr -type d -exec stat -c '%n %F %a %u %g' {} + | sort ; md5sum data/*/* opt/app/a opt/app/b | sort";
+
+#[test]
+fn docker_archives_load_and_run_in_podman_and_skopeos_load_here() {
+    if !need_root("docker_archives_load_and_run_in_podman_and_skopeos_load_here") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    let tar = work.path().join("docker.tar");
+    ok(&store, &["save", "-o", tar.to_str().unwrap(), "localhost/layered"]);
+
+    let pm = work.path().join("podman");
+    fs::create_dir_all(&pm).unwrap();
+    let loaded = podman(&pm, &["load", "-i", tar.to_str().unwrap()]);
+    assert!(loaded.status.success(), "podman load: {}", stderr(&loaded));
+    let ran = podman(
+        &pm,
+        &["run", "--runtime", "runc", "--rm", "--net", "none", "localhost/layered:latest", "/bin/sh", "-c", LISTING],
+    );
+    let _ = podman(&pm, &["system", "reset", "-f"]);
+    assert!(ran.status.success(), "podman run: {}", stderr(&ran));
+    let merged = PathBuf::from(ok(&store, &["mount", "localhost/layered"]));
+    let ours = Command::new("chroot").arg(&merged).args(["/bin/sh", "-c", LISTING]).output().unwrap();
+    ok(&store, &["rm", "-f", "layered-working-container"]);
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    assert!(stdout(&ours).lines().count() > 50 && stdout(&ours).contains("  opt/app/a"), "{}", stdout(&ours));
+    assert_eq!(stdout(&ran), stdout(&ours), "podman sees the same files");
+
+    // skopeo's docker-archive (another writer): our load gives the same image ID and tree.
+    let sk = work.path().join("skopeo.tar");
+    let st = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:layered", fixtures().join("oci").display()))
+        .arg(format!("docker-archive:{}:example.com/sk:v1", sk.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fresh = work.path().join("fresh");
+    ok(&fresh, &["load", "-i", sk.to_str().unwrap()]);
+    let id_of = |s: &Path, name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&digests(s)).unwrap();
+        let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
+        img.map(|i| i["Id"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        id_of(&fresh, "example.com/sk:v1"),
+        id_of(&store, "localhost/layered:latest"),
+        "same config, same image ID"
+    );
+    let m2 = PathBuf::from(ok(&fresh, &["mount", "example.com/sk:v1"]));
+    let rootfs = umoci_unpack(&fixtures().join("oci"), "layered", &work.path().join("umoci"));
+    let diffs = compare_trees(&m2, &rootfs, Mtimes::Files);
+    ok(&fresh, &["rm", "-f", "sk-working-container"]);
+    assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+#[test]
+fn hostile_archives_are_refused_and_leave_the_store_as_it_was() {
+    if !need_root("hostile_archives_are_refused_and_leave_the_store_as_it_was") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    let before = digests(&store);
+    let victim = work.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    // Members outside the archive's root are skipped; a manifest naming them is refused.
+    let evil = work.path().join("evil");
+    fs::create_dir_all(evil.join("d")).unwrap();
+    fs::write(evil.join("manifest.json"), r#"[{"Config":"../victim/c.json","RepoTags":["x:1"],"Layers":[]}]"#).unwrap();
+    fs::write(evil.join("d/payload"), "p").unwrap();
+    let tar = work.path().join("evil.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&evil)
+        .args(["manifest.json", "--transform", "s,^d/payload,../victim/payload,", "d/payload"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = layers(&store, &["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(err.lines().count() == 1 && err.contains("../victim/c.json"), "{err}");
+    assert_eq!(fs::read_dir(&victim).unwrap().count(), 0, "nothing written outside");
+    assert_eq!(digests(&store), before);
+    assert!(fs::read_dir(store.join("tmp")).unwrap().next().is_none());
+    let missing = layers(&store, &["load", "-i", work.path().join("nope.tar").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(stderr(&missing).contains("nope.tar"));
+}
