@@ -152,14 +152,25 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    outln!("{:<14}{:<32}{:<24}{:<9}{:<10}{}", "CONTAINER ID", "IMAGE", "CREATED", "MOUNTED", "SIZE", "NAMES");
+    outln!(
+        "{:<14}{:<32}{:<24}{:<10}{:<9}{:<10}{}",
+        "CONTAINER ID",
+        "IMAGE",
+        "CREATED",
+        "STATUS",
+        "MOUNTED",
+        "SIZE",
+        "NAMES"
+    );
     for c in &all {
         let mounted = if store.is_mounted(c) { "yes" } else { "no" };
         outln!(
-            "{:<14}{:<32}{:<24}{:<9}{:<10}{}",
+            "{:<14}{:<32}{:<24}{:<10}{:<9}{:<10}{}",
             c.short_id(),
             image_name(store, c),
             format::ago(&rfc3339(c.created)),
+            // Nothing runs in a container yet (that is `layers run`'s, to come).
+            "Created",
             mounted,
             format::size(store.upper_size(c)),
             c.name

@@ -178,6 +178,18 @@ impl Store {
                 }
             }
         }
+        for c in self.containers()? {
+            let subject = format!("container {}", c.name);
+            if self.image(&c.image)?.is_none() {
+                add(subject.clone(), format!("its image {} is missing", c.image));
+            }
+            if !self.container_dir(&c.id).join("upper").is_dir() && c.committing.is_none() {
+                add(subject.clone(), "upper dir missing".into());
+            }
+            if let Some(d) = c.committing {
+                add(subject, format!("a commit into layer {d} was interrupted (`layers gc` recovers it)"));
+            }
+        }
         Ok(problems)
     }
 
