@@ -10,24 +10,8 @@ use std::process::Command;
 
 use common::*;
 
-fn ok(store: &Path, args: &[&str]) -> String {
-    let out = layers(store, args);
-    assert!(out.status.success(), "layers {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
-fn load_fixtures(store: &Path) {
-    ok(store, &["load", "-i", fixtures().join("oci").to_str().unwrap()]);
-}
-
 fn digests(store: &Path) -> String {
-    ok(store, &["images", "--digests", "--format", "json"])
-}
-
-fn manifest_digest(store: &Path, name: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&digests(store)).unwrap();
-    let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
-    img.unwrap_or_else(|| panic!("{name} in {v}"))["Digest"].as_str().unwrap().to_string()
+    layers_ok(store, &["images", "--digests", "--format", "json"])
 }
 
 fn gnu_untar(tar: &Path, dir: &Path) {
@@ -51,7 +35,7 @@ fn export_writes_the_flattened_rootfs_and_import_takes_it_back() {
     let store = work.path().join("store");
     load_fixtures(&store);
     let tar = work.path().join("layered.tar");
-    ok(&store, &["export", "localhost/layered", "-o", tar.to_str().unwrap()]);
+    layers_ok(&store, &["export", "localhost/layered", "-o", tar.to_str().unwrap()]);
     let extracted = work.path().join("gnu");
     gnu_untar(&tar, &extracted);
     let rootfs = umoci_unpack(&fixtures().join("oci"), "layered", &work.path().join("umoci"));
@@ -60,8 +44,8 @@ fn export_writes_the_flattened_rootfs_and_import_takes_it_back() {
     assert!(fs::read_dir(store.join("tmp")).unwrap().next().is_none(), "the scratch mount is gone");
 
     // A container's export has its changes; `import` of it gives the same tree back.
-    ok(&store, &["create", "--name", "c", "localhost/layered"]);
-    let m = PathBuf::from(ok(&store, &["mount", "c"]));
+    layers_ok(&store, &["create", "--name", "c", "localhost/layered"]);
+    let m = PathBuf::from(layers_ok(&store, &["mount", "c"]));
     fs::write(m.join("added"), "x\n").unwrap();
     fs::remove_file(m.join("etc/hostname")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_layers"))
@@ -76,11 +60,11 @@ fn export_writes_the_flattened_rootfs_and_import_takes_it_back() {
     let cdir = work.path().join("c");
     gnu_untar(&ctar, &cdir);
     assert!(cdir.join("added").exists() && !cdir.join("etc/hostname").exists());
-    ok(&store, &["import", ctar.to_str().unwrap(), "back:v1"]);
-    let back = PathBuf::from(ok(&store, &["mount", "localhost/back:v1"]));
+    layers_ok(&store, &["import", ctar.to_str().unwrap(), "back:v1"]);
+    let back = PathBuf::from(layers_ok(&store, &["mount", "localhost/back:v1"]));
     let diffs = compare_trees(&back, &cdir, Mtimes::All);
     assert!(diffs.is_empty(), "{diffs:#?}");
-    ok(&store, &["rm", "-f", "c", "back-working-container"]);
+    layers_ok(&store, &["rm", "-f", "c", "back-working-container"]);
 }
 
 #[test]
@@ -92,26 +76,29 @@ fn saved_oci_layouts_keep_every_blob_and_umoci_reads_them() {
     let store = work.path().join("store");
     load_fixtures(&store);
     let dir = work.path().join("layout/");
-    ok(&store, &["save", "--format", "oci", "-o", &format!("{}/", dir.display()), "localhost/layered"]);
+    layers_ok(&store, &["save", "--format", "oci", "-o", &format!("{}/", dir.display()), "localhost/layered"]);
     for e in fs::read_dir(dir.join("blobs/sha256")).unwrap() {
         let e = e.unwrap();
         let from_store = fs::read(store.join("blobs/sha256").join(e.file_name())).unwrap();
         assert_eq!(fs::read(e.path()).unwrap(), from_store, "blob {:?} written as stored", e.file_name());
     }
     let rootfs = umoci_unpack(&dir, "latest", &work.path().join("umoci"));
-    let merged = PathBuf::from(ok(&store, &["mount", "localhost/layered"]));
+    let merged = PathBuf::from(layers_ok(&store, &["mount", "localhost/layered"]));
     let diffs = compare_trees(&merged, &rootfs, Mtimes::Files);
     assert!(diffs.is_empty(), "{diffs:#?}");
-    ok(&store, &["rm", "-f", "layered-working-container"]);
+    layers_ok(&store, &["rm", "-f", "layered-working-container"]);
 
     // As a tar, loaded into a fresh store: the same manifest, byte for byte.
     let tar = work.path().join("oci.tar");
-    ok(&store, &["save", "--format", "oci", "-o", tar.to_str().unwrap(), "localhost/layered", "localhost/two-layers"]);
+    layers_ok(
+        &store,
+        &["save", "--format", "oci", "-o", tar.to_str().unwrap(), "localhost/layered", "localhost/two-layers"],
+    );
     let fresh = work.path().join("fresh");
-    let loaded = ok(&fresh, &["load", "-i", tar.to_str().unwrap()]);
+    let loaded = layers_ok(&fresh, &["load", "-i", tar.to_str().unwrap()]);
     assert_eq!(loaded.lines().count(), 2, "{loaded}");
     for name in ["localhost/layered:latest", "localhost/two-layers:latest"] {
-        assert_eq!(manifest_digest(&fresh, name), manifest_digest(&store, name));
+        assert_eq!(stored_manifest(&fresh, name), stored_manifest(&store, name));
     }
     assert!(layers(&fresh, &["fsck"]).status.success());
 }
@@ -146,7 +133,7 @@ fn docker_archives_load_and_run_in_podman_and_skopeos_load_here() {
     let store = work.path().join("store");
     load_fixtures(&store);
     let tar = work.path().join("docker.tar");
-    ok(&store, &["save", "-o", tar.to_str().unwrap(), "localhost/layered"]);
+    layers_ok(&store, &["save", "-o", tar.to_str().unwrap(), "localhost/layered"]);
 
     let pm = work.path().join("podman");
     fs::create_dir_all(&pm).unwrap();
@@ -158,9 +145,9 @@ fn docker_archives_load_and_run_in_podman_and_skopeos_load_here() {
     );
     let _ = podman(&pm, &["system", "reset", "-f"]);
     assert!(ran.status.success(), "podman run: {}", stderr(&ran));
-    let merged = PathBuf::from(ok(&store, &["mount", "localhost/layered"]));
+    let merged = PathBuf::from(layers_ok(&store, &["mount", "localhost/layered"]));
     let ours = Command::new("chroot").arg(&merged).args(["/bin/sh", "-c", LISTING]).output().unwrap();
-    ok(&store, &["rm", "-f", "layered-working-container"]);
+    layers_ok(&store, &["rm", "-f", "layered-working-container"]);
     assert!(ours.status.success(), "{}", stderr(&ours));
     assert!(stdout(&ours).lines().count() > 50 && stdout(&ours).contains("  opt/app/a"), "{}", stdout(&ours));
     assert_eq!(stdout(&ran), stdout(&ours), "podman sees the same files");
@@ -175,21 +162,17 @@ fn docker_archives_load_and_run_in_podman_and_skopeos_load_here() {
         .unwrap();
     assert!(st.success());
     let fresh = work.path().join("fresh");
-    ok(&fresh, &["load", "-i", sk.to_str().unwrap()]);
-    let id_of = |s: &Path, name: &str| {
-        let v: serde_json::Value = serde_json::from_str(&digests(s)).unwrap();
-        let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
-        img.map(|i| i["Id"].as_str().unwrap().to_string())
-    };
+    layers_ok(&fresh, &["load", "-i", sk.to_str().unwrap()]);
+    let id_of = |s: &Path, name: &str| stored_image(s, name)["Id"].clone();
     assert_eq!(
         id_of(&fresh, "example.com/sk:v1"),
         id_of(&store, "localhost/layered:latest"),
         "same config, same image ID"
     );
-    let m2 = PathBuf::from(ok(&fresh, &["mount", "example.com/sk:v1"]));
+    let m2 = PathBuf::from(layers_ok(&fresh, &["mount", "example.com/sk:v1"]));
     let rootfs = umoci_unpack(&fixtures().join("oci"), "layered", &work.path().join("umoci"));
     let diffs = compare_trees(&m2, &rootfs, Mtimes::Files);
-    ok(&fresh, &["rm", "-f", "sk-working-container"]);
+    layers_ok(&fresh, &["rm", "-f", "sk-working-container"]);
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
 

@@ -10,26 +10,9 @@ use std::process::Command;
 
 use common::*;
 
-fn ok(store: &Path, args: &[&str]) -> String {
-    let out = layers(store, args);
-    assert!(out.status.success(), "layers {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
-fn load_fixtures(store: &Path) {
-    ok(store, &["load", "-i", fixtures().join("oci").to_str().unwrap()]);
-}
-
-/// The manifest digest of a stored image, from `layers images --format json`.
-fn manifest_of(store: &Path, name: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&ok(store, &["images", "--format", "json"])).unwrap();
-    let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
-    img.unwrap_or_else(|| panic!("{name} in {v}"))["Digest"].as_str().unwrap().to_string()
-}
-
 /// An OCI layout made from the store's blobs by hand (not by layers), for umoci to read.
 fn layout_from_store(store: &Path, name: &str, dir: &Path) {
-    let manifest = manifest_of(store, name);
+    let manifest = stored_manifest(store, name);
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     for e in fs::read_dir(store.join("blobs/sha256")).unwrap() {
@@ -62,20 +45,20 @@ fn fixture_images_mount_like_umoci_unpacks_them() {
     let store = work.path().join("store");
     load_fixtures(&store);
     for tag in ["two-layers", "layered"] {
-        let merged = PathBuf::from(ok(&store, &["mount", &format!("localhost/{tag}")]));
+        let merged = PathBuf::from(layers_ok(&store, &["mount", &format!("localhost/{tag}")]));
         let opts = mount_options(&merged);
         assert!(opts.contains("nosuid") && opts.contains("nodev"), "host-visible mounts are nosuid,nodev: {opts}");
         let rootfs = umoci_unpack(&fixtures().join("oci"), tag, &work.path().join(format!("umoci-{tag}")));
         let diffs = compare_trees(&merged, &rootfs, Mtimes::Files);
         assert!(diffs.is_empty(), "{tag}: {diffs:#?}");
         let name = format!("{tag}-working-container");
-        assert!(ok(&store, &["ps"]).contains(&name));
-        ok(&store, &["umount", &name]);
-        assert!(!ok(&store, &["ps"]).contains(&name), "ps without -a lists mounted containers");
-        assert!(ok(&store, &["ps", "-a"]).contains(&name));
-        ok(&store, &["rm", &name]);
+        assert!(layers_ok(&store, &["ps"]).contains(&name));
+        layers_ok(&store, &["umount", &name]);
+        assert!(!layers_ok(&store, &["ps"]).contains(&name), "ps without -a lists mounted containers");
+        assert!(layers_ok(&store, &["ps", "-a"]).contains(&name));
+        layers_ok(&store, &["rm", &name]);
     }
-    assert!(ok(&store, &["ps", "-a", "-q"]).is_empty());
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
     assert!(layers(&store, &["fsck"]).status.success());
 }
 
@@ -87,9 +70,9 @@ fn a_committed_container_round_trips_through_umoci_with_exactly_its_whiteouts() 
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
     load_fixtures(&store);
-    let id = ok(&store, &["create", "--name", "rt", "localhost/layered"]);
+    let id = layers_ok(&store, &["create", "--name", "rt", "localhost/layered"]);
     assert_eq!(id.len(), 64);
-    let m = PathBuf::from(ok(&store, &["mount", "rt"]));
+    let m = PathBuf::from(layers_ok(&store, &["mount", "rt"]));
     fs::write(m.join("added.txt"), "added\n").unwrap();
     let mut passwd = fs::read(m.join("etc/passwd")).unwrap();
     passwd.extend_from_slice(b"new:x:1000:1000::/home/new:/bin/sh\n");
@@ -106,15 +89,15 @@ fn a_committed_container_round_trips_through_umoci_with_exactly_its_whiteouts() 
     std::os::unix::fs::symlink("/etc/passwd", m.join("link")).unwrap();
     assert!(Command::new("mkfifo").arg(m.join("newfifo")).status().unwrap().success());
 
-    let diff = ok(&store, &["diff", "rt"]);
+    let diff = layers_ok(&store, &["diff", "rt"]);
     for line in ["A /added.txt", "C /etc/passwd", "D /etc/hostname", "D /opt/app", "C /data/keep", "A /newfifo"] {
         assert!(diff.lines().any(|l| l == line), "{line} in\n{diff}");
     }
 
-    let image = ok(&store, &["commit", "-q", "rt", "roundtrip:v1"]);
+    let image = layers_ok(&store, &["commit", "-q", "rt", "roundtrip:v1"]);
     assert!(image.starts_with("sha256:"), "{image}");
     assert!(!mount_options(&m).is_empty(), "a mounted container is mounted again after commit");
-    assert!(ok(&store, &["diff", "rt"]).is_empty(), "the container goes on from the new image");
+    assert!(layers_ok(&store, &["diff", "rt"]).is_empty(), "the container goes on from the new image");
     let rootfs = {
         let layout = work.path().join("layout");
         layout_from_store(&store, "localhost/roundtrip:v1", &layout);
@@ -133,7 +116,7 @@ fn a_committed_container_round_trips_through_umoci_with_exactly_its_whiteouts() 
     assert_eq!(std::os::unix::fs::MetadataExt::nlink(&fs::metadata(rootfs.join("added-link")).unwrap()), 2);
 
     // The new layer is the manifest's last; GNU tar lists its entries.
-    let manifest = manifest_of(&store, "localhost/roundtrip:v1");
+    let manifest = stored_manifest(&store, "localhost/roundtrip:v1");
     let m_json: serde_json::Value =
         serde_json::from_slice(&fs::read(store.join("blobs/sha256").join(&manifest[7..])).unwrap()).unwrap();
     let top = m_json["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap()[7..].to_string();
@@ -155,17 +138,17 @@ fn committing_the_same_changes_twice_gives_the_same_layer() {
     load_fixtures(&store);
     let mut layer_digests = Vec::new();
     for name in ["one", "two"] {
-        ok(&store, &["create", "--name", name, "localhost/two-layers"]);
-        let m = PathBuf::from(ok(&store, &["mount", name]));
+        layers_ok(&store, &["create", "--name", name, "localhost/two-layers"]);
+        let m = PathBuf::from(layers_ok(&store, &["mount", name]));
         fs::create_dir(m.join("new")).unwrap();
         fs::write(m.join("new/file"), "same\n").unwrap();
         fs::remove_file(m.join("etc/hostname")).unwrap();
         for p in ["new/file", "new", "etc"] {
             assert!(Command::new("touch").args(["-h", "-d", "@1700000000"]).arg(m.join(p)).status().unwrap().success());
         }
-        ok(&store, &["umount", name]);
-        ok(&store, &["commit", "-q", name, &format!("same:{name}")]);
-        let manifest = manifest_of(&store, &format!("localhost/same:{name}"));
+        layers_ok(&store, &["umount", name]);
+        layers_ok(&store, &["commit", "-q", name, &format!("same:{name}")]);
+        let manifest = stored_manifest(&store, &format!("localhost/same:{name}"));
         let v: serde_json::Value =
             serde_json::from_slice(&fs::read(store.join("blobs/sha256").join(&manifest[7..])).unwrap()).unwrap();
         layer_digests.push(v["layers"].as_array().unwrap().last().unwrap()["digest"].clone());
@@ -182,26 +165,26 @@ fn a_containers_layers_survive_rmi_and_gc_until_it_is_removed() {
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
     load_fixtures(&store);
-    ok(&store, &["rmi", "localhost/multi"]);
-    ok(&store, &["create", "--name", "keep", "localhost/layered"]);
+    layers_ok(&store, &["rmi", "localhost/multi"]);
+    layers_ok(&store, &["create", "--name", "keep", "localhost/layered"]);
     let refused = layers(&store, &["rmi", "localhost/layered"]);
     assert_eq!(refused.status.code(), Some(125));
     assert!(stderr(&refused).contains("used by container keep"), "{}", stderr(&refused));
-    ok(&store, &["rmi", "-f", "localhost/layered"]);
-    ok(&store, &["rmi", "localhost/two-layers"]);
-    ok(&store, &["gc"]);
+    layers_ok(&store, &["rmi", "-f", "localhost/layered"]);
+    layers_ok(&store, &["rmi", "localhost/two-layers"]);
+    layers_ok(&store, &["gc"]);
     let layer_count = || fs::read_dir(store.join("layers")).unwrap().count();
     assert_eq!(layer_count(), 3, "the container's three layers stay");
-    let m = PathBuf::from(ok(&store, &["mount", "keep"]));
+    let m = PathBuf::from(layers_ok(&store, &["mount", "keep"]));
     assert!(m.join("data/replace/new-file").exists());
     let busy = layers(&store, &["rm", "keep"]);
     assert_eq!(busy.status.code(), Some(125), "a mounted container needs -f");
-    ok(&store, &["rm", "-f", "keep"]);
+    layers_ok(&store, &["rm", "-f", "keep"]);
     assert!(mount_options(&m).is_empty());
     // The untagged image is now unused: gone with rmi by ID, then gc frees its layers.
-    let id = ok(&store, &["images", "-q"]);
-    ok(&store, &["rmi", &id]);
-    ok(&store, &["gc"]);
+    let id = layers_ok(&store, &["images", "-q"]);
+    layers_ok(&store, &["rmi", &id]);
+    layers_ok(&store, &["gc"]);
     assert_eq!(layer_count(), 0);
     assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0);
     assert!(layers(&store, &["fsck"]).status.success());
@@ -215,8 +198,8 @@ fn a_commit_killed_at_any_moment_leaves_no_image_and_the_container_intact() {
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
     load_fixtures(&store);
-    ok(&store, &["create", "--name", "big", "localhost/two-layers"]);
-    let m = PathBuf::from(ok(&store, &["mount", "big"]));
+    layers_ok(&store, &["create", "--name", "big", "localhost/two-layers"]);
+    let m = PathBuf::from(layers_ok(&store, &["mount", "big"]));
     for d in 0..100 {
         let dir = m.join(format!("many/{d}"));
         fs::create_dir_all(&dir).unwrap();
@@ -225,9 +208,9 @@ fn a_commit_killed_at_any_moment_leaves_no_image_and_the_container_intact() {
         }
     }
     fs::remove_file(m.join("etc/hostname")).unwrap();
-    ok(&store, &["umount", "big"]);
-    let before = ok(&store, &["diff", "big"]);
-    let images = ok(&store, &["images", "-q"]);
+    layers_ok(&store, &["umount", "big"]);
+    let before = layers_ok(&store, &["diff", "big"]);
+    let images = layers_ok(&store, &["images", "-q"]);
     let mut killed = 0;
     for delay_ms in [2u64, 20, 60, 120, 200, 300, 450] {
         let mut child = spawn_layers(&store, &["commit", "big", "killed:v1"]);
@@ -239,26 +222,30 @@ fn a_commit_killed_at_any_moment_leaves_no_image_and_the_container_intact() {
         }
         killed += 1;
         // Any later command alone on the store recovers.
-        ok(&store, &["gc"]);
+        layers_ok(&store, &["gc"]);
         assert!(layers(&store, &["fsck"]).status.success());
-        if ok(&store, &["images", "-q"]) != images {
+        if layers_ok(&store, &["images", "-q"]) != images {
             // Killed after the commit point: the commit is whole, the container moved onto it.
-            assert!(ok(&store, &["images"]).contains("localhost/killed"), "kill at {delay_ms} ms");
-            assert!(ok(&store, &["diff", "big"]).is_empty(), "kill at {delay_ms} ms");
+            assert!(layers_ok(&store, &["images"]).contains("localhost/killed"), "kill at {delay_ms} ms");
+            assert!(layers_ok(&store, &["diff", "big"]).is_empty(), "kill at {delay_ms} ms");
             break;
         }
-        assert_eq!(ok(&store, &["diff", "big"]), before, "the container's changes survive a kill at {delay_ms} ms");
+        assert_eq!(
+            layers_ok(&store, &["diff", "big"]),
+            before,
+            "the container's changes survive a kill at {delay_ms} ms"
+        );
     }
     assert!(killed >= 3, "only {killed} kills landed before the commit finished");
     // And a commit left alone completes (or the last round's did).
-    if ok(&store, &["diff", "big"]) == before {
-        ok(&store, &["commit", "big", "done:v1"]);
+    if layers_ok(&store, &["diff", "big"]) == before {
+        layers_ok(&store, &["commit", "big", "done:v1"]);
     }
-    assert!(ok(&store, &["diff", "big"]).is_empty());
-    let m = PathBuf::from(ok(&store, &["mount", "big"]));
+    assert!(layers_ok(&store, &["diff", "big"]).is_empty());
+    let m = PathBuf::from(layers_ok(&store, &["mount", "big"]));
     assert_eq!(fs::read_to_string(m.join("many/99/99")).unwrap(), "99/99\n".repeat(200));
     assert!(!m.join("etc/hostname").exists());
-    ok(&store, &["rm", "-f", "big"]);
+    layers_ok(&store, &["rm", "-f", "big"]);
 }
 
 fn deep_layout(dir: &Path, n: usize) {
@@ -288,8 +275,8 @@ fn images_of_200_and_499_layers_mount_and_500_is_refused_with_advice() {
         let layout = work.path().join(format!("deep-{n}"));
         deep_layout(&layout, n);
         let store = work.path().join(format!("store-{n}"));
-        ok(&store, &["load", "-i", layout.to_str().unwrap()]);
-        let m = PathBuf::from(ok(&store, &["mount", "localhost/deep"]));
+        layers_ok(&store, &["load", "-i", layout.to_str().unwrap()]);
+        let m = PathBuf::from(layers_ok(&store, &["mount", "localhost/deep"]));
         assert_eq!(fs::read_dir(m.join("l")).unwrap().count(), n);
         assert_eq!(fs::read_to_string(m.join("top")).unwrap(), (n - 1).to_string());
         assert!(!m.join("gone").exists());
@@ -299,17 +286,17 @@ fn images_of_200_and_499_layers_mount_and_500_is_refused_with_advice() {
             let diffs = compare_trees(&m, &rootfs, Mtimes::Files);
             assert!(diffs.is_empty(), "{diffs:#?}");
         }
-        ok(&store, &["rm", "-f", "deep-working-container"]);
+        layers_ok(&store, &["rm", "-f", "deep-working-container"]);
     }
     let layout = work.path().join("deep-500");
     deep_layout(&layout, 500);
     let store = work.path().join("store-500");
-    ok(&store, &["load", "-i", layout.to_str().unwrap()]);
+    layers_ok(&store, &["load", "-i", layout.to_str().unwrap()]);
     let out = layers(&store, &["mount", "localhost/deep"]);
     assert_eq!(out.status.code(), Some(125));
     let err = stderr(&out);
     assert!(err.lines().count() == 1 && err.contains("500 layers") && err.contains("squash"), "{err}");
-    assert!(ok(&store, &["ps", "-a", "-q"]).is_empty(), "no container is left behind");
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty(), "no container is left behind");
 }
 
 #[test]

@@ -406,10 +406,7 @@ impl Store {
         };
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
-        self.md().write("commit container", |tx| {
-            tx.execute("UPDATE containers SET committing = ?1 WHERE id = ?2", params![tar.diff_id.to_string(), c.id])
-                .map(|_| ())
-        })?;
+        self.set_committing(c, Some(tar.diff_id))?;
         let new_image = manifest_desc.digest.to_string();
         let committed = self.commit_with(ingest, Some(&image), &|tx| {
             tx.execute(
@@ -421,9 +418,7 @@ impl Store {
         });
         if let Err(e) = committed {
             if upper.exists() {
-                let _ = self.md().write("commit container", |tx| {
-                    tx.execute("UPDATE containers SET committing = NULL WHERE id = ?", [&c.id]).map(|_| ())
-                });
+                let _ = self.set_committing(c, None);
             }
             return Err(e);
         }
@@ -444,6 +439,16 @@ impl Store {
         })
     }
 
+    fn set_committing(&self, c: &ContainerRow, layer: Option<DiffId>) -> Result<()> {
+        self.md().write("record commit", |tx| {
+            tx.execute(
+                "UPDATE containers SET committing = ?1 WHERE id = ?2",
+                params![layer.map(|l| l.to_string()), c.id],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Crash recovery, under the exclusive store lock: container dirs without a row
     /// go, and an interrupted commit's upper dir moves back from the layer it was
     /// becoming (whose row is still pending) to its container.
@@ -456,9 +461,7 @@ impl Store {
             if pending && !upper.exists() && layer.exists() {
                 fs::rename(&layer, &upper).map_err(|e| Error::io("recover container", &c.name, e))?;
             }
-            self.md().write("recover container", |tx| {
-                tx.execute("UPDATE containers SET committing = NULL WHERE id = ?", [&c.id]).map(|_| ())
-            })?;
+            self.set_committing(c, None)?;
         }
         let dir = self.root().join("containers");
         let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };

@@ -659,3 +659,27 @@ impl Drop for HttpProxy {
         let _ = std::net::TcpStream::connect(&self.addr);
     }
 }
+
+/// Runs layers, asserts success, returns its trimmed stdout.
+pub fn layers_ok(store: &Path, args: &[&str]) -> String {
+    let out = layers(store, args);
+    assert!(out.status.success(), "layers {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// Loads every fixture image (umoci's layout) into `store`.
+pub fn load_fixtures(store: &Path) {
+    layers_ok(store, &["load", "-i", fixtures().join("oci").to_str().unwrap()]);
+}
+
+/// A stored image's entry in `layers images --format json` (`Digest`, `Id`, `RepoTags`), by full name.
+pub fn stored_image(store: &Path, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["images", "--format", "json"])).unwrap();
+    let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
+    img.unwrap_or_else(|| panic!("{name} in {v}")).clone()
+}
+
+/// The manifest digest of a stored image.
+pub fn stored_manifest(store: &Path, name: &str) -> String {
+    stored_image(store, name)["Digest"].as_str().unwrap().to_string()
+}
