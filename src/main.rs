@@ -1,6 +1,7 @@
 //! `layers`: pull, import, store, mount, run and build OCI root filesystems.
 
-#![forbid(unsafe_code)]
+// unsafe is allowed only where the runtime forks and execs (src/run), each use justified.
+#![deny(unsafe_code)]
 
 /// `println!` that ends the process quietly when stdout is a closed pipe (`layers images | head`).
 macro_rules! outln {
@@ -30,6 +31,7 @@ mod pull;
 mod registry;
 mod registry_config;
 mod resume;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +80,8 @@ enum Command {
     Tag(images_cmd::TagArgs),
     /// Remove image names, and images nothing names any more.
     Rmi(images_cmd::RmiArgs),
+    /// Run a command in a new container.
+    Run(Box<run::RunArgs>),
     /// Create a container (a writable layer) on an image.
     Create(containers_cmd::CreateArgs),
     /// Mount a container (or a new one on an image) and print where.
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(a) => images_cmd::tag(&store, a),
         Command::Rmi(a) => images_cmd::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
+        Command::Run(a) => run::run(&store, a),
         Command::Create(a) => containers_cmd::create(&store, a),
         Command::Mount(a) => containers_cmd::mount(&store, a),
         Command::Umount(a) => containers_cmd::umount(&store, a),
@@ -182,5 +187,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc => maintenance_cmd::gc(&store),
         Command::Fsck => maintenance_cmd::fsck(&store),
         Command::Df => maintenance_cmd::df(&store),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

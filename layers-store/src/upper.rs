@@ -128,6 +128,24 @@ pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
     false
 }
 
+/// The content of regular file `rel` as the merged view of `lowers` (top first) shows
+/// it, at most `max` bytes; `None` if absent, hidden, or not a regular file (a symlink
+/// is not followed: its target could lie in any layer).
+pub fn read_visible_file(lowers: &[PathBuf], rel: &str, max: u64) -> Option<Vec<u8>> {
+    let rel = Path::new(rel);
+    if !in_lowers(lowers, rel) {
+        return None;
+    }
+    let path = lowers.iter().map(|l| l.join(rel)).find(|p| fs::symlink_metadata(p).is_ok())?;
+    let f = File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(&path).ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    f.take(max).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
 /// The changes an upper dir makes to `lowers` (top first), sorted by path.
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     let mut out = Vec::new();

@@ -1,0 +1,259 @@
+//! cgroup limits for one container: the unified hierarchy (v2) when it has the
+//! controllers, else the v1 memory, pids and cpu hierarchies. The hierarchy root is a
+//! parameter, so the v2 code is tested on a plain directory here (this machine's
+//! cgroup2 mount has no controllers).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// Limits from `-m`, `--memory-swap`, `--pids-limit`, `--cpus`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes of memory.
+    pub memory: Option<u64>,
+    /// Memory plus swap, bytes (`None` with `memory`: no swap, as the seeds do).
+    pub memory_swap: Option<i64>,
+    /// Most processes.
+    pub pids: Option<u64>,
+    /// CPUs (fractions allowed).
+    pub cpus: Option<f64>,
+}
+
+/// Which hierarchy a container's cgroup lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// Unified: one dir under this root.
+    V2(PathBuf),
+    /// Per-controller dirs under this root (`ROOT/memory`, `ROOT/pids`, `ROOT/cpu`).
+    V1(PathBuf),
+}
+
+impl Hierarchy {
+    /// The host's: v2 if `/sys/fs/cgroup` (or its `unified` mount) offers memory and pids, else v1.
+    pub fn detect() -> anyhow::Result<Hierarchy> {
+        Self::detect_at(Path::new("/sys/fs/cgroup"))
+    }
+
+    /// As `detect`, for a hierarchy mounted at `root`.
+    pub fn detect_at(root: &Path) -> anyhow::Result<Hierarchy> {
+        for v2 in [root.to_path_buf(), root.join("unified")] {
+            let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+            let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+            if has("memory") && has("pids") {
+                return Ok(Hierarchy::V2(v2));
+            }
+        }
+        if root.join("memory").is_dir() && root.join("pids").is_dir() {
+            return Ok(Hierarchy::V1(root.to_path_buf()));
+        }
+        bail!("no usable cgroup hierarchy at {} (need memory and pids controllers)", root.display())
+    }
+}
+
+/// A container's cgroup(s), removed by `remove`.
+#[derive(Debug)]
+pub struct Cgroup {
+    hierarchy: Hierarchy,
+    /// The dirs made, one per controller on v1, one on v2.
+    dirs: Vec<PathBuf>,
+    memory_limit: Option<u64>,
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> anyhow::Result<()> {
+    fs::write(dir.join(file), value).with_context(|| format!("set cgroup {}/{file} to {value}", dir.display()))
+}
+
+impl Cgroup {
+    /// Makes `layers/<id>` in the hierarchy and applies `limits`.
+    pub fn create(hierarchy: &Hierarchy, id: &str, limits: &Limits) -> anyhow::Result<Cgroup> {
+        let mut cg = Cgroup { hierarchy: hierarchy.clone(), dirs: Vec::new(), memory_limit: limits.memory };
+        let made = cg.make(id, limits);
+        if made.is_err() {
+            cg.remove();
+        }
+        made.map(|()| cg)
+    }
+
+    fn make(&mut self, id: &str, l: &Limits) -> anyhow::Result<()> {
+        match self.hierarchy.clone() {
+            Hierarchy::V2(root) => {
+                let parent = root.join("layers");
+                fs::create_dir_all(&parent).with_context(|| format!("create cgroup {}", parent.display()))?;
+                // Controllers must be enabled in every ancestor's subtree_control.
+                for dir in [&root, &parent] {
+                    let _ = write(dir, "cgroup.subtree_control", "+memory +pids +cpu");
+                }
+                let dir = parent.join(id);
+                fs::create_dir(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
+                self.dirs.push(dir.clone());
+                if let Some(m) = l.memory {
+                    write(&dir, "memory.max", &m.to_string())?;
+                    let swap = match l.memory_swap {
+                        Some(-1) => "max".to_string(),
+                        Some(total) => (total.max(m as i64) - m as i64).to_string(),
+                        None => "0".to_string(),
+                    };
+                    write(&dir, "memory.swap.max", &swap)?;
+                }
+                if let Some(p) = l.pids {
+                    write(&dir, "pids.max", &p.to_string())?;
+                }
+                if let Some(c) = l.cpus {
+                    write(&dir, "cpu.max", &format!("{} 100000", (c * 100_000.0).round() as u64))?;
+                }
+            }
+            Hierarchy::V1(root) => {
+                for ctrl in ["memory", "pids", "cpu"] {
+                    let dir = root.join(ctrl).join("layers").join(id);
+                    fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
+                    self.dirs.push(dir);
+                }
+                let (mem, pids, cpu) = (&self.dirs[0], &self.dirs[1], &self.dirs[2]);
+                if let Some(m) = l.memory {
+                    write(mem, "memory.limit_in_bytes", &m.to_string())?;
+                    // No swap beyond the limit unless asked (memsw exists only with swap accounting).
+                    let _ = write(mem, "memory.swappiness", "0");
+                    if mem.join("memory.memsw.limit_in_bytes").exists() {
+                        let total = match l.memory_swap {
+                            Some(-1) => "-1".to_string(),
+                            Some(t) => t.max(m as i64).to_string(),
+                            None => m.to_string(),
+                        };
+                        write(mem, "memory.memsw.limit_in_bytes", &total)?;
+                    }
+                }
+                if let Some(p) = l.pids {
+                    write(pids, "pids.max", &p.to_string())?;
+                }
+                if let Some(c) = l.cpus {
+                    write(cpu, "cpu.cfs_period_us", "100000")?;
+                    write(cpu, "cpu.cfs_quota_us", &((c * 100_000.0).round() as u64).to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `cgroup.procs` files a process writes `0` into to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Whether the kernel's OOM killer killed something in the cgroup.
+    pub fn oom_killed(&self) -> bool {
+        let Some(dir) = self.dirs.first() else { return false };
+        let file = match self.hierarchy {
+            Hierarchy::V2(_) => "memory.events",
+            Hierarchy::V1(_) => "memory.oom_control",
+        };
+        let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
+        text.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0"))
+    }
+
+    /// The memory limit, for the OOM message.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// Removes the cgroup dirs (they must be empty of processes; retried briefly while the kernel finishes).
+    pub fn remove(&mut self) {
+        for dir in self.dirs.drain(..).rev() {
+            for _ in 0..100 {
+                match fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// `100M`, `1g`, `512k`, `1073741824`: bytes (binary units, as docker).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let mult = match s[i..].to_ascii_lowercase().trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1u64 << 40,
+                _ => return Err(format!("invalid size {s:?}: use a number with b, k, m, g or t")),
+            };
+            (&s[..i], mult)
+        }
+        None => (s, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid size {s:?}: use a number with b, k, m, g or t"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("invalid size {s:?}: must be positive"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_bytes("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(parse_bytes("10x").is_err() && parse_bytes("-1m").is_err() && parse_bytes("m").is_err());
+    }
+
+    #[test]
+    fn v2_limits_are_written_through_the_seam() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids").unwrap();
+        let h = Hierarchy::detect_at(root.path()).unwrap();
+        assert_eq!(h, Hierarchy::V2(root.path().to_path_buf()));
+        let limits = Limits { memory: Some(100 << 20), memory_swap: None, pids: Some(64), cpus: Some(1.5) };
+        let mut cg = Cgroup::create(&h, "c1", &limits).unwrap();
+        let dir = root.path().join("layers/c1");
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("memory.max"), (100u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), "0", "no swap beyond the limit by default");
+        assert_eq!((read("pids.max").as_str(), read("cpu.max").as_str()), ("64", "150000 100000"));
+        assert_eq!(
+            fs::read_to_string(root.path().join("layers/cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(cg.procs_files(), [dir.join("cgroup.procs")]);
+        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        assert!(cg.oom_killed());
+        // A real cgroup dir's files vanish with it; here they must go first.
+        for f in fs::read_dir(&dir).unwrap() {
+            fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        cg.remove();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn v1_is_chosen_when_the_unified_mount_has_no_controllers() {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["memory", "pids", "cpu", "unified"] {
+            fs::create_dir(root.path().join(d)).unwrap();
+        }
+        fs::write(root.path().join("unified/cgroup.controllers"), "").unwrap();
+        assert_eq!(Hierarchy::detect_at(root.path()).unwrap(), Hierarchy::V1(root.path().to_path_buf()));
+        let swap = Limits { memory: Some(1 << 20), memory_swap: Some(3 << 20), ..Default::default() };
+        let cg = Cgroup::create(&Hierarchy::V1(root.path().to_path_buf()), "c", &swap).unwrap();
+        let mem = root.path().join("memory/layers/c");
+        assert_eq!(fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap(), (1u64 << 20).to_string());
+        assert_eq!(cg.procs_files().len(), 3);
+    }
+}

@@ -1,0 +1,292 @@
+//! The container's first process, between fork and exec: join the cgroup, unshare
+//! namespaces, mount the root filesystem in its own mount namespace, `pivot_root`,
+//! become the user, drop capabilities. Runs in `Command::pre_exec`, in a
+//! single-threaded copy of `layers`; the first failure is written to the error pipe
+//! as one line and the parent prints it.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use layers_store::mount::{mount_spec, MountOptions, MountSpec};
+use rustix::fs::{mkdirat, mknodat, symlinkat, FileType, Mode, CWD};
+use rustix::mount::{mount, mount_bind, mount_change, mount_remount, MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
+
+use super::caps;
+use super::users;
+
+/// Everything the child needs, prepared by the parent before the fork.
+pub struct ChildSetup {
+    /// `cgroup.procs` files to join.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The overlay (or view) to mount.
+    pub mount: MountSpec,
+    /// Where to mount it (an empty dir of the container's).
+    pub rootfs: PathBuf,
+    /// The UTS name.
+    pub hostname: String,
+    /// Own network namespace with only `lo` up (`--net none`), or the host's.
+    pub own_network: bool,
+    /// Host files bind-mounted over paths in the container (`/etc/hosts`...).
+    pub files: Vec<(PathBuf, String)>,
+    /// Who to become (resolved by the parent).
+    pub user: users::User,
+    /// Absolute working dir.
+    pub cwd: String,
+    /// Capabilities kept (bounding, permitted, effective for root).
+    pub caps: CapabilitySet,
+    /// Skip the /proc masks and keep every capability.
+    pub privileged: bool,
+}
+
+/// Paths Docker hides under /proc (bind-mounted /dev/null over files, a read-only
+/// tmpfs over dirs).
+const MASKED: &[&str] = &[
+    "proc/asound",
+    "proc/acpi",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+
+/// Paths under /proc Docker makes read-only.
+const READ_ONLY: &[&str] = &["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+
+type Step<T = ()> = Result<T, String>;
+
+fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// Runs in the child: on error, the message goes to `err` and an error is returned
+/// (so `Command::spawn` fails instead of exec'ing).
+pub fn run_in_child(s: &ChildSetup, err: &OwnedFd) -> std::io::Result<()> {
+    match setup(s) {
+        Ok(()) => Ok(()),
+        Err(msg) => {
+            let mut f = std::fs::File::from(err.try_clone()?);
+            let _ = f.write_all(msg.as_bytes());
+            Err(std::io::Error::other(msg))
+        }
+    }
+}
+
+fn setup(s: &ChildSetup) -> Step {
+    for procs in &s.cgroup_procs {
+        std::fs::write(procs, "0").map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
+    }
+    let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWCGROUP;
+    if s.own_network {
+        flags |= UnshareFlags::NEWNET;
+    }
+    // SAFETY: this process is single-threaded (a fresh fork); none of these flags
+    // share or unshare file descriptor tables or memory.
+    #[allow(unsafe_code)]
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(errno("unshare namespaces"))?;
+    // Nothing we mount may reach the host's mount namespace.
+    mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
+        .map_err(errno("make mounts private"))?;
+    mount_spec(&s.mount, &s.rootfs, MountOptions::default()).map_err(|e| e.to_string())?;
+    let root = s.rootfs.as_path();
+    mount_kernel_filesystems(root, s.privileged)?;
+    for (host, target) in &s.files {
+        bind_file(root, host, target)?;
+    }
+    rustix::system::sethostname(s.hostname.as_bytes()).map_err(errno("set hostname"))?;
+    if s.own_network {
+        loopback_up()?;
+    }
+    pivot(root)?;
+    ensure_dir(&s.cwd)?;
+    become_user(&s.user, s)?;
+    std::env::set_current_dir(&s.cwd).map_err(|e| format!("change to working dir {}: {e}", s.cwd))?;
+    close_other_fds()
+}
+
+/// A dir beneath the new root for a mount: refused if the image made it a symlink
+/// (mounting there would follow it out of the rootfs).
+fn mount_point(root: &Path, rel: &str, dir: bool) -> Step<PathBuf> {
+    let p = root.join(rel);
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.file_type().is_symlink() => {
+            Err(format!("/{rel} in the image is a symlink; refusing to mount over it"))
+        }
+        Ok(m) if m.is_dir() != dir => {
+            Err(format!("/{rel} in the image is not a {}", if dir { "directory" } else { "file" }))
+        }
+        Ok(_) => Ok(p),
+        Err(_) if dir => {
+            // Parents were checked by the caller's order (/dev before /dev/pts...).
+            mkdirat(CWD, &p, Mode::from_raw_mode(0o755)).map_err(errno(format!("create /{rel}")))?;
+            Ok(p)
+        }
+        Err(_) => {
+            std::fs::File::create(&p).map_err(|e| format!("create /{rel}: {e}"))?;
+            Ok(p)
+        }
+    }
+}
+
+fn mount_fs(fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Step {
+    let data = CString::new(data).map_err(|_| "NUL in mount data".to_string())?;
+    mount(fstype, target, fstype, flags, Some(data.as_c_str()))
+        .map_err(errno(format!("mount {fstype} on {}", target.display())))
+}
+
+fn mount_kernel_filesystems(root: &Path, privileged: bool) -> Step {
+    let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let proc = mount_point(root, "proc", true)?;
+    mount_fs("proc", &proc, nse, "")?;
+    let dev = mount_point(root, "dev", true)?;
+    mount_fs("tmpfs", &dev, MountFlags::NOSUID | MountFlags::STRICTATIME, "mode=755,size=65536k")?;
+    for (name, major, minor) in
+        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+    {
+        let p = dev.join(name);
+        mknodat(CWD, &p, FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(major, minor))
+            .map_err(errno(format!("create /dev/{name}")))?;
+        // mknod honours the umask: set the mode explicitly.
+        rustix::fs::chmod(&p, Mode::from_raw_mode(0o666)).map_err(errno(format!("chmod /dev/{name}")))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        symlinkat(target, CWD, dev.join(link)).map_err(errno(format!("create /dev/{link}")))?;
+    }
+    for d in ["pts", "shm", "mqueue"] {
+        mkdirat(CWD, dev.join(d), Mode::from_raw_mode(0o755)).map_err(errno(format!("create /dev/{d}")))?;
+    }
+    mount_fs(
+        "devpts",
+        &dev.join("pts"),
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )?;
+    mount_fs("tmpfs", &dev.join("shm"), nse, "mode=1777,size=65536k")?;
+    mount_fs("mqueue", &dev.join("mqueue"), nse, "")?;
+    let sys = mount_point(root, "sys", true)?;
+    mount_fs("sysfs", &sys, nse | MountFlags::RDONLY, "")?;
+    if privileged {
+        return Ok(());
+    }
+    for rel in MASKED {
+        let p = root.join(rel);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => mount_fs("tmpfs", &p, MountFlags::RDONLY, "size=0")?,
+            Ok(_) => mount_bind(dev.join("null"), &p).map_err(errno(format!("mask /{rel}")))?,
+            Err(_) => {}
+        }
+    }
+    for rel in READ_ONLY {
+        let p = root.join(rel);
+        if p.exists() {
+            mount_bind(&p, &p).map_err(errno(format!("bind /{rel}")))?;
+            mount_remount(&p, MountFlags::BIND | MountFlags::RDONLY | nse, "")
+                .map_err(errno(format!("make /{rel} read-only")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Bind-mounts a host file over `target` (relative to the rootfs), when its dir exists.
+fn bind_file(root: &Path, host: &Path, target: &str) -> Step {
+    let parent = Path::new(target).parent().map(|p| root.join(p)).unwrap_or_else(|| root.to_path_buf());
+    match std::fs::symlink_metadata(&parent) {
+        Ok(m) if m.is_dir() => {}
+        _ => return Ok(()),
+    }
+    let p = root.join(target);
+    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+        // A symlinked /etc/hosts would take the mount elsewhere: replace the link in the (writable) rootfs.
+        std::fs::remove_file(&p).map_err(|e| format!("replace /{target}: {e}"))?;
+    }
+    mount_point(root, target, false)?;
+    mount_bind(host, &p).map_err(errno(format!("bind /{target}")))
+}
+
+/// `lo` up in the new network namespace.
+fn loopback_up() -> Step {
+    use rustix::net::{socket, AddressFamily, SocketType};
+    let sock = socket(AddressFamily::INET, SocketType::DGRAM, None).map_err(errno("open socket for lo"))?;
+    super::netif::set_up(sock.as_fd(), "lo").map_err(errno("bring up lo"))
+}
+
+fn pivot(root: &Path) -> Step {
+    rustix::process::chdir(root).map_err(errno("enter rootfs"))?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the new.
+    rustix::process::pivot_root(".", ".").map_err(errno("pivot_root"))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(errno("detach old root"))?;
+    rustix::process::chdir("/").map_err(errno("enter /"))
+}
+
+fn ensure_dir(path: &str) -> Step {
+    std::fs::create_dir_all(path).map_err(|e| format!("create working dir {path}: {e}"))
+}
+
+fn become_user(u: &users::User, s: &ChildSetup) -> Step {
+    use rustix::thread::{remove_capability_from_bounding_set, set_capabilities, set_no_new_privs};
+    let keep = if s.privileged { CapabilitySet::all() } else { s.caps };
+    for bit in 0..64 {
+        let cap = CapabilitySet::from_bits_retain(1 << bit);
+        if !keep.contains(cap) {
+            // Bits past the kernel's last capability answer EINVAL: nothing to drop.
+            match remove_capability_from_bounding_set(cap) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(format!("drop capability {}: {e}", caps::name(bit))),
+            }
+        }
+    }
+    rustix::thread::clear_ambient_capability_set().map_err(errno("clear ambient capabilities"))?;
+    let groups: Vec<rustix::process::Gid> = u.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+    rustix::thread::set_thread_groups(&groups).map_err(errno("set supplementary groups"))?;
+    let gid = rustix::process::Gid::from_raw(u.gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno(format!("set gid {}", u.gid)))?;
+    let uid = rustix::process::Uid::from_raw(u.uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno(format!("set uid {}", u.uid)))?;
+    // Root keeps the set; anyone else got empty permitted/effective sets from setuid (as Docker).
+    let sets = if u.uid == 0 {
+        CapabilitySets { effective: keep, permitted: keep, inheritable: CapabilitySet::empty() }
+    } else {
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        }
+    };
+    set_capabilities(None, sets).map_err(errno("set capabilities"))?;
+    if !s.privileged {
+        set_no_new_privs(true).map_err(errno("set no_new_privs"))?;
+    }
+    Ok(())
+}
+
+/// Marks every fd but 0, 1 and 2 close-on-exec (the runc CVE-2024-21626 shape: no
+/// host directory fd may survive into the container).
+fn close_other_fds() -> Step {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("list fds: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fd comes from /proc/self/fd and is only borrowed for one fcntl; a stale
+        // one (the dir handle above) fails with EBADF, which is ignored.
+        #[allow(unsafe_code)]
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! `layers run`: a container from an image, in its own namespaces and cgroup, with
+//! Docker's default capabilities, as PID 1 of its PID namespace.
+
+mod caps;
+mod cgroup;
+mod child;
+mod netif;
+mod spec;
+mod users;
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use layers_store::image::ImageConfig;
+use layers_store::Store;
+
+/// Exit status when the command cannot be executed.
+const EXIT_CANNOT_EXEC: u8 = 126;
+/// Exit status when the command does not exist.
+const EXIT_NOT_FOUND: u8 = 127;
+
+/// Arguments of `layers run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Remove the container (upper dir, cgroup) when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Container name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Memory limit (`100M`, `1g`).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Memory plus swap (`-1`: unlimited swap); default: no swap beyond --memory.
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Most processes at once.
+    #[arg(long)]
+    pids_limit: Option<u64>,
+    /// CPUs (`0.5`, `2`).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Host name inside (default: the container's short ID).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// `none` (own namespace, only `lo`) or `host`.
+    #[arg(long, alias = "network", default_value = "none")]
+    net: String,
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass the host's).
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long)]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User inside: UID[:GID] or NAME[:GROUP].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Replace the image's entrypoint (`""` clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Add capabilities (`ALL` for every one).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop capabilities (`ALL` for every one).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Keep every capability, no /proc masks, no no_new_privs.
+    #[arg(long)]
+    privileged: bool,
+    /// Keep standard input open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Image name or ID.
+    image: String,
+    /// Command and arguments (default: the image's entrypoint and cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn limits(a: &RunArgs) -> anyhow::Result<cgroup::Limits> {
+    let memory = a.memory.as_deref().map(cgroup::parse_bytes).transpose().map_err(anyhow::Error::msg)?;
+    let memory_swap = match a.memory_swap.as_deref() {
+        Some("-1") => Some(-1),
+        Some(s) => Some(cgroup::parse_bytes(s).map_err(anyhow::Error::msg)? as i64),
+        None => None,
+    };
+    if memory_swap.is_some() && memory.is_none() {
+        bail!("--memory-swap needs --memory");
+    }
+    if a.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        bail!("--cpus must be a positive number");
+    }
+    Ok(cgroup::Limits { memory, memory_swap, pids: a.pids_limit, cpus: a.cpus })
+}
+
+/// Docker's "init layer": a lower dir between the image and the container's upper
+/// dir holding the mount points `run` needs (`/etc/hosts`... and `/proc`, `/sys`,
+/// `/dev` when the image lacks them), so they never show in `diff` or `commit`.
+fn init_layer(dir: &std::path::Path, lowers: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    let init = dir.join("init");
+    let visible_dir = |rel: &str| {
+        let rel = std::path::Path::new(rel);
+        layers_store::upper::in_lowers(lowers, rel)
+            && lowers
+                .iter()
+                .map(|l| l.join(rel))
+                .find_map(|p| std::fs::symlink_metadata(p).ok())
+                .is_some_and(|m| m.is_dir())
+    };
+    let absent = |rel: &str| !layers_store::upper::in_lowers(lowers, std::path::Path::new(rel));
+    let mk = |rel: &str| std::fs::create_dir_all(init.join(rel)).with_context(|| format!("create init layer {rel}"));
+    mk("")?;
+    for d in ["proc", "sys", "dev"] {
+        if absent(d) {
+            mk(d)?;
+        }
+    }
+    // Only into a real /etc: a dir here would hide an image's /etc symlink.
+    if visible_dir("etc") || absent("etc") {
+        mk("etc")?;
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            if absent(&format!("etc/{f}")) {
+                std::fs::write(init.join("etc").join(f), "").with_context(|| format!("create init layer etc/{f}"))?;
+            }
+        }
+    }
+    Ok(init)
+}
+
+/// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for the container, in its dir.
+fn etc_files(dir: &std::path::Path, hostname: &str) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = Vec::new();
+    for (name, content) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
+        let p = dir.join(name);
+        std::fs::write(&p, content).with_context(|| format!("write {}", p.display()))?;
+        out.push((p, format!("etc/{name}")));
+    }
+    Ok(out)
+}
+
+pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
+    let limits = limits(a)?;
+    let own_network = match a.net.as_str() {
+        "none" => true,
+        "host" => false,
+        other => bail!("--net {other}: only `none` and `host` are supported"),
+    };
+    let caps = caps::effective(&a.cap_add, &a.cap_drop).map_err(anyhow::Error::msg)?;
+    let img = store.resolve(&a.image)?;
+    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&img.config, 4 << 20)?)
+        .with_context(|| format!("read config of {}", a.image))?;
+    let mut env_args = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("read env file {}", f.display()))?;
+        env_args.extend(spec::env_file(&text));
+    }
+    env_args.extend(a.env.iter().cloned());
+
+    let container = store.create_container(&img.manifest, a.name.as_deref(), &a.image)?;
+    let hostname = a.hostname.clone().unwrap_or_else(|| container.short_id().to_string());
+    let overrides = spec::Overrides {
+        entrypoint: a.entrypoint.clone(),
+        cmd: a.command.clone(),
+        env: env_args,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: hostname.clone(),
+    };
+    let result = (|| {
+        let process = spec::process(config.config.as_ref().unwrap_or(&serde_json::Value::Null), &overrides, |k| {
+            std::env::var(k).ok()
+        })
+        .map_err(anyhow::Error::msg)?;
+        let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &limits)?;
+        let files = etc_files(&store.container_dir(&container.id), &hostname)?;
+        let status = spawn_and_wait(store, &container, &process, &cg, files, own_network, caps, a)?;
+        let code = match (status.code(), status.signal()) {
+            (Some(c), _) => c as u8,
+            (None, Some(sig)) => {
+                if sig == 9 && cg.oom_killed() {
+                    let limit =
+                        cg.memory_limit().map(|m| format!(" (limit {})", a.memory.clone().unwrap_or(m.to_string())));
+                    eprintln!("layers: container killed: out of memory{}", limit.unwrap_or_default());
+                }
+                128 + sig as u8
+            }
+            _ => crate::EXIT_FAILURE,
+        };
+        cg.remove();
+        Ok(code)
+    })();
+    if a.rm {
+        let c = store.resolve_container(&container.id)?;
+        store.remove_container(&c).with_context(|| format!("remove container {}", c.name))?;
+    }
+    result.map(ExitCode::from)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_and_wait(
+    store: &Store,
+    container: &layers_store::ContainerRow,
+    process: &spec::Process,
+    cg: &cgroup::Cgroup,
+    files: Vec<(PathBuf, String)>,
+    own_network: bool,
+    caps: rustix::thread::CapabilitySet,
+    a: &RunArgs,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let mut mount = store.container_mount(container)?;
+    let view = store.container_view(container)?;
+    let init = init_layer(&store.container_dir(&container.id), &view.lowers)?;
+    mount.lowers.insert(0, init);
+    let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
+    let mut env = process.env.clone();
+    if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
+        *home = format!("HOME={}", user.home);
+    }
+    let setup = child::ChildSetup {
+        cgroup_procs: cg.procs_files(),
+        mount,
+        rootfs: store.merged_dir(container),
+        hostname: process.env.iter().find_map(|e| e.strip_prefix("HOSTNAME=")).unwrap_or_default().to_string(),
+        own_network,
+        files,
+        user,
+        cwd: process.cwd.clone(),
+        caps,
+        privileged: a.privileged,
+    };
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
+    // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
+    // SAFETY: layers is single-threaded here (no runtime, no helper threads), and
+    // CLONE_NEWPID changes only which namespace later children are born in.
+    #[allow(unsafe_code)]
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }.context("unshare PID namespace")?;
+    let mut cmd = Command::new(&process.argv[0]);
+    cmd.args(&process.argv[1..]).env_clear();
+    for kv in &env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    if !a.interactive {
+        cmd.stdin(Stdio::null());
+    }
+    // SAFETY: the closure runs in the forked child of a single-threaded process, so the
+    // allocations and std calls it makes cannot deadlock on a lock another thread held.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || child::run_in_child(&setup, &err_w));
+    }
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let mut msg = String::new();
+    if spawned.is_err() {
+        use std::io::Read;
+        let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    }
+    match spawned {
+        Ok(mut child) => child.wait().context("wait for the container"),
+        Err(_) if !msg.is_empty() => bail!("start container {}: {msg}", container.name),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "layers: exec {:?}: no such file or directory in image {} (PATH {})",
+                process.argv[0],
+                a.image,
+                process.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default()
+            );
+            Ok(std::process::ExitStatus::from_raw((EXIT_NOT_FOUND as i32) << 8))
+        }
+        Err(e) => {
+            eprintln!("layers: exec {:?} in image {}: {e}", process.argv[0], a.image);
+            Ok(std::process::ExitStatus::from_raw((EXIT_CANNOT_EXEC as i32) << 8))
+        }
+    }
+}

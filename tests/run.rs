@@ -1,0 +1,242 @@
+//! `layers run` on the real kernel: namespaces, cgroup limits, capabilities, users,
+//! exit codes and cleanup. The image is the busybox-based `layered` fixture.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+fn run(store: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["run"];
+    full.extend_from_slice(args);
+    layers(store, &full)
+}
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    (work, store)
+}
+
+/// Container cgroups left under the v1 memory hierarchy (the one this machine's limits use).
+fn cgroups_left() -> usize {
+    fs::read_dir("/sys/fs/cgroup/memory/layers").map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0)
+}
+
+#[test]
+fn the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities() {
+    if !need_root("the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities") {
+        return;
+    }
+    let (_work, store) = setup();
+    let script = "echo pid=$$; echo $(ls /proc | grep -E '^[0-9]+$'); hostname; ls /sys/class/net; \
+                  cat /sys/class/net/lo/operstate; grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs)' /proc/self/status; \
+                  ls /proc/self/fd; wc -c </proc/timer_list; (echo 1 >/proc/sys/vm/overcommit_memory) 2>&1; \
+                  (kill -0 1 && echo can-signal-pid-1); ls /dev; cat /etc/hostname";
+    let out = run(&store, &["--rm", "--hostname", "box", "localhost/layered", "/bin/sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "pid=1");
+    // The host has hundreds of processes; inside, only the shell and its pipeline exist.
+    let pids: Vec<u32> = lines[1].split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert!(pids.contains(&1) && pids.len() <= 5 && pids.iter().all(|p| *p < 10), "{o}");
+    assert_eq!(lines[2], "box");
+    assert_eq!(lines[3], "lo", "--net none: only lo");
+    assert_eq!(lines[4], "unknown", "lo is up (loopback reports unknown)");
+    for (key, want) in [
+        ("CapInh", "0000000000000000"),
+        ("CapPrm", "00000000a80425fb"),
+        ("CapEff", "00000000a80425fb"),
+        ("CapBnd", "00000000a80425fb"),
+        ("CapAmb", "0000000000000000"),
+        ("NoNewPrivs", "1"),
+    ] {
+        assert!(o.lines().any(|l| l.starts_with(key) && l.ends_with(want)), "{key} {want} in {o}");
+    }
+    // ls of /proc/self/fd sees its own dir fd as 3; nothing else leaked from layers.
+    let fd_start = lines.iter().position(|l| *l == "0").unwrap();
+    assert_eq!(
+        lines[fd_start..fd_start + 5],
+        ["0", "1", "2", "3", "0"],
+        "fds, then /proc/timer_list is masked (empty): {o}"
+    );
+    assert!(o.contains("Read-only file system"), "/proc/sys is read-only: {o}");
+    for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"] {
+        assert!(o.lines().any(|l| l == dev), "/dev/{dev}: {o}");
+    }
+    assert_eq!(lines.last(), Some(&"box"));
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty(), "--rm removed the container");
+}
+
+#[test]
+fn exit_statuses_follow_docker() {
+    if !need_root("exit_statuses_follow_docker") {
+        return;
+    }
+    let (_work, store) = setup();
+    let before = cgroups_left();
+    for (args, code, says) in [
+        (vec!["/bin/true"], 0, ""),
+        (vec!["/bin/sh", "-c", "exit 1"], 1, ""),
+        (vec!["/etc/passwd"], 126, "/etc/passwd"),
+        (vec!["/no/such/thing"], 127, "\"/no/such/thing\": no such file or directory in image localhost/layered"),
+        (vec!["nosuch"], 127, "\"nosuch\""),
+        // PID 1 ignores signals it does not handle, even SIGKILL from inside: a child shell is killed.
+        (vec!["/bin/sh", "-c", "sh -c 'kill -9 $$'; exit $?"], 137, ""),
+    ] {
+        let mut full = vec!["--rm", "localhost/layered"];
+        full.extend(args.iter());
+        let out = run(&store, &full);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
+    assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0, "no upper dir left");
+    assert_eq!(cgroups_left(), before, "no cgroup left");
+    let bad = layers(&store, &["run", "--rm", "--net", "bridge", "localhost/layered", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("--net bridge"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_memory_hog_is_killed_at_the_limit_and_reported() {
+    if !need_root("a_memory_hog_is_killed_at_the_limit_and_reported") {
+        return;
+    }
+    let (_work, store) = setup();
+    // The seeds' hogger: double a string until the limit stops it.
+    let out = run(
+        &store,
+        &["--rm", "-m", "20M", "localhost/layered", "/bin/sh", "-c", "x=a; while true; do x=\"$x$x\"; done"],
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(stderr(&out).contains("layers: container killed: out of memory (limit 20M)"), "{}", stderr(&out));
+    // Under the limit, the same store runs fine.
+    let ok = run(&store, &["--rm", "-m", "20M", "localhost/layered", "/bin/sh", "-c", "x=aaaa; x=\"$x$x\"; echo ok"]);
+    assert!(ok.status.success());
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit() {
+    if !need_root("a_fork_bomb_stops_at_the_pids_limit") {
+        return;
+    }
+    let (_work, store) = setup();
+    let out = run(
+        &store,
+        &[
+            "--rm",
+            "--pids-limit",
+            "10",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "for i in $(seq 40); do sleep 3 & done; wait",
+        ],
+    );
+    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
+}
+
+#[test]
+fn capabilities_users_env_and_workdir() {
+    if !need_root("capabilities_users_env_and_workdir") {
+        return;
+    }
+    let (work, store) = setup();
+    let denied = run(&store, &["--rm", "--cap-drop", "CHOWN", "localhost/layered", "chown", "5", "/etc/passwd"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(stderr(&denied).contains("Operation not permitted"), "{}", stderr(&denied));
+    assert!(run(&store, &["--rm", "localhost/layered", "chown", "5", "/etc/passwd"]).status.success());
+
+    let out = run(
+        &store,
+        &[
+            "--rm",
+            "-u",
+            "1000:1000",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "id -u; id -g; grep CapEff /proc/self/status",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1000\n1000\nCapEff:\t0000000000000000\n", "a non-root user has no capabilities");
+    let named = run(&store, &["--rm", "-u", "nobody-here", "localhost/layered", "true"]);
+    assert_eq!(named.status.code(), Some(125));
+    assert!(stderr(&named).contains("unable to find user nobody-here"), "{}", stderr(&named));
+
+    let env_file = work.path().join("env");
+    fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let out = run(
+        &store,
+        &[
+            "--rm",
+            "-e",
+            "A=1",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-w",
+            "/new/dir",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "echo $A $FROM_FILE $HOME; pwd",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1 yes /root\n/new/dir\n");
+}
+
+#[test]
+fn without_rm_the_container_stays_for_diff_and_commit() {
+    if !need_root("without_rm_the_container_stays_for_diff_and_commit") {
+        return;
+    }
+    let (_work, store) = setup();
+    let out = run(
+        &store,
+        &[
+            "--name",
+            "kept",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "echo made >/made; rm /etc/hostname.bak 2>/dev/null; rm /etc/group",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let diff = layers_ok(&store, &["diff", "kept"]);
+    assert!(diff.lines().any(|l| l == "A /made") && diff.lines().any(|l| l == "D /etc/group"), "{diff}");
+    assert!(
+        !diff.contains("/etc/hostname") && !diff.contains("/etc/hosts"),
+        "bind-mounted files leave no trace: {diff}"
+    );
+    layers_ok(&store, &["commit", "kept", "kept:v1"]);
+    let again = run(&store, &["--rm", "localhost/kept:v1", "cat", "/made"]);
+    assert_eq!(stdout(&again), "made\n");
+    layers_ok(&store, &["rm", "kept"]);
+}
+
+#[test]
+fn an_image_whose_proc_is_a_symlink_is_refused() {
+    if !need_root("an_image_whose_proc_is_a_symlink_is_refused") {
+        return;
+    }
+    let (work, store) = setup();
+    let tar = work.path().join("evil.tar");
+    let script = "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w')\nfor n in ['bin','etc']:\n  i=tarfile.TarInfo(n); i.type=tarfile.DIRTYPE; i.mode=0o755; t.addfile(i)\ni=tarfile.TarInfo('proc'); i.type=tarfile.SYMTYPE; i.linkname='/etc'; t.addfile(i)\nt.close()\n";
+    let st = std::process::Command::new("python3").args(["-c", script]).arg(&tar).status().unwrap();
+    assert!(st.success());
+    layers_ok(&store, &["import", tar.to_str().unwrap(), "evil:1"]);
+    let out = run(&store, &["--rm", "localhost/evil:1", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(err.lines().count() == 1 && err.contains("/proc in the image is a symlink"), "{err}");
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
+}
