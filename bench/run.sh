@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Run benchmark: `layers run --rm IMAGE /bin/true` on the busybox fixture image and the
+# python bench image (bench/pull.sh builds it), against `crun run` and `runc run` on an
+# OCI bundle made by `umoci unpack`, `bwrap --unshare-all` and `unshare -fpmiu
+# --mount-proc` + chroot over the unpacked rootfs, and `podman run --rm --network=none`.
+# Tools interleaved, stores on tmpfs, medians of ROUNDS runs each.
+#
+# usage: bench/run.sh [ROUNDS]   (default 30; root, Debian 12)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+rounds=${1:-30}
+source "$here/lib.sh"
+ensure_packages podman crun runc bubblewrap umoci skopeo python3
+(cd "$repo" && cargo build --release --locked -q)
+bash "$repo/fixtures/build.sh" >/dev/null
+layers="$repo/target/release/layers"
+scratch=${BENCH_DIR:-/dev/shm/layers-run-bench}
+rm -rf "$scratch"; mkdir -p "$scratch"
+cat >"$scratch/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+CONF
+export CONTAINERS_CONF="$scratch/containers.conf"
+P=(podman --root "$scratch/podman" --runroot /run/lrb-p --storage-driver overlay)
+# crun refuses this hybrid cgroup layout without a v1 hugetlb hierarchy (ANCHORS.md).
+hugetlb_mounted=
+if ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+  mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb none /sys/fs/cgroup/hugetlb && hugetlb_mounted=1
+fi
+cleanup() {
+  "${P[@]}" system reset -f >/dev/null 2>&1 || true
+  [ -n "$hugetlb_mounted" ] && umount /sys/fs/cgroup/hugetlb 2>/dev/null || true
+  rm -rf "$scratch" /run/lrb-p
+}
+trap cleanup EXIT
+
+declare -A layout=([busybox]="$repo/fixtures/cache/oci:layered")
+if [ -e "$here/cache/pull-oci/.complete" ]; then layout[python]="$here/cache/pull-oci:python"; fi
+for img in "${!layout[@]}"; do
+  skopeo copy --quiet "oci:${layout[$img]}" "oci:$scratch/oci-$img:$img"
+  "$layers" --root "$scratch/layers" load -q -i "$scratch/oci-$img" >/dev/null
+  "${P[@]}" tag "$("${P[@]}" pull -q "oci:$scratch/oci-$img:$img")" "localhost/$img:latest"
+  umoci unpack --image "$scratch/oci-$img:$img" "$scratch/bundle-$img" >/dev/null
+  # The command, and no terminal: the bundle runs /bin/true like the others.
+  python3 - "$scratch/bundle-$img/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["args"] = ["/bin/true"]; c["process"]["terminal"] = False
+json.dump(c, open(p, "w"))
+PY
+done
+
+results="$scratch/results"; : >"$results"
+time_it() { # label cmd...
+  local label=$1; shift
+  local t0=$EPOCHREALTIME
+  "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
+  local t1=$EPOCHREALTIME
+  echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.5f", b - a }')" >>"$results"
+}
+for r in $(seq "$rounds"); do
+  for img in "${!layout[@]}"; do
+    b="$scratch/bundle-$img"
+    time_it "$img:layers" "$layers" --root "$scratch/layers" run --rm "localhost/$img" /bin/true
+    time_it "$img:crun" crun run -b "$b" "lrb-$r"
+    time_it "$img:runc" runc run -b "$b" "lrb-$r"
+    time_it "$img:bwrap" bwrap --bind "$b/rootfs" / --proc /proc --dev /dev --unshare-all /bin/true
+    time_it "$img:unshare" unshare -fpmiu --mount-proc="$b/rootfs/proc" chroot "$b/rootfs" /bin/true
+    if [ $((r % 3)) -eq 1 ]; then # podman is slow: a third of the rounds
+      time_it "$img:podman" "${P[@]}" run --rm --network=none --runtime crun "localhost/$img" /bin/true
+    fi
+  done
+done
+
+awk '
+  { t[$1] = t[$1] " " $2 }
+  function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
+    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+  END {
+    split("busybox python", imgs, " ")
+    for (k = 1; k <= 2; k++) {
+      img = imgs[k]; if (!((img ":layers") in t)) continue
+      printf "\n== run --rm %s /bin/true (tmpfs), medians ==\n", img
+      split("layers crun runc bwrap unshare podman", tools, " ")
+      for (i = 1; i <= 6; i++) printf "%-10s %8.1f ms\n", tools[i], median(t[img ":" tools[i]]) * 1000
+      printf "layers / crun run   = %.2fx (target <= 2)\n", median(t[img ":layers"]) / median(t[img ":crun"])
+      printf "layers / podman run = %.3fx (target <= 0.1)\n", median(t[img ":layers"]) / median(t[img ":podman"])
+    }
+  }' "$results"
