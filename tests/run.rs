@@ -22,9 +22,14 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     (work, store)
 }
 
-/// Container cgroups left under the v1 memory hierarchy (the one this machine's limits use).
-fn cgroups_left() -> usize {
-    fs::read_dir("/sys/fs/cgroup/memory/layers").map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0)
+/// A container's cgroup dirs that still exist (v1 controllers and the unified hierarchy).
+fn cgroups_of(short_id: &str) -> Vec<std::path::PathBuf> {
+    ["memory", "pids", "cpu", "unified", ""]
+        .iter()
+        .filter_map(|c| fs::read_dir(Path::new("/sys/fs/cgroup").join(c).join("layers")).ok())
+        .flat_map(|d| d.flatten().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(short_id)))
+        .collect()
 }
 
 #[test]
@@ -79,7 +84,6 @@ fn exit_statuses_follow_docker() {
         return;
     }
     let (_work, store) = setup();
-    let before = cgroups_left();
     for (args, code, says) in [
         (vec!["/bin/true"], 0, ""),
         (vec!["/bin/sh", "-c", "exit 1"], 1, ""),
@@ -97,7 +101,6 @@ fn exit_statuses_follow_docker() {
     }
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
     assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0, "no upper dir left");
-    assert_eq!(cgroups_left(), before, "no cgroup left");
     let bad = layers(&store, &["run", "--rm", "--net", "bridge", "localhost/layered", "true"]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(stderr(&bad).contains("--net bridge"), "{}", stderr(&bad));
@@ -211,6 +214,8 @@ fn without_rm_the_container_stays_for_diff_and_commit() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let id = layers_ok(&store, &["ps", "-a", "-q"]);
+    assert_eq!(cgroups_of(&id), Vec::<std::path::PathBuf>::new(), "the cgroup goes when the container exits");
     let diff = layers_ok(&store, &["diff", "kept"]);
     assert!(diff.lines().any(|l| l == "A /made") && diff.lines().any(|l| l == "D /etc/group"), "{diff}");
     assert!(
@@ -238,5 +243,82 @@ fn an_image_whose_proc_is_a_symlink_is_refused() {
     assert_eq!(out.status.code(), Some(125));
     let err = stderr(&out);
     assert!(err.lines().count() == 1 && err.contains("/proc in the image is a symlink"), "{err}");
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
+}
+
+#[test]
+fn the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off() {
+    if !need_root("the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off") {
+        return;
+    }
+    let (_work, store) = setup();
+    let script = "grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1; echo unshare=$?; \
+                  mount -t tmpfs none /tmp 2>&1; echo mount=$?";
+    let out = run(&store, &["--rm", "localhost/layered", "/bin/sh", "-c", script]);
+    let o = stdout(&out);
+    assert!(o.contains("Seccomp:\t2"), "{o}");
+    assert!(o.contains("unshare(0x10000000): Operation not permitted") && o.contains("unshare=1"), "{o}");
+    assert!(o.contains("mount=") && !o.contains("mount=0"), "{o}");
+    let off = run(
+        &store,
+        &[
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            "localhost/layered",
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!(stdout(&off), "Seccomp:\t0\n");
+    let admin = run(
+        &store,
+        &[
+            "--rm",
+            "--cap-add",
+            "SYS_ADMIN",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "mount -t tmpfs none /tmp && echo mounted",
+        ],
+    );
+    assert_eq!(stdout(&admin), "mounted\n", "CAP_SYS_ADMIN opens mount, as in Docker's profile: {}", stderr(&admin));
+    let typo = run(&store, &["--rm", "--security-opt", "seccomp=/no/such.json", "localhost/layered", "true"]);
+    assert_eq!(typo.status.code(), Some(125));
+}
+
+#[test]
+fn signals_to_layers_run_reach_the_container() {
+    if !need_root("signals_to_layers_run_reach_the_container") {
+        return;
+    }
+    let (_work, store) = setup();
+    let mut child = spawn_layers(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    );
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(status.code(), Some(7), "the container's own exit status");
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
 }

@@ -39,6 +39,8 @@ pub struct ChildSetup {
     pub caps: CapabilitySet,
     /// Skip the /proc masks and keep every capability.
     pub privileged: bool,
+    /// seccomp filters, compiled before the fork; empty for none.
+    pub seccomp: Vec<seccompiler::BpfProgram>,
 }
 
 /// Paths Docker hides under /proc (bind-mounted /dev/null over files, a read-only
@@ -108,7 +110,12 @@ fn setup(s: &ChildSetup) -> Step {
     ensure_dir(&s.cwd)?;
     become_user(&s.user, s)?;
     std::env::set_current_dir(&s.cwd).map_err(|e| format!("change to working dir {}: {e}", s.cwd))?;
-    close_other_fds()
+    close_other_fds()?;
+    // Last: the filters deny what the steps above needed (mount, pivot_root...).
+    for prog in &s.seccomp {
+        seccompiler::apply_filter(prog).map_err(|e| format!("apply seccomp profile: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A dir beneath the new root for a mount: refused if the image made it a symlink

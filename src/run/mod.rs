@@ -5,6 +5,7 @@ mod caps;
 mod cgroup;
 mod child;
 mod netif;
+mod seccomp;
 mod spec;
 mod users;
 
@@ -73,6 +74,9 @@ pub struct RunArgs {
     /// Keep every capability, no /proc masks, no no_new_privs.
     #[arg(long)]
     privileged: bool,
+    /// `seccomp=unconfined` turns the default seccomp profile off.
+    #[arg(long)]
+    security_opt: Vec<String>,
     /// Keep standard input open.
     #[arg(short, long)]
     interactive: bool,
@@ -204,6 +208,54 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     result.map(ExitCode::from)
 }
 
+/// The seccomp filters to apply: none when privileged or `seccomp=unconfined`.
+fn seccomp_filters(a: &RunArgs, caps: rustix::thread::CapabilitySet) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
+    let mut unconfined = a.privileged;
+    for o in &a.security_opt {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", "unconfined")) => unconfined = true,
+            Some(("seccomp", other)) => bail!("--security-opt seccomp={other}: only `unconfined` is supported so far"),
+            _ => bail!("--security-opt {o}: unknown option (supported: seccomp=unconfined)"),
+        }
+    }
+    if unconfined {
+        return Ok(Vec::new());
+    }
+    seccomp::default_profile(caps).map_err(anyhow::Error::msg)
+}
+
+/// Waits for the container's process, forwarding the signals a user or supervisor
+/// sends `layers run` (PID 1 of the namespace takes only those it has a handler for,
+/// as with Docker). No thread: after `unshare(CLONE_NEWPID)` this process can make
+/// none, so a signal interrupts `poll` on the child's pidfd instead.
+fn wait_forwarding(child: &mut std::process::Child) -> anyhow::Result<std::process::ExitStatus> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
+            .context("install signal handlers")?;
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).context("container pid")?;
+    let pidfd =
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).context("open container pidfd")?;
+    // A signal landing between the check and the poll waits for the next tick, at most 100 ms.
+    let tick = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+    loop {
+        for sig in signals.pending() {
+            if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
+                let _ = rustix::process::kill_process(pid, s);
+            }
+        }
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match poll(&mut fds, Some(&tick)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => break,
+            Err(e) => return Err(e).context("wait for the container"),
+        }
+    }
+    signals.handle().close();
+    child.wait().context("wait for the container")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spawn_and_wait(
     store: &Store,
@@ -235,6 +287,7 @@ fn spawn_and_wait(
         cwd: process.cwd.clone(),
         caps,
         privileged: a.privileged,
+        seccomp: seccomp_filters(a, caps)?,
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
@@ -266,7 +319,7 @@ fn spawn_and_wait(
         let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
     }
     match spawned {
-        Ok(mut child) => child.wait().context("wait for the container"),
+        Ok(mut child) => wait_forwarding(&mut child),
         Err(_) if !msg.is_empty() => bail!("start container {}: {msg}", container.name),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
