@@ -322,3 +322,56 @@ fn signals_to_layers_run_reach_the_container() {
     assert_eq!(status.code(), Some(7), "the container's own exit status");
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
 }
+
+#[test]
+fn volumes_and_tmpfs_mount_and_ro_means_read_only() {
+    if !need_root("volumes_and_tmpfs_mount_and_ro_means_read_only") {
+        return;
+    }
+    let (work, store) = setup();
+    let host = work.path().join("vol");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("h.txt"), "from host\n").unwrap();
+    let file = work.path().join("one.conf");
+    fs::write(&file, "conf\n").unwrap();
+    let (h, f) = (host.to_str().unwrap(), file.to_str().unwrap());
+    let script = "cat /data/vol/h.txt; echo from-ctr >/data/vol/new; cat /etc/one.conf; (touch /ro/x) 2>&1; \
+                  (touch /root/x) 2>&1; touch /scratch/x && echo tmpfs-ok";
+    let out = run(
+        &store,
+        &[
+            "--rm",
+            "-v",
+            &format!("{h}:/data/vol"),
+            "-v",
+            &format!("{f}:/etc/one.conf:ro"),
+            "-v",
+            &format!("{h}:/ro:ro"),
+            "--tmpfs",
+            "/scratch",
+            "--read-only",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "from host\nconf\ntouch: /ro/x: Read-only file system\ntouch: /root/x: Read-only file system\ntmpfs-ok\n"
+    );
+    assert_eq!(fs::read_to_string(host.join("new")).unwrap(), "from-ctr\n", "a rw volume writes through to the host");
+    assert!(!host.join("x").exists());
+
+    // An image cannot send a mount elsewhere with a symlink on the target's path.
+    let tar = work.path().join("link.tar");
+    let script = "import sys,tarfile\nt=tarfile.open(sys.argv[1],'w')\ni=tarfile.TarInfo('data'); i.type=tarfile.SYMTYPE; i.linkname='/etc'; t.addfile(i)\nt.close()\n";
+    assert!(std::process::Command::new("python3").args(["-c", script]).arg(&tar).status().unwrap().success());
+    layers_ok(&store, &["import", tar.to_str().unwrap(), "link:1"]);
+    let out = run(&store, &["--rm", "-v", &format!("{h}:/data/vol"), "localhost/link:1", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("/data is a symlink in the image"), "{}", stderr(&out));
+    let bad = run(&store, &["--rm", "-v", "relative:/x", "localhost/layered", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+}

@@ -105,6 +105,12 @@ impl std::fmt::Display for RelPath {
     }
 }
 
+impl AsFd for Subdir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// An open directory tree; every access to it goes through this type.
 #[derive(Debug)]
 pub struct Root {

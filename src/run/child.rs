@@ -6,7 +6,7 @@
 
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use layers_store::mount::{mount_spec, MountOptions, MountSpec};
@@ -41,6 +41,21 @@ pub struct ChildSetup {
     pub privileged: bool,
     /// seccomp filters, compiled before the fork; empty for none.
     pub seccomp: Vec<seccompiler::BpfProgram>,
+    /// Bind mounts from the host (`-v`).
+    pub volumes: Vec<Volume>,
+    /// tmpfs mounts (`--tmpfs`): target and mount options.
+    pub tmpfs: Vec<(String, String)>,
+    /// `--read-only`: the root filesystem mount is read-only (volumes keep their own mode).
+    pub read_only: bool,
+}
+
+/// `-v HOST:CTR[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    /// Absolute path in the container.
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// Paths Docker hides under /proc (bind-mounted /dev/null over files, a read-only
@@ -101,6 +116,16 @@ fn setup(s: &ChildSetup) -> Step {
     mount_kernel_filesystems(root, s.privileged)?;
     for (host, target) in &s.files {
         bind_file(root, host, target)?;
+    }
+    for v in &s.volumes {
+        bind_volume(root, v)?;
+    }
+    for (target, options) in &s.tmpfs {
+        let at = target_beneath(root, target)?;
+        mount_fs("tmpfs", &at.path, MountFlags::NOSUID | MountFlags::NODEV, options)?;
+    }
+    if s.read_only {
+        mount_remount(root, MountFlags::BIND | MountFlags::RDONLY, "").map_err(errno("make the rootfs read-only"))?;
     }
     rustix::system::sethostname(s.hostname.as_bytes()).map_err(errno("set hostname"))?;
     if s.own_network {
@@ -222,6 +247,57 @@ fn bind_file(root: &Path, host: &Path, target: &str) -> Step {
     }
     mount_point(root, target, false)?;
     mount_bind(host, &p).map_err(errno(format!("bind /{target}")))
+}
+
+/// A directory beneath the rootfs, created if missing, reached without following any
+/// symlink (an image cannot redirect a mount out of its rootfs: the runc
+/// CVE-2021-30465 shape). Mounts go on `path`, the fd's magic link.
+struct Target {
+    _dir: layers_store::root::Subdir,
+    path: PathBuf,
+}
+
+fn target_beneath(root: &Path, target: &str) -> Step<Target> {
+    let rel = target.trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") || !target.starts_with('/') {
+        return Err(format!("mount target {target}: must be an absolute path without .."));
+    }
+    let r = layers_store::root::Root::open(root).map_err(|e| format!("open rootfs: {e}"))?;
+    let dir = r.dir(rel.as_bytes(), true).map_err(|e| match r.blocking_component(rel.as_bytes()) {
+        Some((c, true)) => format!("mount target {target}: /{c} is a symlink in the image"),
+        Some((c, false)) => format!("mount target {target}: /{c} is not a directory"),
+        None => format!("mount target {target}: {e}"),
+    })?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
+    Ok(Target { _dir: dir, path })
+}
+
+fn bind_volume(root: &Path, v: &Volume) -> Step {
+    let mut at = if v.host.is_dir() {
+        target_beneath(root, &v.target)?
+    } else {
+        // A file: its dir beneath the rootfs, then the file itself (never through a symlink).
+        let (dir, name) = v.target.rsplit_once('/').unwrap_or(("", &v.target));
+        let parent = target_beneath(root, if dir.is_empty() { "/" } else { dir })?;
+        if std::fs::symlink_metadata(parent.path.join(name)).is_ok_and(|m| !m.is_file()) {
+            return Err(format!("mount target {}: exists and is not a regular file", v.target));
+        }
+        let _ = parent._dir.create_file(name.as_bytes());
+        let path = parent.path.join(name);
+        Target { _dir: parent._dir, path }
+    };
+    let target = std::mem::take(&mut at.path);
+    mount_bind(&v.host, &target).map_err(errno(format!("bind {} on {}", v.host.display(), v.target)))?;
+    at.path = target;
+    if v.read_only {
+        // A bind mount takes read-only only on a remount of itself, named by its path now
+        // (the fd still names the dir underneath). Nothing has run in the rootfs since the
+        // path was checked symlink-free.
+        let mounted = root.join(v.target.trim_start_matches('/'));
+        mount_remount(&mounted, MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV, "")
+            .map_err(errno(format!("make {} read-only", v.target)))?;
+    }
+    Ok(())
 }
 
 /// `lo` up in the new network namespace.

@@ -74,6 +74,15 @@ pub struct RunArgs {
     /// Keep every capability, no /proc masks, no no_new_privs.
     #[arg(long)]
     privileged: bool,
+    /// Bind mount a host path: HOST:CONTAINER[:ro|rw].
+    #[arg(short, long)]
+    volume: Vec<String>,
+    /// Mount a tmpfs: CONTAINER[:OPTIONS] (e.g. `/run:size=64m`).
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
     /// `seccomp=unconfined` turns the default seccomp profile off.
     #[arg(long)]
     security_opt: Vec<String>,
@@ -208,6 +217,37 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     result.map(ExitCode::from)
 }
 
+/// Parses `-v HOST:CONTAINER[:ro|rw]`; a missing host dir is created, as Docker does.
+fn volume(spec: &str) -> anyhow::Result<child::Volume> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, target, mode) = match parts.as_slice() {
+        [h, t] => (*h, *t, "rw"),
+        [h, t, m] => (*h, *t, *m),
+        _ => bail!("-v {spec}: want HOST:CONTAINER[:ro|rw]"),
+    };
+    let read_only = match mode {
+        "ro" => true,
+        "rw" => false,
+        other => bail!("-v {spec}: unknown mode {other:?} (ro or rw)"),
+    };
+    if !host.starts_with('/') || !target.starts_with('/') {
+        bail!("-v {spec}: both paths must be absolute (named volumes are not supported)");
+    }
+    if !std::path::Path::new(host).exists() {
+        std::fs::create_dir_all(host).with_context(|| format!("-v {spec}: create {host}"))?;
+    }
+    Ok(child::Volume { host: PathBuf::from(host), target: target.to_string(), read_only })
+}
+
+/// Parses `--tmpfs CONTAINER[:OPTIONS]` (default options: Docker's `mode=1777`).
+fn tmpfs(spec: &str) -> anyhow::Result<(String, String)> {
+    let (target, options) = spec.split_once(':').unwrap_or((spec, "mode=1777"));
+    if !target.starts_with('/') {
+        bail!("--tmpfs {spec}: the path must be absolute");
+    }
+    Ok((target.to_string(), options.to_string()))
+}
+
 /// The seccomp filters to apply: none when privileged or `seccomp=unconfined`.
 fn seccomp_filters(a: &RunArgs, caps: rustix::thread::CapabilitySet) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
     let mut unconfined = a.privileged;
@@ -288,6 +328,9 @@ fn spawn_and_wait(
         caps,
         privileged: a.privileged,
         seccomp: seccomp_filters(a, caps)?,
+        volumes: a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<_>>()?,
+        tmpfs: a.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?,
+        read_only: a.read_only,
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
