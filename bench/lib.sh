@@ -10,3 +10,13 @@ ensure_packages() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
 }
+
+# Points podman at a containers.conf in DIR with the ulimits this sandbox allows
+# (it lacks CAP_SYS_RESOURCE; see ANCHORS.md).
+podman_conf() {
+  cat >"$1/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+CONF
+  export CONTAINERS_CONF="$1/containers.conf"
+}

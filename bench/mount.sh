@@ -22,11 +22,7 @@ layers="$repo/target/release/layers"
 
 scratch=${BENCH_DIR:-/dev/shm/layers-mount-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
-cat >"$scratch/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-CONF
-export CONTAINERS_CONF="$scratch/containers.conf"
+podman_conf "$scratch"
 P=(podman --root "$scratch/podman" --runroot /run/lmb-p --storage-driver overlay)
 B=(buildah --root "$scratch/podman" --runroot /run/lmb-p --storage-driver overlay)
 L=("$layers" --root "$scratch/layers")

@@ -81,11 +81,7 @@ c_pid=; d_pid=
 trap 'kill $reg_pid $c_pid $d_pid 2>/dev/null; sleep 0.5; umount -R "$scratch"/run-*/docker "$scratch"/run-*/containerd 2>/dev/null; rm -rf "$scratch"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 for img in python python2x python4x small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
-cat >"$scratch/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-CONF
-export CONTAINERS_CONF="$scratch/containers.conf"
+podman_conf "$scratch"
 
 # The daemons for one round, each on fresh state under $1 (short runtime paths: socket length limits).
 start_daemons() { # dir round

@@ -17,11 +17,7 @@ bash "$repo/fixtures/build.sh" >/dev/null
 layers="$repo/target/release/layers"
 scratch=${BENCH_DIR:-/dev/shm/layers-run-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
-cat >"$scratch/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-CONF
-export CONTAINERS_CONF="$scratch/containers.conf"
+podman_conf "$scratch"
 P=(podman --root "$scratch/podman" --runroot /run/lrb-p --storage-driver overlay)
 # crun refuses this hybrid cgroup layout without a v1 hugetlb hierarchy (ANCHORS.md).
 hugetlb_mounted=
