@@ -39,7 +39,7 @@ pub struct UmountArgs {
 /// Arguments of `layers ps`.
 #[derive(Args)]
 pub struct PsArgs {
-    /// Show every container, not only mounted ones.
+    /// Show every container, not only running or mounted ones.
     #[arg(short, long)]
     all: bool,
     /// Show only IDs.
@@ -145,7 +145,11 @@ pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
-    let all: Vec<ContainerRow> = store.containers()?.into_iter().filter(|c| a.all || store.is_mounted(c)).collect();
+    let all: Vec<ContainerRow> = store
+        .containers()?
+        .into_iter()
+        .filter(|c| a.all || store.is_mounted(c) || crate::run::running(store, c).is_some())
+        .collect();
     if a.quiet {
         for c in &all {
             outln!("{}", c.short_id());
@@ -153,7 +157,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "{:<14}{:<32}{:<24}{:<10}{:<9}{:<10}{}",
+        "{:<14}{:<32}{:<24}{:<16}{:<9}{:<10}{}",
         "CONTAINER ID",
         "IMAGE",
         "CREATED",
@@ -165,12 +169,14 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
     for c in &all {
         let mounted = if store.is_mounted(c) { "yes" } else { "no" };
         outln!(
-            "{:<14}{:<32}{:<24}{:<10}{:<9}{:<10}{}",
+            "{:<14}{:<32}{:<24}{:<16}{:<9}{:<10}{}",
             c.short_id(),
             image_name(store, c),
             format::ago(&rfc3339(c.created)),
-            // Nothing runs in a container yet (that is `layers run`'s, to come).
-            "Created",
+            match crate::run::running(store, c) {
+                Some(r) => format!("Up (pid {})", r.pid),
+                None => "Created".to_string(),
+            },
             mounted,
             format::size(store.upper_size(c)),
             c.name

@@ -82,6 +82,8 @@ enum Command {
     Rmi(images_cmd::RmiArgs),
     /// Run a command in a new container.
     Run(Box<run::RunArgs>),
+    /// Run a command in a running container.
+    Exec(run::ExecArgs),
     /// Create a container (a writable layer) on an image.
     Create(containers_cmd::CreateArgs),
     /// Mount a container (or a new one on an image) and print where.
@@ -174,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(a) => images_cmd::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
         Command::Run(a) => run::run(&store, a),
+        Command::Exec(a) => run::exec(&store, a),
         Command::Create(a) => containers_cmd::create(&store, a),
         Command::Mount(a) => containers_cmd::mount(&store, a),
         Command::Umount(a) => containers_cmd::umount(&store, a),

@@ -375,3 +375,48 @@ fn volumes_and_tmpfs_mount_and_ro_means_read_only() {
     let bad = run(&store, &["--rm", "-v", "relative:/x", "localhost/layered", "true"]);
     assert_eq!(bad.status.code(), Some(125));
 }
+
+#[test]
+fn exec_joins_a_running_container_next_to_its_pid_1() {
+    if !need_root("exec_joins_a_running_container_next_to_its_pid_1") {
+        return;
+    }
+    let (_work, store) = setup();
+    let mut sleeper = spawn_layers(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "sleeper",
+            "-e",
+            "FOO=bar",
+            "localhost/layered",
+            "/bin/sh",
+            "-c",
+            "trap 'exit 0' TERM; echo up; while :; do sleep 0.1; done",
+        ],
+    );
+    let mut out = sleeper.stdout.take().unwrap();
+    let mut up = [0u8; 3];
+    std::io::Read::read_exact(&mut out, &mut up).unwrap();
+    let ps = layers_ok(&store, &["ps"]);
+    assert!(ps.contains("sleeper") && ps.contains("Up (pid "), "ps lists the running container: {ps}");
+    let script = "echo pid=$$ FOO=$FOO; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -E '^(Seccomp|CapEff):' /proc/self/status";
+    let ex = layers(&store, &["exec", "sleeper", "/bin/sh", "-c", script]);
+    assert!(ex.status.success(), "{}", stderr(&ex));
+    let o = stdout(&ex);
+    assert!(o.starts_with("pid=") && !o.starts_with("pid=1 ") && o.contains("FOO=bar"), "{o}");
+    assert!(o.contains("/bin/sh -c trap"), "sees the container's PID 1: {o}");
+    assert!(o.contains("Seccomp:\t2") && o.contains("CapEff:\t00000000a80425fb"), "{o}");
+    assert_eq!(layers(&store, &["exec", "sleeper", "sh", "-c", "exit 5"]).status.code(), Some(5));
+    assert_eq!(layers(&store, &["exec", "sleeper", "/no/such"]).status.code(), Some(127));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(sleeper.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(sleeper.wait().unwrap().success());
+    let gone = layers(&store, &["exec", "sleeper", "true"]);
+    assert_eq!(gone.status.code(), Some(125));
+}

@@ -136,6 +136,17 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The `cgroup.procs` files of container `id`'s cgroup made by `create` (for `exec`).
+    pub fn procs_files_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
+        match hierarchy {
+            Hierarchy::V2(root) => vec![root.join("layers").join(id).join("cgroup.procs")],
+            Hierarchy::V1(root) => ["memory", "pids", "cpu"]
+                .iter()
+                .map(|c| root.join(c).join("layers").join(id).join("cgroup.procs"))
+                .collect(),
+        }
+    }
+
     /// `cgroup.procs` files a process writes `0` into to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()

@@ -86,14 +86,16 @@ fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> Stri
 /// Runs in the child: on error, the message goes to `err` and an error is returned
 /// (so `Command::spawn` fails instead of exec'ing).
 pub fn run_in_child(s: &ChildSetup, err: &OwnedFd) -> std::io::Result<()> {
-    match setup(s) {
-        Ok(()) => Ok(()),
-        Err(msg) => {
-            let mut f = std::fs::File::from(err.try_clone()?);
-            let _ = f.write_all(msg.as_bytes());
-            Err(std::io::Error::other(msg))
-        }
-    }
+    report(setup(s), err)
+}
+
+/// Passes a failed step's message to the parent and fails the spawn.
+fn report(step: Step, err: &OwnedFd) -> std::io::Result<()> {
+    step.or_else(|msg| {
+        let mut f = std::fs::File::from(err.try_clone()?);
+        let _ = f.write_all(msg.as_bytes());
+        Err(std::io::Error::other(msg))
+    })
 }
 
 fn setup(s: &ChildSetup) -> Step {
@@ -133,14 +135,56 @@ fn setup(s: &ChildSetup) -> Step {
     }
     pivot(root)?;
     ensure_dir(&s.cwd)?;
-    become_user(&s.user, s)?;
+    become_user(&s.user, s.caps, s.privileged)?;
     std::env::set_current_dir(&s.cwd).map_err(|e| format!("change to working dir {}: {e}", s.cwd))?;
     close_other_fds()?;
-    // Last: the filters deny what the steps above needed (mount, pivot_root...).
-    for prog in &s.seccomp {
+    apply_seccomp(&s.seccomp)
+}
+
+/// Last of all: the filters deny what the steps before needed (mount, pivot_root, setns...).
+fn apply_seccomp(filters: &[seccompiler::BpfProgram]) -> Step {
+    for prog in filters {
         seccompiler::apply_filter(prog).map_err(|e| format!("apply seccomp profile: {e}"))?;
     }
     Ok(())
+}
+
+/// What `layers exec` needs to join a running container.
+pub struct JoinSetup {
+    /// `cgroup.procs` files of the container's cgroup.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// A pidfd of the container's PID 1.
+    pub pidfd: OwnedFd,
+    pub user: users::User,
+    pub cwd: String,
+    pub caps: CapabilitySet,
+    pub privileged: bool,
+    pub seccomp: Vec<seccompiler::BpfProgram>,
+}
+
+/// Runs in the `layers exec` child: the container's cgroup, then its mount, UTS, IPC,
+/// network and cgroup namespaces (the PID namespace was joined by the parent), then
+/// the same identity steps as `run`.
+pub fn join_in_child(j: &JoinSetup, err: &OwnedFd) -> std::io::Result<()> {
+    let steps = || -> Step {
+        for procs in &j.cgroup_procs {
+            std::fs::write(procs, "0").map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
+        }
+        use rustix::thread::ThreadNameSpaceType as T;
+        let kinds = T::MOUNT
+            | T::HOST_NAME_AND_NIS_DOMAIN_NAME
+            | T::INTER_PROCESS_COMMUNICATION
+            | T::NETWORK
+            | T::CONTROL_GROUP;
+        // Joining the mount namespace also moves our root and cwd to its root: the container's.
+        rustix::thread::move_into_thread_name_spaces(j.pidfd.as_fd(), kinds)
+            .map_err(errno("join the container's namespaces"))?;
+        become_user(&j.user, j.caps, j.privileged)?;
+        std::env::set_current_dir(&j.cwd).map_err(|e| format!("change to working dir {}: {e}", j.cwd))?;
+        close_other_fds()?;
+        apply_seccomp(&j.seccomp)
+    };
+    report(steps(), err)
 }
 
 /// A dir beneath the new root for a mount: refused if the image made it a symlink
@@ -319,9 +363,9 @@ fn ensure_dir(path: &str) -> Step {
     std::fs::create_dir_all(path).map_err(|e| format!("create working dir {path}: {e}"))
 }
 
-fn become_user(u: &users::User, s: &ChildSetup) -> Step {
+fn become_user(u: &users::User, caps: CapabilitySet, privileged: bool) -> Step {
     use rustix::thread::{remove_capability_from_bounding_set, set_capabilities, set_no_new_privs};
-    let keep = if s.privileged { CapabilitySet::all() } else { s.caps };
+    let keep = if privileged { CapabilitySet::all() } else { caps };
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if !keep.contains(cap) {
@@ -350,7 +394,7 @@ fn become_user(u: &users::User, s: &ChildSetup) -> Step {
         }
     };
     set_capabilities(None, sets).map_err(errno("set capabilities"))?;
-    if !s.privileged {
+    if !privileged {
         set_no_new_privs(true).map_err(errno("set no_new_privs"))?;
     }
     Ok(())

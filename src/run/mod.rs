@@ -9,6 +9,7 @@ mod seccomp;
 mod spec;
 mod users;
 
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -249,9 +250,13 @@ fn tmpfs(spec: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// The seccomp filters to apply: none when privileged or `seccomp=unconfined`.
-fn seccomp_filters(a: &RunArgs, caps: rustix::thread::CapabilitySet) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
-    let mut unconfined = a.privileged;
-    for o in &a.security_opt {
+fn seccomp_filters(
+    security_opt: &[String],
+    privileged: bool,
+    caps: rustix::thread::CapabilitySet,
+) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
+    let mut unconfined = privileged;
+    for o in security_opt {
         match o.split_once(['=', ':']) {
             Some(("seccomp", "unconfined")) => unconfined = true,
             Some(("seccomp", other)) => bail!("--security-opt seccomp={other}: only `unconfined` is supported so far"),
@@ -268,12 +273,11 @@ fn seccomp_filters(a: &RunArgs, caps: rustix::thread::CapabilitySet) -> anyhow::
 /// sends `layers run` (PID 1 of the namespace takes only those it has a handler for,
 /// as with Docker). No thread: after `unshare(CLONE_NEWPID)` this process can make
 /// none, so a signal interrupts `poll` on the child's pidfd instead.
-fn wait_forwarding(child: &mut std::process::Child) -> anyhow::Result<std::process::ExitStatus> {
+fn wait_forwarding(
+    child: &mut std::process::Child,
+    mut signals: signal_hook::iterator::Signals,
+) -> anyhow::Result<std::process::ExitStatus> {
     use rustix::event::{poll, PollFd, PollFlags};
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
-            .context("install signal handlers")?;
     let pid = rustix::process::Pid::from_raw(child.id() as i32).context("container pid")?;
     let pidfd =
         rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).context("open container pidfd")?;
@@ -312,10 +316,13 @@ fn spawn_and_wait(
     let init = init_layer(&store.container_dir(&container.id), &view.lowers)?;
     mount.lowers.insert(0, init);
     let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
+    let user_spec = user.clone();
     let mut env = process.env.clone();
     if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
         *home = format!("HOME={}", user.home);
     }
+    let seccomp = seccomp_filters(&a.security_opt, a.privileged, caps)?;
+    let seccomp_on = !seccomp.is_empty();
     let setup = child::ChildSetup {
         cgroup_procs: cg.procs_files(),
         mount,
@@ -327,7 +334,7 @@ fn spawn_and_wait(
         cwd: process.cwd.clone(),
         caps,
         privileged: a.privileged,
-        seccomp: seccomp_filters(a, caps)?,
+        seccomp,
         volumes: a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<_>>()?,
         tmpfs: a.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?,
         read_only: a.read_only,
@@ -338,22 +345,84 @@ fn spawn_and_wait(
     // CLONE_NEWPID changes only which namespace later children are born in.
     #[allow(unsafe_code)]
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }.context("unshare PID namespace")?;
-    let mut cmd = Command::new(&process.argv[0]);
-    cmd.args(&process.argv[1..]).env_clear();
-    for kv in &env {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    if !a.interactive {
-        cmd.stdin(Stdio::null());
-    }
+    let mut cmd = command(process, &env, a.interactive);
     // SAFETY: the closure runs in the forked child of a single-threaded process, so the
     // allocations and std calls it makes cannot deadlock on a lock another thread held.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || child::run_in_child(&setup, &err_w));
     }
+    let state = store.container_dir(&container.id).join(RUNNING);
+    let launched = launch(cmd, err_r, &container.name, process, &a.image, |pid| {
+        let running = Running {
+            pid,
+            user: user_spec.clone(),
+            env: env.clone(),
+            cwd: process.cwd.clone(),
+            caps: caps.bits(),
+            privileged: a.privileged,
+            seccomp: seccomp_on,
+        };
+        let _ = std::fs::write(&state, serde_json::to_vec(&running).unwrap_or_default());
+    });
+    let _ = std::fs::remove_file(&state);
+    launched
+}
+
+/// A running container's process, kept in its dir while it runs (for `exec` and `ps`).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Running {
+    /// Host PID of its PID 1.
+    pub pid: u32,
+    user: users::User,
+    env: Vec<String>,
+    cwd: String,
+    caps: u64,
+    privileged: bool,
+    seccomp: bool,
+}
+
+/// File name of the running state in a container's dir.
+const RUNNING: &str = "running.json";
+
+/// The running state of a container, if its process is alive (its cgroup names the container).
+pub fn running(store: &Store, c: &layers_store::ContainerRow) -> Option<Running> {
+    let bytes = std::fs::read(store.container_dir(&c.id).join(RUNNING)).ok()?;
+    let r: Running = serde_json::from_slice(&bytes).ok()?;
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).ok()?;
+    cgroups.contains(&c.id).then_some(r)
+}
+
+fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
+    let mut cmd = Command::new(&process.argv[0]);
+    cmd.args(&process.argv[1..]).env_clear();
+    for kv in env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    if !interactive {
+        cmd.stdin(Stdio::null());
+    }
+    cmd
+}
+
+/// Spawns `cmd` (whose pre_exec reports failures on `err_r`'s pipe), calls `started`
+/// with the PID, waits forwarding signals. A failed setup is our error (125); a
+/// failed exec is the command's status (126, 127), as Docker reports them.
+fn launch(
+    mut cmd: Command,
+    err_r: std::os::fd::OwnedFd,
+    name: &str,
+    process: &spec::Process,
+    image: &str,
+    started: impl FnOnce(u32),
+) -> anyhow::Result<std::process::ExitStatus> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+    // Caught from before the fork: a signal arriving while the container starts is
+    // forwarded, not fatal to us (which would orphan the container).
+    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
+        .context("install signal handlers")?;
     let spawned = cmd.spawn();
     drop(cmd);
     let mut msg = String::new();
@@ -362,20 +431,95 @@ fn spawn_and_wait(
         let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
     }
     match spawned {
-        Ok(mut child) => wait_forwarding(&mut child),
-        Err(_) if !msg.is_empty() => bail!("start container {}: {msg}", container.name),
+        Ok(mut child) => {
+            started(child.id());
+            wait_forwarding(&mut child, signals)
+        }
+        Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
-                "layers: exec {:?}: no such file or directory in image {} (PATH {})",
+                "layers: exec {:?}: no such file or directory in image {image} (PATH {})",
                 process.argv[0],
-                a.image,
                 process.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default()
             );
             Ok(std::process::ExitStatus::from_raw((EXIT_NOT_FOUND as i32) << 8))
         }
         Err(e) => {
-            eprintln!("layers: exec {:?} in image {}: {e}", process.argv[0], a.image);
+            eprintln!("layers: exec {:?} in image {image}: {e}", process.argv[0]);
             Ok(std::process::ExitStatus::from_raw((EXIT_CANNOT_EXEC as i32) << 8))
         }
     }
+}
+
+/// Arguments of `layers exec`.
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Set an environment variable.
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// Working directory inside.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User inside: UID[:GID] or NAME[:GROUP].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Keep standard input open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// A running container.
+    container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `layers exec`: a process in a running container's namespaces, cgroup, identity and seccomp profile.
+pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let c = store.resolve_container(&a.container)?;
+    let Some(r) = running(store, &c) else { bail!("exec {}: container is not running", c.name) };
+    let user = match &a.user {
+        Some(u) => users::resolve(u, &store.container_view(&c)?.lowers).map_err(anyhow::Error::msg)?,
+        None => r.user.clone(),
+    };
+    let mut env = r.env.clone();
+    for e in &a.env {
+        spec::set_env(&mut env, e);
+    }
+    let process = spec::Process {
+        argv: a.command.clone(),
+        env: env.clone(),
+        cwd: a.workdir.clone().unwrap_or(r.cwd.clone()),
+        user: String::new(),
+    };
+    let caps = rustix::thread::CapabilitySet::from_bits_retain(r.caps);
+    let seccomp = if r.seccomp { seccomp::default_profile(caps).map_err(anyhow::Error::msg)? } else { Vec::new() };
+    let pid = rustix::process::Pid::from_raw(r.pid as i32).context("container pid")?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .with_context(|| format!("exec {}: open its process", c.name))?;
+    // Children from here on are born in the container's PID namespace.
+    rustix::thread::move_into_thread_name_spaces(pidfd.as_fd(), rustix::thread::ThreadNameSpaceType::PROCESS_ID)
+        .with_context(|| format!("exec {}: join its PID namespace", c.name))?;
+    let join = child::JoinSetup {
+        cgroup_procs: cgroup::Cgroup::procs_files_of(&cgroup::Hierarchy::detect()?, &c.id),
+        pidfd,
+        user,
+        cwd: process.cwd.clone(),
+        caps,
+        privileged: r.privileged,
+        seccomp,
+    };
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
+    let mut cmd = command(&process, &env, a.interactive);
+    // SAFETY: as in `run`: the child of a single-threaded process.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || child::join_in_child(&join, &err_w));
+    }
+    let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
+    let status = launch(cmd, err_r, &c.name, &process, &image, |_| {})?;
+    Ok(ExitCode::from(match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128 + sig as u8,
+        _ => crate::EXIT_FAILURE,
+    }))
 }

@@ -3,7 +3,7 @@
 //! files only, at most 1 MiB each, symlinks not followed).
 
 /// Who the process runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub uid: u32,
     pub gid: u32,
