@@ -171,11 +171,17 @@ impl Cgroup {
     /// Removes the cgroup dirs (they must be empty of processes; retried briefly while the kernel finishes).
     pub fn remove(&mut self) {
         for dir in self.dirs.drain(..).rev() {
-            for _ in 0..100 {
+            // The last process leaves its cgroup a moment after it is reaped: poll, briefly
+            // at first (a run of /bin/true must not pay milliseconds here), for up to ~1 s.
+            let mut wait = std::time::Duration::from_micros(50);
+            for _ in 0..30 {
                 match fs::remove_dir(&dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    Err(_) => {
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(std::time::Duration::from_millis(50));
+                    }
                 }
             }
         }
