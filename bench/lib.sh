@@ -20,3 +20,10 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 CONF
   export CONTAINERS_CONF="$1/containers.conf"
 }
+
+# awk function median(list): the median of a space-separated list of numbers.
+# Usage: awk "$MEDIAN_AWK"' ...program... '
+MEDIAN_AWK='
+  function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
+    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+'

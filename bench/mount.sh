@@ -91,10 +91,8 @@ for r in $(seq "$commit_rounds"); do
   "${B[@]}" rm "$bc" >/dev/null; "${P[@]}" rmi -f "localhost/bbench:$r" >/dev/null
 done
 
-awk '
+awk "$MEDIAN_AWK"'
   { t[$1] = t[$1] " " $2 }
-  function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
-    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
   END {
     printf "\n== create + mount (tmpfs), medians of '"$rounds"' rounds ==\n"
     for (k = 1; k <= 2; k++) {

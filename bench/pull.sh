@@ -128,10 +128,8 @@ for img in ${IMAGES:-python python2x python4x small}; do
     rm -rf "$d" "/run/lpb-$r"
   done
 done
-awk '
+awk "$MEDIAN_AWK"'
   { t[$1] = t[$1] " " $2; m[$1] = m[$1] " " $3 }
-  function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
-    return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
   END {
     split("python python2x python4x small", names, " ")
     for (img = 1; img <= 4; img++) {
