@@ -145,13 +145,18 @@ pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
-    let all: Vec<ContainerRow> = store
+    // Each container's state is read once: /proc and statx per container.
+    let rows: Vec<(ContainerRow, Option<crate::run::Running>, bool)> = store
         .containers()?
         .into_iter()
-        .filter(|c| a.all || store.is_mounted(c) || crate::run::running(store, c).is_some())
+        .map(|c| {
+            let (running, mounted) = (crate::run::running(store, &c), store.is_mounted(&c));
+            (c, running, mounted)
+        })
+        .filter(|(_, running, mounted)| a.all || *mounted || running.is_some())
         .collect();
     if a.quiet {
-        for c in &all {
+        for (c, _, _) in &rows {
             outln!("{}", c.short_id());
         }
         return Ok(ExitCode::SUCCESS);
@@ -166,18 +171,17 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
         "SIZE",
         "NAMES"
     );
-    for c in &all {
-        let mounted = if store.is_mounted(c) { "yes" } else { "no" };
+    for (c, running, mounted) in &rows {
         outln!(
             "{:<14}{:<32}{:<24}{:<16}{:<9}{:<10}{}",
             c.short_id(),
             image_name(store, c),
             format::ago(&rfc3339(c.created)),
-            match crate::run::running(store, c) {
+            match running {
                 Some(r) => format!("Up (pid {})", r.pid),
                 None => "Created".to_string(),
             },
-            mounted,
+            if *mounted { "yes" } else { "no" },
             format::size(store.upper_size(c)),
             c.name
         );

@@ -262,11 +262,7 @@ impl Store {
 
     /// A read-only view of a container: its upper dir as the top layer.
     pub fn container_view(&self, c: &ContainerRow) -> Result<MountSpec> {
-        let mut spec = self.container_mount(c)?;
-        if let Some((upper, _)) = spec.upper.take() {
-            spec.lowers.insert(0, upper);
-        }
-        Ok(spec)
+        Ok(self.container_mount(c)?.view())
     }
 
     /// A read-only view of an image.

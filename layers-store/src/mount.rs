@@ -35,6 +35,14 @@ pub struct MountSpec {
     pub upper: Option<(PathBuf, PathBuf)>,
 }
 
+impl MountSpec {
+    /// The same tree read-only: the upper dir, if any, becomes the top layer.
+    pub fn view(&self) -> MountSpec {
+        let upper = self.upper.iter().map(|(u, _)| u.clone());
+        MountSpec { lowers: upper.chain(self.lowers.iter().cloned()).collect(), upper: None }
+    }
+}
+
 /// How a mount is made.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MountOptions {

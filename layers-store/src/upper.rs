@@ -172,24 +172,29 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-/// Extended attributes of a node, sorted, without overlay's private ones.
-fn xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
+/// The names of a node's extended attributes (none where the filesystem has none).
+fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix::io::Errno> {
     let mut names = vec![0u8; 64 * 1024];
     let n = match rustix::fs::llistxattr(p, &mut names[..]) {
         Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(err(e)),
+        Err(rustix::io::Errno::NOTSUP) => 0,
+        Err(e) => return Err(e),
     };
+    Ok(names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect())
+}
+
+/// Extended attributes of a node, sorted, without overlay's private ones.
+fn xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
     let mut out = Vec::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    for name in xattr_names(p).map_err(err)? {
         if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
             continue;
         }
         let mut value = vec![0u8; 64 * 1024];
-        let len = rustix::fs::lgetxattr(p, name, &mut value[..]).map_err(err)?;
+        let len = rustix::fs::lgetxattr(p, &name[..], &mut value[..]).map_err(err)?;
         value.truncate(len);
-        out.push((name.to_vec(), value));
+        out.push((name, value));
     }
     out.sort();
     Ok(out)
@@ -312,11 +317,9 @@ pub fn clean(upper: &Path) -> Result<()> {
         if m.file_type().is_symlink() {
             return Ok(false);
         }
-        let mut names = vec![0u8; 64 * 1024];
-        let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap_or(0);
-        for name in names[..n].split(|&b| b == 0) {
+        for name in xattr_names(p).unwrap_or_default() {
             if name.starts_with(b"trusted.overlay.") && name != OPAQUE_XATTR {
-                rustix::fs::lremovexattr(p, name).map_err(|e| Error::errno("clean upper dir", p.display(), e))?;
+                rustix::fs::lremovexattr(p, &name[..]).map_err(|e| Error::errno("clean upper dir", p.display(), e))?;
             }
         }
         Ok(true)

@@ -196,20 +196,12 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &limits)?;
         let files = etc_files(&store.container_dir(&container.id), &hostname)?;
         let status = spawn_and_wait(store, &container, &process, &cg, files, own_network, caps, a)?;
-        let code = match (status.code(), status.signal()) {
-            (Some(c), _) => c as u8,
-            (None, Some(sig)) => {
-                if sig == 9 && cg.oom_killed() {
-                    let limit =
-                        cg.memory_limit().map(|m| format!(" (limit {})", a.memory.clone().unwrap_or(m.to_string())));
-                    eprintln!("layers: container killed: out of memory{}", limit.unwrap_or_default());
-                }
-                128 + sig as u8
-            }
-            _ => crate::EXIT_FAILURE,
-        };
+        if status.signal() == Some(9) && cg.oom_killed() {
+            let limit = cg.memory_limit().map(|m| format!(" (limit {})", a.memory.clone().unwrap_or(m.to_string())));
+            eprintln!("layers: container killed: out of memory{}", limit.unwrap_or_default());
+        }
         cg.remove();
-        Ok(code)
+        Ok(exit_code(status))
     })();
     if a.rm {
         let c = store.resolve_container(&container.id)?;
@@ -312,7 +304,7 @@ fn spawn_and_wait(
     a: &RunArgs,
 ) -> anyhow::Result<std::process::ExitStatus> {
     let mut mount = store.container_mount(container)?;
-    let view = store.container_view(container)?;
+    let view = mount.view();
     let init = init_layer(&store.container_dir(&container.id), &view.lowers)?;
     mount.lowers.insert(0, init);
     let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
@@ -517,9 +509,14 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
     let status = launch(cmd, err_r, &c.name, &process, &image, |_| {})?;
-    Ok(ExitCode::from(match (status.code(), status.signal()) {
+    Ok(ExitCode::from(exit_code(status)))
+}
+
+/// The command's status as a shell reports it: its code, or 128 + the signal that killed it.
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(sig)) => 128 + sig as u8,
         _ => crate::EXIT_FAILURE,
-    }))
+    }
 }
