@@ -146,11 +146,11 @@ pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
 
 pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
     // Each container's state is read once: /proc and statx per container.
-    let rows: Vec<(ContainerRow, Option<crate::run::Running>, bool)> = store
+    let rows: Vec<(ContainerRow, Option<crate::run::state::Running>, bool)> = store
         .containers()?
         .into_iter()
         .map(|c| {
-            let (running, mounted) = (crate::run::running(store, &c), store.is_mounted(&c));
+            let (running, mounted) = (crate::run::state::running(store, &c), store.is_mounted(&c));
             (c, running, mounted)
         })
         .filter(|(_, running, mounted)| a.all || *mounted || running.is_some())
@@ -161,8 +161,17 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let statuses: Vec<String> = rows
+        .iter()
+        .map(|(c, running, _)| match (running, crate::run::state::exited(store, c)) {
+            (Some(r), _) => format!("Up (pid {})", r.pid),
+            (None, Some(e)) => format!("Exited ({}) {}", e.code, format::ago(&rfc3339(e.finished))),
+            (None, None) => "Created".to_string(),
+        })
+        .collect();
+    let sw = statuses.iter().map(|s| s.len() + 2).max().unwrap_or(0).max(16);
     outln!(
-        "{:<14}{:<32}{:<24}{:<16}{:<9}{:<10}{}",
+        "{:<14}{:<32}{:<24}{:<sw$}{:<9}{:<10}{}",
         "CONTAINER ID",
         "IMAGE",
         "CREATED",
@@ -171,16 +180,13 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
         "SIZE",
         "NAMES"
     );
-    for (c, running, mounted) in &rows {
+    for ((c, _, mounted), status) in rows.iter().zip(statuses) {
         outln!(
-            "{:<14}{:<32}{:<24}{:<16}{:<9}{:<10}{}",
+            "{:<14}{:<32}{:<24}{:<sw$}{:<9}{:<10}{}",
             c.short_id(),
             image_name(store, c),
             format::ago(&rfc3339(c.created)),
-            match running {
-                Some(r) => format!("Up (pid {})", r.pid),
-                None => "Created".to_string(),
-            },
+            status,
             if *mounted { "yes" } else { "no" },
             format::size(store.upper_size(c)),
             c.name
@@ -191,7 +197,22 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
 
 pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
     for name in &a.containers {
-        let c = store.resolve_container(name)?;
+        let mut c = store.resolve_container(name)?;
+        if let Some(r) = crate::run::state::running(store, &c) {
+            if !a.force {
+                bail!("rm {}: container is running: stop it first, or use -f", c.name);
+            }
+            crate::run::control::kill_and_wait(&r);
+            // Its `layers run --rm` may have removed it already.
+            match store.resolve_container(&c.id) {
+                Ok(again) => c = again,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    outln!("{}", c.name);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         if a.force && store.is_mounted(&c) {
             let merged = store.merged_dir(&c);
             // In use by a process: detach it; the kernel frees it when the last user goes.
@@ -200,6 +221,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
             }
         }
         store.remove_container(&c)?;
+        crate::run::remove_leftover_cgroup(&c.id);
         outln!("{}", c.name);
     }
     Ok(ExitCode::SUCCESS)

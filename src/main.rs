@@ -84,6 +84,14 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Run a command in a running container.
     Exec(run::ExecArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after a grace time.
+    Stop(run::control::StopArgs),
+    /// Send a signal to running containers.
+    Kill(run::control::KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(run::control::WaitArgs),
+    /// Print the output of a detached container.
+    Logs(run::control::LogsArgs),
     /// Create a container (a writable layer) on an image.
     Create(containers_cmd::CreateArgs),
     /// Mount a container (or a new one on an image) and print where.
@@ -177,6 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
         Command::Run(a) => run::run(&store, a),
         Command::Exec(a) => run::exec(&store, a),
+        Command::Stop(a) => run::control::stop(&store, a),
+        Command::Kill(a) => run::control::kill(&store, a),
+        Command::Wait(a) => run::control::wait(&store, a),
+        Command::Logs(a) => run::control::logs(&store, a),
         Command::Create(a) => containers_cmd::create(&store, a),
         Command::Mount(a) => containers_cmd::mount(&store, a),
         Command::Umount(a) => containers_cmd::umount(&store, a),

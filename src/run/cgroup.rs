@@ -136,14 +136,26 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The dirs `create` makes for container `id`.
+    fn dirs_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
+        match hierarchy {
+            Hierarchy::V2(root) => vec![root.join("layers").join(id)],
+            Hierarchy::V1(root) => {
+                ["memory", "pids", "cpu"].iter().map(|c| root.join(c).join("layers").join(id)).collect()
+            }
+        }
+    }
+
     /// The `cgroup.procs` files of container `id`'s cgroup made by `create` (for `exec`).
     pub fn procs_files_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
-        match hierarchy {
-            Hierarchy::V2(root) => vec![root.join("layers").join(id).join("cgroup.procs")],
-            Hierarchy::V1(root) => ["memory", "pids", "cpu"]
-                .iter()
-                .map(|c| root.join(c).join("layers").join(id).join("cgroup.procs"))
-                .collect(),
+        Self::dirs_of(hierarchy, id).into_iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Removes what is left of container `id`'s cgroup when its `layers run` could not
+    /// (it was killed): only empty cgroups can go, so a live one stays.
+    pub fn remove_leftover(hierarchy: &Hierarchy, id: &str) {
+        for dir in Self::dirs_of(hierarchy, id) {
+            let _ = fs::remove_dir(dir);
         }
     }
 

@@ -14,8 +14,8 @@ use rustix::fs::{mkdirat, mknodat, symlinkat, FileType, Mode, CWD};
 use rustix::mount::{mount, mount_bind, mount_change, mount_remount, MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
-use super::caps;
 use super::users;
+use super::{caps, console, init};
 
 /// Everything the child needs, prepared by the parent before the fork.
 pub struct ChildSetup {
@@ -47,6 +47,10 @@ pub struct ChildSetup {
     pub tmpfs: Vec<(String, String)>,
     /// `--read-only`: the root filesystem mount is read-only (volumes keep their own mode).
     pub read_only: bool,
+    /// `-t`: the socket the container's pty master is sent over.
+    pub console: Option<OwnedFd>,
+    /// `--init`: a small PID 1 runs the command as its child.
+    pub init: bool,
 }
 
 /// `-v HOST:CTR[:ro]`.
@@ -77,9 +81,10 @@ const MASKED: &[&str] = &[
 /// Paths under /proc Docker makes read-only.
 const READ_ONLY: &[&str] = &["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
 
-type Step<T = ()> = Result<T, String>;
+/// A setup step's outcome: the error is the line the parent prints.
+pub(super) type Step<T = ()> = Result<T, String>;
 
-fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
+pub(super) fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
     move |e| format!("{what}: {e}")
 }
 
@@ -134,15 +139,26 @@ fn setup(s: &ChildSetup) -> Step {
         loopback_up()?;
     }
     pivot(root)?;
+    if let Some(sock) = &s.console {
+        console::make_in_child(sock, s.user.uid)?;
+    }
     ensure_dir(&s.cwd)?;
     become_user(&s.user, s.caps, s.privileged)?;
+    // After the identity change (which clears it): if `layers run` dies, even by
+    // SIGKILL, so does the container's PID 1 and with it the namespace.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(errno("set parent death signal"))?;
     std::env::set_current_dir(&s.cwd).map_err(|e| format!("change to working dir {}: {e}", s.cwd))?;
     close_other_fds()?;
+    if s.init {
+        // seccomp after the fork, in both: a profile may deny what forking takes.
+        return init::fork_init(s.console.is_some(), &s.seccomp);
+    }
     apply_seccomp(&s.seccomp)
 }
 
 /// Last of all: the filters deny what the steps before needed (mount, pivot_root, setns...).
-fn apply_seccomp(filters: &[seccompiler::BpfProgram]) -> Step {
+pub(super) fn apply_seccomp(filters: &[seccompiler::BpfProgram]) -> Step {
     for prog in filters {
         seccompiler::apply_filter(prog).map_err(|e| format!("apply seccomp profile: {e}"))?;
     }
@@ -160,6 +176,8 @@ pub struct JoinSetup {
     pub caps: CapabilitySet,
     pub privileged: bool,
     pub seccomp: Vec<seccompiler::BpfProgram>,
+    /// `-t`: as for `run`.
+    pub console: Option<OwnedFd>,
 }
 
 /// Runs in the `layers exec` child: the container's cgroup, then its mount, UTS, IPC,
@@ -179,6 +197,9 @@ pub fn join_in_child(j: &JoinSetup, err: &OwnedFd) -> std::io::Result<()> {
         // Joining the mount namespace also moves our root and cwd to its root: the container's.
         rustix::thread::move_into_thread_name_spaces(j.pidfd.as_fd(), kinds)
             .map_err(errno("join the container's namespaces"))?;
+        if let Some(sock) = &j.console {
+            console::make_in_child(sock, j.user.uid)?;
+        }
         become_user(&j.user, j.caps, j.privileged)?;
         std::env::set_current_dir(&j.cwd).map_err(|e| format!("change to working dir {}: {e}", j.cwd))?;
         close_other_fds()?;

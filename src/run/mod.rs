@@ -4,12 +4,18 @@
 mod caps;
 mod cgroup;
 mod child;
+mod console;
+pub mod control;
+mod detach;
+mod init;
 mod netif;
 mod seccomp;
 mod spec;
+pub mod state;
+mod supervise;
 mod users;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -90,6 +96,15 @@ pub struct RunArgs {
     /// Keep standard input open.
     #[arg(short, long)]
     interactive: bool,
+    /// Give the container a terminal (a pty of its own; ours goes raw with -i).
+    #[arg(short, long)]
+    tty: bool,
+    /// Run a small init as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    init: bool,
+    /// Run in the background and print the container ID (output goes to `layers logs`).
+    #[arg(short, long)]
+    detach: bool,
     /// Image name or ID.
     image: String,
     /// Command and arguments (default: the image's entrypoint and cmd).
@@ -161,6 +176,9 @@ fn etc_files(dir: &std::path::Path, hostname: &str) -> anyhow::Result<Vec<(PathB
 }
 
 pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
+    if a.detach && !detach::is_monitor() {
+        return detach::start();
+    }
     let limits = limits(a)?;
     let own_network = match a.net.as_str() {
         "none" => true,
@@ -196,18 +214,29 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &limits)?;
         let files = etc_files(&store.container_dir(&container.id), &hostname)?;
         let status = spawn_and_wait(store, &container, &process, &cg, files, own_network, caps, a)?;
-        if status.signal() == Some(9) && cg.oom_killed() {
+        // Killed by SIGKILL: directly, or as the command under --init (128 + 9).
+        let oom_killed = (status.signal() == Some(9) || status.code() == Some(137)) && cg.oom_killed();
+        if oom_killed {
             let limit = cg.memory_limit().map(|m| format!(" (limit {})", a.memory.clone().unwrap_or(m.to_string())));
             eprintln!("layers: container killed: out of memory{}", limit.unwrap_or_default());
         }
         cg.remove();
-        Ok(exit_code(status))
+        let code = exit_code(status);
+        state::set_exited(store, &container.id, &state::Exited { code, finished: state::now(), oom_killed });
+        Ok(code)
     })();
     if a.rm {
         let c = store.resolve_container(&container.id)?;
         store.remove_container(&c).with_context(|| format!("remove container {}", c.name))?;
     }
     result.map(ExitCode::from)
+}
+
+/// Removes a container's cgroup if a killed `layers run` left it behind.
+pub fn remove_leftover_cgroup(id: &str) {
+    if let Ok(h) = cgroup::Hierarchy::detect() {
+        cgroup::Cgroup::remove_leftover(&h, id);
+    }
 }
 
 /// Parses `-v HOST:CONTAINER[:ro|rw]`; a missing host dir is created, as Docker does.
@@ -261,37 +290,6 @@ fn seccomp_filters(
     seccomp::default_profile(caps).map_err(anyhow::Error::msg)
 }
 
-/// Waits for the container's process, forwarding the signals a user or supervisor
-/// sends `layers run` (PID 1 of the namespace takes only those it has a handler for,
-/// as with Docker). No thread: after `unshare(CLONE_NEWPID)` this process can make
-/// none, so a signal interrupts `poll` on the child's pidfd instead.
-fn wait_forwarding(
-    child: &mut std::process::Child,
-    mut signals: signal_hook::iterator::Signals,
-) -> anyhow::Result<std::process::ExitStatus> {
-    use rustix::event::{poll, PollFd, PollFlags};
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).context("container pid")?;
-    let pidfd =
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).context("open container pidfd")?;
-    // A signal landing between the check and the poll waits for the next tick, at most 100 ms.
-    let tick = rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
-    loop {
-        for sig in signals.pending() {
-            if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
-                let _ = rustix::process::kill_process(pid, s);
-            }
-        }
-        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-        match poll(&mut fds, Some(&tick)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => {}
-            Ok(_) => break,
-            Err(e) => return Err(e).context("wait for the container"),
-        }
-    }
-    signals.handle().close();
-    child.wait().context("wait for the container")
-}
-
 #[allow(clippy::too_many_arguments)]
 fn spawn_and_wait(
     store: &Store,
@@ -303,6 +301,17 @@ fn spawn_and_wait(
     caps: rustix::thread::CapabilitySet,
     a: &RunArgs,
 ) -> anyhow::Result<std::process::ExitStatus> {
+    // Detached: the container's output goes to its log.
+    let log = match a.detach {
+        true => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(state::log_path(store, &container.id))
+                .context("open container log")?,
+        ),
+        false => None,
+    };
     let mut mount = store.container_mount(container)?;
     let view = mount.view();
     let init = init_layer(&store.container_dir(&container.id), &view.lowers)?;
@@ -315,6 +324,10 @@ fn spawn_and_wait(
     }
     let seccomp = seccomp_filters(&a.security_opt, a.privileged, caps)?;
     let seccomp_on = !seccomp.is_empty();
+    let (console, console_child) = console::ends(a.tty, a.interactive)?;
+    if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_string());
+    }
     let setup = child::ChildSetup {
         cgroup_procs: cg.procs_files(),
         mount,
@@ -330,6 +343,8 @@ fn spawn_and_wait(
         volumes: a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<_>>()?,
         tmpfs: a.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?,
         read_only: a.read_only,
+        console: console_child,
+        init: a.init,
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
@@ -344,10 +359,14 @@ fn spawn_and_wait(
     unsafe {
         cmd.pre_exec(move || child::run_in_child(&setup, &err_w));
     }
-    let state = store.container_dir(&container.id).join(RUNNING);
-    let launched = launch(cmd, err_r, &container.name, process, &a.image, |pid| {
-        let running = Running {
+    if let Some(log) = &log {
+        cmd.stdout(log.try_clone().context("open container log")?)
+            .stderr(log.try_clone().context("open container log")?);
+    }
+    launch(cmd, err_r, console, &container.name, process, &a.image, |pid| {
+        let running = state::Running {
             pid,
+            monitor: std::process::id(),
             user: user_spec.clone(),
             env: env.clone(),
             cwd: process.cwd.clone(),
@@ -355,34 +374,11 @@ fn spawn_and_wait(
             privileged: a.privileged,
             seccomp: seccomp_on,
         };
-        let _ = std::fs::write(&state, serde_json::to_vec(&running).unwrap_or_default());
-    });
-    let _ = std::fs::remove_file(&state);
-    launched
-}
-
-/// A running container's process, kept in its dir while it runs (for `exec` and `ps`).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Running {
-    /// Host PID of its PID 1.
-    pub pid: u32,
-    user: users::User,
-    env: Vec<String>,
-    cwd: String,
-    caps: u64,
-    privileged: bool,
-    seccomp: bool,
-}
-
-/// File name of the running state in a container's dir.
-const RUNNING: &str = "running.json";
-
-/// The running state of a container, if its process is alive (its cgroup names the container).
-pub fn running(store: &Store, c: &layers_store::ContainerRow) -> Option<Running> {
-    let bytes = std::fs::read(store.container_dir(&c.id).join(RUNNING)).ok()?;
-    let r: Running = serde_json::from_slice(&bytes).ok()?;
-    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).ok()?;
-    cgroups.contains(&c.id).then_some(r)
+        state::set_running(store, &container.id, &running);
+        if let Some(log) = &log {
+            detach::started(&container.id, log);
+        }
+    })
 }
 
 fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
@@ -404,17 +400,14 @@ fn command(process: &spec::Process, env: &[String], interactive: bool) -> Comman
 /// failed exec is the command's status (126, 127), as Docker reports them.
 fn launch(
     mut cmd: Command,
-    err_r: std::os::fd::OwnedFd,
+    err_r: OwnedFd,
+    console: Option<console::Ours>,
     name: &str,
     process: &spec::Process,
     image: &str,
     started: impl FnOnce(u32),
 ) -> anyhow::Result<std::process::ExitStatus> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
-    // Caught from before the fork: a signal arriving while the container starts is
-    // forwarded, not fatal to us (which would orphan the container).
-    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH])
-        .context("install signal handlers")?;
+    let signals = supervise::Signals::install()?;
     let spawned = cmd.spawn();
     drop(cmd);
     let mut msg = String::new();
@@ -425,7 +418,15 @@ fn launch(
     match spawned {
         Ok(mut child) => {
             started(child.id());
-            wait_forwarding(&mut child, signals)
+            let relay = match console.map(|c| console::receive(&c.sock).map(|m| (m, c.stdin))).transpose() {
+                Ok(r) => r.map(|(master, stdin)| supervise::Relay { master, stdin }),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            };
+            supervise::wait(&mut child, signals, relay)
         }
         Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -458,6 +459,9 @@ pub struct ExecArgs {
     /// Keep standard input open.
     #[arg(short, long)]
     interactive: bool,
+    /// Give the process a terminal.
+    #[arg(short, long)]
+    tty: bool,
     /// A running container.
     container: String,
     /// Command and arguments.
@@ -468,7 +472,7 @@ pub struct ExecArgs {
 /// `layers exec`: a process in a running container's namespaces, cgroup, identity and seccomp profile.
 pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     let c = store.resolve_container(&a.container)?;
-    let Some(r) = running(store, &c) else { bail!("exec {}: container is not running", c.name) };
+    let Some(r) = state::running(store, &c) else { bail!("exec {}: container is not running", c.name) };
     let user = match &a.user {
         Some(u) => users::resolve(u, &store.container_view(&c)?.lowers).map_err(anyhow::Error::msg)?,
         None => r.user.clone(),
@@ -477,6 +481,10 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     for e in &a.env {
         spec::set_env(&mut env, e);
     }
+    if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_string());
+    }
+    let (console, console_child) = console::ends(a.tty, a.interactive)?;
     let process = spec::Process {
         argv: a.command.clone(),
         env: env.clone(),
@@ -499,6 +507,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         caps,
         privileged: r.privileged,
         seccomp,
+        console: console_child,
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     let mut cmd = command(&process, &env, a.interactive);
@@ -508,7 +517,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         cmd.pre_exec(move || child::join_in_child(&join, &err_w));
     }
     let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
-    let status = launch(cmd, err_r, &c.name, &process, &image, |_| {})?;
+    let status = launch(cmd, err_r, console, &c.name, &process, &image, |_| {})?;
     Ok(ExitCode::from(exit_code(status)))
 }
 

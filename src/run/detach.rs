@@ -1,0 +1,58 @@
+//! `layers run -d`: the container runs under a `layers run` of its own (the monitor,
+//! as conmon is for podman) that waits for it, records how it ended and cleans up.
+//! The command the user typed starts the monitor, waits until the container has
+//! started (or failed to), prints its ID and leaves.
+
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Context;
+
+/// Set in the monitor's environment: "you are the monitor, not the front".
+const MONITOR_ENV: &str = "LAYERS_DETACHED_MONITOR";
+
+/// Whether this `layers run -d` is the monitor.
+pub fn is_monitor() -> bool {
+    std::env::var_os(MONITOR_ENV).is_some()
+}
+
+/// The front: starts the monitor with the same arguments and reports as `docker run -d` does.
+pub fn start() -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("find the layers binary")?;
+    let mut monitor = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(MONITOR_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C or hangup at this terminal is not for it.
+        .process_group(0)
+        .spawn()
+        .context("start the container's monitor")?;
+    // Both pipes reach EOF when the container has started (the monitor moves its output
+    // to the log) or when the monitor gave up.
+    let (mut id, mut err) = (String::new(), String::new());
+    if let Some(mut out) = monitor.stdout.take() {
+        let _ = out.read_to_string(&mut id);
+    }
+    if let Some(mut e) = monitor.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    if !id.trim().is_empty() {
+        outln!("{}", id.trim());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = monitor.wait().context("wait for the container's monitor")?;
+    eprint!("{err}");
+    Ok(ExitCode::from(status.code().unwrap_or(crate::EXIT_FAILURE as i32) as u8))
+}
+
+/// In the monitor, once the container runs: tell the front its ID, then write
+/// anything more (an out-of-memory report...) to the container's log.
+pub fn started(id: &str, log: &std::fs::File) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{id}").and_then(|()| out.flush());
+    let _ = rustix::stdio::dup2_stdout(log);
+    let _ = rustix::stdio::dup2_stderr(log);
+}

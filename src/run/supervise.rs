@@ -1,0 +1,148 @@
+//! `layers run`'s side while the container runs: forward signals to its PID 1 and,
+//! with `-t`, relay between our terminal and the container's pty. One thread (after
+//! `unshare(CLONE_NEWPID)` this process can make no other), one `poll` over the
+//! child's pidfd, a self-pipe the signal handlers write to, the pty and stdin.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, ExitStatus};
+
+use anyhow::Context;
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+
+use super::console;
+
+/// Signals `layers run` passes on to the container.
+const FORWARDED: [i32; 7] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH];
+
+/// Signal handlers, installed before the fork so that a signal arriving while the
+/// container starts is forwarded, not fatal to us (which would kill the container).
+pub struct Signals {
+    pending: signal_hook::iterator::Signals,
+    wake: OwnedFd,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Signals> {
+        let pending = signal_hook::iterator::Signals::new(FORWARDED).context("install signal handlers")?;
+        let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+        let (wake, wake_w) = rustix::pipe::pipe_with(flags).context("make signal pipe")?;
+        let mut ids = Vec::new();
+        for sig in FORWARDED {
+            let w = wake_w.try_clone().context("make signal pipe")?;
+            ids.push(signal_hook::low_level::pipe::register_raw(sig, w).context("install signal handlers")?);
+        }
+        Ok(Signals { pending, wake, ids })
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.pending.handle().close();
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// The container's pty, relayed to our stdin and stdout.
+pub struct Relay {
+    pub master: OwnedFd,
+    /// Whether to pass our stdin on (`-i`).
+    pub stdin: bool,
+}
+
+/// Waits for `child`, forwarding signals and relaying its pty.
+pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> anyhow::Result<ExitStatus> {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).context("container pid")?;
+    let pidfd =
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).context("open container pidfd")?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let _raw = relay.as_ref().filter(|r| r.stdin).and_then(|_| console::RawMode::enter(stdin.as_fd()));
+    if let Some(r) = &relay {
+        console::copy_winsize(stdout.as_fd(), r.master.as_fd());
+    }
+    let mut stdin_open = relay.as_ref().is_some_and(|r| r.stdin);
+    let mut master_open = relay.is_some();
+    // Keys read but not yet taken by the pty.
+    let mut to_pty: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let mut fds = vec![PollFd::new(&signals.wake, PollFlags::IN), PollFd::new(&pidfd, PollFlags::IN)];
+        let master_at = fds.len();
+        if let (Some(r), true) = (&relay, master_open) {
+            let out = if to_pty.is_empty() { PollFlags::empty() } else { PollFlags::OUT };
+            fds.push(PollFd::new(&r.master, PollFlags::IN | out));
+        }
+        let stdin_at = fds.len();
+        if stdin_open && to_pty.is_empty() {
+            fds.push(PollFd::new(&stdin, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e).context("wait for the container"),
+        }
+        let ready = |i: usize| fds.get(i).map(|f| f.revents()).unwrap_or_else(PollFlags::empty);
+        let (exited, master_ev, stdin_ev) = (!ready(1).is_empty(), ready(master_at), ready(stdin_at));
+        let has_stdin = stdin_open && to_pty.is_empty();
+        drop(fds);
+        while rustix::io::read(&signals.wake, &mut buf[..64]).is_ok_and(|n| n > 0) {}
+        for sig in signals.pending.pending() {
+            match (&relay, sig) {
+                // The pty's own SIGWINCH reaches the container once the size is set.
+                (Some(r), SIGWINCH) => console::copy_winsize(stdout.as_fd(), r.master.as_fd()),
+                _ => {
+                    if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
+                        let _ = rustix::process::kill_process(pid, s);
+                    }
+                }
+            }
+        }
+        if let (Some(r), true) = (&relay, master_open) {
+            if master_ev.contains(PollFlags::OUT) {
+                match rustix::io::write(&r.master, &to_pty) {
+                    Ok(n) => drop(to_pty.drain(..n)),
+                    Err(Errno::AGAIN | Errno::INTR) => {}
+                    Err(_) => to_pty.clear(),
+                }
+            }
+            if !master_ev.is_empty() && !pump(&r.master, &stdout, &mut buf) {
+                master_open = false;
+            }
+        }
+        if has_stdin && !stdin_ev.is_empty() {
+            match rustix::io::read(&stdin, &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => to_pty.extend_from_slice(&buf[..n]),
+            }
+        }
+        if exited {
+            if let (Some(r), true) = (&relay, master_open) {
+                // What the container wrote just before it ended is still in the pty.
+                let _ = rustix::io::ioctl_fionbio(&r.master, true);
+                while pump(&r.master, &stdout, &mut buf) {}
+            }
+            break;
+        }
+    }
+    drop(signals);
+    child.wait().context("wait for the container")
+}
+
+/// Copies one read of the pty to stdout; false once the pty has nothing more to give.
+fn pump(master: &OwnedFd, stdout: &std::io::Stdout, buf: &mut [u8]) -> bool {
+    use std::io::Write;
+    match rustix::io::read(master, &mut *buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            let mut out = stdout.lock();
+            out.write_all(&buf[..n]).and_then(|()| out.flush()).is_ok()
+        }
+        Err(Errno::INTR) => true,
+        // EIO: every slave fd is closed; EAGAIN: drained.
+        Err(_) => false,
+    }
+}

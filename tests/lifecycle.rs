@@ -1,0 +1,256 @@
+//! A container's life after `layers run` starts it: a terminal (`-t`), an init
+//! (`--init`), detached containers (`-d`) with `logs`, `stop`, `kill`, `wait`, `rm -f`,
+//! and what happens when `layers run` itself is killed. Real kernel, as root.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    (work, store)
+}
+
+/// `layers ARGS` on a pty of ROWS x COLS driven by `steps` (see tests/support/pty_harness.py).
+fn on_a_terminal(store: &Path, size: (u16, u16), steps: &[&str], args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/support/pty_harness.py"))
+        .args([size.0.to_string(), size.1.to_string()])
+        .args(steps)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("run python3 pty harness");
+    assert!(out.status.success(), "harness: {}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// `layers exec` of `ps` in a container: (stat, command) per process.
+fn processes(store: &Path, name: &str) -> Vec<(String, String)> {
+    let ps = layers_ok(store, &["exec", name, "ps", "-o", "pid,stat,comm"]);
+    ps.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| (f[1].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+/// The host PID `ps` shows for a running container.
+fn host_pid(store: &Path, name: &str) -> Option<u32> {
+    let ps = layers_ok(store, &["ps"]);
+    let line = ps.lines().find(|l| l.ends_with(name))?;
+    line.split("Up (pid ").nth(1)?.split(')').next()?.parse().ok()
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_detached(store: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["run", "-d"];
+    full.extend_from_slice(args);
+    layers(store, &full)
+}
+
+#[test]
+fn a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it() {
+    if !need_root("a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it") {
+        return;
+    }
+    let (_work, store) = setup();
+    let script = "tty; stty size; echo TERM=$TERM; read line; echo got:$line; \
+                  trap 'stty size; echo winch' WINCH; trap 'echo interrupted; exit 9' INT; \
+                  echo waiting; while :; do sleep 0.1; done";
+    let out = on_a_terminal(
+        &store,
+        (30, 100),
+        &["expect:TERM=", "send:hello\\r", "expect:waiting", "resize:40,120", "expect:winch", "send:\\x03"],
+        &["run", "--rm", "-it", "localhost/layered", "/bin/sh", "-c", script],
+    );
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines[0], "/dev/pts/0", "the pty comes from the container's own devpts: {out}");
+    assert_eq!(lines[1], "30 100", "the terminal's size, from the start: {out}");
+    assert_eq!(lines[2], "TERM=xterm");
+    assert!(lines.contains(&"got:hello"), "typed input arrives: {out}");
+    assert!(lines.contains(&"40 120"), "a resize reaches the container: {out}");
+    assert!(lines.iter().any(|l| l.ends_with("interrupted")), "Ctrl-C is SIGINT in the container: {out}");
+    assert_eq!(lines.last(), Some(&"exit=9"), "{out}");
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty(), "--rm removed the container");
+
+    // Without -i, stdin is not passed on, and output still comes through the pty.
+    let out = on_a_terminal(&store, (24, 80), &[], &["run", "--rm", "-t", "localhost/layered", "sh", "-c", "exit 3"]);
+    assert!(out.ends_with("exit=3\n"), "{out}");
+}
+
+#[test]
+fn init_reaps_the_zombies_a_plain_pid_1_leaves() {
+    if !need_root("init_reaps_the_zombies_a_plain_pid_1_leaves") {
+        return;
+    }
+    let (_work, store) = setup();
+    // The subshell's `sleep` is orphaned at once and reparented to PID 1, which is
+    // `sleep 30` (never waits) or our init.
+    let script = "(sleep 0.1 &); exec sleep 30";
+    for (name, init) in [("plain", false), ("with-init", true)] {
+        let mut args = vec!["--name", name];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["localhost/layered", "sh", "-c", script]);
+        let out = run_detached(&store, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let plain = processes(&store, "plain");
+    assert!(plain.iter().any(|(stat, comm)| stat.starts_with('Z') && comm == "sleep"), "a zombie: {plain:?}");
+    let with_init = processes(&store, "with-init");
+    assert!(with_init.iter().all(|(stat, _)| !stat.starts_with('Z')), "no zombie: {with_init:?}");
+    assert_eq!(with_init.first().map(|p| p.1.as_str()), Some("layers-init"), "PID 1 is the init: {with_init:?}");
+    assert!(with_init.iter().any(|(_, comm)| comm == "sleep"), "{with_init:?}");
+
+    // `sleep` as PID 1 has no TERM handler: stop falls back to SIGKILL after -t.
+    let start = Instant::now();
+    assert_eq!(layers_ok(&store, &["stop", "-t", "1", "plain"]).trim(), "plain");
+    assert!(start.elapsed() >= Duration::from_millis(900), "waited the grace time");
+    assert_eq!(layers_ok(&store, &["wait", "plain"]).trim(), "137");
+    // The init forwards SIGTERM to its command, which dies of it: 128 + 15.
+    assert_eq!(layers_ok(&store, &["stop", "with-init"]).trim(), "with-init");
+    assert!(start.elapsed() < Duration::from_secs(5), "no grace time needed with --init");
+    assert_eq!(layers_ok(&store, &["wait", "with-init"]).trim(), "143");
+}
+
+#[test]
+fn detached_containers_log_stop_wait_kill_and_rm() {
+    if !need_root("detached_containers_log_stop_wait_kill_and_rm") {
+        return;
+    }
+    let (_work, store) = setup();
+    let script = "echo out; echo err >&2; trap 'echo stopping; exit 3' TERM; while :; do sleep 0.1; done";
+    let out = run_detached(&store, &["--name", "d1", "localhost/layered", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "prints the full ID: {id}");
+    let pid = host_pid(&store, "d1").expect("ps shows it running with its host PID");
+    eventually("its output in the log", || layers_ok(&store, &["logs", "d1"]) == "out\nerr");
+
+    // `logs -f` follows until the container stops.
+    let mut follow = spawn_layers(&store, &["logs", "-f", "d1"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(follow.try_wait().unwrap().is_none(), "logs -f keeps going while it runs");
+    let running = layers(&store, &["rm", "d1"]);
+    assert_eq!(running.status.code(), Some(125));
+    assert!(stderr(&running).contains("is running"), "{}", stderr(&running));
+
+    assert_eq!(layers_ok(&store, &["stop", "d1"]).trim(), "d1");
+    assert!(!pid_alive(pid), "stopped");
+    let followed = follow.wait_with_output().unwrap();
+    assert_eq!(stdout(&followed), "out\nerr\nstopping\n");
+    assert_eq!(layers_ok(&store, &["wait", "d1"]).trim(), "3");
+    let ps = layers_ok(&store, &["ps", "-a"]);
+    assert!(ps.lines().any(|l| l.ends_with("d1") && l.contains("Exited (3)")), "{ps}");
+    let not_running = layers(&store, &["kill", "d1"]);
+    assert_eq!(not_running.status.code(), Some(125));
+    assert!(stderr(&not_running).contains("kill d1: container is not running"), "{}", stderr(&not_running));
+
+    // kill -s: the named signal; rm -f: kills a running one and removes everything.
+    let out = run_detached(
+        &store,
+        &["--name", "d2", "localhost/layered", "sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.1; done"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    layers_ok(&store, &["kill", "-s", "SIGUSR1", "d2"]);
+    assert_eq!(layers_ok(&store, &["wait", "d2"]).trim(), "4");
+    let out = run_detached(&store, &["--name", "d3", "localhost/layered", "sleep", "30"]);
+    assert!(out.status.success());
+    let d3 = host_pid(&store, "d3").unwrap();
+    assert_eq!(layers_ok(&store, &["rm", "-f", "d3"]).trim(), "d3");
+    assert!(!pid_alive(d3));
+    let left = layers_ok(&store, &["ps", "-a"]);
+    assert!(!left.contains("d3") && left.contains("d2"), "{left}");
+    layers_ok(&store, &["rm", "d1", "d2"]);
+    assert!(std::fs::read_dir(store.join("containers")).unwrap().next().is_none(), "container dirs gone");
+
+    // Failures before the container runs are reported by `run -d` itself.
+    let missing = run_detached(&store, &["--rm", "localhost/layered", "/no/such/command"]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(stderr(&missing).contains("/no/such/command"), "{}", stderr(&missing));
+    let bad = run_detached(&store, &["--rm", "--memory", "lots", "localhost/layered", "true"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("invalid size \"lots\""), "{}", stderr(&bad));
+    assert!(stdout(&bad).is_empty());
+}
+
+#[test]
+fn killing_layers_run_with_sigkill_takes_the_container_with_it() {
+    if !need_root("killing_layers_run_with_sigkill_takes_the_container_with_it") {
+        return;
+    }
+    let (_work, store) = setup();
+    let mut run = spawn_layers(&store, &["run", "--name", "orphan", "localhost/layered", "sleep", "60"]);
+    let mut pid = None;
+    eventually("the container runs", || {
+        pid = host_pid(&store, "orphan");
+        pid.is_some()
+    });
+    let pid = pid.unwrap();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // Nothing can forward a SIGKILL; the parent-death signal ends the container instead.
+    eventually("the container's PID 1 dies with layers run", || !pid_alive(pid));
+    let short = layers_ok(&store, &["ps", "-a", "-q"]).trim().to_string();
+    layers_ok(&store, &["rm", "orphan"]);
+    let leftover: Vec<PathBuf> = ["memory", "pids", "cpu"]
+        .iter()
+        .map(|c| Path::new("/sys/fs/cgroup").join(c).join("layers"))
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|d| d.flatten().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&short)))
+        .collect();
+    assert!(leftover.is_empty(), "rm removes the cgroup the killed run left: {leftover:?}");
+}
+
+#[test]
+fn exec_takes_a_user_by_name_and_a_terminal() {
+    if !need_root("exec_takes_a_user_by_name_and_a_terminal") {
+        return;
+    }
+    let (_work, store) = setup();
+    let out = run_detached(&store, &["--name", "box", "localhost/layered", "sleep", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ex =
+        layers(&store, &["exec", "-u", "nobody", "box", "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"]);
+    assert!(ex.status.success(), "{}", stderr(&ex));
+    assert_eq!(stdout(&ex), "65534\n65534\nCapEff:\t0000000000000000\n");
+    let unknown = layers(&store, &["exec", "-u", "nobody-here", "box", "true"]);
+    assert_eq!(unknown.status.code(), Some(125));
+    assert!(stderr(&unknown).contains("unable to find user nobody-here"), "{}", stderr(&unknown));
+    let out = on_a_terminal(
+        &store,
+        (20, 70),
+        &["expect:# ", "send:tty; stty size; exit 6\\r"],
+        &["exec", "-it", "box", "sh"],
+    );
+    assert!(out.contains("/dev/pts/0") && out.contains("20 70"), "{out}");
+    assert!(out.ends_with("exit=6\n"), "{out}");
+    layers_ok(&store, &["rm", "-f", "box"]);
+}
