@@ -289,6 +289,81 @@ fn the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off() {
     assert_eq!(typo.status.code(), Some(125));
 }
 
+/// A profile in Docker's JSON format: per-syscall errno, argument conditions,
+/// capability includes, names this arch lacks; applied to `exec` too.
+const PROFILE: &str = r#"{
+  "defaultAction": "SCMP_ACT_ALLOW",
+  "syscalls": [
+    {"names": ["mkdir", "mkdirat", "arm_fadvise64_64"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+    {"names": ["chmod"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["fchmodat"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 2, "value": 511, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["symlink", "symlinkat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "includes": {"caps": ["CAP_SYS_ADMIN"]}}
+  ]
+}"#;
+
+#[test]
+fn a_docker_format_seccomp_profile_is_applied_and_kept_for_exec() {
+    if !need_root("a_docker_format_seccomp_profile_is_applied_and_kept_for_exec") {
+        return;
+    }
+    let (work, store) = setup();
+    let profile = work.path().join("profile.json");
+    fs::write(&profile, PROFILE).unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let script = "mkdir /d 2>&1; touch /f; chmod 755 /f && echo chmod-755; chmod 777 /f 2>&1; \
+                  ln -s /f /l && echo linked; grep '^Seccomp:' /proc/self/status";
+    let out = run(&store, &["--rm", "--security-opt", &opt, "localhost/layered", "sh", "-c", script]);
+    let o = stdout(&out) + &stderr(&out);
+    assert!(o.contains("Permission denied"), "mkdir gets the profile's errno (EACCES): {o}");
+    assert!(o.contains("chmod-755") && o.contains("Operation not permitted"), "only mode 0777 is denied: {o}");
+    assert!(o.contains("linked") && o.contains("Seccomp:\t2"), "the symlink rule needs CAP_SYS_ADMIN: {o}");
+    let admin = run(
+        &store,
+        &["--rm", "--cap-add", "SYS_ADMIN", "--security-opt", &opt, "localhost/layered", "ln", "-s", "/a", "/b"],
+    );
+    assert_eq!(admin.status.code(), Some(1), "with CAP_SYS_ADMIN the rule applies: {}", stderr(&admin));
+
+    // exec into a container started with the profile runs under it too.
+    let mut sleeper = spawn_layers(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "s",
+            "--security-opt",
+            &opt,
+            "localhost/layered",
+            "sh",
+            "-c",
+            "echo up; exec sleep 30",
+        ],
+    );
+    let mut up = [0u8; 3];
+    std::io::Read::read_exact(sleeper.stdout.as_mut().unwrap(), &mut up).unwrap();
+    let ex = layers(&store, &["exec", "s", "mkdir", "/e"]);
+    assert!(stderr(&ex).contains("Permission denied"), "{}", stderr(&ex));
+    layers_ok(&store, &["rm", "-f", "s"]);
+    let _ = sleeper.wait();
+
+    // podman's own profile (Docker's format, an allowlist with ENOSYS by default), when installed.
+    let podman = Path::new("/usr/share/containers/seccomp.json");
+    if podman.exists() {
+        let opt = format!("seccomp={}", podman.display());
+        let out =
+            run(&store, &["--rm", "--security-opt", &opt, "localhost/layered", "sh", "-c", "mkdir /x && ls -d /x"]);
+        assert_eq!(stdout(&out), "/x\n", "{}", stderr(&out));
+    } else {
+        eprintln!("!!! part skipped: /usr/share/containers/seccomp.json (podman) not installed !!!");
+    }
+    let bad = work.path().join("bad.json");
+    fs::write(&bad, "[1, 2]").unwrap();
+    let opt = format!("seccomp={}", bad.display());
+    let broken = run(&store, &["--rm", "--security-opt", &opt, "localhost/layered", "true"]);
+    assert_eq!(broken.status.code(), Some(125));
+    assert!(stderr(&broken).contains(&format!("{opt}: not a seccomp profile")), "{}", stderr(&broken));
+}
+
 #[test]
 fn signals_to_layers_run_reach_the_container() {
     if !need_root("signals_to_layers_run_reach_the_container") {

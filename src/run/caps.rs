@@ -70,7 +70,7 @@ pub fn name(bit: u32) -> String {
     NAMES.get(bit as usize).map(|n| format!("CAP_{n}")).unwrap_or_else(|| format!("capability {bit}"))
 }
 
-fn bit(name: &str) -> Result<CapabilitySet, String> {
+pub(super) fn bit(name: &str) -> Result<CapabilitySet, String> {
     let n = name.trim().to_ascii_uppercase();
     let n = n.strip_prefix("CAP_").unwrap_or(&n);
     NAMES

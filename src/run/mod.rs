@@ -10,6 +10,7 @@ mod detach;
 mod init;
 mod netif;
 mod seccomp;
+mod seccomp_profile;
 mod spec;
 pub mod state;
 mod supervise;
@@ -270,24 +271,33 @@ fn tmpfs(spec: &str) -> anyhow::Result<(String, String)> {
     Ok((target.to_string(), options.to_string()))
 }
 
-/// The seccomp filters to apply: none when privileged or `seccomp=unconfined`.
+/// Which seccomp profile `--security-opt` (and `--privileged`) choose.
+fn seccomp_choice(security_opt: &[String], privileged: bool) -> anyhow::Result<state::Seccomp> {
+    let mut choice = state::Seccomp::Default;
+    for o in security_opt {
+        choice = match o.split_once(['=', ':']) {
+            Some(("seccomp", "unconfined")) => state::Seccomp::Unconfined,
+            Some(("seccomp", file)) => state::Seccomp::File(PathBuf::from(file)),
+            _ => bail!("--security-opt {o}: unknown option (supported: seccomp=unconfined, seccomp=PROFILE.json)"),
+        };
+    }
+    Ok(if privileged { state::Seccomp::Unconfined } else { choice })
+}
+
+/// The filters of a profile for a container holding `caps` (applied in order; none when unconfined).
 fn seccomp_filters(
-    security_opt: &[String],
-    privileged: bool,
+    choice: &state::Seccomp,
     caps: rustix::thread::CapabilitySet,
 ) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
-    let mut unconfined = privileged;
-    for o in security_opt {
-        match o.split_once(['=', ':']) {
-            Some(("seccomp", "unconfined")) => unconfined = true,
-            Some(("seccomp", other)) => bail!("--security-opt seccomp={other}: only `unconfined` is supported so far"),
-            _ => bail!("--security-opt {o}: unknown option (supported: seccomp=unconfined)"),
+    match choice {
+        state::Seccomp::Unconfined => Ok(Vec::new()),
+        state::Seccomp::Default => seccomp::default_profile(caps).map_err(anyhow::Error::msg),
+        state::Seccomp::File(file) => {
+            let json = std::fs::read(file).with_context(|| format!("--security-opt seccomp={}", file.display()))?;
+            seccomp_profile::compile(&json, caps)
+                .map_err(|e| anyhow::anyhow!("--security-opt seccomp={}: {e}", file.display()))
         }
     }
-    if unconfined {
-        return Ok(Vec::new());
-    }
-    seccomp::default_profile(caps).map_err(anyhow::Error::msg)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -322,8 +332,8 @@ fn spawn_and_wait(
     if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
         *home = format!("HOME={}", user.home);
     }
-    let seccomp = seccomp_filters(&a.security_opt, a.privileged, caps)?;
-    let seccomp_on = !seccomp.is_empty();
+    let seccomp_choice = seccomp_choice(&a.security_opt, a.privileged)?;
+    let seccomp = seccomp_filters(&seccomp_choice, caps)?;
     let (console, console_child) = console::ends(a.tty, a.interactive)?;
     if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".to_string());
@@ -372,7 +382,7 @@ fn spawn_and_wait(
             cwd: process.cwd.clone(),
             caps: caps.bits(),
             privileged: a.privileged,
-            seccomp: seccomp_on,
+            seccomp: seccomp_choice.clone(),
         };
         state::set_running(store, &container.id, &running);
         if let Some(log) = &log {
@@ -492,7 +502,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         user: String::new(),
     };
     let caps = rustix::thread::CapabilitySet::from_bits_retain(r.caps);
-    let seccomp = if r.seccomp { seccomp::default_profile(caps).map_err(anyhow::Error::msg)? } else { Vec::new() };
+    let seccomp = seccomp_filters(&r.seccomp, caps)?;
     let pid = rustix::process::Pid::from_raw(r.pid as i32).context("container pid")?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
         .with_context(|| format!("exec {}: open its process", c.name))?;

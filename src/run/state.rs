@@ -26,7 +26,17 @@ pub struct Running {
     pub cwd: String,
     pub caps: u64,
     pub privileged: bool,
-    pub seccomp: bool,
+    pub seccomp: Seccomp,
+}
+
+/// The seccomp profile a container runs under.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub enum Seccomp {
+    Unconfined,
+    /// Docker's default, in effect (`seccomp.rs`).
+    Default,
+    /// A profile in Docker's format.
+    File(PathBuf),
 }
 
 /// How a container's last run ended.
