@@ -4,18 +4,16 @@
 //! single-threaded copy of `layers`; the first failure is written to the error pipe
 //! as one line and the parent prints it.
 
-use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use layers_store::mount::{mount_spec, MountOptions, MountSpec};
-use rustix::fs::{mkdirat, mknodat, symlinkat, FileType, Mode, CWD};
-use rustix::mount::{mount, mount_bind, mount_change, mount_remount, MountFlags, MountPropagationFlags, UnmountFlags};
+use layers_store::mount::MountSpec;
+use rustix::mount::MountFlags;
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
+use super::sys::{Kernel, Kind, Sys};
 use super::users;
-use super::{caps, console, init};
 
 /// Everything the child needs, prepared by the parent before the fork.
 pub struct ChildSetup {
@@ -91,7 +89,7 @@ pub(super) fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Err
 /// Runs in the child: on error, the message goes to `err` and an error is returned
 /// (so `Command::spawn` fails instead of exec'ing).
 pub fn run_in_child(s: &ChildSetup, err: &OwnedFd) -> std::io::Result<()> {
-    report(setup(s), err)
+    report(setup(s, &mut Kernel), err)
 }
 
 /// Passes a failed step's message to the parent and fails the spawn.
@@ -103,66 +101,54 @@ fn report(step: Step, err: &OwnedFd) -> std::io::Result<()> {
     })
 }
 
-fn setup(s: &ChildSetup) -> Step {
+fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     for procs in &s.cgroup_procs {
-        std::fs::write(procs, "0").map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
+        k.join_cgroup(procs)?;
     }
     let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWCGROUP;
     if s.own_network {
         flags |= UnshareFlags::NEWNET;
     }
-    // SAFETY: this process is single-threaded (a fresh fork); none of these flags
-    // share or unshare file descriptor tables or memory.
-    #[allow(unsafe_code)]
-    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(errno("unshare namespaces"))?;
+    k.unshare(flags)?;
     // Nothing we mount may reach the host's mount namespace.
-    mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
-        .map_err(errno("make mounts private"))?;
-    mount_spec(&s.mount, &s.rootfs, MountOptions::default()).map_err(|e| e.to_string())?;
+    k.make_mounts_private()?;
+    k.mount_rootfs(&s.mount, &s.rootfs)?;
     let root = s.rootfs.as_path();
-    mount_kernel_filesystems(root, s.privileged)?;
+    mount_kernel_filesystems(k, root, s.privileged)?;
     for (host, target) in &s.files {
-        bind_file(root, host, target)?;
+        bind_file(k, root, host, target)?;
     }
     for v in &s.volumes {
-        bind_volume(root, v)?;
+        bind_volume(k, root, v)?;
     }
     for (target, options) in &s.tmpfs {
-        let at = target_beneath(root, target)?;
-        mount_fs("tmpfs", &at.path, MountFlags::NOSUID | MountFlags::NODEV, options)?;
+        let at = target_beneath(k, root, target)?;
+        k.mount("tmpfs", &at.path, MountFlags::NOSUID | MountFlags::NODEV, options)?;
     }
     if s.read_only {
-        mount_remount(root, MountFlags::BIND | MountFlags::RDONLY, "").map_err(errno("make the rootfs read-only"))?;
+        k.remount(root, MountFlags::BIND | MountFlags::RDONLY)?;
     }
-    rustix::system::sethostname(s.hostname.as_bytes()).map_err(errno("set hostname"))?;
+    k.sethostname(&s.hostname)?;
     if s.own_network {
-        loopback_up()?;
+        k.loopback_up()?;
     }
-    pivot(root)?;
+    enter_root(k, root)?;
     if let Some(sock) = &s.console {
-        console::make_in_child(sock, s.user.uid)?;
+        k.console(sock, s.user.uid)?;
     }
-    ensure_dir(&s.cwd)?;
-    become_user(&s.user, s.caps, s.privileged)?;
+    k.mkdir_all(Path::new(&s.cwd))?;
+    become_user(k, &s.user, s.caps, s.privileged)?;
     // After the identity change (which clears it): if `layers run` dies, even by
     // SIGKILL, so does the container's PID 1 and with it the namespace.
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(errno("set parent death signal"))?;
-    std::env::set_current_dir(&s.cwd).map_err(|e| format!("change to working dir {}: {e}", s.cwd))?;
-    close_other_fds()?;
+    k.die_with_parent()?;
+    k.chdir(&s.cwd)?;
+    k.close_other_fds()?;
     if s.init {
         // seccomp after the fork, in both: a profile may deny what forking takes.
-        return init::fork_init(s.console.is_some(), &s.seccomp);
+        return k.fork_init(s.console.is_some(), &s.seccomp);
     }
-    apply_seccomp(&s.seccomp)
-}
-
-/// Last of all: the filters deny what the steps before needed (mount, pivot_root, setns...).
-pub(super) fn apply_seccomp(filters: &[seccompiler::BpfProgram]) -> Step {
-    for prog in filters {
-        seccompiler::apply_filter(prog).map_err(|e| format!("apply seccomp profile: {e}"))?;
-    }
-    Ok(())
+    // Last of all: the filters deny what the steps before needed (mount, pivot_root, setns...).
+    k.seccomp(&s.seccomp)
 }
 
 /// What `layers exec` needs to join a running container.
@@ -184,9 +170,10 @@ pub struct JoinSetup {
 /// network and cgroup namespaces (the PID namespace was joined by the parent), then
 /// the same identity steps as `run`.
 pub fn join_in_child(j: &JoinSetup, err: &OwnedFd) -> std::io::Result<()> {
-    let steps = || -> Step {
+    let k = &mut Kernel;
+    let mut steps = || -> Step {
         for procs in &j.cgroup_procs {
-            std::fs::write(procs, "0").map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
+            k.join_cgroup(procs)?;
         }
         use rustix::thread::ThreadNameSpaceType as T;
         let kinds = T::MOUNT
@@ -195,63 +182,45 @@ pub fn join_in_child(j: &JoinSetup, err: &OwnedFd) -> std::io::Result<()> {
             | T::NETWORK
             | T::CONTROL_GROUP;
         // Joining the mount namespace also moves our root and cwd to its root: the container's.
-        rustix::thread::move_into_thread_name_spaces(j.pidfd.as_fd(), kinds)
+        rustix::thread::move_into_thread_name_spaces(std::os::fd::AsFd::as_fd(&j.pidfd), kinds)
             .map_err(errno("join the container's namespaces"))?;
         if let Some(sock) = &j.console {
-            console::make_in_child(sock, j.user.uid)?;
+            k.console(sock, j.user.uid)?;
         }
-        become_user(&j.user, j.caps, j.privileged)?;
-        std::env::set_current_dir(&j.cwd).map_err(|e| format!("change to working dir {}: {e}", j.cwd))?;
-        close_other_fds()?;
-        apply_seccomp(&j.seccomp)
+        become_user(k, &j.user, j.caps, j.privileged)?;
+        k.chdir(&j.cwd)?;
+        k.close_other_fds()?;
+        k.seccomp(&j.seccomp)
     };
     report(steps(), err)
 }
 
 /// A dir beneath the new root for a mount: refused if the image made it a symlink
 /// (mounting there would follow it out of the rootfs).
-fn mount_point(root: &Path, rel: &str, dir: bool) -> Step<PathBuf> {
+fn mount_point(k: &mut impl Sys, root: &Path, rel: &str, dir: bool) -> Step<PathBuf> {
     let p = root.join(rel);
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.file_type().is_symlink() => {
-            Err(format!("/{rel} in the image is a symlink; refusing to mount over it"))
-        }
-        Ok(m) if m.is_dir() != dir => {
+    match k.kind(&p) {
+        Some(Kind::Symlink) => Err(format!("/{rel} in the image is a symlink; refusing to mount over it")),
+        Some(kind) if (kind == Kind::Dir) != dir => {
             Err(format!("/{rel} in the image is not a {}", if dir { "directory" } else { "file" }))
         }
-        Ok(_) => Ok(p),
-        Err(_) if dir => {
-            // Parents were checked by the caller's order (/dev before /dev/pts...).
-            mkdirat(CWD, &p, Mode::from_raw_mode(0o755)).map_err(errno(format!("create /{rel}")))?;
-            Ok(p)
-        }
-        Err(_) => {
-            std::fs::File::create(&p).map_err(|e| format!("create /{rel}: {e}"))?;
-            Ok(p)
-        }
+        Some(_) => Ok(p),
+        // Parents were checked by the caller's order (/dev before /dev/pts...).
+        None if dir => k.mkdir(&p).map(|()| p),
+        None => k.create_file(&p).map(|()| p),
     }
 }
 
-fn mount_fs(fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Step {
-    let data = CString::new(data).map_err(|_| "NUL in mount data".to_string())?;
-    mount(fstype, target, fstype, flags, Some(data.as_c_str()))
-        .map_err(errno(format!("mount {fstype} on {}", target.display())))
-}
-
-fn mount_kernel_filesystems(root: &Path, privileged: bool) -> Step {
+fn mount_kernel_filesystems(k: &mut impl Sys, root: &Path, privileged: bool) -> Step {
     let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    let proc = mount_point(root, "proc", true)?;
-    mount_fs("proc", &proc, nse, "")?;
-    let dev = mount_point(root, "dev", true)?;
-    mount_fs("tmpfs", &dev, MountFlags::NOSUID | MountFlags::STRICTATIME, "mode=755,size=65536k")?;
+    let proc = mount_point(k, root, "proc", true)?;
+    k.mount("proc", &proc, nse, "")?;
+    let dev = mount_point(k, root, "dev", true)?;
+    k.mount("tmpfs", &dev, MountFlags::NOSUID | MountFlags::STRICTATIME, "mode=755,size=65536k")?;
     for (name, major, minor) in
         [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
     {
-        let p = dev.join(name);
-        mknodat(CWD, &p, FileType::CharacterDevice, Mode::from_raw_mode(0o666), rustix::fs::makedev(major, minor))
-            .map_err(errno(format!("create /dev/{name}")))?;
-        // mknod honours the umask: set the mode explicitly.
-        rustix::fs::chmod(&p, Mode::from_raw_mode(0o666)).map_err(errno(format!("chmod /dev/{name}")))?;
+        k.mknod_char(&dev.join(name), major, minor)?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -261,180 +230,413 @@ fn mount_kernel_filesystems(root: &Path, privileged: bool) -> Step {
         ("ptmx", "pts/ptmx"),
         ("core", "/proc/kcore"),
     ] {
-        symlinkat(target, CWD, dev.join(link)).map_err(errno(format!("create /dev/{link}")))?;
+        k.symlink(target, &dev.join(link))?;
     }
     for d in ["pts", "shm", "mqueue"] {
-        mkdirat(CWD, dev.join(d), Mode::from_raw_mode(0o755)).map_err(errno(format!("create /dev/{d}")))?;
+        k.mkdir(&dev.join(d))?;
     }
-    mount_fs(
+    k.mount(
         "devpts",
         &dev.join("pts"),
         MountFlags::NOSUID | MountFlags::NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )?;
-    mount_fs("tmpfs", &dev.join("shm"), nse, "mode=1777,size=65536k")?;
-    mount_fs("mqueue", &dev.join("mqueue"), nse, "")?;
-    let sys = mount_point(root, "sys", true)?;
-    mount_fs("sysfs", &sys, nse | MountFlags::RDONLY, "")?;
+    k.mount("tmpfs", &dev.join("shm"), nse, "mode=1777,size=65536k")?;
+    k.mount("mqueue", &dev.join("mqueue"), nse, "")?;
+    let sys = mount_point(k, root, "sys", true)?;
+    k.mount("sysfs", &sys, nse | MountFlags::RDONLY, "")?;
     if privileged {
         return Ok(());
     }
     for rel in MASKED {
         let p = root.join(rel);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => mount_fs("tmpfs", &p, MountFlags::RDONLY, "size=0")?,
-            Ok(_) => mount_bind(dev.join("null"), &p).map_err(errno(format!("mask /{rel}")))?,
-            Err(_) => {}
+        match k.kind(&p) {
+            Some(Kind::Dir) => k.mount("tmpfs", &p, MountFlags::RDONLY, "size=0")?,
+            Some(_) => k.bind(&dev.join("null"), &p)?,
+            None => {}
         }
     }
     for rel in READ_ONLY {
         let p = root.join(rel);
-        if p.exists() {
-            mount_bind(&p, &p).map_err(errno(format!("bind /{rel}")))?;
-            mount_remount(&p, MountFlags::BIND | MountFlags::RDONLY | nse, "")
-                .map_err(errno(format!("make /{rel} read-only")))?;
+        if k.kind(&p).is_some() {
+            k.bind(&p, &p)?;
+            k.remount(&p, MountFlags::BIND | MountFlags::RDONLY | nse)?;
         }
     }
     Ok(())
 }
 
 /// Bind-mounts a host file over `target` (relative to the rootfs), when its dir exists.
-fn bind_file(root: &Path, host: &Path, target: &str) -> Step {
+fn bind_file(k: &mut impl Sys, root: &Path, host: &Path, target: &str) -> Step {
     let parent = Path::new(target).parent().map(|p| root.join(p)).unwrap_or_else(|| root.to_path_buf());
-    match std::fs::symlink_metadata(&parent) {
-        Ok(m) if m.is_dir() => {}
-        _ => return Ok(()),
+    if k.kind(&parent) != Some(Kind::Dir) {
+        return Ok(());
     }
     let p = root.join(target);
-    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+    if k.kind(&p) == Some(Kind::Symlink) {
         // A symlinked /etc/hosts would take the mount elsewhere: replace the link in the (writable) rootfs.
-        std::fs::remove_file(&p).map_err(|e| format!("replace /{target}: {e}"))?;
+        k.remove_file(&p)?;
     }
-    mount_point(root, target, false)?;
-    mount_bind(host, &p).map_err(errno(format!("bind /{target}")))
+    mount_point(k, root, target, false)?;
+    k.bind(host, &p)
 }
 
 /// A directory beneath the rootfs, created if missing, reached without following any
 /// symlink (an image cannot redirect a mount out of its rootfs: the runc
-/// CVE-2021-30465 shape). Mounts go on `path`, the fd's magic link.
-struct Target {
-    _dir: layers_store::root::Subdir,
-    path: PathBuf,
-}
-
-fn target_beneath(root: &Path, target: &str) -> Step<Target> {
+/// CVE-2021-30465 shape).
+fn target_beneath(k: &mut impl Sys, root: &Path, target: &str) -> Step<super::sys::Beneath> {
     let rel = target.trim_start_matches('/');
     if rel.split('/').any(|c| c == "..") || !target.starts_with('/') {
         return Err(format!("mount target {target}: must be an absolute path without .."));
     }
-    let r = layers_store::root::Root::open(root).map_err(|e| format!("open rootfs: {e}"))?;
-    let dir = r.dir(rel.as_bytes(), true).map_err(|e| match r.blocking_component(rel.as_bytes()) {
-        Some((c, true)) => format!("mount target {target}: /{c} is a symlink in the image"),
-        Some((c, false)) => format!("mount target {target}: /{c} is not a directory"),
-        None => format!("mount target {target}: {e}"),
-    })?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
-    Ok(Target { _dir: dir, path })
+    k.dir_beneath(root, target)
 }
 
-fn bind_volume(root: &Path, v: &Volume) -> Step {
-    let mut at = if v.host.is_dir() {
-        target_beneath(root, &v.target)?
+fn bind_volume(k: &mut impl Sys, root: &Path, v: &Volume) -> Step {
+    let (at, _keep) = if v.host.is_dir() {
+        let b = target_beneath(k, root, &v.target)?;
+        (b.path.clone(), b)
     } else {
         // A file: its dir beneath the rootfs, then the file itself (never through a symlink).
         let (dir, name) = v.target.rsplit_once('/').unwrap_or(("", &v.target));
-        let parent = target_beneath(root, if dir.is_empty() { "/" } else { dir })?;
-        if std::fs::symlink_metadata(parent.path.join(name)).is_ok_and(|m| !m.is_file()) {
-            return Err(format!("mount target {}: exists and is not a regular file", v.target));
-        }
-        let _ = parent._dir.create_file(name.as_bytes());
+        let parent = target_beneath(k, root, if dir.is_empty() { "/" } else { dir })?;
         let path = parent.path.join(name);
-        Target { _dir: parent._dir, path }
+        match k.kind(&path) {
+            Some(Kind::File) => {}
+            Some(_) => return Err(format!("mount target {}: exists and is not a regular file", v.target)),
+            None => k.create_file(&path)?,
+        }
+        (path, parent)
     };
-    let target = std::mem::take(&mut at.path);
-    mount_bind(&v.host, &target).map_err(errno(format!("bind {} on {}", v.host.display(), v.target)))?;
-    at.path = target;
+    k.bind(&v.host, &at)?;
     if v.read_only {
         // A bind mount takes read-only only on a remount of itself, named by its path now
         // (the fd still names the dir underneath). Nothing has run in the rootfs since the
         // path was checked symlink-free.
         let mounted = root.join(v.target.trim_start_matches('/'));
-        mount_remount(&mounted, MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV, "")
-            .map_err(errno(format!("make {} read-only", v.target)))?;
+        k.remount(&mounted, MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV)?;
     }
     Ok(())
 }
 
-/// `lo` up in the new network namespace.
-fn loopback_up() -> Step {
-    use rustix::net::{socket, AddressFamily, SocketType};
-    let sock = socket(AddressFamily::INET, SocketType::DGRAM, None).map_err(errno("open socket for lo"))?;
-    super::netif::set_up(sock.as_fd(), "lo").map_err(errno("bring up lo"))
+/// Makes `root` the root: `pivot_root`, then the old root detached. Where the
+/// current root cannot be pivoted away (an initramfs, or `layers` itself running in a
+/// chroot) the kernel says EINVAL: move the mount over / and chroot, as runc does.
+fn enter_root(k: &mut impl Sys, root: &Path) -> Step {
+    k.enter_dir(root)?;
+    match k.pivot_root_here() {
+        Ok(()) => k.detach_old_root()?,
+        Err(rustix::io::Errno::INVAL) => k.move_root_and_chroot()?,
+        Err(e) => return Err(format!("pivot_root: {e}")),
+    }
+    k.chdir("/")
 }
 
-fn pivot(root: &Path) -> Step {
-    rustix::process::chdir(root).map_err(errno("enter rootfs"))?;
-    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the new.
-    rustix::process::pivot_root(".", ".").map_err(errno("pivot_root"))?;
-    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(errno("detach old root"))?;
-    rustix::process::chdir("/").map_err(errno("enter /"))
-}
-
-fn ensure_dir(path: &str) -> Step {
-    std::fs::create_dir_all(path).map_err(|e| format!("create working dir {path}: {e}"))
-}
-
-fn become_user(u: &users::User, caps: CapabilitySet, privileged: bool) -> Step {
-    use rustix::thread::{remove_capability_from_bounding_set, set_capabilities, set_no_new_privs};
+fn become_user(k: &mut impl Sys, u: &users::User, caps: CapabilitySet, privileged: bool) -> Step {
     let keep = if privileged { CapabilitySet::all() } else { caps };
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if !keep.contains(cap) {
-            // Bits past the kernel's last capability answer EINVAL: nothing to drop.
-            match remove_capability_from_bounding_set(cap) {
-                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-                Err(e) => return Err(format!("drop capability {}: {e}", caps::name(bit))),
-            }
+            k.drop_bounding(cap)?;
         }
     }
-    rustix::thread::clear_ambient_capability_set().map_err(errno("clear ambient capabilities"))?;
-    let groups: Vec<rustix::process::Gid> = u.groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
-    rustix::thread::set_thread_groups(&groups).map_err(errno("set supplementary groups"))?;
-    let gid = rustix::process::Gid::from_raw(u.gid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno(format!("set gid {}", u.gid)))?;
-    let uid = rustix::process::Uid::from_raw(u.uid);
-    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(errno(format!("set uid {}", u.uid)))?;
+    k.clear_ambient()?;
+    k.set_groups(&u.groups)?;
+    k.set_gid(u.gid)?;
+    k.set_uid(u.uid)?;
     // Root keeps the set; anyone else got empty permitted/effective sets from setuid (as Docker).
-    let sets = if u.uid == 0 {
-        CapabilitySets { effective: keep, permitted: keep, inheritable: CapabilitySet::empty() }
-    } else {
-        CapabilitySets {
-            effective: CapabilitySet::empty(),
-            permitted: CapabilitySet::empty(),
-            inheritable: CapabilitySet::empty(),
-        }
-    };
-    set_capabilities(None, sets).map_err(errno("set capabilities"))?;
+    let kept = if u.uid == 0 { keep } else { CapabilitySet::empty() };
+    k.set_caps(CapabilitySets { effective: kept, permitted: kept, inheritable: CapabilitySet::empty() })?;
     if !privileged {
-        set_no_new_privs(true).map_err(errno("set no_new_privs"))?;
+        k.no_new_privs()?;
     }
     Ok(())
 }
 
-/// Marks every fd but 0, 1 and 2 close-on-exec (the runc CVE-2024-21626 shape: no
-/// host directory fd may survive into the container).
-fn close_other_fds() -> Step {
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| format!("list fds: {e}"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
-        .collect();
-    for fd in fds {
-        // SAFETY: fd comes from /proc/self/fd and is only borrowed for one fcntl; a stale
-        // one (the dir handle above) fails with EBADF, which is ignored.
-        #[allow(unsafe_code)]
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+#[cfg(test)]
+mod tests {
+    //! The setup sequence, recorded instead of made: runs without root.
+
+    use std::collections::BTreeMap;
+
+    use super::super::sys::Beneath;
+    use super::*;
+
+    /// Writes every call down; knows only the paths it was told of or made.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<String>,
+        paths: BTreeMap<PathBuf, Kind>,
+        pivot_refused: bool,
     }
-    Ok(())
+
+    impl Recorder {
+        fn note(&mut self, call: String) -> Step {
+            self.calls.push(call);
+            Ok(())
+        }
+
+        fn position(&self, prefix: &str) -> usize {
+            self.calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix}: {:#?}", self.calls))
+        }
+
+        fn has(&self, prefix: &str) -> bool {
+            self.calls.iter().any(|c| c.starts_with(prefix))
+        }
+    }
+
+    impl Sys for Recorder {
+        fn kind(&self, path: &Path) -> Option<Kind> {
+            self.paths.get(path).copied()
+        }
+        fn mkdir(&mut self, path: &Path) -> Step {
+            self.paths.insert(path.to_path_buf(), Kind::Dir);
+            self.note(format!("mkdir {}", path.display()))
+        }
+        fn mkdir_all(&mut self, path: &Path) -> Step {
+            self.note(format!("mkdir-all {}", path.display()))
+        }
+        fn create_file(&mut self, path: &Path) -> Step {
+            self.paths.insert(path.to_path_buf(), Kind::File);
+            self.note(format!("create {}", path.display()))
+        }
+        fn remove_file(&mut self, path: &Path) -> Step {
+            self.paths.remove(path);
+            self.note(format!("remove {}", path.display()))
+        }
+        fn mknod_char(&mut self, path: &Path, major: u32, minor: u32) -> Step {
+            self.note(format!("mknod {} {major}:{minor}", path.display()))
+        }
+        fn symlink(&mut self, target: &str, link: &Path) -> Step {
+            self.note(format!("symlink {} -> {target}", link.display()))
+        }
+        fn dir_beneath(&mut self, root: &Path, target: &str) -> Step<Beneath> {
+            let path = root.join(target.trim_start_matches('/'));
+            self.paths.insert(path.clone(), Kind::Dir);
+            Ok(Beneath { _dir: None, path })
+        }
+        fn join_cgroup(&mut self, procs: &Path) -> Step {
+            self.note(format!("join-cgroup {}", procs.display()))
+        }
+        fn unshare(&mut self, flags: UnshareFlags) -> Step {
+            self.note(format!("unshare {flags:?}"))
+        }
+        fn make_mounts_private(&mut self) -> Step {
+            self.note("private".into())
+        }
+        fn mount_rootfs(&mut self, _spec: &MountSpec, target: &Path) -> Step {
+            self.note(format!("mount-rootfs {}", target.display()))
+        }
+        fn mount(&mut self, fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Step {
+            self.note(format!("mount {fstype} {} {flags:?} {data}", target.display()))
+        }
+        fn bind(&mut self, from: &Path, to: &Path) -> Step {
+            self.note(format!("bind {} {}", from.display(), to.display()))
+        }
+        fn remount(&mut self, target: &Path, flags: MountFlags) -> Step {
+            self.note(format!("remount {} {flags:?}", target.display()))
+        }
+        fn sethostname(&mut self, name: &str) -> Step {
+            self.note(format!("sethostname {name}"))
+        }
+        fn loopback_up(&mut self) -> Step {
+            self.note("lo-up".into())
+        }
+        fn enter_dir(&mut self, dir: &Path) -> Step {
+            self.note(format!("enter {}", dir.display()))
+        }
+        fn pivot_root_here(&mut self) -> rustix::io::Result<()> {
+            self.calls.push("pivot_root".into());
+            if self.pivot_refused {
+                return Err(rustix::io::Errno::INVAL);
+            }
+            Ok(())
+        }
+        fn detach_old_root(&mut self) -> Step {
+            self.note("detach-old-root".into())
+        }
+        fn move_root_and_chroot(&mut self) -> Step {
+            self.note("move-root-chroot".into())
+        }
+        fn console(&mut self, _sock: &OwnedFd, uid: u32) -> Step {
+            self.note(format!("console {uid}"))
+        }
+        fn drop_bounding(&mut self, cap: CapabilitySet) -> Step {
+            self.note(format!("drop-bounding {}", cap.bits().trailing_zeros()))
+        }
+        fn clear_ambient(&mut self) -> Step {
+            self.note("clear-ambient".into())
+        }
+        fn set_groups(&mut self, groups: &[u32]) -> Step {
+            self.note(format!("set-groups {groups:?}"))
+        }
+        fn set_gid(&mut self, gid: u32) -> Step {
+            self.note(format!("set-gid {gid}"))
+        }
+        fn set_uid(&mut self, uid: u32) -> Step {
+            self.note(format!("set-uid {uid}"))
+        }
+        fn set_caps(&mut self, sets: CapabilitySets) -> Step {
+            self.note(format!("set-caps {:x} {:x}", sets.effective.bits(), sets.permitted.bits()))
+        }
+        fn no_new_privs(&mut self) -> Step {
+            self.note("no-new-privs".into())
+        }
+        fn die_with_parent(&mut self) -> Step {
+            self.note("die-with-parent".into())
+        }
+        fn chdir(&mut self, path: &str) -> Step {
+            self.note(format!("chdir {path}"))
+        }
+        fn close_other_fds(&mut self) -> Step {
+            self.note("close-fds".into())
+        }
+        fn fork_init(&mut self, tty: bool, seccomp: &[seccompiler::BpfProgram]) -> Step {
+            self.note(format!("fork-init tty={tty} filters={}", seccomp.len()))
+        }
+        fn seccomp(&mut self, filters: &[seccompiler::BpfProgram]) -> Step {
+            self.note(format!("seccomp {}", filters.len()))
+        }
+    }
+
+    fn docker_caps() -> CapabilitySet {
+        super::super::caps::effective(&[], &[]).unwrap()
+    }
+
+    fn setup_for(user: users::User) -> ChildSetup {
+        ChildSetup {
+            cgroup_procs: vec![PathBuf::from("/cg/memory/procs"), PathBuf::from("/cg/pids/procs")],
+            mount: MountSpec { lowers: vec![PathBuf::from("/l1")], upper: None },
+            rootfs: PathBuf::from("/r"),
+            hostname: "box".into(),
+            own_network: true,
+            files: vec![(PathBuf::from("/c/hosts"), "etc/hosts".into())],
+            user,
+            cwd: "/work".into(),
+            caps: docker_caps(),
+            privileged: false,
+            seccomp: vec![Vec::new(), Vec::new()],
+            volumes: vec![Volume {
+                host: PathBuf::from("/no/such/host/file"),
+                target: "/data/v".into(),
+                read_only: true,
+            }],
+            tmpfs: vec![("/run".into(), "size=1m".into())],
+            read_only: false,
+            console: None,
+            init: false,
+        }
+    }
+
+    fn root() -> users::User {
+        users::User { uid: 0, gid: 0, groups: vec![0, 10], home: "/root".into() }
+    }
+
+    fn recorder() -> Recorder {
+        let mut r = Recorder::default();
+        r.paths.insert(PathBuf::from("/r/etc"), Kind::Dir);
+        r.paths.insert(PathBuf::from("/r/proc/kcore"), Kind::File);
+        r.paths.insert(PathBuf::from("/r/proc/sys"), Kind::Dir);
+        r
+    }
+
+    #[test]
+    fn setup_runs_cgroup_namespaces_mounts_root_identity_and_seccomp_last() {
+        let mut k = recorder();
+        setup(&setup_for(root()), &mut k).unwrap();
+        let order = [
+            "join-cgroup /cg/memory/procs",
+            "join-cgroup /cg/pids/procs",
+            "unshare",
+            "private",
+            "mount-rootfs /r",
+            "mount proc /r/proc",
+            "mount tmpfs /r/dev",
+            "mount devpts /r/dev/pts",
+            "mount sysfs /r/sys",
+            "bind /r/dev/null /r/proc/kcore",
+            "bind /r/proc/sys /r/proc/sys",
+            "remount /r/proc/sys",
+            "bind /c/hosts /r/etc/hosts",
+            "bind /no/such/host/file /r/data/v",
+            "remount /r/data/v",
+            "mount tmpfs /r/run",
+            "sethostname box",
+            "lo-up",
+            "enter /r",
+            "pivot_root",
+            "detach-old-root",
+            "chdir /",
+            "mkdir-all /work",
+            "drop-bounding",
+            "clear-ambient",
+            "set-groups [0, 10]",
+            "set-gid 0",
+            "set-uid 0",
+            "set-caps",
+            "no-new-privs",
+            "die-with-parent",
+            "chdir /work",
+            "close-fds",
+            "seccomp 2",
+        ];
+        let at: Vec<usize> = order.iter().map(|c| k.position(c)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "order {:?} in {:#?}", at, k.calls);
+        assert_eq!(k.calls.last().map(String::as_str), Some("seccomp 2"), "seccomp is the very last step");
+        assert!(k.calls[k.position("unshare")].contains("NEWNET"), "--net none: own network namespace");
+        let dropped = k.calls.iter().filter(|c| c.starts_with("drop-bounding")).count();
+        assert_eq!(dropped, 64 - 14, "all but Docker's 14 capabilities leave the bounding set");
+        let caps = docker_caps().bits();
+        assert!(k.has(&format!("set-caps {caps:x} {caps:x}")), "root keeps them effective and permitted");
+        assert!(k.calls[k.position("remount /r/data/v")].contains("RDONLY"), ":ro volume remounted read-only");
+        assert!(k.has("create /r/etc/hosts") && k.has("create /r/data/v"), "file mount points made, not followed");
+    }
+
+    #[test]
+    fn privileged_host_network_users_and_init_change_only_their_steps() {
+        let mut s = setup_for(users::User { uid: 1000, gid: 100, groups: vec![], home: "/".into() });
+        s.privileged = true;
+        s.own_network = false;
+        s.seccomp = Vec::new();
+        s.init = true;
+        let mut k = recorder();
+        setup(&s, &mut k).unwrap();
+        assert!(!k.has("bind /r/dev/null /r/proc/kcore") && !k.has("remount /r/proc/sys"), "no masks: {:#?}", k.calls);
+        assert!(!k.has("drop-bounding") && !k.has("no-new-privs"), "privileged keeps everything");
+        assert!(!k.calls[k.position("unshare")].contains("NEWNET") && !k.has("lo-up"), "--net host");
+        assert!(k.has("set-caps 0 0"), "a non-root user has no capabilities");
+        assert_eq!(k.calls.last().map(String::as_str), Some("fork-init tty=false filters=0"));
+        assert!(k.position("set-uid 1000") < k.position("fork-init"), "the init is forked as the user");
+    }
+
+    #[test]
+    fn pivot_root_refused_falls_back_to_moving_the_root_and_chroot() {
+        let mut k = recorder();
+        k.pivot_refused = true;
+        setup(&setup_for(root()), &mut k).unwrap();
+        assert!(k.position("pivot_root") < k.position("move-root-chroot"));
+        assert!(!k.has("detach-old-root"));
+        assert!(k.position("move-root-chroot") < k.position("chdir /"));
+    }
+
+    #[test]
+    fn a_symlinked_proc_stops_setup_before_anything_is_mounted_on_it() {
+        let mut k = recorder();
+        k.paths.insert(PathBuf::from("/r/proc"), Kind::Symlink);
+        let err = setup(&setup_for(root()), &mut k).unwrap_err();
+        assert_eq!(err, "/proc in the image is a symlink; refusing to mount over it");
+        assert_eq!(k.calls.last().map(String::as_str), Some("mount-rootfs /r"));
+    }
+
+    #[test]
+    fn a_file_volume_over_a_directory_is_refused() {
+        let mut k = recorder();
+        k.paths.insert(PathBuf::from("/r/data/v"), Kind::Dir);
+        let err = setup(&setup_for(root()), &mut k).unwrap_err();
+        assert_eq!(err, "mount target /data/v: exists and is not a regular file");
+        assert!(!k.has("bind /no/such/host/file"));
+    }
 }

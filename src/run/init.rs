@@ -6,7 +6,8 @@
 
 use seccompiler::BpfProgram;
 
-use super::child::{apply_seccomp, Step};
+use super::child::Step;
+use super::sys::{Kernel, Sys};
 
 /// Signals the kernel raises for a fault in the init itself: never blocked, so a
 /// fault kills it instead of spinning.
@@ -42,7 +43,7 @@ pub fn fork_init(tty: bool, seccomp: &[BpfProgram]) -> Step {
                     libc::tcsetpgrp(0, libc::getpid());
                 }
                 libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-                apply_seccomp(seccomp)
+                Kernel.seccomp(seccomp)
             }
             command => {
                 // The init must not keep the exec-status pipe `layers run` reads (it would
@@ -50,7 +51,7 @@ pub fn fork_init(tty: bool, seccomp: &[BpfProgram]) -> Step {
                 libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 // What `ps` inside shows as PID 1.
                 let _ = rustix::thread::set_name(c"layers-init");
-                if apply_seccomp(seccomp).is_err() {
+                if Kernel.seccomp(seccomp).is_err() {
                     libc::kill(command, libc::SIGKILL);
                 }
                 supervise(command, &blocked)

@@ -14,6 +14,7 @@ mod seccomp_profile;
 mod spec;
 pub mod state;
 mod supervise;
+mod sys;
 mod users;
 
 use std::os::fd::{AsFd, OwnedFd};
