@@ -495,3 +495,39 @@ fn exec_joins_a_running_container_next_to_its_pid_1() {
     let gone = layers(&store, &["exec", "sleeper", "true"]);
     assert_eq!(gone.status.code(), Some(125));
 }
+
+#[test]
+fn in_a_chroot_where_pivot_root_cannot_work_the_root_is_moved_and_chrooted() {
+    if !need_root("in_a_chroot_where_pivot_root_cannot_work_the_root_is_moved_and_chrooted") {
+        return;
+    }
+    let (work, store) = setup();
+    // `layers` itself in a chroot whose root is a plain dir, not a mount point: the kernel
+    // refuses pivot_root there (EINVAL), as on an initramfs.
+    let chroot = work.path().join("chroot");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_layers")).parent().unwrap().to_path_buf();
+    let script = r#"set -e
+        R=$1; shift
+        for d in /usr /lib /lib64 /bin /sbin /etc /proc /sys /dev /tmp "$BIN_DIR" "$STORE"; do
+            [ -e "$d" ] || continue
+            mkdir -p "$R$d"; mount --rbind "$d" "$R$d"
+        done
+        exec chroot "$R" "$@""#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&chroot)
+        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .args(["run", "--rm", "localhost/layered", "sh", "-c", "echo pid=$$; head -1 /proc/self/mountinfo"])
+        .env("BIN_DIR", &bin_dir)
+        .env("STORE", &store)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    assert!(o.starts_with("pid=1\n"), "{o}");
+    let root_mount: Vec<&str> = o.lines().nth(1).unwrap().split(' ').collect();
+    assert_eq!((root_mount[4], root_mount[7]), ("/", "overlay"), "the overlay is the container's root: {o}");
+    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
+}

@@ -322,6 +322,8 @@ fn bind_volume(k: &mut impl Sys, root: &Path, v: &Volume) -> Step {
 /// Makes `root` the root: `pivot_root`, then the old root detached. Where the
 /// current root cannot be pivoted away (an initramfs, or `layers` itself running in a
 /// chroot) the kernel says EINVAL: move the mount over / and chroot, as runc does.
+/// That is weaker (as runc's `--no-pivot`): the namespace's real root stays
+/// underneath, reachable again by a process holding CAP_SYS_CHROOT.
 fn enter_root(k: &mut impl Sys, root: &Path) -> Step {
     k.enter_dir(root)?;
     match k.pivot_root_here() {

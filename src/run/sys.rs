@@ -79,6 +79,27 @@ pub trait Sys {
 /// The real thing.
 pub struct Kernel;
 
+/// Mount points in /proc/self/mountinfo escape space, tab, newline and backslash as `\NNN`.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Sys for Kernel {
     fn kind(&self, path: &Path) -> Option<Kind> {
         let m = std::fs::symlink_metadata(path).ok()?;
@@ -150,8 +171,20 @@ impl Sys for Kernel {
     }
 
     fn make_mounts_private(&mut self) -> Step {
-        rustix::mount::mount_change("/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)
-            .map_err(errno("make mounts private"))
+        let private = MountPropagationFlags::PRIVATE;
+        match rustix::mount::mount_change("/", MountPropagationFlags::REC | private) {
+            // In a chroot whose root is not a mount point: every mount it can see, one by one.
+            Err(rustix::io::Errno::INVAL) => {
+                let info =
+                    std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
+                for point in info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo) {
+                    rustix::mount::mount_change(point.as_str(), private)
+                        .map_err(errno(format!("make mount {point} private")))?;
+                }
+                Ok(())
+            }
+            other => other.map_err(errno("make mounts private")),
+        }
     }
 
     fn mount_rootfs(&mut self, spec: &MountSpec, target: &Path) -> Step {
@@ -274,5 +307,14 @@ impl Sys for Kernel {
             seccompiler::apply_filter(prog).map_err(|e| format!("apply seccomp profile: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(super::unescape_mountinfo("/mnt/a\\040b\\134c"), "/mnt/a b\\c");
+        assert_eq!(super::unescape_mountinfo("/plain"), "/plain");
     }
 }
