@@ -3,7 +3,8 @@
 # python bench image (bench/pull.sh builds it), against `crun run` and `runc run` on an
 # OCI bundle made by `umoci unpack`, `bwrap --unshare-all` and `unshare -fpmiu
 # --mount-proc` + chroot over the unpacked rootfs, and `podman run --rm --network=none`.
-# Tools interleaved, stores on tmpfs, medians of ROUNDS runs each.
+# Tools interleaved (each round starting at the next tool), stores on tmpfs, medians of
+# ROUNDS runs each.
 #
 # usage: bench/run.sh [ROUNDS]   (default 30; root, Debian 12)
 set -euo pipefail
@@ -55,17 +56,29 @@ time_it() { # label cmd...
   local t1=$EPOCHREALTIME
   echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.5f", b - a }')" >>"$results"
 }
+# Each round starts at a different tool: whoever runs right after a cgroup write gets
+# the kernel's cgroup lock cheaply (its RCU grace period already passed), so a fixed
+# order would favour the tool behind a fixed neighbour.
+tools=(layers crun runc bwrap unshare podman)
+run_tool() { # tool img round
+  local b="$scratch/bundle-$2"
+  case $1 in
+    layers) time_it "$2:layers" "$layers" --root "$scratch/layers" run --rm "localhost/$2" /bin/true ;;
+    crun) time_it "$2:crun" crun run -b "$b" "lrb-$3" ;;
+    runc) time_it "$2:runc" runc run -b "$b" "lrb-$3" ;;
+    bwrap) time_it "$2:bwrap" bwrap --bind "$b/rootfs" / --proc /proc --dev /dev --unshare-all /bin/true ;;
+    unshare) time_it "$2:unshare" unshare -fpmiu --mount-proc="$b/rootfs/proc" chroot "$b/rootfs" /bin/true ;;
+    podman) # podman is slow: a third of the rounds
+      if [ $(($3 % 3)) -eq 1 ]; then
+        time_it "$2:podman" "${P[@]}" run --rm --network=none --runtime crun "localhost/$2" /bin/true
+      fi ;;
+  esac
+}
 for r in $(seq "$rounds"); do
   for img in "${!layout[@]}"; do
-    b="$scratch/bundle-$img"
-    time_it "$img:layers" "$layers" --root "$scratch/layers" run --rm "localhost/$img" /bin/true
-    time_it "$img:crun" crun run -b "$b" "lrb-$r"
-    time_it "$img:runc" runc run -b "$b" "lrb-$r"
-    time_it "$img:bwrap" bwrap --bind "$b/rootfs" / --proc /proc --dev /dev --unshare-all /bin/true
-    time_it "$img:unshare" unshare -fpmiu --mount-proc="$b/rootfs/proc" chroot "$b/rootfs" /bin/true
-    if [ $((r % 3)) -eq 1 ]; then # podman is slow: a third of the rounds
-      time_it "$img:podman" "${P[@]}" run --rm --network=none --runtime crun "localhost/$img" /bin/true
-    fi
+    for i in "${!tools[@]}"; do
+      run_tool "${tools[$(((i + r) % ${#tools[@]}))]}" "$img" "$r"
+    done
   done
 done
 
