@@ -92,7 +92,7 @@ pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
     mount_spec(&spec, &dir, MountOptions { host_visible: true, legacy: false })?;
     let mounted = ScratchMount(dir);
     let mut out = output(&a.output)?;
-    layers_store::upper::write_tar(&mounted.0, &mut out).with_context(|| format!("export {}", a.target))?;
+    layers_store::upper::write_tar(&mounted.0, &mut out, None).with_context(|| format!("export {}", a.target))?;
     out.flush().with_context(|| format!("write {}", a.output))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -265,6 +265,8 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         author: a.author.clone(),
         created: rfc3339(now as i64),
         tags: tag.into_iter().collect(),
+        mtime_clamp: None,
+        config: None,
     };
     let committed = store.commit_container(&c, &opts);
     if was_mounted {

@@ -29,6 +29,9 @@ pub struct ImagesArgs {
     /// Show only image IDs.
     #[arg(short, long)]
     quiet: bool,
+    /// Show the unnamed images of build steps too.
+    #[arg(short, long)]
+    all: bool,
 }
 
 /// Arguments of `layers inspect`.
@@ -67,7 +70,17 @@ fn split_tag(full: &str) -> (&str, &str) {
 }
 
 pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
-    let images = store.images()?;
+    let mut images = store.images()?;
+    if !a.all {
+        // As Docker: a build's intermediate images show with -a only.
+        let mut shown = Vec::with_capacity(images.len());
+        for i in images {
+            if !i.tags.is_empty() || !store.is_build_step(&i.manifest)? {
+                shown.push(i);
+            }
+        }
+        images = shown;
+    }
     if a.quiet {
         for i in &images {
             outln!("{}", i.config.short());

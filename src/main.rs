@@ -81,6 +81,8 @@ enum Command {
     Tag(images_cmd::TagArgs),
     /// Remove image names, and images nothing names any more.
     Rmi(images_cmd::RmiArgs),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
     /// Run a command in a new container.
     Run(Box<run::RunArgs>),
     /// Run a command in a running container.
@@ -184,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(a) => images_cmd::tag(&store, a),
         Command::Rmi(a) => images_cmd::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
+        Command::Build(a) => build::build(&store, a),
         Command::Run(a) => run::run(&store, a),
         Command::Exec(a) => run::exec(&store, a),
         Command::Stop(a) => run::control::stop(&store, a),

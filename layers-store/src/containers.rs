@@ -42,6 +42,11 @@ pub struct CommitOptions {
     pub created: String,
     /// Full names to point at the new image.
     pub tags: Vec<String>,
+    /// No file in the layer newer than this (seconds since the epoch; reproducible builds).
+    pub mtime_clamp: Option<i64>,
+    /// The config the new image gets (its `rootfs`, `history` and `created` are filled
+    /// in); `None`: the container's image's config.
+    pub config: Option<ImageConfig>,
 }
 
 /// What a commit made.
@@ -341,7 +346,7 @@ impl Store {
             .compression
             .encoder(std::io::BufWriter::with_capacity(128 * 1024, HashingWriter::new(file)))
             .map_err(io_err)?;
-        let tar = upper::write_tar(&upper, &mut enc)?;
+        let tar = upper::write_tar(&upper, &mut enc, opts.mtime_clamp)?;
         let hashed = enc.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?;
         let blob = Descriptor {
             media_type: opts.compression.oci_media_type().to_string(),
@@ -352,8 +357,11 @@ impl Store {
         };
         upper::clean(&upper)?;
 
-        let mut config: ImageConfig = serde_json::from_slice(&self.read_blob(&parent.config, MAX_JSON)?)
-            .map_err(|e| Error::new(ErrorKind::Corrupt, "read image config", parent.config, e.to_string()))?;
+        let mut config: ImageConfig = match &opts.config {
+            Some(c) => c.clone(),
+            None => serde_json::from_slice(&self.read_blob(&parent.config, MAX_JSON)?)
+                .map_err(|e| Error::new(ErrorKind::Corrupt, "read image config", parent.config, e.to_string()))?,
+        };
         config.rootfs.diff_ids.push(tar.diff_id);
         config.created = Some(opts.created.clone());
         config.history.push(History {

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod build_cache;
 pub mod compression;
 // Store-owned paths only (container ids, generated names): std::fs is fine there.
 #[allow(clippy::disallowed_methods)]

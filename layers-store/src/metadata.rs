@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 2;
+pub const FORMAT_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -169,6 +169,7 @@ impl Metadata {
             md.write("create schema", |tx| {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(SCHEMA_2)?;
+                tx.execute_batch(crate::build_cache::SCHEMA_3)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

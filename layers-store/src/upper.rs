@@ -225,8 +225,10 @@ fn with_name(parent_rel: &[u8], name: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Writes `upper` as an OCI layer tar to `out` and returns its diffID.
-pub fn write_tar(upper: &Path, out: impl Write) -> Result<WrittenTar> {
+/// Writes `upper` as an OCI layer tar to `out` and returns its diffID. With
+/// `mtime_clamp` (a build's `SOURCE_DATE_EPOCH`), no entry is newer than it, so the
+/// same content gives the same layer whenever it is written.
+pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Result<WrittenTar> {
     let mut tar = TarWriter::new(HashingWriter::new(out));
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut entries = 0u64;
@@ -253,7 +255,7 @@ pub fn write_tar(upper: &Path, out: impl Write) -> Result<WrittenTar> {
             mode: m.mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
-            mtime: (m.mtime(), 0),
+            mtime: (mtime_clamp.map_or(m.mtime(), |c| m.mtime().min(c)), 0),
             size: 0,
             dev: (0, 0),
             xattrs: xattrs(p)?,

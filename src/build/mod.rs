@@ -1,13 +1,248 @@
 //! `layers build`: a Dockerfile to an image, one layer (or config change) per
 //! instruction, with a content-keyed cache. Parse (`dockerfile`, `instruction`,
-//! `words`) → plan of stages → steps.
+//! `words`) → stages (only those the target needs) → steps (`exec`).
 
-// The parser lands before the executor that uses it.
-#![cfg_attr(not(test), allow(dead_code))]
-
+pub mod context;
 pub mod dockerfile;
+pub mod exec;
 pub mod instruction;
+pub mod pattern;
 pub mod words;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use layers_store::{Reference, ShortNames, Store};
+
+use instruction::{Instruction, Located};
+
+/// Arguments of `layers build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name the image (several allowed).
+    #[arg(short, long = "tag")]
+    tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// A build-time variable: KEY=VALUE, or KEY to take the host's.
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// Build this stage (and what it needs), not the last.
+    #[arg(long)]
+    target: Option<String>,
+    /// Run every step, looking nothing up in the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Pull the FROM images even when stored.
+    #[arg(long)]
+    pull: bool,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Progress output: `auto` or `plain` (the same here: one line per step).
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// RUN's network: `none` or `host`.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// The build context directory.
+    context: PathBuf,
+}
+
+/// One stage: its FROM and what follows.
+struct Stage<'a> {
+    from: &'a Located,
+    name: Option<String>,
+    steps: &'a [Located],
+}
+
+fn stages(instructions: &[Located]) -> (Vec<&Located>, Vec<Stage<'_>>) {
+    let first = instructions
+        .iter()
+        .position(|l| matches!(l.instruction, Instruction::From { .. }))
+        .unwrap_or(instructions.len());
+    let globals = instructions[..first].iter().collect();
+    let mut out = Vec::new();
+    let mut i = first;
+    while i < instructions.len() {
+        let end = instructions[i + 1..]
+            .iter()
+            .position(|l| matches!(l.instruction, Instruction::From { .. }))
+            .map_or(instructions.len(), |p| i + 1 + p);
+        let name = match &instructions[i].instruction {
+            Instruction::From { alias, .. } => alias.clone(),
+            _ => None,
+        };
+        out.push(Stage { from: &instructions[i], name, steps: &instructions[i + 1..end] });
+        i = end;
+    }
+    (globals, out)
+}
+
+/// The stages `target` needs, by index: earlier stages named by FROM or `COPY --from`.
+fn needed(stages: &[Stage], target: usize) -> Vec<bool> {
+    let mut need = vec![false; stages.len()];
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if need[i] {
+            continue;
+        }
+        need[i] = true;
+        let refs = std::iter::once(stages[i].from).chain(stages[i].steps).filter_map(|l| match &l.instruction {
+            Instruction::From { image, .. } => Some(image.clone()),
+            Instruction::Copy { copy } | Instruction::Add { copy, .. } => copy.from.clone(),
+            _ => None,
+        });
+        for r in refs {
+            let by_name = stages[..i].iter().position(|s| s.name.as_deref() == Some(&r.to_ascii_lowercase()));
+            let by_index = r.parse::<usize>().ok().filter(|n| *n < i);
+            if let Some(j) = by_name.or(by_index) {
+                todo.push(j);
+            }
+        }
+    }
+    need
+}
+
+pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let context = a.context.canonicalize().with_context(|| format!("build context {}", a.context.display()))?;
+    let file = a.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    let parsed = instruction::parse(&file.display().to_string(), &text)?;
+    if let Some(s) = parsed.syntax.as_deref().filter(|s| !s.starts_with("docker/dockerfile")) {
+        eprintln!("layers: ignoring `# syntax={s}`: layers builds with its own Dockerfile frontend");
+    }
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| {
+            Reference::parse(t, ShortNames::Local)?
+                .tagged_name()
+                .with_context(|| format!("-t {t}: give a name, not a digest"))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let network = match a.network.as_str() {
+        "none" | "host" => a.network.clone(),
+        other => bail!("--network {other}: only `none` and `host` are supported"),
+    };
+    if !matches!(a.progress.as_str(), "auto" | "plain" | "tty") {
+        bail!("--progress {}: use auto or plain", a.progress);
+    }
+    let mut build_args = BTreeMap::new();
+    for b in &a.build_args {
+        match b.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            None => build_args.insert(b.clone(), std::env::var(b).unwrap_or_default()),
+        };
+    }
+    let (globals, stages) = stages(&parsed.instructions);
+    let mut global_args = BTreeMap::new();
+    for g in globals {
+        if let Instruction::Arg { args } = &g.instruction {
+            for d in args {
+                let value = match (build_args.get(&d.name), &d.default) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(def)) => Some(
+                        words::expand(def, parsed.escape, &|n: &str| global_args.get(n).cloned().flatten())
+                            .map_err(anyhow::Error::msg)?,
+                    ),
+                    (None, None) => None,
+                };
+                global_args.insert(d.name.clone(), value);
+            }
+        }
+    }
+    let target = match &a.target {
+        Some(t) => stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
+            .with_context(|| format!("--target {t}: no stage of that name"))?,
+        None => stages.len() - 1,
+    };
+    let need = needed(&stages, target);
+    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
+        Ok(t) => pattern::Patterns::parse(&t),
+        Err(_) => pattern::Patterns::default(),
+    };
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Some(v.parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH={v}: want seconds since 1970"))?),
+        Err(_) => None,
+    };
+    let steps_total = stages.iter().zip(&need).filter(|(_, n)| **n).map(|(s, _)| s.steps.len() + 1).sum();
+    let mut b = exec::Build {
+        store,
+        context,
+        escape: parsed.escape,
+        build_args,
+        global_args,
+        no_cache: a.no_cache,
+        quiet: a.quiet,
+        network,
+        epoch,
+        ignore,
+        stages: Vec::new(),
+        run_id: format!("{}-{}", std::process::id(), crate::run::state::now()),
+        steps_done: 0,
+        steps_total,
+    };
+    let mut last = None;
+    for (i, stage) in stages.iter().enumerate() {
+        if !need[i] {
+            // Keep indexes aligned for `COPY --from=N`: a stage not built is never referenced.
+            continue;
+        }
+        let Instruction::From { image, platform, .. } = &stage.from.instruction else {
+            unreachable!("stages start at FROM")
+        };
+        let env = |n: &str| b.global_args.get(n).cloned().flatten();
+        let image = words::expand(image, parsed.escape, &env).map_err(anyhow::Error::msg)?;
+        b.steps_done += 1;
+        if !a.quiet {
+            eprintln!(
+                "STEP {}/{}: FROM {image}{}",
+                b.steps_done,
+                b.steps_total,
+                stage.name.as_ref().map(|n| format!(" AS {n}")).unwrap_or_default()
+            );
+        }
+        let mut state = b
+            .from(&image, platform.as_deref(), a.pull)
+            .with_context(|| format!("{}:{}: FROM {image}", file.display(), stage.from.pos))?;
+        for step in stage.steps {
+            b.step(&mut state, step).with_context(|| format!("{}:{}", file.display(), step.pos))?;
+        }
+        let row = match state.image {
+            Some(r) => r,
+            None => {
+                let mut config = state.config.clone();
+                config.created = Some(layers_store::image::rfc3339(epoch.unwrap_or_else(crate::run::state::now)));
+                store.derive_image(None, &config, &[])?
+            }
+        };
+        while b.stages.len() < i {
+            b.stages.push((None, row.clone()));
+        }
+        b.stages.push((stage.name.clone(), row.clone()));
+        last = Some(row);
+    }
+    let image = last.context("nothing was built")?;
+    for t in &tags {
+        store.tag(&image.manifest, t)?;
+    }
+    if !a.quiet {
+        for t in &tags {
+            eprintln!("Tagged {t}");
+        }
+        eprintln!("Built {} in {:.2}s", image.config.short(), started.elapsed().as_secs_f64());
+    }
+    outln!("{}", image.config);
+    Ok(ExitCode::SUCCESS)
+}
 
 #[cfg(test)]
 mod golden {

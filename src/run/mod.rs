@@ -234,6 +234,14 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     result.map(ExitCode::from)
 }
 
+pub use spec::{set_env, DEFAULT_PATH};
+
+/// `USER[:GROUP]` (names or numbers) as the image's `/etc/passwd` and `/etc/group` in
+/// `layers` (top first) resolve it: (uid, gid).
+pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
+    users::resolve(spec, layers).map(|u| (u.uid, u.gid))
+}
+
 /// Removes a container's cgroup if a killed `layers run` left it behind.
 pub fn remove_leftover_cgroup(id: &str) {
     if let Ok(h) = cgroup::Hierarchy::detect() {

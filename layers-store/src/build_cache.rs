@@ -1,0 +1,109 @@
+//! Build steps' results: an image per step, found again by the step's cache key (a
+//! digest the builder computes from the parent state, the instruction and its
+//! inputs). The images are ordinary images; a key whose image is removed goes with it.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::{ImageConfig, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::metadata::{now, ImageRow};
+use crate::store::{NewImage, Store};
+
+/// Format 3: the build cache.
+pub(crate) const SCHEMA_3: &str = r#"
+CREATE TABLE IF NOT EXISTS build_cache (
+    key             TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
+    created         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
+"#;
+
+const MAX_JSON: u64 = 4 << 20;
+
+impl Store {
+    /// The image a build step with this cache key made, if it is still stored.
+    pub fn cached_step(&self, key: &Digest) -> Result<Option<ImageRow>> {
+        let manifest: Option<String> = self
+            .md()
+            .conn()
+            .query_row("SELECT manifest_digest FROM build_cache WHERE key = ?", [key.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(|e| Error::sql("read build cache", key, e))?;
+        match manifest.map(|m| Digest::parse(&m)).transpose()? {
+            Some(m) => self.image(&m),
+            None => Ok(None),
+        }
+    }
+
+    /// Remembers that the build step with this key made `manifest`.
+    pub fn cache_step(&self, key: &Digest, manifest: &Digest) -> Result<()> {
+        self.md().write("write build cache", |tx| {
+            tx.execute(
+                "INSERT INTO build_cache (key, manifest_digest, created) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET manifest_digest = excluded.manifest_digest, created = excluded.created",
+                params![key.to_string(), manifest.to_string(), now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Whether an image is a build step's (hidden from the image list unless named).
+    pub fn is_build_step(&self, manifest: &Digest) -> Result<bool> {
+        self.md()
+            .conn()
+            .query_row(
+                "SELECT 1 FROM build_cache WHERE manifest_digest = ? LIMIT 1",
+                [manifest.to_string()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| Error::sql("read build cache", manifest, e))
+    }
+
+    /// Records an image with `parent`'s layers (none for `scratch`) and `config`, whose
+    /// `rootfs.diff_ids` must be those layers': a build step that changes only the config.
+    pub fn derive_image(&self, parent: Option<&Digest>, config: &ImageConfig, tags: &[String]) -> Result<ImageRow> {
+        let what = parent.map_or("scratch".to_string(), |p| p.to_string());
+        let (layers, rows) = match parent {
+            Some(p) => {
+                let img = self
+                    .image(p)?
+                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
+                let m: Manifest = serde_json::from_slice(&self.read_blob(&img.manifest, MAX_JSON)?)
+                    .map_err(|e| Error::new(ErrorKind::Corrupt, "read image manifest", img.manifest, e.to_string()))?;
+                (m.layers, self.image_layers(p)?)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        if config.rootfs.diff_ids.len() != rows.len()
+            || config.rootfs.diff_ids.iter().zip(&rows).any(|(d, r)| *d != r.diff_id)
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "derive image",
+                &what,
+                "config's diff_ids differ from the layers",
+            ));
+        }
+        let json = |e: serde_json::Error| Error::new(ErrorKind::InvalidInput, "derive image", &what, e.to_string());
+        let mut ingest = self.ingest()?;
+        let config_desc =
+            self.stage_blob(&mut ingest, &serde_json::to_vec(config).map_err(json)?, MEDIA_TYPE_CONFIG)?;
+        let manifest = Manifest::new(config_desc.clone(), layers);
+        let manifest_desc =
+            self.stage_blob(&mut ingest, &serde_json::to_vec(&manifest).map_err(json)?, MEDIA_TYPE_MANIFEST)?;
+        let image = NewImage {
+            manifest: manifest_desc.clone(),
+            config: config_desc,
+            layers: rows,
+            created: config.created.clone().unwrap_or_default(),
+            tags: tags.to_vec(),
+        };
+        self.commit(ingest, Some(&image))?;
+        self.image(&manifest_desc.digest)?
+            .ok_or_else(|| Error::new(ErrorKind::Corrupt, "derive image", &what, "the new image is not recorded"))
+    }
+}

@@ -1,0 +1,308 @@
+//! COPY's two sides. Sources: paths in a root (the build context, or another
+//! stage's or image's root filesystem) resolved with `RESOLVE_IN_ROOT`, so `..` and
+//! symlinks never lead out of it; trees walked without following symlinks (a symlink
+//! is copied as a symlink); `.dockerignore` and `--exclude` patterns applied.
+//! Destination: a mounted container root, reached the same way.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context};
+use layers_store::digest::{Digest, Hasher};
+use rustix::fs::{openat2, AtFlags, Mode, OFlags, ResolveFlags};
+
+use super::pattern::Patterns;
+
+/// A directory tree reached through a directory fd, nothing resolved outside it.
+pub struct Tree {
+    root: OwnedFd,
+    /// For messages.
+    pub name: String,
+}
+
+/// One selected source entry: its path relative to the tree root and what it is.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub rel: PathBuf,
+    pub stat: rustix::fs::Stat,
+    /// Symlink target.
+    pub link: Option<Vec<u8>>,
+}
+
+fn kind(st: &rustix::fs::Stat) -> rustix::fs::FileType {
+    rustix::fs::FileType::from_raw_mode(st.st_mode)
+}
+
+/// `a/./b/../c` → `a/c`; `None` if it climbs above its start.
+pub fn clean(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir if !out.pop() => return None,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+impl Tree {
+    pub fn open(dir: &Path, name: &str) -> anyhow::Result<Tree> {
+        let root = rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .with_context(|| format!("open {name} {}", dir.display()))?;
+        Ok(Tree { root, name: name.to_string() })
+    }
+
+    fn open_in(&self, rel: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+        let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        openat2(
+            &self.root,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    }
+
+    fn stat(&self, rel: &Path) -> rustix::io::Result<rustix::fs::Stat> {
+        let fd = self.open_in(rel, OFlags::PATH | OFlags::NOFOLLOW)?;
+        rustix::fs::fstat(&fd)
+    }
+
+    /// Every entry under `rel` (itself first), parents before children, names sorted;
+    /// those `ignore` matches are left out (a dir's contents with it).
+    pub fn walk(&self, rel: &Path, ignore: &Patterns, out: &mut Vec<Entry>) -> anyhow::Result<()> {
+        let stat = self.stat(rel).with_context(|| format!("{}: {}", self.name, rel.display()))?;
+        if !rel.as_os_str().is_empty() && ignore.matches(rel) {
+            return Ok(());
+        }
+        let link = if kind(&stat) == rustix::fs::FileType::Symlink {
+            let parent = self.open_in(rel.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY)?;
+            let name = rel.file_name().context("symlink without a name")?;
+            Some(rustix::fs::readlinkat(&parent, name, Vec::new())?.into_bytes())
+        } else {
+            None
+        };
+        let is_dir = kind(&stat) == rustix::fs::FileType::Directory;
+        out.push(Entry { rel: rel.to_path_buf(), stat, link });
+        if is_dir {
+            let dir = self.open_in(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)?;
+            let mut names: Vec<PathBuf> = rustix::fs::Dir::read_from(&dir)?
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+                        e.file_name().to_bytes(),
+                    ))
+                })
+                .filter(|n| n != Path::new(".") && n != Path::new(".."))
+                .collect();
+            names.sort();
+            for n in names {
+                self.walk(&rel.join(n), ignore, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The paths a COPY source names: itself, or what its glob matches (sorted).
+    pub fn select(&self, source: &str, ignore: &Patterns) -> anyhow::Result<Vec<PathBuf>> {
+        let Some(rel) = clean(source) else { bail!("{source}: the path leaves the {}", self.name) };
+        if !super::pattern::is_glob(source) {
+            self.stat(&rel).map_err(|e| anyhow::anyhow!("{source}: not found in the {}: {e}", self.name))?;
+            return Ok(vec![rel]);
+        }
+        let pattern = Patterns::single(&rel.to_string_lossy());
+        let mut all = Vec::new();
+        self.walk(Path::new(""), ignore, &mut all)?;
+        let hits: Vec<PathBuf> = all.into_iter().map(|e| e.rel).filter(|r| pattern.matches_exactly(r)).collect();
+        if hits.is_empty() {
+            bail!("{source}: no file in the {} matches", self.name);
+        }
+        Ok(hits)
+    }
+
+    /// Reads a regular file's content (for hashing and copying).
+    pub fn open_file(&self, rel: &Path) -> anyhow::Result<std::fs::File> {
+        let fd = self
+            .open_in(rel, OFlags::RDONLY | OFlags::NOFOLLOW)
+            .with_context(|| format!("{}: {}", self.name, rel.display()))?;
+        Ok(std::fs::File::from(fd))
+    }
+}
+
+/// Ownership and mode COPY gives what it writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attrs {
+    pub uid: u32,
+    pub gid: u32,
+    /// `--chmod`: replaces every mode.
+    pub mode: Option<u32>,
+}
+
+/// One thing to copy: entries under a source, and where they go.
+pub struct Plan {
+    /// (source entry, destination path relative to the container root).
+    pub items: Vec<(Entry, PathBuf)>,
+}
+
+/// Lays out COPY's sources under `dest` (absolute in the container), Docker's way: a
+/// directory's contents go into `dest`; a file goes to `dest/NAME` when `dest` ends
+/// in `/` (or there are several sources), else to `dest` itself.
+pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, ignore: &Patterns) -> anyhow::Result<Plan> {
+    let Some(dest_rel) = clean(dest) else { bail!("destination {dest} leaves the root") };
+    let into_dir = dest.ends_with('/') || sources.len() > 1;
+    let mut items = Vec::new();
+    for src in sources {
+        let mut entries = Vec::new();
+        tree.walk(src, &Patterns::default(), &mut entries)?;
+        let Some(top) = entries.first() else { continue };
+        let is_dir = kind(&top.stat) == rustix::fs::FileType::Directory;
+        for e in entries {
+            let below = e.rel.strip_prefix(src).unwrap_or(Path::new("")).to_path_buf();
+            // `.dockerignore` applies to what is inside a named directory too.
+            if !below.as_os_str().is_empty() && ignore.matches(&e.rel) {
+                continue;
+            }
+            let target = if is_dir {
+                dest_rel.join(&below)
+            } else if into_dir {
+                dest_rel.join(src.file_name().unwrap_or_default())
+            } else {
+                dest_rel.clone()
+            };
+            items.push((e, target));
+        }
+    }
+    Ok(Plan { items })
+}
+
+/// A digest of what COPY will write: paths, types, modes, owners, sizes, contents,
+/// link targets; not times (so a fresh checkout of the same files hits the cache).
+pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs) -> anyhow::Result<Digest> {
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 128 << 10];
+    for (e, target) in &plan.items {
+        let mode = attrs.mode.unwrap_or(e.stat.st_mode & 0o7777);
+        let line = format!(
+            "{}\0{:o}\0{}\0{}\0{}\n",
+            target.display(),
+            (e.stat.st_mode & 0o170000) | mode,
+            attrs.uid,
+            attrs.gid,
+            e.stat.st_size
+        );
+        h.update(line.as_bytes());
+        if let Some(l) = &e.link {
+            h.update(l);
+        } else if kind(&e.stat) == rustix::fs::FileType::RegularFile {
+            let mut f = tree.open_file(&e.rel)?;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+        }
+    }
+    Ok(h.finish())
+}
+
+/// A directory in the destination root, created (0755, `attrs`' owner) where missing;
+/// resolved inside the root (an image's symlinks are followed within it, as Docker does).
+fn dest_dir(root: &OwnedFd, rel: &Path, attrs: Attrs) -> anyhow::Result<OwnedFd> {
+    let mut cur = rustix::io::dup(root)?;
+    let mut so_far = PathBuf::new();
+    for c in rel.components() {
+        let Component::Normal(name) = c else { continue };
+        so_far.push(name);
+        let open = || {
+            openat2(
+                root,
+                &so_far,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT,
+            )
+        };
+        cur = match open() {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755))?;
+                rustix::fs::chownat(&cur, name, Some(uid(attrs.uid)), Some(gid(attrs.gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+                open()?
+            }
+            Err(e) => return Err(e).with_context(|| format!("destination /{}", so_far.display())),
+        };
+    }
+    Ok(cur)
+}
+
+fn uid(u: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(u)
+}
+
+fn gid(g: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(g)
+}
+
+/// Copies `plan` from `tree` into the root at `dest_root`.
+pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow::Result<()> {
+    use rustix::fs::FileType as T;
+    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", dest_root.display()))?;
+    for (e, target) in &plan.items {
+        let mode = Mode::from_raw_mode(attrs.mode.unwrap_or(e.stat.st_mode & 0o7777));
+        let what = || format!("copy {} to /{}", e.rel.display(), target.display());
+        if kind(&e.stat) == T::Directory {
+            let dir = dest_dir(&root, target, attrs).with_context(what)?;
+            rustix::fs::fchmod(&dir, mode).with_context(what)?;
+            rustix::fs::fchown(&dir, Some(uid(attrs.uid)), Some(gid(attrs.gid))).with_context(what)?;
+            continue;
+        }
+        let (parent, name) = match (target.parent(), target.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => bail!("{}: cannot replace the root", what()),
+        };
+        let dir = dest_dir(&root, parent, attrs).with_context(what)?;
+        // Whatever is there (not a directory) is replaced, never written through.
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(e).with_context(what),
+        }
+        match kind(&e.stat) {
+            T::Symlink => {
+                let link = e.link.clone().unwrap_or_default();
+                rustix::fs::symlinkat(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&link), &dir, name)
+                    .with_context(what)?;
+                rustix::fs::chownat(&dir, name, Some(uid(attrs.uid)), Some(gid(attrs.gid)), AtFlags::SYMLINK_NOFOLLOW)
+                    .with_context(what)?;
+                continue;
+            }
+            T::RegularFile => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    name,
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    mode,
+                )
+                .with_context(what)?;
+                let mut out = std::fs::File::from(fd);
+                std::io::copy(&mut tree.open_file(&e.rel)?, &mut out).with_context(what)?;
+                rustix::fs::fchown(&out, Some(uid(attrs.uid)), Some(gid(attrs.gid))).with_context(what)?;
+                rustix::fs::fchmod(&out, mode).with_context(what)?;
+                let t = rustix::fs::Timestamps { last_access: e.stat_time(), last_modification: e.stat_time() };
+                rustix::fs::futimens(&out, &t).with_context(what)?;
+            }
+            other => bail!("{}: a {other:?} cannot be copied", what()),
+        }
+    }
+    Ok(())
+}
+
+impl Entry {
+    fn stat_time(&self) -> rustix::fs::Timespec {
+        rustix::fs::Timespec { tv_sec: self.stat.st_mtime as _, tv_nsec: self.stat.st_mtime_nsec as _ }
+    }
+}

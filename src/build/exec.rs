@@ -1,0 +1,674 @@
+//! Running a stage's instructions. Every step's result is an image in the store,
+//! found again by the step's cache key: a digest of the parent image's manifest
+//! (its layers and config), the instruction after ARG/ENV expansion, and for COPY
+//! the digest of the files it selects. RUN runs exactly as `layers run` (a child
+//! `layers run` on the step's container, which `commit` then turns into a layer).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command as Process, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use layers_store::containers::CommitOptions;
+use layers_store::digest::{Digest, Hasher};
+use layers_store::image::{rfc3339, History, ImageConfig, RootFs};
+use layers_store::metadata::ImageRow;
+use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+use layers_store::{Compression, Store};
+use serde_json::{json, Map, Value};
+
+use super::context::{self, Attrs, Tree};
+use super::instruction::{Command, CopySpec, Instruction, Located};
+use super::pattern::Patterns;
+use super::words::{expand, expand_words};
+
+/// What every step of a build shares.
+pub struct Build<'a> {
+    pub store: &'a Store,
+    pub context: PathBuf,
+    pub escape: char,
+    pub build_args: BTreeMap<String, String>,
+    /// Defaults of the ARGs declared before the first FROM.
+    pub global_args: BTreeMap<String, Option<String>>,
+    pub no_cache: bool,
+    pub quiet: bool,
+    pub network: String,
+    /// `SOURCE_DATE_EPOCH`: the time of every history entry, and no file newer.
+    pub epoch: Option<i64>,
+    pub ignore: Patterns,
+    /// Results of the stages built so far, by index, and their names.
+    pub stages: Vec<(Option<String>, ImageRow)>,
+    /// Names the steps' containers apart from another build's.
+    pub run_id: String,
+    pub steps_done: usize,
+    pub steps_total: usize,
+}
+
+/// A stage as it goes: its image so far and what the next step sees.
+pub struct State {
+    /// `None`: `FROM scratch` before any step made an image.
+    pub image: Option<ImageRow>,
+    pub config: ImageConfig,
+    /// ARGs in scope and their values.
+    pub args: BTreeMap<String, String>,
+    /// Whether this stage set CMD (an ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
+}
+
+fn obj(config: &mut ImageConfig) -> &mut Map<String, Value> {
+    let c = config.config.get_or_insert_with(|| json!({}));
+    if !c.is_object() {
+        *c = json!({});
+    }
+    c.as_object_mut().expect("made an object above")
+}
+
+fn env_of(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c["Env"].as_array())
+        .map_or_else(Vec::new, |a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+}
+
+fn shell_of(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c["Shell"].as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect::<Vec<_>>())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+}
+
+impl State {
+    /// Looks a name up as the step sees it: ENV first, then ARGs.
+    fn lookup(&self, name: &str) -> Option<String> {
+        env_of(&self.config)
+            .iter()
+            .find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix('=')).map(String::from))
+            .or_else(|| self.args.get(name).cloned())
+    }
+}
+
+impl Build<'_> {
+    fn now(&self) -> String {
+        rfc3339(self.epoch.unwrap_or_else(crate::run::state::now))
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    fn x(&self, state: &State, word: &str) -> anyhow::Result<String> {
+        expand(word, self.escape, &|n| state.lookup(n)).map_err(anyhow::Error::msg)
+    }
+
+    /// A stage's base: an earlier stage, `scratch`, or an image (pulled when missing).
+    pub fn from(&mut self, image: &str, platform: Option<&str>, pull: bool) -> anyhow::Result<State> {
+        let empty = || ImageConfig {
+            created: None,
+            architecture: layers_store::image::host_architecture().to_string(),
+            os: "linux".into(),
+            variant: None,
+            config: Some(json!({"Env": [format!("PATH={}", crate::run::DEFAULT_PATH)]})),
+            rootfs: RootFs { kind: "layers".into(), diff_ids: Vec::new() },
+            history: Vec::new(),
+            extra: Map::new(),
+        };
+        let state = |image: ImageRow, config: ImageConfig| State {
+            image: Some(image),
+            config,
+            args: BTreeMap::new(),
+            cmd_set: false,
+        };
+        if image.eq_ignore_ascii_case("scratch") {
+            return Ok(State { image: None, config: empty(), args: BTreeMap::new(), cmd_set: false });
+        }
+        if let Some((_, row)) = self.stages.iter().find(|(n, _)| n.as_deref() == Some(&image.to_ascii_lowercase())) {
+            let row = row.clone();
+            let config = self.config_of(&row)?;
+            return Ok(state(row, config));
+        }
+        let found = self.store.resolve(image).ok();
+        let row = match found {
+            Some(r) if !pull => r,
+            _ => {
+                let mut cmd = self.layers();
+                cmd.args(["pull", "-q"]);
+                if let Some(p) = platform {
+                    cmd.args(["--platform", p]);
+                }
+                let out = cmd.arg(image).stdout(Stdio::null()).status().context("start layers pull")?;
+                if !out.success() {
+                    bail!("FROM {image}: the pull failed");
+                }
+                self.store.resolve(image)?
+            }
+        };
+        let config = self.config_of(&row)?;
+        Ok(state(row, config))
+    }
+
+    fn config_of(&self, row: &ImageRow) -> anyhow::Result<ImageConfig> {
+        serde_json::from_slice(&self.store.read_blob(&row.config, 4 << 20)?)
+            .with_context(|| format!("read config {}", row.config))
+    }
+
+    /// `layers --root STORE`, for the steps that run as their own process.
+    fn layers(&self) -> Process {
+        let mut cmd = Process::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")));
+        cmd.arg("--root").arg(self.store.root());
+        cmd
+    }
+
+    /// The cache key of a step on `state`.
+    fn key(&self, state: &State, text: &str, inputs: &str) -> Digest {
+        let mut h = Hasher::new();
+        let parent = state.image.as_ref().map_or("scratch".to_string(), |i| i.manifest.to_string());
+        for part in ["layers-build-v1", &parent, text, inputs] {
+            h.update(part.as_bytes());
+            h.update(b"\n");
+        }
+        if state.image.is_none() {
+            // A scratch stage's config is not in any image yet.
+            h.update(serde_json::to_string(&state.config.config).unwrap_or_default().as_bytes());
+        }
+        h.finish()
+    }
+
+    /// Runs one instruction (after FROM) on `state`.
+    pub fn step(&mut self, state: &mut State, at: &Located) -> anyhow::Result<()> {
+        self.steps_done += 1;
+        let label = format!("STEP {}/{}", self.steps_done, self.steps_total);
+        let started = Instant::now();
+        match &at.instruction {
+            Instruction::Arg { args } => {
+                for a in args {
+                    let value = match self.build_args.get(&a.name) {
+                        Some(v) => Some(v.clone()),
+                        None => match &a.default {
+                            Some(d) => Some(self.x(state, d)?),
+                            None => self.global_args.get(&a.name).cloned().flatten(),
+                        },
+                    };
+                    match value {
+                        Some(v) => state.args.insert(a.name.clone(), v),
+                        None => state.args.remove(&a.name),
+                    };
+                }
+                self.say(&format!(
+                    "{label}: ARG {}",
+                    args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" ")
+                ));
+                return Ok(());
+            }
+            Instruction::Run { command, network, heredocs, mounts, .. } => {
+                if !mounts.is_empty() {
+                    bail!("RUN --mount is not supported yet");
+                }
+                let argv = match command {
+                    Command::Exec(argv) => argv.clone(),
+                    Command::Shell(text) => {
+                        let mut script = text.clone();
+                        for h in heredocs {
+                            script.push('\n');
+                            script.push_str(&h.content);
+                            script.push_str(&h.name);
+                        }
+                        // `RUN <<EOF` alone: the document is the script.
+                        if let [h] = heredocs.as_slice() {
+                            let opener =
+                                text.trim().trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\'']);
+                            if opener == h.name {
+                                script = h.content.clone();
+                            }
+                        }
+                        let mut argv = shell_of(&state.config);
+                        argv.push(script);
+                        argv
+                    }
+                };
+                let args: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let net = network.clone().unwrap_or_else(|| self.network.clone());
+                let text = format!("RUN {}", serde_json::to_string(&argv)?);
+                let key = self.key(state, &format!("{text} net={net}"), &args.join("\n"));
+                self.say(&format!("{label}: RUN {}", at_text(command)));
+                if self.hit(state, &key)? {
+                    return Ok(());
+                }
+                let parent = self.need_image(state)?;
+                let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
+                let mut cmd = self.layers();
+                cmd.args(["run", "--name", &name, "--net", &net, "--entrypoint", ""]);
+                for a in &args {
+                    if state.lookup(a.split('=').next().unwrap_or_default()).is_some() {
+                        cmd.args(["-e", a]);
+                    }
+                }
+                cmd.arg(parent.manifest.hex()).args(&argv);
+                if self.quiet {
+                    cmd.stdout(Stdio::null());
+                }
+                let status = cmd.status().context("start layers run")?;
+                let c = self.store.resolve_container(&name);
+                let result = (|| {
+                    if !status.success() {
+                        bail!(
+                            "RUN {}: the command returned a non-zero code: {}",
+                            at_text(command),
+                            status.code().unwrap_or(-1)
+                        );
+                    }
+                    self.commit_step(state, &name, &format!("RUN {}", at_text(command)), &key)
+                })();
+                if let Ok(c) = c {
+                    let _ = self.store.remove_container(&c);
+                }
+                result?;
+            }
+            Instruction::Copy { copy } => self.copy(state, copy, &label, "COPY")?,
+            Instruction::Add { copy, .. } => {
+                if copy.sources.iter().any(|s| s.contains("://")) {
+                    bail!("ADD of a URL is not supported yet");
+                }
+                if copy.sources.iter().any(|s| is_archive_name(s)) {
+                    bail!("ADD of a local archive is not supported yet");
+                }
+                self.copy(state, copy, &label, "ADD")?
+            }
+            other => {
+                let text = self.configure(state, other)?;
+                self.say(&format!("{label}: {text}"));
+                let key = self.key(state, &text, "");
+                if self.hit(state, &key)? {
+                    return Ok(());
+                }
+                state.config.history.push(History {
+                    created: Some(self.now()),
+                    created_by: Some(text),
+                    comment: Some("layers build".into()),
+                    empty_layer: true,
+                });
+                state.config.created = Some(self.now());
+                let row = self.store.derive_image(state.image.as_ref().map(|i| &i.manifest), &state.config, &[])?;
+                self.store.cache_step(&key, &row.manifest)?;
+                state.image = Some(row);
+            }
+        }
+        self.say(&format!("--> {} ({:.2}s)", short(state), started.elapsed().as_secs_f64()));
+        Ok(())
+    }
+
+    /// A cache hit moves the stage onto the cached image.
+    fn hit(&self, state: &mut State, key: &Digest) -> anyhow::Result<bool> {
+        if self.no_cache {
+            return Ok(false);
+        }
+        let Some(row) = self.store.cached_step(key)? else { return Ok(false) };
+        state.config = self.config_of(&row)?;
+        state.image = Some(row);
+        self.say(&format!("--> CACHED {}", short(state)));
+        Ok(true)
+    }
+
+    /// The stage's image so far (a scratch stage gets an empty one first).
+    fn need_image(&self, state: &mut State) -> anyhow::Result<ImageRow> {
+        if let Some(i) = &state.image {
+            return Ok(i.clone());
+        }
+        state.config.created = Some(self.now());
+        let row = self.store.derive_image(None, &state.config, &[])?;
+        state.image = Some(row.clone());
+        Ok(row)
+    }
+
+    /// Commits the step's container as the stage's next image.
+    fn commit_step(&self, state: &mut State, container: &str, created_by: &str, key: &Digest) -> anyhow::Result<()> {
+        let c = self.store.resolve_container(container)?;
+        let opts = CommitOptions {
+            compression: Compression::Gzip,
+            created_by: created_by.to_string(),
+            comment: Some("layers build".into()),
+            author: None,
+            created: self.now(),
+            tags: Vec::new(),
+            mtime_clamp: self.epoch,
+            config: Some(state.config.clone()),
+        };
+        let committed = self.store.commit_container(&c, &opts)?;
+        let row = self.store.image(&committed.manifest)?.context("the committed image is gone")?;
+        self.store.cache_step(key, &row.manifest)?;
+        state.config = self.config_of(&row)?;
+        state.image = Some(row);
+        Ok(())
+    }
+
+    fn copy(&mut self, state: &mut State, spec: &CopySpec, label: &str, verb: &str) -> anyhow::Result<()> {
+        let dest_raw = self.x(state, &spec.dest)?;
+        let workdir = state.config.config.as_ref().and_then(|c| c["WorkingDir"].as_str()).unwrap_or("/").to_string();
+        let joined = if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{workdir}/{dest_raw}") };
+        let mut dest = format!("/{}", context::clean(&joined).unwrap_or_default().display());
+        // `.` and a trailing `/` both mean "into this directory".
+        if (dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.")) && !dest.ends_with('/') {
+            dest.push('/');
+        }
+        let attrs = self.attrs(state, spec)?;
+        let excludes: Vec<String> = spec.exclude.iter().map(|e| self.x(state, e)).collect::<anyhow::Result<_>>()?;
+        let sources: Vec<String> = spec.sources.iter().map(|s| self.x(state, s)).collect::<anyhow::Result<_>>()?;
+        // Where the sources come from: heredocs (a scratch dir), another stage or image, or the context.
+        let scratch = self.store.scratch_dir("build-copy")?;
+        let _cleanup = Cleanup(scratch.clone());
+        let (tree_dir, ignore, name) = if !spec.heredocs.is_empty() {
+            for h in &spec.heredocs {
+                let content = if h.expand {
+                    self.x(state, &format!("\"{}\"", h.content.replace('"', "\\\"")))?
+                } else {
+                    h.content.clone()
+                };
+                std::fs::write(scratch.join(&h.name), content)?;
+            }
+            (scratch.clone(), Patterns::default(), "here-documents".to_string())
+        } else if let Some(from) = &spec.from {
+            let from = self.x(state, from)?;
+            let row = match from.parse::<usize>().ok().and_then(|i| self.stages.get(i)) {
+                Some((_, row)) => row.clone(),
+                None => match self.stages.iter().find(|(n, _)| n.as_deref() == Some(&from.to_ascii_lowercase())) {
+                    Some((_, row)) => row.clone(),
+                    None => self.from(&from, None, false)?.image.context("COPY --from=scratch has nothing to copy")?,
+                },
+            };
+            let view = scratch.join("from");
+            std::fs::create_dir(&view)?;
+            mount_spec(&self.store.image_view(&row.manifest)?, &view, MountOptions::default())
+                .with_context(|| format!("mount {from} to copy from it"))?;
+            (view, Patterns::default(), format!("image {from}"))
+        } else {
+            (self.context.clone(), self.ignore.clone(), "build context".to_string())
+        };
+        let ignore = ignore.with(&excludes);
+        let result = (|| {
+            let tree = Tree::open(&tree_dir, &name)?;
+            let mut selected = Vec::new();
+            for s in &sources {
+                let s = s.trim_start_matches("<<").trim_matches(['"', '\'']);
+                selected.extend(tree.select(s, &ignore)?);
+            }
+            let plan = context::plan(&tree, &selected, &dest, &ignore)?;
+            let digest = context::content_digest(&tree, &plan, attrs)?;
+            let flags: String = [("from", &spec.from), ("chown", &spec.chown), ("chmod", &spec.chmod)]
+                .iter()
+                .filter_map(|(n, v)| v.as_ref().map(|v| format!("--{n}={v} ")))
+                .collect();
+            let text = format!("{verb} {flags}{} {dest}", sources.join(" "));
+            self.say(&format!("{label}: {text}"));
+            let key = self.key(state, &format!("{text} {attrs:?}"), &digest.to_string());
+            if self.hit(state, &key)? {
+                return Ok(());
+            }
+            let parent = self.need_image(state)?;
+            let c = self.store.create_container(
+                &parent.manifest,
+                Some(&format!("layers-build-{}-{}", self.run_id, self.steps_done)),
+                "layers-build",
+            )?;
+            let copied = (|| {
+                let spec = self.store.container_mount(&c)?;
+                if spec.lowers.is_empty() {
+                    // Nothing below (scratch): the upper dir is the whole root.
+                    let (upper, _) = spec.upper.clone().context("container without an upper dir")?;
+                    return context::copy(&tree, &plan, &upper, attrs);
+                }
+                let merged = self.store.merged_dir(&c);
+                mount_spec(&spec, &merged, MountOptions::default())?;
+                let copied = context::copy(&tree, &plan, &merged, attrs);
+                unmount_path(&merged, false)?;
+                copied
+            })();
+            let result = copied.and_then(|()| self.commit_step(state, &c.name, &text, &key));
+            if let Ok(c) = self.store.resolve_container(&c.id) {
+                let _ = self.store.remove_container(&c);
+            }
+            result
+        })();
+        if tree_dir.ends_with("from") {
+            let _ = unmount_path(&tree_dir, true);
+        }
+        result
+    }
+
+    /// `--chown` and `--chmod` of a COPY.
+    fn attrs(&self, state: &State, spec: &CopySpec) -> anyhow::Result<Attrs> {
+        let mut attrs = Attrs::default();
+        if let Some(m) = &spec.chmod {
+            let m = self.x(state, m)?;
+            attrs.mode = Some(u32::from_str_radix(&m, 8).with_context(|| format!("--chmod={m}: want an octal mode"))?);
+        }
+        if let Some(o) = &spec.chown {
+            let o = self.x(state, o)?;
+            let lowers = match &state.image {
+                Some(i) => self.store.lower_dirs(&i.manifest)?,
+                None => Vec::new(),
+            };
+            let (uid, gid) = crate::run::resolve_user(&o, &lowers).map_err(|e| anyhow::anyhow!("--chown={o}: {e}"))?;
+            attrs.uid = uid;
+            attrs.gid = gid;
+        }
+        Ok(attrs)
+    }
+
+    /// A config-only instruction: changes `state.config`; returns the history text.
+    fn configure(&self, state: &mut State, i: &Instruction) -> anyhow::Result<String> {
+        let esc = self.escape;
+        Ok(match i {
+            Instruction::Env { pairs } => {
+                let mut text = Vec::new();
+                for p in pairs {
+                    let (k, v) = (self.x(state, &p.key)?, self.x(state, &p.value)?);
+                    let mut env = env_of(&state.config);
+                    crate::run::set_env(&mut env, &format!("{k}={v}"));
+                    obj(&mut state.config).insert("Env".into(), json!(env));
+                    text.push(format!("{k}={v}"));
+                }
+                format!("ENV {}", text.join(" "))
+            }
+            Instruction::Label { pairs } => {
+                let mut text = Vec::new();
+                for p in pairs {
+                    let (k, v) = (self.x(state, &p.key)?, self.x(state, &p.value)?);
+                    let labels = obj(&mut state.config).entry("Labels").or_insert_with(|| json!({}));
+                    if !labels.is_object() {
+                        *labels = json!({});
+                    }
+                    labels[&k] = json!(v);
+                    text.push(format!("{k}={v}"));
+                }
+                format!("LABEL {}", text.join(" "))
+            }
+            Instruction::Workdir { path } => {
+                let p = self.x(state, path)?;
+                let base =
+                    state.config.config.as_ref().and_then(|c| c["WorkingDir"].as_str()).unwrap_or("/").to_string();
+                let joined = if p.starts_with('/') { p } else { format!("{}/{p}", base.trim_end_matches('/')) };
+                let cleaned = format!("/{}", context::clean(&joined).unwrap_or_default().display());
+                obj(&mut state.config).insert("WorkingDir".into(), json!(cleaned));
+                format!("WORKDIR {cleaned}")
+            }
+            Instruction::User { user } => {
+                let u = self.x(state, user)?;
+                obj(&mut state.config).insert("User".into(), json!(u));
+                format!("USER {u}")
+            }
+            Instruction::Expose { ports } => {
+                let mut all = Vec::new();
+                for p in ports {
+                    all.extend(expand_words(p, esc, &|n: &str| state.lookup(n)).map_err(anyhow::Error::msg)?);
+                }
+                let exposed = obj(&mut state.config).entry("ExposedPorts").or_insert_with(|| json!({}));
+                for p in &all {
+                    let p = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+                    exposed[&p] = json!({});
+                }
+                format!("EXPOSE {}", all.join(" "))
+            }
+            Instruction::Volume { paths } => {
+                let paths: Vec<String> = paths.iter().map(|p| self.x(state, p)).collect::<anyhow::Result<_>>()?;
+                let volumes = obj(&mut state.config).entry("Volumes").or_insert_with(|| json!({}));
+                for p in &paths {
+                    volumes[p] = json!({});
+                }
+                format!("VOLUME {}", serde_json::to_string(&paths)?)
+            }
+            Instruction::Stopsignal { signal } => {
+                let s = self.x(state, signal)?;
+                crate::run::control::parse_signal(&s)?;
+                obj(&mut state.config).insert("StopSignal".into(), json!(s));
+                format!("STOPSIGNAL {s}")
+            }
+            Instruction::Shell { argv } => {
+                obj(&mut state.config).insert("Shell".into(), json!(argv));
+                format!("SHELL {}", serde_json::to_string(argv)?)
+            }
+            Instruction::Cmd { command } => {
+                let argv = self.argv(state, command);
+                obj(&mut state.config).insert("Cmd".into(), json!(argv));
+                state.cmd_set = true;
+                format!("CMD {}", serde_json::to_string(&argv)?)
+            }
+            Instruction::Entrypoint { command } => {
+                let argv = self.argv(state, command);
+                obj(&mut state.config).insert("Entrypoint".into(), json!(argv));
+                // As Docker: an ENTRYPOINT drops a CMD inherited from the base.
+                if !state.cmd_set {
+                    obj(&mut state.config).insert("Cmd".into(), Value::Null);
+                }
+                format!("ENTRYPOINT {}", serde_json::to_string(&argv)?)
+            }
+            Instruction::Healthcheck { check } => {
+                let v = match check {
+                    None => json!({"Test": ["NONE"]}),
+                    Some(h) => {
+                        let test = match &h.command {
+                            Command::Shell(s) => json!(["CMD-SHELL", s]),
+                            Command::Exec(a) => {
+                                let mut t = vec!["CMD".to_string()];
+                                t.extend(a.iter().cloned());
+                                json!(t)
+                            }
+                        };
+                        let mut v = json!({"Test": test});
+                        for (key, d) in [
+                            ("Interval", &h.interval),
+                            ("Timeout", &h.timeout),
+                            ("StartPeriod", &h.start_period),
+                            ("StartInterval", &h.start_interval),
+                        ] {
+                            if let Some(d) = d {
+                                v[key] = json!(duration_ns(d)?);
+                            }
+                        }
+                        if let Some(r) = &h.retries {
+                            v["Retries"] =
+                                json!(r.parse::<u64>().with_context(|| format!("HEALTHCHECK --retries={r}"))?);
+                        }
+                        v
+                    }
+                };
+                obj(&mut state.config).insert("Healthcheck".into(), v.clone());
+                format!("HEALTHCHECK {v}")
+            }
+            Instruction::Onbuild { text, .. } => {
+                let list = obj(&mut state.config).entry("OnBuild").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.push(json!(text));
+                } else {
+                    *list = json!([text]);
+                }
+                format!("ONBUILD {text}")
+            }
+            Instruction::Maintainer { name } => {
+                state.config.extra.insert("author".into(), json!(name));
+                format!("MAINTAINER {name}")
+            }
+            Instruction::From { .. }
+            | Instruction::Run { .. }
+            | Instruction::Copy { .. }
+            | Instruction::Add { .. }
+            | Instruction::Arg { .. } => {
+                bail!("not a config instruction")
+            }
+        })
+    }
+
+    /// CMD/ENTRYPOINT argv: exec form as is, shell form through the SHELL.
+    fn argv(&self, state: &State, c: &Command) -> Vec<String> {
+        match c {
+            Command::Exec(a) => a.clone(),
+            Command::Shell(s) => {
+                let mut argv = shell_of(&state.config);
+                argv.push(s.clone());
+                argv
+            }
+        }
+    }
+}
+
+fn at_text(c: &Command) -> String {
+    match c {
+        Command::Shell(s) => s.clone(),
+        Command::Exec(a) => serde_json::to_string(a).unwrap_or_default(),
+    }
+}
+
+fn short(state: &State) -> String {
+    state.image.as_ref().map_or("scratch".into(), |i| i.config.hex()[..12].to_string())
+}
+
+fn is_archive_name(s: &str) -> bool {
+    [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2"].iter().any(|e| s.ends_with(e))
+}
+
+/// `30s`, `1m30s`, `500ms` → nanoseconds.
+fn duration_ns(d: &str) -> anyhow::Result<u64> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = d.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek().filter(|n| n.is_ascii_alphabetic()) {
+            unit.push(n);
+            chars.next();
+        }
+        let n: f64 = num.parse().with_context(|| format!("duration {d:?}"))?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => bail!("duration {d:?}: unknown unit {unit}"),
+        };
+    }
+    if !num.is_empty() {
+        bail!("duration {d:?}: a unit is missing (s, m, h...)");
+    }
+    Ok(total as u64)
+}
+
+/// Removes a scratch dir when dropped.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
