@@ -270,7 +270,11 @@ impl Build<'_> {
                 }
                 result?;
             }
-            Instruction::Copy { copy } => self.copy(state, copy, &label, "COPY")?,
+            Instruction::Copy { copy } => {
+                if self.copy(state, copy, &label, "COPY")? {
+                    return Ok(());
+                }
+            }
             Instruction::Add { copy, .. } => {
                 if copy.sources.iter().any(|s| s.contains("://")) {
                     bail!("ADD of a URL is not supported yet");
@@ -278,7 +282,9 @@ impl Build<'_> {
                 if copy.sources.iter().any(|s| is_archive_name(s)) {
                     bail!("ADD of a local archive is not supported yet");
                 }
-                self.copy(state, copy, &label, "ADD")?
+                if self.copy(state, copy, &label, "ADD")? {
+                    return Ok(());
+                }
             }
             other => {
                 let text = self.configure(state, other)?;
@@ -347,7 +353,8 @@ impl Build<'_> {
         Ok(())
     }
 
-    fn copy(&mut self, state: &mut State, spec: &CopySpec, label: &str, verb: &str) -> anyhow::Result<()> {
+    /// COPY and ADD; true on a cache hit.
+    fn copy(&mut self, state: &mut State, spec: &CopySpec, label: &str, verb: &str) -> anyhow::Result<bool> {
         let dest_raw = self.x(state, &spec.dest)?;
         let workdir = state.config.config.as_ref().and_then(|c| c["WorkingDir"].as_str()).unwrap_or("/").to_string();
         let joined = if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{workdir}/{dest_raw}") };
@@ -407,7 +414,7 @@ impl Build<'_> {
             self.say(&format!("{label}: {text}"));
             let key = self.key(state, &format!("{text} {attrs:?}"), &digest.to_string());
             if self.hit(state, &key)? {
-                return Ok(());
+                return Ok(true);
             }
             let parent = self.need_image(state)?;
             let c = self.store.create_container(
@@ -432,7 +439,7 @@ impl Build<'_> {
             if let Ok(c) = self.store.resolve_container(&c.id) {
                 let _ = self.store.remove_container(&c);
             }
-            result
+            result.map(|()| false)
         })();
         if tree_dir.ends_with("from") {
             let _ = unmount_path(&tree_dir, true);

@@ -1,0 +1,227 @@
+//! `layers build` on the real kernel: the examples build and run, the cache hits and
+//! misses where it should, whiteouts and opaque dirs land in our own layers, builds
+//! are reproducible under SOURCE_DATE_EPOCH, and hostile contexts stay contained.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+
+/// A store with the fixture image named `busybox` (as the quick start's pull names it).
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
+    (work, store)
+}
+
+/// A copy of an example's context, free to change.
+fn example(work: &Path, name: &str) -> PathBuf {
+    let dest = work.join(name);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(repo().join("Dockerfile-examples").join(name))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dest
+}
+
+fn build(store: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["build"];
+    full.extend_from_slice(args);
+    layers(store, &full)
+}
+
+/// Each step's instruction and its outcome (`CACHED` or `BUILT`), from the progress lines.
+fn steps(out: &Output) -> Vec<(String, &'static str)> {
+    let err = stderr(out);
+    let mut steps: Vec<(String, &'static str)> = Vec::new();
+    for line in err.lines() {
+        if let Some(rest) = line.strip_prefix("STEP ") {
+            let text = rest.split_once(": ").map_or(rest, |(_, t)| t).to_string();
+            steps.push((text, "-"));
+        } else if line.starts_with("--> CACHED") {
+            steps.last_mut().expect("a step before its outcome").1 = "CACHED";
+        } else if line.starts_with("--> ") {
+            steps.last_mut().expect("a step before its outcome").1 = "BUILT";
+        }
+    }
+    steps
+}
+
+fn image_id(out: &Output) -> String {
+    assert!(out.status.success(), "build failed: {}", stderr(out));
+    stdout(out).trim().to_string()
+}
+
+#[test]
+fn the_examples_build_and_run() {
+    if !need_root("the_examples_build_and_run") {
+        return;
+    }
+    let (work, store) = setup();
+    for (name, want) in [
+        ("multistage", "hello from layers, built in stages\n"),
+        ("whiteouts", "/demo:\nnew\n"),
+        ("args-env-heredoc", "hello from the here-document\nliteral $HOME stays: /root\ncolor=blue\n65534\n/srv/app\n"),
+    ] {
+        let ctx = example(work.path(), name);
+        let out = build(&store, &["-t", name, ctx.to_str().unwrap()]);
+        image_id(&out);
+        let run = layers(&store, &["run", "--rm", name]);
+        assert_eq!(stdout(&run), want, "{name}: {}", stderr(&run));
+    }
+    // The multi-stage result has the program and not the build stage's scratch files.
+    let check = layers(&store, &["run", "--rm", "multistage", "sh", "-c", "ls /src 2>&1; ls -l /usr/local/bin/greet"]);
+    let o = stdout(&check);
+    assert!(o.contains("No such file") && o.contains("-rwxr-xr-x"), "{o}");
+    // Build steps' images stay out of the image list unless asked for.
+    let list = layers_ok(&store, &["images"]);
+    assert!(!list.contains("<none>"), "{list}");
+    assert!(layers_ok(&store, &["images", "-a"]).contains("<none>"));
+}
+
+#[test]
+fn an_unchanged_build_is_all_cached_and_a_changed_file_rebuilds_from_its_copy() {
+    if !need_root("an_unchanged_build_is_all_cached_and_a_changed_file_rebuilds_from_its_copy") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = example(work.path(), "args-env-heredoc");
+    let dir = ctx.to_str().unwrap();
+    let first = build(&store, &["-t", "app", dir]);
+    let id = image_id(&first);
+    let built = steps(&first);
+    assert!(built.iter().skip(1).filter(|(t, _)| !t.starts_with("ARG")).all(|(_, s)| *s == "BUILT"), "{built:?}");
+
+    let again = build(&store, &["-t", "app", dir]);
+    assert_eq!(image_id(&again), id, "the same image");
+    let s = steps(&again);
+    assert!(s.iter().skip(1).filter(|(t, _)| !t.starts_with("ARG")).all(|(_, st)| *st == "CACHED"), "{s:?}");
+
+    // A new mtime alone changes nothing; new content rebuilds that COPY and what follows.
+    fs::write(ctx.join("app.conf"), "color=blue\n").unwrap();
+    assert_eq!(image_id(&build(&store, &["-t", "app", dir])), id, "same content, same cache");
+    fs::write(ctx.join("app.conf"), "color=green\n").unwrap();
+    let changed = build(&store, &["-t", "app", dir]);
+    assert_ne!(image_id(&changed), id);
+    let s = steps(&changed);
+    let copy_at = s.iter().position(|(t, _)| t.starts_with("COPY app.conf")).expect("the COPY step");
+    let outcome: Vec<&str> = s.iter().skip(1).filter(|(t, _)| !t.starts_with("ARG")).map(|(_, st)| *st).collect();
+    let before = s[1..copy_at].iter().filter(|(t, _)| !t.starts_with("ARG")).count();
+    assert!(outcome[..before].iter().all(|st| *st == "CACHED"), "steps before the COPY hit: {s:?}");
+    assert!(outcome[before..].iter().all(|st| *st == "BUILT"), "the COPY and later steps run: {s:?}");
+    assert!(stdout(&layers(&store, &["run", "--rm", "app"])).contains("color=green"));
+
+    // --no-cache runs everything; --build-arg changes what depends on it.
+    let fresh = build(&store, &["--no-cache", "-t", "app", dir]);
+    image_id(&fresh);
+    assert!(steps(&fresh).iter().all(|(_, s)| *s != "CACHED"));
+    let arg = build(&store, &["--build-arg", "GREETING=hi", "-t", "hi", dir]);
+    image_id(&arg);
+    assert!(stdout(&layers(&store, &["run", "--rm", "hi"])).starts_with("hi from the here-document"));
+}
+
+#[test]
+fn deletions_and_replaced_directories_become_whiteouts_and_opaque_dirs() {
+    if !need_root("deletions_and_replaced_directories_become_whiteouts_and_opaque_dirs") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = example(work.path(), "whiteouts");
+    image_id(&build(&store, &["-t", "wh", ctx.to_str().unwrap()]));
+    let dirs = layer_dirs(&store, "localhost/wh");
+    let n = dirs.len();
+    // Bottom first: base, RUN 1, RUN 2 (deletions), RUN 3 (replaced /data).
+    let deletions = &dirs[n - 2];
+    let motd = fs::symlink_metadata(deletions.join("etc/motd")).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(motd.file_type().is_char_device() && motd.rdev() == 0, "/etc/motd is a whiteout");
+    let replaced = &dirs[n - 1];
+    let mut opaque = [0u8; 8];
+    let n = rustix::fs::lgetxattr(replaced.join("demo"), "trusted.overlay.opaque", &mut opaque[..]);
+    assert_eq!(n.map(|n| &opaque[..n]), Ok(&b"y"[..]), "/demo replaced: an opaque dir");
+    assert!(replaced.join("demo/new").exists() && !replaced.join("demo/keep").exists());
+}
+
+#[test]
+fn source_date_epoch_makes_builds_reproducible() {
+    if !need_root("source_date_epoch_makes_builds_reproducible") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = example(work.path(), "args-env-heredoc");
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+        cmd.arg("--root").arg(&store).args(["build", "-q", "--no-cache"]).args(extra).arg(&ctx);
+        cmd.env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap()
+    };
+    let a = image_id(&run(&[]));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = image_id(&run(&[]));
+    assert_eq!(a, b, "same inputs, same image, a second later");
+}
+
+#[test]
+fn a_hostile_context_stays_inside() {
+    if !need_root("a_hostile_context_stays_inside") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(ctx.join("dir")).unwrap();
+    fs::write(work.path().join("secret"), "host secret\n").unwrap();
+    std::os::unix::fs::symlink(work.path().join("secret"), ctx.join("dir/leak")).unwrap();
+    std::os::unix::fs::symlink("/", ctx.join("root")).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY dir/ /copied/\nCMD [\"readlink\", \"/copied/leak\"]\n")
+        .unwrap();
+    let out = build(&store, &["-t", "links", ctx.to_str().unwrap()]);
+    image_id(&out);
+    let run = layers(&store, &["run", "--rm", "links", "sh", "-c", "readlink /copied/leak; cat /copied/leak 2>&1"]);
+    let o = stdout(&run);
+    assert!(o.starts_with(&format!("{}\n", work.path().join("secret").display())), "a symlink, as it was: {o}");
+    assert!(!o.contains("host secret"), "never followed out: {o}");
+
+    for (source, why) in
+        [("../secret", "leaves the build context"), ("root/etc/passwd", "not found in the build context")]
+    {
+        fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nCOPY {source} /x\n")).unwrap();
+        let out = build(&store, &[ctx.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(125), "{source}");
+        let err = stderr(&out);
+        assert!(err.contains("Dockerfile:2:1") && err.contains(why), "{source}: {err}");
+    }
+}
+
+#[test]
+fn target_builds_only_the_stages_it_needs_and_errors_name_the_line() {
+    if !need_root("target_builds_only_the_stages_it_needs_and_errors_name_the_line") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let dockerfile = "FROM busybox AS base\nRUN echo base > /base\n\
+                      FROM busybox AS unrelated\nRUN exit 3\n\
+                      FROM base AS final\nRUN cat /base\n";
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let out = build(&store, &["--target", "final", "-t", "final", ctx.to_str().unwrap()]);
+    image_id(&out);
+    assert!(!stderr(&out).contains("exit 3"), "the unrelated stage is not built: {}", stderr(&out));
+    let out = build(&store, &["--target", "unrelated", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("Dockerfile:4:1: RUN exit 3: the command returned a non-zero code: 3"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY --frm=x a b\n").unwrap();
+    let out = build(&store, &[ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains("Dockerfile:2:6: unknown flag: --frm"), "{}", stderr(&out));
+}
