@@ -29,13 +29,6 @@ skopeo copy --quiet "oci:$repo/fixtures/cache/oci:layered" "oci:$scratch/base:bu
 # args-env-heredoc is left out: Debian 12's buildah (1.28) has no here-documents in COPY.
 examples=(multistage whiteouts)
 results="$scratch/results"; : >"$results"
-time_it() { # label cmd...
-  local label=$1; shift
-  local t0=$EPOCHREALTIME
-  "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
-  local t1=$EPOCHREALTIME
-  echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.5f", b - a }')" >>"$results"
-}
 for r in $(seq "$rounds"); do
   for ex in "${examples[@]}"; do
     ctx="$repo/Dockerfile-examples/$ex"

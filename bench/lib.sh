@@ -27,3 +27,13 @@ MEDIAN_AWK='
   function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
     return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
 '
+
+# Times one run of CMD and appends "LABEL SECONDS" to $results; output goes nowhere,
+# and a failing CMD stops the bench with its error. Uses the caller's $scratch and $results.
+time_it() { # label cmd...
+  local label=$1; shift
+  local t0=$EPOCHREALTIME
+  "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
+  local t1=$EPOCHREALTIME
+  echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.5f", b - a }')" >>"$results"
+}

@@ -49,13 +49,6 @@ PY
 done
 
 results="$scratch/results"; : >"$results"
-time_it() { # label cmd...
-  local label=$1; shift
-  local t0=$EPOCHREALTIME
-  "$@" >/dev/null 2>"$scratch/err" || { echo "$label failed:"; cat "$scratch/err"; exit 1; }
-  local t1=$EPOCHREALTIME
-  echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.5f", b - a }')" >>"$results"
-}
 # Each round starts at a different tool: whoever runs right after a cgroup write gets
 # the kernel's cgroup lock cheaply (its RCU grace period already passed), so a fixed
 # order would favour the tool behind a fixed neighbour.
