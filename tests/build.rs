@@ -225,3 +225,70 @@ fn target_builds_only_the_stages_it_needs_and_errors_name_the_line() {
     let out = build(&store, &[ctx.to_str().unwrap()]);
     assert!(stderr(&out).contains("Dockerfile:2:6: unknown flag: --frm"), "{}", stderr(&out));
 }
+
+#[test]
+fn workdir_makes_its_directory_when_the_image_lacks_it() {
+    if !need_root("workdir_makes_its_directory_when_the_image_lacks_it") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nWORKDIR /new/dir\nWORKDIR sub\nWORKDIR /etc\n").unwrap();
+    let out = build(&store, &["-t", "wd", ctx.to_str().unwrap()]);
+    image_id(&out);
+    let run = layers(&store, &["run", "--rm", "wd", "sh", "-c", "ls -d /new/dir/sub; pwd"]);
+    assert_eq!(stdout(&run), "/new/dir/sub\n/etc\n", "{}", stderr(&run));
+    // /etc exists: that WORKDIR adds no layer.
+    let layers_count = layer_dirs(&store, "localhost/wd").len();
+    let base_count = layer_dirs(&store, "localhost/busybox").len();
+    assert_eq!(layers_count, base_count + 2, "one layer per directory made, none for /etc");
+}
+
+#[test]
+fn onbuild_triggers_run_when_the_image_is_a_base() {
+    if !need_root("onbuild_triggers_run_when_the_image_is_a_base") {
+        return;
+    }
+    let (work, store) = setup();
+    let (base, child) = (work.path().join("base"), work.path().join("child"));
+    fs::create_dir_all(&base).unwrap();
+    fs::create_dir_all(&child).unwrap();
+    fs::write(
+        base.join("Dockerfile"),
+        "FROM busybox\nONBUILD RUN echo triggered > /triggered\nONBUILD ENV FROM_TRIGGER=yes\n",
+    )
+    .unwrap();
+    fs::write(child.join("Dockerfile"), "FROM onbuild-base\nRUN cat /triggered\n").unwrap();
+    image_id(&build(&store, &["-t", "onbuild-base", base.to_str().unwrap()]));
+    let base_run = layers(&store, &["run", "--rm", "onbuild-base", "sh", "-c", "ls /triggered 2>&1"]);
+    assert!(stdout(&base_run).contains("No such file"), "triggers do not run in the image that declares them");
+    let out = build(&store, &["-t", "onbuild-child", child.to_str().unwrap()]);
+    image_id(&out);
+    let run = layers(&store, &["run", "--rm", "onbuild-child", "sh", "-c", "cat /triggered; echo $FROM_TRIGGER"]);
+    assert_eq!(stdout(&run), "triggered\nyes\n", "{}", stderr(&run));
+    let inspect: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "onbuild-child"])).unwrap();
+    let config = &inspect[0]["Config"]["config"];
+    assert!(config.get("OnBuild").is_none(), "triggers are not passed on: {config}");
+}
+
+#[test]
+fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
+    if !need_root("a_cache_mount_outlives_the_build_and_stays_out_of_the_image") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = example(work.path(), "cache-mount");
+    for n in 1..=2 {
+        image_id(&build(&store, &["--no-cache", "-t", "cm", ctx.to_str().unwrap()]));
+        let run = layers(&store, &["run", "--rm", "cm"]);
+        assert_eq!(stdout(&run), format!("built with a cache that has seen {n} build(s)\n"));
+    }
+    let inside = layers(&store, &["run", "--rm", "cm", "sh", "-c", "ls -A /var/cache/demo | wc -l"]);
+    assert_eq!(stdout(&inside).trim(), "0", "the cache's files are not in the image");
+    let bad = work.path().join("bad");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(bad.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=../..,target=/x true\n").unwrap();
+    let out = build(&store, &[bad.to_str().unwrap()]);
+    assert!(stderr(&out).contains("the source leaves the build context"), "{}", stderr(&out));
+}

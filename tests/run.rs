@@ -15,6 +15,18 @@ fn run(store: &Path, args: &[&str]) -> Output {
     layers(store, &full)
 }
 
+/// Waits until `ps` shows the container running: `layers run` records that just after
+/// the command starts, so the command's first output can come a moment before.
+fn wait_until_up(store: &Path, name: &str) {
+    for _ in 0..250 {
+        if layers_ok(store, &["ps"]).lines().any(|l| l.ends_with(name) && l.contains("Up (pid ")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("{name} never showed as running");
+}
+
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
@@ -341,6 +353,7 @@ fn a_docker_format_seccomp_profile_is_applied_and_kept_for_exec() {
     );
     let mut up = [0u8; 3];
     std::io::Read::read_exact(sleeper.stdout.as_mut().unwrap(), &mut up).unwrap();
+    wait_until_up(&store, "s");
     let ex = layers(&store, &["exec", "s", "mkdir", "/e"]);
     assert!(stderr(&ex).contains("Permission denied"), "{}", stderr(&ex));
     layers_ok(&store, &["rm", "-f", "s"]);
@@ -475,6 +488,7 @@ fn exec_joins_a_running_container_next_to_its_pid_1() {
     let mut out = sleeper.stdout.take().unwrap();
     let mut up = [0u8; 3];
     std::io::Read::read_exact(&mut out, &mut up).unwrap();
+    wait_until_up(&store, "sleeper");
     let ps = layers_ok(&store, &["ps"]);
     assert!(ps.contains("sleeper") && ps.contains("Up (pid "), "ps lists the running container: {ps}");
     let script = "echo pid=$$ FOO=$FOO; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -E '^(Seccomp|CapEff):' /proc/self/status";

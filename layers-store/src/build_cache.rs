@@ -49,6 +49,14 @@ impl Store {
         })
     }
 
+    /// The persistent directory of a `RUN --mount=type=cache` with this id, made if missing:
+    /// `<root>/cache-mounts/<sha256 of id>/`, kept across builds.
+    pub fn cache_mount_dir(&self, id: &str) -> Result<std::path::PathBuf> {
+        let dir = self.root().join("cache-mounts").join(Digest::of(id.as_bytes()).hex());
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("make cache mount", dir.display(), e))?;
+        Ok(dir)
+    }
+
     /// Whether an image is a build step's (hidden from the image list unless named).
     pub fn is_build_step(&self, manifest: &Digest) -> Result<bool> {
         self.md()

@@ -15,6 +15,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// Store-owned paths only (digests of cache ids): std::fs is fine there.
+#[allow(clippy::disallowed_methods)]
 pub mod build_cache;
 pub mod compression;
 // Store-owned paths only (container ids, generated names): std::fs is fine there.

@@ -247,6 +247,13 @@ fn gid(g: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(g)
 }
 
+/// Makes directory `rel` (and missing parents, root-owned 0755) in the root at `dest_root`.
+pub fn make_dir(dest_root: &Path, rel: &Path) -> anyhow::Result<()> {
+    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", dest_root.display()))?;
+    dest_dir(&root, rel, Attrs::default()).map(drop)
+}
+
 /// Copies `plan` from `tree` into the root at `dest_root`.
 pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow::Result<()> {
     use rustix::fs::FileType as T;

@@ -207,9 +207,7 @@ impl Build<'_> {
                 return Ok(());
             }
             Instruction::Run { command, network, heredocs, mounts, .. } => {
-                if !mounts.is_empty() {
-                    bail!("RUN --mount is not supported yet");
-                }
+                let mount_args = self.run_mounts(state, mounts)?;
                 let argv = match command {
                     Command::Exec(argv) => argv.clone(),
                     Command::Shell(text) => {
@@ -235,7 +233,7 @@ impl Build<'_> {
                 let args: Vec<String> = state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let net = network.clone().unwrap_or_else(|| self.network.clone());
                 let text = format!("RUN {}", serde_json::to_string(&argv)?);
-                let key = self.key(state, &format!("{text} net={net}"), &args.join("\n"));
+                let key = self.key(state, &format!("{text} net={net} mounts={mounts:?}"), &args.join("\n"));
                 self.say(&format!("{label}: RUN {}", at_text(command)));
                 if self.hit(state, &key)? {
                     return Ok(());
@@ -243,7 +241,7 @@ impl Build<'_> {
                 let parent = self.need_image(state)?;
                 let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
                 let mut cmd = self.layers();
-                cmd.args(["run", "--name", &name, "--net", &net, "--entrypoint", ""]);
+                cmd.args(["run", "--name", &name, "--net", &net, "--entrypoint", ""]).args(&mount_args);
                 for a in &args {
                     if state.lookup(a.split('=').next().unwrap_or_default()).is_some() {
                         cmd.args(["-e", a]);
@@ -292,6 +290,16 @@ impl Build<'_> {
                 let key = self.key(state, &text, "");
                 if self.hit(state, &key)? {
                     return Ok(());
+                }
+                // WORKDIR makes its directory when the image lacks it (as BuildKit does).
+                if let Instruction::Workdir { .. } = other {
+                    let dir =
+                        state.config.config.as_ref().and_then(|c| c["WorkingDir"].as_str()).unwrap_or("/").to_string();
+                    if !self.visible(state, &dir)? {
+                        self.mkdir_layer(state, &dir, &text, &key)?;
+                        self.say(&format!("--> {} ({:.2}s)", short(state), started.elapsed().as_secs_f64()));
+                        return Ok(());
+                    }
                 }
                 state.config.history.push(History {
                     created: Some(self.now()),
@@ -443,6 +451,81 @@ impl Build<'_> {
         })();
         if tree_dir.ends_with("from") {
             let _ = unmount_path(&tree_dir, true);
+        }
+        result
+    }
+
+    /// `RUN --mount=…` as `layers run` options: `type=cache` (a store directory kept
+    /// across builds, by `id`, default the target), `type=tmpfs`, `type=bind` (read-only,
+    /// from the context).
+    fn run_mounts(&self, state: &State, mounts: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for m in mounts {
+            let m = self.x(state, m)?;
+            let mut opts: BTreeMap<&str, &str> = BTreeMap::new();
+            for kv in m.split(',') {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+                opts.insert(k.trim(), v.trim());
+            }
+            let target = opts.get("target").or(opts.get("dst")).or(opts.get("destination")).copied();
+            let Some(target) = target.filter(|t| t.starts_with('/')) else {
+                bail!("--mount={m}: needs an absolute target=");
+            };
+            match opts.get("type").copied().unwrap_or("bind") {
+                "cache" => {
+                    let dir = self.store.cache_mount_dir(opts.get("id").copied().unwrap_or(target))?;
+                    out.extend(["-v".to_string(), format!("{}:{target}", dir.display())]);
+                }
+                "tmpfs" => out.extend(["--tmpfs".to_string(), target.to_string()]),
+                "bind" if opts.contains_key("from") => {
+                    bail!("--mount={m}: bind mounts from a stage are not supported yet")
+                }
+                "bind" => {
+                    let source = context::clean(opts.get("source").or(opts.get("src")).copied().unwrap_or("."))
+                        .with_context(|| format!("--mount={m}: the source leaves the build context"))?;
+                    let host = self.context.join(source);
+                    // Resolved on the host: refuse a source that is (or passes through) a symlink out.
+                    let real = host.canonicalize().with_context(|| format!("--mount={m}: source"))?;
+                    if !real.starts_with(&self.context) {
+                        bail!("--mount={m}: the source leaves the build context");
+                    }
+                    let mode = if opts.get("rw").or(opts.get("readwrite")).is_some() { "rw" } else { "ro" };
+                    out.extend(["-v".to_string(), format!("{}:{target}:{mode}", real.display())]);
+                }
+                other => bail!("--mount={m}: type {other} is not supported (cache, tmpfs, bind)"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `path` (absolute) exists in the stage's image.
+    fn visible(&self, state: &State, path: &str) -> anyhow::Result<bool> {
+        let Some(image) = &state.image else { return Ok(path.trim_matches('/').is_empty()) };
+        let lowers = self.store.lower_dirs(&image.manifest)?;
+        Ok(layers_store::upper::in_lowers(&lowers, std::path::Path::new(path.trim_start_matches('/'))))
+    }
+
+    /// A layer holding just the directory `dir` (and its missing parents).
+    fn mkdir_layer(&mut self, state: &mut State, dir: &str, created_by: &str, key: &Digest) -> anyhow::Result<()> {
+        let parent = self.need_image(state)?;
+        let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
+        let c = self.store.create_container(&parent.manifest, Some(&name), "layers-build")?;
+        let made = (|| {
+            let spec = self.store.container_mount(&c)?;
+            let rel = context::clean(dir).unwrap_or_default();
+            if spec.lowers.is_empty() {
+                let (upper, _) = spec.upper.clone().context("container without an upper dir")?;
+                return context::make_dir(&upper, &rel);
+            }
+            let merged = self.store.merged_dir(&c);
+            mount_spec(&spec, &merged, MountOptions::default())?;
+            let made = context::make_dir(&merged, &rel);
+            unmount_path(&merged, false)?;
+            made
+        })();
+        let result = made.and_then(|()| self.commit_step(state, &name, created_by, key));
+        if let Ok(c) = self.store.resolve_container(&c.id) {
+            let _ = self.store.remove_container(&c);
         }
         result
     }

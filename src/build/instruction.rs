@@ -458,6 +458,21 @@ fn parts(line: &Line, escape: char) -> Result<Instruction, Failure> {
     })
 }
 
+/// One instruction from its text (an ONBUILD trigger an image carries).
+pub fn parse_one(source: &str, text: &str, escape: char) -> Result<Located, ParseError> {
+    let lines = dockerfile::lines(source, text)?;
+    let Some(line) = lines.lines.first() else {
+        return Err(ParseError {
+            file: source.to_string(),
+            pos: Pos { line: 1, column: 1 },
+            message: "empty instruction".into(),
+        });
+    };
+    let instruction =
+        instruction(line, escape).map_err(|(pos, message)| ParseError { file: source.to_string(), pos, message })?;
+    Ok(Located { pos: line.pos, instruction })
+}
+
 /// Parses the Dockerfile `text`; errors name `file`, the line and the column.
 pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
     let lines = dockerfile::lines(file, text)?;

@@ -213,6 +213,20 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
         let mut state = b
             .from(&image, platform.as_deref(), a.pull)
             .with_context(|| format!("{}:{}: FROM {image}", file.display(), stage.from.pos))?;
+        // The base's ONBUILD triggers run first, and do not pass on to this image.
+        let triggers: Vec<String> = state
+            .config
+            .config
+            .as_mut()
+            .and_then(|c| c.as_object_mut())
+            .and_then(|c| c.remove("OnBuild"))
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        b.steps_total += triggers.len();
+        for t in &triggers {
+            let step = instruction::parse_one(&format!("ONBUILD trigger of {image}"), t, parsed.escape)?;
+            b.step(&mut state, &step).with_context(|| format!("ONBUILD {t} (from {image})"))?;
+        }
         for step in stage.steps {
             b.step(&mut state, step).with_context(|| format!("{}:{}", file.display(), step.pos))?;
         }
