@@ -88,13 +88,19 @@ pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let dir = store.scratch_dir("export")?;
-    mount_spec(&spec, &dir, MountOptions { host_visible: true, legacy: false })?;
-    let mounted = ScratchMount(dir);
-    let mut out = output(&a.output)?;
-    layers_store::upper::write_tar(&mounted.0, &mut out, None).with_context(|| format!("export {}", a.target))?;
-    out.flush().with_context(|| format!("write {}", a.output))?;
+    export_view(store, &spec, &a.output).with_context(|| format!("export {}", a.target))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the flattened tree of `spec` as a tar to `output` (a file, or `-`).
+pub fn export_view(store: &Store, spec: &layers_store::mount::MountSpec, output_path: &str) -> anyhow::Result<()> {
+    let dir = store.scratch_dir("export")?;
+    mount_spec(spec, &dir, MountOptions { host_visible: true, legacy: false })?;
+    let mounted = ScratchMount(dir);
+    let mut out = output(output_path)?;
+    layers_store::upper::write_tar(&mounted.0, &mut out, None)?;
+    out.flush().with_context(|| format!("write {output_path}"))?;
+    Ok(())
 }
 
 pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
@@ -111,16 +117,23 @@ pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
         };
         images.push(SaveImage { manifest: img.manifest, names });
     }
-    let docker = a.format == SaveFormat::DockerArchive;
-    let as_dir = a.format == SaveFormat::Oci && (a.output.ends_with('/') || Path::new(&a.output).is_dir());
-    if as_dir {
-        store.save_images(&images, &mut DirSink(PathBuf::from(&a.output)), false)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut sink = TarSink::new(output(&a.output)?);
-    store.save_images(&images, &mut sink, docker)?;
-    sink.finish().and_then(|mut w| w.flush()).with_context(|| format!("write {}", a.output))?;
+    write_images(store, &images, &a.output, a.format)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes images as a docker-archive tar, or an OCI layout (a directory when `output`
+/// is one or ends in `/`, else a tar); `-` is standard output.
+pub fn write_images(store: &Store, images: &[SaveImage], output_path: &str, format: SaveFormat) -> anyhow::Result<()> {
+    let docker = format == SaveFormat::DockerArchive;
+    let as_dir = format == SaveFormat::Oci && (output_path.ends_with('/') || Path::new(output_path).is_dir());
+    if as_dir {
+        store.save_images(images, &mut DirSink(PathBuf::from(output_path)), false)?;
+        return Ok(());
+    }
+    let mut sink = TarSink::new(output(output_path)?);
+    store.save_images(images, &mut sink, docker)?;
+    sink.finish().and_then(|mut w| w.flush()).with_context(|| format!("write {output_path}"))?;
+    Ok(())
 }
 
 /// Archive members a load needs; anything else is skipped, nothing is written outside `dir`.

@@ -292,3 +292,35 @@ fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
     let out = build(&store, &[bad.to_str().unwrap()]);
     assert!(stderr(&out).contains("the source leaves the build context"), "{}", stderr(&out));
 }
+
+#[test]
+fn output_writes_the_image_as_oci_docker_archive_or_a_rootfs_tar() {
+    if !need_root("output_writes_the_image_as_oci_docker_archive_or_a_rootfs_tar") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = example(work.path(), "multistage");
+    let dir = ctx.to_str().unwrap();
+    let oci = work.path().join("oci");
+    let out = build(&store, &["-t", "greet", "--output", &format!("type=oci,dest={}/", oci.display()), dir]);
+    image_id(&out);
+    // An independent reader: umoci unpacks what we wrote, and the program is there.
+    let bundle = umoci_unpack(&oci, "latest", &work.path().join("bundle"));
+    assert!(bundle.join("usr/local/bin/greet").is_file());
+    let archive = work.path().join("greet.tar");
+    image_id(&build(
+        &store,
+        &["-t", "greet", "--output", &format!("type=docker-archive,dest={}", archive.display()), dir],
+    ));
+    let other = work.path().join("other");
+    let loaded = layers(&other, &["load", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert_eq!(stdout(&layers(&other, &["run", "--rm", "greet"])), "hello from layers, built in stages\n");
+    let rootfs = work.path().join("rootfs.tar");
+    image_id(&build(&store, &["--output", &format!("type=tar,dest={}", rootfs.display()), dir]));
+    let list = std::process::Command::new("tar").arg("-tf").arg(&rootfs).output().unwrap();
+    assert!(stdout(&list).lines().any(|l| l == "usr/local/bin/greet"), "GNU tar lists the program");
+    let bad = build(&store, &["--output", "type=registry", dir]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("--output type=registry"), "{}", stderr(&bad));
+}

@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// RUN's network: `none` or `host`.
     #[arg(long, default_value = "none")]
     network: String,
+    /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`
+    /// or `type=tar,dest=FILE` (the root filesystem).
+    #[arg(short, long)]
+    output: Option<String>,
     /// The build context directory.
     context: PathBuf,
 }
@@ -106,6 +110,35 @@ fn needed(stages: &[Stage], target: usize) -> Vec<bool> {
         }
     }
     need
+}
+
+/// `--output type=…,dest=…`.
+fn write_output(
+    store: &Store,
+    image: &layers_store::metadata::ImageRow,
+    tags: &[String],
+    spec: &str,
+) -> anyhow::Result<()> {
+    let mut kind = None;
+    let mut dest = None;
+    for kv in spec.split(',') {
+        match kv.split_once('=') {
+            Some(("type", t)) => kind = Some(t),
+            Some(("dest", d)) => dest = Some(d),
+            _ => bail!("--output {spec}: want type=oci|docker-archive|tar,dest=PATH"),
+        }
+    }
+    let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
+    let images = [layers_store::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
+    use crate::archive_cmd::{export_view, write_images, SaveFormat};
+    match kind {
+        Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
+        Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),
+        Some("tar") => export_view(store, &store.image_view(&image.manifest)?, dest),
+        Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar)"),
+        None => bail!("--output {spec}: type= is missing"),
+    }
+    .with_context(|| format!("--output {spec}"))
 }
 
 pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
@@ -247,6 +280,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
     let image = last.context("nothing was built")?;
     for t in &tags {
         store.tag(&image.manifest, t)?;
+    }
+    if let Some(o) = &a.output {
+        write_output(store, &image, &tags, o)?;
     }
     if !a.quiet {
         for t in &tags {
