@@ -29,6 +29,7 @@ mod maintenance_cmd;
 mod platform;
 mod progress;
 mod pull;
+mod push;
 mod registry;
 mod registry_config;
 mod resume;
@@ -81,6 +82,8 @@ enum Command {
     Tag(images_cmd::TagArgs),
     /// Remove image names, and images nothing names any more.
     Rmi(images_cmd::RmiArgs),
+    /// Push an image to a registry.
+    Push(push::PushArgs),
     /// Build an image from a Dockerfile.
     Build(build::BuildArgs),
     /// Run a command in a new container.
@@ -179,6 +182,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(a) => {
             let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
             pull::run(store, a, &registries)
+        }
+        Command::Push(a) => {
+            let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            push::run(store, a, &registries)
         }
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images_cmd::images(&store, a),

@@ -211,8 +211,25 @@ impl Repository {
         self.send(|c| c.get(&url)).await.map(drop)
     }
 
+    /// The URL of `path` (`blobs/…`, `manifests/…`) in this repository.
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.name)
+    }
+
+    /// An upload `Location`, which registries may give relative to themselves.
+    pub(super) fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}/{}", self.base, location.trim_start_matches('/'))
+        }
+    }
+
     /// Sends a request with our authorization; answers one 401 challenge and sends it again.
-    async fn send(&self, build: impl Fn(&reqwest::Client) -> RequestBuilder) -> Result<Response, RequestError> {
+    pub(super) async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, RequestError> {
         let mut answered = false;
         loop {
             let mut req = build(&self.http);
@@ -299,7 +316,7 @@ fn basic(c: &Credentials) -> HeaderValue {
     v
 }
 
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
@@ -337,7 +354,7 @@ async fn status_error(resp: Response) -> RequestError {
 }
 
 /// The whole body, refusing more than `limit` bytes before reading them all.
-async fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, RequestError> {
+pub(super) async fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, RequestError> {
     if let Some(n) = resp.content_length().filter(|n| *n > limit) {
         return Err(RequestError::Invalid(format!("{n} bytes is over the {limit} byte limit")));
     }

@@ -1,0 +1,151 @@
+//! `layers push`: an image from the store to a registry. Blobs the registry has are
+//! not sent again (HEAD first); a blob another repository of the same registry holds
+//! (one the image was pulled from or pushed to) is mounted from there; the others are
+//! uploaded, whole or in chunks, up to four at a time, each retried from its start on
+//! transient failures. The manifest goes last, byte for byte as stored, so the image
+//! keeps its digest.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use layers_store::image::{Descriptor, Manifest};
+use layers_store::{Reference, ShortNames, Store};
+
+use crate::credentials;
+use crate::registry::client::{Repository, RequestError};
+use crate::registry_config::RegistriesConfig;
+use crate::resume;
+
+/// Arguments of `layers push`.
+#[derive(Args)]
+pub struct PushArgs {
+    /// Image in the store.
+    image: String,
+    /// Where to push it (default: the image's own name): REGISTRY/NAME[:TAG].
+    destination: Option<String>,
+    /// Send blobs in chunks of this many bytes (`PATCH`es); 0: each in one `PUT`.
+    #[arg(long, default_value_t = 0)]
+    chunk_size: u64,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Verify TLS certificates (`--tls-verify=false` for self-signed registries).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+}
+
+/// Largest manifest or config pushed.
+const MAX_JSON: u64 = 4 << 20;
+
+pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+    let image = store.resolve(&a.image)?;
+    let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image), ShortNames::DockerHub)?;
+    if dest.digest.is_some() {
+        bail!("push {dest}: give a tag to push to, not a digest");
+    }
+    let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
+    // The registry itself: mirrors serve pulls only.
+    let endpoint = registries
+        .endpoints(&dest.registry)
+        .pop()
+        .ok_or_else(|| anyhow!("push {dest}: no endpoint for {}", dest.registry))?;
+    let creds = credentials::lookup(&endpoint.host)?;
+    let repo = Repository::new(&endpoint.host, endpoint.plain_http, a.tls_verify, &dest.repository, creds)
+        .map_err(|e| anyhow!("{}: {e}", endpoint.host))?;
+    let manifest_bytes = store.read_blob(&image.manifest, MAX_JSON)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).with_context(|| format!("read manifest {}", image.manifest))?;
+    // Other repositories of the same registry that hold this image: blobs can be mounted from there.
+    let siblings: Vec<String> = image
+        .tags
+        .iter()
+        .filter_map(|t| Reference::parse(t, ShortNames::DockerHub).ok())
+        .filter(|r| r.registry == dest.registry && r.repository != dest.repository)
+        .map(|r| r.repository)
+        .collect();
+    let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
+    blobs.extend(manifest.layers.iter().cloned());
+    blobs.dedup_by(|a, b| a.digest == b.digest);
+
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
+    let store = Arc::new(store);
+    let repo = Arc::new(repo);
+    let quiet = a.quiet;
+    let chunk = a.chunk_size;
+    let pushed = rt.block_on(async {
+        stream::iter(blobs.into_iter().map(|desc| {
+            let (store, repo, siblings) = (store.clone(), repo.clone(), siblings.clone());
+            async move {
+                let what = format!("{}: blob {}", repo.display(), desc.digest.short());
+                let outcome = resume::retry(&what, resume::MAX_TRIES, quiet, || {
+                    push_blob(&store, &repo, &desc, &siblings, chunk)
+                })
+                .await
+                .map_err(|e| anyhow!("{what}: {e}"))?;
+                if !quiet {
+                    eprintln!("{what}: {outcome}");
+                }
+                anyhow::Ok(())
+            }
+        }))
+        .buffer_unordered(4)
+        .try_collect::<Vec<()>>()
+        .await?;
+        let what = format!("{}: manifest {tag}", repo.display());
+        let claimed = resume::retry(&what, resume::MAX_TRIES, quiet, || {
+            repo.put_manifest(&tag, &image.media_type, &manifest_bytes)
+        })
+        .await
+        .map_err(|e| anyhow!("{what}: {e}"))?;
+        if let Some(c) = claimed.filter(|c| *c != image.manifest.to_string()) {
+            bail!("{what}: the registry reports digest {c}, not {}", image.manifest);
+        }
+        anyhow::Ok(())
+    });
+    pushed?;
+    if !quiet {
+        eprintln!("Pushed {}:{tag}@{}", repo.display(), image.manifest);
+    }
+    outln!("{}", image.manifest);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Gets one blob to the registry: already there, mounted, or uploaded.
+async fn push_blob(
+    store: &Store,
+    repo: &Repository,
+    desc: &Descriptor,
+    siblings: &[String],
+    chunk: u64,
+) -> Result<String, RequestError> {
+    if repo.has_blob(&desc.digest).await? {
+        return Ok("already in the registry".into());
+    }
+    // One mount attempt: a registry that cannot mount opens an upload session instead, used below.
+    let opened = match siblings.first() {
+        Some(from) => match repo.start_upload(Some((&desc.digest, from))).await? {
+            None => return Ok(format!("mounted from {from}")),
+            Some(l) => Some(l),
+        },
+        None => repo.start_upload(None).await?,
+    };
+    let location = opened.ok_or_else(|| RequestError::Invalid("upload not started".into()))?;
+    let path = store.blob_path(&desc.digest);
+    if chunk == 0 || desc.size <= chunk {
+        repo.put_blob(&location, &desc.digest, &path, desc.size).await?;
+    } else {
+        let mut at = location;
+        let mut offset = 0;
+        while offset < desc.size {
+            let len = chunk.min(desc.size - offset);
+            at = repo.patch_chunk(&at, &path, offset, len).await?;
+            offset += len;
+        }
+        repo.finish_upload(&at, &desc.digest).await?;
+    }
+    Ok(format!("uploaded ({} bytes)", desc.size))
+}

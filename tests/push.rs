@@ -1,0 +1,117 @@
+//! `layers push` against the real distribution registry: only missing blobs go up,
+//! blobs another repository holds are mounted, chunked uploads, a flaky registry,
+//! and what was pushed reads back identical through skopeo and umoci.
+
+mod common;
+
+use common::*;
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    (work, store)
+}
+
+/// The layers-sent requests of one kind (`POST`, `PUT`, `PATCH`, `HEAD`) on blobs.
+fn blob_requests(reg: &Registry, method: &str) -> Vec<String> {
+    reg.requests_from_layers()
+        .into_iter()
+        .filter(|r| r.starts_with(&format!("{method} ")) && r.contains("/blobs/"))
+        .collect()
+}
+
+#[test]
+fn only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical() {
+    if !need_root("only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical") {
+        return;
+    }
+    let (work, store) = setup();
+    let reg = Registry::start();
+    let manifest = stored_manifest(&store, "localhost/layered:latest");
+    let first = format!("{}/team/app:v1", reg.addr);
+    let out = layers(&store, &["push", "localhost/layered", &first]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), manifest, "prints the manifest digest, unchanged");
+    let blobs = blob_requests(&reg, "PUT").len();
+    assert!(blobs >= 2, "config and layers uploaded: {:?}", reg.requests_from_layers());
+
+    // Again: HEADs only, then the manifest.
+    let before = reg.requests_from_layers().len();
+    assert!(layers(&store, &["push", "localhost/layered", &first]).status.success());
+    let again: Vec<String> = reg.requests_from_layers()[before..].to_vec();
+    assert!(again.iter().all(|r| r.starts_with("HEAD ") || r.starts_with("PUT /v2/team/app/manifests/")), "{again:?}");
+    assert_eq!(again.iter().filter(|r| r.starts_with("HEAD ")).count(), blobs);
+
+    // To another repository of the same registry: mounted from the first, nothing uploaded.
+    layers_ok(&store, &["tag", "localhost/layered", &first]);
+    let (puts, posts) = (blob_requests(&reg, "PUT").len(), blob_requests(&reg, "POST").len());
+    let second = format!("{}/other/app:v2", reg.addr);
+    let out = layers(&store, &["push", &first, &second]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mounted from team/app"), "{}", stderr(&out));
+    assert_eq!(blob_requests(&reg, "PUT").len(), puts, "no blob uploaded");
+    let mounts = blob_requests(&reg, "POST")[posts..].to_vec();
+    assert!(
+        mounts.len() == blobs && mounts.iter().all(|r| r.contains("mount=") && r.contains("from=team%2Fapp")),
+        "{mounts:?}"
+    );
+
+    // An independent reader: skopeo sees the same manifest digest, umoci the same files.
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{second}")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("skopeo inspect");
+    assert_eq!(v["Digest"], manifest.as_str());
+    let copied = work.path().join("copied");
+    let copy = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{second}")])
+        .arg(format!("oci:{}:v2", copied.display()))
+        .output()
+        .unwrap();
+    assert!(copy.status.success(), "{}", stderr(&copy));
+    let ours = umoci_unpack(&copied, "v2", &work.path().join("ours"));
+    let original = umoci_unpack(&fixtures().join("oci"), "layered", &work.path().join("original"));
+    assert_eq!(compare_trees(&original, &ours, Mtimes::Files), Vec::<String>::new());
+}
+
+#[test]
+fn chunked_uploads_survive_a_flaky_registry_and_a_built_image_pulls_back() {
+    if !need_root("chunked_uploads_survive_a_flaky_registry_and_a_built_image_pulls_back") {
+        return;
+    }
+    let (work, store) = setup();
+    layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
+    let ctx = work.path().join("multistage");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(repo().join("Dockerfile-examples/multistage"))
+        .arg(&ctx)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let built = layers(&store, &["build", "-q", "-t", "greet", ctx.to_str().unwrap()]);
+    assert!(built.status.success(), "{}", stderr(&built));
+
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg.addr, Fault::Status { code: 503, times: 2, retry_after: None });
+    let dest = format!("{}/built/greet:1", proxy.addr);
+    let out = layers(&store, &["push", "--chunk-size", "65536", "greet", &dest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("retrying"), "the 503s were retried: {}", stderr(&out));
+    assert!(!blob_requests(&reg, "PATCH").is_empty(), "blobs went up in chunks");
+    let manifest = stored_manifest(&store, "localhost/greet:latest");
+    assert_eq!(stdout(&out).trim(), manifest);
+
+    let other = work.path().join("other");
+    let pulled = layers(&other, &["pull", "-q", &format!("{}/built/greet:1", reg.addr)]);
+    assert_eq!(stdout(&pulled).trim(), manifest, "pulled back: the same manifest digest");
+    let run = layers(&other, &["run", "--rm", &format!("{}/built/greet:1", reg.addr)]);
+    assert_eq!(stdout(&run), "hello from layers, built in stages\n", "{}", stderr(&run));
+
+    let missing = layers(&store, &["push", "no-such-image", &dest]);
+    assert_eq!(missing.status.code(), Some(125));
+    let by_digest = layers(&store, &["push", "greet", &format!("{}/x@sha256:{}", reg.addr, "0".repeat(64))]);
+    assert!(stderr(&by_digest).contains("give a tag"), "{}", stderr(&by_digest));
+}
