@@ -324,3 +324,107 @@ fn output_writes_the_image_as_oci_docker_archive_or_a_rootfs_tar() {
     assert_eq!(bad.status.code(), Some(125));
     assert!(stderr(&bad).contains("--output type=registry"), "{}", stderr(&bad));
 }
+
+#[test]
+fn add_extracts_local_archives_safely_and_copies_other_files() {
+    if !need_root("add_extracts_local_archives_safely_and_copies_other_files") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(ctx.join("payload/sub")).unwrap();
+    fs::write(ctx.join("payload/sub/file.txt"), "inside the archive\n").unwrap();
+    // An archive by GNU tar (an independent writer), with an owner to keep.
+    let tar = std::process::Command::new("tar")
+        .args(["--owner=1234", "--group=4321", "-czf"])
+        .arg(ctx.join("payload.tar.gz"))
+        .arg("-C")
+        .arg(ctx.join("payload"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    fs::write(ctx.join("plain.txt"), "not an archive\n").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nADD payload.tar.gz /opt/payload/\nADD plain.txt /opt/\n").unwrap();
+    image_id(&build(&store, &["-t", "added", ctx.to_str().unwrap()]));
+    let run = layers(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "added",
+            "sh",
+            "-c",
+            "cat /opt/payload/sub/file.txt /opt/plain.txt; stat -c '%u:%g' /opt/payload/sub/file.txt; ls /opt/payload",
+        ],
+    );
+    assert_eq!(stdout(&run), "inside the archive\nnot an archive\n1234:4321\nsub\n", "{}", stderr(&run));
+    let again = build(&store, &["-t", "added", ctx.to_str().unwrap()]);
+    assert!(steps(&again).iter().skip(1).all(|(_, s)| *s == "CACHED"), "{:?}", steps(&again));
+
+    // A hostile archive is refused as `layers import` refuses it, and nothing leaks out.
+    let corpus = work.path().join("corpus");
+    let victim = work.path().join("victim");
+    fs::create_dir_all(&victim).unwrap();
+    let gen = std::process::Command::new("python3")
+        .arg(repo().join("fixtures/hostile/generate.py"))
+        .arg(&corpus)
+        .arg(&victim)
+        .status()
+        .unwrap();
+    assert!(gen.success());
+    for (case, why) in [
+        ("symlink-dotdot-then-write.tar", "path goes through symlink \"l\""),
+        ("hardlink-dotdot.tar", "hardlink target: path has a '..' component"),
+    ] {
+        fs::copy(corpus.join(case), ctx.join(case)).unwrap();
+        fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nADD {case} /x/\n")).unwrap();
+        let out = build(&store, &[ctx.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(125), "{case}");
+        assert!(stderr(&out).contains(why) && stderr(&out).contains("Dockerfile:2:1"), "{case}: {}", stderr(&out));
+    }
+    assert_eq!(fs::read_dir(&victim).unwrap().count(), 0, "nothing written outside");
+}
+
+#[test]
+fn add_fetches_urls_and_checks_their_checksum() {
+    if !need_root("add_fetches_urls_and_checks_their_checksum") {
+        return;
+    }
+    let (work, store) = setup();
+    let served = work.path().join("served");
+    fs::create_dir_all(&served).unwrap();
+    fs::write(served.join("tool.sh"), "#!/bin/sh\necho fetched\n").unwrap();
+    // A loopback web server (Python's), on a free port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .current_dir(&served)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/tool.sh");
+    let sum = layers_store::Digest::of(b"#!/bin/sh\necho fetched\n");
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nADD --checksum={sum} {url} /usr/local/bin/\n")).unwrap();
+    image_id(&build(&store, &["-t", "fetched", ctx.to_str().unwrap()]));
+    let run = layers(
+        &store,
+        &["run", "--rm", "fetched", "sh", "-c", "stat -c %a /usr/local/bin/tool.sh; sh /usr/local/bin/tool.sh"],
+    );
+    assert_eq!(stdout(&run), "600\nfetched\n", "{}", stderr(&run));
+    fs::write(served.join("tool.sh"), "#!/bin/sh\necho tampered\n").unwrap();
+    let out = build(&store, &["--no-cache", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("checksum mismatch"), "{}", stderr(&out));
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -138,6 +138,36 @@ pub struct Attrs {
     pub gid: u32,
     /// `--chmod`: replaces every mode.
     pub mode: Option<u32>,
+    /// Keep each entry's own owner (what ADD extracts from an archive), not `uid`/`gid`.
+    pub keep_owner: bool,
+}
+
+/// Whether `rel` in `tree` is a tar archive, plain or gzip/zstd-compressed (ADD extracts those).
+pub fn is_archive(tree: &Tree, rel: &Path) -> bool {
+    let Ok(mut f) = tree.open_file(rel) else { return false };
+    let mut head = [0u8; 512];
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    match layers_store::Compression::detect(&head[..got]) {
+        Ok(layers_store::Compression::None) => got == 512 && &head[257..262] == b"ustar",
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// Extracts the archive `rel` of `tree` into the empty dir `into`, as safely as a layer
+/// (no entry lands outside, limits on size and entries).
+pub fn extract(tree: &Tree, rel: &Path, into: &Path) -> anyhow::Result<()> {
+    let file = tree.open_file(rel)?;
+    let root = layers_store::root::Root::open(into).with_context(|| format!("open {}", into.display()))?;
+    layers_store::unpack::unpack(std::io::BufReader::new(file), None, &root, &Default::default(), None)
+        .with_context(|| format!("extract {}", rel.display()))?;
+    Ok(())
 }
 
 /// One thing to copy: entries under a source, and where they go.
@@ -262,10 +292,13 @@ pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow:
     for (e, target) in &plan.items {
         let mode = Mode::from_raw_mode(attrs.mode.unwrap_or(e.stat.st_mode & 0o7777));
         let what = || format!("copy {} to /{}", e.rel.display(), target.display());
+        let (owner_uid, owner_gid) =
+            if attrs.keep_owner { (e.stat.st_uid, e.stat.st_gid) } else { (attrs.uid, attrs.gid) };
+        let (file_uid, file_gid) = (uid(owner_uid), gid(owner_gid));
         if kind(&e.stat) == T::Directory {
             let dir = dest_dir(&root, target, attrs).with_context(what)?;
             rustix::fs::fchmod(&dir, mode).with_context(what)?;
-            rustix::fs::fchown(&dir, Some(uid(attrs.uid)), Some(gid(attrs.gid))).with_context(what)?;
+            rustix::fs::fchown(&dir, Some(file_uid), Some(file_gid)).with_context(what)?;
             continue;
         }
         let (parent, name) = match (target.parent(), target.file_name()) {
@@ -283,7 +316,7 @@ pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow:
                 let link = e.link.clone().unwrap_or_default();
                 rustix::fs::symlinkat(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&link), &dir, name)
                     .with_context(what)?;
-                rustix::fs::chownat(&dir, name, Some(uid(attrs.uid)), Some(gid(attrs.gid)), AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::chownat(&dir, name, Some(file_uid), Some(file_gid), AtFlags::SYMLINK_NOFOLLOW)
                     .with_context(what)?;
                 continue;
             }
@@ -297,7 +330,7 @@ pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow:
                 .with_context(what)?;
                 let mut out = std::fs::File::from(fd);
                 std::io::copy(&mut tree.open_file(&e.rel)?, &mut out).with_context(what)?;
-                rustix::fs::fchown(&out, Some(uid(attrs.uid)), Some(gid(attrs.gid))).with_context(what)?;
+                rustix::fs::fchown(&out, Some(file_uid), Some(file_gid)).with_context(what)?;
                 rustix::fs::fchmod(&out, mode).with_context(what)?;
                 let t = rustix::fs::Timestamps { last_access: e.stat_time(), last_modification: e.stat_time() };
                 rustix::fs::futimens(&out, &t).with_context(what)?;

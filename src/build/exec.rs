@@ -273,14 +273,21 @@ impl Build<'_> {
                     return Ok(());
                 }
             }
-            Instruction::Add { copy, .. } => {
-                if copy.sources.iter().any(|s| s.contains("://")) {
-                    bail!("ADD of a URL is not supported yet");
+            Instruction::Add { copy, checksum, .. } => {
+                let urls =
+                    copy.sources.iter().filter(|s| s.starts_with("http://") || s.starts_with("https://")).count();
+                if urls > 0 && urls < copy.sources.len() {
+                    bail!("ADD: URLs and local sources in one ADD are not supported; split it");
                 }
-                if copy.sources.iter().any(|s| is_archive_name(s)) {
-                    bail!("ADD of a local archive is not supported yet");
+                if urls == 0 && checksum.is_some() {
+                    bail!("ADD --checksum is for URL sources");
                 }
-                if self.copy(state, copy, &label, "ADD")? {
+                let fetched = if urls > 0 { Some(self.download(state, copy, checksum.as_deref())?) } else { None };
+                let spec = match &fetched {
+                    Some((_, names)) => CopySpec { sources: names.clone(), ..copy.clone() },
+                    None => copy.clone(),
+                };
+                if self.copy_from(state, &spec, &label, "ADD", fetched.as_ref().map(|(d, _)| d.path()))? {
                     return Ok(());
                 }
             }
@@ -363,6 +370,18 @@ impl Build<'_> {
 
     /// COPY and ADD; true on a cache hit.
     fn copy(&mut self, state: &mut State, spec: &CopySpec, label: &str, verb: &str) -> anyhow::Result<bool> {
+        self.copy_from(state, spec, label, verb, None)
+    }
+
+    /// COPY and ADD, with the sources in `fetched` (ADD's downloads) when given.
+    fn copy_from(
+        &mut self,
+        state: &mut State,
+        spec: &CopySpec,
+        label: &str,
+        verb: &str,
+        fetched: Option<&std::path::Path>,
+    ) -> anyhow::Result<bool> {
         let dest_raw = self.x(state, &spec.dest)?;
         let workdir = state.config.config.as_ref().and_then(|c| c["WorkingDir"].as_str()).unwrap_or("/").to_string();
         let joined = if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{workdir}/{dest_raw}") };
@@ -376,8 +395,10 @@ impl Build<'_> {
         let sources: Vec<String> = spec.sources.iter().map(|s| self.x(state, s)).collect::<anyhow::Result<_>>()?;
         // Where the sources come from: heredocs (a scratch dir), another stage or image, or the context.
         let scratch = self.store.scratch_dir("build-copy")?;
-        let _cleanup = Cleanup(scratch.clone());
-        let (tree_dir, ignore, name) = if !spec.heredocs.is_empty() {
+        let _cleanup = ScratchDir(scratch.clone());
+        let (tree_dir, ignore, name) = if let Some(dir) = fetched {
+            (dir.to_path_buf(), Patterns::default(), "downloads".to_string())
+        } else if !spec.heredocs.is_empty() {
             for h in &spec.heredocs {
                 let content = if h.expand {
                     self.x(state, &format!("\"{}\"", h.content.replace('"', "\\\"")))?
@@ -412,8 +433,17 @@ impl Build<'_> {
                 let s = s.trim_start_matches("<<").trim_matches(['"', '\'']);
                 selected.extend(tree.select(s, &ignore)?);
             }
-            let plan = context::plan(&tree, &selected, &dest, &ignore)?;
-            let digest = context::content_digest(&tree, &plan, attrs)?;
+            // ADD extracts local archives (their bytes key the cache; they are unpacked only on a miss).
+            let archives: Vec<std::path::PathBuf> = if verb == "ADD" && spec.from.is_none() && spec.heredocs.is_empty()
+            {
+                selected.iter().filter(|s| context::is_archive(&tree, s)).cloned().collect()
+            } else {
+                Vec::new()
+            };
+            let keyed = context::plan(&tree, &selected, &dest, &ignore)?;
+            let digest = context::content_digest(&tree, &keyed, attrs)?;
+            let plain: Vec<std::path::PathBuf> = selected.iter().filter(|s| !archives.contains(s)).cloned().collect();
+            let plan = context::plan(&tree, &plain, &dest, &ignore)?;
             let flags: String = [("from", &spec.from), ("chown", &spec.chown), ("chmod", &spec.chmod)]
                 .iter()
                 .filter_map(|(n, v)| v.as_ref().map(|v| format!("--{n}={v} ")))
@@ -430,16 +460,32 @@ impl Build<'_> {
                 Some(&format!("layers-build-{}-{}", self.run_id, self.steps_done)),
                 "layers-build",
             )?;
+            let write = |root: &std::path::Path| -> anyhow::Result<()> {
+                context::copy(&tree, &plan, root, attrs)?;
+                for (i, a) in archives.iter().enumerate() {
+                    let into = scratch.join(format!("archive-{i}"));
+                    std::fs::create_dir(&into)?;
+                    context::extract(&tree, a, &into).with_context(|| format!("{verb} {}", a.display()))?;
+                    let extracted = Tree::open(&into, &format!("archive {}", a.display()))?;
+                    let dir = if dest.ends_with('/') { dest.clone() } else { format!("{dest}/") };
+                    let mut p = context::plan(&extracted, &[std::path::PathBuf::new()], &dir, &Patterns::default())?;
+                    // The archive's top is the destination dir itself, which keeps its own mode.
+                    p.items.retain(|(e, _)| !e.rel.as_os_str().is_empty());
+                    let keep = Attrs { keep_owner: spec.chown.is_none(), ..attrs };
+                    context::copy(&extracted, &p, root, keep)?;
+                }
+                Ok(())
+            };
             let copied = (|| {
                 let spec = self.store.container_mount(&c)?;
                 if spec.lowers.is_empty() {
                     // Nothing below (scratch): the upper dir is the whole root.
                     let (upper, _) = spec.upper.clone().context("container without an upper dir")?;
-                    return context::copy(&tree, &plan, &upper, attrs);
+                    return write(&upper);
                 }
                 let merged = self.store.merged_dir(&c);
                 mount_spec(&spec, &merged, MountOptions::default())?;
-                let copied = context::copy(&tree, &plan, &merged, attrs);
+                let copied = write(&merged);
                 unmount_path(&merged, false)?;
                 copied
             })();
@@ -528,6 +574,52 @@ impl Build<'_> {
             let _ = self.store.remove_container(&c);
         }
         result
+    }
+
+    /// ADD's URL sources, fetched into a scratch dir (each named by its URL's last path
+    /// component, mode 0600 as BuildKit gives them); with `--checksum`, other content fails.
+    fn download(
+        &self,
+        state: &State,
+        spec: &CopySpec,
+        checksum: Option<&str>,
+    ) -> anyhow::Result<(ScratchDir, Vec<String>)> {
+        let want = checksum
+            .map(|c| self.x(state, c))
+            .transpose()?
+            .map(|c| Digest::parse(&c).with_context(|| format!("--checksum={c}: want sha256:<64 hex>")))
+            .transpose()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("layers/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(crate::registry::stall_timeout())
+            .build()?;
+        let dir = ScratchDir(self.store.scratch_dir("build-download")?);
+        let mut names = Vec::new();
+        for url in &spec.sources {
+            let url = self.x(state, url)?;
+            let name = url
+                .split(['?', '#'])
+                .next()
+                .unwrap_or("")
+                .rsplit('/')
+                .find(|s| !s.is_empty() && !s.contains(':'))
+                .unwrap_or("index.html");
+            let body = rt
+                .block_on(async { client.get(&url).send().await?.error_for_status()?.bytes().await })
+                .with_context(|| format!("ADD {url}"))?;
+            let got = Digest::of(&body);
+            if let Some(w) = want.filter(|w| *w != got) {
+                bail!("ADD {url}: checksum mismatch: want {w}, got {got}");
+            }
+            let path = dir.path().join(name);
+            std::fs::write(&path, &body)?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            names.push(name.to_string());
+        }
+        Ok((dir, names))
     }
 
     /// `--chown` and `--chmod` of a COPY.
@@ -717,10 +809,6 @@ fn short(state: &State) -> String {
     state.image.as_ref().map_or("scratch".into(), |i| i.config.hex()[..12].to_string())
 }
 
-fn is_archive_name(s: &str) -> bool {
-    [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2"].iter().any(|e| s.ends_with(e))
-}
-
 /// `30s`, `1m30s`, `500ms` → nanoseconds.
 fn duration_ns(d: &str) -> anyhow::Result<u64> {
     let mut total = 0f64;
@@ -754,10 +842,16 @@ fn duration_ns(d: &str) -> anyhow::Result<u64> {
     Ok(total as u64)
 }
 
-/// Removes a scratch dir when dropped.
-struct Cleanup(PathBuf);
+/// A scratch dir, removed when dropped.
+struct ScratchDir(PathBuf);
 
-impl Drop for Cleanup {
+impl ScratchDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
