@@ -428,3 +428,83 @@ fn add_fetches_urls_and_checks_their_checksum() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Where buildah's RUN leaves its own mount points behind (BuildKit and layers do not).
+const BUILDAH_RUN_LEFTOVERS: [&str; 3] = ["etc/hosts", "etc/resolv.conf", "run"];
+
+#[test]
+fn the_examples_match_what_buildah_builds() {
+    if !need_root("the_examples_match_what_buildah_builds") {
+        return;
+    }
+    let (work, store) = setup();
+    // buildah in its own store, the same base image, podman's ulimit workaround (ANCHORS.md).
+    let conf = work.path().join("containers.conf");
+    fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n").unwrap();
+    let runroot = format!("/run/lbt-{}", std::process::id());
+    let buildah = |args: &[&str]| {
+        let out = std::process::Command::new("buildah")
+            .arg("--root")
+            .arg(work.path().join("buildah"))
+            .args(["--runroot", &runroot, "--storage-driver", "overlay"])
+            .args(args)
+            .env("CONTAINERS_CONF", &conf)
+            .output()
+            .expect("run buildah");
+        assert!(out.status.success(), "buildah {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let base = format!("oci:{}:layered", fixtures().join("oci").display());
+    buildah(&["pull", "-q", &base]);
+    let id = buildah(&["images", "-q"]).lines().next().unwrap().to_string();
+    buildah(&["tag", &id, "localhost/busybox:latest"]);
+    // Examples buildah 1.28 can build (it has no here-documents in COPY).
+    for ex in ["multistage", "whiteouts"] {
+        let ctx = example(work.path(), ex);
+        let ours = work.path().join(format!("ours-{ex}"));
+        let out = build(
+            &store,
+            &["-t", ex, "--output", &format!("type=oci,dest={}/", ours.display()), ctx.to_str().unwrap()],
+        );
+        image_id(&out);
+        buildah(&["bud", "--isolation", "chroot", "--layers", "-q", "-t", ex, ctx.to_str().unwrap()]);
+        let theirs = work.path().join(format!("theirs-{ex}"));
+        buildah(&["push", "-q", ex, &format!("oci:{}:latest", theirs.display())]);
+        // Both read by the same independent reader.
+        let a = umoci_unpack(&ours, "latest", &work.path().join(format!("ua-{ex}")));
+        let b = umoci_unpack(&theirs, "latest", &work.path().join(format!("ub-{ex}")));
+        for leftover in BUILDAH_RUN_LEFTOVERS {
+            let p = b.join(leftover);
+            if !a.join(leftover).exists() && fs::symlink_metadata(&p).is_ok() {
+                let _ = fs::remove_file(&p).or_else(|_| fs::remove_dir_all(&p));
+            }
+        }
+        assert_eq!(compare_trees(&a, &b, Mtimes::None), Vec::<String>::new(), "{ex}: our rootfs and buildah's differ");
+        let config = |layout: &Path| -> serde_json::Value {
+            let out = std::process::Command::new("skopeo")
+                .args(["inspect", "--config", &format!("oci:{}:latest", layout.display())])
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("skopeo inspect --config");
+            v["config"].clone()
+        };
+        let (ca, cb) = (config(&ours), config(&theirs));
+        for key in ["Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts"] {
+            assert_eq!(ca.get(key), cb.get(key), "{ex}: config {key}");
+        }
+        let labels = |c: &serde_json::Value| {
+            let mut l = c.get("Labels").cloned().unwrap_or_default();
+            if let Some(m) = l.as_object_mut() {
+                m.remove("io.buildah.version");
+            }
+            l.as_object().filter(|m| !m.is_empty()).cloned()
+        };
+        assert_eq!(labels(&ca), labels(&cb), "{ex}: labels (buildah's own version label aside)");
+    }
+    let _ = std::process::Command::new("buildah")
+        .arg("--root")
+        .arg(work.path().join("buildah"))
+        .args(["--runroot", &runroot, "--storage-driver", "overlay", "rm", "-a"])
+        .output();
+    let _ = fs::remove_dir_all(&runroot);
+}

@@ -119,11 +119,14 @@ impl Build<'_> {
             history: Vec::new(),
             extra: Map::new(),
         };
-        let state = |image: ImageRow, config: ImageConfig| State {
-            image: Some(image),
-            config,
-            args: BTreeMap::new(),
-            cmd_set: false,
+        // As BuildKit and buildah: a base without PATH gets the default one.
+        let state = |image: ImageRow, mut config: ImageConfig| {
+            let mut env = env_of(&config);
+            if !env.iter().any(|e| e.starts_with("PATH=")) {
+                env.insert(0, format!("PATH={}", crate::run::DEFAULT_PATH));
+                obj(&mut config).insert("Env".into(), json!(env));
+            }
+            State { image: Some(image), config, args: BTreeMap::new(), cmd_set: false }
         };
         if image.eq_ignore_ascii_case("scratch") {
             return Ok(State { image: None, config: empty(), args: BTreeMap::new(), cmd_set: false });
