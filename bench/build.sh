@@ -17,6 +17,7 @@ scratch=${BENCH_DIR:-/dev/shm/layers-build-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
 podman_conf "$scratch"
 B=(buildah --root "$scratch/buildah" --runroot /run/lbb-b --storage-driver overlay)
+export TMPDIR="$scratch"   # buildah's RUN --mount=type=cache dirs live under it
 cleanup() { "${B[@]}" rm -a >/dev/null 2>&1 || true; rm -rf "$scratch" /run/lbb-b; }
 trap cleanup EXIT
 
@@ -25,9 +26,13 @@ skopeo copy --quiet "oci:$repo/fixtures/cache/oci:layered" "oci:$scratch/base:bu
 "$layers" --root "$scratch/layers" load -q -i "$scratch/base" >/dev/null
 "${B[@]}" pull -q "oci:$scratch/base:busybox" >/dev/null
 "${B[@]}" tag "$("${B[@]}" images -q | head -1)" localhost/busybox:latest
+# And python:3.11 (busybox + Debian's python3) for the python example.
+"$layers" --root "$scratch/layers" load -q -i "$repo/fixtures/cache/python" >/dev/null
+"$layers" --root "$scratch/layers" tag localhost/python python:3.11
+"${B[@]}" tag "$("${B[@]}" pull -q "oci:$repo/fixtures/cache/python:python")" localhost/python:3.11
 
 # args-env-heredoc is left out: Debian 12's buildah (1.28) has no here-documents in COPY.
-examples=(multistage whiteouts)
+examples=(python-app multistage whiteouts cache-mount)
 results="$scratch/results"; : >"$results"
 for r in $(seq "$rounds"); do
   for ex in "${examples[@]}"; do
@@ -50,9 +55,9 @@ done
 awk "$MEDIAN_AWK"'
   { t[$1] = t[$1] " " $2 }
   END {
-    split("multistage whiteouts", ex, " ")
+    n = split("python-app multistage whiteouts cache-mount", ex, " ")
     printf "%-18s %12s %12s %12s %12s %10s %10s\n", "example", "layers cold", "buildah cold", "layers warm", "buildah warm", "cold ratio", "warm ratio"
-    for (k = 1; k <= 2; k++) {
+    for (k = 1; k <= n; k++) {
       e = ex[k]
       lc = median(t[e ":layers:cold"]); bc = median(t[e ":buildah:cold"])
       lw = median(t[e ":layers:warm"]); bw = median(t[e ":buildah:warm"])

@@ -145,9 +145,12 @@ impl Build<'_> {
                 if let Some(p) = platform {
                     cmd.args(["--platform", p]);
                 }
-                let out = cmd.arg(image).stdout(Stdio::null()).status().context("start layers pull")?;
-                if !out.success() {
-                    bail!("FROM {image}: the pull failed");
+                let out = cmd.arg(image).stdout(Stdio::null()).output().context("start layers pull")?;
+                if !out.status.success() {
+                    // The pull's own one-line error says what failed; the step's prefix names the line.
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    let why = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("failed");
+                    bail!("{}", why.strip_prefix("layers: ").unwrap_or(why));
                 }
                 self.store.resolve(image)?
             }
@@ -210,7 +213,7 @@ impl Build<'_> {
                 return Ok(());
             }
             Instruction::Run { command, network, heredocs, mounts, .. } => {
-                let mount_args = self.run_mounts(state, mounts)?;
+                let (mount_args, targets) = self.run_mounts(state, mounts)?;
                 let argv = match command {
                     Command::Exec(argv) => argv.clone(),
                     Command::Shell(text) => {
@@ -242,6 +245,7 @@ impl Build<'_> {
                     return Ok(());
                 }
                 let parent = self.need_image(state)?;
+                let stubs = self.mount_stubs(state, &targets)?;
                 let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
                 let mut cmd = self.layers();
                 cmd.args(["run", "--name", &name, "--net", &net, "--entrypoint", ""]).args(&mount_args);
@@ -264,6 +268,9 @@ impl Build<'_> {
                             status.code().unwrap_or(-1)
                         );
                     }
+                    let c = self.store.resolve_container(&name)?;
+                    let (upper, _) = self.store.container_mount(&c)?.upper.context("container without an upper dir")?;
+                    remove_stubs(&upper, &stubs);
                     self.commit_step(state, &name, &format!("RUN {}", at_text(command)), &key)
                 })();
                 if let Ok(c) = c {
@@ -507,8 +514,10 @@ impl Build<'_> {
     /// `RUN --mount=…` as `layers run` options: `type=cache` (a store directory kept
     /// across builds, by `id`, default the target), `type=tmpfs`, `type=bind` (read-only,
     /// from the context).
-    fn run_mounts(&self, state: &State, mounts: &[String]) -> anyhow::Result<Vec<String>> {
+    /// Also gives the mount targets, whose stubs [`remove_stubs`] clears after the run.
+    fn run_mounts(&self, state: &State, mounts: &[String]) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let mut out = Vec::new();
+        let mut targets = Vec::new();
         for m in mounts {
             let m = self.x(state, m)?;
             let mut opts: BTreeMap<&str, &str> = BTreeMap::new();
@@ -520,6 +529,7 @@ impl Build<'_> {
             let Some(target) = target.filter(|t| t.starts_with('/')) else {
                 bail!("--mount={m}: needs an absolute target=");
             };
+            targets.push(target.to_string());
             match opts.get("type").copied().unwrap_or("bind") {
                 "cache" => {
                     let dir = self.store.cache_mount_dir(opts.get("id").copied().unwrap_or(target))?;
@@ -544,7 +554,25 @@ impl Build<'_> {
                 other => bail!("--mount={m}: type {other} is not supported (cache, tmpfs, bind)"),
             }
         }
-        Ok(out)
+        Ok((out, targets))
+    }
+
+    /// The mount targets (and their parents) the image lacks, so `layers run` will make
+    /// them: relative paths, deepest first.
+    fn mount_stubs(&self, state: &State, targets: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+        let mut stubs = Vec::new();
+        for target in targets {
+            let Some(rel) = context::clean(target) else { continue };
+            let mut path = PathBuf::new();
+            for part in rel.components() {
+                path.push(part);
+                if !stubs.contains(&path) && !self.visible(state, &format!("/{}", path.display()))? {
+                    stubs.push(path.clone());
+                }
+            }
+        }
+        stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        Ok(stubs)
     }
 
     /// Whether `path` (absolute) exists in the stage's image.
@@ -857,5 +885,37 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes what `layers run` made only to mount over (empty dirs and files the image
+/// did not have), as BuildKit does, so a `RUN --mount` leaves no trace in the layer.
+/// What the command put there stays. The command may have swapped a parent for a
+/// symlink: parents are opened without following any.
+fn remove_stubs(upper: &std::path::Path, stubs: &[PathBuf]) {
+    use rustix::fs::{openat2, statat, unlinkat, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+    for stub in stubs {
+        let (Some(parent), Some(name)) = (stub.parent(), stub.file_name()) else { continue };
+        let parent = if parent.as_os_str().is_empty() { std::path::Path::new(".") } else { parent };
+        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        let Ok(root) = rustix::fs::open(upper, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        else {
+            return;
+        };
+        let Ok(dir) = openat2(&root, parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), how)
+        else {
+            continue;
+        };
+        let Ok(st) = statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+        // A failed removal (a dir not empty) is the answer we want: the command wrote there.
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let _ = unlinkat(&dir, name, AtFlags::REMOVEDIR);
+            }
+            FileType::RegularFile if st.st_size == 0 => {
+                let _ = unlinkat(&dir, name, AtFlags::empty());
+            }
+            _ => {}
+        }
     }
 }
