@@ -103,6 +103,45 @@ pub fn export_view(store: &Store, spec: &layers_store::mount::MountSpec, output_
     Ok(())
 }
 
+/// Writes the flattened tree of `spec` into the directory `dest` (made; or empty), all
+/// or nothing: it is filled beside `dest` and renamed into place.
+pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: &Path) -> anyhow::Result<()> {
+    if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty", dest.display());
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let staging = Staging(parent.join(format!(".layers-output-{}", std::process::id())));
+    std::fs::create_dir(&staging.0).with_context(|| format!("create {}", staging.0.display()))?;
+    let dir = store.scratch_dir("export")?;
+    mount_spec(spec, &dir, MountOptions { host_visible: true, legacy: false })?;
+    let mounted = ScratchMount(dir);
+    let root = layers_store::root::Root::open(&staging.0)?;
+    // The tree goes through the layer unpacker: the same entry rules as every layer.
+    let (reader, mut writer) = io::pipe().context("pipe")?;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let tar = s.spawn(move || layers_store::upper::write_tar(&mounted.0, &mut writer, None));
+        let unpacked = layers_store::unpack::unpack(reader, None, &root, &Default::default(), None);
+        tar.join().map_err(|_| anyhow::anyhow!("the tar writer panicked"))??;
+        unpacked?;
+        Ok(())
+    })?;
+    std::fs::rename(&staging.0, dest).with_context(|| format!("move the tree to {}", dest.display()))?;
+    Ok(())
+}
+
+/// A directory being filled; removed unless it was renamed into place.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
     let mut images = Vec::new();
     for name in &a.images {

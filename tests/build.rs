@@ -313,8 +313,8 @@ fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
 }
 
 #[test]
-fn output_writes_the_image_as_oci_docker_archive_or_a_rootfs_tar() {
-    if !need_root("output_writes_the_image_as_oci_docker_archive_or_a_rootfs_tar") {
+fn output_writes_the_image_as_oci_docker_archive_a_rootfs_tar_or_dir() {
+    if !need_root("output_writes_the_image_as_oci_docker_archive_a_rootfs_tar_or_dir") {
         return;
     }
     let (work, store) = setup();
@@ -339,6 +339,15 @@ fn output_writes_the_image_as_oci_docker_archive_or_a_rootfs_tar() {
     image_id(&build(&store, &["--output", &format!("type=tar,dest={}", rootfs.display()), dir]));
     let list = std::process::Command::new("tar").arg("-tf").arg(&rootfs).output().unwrap();
     assert!(stdout(&list).lines().any(|l| l == "usr/local/bin/greet"), "GNU tar lists the program");
+    // type=local: the root filesystem as a directory, the same files umoci unpacked.
+    let local = work.path().join("local");
+    image_id(&build(&store, &["--output", &format!("type=local,dest={}", local.display()), dir]));
+    assert_eq!(compare_trees(&local, &bundle, Mtimes::Files), Vec::<String>::new());
+    let again = build(&store, &["--output", &format!("type=local,dest={}", local.display()), dir]);
+    assert_eq!(again.status.code(), Some(125), "a non-empty dest is refused");
+    assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
+    let names: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!names.iter().any(|n| n.to_string_lossy().starts_with(".layers-output")), "{names:?}");
     let bad = build(&store, &["--output", "type=registry", dir]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(stderr(&bad).contains("--output type=registry"), "{}", stderr(&bad));

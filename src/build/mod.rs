@@ -10,7 +10,7 @@ pub mod pattern;
 pub mod words;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -125,17 +125,18 @@ fn write_output(
         match kv.split_once('=') {
             Some(("type", t)) => kind = Some(t),
             Some(("dest", d)) => dest = Some(d),
-            _ => bail!("--output {spec}: want type=oci|docker-archive|tar,dest=PATH"),
+            _ => bail!("--output {spec}: want type=oci|docker-archive|tar|local,dest=PATH"),
         }
     }
     let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
     let images = [layers_store::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
-    use crate::archive_cmd::{export_view, write_images, SaveFormat};
+    use crate::archive_cmd::{export_local, export_view, write_images, SaveFormat};
     match kind {
         Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
         Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),
         Some("tar") => export_view(store, &store.image_view(&image.manifest)?, dest),
-        Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar)"),
+        Some("local") => export_local(store, &store.image_view(&image.manifest)?, Path::new(dest)),
+        Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar, local)"),
         None => bail!("--output {spec}: type= is missing"),
     }
     .with_context(|| format!("--output {spec}"))
