@@ -103,21 +103,6 @@ fn saved_oci_layouts_keep_every_blob_and_umoci_reads_them() {
     assert!(layers(&fresh, &["fsck"]).status.success());
 }
 
-/// Runs a listing inside the image with podman (runc: crun refuses this machine's cgroup layout).
-fn podman(dir: &Path, args: &[&str]) -> std::process::Output {
-    let conf = dir.join("containers.conf");
-    fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n").unwrap();
-    let runroot = format!("/run/layers-test-{}", std::process::id());
-    Command::new("podman")
-        .env("CONTAINERS_CONF", &conf)
-        .arg("--root")
-        .arg(dir.join("root"))
-        .args(["--runroot", &runroot, "--storage-driver", "overlay"])
-        .args(args)
-        .output()
-        .expect("podman (Debian package podman)")
-}
-
 /// Every node's type, mode, owner, size and (but for directories) mtime, and file contents.
 /// A layer's tar may leave out a parent dir: each unpacker then makes it with the
 /// time of unpacking (podman as we do), so directory mtimes are not compared.

@@ -1,6 +1,7 @@
 //! `layers push` against the real distribution registry: only missing blobs go up,
 //! blobs another repository holds are mounted, chunked uploads, a flaky registry,
-//! and what was pushed reads back identical through skopeo and umoci.
+//! and what was pushed reads back identical through skopeo and umoci, and pulls and
+//! runs in podman.
 
 mod common;
 
@@ -114,4 +115,66 @@ fn chunked_uploads_survive_a_flaky_registry_and_a_built_image_pulls_back() {
     assert_eq!(missing.status.code(), Some(125));
     let by_digest = layers(&store, &["push", "greet", &format!("{}/x@sha256:{}", reg.addr, "0".repeat(64))]);
     assert!(stderr(&by_digest).contains("give a tag"), "{}", stderr(&by_digest));
+}
+
+/// Files podman and layers each see inside the python example's image: every node's
+/// type, mode, owner, size and (but for directories, which each unpacker may make)
+/// mtime, and the application's contents.
+const APP_LISTING: &str = "cd / ; find app bin lib lib64 usr ! -type d -exec stat -c '%n %F %a %u %g %s %Y' {} + | sort ; \
+    find app bin lib lib64 usr -type d -exec stat -c '%n %F %a %u %g' {} + | sort ; md5sum app/*.txt app/hello/*.py app/hello/__pycache__/*";
+
+#[test]
+fn a_built_and_pushed_image_pulls_and_runs_in_podman_with_the_same_files_and_config() {
+    if !need_root("a_built_and_pushed_image_pulls_and_runs_in_podman_with_the_same_files_and_config") {
+        return;
+    }
+    let (work, store) = setup();
+    layers_ok(&store, &["load", "-i", fixtures().join("python").to_str().unwrap()]);
+    layers_ok(&store, &["tag", "localhost/python", "python:3.11"]);
+    let ctx = repo().join("Dockerfile-examples/python-app");
+    let built = layers(&store, &["build", "-q", "-t", "hello", ctx.to_str().unwrap()]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let reg = Registry::start();
+    let dest = format!("{}/apps/hello:1", reg.addr);
+    let pushed = layers(&store, &["push", "-q", "hello", &dest]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let manifest = stored_manifest(&store, "localhost/hello:latest");
+
+    let pm = work.path().join("podman");
+    let pulled = podman(&pm, &["pull", "-q", "--tls-verify=false", &dest]);
+    assert!(pulled.status.success(), "podman pull: {}", stderr(&pulled));
+    let inspect = podman(&pm, &["image", "inspect", &dest]);
+    let theirs: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("podman image inspect");
+    let theirs = &theirs[0];
+    assert_eq!(theirs["Digest"], manifest.as_str(), "podman sees our manifest digest");
+    let run = |args: &[&str]| {
+        let mut full = vec!["run", "--runtime", "runc", "--rm", "--net", "none"];
+        full.extend_from_slice(args);
+        podman(&pm, &full)
+    };
+    let default = run(&[&dest]);
+    let with_listing = run(&[&dest, "sh", "-c", APP_LISTING]);
+    let _ = podman(&pm, &["system", "reset", "-f"]);
+    assert!(default.status.success(), "podman run: {}", stderr(&default));
+    assert_eq!(stdout(&default), stdout(&layers(&store, &["run", "--rm", "hello"])), "the same program output");
+    let ours = layers(&store, &["run", "--rm", "hello", "sh", "-c", APP_LISTING]);
+    assert!(ours.status.success() && with_listing.status.success(), "{} {}", stderr(&ours), stderr(&with_listing));
+    assert!(stdout(&ours).contains("app/hello/__pycache__/__main__.cpython-311.pyc"), "{}", stdout(&ours));
+    assert_eq!(stdout(&with_listing), stdout(&ours), "podman sees the same files");
+
+    let ours: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "hello"])).unwrap();
+    let ours = &ours[0]["Config"]["config"];
+    for (key, podman_key) in [
+        ("Cmd", "Cmd"),
+        ("Entrypoint", "Entrypoint"),
+        ("Env", "Env"),
+        ("WorkingDir", "WorkingDir"),
+        ("User", "User"),
+        ("ExposedPorts", "ExposedPorts"),
+        ("Labels", "Labels"),
+    ] {
+        let podman_value = &theirs["Config"][podman_key];
+        let ours_value = ours.get(key).unwrap_or(&serde_json::Value::Null);
+        assert_eq!(podman_value, ours_value, "config {key}");
+    }
 }

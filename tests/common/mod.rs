@@ -213,6 +213,23 @@ pub fn mount_overlay(layers: &[PathBuf], target: &Path) -> Mounted {
     Mounted(target.to_path_buf())
 }
 
+/// podman (the real client) with its store under `dir`, podman's ulimit workaround
+/// (ANCHORS.md); run it with `--runtime runc` (crun refuses this machine's cgroup layout).
+pub fn podman(dir: &Path, args: &[&str]) -> Output {
+    fs::create_dir_all(dir).unwrap();
+    let conf = dir.join("containers.conf");
+    fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n").unwrap();
+    let runroot = format!("/run/layers-test-{}", std::process::id());
+    Command::new("podman")
+        .env("CONTAINERS_CONF", &conf)
+        .arg("--root")
+        .arg(dir.join("root"))
+        .args(["--runroot", &runroot, "--storage-driver", "overlay"])
+        .args(args)
+        .output()
+        .expect("podman (Debian package podman)")
+}
+
 pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
     let out = Command::new("umoci")
         .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
