@@ -53,8 +53,6 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
         .pop()
         .ok_or_else(|| anyhow!("push {dest}: no endpoint for {}", dest.registry))?;
     let creds = credentials::lookup(&endpoint.host)?;
-    let repo = Repository::new(&endpoint.host, endpoint.plain_http, a.tls_verify, &dest.repository, creds)
-        .map_err(|e| anyhow!("{}: {e}", endpoint.host))?;
     let manifest_bytes = store.read_blob(&image.manifest, MAX_JSON)?;
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).with_context(|| format!("read manifest {}", image.manifest))?;
@@ -66,6 +64,9 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
         .filter(|r| r.registry == dest.registry && r.repository != dest.repository)
         .map(|r| r.repository)
         .collect();
+    let repo = Repository::new(&endpoint.host, endpoint.plain_http, a.tls_verify, &dest.repository, creds)
+        .map_err(|e| anyhow!("{}: {e}", endpoint.host))?
+        .also_pulling_from(&siblings);
     let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
     blobs.extend(manifest.layers.iter().cloned());
     blobs.dedup_by(|a, b| a.digest == b.digest);

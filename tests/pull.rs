@@ -324,35 +324,6 @@ fn a_flipped_byte_fails_naming_both_digests_and_leaves_no_image() {
     assert!(stderr(&again).contains("already exists"), "verified layers were kept: {}", stderr(&again));
 }
 
-/// Runs layers with its own HOME and config dir, so no real credentials are seen.
-fn layers_as_user(
-    home: &Path,
-    store: &Path,
-    args: &[&str],
-    stdin: Option<&str>,
-    auth_file: Option<&Path>,
-) -> std::process::Output {
-    use std::io::Write;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
-    cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join("config")).env_remove("REGISTRY_AUTH_FILE");
-    if let Some(f) = auth_file {
-        cmd.env("REGISTRY_AUTH_FILE", f);
-    }
-    let mut child = cmd
-        .arg("--root")
-        .arg(store)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
     if !need_root("basic_auth_needs_login_and_credentials_stay_with_their_host") {

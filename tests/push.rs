@@ -178,3 +178,51 @@ fn a_built_and_pushed_image_pulls_and_runs_in_podman_with_the_same_files_and_con
         assert_eq!(podman_value, ours_value, "config {key}");
     }
 }
+
+#[test]
+fn pushes_authenticate_like_pulls_with_basic_credentials_or_a_push_token() {
+    if !need_root("pushes_authenticate_like_pulls_with_basic_credentials_or_a_push_token") {
+        return;
+    }
+    let (work, store) = setup();
+    let manifest = stored_manifest(&store, "localhost/layered:latest");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+
+    // Basic auth: refused with the way out named, then accepted after `layers login`.
+    let reg = Registry::start_with_basic_auth("alice", "s3cret");
+    let dest = format!("{}/team/app:v1", reg.addr);
+    let anon = layers_as_user(&home, &store, &["push", "localhost/layered", &dest], None, None);
+    assert_eq!(anon.status.code(), Some(125));
+    assert!(stderr(&anon).contains(&format!("layers login {}", reg.addr)), "{}", stderr(&anon));
+    assert_eq!(stderr(&anon).lines().count(), 1, "one line: {}", stderr(&anon));
+    let login =
+        layers_as_user(&home, &store, &["login", "-u", "alice", "--password-stdin", &reg.addr], Some("s3cret\n"), None);
+    assert!(login.status.success(), "{}", stderr(&login));
+    let out = layers_as_user(&home, &store, &["push", "-q", "localhost/layered", &dest], None, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), manifest);
+
+    // Token auth (Docker Hub's flow): a token with push rights for the repository, and
+    // for a cross-repository mount pull rights on the source too.
+    let reg = Registry::start_with_token_auth();
+    let first = format!("{}/team/app:v1", reg.addr);
+    let out = layers_as_user(&home, &store, &["push", "localhost/layered", &first], None, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = reg.token_log();
+    assert!(log.contains("scope=repository%3Ateam%2Fapp%3Apull%2Cpush"), "a push token was asked for: {log}");
+    layers_ok(&store, &["tag", "localhost/layered", &first]);
+    let second = format!("{}/other/app:v2", reg.addr);
+    let before = log.lines().count();
+    let out = layers_as_user(&home, &store, &["push", &first, &second], None, None);
+    assert!(out.status.success(), "{} {}\n{:?}", stderr(&out), reg.token_log(), reg.requests_from_layers());
+    assert!(stderr(&out).contains("mounted from team/app"), "{}", stderr(&out));
+    let asked: Vec<String> = reg.token_log().lines().skip(before).map(str::to_string).collect();
+    assert!(asked.iter().any(|l| l.contains("repository%3Ateam%2Fapp%3Apull")), "the mount's source scope: {asked:?}");
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{second}")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("skopeo inspect");
+    assert_eq!(v["Digest"], manifest.as_str());
+}

@@ -124,6 +124,8 @@ pub struct Repository {
     creds: Option<Credentials>,
     /// The `Authorization` value to send, once a challenge asked for one.
     authorization: Mutex<Option<HeaderValue>>,
+    /// Scopes a token must also carry: pull on the repositories a push mounts blobs from.
+    extra_scopes: Vec<String>,
 }
 
 impl Repository {
@@ -155,7 +157,15 @@ impl Repository {
             name: name.to_string(),
             creds,
             authorization: Mutex::new(None),
+            extra_scopes: Vec::new(),
         })
+    }
+
+    /// Tokens will also ask to pull from these repositories of the same registry, as a
+    /// cross-repository mount needs (the registry's challenge names only this one).
+    pub fn also_pulling_from(mut self, repositories: &[String]) -> Repository {
+        self.extra_scopes = repositories.iter().map(|r| format!("repository:{r}:pull")).collect();
+        self
     }
 
     /// `host[:port]/name`, for messages.
@@ -274,7 +284,14 @@ impl Repository {
             },
             Challenge::Bearer { realm, service, scope } => {
                 let scope = scope.clone().unwrap_or_else(|| format!("repository:{}:pull", self.name));
-                let mut query = vec![("scope", scope.as_str())];
+                // A challenge may name several scopes (a mount's source and target), space
+                // separated; token servers want each as its own parameter, as Docker sends them.
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                for s in scope.split_whitespace().chain(self.extra_scopes.iter().map(String::as_str)) {
+                    if !query.contains(&("scope", s)) {
+                        query.push(("scope", s));
+                    }
+                }
                 if let Some(s) = service {
                     query.insert(0, ("service", s.as_str()));
                 }

@@ -213,6 +213,35 @@ pub fn mount_overlay(layers: &[PathBuf], target: &Path) -> Mounted {
     Mounted(target.to_path_buf())
 }
 
+/// Runs layers with its own HOME and config dir, so no real credentials are seen.
+pub fn layers_as_user(
+    home: &Path,
+    store: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    auth_file: Option<&Path>,
+) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layers"));
+    cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join("config")).env_remove("REGISTRY_AUTH_FILE");
+    if let Some(f) = auth_file {
+        cmd.env("REGISTRY_AUTH_FILE", f);
+    }
+    let mut child = cmd
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// podman (the real client) with its store under `dir`, podman's ulimit workaround
 /// (ANCHORS.md); run it with `--runtime runc` (crun refuses this machine's cgroup layout).
 pub fn podman(dir: &Path, args: &[&str]) -> Output {
