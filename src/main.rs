@@ -119,6 +119,9 @@ enum Command {
     Save(archive_cmd::SaveArgs),
     /// Load images from an OCI layout (directory or tar) or a docker-archive.
     Load(archive_cmd::LoadArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(maintenance_cmd::BuilderCommand),
     /// Remove layers and blobs no image references.
     Gc,
     /// Verify every blob, layer and image in the store.
@@ -211,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(a) => archive_cmd::save(&store, a),
         Command::Load(a) => archive_cmd::load(&store, a),
         Command::Gc => maintenance_cmd::gc(&store),
+        Command::Builder(c) => maintenance_cmd::builder(&store, c),
         Command::Fsck => maintenance_cmd::fsck(&store),
         Command::Df => maintenance_cmd::df(&store),
     }

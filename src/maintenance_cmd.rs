@@ -7,6 +7,32 @@ use layers_store::Store;
 use crate::format;
 use crate::images_cmd::print_table;
 
+/// `layers builder …`.
+#[derive(clap::Subcommand)]
+pub enum BuilderCommand {
+    /// Remove the build cache: every step's record, the step images nothing names or
+    /// uses, the `RUN --mount=type=cache` dirs, then what only they held.
+    Prune(PruneArgs),
+}
+
+/// Arguments of `layers builder prune` (Docker's flags; there is nothing to ask).
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// All of the cache (the only kind of prune here).
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask for confirmation (nothing is asked).
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn builder(store: &Store, c: &BuilderCommand) -> anyhow::Result<ExitCode> {
+    let BuilderCommand::Prune(_) = c;
+    let p = store.prune_build_cache()?;
+    outln!("deleted {} build steps, {} step images, {} cache mounts", p.entries, p.images, p.cache_mounts);
+    gc(store)
+}
+
 pub fn gc(store: &Store) -> anyhow::Result<ExitCode> {
     let r = store.gc()?;
     for l in &r.layers {

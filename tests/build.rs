@@ -543,3 +543,30 @@ fn the_examples_match_what_buildah_builds() {
         .output();
     let _ = fs::remove_dir_all(&runroot);
 }
+
+#[test]
+fn builder_prune_forgets_the_cache_and_frees_what_only_it_held() {
+    if !need_root("builder_prune_forgets_the_cache_and_frees_what_only_it_held") {
+        return;
+    }
+    let (work, store) = setup();
+    let ms = example(work.path(), "multistage");
+    let cm = example(work.path(), "cache-mount");
+    image_id(&build(&store, &["-t", "greet", ms.to_str().unwrap()]));
+    image_id(&build(&store, &["-t", "cm", cm.to_str().unwrap()]));
+    let layers_before = fs::read_dir(store.join("layers")).unwrap().count();
+    let out = layers(&store, &["builder", "prune", "-af"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // multistage's build stage (3 steps) and its runtime stage's COPY/CMD; cache-mount's RUN/CMD.
+    assert!(stdout(&out).starts_with("deleted 7 build steps, 5 step images, 1 cache mounts\n"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("deleted layer"), "the build stage's RUN layer was freed: {}", stdout(&out));
+    assert!(fs::read_dir(store.join("layers")).unwrap().count() < layers_before);
+    assert!(!layers_ok(&store, &["images", "-a"]).contains("<none>"), "no step image left");
+    // Named images stay and run; the next build starts afresh (the cache mount too).
+    assert_eq!(stdout(&layers(&store, &["run", "--rm", "greet"])), "hello from layers, built in stages\n");
+    let again = build(&store, &["-t", "cm", cm.to_str().unwrap()]);
+    image_id(&again);
+    assert!(steps(&again).iter().all(|(_, s)| *s != "CACHED"), "{:?}", steps(&again));
+    assert_eq!(stdout(&layers(&store, &["run", "--rm", "cm"])), "built with a cache that has seen 1 build(s)\n");
+    assert!(layers(&store, &["fsck"]).status.success());
+}

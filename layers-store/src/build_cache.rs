@@ -22,6 +22,17 @@ CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
 
 const MAX_JSON: u64 = 4 << 20;
 
+/// What [`Store::prune_build_cache`] removed.
+#[derive(Debug, Default)]
+pub struct BuildCachePruned {
+    /// Build steps forgotten.
+    pub entries: usize,
+    /// Step images removed (named or used ones stay, only forgotten as steps).
+    pub images: usize,
+    /// `RUN --mount=type=cache` dirs emptied.
+    pub cache_mounts: usize,
+}
+
 impl Store {
     /// The image a build step with this cache key made, if it is still stored.
     pub fn cached_step(&self, key: &Digest) -> Result<Option<ImageRow>> {
@@ -55,6 +66,38 @@ impl Store {
         let dir = self.root().join("cache-mounts").join(Digest::of(id.as_bytes()).hex());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("make cache mount", dir.display(), e))?;
         Ok(dir)
+    }
+
+    /// Forgets every build step, removes the step images nothing else names or uses,
+    /// and empties the `RUN --mount=type=cache` dirs: what `docker builder prune -a`
+    /// does. Layers and blobs they alone held are left for [`Store::gc`].
+    pub fn prune_build_cache(&self) -> Result<BuildCachePruned> {
+        let (entries, images) = self.md().write("prune build cache", |tx| {
+            let entries: usize = tx.query_row("SELECT COUNT(*) FROM build_cache", [], |r| r.get(0))?;
+            let images = tx.execute(
+                "DELETE FROM images WHERE manifest_digest IN (SELECT manifest_digest FROM build_cache)
+                   AND manifest_digest NOT IN (SELECT manifest_digest FROM tags)
+                   AND manifest_digest NOT IN (SELECT manifest_digest FROM leases)
+                   AND manifest_digest NOT IN (SELECT manifest_digest FROM containers)",
+                [],
+            )?;
+            // What the cascade left: steps whose image is named or in use.
+            tx.execute("DELETE FROM build_cache", [])?;
+            Ok((entries, images))
+        })?;
+        let mounts = self.root().join("cache-mounts");
+        let mut cache_mounts = 0;
+        if let Ok(dir) = std::fs::read_dir(&mounts) {
+            for entry in dir.flatten() {
+                // Out of sight first (one rename), then deleted.
+                let doomed = self.scratch_dir("cache-mount")?;
+                std::fs::rename(entry.path(), &doomed)
+                    .map_err(|e| Error::io("prune cache mount", entry.path().display(), e))?;
+                std::fs::remove_dir_all(&doomed).map_err(|e| Error::io("prune cache mount", doomed.display(), e))?;
+                cache_mounts += 1;
+            }
+        }
+        Ok(BuildCachePruned { entries, images, cache_mounts })
     }
 
     /// Whether an image is a build step's (hidden from the image list unless named).
