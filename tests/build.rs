@@ -570,3 +570,35 @@ fn builder_prune_forgets_the_cache_and_frees_what_only_it_held() {
     assert_eq!(stdout(&layers(&store, &["run", "--rm", "cm"])), "built with a cache that has seen 1 build(s)\n");
     assert!(layers(&store, &["fsck"]).status.success());
 }
+
+#[test]
+fn known_file_digests_skip_rereading_but_never_miss_a_change() {
+    if !need_root("known_file_digests_skip_rereading_but_never_miss_a_change") {
+        return;
+    }
+    let (work, store) = setup();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/a.txt\"]\n").unwrap();
+    fs::write(ctx.join("a.txt"), "one\n").unwrap();
+    // Files changed in the last two seconds are hashed each time (they could still change unseen).
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    image_id(&build(&store, &["-t", "a", ctx.to_str().unwrap()]));
+    let known = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM file_digests').fetchone()[0])")
+        .arg(store.join("db.sqlite"))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&known).trim(), "1", "a.txt is known: {}", stderr(&known));
+    let again = build(&store, &["-t", "a", ctx.to_str().unwrap()]);
+    assert!(steps(&again).iter().any(|(t, s)| t.starts_with("COPY") && *s == "CACHED"), "{:?}", steps(&again));
+    // The same size and the old mtime put back: the ctime still tells.
+    let old = fs::metadata(ctx.join("a.txt")).unwrap().modified().unwrap();
+    fs::write(ctx.join("a.txt"), "two\n").unwrap();
+    fs::File::options().write(true).open(ctx.join("a.txt")).unwrap().set_modified(old).unwrap();
+    let changed = build(&store, &["-t", "a", ctx.to_str().unwrap()]);
+    image_id(&changed);
+    assert!(steps(&changed).iter().any(|(t, s)| t.starts_with("COPY") && *s == "BUILT"), "{:?}", steps(&changed));
+    assert_eq!(stdout(&layers(&store, &["run", "--rm", "a"])), "two\n");
+}

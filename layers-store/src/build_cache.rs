@@ -20,7 +20,37 @@ CREATE TABLE IF NOT EXISTS build_cache (
 CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
 "#;
 
+/// Format 4: digests of build-context files, known by their unchanged inode.
+pub(crate) const SCHEMA_4: &str = r#"
+CREATE TABLE IF NOT EXISTS file_digests (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    digest   TEXT NOT NULL,
+    PRIMARY KEY (dev, ino)
+);
+"#;
+
 const MAX_JSON: u64 = 4 << 20;
+
+/// What says a file's content is unchanged without reading it, as git's index and
+/// BuildKit's content hashes have it: the same inode with the same size, mtime and
+/// ctime (which every write, chmod, chown or rename moves on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Device the file is on.
+    pub dev: u64,
+    /// Its inode number there.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status-change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+}
 
 /// What [`Store::prune_build_cache`] removed.
 #[derive(Debug, Default)]
@@ -68,7 +98,7 @@ impl Store {
         Ok(dir)
     }
 
-    /// Forgets every build step, removes the step images nothing else names or uses,
+    /// Forgets every build step (and the known file digests), removes the step images nothing else names or uses,
     /// and empties the `RUN --mount=type=cache` dirs: what `docker builder prune -a`
     /// does. Layers and blobs they alone held are left for [`Store::gc`].
     pub fn prune_build_cache(&self) -> Result<BuildCachePruned> {
@@ -83,6 +113,7 @@ impl Store {
             )?;
             // What the cascade left: steps whose image is named or in use.
             tx.execute("DELETE FROM build_cache", [])?;
+            tx.execute("DELETE FROM file_digests", [])?;
             Ok((entries, images))
         })?;
         let mounts = self.root().join("cache-mounts");
@@ -98,6 +129,47 @@ impl Store {
             }
         }
         Ok(BuildCachePruned { entries, images, cache_mounts })
+    }
+
+    /// The content digests last computed for files with these stamps (None: not known).
+    pub fn known_file_digests(&self, stamps: &[FileStamp]) -> Result<Vec<Option<Digest>>> {
+        let md = self.md();
+        // One read transaction: SQLite locks the file once, not twice per file.
+        let tx = md.conn().unchecked_transaction().map_err(|e| Error::sql("read file digests", "file_digests", e))?;
+        let mut q = tx
+            .prepare(
+                "SELECT digest FROM file_digests
+                 WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5",
+            )
+            .map_err(|e| Error::sql("read file digests", "file_digests", e))?;
+        stamps
+            .iter()
+            .map(|s| {
+                let found: Option<String> = q
+                    .query_row(params![s.dev as i64, s.ino as i64, s.size as i64, s.mtime_ns, s.ctime_ns], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| Error::sql("read file digests", s.ino, e))?;
+                found.map(|d| Digest::parse(&d)).transpose()
+            })
+            .collect()
+        // The transaction only read: dropping it rolls back, which is all it needs.
+    }
+
+    /// Remembers files' content digests by stamp (one per inode: the newest wins).
+    pub fn remember_file_digests(&self, found: &[(FileStamp, Digest)]) -> Result<()> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        self.md().write("write file digests", |tx| {
+            let mut q = tx.prepare(
+                "INSERT OR REPLACE INTO file_digests (dev, ino, size, mtime_ns, ctime_ns, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (s, d) in found {
+                q.execute(params![s.dev as i64, s.ino as i64, s.size as i64, s.mtime_ns, s.ctime_ns, d.to_string()])?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether an image is a build step's (hidden from the image list unless named).

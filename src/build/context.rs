@@ -9,7 +9,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
+use layers_store::build_cache::FileStamp;
 use layers_store::digest::{Digest, Hasher};
+use layers_store::Store;
 use rustix::fs::{openat2, AtFlags, Mode, OFlags, ResolveFlags};
 
 use super::pattern::Patterns;
@@ -77,29 +79,56 @@ impl Tree {
         if !rel.as_os_str().is_empty() && ignore.matches(rel) {
             return Ok(());
         }
-        let link = if kind(&stat) == rustix::fs::FileType::Symlink {
-            let parent = self.open_in(rel.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY)?;
-            let name = rel.file_name().context("symlink without a name")?;
-            Some(rustix::fs::readlinkat(&parent, name, Vec::new())?.into_bytes())
-        } else {
-            None
-        };
-        let is_dir = kind(&stat) == rustix::fs::FileType::Directory;
-        out.push(Entry { rel: rel.to_path_buf(), stat, link });
-        if is_dir {
-            let dir = self.open_in(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)?;
-            let mut names: Vec<PathBuf> = rustix::fs::Dir::read_from(&dir)?
-                .filter_map(|e| e.ok())
-                .map(|e| {
-                    PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
-                        e.file_name().to_bytes(),
-                    ))
-                })
-                .filter(|n| n != Path::new(".") && n != Path::new(".."))
-                .collect();
-            names.sort();
-            for n in names {
-                self.walk(&rel.join(n), ignore, out)?;
+        match kind(&stat) {
+            rustix::fs::FileType::Symlink => {
+                let parent = self.open_in(rel.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY)?;
+                let name = rel.file_name().context("symlink without a name")?;
+                let link = Some(rustix::fs::readlinkat(&parent, name, Vec::new())?.into_bytes());
+                out.push(Entry { rel: rel.to_path_buf(), stat, link });
+            }
+            rustix::fs::FileType::Directory => {
+                out.push(Entry { rel: rel.to_path_buf(), stat, link: None });
+                let dir = self.open_in(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)?;
+                self.walk_dir(&dir, rel, ignore, out)?;
+            }
+            _ => out.push(Entry { rel: rel.to_path_buf(), stat, link: None }),
+        }
+        Ok(())
+    }
+
+    /// The entries below the open directory `dir` (at `rel`). Each child is one name
+    /// looked up in `dir` without following it, so nothing resolves outside the tree.
+    fn walk_dir(&self, dir: &OwnedFd, rel: &Path, ignore: &Patterns, out: &mut Vec<Entry>) -> anyhow::Result<()> {
+        let mut names: Vec<std::ffi::CString> = rustix::fs::Dir::read_from(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .collect();
+        names.sort();
+        for name in names {
+            let child = rel.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.as_bytes()));
+            if ignore.matches(&child) {
+                continue;
+            }
+            let stat = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                .with_context(|| format!("{}: {}", self.name, child.display()))?;
+            match kind(&stat) {
+                rustix::fs::FileType::Symlink => {
+                    let link = Some(rustix::fs::readlinkat(dir, &name, Vec::new())?.into_bytes());
+                    out.push(Entry { rel: child, stat, link });
+                }
+                rustix::fs::FileType::Directory => {
+                    let sub = rustix::fs::openat(
+                        dir,
+                        &name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .with_context(|| format!("{}: {}", self.name, child.display()))?;
+                    out.push(Entry { rel: child.clone(), stat, link: None });
+                    self.walk_dir(&sub, &child, ignore, out)?;
+                }
+                _ => out.push(Entry { rel: child, stat, link: None }),
             }
         }
         Ok(())
@@ -209,9 +238,23 @@ pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, ignore: &Patterns) -> 
 
 /// A digest of what COPY will write: paths, types, modes, owners, sizes, contents,
 /// link targets; not times (so a fresh checkout of the same files hits the cache).
-pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs) -> anyhow::Result<Digest> {
+/// With `known` (the build context's files, which keep their inodes between builds),
+/// a file whose stamp is unchanged since it was last hashed is not read again.
+pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<Digest> {
+    // A file changed within this margin of being hashed could change again within the
+    // same timestamp tick unseen (git's "racily clean"): hashed each time until older.
+    const SETTLED_NS: i64 = 2_000_000_000;
+    let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let regular = |e: &Entry| e.link.is_none() && kind(&e.stat) == rustix::fs::FileType::RegularFile;
+    let stamps: Vec<FileStamp> = plan.items.iter().filter(|(e, _)| regular(e)).map(|(e, _)| stamp(&e.stat)).collect();
+    let mut cached = match known {
+        Some(store) => store.known_file_digests(&stamps)?,
+        None => vec![None; stamps.len()],
+    }
+    .into_iter();
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 128 << 10];
+    let mut learned = Vec::new();
     for (e, target) in &plan.items {
         let mode = attrs.mode.unwrap_or(e.stat.st_mode & 0o7777);
         let line = format!(
@@ -225,18 +268,44 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs) -> anyhow::Result<
         h.update(line.as_bytes());
         if let Some(l) = &e.link {
             h.update(l);
-        } else if kind(&e.stat) == rustix::fs::FileType::RegularFile {
-            let mut f = tree.open_file(&e.rel)?;
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
+        } else if regular(e) {
+            let stamp = stamp(&e.stat);
+            let digest = match cached.next().flatten() {
+                Some(d) => d,
+                None => {
+                    let mut file_hash = Hasher::new();
+                    let mut f = tree.open_file(&e.rel)?;
+                    loop {
+                        let n = f.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        file_hash.update(&buf[..n]);
+                    }
+                    let d = file_hash.finish();
+                    if known.is_some() && stamp.ctime_ns.max(stamp.mtime_ns) < now_ns - SETTLED_NS {
+                        learned.push((stamp, d));
+                    }
+                    d
                 }
-                h.update(&buf[..n]);
-            }
+            };
+            h.update(digest.to_string().as_bytes());
         }
     }
+    if let Some(store) = known {
+        store.remember_file_digests(&learned)?;
+    }
     Ok(h.finish())
+}
+
+fn stamp(st: &rustix::fs::Stat) -> FileStamp {
+    FileStamp {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+    }
 }
 
 /// A directory in the destination root, created (0755, `attrs`' owner) where missing;

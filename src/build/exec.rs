@@ -451,9 +451,16 @@ impl Build<'_> {
                 Vec::new()
             };
             let keyed = context::plan(&tree, &selected, &dest, &ignore)?;
-            let digest = context::content_digest(&tree, &keyed, attrs)?;
-            let plain: Vec<std::path::PathBuf> = selected.iter().filter(|s| !archives.contains(s)).cloned().collect();
-            let plan = context::plan(&tree, &plain, &dest, &ignore)?;
+            // Only the context's files keep their inodes from one build to the next.
+            let known = (spec.from.is_none() && spec.heredocs.is_empty()).then_some(self.store);
+            let digest = context::content_digest(&tree, &keyed, attrs, known)?;
+            let plan = if archives.is_empty() {
+                keyed
+            } else {
+                let plain: Vec<std::path::PathBuf> =
+                    selected.iter().filter(|s| !archives.contains(s)).cloned().collect();
+                context::plan(&tree, &plain, &dest, &ignore)?
+            };
             let flags: String = [("from", &spec.from), ("chown", &spec.chown), ("chmod", &spec.chmod)]
                 .iter()
                 .filter_map(|(n, v)| v.as_ref().map(|v| format!("--{n}={v} ")))
