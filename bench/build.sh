@@ -31,12 +31,32 @@ skopeo copy --quiet "oci:$repo/fixtures/cache/oci:layered" "oci:$scratch/base:bu
 "$layers" --root "$scratch/layers" tag localhost/python python:3.11
 "${B[@]}" tag "$("${B[@]}" pull -q "oci:$repo/fixtures/cache/python:python")" localhost/python:3.11
 
+# A big context: 5,000 small files in 50 dirs and one 100 MiB file, COPY'd whole, where
+# a warm build's cost is telling whether the context changed.
+big="$scratch/big-context"
+mkdir -p "$big"
+python3 - "$big" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(5000):
+    d = os.path.join(root, "src", "d%d" % (i % 50))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%d.txt" % i), "wb") as f:
+        f.write(os.urandom(2000))
+with open(os.path.join(root, "big.bin"), "wb") as f:
+    for _ in range(100):
+        f.write(os.urandom(1 << 20))
+open(os.path.join(root, "Dockerfile"), "w").write('FROM busybox\nCOPY . /app/\nCMD ["ls", "/app"]\n')
+PY
+sleep 2.5   # files younger than 2 s are re-hashed each build (they could still change unseen)
+
 # args-env-heredoc is left out: Debian 12's buildah (1.28) has no here-documents in COPY.
-examples=(python-app multistage whiteouts cache-mount)
+examples=(python-app multistage whiteouts cache-mount big-context)
 results="$scratch/results"; : >"$results"
 for r in $(seq "$rounds"); do
   for ex in "${examples[@]}"; do
     ctx="$repo/Dockerfile-examples/$ex"
+    [ "$ex" = big-context ] && ctx="$big"
     # Alternate who goes first.
     if [ $((r % 2)) -eq 0 ]; then order=(layers buildah); else order=(buildah layers); fi
     for tool in "${order[@]}"; do
@@ -55,7 +75,7 @@ done
 awk "$MEDIAN_AWK"'
   { t[$1] = t[$1] " " $2 }
   END {
-    n = split("python-app multistage whiteouts cache-mount", ex, " ")
+    n = split("python-app multistage whiteouts cache-mount big-context", ex, " ")
     printf "%-18s %12s %12s %12s %12s %10s %10s\n", "example", "layers cold", "buildah cold", "layers warm", "buildah warm", "cold ratio", "warm ratio"
     for (k = 1; k <= n; k++) {
       e = ex[k]
