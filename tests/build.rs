@@ -134,9 +134,10 @@ fn an_unchanged_build_is_all_cached_and_a_changed_file_rebuilds_from_its_copy() 
     let fresh = build(&store, &["--no-cache", "-t", "app", dir]);
     image_id(&fresh);
     assert!(steps(&fresh).iter().all(|(_, s)| *s != "CACHED"));
-    let arg = build(&store, &["--build-arg", "GREETING=hi", "-t", "hi", dir]);
+    let arg = build(&store, &["--build-arg", "GREETING=hi", "--build-arg", "GRETING=typo", "-t", "hi", dir]);
     image_id(&arg);
     assert!(stdout(&layers(&store, &["run", "--rm", "hi"])).starts_with("hi from the here-document"));
+    assert!(stderr(&arg).contains("[Warning] One or more build-args [GRETING] were not consumed"), "{}", stderr(&arg));
 }
 
 #[test]

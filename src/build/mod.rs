@@ -112,6 +112,9 @@ fn needed(stages: &[Stage], target: usize) -> Vec<bool> {
     need
 }
 
+/// Build args every Dockerfile has without declaring them (Docker's proxy variables).
+const PREDEFINED_ARGS: [&str; 5] = ["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+
 /// `--output type=…,dest=…`.
 fn write_output(
     store: &Store,
@@ -176,7 +179,7 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let (globals, stages) = stages(&parsed.instructions);
     let mut global_args = BTreeMap::new();
-    for g in globals {
+    for g in &globals {
         if let Instruction::Arg { args } = &g.instruction {
             for d in args {
                 let value = match (build_args.get(&d.name), &d.default) {
@@ -199,6 +202,25 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
         None => stages.len() - 1,
     };
     let need = needed(&stages, target);
+    // As Docker: a --build-arg no ARG of the built stages declares is a likely typo.
+    let declared: Vec<&str> = globals
+        .iter()
+        .copied()
+        .chain(stages.iter().zip(&need).filter(|(_, n)| **n).flat_map(|(s, _)| s.steps.iter()))
+        .filter_map(|l| match &l.instruction {
+            Instruction::Arg { args } => Some(args.iter().map(|a| a.name.as_str())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let unused: Vec<&str> = build_args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !declared.contains(k) && !PREDEFINED_ARGS.contains(&k.to_ascii_uppercase().as_str()))
+        .collect();
+    if !unused.is_empty() && !a.quiet {
+        eprintln!("[Warning] One or more build-args [{}] were not consumed", unused.join(" "));
+    }
     let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
         Ok(t) => pattern::Patterns::parse(&t),
         Err(_) => pattern::Patterns::default(),

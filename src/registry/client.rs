@@ -126,6 +126,9 @@ pub struct Repository {
     authorization: Mutex<Option<HeaderValue>>,
     /// Scopes a token must also carry: pull on the repositories a push mounts blobs from.
     extra_scopes: Vec<String>,
+    /// Held while a challenge is answered, so parallel requests refused at once fetch
+    /// one token between them, not one each.
+    answering: tokio::sync::Mutex<()>,
 }
 
 impl Repository {
@@ -158,6 +161,7 @@ impl Repository {
             creds,
             authorization: Mutex::new(None),
             extra_scopes: Vec::new(),
+            answering: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -241,11 +245,12 @@ impl Repository {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RequestError> {
         let mut answered = false;
+        let mut borrowed = 0;
         loop {
             let mut req = build(&self.http);
-            let auth = self.authorization.lock().map(|a| a.clone()).unwrap_or_default();
-            if let Some(a) = auth {
-                req = req.header(AUTHORIZATION, a);
+            let sent = self.current_authorization();
+            if let Some(a) = &sent {
+                req = req.header(AUTHORIZATION, a.clone());
             }
             let resp = req.send().await.map_err(RequestError::connection)?;
             let status = resp.status();
@@ -254,6 +259,13 @@ impl Repository {
                 let Some(challenge) = Challenge::pick(values) else {
                     return Err(self.unauthorized());
                 };
+                let _answering = self.answering.lock().await;
+                // Another request may have answered while this one waited: try its answer
+                // first (a few times: others' answers may be for other scopes).
+                if self.current_authorization() != sent && borrowed < 3 {
+                    borrowed += 1;
+                    continue;
+                }
                 let answer = self.answer(&challenge).await?;
                 if let Ok(mut a) = self.authorization.lock() {
                     *a = Some(answer);
@@ -269,6 +281,10 @@ impl Repository {
             }
             return Ok(resp);
         }
+    }
+
+    fn current_authorization(&self) -> Option<HeaderValue> {
+        self.authorization.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     fn unauthorized(&self) -> RequestError {
