@@ -71,6 +71,15 @@ fn output(path: &str) -> anyhow::Result<Box<dyn Write>> {
 /// by a killed process goes with the next sweep.
 struct ScratchMount(PathBuf);
 
+impl ScratchMount {
+    /// `spec` mounted on a new scratch dir, to read the flattened tree from.
+    fn of(store: &Store, spec: &layers_store::mount::MountSpec) -> anyhow::Result<ScratchMount> {
+        let dir = store.scratch_dir("export")?;
+        mount_spec(spec, &dir, MountOptions { host_visible: true, legacy: false })?;
+        Ok(ScratchMount(dir))
+    }
+}
+
 impl Drop for ScratchMount {
     fn drop(&mut self) {
         let _ = unmount_path(&self.0, true);
@@ -94,9 +103,7 @@ pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// Writes the flattened tree of `spec` as a tar to `output` (a file, or `-`).
 pub fn export_view(store: &Store, spec: &layers_store::mount::MountSpec, output_path: &str) -> anyhow::Result<()> {
-    let dir = store.scratch_dir("export")?;
-    mount_spec(spec, &dir, MountOptions { host_visible: true, legacy: false })?;
-    let mounted = ScratchMount(dir);
+    let mounted = ScratchMount::of(store, spec)?;
     let mut out = output(output_path)?;
     layers_store::upper::write_tar(&mounted.0, &mut out, None)?;
     out.flush().with_context(|| format!("write {output_path}"))?;
@@ -116,9 +123,7 @@ pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: 
     std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     let staging = Staging(parent.join(format!(".layers-output-{}", std::process::id())));
     std::fs::create_dir(&staging.0).with_context(|| format!("create {}", staging.0.display()))?;
-    let dir = store.scratch_dir("export")?;
-    mount_spec(spec, &dir, MountOptions { host_visible: true, legacy: false })?;
-    let mounted = ScratchMount(dir);
+    let mounted = ScratchMount::of(store, spec)?;
     let root = layers_store::root::Root::open(&staging.0)?;
     // The tree goes through the layer unpacker: the same entry rules as every layer.
     let (reader, mut writer) = io::pipe().context("pipe")?;

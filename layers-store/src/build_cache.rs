@@ -134,7 +134,8 @@ impl Store {
     /// The content digests last computed for files with these stamps (None: not known).
     pub fn known_file_digests(&self, stamps: &[FileStamp]) -> Result<Vec<Option<Digest>>> {
         let md = self.md();
-        // One read transaction: SQLite locks the file once, not twice per file.
+        // One read transaction (rolled back on drop: it only reads): SQLite locks the
+        // file once, not twice per file.
         let tx = md.conn().unchecked_transaction().map_err(|e| Error::sql("read file digests", "file_digests", e))?;
         let mut q = tx
             .prepare(
@@ -152,7 +153,6 @@ impl Store {
                 found.map(|d| Digest::parse(&d)).transpose()
             })
             .collect()
-        // The transaction only read: dropping it rolls back, which is all it needs.
     }
 
     /// Remembers files' content digests by stamp (one per inode: the newest wins).

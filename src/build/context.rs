@@ -247,11 +247,12 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
     let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let regular = |e: &Entry| e.link.is_none() && kind(&e.stat) == rustix::fs::FileType::RegularFile;
     let stamps: Vec<FileStamp> = plan.items.iter().filter(|(e, _)| regular(e)).map(|(e, _)| stamp(&e.stat)).collect();
-    let mut cached = match known {
+    let cached = match known {
         Some(store) => store.known_file_digests(&stamps)?,
         None => vec![None; stamps.len()],
-    }
-    .into_iter();
+    };
+    // In plan order, one per regular file.
+    let mut regulars = stamps.into_iter().zip(cached);
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 128 << 10];
     let mut learned = Vec::new();
@@ -269,8 +270,8 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
         if let Some(l) = &e.link {
             h.update(l);
         } else if regular(e) {
-            let stamp = stamp(&e.stat);
-            let digest = match cached.next().flatten() {
+            let (stamp, cached) = regulars.next().context("a regular file without its stamp")?;
+            let digest = match cached {
                 Some(d) => d,
                 None => {
                     let mut file_hash = Hasher::new();

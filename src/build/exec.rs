@@ -568,12 +568,19 @@ impl Build<'_> {
     /// them: relative paths, deepest first.
     fn mount_stubs(&self, state: &State, targets: &[String]) -> anyhow::Result<Vec<PathBuf>> {
         let mut stubs = Vec::new();
+        if targets.is_empty() {
+            return Ok(stubs);
+        }
+        let lowers = match &state.image {
+            Some(image) => self.store.lower_dirs(&image.manifest)?,
+            None => Vec::new(),
+        };
         for target in targets {
             let Some(rel) = context::clean(target) else { continue };
             let mut path = PathBuf::new();
             for part in rel.components() {
                 path.push(part);
-                if !stubs.contains(&path) && !self.visible(state, &format!("/{}", path.display()))? {
+                if !stubs.contains(&path) && !layers_store::upper::in_lowers(&lowers, &path) {
                     stubs.push(path.clone());
                 }
             }
@@ -901,14 +908,13 @@ impl Drop for ScratchDir {
 /// symlink: parents are opened without following any.
 fn remove_stubs(upper: &std::path::Path, stubs: &[PathBuf]) {
     use rustix::fs::{openat2, statat, unlinkat, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+    let Ok(root) = rustix::fs::open(upper, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
     for stub in stubs {
         let (Some(parent), Some(name)) = (stub.parent(), stub.file_name()) else { continue };
         let parent = if parent.as_os_str().is_empty() { std::path::Path::new(".") } else { parent };
-        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        let Ok(root) = rustix::fs::open(upper, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        else {
-            return;
-        };
         let Ok(dir) = openat2(&root, parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), how)
         else {
             continue;
