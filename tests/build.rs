@@ -19,12 +19,6 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     (work, store)
 }
 
-/// The python fixture image, named `python:3.11` as the python example's FROM asks.
-fn add_python(store: &Path) {
-    layers_ok(store, &["load", "-i", fixtures().join("python").to_str().unwrap()]);
-    layers_ok(store, &["tag", "localhost/python", "python:3.11"]);
-}
-
 /// A copy of an example's context, free to change.
 fn example(work: &Path, name: &str) -> PathBuf {
     let dest = work.join(name);
@@ -72,7 +66,7 @@ fn the_examples_build_and_run() {
         return;
     }
     let (work, store) = setup();
-    add_python(&store);
+    load_python_base(&store);
     for (name, want) in [
         ("python-app", "{\"python\": \"3.11\", \"top\": [[\"layers\", 3], [\"a\", 2], [\"layer\", 2]]}\n"),
         ("multistage", "hello from layers, built in stages\n"),
@@ -433,12 +427,7 @@ fn add_fetches_urls_and_checks_their_checksum() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_listener(&format!("127.0.0.1:{port}"), 100, std::time::Duration::from_millis(50));
     let url = format!("http://127.0.0.1:{port}/tool.sh");
     let sum = layers_store::Digest::of(b"#!/bin/sh\necho fetched\n");
     let ctx = work.path().join("ctx");
@@ -470,8 +459,7 @@ fn the_examples_match_what_buildah_builds() {
     }
     let (work, store) = setup();
     // buildah in its own store, the same base image, podman's ulimit workaround (ANCHORS.md).
-    let conf = work.path().join("containers.conf");
-    fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n").unwrap();
+    let conf = containers_conf(work.path());
     let runroot = format!("/run/lbt-{}", std::process::id());
     let buildah = |args: &[&str]| {
         let out = std::process::Command::new("buildah")
@@ -491,7 +479,7 @@ fn the_examples_match_what_buildah_builds() {
     buildah(&["pull", "-q", &base]);
     let id = buildah(&["images", "-q"]).lines().next().unwrap().to_string();
     buildah(&["tag", &id, "localhost/busybox:latest"]);
-    add_python(&store);
+    load_python_base(&store);
     let py = buildah(&["pull", "-q", &format!("oci:{}:python", fixtures().join("python").display())]);
     buildah(&["tag", py.trim(), "localhost/python:3.11"]);
     // Examples buildah 1.28 can build (it has no here-documents in COPY).

@@ -59,12 +59,7 @@ fn only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_ident
     );
 
     // An independent reader: skopeo sees the same manifest digest, umoci the same files.
-    let inspect = std::process::Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", &format!("docker://{second}")])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("skopeo inspect");
-    assert_eq!(v["Digest"], manifest.as_str());
+    assert_eq!(registry_digest(&second), manifest);
     let copied = work.path().join("copied");
     let copy = std::process::Command::new("skopeo")
         .args(["copy", "--quiet", "--src-tls-verify=false", &format!("docker://{second}")])
@@ -129,8 +124,7 @@ fn a_built_and_pushed_image_pulls_and_runs_in_podman_with_the_same_files_and_con
         return;
     }
     let (work, store) = setup();
-    layers_ok(&store, &["load", "-i", fixtures().join("python").to_str().unwrap()]);
-    layers_ok(&store, &["tag", "localhost/python", "python:3.11"]);
+    load_python_base(&store);
     let ctx = repo().join("Dockerfile-examples/python-app");
     let built = layers(&store, &["build", "-q", "-t", "hello", ctx.to_str().unwrap()]);
     assert!(built.status.success(), "{}", stderr(&built));
@@ -223,10 +217,5 @@ fn pushes_authenticate_like_pulls_with_basic_credentials_or_a_push_token() {
     assert!(stderr(&out).contains("mounted from team/app"), "{}", stderr(&out));
     let asked: Vec<String> = reg.token_log().lines().skip(before).map(str::to_string).collect();
     assert!(asked.iter().any(|l| l.contains("repository%3Ateam%2Fapp%3Apull")), "the mount's source scope: {asked:?}");
-    let inspect = std::process::Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", &format!("docker://{second}")])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("skopeo inspect");
-    assert_eq!(v["Digest"], manifest.as_str());
+    assert_eq!(registry_digest(&second), manifest);
 }

@@ -242,12 +242,47 @@ pub fn layers_as_user(
     child.wait_with_output().unwrap()
 }
 
-/// podman (the real client) with its store under `dir`, podman's ulimit workaround
-/// (ANCHORS.md); run it with `--runtime runc` (crun refuses this machine's cgroup layout).
-pub fn podman(dir: &Path, args: &[&str]) -> Output {
+/// A containers.conf in `dir` (made) with the ulimits this sandbox allows podman and
+/// buildah (it lacks CAP_SYS_RESOURCE; ANCHORS.md), for `CONTAINERS_CONF`.
+pub fn containers_conf(dir: &Path) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let conf = dir.join("containers.conf");
     fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n").unwrap();
+    conf
+}
+
+/// Waits (up to `tries` × `pause`) until something listens on `addr`; whether it does.
+pub fn wait_for_listener(addr: &str, tries: u32, pause: std::time::Duration) -> bool {
+    for _ in 0..tries {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(pause);
+    }
+    false
+}
+
+/// The python fixture image (`fixtures/build.sh`), named `python:3.11` as the python
+/// example's FROM asks.
+pub fn load_python_base(store: &Path) {
+    layers_ok(store, &["load", "-i", fixtures().join("python").to_str().unwrap()]);
+    layers_ok(store, &["tag", "localhost/python", "python:3.11"]);
+}
+
+/// The manifest digest a registry serves for `reference`, as skopeo (not us) reads it.
+pub fn registry_digest(reference: &str) -> String {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{reference}")])
+        .output()
+        .expect("skopeo (Debian package skopeo)");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("skopeo inspect");
+    v["Digest"].as_str().unwrap_or_default().to_string()
+}
+
+/// podman (the real client) with its store under `dir`, podman's ulimit workaround
+/// (ANCHORS.md); run it with `--runtime runc` (crun refuses this machine's cgroup layout).
+pub fn podman(dir: &Path, args: &[&str]) -> Output {
+    let conf = containers_conf(dir);
     let runroot = format!("/run/layers-test-{}", std::process::id());
     Command::new("podman")
         .env("CONTAINERS_CONF", &conf)
@@ -335,12 +370,7 @@ impl Registry {
             .args([&key, &cert, &dir.path().join("tokens.log")])
             .spawn()
             .unwrap();
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_for_listener(&format!("127.0.0.1:{port}"), 500, std::time::Duration::from_millis(10));
         let auth = format!(
             "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: layers-test\n    issuer: layers-test-issuer\n    rootcertbundle: {}\n",
             cert.display()
@@ -398,11 +428,8 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry (Debian package docker-registry) runs");
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return Registry { child, issuer: None, access_log, addr, _dir: dir };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if wait_for_listener(&addr, 500, std::time::Duration::from_millis(10)) {
+            return Registry { child, issuer: None, access_log, addr, _dir: dir };
         }
         let _ = child.kill();
         let _ = child.wait();
