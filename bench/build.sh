@@ -10,12 +10,9 @@ repo=$(dirname "$here")
 rounds=${1:-10}
 source "$here/lib.sh"
 ensure_packages buildah skopeo umoci
-(cd "$repo" && cargo build --release --locked -q)
+build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
-layers="$repo/target/release/layers"
-scratch=${BENCH_DIR:-/dev/shm/layers-build-bench}
-rm -rf "$scratch"; mkdir -p "$scratch"
-podman_conf "$scratch"
+fresh_scratch build
 B=(buildah --root "$scratch/buildah" --runroot /run/lbb-b --storage-driver overlay)
 export TMPDIR="$scratch"   # buildah's RUN --mount=type=cache dirs live under it
 cleanup() { "${B[@]}" rm -a >/dev/null 2>&1 || true; rm -rf "$scratch" /run/lbb-b; }

@@ -31,9 +31,8 @@ if [ ! -s "$input" ] || [ ! -s "$double" ]; then
   rm -rf "$src"
 fi
 
-(cd "$repo" && cargo build --release --locked -q)
+build_layers
 (cd "$here/oci-image-peer" && cargo build --release -q)
-layers="$repo/target/release/layers"
 peer="$here/oci-image-peer/target/release/oci-image-peer"
 
 run_suite() { # $1 = scratch dir

@@ -21,6 +21,20 @@ CONF
   export CONTAINERS_CONF="$1/containers.conf"
 }
 
+# Builds layers (release) and sets $layers to it.
+build_layers() {
+  (cd "$repo" && cargo build --release --locked -q)
+  layers="$repo/target/release/layers"
+}
+
+# Sets $scratch to an empty $BENCH_DIR (default /dev/shm/layers-NAME-bench: tmpfs, as the
+# ratios want) with podman's containers.conf in it.
+fresh_scratch() { # name
+  scratch=${BENCH_DIR:-/dev/shm/layers-$1-bench}
+  rm -rf "$scratch"; mkdir -p "$scratch"
+  podman_conf "$scratch"
+}
+
 # awk function median(list): the median of a space-separated list of numbers.
 # Usage: awk "$MEDIAN_AWK"' ...program... '
 MEDIAN_AWK='

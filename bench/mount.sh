@@ -17,12 +17,8 @@ source "$here/lib.sh"
 ensure_packages podman buildah skopeo umoci python3 time
 layout="$here/cache/pull-oci"
 [ -e "$layout/.complete" ] || { echo "run bench/pull.sh once first: it builds the python image"; exit 1; }
-(cd "$repo" && cargo build --release --locked -q)
-layers="$repo/target/release/layers"
-
-scratch=${BENCH_DIR:-/dev/shm/layers-mount-bench}
-rm -rf "$scratch"; mkdir -p "$scratch"
-podman_conf "$scratch"
+build_layers
+fresh_scratch mount
 P=(podman --root "$scratch/podman" --runroot /run/lmb-p --storage-driver overlay)
 B=(buildah --root "$scratch/podman" --runroot /run/lmb-p --storage-driver overlay)
 L=("$layers" --root "$scratch/layers")

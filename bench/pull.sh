@@ -21,8 +21,7 @@ cache="$here/cache"
 mkdir -p "$cache"
 source "$here/lib.sh"
 ensure_packages debootstrap podman skopeo umoci docker-registry time containerd docker.io
-(cd "$repo" && cargo build --release --locked -q)
-layers="$repo/target/release/layers"
+build_layers
 
 layout="$cache/pull-oci"
 if [ ! -e "$layout/.complete" ]; then

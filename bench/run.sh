@@ -13,12 +13,9 @@ repo=$(dirname "$here")
 rounds=${1:-30}
 source "$here/lib.sh"
 ensure_packages podman crun runc bubblewrap umoci skopeo python3
-(cd "$repo" && cargo build --release --locked -q)
+build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
-layers="$repo/target/release/layers"
-scratch=${BENCH_DIR:-/dev/shm/layers-run-bench}
-rm -rf "$scratch"; mkdir -p "$scratch"
-podman_conf "$scratch"
+fresh_scratch run
 P=(podman --root "$scratch/podman" --runroot /run/lrb-p --storage-driver overlay)
 # crun refuses this hybrid cgroup layout without a v1 hugetlb hierarchy (ANCHORS.md).
 hugetlb_mounted=
