@@ -158,13 +158,14 @@ impl Store {
 
         // Made under tmp/ and renamed into place: a crash leaves tmp garbage or an
         // orphan dir the next sweep removes, never a row without its dirs.
+        // The container's own dir is 0700 as well as `containers/`; upper and merged
+        // are the root of its filesystem and keep a root filesystem's 0755.
         let staged = self.root().join("tmp").join(format!("container-{id}"));
+        crate::store::private_dir("create container", &staged)?;
         for d in ["upper", "work", "merged"] {
             let p = staged.join(d);
-            fs::create_dir_all(&p).map_err(|e| Error::io("create container", p.display(), e))?;
+            fs::create_dir(&p).map_err(|e| Error::io("create container", p.display(), e))?;
         }
-        let containers = self.root().join("containers");
-        fs::create_dir_all(&containers).map_err(|e| Error::io("create container", containers.display(), e))?;
         let dir = self.container_dir(&id);
         fs::rename(&staged, &dir).map_err(|e| Error::io("create container", dir.display(), e))?;
         let row = ContainerRow { id, name, image: *image, created: now(), committing: None };

@@ -60,6 +60,35 @@ pub struct NewImage {
     pub tags: Vec<String>,
 }
 
+/// The store root and the dirs beneath it that hold image or container content, or
+/// their staging. A layer may carry setuid-root files and device nodes, and a root
+/// process in a container may write more into its upper dir: no other host user may
+/// reach any of it (the shape of CVE-2021-41091), so each of these is 0700 and owned
+/// by the store's user. Layer and upper dirs beneath keep the image's modes: they are
+/// root filesystems.
+const PRIVATE_DIRS: [&str; 8] = ["", "blobs", "blobs/sha256", "layers", "tmp", "locks", "containers", "cache-mounts"];
+
+/// Makes `dir` (its parent exists) with mode 0700, or puts an existing one we own
+/// back to 0700 (earlier versions made them 0755).
+pub(crate) fn private_dir(op: &'static str, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let err = |e| Error::io(op, dir.display(), e);
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(err(e)),
+    }
+    let meta = fs::metadata(dir).map_err(err)?;
+    if !meta.is_dir() {
+        return Err(Error::new(ErrorKind::InvalidInput, op, dir.display(), "not a directory"));
+    }
+    // umask may have taken bits away from 0700 as well as the old format's 0755 added some.
+    if meta.mode() & 0o7777 != 0o700 && meta.uid() == rustix::process::geteuid().as_raw() {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Held while a blob is fetched and until it is committed; released on drop.
@@ -133,10 +162,13 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store at `root` and sweeps crash leftovers when alone.
+    /// The root and every dir holding content are made (or put back to) 0700.
     pub fn open(root: &Path) -> Result<Store> {
-        for d in ["blobs/sha256", "layers", "tmp", "locks"] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).map_err(|e| Error::io("open store", p.display(), e))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| Error::io("open store", parent.display(), e))?;
+        }
+        for d in PRIVATE_DIRS {
+            private_dir("open store", &root.join(d))?;
         }
         let md = Metadata::open(&root.join("db.sqlite"))?;
         let lock_path = root.join("locks/store.lock");

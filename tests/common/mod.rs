@@ -14,13 +14,19 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// True when running as root; otherwise prints a loud skip notice.
+/// True when running as root. Otherwise the test fails, unless `LAYERS_TEST_SKIP_ROOT=1`
+/// asks to skip what needs root: then a loud notice, and false. A test that checked
+/// nothing must not pass by default.
 pub fn need_root(test: &str) -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
-    eprintln!("!!! SKIPPED {test}: needs root (mknod, chown, trusted.* xattrs, overlay mounts) !!!");
-    false
+    let why = "needs root (mknod, chown, trusted.* xattrs, overlay mounts)";
+    if std::env::var_os("LAYERS_TEST_SKIP_ROOT").is_some_and(|v| v == "1") {
+        eprintln!("!!! SKIPPED {test}: {why}; LAYERS_TEST_SKIP_ROOT=1 !!!");
+        return false;
+    }
+    panic!("{test} {why}: run the tests as root, or set LAYERS_TEST_SKIP_ROOT=1 to skip it");
 }
 
 /// Builds (once, cached) and returns the fixtures directory.
