@@ -18,6 +18,7 @@ macro_rules! outln {
 }
 
 mod archive_cmd;
+mod bounded;
 mod build;
 mod containers_cmd;
 mod credentials;

@@ -109,3 +109,208 @@ fn store_opened_by_root_gets_private_modes_back() {
     }
     assert!(!nobody_reaches(&store.join("layers")));
 }
+
+/// A store with the fixture image named `busybox`, and a dir for build contexts.
+fn build_setup() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
+    (work, store)
+}
+
+fn context(work: &Path, name: &str, dockerfile: &str) -> PathBuf {
+    let ctx = work.join(name);
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    ctx
+}
+
+/// Every file under `dir` with its content (symlinks as their target), for before/after comparisons.
+fn files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if m.is_dir() {
+                stack.push(p);
+                out.push((rel, "dir".into()));
+            } else if m.file_type().is_symlink() {
+                out.push((rel, format!("-> {}", fs::read_link(&p).unwrap().display())));
+            } else {
+                out.push((rel, fs::read_to_string(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn run_mount_bind_rw_never_writes_to_the_build_context() {
+    if !need_root("run_mount_bind_rw_never_writes_to_the_build_context") {
+        return;
+    }
+    let (work, store) = build_setup();
+    let script = "echo planted > /m/.git/hooks/pre-commit; echo changed > /m/app.txt; \
+                  ln -s /etc/shadow /m/shadow; rm /m/keep.txt; cat /m/app.txt > /seen";
+    let ctx = context(
+        work.path(),
+        "ctx",
+        &format!("FROM busybox\nRUN --mount=type=bind,target=/m,rw sh -c '{script}'\nCMD [\"cat\", \"/seen\"]\n"),
+    );
+    fs::create_dir_all(ctx.join(".git/hooks")).unwrap();
+    fs::write(ctx.join("app.txt"), "original\n").unwrap();
+    fs::write(ctx.join("keep.txt"), "kept\n").unwrap();
+    let before = files(&ctx);
+    let tmp_before: Vec<_> = fs::read_dir(store.join("tmp")).unwrap().collect();
+    let out = layers(&store, &["build", "-q", "-t", "rw", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(files(&ctx), before, "the build changed its context on the host");
+    // The step saw its own writes.
+    assert_eq!(layers_ok(&store, &["run", "--rm", "rw"]), "changed");
+    // Nothing of the throwaway layer is left, and nothing is still mounted.
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), tmp_before.len(), "scratch left in tmp/");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(store.to_str().unwrap()), "a mount of the store is left: {mounts}");
+}
+
+#[test]
+fn dockerfile_symlink_out_of_the_context_is_not_read() {
+    if !need_root("dockerfile_symlink_out_of_the_context_is_not_read") {
+        return;
+    }
+    let (work, store) = build_setup();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let secret = work.path().join("secret");
+    fs::write(&secret, "root:*:20228:0:99999:7:::\n").unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink(&secret, ctx.join(".dockerignore")).unwrap();
+    let out = layers(&store, &["build", ctx.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(!err.contains("root:*"), "the secret was read: {err}");
+    assert!(err.contains("Dockerfile: no such file or directory"), "{err}");
+    // A symlink inside the context is followed inside it, as BuildKit reads the context.
+    fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    fs::remove_file(ctx.join(".dockerignore")).unwrap();
+    fs::write(ctx.join("Dockerfile.real"), "FROM busybox\nCMD [\"true\"]\n").unwrap();
+    std::os::unix::fs::symlink("/Dockerfile.real", ctx.join("Dockerfile")).unwrap();
+    layers_ok(&store, &["build", "-q", ctx.to_str().unwrap()]);
+    // A -f path the user gives is read where it is.
+    fs::write(&secret, "FROM busybox\n").unwrap();
+    layers_ok(&store, &["build", "-q", "-f", secret.to_str().unwrap(), ctx.to_str().unwrap()]);
+}
+
+/// `layers build` on `dockerfile`: must fail within `secs`, with `want` in its one-line error.
+fn build_refused(store: &Path, work: &Path, name: &str, dockerfile: &str, want: &str, secs: u64) {
+    let ctx = context(work, name, dockerfile);
+    let started = std::time::Instant::now();
+    let out = layers(store, &["build", "-q", ctx.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(125), "{name}: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(want), "{name}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+    assert!(took < std::time::Duration::from_secs(secs), "{name} took {took:?}");
+}
+
+#[test]
+fn dockerfile_expansion_is_bounded_in_memory_time_and_depth() {
+    if !need_root("dockerfile_expansion_is_bounded_in_memory_time_and_depth") {
+        return;
+    }
+    let (work, store) = build_setup();
+    let images_before = layers_ok(&store, &["images", "-a", "-q"]);
+    let mut doubling = String::from("FROM busybox\nARG A0=abcdefgh\n");
+    for i in 1..32 {
+        doubling.push_str(&format!("ARG A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+    }
+    doubling.push_str("LABEL x=$A31\n");
+    let w = work.path();
+    build_refused(&store, w, "doubling", &doubling, "Dockerfile:20:1: variable expansion larger than the limit", 10);
+    let n = 100_000;
+    let nested = format!("FROM busybox\nLABEL a={}x\n", "${A:-".repeat(n));
+    build_refused(&store, w, "nested", &nested, "missing '}' in a variable substitution", 10);
+    let long = format!("FROM busybox\nLABEL a={}\n", "x".repeat(2 << 20));
+    build_refused(&store, w, "long-line", &long, "variable expansion larger than the limit of 1048576 bytes", 10);
+    let huge = format!("FROM busybox\n#{}\n", "x".repeat(5 << 20));
+    build_refused(&store, w, "huge", &huge, "larger than the limit of 4194304 bytes", 10);
+    // Deep nesting that closes is fine: linear, no stack overflow.
+    let ctx = context(w, "deep-ok", &format!("FROM busybox\nLABEL a={}x{}\n", "${A:-".repeat(n), "}".repeat(n)));
+    layers_ok(&store, &["build", "-q", "-t", "deep", ctx.to_str().unwrap()]);
+    assert_eq!(layers_ok(&store, &["images", "-a", "-q"]).lines().count(), images_before.lines().count() + 1);
+}
+
+#[test]
+fn uids_that_are_not_uids_are_refused() {
+    if !need_root("uids_that_are_not_uids_are_refused") {
+        return;
+    }
+    let (work, store) = build_setup();
+    for user in ["4294967295", "-1", "0:4294967295", "99999999999"] {
+        let out = layers(&store, &["run", "--rm", &format!("--user={user}"), "busybox", "id", "-u"]);
+        assert_eq!(out.status.code(), Some(125), "-u {user}: {}", stdout(&out));
+        assert!(stderr(&out).contains("uids and gids must be in range 0-2147483647"), "{}", stderr(&out));
+    }
+    let dockerfile = "FROM busybox\nUSER 4294967295\nRUN id -u > /who\n";
+    // Refused at the USER line itself.
+    build_refused(
+        &store,
+        work.path(),
+        "user",
+        dockerfile,
+        "Dockerfile:2:1: 4294967295: uids and gids must be in range",
+        30,
+    );
+}
+
+#[test]
+fn env_file_of_dev_zero_is_refused_at_its_cap() {
+    if !need_root("env_file_of_dev_zero_is_refused_at_its_cap") {
+        return;
+    }
+    let (_work, store) = build_setup();
+    let out = layers(&store, &["run", "--rm", "--env-file", "/dev/zero", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("env file /dev/zero: larger than the limit of 1048576 bytes"), "{}", stderr(&out));
+}
+
+#[test]
+fn etc_passwd_fifo_does_not_hang_run() {
+    if !need_root("etc_passwd_fifo_does_not_hang_run") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = t.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for f in ["passwd", "group"] {
+        assert!(Command::new("mkfifo").arg(rootfs.join("etc").join(f)).status().unwrap().success());
+    }
+    let tar = t.path().join("fifo.tar");
+    assert!(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    let store = t.path().join("store");
+    layers_ok(&store, &["import", "-q", tar.to_str().unwrap(), "fifo:1"]);
+    let mut child = spawn_layers(&store, &["run", "--rm", "fifo:1", "/bin/busybox", "echo", "ran"]);
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("layers run hangs on an /etc/passwd FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ran\n");
+    // A named user needs the file: refused, not hung.
+    let out = layers(&store, &["run", "--rm", "-u", "app", "fifo:1", "/bin/busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unable to find user app"), "{}", stderr(&out));
+}

@@ -132,17 +132,24 @@ pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
 /// it, at most `max` bytes; `None` if absent, hidden, or not a regular file (a symlink
 /// is not followed: its target could lie in any layer).
 pub fn read_visible_file(lowers: &[PathBuf], rel: &str, max: u64) -> Option<Vec<u8>> {
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
     let rel = Path::new(rel);
     if !in_lowers(lowers, rel) {
         return None;
     }
-    let path = lowers.iter().map(|l| l.join(rel)).find(|p| fs::symlink_metadata(p).is_ok())?;
-    let f = File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(&path).ok()?;
-    if !f.metadata().ok()?.is_file() {
+    let layer = lowers.iter().find(|l| fs::symlink_metadata(l.join(rel)).is_ok())?;
+    let dir = rustix::fs::open(layer, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    // Non-blocking: an image's /etc/passwd may be a FIFO that would hang us at open
+    // (the shape of CVE-2024-9676); no symlink is followed, not even inside the layer.
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let fd = rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how).ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_size as u64 > max {
         return None;
     }
     let mut buf = Vec::new();
-    f.take(max).read_to_end(&mut buf).ok()?;
+    File::from(fd).take(max).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 

@@ -151,6 +151,23 @@ impl Tree {
         Ok(hits)
     }
 
+    /// A regular file's whole content, at most `max` bytes (the Dockerfile, `.dockerignore`).
+    /// Symlinks resolve inside the tree, as BuildKit reads them from the context:
+    /// `Dockerfile -> /etc/shadow` means the context's own `etc/shadow`. `Ok(None)` if absent.
+    pub fn read_small(&self, rel: &Path, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        let what = format!("{}: {}", self.name, rel.display());
+        // Non-blocking, so a FIFO cannot hang the build at open.
+        let fd = match self.open_in(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(anyhow::Error::from(e).context(what)),
+        };
+        if kind(&rustix::fs::fstat(&fd).with_context(|| what.clone())?) != rustix::fs::FileType::RegularFile {
+            bail!("{what}: not a regular file");
+        }
+        crate::bounded::read_capped(std::fs::File::from(fd), max, &what).map(Some)
+    }
+
     /// Reads a regular file's content (for hashing and copying).
     pub fn open_file(&self, rel: &Path) -> anyhow::Result<std::fs::File> {
         let fd = self

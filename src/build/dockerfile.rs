@@ -198,8 +198,8 @@ pub fn lines(file: &str, text: &str) -> Result<Lines, ParseError> {
             let content = piece.trim_end();
             let continued = content.ends_with(esc);
             let kept = if continued { &content[..content.len() - esc.len_utf8()] } else { content };
-            for (k, ch) in kept.char_indices() {
-                let column = piece_col + kept[..k].chars().count();
+            // Columns count characters, advanced one by one: linear in the line's length.
+            for (column, ch) in (piece_col..).zip(kept.chars()) {
                 args.push(ch);
                 places.extend(std::iter::repeat_n(Pos { line: line_no, column }, ch.len_utf8()));
             }

@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use super::context::{self, Attrs, Tree};
 use super::instruction::{Command, CopySpec, Instruction, Located};
 use super::pattern::Patterns;
+use super::throwaway::ThrowawayView;
 use super::words::{expand, expand_words};
 
 /// What every step of a build shares.
@@ -213,7 +214,7 @@ impl Build<'_> {
                 return Ok(());
             }
             Instruction::Run { command, network, heredocs, mounts, .. } => {
-                let (mount_args, targets) = self.run_mounts(state, mounts)?;
+                let (mount_args, targets, _rw_views) = self.run_mounts(state, mounts)?;
                 let argv = match command {
                     Command::Exec(argv) => argv.clone(),
                     Command::Shell(text) => {
@@ -519,12 +520,19 @@ impl Build<'_> {
     }
 
     /// `RUN --mount=…` as `layers run` options: `type=cache` (a store directory kept
-    /// across builds, by `id`, default the target), `type=tmpfs`, `type=bind` (read-only,
-    /// from the context).
-    /// Also gives the mount targets, whose stubs [`remove_stubs`] clears after the run.
-    fn run_mounts(&self, state: &State, mounts: &[String]) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    /// across builds, by `id`, default the target), `type=tmpfs`, `type=bind` (from the
+    /// context; read-only, or with `rw` a throwaway copy-on-write view).
+    /// Also gives the mount targets, whose stubs [`remove_stubs`] clears after the run,
+    /// and the `rw` views, which must live until the step is over.
+    #[allow(clippy::type_complexity)]
+    fn run_mounts(
+        &self,
+        state: &State,
+        mounts: &[String],
+    ) -> anyhow::Result<(Vec<String>, Vec<String>, Vec<ThrowawayView>)> {
         let mut out = Vec::new();
         let mut targets = Vec::new();
+        let mut views = Vec::new();
         for m in mounts {
             let m = self.x(state, m)?;
             let mut opts: BTreeMap<&str, &str> = BTreeMap::new();
@@ -555,13 +563,19 @@ impl Build<'_> {
                     if !real.starts_with(&self.context) {
                         bail!("--mount={m}: the source leaves the build context");
                     }
-                    let mode = if opts.get("rw").or(opts.get("readwrite")).is_some() { "rw" } else { "ro" };
-                    out.extend(["-v".to_string(), format!("{}:{target}:{mode}", real.display())]);
+                    if opts.get("rw").or(opts.get("readwrite")).is_some() {
+                        // Writes reach the step, never the build context (BuildKit's semantics).
+                        let view = ThrowawayView::over(self.store, &real).with_context(|| format!("--mount={m}"))?;
+                        out.extend(["-v".to_string(), format!("{}:{target}:rw", view.path().display())]);
+                        views.push(view);
+                    } else {
+                        out.extend(["-v".to_string(), format!("{}:{target}:ro", real.display())]);
+                    }
                 }
                 other => bail!("--mount={m}: type {other} is not supported (cache, tmpfs, bind)"),
             }
         }
-        Ok((out, targets))
+        Ok((out, targets, views))
     }
 
     /// The mount targets (and their parents) the image lacks, so `layers run` will make
@@ -726,6 +740,8 @@ impl Build<'_> {
             }
             Instruction::User { user } => {
                 let u = self.x(state, user)?;
+                // A number that is no uid fails here, at its own line, not at the next RUN.
+                crate::run::check_user_ids(&u).map_err(anyhow::Error::msg)?;
                 obj(&mut state.config).insert("User".into(), json!(u));
                 format!("USER {u}")
             }

@@ -7,6 +7,7 @@ pub mod dockerfile;
 pub mod exec;
 pub mod instruction;
 pub mod pattern;
+mod throwaway;
 pub mod words;
 
 use std::collections::BTreeMap;
@@ -148,8 +149,18 @@ fn write_output(
 pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let context = a.context.canonicalize().with_context(|| format!("build context {}", a.context.display()))?;
-    let file = a.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
-    let text = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    let context_tree = context::Tree::open(&context, "build context")?;
+    // A `-f` path is the user's own choice; the default Dockerfile is a context file like any other.
+    let (file, text) = match &a.file {
+        Some(f) => (f.clone(), crate::bounded::read_text_file(f, crate::bounded::MAX_DOCKERFILE, "Dockerfile")?),
+        None => {
+            let file = context.join("Dockerfile");
+            let bytes = context_tree
+                .read_small(Path::new("Dockerfile"), crate::bounded::MAX_DOCKERFILE)?
+                .with_context(|| format!("read {}: no such file or directory", file.display()))?;
+            (file.clone(), String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", file.display()))?)
+        }
+    };
     let parsed = instruction::parse(&file.display().to_string(), &text)?;
     if let Some(s) = parsed.syntax.as_deref().filter(|s| !s.starts_with("docker/dockerfile")) {
         eprintln!("layers: ignoring `# syntax={s}`: layers builds with its own Dockerfile frontend");
@@ -221,9 +232,9 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
     if !unused.is_empty() && !a.quiet {
         eprintln!("[Warning] One or more build-args [{}] were not consumed", unused.join(" "));
     }
-    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
-        Ok(t) => pattern::Patterns::parse(&t),
-        Err(_) => pattern::Patterns::default(),
+    let ignore = match context_tree.read_small(Path::new(".dockerignore"), crate::bounded::MAX_DOCKERFILE)? {
+        Some(t) => pattern::Patterns::parse(&String::from_utf8_lossy(&t)),
+        None => pattern::Patterns::default(),
     };
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(v.parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH={v}: want seconds since 1970"))?),

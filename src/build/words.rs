@@ -39,17 +39,20 @@ pub fn split_raw(raw: &str, escape: char) -> Vec<String> {
     words
 }
 
+/// Most bytes one expansion may produce (a word, or an instruction's words together):
+/// `ARG B=${A}${A}` repeated doubles at each step, and would otherwise grow until
+/// memory runs out.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
 /// Expands one word: quotes removed, escapes applied, variables substituted.
 pub fn expand(word: &str, escape: char, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut lexer = Lexer { chars: word.chars().collect(), at: 0, escape, env };
-    let words = lexer.words(false, None)?;
+    let words = Lexer { chars: word.chars().collect(), at: 0, escape, env }.words(false)?;
     Ok(words.into_iter().next().unwrap_or_default())
 }
 
 /// Expands and splits at whitespace outside quotes, unquoted variable values included (EXPOSE).
 pub fn expand_words(word: &str, escape: char, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
-    let mut lexer = Lexer { chars: word.chars().collect(), at: 0, escape, env };
-    lexer.words(true, None)
+    Lexer { chars: word.chars().collect(), at: 0, escape, env }.words(true)
 }
 
 struct Lexer<'a> {
@@ -58,6 +61,98 @@ struct Lexer<'a> {
     escape: char,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
+
+/// A `${NAME<op>word}` whose word is being read: what its closing `}` decides.
+struct Modifier {
+    name: String,
+    value: Option<String>,
+    /// Set (and, with `:`, not empty).
+    set: bool,
+    op: char,
+}
+
+impl Modifier {
+    fn resolve(self, word: String) -> Result<String, String> {
+        match (self.op, self.set) {
+            ('-', true) | ('?', true) => Ok(self.value.unwrap_or_default()),
+            ('-', false) | ('+', true) => Ok(word),
+            ('+', false) => Ok(String::new()),
+            (_, false) if word.is_empty() => Err(format!("{}: is not allowed to be unset", self.name)),
+            _ => Err(format!("{}: {word}", self.name)),
+        }
+    }
+}
+
+/// The words being built at one level: the whole input, or a modifier's word.
+/// Nesting lives in a `Vec` of these, not on the call stack, so a deeply nested
+/// `${A:-${A:-…}}` costs heap in proportion to its length, never a stack overflow.
+struct Frame {
+    words: Vec<String>,
+    cur: String,
+    /// A word has begun (`""` is a word, though empty).
+    begun: bool,
+    split: bool,
+    /// Inside `"…"`.
+    quoted: bool,
+    /// Bytes in `words` and `cur`.
+    size: usize,
+    /// `None` for the outermost frame.
+    modifier: Option<Modifier>,
+}
+
+impl Frame {
+    fn new(split: bool, modifier: Option<Modifier>) -> Frame {
+        Frame { words: Vec::new(), cur: String::new(), begun: false, split, quoted: false, size: 0, modifier }
+    }
+
+    fn push_str(&mut self, s: &str) -> Result<(), String> {
+        self.size += s.len();
+        if self.size > MAX_EXPANSION {
+            return Err(format!("variable expansion larger than the limit of {MAX_EXPANSION} bytes"));
+        }
+        self.cur.push_str(s);
+        Ok(())
+    }
+
+    fn push(&mut self, c: char) -> Result<(), String> {
+        self.push_str(c.encode_utf8(&mut [0; 4]))
+    }
+
+    fn end_word(&mut self) {
+        self.words.push(std::mem::take(&mut self.cur));
+    }
+
+    /// A variable's value where its `$` stood.
+    fn value(&mut self, value: &str) -> Result<(), String> {
+        if self.quoted || !self.split {
+            self.begun = true;
+            return self.push_str(value);
+        }
+        let mut parts = value.split(char::is_whitespace);
+        if let Some(first) = parts.next() {
+            self.push_str(first)?;
+            self.begun |= !first.is_empty();
+        }
+        for part in parts {
+            if self.begun {
+                self.end_word();
+            }
+            self.push_str(part)?;
+            self.begun = !part.is_empty();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.begun || !self.split {
+            self.end_word();
+        }
+        self.words
+    }
+}
+
+const DQUOTE_EOF: &str = "unexpected end of statement while looking for matching double-quote";
+const MISSING_BRACE: &str = "missing '}' in a variable substitution";
 
 impl Lexer<'_> {
     fn peek(&self) -> Option<char> {
@@ -70,95 +165,74 @@ impl Lexer<'_> {
         c
     }
 
-    /// Reads words until the end, or until an unescaped `stop` (the `}` closing a
-    /// `${VAR:-word}`), which is consumed.
-    fn words(&mut self, split: bool, stop: Option<char>) -> Result<Vec<String>, String> {
-        let mut words: Vec<String> = Vec::new();
-        let mut cur = String::new();
-        // A word that has begun (`""` is a word, though empty).
-        let mut begun = false;
+    /// Reads the whole input into words, in one pass over it.
+    fn words(&mut self, split: bool) -> Result<Vec<String>, String> {
+        let mut frames = vec![Frame::new(split, None)];
         loop {
+            let depth = frames.len();
+            let top = frames.last_mut().expect("the outermost frame stays");
             let Some(c) = self.next() else {
-                if stop.is_some() {
-                    return Err("missing '}' in a variable substitution".to_string());
+                if top.quoted {
+                    return Err(DQUOTE_EOF.into());
+                }
+                if depth > 1 {
+                    return Err(MISSING_BRACE.into());
                 }
                 break;
             };
-            if Some(c) == stop {
-                break;
+            if top.quoted {
+                match c {
+                    '"' => top.quoted = false,
+                    '$' => self.dollar(&mut frames)?,
+                    e if e == self.escape => match self.next() {
+                        Some(n) if n == '"' || n == '$' || n == self.escape => top.push(n)?,
+                        Some(n) => {
+                            top.push(e)?;
+                            top.push(n)?;
+                        }
+                        None => return Err(DQUOTE_EOF.into()),
+                    },
+                    n => top.push(n)?,
+                }
+                continue;
+            }
+            if c == '}' && top.modifier.is_some() {
+                let mut done = frames.pop().expect("a modifier frame");
+                let modifier = done.modifier.take().expect("checked above");
+                let value = modifier.resolve(done.finish().concat())?;
+                frames.last_mut().expect("the outermost frame stays").value(&value)?;
+                continue;
             }
             if c == self.escape {
-                match self.next() {
-                    Some(n) => cur.push(n),
-                    None => cur.push(c),
-                }
-                begun = true;
+                top.push(self.next().unwrap_or(c))?;
+                top.begun = true;
             } else if c == '\'' {
                 loop {
                     match self.next() {
                         Some('\'') => break,
-                        Some(n) => cur.push(n),
+                        Some(n) => top.push(n)?,
                         None => {
                             return Err("unexpected end of statement while looking for matching single-quote".into())
                         }
                     }
                 }
-                begun = true;
+                top.begun = true;
             } else if c == '"' {
-                loop {
-                    match self.next() {
-                        Some('"') => break,
-                        Some('$') => cur.push_str(&self.variable()?),
-                        Some(e) if e == self.escape => match self.next() {
-                            Some(n) if n == '"' || n == '$' || n == self.escape => cur.push(n),
-                            Some(n) => {
-                                cur.push(e);
-                                cur.push(n);
-                            }
-                            None => {
-                                return Err("unexpected end of statement while looking for matching double-quote".into())
-                            }
-                        },
-                        Some(n) => cur.push(n),
-                        None => {
-                            return Err("unexpected end of statement while looking for matching double-quote".into())
-                        }
-                    }
-                }
-                begun = true;
+                top.quoted = true;
+                top.begun = true;
             } else if c == '$' {
-                let value = self.variable()?;
-                if split {
-                    let mut parts = value.split(char::is_whitespace);
-                    if let Some(first) = parts.next() {
-                        cur.push_str(first);
-                        begun |= !first.is_empty();
-                    }
-                    for part in parts {
-                        if begun {
-                            words.push(std::mem::take(&mut cur));
-                        }
-                        cur.push_str(part);
-                        begun = !part.is_empty();
-                    }
-                } else {
-                    cur.push_str(&value);
-                    begun = true;
-                }
-            } else if split && c.is_whitespace() {
-                if begun {
-                    words.push(std::mem::take(&mut cur));
-                    begun = false;
+                self.dollar(&mut frames)?;
+            } else if top.split && c.is_whitespace() {
+                if top.begun {
+                    top.end_word();
+                    top.begun = false;
                 }
             } else {
-                cur.push(c);
-                begun = true;
+                top.push(c)?;
+                top.begun = true;
             }
         }
-        if begun || !split {
-            words.push(cur);
-        }
-        Ok(words)
+        Ok(frames.pop().expect("the outermost frame stays").finish())
     }
 
     fn name(&mut self) -> String {
@@ -170,8 +244,9 @@ impl Lexer<'_> {
         name
     }
 
-    /// After a `$`: the value it stands for.
-    fn variable(&mut self) -> Result<String, String> {
+    /// After a `$`: its value goes to the top frame, or a modifier's word begins.
+    fn dollar(&mut self, frames: &mut Vec<Frame>) -> Result<(), String> {
+        let top = frames.last_mut().expect("the outermost frame stays");
         match self.peek() {
             Some('{') => {
                 self.at += 1;
@@ -184,36 +259,23 @@ impl Lexer<'_> {
                 if colon {
                     self.at += 1;
                 }
-                let op = self.next();
                 let set = value.is_some() && !(colon && value.as_deref() == Some(""));
-                match op {
-                    Some('}') if !colon => Ok(value.unwrap_or_default()),
-                    Some('-') => {
-                        let word = self.words(false, Some('}'))?.concat();
-                        Ok(if set { value.unwrap_or_default() } else { word })
-                    }
-                    Some('+') => {
-                        let word = self.words(false, Some('}'))?.concat();
-                        Ok(if set { word } else { String::new() })
-                    }
-                    Some('?') => {
-                        let word = self.words(false, Some('}'))?.concat();
-                        match set {
-                            true => Ok(value.unwrap_or_default()),
-                            false if word.is_empty() => Err(format!("{name}: is not allowed to be unset")),
-                            false => Err(format!("{name}: {word}")),
-                        }
+                match self.next() {
+                    Some('}') if !colon => top.value(&value.unwrap_or_default()),
+                    Some(op @ ('-' | '+' | '?')) => {
+                        frames.push(Frame::new(false, Some(Modifier { name, value, set, op })));
+                        Ok(())
                     }
                     Some(c) => Err(format!("unsupported modifier ({c}) in substitution of {name}")),
-                    None => Err("missing '}' in a variable substitution".into()),
+                    None => Err(MISSING_BRACE.into()),
                 }
             }
             Some(c) if c.is_ascii_alphabetic() || c == '_' => {
                 let name = self.name();
-                Ok((self.env)(&name).unwrap_or_default())
+                top.value(&(self.env)(&name).unwrap_or_default())
             }
             // `$` before anything else is itself.
-            _ => Ok("$".into()),
+            _ => top.value("$"),
         }
     }
 }
@@ -272,5 +334,28 @@ mod tests {
         assert_eq!(expand_words("80 $SP \"x y\" ''", '\\', &env).unwrap(), ["80", "two", "words", "x y", ""]);
         assert_eq!(expand_words("  $NOPE  ", '\\', &env).unwrap(), Vec::<String>::new());
         assert_eq!(split_raw(r#"a="b c" d=e\ f 'g h'"#, '\\'), [r#"a="b c""#, r"d=e\ f", "'g h'"]);
+    }
+
+    #[test]
+    fn nesting_100k_deep_expands_without_recursion() {
+        let n = 100_000;
+        let word = format!("{}x{}", "${NOPE:-".repeat(n), "}".repeat(n));
+        assert_eq!(expand(&word, '\\', &env).unwrap(), "x");
+        let open = "${NOPE:-".repeat(n);
+        assert_eq!(expand(&open, '\\', &env).unwrap_err(), "missing '}' in a variable substitution");
+    }
+
+    #[test]
+    fn expansion_is_capped_and_linear() {
+        let big = "y".repeat(MAX_EXPANSION / 2 + 1);
+        let env2 = |n: &str| (n == "B").then(|| big.clone());
+        assert!(expand("$B$B", '\\', &env2).unwrap_err().contains("larger than the limit of 1048576 bytes"));
+        assert!(expand_words("$B \"$B\"", '\\', &env2).unwrap_err().contains("limit"));
+        assert_eq!(expand("$B", '\\', &env2).unwrap().len(), big.len());
+        // A MiB of plain text in one word: one pass, well under a second.
+        let line = "z".repeat(MAX_EXPANSION - 1);
+        let t = std::time::Instant::now();
+        assert_eq!(expand(&line, '\\', &env).unwrap().len(), line.len());
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
     }
 }

@@ -193,7 +193,7 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("read config of {}", a.image))?;
     let mut env_args = Vec::new();
     for f in &a.env_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("read env file {}", f.display()))?;
+        let text = crate::bounded::read_text_file(f, crate::bounded::MAX_ENV_FILE, "env file")?;
         env_args.extend(spec::env_file(&text));
     }
     env_args.extend(a.env.iter().cloned());
@@ -240,6 +240,11 @@ pub use spec::{set_env, DEFAULT_PATH};
 /// `layers` (top first) resolve it: (uid, gid).
 pub fn resolve_user(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
     users::resolve(spec, layers).map(|u| (u.uid, u.gid))
+}
+
+/// Refuses a `USER[:GROUP]` whose numeric parts are not valid uids or gids.
+pub fn check_user_ids(spec: &str) -> Result<(), String> {
+    users::check_ids(spec)
 }
 
 /// Removes a container's cgroup if a killed `layers run` left it behind.

@@ -1,0 +1,31 @@
+//! Local inputs read with a size cap (env files, Dockerfiles, `.dockerignore`): a
+//! `/dev/zero` or a multi-gigabyte file fails naming the file and the limit instead
+//! of taking the machine's memory.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+/// Largest `--env-file` accepted.
+pub const MAX_ENV_FILE: u64 = 1 << 20;
+/// Largest Dockerfile (and `.dockerignore`) accepted.
+pub const MAX_DOCKERFILE: u64 = 4 << 20;
+
+/// All of `input`, refusing more than `max` bytes; `what` names it in the error.
+pub fn read_capped(input: impl Read, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    input.take(max + 1).read_to_end(&mut buf).with_context(|| format!("read {what}"))?;
+    if buf.len() as u64 > max {
+        bail!("{what}: larger than the limit of {max} bytes");
+    }
+    Ok(buf)
+}
+
+/// A file the user named, as UTF-8 text of at most `max` bytes. It may be a pipe
+/// (`--env-file <(…)`): only its size is checked, not its type.
+pub fn read_text_file(path: &Path, max: u64, what: &str) -> anyhow::Result<String> {
+    let what = format!("{what} {}", path.display());
+    let f = std::fs::File::open(path).with_context(|| format!("read {what}"))?;
+    String::from_utf8(read_capped(f, max, &what)?).with_context(|| format!("{what}: not UTF-8 text"))
+}
