@@ -201,6 +201,11 @@ fn unpack_archive(input: impl Read, dir: &Path) -> anyhow::Result<()> {
         if e.kind != EntryKind::File || !wanted(&path) {
             continue;
         }
+        // The JSON members are read whole later: refuse an oversized one before writing it.
+        let json = path == "oci-layout" || path.ends_with(".json");
+        if json && e.size > layers_store::layout::MAX_JSON {
+            bail!("{path}: larger than {} bytes", layers_store::layout::MAX_JSON);
+        }
         let dest = dir.join(&path);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
@@ -256,7 +261,11 @@ fn report(quiet: bool, config: &layers_store::Digest, tags: &[String], new_layer
 fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
     // Docker 25+ archives hold both: the OCI index keeps the original manifests.
     if !dir.join("index.json").exists() && dir.join("manifest.json").exists() {
-        for (loaded, names) in store.load_docker_archive(dir)? {
+        let loaded = store.load_docker_archive(dir)?;
+        if loaded.is_empty() {
+            bail!("manifest.json lists no image");
+        }
+        for (loaded, names) in loaded {
             let mut tags = Vec::new();
             for n in names {
                 let t = Reference::parse(&n, ShortNames::DockerHub)?.tagged_name().context("archive tag has no tag")?;

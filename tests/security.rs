@@ -314,3 +314,81 @@ fn etc_passwd_fifo_does_not_hang_run() {
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("unable to find user app"), "{}", stderr(&out));
 }
+
+/// Writes `bytes` as a blob of the OCI layout at `dir`; returns its digest.
+fn layout_blob(dir: &Path, bytes: &[u8]) -> String {
+    let d = layers_store::Digest::of(bytes);
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    fs::write(dir.join("blobs/sha256").join(d.hex()), bytes).unwrap();
+    d.to_string()
+}
+
+fn index_of(digest: &str, n: usize) -> Vec<u8> {
+    let entry =
+        serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": 1});
+    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": vec![entry; n]})).unwrap()
+}
+
+#[test]
+fn load_caps_json_members_and_index_fan_out() {
+    if !need_root("load_caps_json_members_and_index_fan_out") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    layers_ok(&store, &["images", "-q"]);
+    let before = files(&store.join("layers"));
+    let load = |input: &Path, want: &str| {
+        let started = std::time::Instant::now();
+        let out = layers(&store, &["load", "-i", input.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(125), "{}: {}", input.display(), stdout(&out));
+        assert!(stderr(&out).contains(want), "{}: {}", input.display(), stderr(&out));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{} took {:?}",
+            input.display(),
+            started.elapsed()
+        );
+    };
+    // A docker-archive whose manifest.json is 5 MiB (made by GNU tar).
+    let big = t.path().join("big");
+    fs::create_dir_all(&big).unwrap();
+    fs::write(big.join("manifest.json"), format!("[{}]", " ".repeat(5 << 20))).unwrap();
+    let big_tar = t.path().join("big.tar");
+    assert!(Command::new("tar").arg("-C").arg(&big).arg("-cf").arg(&big_tar).arg(".").status().unwrap().success());
+    load(&big_tar, "manifest.json: larger than 4194304 bytes");
+    load(&big, "manifest.json: larger than 4194304 bytes");
+    // One that lists nothing: an error, not a silent success.
+    fs::write(big.join("manifest.json"), "[]").unwrap();
+    load(&big, "manifest.json lists no image");
+    // An OCI layout whose index fans out 300 × 300 × 300 through two nested indexes.
+    let fan = t.path().join("fan");
+    fs::create_dir_all(&fan).unwrap();
+    fs::write(fan.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+    let manifest = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": layout_blob(&fan, b"{}"), "size": 2});
+    let inner = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": vec![manifest; 300]})).unwrap();
+    let middle = index_of(&layout_blob(&fan, &inner), 300);
+    fs::write(fan.join("index.json"), index_of(&layout_blob(&fan, &middle), 300)).unwrap();
+    load(&fan, "indexes list more than 10000 entries in all");
+    assert_eq!(files(&store.join("layers")), before);
+    assert_eq!(layers_ok(&store, &["images", "-a", "-q"]), "");
+}
+
+// 425 is io_uring_setup's number on x86_64.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn seccomp_denies_io_uring() {
+    if !need_root("seccomp_denies_io_uring") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    load_python_base(&store);
+    // io_uring_setup(1, NULL): EFAULT where the call is allowed, EPERM where the profile denies it.
+    let probe = "import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+                 libc.syscall(425, 1, None)\nprint(errno.errorcode[ctypes.get_errno()])\n";
+    assert_eq!(layers_ok(&store, &["run", "--rm", "localhost/python", "python3", "-c", probe]), "EPERM");
+    let off = ["run", "--rm", "--security-opt", "seccomp=unconfined", "localhost/python", "python3", "-c", probe];
+    assert_eq!(layers_ok(&store, &off), "EFAULT", "the probe reaches the kernel without the profile");
+}

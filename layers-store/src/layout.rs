@@ -16,8 +16,33 @@ use crate::store::{LayerExpect, NewImage, Store};
 /// Layers committed at once while loading a deep image.
 const COMMIT_BATCH: usize = 64;
 
-/// Largest manifest, index or config read.
-const MAX_JSON: u64 = 4 << 20;
+/// Largest manifest, index or config read (and `index.json`, `manifest.json`, `oci-layout`).
+pub const MAX_JSON: u64 = 4 << 20;
+
+/// Most index entries one load walks, nested indexes included: a small index that
+/// names a large nested index many times over would otherwise fan out to millions.
+pub const MAX_INDEX_ENTRIES: usize = 10_000;
+
+/// A small JSON file of an archive or layout, whole: a regular file of at most
+/// `MAX_JSON` bytes, read with that cap whatever its size claims.
+fn read_json_file(op: &'static str, path: &Path, subject: impl std::fmt::Display) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::open(path).map_err(|e| Error::io(op, &subject, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(op, &subject, e))?;
+    let too_big = || Error::new(ErrorKind::LimitExceeded, op, &subject, format!("larger than {MAX_JSON} bytes"));
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, op, &subject, "not a regular file"));
+    }
+    if meta.len() > MAX_JSON {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_JSON + 1).read_to_end(&mut bytes).map_err(|e| Error::io(op, &subject, e))?;
+    if bytes.len() as u64 > MAX_JSON {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
 
 /// One image found in a layout: its manifest and the name its index gives it.
 #[derive(Debug, Clone)]
@@ -48,7 +73,7 @@ impl Layout {
     /// Opens a layout, checking its `oci-layout` marker.
     pub fn open(dir: &Path) -> Result<Layout> {
         let marker = dir.join("oci-layout");
-        let text = fs::read(&marker).map_err(|e| Error::io("open OCI layout", marker.display(), e))?;
+        let text = read_json_file("open OCI layout", &marker, marker.display())?;
         let v: Value = serde_json::from_slice(&text)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, "open OCI layout", marker.display(), e.to_string()))?;
         if v["imageLayoutVersion"].as_str().is_none_or(|s| !s.starts_with("1.")) {
@@ -68,17 +93,7 @@ impl Layout {
 
     /// Reads a small blob whole, verifying its digest.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
-        let p = self.blob_path(d);
-        let meta = fs::metadata(&p).map_err(|e| Error::io("read OCI layout blob", d, e))?;
-        if meta.len() > MAX_JSON {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded,
-                "read OCI layout blob",
-                d,
-                format!("over {MAX_JSON} bytes"),
-            ));
-        }
-        let bytes = fs::read(&p).map_err(|e| Error::io("read OCI layout blob", d, e))?;
+        let bytes = read_json_file("read OCI layout blob", &self.blob_path(d), d)?;
         let got = Digest::of(&bytes);
         if got != *d {
             return Err(Error::mismatch("read OCI layout blob", d, got));
@@ -90,9 +105,10 @@ impl Layout {
     /// multi-platform index, the entries for `architecture` on linux).
     pub fn images(&self, architecture: &str) -> Result<Vec<LayoutImage>> {
         let index = self.dir.join("index.json");
-        let bytes = fs::read(&index).map_err(|e| Error::io("read OCI layout", index.display(), e))?;
+        let bytes = read_json_file("read OCI layout", &index, index.display())?;
         let mut out = Vec::new();
-        self.collect(&bytes, None, architecture, &mut out, 0)?;
+        let mut budget = MAX_INDEX_ENTRIES;
+        self.collect(&bytes, None, architecture, &mut out, 0, &mut budget)?;
         Ok(out)
     }
 
@@ -103,6 +119,7 @@ impl Layout {
         arch: &str,
         out: &mut Vec<LayoutImage>,
         depth: u32,
+        budget: &mut usize,
     ) -> Result<()> {
         let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read OCI layout", self.dir.display(), m);
         if depth > 4 {
@@ -110,6 +127,9 @@ impl Layout {
         }
         let v: Value = serde_json::from_slice(index).map_err(|e| bad(format!("index: {e}")))?;
         for m in v["manifests"].as_array().ok_or_else(|| bad("index without manifests".into()))? {
+            *budget = budget
+                .checked_sub(1)
+                .ok_or_else(|| bad(format!("indexes list more than {MAX_INDEX_ENTRIES} entries in all")))?;
             let digest = Digest::parse(m["digest"].as_str().unwrap_or_default())?;
             let ann = &m["annotations"];
             let entry_name = ann["io.containerd.image.name"]
@@ -120,7 +140,7 @@ impl Layout {
             let media = m["mediaType"].as_str().unwrap_or_default();
             if media.contains("index") || media.contains("manifest.list") {
                 let nested = self.read_blob(&digest)?;
-                self.collect(&nested, entry_name, arch, out, depth + 1)?;
+                self.collect(&nested, entry_name, arch, out, depth + 1, budget)?;
                 continue;
             }
             let platform = &m["platform"];
@@ -356,19 +376,14 @@ impl Store {
     /// as stored; an OCI manifest is made for each image.
     pub fn load_docker_archive(&self, dir: &Path) -> Result<Vec<(Loaded, Vec<String>)>> {
         let manifest_path = dir.join("manifest.json");
-        let text =
-            fs::read(&manifest_path).map_err(|e| Error::io("read docker archive", manifest_path.display(), e))?;
+        let text = read_json_file("read docker archive", &manifest_path, "manifest.json")?;
         let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read docker archive", "manifest.json", m);
         let entries: Vec<Value> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         let mut out = Vec::new();
         for e in entries {
             let config_path =
                 archive_path(dir, e["Config"].as_str().ok_or_else(|| bad("an entry without Config".into()))?)?;
-            let config_bytes =
-                fs::read(&config_path).map_err(|err| Error::io("read docker archive", config_path.display(), err))?;
-            if config_bytes.len() as u64 > MAX_JSON {
-                return Err(bad(format!("config over {MAX_JSON} bytes")));
-            }
+            let config_bytes = read_json_file("read docker archive", &config_path, config_path.display())?;
             let config: ImageConfig =
                 serde_json::from_slice(&config_bytes).map_err(|err| bad(format!("config: {err}")))?;
             let layer_paths: Vec<&str> =
