@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The display of one pull.
+/// The display of one pull (clones draw on the same display).
+#[derive(Clone)]
 pub struct Progress {
     quiet: bool,
     bars: Option<(MultiProgress, ProgressBar)>,

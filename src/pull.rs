@@ -10,8 +10,9 @@ use clap::Args;
 use futures_util::TryStreamExt;
 use layers_store::image::{Descriptor, ImageConfig, Manifest};
 use layers_store::metadata::ImageLayerRow;
+use layers_store::mount::MAX_LAYERS;
 use layers_store::unpack::Unpacked;
-use layers_store::{Digest, Ingest, LayerExpect, NewImage, Reference, ShortNames, Store};
+use layers_store::{Digest, FetchClaim, Ingest, LayerExpect, NewImage, Reference, ShortNames, Store};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -25,6 +26,11 @@ use crate::resume;
 
 /// Layers fetched at once.
 const PARALLEL_LAYERS: usize = 4;
+
+/// Fetched layers committed together (one `syncfs`). Each holds a fetch claim (a lock
+/// file) until committed and takes two more lock files to commit, so this bounds the
+/// open files of a pull whatever the image's layer count.
+const COMMIT_BATCH: usize = 32;
 
 /// Arguments of `layers pull`.
 #[derive(Args)]
@@ -145,6 +151,14 @@ async fn fetch_layer(
     Ok((u, started.elapsed(), ingest))
 }
 
+/// How one layer's fetch task ended.
+enum Fetched {
+    /// Unpacked into its own ingest, its claim held until that is committed.
+    Done { line: LayerLine, done: (Unpacked, Duration, Ingest), claim: FetchClaim },
+    /// Another process holds its claim: fetched (or found) after ours are committed.
+    Deferred(Descriptor, layers_store::DiffId),
+}
+
 fn done_line(u: &Unpacked, took: Duration) -> String {
     format!("done ({} in {:.2}s, {} entries)", crate::format::size(u.blob_size), took.as_secs_f64(), u.entries)
 }
@@ -172,6 +186,13 @@ fn manifest_kind(top: &Value) -> anyhow::Result<Kind> {
 fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     if m.schema_version != 2 {
         bail!("manifest schema {} is not supported (Docker schema 1 images are deprecated; re-push with a current client)", m.schema_version);
+    }
+    // Refused before anything is fetched: such an image could never be mounted.
+    if m.layers.len() > MAX_LAYERS {
+        bail!(
+            "the image has {} layers; overlayfs mounts at most {MAX_LAYERS} (squash it: `layers export` then `layers import`)",
+            m.layers.len()
+        );
     }
     for l in &m.layers {
         if l.urls.is_some() || l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
@@ -264,44 +285,54 @@ async fn pull(
         );
     }
 
-    // Layers another process is fetching right now wait until ours are committed and
+    // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).
+    // A claim is taken when its fetch starts, not before, so only the running fetches
+    // and the staged batch hold one.
     let limit = Arc::new(Semaphore::new(PARALLEL_LAYERS));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut claims = Vec::new();
-    let mut deferred = Vec::new();
     for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         let short = desc.digest.short();
         if store.has_layer(diff, &desc.digest)? {
             events.say(format!("{short}: already exists"));
             continue;
         }
-        let Some(claim) = store.claim_fetch(&desc.digest, false)? else {
-            events.say(format!("{short}: another process is fetching it"));
-            deferred.push((desc.clone(), *diff));
-            continue;
-        };
-        claims.push(claim);
-        let line = events.layer(&short, desc.size);
         let quiet = events.quiet();
         let (repo, store, limit, desc, diff) = (repo.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
+        let events = events.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            fetch_layer(repo, store, desc, diff, quiet, line.clone()).await.map(|done| (line, done))
+            let Some(claim) = store.claim_fetch(&desc.digest, false)? else {
+                events.say(format!("{short}: another process is fetching it"));
+                return Ok(Fetched::Deferred(desc, diff));
+            };
+            let line = events.layer(&short, desc.size);
+            let done = fetch_layer(repo, store, desc, diff, quiet, line.clone()).await?;
+            anyhow::Ok(Fetched::Done { line, done, claim })
         });
     }
-    // Everything verified is committed together (one syncfs), even if another layer failed:
+    // Everything verified is committed, in batches, even if another layer failed:
     // a retry then fetches only what is missing.
     let mut staged = store.ingest()?;
+    let mut staged_claims: Vec<FetchClaim> = Vec::new();
     let mut failed = None;
+    let mut deferred = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done.map_err(anyhow::Error::from).and_then(|r| r) {
-            Ok((line, (u, took, ingest))) => {
+            Ok(Fetched::Done { line, done: (u, took, ingest), claim }) => {
                 staged.absorb(ingest);
+                staged_claims.push(claim);
                 line.done(&done_line(&u, took));
+                if staged_claims.len() >= COMMIT_BATCH {
+                    store.commit(std::mem::replace(&mut staged, store.ingest()?), None)?;
+                    staged_claims.clear();
+                }
             }
+            Ok(Fetched::Deferred(desc, diff)) => deferred.push((desc, diff)),
             Err(e) => {
                 failed.get_or_insert(e);
+                // Nothing more is started; what runs is awaited and committed.
+                limit.close();
             }
         }
     }
@@ -311,7 +342,7 @@ async fn pull(
     }
     if !deferred.is_empty() {
         store.commit(staged, None)?;
-        drop(claims);
+        drop(staged_claims);
         for (desc, diff) in deferred {
             let short = desc.digest.short();
             let (s, d) = (store.clone(), desc.digest);

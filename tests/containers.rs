@@ -248,23 +248,6 @@ fn a_commit_killed_at_any_moment_leaves_no_image_and_the_container_intact() {
     layers_ok(&store, &["rm", "-f", "big"]);
 }
 
-fn deep_layout(dir: &Path, n: usize) {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let st = Command::new("python3")
-        .arg(repo().join("tests/support/deep_image.py"))
-        .arg(dir)
-        .arg(n.to_string())
-        .arg("deep")
-        .env("ARCH", arch)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 #[test]
 fn images_of_200_and_499_layers_mount_and_500_is_refused_with_advice() {
     if !need_root("images_of_200_and_499_layers_mount_and_500_is_refused_with_advice") {

@@ -70,7 +70,8 @@ pub struct Unpacked {
 /// bytes into `blob_sink` as they pass. Digests are computed on the way and
 /// returned. With `expected_blob`, a different blob digest is the error, and it wins
 /// over any failure downstream (a corrupt gzip stream, a bad tar) that it explains;
-/// the input is then read to its end to learn the digest, so bound it.
+/// to learn the digest, up to `MAX_DRAIN` more bytes are read after such a failure
+/// (beyond that, the downstream failure is reported and reading stops).
 pub fn unpack(
     input: impl Read + Send,
     blob_sink: Option<&mut File>,
@@ -118,6 +119,10 @@ pub fn unpack(
     })
 }
 
+/// Most bytes read after a later stage failed, only to learn the blob digest: a blob
+/// served without end must not keep us reading once we have given up on it.
+const MAX_DRAIN: u64 = 16 << 20;
+
 fn panicked() -> Fail {
     Fail::Err(Error::new(ErrorKind::Io, "unpack", "layer", "a pipeline thread panicked"))
 }
@@ -139,6 +144,7 @@ fn read_stage(
     let mut hasher = Hasher::new();
     let mut size = 0u64;
     let mut downstream_gone = false;
+    let mut drained = 0u64;
     loop {
         let mut buf = out.buffer();
         let n = fill(&mut input, &mut buf).map_err(|e| Fail::Err(Error::io("read layer", "input", e)))?;
@@ -149,6 +155,10 @@ fn read_stage(
         hasher.update(&buf);
         size += n as u64;
         if downstream_gone {
+            drained += n as u64;
+            if drained > MAX_DRAIN {
+                return Err(Fail::ReceiverGone);
+            }
             continue;
         }
         if let Some(sink) = sink.as_mut() {

@@ -215,7 +215,12 @@ impl Repository {
                 )));
             }
         }
-        let stream = resp.bytes_stream().map_err(|e| io::Error::other(chain(&e))).boxed();
+        let mut pace = super::rate::RateGuard::new();
+        let stream = resp
+            .bytes_stream()
+            .map_err(|e| io::Error::other(chain(&e)))
+            .and_then(move |b| std::future::ready(pace.check(b.len()).map(|()| b).map_err(io::Error::other)))
+            .boxed();
         Ok(BlobBody { resumed, stream })
     }
 
@@ -252,7 +257,18 @@ impl Repository {
             if let Some(a) = &sent {
                 req = req.header(AUTHORIZATION, a.clone());
             }
-            let resp = req.send().await.map_err(RequestError::connection)?;
+            let req = req.build().map_err(RequestError::connection)?;
+            // Headers trickled a byte at a time would pass the read timeout, so a request
+            // without a body must be answered within one window (an upload takes its time).
+            let window = super::stall_timeout();
+            let resp = if req.body().is_none_or(|b| b.as_bytes().is_some_and(<[u8]>::is_empty)) {
+                tokio::time::timeout(window, self.http.execute(req))
+                    .await
+                    .map_err(|_| RequestError::Connection(format!("no response within {:.0}s", window.as_secs_f64())))?
+            } else {
+                self.http.execute(req).await
+            }
+            .map_err(RequestError::connection)?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !answered {
                 let values = resp.headers().get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
@@ -392,9 +408,11 @@ pub(super) async fn read_limited(resp: Response, limit: u64) -> Result<Vec<u8>, 
         return Err(RequestError::Invalid(format!("{n} bytes is over the {limit} byte limit")));
     }
     let mut body = Vec::new();
+    let mut pace = super::rate::RateGuard::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(RequestError::connection)?;
+        pace.check(chunk.len()).map_err(RequestError::Connection)?;
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(RequestError::Invalid(format!("more than the {limit} byte limit")));
         }

@@ -3,6 +3,7 @@
 
 pub mod challenge;
 pub mod client;
+pub mod rate;
 pub mod upload;
 
 pub use client::{Repository, RequestError};

@@ -310,6 +310,25 @@ pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
     bundle.join("rootfs")
 }
 
+/// An OCI layout at `dir` with `n` small layers, tagged `deep`, written by
+/// tests/support/deep_image.py (Python's tarfile).
+pub fn deep_layout(dir: &Path, n: usize) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let st = Command::new("python3")
+        .arg(repo().join("tests/support/deep_image.py"))
+        .arg(dir)
+        .arg(n.to_string())
+        .arg("deep")
+        .env("ARCH", arch)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 /// The layer dirs of a stored image, bottom first, read through `layers inspect`.
 pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
     let out = layers(store, &["inspect", image]);
