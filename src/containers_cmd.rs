@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use layers_store::containers::CommitOptions;
+use layers_store::containers::{CommitOptions, Lifetime};
 use layers_store::image::rfc3339;
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
@@ -103,7 +103,7 @@ fn image_name(store: &Store, c: &ContainerRow) -> String {
 
 pub fn create(store: &Store, a: &CreateArgs) -> anyhow::Result<ExitCode> {
     let img = store.resolve(&a.image)?;
-    let c = store.create_container(&img.manifest, a.name.as_deref(), &a.image)?;
+    let c = store.create_container(&img.manifest, a.name.as_deref(), &a.image, Lifetime::Kept)?;
     outln!("{}", c.id);
     Ok(ExitCode::SUCCESS)
 }
@@ -122,7 +122,7 @@ pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
             let img = store
                 .resolve(&a.target)
                 .with_context(|| format!("mount {}: no such container, and as an image", a.target))?;
-            store.create_container(&img.manifest, None, &a.target)?
+            store.create_container(&img.manifest, None, &a.target, Lifetime::Kept)?
         }
         Err(e) => return Err(e.into()),
     };

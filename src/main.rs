@@ -126,7 +126,7 @@ enum Command {
     /// Remove layers and blobs no image references.
     Gc,
     /// Verify every blob, layer and image in the store.
-    Fsck,
+    Fsck(maintenance_cmd::FsckArgs),
     /// Show disk usage of the store.
     Df,
 }
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => archive_cmd::load(&store, a),
         Command::Gc => maintenance_cmd::gc(&store),
         Command::Builder(c) => maintenance_cmd::builder(&store, c),
-        Command::Fsck => maintenance_cmd::fsck(&store),
+        Command::Fsck(a) => maintenance_cmd::fsck(&store, a.quick),
         Command::Df => maintenance_cmd::df(&store),
     }
 }

@@ -48,8 +48,16 @@ pub fn gc(store: &Store) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn fsck(store: &Store) -> anyhow::Result<ExitCode> {
-    let problems = store.fsck()?;
+/// Arguments of `layers fsck`.
+#[derive(clap::Args)]
+pub struct FsckArgs {
+    /// Check only that what the metadata names exists (no content is read).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+pub fn fsck(store: &Store, quick: bool) -> anyhow::Result<ExitCode> {
+    let problems = store.fsck(quick)?;
     for p in &problems {
         outln!("{}: {}", p.subject, p.detail);
     }

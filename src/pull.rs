@@ -175,6 +175,7 @@ fn manifest_kind(top: &Value) -> anyhow::Result<Kind> {
     if top["schemaVersion"] == 1 {
         bail!("Docker schema 1 manifests are not supported (re-push the image with a current client)");
     }
+    layers_store::layout::refuse_ambiguous(top).map_err(anyhow::Error::msg)?;
     let media = top["mediaType"].as_str().unwrap_or_default();
     Ok(if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
         Kind::Index
@@ -405,6 +406,14 @@ mod tests {
         );
         assert_eq!(manifest_kind(&json!({"schemaVersion": 2, "manifests": []})).unwrap(), Kind::Index);
         assert_eq!(manifest_kind(&json!({"schemaVersion": 2, "layers": []})).unwrap(), Kind::Image);
+    }
+
+    #[test]
+    fn a_document_both_index_and_manifest_is_refused() {
+        for media in [OCI_INDEX, registry::OCI_MANIFEST, ""] {
+            let both = json!({"schemaVersion": 2, "mediaType": media, "manifests": [], "layers": []});
+            assert!(manifest_kind(&both).unwrap_err().to_string().contains("both `manifests` and `layers`"));
+        }
     }
 
     #[test]

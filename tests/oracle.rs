@@ -82,7 +82,7 @@ fn overlay_of_our_layers_equals_umoci_unpack() {
     assert_eq!(std::os::unix::fs::MetadataExt::rdev(&wh), 0, "whiteout is a 0/0 char device");
     let second = &layered[1];
     assert!(fs::symlink_metadata(second.join("etc/motd")).is_ok(), "umoci's .wh.motd became a whiteout node");
-    let report = store.fsck().unwrap();
+    let report = store.fsck(false).unwrap();
     assert!(report.is_empty(), "{report:?}");
 }
 

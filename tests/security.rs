@@ -565,3 +565,144 @@ fn open_files_of_a_pull_do_not_grow_with_its_layers() {
     let _unmount = Mounted(m.clone());
     assert_eq!(fs::read_dir(m.join("l")).unwrap().count(), 450);
 }
+
+/// The fixture layout's `layered` image: (manifest, config) as JSON.
+fn fixture_layered() -> (serde_json::Value, serde_json::Value, PathBuf) {
+    let layout = fixtures().join("oci");
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "layered")
+        .unwrap()
+        .clone();
+    let blob = |d: &serde_json::Value| {
+        let hex = d.as_str().unwrap().trim_start_matches("sha256:").to_string();
+        serde_json::from_slice::<serde_json::Value>(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let manifest = blob(&entry["digest"]);
+    let config = blob(&manifest["config"]["digest"]);
+    (manifest, config, layout)
+}
+
+#[test]
+fn load_of_a_repeated_diff_id_with_a_missing_blob_is_refused() {
+    if !need_root("load_of_a_repeated_diff_id_with_a_missing_blob_is_refused") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (mut manifest, mut config, fixture) = fixture_layered();
+    let out = t.path().join("layout");
+    fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+    fs::write(out.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+    // The first layer twice in the config; the manifest's second is a blob the layout lacks.
+    let first_diff = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([first_diff.clone(), first_diff]);
+    let first = manifest["layers"][0].clone();
+    let hex = first["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    fs::copy(fixture.join("blobs/sha256").join(&hex), out.join("blobs/sha256").join(&hex)).unwrap();
+    let mut missing = first.clone();
+    missing["digest"] = serde_json::json!(format!("sha256:{}", "e".repeat(64)));
+    manifest["layers"] = serde_json::json!([first, missing]);
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(layout_blob(&out, &config_bytes));
+    manifest["config"]["size"] = serde_json::json!(config_bytes.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": layout_blob(&out, &manifest_bytes), "size": manifest_bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "twice"}}]});
+    fs::write(out.join("index.json"), index.to_string()).unwrap();
+    let store = t.path().join("store");
+    let res = layers(&store, &["load", "-i", out.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(125), "{}", stdout(&res));
+    assert!(stderr(&res).contains(&"e".repeat(64)), "{}", stderr(&res));
+    assert_eq!(layers_ok(&store, &["images", "-a", "-q"]), "");
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+}
+
+#[test]
+fn pulled_manifest_naming_a_stored_config_as_a_layer_is_fetched_and_refused() {
+    if !need_root("pulled_manifest_naming_a_stored_config_as_a_layer_is_fetched_and_refused") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    load_fixtures(&store);
+    let (manifest, config, layout) = fixture_layered();
+    // The stored config blob posing as a layer whose diffID is a stored layer's.
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let stored_config =
+        fs::read(layout.join("blobs/sha256").join(config_digest.trim_start_matches("sha256:"))).unwrap();
+    let mut evil_config = config.clone();
+    evil_config["rootfs"]["diff_ids"] = serde_json::json!([config["rootfs"]["diff_ids"][0]]);
+    let evil_config = evil_config.to_string();
+    let evil = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": layers_store::Digest::of(evil_config.as_bytes()).to_string(), "size": evil_config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": config_digest, "size": stored_config.len()}]})
+    .to_string();
+    let evil_config_hex = layers_store::Digest::of(evil_config.as_bytes()).hex();
+    let fetched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = fetched.clone();
+    let addr = fake_registry(move |req, s| {
+        if req.contains("/manifests/") {
+            reply(s, &evil)
+        } else if req.contains(&evil_config_hex) {
+            reply(s, &evil_config)
+        } else {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            reply(s, std::str::from_utf8(&stored_config).unwrap())
+        }
+    });
+    let images_before = layers_ok(&store, &["images", "-a", "-q"]);
+    let out = layers(&store, &["pull", &format!("{addr}/x/y:v1")]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(fetched.load(std::sync::atomic::Ordering::SeqCst), "the layer was taken as present without a fetch");
+    assert_eq!(layers_ok(&store, &["images", "-a", "-q"]), images_before);
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+}
+
+/// Containers listed by `layers ps -a -q` (the call itself may sweep, being alone on the store).
+fn containers_left(store: &Path) -> Vec<String> {
+    layers_ok(store, &["ps", "-a", "-q"]).lines().map(str::to_string).collect()
+}
+
+fn kill9_and_wait(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn killed_build_and_run_rm_leave_no_containers_after_the_next_sweep() {
+    if !need_root("killed_build_and_run_rm_leave_no_containers_after_the_next_sweep") {
+        return;
+    }
+    let (work, store) = build_setup();
+    let ctx = context(work.path(), "ctx", "FROM busybox\nRUN echo started > /started; sleep 2\n");
+    let mut build = spawn_layers(&store, &["build", "--no-cache", ctx.to_str().unwrap()]);
+    // Wait until the RUN step's container exists, then kill the build.
+    let started = std::time::Instant::now();
+    while !fs::read_dir(store.join("containers")).map(|d| d.count() > 0).unwrap_or(false) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no step container appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill9_and_wait(&mut build);
+    // The step's own `layers run` finishes its command, then nobody removes the container.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(containers_left(&store), Vec::<String>::new(), "the killed build's step container is left");
+    assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0);
+
+    let mut run = spawn_layers(&store, &["run", "--rm", "--name", "doomed", "busybox", "sleep", "30"]);
+    let started = std::time::Instant::now();
+    while !layers_ok(&store, &["ps", "-q"]).contains(char::is_alphanumeric) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the container never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    kill9_and_wait(&mut run);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(containers_left(&store), Vec::<String>::new(), "the --rm container of a killed run is left");
+    // A container nobody asked to remove stays.
+    layers_ok(&store, &["create", "--name", "kept", "busybox"]);
+    assert_eq!(containers_left(&store).len(), 1);
+}

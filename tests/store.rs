@@ -283,7 +283,7 @@ fn an_image_with_the_same_layer_twice_commits_once() {
     store.commit(ingest, Some(&image)).unwrap();
     assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 1);
     assert_eq!(store.image_layers(&image.manifest.digest).unwrap().len(), 2);
-    assert!(store.fsck().unwrap().is_empty());
+    assert!(store.fsck(false).unwrap().is_empty());
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }
 

@@ -24,6 +24,19 @@ use crate::mount::{self, MountSpec, MAX_LAYERS};
 use crate::store::{remove_tree, NewImage, Store};
 use crate::upper::{self, HashingWriter};
 
+/// Marks a container removed by the next sweep: one whose creator ends it (a build
+/// step, `run --rm`) and which outlives that creator only if it was killed.
+const EPHEMERAL: &str = "ephemeral";
+
+/// How long a container is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Until it is removed (`layers rm`).
+    Kept,
+    /// Until its creator removes it, or, should the creator die, the next sweep.
+    Ephemeral,
+}
+
 /// Largest manifest or config read back from the store.
 const MAX_JSON: u64 = 4 << 20;
 
@@ -126,7 +139,13 @@ impl Store {
 
     /// Creates a container on `image`: empty upper and work dirs, a lease on the image.
     /// Without a name, `NAME-working-container[-N]` after the image's name, as buildah does.
-    pub fn create_container(&self, image: &Digest, name: Option<&str>, base_name: &str) -> Result<ContainerRow> {
+    pub fn create_container(
+        &self,
+        image: &Digest,
+        name: Option<&str>,
+        base_name: &str,
+        lifetime: Lifetime,
+    ) -> Result<ContainerRow> {
         let layers = self.image_layers(image)?;
         if layers.len() > MAX_LAYERS {
             return Err(Error::new(
@@ -165,6 +184,10 @@ impl Store {
         for d in ["upper", "work", "merged"] {
             let p = staged.join(d);
             fs::create_dir(&p).map_err(|e| Error::io("create container", p.display(), e))?;
+        }
+        if lifetime == Lifetime::Ephemeral {
+            let p = staged.join(EPHEMERAL);
+            fs::write(&p, b"").map_err(|e| Error::io("create container", p.display(), e))?;
         }
         let dir = self.container_dir(&id);
         fs::rename(&staged, &dir).map_err(|e| Error::io("create container", dir.display(), e))?;
@@ -458,6 +481,16 @@ impl Store {
     /// go, and an interrupted commit's upper dir moves back from the layer it was
     /// becoming (whose row is still pending) to its container.
     pub(crate) fn sweep_containers(&self) -> Result<()> {
+        // Alone on the store, no process runs an ephemeral container: its own died.
+        for c in self.containers()? {
+            if self.container_dir(&c.id).join(EPHEMERAL).exists() {
+                let merged = self.merged_dir(&c);
+                if crate::mount::is_mountpoint(&merged) {
+                    crate::mount::unmount_path(&merged, true)?;
+                }
+                self.remove_container(&c)?;
+            }
+        }
         let containers = self.containers()?;
         for c in containers.iter().filter(|c| c.committing.is_some()) {
             let layer = c.committing.map(|d| self.layer_path(&d)).unwrap_or_default();

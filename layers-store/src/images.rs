@@ -103,8 +103,8 @@ impl Store {
     /// Whether a layer is ready together with the blob it came as (so an image
     /// referencing that blob is complete without fetching anything).
     pub fn has_layer(&self, diff_id: &crate::DiffId, blob: &Digest) -> Result<bool> {
-        let md = self.md();
-        Ok(md.layer(diff_id)?.is_some() && md.blob_size(blob)?.is_some())
+        // The pair, not each half: a stored blob and a stored layer need not belong together.
+        self.md().layer_blob_known(blob, diff_id)
     }
 
     /// Points the full name `tag` at an image (moving it if it named another).

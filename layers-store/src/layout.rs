@@ -23,6 +23,15 @@ pub const MAX_JSON: u64 = 4 << 20;
 /// names a large nested index many times over would otherwise fan out to millions.
 pub const MAX_INDEX_ENTRIES: usize = 10_000;
 
+/// Refuses a document that is both an index and a manifest (the shape of
+/// CVE-2021-41190): readers that pick differently would see different images.
+pub fn refuse_ambiguous(doc: &Value) -> std::result::Result<(), String> {
+    if doc.get("manifests").is_some() && doc.get("layers").is_some() {
+        return Err("the document has both `manifests` and `layers`: ambiguous, refused".into());
+    }
+    Ok(())
+}
+
 /// A small JSON file of an archive or layout, whole: a regular file of at most
 /// `MAX_JSON` bytes, read with that cap whatever its size claims.
 fn read_json_file(op: &'static str, path: &Path, subject: impl std::fmt::Display) -> Result<Vec<u8>> {
@@ -126,6 +135,7 @@ impl Layout {
             return Err(bad("indexes nested too deep".into()));
         }
         let v: Value = serde_json::from_slice(index).map_err(|e| bad(format!("index: {e}")))?;
+        refuse_ambiguous(&v).map_err(bad)?;
         for m in v["manifests"].as_array().ok_or_else(|| bad("index without manifests".into()))? {
             *budget = budget
                 .checked_sub(1)
@@ -158,8 +168,10 @@ impl Store {
     /// yet), then records it with `tags`, all in one commit.
     pub fn load_from_layout(&self, layout: &Layout, manifest: &Digest, tags: Vec<String>) -> Result<Loaded> {
         let manifest_bytes = layout.read_blob(manifest)?;
-        let m: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, "read image manifest", manifest, e.to_string()))?;
+        let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read image manifest", manifest, m);
+        let v: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| bad(e.to_string()))?;
+        refuse_ambiguous(&v).map_err(bad)?;
+        let m: Manifest = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
         let config_bytes = layout.read_blob(&m.config.digest)?;
         let config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, "read image config", m.config.digest, e.to_string()))?;
@@ -182,7 +194,8 @@ impl Store {
                 size: desc.size,
             });
             // Repeated layers in one image are unpacked once.
-            if self.has_layer(diff, &desc.digest)? || rows[..rows.len() - 1].iter().any(|r| r.diff_id == *diff) {
+            let twice = rows[..rows.len() - 1].iter().any(|r| r.diff_id == *diff && r.blob == desc.digest);
+            if twice || self.has_layer(diff, &desc.digest)? {
                 continue;
             }
             let f = File::open(layout.blob_path(&desc.digest))

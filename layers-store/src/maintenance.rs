@@ -62,6 +62,25 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
 }
 
 impl Store {
+    /// The diffID a stored blob decompresses to (compression recognised by magic bytes).
+    fn blob_diff_id(&self, blob: &Digest) -> std::io::Result<DiffId> {
+        use std::io::{BufRead, Read};
+        let f = fs::File::open(self.blob_path(blob))?;
+        let mut input = std::io::BufReader::with_capacity(1 << 20, f);
+        let head = input.fill_buf()?;
+        let compression = crate::Compression::detect(&head[..head.len().min(6)]).map_err(std::io::Error::other)?;
+        let mut decoder = compression.decoder(input)?;
+        let mut h = crate::digest::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = decoder.read(&mut buf)?;
+            if n == 0 {
+                return Ok(DiffId::new(h.finish()));
+            }
+            h.update(&buf[..n]);
+        }
+    }
+
     /// Removes layers and blobs no image references, and any leftovers.
     /// Refuses (`InUse`) while another `layers` process has the store open.
     pub fn gc(&self) -> Result<GcReport> {
@@ -82,6 +101,11 @@ impl Store {
             for b in &dead_blobs {
                 tx.execute("DELETE FROM blobs WHERE digest = ?", [b.to_string()])?;
             }
+            tx.execute(
+                "DELETE FROM layer_blobs WHERE blob_digest NOT IN (SELECT digest FROM blobs)
+                    OR diff_id NOT IN (SELECT diff_id FROM layers)",
+                [],
+            )?;
             Ok(())
         })?;
         for l in &dead_layers {
@@ -121,12 +145,12 @@ impl Store {
     }
 
     /// Re-hashes every blob, checks every layer dir and every image's references.
-    pub fn fsck(&self) -> Result<Vec<Problem>> {
+    pub fn fsck(&self, quick: bool) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
         let mut add = |subject: String, detail: String| problems.push(Problem { subject, detail });
         let blobs = self.md().blobs()?;
         let blob_set: HashSet<Digest> = blobs.iter().map(|b| b.0).collect();
-        for (d, size) in &blobs {
+        for (d, size) in blobs.iter().filter(|_| !quick) {
             match self.hash_blob(d) {
                 Ok((got, n)) if got == *d && n == *size => {}
                 Ok((got, n)) => {
@@ -142,6 +166,14 @@ impl Store {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => add(format!("layer {}", l.diff_id), "layer path is not a directory".into()),
                 Err(e) => add(format!("layer {}", l.diff_id), format!("layer dir missing: {e}")),
+            }
+        }
+        // Every pair an image may name: its blob must decompress to its diffID.
+        for (blob, diff) in self.md().layer_blobs()?.iter().filter(|(b, _)| !quick && blob_set.contains(b)) {
+            match self.blob_diff_id(blob) {
+                Ok(got) if got == *diff => {}
+                Ok(got) => add(format!("layer blob {blob}"), format!("decompresses to {got}, recorded as {diff}")),
+                Err(e) => add(format!("layer blob {blob}"), format!("cannot decompress: {e}")),
             }
         }
         let images = self.md().images()?;

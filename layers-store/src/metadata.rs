@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 4;
+pub const FORMAT_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -70,6 +70,22 @@ CREATE TABLE IF NOT EXISTS containers (
     created         INTEGER NOT NULL,
     committing      TEXT
 );
+"#;
+
+/// Format 5: the (blob, diffID) pairs we have seen belong together, because we
+/// decompressed that blob to that diffID ourselves (or made the blob from the layer).
+/// An image may name a pair only if it is here: a manifest pairing a stored blob
+/// with a stored diffID it does not hold must not pass as "already present".
+/// Seeded with the pairs of the layers already stored (each verified when unpacked)
+/// and, so that an upgraded store keeps working, the pairs its images name; `fsck`
+/// verifies every pair by decompressing its blob.
+const SCHEMA_5: &str = r#"
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    blob_digest TEXT PRIMARY KEY,
+    diff_id     TEXT NOT NULL
+);
+INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM layers WHERE state = 'ready';
+INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM image_layers;
 "#;
 
 /// An open metadata database.
@@ -171,6 +187,7 @@ impl Metadata {
                 tx.execute_batch(SCHEMA_2)?;
                 tx.execute_batch(crate::build_cache::SCHEMA_3)?;
                 tx.execute_batch(crate::build_cache::SCHEMA_4)?;
+                tx.execute_batch(SCHEMA_5)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }
@@ -187,6 +204,36 @@ impl Metadata {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(op))?;
         let out = f(&tx).map_err(db_err(op))?;
         tx.commit().map_err(db_err(op))?;
+        Ok(out)
+    }
+
+    /// Whether `blob` is known to decompress to `diff_id`, both stored and ready.
+    pub fn layer_blob_known(&self, blob: &Digest, diff_id: &DiffId) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM layer_blobs p
+                   JOIN layers l ON l.diff_id = p.diff_id AND l.state = 'ready'
+                   JOIN blobs b ON b.digest = p.blob_digest AND b.state = 'ready'
+                  WHERE p.blob_digest = ?1 AND p.diff_id = ?2",
+                [blob.to_string(), diff_id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(|e| Error::sql("look up layer blob", blob, e))
+    }
+
+    /// Every (blob, diffID) pair recorded as belonging together.
+    pub fn layer_blobs(&self) -> Result<Vec<(Digest, DiffId)>> {
+        let err = |e| Error::sql("list layer blobs", "layer_blobs", e);
+        let mut stmt =
+            self.conn.prepare("SELECT blob_digest, diff_id FROM layer_blobs ORDER BY blob_digest").map_err(err)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (b, d) = row.map_err(err)?;
+            out.push((Digest::parse(&b)?, DiffId::parse(&d)?));
+        }
         Ok(out)
     }
 
@@ -348,6 +395,15 @@ pub(crate) fn put_blob(
         "INSERT INTO blobs (digest, size, media_type, state, created) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(digest) DO UPDATE SET state = excluded.state",
         params![digest.to_string(), size, media_type, state, now()],
+    )?;
+    Ok(())
+}
+
+/// Records that `blob` decompresses to `diff_id` (a pair we verified).
+pub(crate) fn put_layer_blob(tx: &Transaction, blob: &Digest, diff_id: &DiffId) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) VALUES (?1, ?2)",
+        params![blob.to_string(), diff_id.to_string()],
     )?;
     Ok(())
 }

@@ -327,7 +327,22 @@ impl Store {
             .map(|n| open_lock(&self.root.join("locks").join(n)).and_then(|f| lock(f, n)))
             .collect::<Result<Vec<_>>>()?;
 
+        // Each staged layer was made from its blob (or the blob from it): the pair is verified.
+        let pairs: Vec<(Digest, DiffId)> = layers.iter().map(|(l, _)| (l.blob, l.diff_id)).collect();
         let mut md = self.md();
+        if let Some(img) = image {
+            // Nothing else may vouch for a pair; gc cannot drop one under us (we hold the store shared).
+            for l in &img.layers {
+                if !pairs.contains(&(l.blob, l.diff_id)) && !md.layer_blob_known(&l.blob, &l.diff_id)? {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "record image",
+                        img.manifest.digest,
+                        format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id),
+                    ));
+                }
+            }
+        }
         // An image may hold the same layer or blob twice (empty layers are common): commit each once.
         let mut seen_blobs = std::collections::HashSet::new();
         let mut new_blobs = Vec::new();
@@ -374,6 +389,9 @@ impl Store {
             }
             for (l, _) in &new_layers {
                 metadata::put_layer(tx, l, "ready")?;
+            }
+            for (blob, diff_id) in &pairs {
+                metadata::put_layer_blob(tx, blob, diff_id)?;
             }
             if let Some(img) = image {
                 crate::images::insert_image(tx, img)?;

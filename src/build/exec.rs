@@ -10,7 +10,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use layers_store::containers::CommitOptions;
+use layers_store::containers::{CommitOptions, Lifetime};
 use layers_store::digest::{Digest, Hasher};
 use layers_store::image::{rfc3339, History, ImageConfig, RootFs};
 use layers_store::metadata::ImageRow;
@@ -249,7 +249,7 @@ impl Build<'_> {
                 let stubs = self.mount_stubs(state, &targets)?;
                 let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
                 let mut cmd = self.layers();
-                cmd.args(["run", "--name", &name, "--net", &net, "--entrypoint", ""]).args(&mount_args);
+                cmd.args(["run", "--ephemeral", "--name", &name, "--net", &net, "--entrypoint", ""]).args(&mount_args);
                 for a in &args {
                     if state.lookup(a.split('=').next().unwrap_or_default()).is_some() {
                         cmd.args(["-e", a]);
@@ -477,6 +477,7 @@ impl Build<'_> {
                 &parent.manifest,
                 Some(&format!("layers-build-{}-{}", self.run_id, self.steps_done)),
                 "layers-build",
+                Lifetime::Ephemeral,
             )?;
             let write = |root: &std::path::Path| -> anyhow::Result<()> {
                 context::copy(&tree, &plan, root, attrs)?;
@@ -614,7 +615,7 @@ impl Build<'_> {
     fn mkdir_layer(&mut self, state: &mut State, dir: &str, created_by: &str, key: &Digest) -> anyhow::Result<()> {
         let parent = self.need_image(state)?;
         let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
-        let c = self.store.create_container(&parent.manifest, Some(&name), "layers-build")?;
+        let c = self.store.create_container(&parent.manifest, Some(&name), "layers-build", Lifetime::Ephemeral)?;
         let made = (|| {
             let spec = self.store.container_mount(&c)?;
             let rel = context::clean(dir).unwrap_or_default();

@@ -24,6 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use layers_store::containers::Lifetime;
 use layers_store::image::ImageConfig;
 use layers_store::Store;
 
@@ -38,6 +39,10 @@ pub struct RunArgs {
     /// Remove the container (upper dir, cgroup) when it exits.
     #[arg(long)]
     rm: bool,
+    /// Kept after it exits, but removed by the next sweep (`layers build`'s steps,
+    /// which commit the container and then remove it).
+    #[arg(long, hide = true)]
+    ephemeral: bool,
     /// Container name.
     #[arg(long)]
     name: Option<String>,
@@ -198,7 +203,9 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     env_args.extend(a.env.iter().cloned());
 
-    let container = store.create_container(&img.manifest, a.name.as_deref(), &a.image)?;
+    // A container its own `layers run` removes is swept should that process be killed.
+    let lifetime = if a.rm || a.ephemeral { Lifetime::Ephemeral } else { Lifetime::Kept };
+    let container = store.create_container(&img.manifest, a.name.as_deref(), &a.image, lifetime)?;
     let hostname = a.hostname.clone().unwrap_or_else(|| container.short_id().to_string());
     let overrides = spec::Overrides {
         entrypoint: a.entrypoint.clone(),
