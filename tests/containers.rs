@@ -293,7 +293,9 @@ fn the_mount_2_fallback_mounts_the_same_tree() {
     load_fixtures(&store_dir);
     let store = layers_store::Store::open(&store_dir).unwrap();
     let img = store.resolve("localhost/layered").unwrap();
-    let c = store.create_container(&img.manifest, Some("legacy"), "layered").unwrap();
+    let c = store
+        .create_container(&img.manifest, Some("legacy"), "layered", layers_store::containers::Lifetime::Kept)
+        .unwrap();
     let spec = store.container_mount(&c).unwrap();
     let (new_api, legacy) = (work.path().join("new"), work.path().join("legacy"));
     fs::create_dir(&new_api).unwrap();
