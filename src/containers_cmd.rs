@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use layers_store::containers::{CommitOptions, Lifetime};
+use layers_store::containers::{CommitOptions, Lifetime, UpperDir};
 use layers_store::image::rfc3339;
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
@@ -91,6 +91,9 @@ pub struct CommitArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     quiet: bool,
+    /// Pause a running container while its changes are written out (`--pause=false` to not).
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pause: bool,
 }
 
 /// A short display name for an image: its first tag, else its short ID.
@@ -247,8 +250,19 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    // A mounted container is unmounted for the commit and mounted again after it.
-    let was_mounted = store.is_mounted(&c);
+    // A running container's upper dir is live: it is copied, with the container frozen
+    // (as `docker commit` pauses it) so the layer is one instant of its filesystem.
+    let running = crate::run::state::running(store, &c).is_some();
+    let frozen = if running && a.pause {
+        let h = crate::run::cgroup::Hierarchy::detect()?;
+        crate::run::cgroup::Cgroup::set_frozen(&h, &c.id, true)
+            .with_context(|| format!("commit {}: pause it", c.name))?;
+        Some(h)
+    } else {
+        None
+    };
+    // A mounted, stopped container is unmounted for the commit and mounted again after it.
+    let was_mounted = !running && store.is_mounted(&c);
     if was_mounted {
         unmount_path(&store.merged_dir(&c), false)
             .with_context(|| format!("commit {}: unmount it for the commit", c.name))?;
@@ -267,8 +281,13 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         tags: tag.into_iter().collect(),
         mtime_clamp: None,
         config: None,
+        upper: if running { UpperDir::Copy } else { UpperDir::Move },
     };
     let committed = store.commit_container(&c, &opts);
+    if let Some(h) = frozen {
+        crate::run::cgroup::Cgroup::set_frozen(&h, &c.id, false)
+            .with_context(|| format!("commit {}: unpause it", c.name))?;
+    }
     if was_mounted {
         let c = store.resolve_container(&c.id)?;
         mount_container(store, &c)?;

@@ -706,3 +706,41 @@ fn killed_build_and_run_rm_leave_no_containers_after_the_next_sweep() {
     layers_ok(&store, &["create", "--name", "kept", "busybox"]);
     assert_eq!(containers_left(&store).len(), 1);
 }
+
+/// Every file under `dir` with its content, as one string (a whole-tree fingerprint).
+fn tree_text(dir: &Path) -> String {
+    files(dir).into_iter().map(|(p, c)| format!("{p}\t{c}\n")).collect()
+}
+
+#[test]
+fn commit_of_a_running_container_makes_a_layer_its_later_writes_never_reach() {
+    if !need_root("commit_of_a_running_container_makes_a_layer_its_later_writes_never_reach") {
+        return;
+    }
+    let (_work, store) = build_setup();
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /counter; echo $i >> /log; usleep 5000; done";
+    let id = layers_ok(&store, &["run", "-d", "--name", "busy", "busybox", "sh", "-c", script]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for (name, pause) in [("snap:1", "true"), ("snap:2", "false")] {
+        let image = layers_ok(&store, &["commit", "-q", &format!("--pause={pause}"), "busy", name]);
+        assert!(image.starts_with("sha256:"), "{image}");
+        let top = layer_dirs(&store, name).pop().unwrap();
+        let upper = store.join("containers").join(&id).join("upper");
+        assert!(upper.join("counter").exists(), "the container keeps its changes in its own upper dir");
+        let before = tree_text(&top);
+        assert!(before.contains("counter\t"), "{before}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(tree_text(&top), before, "{name}: the running container wrote into a committed layer");
+        // The container went on running and writing, elsewhere.
+        assert_ne!(
+            fs::read_to_string(upper.join("counter")).unwrap(),
+            fs::read_to_string(top.join("counter")).unwrap()
+        );
+    }
+    layers_ok(&store, &["rm", "-f", "busy"]);
+    let fsck = layers(&store, &["fsck"]);
+    assert!(fsck.status.success(), "{}", stdout(&fsck));
+    // What was committed runs as an image of its own.
+    let log = layers_ok(&store, &["run", "--rm", "snap:1", "sh", "-c", "wc -l < /log"]);
+    assert!(log.parse::<u32>().unwrap() > 0, "{log}");
+}

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::image::{Descriptor, History, ImageConfig, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
 use crate::metadata::{now, ImageLayerRow, LayerRow};
 use crate::mount::{self, MountSpec, MAX_LAYERS};
-use crate::store::{remove_tree, NewImage, Store};
+use crate::store::{remove_tree, LayerExpect, NewImage, Store};
 use crate::upper::{self, HashingWriter};
 
 /// Marks a container removed by the next sweep: one whose creator ends it (a build
@@ -60,6 +60,20 @@ pub struct CommitOptions {
     /// The config the new image gets (its `rootfs`, `history` and `created` are filled
     /// in); `None`: the container's image's config.
     pub config: Option<ImageConfig>,
+    /// What becomes of the upper dir.
+    pub upper: UpperDir,
+}
+
+/// How a commit takes the container's upper dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpperDir {
+    /// Nothing writes to it (the container is stopped): the dir itself becomes the
+    /// layer (no copy), and the container goes on from the new image with an empty one.
+    Move,
+    /// A process may be writing to it (a paused, running container): the layer is
+    /// unpacked from the tar just written, so no later write reaches it; the
+    /// container keeps its image and its changes, as after `docker commit`.
+    Copy,
 }
 
 /// What a commit made.
@@ -342,11 +356,12 @@ impl Store {
     }
 
     /// Commits a container's upper dir as a new layer on its image, and the image
-    /// plus that layer as a new image. The upper dir itself becomes the layer dir (no
-    /// re-extract) and the container goes on from the new image with an empty upper
-    /// dir, so its view does not change. Refuses while the container is mounted.
+    /// plus that layer as a new image. With [`UpperDir::Move`], the upper dir itself
+    /// becomes the layer dir (no re-extract) and the container goes on from the new
+    /// image with an empty upper dir, so its view does not change (refused while it is
+    /// mounted); with [`UpperDir::Copy`], no layer dir is ever a live upper dir.
     pub fn commit_container(&self, c: &ContainerRow, opts: &CommitOptions) -> Result<Committed> {
-        if self.is_mounted(c) {
+        if opts.upper == UpperDir::Move && self.is_mounted(c) {
             return Err(Error::new(
                 ErrorKind::InUse,
                 "commit container",
@@ -379,7 +394,9 @@ impl Store {
             urls: None,
             annotations: None,
         };
-        upper::clean(&upper)?;
+        if opts.upper == UpperDir::Move {
+            upper::clean(&upper)?;
+        }
 
         let mut config: ImageConfig = match &opts.config {
             Some(c) => c.clone(),
@@ -416,6 +433,28 @@ impl Store {
             media_type: blob.media_type.clone(),
             size: blob.size,
         });
+        let image = NewImage {
+            manifest: manifest_desc.clone(),
+            config: config_desc.clone(),
+            layers: rows,
+            created: opts.created.clone(),
+            tags: opts.tags.clone(),
+        };
+        let made = Committed {
+            manifest: manifest_desc.digest,
+            config: config_desc.digest,
+            diff_id: tar.diff_id,
+            blob: blob.clone(),
+            entries: tar.entries,
+        };
+        if opts.upper == UpperDir::Copy {
+            // The blob just written is the layer's only source: unpacked into a new dir.
+            let staged = fs::File::open(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
+            let expect = LayerExpect { blob: Some(blob.digest), size: Some(blob.size), diff_id: Some(tar.diff_id) };
+            self.unpack_layer(&mut ingest, staged, &expect)?;
+            self.commit(ingest, Some(&image))?;
+            return Ok(made);
+        }
         ingest.add_blob(blob.clone(), blob_path);
         let row = LayerRow {
             diff_id: tar.diff_id,
@@ -425,13 +464,6 @@ impl Store {
             file_count: tar.entries,
         };
         ingest.add_layer(row, upper.clone());
-        let image = NewImage {
-            manifest: manifest_desc.clone(),
-            config: config_desc.clone(),
-            layers: rows,
-            created: opts.created.clone(),
-            tags: opts.tags.clone(),
-        };
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;
@@ -458,13 +490,7 @@ impl Store {
         for d in [&upper, &work] {
             fs::create_dir(d).map_err(|e| Error::io("commit container", d.display(), e))?;
         }
-        Ok(Committed {
-            manifest: manifest_desc.digest,
-            config: config_desc.digest,
-            diff_id: tar.diff_id,
-            blob,
-            entries: tar.entries,
-        })
+        Ok(made)
     }
 
     fn set_committing(&self, c: &ContainerRow, layer: Option<DiffId>) -> Result<()> {

@@ -10,7 +10,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use layers_store::containers::{CommitOptions, Lifetime};
+use layers_store::containers::{CommitOptions, Lifetime, UpperDir};
 use layers_store::digest::{Digest, Hasher};
 use layers_store::image::{rfc3339, History, ImageConfig, RootFs};
 use layers_store::metadata::ImageRow;
@@ -370,6 +370,7 @@ impl Build<'_> {
             tags: Vec::new(),
             mtime_clamp: self.epoch,
             config: Some(state.config.clone()),
+            upper: UpperDir::Move,
         };
         let committed = self.store.commit_container(&c, &opts)?;
         let row = self.store.image(&committed.manifest)?.context("the committed image is gone")?;

@@ -2,7 +2,7 @@
 //! Docker's default capabilities, as PID 1 of its PID namespace.
 
 mod caps;
-mod cgroup;
+pub mod cgroup;
 mod child;
 mod console;
 pub mod control;
