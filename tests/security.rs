@@ -744,3 +744,26 @@ fn commit_of_a_running_container_makes_a_layer_its_later_writes_never_reach() {
     let log = layers_ok(&store, &["run", "--rm", "snap:1", "sh", "-c", "wc -l < /log"]);
     assert!(log.parse::<u32>().unwrap() > 0, "{log}");
 }
+
+#[test]
+fn fsck_names_a_changed_layer_and_its_first_changed_path() {
+    if !need_root("fsck_names_a_changed_layer_and_its_first_changed_path") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    load_fixtures(&store);
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+    let top = layer_dirs(&store, "localhost/layered").pop().unwrap();
+    let victim = files(&top).into_iter().map(|(p, _)| p).find(|p| fs::symlink_metadata(top.join(p)).unwrap().is_file());
+    let victim = victim.expect("a regular file in the top layer");
+    let mut f = fs::OpenOptions::new().append(true).open(top.join(&victim)).unwrap();
+    std::io::Write::write_all(&mut f, b"tampered").unwrap();
+    let out = layers(&store, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let diff_id = top.file_name().unwrap().to_string_lossy().to_string();
+    let want = format!("layer sha256:{diff_id}: changed since it was made: first difference at {victim}");
+    assert!(stdout(&out).contains(&want), "{}", stdout(&out));
+    // --quick checks only that things exist.
+    assert_eq!(layers_ok(&store, &["fsck", "--quick"]), "store is consistent");
+}

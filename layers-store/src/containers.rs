@@ -463,7 +463,7 @@ impl Store {
             uncompressed_size: tar.size,
             file_count: tar.entries,
         };
-        ingest.add_layer(row, upper.clone());
+        ingest.add_layer(row, upper.clone())?;
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;

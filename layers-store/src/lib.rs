@@ -40,6 +40,9 @@ pub mod root;
 pub mod store;
 pub mod tar;
 pub mod tar_writer;
+// Store-owned layer dirs, walked with lstat and O_NOFOLLOW opens.
+#[allow(clippy::disallowed_methods)]
+pub mod tree;
 pub mod unpack;
 // A container's upper dir: store-owned, walked with lstat and O_NOFOLLOW opens.
 #[allow(clippy::disallowed_methods)]

@@ -10,6 +10,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::image::Manifest;
 use crate::store::{remove_tree, Store};
+use crate::tree::Tree;
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +107,7 @@ impl Store {
                     OR diff_id NOT IN (SELECT diff_id FROM layers)",
                 [],
             )?;
+            tx.execute("DELETE FROM layer_trees WHERE diff_id NOT IN (SELECT diff_id FROM layers)", [])?;
             Ok(())
         })?;
         for l in &dead_layers {
@@ -162,10 +164,30 @@ impl Store {
         let layers = self.md().layers()?;
         let layer_set: HashSet<DiffId> = layers.iter().map(|l| l.diff_id).collect();
         for l in &layers {
+            let subject = format!("layer {}", l.diff_id);
             match fs::symlink_metadata(self.layer_path(&l.diff_id)) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => add(format!("layer {}", l.diff_id), "layer path is not a directory".into()),
-                Err(e) => add(format!("layer {}", l.diff_id), format!("layer dir missing: {e}")),
+                Ok(_) => add(subject, "layer path is not a directory".into()),
+                Err(e) => add(subject, format!("layer dir missing: {e}")),
+            }
+        }
+        // Each layer dir against the tree recorded when it was made (none before format 5).
+        for l in layers.iter().filter(|l| !quick && self.layer_path(&l.diff_id).is_dir()) {
+            let subject = format!("layer {}", l.diff_id);
+            match self.md().layer_tree(&l.diff_id)? {
+                None => {}
+                Some(Err(d)) => add(subject, format!("its recorded tree does not match its digest {d}")),
+                Some(Ok(recorded)) => match Tree::of(&self.layer_path(&l.diff_id)) {
+                    Ok(now) if now.digest == recorded.digest => {}
+                    Ok(now) => add(
+                        subject,
+                        format!(
+                            "changed since it was made: first difference at {}",
+                            recorded.first_difference(&now).unwrap_or_default()
+                        ),
+                    ),
+                    Err(e) => add(subject, format!("cannot be read: {e}")),
+                },
             }
         }
         // Every pair an image may name: its blob must decompress to its diffID.

@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 "#;
 
-/// Format 5: the (blob, diffID) pairs we have seen belong together, because we
+/// Format 5: each layer dir's tree as listed when it was made (`tree.rs`), for fsck;
+/// and the (blob, diffID) pairs we have seen belong together, because we
 /// decompressed that blob to that diffID ourselves (or made the blob from the layer).
 /// An image may name a pair only if it is here: a manifest pairing a stored blob
 /// with a stored diffID it does not hold must not pass as "already present".
@@ -86,6 +87,11 @@ CREATE TABLE IF NOT EXISTS layer_blobs (
 );
 INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM layers WHERE state = 'ready';
 INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM image_layers;
+CREATE TABLE IF NOT EXISTS layer_trees (
+    diff_id TEXT PRIMARY KEY,
+    digest  TEXT NOT NULL,
+    listing BLOB NOT NULL
+);
 "#;
 
 /// An open metadata database.
@@ -221,6 +227,21 @@ impl Metadata {
             .optional()
             .map(|o| o.is_some())
             .map_err(|e| Error::sql("look up layer blob", blob, e))
+    }
+
+    /// A layer's tree as recorded when it was made: `None` if none was (made before
+    /// format 5), `Some(Err(digest))` if the record does not match its digest.
+    pub fn layer_tree(&self, diff_id: &DiffId) -> Result<Option<std::result::Result<crate::tree::Tree, String>>> {
+        let row: Option<(String, Vec<u8>)> = self
+            .conn
+            .query_row("SELECT digest, listing FROM layer_trees WHERE diff_id = ?", [diff_id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| Error::sql("read layer tree", diff_id, e))?;
+        Ok(row.map(|(digest, packed)| {
+            Digest::parse(&digest).ok().and_then(|d| crate::tree::Tree::unpacked(d, &packed)).ok_or(digest)
+        }))
     }
 
     /// Every (blob, diffID) pair recorded as belonging together.
@@ -404,6 +425,15 @@ pub(crate) fn put_layer_blob(tx: &Transaction, blob: &Digest, diff_id: &DiffId) 
     tx.execute(
         "INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) VALUES (?1, ?2)",
         params![blob.to_string(), diff_id.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Records a layer dir's tree as it was made.
+pub(crate) fn put_layer_tree(tx: &Transaction, diff_id: &DiffId, tree: &crate::tree::Tree) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, ?3)",
+        params![diff_id.to_string(), tree.digest.to_string(), tree.packed()],
     )?;
     Ok(())
 }

@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::image::Descriptor;
 use crate::metadata::{self, ImageLayerRow, LayerRow, Metadata};
 use crate::root::Root;
+use crate::tree::Tree;
 use crate::unpack::{self, Limits, Unpacked};
 
 /// An open layer store.
@@ -103,7 +104,8 @@ pub struct Ingest {
     /// Names the next staged item in `dir`.
     seq: usize,
     blobs: Vec<(Descriptor, PathBuf)>,
-    layers: Vec<(LayerRow, PathBuf)>,
+    /// Each staged layer dir with its row and its tree, listed once it is complete.
+    layers: Vec<(LayerRow, PathBuf, Tree)>,
 }
 
 impl Ingest {
@@ -123,9 +125,11 @@ impl Ingest {
         self.blobs.push((desc, path));
     }
 
-    /// Adds a layer dir (anywhere on the store's filesystem) to be renamed into place.
-    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf) {
-        self.layers.push((row, dir));
+    /// Adds a complete layer dir (anywhere on the store's filesystem) to be renamed into place.
+    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf) -> Result<()> {
+        let tree = Tree::of(&dir)?;
+        self.layers.push((row, dir, tree));
+        Ok(())
     }
 
     /// Takes over everything `other` staged, so both commit with one `syncfs`
@@ -266,7 +270,7 @@ impl Store {
             uncompressed_size: u.tar_size,
             file_count: u.entries,
         };
-        ingest.layers.push((row, layer_dir));
+        ingest.add_layer(row, layer_dir)?;
         Ok(u)
     }
 
@@ -319,7 +323,7 @@ impl Store {
         let layers = std::mem::take(&mut ingest.layers);
         // Lock in a fixed order so two committers of overlapping content cannot deadlock.
         let mut names: Vec<String> = blobs.iter().map(|(d, _)| format!("blob-{}", d.digest.hex())).collect();
-        names.extend(layers.iter().map(|(l, _)| format!("layer-{}", l.diff_id.hex())));
+        names.extend(layers.iter().map(|(l, _, _)| format!("layer-{}", l.diff_id.hex())));
         names.sort();
         names.dedup();
         let _locks = names
@@ -328,7 +332,7 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
 
         // Each staged layer was made from its blob (or the blob from it): the pair is verified.
-        let pairs: Vec<(Digest, DiffId)> = layers.iter().map(|(l, _)| (l.blob, l.diff_id)).collect();
+        let pairs: Vec<(Digest, DiffId)> = layers.iter().map(|(l, _, _)| (l.blob, l.diff_id)).collect();
         let mut md = self.md();
         if let Some(img) = image {
             // Nothing else may vouch for a pair; gc cannot drop one under us (we hold the store shared).
@@ -353,9 +357,9 @@ impl Store {
         }
         let mut seen_layers = std::collections::HashSet::new();
         let mut new_layers = Vec::new();
-        for (row, dir) in layers {
+        for (row, dir, tree) in layers {
             if seen_layers.insert(row.diff_id) && md.layer(&row.diff_id)?.is_none() {
-                new_layers.push((row, dir));
+                new_layers.push((row, dir, tree));
             }
         }
 
@@ -364,7 +368,7 @@ impl Store {
                 for (d, _) in &new_blobs {
                     metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
                 }
-                for (l, _) in &new_layers {
+                for (l, _, _) in &new_layers {
                     metadata::put_layer(tx, l, "pending")?;
                 }
                 Ok(())
@@ -374,7 +378,7 @@ impl Store {
                 let dest = self.blob_path(&d.digest);
                 fs::rename(staged, &dest).map_err(|e| Error::io("commit blob", d.digest, e))?;
             }
-            for (l, staged) in &new_layers {
+            for (l, staged, _) in &new_layers {
                 let dest = self.layer_path(&l.diff_id);
                 if dest.exists() {
                     // A leftover with no ready row (it would have been found above): replace it.
@@ -387,8 +391,9 @@ impl Store {
             for (d, _) in &new_blobs {
                 metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
             }
-            for (l, _) in &new_layers {
+            for (l, _, tree) in &new_layers {
                 metadata::put_layer(tx, l, "ready")?;
+                metadata::put_layer_tree(tx, &l.diff_id, tree)?;
             }
             for (blob, diff_id) in &pairs {
                 metadata::put_layer_blob(tx, blob, diff_id)?;

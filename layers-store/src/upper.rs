@@ -83,7 +83,7 @@ fn rel_bytes(root: &Path, p: &Path) -> Vec<u8> {
 }
 
 /// Calls `visit(path, metadata)` for every node under `root`, parents first, in name order.
-fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>) -> Result<()> {
+pub(crate) fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>) -> Result<()> {
     let walk_err = |p: &Path, e: io::Error| Error::io("read upper dir", p.display(), e);
     let mut stack: Vec<PathBuf> = sorted_children(root).map_err(|e| walk_err(root, e))?.into_iter().rev().collect();
     while let Some(p) = stack.pop() {
@@ -180,7 +180,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 }
 
 /// The names of a node's extended attributes (none where the filesystem has none).
-fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix::io::Errno> {
+pub(crate) fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix::io::Errno> {
     let mut names = vec![0u8; 64 * 1024];
     let n = match rustix::fs::llistxattr(p, &mut names[..]) {
         Ok(n) => n,
