@@ -2,6 +2,8 @@
 //! (re-verify everything) and `df` (what uses space).
 
 use std::collections::HashSet;
+
+use rusqlite::OptionalExtension;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -82,10 +84,12 @@ impl Store {
         }
     }
 
-    /// Removes layers and blobs no image references, and any leftovers.
-    /// Refuses (`InUse`) while another `layers` process has the store open.
+    /// Removes layers and blobs no image references. Alone on the store, also crash
+    /// leftovers; beside other processes (running containers, pulls, builds), each
+    /// object goes under its own commit lock, re-checked in the transaction that
+    /// deletes its row, so nothing anyone uses or is committing is touched.
     pub fn gc(&self) -> Result<GcReport> {
-        self.lock_exclusive()?;
+        let alone = self.try_lock_exclusive()?;
         let mut report = GcReport::default();
         let (ref_blobs, ref_layers) = self.md().referenced()?;
         let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
@@ -94,34 +98,52 @@ impl Store {
             self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
         let dead_blobs: Vec<Digest> =
             self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
-        // Metadata first: once the rows are gone nothing trusts the files.
-        self.md().write("gc", |tx| {
-            for l in &dead_layers {
-                tx.execute("DELETE FROM layers WHERE diff_id = ?", [l.to_string()])?;
+        for l in dead_layers {
+            let Some(_lock) = self.try_lock_object(&format!("layer-{}", l.hex()))? else { continue };
+            // Metadata first: once the row is gone nothing trusts the files.
+            let gone = self.md().write("gc", |tx| {
+                let used = tx.query_row("SELECT 1 FROM image_layers WHERE diff_id = ?", [l.to_string()], |_| Ok(()));
+                if used.optional()?.is_some() {
+                    return Ok(false);
+                }
+                tx.execute("DELETE FROM layers WHERE diff_id = ? AND state = 'ready'", [l.to_string()])?;
+                tx.execute("DELETE FROM layer_trees WHERE diff_id = ?", [l.to_string()])?;
+                tx.execute("DELETE FROM layer_blobs WHERE diff_id = ?", [l.to_string()])?;
+                Ok(true)
+            })?;
+            if gone {
+                let p = self.layer_path(&l);
+                report.freed += disk_usage(&p);
+                self.discard(&p)?;
+                report.layers.push(l);
             }
-            for b in &dead_blobs {
-                tx.execute("DELETE FROM blobs WHERE digest = ?", [b.to_string()])?;
+        }
+        for b in dead_blobs {
+            let Some(_lock) = self.try_lock_object(&format!("blob-{}", b.hex()))? else { continue };
+            let gone = self.md().write("gc", |tx| {
+                let used = tx.query_row(
+                    "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
+                     UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1",
+                    [b.to_string()],
+                    |_| Ok(()),
+                );
+                if used.optional()?.is_some() {
+                    return Ok(false);
+                }
+                tx.execute("DELETE FROM blobs WHERE digest = ? AND state = 'ready'", [b.to_string()])?;
+                tx.execute("DELETE FROM layer_blobs WHERE blob_digest = ?", [b.to_string()])?;
+                Ok(true)
+            })?;
+            if gone {
+                let p = self.blob_path(&b);
+                report.freed += disk_usage(&p);
+                self.discard(&p)?;
+                report.blobs.push(b);
             }
-            tx.execute(
-                "DELETE FROM layer_blobs WHERE blob_digest NOT IN (SELECT digest FROM blobs)
-                    OR diff_id NOT IN (SELECT diff_id FROM layers)",
-                [],
-            )?;
-            tx.execute("DELETE FROM layer_trees WHERE diff_id NOT IN (SELECT diff_id FROM layers)", [])?;
-            Ok(())
-        })?;
-        for l in &dead_layers {
-            let p = self.layer_path(l);
-            report.freed += disk_usage(&p);
-            self.discard(&p)?;
         }
-        for b in &dead_blobs {
-            let p = self.blob_path(b);
-            report.freed += disk_usage(&p);
-            self.discard(&p)?;
+        if !alone {
+            return Ok(report);
         }
-        report.layers = dead_layers;
-        report.blobs = dead_blobs;
         // Files with no row at all can only be crash leftovers (we hold the store exclusively).
         let known_layers: HashSet<String> = self.md().layers()?.iter().map(|l| l.diff_id.hex()).collect();
         let known_blobs: HashSet<String> = self.md().blobs()?.iter().map(|b| b.0.hex()).collect();

@@ -215,18 +215,7 @@ impl Metadata {
 
     /// Whether `blob` is known to decompress to `diff_id`, both stored and ready.
     pub fn layer_blob_known(&self, blob: &Digest, diff_id: &DiffId) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT 1 FROM layer_blobs p
-                   JOIN layers l ON l.diff_id = p.diff_id AND l.state = 'ready'
-                   JOIN blobs b ON b.digest = p.blob_digest AND b.state = 'ready'
-                  WHERE p.blob_digest = ?1 AND p.diff_id = ?2",
-                [blob.to_string(), diff_id.to_string()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|o| o.is_some())
-            .map_err(|e| Error::sql("look up layer blob", blob, e))
+        layer_blob_known(&self.conn, blob, diff_id).map_err(|e| Error::sql("look up layer blob", blob, e))
     }
 
     /// A layer's tree as recorded when it was made: `None` if none was (made before
@@ -418,6 +407,28 @@ pub(crate) fn put_blob(
         params![digest.to_string(), size, media_type, state, now()],
     )?;
     Ok(())
+}
+
+/// Whether `blob` is known to decompress to `diff_id`, both stored and ready (also
+/// inside a transaction: a commit checks it where gc cannot interleave).
+pub(crate) fn layer_blob_known(conn: &Connection, blob: &Digest, diff_id: &DiffId) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM layer_blobs p
+           JOIN layers l ON l.diff_id = p.diff_id AND l.state = 'ready'
+           JOIN blobs b ON b.digest = p.blob_digest AND b.state = 'ready'
+          WHERE p.blob_digest = ?1 AND p.diff_id = ?2",
+        [blob.to_string(), diff_id.to_string()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+}
+
+/// Whether a ready blob with this digest exists (inside a transaction too).
+pub(crate) fn blob_ready(conn: &Connection, d: &Digest) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT 1 FROM blobs WHERE digest = ? AND state = 'ready'", [d.to_string()], |_| Ok(()))
+        .optional()
+        .map(|o| o.is_some())
 }
 
 /// Records that `blob` decompresses to `diff_id` (a pair we verified).

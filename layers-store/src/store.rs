@@ -334,19 +334,6 @@ impl Store {
         // Each staged layer was made from its blob (or the blob from it): the pair is verified.
         let pairs: Vec<(Digest, DiffId)> = layers.iter().map(|(l, _, _)| (l.blob, l.diff_id)).collect();
         let mut md = self.md();
-        if let Some(img) = image {
-            // Nothing else may vouch for a pair; gc cannot drop one under us (we hold the store shared).
-            for l in &img.layers {
-                if !pairs.contains(&(l.blob, l.diff_id)) && !md.layer_blob_known(&l.blob, &l.diff_id)? {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        "record image",
-                        img.manifest.digest,
-                        format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id),
-                    ));
-                }
-            }
-        }
         // An image may hold the same layer or blob twice (empty layers are common): commit each once.
         let mut seen_blobs = std::collections::HashSet::new();
         let mut new_blobs = Vec::new();
@@ -387,7 +374,7 @@ impl Store {
                 fs::rename(staged, &dest).map_err(|e| Error::io("commit layer", l.diff_id, e))?;
             }
         }
-        md.write("commit", |tx| {
+        let refused = md.write("commit", |tx| {
             for (d, _) in &new_blobs {
                 metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
             }
@@ -398,11 +385,29 @@ impl Store {
             for (blob, diff_id) in &pairs {
                 metadata::put_layer_blob(tx, blob, diff_id)?;
             }
-            if let Some(img) = image {
-                crate::images::insert_image(tx, img)?;
+            let Some(img) = image else { return also(tx).map(|()| None) };
+            // Checked in this transaction, where no gc can interleave: every pair the image
+            // names was verified, and everything it names is still here. The content above
+            // is kept either way (valid, and gc's if nothing uses it).
+            for l in &img.layers {
+                if !metadata::layer_blob_known(tx, &l.blob, &l.diff_id)? {
+                    return Ok(Some(format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id)));
+                }
             }
-            also(tx)
-        })
+            for d in [&img.manifest.digest, &img.config.digest] {
+                if !metadata::blob_ready(tx, d)? {
+                    return Ok(Some(format!("blob {d} is not in the store")));
+                }
+            }
+            crate::images::insert_image(tx, img)?;
+            also(tx).map(|()| None)
+        })?;
+        match (refused, image) {
+            (Some(why), Some(img)) => {
+                Err(Error::new(ErrorKind::InvalidInput, "record image", img.manifest.digest, why))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// One `syncfs` of the store's filesystem: cheaper than an fsync per file, and
@@ -454,23 +459,31 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the store lock exclusively, for gc; refuses while another process has the store open.
-    pub(crate) fn lock_exclusive(&self) -> Result<()> {
+    /// Takes the store lock exclusively and sweeps, for gc: `false` (still holding it
+    /// shared) while another process has the store open.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<bool> {
         // Let go of our shared hold first, so only other processes' holds make try_lock fail.
         self.store_lock.unlock().map_err(|e| Error::io("lock store", self.root.display(), e))?;
         if self.store_lock.try_lock().is_err() {
             self.store_lock_shared()?;
-            return Err(Error::new(
-                ErrorKind::InUse,
-                "lock store",
-                self.root.display(),
-                "another layers process is using the store; try again when it has finished",
-            ));
+            return Ok(false);
         }
-        self.sweep()
+        self.sweep()?;
+        Ok(true)
     }
 
-    /// Returns to the shared store lock after `lock_exclusive`.
+    /// Takes the commit lock of one blob or layer (`blob-HEX`, `layer-HEX`) if nobody
+    /// holds it: `None` while another process commits that object.
+    pub(crate) fn try_lock_object(&self, name: &str) -> Result<Option<File>> {
+        let f = open_lock(&self.root.join("locks").join(name))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", name, e)),
+        }
+    }
+
+    /// Returns to the shared store lock after `try_lock_exclusive`.
     pub(crate) fn store_lock_shared(&self) -> Result<()> {
         self.store_lock.lock_shared().map_err(|e| Error::io("lock store", self.root.display(), e))
     }
