@@ -12,9 +12,7 @@ use common::*;
 
 /// A store with the fixture image named `busybox` (as the quick start's pull names it).
 fn setup() -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    load_fixtures(&store);
+    let (work, store) = store_with_fixtures();
     layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
     (work, store)
 }

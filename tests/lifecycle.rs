@@ -10,11 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn setup() -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    load_fixtures(&store);
-    (work, store)
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    store_with_fixtures()
 }
 
 /// `layers ARGS` on a pty of ROWS x COLS driven by `steps` (see tests/support/pty_harness.py).

@@ -8,10 +8,7 @@ mod common;
 use common::*;
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    load_fixtures(&store);
-    (work, store)
+    store_with_fixtures()
 }
 
 /// The layers-sent requests of one kind (`POST`, `PUT`, `PATCH`, `HEAD`) on blobs.

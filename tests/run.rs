@@ -28,10 +28,7 @@ fn wait_until_up(store: &Path, name: &str) {
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    load_fixtures(&store);
-    (work, store)
+    store_with_fixtures()
 }
 
 /// A container's cgroup dirs that still exist (v1 controllers and the unified hierarchy).

@@ -38,8 +38,7 @@ fn setuid_rootfs(dir: &Path) -> PathBuf {
     let st = Command::new("mknod").args(["-m", "666"]).arg(rootfs.join("dev/kmsg")).args(["c", "1", "11"]).status();
     assert!(st.unwrap().success(), "mknod");
     let tar = dir.join("rootfs.tar");
-    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap();
-    assert!(st.success(), "GNU tar");
+    gnu_tar(&rootfs, &tar);
     tar
 }
 
@@ -112,9 +111,7 @@ fn store_opened_by_root_gets_private_modes_back() {
 
 /// A store with the fixture image named `busybox`, and a dir for build contexts.
 fn build_setup() -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    load_fixtures(&store);
+    let (work, store) = store_with_fixtures();
     layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
     (work, store)
 }
@@ -294,7 +291,7 @@ fn etc_passwd_fifo_does_not_hang_run() {
         assert!(Command::new("mkfifo").arg(rootfs.join("etc").join(f)).status().unwrap().success());
     }
     let tar = t.path().join("fifo.tar");
-    assert!(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    gnu_tar(&rootfs, &tar);
     let store = t.path().join("store");
     layers_ok(&store, &["import", "-q", tar.to_str().unwrap(), "fifo:1"]);
     let mut child = spawn_layers(&store, &["run", "--rm", "fifo:1", "/bin/busybox", "echo", "ran"]);
@@ -355,7 +352,7 @@ fn load_caps_json_members_and_index_fan_out() {
     fs::create_dir_all(&big).unwrap();
     fs::write(big.join("manifest.json"), format!("[{}]", " ".repeat(5 << 20))).unwrap();
     let big_tar = t.path().join("big.tar");
-    assert!(Command::new("tar").arg("-C").arg(&big).arg("-cf").arg(&big_tar).arg(".").status().unwrap().success());
+    gnu_tar(&big, &big_tar);
     load(&big_tar, "manifest.json: larger than 4194304 bytes");
     load(&big, "manifest.json: larger than 4194304 bytes");
     // One that lists nothing: an error, not a silent success.
@@ -766,4 +763,28 @@ fn fsck_names_a_changed_layer_and_its_first_changed_path() {
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
     // --quick checks only that things exist.
     assert_eq!(layers_ok(&store, &["fsck", "--quick"]), "store is consistent");
+}
+
+#[test]
+fn tree_recorded_at_unpack_matches_a_full_reread_with_hardlinks_and_replaced_entries() {
+    if !need_root("tree_recorded_at_unpack_matches_a_full_reread_with_hardlinks_and_replaced_entries") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("src");
+    fs::create_dir_all(dir.join("d")).unwrap();
+    fs::write(dir.join("d/a"), "first").unwrap();
+    fs::hard_link(dir.join("d/a"), dir.join("d/link")).unwrap();
+    let tar = t.path().join("layer.tar");
+    gnu_tar(&dir, &tar);
+    // GNU tar appends a second `d/a` (new content) and a file that replaces a dir: the last entry wins.
+    fs::write(dir.join("d/a"), "second, longer").unwrap();
+    let st = Command::new("tar").arg("-C").arg(&dir).arg("-rf").arg(&tar).arg("./d/a").status().unwrap();
+    assert!(st.success());
+    let store = t.path().join("store");
+    layers_ok(&store, &["import", "-q", tar.to_str().unwrap(), "tricky:1"]);
+    let layer = layer_dirs(&store, "localhost/tricky:1").pop().unwrap();
+    assert_eq!(fs::read_to_string(layer.join("d/a")).unwrap(), "second, longer");
+    // fsck lists the dir again reading every file, and compares with what unpack recorded.
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
 }

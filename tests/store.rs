@@ -232,7 +232,7 @@ fn gc_beside_a_running_container_frees_only_what_nothing_uses() {
     fs::create_dir_all(&rootfs).unwrap();
     fs::write(rootfs.join("only-here"), "x").unwrap();
     let tar = work.path().join("extra.tar");
-    assert!(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    gnu_tar(&rootfs, &tar);
     layers_ok(&root, &["import", "-q", tar.to_str().unwrap(), "extra:1"]);
     let extra = layer_dirs(&root, "localhost/extra:1");
     let used = layer_dirs(&root, "localhost/layered");

@@ -245,7 +245,8 @@ impl Store {
         let root = Root::open(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
         // A known size bounds what is read even when the content turns out wrong.
         let input = input.take(expect.size.map_or(u64::MAX, |n| n + 1));
-        let u = unpack::unpack(input, Some(&mut blob), &root, &self.limits, expect.blob)?;
+        let mut digests = crate::tree::ContentDigests::default();
+        let u = unpack::unpack_hashing(input, Some(&mut blob), &root, &self.limits, expect.blob, &mut digests)?;
         // unpack checked the blob digest itself (see why there); size and diffID are ours.
         if let Some(want) = expect.size.filter(|w| *w != u.blob_size) {
             return Err(Error::new(
@@ -270,7 +271,8 @@ impl Store {
             uncompressed_size: u.tar_size,
             file_count: u.entries,
         };
-        ingest.add_layer(row, layer_dir)?;
+        let tree = Tree::with_known(&layer_dir, &digests)?;
+        ingest.layers.push((row, layer_dir, tree));
         Ok(u)
     }
 

@@ -27,6 +27,7 @@ use crate::digest::{DiffId, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
+use crate::tree::ContentDigests;
 
 const CHUNK: usize = 128 * 1024;
 const CHANNEL_DEPTH: usize = 4;
@@ -79,6 +80,18 @@ pub fn unpack(
     limits: &Limits,
     expected_blob: Option<Digest>,
 ) -> Result<Unpacked> {
+    unpack_hashing(input, blob_sink, root, limits, expected_blob, &mut ContentDigests::default())
+}
+
+/// [`unpack`], recording each regular file's content digest in `digests` as it is written.
+pub fn unpack_hashing(
+    input: impl Read + Send,
+    blob_sink: Option<&mut File>,
+    root: &Root,
+    limits: &Limits,
+    expected_blob: Option<Digest>,
+    digests: &mut ContentDigests,
+) -> Result<Unpacked> {
     let (blob_tx, blob_rx) = pipe();
     let (tar_tx, tar_rx) = pipe();
     thread::scope(|s| {
@@ -86,7 +99,7 @@ pub fn unpack(
         let read = s.spawn(move || read_stage(input, blob_sink, blob_tx, verify));
         let decode = s.spawn(move || decode_stage(blob_rx, tar_tx, limits));
         let mut tar = tar_rx.reader(true);
-        let written = extract(&mut tar, root, limits);
+        let written = extract(&mut tar, root, limits, digests);
         if written.is_err() {
             // Upstream stages see the hang-up and stop; their "receiver gone" is not the story.
             drop(tar.rx);
@@ -332,9 +345,9 @@ impl Read for ChannelReader {
 }
 
 /// Writes every entry; returns the entry count.
-fn extract(reader: &mut ChannelReader, root: &Root, limits: &Limits) -> Result<u64> {
+fn extract(reader: &mut ChannelReader, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
     let mut tar = TarReader::new(reader, limits.max_header);
-    let mut x = Extractor { root, cache: None, dir_times: HashMap::new(), buf: vec![0u8; CHUNK] };
+    let mut x = Extractor { root, cache: None, dir_times: HashMap::new(), buf: vec![0u8; CHUNK], digests };
     let mut entries: u64 = 0;
     while let Some(entry) = tar.next_entry().map_err(|e| tar_error(e, entries))? {
         entries += 1;
@@ -373,6 +386,8 @@ struct Extractor<'r> {
     /// Directory mtimes, applied at the end so writing children cannot move them.
     dir_times: HashMap<Vec<u8>, Meta>,
     buf: Vec<u8>,
+    /// Content digests of the files written, for the layer's tree listing.
+    digests: &'r mut ContentDigests,
 }
 
 /// Names an entry in messages, printable whatever bytes it holds.
@@ -527,11 +542,15 @@ impl Extractor<'_> {
     }
 
     fn copy_data<R: Read>(&mut self, tar: &mut TarReader<R>, mut file: &File) -> io::Result<()> {
+        let mut h = blake3::Hasher::new();
         loop {
             let n = tar.read_data(&mut self.buf)?;
             if n == 0 {
+                let ino = rustix::fs::fstat(file)?.st_ino;
+                self.digests.insert(ino, *h.finalize().as_bytes());
                 return Ok(());
             }
+            h.update(&self.buf[..n]);
             file.write_all(&self.buf[..n])?;
         }
     }

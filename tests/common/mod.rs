@@ -767,6 +767,20 @@ pub fn layers_ok(store: &Path, args: &[&str]) -> String {
     stdout(&out).trim().to_string()
 }
 
+/// `tar -C DIR -cf OUT .` by GNU tar: a rootfs tarball no code of ours wrote.
+pub fn gnu_tar(dir: &Path, out: &Path) {
+    let st = Command::new("tar").arg("-C").arg(dir).arg("-cf").arg(out).arg(".").status().expect("GNU tar");
+    assert!(st.success(), "tar -C {} -cf {}", dir.display(), out.display());
+}
+
+/// A work dir and, in it, a store with the fixture images loaded.
+pub fn store_with_fixtures() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    load_fixtures(&store);
+    (work, store)
+}
+
 /// Loads every fixture image (umoci's layout) into `store`.
 pub fn load_fixtures(store: &Path) {
     layers_ok(store, &["load", "-i", fixtures().join("oci").to_str().unwrap()]);
