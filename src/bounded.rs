@@ -1,4 +1,5 @@
-//! Local inputs read with a size cap (env files, Dockerfiles, `.dockerignore`): a
+//! Local inputs read with a size cap (env files, Dockerfiles, `.dockerignore`,
+//! configuration files, a password on stdin): a
 //! `/dev/zero` or a multi-gigabyte file fails naming the file and the limit instead
 //! of taking the machine's memory.
 
@@ -11,6 +12,10 @@ use anyhow::{bail, Context};
 pub const MAX_ENV_FILE: u64 = 1 << 20;
 /// Largest Dockerfile (and `.dockerignore`) accepted.
 pub const MAX_DOCKERFILE: u64 = 4 << 20;
+/// Largest configuration file accepted: registries.toml, credentials files, a seccomp profile.
+pub const MAX_CONFIG: u64 = 4 << 20;
+/// Largest password read from stdin.
+pub const MAX_PASSWORD: u64 = 64 << 10;
 
 /// All of `input`, refusing more than `max` bytes; `what` names it in the error.
 pub fn read_capped(input: impl Read, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {

@@ -61,9 +61,11 @@ fn search_path() -> Vec<PathBuf> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Option<Value>> {
-    match fs::read(path) {
-        Ok(b) => {
-            Ok(Some(serde_json::from_slice(&b).with_context(|| format!("parse credentials file {}", path.display()))?))
+    match fs::File::open(path) {
+        Ok(f) => {
+            let what = format!("credentials file {}", path.display());
+            let b = crate::bounded::read_capped(f, crate::bounded::MAX_CONFIG, &what)?;
+            Ok(Some(serde_json::from_slice(&b).with_context(|| format!("parse {what}"))?))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("read credentials file {}", path.display())),

@@ -1,6 +1,5 @@
 //! `layers login` and `layers logout`.
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use crate::credentials::{self, normalize_host, Credentials};
@@ -43,8 +42,9 @@ pub fn login(a: &LoginArgs, registries: &RegistriesConfig) -> anyhow::Result<Exi
             p.clone()
         }
         (None, true) => {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("read password from stdin")?;
+            let bytes =
+                crate::bounded::read_capped(std::io::stdin(), crate::bounded::MAX_PASSWORD, "password from stdin")?;
+            let s = String::from_utf8(bytes).context("password from stdin: not UTF-8")?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
         (None, false) => bail!("login {host}: give the password with --password-stdin (or --password)"),

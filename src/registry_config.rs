@@ -63,8 +63,7 @@ impl RegistriesConfig {
                 None => return Ok(RegistriesConfig::default()),
             },
         };
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read registries config {}", path.display()))?;
+        let text = crate::bounded::read_text_file(&path, crate::bounded::MAX_CONFIG, "registries config")?;
         Self::parse(&text).with_context(|| format!("registries config {}", path.display()))
     }
 

@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use common::*;
 
@@ -267,14 +267,31 @@ fn uids_that_are_not_uids_are_refused() {
 }
 
 #[test]
-fn env_file_of_dev_zero_is_refused_at_its_cap() {
-    if !need_root("env_file_of_dev_zero_is_refused_at_its_cap") {
+fn local_inputs_of_dev_zero_are_refused_at_their_caps() {
+    if !need_root("local_inputs_of_dev_zero_are_refused_at_their_caps") {
         return;
     }
     let (_work, store) = build_setup();
-    let out = layers(&store, &["run", "--rm", "--env-file", "/dev/zero", "busybox", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(stderr(&out).contains("env file /dev/zero: larger than the limit of 1048576 bytes"), "{}", stderr(&out));
+    let refused = |out: Output, want: &str| {
+        assert_eq!(out.status.code(), Some(125), "{want}");
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    };
+    refused(
+        layers(&store, &["run", "--rm", "--env-file", "/dev/zero", "busybox", "true"]),
+        "env file /dev/zero: larger than the limit of 1048576 bytes",
+    );
+    refused(
+        layers(&store, &["run", "--rm", "--security-opt", "seccomp=/dev/zero", "busybox", "true"]),
+        "--security-opt seccomp /dev/zero: larger than the limit of 4194304 bytes",
+    );
+    refused(
+        layers(&store, &["--registries-config", "/dev/zero", "pull", "127.0.0.1:1/x:y"]),
+        "registries config /dev/zero: larger than the limit of 4194304 bytes",
+    );
+    let mut login = Command::new(env!("CARGO_BIN_EXE_layers"));
+    login.arg("--root").arg(&store).args(["login", "-u", "me", "--password-stdin", "127.0.0.1:1"]);
+    let out = login.stdin(fs::File::open("/dev/zero").unwrap()).output().unwrap();
+    refused(out, "password from stdin: larger than the limit of 65536 bytes");
 }
 
 #[test]

@@ -314,8 +314,9 @@ fn seccomp_filters(
         state::Seccomp::Unconfined => Ok(Vec::new()),
         state::Seccomp::Default => seccomp::default_profile(caps).map_err(anyhow::Error::msg),
         state::Seccomp::File(file) => {
-            let json = std::fs::read(file).with_context(|| format!("--security-opt seccomp={}", file.display()))?;
-            seccomp_profile::compile(&json, caps)
+            let json = crate::bounded::read_text_file(file, crate::bounded::MAX_CONFIG, "--security-opt seccomp")?;
+            let json = json.as_bytes();
+            seccomp_profile::compile(json, caps)
                 .map_err(|e| anyhow::anyhow!("--security-opt seccomp={}: {e}", file.display()))
         }
     }
