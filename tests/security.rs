@@ -109,52 +109,15 @@ fn store_opened_by_root_gets_private_modes_back() {
     assert!(!nobody_reaches(&store.join("layers")));
 }
 
-/// A store with the fixture image named `busybox`, and a dir for build contexts.
-fn build_setup() -> (tempfile::TempDir, PathBuf) {
-    let (work, store) = store_with_fixtures();
-    layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
-    (work, store)
-}
-
-fn context(work: &Path, name: &str, dockerfile: &str) -> PathBuf {
-    let ctx = work.join(name);
-    fs::create_dir_all(&ctx).unwrap();
-    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    ctx
-}
-
-/// Every file under `dir` with its content (symlinks as their target), for before/after comparisons.
-fn files(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if m.is_dir() {
-                stack.push(p);
-                out.push((rel, "dir".into()));
-            } else if m.file_type().is_symlink() {
-                out.push((rel, format!("-> {}", fs::read_link(&p).unwrap().display())));
-            } else {
-                out.push((rel, fs::read_to_string(&p).unwrap_or_default()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn run_mount_bind_rw_never_writes_to_the_build_context() {
     if !need_root("run_mount_bind_rw_never_writes_to_the_build_context") {
         return;
     }
-    let (work, store) = build_setup();
+    let (work, store) = store_with_busybox();
     let script = "echo planted > /m/.git/hooks/pre-commit; echo changed > /m/app.txt; \
                   ln -s /etc/shadow /m/shadow; rm /m/keep.txt; cat /m/app.txt > /seen";
-    let ctx = context(
+    let ctx = build_context(
         work.path(),
         "ctx",
         &format!("FROM busybox\nRUN --mount=type=bind,target=/m,rw sh -c '{script}'\nCMD [\"cat\", \"/seen\"]\n"),
@@ -162,11 +125,11 @@ fn run_mount_bind_rw_never_writes_to_the_build_context() {
     fs::create_dir_all(ctx.join(".git/hooks")).unwrap();
     fs::write(ctx.join("app.txt"), "original\n").unwrap();
     fs::write(ctx.join("keep.txt"), "kept\n").unwrap();
-    let before = files(&ctx);
+    let before = files_with_contents(&ctx);
     let tmp_before: Vec<_> = fs::read_dir(store.join("tmp")).unwrap().collect();
     let out = layers(&store, &["build", "-q", "-t", "rw", ctx.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(files(&ctx), before, "the build changed its context on the host");
+    assert_eq!(files_with_contents(&ctx), before, "the build changed its context on the host");
     // The step saw its own writes.
     assert_eq!(layers_ok(&store, &["run", "--rm", "rw"]), "changed");
     // Nothing of the throwaway layer is left, and nothing is still mounted.
@@ -180,7 +143,7 @@ fn dockerfile_symlink_out_of_the_context_is_not_read() {
     if !need_root("dockerfile_symlink_out_of_the_context_is_not_read") {
         return;
     }
-    let (work, store) = build_setup();
+    let (work, store) = store_with_busybox();
     let ctx = work.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     let secret = work.path().join("secret");
@@ -205,7 +168,7 @@ fn dockerfile_symlink_out_of_the_context_is_not_read() {
 
 /// `layers build` on `dockerfile`: must fail within `secs`, with `want` in its one-line error.
 fn build_refused(store: &Path, work: &Path, name: &str, dockerfile: &str, want: &str, secs: u64) {
-    let ctx = context(work, name, dockerfile);
+    let ctx = build_context(work, name, dockerfile);
     let started = std::time::Instant::now();
     let out = layers(store, &["build", "-q", ctx.to_str().unwrap()]);
     let took = started.elapsed();
@@ -221,7 +184,7 @@ fn dockerfile_expansion_is_bounded_in_memory_time_and_depth() {
     if !need_root("dockerfile_expansion_is_bounded_in_memory_time_and_depth") {
         return;
     }
-    let (work, store) = build_setup();
+    let (work, store) = store_with_busybox();
     let images_before = layers_ok(&store, &["images", "-a", "-q"]);
     let mut doubling = String::from("FROM busybox\nARG A0=abcdefgh\n");
     for i in 1..32 {
@@ -238,7 +201,7 @@ fn dockerfile_expansion_is_bounded_in_memory_time_and_depth() {
     let huge = format!("FROM busybox\n#{}\n", "x".repeat(5 << 20));
     build_refused(&store, w, "huge", &huge, "larger than the limit of 4194304 bytes", 10);
     // Deep nesting that closes is fine: linear, no stack overflow.
-    let ctx = context(w, "deep-ok", &format!("FROM busybox\nLABEL a={}x{}\n", "${A:-".repeat(n), "}".repeat(n)));
+    let ctx = build_context(w, "deep-ok", &format!("FROM busybox\nLABEL a={}x{}\n", "${A:-".repeat(n), "}".repeat(n)));
     layers_ok(&store, &["build", "-q", "-t", "deep", ctx.to_str().unwrap()]);
     assert_eq!(layers_ok(&store, &["images", "-a", "-q"]).lines().count(), images_before.lines().count() + 1);
 }
@@ -248,7 +211,7 @@ fn uids_that_are_not_uids_are_refused() {
     if !need_root("uids_that_are_not_uids_are_refused") {
         return;
     }
-    let (work, store) = build_setup();
+    let (work, store) = store_with_busybox();
     for user in ["4294967295", "-1", "0:4294967295", "99999999999"] {
         let out = layers(&store, &["run", "--rm", &format!("--user={user}"), "busybox", "id", "-u"]);
         assert_eq!(out.status.code(), Some(125), "-u {user}: {}", stdout(&out));
@@ -271,7 +234,7 @@ fn local_inputs_of_dev_zero_are_refused_at_their_caps() {
     if !need_root("local_inputs_of_dev_zero_are_refused_at_their_caps") {
         return;
     }
-    let (_work, store) = build_setup();
+    let (_work, store) = store_with_busybox();
     let refused = |out: Output, want: &str| {
         assert_eq!(out.status.code(), Some(125), "{want}");
         assert!(stderr(&out).contains(want), "{}", stderr(&out));
@@ -329,14 +292,6 @@ fn etc_passwd_fifo_does_not_hang_run() {
     assert!(stderr(&out).contains("unable to find user app"), "{}", stderr(&out));
 }
 
-/// Writes `bytes` as a blob of the OCI layout at `dir`; returns its digest.
-fn layout_blob(dir: &Path, bytes: &[u8]) -> String {
-    let d = layers_store::Digest::of(bytes);
-    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    fs::write(dir.join("blobs/sha256").join(d.hex()), bytes).unwrap();
-    d.to_string()
-}
-
 fn index_of(digest: &str, n: usize) -> Vec<u8> {
     let entry =
         serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": 1});
@@ -351,7 +306,7 @@ fn load_caps_json_members_and_index_fan_out() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     layers_ok(&store, &["images", "-q"]);
-    let before = files(&store.join("layers"));
+    let before = files_with_contents(&store.join("layers"));
     let load = |input: &Path, want: &str| {
         let started = std::time::Instant::now();
         let out = layers(&store, &["load", "-i", input.to_str().unwrap()]);
@@ -385,7 +340,7 @@ fn load_caps_json_members_and_index_fan_out() {
     let middle = index_of(&layout_blob(&fan, &inner), 300);
     fs::write(fan.join("index.json"), index_of(&layout_blob(&fan, &middle), 300)).unwrap();
     load(&fan, "indexes list more than 10000 entries in all");
-    assert_eq!(files(&store.join("layers")), before);
+    assert_eq!(files_with_contents(&store.join("layers")), before);
     assert_eq!(layers_ok(&store, &["images", "-a", "-q"]), "");
 }
 
@@ -407,29 +362,6 @@ fn seccomp_denies_io_uring() {
     assert_eq!(layers_ok(&store, &off), "EFAULT", "the probe reaches the kernel without the profile");
 }
 
-/// A loopback HTTP server answering each request with `respond(request line, stream)`.
-fn fake_registry(respond: impl Fn(&str, &mut std::net::TcpStream) + Send + Sync + 'static) -> String {
-    use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let respond = std::sync::Arc::new(respond);
-    std::thread::spawn(move || {
-        for mut client in listener.incoming().flatten() {
-            let respond = respond.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                let (mut first, mut line) = (String::new(), String::new());
-                reader.read_line(&mut first).unwrap_or(0);
-                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                    line.clear();
-                }
-                respond(first.trim(), &mut client);
-            });
-        }
-    });
-    addr
-}
-
 /// A manifest with `layers` layer descriptors of `size` bytes each, and its config.
 fn manifest_json(layers: usize, size: u64) -> (String, String) {
     let zero = |c: char| format!("sha256:{}", c.to_string().repeat(64));
@@ -444,11 +376,6 @@ fn manifest_json(layers: usize, size: u64) -> (String, String) {
         "layers": vec![layer; layers]})
     .to_string();
     (manifest, config)
-}
-
-fn reply(s: &mut std::net::TcpStream, body: &str) {
-    use std::io::Write;
-    let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
 }
 
 /// `layers pull` against `addr`; must fail within `secs` with `want` in its one-line error.
@@ -578,230 +505,4 @@ fn open_files_of_a_pull_do_not_grow_with_its_layers() {
     let m = PathBuf::from(layers_ok(&store, &["mount", &format!("{}/many/layers:v1", reg.addr)]));
     let _unmount = Mounted(m.clone());
     assert_eq!(fs::read_dir(m.join("l")).unwrap().count(), 450);
-}
-
-/// The fixture layout's `layered` image: (manifest, config) as JSON.
-fn fixture_layered() -> (serde_json::Value, serde_json::Value, PathBuf) {
-    let layout = fixtures().join("oci");
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "layered")
-        .unwrap()
-        .clone();
-    let blob = |d: &serde_json::Value| {
-        let hex = d.as_str().unwrap().trim_start_matches("sha256:").to_string();
-        serde_json::from_slice::<serde_json::Value>(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
-    };
-    let manifest = blob(&entry["digest"]);
-    let config = blob(&manifest["config"]["digest"]);
-    (manifest, config, layout)
-}
-
-#[test]
-fn load_of_a_repeated_diff_id_with_a_missing_blob_is_refused() {
-    if !need_root("load_of_a_repeated_diff_id_with_a_missing_blob_is_refused") {
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let (mut manifest, mut config, fixture) = fixture_layered();
-    let out = t.path().join("layout");
-    fs::create_dir_all(out.join("blobs/sha256")).unwrap();
-    fs::write(out.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
-    // The first layer twice in the config; the manifest's second is a blob the layout lacks.
-    let first_diff = config["rootfs"]["diff_ids"][0].clone();
-    config["rootfs"]["diff_ids"] = serde_json::json!([first_diff.clone(), first_diff]);
-    let first = manifest["layers"][0].clone();
-    let hex = first["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    fs::copy(fixture.join("blobs/sha256").join(&hex), out.join("blobs/sha256").join(&hex)).unwrap();
-    let mut missing = first.clone();
-    missing["digest"] = serde_json::json!(format!("sha256:{}", "e".repeat(64)));
-    manifest["layers"] = serde_json::json!([first, missing]);
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    manifest["config"]["digest"] = serde_json::json!(layout_blob(&out, &config_bytes));
-    manifest["config"]["size"] = serde_json::json!(config_bytes.len());
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": layout_blob(&out, &manifest_bytes), "size": manifest_bytes.len(),
-        "annotations": {"org.opencontainers.image.ref.name": "twice"}}]});
-    fs::write(out.join("index.json"), index.to_string()).unwrap();
-    let store = t.path().join("store");
-    let res = layers(&store, &["load", "-i", out.to_str().unwrap()]);
-    assert_eq!(res.status.code(), Some(125), "{}", stdout(&res));
-    assert!(stderr(&res).contains(&"e".repeat(64)), "{}", stderr(&res));
-    assert_eq!(layers_ok(&store, &["images", "-a", "-q"]), "");
-    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
-}
-
-#[test]
-fn pulled_manifest_naming_a_stored_config_as_a_layer_is_fetched_and_refused() {
-    if !need_root("pulled_manifest_naming_a_stored_config_as_a_layer_is_fetched_and_refused") {
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let store = t.path().join("store");
-    load_fixtures(&store);
-    let (manifest, config, layout) = fixture_layered();
-    // The stored config blob posing as a layer whose diffID is a stored layer's.
-    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
-    let stored_config =
-        fs::read(layout.join("blobs/sha256").join(config_digest.trim_start_matches("sha256:"))).unwrap();
-    let mut evil_config = config.clone();
-    evil_config["rootfs"]["diff_ids"] = serde_json::json!([config["rootfs"]["diff_ids"][0]]);
-    let evil_config = evil_config.to_string();
-    let evil = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": layers_store::Digest::of(evil_config.as_bytes()).to_string(), "size": evil_config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": config_digest, "size": stored_config.len()}]})
-    .to_string();
-    let evil_config_hex = layers_store::Digest::of(evil_config.as_bytes()).hex();
-    let fetched = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = fetched.clone();
-    let addr = fake_registry(move |req, s| {
-        if req.contains("/manifests/") {
-            reply(s, &evil)
-        } else if req.contains(&evil_config_hex) {
-            reply(s, &evil_config)
-        } else {
-            seen.store(true, std::sync::atomic::Ordering::SeqCst);
-            reply(s, std::str::from_utf8(&stored_config).unwrap())
-        }
-    });
-    let images_before = layers_ok(&store, &["images", "-a", "-q"]);
-    let out = layers(&store, &["pull", &format!("{addr}/x/y:v1")]);
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
-    assert!(fetched.load(std::sync::atomic::Ordering::SeqCst), "the layer was taken as present without a fetch");
-    assert_eq!(layers_ok(&store, &["images", "-a", "-q"]), images_before);
-    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
-}
-
-/// Containers listed by `layers ps -a -q` (the call itself may sweep, being alone on the store).
-fn containers_left(store: &Path) -> Vec<String> {
-    layers_ok(store, &["ps", "-a", "-q"]).lines().map(str::to_string).collect()
-}
-
-fn kill9_and_wait(child: &mut std::process::Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-#[test]
-fn killed_build_and_run_rm_leave_no_containers_after_the_next_sweep() {
-    if !need_root("killed_build_and_run_rm_leave_no_containers_after_the_next_sweep") {
-        return;
-    }
-    let (work, store) = build_setup();
-    let ctx = context(work.path(), "ctx", "FROM busybox\nRUN echo started > /started; sleep 2\n");
-    let mut build = spawn_layers(&store, &["build", "--no-cache", ctx.to_str().unwrap()]);
-    // Wait until the RUN step's container exists, then kill the build.
-    let started = std::time::Instant::now();
-    while !fs::read_dir(store.join("containers")).map(|d| d.count() > 0).unwrap_or(false) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no step container appeared");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    kill9_and_wait(&mut build);
-    // The step's own `layers run` finishes its command, then nobody removes the container.
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(containers_left(&store), Vec::<String>::new(), "the killed build's step container is left");
-    assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0);
-
-    let mut run = spawn_layers(&store, &["run", "--rm", "--name", "doomed", "busybox", "sleep", "30"]);
-    let started = std::time::Instant::now();
-    while !layers_ok(&store, &["ps", "-q"]).contains(char::is_alphanumeric) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the container never ran");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    kill9_and_wait(&mut run);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(containers_left(&store), Vec::<String>::new(), "the --rm container of a killed run is left");
-    // A container nobody asked to remove stays.
-    layers_ok(&store, &["create", "--name", "kept", "busybox"]);
-    assert_eq!(containers_left(&store).len(), 1);
-}
-
-/// Every file under `dir` with its content, as one string (a whole-tree fingerprint).
-fn tree_text(dir: &Path) -> String {
-    files(dir).into_iter().map(|(p, c)| format!("{p}\t{c}\n")).collect()
-}
-
-#[test]
-fn commit_of_a_running_container_makes_a_layer_its_later_writes_never_reach() {
-    if !need_root("commit_of_a_running_container_makes_a_layer_its_later_writes_never_reach") {
-        return;
-    }
-    let (_work, store) = build_setup();
-    let script = "i=0; while true; do i=$((i+1)); echo $i > /counter; echo $i >> /log; usleep 5000; done";
-    let id = layers_ok(&store, &["run", "-d", "--name", "busy", "busybox", "sh", "-c", script]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    for (name, pause) in [("snap:1", "true"), ("snap:2", "false")] {
-        let image = layers_ok(&store, &["commit", "-q", &format!("--pause={pause}"), "busy", name]);
-        assert!(image.starts_with("sha256:"), "{image}");
-        let top = layer_dirs(&store, name).pop().unwrap();
-        let upper = store.join("containers").join(&id).join("upper");
-        assert!(upper.join("counter").exists(), "the container keeps its changes in its own upper dir");
-        let before = tree_text(&top);
-        assert!(before.contains("counter\t"), "{before}");
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        assert_eq!(tree_text(&top), before, "{name}: the running container wrote into a committed layer");
-        // The container went on running and writing, elsewhere.
-        assert_ne!(
-            fs::read_to_string(upper.join("counter")).unwrap(),
-            fs::read_to_string(top.join("counter")).unwrap()
-        );
-    }
-    layers_ok(&store, &["rm", "-f", "busy"]);
-    let fsck = layers(&store, &["fsck"]);
-    assert!(fsck.status.success(), "{}", stdout(&fsck));
-    // What was committed runs as an image of its own.
-    let log = layers_ok(&store, &["run", "--rm", "snap:1", "sh", "-c", "wc -l < /log"]);
-    assert!(log.parse::<u32>().unwrap() > 0, "{log}");
-}
-
-#[test]
-fn fsck_names_a_changed_layer_and_its_first_changed_path() {
-    if !need_root("fsck_names_a_changed_layer_and_its_first_changed_path") {
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let store = t.path().join("store");
-    load_fixtures(&store);
-    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
-    let top = layer_dirs(&store, "localhost/layered").pop().unwrap();
-    let victim = files(&top).into_iter().map(|(p, _)| p).find(|p| fs::symlink_metadata(top.join(p)).unwrap().is_file());
-    let victim = victim.expect("a regular file in the top layer");
-    let mut f = fs::OpenOptions::new().append(true).open(top.join(&victim)).unwrap();
-    std::io::Write::write_all(&mut f, b"tampered").unwrap();
-    let out = layers(&store, &["fsck"]);
-    assert_eq!(out.status.code(), Some(1));
-    let diff_id = top.file_name().unwrap().to_string_lossy().to_string();
-    let want = format!("layer sha256:{diff_id}: changed since it was made: first difference at {victim}");
-    assert!(stdout(&out).contains(&want), "{}", stdout(&out));
-    // --quick checks only that things exist.
-    assert_eq!(layers_ok(&store, &["fsck", "--quick"]), "store is consistent");
-}
-
-#[test]
-fn tree_recorded_at_unpack_matches_a_full_reread_with_hardlinks_and_replaced_entries() {
-    if !need_root("tree_recorded_at_unpack_matches_a_full_reread_with_hardlinks_and_replaced_entries") {
-        return;
-    }
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("src");
-    fs::create_dir_all(dir.join("d")).unwrap();
-    fs::write(dir.join("d/a"), "first").unwrap();
-    fs::hard_link(dir.join("d/a"), dir.join("d/link")).unwrap();
-    let tar = t.path().join("layer.tar");
-    gnu_tar(&dir, &tar);
-    // GNU tar appends a second `d/a` (new content) and a file that replaces a dir: the last entry wins.
-    fs::write(dir.join("d/a"), "second, longer").unwrap();
-    let st = Command::new("tar").arg("-C").arg(&dir).arg("-rf").arg(&tar).arg("./d/a").status().unwrap();
-    assert!(st.success());
-    let store = t.path().join("store");
-    layers_ok(&store, &["import", "-q", tar.to_str().unwrap(), "tricky:1"]);
-    let layer = layer_dirs(&store, "localhost/tricky:1").pop().unwrap();
-    assert_eq!(fs::read_to_string(layer.join("d/a")).unwrap(), "second, longer");
-    // fsck lists the dir again reading every file, and compares with what unpack recorded.
-    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
 }
