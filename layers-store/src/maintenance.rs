@@ -98,46 +98,33 @@ impl Store {
             self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
         let dead_blobs: Vec<Digest> =
             self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
+        const LAYER_USED: &str = "SELECT 1 FROM image_layers WHERE diff_id = ?1";
+        const LAYER_ROWS: &[&str] = &[
+            "DELETE FROM layers WHERE diff_id = ?1 AND state = 'ready'",
+            "DELETE FROM layer_trees WHERE diff_id = ?1",
+            "DELETE FROM layer_blobs WHERE diff_id = ?1",
+        ];
+        const BLOB_USED: &str = "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
+                                 UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1";
+        const BLOB_ROWS: &[&str] = &[
+            "DELETE FROM blobs WHERE digest = ?1 AND state = 'ready'",
+            "DELETE FROM layer_blobs WHERE blob_digest = ?1",
+        ];
         for l in dead_layers {
-            let Some(_lock) = self.try_lock_object(&format!("layer-{}", l.hex()))? else { continue };
-            // Metadata first: once the row is gone nothing trusts the files.
-            let gone = self.md().write("gc", |tx| {
-                let used = tx.query_row("SELECT 1 FROM image_layers WHERE diff_id = ?", [l.to_string()], |_| Ok(()));
-                if used.optional()?.is_some() {
-                    return Ok(false);
-                }
-                tx.execute("DELETE FROM layers WHERE diff_id = ? AND state = 'ready'", [l.to_string()])?;
-                tx.execute("DELETE FROM layer_trees WHERE diff_id = ?", [l.to_string()])?;
-                tx.execute("DELETE FROM layer_blobs WHERE diff_id = ?", [l.to_string()])?;
-                Ok(true)
-            })?;
-            if gone {
-                let p = self.layer_path(&l);
-                report.freed += disk_usage(&p);
-                self.discard(&p)?;
+            let path = self.layer_path(&l);
+            if let Some(freed) =
+                self.collect(&format!("layer-{}", l.hex()), &l.to_string(), LAYER_USED, LAYER_ROWS, &path)?
+            {
+                report.freed += freed;
                 report.layers.push(l);
             }
         }
         for b in dead_blobs {
-            let Some(_lock) = self.try_lock_object(&format!("blob-{}", b.hex()))? else { continue };
-            let gone = self.md().write("gc", |tx| {
-                let used = tx.query_row(
-                    "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
-                     UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1",
-                    [b.to_string()],
-                    |_| Ok(()),
-                );
-                if used.optional()?.is_some() {
-                    return Ok(false);
-                }
-                tx.execute("DELETE FROM blobs WHERE digest = ? AND state = 'ready'", [b.to_string()])?;
-                tx.execute("DELETE FROM layer_blobs WHERE blob_digest = ?", [b.to_string()])?;
-                Ok(true)
-            })?;
-            if gone {
-                let p = self.blob_path(&b);
-                report.freed += disk_usage(&p);
-                self.discard(&p)?;
+            let path = self.blob_path(&b);
+            if let Some(freed) =
+                self.collect(&format!("blob-{}", b.hex()), &b.to_string(), BLOB_USED, BLOB_ROWS, &path)?
+            {
+                report.freed += freed;
                 report.blobs.push(b);
             }
         }
@@ -166,6 +153,29 @@ impl Store {
         }
         self.store_lock_shared()?;
         Ok(report)
+    }
+
+    /// Removes one unreferenced object under its commit lock (`lock`): its rows (`rows`,
+    /// with `key` as ?1) in a transaction that first checks `used` finds nothing, then
+    /// its files. `None` if it is being committed or has come into use; else the bytes freed.
+    fn collect(&self, lock: &str, key: &str, used: &str, rows: &[&str], path: &Path) -> Result<Option<u64>> {
+        let Some(_lock) = self.try_lock_object(lock)? else { return Ok(None) };
+        // Metadata first: once the rows are gone nothing trusts the files.
+        let gone = self.md().write("gc", |tx| {
+            if tx.query_row(used, [key], |_| Ok(())).optional()?.is_some() {
+                return Ok(false);
+            }
+            for sql in rows {
+                tx.execute(sql, [key])?;
+            }
+            Ok(true)
+        })?;
+        if !gone {
+            return Ok(None);
+        }
+        let freed = disk_usage(path);
+        self.discard(path)?;
+        Ok(Some(freed))
     }
 
     /// Re-hashes every blob, checks every layer dir and every image's references.
