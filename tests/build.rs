@@ -10,13 +10,6 @@ use std::process::Output;
 
 use common::*;
 
-/// A store with the fixture image named `busybox` (as the quick start's pull names it).
-fn setup() -> (tempfile::TempDir, PathBuf) {
-    let (work, store) = store_with_fixtures();
-    layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
-    (work, store)
-}
-
 /// A copy of an example's context, free to change.
 fn example(work: &Path, name: &str) -> PathBuf {
     let dest = work.join(name);
@@ -63,7 +56,7 @@ fn the_examples_build_and_run() {
     if !need_root("the_examples_build_and_run") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     load_python_base(&store);
     for (name, want) in [
         ("python-app", "{\"python\": \"3.11\", \"top\": [[\"layers\", 3], [\"a\", 2], [\"layer\", 2]]}\n"),
@@ -95,7 +88,7 @@ fn an_unchanged_build_is_all_cached_and_a_changed_file_rebuilds_from_its_copy() 
     if !need_root("an_unchanged_build_is_all_cached_and_a_changed_file_rebuilds_from_its_copy") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = example(work.path(), "args-env-heredoc");
     let dir = ctx.to_str().unwrap();
     let first = build(&store, &["-t", "app", dir]);
@@ -137,7 +130,7 @@ fn deletions_and_replaced_directories_become_whiteouts_and_opaque_dirs() {
     if !need_root("deletions_and_replaced_directories_become_whiteouts_and_opaque_dirs") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = example(work.path(), "whiteouts");
     image_id(&build(&store, &["-t", "wh", ctx.to_str().unwrap()]));
     let dirs = layer_dirs(&store, "localhost/wh");
@@ -159,7 +152,7 @@ fn source_date_epoch_makes_builds_reproducible() {
     if !need_root("source_date_epoch_makes_builds_reproducible") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = example(work.path(), "args-env-heredoc");
     let run = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
@@ -177,7 +170,7 @@ fn a_hostile_context_stays_inside() {
     if !need_root("a_hostile_context_stays_inside") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = work.path().join("ctx");
     fs::create_dir_all(ctx.join("dir")).unwrap();
     fs::write(work.path().join("secret"), "host secret\n").unwrap();
@@ -208,7 +201,7 @@ fn target_builds_only_the_stages_it_needs_and_errors_name_the_line() {
     if !need_root("target_builds_only_the_stages_it_needs_and_errors_name_the_line") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = work.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     let dockerfile = "FROM busybox AS base\nRUN echo base > /base\n\
@@ -235,7 +228,7 @@ fn workdir_makes_its_directory_when_the_image_lacks_it() {
     if !need_root("workdir_makes_its_directory_when_the_image_lacks_it") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = work.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::write(ctx.join("Dockerfile"), "FROM busybox\nWORKDIR /new/dir\nWORKDIR sub\nWORKDIR /etc\n").unwrap();
@@ -254,7 +247,7 @@ fn onbuild_triggers_run_when_the_image_is_a_base() {
     if !need_root("onbuild_triggers_run_when_the_image_is_a_base") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let (base, child) = (work.path().join("base"), work.path().join("child"));
     fs::create_dir_all(&base).unwrap();
     fs::create_dir_all(&child).unwrap();
@@ -281,7 +274,7 @@ fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
     if !need_root("a_cache_mount_outlives_the_build_and_stays_out_of_the_image") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = example(work.path(), "cache-mount");
     for n in 1..=2 {
         image_id(&build(&store, &["--no-cache", "-t", "cm", ctx.to_str().unwrap()]));
@@ -310,7 +303,7 @@ fn output_writes_the_image_as_oci_docker_archive_a_rootfs_tar_or_dir() {
     if !need_root("output_writes_the_image_as_oci_docker_archive_a_rootfs_tar_or_dir") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = example(work.path(), "multistage");
     let dir = ctx.to_str().unwrap();
     let oci = work.path().join("oci");
@@ -351,7 +344,7 @@ fn add_extracts_local_archives_safely_and_copies_other_files() {
     if !need_root("add_extracts_local_archives_safely_and_copies_other_files") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = work.path().join("ctx");
     fs::create_dir_all(ctx.join("payload/sub")).unwrap();
     fs::write(ctx.join("payload/sub/file.txt"), "inside the archive\n").unwrap();
@@ -412,7 +405,7 @@ fn add_fetches_urls_and_checks_their_checksum() {
     if !need_root("add_fetches_urls_and_checks_their_checksum") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let served = work.path().join("served");
     fs::create_dir_all(&served).unwrap();
     fs::write(served.join("tool.sh"), "#!/bin/sh\necho fetched\n").unwrap();
@@ -455,7 +448,7 @@ fn the_examples_match_what_buildah_builds() {
     if !need_root("the_examples_match_what_buildah_builds") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     // buildah in its own store, the same base image, podman's ulimit workaround (ANCHORS.md).
     let conf = containers_conf(work.path());
     let runroot = format!("/run/lbt-{}", std::process::id());
@@ -536,7 +529,7 @@ fn builder_prune_forgets_the_cache_and_frees_what_only_it_held() {
     if !need_root("builder_prune_forgets_the_cache_and_frees_what_only_it_held") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ms = example(work.path(), "multistage");
     let cm = example(work.path(), "cache-mount");
     image_id(&build(&store, &["-t", "greet", ms.to_str().unwrap()]));
@@ -563,7 +556,7 @@ fn known_file_digests_skip_rereading_but_never_miss_a_change() {
     if !need_root("known_file_digests_skip_rereading_but_never_miss_a_change") {
         return;
     }
-    let (work, store) = setup();
+    let (work, store) = store_with_busybox();
     let ctx = work.path().join("ctx");
     fs::create_dir_all(&ctx).unwrap();
     fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/a.txt\"]\n").unwrap();

@@ -449,9 +449,8 @@ impl Store {
         };
         if opts.upper == UpperDir::Copy {
             // The blob just written is the layer's only source: unpacked into a new dir.
-            let staged = fs::File::open(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
             let expect = LayerExpect { blob: Some(blob.digest), size: Some(blob.size), diff_id: Some(tar.diff_id) };
-            self.unpack_layer(&mut ingest, staged, &expect)?;
+            self.unpack_staged_blob(&mut ingest, blob_path, &expect)?;
             self.commit(ingest, Some(&image))?;
             return Ok(made);
         }

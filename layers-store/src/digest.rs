@@ -121,6 +121,21 @@ impl Hasher {
     pub fn finish(self) -> Digest {
         Digest(self.0.finalize().into())
     }
+
+    /// The digest and length of everything `input` yields.
+    pub fn read_all(mut input: impl std::io::Read) -> std::io::Result<(Digest, u64)> {
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                return Ok((h.finish(), total));
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
+        }
+    }
 }
 
 macro_rules! digest_newtype {

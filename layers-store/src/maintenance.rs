@@ -2,11 +2,11 @@
 //! (re-verify everything) and `df` (what uses space).
 
 use std::collections::HashSet;
-
-use rusqlite::OptionalExtension;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use rusqlite::OptionalExtension;
 
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
@@ -67,21 +67,13 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
 impl Store {
     /// The diffID a stored blob decompresses to (compression recognised by magic bytes).
     fn blob_diff_id(&self, blob: &Digest) -> std::io::Result<DiffId> {
-        use std::io::{BufRead, Read};
+        use std::io::BufRead;
         let f = fs::File::open(self.blob_path(blob))?;
         let mut input = std::io::BufReader::with_capacity(1 << 20, f);
         let head = input.fill_buf()?;
         let compression = crate::Compression::detect(&head[..head.len().min(6)]).map_err(std::io::Error::other)?;
-        let mut decoder = compression.decoder(input)?;
-        let mut h = crate::digest::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = decoder.read(&mut buf)?;
-            if n == 0 {
-                return Ok(DiffId::new(h.finish()));
-            }
-            h.update(&buf[..n]);
-        }
+        let (digest, _) = crate::digest::Hasher::read_all(compression.decoder(input)?)?;
+        Ok(DiffId::new(digest))
     }
 
     /// Removes layers and blobs no image references. Alone on the store, also crash

@@ -289,12 +289,7 @@ impl Metadata {
 
     /// Whether a ready blob with this digest exists; its size if so.
     pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.conn
-            .query_row("SELECT size FROM blobs WHERE digest = ? AND state = 'ready'", [digest.to_string()], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db_err("look up blob"))
+        blob_size(&self.conn, digest).map_err(db_err("look up blob"))
     }
 
     /// Every ready blob and its size.
@@ -424,11 +419,10 @@ pub(crate) fn layer_blob_known(conn: &Connection, blob: &Digest, diff_id: &DiffI
     .map(|o| o.is_some())
 }
 
-/// Whether a ready blob with this digest exists (inside a transaction too).
-pub(crate) fn blob_ready(conn: &Connection, d: &Digest) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM blobs WHERE digest = ? AND state = 'ready'", [d.to_string()], |_| Ok(()))
+/// The size of a ready blob, if there is one (inside a transaction too).
+pub(crate) fn blob_size(conn: &Connection, d: &Digest) -> rusqlite::Result<Option<u64>> {
+    conn.query_row("SELECT size FROM blobs WHERE digest = ? AND state = 'ready'", [d.to_string()], |r| r.get(0))
         .optional()
-        .map(|o| o.is_some())
 }
 
 /// Records that `blob` decompresses to `diff_id` (a pair we verified).

@@ -235,18 +235,42 @@ impl Store {
 
     /// Unpacks one layer blob into the ingest, checking it against `expect`.
     pub fn unpack_layer(&self, ingest: &mut Ingest, input: impl Read + Send, expect: &LayerExpect) -> Result<Unpacked> {
-        let n = ingest.next_name();
-        let layer_dir = ingest.dir.join(format!("layer-{n}"));
+        let blob_path = ingest.staged_path("blob");
+        let blob = File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
+        self.unpack_into(ingest, input, Some(blob), blob_path, expect)
+    }
+
+    /// Unpacks a layer blob the caller has written to `blob_path` (a staged path of
+    /// this ingest), which is then committed as it is: not copied again.
+    pub(crate) fn unpack_staged_blob(
+        &self,
+        ingest: &mut Ingest,
+        blob_path: PathBuf,
+        expect: &LayerExpect,
+    ) -> Result<Unpacked> {
+        let input = File::open(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
+        self.unpack_into(ingest, input, None, blob_path, expect)
+    }
+
+    /// Unpacks `input` into a new staged layer dir, copying it into `sink` if given;
+    /// the blob at `blob_path` and the layer are then staged for commit.
+    fn unpack_into(
+        &self,
+        ingest: &mut Ingest,
+        input: impl Read + Send,
+        mut sink: Option<File>,
+        blob_path: PathBuf,
+        expect: &LayerExpect,
+    ) -> Result<Unpacked> {
+        let layer_dir = ingest.staged_path("layer");
         fs::create_dir(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
         fs::set_permissions(&layer_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| Error::io("stage", layer_dir.display(), e))?;
-        let blob_path = ingest.dir.join(format!("blob-{n}"));
-        let mut blob = File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
         let root = Root::open(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
         // A known size bounds what is read even when the content turns out wrong.
         let input = input.take(expect.size.map_or(u64::MAX, |n| n + 1));
         let mut digests = crate::tree::ContentDigests::default();
-        let u = unpack::unpack_hashing(input, Some(&mut blob), &root, &self.limits, expect.blob, &mut digests)?;
+        let u = unpack::unpack_hashing(input, sink.as_mut(), &root, &self.limits, expect.blob, &mut digests)?;
         // unpack checked the blob digest itself (see why there); size and diffID are ours.
         if let Some(want) = expect.size.filter(|w| *w != u.blob_size) {
             return Err(Error::new(
@@ -281,15 +305,11 @@ impl Store {
     pub fn claim_fetch(&self, blob: &Digest, wait: bool) -> Result<Option<FetchClaim>> {
         // Not the commit lock's file: flock conflicts between two opens in one process too.
         let name = format!("fetch-{}", blob.hex());
-        let f = open_lock(&self.root.join("locks").join(&name))?;
         if wait {
+            let f = open_lock(&self.root.join("locks").join(&name))?;
             return lock(f, &name).map(|f| Some(FetchClaim(f)));
         }
-        match f.try_lock() {
-            Ok(()) => Ok(Some(FetchClaim(f))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", name, e)),
-        }
+        Ok(self.try_lock_object(&name)?.map(FetchClaim))
     }
 
     /// Stages a small blob (manifest, config) from memory.
@@ -397,7 +417,7 @@ impl Store {
                 }
             }
             for d in [&img.manifest.digest, &img.config.digest] {
-                if !metadata::blob_ready(tx, d)? {
+                if metadata::blob_size(tx, d)?.is_none() {
                     return Ok(Some(format!("blob {d} is not in the store")));
                 }
             }
@@ -474,8 +494,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Takes the commit lock of one blob or layer (`blob-HEX`, `layer-HEX`) if nobody
-    /// holds it: `None` while another process commits that object.
+    /// Takes the lock file `locks/NAME` (a blob's or layer's commit lock, `blob-HEX`,
+    /// `layer-HEX`; a fetch claim) if nobody holds it: `None` while someone does.
     pub(crate) fn try_lock_object(&self, name: &str) -> Result<Option<File>> {
         let f = open_lock(&self.root.join("locks").join(name))?;
         match f.try_lock() {
@@ -508,18 +528,7 @@ impl Store {
 
     /// Hashes a stored blob from disk.
     pub(crate) fn hash_blob(&self, d: &Digest) -> io::Result<(Digest, u64)> {
-        let mut f = File::open(self.blob_path(d))?;
-        let mut h = crate::digest::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n_total = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok((h.finish(), n_total));
-            }
-            h.update(&buf[..n]);
-            n_total += n as u64;
-        }
+        crate::digest::Hasher::read_all(File::open(self.blob_path(d))?)
     }
 }
 

@@ -100,16 +100,8 @@ fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &Cont
         }
         _ => out.push(b'-'),
     }
-    let names = crate::upper::xattr_names(p).map_err(|e| Error::errno("read layer tree", p.display(), e))?;
-    let mut xattrs = Vec::new();
-    for name in names {
-        let mut value = vec![0u8; 64 * 1024];
-        let n = rustix::fs::lgetxattr(p, &name[..], &mut value[..])
-            .map_err(|e| Error::errno("read layer tree", p.display(), e))?;
-        xattrs.push((name, value[..n].to_vec()));
-    }
-    xattrs.sort();
-    for (name, value) in xattrs {
+    // Every one, overlay's whiteout and opaque markers included: they are the layer's content.
+    for (name, value) in crate::upper::all_xattrs(p, |_| true)? {
         out.push(b' ');
         escape(out, &name);
         out.push(b'=');

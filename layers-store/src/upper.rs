@@ -83,7 +83,7 @@ fn rel_bytes(root: &Path, p: &Path) -> Vec<u8> {
 }
 
 /// Calls `visit(path, metadata)` for every node under `root`, parents first, in name order.
-pub(crate) fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>) -> Result<()> {
+fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>) -> Result<()> {
     let walk_err = |p: &Path, e: io::Error| Error::io("read upper dir", p.display(), e);
     let mut stack: Vec<PathBuf> = sorted_children(root).map_err(|e| walk_err(root, e))?.into_iter().rev().collect();
     while let Some(p) = stack.pop() {
@@ -180,7 +180,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 }
 
 /// The names of a node's extended attributes (none where the filesystem has none).
-pub(crate) fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix::io::Errno> {
+fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix::io::Errno> {
     let mut names = vec![0u8; 64 * 1024];
     let n = match rustix::fs::llistxattr(p, &mut names[..]) {
         Ok(n) => n,
@@ -192,10 +192,15 @@ pub(crate) fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix:
 
 /// Extended attributes of a node, sorted, without overlay's private ones.
 fn xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    all_xattrs(p, |name| !name.starts_with(b"trusted.overlay.") && !name.starts_with(b"user.overlay."))
+}
+
+/// Extended attributes of a node (not following a symlink) whose names `keep` accepts, sorted.
+pub(crate) fn all_xattrs(p: &Path, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
     let mut out = Vec::new();
     for name in xattr_names(p).map_err(err)? {
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+        if !keep(&name) {
             continue;
         }
         let mut value = vec![0u8; 64 * 1024];

@@ -62,6 +62,7 @@ pub fn resolve(spec: &str, layers: &[std::path::PathBuf]) -> Result<User, String
 
 /// As `resolve`, with the files' contents given.
 pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User, String> {
+    check_ids(spec)?;
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -69,11 +70,8 @@ pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User, Strin
     let entries: Vec<Vec<&str>> =
         passwd.lines().map(|l| l.split(':').collect()).filter(|f: &Vec<&str>| f.len() >= 7).collect();
     let by_name = entries.iter().find(|f| f[0] == u);
-    let by_uid = numeric_id(u).transpose()?;
+    let by_uid = numeric_id(u).and_then(Result::ok);
     let entry = by_name.or_else(|| by_uid.and_then(|n| entries.iter().find(|f| f[2].parse() == Ok(n))));
-    if let Some(Err(e)) = g.and_then(numeric_id) {
-        return Err(e);
-    }
     let (uid, mut gid, home, name) = match (entry, by_uid) {
         (Some(f), _) => (
             db_id(f[2], &format!("uid for {u} in /etc/passwd"))?,

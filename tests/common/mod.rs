@@ -374,7 +374,8 @@ pub fn stored_manifest(store: &Path, name: &str) -> String {
     stored_image(store, name)["Digest"].as_str().unwrap().to_string()
 }
 
-/// A store with the fixture image named `busybox`, and a dir for build contexts.
+/// A store with the fixture images, `localhost/layered` also named `busybox` (as the
+/// quick start's pull names it), in a work dir for build contexts.
 pub fn store_with_busybox() -> (tempfile::TempDir, PathBuf) {
     let (work, store) = store_with_fixtures();
     layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
