@@ -17,23 +17,15 @@ macro_rules! outln {
     }};
 }
 
-mod archive_cmd;
 mod bounded;
-mod build;
-mod containers_cmd;
-mod credentials;
+mod builder;
+mod cli;
 mod format;
-mod images_cmd;
-mod import;
-mod login;
-mod maintenance_cmd;
 mod platform;
 mod progress;
 mod pull;
 mod push;
 mod registry;
-mod registry_config;
-mod resume;
 mod run;
 
 use std::path::PathBuf;
@@ -41,6 +33,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use cli::{archive, containers, images, import, login, maintenance};
 use layers_store::{Limits, Store};
 
 /// Exit status for a failure of `layers` itself, as Docker uses it.
@@ -76,17 +69,17 @@ enum Command {
     /// Import a rootfs tarball (plain, gzip or zstd) as a single-layer image.
     Import(import::ImportArgs),
     /// List images.
-    Images(images_cmd::ImagesArgs),
+    Images(images::ImagesArgs),
     /// Show an image's manifest and config as JSON.
-    Inspect(images_cmd::InspectArgs),
+    Inspect(images::InspectArgs),
     /// Give an image another name.
-    Tag(images_cmd::TagArgs),
+    Tag(images::TagArgs),
     /// Remove image names, and images nothing names any more.
-    Rmi(images_cmd::RmiArgs),
+    Rmi(images::RmiArgs),
     /// Push an image to a registry.
     Push(push::PushArgs),
     /// Build an image from a Dockerfile.
-    Build(build::BuildArgs),
+    Build(builder::BuildArgs),
     /// Run a command in a new container.
     Run(Box<run::RunArgs>),
     /// Run a command in a running container.
@@ -100,33 +93,33 @@ enum Command {
     /// Print the output of a detached container.
     Logs(run::control::LogsArgs),
     /// Create a container (a writable layer) on an image.
-    Create(containers_cmd::CreateArgs),
+    Create(containers::CreateArgs),
     /// Mount a container (or a new one on an image) and print where.
-    Mount(containers_cmd::MountArgs),
+    Mount(containers::MountArgs),
     /// Unmount containers.
     #[command(alias = "unmount")]
-    Umount(containers_cmd::UmountArgs),
+    Umount(containers::UmountArgs),
     /// List containers.
-    Ps(containers_cmd::PsArgs),
+    Ps(containers::PsArgs),
     /// Remove containers and their changes.
-    Rm(containers_cmd::RmArgs),
+    Rm(containers::RmArgs),
     /// Show a container's changes to its image (A added, C changed, D deleted).
-    Diff(containers_cmd::DiffArgs),
+    Diff(containers::DiffArgs),
     /// Make a new image from a container's changes.
-    Commit(containers_cmd::CommitArgs),
+    Commit(containers::CommitArgs),
     /// Write a container's or image's flattened root filesystem as a tar.
-    Export(archive_cmd::ExportArgs),
+    Export(archive::ExportArgs),
     /// Write images as a docker-archive tar or an OCI layout.
-    Save(archive_cmd::SaveArgs),
+    Save(archive::SaveArgs),
     /// Load images from an OCI layout (directory or tar) or a docker-archive.
-    Load(archive_cmd::LoadArgs),
+    Load(archive::LoadArgs),
     /// Manage the build cache.
     #[command(subcommand)]
-    Builder(maintenance_cmd::BuilderCommand),
+    Builder(maintenance::BuilderCommand),
     /// Remove layers and blobs no image references.
     Gc,
     /// Verify every blob, layer and image in the store.
-    Fsck(maintenance_cmd::FsckArgs),
+    Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
     Df,
 }
@@ -175,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Credentials are not the store's business: no store is opened for them.
     match &cli.command {
         Command::Login(a) => {
-            let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
             return login::login(a, &registries);
         }
         Command::Logout(a) => return login::logout(a),
@@ -184,40 +177,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = open_store(&cli)?;
     match &cli.command {
         Command::Pull(a) => {
-            let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
             pull::run(store, a, &registries)
         }
         Command::Push(a) => {
-            let registries = registry_config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
             push::run(store, a, &registries)
         }
         Command::Import(a) => import::run(&store, a),
-        Command::Images(a) => images_cmd::images(&store, a),
-        Command::Inspect(a) => images_cmd::inspect(&store, a),
-        Command::Tag(a) => images_cmd::tag(&store, a),
-        Command::Rmi(a) => images_cmd::rmi(&store, a),
+        Command::Images(a) => images::images(&store, a),
+        Command::Inspect(a) => images::inspect(&store, a),
+        Command::Tag(a) => images::tag(&store, a),
+        Command::Rmi(a) => images::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
-        Command::Build(a) => build::build(&store, a),
+        Command::Build(a) => builder::build(&store, a),
         Command::Run(a) => run::run(&store, a),
         Command::Exec(a) => run::exec(&store, a),
         Command::Stop(a) => run::control::stop(&store, a),
         Command::Kill(a) => run::control::kill(&store, a),
         Command::Wait(a) => run::control::wait(&store, a),
         Command::Logs(a) => run::control::logs(&store, a),
-        Command::Create(a) => containers_cmd::create(&store, a),
-        Command::Mount(a) => containers_cmd::mount(&store, a),
-        Command::Umount(a) => containers_cmd::umount(&store, a),
-        Command::Ps(a) => containers_cmd::ps(&store, a),
-        Command::Rm(a) => containers_cmd::rm(&store, a),
-        Command::Diff(a) => containers_cmd::diff(&store, a),
-        Command::Commit(a) => containers_cmd::commit(&store, a),
-        Command::Export(a) => archive_cmd::export(&store, a),
-        Command::Save(a) => archive_cmd::save(&store, a),
-        Command::Load(a) => archive_cmd::load(&store, a),
-        Command::Gc => maintenance_cmd::gc(&store),
-        Command::Builder(c) => maintenance_cmd::builder(&store, c),
-        Command::Fsck(a) => maintenance_cmd::fsck(&store, a.quick),
-        Command::Df => maintenance_cmd::df(&store),
+        Command::Create(a) => containers::create(&store, a),
+        Command::Mount(a) => containers::mount(&store, a),
+        Command::Umount(a) => containers::umount(&store, a),
+        Command::Ps(a) => containers::ps(&store, a),
+        Command::Rm(a) => containers::rm(&store, a),
+        Command::Diff(a) => containers::diff(&store, a),
+        Command::Commit(a) => containers::commit(&store, a),
+        Command::Export(a) => archive::export(&store, a),
+        Command::Save(a) => archive::save(&store, a),
+        Command::Load(a) => archive::load(&store, a),
+        Command::Gc => maintenance::gc(&store),
+        Command::Builder(c) => maintenance::builder(&store, c),
+        Command::Fsck(a) => maintenance::fsck(&store, a.quick),
+        Command::Df => maintenance::df(&store),
     }
 }
 

@@ -17,12 +17,12 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::credentials;
 use crate::platform::{describe, Platform};
 use crate::progress::{LayerLine, Progress};
+use crate::registry::config::{Endpoint, RegistriesConfig};
+use crate::registry::credentials;
+use crate::registry::resume;
 use crate::registry::{self, Repository, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
-use crate::registry_config::{Endpoint, RegistriesConfig};
-use crate::resume;
 
 /// Layers fetched at once.
 const PARALLEL_LAYERS: usize = 4;

@@ -14,10 +14,10 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use layers_store::image::{Descriptor, Manifest};
 use layers_store::{Reference, ShortNames, Store};
 
-use crate::credentials;
 use crate::registry::client::{Repository, RequestError};
-use crate::registry_config::RegistriesConfig;
-use crate::resume;
+use crate::registry::config::RegistriesConfig;
+use crate::registry::credentials;
+use crate::registry::resume;
 
 /// Arguments of `layers push`.
 #[derive(Args)]

@@ -25,7 +25,7 @@ use reqwest::header::{
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use super::challenge::Challenge;
-use crate::credentials::Credentials;
+use crate::registry::credentials::Credentials;
 
 /// Largest token response read.
 const MAX_TOKEN: u64 = 1 << 20;

@@ -3,7 +3,10 @@
 
 pub mod challenge;
 pub mod client;
+pub mod config;
+pub mod credentials;
 pub mod rate;
+pub mod resume;
 pub mod upload;
 
 pub use client::{Repository, RequestError};

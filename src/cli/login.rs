@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use crate::credentials::{self, normalize_host, Credentials};
+use crate::registry::config::RegistriesConfig;
+use crate::registry::credentials::{self, normalize_host, Credentials};
 use crate::registry::Repository;
-use crate::registry_config::RegistriesConfig;
 use anyhow::{bail, Context};
 use clap::Args;
 

@@ -3,12 +3,11 @@
 //! `words`) → stages (only those the target needs) → steps (`exec`).
 
 pub mod context;
-pub mod dockerfile;
 pub mod exec;
-pub mod instruction;
-pub mod pattern;
+pub mod frontend;
 mod throwaway;
-pub mod words;
+
+use frontend::{instruction, pattern, words};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -134,7 +133,7 @@ fn write_output(
     }
     let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
     let images = [layers_store::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
-    use crate::archive_cmd::{export_local, export_view, write_images, SaveFormat};
+    use crate::cli::archive::{export_local, export_view, write_images, SaveFormat};
     match kind {
         Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
         Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),

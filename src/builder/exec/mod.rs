@@ -19,10 +19,10 @@ use layers_store::{Compression, Store};
 use serde_json::{json, Map, Value};
 
 use super::context::{self, Attrs, Tree};
-use super::instruction::{Command, CopySpec, Instruction, Located};
-use super::pattern::Patterns;
+use super::frontend::instruction::{Command, CopySpec, Instruction, Located};
+use super::frontend::pattern::Patterns;
+use super::frontend::words::{expand, expand_words};
 use super::throwaway::ThrowawayView;
-use super::words::{expand, expand_words};
 
 /// What every step of a build shares.
 pub struct Build<'a> {

@@ -33,7 +33,7 @@ impl Patterns {
                 Some(p) => (p.trim(), false),
                 None => (line, true),
             };
-            let cleaned = super::context::clean(pattern.trim_start_matches('/')).unwrap_or_default();
+            let cleaned = super::path::clean(pattern.trim_start_matches('/')).unwrap_or_default();
             list.push((components(&cleaned.to_string_lossy()), exclude));
         }
         Patterns { list }

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use layers_store::Store;
 
+use crate::cli::images::print_table;
 use crate::format;
-use crate::images_cmd::print_table;
 
 /// `layers builder …`.
 #[derive(clap::Subcommand)]

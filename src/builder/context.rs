@@ -14,7 +14,8 @@ use layers_store::digest::{Digest, Hasher};
 use layers_store::Store;
 use rustix::fs::{openat2, AtFlags, Mode, OFlags, ResolveFlags};
 
-use super::pattern::Patterns;
+pub use super::frontend::path::clean;
+use super::frontend::pattern::Patterns;
 
 /// A directory tree reached through a directory fd, nothing resolved outside it.
 pub struct Tree {
@@ -34,19 +35,6 @@ pub struct Entry {
 
 fn kind(st: &rustix::fs::Stat) -> rustix::fs::FileType {
     rustix::fs::FileType::from_raw_mode(st.st_mode)
-}
-
-/// `a/./b/../c` → `a/c`; `None` if it climbs above its start.
-pub fn clean(path: &str) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir if !out.pop() => return None,
-            _ => {}
-        }
-    }
-    Some(out)
 }
 
 impl Tree {
@@ -137,7 +125,7 @@ impl Tree {
     /// The paths a COPY source names: itself, or what its glob matches (sorted).
     pub fn select(&self, source: &str, ignore: &Patterns) -> anyhow::Result<Vec<PathBuf>> {
         let Some(rel) = clean(source) else { bail!("{source}: the path leaves the {}", self.name) };
-        if !super::pattern::is_glob(source) {
+        if !super::frontend::pattern::is_glob(source) {
             self.stat(&rel).map_err(|e| anyhow::anyhow!("{source}: not found in the {}: {e}", self.name))?;
             return Ok(vec![rel]);
         }

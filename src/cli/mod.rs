@@ -1,0 +1,9 @@
+//! The verbs of the command line, one file per group: each parses its flags and
+//! composes the store, the registry client, the builder and the runtime.
+
+pub mod archive;
+pub mod containers;
+pub mod images;
+pub mod import;
+pub mod login;
+pub mod maintenance;
