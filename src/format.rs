@@ -27,7 +27,7 @@ pub fn size(bytes: u64) -> String {
 
 /// `3 minutes ago`, from an RFC 3339 time.
 pub fn ago(rfc3339: &str) -> String {
-    let Some(t) = layers_store::image::parse_rfc3339(rfc3339) else { return rfc3339.to_string() };
+    let Some(t) = layers_store::oci::parse_rfc3339(rfc3339) else { return rfc3339.to_string() };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(t);
     let s = (now - t).max(0);

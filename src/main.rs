@@ -190,7 +190,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(a) => images::tag(&store, a),
         Command::Rmi(a) => images::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
-        Command::Build(a) => builder::build(&store, a),
+        Command::Build(a) => {
+            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
+            builder::build(&store, a, &registries)
+        }
         Command::Run(a) => run::run(&store, a),
         Command::Exec(a) => run::exec(&store, a),
         Command::Stop(a) => run::control::stop(&store, a),

@@ -1,7 +1,7 @@
 //! Choosing one image from a multi-platform index.
 
 use anyhow::bail;
-use layers_store::image::host_architecture;
+use layers_store::oci::host_architecture;
 use serde_json::Value;
 
 /// `os/architecture[/variant]`.

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use futures_util::TryStreamExt;
-use layers_store::image::{Descriptor, ImageConfig, Manifest};
-use layers_store::metadata::ImageLayerRow;
 use layers_store::mount::MAX_LAYERS;
+use layers_store::oci::{Descriptor, ImageConfig, Manifest};
 use layers_store::unpack::Unpacked;
-use layers_store::{Digest, FetchClaim, Ingest, LayerExpect, NewImage, Reference, ShortNames, Store};
+use layers_store::{Digest, FetchClaim, ImageBlobs, Ingest, LayerExpect, Reference, ShortNames, Store};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -22,7 +21,8 @@ use crate::progress::{LayerLine, Progress};
 use crate::registry::config::{Endpoint, RegistriesConfig};
 use crate::registry::credentials;
 use crate::registry::resume;
-use crate::registry::{self, Repository, ACCEPTED, DOCKER_LIST, MAX_JSON, OCI_INDEX};
+use crate::registry::{Repository, ACCEPTED, DOCKER_LIST, OCI_INDEX};
+use layers_store::oci::MAX_JSON;
 
 /// Layers fetched at once.
 const PARALLEL_LAYERS: usize = 4;
@@ -49,20 +49,35 @@ pub struct PullArgs {
 }
 
 pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
-    let reference = Reference::parse(&a.reference, ShortNames::DockerHub)?;
+    let digest = pull_image(store, &a.reference, a.platform.as_deref(), registries, a.tls_verify, a.quiet)?;
+    outln!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `reference` (`platform`: os/arch[/variant], default the host's) into `store`
+/// and returns its manifest digest: `layers pull`, and a build's FROM. The runtime and
+/// its threads are gone when this returns.
+pub fn pull_image(
+    store: Store,
+    reference: &str,
+    platform: Option<&str>,
+    registries: &RegistriesConfig,
+    tls_verify: bool,
+    quiet: bool,
+) -> anyhow::Result<Digest> {
+    let reference = Reference::parse(reference, ShortNames::DockerHub)?;
     let endpoints = registries.endpoints(&reference.registry);
-    let platform = match &a.platform {
+    let platform = match platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
-    let events = Progress::new(a.quiet);
-    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, a.tls_verify, &events));
+    let events = Progress::new(quiet);
+    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, tls_verify, &events));
     events.finish();
-    let digest = digest?;
-    outln!("{digest}");
-    Ok(ExitCode::SUCCESS)
+    drop(rt);
+    digest
 }
 
 /// Fetches a manifest by tag or digest, verifying its digest (the pinned one, if
@@ -325,7 +340,7 @@ async fn pull(
                 staged_claims.push(claim);
                 line.done(&done_line(&u, took));
                 if staged_claims.len() >= COMMIT_BATCH {
-                    store.commit(std::mem::replace(&mut staged, store.ingest()?), None)?;
+                    store.commit(std::mem::replace(&mut staged, store.ingest()?))?;
                     staged_claims.clear();
                 }
             }
@@ -338,11 +353,11 @@ async fn pull(
         }
     }
     if let Some(e) = failed {
-        store.commit(staged, None)?;
+        store.commit(staged)?;
         return Err(e);
     }
     if !deferred.is_empty() {
-        store.commit(staged, None)?;
+        store.commit(staged)?;
         drop(staged_claims);
         for (desc, diff) in deferred {
             let short = desc.digest.short();
@@ -355,34 +370,19 @@ async fn pull(
             let line = events.layer(&short, desc.size);
             let (u, took, ingest) =
                 fetch_layer(repo.clone(), store.clone(), desc, diff, events.quiet(), line.clone()).await?;
-            store.commit(ingest, None)?;
+            store.commit(ingest)?;
             line.done(&done_line(&u, took));
         }
         staged = store.ingest()?;
     }
 
-    let rows: Vec<ImageLayerRow> = manifest
-        .layers
-        .iter()
-        .zip(&config.rootfs.diff_ids)
-        .map(|(d, diff)| ImageLayerRow {
-            diff_id: *diff,
-            blob: d.digest,
-            media_type: d.media_type.clone(),
-            size: d.size,
-        })
-        .collect();
-    let manifest_media = manifest.media_type.clone().unwrap_or_else(|| registry::OCI_MANIFEST.to_string());
-    let m = store.stage_blob(&mut staged, &bytes, &manifest_media)?;
-    let c = store.stage_blob(&mut staged, &config_bytes, &manifest.config.media_type)?;
-    let image = NewImage {
-        manifest: m,
-        config: c,
-        layers: rows,
-        created: config.created.clone().unwrap_or_default(),
-        tags: tag.into_iter().collect(),
-    };
-    store.commit(staged, Some(&image)).context("commit pulled image")?;
+    store
+        .record_image(
+            staged,
+            ImageBlobs::Received { manifest: &bytes, config: &config_bytes },
+            &tag.into_iter().collect::<Vec<_>>(),
+        )
+        .context("commit pulled image")?;
     events.say(format!("{reference}: pulled {digest} in {:.2}s", started.elapsed().as_secs_f64()));
     Ok(digest)
 }
@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_document_both_index_and_manifest_is_refused() {
-        for media in [OCI_INDEX, registry::OCI_MANIFEST, ""] {
+        for media in [OCI_INDEX, crate::registry::OCI_MANIFEST, ""] {
             let both = json!({"schemaVersion": 2, "mediaType": media, "manifests": [], "layers": []});
             assert!(manifest_kind(&both).unwrap_err().to_string().contains("both `manifests` and `layers`"));
         }

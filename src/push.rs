@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use layers_store::image::{Descriptor, Manifest};
+use layers_store::oci::{Descriptor, Manifest, MAX_JSON};
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::registry::client::{Repository, RequestError};
@@ -36,9 +36,6 @@ pub struct PushArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
 }
-
-/// Largest manifest or config pushed.
-const MAX_JSON: u64 = 4 << 20;
 
 pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let image = store.resolve(&a.image)?;

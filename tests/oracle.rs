@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use layers_store::image::{ImageConfig, Manifest};
 use layers_store::metadata::ImageLayerRow;
-use layers_store::{Digest, LayerExpect, NewImage, Store};
+use layers_store::oci::{ImageConfig, Manifest};
+use layers_store::{Digest, ImageBlobs, LayerExpect, Store};
 
 fn blob(layout: &Path, d: &Digest) -> PathBuf {
     layout.join("blobs/sha256").join(d.hex())
@@ -40,17 +40,9 @@ fn import_layout(store: &Store, layout: &Path, tag: &str) -> Vec<PathBuf> {
         let u = store.unpack_layer(&mut ingest, File::open(blob(layout, &l.digest)).unwrap(), &expect).unwrap();
         rows.push(ImageLayerRow { diff_id: u.diff_id, blob: u.blob, media_type: l.media_type.clone(), size: l.size });
     }
-    let m = store.stage_blob(&mut ingest, &manifest_bytes, "application/vnd.oci.image.manifest.v1+json").unwrap();
-    let c = store.stage_blob(&mut ingest, &config_bytes, &manifest.config.media_type).unwrap();
-    assert_eq!(m.digest, manifest_digest);
-    let image = NewImage {
-        manifest: m,
-        config: c,
-        layers: rows.clone(),
-        created: config.created.clone().unwrap_or_default(),
-        tags: vec![format!("localhost/fixture:{tag}")],
-    };
-    store.commit(ingest, Some(&image)).unwrap();
+    let blobs = ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes };
+    let image = store.record_image(ingest, blobs, &[format!("localhost/fixture:{tag}")]).unwrap();
+    assert_eq!(image.manifest, manifest_digest);
     rows.iter().map(|r| store.layer_path(&r.diff_id)).collect()
 }
 

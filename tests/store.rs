@@ -273,16 +273,13 @@ fn an_image_with_the_same_layer_twice_commits_once() {
             size: u.blob_size,
         });
     }
-    let config = layers_store::image::ImageConfig {
-        rootfs: layers_store::image::RootFs { kind: "layers".into(), diff_ids: vec![rows[0].diff_id, rows[1].diff_id] },
-        ..layers_store::image::ImageConfig::imported(rows[0].diff_id, "2024-01-01T00:00:00Z", "test")
+    let config = layers_store::oci::ImageConfig {
+        rootfs: layers_store::oci::RootFs { kind: "layers".into(), diff_ids: vec![rows[0].diff_id, rows[1].diff_id] },
+        ..layers_store::oci::ImageConfig::imported(rows[0].diff_id, "2024-01-01T00:00:00Z", "test")
     };
-    let c = store
-        .stage_blob(&mut ingest, &serde_json::to_vec(&config).unwrap(), "application/vnd.oci.image.config.v1+json")
-        .unwrap();
     let layer_descs = rows
         .iter()
-        .map(|r| layers_store::image::Descriptor {
+        .map(|r| layers_store::oci::Descriptor {
             media_type: r.media_type.clone(),
             digest: r.blob,
             size: r.size,
@@ -290,20 +287,11 @@ fn an_image_with_the_same_layer_twice_commits_once() {
             annotations: None,
         })
         .collect();
-    let manifest = layers_store::image::Manifest::new(c.clone(), layer_descs);
-    let m = store
-        .stage_blob(&mut ingest, &serde_json::to_vec(&manifest).unwrap(), "application/vnd.oci.image.manifest.v1+json")
-        .unwrap();
-    let image = layers_store::NewImage {
-        manifest: m,
-        config: c,
-        layers: rows,
-        created: "2024-01-01T00:00:00Z".into(),
-        tags: vec!["localhost/twice:1".into()],
-    };
-    store.commit(ingest, Some(&image)).unwrap();
+    let blobs = layers_store::ImageBlobs::New { config: &config, layers: layer_descs };
+    let image = store.record_image(ingest, blobs, &["localhost/twice:1".into()]).unwrap();
+    assert_eq!(rows.len(), 2);
     assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 1);
-    assert_eq!(store.image_layers(&image.manifest.digest).unwrap().len(), 2);
+    assert_eq!(store.image_layers(&image.manifest).unwrap().len(), 2);
     assert!(store.fsck(false).unwrap().is_empty());
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }

@@ -6,34 +6,10 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::{ImageConfig, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
 use crate::metadata::{now, ImageRow};
-use crate::store::{NewImage, Store};
-
-/// Format 3: the build cache.
-pub(crate) const SCHEMA_3: &str = r#"
-CREATE TABLE IF NOT EXISTS build_cache (
-    key             TEXT PRIMARY KEY,
-    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
-    created         INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
-"#;
-
-/// Format 4: digests of build-context files, known by their unchanged inode.
-pub(crate) const SCHEMA_4: &str = r#"
-CREATE TABLE IF NOT EXISTS file_digests (
-    dev      INTEGER NOT NULL,
-    ino      INTEGER NOT NULL,
-    size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    digest   TEXT NOT NULL,
-    PRIMARY KEY (dev, ino)
-);
-"#;
-
-const MAX_JSON: u64 = 4 << 20;
+use crate::oci::ImageConfig;
+use crate::record::ImageBlobs;
+use crate::store::Store;
 
 /// What says a file's content is unchanged without reading it, as git's index and
 /// BuildKit's content hashes have it: the same inode with the same size, mtime and
@@ -86,6 +62,12 @@ impl Store {
                  ON CONFLICT(key) DO UPDATE SET manifest_digest = excluded.manifest_digest, created = excluded.created",
                 params![key.to_string(), manifest.to_string(), now()],
             )?;
+            // Kept apart from the key: a step rebuilt (`--no-cache`) moves its key to the new
+            // image, and the old one must still be known as a step's, for `images` and `prune`.
+            tx.execute(
+                "INSERT INTO build_images (manifest_digest) VALUES (?1) ON CONFLICT DO NOTHING",
+                params![manifest.to_string()],
+            )?;
             Ok(())
         })
     }
@@ -105,7 +87,7 @@ impl Store {
         let (entries, images) = self.md().write("prune build cache", |tx| {
             let entries: usize = tx.query_row("SELECT COUNT(*) FROM build_cache", [], |r| r.get(0))?;
             let images = tx.execute(
-                "DELETE FROM images WHERE manifest_digest IN (SELECT manifest_digest FROM build_cache)
+                "DELETE FROM images WHERE manifest_digest IN (SELECT manifest_digest FROM build_images)
                    AND manifest_digest NOT IN (SELECT manifest_digest FROM tags)
                    AND manifest_digest NOT IN (SELECT manifest_digest FROM leases)
                    AND manifest_digest NOT IN (SELECT manifest_digest FROM containers)",
@@ -113,6 +95,7 @@ impl Store {
             )?;
             // What the cascade left: steps whose image is named or in use.
             tx.execute("DELETE FROM build_cache", [])?;
+            tx.execute("DELETE FROM build_images", [])?;
             tx.execute("DELETE FROM file_digests", [])?;
             Ok((entries, images))
         })?;
@@ -176,11 +159,7 @@ impl Store {
     pub fn is_build_step(&self, manifest: &Digest) -> Result<bool> {
         self.md()
             .conn()
-            .query_row(
-                "SELECT 1 FROM build_cache WHERE manifest_digest = ? LIMIT 1",
-                [manifest.to_string()],
-                |_| Ok(()),
-            )
+            .query_row("SELECT 1 FROM build_images WHERE manifest_digest = ?", [manifest.to_string()], |_| Ok(()))
             .optional()
             .map(|o| o.is_some())
             .map_err(|e| Error::sql("read build cache", manifest, e))
@@ -189,44 +168,15 @@ impl Store {
     /// Records an image with `parent`'s layers (none for `scratch`) and `config`, whose
     /// `rootfs.diff_ids` must be those layers': a build step that changes only the config.
     pub fn derive_image(&self, parent: Option<&Digest>, config: &ImageConfig, tags: &[String]) -> Result<ImageRow> {
-        let what = parent.map_or("scratch".to_string(), |p| p.to_string());
-        let (layers, rows) = match parent {
+        let layers = match parent {
             Some(p) => {
                 let img = self
                     .image(p)?
                     .ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
-                let m: Manifest = serde_json::from_slice(&self.read_blob(&img.manifest, MAX_JSON)?)
-                    .map_err(|e| Error::new(ErrorKind::Corrupt, "read image manifest", img.manifest, e.to_string()))?;
-                (m.layers, self.image_layers(p)?)
+                self.manifest(&img)?.layers
             }
-            None => (Vec::new(), Vec::new()),
+            None => Vec::new(),
         };
-        if config.rootfs.diff_ids.len() != rows.len()
-            || config.rootfs.diff_ids.iter().zip(&rows).any(|(d, r)| *d != r.diff_id)
-        {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "derive image",
-                &what,
-                "config's diff_ids differ from the layers",
-            ));
-        }
-        let json = |e: serde_json::Error| Error::new(ErrorKind::InvalidInput, "derive image", &what, e.to_string());
-        let mut ingest = self.ingest()?;
-        let config_desc =
-            self.stage_blob(&mut ingest, &serde_json::to_vec(config).map_err(json)?, MEDIA_TYPE_CONFIG)?;
-        let manifest = Manifest::new(config_desc.clone(), layers);
-        let manifest_desc =
-            self.stage_blob(&mut ingest, &serde_json::to_vec(&manifest).map_err(json)?, MEDIA_TYPE_MANIFEST)?;
-        let image = NewImage {
-            manifest: manifest_desc.clone(),
-            config: config_desc,
-            layers: rows,
-            created: config.created.clone().unwrap_or_default(),
-            tags: tags.to_vec(),
-        };
-        self.commit(ingest, Some(&image))?;
-        self.image(&manifest_desc.digest)?
-            .ok_or_else(|| Error::new(ErrorKind::Corrupt, "derive image", &what, "the new image is not recorded"))
+        self.record_image(self.ingest()?, ImageBlobs::New { config, layers }, tags)
     }
 }

@@ -18,10 +18,11 @@ use rusqlite::{params, OptionalExtension};
 use crate::compression::Compression;
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::{Descriptor, History, ImageConfig, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
-use crate::metadata::{now, ImageLayerRow, LayerRow};
+use crate::metadata::{now, ImageRow, LayerRow};
 use crate::mount::{self, MountSpec, MAX_LAYERS};
-use crate::store::{remove_tree, LayerExpect, NewImage, Store};
+use crate::oci::{Descriptor, History, ImageConfig};
+use crate::record::ImageBlobs;
+use crate::store::{remove_tree, LayerExpect, Store};
 use crate::upper::{self, HashingWriter};
 
 /// Marks a container removed by the next sweep: one whose creator ends it (a build
@@ -36,9 +37,6 @@ pub enum Lifetime {
     /// Until its creator removes it, or, should the creator die, the next sweep.
     Ephemeral,
 }
-
-/// Largest manifest or config read back from the store.
-const MAX_JSON: u64 = 4 << 20;
 
 /// How `commit_container` makes the new image.
 #[derive(Debug, Clone)]
@@ -400,8 +398,7 @@ impl Store {
 
         let mut config: ImageConfig = match &opts.config {
             Some(c) => c.clone(),
-            None => serde_json::from_slice(&self.read_blob(&parent.config, MAX_JSON)?)
-                .map_err(|e| Error::new(ErrorKind::Corrupt, "read image config", parent.config, e.to_string()))?,
+            None => self.config(&parent)?,
         };
         config.rootfs.diff_ids.push(tar.diff_id);
         config.created = Some(opts.created.clone());
@@ -414,35 +411,12 @@ impl Store {
         if let Some(a) = &opts.author {
             config.extra.insert("author".into(), serde_json::Value::String(a.clone()));
         }
-        let parent_manifest: Manifest = serde_json::from_slice(&self.read_blob(&parent.manifest, MAX_JSON)?)
-            .map_err(|e| Error::new(ErrorKind::Corrupt, "read image manifest", parent.manifest, e.to_string()))?;
-        let config_bytes = serde_json::to_vec(&config)
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, "write image config", &c.name, e.to_string()))?;
-        let config_desc = self.stage_blob(&mut ingest, &config_bytes, MEDIA_TYPE_CONFIG)?;
-        let mut layers = parent_manifest.layers.clone();
+        let mut layers = self.manifest(&parent)?.layers;
         layers.push(blob.clone());
-        let manifest = Manifest::new(config_desc.clone(), layers);
-        let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, "write image manifest", &c.name, e.to_string()))?;
-        let manifest_desc = self.stage_blob(&mut ingest, &manifest_bytes, MEDIA_TYPE_MANIFEST)?;
-
-        let mut rows = self.image_layers(&parent.manifest)?;
-        rows.push(ImageLayerRow {
-            diff_id: tar.diff_id,
-            blob: blob.digest,
-            media_type: blob.media_type.clone(),
-            size: blob.size,
-        });
-        let image = NewImage {
-            manifest: manifest_desc.clone(),
-            config: config_desc.clone(),
-            layers: rows,
-            created: opts.created.clone(),
-            tags: opts.tags.clone(),
-        };
-        let made = Committed {
-            manifest: manifest_desc.digest,
-            config: config_desc.digest,
+        let image = ImageBlobs::New { config: &config, layers };
+        let made = |row: ImageRow| Committed {
+            manifest: row.manifest,
+            config: row.config,
             diff_id: tar.diff_id,
             blob: blob.clone(),
             entries: tar.entries,
@@ -451,8 +425,7 @@ impl Store {
             // The blob just written is the layer's only source: unpacked into a new dir.
             let expect = LayerExpect { blob: Some(blob.digest), size: Some(blob.size), diff_id: Some(tar.diff_id) };
             self.unpack_staged_blob(&mut ingest, blob_path, &expect)?;
-            self.commit(ingest, Some(&image))?;
-            return Ok(made);
+            return self.record_image(ingest, image, &opts.tags).map(made);
         }
         ingest.add_blob(blob.clone(), blob_path);
         let row = LayerRow {
@@ -466,8 +439,8 @@ impl Store {
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;
-        let new_image = manifest_desc.digest.to_string();
-        let committed = self.commit_with(ingest, Some(&image), &|tx| {
+        let committed = self.record_image_with(ingest, image, &opts.tags, &|tx, new_image| {
+            let new_image = new_image.to_string();
             tx.execute(
                 "UPDATE containers SET manifest_digest = ?1, committing = NULL WHERE id = ?2",
                 params![new_image, c.id],
@@ -475,12 +448,15 @@ impl Store {
             tx.execute("UPDATE leases SET manifest_digest = ?1 WHERE id = ?2", params![new_image, c.lease()])?;
             Ok(())
         });
-        if let Err(e) = committed {
-            if upper.exists() {
-                let _ = self.set_committing(c, None);
+        let row = match committed {
+            Ok(row) => row,
+            Err(e) => {
+                if upper.exists() {
+                    let _ = self.set_committing(c, None);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         // The layer existed already (same changes committed before): the upper dir was not moved.
         if upper.exists() {
             self.discard(&upper)?;
@@ -489,7 +465,7 @@ impl Store {
         for d in [&upper, &work] {
             fs::create_dir(d).map_err(|e| Error::io("commit container", d.display(), e))?;
         }
-        Ok(made)
+        Ok(made(row))
     }
 
     fn set_committing(&self, c: &ContainerRow, layer: Option<DiffId>) -> Result<()> {

@@ -9,15 +9,15 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::{ImageConfig, Manifest};
 use crate::metadata::ImageLayerRow;
-use crate::store::{LayerExpect, NewImage, Store};
+use crate::oci::{ImageConfig, Manifest};
+use crate::store::{LayerExpect, Store};
 
 /// Layers committed at once while loading a deep image.
 const COMMIT_BATCH: usize = 64;
 
 /// Largest manifest, index or config read (and `index.json`, `manifest.json`, `oci-layout`).
-pub const MAX_JSON: u64 = 4 << 20;
+pub use crate::oci::MAX_JSON;
 
 /// Most index entries one load walks, nested indexes included: a small index that
 /// names a large nested index many times over would otherwise fan out to millions.
@@ -205,21 +205,15 @@ impl Store {
             new_layers += 1;
             // A commit locks each item it moves: bound the open lock files.
             if new_layers % COMMIT_BATCH == 0 {
-                self.commit(std::mem::replace(&mut ingest, self.ingest()?), None)?;
+                self.commit(std::mem::replace(&mut ingest, self.ingest()?))?;
             }
         }
-        let media = m.media_type.clone().unwrap_or_else(|| crate::image::MEDIA_TYPE_MANIFEST.to_string());
-        let mdesc = self.stage_blob(&mut ingest, &manifest_bytes, &media)?;
-        let cdesc = self.stage_blob(&mut ingest, &config_bytes, &m.config.media_type)?;
-        let image = NewImage {
-            manifest: mdesc,
-            config: cdesc.clone(),
-            layers: rows,
-            created: config.created.clone().unwrap_or_default(),
-            tags,
-        };
-        self.commit(ingest, Some(&image))?;
-        Ok(Loaded { manifest: *manifest, config: cdesc.digest, new_layers })
+        let image = self.record_image(
+            ingest,
+            crate::record::ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes },
+            &tags,
+        )?;
+        Ok(Loaded { manifest: *manifest, config: image.config, new_layers })
     }
 }
 
@@ -339,7 +333,7 @@ impl Store {
             }
             blob(sink, &m.config.digest)?;
             blob(sink, &img.manifest)?;
-            let media = m.media_type.clone().unwrap_or_else(|| crate::image::MEDIA_TYPE_MANIFEST.to_string());
+            let media = m.media_type.clone().unwrap_or_else(|| crate::oci::MEDIA_TYPE_MANIFEST.to_string());
             let names: Vec<Option<&String>> =
                 if img.names.is_empty() { vec![None] } else { img.names.iter().map(Some).collect() };
             for name in names {
@@ -426,7 +420,7 @@ impl Store {
                     media_type: media_type.clone(),
                     size: u.blob_size,
                 });
-                descs.push(crate::image::Descriptor {
+                descs.push(crate::oci::Descriptor {
                     media_type,
                     digest: u.blob,
                     size: u.blob_size,
@@ -434,26 +428,19 @@ impl Store {
                     annotations: None,
                 });
                 if new_layers % COMMIT_BATCH == 0 {
-                    self.commit(std::mem::replace(&mut ingest, self.ingest()?), None)?;
+                    self.commit(std::mem::replace(&mut ingest, self.ingest()?))?;
                 }
             }
-            let cdesc = self.stage_blob(&mut ingest, &config_bytes, crate::image::MEDIA_TYPE_CONFIG)?;
-            let manifest = Manifest::new(cdesc.clone(), descs);
-            let manifest_bytes = serde_json::to_vec(&manifest).map_err(|err| bad(err.to_string()))?;
-            let mdesc = self.stage_blob(&mut ingest, &manifest_bytes, crate::image::MEDIA_TYPE_MANIFEST)?;
             let tags: Vec<String> = e["RepoTags"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default();
-            let image = NewImage {
-                manifest: mdesc.clone(),
-                config: cdesc.clone(),
-                layers: rows,
-                created: config.created.clone().unwrap_or_default(),
-                tags: Vec::new(),
-            };
-            self.commit(ingest, Some(&image))?;
-            out.push((Loaded { manifest: mdesc.digest, config: cdesc.digest, new_layers }, tags));
+            let image = self.record_image(
+                ingest,
+                crate::record::ImageBlobs::ReceivedConfig { config: &config_bytes, layers: descs },
+                &[],
+            )?;
+            out.push((Loaded { manifest: image.manifest, config: image.config, new_layers }, tags));
         }
         Ok(out)
     }

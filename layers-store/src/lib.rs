@@ -20,12 +20,12 @@
 pub mod build_cache;
 pub mod compression;
 // Store-owned paths only (container ids, generated names): std::fs is fine there.
+pub mod catalog;
 #[allow(clippy::disallowed_methods)]
 pub mod containers;
 pub mod digest;
 pub mod error;
-pub mod image;
-pub mod images;
+pub mod oci;
 // Store-owned paths only (digests, generated names): std::fs is fine there.
 #[allow(clippy::disallowed_methods)]
 pub mod maintenance;
@@ -34,6 +34,7 @@ pub mod maintenance;
 pub mod layout;
 pub mod metadata;
 pub mod mount;
+pub mod record;
 pub mod reference;
 pub mod root;
 #[allow(clippy::disallowed_methods)]
@@ -52,6 +53,7 @@ pub use compression::Compression;
 pub use containers::ContainerRow;
 pub use digest::{ChainId, DiffId, Digest};
 pub use error::{Error, ErrorKind, Result};
+pub use record::ImageBlobs;
 pub use reference::{Reference, ShortNames};
-pub use store::{FetchClaim, Ingest, LayerExpect, NewImage, Store};
+pub use store::{FetchClaim, Ingest, LayerExpect, Store};
 pub use unpack::Limits;

@@ -10,7 +10,7 @@ use rusqlite::OptionalExtension;
 
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
-use crate::image::Manifest;
+use crate::oci::{Manifest, MAX_JSON};
 use crate::store::{remove_tree, Store};
 use crate::tree::Tree;
 
@@ -48,8 +48,6 @@ pub struct DiskUsage {
     /// Bytes `gc` would free (unreferenced blobs and layers).
     pub reclaimable: u64,
 }
-
-const MAX_MANIFEST: u64 = 4 << 20;
 
 pub(crate) fn disk_usage(path: &Path) -> u64 {
     let Ok(m) = fs::symlink_metadata(path) else { return 0 };
@@ -240,7 +238,7 @@ impl Store {
                 }
             }
             if blob_set.contains(&img.manifest) {
-                match self.read_blob(&img.manifest, MAX_MANIFEST).and_then(|b| {
+                match self.read_blob(&img.manifest, MAX_JSON).and_then(|b| {
                     serde_json::from_slice::<Manifest>(&b).map_err(|e| {
                         Error::new(crate::error::ErrorKind::Corrupt, "parse manifest", img.manifest, e.to_string())
                     })

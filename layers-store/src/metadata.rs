@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 5;
+pub const FORMAT_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -80,6 +80,37 @@ CREATE TABLE IF NOT EXISTS containers (
 /// Seeded with the pairs of the layers already stored (each verified when unpacked)
 /// and, so that an upgraded store keeps working, the pairs its images name; `fsck`
 /// verifies every pair by decompressing its blob.
+/// Format 3: the build cache.
+const SCHEMA_3: &str = r#"
+CREATE TABLE IF NOT EXISTS build_cache (
+    key             TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
+    created         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
+"#;
+
+/// Format 4: digests of build-context files, known by their unchanged inode.
+const SCHEMA_4: &str = r#"
+CREATE TABLE IF NOT EXISTS file_digests (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    digest   TEXT NOT NULL,
+    PRIMARY KEY (dev, ino)
+);
+"#;
+
+/// Format 6: every image a build step made, whichever key points at it now.
+const SCHEMA_6: &str = r#"
+CREATE TABLE IF NOT EXISTS build_images (
+    manifest_digest TEXT PRIMARY KEY REFERENCES images(manifest_digest) ON DELETE CASCADE
+);
+INSERT OR IGNORE INTO build_images (manifest_digest) SELECT manifest_digest FROM build_cache;
+"#;
+
 const SCHEMA_5: &str = r#"
 CREATE TABLE IF NOT EXISTS layer_blobs (
     blob_digest TEXT PRIMARY KEY,
@@ -191,9 +222,10 @@ impl Metadata {
             md.write("create schema", |tx| {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(SCHEMA_2)?;
-                tx.execute_batch(crate::build_cache::SCHEMA_3)?;
-                tx.execute_batch(crate::build_cache::SCHEMA_4)?;
+                tx.execute_batch(SCHEMA_3)?;
+                tx.execute_batch(SCHEMA_4)?;
                 tx.execute_batch(SCHEMA_5)?;
+                tx.execute_batch(SCHEMA_6)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

@@ -20,8 +20,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::image::Descriptor;
 use crate::metadata::{self, ImageLayerRow, LayerRow, Metadata};
+use crate::oci::Descriptor;
 use crate::root::Root;
 use crate::tree::Tree;
 use crate::unpack::{self, Limits, Unpacked};
@@ -48,7 +48,7 @@ pub struct LayerExpect {
 
 /// A new image to record: its manifest and config are blobs of the same ingest.
 #[derive(Debug, Clone)]
-pub struct NewImage {
+pub(crate) struct NewImage {
     /// The manifest blob.
     pub manifest: Descriptor,
     /// The config blob.
@@ -193,6 +193,11 @@ impl Store {
         self.limits = limits;
     }
 
+    /// What an unpack into this store accepts (`--max-layer-size`, `--max-layer-entries`).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Where the store is.
     pub fn root(&self) -> &Path {
         &self.root
@@ -328,10 +333,10 @@ impl Store {
         Ok(desc)
     }
 
-    /// Makes everything staged durable and visible, and records `image` if given,
-    /// in one `syncfs` and one final transaction.
-    pub fn commit(&self, ingest: Ingest, image: Option<&NewImage>) -> Result<()> {
-        self.commit_with(ingest, image, &|_| Ok(()))
+    /// Makes everything staged durable and visible, in one `syncfs` and one final
+    /// transaction ([`Store::record_image`] also records an image in it).
+    pub fn commit(&self, ingest: Ingest) -> Result<()> {
+        self.commit_with(ingest, None, &|_| Ok(()))
     }
 
     /// `commit`, with `also` run in the final transaction.
@@ -421,7 +426,7 @@ impl Store {
                     return Ok(Some(format!("blob {d} is not in the store")));
                 }
             }
-            crate::images::insert_image(tx, img)?;
+            crate::catalog::insert_image(tx, img)?;
             also(tx).map(|()| None)
         })?;
         match (refused, image) {

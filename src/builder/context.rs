@@ -60,6 +60,11 @@ impl Tree {
         rustix::fs::fstat(&fd)
     }
 
+    /// Whether `rel` is a directory (not a symlink to one).
+    pub fn is_dir(&self, rel: &Path) -> bool {
+        self.stat(rel).is_ok_and(|s| kind(&s) == rustix::fs::FileType::Directory)
+    }
+
     /// Every entry under `rel` (itself first), parents before children, names sorted;
     /// those `ignore` matches are left out (a dir's contents with it).
     pub fn walk(&self, rel: &Path, ignore: &Patterns, out: &mut Vec<Entry>) -> anyhow::Result<()> {
@@ -196,10 +201,10 @@ pub fn is_archive(tree: &Tree, rel: &Path) -> bool {
 
 /// Extracts the archive `rel` of `tree` into the empty dir `into`, as safely as a layer
 /// (no entry lands outside, limits on size and entries).
-pub fn extract(tree: &Tree, rel: &Path, into: &Path) -> anyhow::Result<()> {
+pub fn extract(tree: &Tree, rel: &Path, into: &Path, limits: &layers_store::Limits) -> anyhow::Result<()> {
     let file = tree.open_file(rel)?;
     let root = layers_store::root::Root::open(into).with_context(|| format!("open {}", into.display()))?;
-    layers_store::unpack::unpack(std::io::BufReader::new(file), None, &root, &Default::default(), None)
+    layers_store::unpack::unpack(std::io::BufReader::new(file), None, &root, limits, None)
         .with_context(|| format!("extract {}", rel.display()))?;
     Ok(())
 }
@@ -269,7 +274,7 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
             (e.stat.st_mode & 0o170000) | mode,
             attrs.uid,
             attrs.gid,
-            e.stat.st_size
+            if kind(&e.stat) == rustix::fs::FileType::Directory { 0 } else { e.stat.st_size }
         );
         h.update(line.as_bytes());
         if let Some(l) = &e.link {

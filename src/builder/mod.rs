@@ -1,23 +1,37 @@
-//! `layers build`: a Dockerfile to an image, one layer (or config change) per
-//! instruction, with a content-keyed cache. Parse (`dockerfile`, `instruction`,
-//! `words`) → stages (only those the target needs) → steps (`exec`).
+//! `layers build`: a Dockerfile to an image, in three phases. The frontend parses
+//! it into typed instructions (`frontend/`); the plan resolves the stages the target
+//! needs and computes every step's inputs and cache key before anything runs
+//! (`plan/`); the executor looks each key up or runs the step and records its image
+//! under it (`exec/`). RUN steps go through the runtime's own `run_container`; FROM
+//! pulls through the pull code; nothing is re-executed as a child `layers`.
 
 pub mod context;
 pub mod exec;
 pub mod frontend;
+pub mod plan;
 mod throwaway;
-
-use frontend::{instruction, pattern, words};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use layers_store::metadata::ImageRow;
 use layers_store::{Reference, ShortNames, Store};
 
-use instruction::{Instruction, Located};
+use crate::registry::config::RegistriesConfig;
+use crate::run::Network;
+use frontend::instruction::{self, Instruction};
+use frontend::{pattern, words};
+
+/// `--progress`: one line per step either way.
+#[derive(Clone, Copy, ValueEnum)]
+enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+}
 
 /// Arguments of `layers build`.
 #[derive(Args)]
@@ -37,18 +51,19 @@ pub struct BuildArgs {
     /// Run every step, looking nothing up in the cache.
     #[arg(long)]
     no_cache: bool,
-    /// Pull the FROM images even when stored.
+    /// Pull the images FROM and `COPY --from` name even when stored.
     #[arg(long)]
     pull: bool,
     /// Print only the image ID.
     #[arg(short, long)]
     quiet: bool,
-    /// Progress output: `auto` or `plain` (the same here: one line per step).
-    #[arg(long, default_value = "auto")]
-    progress: String,
-    /// RUN's network: `none` or `host`.
-    #[arg(long, default_value = "none")]
-    network: String,
+    /// Progress output (the same here: one line per step).
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// RUN's network: `host` (the default, as buildah's chroot isolation; `default` is
+    /// the same) or `none`.
+    #[arg(long, value_parser = parse_network, default_value = "host")]
+    network: Network,
     /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`
     /// or `type=tar,dest=FILE` (the root filesystem).
     #[arg(short, long)]
@@ -57,71 +72,19 @@ pub struct BuildArgs {
     context: PathBuf,
 }
 
-/// One stage: its FROM and what follows.
-struct Stage<'a> {
-    from: &'a Located,
-    name: Option<String>,
-    steps: &'a [Located],
-}
-
-fn stages(instructions: &[Located]) -> (Vec<&Located>, Vec<Stage<'_>>) {
-    let first = instructions
-        .iter()
-        .position(|l| matches!(l.instruction, Instruction::From { .. }))
-        .unwrap_or(instructions.len());
-    let globals = instructions[..first].iter().collect();
-    let mut out = Vec::new();
-    let mut i = first;
-    while i < instructions.len() {
-        let end = instructions[i + 1..]
-            .iter()
-            .position(|l| matches!(l.instruction, Instruction::From { .. }))
-            .map_or(instructions.len(), |p| i + 1 + p);
-        let name = match &instructions[i].instruction {
-            Instruction::From { alias, .. } => alias.clone(),
-            _ => None,
-        };
-        out.push(Stage { from: &instructions[i], name, steps: &instructions[i + 1..end] });
-        i = end;
+fn parse_network(s: &str) -> Result<Network, String> {
+    match s {
+        "default" | "host" => Ok(Network::Host),
+        "none" => Ok(Network::None),
+        other => Err(format!("{other}: use host, default or none")),
     }
-    (globals, out)
-}
-
-/// The stages `target` needs, by index: earlier stages named by FROM or `COPY --from`.
-fn needed(stages: &[Stage], target: usize) -> Vec<bool> {
-    let mut need = vec![false; stages.len()];
-    let mut todo = vec![target];
-    while let Some(i) = todo.pop() {
-        if need[i] {
-            continue;
-        }
-        need[i] = true;
-        let refs = std::iter::once(stages[i].from).chain(stages[i].steps).filter_map(|l| match &l.instruction {
-            Instruction::From { image, .. } => Some(image.clone()),
-            Instruction::Copy { copy } | Instruction::Add { copy, .. } => copy.from.clone(),
-            _ => None,
-        });
-        for r in refs {
-            let by_name = stages[..i].iter().position(|s| s.name.as_deref() == Some(&r.to_ascii_lowercase()));
-            let by_index = r.parse::<usize>().ok().filter(|n| *n < i);
-            if let Some(j) = by_name.or(by_index) {
-                todo.push(j);
-            }
-        }
-    }
-    need
 }
 
 /// Build args every Dockerfile has without declaring them (Docker's proxy variables).
 const PREDEFINED_ARGS: [&str; 5] = ["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
 
 /// `--output type=…,dest=…`.
-fn write_output(
-    store: &Store,
-    image: &layers_store::metadata::ImageRow,
-    tags: &[String],
-    spec: &str,
-) -> anyhow::Result<()> {
+fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) -> anyhow::Result<()> {
     let mut kind = None;
     let mut dest = None;
     for kv in spec.split(',') {
@@ -145,8 +108,34 @@ fn write_output(
     .with_context(|| format!("--output {spec}"))
 }
 
-pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
+/// The ARGs before the first FROM, with their values.
+fn global_args(
+    globals: &[&instruction::Located],
+    build_args: &BTreeMap<String, String>,
+    escape: char,
+) -> anyhow::Result<BTreeMap<String, Option<String>>> {
+    let mut out = BTreeMap::new();
+    for g in globals {
+        if let Instruction::Arg { args } = &g.instruction {
+            for d in args {
+                let value = match (build_args.get(&d.name), &d.default) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(def)) => Some(
+                        words::expand(def, escape, &|n: &str| out.get(n).cloned().flatten())
+                            .map_err(anyhow::Error::msg)?,
+                    ),
+                    (None, None) => None,
+                };
+                out.insert(d.name.clone(), value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
+    let _ = a.progress;
     let context = a.context.canonicalize().with_context(|| format!("build context {}", a.context.display()))?;
     let context_tree = context::Tree::open(&context, "build context")?;
     // A `-f` path is the user's own choice; the default Dockerfile is a context file like any other.
@@ -160,7 +149,8 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
             (file.clone(), String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", file.display()))?)
         }
     };
-    let parsed = instruction::parse(&file.display().to_string(), &text)?;
+    let file = file.display().to_string();
+    let parsed = instruction::parse(&file, &text)?;
     if let Some(s) = parsed.syntax.as_deref().filter(|s| !s.starts_with("docker/dockerfile")) {
         eprintln!("layers: ignoring `# syntax={s}`: layers builds with its own Dockerfile frontend");
     }
@@ -173,13 +163,6 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("-t {t}: give a name, not a digest"))
         })
         .collect::<anyhow::Result<Vec<String>>>()?;
-    let network = match a.network.as_str() {
-        "none" | "host" => a.network.clone(),
-        other => bail!("--network {other}: only `none` and `host` are supported"),
-    };
-    if !matches!(a.progress.as_str(), "auto" | "plain" | "tty") {
-        bail!("--progress {}: use auto or plain", a.progress);
-    }
     let mut build_args = BTreeMap::new();
     for b in &a.build_args {
         match b.split_once('=') {
@@ -187,36 +170,26 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
             None => build_args.insert(b.clone(), std::env::var(b).unwrap_or_default()),
         };
     }
-    let (globals, stages) = stages(&parsed.instructions);
-    let mut global_args = BTreeMap::new();
-    for g in &globals {
-        if let Instruction::Arg { args } = &g.instruction {
-            for d in args {
-                let value = match (build_args.get(&d.name), &d.default) {
-                    (Some(v), _) => Some(v.clone()),
-                    (None, Some(def)) => Some(
-                        words::expand(def, parsed.escape, &|n: &str| global_args.get(n).cloned().flatten())
-                            .map_err(anyhow::Error::msg)?,
-                    ),
-                    (None, None) => None,
-                };
-                global_args.insert(d.name.clone(), value);
-            }
-        }
+    let stages = plan::split(&parsed.instructions);
+    if stages.stages.is_empty() {
+        bail!("{file}: no FROM instruction");
     }
+    let global_args = global_args(&stages.globals, &build_args, parsed.escape)?;
     let target = match &a.target {
         Some(t) => stages
+            .stages
             .iter()
-            .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
+            .position(|s| s.1.as_deref() == Some(&t.to_ascii_lowercase()))
             .with_context(|| format!("--target {t}: no stage of that name"))?,
-        None => stages.len() - 1,
+        None => stages.stages.len() - 1,
     };
-    let need = needed(&stages, target);
+    let need = plan::needed(&stages, target);
     // As Docker: a --build-arg no ARG of the built stages declares is a likely typo.
-    let declared: Vec<&str> = globals
+    let declared: Vec<&str> = stages
+        .globals
         .iter()
         .copied()
-        .chain(stages.iter().zip(&need).filter(|(_, n)| **n).flat_map(|(s, _)| s.steps.iter()))
+        .chain(stages.stages.iter().zip(&need).filter(|(_, n)| **n).flat_map(|(s, _)| s.2.iter()))
         .filter_map(|l| match &l.instruction {
             Instruction::Arg { args } => Some(args.iter().map(|a| a.name.as_str())),
             _ => None,
@@ -239,78 +212,35 @@ pub fn build(store: &Store, a: &BuildArgs) -> anyhow::Result<ExitCode> {
         Ok(v) => Some(v.parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH={v}: want seconds since 1970"))?),
         Err(_) => None,
     };
-    let steps_total = stages.iter().zip(&need).filter(|(_, n)| **n).map(|(s, _)| s.steps.len() + 1).sum();
-    let mut b = exec::Build {
+    let base = |image: &str, platform: Option<&str>| -> anyhow::Result<ImageRow> {
+        if !a.pull {
+            if let Ok(row) = store.resolve(image) {
+                return Ok(row);
+            }
+        }
+        // The pull gets a handle of its own on the same store, with the same limits.
+        let mut handle = Store::open(store.root())?;
+        handle.set_limits(*store.limits());
+        crate::pull::pull_image(handle, image, platform, registries, true, true)?;
+        Ok(store.resolve(image)?)
+    };
+    let inputs = plan::Inputs {
         store,
-        context,
+        context_tree: &context_tree,
+        ignore: ignore.clone(),
         escape: parsed.escape,
         build_args,
         global_args,
-        no_cache: a.no_cache,
-        quiet: a.quiet,
-        network,
-        epoch,
-        ignore,
-        stages: Vec::new(),
-        run_id: format!("{}-{}", std::process::id(), crate::run::state::now()),
-        steps_done: 0,
-        steps_total,
+        network: a.network,
+        base: &base,
+        max_download: store.limits().max_bytes,
     };
-    let mut last = None;
-    for (i, stage) in stages.iter().enumerate() {
-        if !need[i] {
-            // Keep indexes aligned for `COPY --from=N`: a stage not built is never referenced.
-            continue;
-        }
-        let Instruction::From { image, platform, .. } = &stage.from.instruction else {
-            unreachable!("stages start at FROM")
-        };
-        let env = |n: &str| b.global_args.get(n).cloned().flatten();
-        let image = words::expand(image, parsed.escape, &env).map_err(anyhow::Error::msg)?;
-        b.steps_done += 1;
-        if !a.quiet {
-            eprintln!(
-                "STEP {}/{}: FROM {image}{}",
-                b.steps_done,
-                b.steps_total,
-                stage.name.as_ref().map(|n| format!(" AS {n}")).unwrap_or_default()
-            );
-        }
-        let mut state = b
-            .from(&image, platform.as_deref(), a.pull)
-            .with_context(|| format!("{}:{}: FROM {image}", file.display(), stage.from.pos))?;
-        // The base's ONBUILD triggers run first, and do not pass on to this image.
-        let triggers: Vec<String> = state
-            .config
-            .config
-            .as_mut()
-            .and_then(|c| c.as_object_mut())
-            .and_then(|c| c.remove("OnBuild"))
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        b.steps_total += triggers.len();
-        for t in &triggers {
-            let step = instruction::parse_one(&format!("ONBUILD trigger of {image}"), t, parsed.escape)?;
-            b.step(&mut state, &step).with_context(|| format!("ONBUILD {t} (from {image})"))?;
-        }
-        for step in stage.steps {
-            b.step(&mut state, step).with_context(|| format!("{}:{}", file.display(), step.pos))?;
-        }
-        let row = match state.image {
-            Some(r) => r,
-            None => {
-                let mut config = state.config.clone();
-                config.created = Some(layers_store::image::rfc3339(epoch.unwrap_or_else(crate::run::state::now)));
-                store.derive_image(None, &config, &[])?
-            }
-        };
-        while b.stages.len() < i {
-            b.stages.push((None, row.clone()));
-        }
-        b.stages.push((stage.name.clone(), row.clone()));
-        last = Some(row);
-    }
-    let image = last.context("nothing was built")?;
+    let plan = plan::plan(&inputs, &file, &stages, &need)?;
+    let mut x = exec::Executor::new(store, context, ignore, &plan);
+    x.no_cache = a.no_cache;
+    x.quiet = a.quiet;
+    x.epoch = epoch;
+    let image = x.execute(&plan)?;
     for t in &tags {
         store.tag(&image.manifest, t)?;
     }
@@ -336,7 +266,7 @@ mod golden {
     use std::path::Path;
 
     fn render(text: &str) -> String {
-        match super::instruction::parse("Dockerfile", text) {
+        match super::frontend::instruction::parse("Dockerfile", text) {
             Ok(d) => {
                 let mut out = String::new();
                 if let Some(s) = &d.syntax {

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use layers_store::image::host_architecture;
 use layers_store::layout::{DirSink, Layout, SaveImage, TarSink};
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+use layers_store::oci::host_architecture;
 use layers_store::tar::{EntryKind, TarReader};
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
@@ -129,7 +129,7 @@ pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: 
     let (reader, mut writer) = io::pipe().context("pipe")?;
     std::thread::scope(|s| -> anyhow::Result<()> {
         let tar = s.spawn(move || layers_store::upper::write_tar(&mounted.0, &mut writer, None));
-        let unpacked = layers_store::unpack::unpack(reader, None, &root, &Default::default(), None);
+        let unpacked = layers_store::unpack::unpack(reader, None, &root, store.limits(), None);
         tar.join().map_err(|_| anyhow::anyhow!("the tar writer panicked"))??;
         unpacked?;
         Ok(())

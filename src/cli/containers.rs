@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use layers_store::containers::{CommitOptions, Lifetime, UpperDir};
-use layers_store::image::rfc3339;
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+use layers_store::oci::rfc3339;
 use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
 
 use crate::format;

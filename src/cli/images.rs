@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use layers_store::images::Removed;
+use layers_store::catalog::Removed;
+use layers_store::oci::MAX_JSON;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::format;
-
-const MAX_JSON_BLOB: u64 = 4 << 20;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -158,9 +157,9 @@ pub fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for name in &a.images {
         let img = store.resolve(name)?;
-        let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.manifest, MAX_JSON_BLOB)?)
+        let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.manifest, MAX_JSON)?)
             .with_context(|| format!("parse manifest {}", img.manifest))?;
-        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.config, MAX_JSON_BLOB)?)
+        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.config, MAX_JSON)?)
             .with_context(|| format!("parse config {}", img.config))?;
         out.push(serde_json::json!({
             "Id": img.config.to_string(),

@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use layers_store::image::{rfc3339, ImageConfig, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
-use layers_store::metadata::ImageLayerRow;
-use layers_store::{LayerExpect, NewImage, Reference, ShortNames, Store};
+use layers_store::oci::{rfc3339, ImageConfig};
+use layers_store::{ImageBlobs, LayerExpect, Reference, ShortNames, Store};
 
 /// Arguments of `layers import`.
 #[derive(Args)]
@@ -63,29 +62,17 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = &a.message {
         config.history[0].comment = Some(m.clone());
     }
-    let config_desc = store.stage_blob(&mut ingest, &serde_json::to_vec(&config)?, MEDIA_TYPE_CONFIG)?;
-    let layer_desc = layers_store::image::Descriptor {
+    let layer = layers_store::oci::Descriptor {
         media_type: u.compression.oci_media_type().to_string(),
         digest: u.blob,
         size: u.blob_size,
         urls: None,
         annotations: None,
     };
-    let manifest = Manifest::new(config_desc.clone(), vec![layer_desc.clone()]);
-    let manifest_desc = store.stage_blob(&mut ingest, &serde_json::to_vec(&manifest)?, MEDIA_TYPE_MANIFEST)?;
-    let image = NewImage {
-        manifest: manifest_desc,
-        config: config_desc.clone(),
-        layers: vec![ImageLayerRow {
-            diff_id: u.diff_id,
-            blob: u.blob,
-            media_type: layer_desc.media_type,
-            size: u.blob_size,
-        }],
-        created: now,
-        tags: tag.iter().cloned().collect(),
-    };
-    store.commit(ingest, Some(&image)).context("commit imported image")?;
+    let tags: Vec<String> = tag.iter().cloned().collect();
+    let image = store
+        .record_image(ingest, ImageBlobs::New { config: &config, layers: vec![layer] }, &tags)
+        .context("commit imported image")?;
     if !a.quiet {
         eprintln!(
             "Imported {} ({} in, {} unpacked, {} entries) in {:.2}s{}",
@@ -97,7 +84,7 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
             tag.map(|t| format!(" as {t}")).unwrap_or_default()
         );
     }
-    outln!("{}", config_desc.digest);
+    outln!("{}", image.config);
     Ok(ExitCode::SUCCESS)
 }
 

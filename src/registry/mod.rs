@@ -11,9 +11,6 @@ pub mod upload;
 
 pub use client::{Repository, RequestError};
 
-/// Largest manifest or config accepted; real ones are a few KiB.
-pub const MAX_JSON: u64 = 4 << 20;
-
 /// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker manifest list.

@@ -12,7 +12,7 @@ use layers_store::mount::MountSpec;
 use rustix::mount::MountFlags;
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
-use super::sys::{Kernel, Kind, Sys};
+use super::sys::{errno, Kernel, Kind, Step, Sys};
 use super::users;
 
 /// Everything the child needs, prepared by the parent before the fork.
@@ -78,13 +78,6 @@ const MASKED: &[&str] = &[
 
 /// Paths under /proc Docker makes read-only.
 const READ_ONLY: &[&str] = &["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
-
-/// A setup step's outcome: the error is the line the parent prints.
-pub(super) type Step<T = ()> = Result<T, String>;
-
-pub(super) fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
-    move |e| format!("{what}: {e}")
-}
 
 /// Runs in the child: on error, the message goes to `err` and an error is returned
 /// (so `Command::spawn` fails instead of exec'ing).

@@ -15,7 +15,7 @@ use rustix::net::{
 };
 use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 
-use super::child::{errno, Step};
+use super::sys::{errno, Step};
 
 /// `layers`'s end of the console socket.
 pub struct Ours {

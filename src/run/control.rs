@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::image::ImageConfig;
 use layers_store::{ContainerRow, Store};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
@@ -108,8 +107,7 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 fn stop_signal(store: &Store, c: &ContainerRow) -> Signal {
     let configured = || -> Option<Signal> {
         let image = store.image(&c.image).ok()??;
-        let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config, 4 << 20).ok()?).ok()?;
-        parse_signal(config.config?.get("StopSignal")?.as_str()?).ok()
+        parse_signal(&store.config(&image).ok()?.config?.stop_signal?).ok()
     };
     configured().unwrap_or(Signal::TERM)
 }

@@ -5,28 +5,31 @@ mod caps;
 pub mod cgroup;
 mod child;
 mod console;
+pub mod container;
 pub mod control;
 mod detach;
-mod init;
-mod netif;
+mod kernel;
 mod seccomp;
 mod seccomp_profile;
-mod spec;
+pub mod spec;
 pub mod state;
 mod supervise;
 mod sys;
 mod users;
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::containers::Lifetime;
-use layers_store::image::ImageConfig;
 use layers_store::Store;
+
+pub use child::Volume as Bind;
+pub use container::Network;
+use container::{command, launch, Output, RunSpec};
 
 /// Exit status when the command cannot be executed.
 const EXIT_CANNOT_EXEC: u8 = 126;
@@ -62,8 +65,8 @@ pub struct RunArgs {
     #[arg(long)]
     hostname: Option<String>,
     /// `none` (own namespace, only `lo`) or `host`.
-    #[arg(long, alias = "network", default_value = "none")]
-    net: String,
+    #[arg(long, alias = "network", value_parser = net_flag, default_value = "none")]
+    net: Network,
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass the host's).
     #[arg(short, long)]
     env: Vec<String>,
@@ -117,6 +120,14 @@ pub struct RunArgs {
     /// Command and arguments (default: the image's entrypoint and cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+fn net_flag(s: &str) -> Result<Network, String> {
+    match s {
+        "none" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        other => Err(format!("--net {other}: only `none` and `host` are supported")),
+    }
 }
 
 fn limits(a: &RunArgs) -> anyhow::Result<cgroup::Limits> {
@@ -187,52 +198,65 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
         return detach::start();
     }
     let limits = limits(a)?;
-    let own_network = match a.net.as_str() {
-        "none" => true,
-        "host" => false,
-        other => bail!("--net {other}: only `none` and `host` are supported"),
-    };
     let caps = caps::effective(&a.cap_add, &a.cap_drop).map_err(anyhow::Error::msg)?;
     let img = store.resolve(&a.image)?;
-    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&img.config, 4 << 20)?)
-        .with_context(|| format!("read config of {}", a.image))?;
+    let config = store.config(&img).with_context(|| format!("read config of {}", a.image))?;
     let mut env_args = Vec::new();
     for f in &a.env_file {
         let text = crate::bounded::read_text_file(f, crate::bounded::MAX_ENV_FILE, "env file")?;
         env_args.extend(spec::env_file(&text));
     }
     env_args.extend(a.env.iter().cloned());
+    let mut binds = a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
+    for b in &mut binds {
+        if !b.host.exists() {
+            std::fs::create_dir_all(&b.host).with_context(|| format!("-v: create {}", b.host.display()))?;
+        }
+    }
+    // Detached: the container's output goes to its log, opened once the container exists.
+    let mut spec = RunSpec {
+        overrides: spec::Overrides {
+            entrypoint: a.entrypoint.clone(),
+            cmd: a.command.clone(),
+            env: env_args,
+            workdir: a.workdir.clone(),
+            user: a.user.clone(),
+            hostname: String::new(),
+        },
+        network: a.net,
+        binds,
+        tmpfs: a.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?,
+        limits,
+        caps,
+        seccomp: seccomp_choice(&a.security_opt, a.privileged)?,
+        privileged: a.privileged,
+        read_only: a.read_only,
+        init: a.init,
+        tty: a.tty,
+        interactive: a.interactive,
+        output: Output::Inherit,
+    };
 
     // A container its own `layers run` removes is swept should that process be killed.
     let lifetime = if a.rm || a.ephemeral { Lifetime::Ephemeral } else { Lifetime::Kept };
     let container = store.create_container(&img.manifest, a.name.as_deref(), &a.image, lifetime)?;
-    let hostname = a.hostname.clone().unwrap_or_else(|| container.short_id().to_string());
-    let overrides = spec::Overrides {
-        entrypoint: a.entrypoint.clone(),
-        cmd: a.command.clone(),
-        env: env_args,
-        workdir: a.workdir.clone(),
-        user: a.user.clone(),
-        hostname: hostname.clone(),
-    };
+    spec.overrides.hostname = a.hostname.clone().unwrap_or_else(|| container.short_id().to_string());
     let result = (|| {
-        let process = spec::process(config.config.as_ref().unwrap_or(&serde_json::Value::Null), &overrides, |k| {
-            std::env::var(k).ok()
-        })
-        .map_err(anyhow::Error::msg)?;
-        let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &limits)?;
-        let files = etc_files(&store.container_dir(&container.id), &hostname)?;
-        let status = spawn_and_wait(store, &container, &process, &cg, files, own_network, caps, a)?;
-        // Killed by SIGKILL: directly, or as the command under --init (128 + 9).
-        let oom_killed = (status.signal() == Some(9) || status.code() == Some(137)) && cg.oom_killed();
-        if oom_killed {
-            let limit = cg.memory_limit().map(|m| format!(" (limit {})", a.memory.clone().unwrap_or(m.to_string())));
+        if a.detach {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(state::log_path(store, &container.id))
+                .context("open container log")?;
+            spec.output = Output::Log(log);
+        }
+        let config = config.config.clone().unwrap_or_default();
+        let ended = container::run_container(store, &container, &config, &a.image, &spec)?;
+        if ended.oom_killed {
+            let limit = ended.memory_limit.map(|m| format!(" (limit {})", a.memory.clone().unwrap_or(m.to_string())));
             eprintln!("layers: container killed: out of memory{}", limit.unwrap_or_default());
         }
-        cg.remove();
-        let code = exit_code(status);
-        state::set_exited(store, &container.id, &state::Exited { code, finished: state::now(), oom_killed });
-        Ok(code)
+        Ok(ended.code)
     })();
     if a.rm {
         let c = store.resolve_container(&container.id)?;
@@ -241,7 +265,7 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     result.map(ExitCode::from)
 }
 
-pub use spec::{set_env, DEFAULT_PATH};
+pub use spec::DEFAULT_PATH;
 
 /// `USER[:GROUP]` (names or numbers) as the image's `/etc/passwd` and `/etc/group` in
 /// `layers` (top first) resolve it: (uid, gid).
@@ -322,160 +346,6 @@ fn seccomp_filters(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_and_wait(
-    store: &Store,
-    container: &layers_store::ContainerRow,
-    process: &spec::Process,
-    cg: &cgroup::Cgroup,
-    files: Vec<(PathBuf, String)>,
-    own_network: bool,
-    caps: rustix::thread::CapabilitySet,
-    a: &RunArgs,
-) -> anyhow::Result<std::process::ExitStatus> {
-    // Detached: the container's output goes to its log.
-    let log = match a.detach {
-        true => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(state::log_path(store, &container.id))
-                .context("open container log")?,
-        ),
-        false => None,
-    };
-    let mut mount = store.container_mount(container)?;
-    let view = mount.view();
-    let init = init_layer(&store.container_dir(&container.id), &view.lowers)?;
-    mount.lowers.insert(0, init);
-    let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
-    let user_spec = user.clone();
-    let mut env = process.env.clone();
-    if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
-        *home = format!("HOME={}", user.home);
-    }
-    let seccomp_choice = seccomp_choice(&a.security_opt, a.privileged)?;
-    let seccomp = seccomp_filters(&seccomp_choice, caps)?;
-    let (console, console_child) = console::ends(a.tty, a.interactive)?;
-    if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-        env.push("TERM=xterm".to_string());
-    }
-    let setup = child::ChildSetup {
-        cgroup_procs: cg.procs_files(),
-        mount,
-        rootfs: store.merged_dir(container),
-        hostname: process.env.iter().find_map(|e| e.strip_prefix("HOSTNAME=")).unwrap_or_default().to_string(),
-        own_network,
-        files,
-        user,
-        cwd: process.cwd.clone(),
-        caps,
-        privileged: a.privileged,
-        seccomp,
-        volumes: a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<_>>()?,
-        tmpfs: a.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?,
-        read_only: a.read_only,
-        console: console_child,
-        init: a.init,
-    };
-    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
-    // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
-    // SAFETY: layers is single-threaded here (no runtime, no helper threads), and
-    // CLONE_NEWPID changes only which namespace later children are born in.
-    #[allow(unsafe_code)]
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }.context("unshare PID namespace")?;
-    let mut cmd = command(process, &env, a.interactive);
-    // SAFETY: the closure runs in the forked child of a single-threaded process, so the
-    // allocations and std calls it makes cannot deadlock on a lock another thread held.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || child::run_in_child(&setup, &err_w));
-    }
-    if let Some(log) = &log {
-        cmd.stdout(log.try_clone().context("open container log")?)
-            .stderr(log.try_clone().context("open container log")?);
-    }
-    launch(cmd, err_r, console, &container.name, process, &a.image, |pid| {
-        let running = state::Running {
-            pid,
-            monitor: std::process::id(),
-            user: user_spec.clone(),
-            env: env.clone(),
-            cwd: process.cwd.clone(),
-            caps: caps.bits(),
-            privileged: a.privileged,
-            seccomp: seccomp_choice.clone(),
-        };
-        state::set_running(store, &container.id, &running);
-        if let Some(log) = &log {
-            detach::started(&container.id, log);
-        }
-    })
-}
-
-fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
-    let mut cmd = Command::new(&process.argv[0]);
-    cmd.args(&process.argv[1..]).env_clear();
-    for kv in env {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    if !interactive {
-        cmd.stdin(Stdio::null());
-    }
-    cmd
-}
-
-/// Spawns `cmd` (whose pre_exec reports failures on `err_r`'s pipe), calls `started`
-/// with the PID, waits forwarding signals. A failed setup is our error (125); a
-/// failed exec is the command's status (126, 127), as Docker reports them.
-fn launch(
-    mut cmd: Command,
-    err_r: OwnedFd,
-    console: Option<console::Ours>,
-    name: &str,
-    process: &spec::Process,
-    image: &str,
-    started: impl FnOnce(u32),
-) -> anyhow::Result<std::process::ExitStatus> {
-    let signals = supervise::Signals::install()?;
-    let spawned = cmd.spawn();
-    drop(cmd);
-    let mut msg = String::new();
-    if spawned.is_err() {
-        use std::io::Read;
-        let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
-    }
-    match spawned {
-        Ok(mut child) => {
-            started(child.id());
-            let relay = match console.map(|c| console::receive(&c.sock).map(|m| (m, c.stdin))).transpose() {
-                Ok(r) => r.map(|(master, stdin)| supervise::Relay { master, stdin }),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            };
-            supervise::wait(&mut child, signals, relay)
-        }
-        Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "layers: exec {:?}: no such file or directory in image {image} (PATH {})",
-                process.argv[0],
-                process.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default()
-            );
-            Ok(std::process::ExitStatus::from_raw((EXIT_NOT_FOUND as i32) << 8))
-        }
-        Err(e) => {
-            eprintln!("layers: exec {:?} in image {image}: {e}", process.argv[0]);
-            Ok(std::process::ExitStatus::from_raw((EXIT_CANNOT_EXEC as i32) << 8))
-        }
-    }
-}
-
 /// Arguments of `layers exec`.
 #[derive(Args)]
 pub struct ExecArgs {
@@ -543,11 +413,7 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     let mut cmd = command(&process, &env, a.interactive);
-    // SAFETY: as in `run`: the child of a single-threaded process.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || child::join_in_child(&join, &err_w));
-    }
+    kernel::pre_exec(&mut cmd, move || child::join_in_child(&join, &err_w));
     let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
     let status = launch(cmd, err_r, console, &c.name, &process, &image, |_| {})?;
     Ok(ExitCode::from(exit_code(status)))

@@ -1,7 +1,7 @@
 //! What a container runs: the image config's Entrypoint, Cmd, Env, WorkingDir and
 //! User, overridden by `docker run`'s flags. Pure: no I/O.
 
-use serde_json::Value;
+use layers_store::oci::RuntimeConfig;
 
 /// The process to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +18,6 @@ pub struct Process {
 
 /// Docker's default PATH when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-fn strings(v: &Value) -> Option<Vec<String>> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-}
 
 /// Sets `KEY=VALUE` in `env`, replacing an earlier `KEY`.
 pub fn set_env(env: &mut Vec<String>, kv: &str) {
@@ -48,11 +44,15 @@ pub struct Overrides {
 }
 
 /// Combines an image config (`config` object of the image config JSON) with overrides.
-pub fn process(config: &Value, o: &Overrides, host_env: impl Fn(&str) -> Option<String>) -> Result<Process, String> {
+pub fn process(
+    config: &RuntimeConfig,
+    o: &Overrides,
+    host_env: impl Fn(&str) -> Option<String>,
+) -> Result<Process, String> {
     let entrypoint = match &o.entrypoint {
         Some(e) if e.is_empty() => Vec::new(),
         Some(e) => vec![e.clone()],
-        None => strings(&config["Entrypoint"]).unwrap_or_default(),
+        None => config.entrypoint.clone().unwrap_or_default(),
     };
     // As docker run: new arguments replace Cmd; a new entrypoint drops the image's Cmd.
     let cmd = if !o.cmd.is_empty() {
@@ -60,7 +60,7 @@ pub fn process(config: &Value, o: &Overrides, host_env: impl Fn(&str) -> Option<
     } else if o.entrypoint.is_some() {
         Vec::new()
     } else {
-        strings(&config["Cmd"]).unwrap_or_default()
+        config.cmd.clone().unwrap_or_default()
     };
     let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
@@ -68,8 +68,8 @@ pub fn process(config: &Value, o: &Overrides, host_env: impl Fn(&str) -> Option<
     }
     let mut env = vec![format!("PATH={DEFAULT_PATH}")];
     set_env(&mut env, &format!("HOSTNAME={}", o.hostname));
-    for e in strings(&config["Env"]).unwrap_or_default() {
-        set_env(&mut env, &e);
+    for e in config.env() {
+        set_env(&mut env, e);
     }
     for e in &o.env {
         if e.contains('=') {
@@ -82,12 +82,12 @@ pub fn process(config: &Value, o: &Overrides, host_env: impl Fn(&str) -> Option<
         // Filled in from the user's passwd entry inside the container, else /root.
         env.push("HOME=".into());
     }
-    let cwd = o.workdir.clone().or_else(|| config["WorkingDir"].as_str().map(str::to_string)).unwrap_or_default();
+    let cwd = o.workdir.clone().or_else(|| config.working_dir.clone()).unwrap_or_default();
     let cwd = if cwd.is_empty() { "/".to_string() } else { cwd };
     if !cwd.starts_with('/') {
         return Err(format!("working directory {cwd:?} is not absolute"));
     }
-    let user = o.user.clone().or_else(|| config["User"].as_str().map(str::to_string)).unwrap_or_default();
+    let user = o.user.clone().or_else(|| config.user.clone()).unwrap_or_default();
     Ok(Process { argv, env, cwd, user: if user.is_empty() { "0".into() } else { user } })
 }
 
@@ -99,9 +99,14 @@ pub fn env_file(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn typed(v: Value) -> RuntimeConfig {
+        serde_json::from_value(v).unwrap_or_default()
+    }
 
     fn run(config: Value, o: Overrides) -> Process {
+        let config = typed(config);
         process(&config, &o, |k| (k == "FROM_HOST").then(|| "host".to_string())).unwrap()
     }
 
@@ -142,12 +147,12 @@ mod tests {
 
     #[test]
     fn empty_images_need_a_command_and_get_defaults() {
-        assert!(process(&json!({}), &Overrides::default(), |_| None).unwrap_err().contains("no command"));
+        assert!(process(&typed(json!({})), &Overrides::default(), |_| None).unwrap_err().contains("no command"));
         let p = run(json!(null), Overrides { cmd: vec!["true".into()], ..Default::default() });
         assert_eq!(p.env[0], format!("PATH={DEFAULT_PATH}"));
         assert_eq!((p.cwd.as_str(), p.user.as_str()), ("/", "0"));
         assert!(process(
-            &json!({"WorkingDir": "rel"}),
+            &typed(json!({"WorkingDir": "rel"})),
             &Overrides { cmd: vec!["x".into()], ..Default::default() },
             |_| None
         )

@@ -12,7 +12,15 @@ use rustix::fs::{Mode, OFlags, CWD};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
-use super::child::{errno, Step};
+use super::kernel;
+
+/// One setup call's result: the one line the parent prints on failure.
+pub type Step<T = ()> = Result<T, String>;
+
+/// Formats an errno as `what: error`.
+pub fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
+    move |e| format!("{what}: {e}")
+}
 
 /// What is at a path (not following a final symlink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,10 +172,7 @@ impl Sys for Kernel {
     }
 
     fn unshare(&mut self, flags: UnshareFlags) -> Step {
-        // SAFETY: this process is single-threaded (a fresh fork); none of the flags setup
-        // passes share or unshare file descriptor tables or memory.
-        #[allow(unsafe_code)]
-        unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(errno("unshare namespaces"))
+        kernel::unshare_in_child(flags).map_err(errno("unshare namespaces"))
     }
 
     fn make_mounts_private(&mut self) -> Step {
@@ -212,7 +217,7 @@ impl Sys for Kernel {
     fn loopback_up(&mut self) -> Step {
         use rustix::net::{socket, AddressFamily, SocketType};
         let sock = socket(AddressFamily::INET, SocketType::DGRAM, None).map_err(errno("open socket for lo"))?;
-        super::netif::set_up(sock.as_fd(), "lo").map_err(errno("bring up lo"))
+        kernel::set_interface_up(sock.as_fd(), "lo").map_err(errno("bring up lo"))
     }
 
     fn enter_dir(&mut self, dir: &Path) -> Step {
@@ -289,17 +294,13 @@ impl Sys for Kernel {
             .filter(|fd| *fd > 2)
             .collect();
         for fd in fds {
-            // SAFETY: fd comes from /proc/self/fd and is only borrowed for one fcntl; a stale
-            // one (the dir handle above) fails with EBADF, which is ignored.
-            #[allow(unsafe_code)]
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+            kernel::set_cloexec_raw(fd);
         }
         Ok(())
     }
 
     fn fork_init(&mut self, tty: bool, seccomp: &[seccompiler::BpfProgram]) -> Step {
-        super::init::fork_init(tty, seccomp)
+        kernel::fork_init(tty, || Kernel.seccomp(seccomp))
     }
 
     fn seccomp(&mut self, filters: &[seccompiler::BpfProgram]) -> Step {

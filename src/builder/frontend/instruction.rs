@@ -39,6 +39,9 @@ pub struct CopySpec {
     pub chown: Option<String>,
     pub chmod: Option<String>,
     pub link: bool,
+    /// `--parents` (COPY): the sources' parent directories are kept under the destination.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parents: bool,
     pub exclude: Vec<String>,
     pub heredocs: Vec<Heredoc>,
 }
@@ -262,6 +265,7 @@ fn copy_spec(line: &Line, rest: &str, flags: &Flags, name: &str) -> Result<CopyS
         chown: flags.value("chown"),
         chmod: flags.value("chmod"),
         link: flags.bool("link")?,
+        parents: flags.bool("parents")?,
         exclude: flags.values("exclude"),
         heredocs: line.heredocs.clone(),
     })

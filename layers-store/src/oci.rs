@@ -13,6 +13,9 @@ pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+jso
 /// OCI image config media type.
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
+/// Largest manifest, config, index or other JSON document read whole; real ones are a few KiB.
+pub const MAX_JSON: u64 = 4 << 20;
+
 /// A pointer to a blob: what it is, its digest and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,7 +92,81 @@ pub struct History {
     pub empty_layer: bool,
 }
 
-/// An image config (the parts the store uses; `config` is kept as free JSON).
+/// The runtime defaults of an image (`config` of an image config): OCI's fields and
+/// Docker's (`Shell`, `Healthcheck`, `OnBuild`). Absent and `null` read the same;
+/// fields we do not know are kept as they were.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuntimeConfig {
+    /// `UID[:GID]` or `NAME[:GROUP]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `PORT/PROTO` → `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// `KEY=VALUE`, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    /// The command's first words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The default arguments (or command, without an entrypoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// Paths that get a volume → `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    /// Absolute working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The signal `stop` sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// The shell of shell-form instructions (Docker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// How to tell the container is healthy (Docker), kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
+    /// Instructions a build on this image runs first (Docker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
+    /// Fields we do not interpret, kept as they were.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RuntimeConfig {
+    /// `Env`, or nothing.
+    pub fn env(&self) -> &[String] {
+        self.env.as_deref().unwrap_or_default()
+    }
+
+    /// The value of `key` in `Env`.
+    pub fn env_var(&self, key: &str) -> Option<&str> {
+        self.env().iter().find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    }
+
+    /// Sets `KEY=VALUE` in `Env`, in place of an earlier `KEY` (Docker keeps its position).
+    pub fn set_env(&mut self, kv: &str) {
+        let key = kv.split_once('=').map_or(kv, |(k, _)| k);
+        let env = self.env.get_or_insert_with(Vec::new);
+        match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
+            Some(e) => *e = kv.to_string(),
+            None => env.push(kv.to_string()),
+        }
+    }
+
+    /// `WorkingDir`, `/` when unset or empty.
+    pub fn working_dir(&self) -> &str {
+        self.working_dir.as_deref().filter(|w| !w.is_empty()).unwrap_or("/")
+    }
+}
+
+/// An image config: what `layers` reads and writes, every other field kept as it was.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageConfig {
     /// When the image was made, RFC 3339.
@@ -104,7 +181,7 @@ pub struct ImageConfig {
     pub variant: Option<String>,
     /// Runtime defaults: Env, Cmd, Entrypoint, WorkingDir, User...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Value>,
+    pub config: Option<RuntimeConfig>,
     /// The layer stack.
     pub rootfs: RootFs,
     /// How it was made.
@@ -123,7 +200,7 @@ impl ImageConfig {
             architecture: host_architecture().to_string(),
             os: "linux".to_string(),
             variant: None,
-            config: Some(serde_json::json!({})),
+            config: Some(RuntimeConfig::default()),
             rootfs: RootFs { kind: "layers".to_string(), diff_ids: vec![diff_id] },
             history: vec![History {
                 created: Some(created.to_string()),

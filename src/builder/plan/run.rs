@@ -1,0 +1,189 @@
+//! Planning a RUN: its argv, environment, network and mounts as typed values, and
+//! its key.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use layers_store::digest::Digest;
+
+use super::key::Key;
+use super::{shell_of, Inputs, Scope};
+use crate::builder::context;
+use crate::builder::frontend::instruction::{Command, Instruction};
+use crate::builder::frontend::path::clean;
+use crate::run::Network;
+
+/// A `RUN --mount`.
+#[derive(Debug, Clone)]
+pub enum RunMount {
+    /// A store directory kept across builds, by `id`.
+    Cache { id: String, target: String, readonly: bool },
+    /// A fresh tmpfs, `size` bytes at most when given.
+    Tmpfs { target: String, size: Option<String> },
+    /// A path of the build context: read-only, or with `rw` a throwaway copy-on-write view.
+    Bind { source: PathBuf, target: String, rw: bool },
+}
+
+impl RunMount {
+    /// Where it is mounted in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            RunMount::Cache { target, .. } | RunMount::Tmpfs { target, .. } | RunMount::Bind { target, .. } => target,
+        }
+    }
+
+    /// Its options in a fixed order, for the key.
+    fn key_text(&self) -> String {
+        match self {
+            RunMount::Cache { id, target, readonly } => format!("type=cache,id={id},target={target},ro={readonly}"),
+            RunMount::Tmpfs { target, size } => {
+                format!("type=tmpfs,target={target},size={}", size.as_deref().unwrap_or(""))
+            }
+            RunMount::Bind { source, target, rw } => {
+                format!("type=bind,source={},target={target},rw={rw}", source.display())
+            }
+        }
+    }
+}
+
+/// A planned RUN.
+#[derive(Debug, Clone)]
+pub struct RunStep {
+    pub argv: Vec<String>,
+    /// Build args in scope that ENV does not set, as `KEY=VALUE`.
+    pub env: Vec<String>,
+    pub network: Network,
+    pub mounts: Vec<RunMount>,
+}
+
+/// The command as written, for the step line and history.
+pub fn command_text(c: &Command) -> String {
+    match c {
+        Command::Shell(s) => s.clone(),
+        Command::Exec(a) => serde_json::to_string(a).unwrap_or_default(),
+    }
+}
+
+/// Parses one `--mount=…` (expanded): every option is understood or refused.
+fn mount(m: &str) -> anyhow::Result<RunMount> {
+    let mut kind = "bind";
+    let (mut target, mut source, mut id, mut size) = (None, None, None, None);
+    let (mut rw, mut readonly) = (false, false);
+    for kv in m.split(',') {
+        let (k, v) = kv.split_once('=').map_or((kv.trim(), None), |(k, v)| (k.trim(), Some(v.trim())));
+        let flag = || -> anyhow::Result<bool> {
+            match v {
+                None | Some("true") => Ok(true),
+                Some("false") => Ok(false),
+                Some(o) => bail!("--mount={m}: {k}={o}: want true or false"),
+            }
+        };
+        match k {
+            "type" => kind = v.unwrap_or_default(),
+            "target" | "dst" | "destination" => target = v,
+            "source" | "src" => source = v,
+            "id" => id = v,
+            "size" => size = v,
+            "rw" | "readwrite" => rw = flag()?,
+            "ro" | "readonly" => readonly = flag()?,
+            "sharing" if v == Some("shared") => {}
+            _ => bail!("--mount={m}: option {k:?} is not supported"),
+        }
+    }
+    let Some(target) = target.filter(|t| t.starts_with('/')) else { bail!("--mount={m}: needs an absolute target=") };
+    let target = target.to_string();
+    let only = |allowed: &[&str], given: &[(&str, bool)]| -> anyhow::Result<()> {
+        match given.iter().find(|(n, set)| *set && !allowed.contains(n)) {
+            Some((n, _)) => bail!("--mount={m}: {n} does not apply to type={kind}"),
+            None => Ok(()),
+        }
+    };
+    let given = [
+        ("source", source.is_some()),
+        ("id", id.is_some()),
+        ("size", size.is_some()),
+        ("rw", rw),
+        ("readonly", readonly),
+    ];
+    match kind {
+        "cache" => {
+            only(&["id", "readonly"], &given)?;
+            Ok(RunMount::Cache { id: id.unwrap_or(&target).to_string(), target, readonly })
+        }
+        "tmpfs" => {
+            only(&["size"], &given)?;
+            if let Some(s) = size {
+                crate::run::cgroup::parse_bytes(s).map_err(|e| anyhow::anyhow!("--mount={m}: size: {e}"))?;
+            }
+            Ok(RunMount::Tmpfs { target, size: size.map(str::to_string) })
+        }
+        "bind" => {
+            only(&["source", "rw", "readonly"], &given)?;
+            let source = clean(source.unwrap_or("."))
+                .with_context(|| format!("--mount={m}: the source leaves the build context"))?;
+            Ok(RunMount::Bind { source, target, rw: rw && !readonly })
+        }
+        other => bail!("--mount={m}: type {other} is not supported (bind, cache, tmpfs)"),
+    }
+}
+
+/// Plans a RUN on `scope`: its text, what it runs, and its key on `parent`.
+pub fn plan(
+    inputs: &Inputs,
+    scope: &Scope,
+    i: &Instruction,
+    parent: &Digest,
+) -> anyhow::Result<(String, RunStep, Digest)> {
+    let Instruction::Run { command, mounts, network, security, heredocs } = i else { bail!("not a RUN") };
+    match security.as_deref() {
+        None | Some("sandbox") => {}
+        Some(other) => bail!("RUN --security={other}: not supported (only sandbox, the default)"),
+    }
+    let network = match network.as_deref() {
+        None => inputs.network,
+        Some("default" | "host") => Network::Host,
+        Some("none") => Network::None,
+        Some(other) => bail!("RUN --network={other}: use default, host or none"),
+    };
+    let mounts: Vec<RunMount> = mounts.iter().map(|m| mount(&scope.expand(m)?)).collect::<anyhow::Result<_>>()?;
+    let argv = match command {
+        Command::Exec(argv) => argv.clone(),
+        Command::Shell(text) => {
+            let mut script = text.clone();
+            for h in heredocs {
+                script.push('\n');
+                script.push_str(&h.content);
+                script.push_str(&h.name);
+            }
+            // `RUN <<EOF` alone: the document is the script.
+            if let [h] = heredocs.as_slice() {
+                let opener = text.trim().trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\'']);
+                if opener == h.name {
+                    script = h.content.clone();
+                }
+            }
+            let mut argv = shell_of(&scope.config);
+            argv.push(script);
+            argv
+        }
+    };
+    // ENV wins over an ARG of the same name, as in Docker.
+    let env: Vec<String> =
+        scope.args.iter().filter(|(k, _)| scope.config.env_var(k).is_none()).map(|(k, v)| format!("{k}={v}")).collect();
+    let text = format!("RUN {}", command_text(command));
+    let mut key = Key::new("run", Some(parent))
+        .field("argv", &serde_json::to_string(&argv)?)
+        .field("network", if network == Network::Host { "host" } else { "none" })
+        .field("env", &env.join("\n"));
+    for m in &mounts {
+        key = key.field("mount", &m.key_text());
+        if let RunMount::Bind { source, .. } = m {
+            // What the step sees through the mount is an input like a COPY's sources.
+            let tree = inputs.context_tree;
+            let selected = context::plan(tree, std::slice::from_ref(source), "/", &Default::default())?;
+            let digest = context::content_digest(tree, &selected, context::Attrs::default(), Some(inputs.store))?;
+            key = key.field("content", &digest.to_string());
+        }
+    }
+    Ok((text, RunStep { argv, env, network, mounts }, key.finish()))
+}

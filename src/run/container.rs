@@ -1,0 +1,257 @@
+//! One container run, described by a typed [`RunSpec`]: what `layers run` parses its
+//! flags into and what a build's RUN step builds directly. The same code runs both.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+use layers_store::oci::RuntimeConfig;
+use layers_store::{ContainerRow, Store};
+
+use super::{cgroup, child, console, spec, state, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
+
+/// A container's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace of its own with only `lo`.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// Where the command's output goes.
+pub enum Output {
+    /// Our stdout and stderr.
+    Inherit,
+    /// stdout to /dev/null (stderr stays ours).
+    Discard,
+    /// Both into the container's log (detached).
+    Log(std::fs::File),
+}
+
+/// Everything a run needs besides the container and its image config.
+pub struct RunSpec {
+    /// Entrypoint, command, env, workdir, user and hostname over the image's.
+    pub overrides: spec::Overrides,
+    /// Its network namespace.
+    pub network: Network,
+    /// Host paths bind-mounted in (each host path exists).
+    pub binds: Vec<child::Volume>,
+    /// tmpfs mounts: target and mount options.
+    pub tmpfs: Vec<(String, String)>,
+    /// cgroup limits.
+    pub limits: cgroup::Limits,
+    /// The capabilities it keeps.
+    pub caps: rustix::thread::CapabilitySet,
+    /// Its seccomp profile.
+    pub seccomp: state::Seccomp,
+    /// Every capability, no /proc masks, no no_new_privs.
+    pub privileged: bool,
+    /// The root filesystem mounted read-only.
+    pub read_only: bool,
+    /// A small init as PID 1.
+    pub init: bool,
+    /// A pty of its own.
+    pub tty: bool,
+    /// Our stdin passed on.
+    pub interactive: bool,
+    /// Where its output goes.
+    pub output: Output,
+}
+
+impl RunSpec {
+    /// Docker's defaults: a network of its own, the default capabilities and seccomp
+    /// profile, no limits, no mounts, nothing over the image's process.
+    pub fn defaults(output: Output) -> anyhow::Result<RunSpec> {
+        Ok(RunSpec {
+            overrides: spec::Overrides::default(),
+            network: Network::None,
+            binds: Vec::new(),
+            tmpfs: Vec::new(),
+            limits: cgroup::Limits::default(),
+            caps: super::caps::effective(&[], &[]).map_err(anyhow::Error::msg)?,
+            seccomp: state::Seccomp::Default,
+            privileged: false,
+            read_only: false,
+            init: false,
+            tty: false,
+            interactive: false,
+            output,
+        })
+    }
+}
+
+/// How a run ended.
+pub struct Ended {
+    /// The exit code as a shell reports it.
+    pub code: u8,
+    /// Killed by the OOM killer of its cgroup.
+    pub oom_killed: bool,
+    /// The memory limit it had, in bytes.
+    pub memory_limit: Option<u64>,
+}
+
+/// Runs `s` in `container` (made on an image whose runtime defaults are `config`),
+/// waits for it and records how it ended. `image` names the image in messages.
+pub fn run_container(
+    store: &Store,
+    container: &ContainerRow,
+    config: &RuntimeConfig,
+    image: &str,
+    s: &RunSpec,
+) -> anyhow::Result<Ended> {
+    let process = spec::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
+    let files = super::etc_files(&store.container_dir(&container.id), &s.overrides.hostname)?;
+    let status = spawn_and_wait(store, container, &process, &cg, files, image, s);
+    // Later children of this process (a build's next step) are born in our own PID namespace again.
+    super::kernel::restore_pid_namespace_for_children()?;
+    let status = status?;
+    // Killed by SIGKILL: directly, or as the command under --init (128 + 9).
+    let oom_killed = (status.signal() == Some(9) || status.code() == Some(137)) && cg.oom_killed();
+    let memory_limit = cg.memory_limit();
+    cg.remove();
+    let code = super::exit_code(status);
+    state::set_exited(store, &container.id, &state::Exited { code, finished: state::now(), oom_killed });
+    Ok(Ended { code, oom_killed, memory_limit })
+}
+
+fn spawn_and_wait(
+    store: &Store,
+    container: &ContainerRow,
+    process: &spec::Process,
+    cg: &cgroup::Cgroup,
+    files: Vec<(PathBuf, String)>,
+    image: &str,
+    s: &RunSpec,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let mut mount = store.container_mount(container)?;
+    let view = mount.view();
+    let init = super::init_layer(&store.container_dir(&container.id), &view.lowers)?;
+    mount.lowers.insert(0, init);
+    let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
+    let user_spec = user.clone();
+    let mut env = process.env.clone();
+    if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
+        *home = format!("HOME={}", user.home);
+    }
+    let seccomp = super::seccomp_filters(&s.seccomp, s.caps)?;
+    let (console, console_child) = console::ends(s.tty, s.interactive)?;
+    if s.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".to_string());
+    }
+    let setup = child::ChildSetup {
+        cgroup_procs: cg.procs_files(),
+        mount,
+        rootfs: store.merged_dir(container),
+        hostname: process.env.iter().find_map(|e| e.strip_prefix("HOSTNAME=")).unwrap_or_default().to_string(),
+        own_network: s.network == Network::None,
+        files,
+        user,
+        cwd: process.cwd.clone(),
+        caps: s.caps,
+        privileged: s.privileged,
+        seccomp,
+        volumes: s.binds.clone(),
+        tmpfs: s.tmpfs.clone(),
+        read_only: s.read_only,
+        console: console_child,
+        init: s.init,
+    };
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
+    // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
+    super::kernel::unshare_pid_for_children()?;
+    let mut cmd = command(process, &env, s.interactive);
+    super::kernel::pre_exec(&mut cmd, move || child::run_in_child(&setup, &err_w));
+    match &s.output {
+        Output::Inherit => {}
+        Output::Discard => {
+            cmd.stdout(Stdio::null());
+        }
+        Output::Log(log) => {
+            cmd.stdout(log.try_clone().context("open container log")?)
+                .stderr(log.try_clone().context("open container log")?);
+        }
+    }
+    launch(cmd, err_r, console, &container.name, process, image, |pid| {
+        let running = state::Running {
+            pid,
+            monitor: std::process::id(),
+            user: user_spec.clone(),
+            env: env.clone(),
+            cwd: process.cwd.clone(),
+            caps: s.caps.bits(),
+            privileged: s.privileged,
+            seccomp: s.seccomp.clone(),
+        };
+        state::set_running(store, &container.id, &running);
+        if let Output::Log(log) = &s.output {
+            super::detach::started(&container.id, log);
+        }
+    })
+}
+
+pub(super) fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
+    let mut cmd = Command::new(&process.argv[0]);
+    cmd.args(&process.argv[1..]).env_clear();
+    for kv in env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    if !interactive {
+        cmd.stdin(Stdio::null());
+    }
+    cmd
+}
+
+/// Spawns `cmd` (whose pre_exec reports failures on `err_r`'s pipe), calls `started`
+/// with the PID, waits forwarding signals. A failed setup is our error (125); a
+/// failed exec is the command's status (126, 127), as Docker reports them.
+pub(super) fn launch(
+    mut cmd: Command,
+    err_r: OwnedFd,
+    console: Option<console::Ours>,
+    name: &str,
+    process: &spec::Process,
+    image: &str,
+    started: impl FnOnce(u32),
+) -> anyhow::Result<std::process::ExitStatus> {
+    let signals = supervise::Signals::install()?;
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let mut msg = String::new();
+    if spawned.is_err() {
+        use std::io::Read;
+        let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    }
+    match spawned {
+        Ok(mut child) => {
+            started(child.id());
+            let relay = match console.map(|c| console::receive(&c.sock).map(|m| (m, c.stdin))).transpose() {
+                Ok(r) => r.map(|(master, stdin)| supervise::Relay { master, stdin }),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            };
+            supervise::wait(&mut child, signals, relay)
+        }
+        Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "layers: exec {:?}: no such file or directory in image {image} (PATH {})",
+                process.argv[0],
+                process.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default()
+            );
+            Ok(std::process::ExitStatus::from_raw((EXIT_NOT_FOUND as i32) << 8))
+        }
+        Err(e) => {
+            eprintln!("layers: exec {:?} in image {image}: {e}", process.argv[0]);
+            Ok(std::process::ExitStatus::from_raw((EXIT_CANNOT_EXEC as i32) << 8))
+        }
+    }
+}

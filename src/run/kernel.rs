@@ -1,0 +1,161 @@
+//! Every `unsafe` of the runtime, each with its reason: the unshare and pre_exec
+//! hooks of the process that starts a container, the small init forked inside it
+//! (`--init`, as tini), the interface ioctl rustix lacks, and raw descriptors.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::process::Command;
+
+/// Makes the next child of this process PID 1 of a new PID namespace. Refused unless
+/// this process is single-threaded: the child runs Rust code between fork and exec.
+pub fn unshare_pid_for_children() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    if threads != 1 {
+        anyhow::bail!("start container: layers has {threads} threads; a container is started from one");
+    }
+    // SAFETY: single-threaded (checked above); CLONE_NEWPID changes only which
+    // namespace later children are born in.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }.context("unshare PID namespace")
+}
+
+/// `unshare` in a container's first process (a fresh fork: single-threaded; none of
+/// the flags setup passes share or unshare descriptor tables or memory).
+pub fn unshare_in_child(flags: rustix::thread::UnshareFlags) -> rustix::io::Result<()> {
+    // SAFETY: see above.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+}
+
+/// Children born from here on are in this process's own PID namespace again.
+pub fn restore_pid_namespace_for_children() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let own = std::fs::File::open("/proc/self/ns/pid").context("open own PID namespace")?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&own),
+        Some(rustix::thread::LinkNameSpaceType::ProcessID),
+    )
+    .context("return to own PID namespace")
+}
+
+/// Runs `f` in the forked child before it execs.
+pub fn pre_exec(cmd: &mut Command, f: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: callers fork from a single-threaded process ([`unshare_pid_for_children`]
+    // checks it; `exec` joins a container the same way), so the allocations and std
+    // calls the closure makes cannot deadlock on a lock another thread held.
+    unsafe {
+        cmd.pre_exec(f);
+    }
+}
+
+/// Marks a descriptor found in /proc/self/fd close-on-exec.
+pub fn set_cloexec_raw(fd: i32) {
+    // SAFETY: the fd is only borrowed for one fcntl; a stale one fails with EBADF, ignored.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+}
+
+/// Sets IFF_UP on interface `name` through the socket `sock`.
+pub fn set_interface_up(sock: BorrowedFd<'_>, name: &str) -> rustix::io::Result<()> {
+    // SAFETY: `ifreq` is plain old data, zero-initialised; the name fits (checked) and is
+    // NUL-terminated by the zeroing; both ioctls read and write only that struct.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        let bytes = name.as_bytes();
+        if bytes.len() >= req.ifr_name.len() {
+            return Err(rustix::io::Errno::NAMETOOLONG);
+        }
+        for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(rustix::io::Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(rustix::io::Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Signals the kernel raises for a fault in the init itself: never blocked, so a
+/// fault kills it instead of spinning.
+const SYNCHRONOUS: [i32; 7] =
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGSYS, libc::SIGABRT];
+
+/// Forks. Returns in the child, which goes on to exec the command (in its own
+/// foreground process group when `tty`, so Ctrl-C reaches it and not the init);
+/// never returns in the parent, which becomes the init.
+pub fn fork_init(tty: bool, seccomp: impl Fn() -> Result<(), String>) -> Result<(), String> {
+    // SAFETY: this runs between fork and exec in a single-threaded process (the
+    // container's first process). The sigset_t values are plain data initialised by
+    // sigfillset/sigprocmask before use; fork has no preconditions in a single-threaded
+    // process; the child only makes async-signal-safe calls before returning to exec.
+    unsafe {
+        let mut blocked: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut blocked);
+        for s in SYNCHRONOUS {
+            libc::sigdelset(&mut blocked, s);
+        }
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        // Blocked before the fork: a signal sent while the child starts waits for sigwaitinfo.
+        if libc::sigprocmask(libc::SIG_BLOCK, &blocked, &mut old) != 0 {
+            return Err(format!("block signals for init: {}", std::io::Error::last_os_error()));
+        }
+        match libc::fork() {
+            -1 => Err(format!("fork init: {}", std::io::Error::last_os_error())),
+            0 => {
+                if tty {
+                    // Blocked SIGTTOU lets a background group take the terminal.
+                    libc::setpgid(0, 0);
+                    libc::tcsetpgrp(0, libc::getpid());
+                }
+                libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                seccomp()
+            }
+            command => {
+                // The init must not keep the exec-status pipe `layers run` reads (it would
+                // never see EOF) nor any other descriptor.
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                // What `ps` inside shows as PID 1.
+                let _ = rustix::thread::set_name(c"layers-init");
+                if seccomp().is_err() {
+                    libc::kill(command, libc::SIGKILL);
+                }
+                supervise(command, &blocked)
+            }
+        }
+    }
+}
+
+/// The init's loop: wait for a signal; reap on SIGCHLD, forward anything else.
+///
+/// # Safety
+/// Only in the forked init, with `blocked` blocked.
+unsafe fn supervise(command: libc::pid_t, blocked: &libc::sigset_t) -> ! {
+    loop {
+        let sig = libc::sigwaitinfo(blocked, std::ptr::null_mut());
+        if sig > 0 && sig != libc::SIGCHLD {
+            libc::kill(command, sig);
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            let pid = libc::waitpid(-1, &mut status, libc::WNOHANG);
+            if pid <= 0 {
+                break;
+            }
+            if pid == command {
+                let code =
+                    if libc::WIFSIGNALED(status) { 128 + libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) };
+                // Leaving takes the rest of the namespace with it, as with tini.
+                libc::_exit(code);
+            }
+        }
+    }
+}
