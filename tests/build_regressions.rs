@@ -140,7 +140,14 @@ fn add_archives_and_output_local_obey_the_layer_limits() {
     let dest = work.path().join("out");
     let out = layers(
         &store,
-        &["--max-layer-entries", "20", "build", "--output", &format!("type=local,dest={}", dest.display()), ctx.to_str().unwrap()],
+        &[
+            "--max-layer-entries",
+            "20",
+            "build",
+            "--output",
+            &format!("type=local,dest={}", dest.display()),
+            ctx.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(!dest.exists(), "nothing half-written at the destination");
@@ -159,7 +166,11 @@ fn add_url_larger_than_the_cap_is_refused_without_reading_it_all() {
         let _ = write!(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..1024 {
-            if write!(s, "{:x}\r\n", chunk.len()).and_then(|()| s.write_all(&chunk)).and_then(|()| s.write_all(b"\r\n")).is_err() {
+            if write!(s, "{:x}\r\n", chunk.len())
+                .and_then(|()| s.write_all(&chunk))
+                .and_then(|()| s.write_all(b"\r\n"))
+                .is_err()
+            {
                 return;
             }
             counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -211,7 +222,8 @@ fn run_steps_get_the_host_network_unless_none() {
     let out = build(&store, &["--no-cache", "--network", "none", ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("non-zero code"), "{}", stderr(&out));
-    fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN --network=none wget -q -O /got http://{addr}/\n")).unwrap();
+    fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nRUN --network=none wget -q -O /got http://{addr}/\n"))
+        .unwrap();
     let out = build(&store, &[ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
 }

@@ -349,3 +349,6 @@ fn plan_step(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
