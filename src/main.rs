@@ -1,6 +1,6 @@
 //! `layers`: pull, import, store, mount, run and build OCI root filesystems.
 
-// unsafe is allowed only where the runtime forks and execs (src/run), each use justified.
+// unsafe is allowed in one module, src/run/kernel.rs (fork, unshare, ioctl), each use justified.
 #![deny(unsafe_code)]
 
 /// `println!` that ends the process quietly when stdout is a closed pipe (`layers images | head`).

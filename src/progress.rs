@@ -39,9 +39,15 @@ impl Progress {
         Progress { quiet, bars }
     }
 
-    /// Whether nothing but the result is printed.
-    pub fn quiet(&self) -> bool {
-        self.quiet
+    /// Plain lines only, no bars (a push, which has no byte counts to show).
+    pub fn lines(quiet: bool) -> Progress {
+        Progress { quiet, bars: None }
+    }
+
+    /// Network code's notices (retries, resumed blobs), shown as message lines.
+    pub fn notices(&self) -> crate::registry::resume::Notices {
+        let p = self.clone();
+        std::sync::Arc::new(move |m: &str| p.say(m))
     }
 
     /// A message line (above the bars on a terminal).

@@ -20,7 +20,7 @@ use crate::platform::{describe, Platform};
 use crate::progress::{LayerLine, Progress};
 use crate::registry::config::{Endpoint, RegistriesConfig};
 use crate::registry::credentials;
-use crate::registry::resume;
+use crate::registry::resume::{self, Notices};
 use crate::registry::{Repository, ACCEPTED, DOCKER_LIST, OCI_INDEX};
 use layers_store::oci::MAX_JSON;
 
@@ -87,11 +87,11 @@ async fn fetch_manifest(
     reference: &str,
     pinned: Option<Digest>,
     tries: u32,
-    quiet: bool,
+    notices: &Notices,
 ) -> anyhow::Result<(Vec<u8>, Digest)> {
     let sep = if reference.starts_with("sha256:") { '@' } else { ':' };
     let what = format!("fetch manifest {}{sep}{reference}", repo.display());
-    let (bytes, claimed) = resume::retry(&what, tries, quiet, || repo.manifest(reference, ACCEPTED, MAX_JSON))
+    let (bytes, claimed) = resume::retry(&what, tries, notices, || repo.manifest(reference, ACCEPTED, MAX_JSON))
         .await
         .map_err(|e| anyhow!("{what}: {e}"))?;
     let got = Digest::of(&bytes);
@@ -105,11 +105,11 @@ async fn fetch_manifest(
 }
 
 /// Reads a whole small blob (a config), refusing more than its descriptor's size.
-async fn fetch_json_blob(repo: Arc<Repository>, desc: &Descriptor, quiet: bool) -> anyhow::Result<Vec<u8>> {
+async fn fetch_json_blob(repo: Arc<Repository>, desc: &Descriptor, notices: Notices) -> anyhow::Result<Vec<u8>> {
     if desc.size > MAX_JSON {
         bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
     }
-    let mut s = std::pin::pin!(resume::blob_stream(repo, desc.digest, desc.size, quiet));
+    let mut s = std::pin::pin!(resume::blob_stream(repo, desc.digest, desc.size, notices));
     let mut buf = Vec::new();
     while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch config {}", desc.digest))? {
         buf.extend_from_slice(&chunk);
@@ -147,12 +147,12 @@ async fn fetch_layer(
     store: Arc<Store>,
     desc: Descriptor,
     diff: layers_store::DiffId,
-    quiet: bool,
+    notices: Notices,
     line: LayerLine,
 ) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
     let started = Instant::now();
     let stream =
-        resume::blob_stream(repo, desc.digest, desc.size, quiet).inspect_ok(move |b| line.advance(b.len() as u64));
+        resume::blob_stream(repo, desc.digest, desc.size, notices).inspect_ok(move |b| line.advance(b.len() as u64));
     let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
     let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
     let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -239,7 +239,7 @@ async fn first_endpoint(
             .map_err(|e| anyhow!("{}: {e}", ep.host))?;
         // A failing mirror hands over to the next endpoint at once; the registry itself gets retries.
         let tries = if i + 1 < endpoints.len() { 1 } else { resume::MAX_TRIES };
-        match fetch_manifest(&repo, &wanted, reference.digest, tries, events.quiet()).await {
+        match fetch_manifest(&repo, &wanted, reference.digest, tries, &events.notices()).await {
             Ok((bytes, digest)) => return Ok((Arc::new(repo), bytes, digest)),
             Err(e) if i + 1 < endpoints.len() => {
                 events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
@@ -280,8 +280,8 @@ async fn pull(
         if already_present(&store, reference, &chosen, events)? {
             return Ok(chosen);
         }
-        let quiet = events.quiet();
-        (bytes, digest) = fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, quiet).await?;
+        let notices = events.notices();
+        (bytes, digest) = fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
     }
     if already_present(&store, reference, &digest, events)? {
         return Ok(digest);
@@ -290,7 +290,7 @@ async fn pull(
 
     let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     check_manifest(&manifest).with_context(|| reference.to_string())?;
-    let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.quiet()).await?;
+    let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.notices()).await?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -313,7 +313,7 @@ async fn pull(
             events.say(format!("{short}: already exists"));
             continue;
         }
-        let quiet = events.quiet();
+        let notices = events.notices();
         let (repo, store, limit, desc, diff) = (repo.clone(), store.clone(), limit.clone(), desc.clone(), *diff);
         let events = events.clone();
         tasks.spawn(async move {
@@ -323,7 +323,7 @@ async fn pull(
                 return Ok(Fetched::Deferred(desc, diff));
             };
             let line = events.layer(&short, desc.size);
-            let done = fetch_layer(repo, store, desc, diff, quiet, line.clone()).await?;
+            let done = fetch_layer(repo, store, desc, diff, notices, line.clone()).await?;
             anyhow::Ok(Fetched::Done { line, done, claim })
         });
     }
@@ -369,7 +369,7 @@ async fn pull(
             }
             let line = events.layer(&short, desc.size);
             let (u, took, ingest) =
-                fetch_layer(repo.clone(), store.clone(), desc, diff, events.quiet(), line.clone()).await?;
+                fetch_layer(repo.clone(), store.clone(), desc, diff, events.notices(), line.clone()).await?;
             store.commit(ingest)?;
             line.done(&done_line(&u, took));
         }

@@ -73,20 +73,20 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
     let store = Arc::new(store);
     let repo = Arc::new(repo);
     let quiet = a.quiet;
+    let events = crate::progress::Progress::lines(quiet);
+    let notices = events.notices();
     let chunk = a.chunk_size;
     let pushed = rt.block_on(async {
         stream::iter(blobs.into_iter().map(|desc| {
-            let (store, repo, siblings) = (store.clone(), repo.clone(), siblings.clone());
+            let (store, repo, siblings, events) = (store.clone(), repo.clone(), siblings.clone(), events.clone());
             async move {
                 let what = format!("{}: blob {}", repo.display(), desc.digest.short());
-                let outcome = resume::retry(&what, resume::MAX_TRIES, quiet, || {
+                let outcome = resume::retry(&what, resume::MAX_TRIES, &events.notices(), || {
                     push_blob(&store, &repo, &desc, &siblings, chunk)
                 })
                 .await
                 .map_err(|e| anyhow!("{what}: {e}"))?;
-                if !quiet {
-                    eprintln!("{what}: {outcome}");
-                }
+                events.say(format!("{what}: {outcome}"));
                 anyhow::Ok(())
             }
         }))
@@ -94,7 +94,7 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
         .try_collect::<Vec<()>>()
         .await?;
         let what = format!("{}: manifest {tag}", repo.display());
-        let claimed = resume::retry(&what, resume::MAX_TRIES, quiet, || {
+        let claimed = resume::retry(&what, resume::MAX_TRIES, &notices, || {
             repo.put_manifest(&tag, &image.media_type, &manifest_bytes)
         })
         .await
@@ -104,10 +104,9 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
         }
         anyhow::Ok(())
     });
+    events.finish();
     pushed?;
-    if !quiet {
-        eprintln!("Pushed {}:{tag}@{}", repo.display(), image.manifest);
-    }
+    events.say(format!("Pushed {}:{tag}@{}", repo.display(), image.manifest));
     outln!("{}", image.manifest);
     Ok(ExitCode::SUCCESS)
 }

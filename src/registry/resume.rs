@@ -16,6 +16,9 @@ use layers_store::Digest;
 
 use crate::registry::{Repository, RequestError};
 
+/// Where retry notices go: the caller's progress display (network code never prints).
+pub type Notices = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Attempts in a row before a request is given up.
 pub const MAX_TRIES: u32 = 5;
 
@@ -38,7 +41,7 @@ fn retrying(e: &RequestError, wait: Duration, tries: u32) -> String {
 }
 
 /// Runs `op` until it succeeds, fails for good, or has failed `tries_allowed` times.
-pub async fn retry<T, F, Fut>(what: &str, tries_allowed: u32, quiet: bool, mut op: F) -> Result<T, RequestError>
+pub async fn retry<T, F, Fut>(what: &str, tries_allowed: u32, notices: &Notices, mut op: F) -> Result<T, RequestError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RequestError>>,
@@ -49,9 +52,7 @@ where
             Err(e) if e.is_transient() && tries + 1 < tries_allowed => {
                 tries += 1;
                 let wait = wait_before(tries, &e);
-                if !quiet {
-                    eprintln!("{what}: {}", retrying(&e, wait, tries));
-                }
+                notices(&format!("{what}: {}", retrying(&e, wait, tries)));
                 tokio::time::sleep(wait).await;
             }
             other => return other,
@@ -72,7 +73,7 @@ struct State {
     wait: Duration,
     current: Option<BoxStream<'static, Result<Bytes, io::Error>>>,
     done: bool,
-    quiet: bool,
+    notices: Notices,
 }
 
 /// The blob `digest` of `size` bytes as a stream that resumes after dropped connections.
@@ -80,7 +81,7 @@ pub fn blob_stream(
     repo: Arc<Repository>,
     digest: Digest,
     size: u64,
-    quiet: bool,
+    notices: Notices,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let st = State {
         repo,
@@ -92,7 +93,7 @@ pub fn blob_stream(
         wait: Duration::ZERO,
         current: None,
         done: false,
-        quiet,
+        notices,
     };
     stream::unfold(st, |mut st| async move {
         loop {
@@ -175,10 +176,8 @@ pub fn blob_stream(
 
 impl State {
     fn say(&self, msg: std::fmt::Arguments<'_>) {
-        if !self.quiet {
-            // Named as the layer lines name it.
-            eprintln!("{}: {msg}", self.digest.short());
-        }
+        // Named as the layer lines name it.
+        (self.notices)(&format!("{}: {msg}", self.digest.short()));
     }
 }
 
