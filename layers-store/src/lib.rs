@@ -45,9 +45,10 @@ pub mod tar_writer;
 #[allow(clippy::disallowed_methods)]
 pub mod tree;
 pub mod unpack;
-// A container's upper dir: store-owned, walked with lstat and O_NOFOLLOW opens.
-#[allow(clippy::disallowed_methods)]
+// A container's upper dir, written by the container: walked through directory fds
+// (`walk`); only the store's own layer dirs are read by path (two functions, marked).
 pub mod upper;
+pub mod walk;
 
 pub use compression::Compression;
 pub use containers::ContainerRow;

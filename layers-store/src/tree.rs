@@ -101,7 +101,7 @@ fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &Cont
         _ => out.push(b'-'),
     }
     // Every one, overlay's whiteout and opaque markers included: they are the layer's content.
-    for (name, value) in crate::upper::all_xattrs(p, |_| true)? {
+    for (name, value) in all_xattrs(p)? {
         out.push(b' ');
         escape(out, &name);
         out.push(b'=');
@@ -265,4 +265,24 @@ mod tests {
         assert_eq!(Tree::unpacked(before.digest, &packed), Some(before.clone()));
         assert_eq!(Tree::unpacked(after.digest, &packed), None);
     }
+}
+
+/// Extended attributes of a node of a layer dir (not following a symlink), sorted.
+fn all_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(p, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => 0,
+        Err(e) => return Err(err(e)),
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let mut value = vec![0u8; 64 * 1024];
+        let len = rustix::fs::lgetxattr(p, name, &mut value[..]).map_err(err)?;
+        value.truncate(len);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
 }

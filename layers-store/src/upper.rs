@@ -7,16 +7,18 @@
 //! always gives the same tar.
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Stat};
 
 use crate::digest::{DiffId, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tar::{Entry, EntryKind};
 use crate::tar_writer::TarWriter;
+use crate::walk::{walk, Node};
 
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
@@ -62,43 +64,30 @@ pub struct WrittenTar {
     pub entries: u64,
 }
 
-fn is_whiteout(m: &Metadata) -> bool {
+fn is_whiteout(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+}
+
+/// Whether a layer path (store-owned, never changed once committed) is a whiteout.
+fn is_whiteout_meta(m: &std::fs::Metadata) -> bool {
     m.file_type().is_char_device() && m.rdev() == 0
 }
 
-fn is_opaque(path: &Path) -> bool {
+fn is_opaque_path(path: &Path) -> bool {
     let mut v = [0u8; 8];
     matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut v), Ok(1) if v[0] == b'y')
 }
 
-/// Entries of a dir, sorted by name bytes.
-fn sorted_children(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
-    v.sort_by(|a, b| a.file_name().map(OsStrExt::as_bytes).cmp(&b.file_name().map(OsStrExt::as_bytes)));
-    Ok(v)
-}
-
-fn rel_bytes(root: &Path, p: &Path) -> Vec<u8> {
-    p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec()
-}
-
-/// Calls `visit(path, metadata)` for every node under `root`, parents first, in name order.
-fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Metadata) -> Result<bool>) -> Result<()> {
-    let walk_err = |p: &Path, e: io::Error| Error::io("read upper dir", p.display(), e);
-    let mut stack: Vec<PathBuf> = sorted_children(root).map_err(|e| walk_err(root, e))?.into_iter().rev().collect();
-    while let Some(p) = stack.pop() {
-        let m = fs::symlink_metadata(&p).map_err(|e| walk_err(&p, e))?;
-        let descend = visit(&p, &m)?;
-        if m.is_dir() && descend {
-            stack.extend(sorted_children(&p).map_err(|e| walk_err(&p, e))?.into_iter().rev());
-        }
-    }
-    Ok(())
+fn is_opaque(node: &Node) -> bool {
+    node.xattr(OPAQUE_XATTR).is_ok_and(|v| v.first() == Some(&b'y'))
 }
 
 /// Whether `rel` exists in the merged view of `lowers` (top first), following overlay's
 /// rules: a whiteout or a non-directory on the way hides it, an opaque dir hides
 /// what lies below it in lower layers.
+// Layer dirs are the store's own and never change once committed: each prefix is
+// lstat'ed in turn, so a symlink on the way is seen, not followed.
+#[allow(clippy::disallowed_methods)]
 pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
     let parts: Vec<_> = rel.components().collect();
     for layer in lowers {
@@ -106,14 +95,14 @@ pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
         let mut opaque_above = false;
         for (i, part) in parts.iter().enumerate() {
             p.push(part);
-            let Ok(m) = fs::symlink_metadata(&p) else {
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
                 // Not in this layer; lower layers count unless an opaque dir here covers it.
                 if opaque_above {
                     return false;
                 }
                 break;
             };
-            if is_whiteout(&m) {
+            if is_whiteout_meta(&m) {
                 return false;
             }
             if i + 1 == parts.len() {
@@ -122,7 +111,7 @@ pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
             if !m.is_dir() {
                 return false;
             }
-            opaque_above |= is_opaque(&p);
+            opaque_above |= is_opaque_path(&p);
         }
     }
     false
@@ -131,13 +120,14 @@ pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
 /// The content of regular file `rel` as the merged view of `lowers` (top first) shows
 /// it, at most `max` bytes; `None` if absent, hidden, or not a regular file (a symlink
 /// is not followed: its target could lie in any layer).
+#[allow(clippy::disallowed_methods)] // layer dirs: see in_lowers; the file itself is opened beneath
 pub fn read_visible_file(lowers: &[PathBuf], rel: &str, max: u64) -> Option<Vec<u8>> {
     use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
     let rel = Path::new(rel);
     if !in_lowers(lowers, rel) {
         return None;
     }
-    let layer = lowers.iter().find(|l| fs::symlink_metadata(l.join(rel)).is_ok())?;
+    let layer = lowers.iter().find(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())?;
     let dir = rustix::fs::open(layer, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
     // Non-blocking: an image's /etc/passwd may be a FIFO that would hang us at open
     // (the shape of CVE-2024-9676); no symlink is followed, not even inside the layer.
@@ -149,18 +139,18 @@ pub fn read_visible_file(lowers: &[PathBuf], rel: &str, max: u64) -> Option<Vec<
         return None;
     }
     let mut buf = Vec::new();
-    File::from(fd).take(max).read_to_end(&mut buf).ok()?;
+    std::fs::File::from(fd).take(max).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 
 /// The changes an upper dir makes to `lowers` (top first), sorted by path.
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    walk(upper, &mut |p, m| {
-        let rel = p.strip_prefix(upper).unwrap_or(p);
+    walk("read upper dir", upper, &mut |node| {
+        let rel = Path::new(std::ffi::OsStr::from_bytes(node.rel));
         let path = format!("/{}", rel.display());
         let existed = in_lowers(lowers, rel);
-        let kind = if is_whiteout(m) {
+        let kind = if is_whiteout(&node.stat) {
             ChangeKind::Deleted
         } else if existed {
             ChangeKind::Changed
@@ -179,33 +169,16 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-/// The names of a node's extended attributes (none where the filesystem has none).
-fn xattr_names(p: &Path) -> std::result::Result<Vec<Vec<u8>>, rustix::io::Errno> {
-    let mut names = vec![0u8; 64 * 1024];
-    let n = match rustix::fs::llistxattr(p, &mut names[..]) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => 0,
-        Err(e) => return Err(e),
-    };
-    Ok(names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect())
-}
-
 /// Extended attributes of a node, sorted, without overlay's private ones.
-fn xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    all_xattrs(p, |name| !name.starts_with(b"trusted.overlay.") && !name.starts_with(b"user.overlay."))
-}
-
-/// Extended attributes of a node (not following a symlink) whose names `keep` accepts, sorted.
-pub(crate) fn all_xattrs(p: &Path, keep: impl Fn(&[u8]) -> bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
+fn xattrs(node: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let shown = || String::from_utf8_lossy(node.rel).into_owned();
+    let err = |e: rustix::io::Errno| Error::errno("read xattrs", shown(), e);
     let mut out = Vec::new();
-    for name in xattr_names(p).map_err(err)? {
-        if !keep(&name) {
+    for name in node.xattr_names().map_err(err)? {
+        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
             continue;
         }
-        let mut value = vec![0u8; 64 * 1024];
-        let len = rustix::fs::lgetxattr(p, &name[..], &mut value[..]).map_err(err)?;
-        value.truncate(len);
+        let value = node.xattr(&name).map_err(err)?;
         out.push((name, value));
     }
     out.sort();
@@ -245,9 +218,9 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut entries = 0u64;
     let mut buf = vec![0u8; 128 * 1024];
-    let werr = |p: &Path, e: io::Error| Error::io("write layer tar", p.display(), e);
-    walk(upper, &mut |p, m| {
-        let rel = rel_bytes(upper, p);
+    let werr = |p: &[u8], e: io::Error| Error::io("write layer tar", String::from_utf8_lossy(p), e);
+    walk("write layer tar", upper, &mut |node| {
+        let (rel, m, p) = (node.rel.to_vec(), &node.stat, node.rel);
         let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
             Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
             None => (Vec::new(), rel.clone()),
@@ -259,50 +232,50 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
             entries += 1;
             return Ok(false);
         }
-        let ft = m.file_type();
+        let ft = node.file_type();
+        let mtime = m.st_mtime;
         let mut e = Entry {
             path: rel.clone(),
             link: Vec::new(),
             kind: EntryKind::File,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            mtime: (mtime_clamp.map_or(m.mtime(), |c| m.mtime().min(c)), 0),
+            mode: m.st_mode & 0o7777,
+            uid: m.st_uid,
+            gid: m.st_gid,
+            mtime: (mtime_clamp.map_or(mtime, |c| mtime.min(c)), 0),
             size: 0,
             dev: (0, 0),
-            xattrs: xattrs(p)?,
+            xattrs: xattrs(node)?,
         };
-        if ft.is_dir() {
-            e.kind = EntryKind::Dir;
-        } else if ft.is_symlink() {
-            e.kind = EntryKind::Symlink;
-            e.link = fs::read_link(p).map_err(|err| werr(p, err))?.as_os_str().as_bytes().to_vec();
-        } else if ft.is_char_device() || ft.is_block_device() {
-            e.kind = if ft.is_char_device() { EntryKind::Char } else { EntryKind::Block };
-            e.dev = (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev()));
-        } else if ft.is_fifo() {
-            e.kind = EntryKind::Fifo;
-        } else if ft.is_socket() {
-            // Sockets belong to running processes; tar has no type for them.
-            return Ok(false);
-        } else if m.nlink() > 1 && links.contains_key(&(m.dev(), m.ino())) {
-            e.kind = EntryKind::Hardlink;
-            e.link = links[&(m.dev(), m.ino())].clone();
-            e.xattrs.clear();
-        } else {
-            if m.nlink() > 1 {
-                links.insert((m.dev(), m.ino()), rel.clone());
+        let inode = (m.st_dev, m.st_ino);
+        match ft {
+            FileType::Directory => e.kind = EntryKind::Dir,
+            FileType::Symlink => {
+                e.kind = EntryKind::Symlink;
+                e.link = node.read_link().map_err(|err| werr(p, err))?;
             }
-            e.size = m.size();
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                e.kind = if ft == FileType::CharacterDevice { EntryKind::Char } else { EntryKind::Block };
+                e.dev = (rustix::fs::major(m.st_rdev), rustix::fs::minor(m.st_rdev));
+            }
+            FileType::Fifo => e.kind = EntryKind::Fifo,
+            // Sockets belong to running processes; tar has no type for them.
+            FileType::Socket | FileType::Unknown => return Ok(false),
+            FileType::RegularFile if m.st_nlink > 1 && links.contains_key(&inode) => {
+                e.kind = EntryKind::Hardlink;
+                e.link = links[&inode].clone();
+                e.xattrs.clear();
+            }
+            FileType::RegularFile => {
+                if m.st_nlink > 1 {
+                    links.insert(inode, rel.clone());
+                }
+                e.size = m.st_size as u64;
+            }
         }
         tar.append(&e).map_err(|err| werr(p, err))?;
         entries += 1;
         if e.kind == EntryKind::File && e.size > 0 {
-            let mut f = File::options()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(p)
-                .map_err(|err| werr(p, err))?;
+            let mut f = node.open_file().map_err(|err| werr(p, err))?;
             loop {
                 let n = f.read(&mut buf).map_err(|err| werr(p, err))?;
                 if n == 0 {
@@ -311,29 +284,30 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
                 tar.write_data(&buf[..n]).map_err(|err| werr(p, err))?;
             }
             if tar.owed() > 0 {
-                return Err(Error::new(ErrorKind::Io, "write layer tar", p.display(), "file shrank while read"));
+                return Err(Error::new(ErrorKind::Io, "write layer tar", String::from_utf8_lossy(p), "file shrank while read"));
             }
         }
-        if ft.is_dir() && is_opaque(p) {
+        if ft == FileType::Directory && is_opaque(node) {
             tar.append(&marker(with_name(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;
             entries += 1;
         }
         Ok(true)
     })?;
-    let h = tar.finish().map_err(|e| werr(upper, e))?;
+    let h = tar.finish().map_err(|e| werr(upper.as_os_str().as_bytes(), e))?;
     Ok(WrittenTar { diff_id: DiffId::new(h.hasher.finish()), size: h.size, entries })
 }
 
 /// Strips overlay's bookkeeping (`trusted.overlay.*` but `opaque`) from an upper dir,
 /// so it reads as one of our unpacked layers.
 pub fn clean(upper: &Path) -> Result<()> {
-    walk(upper, &mut |p, m| {
-        if m.file_type().is_symlink() {
+    walk("clean upper dir", upper, &mut |node| {
+        if node.file_type() == FileType::Symlink {
             return Ok(false);
         }
-        for name in xattr_names(p).unwrap_or_default() {
+        for name in node.xattr_names().unwrap_or_default() {
             if name.starts_with(b"trusted.overlay.") && name != OPAQUE_XATTR {
-                rustix::fs::lremovexattr(p, &name[..]).map_err(|e| Error::errno("clean upper dir", p.display(), e))?;
+                node.remove_xattr(&name)
+                    .map_err(|e| Error::errno("clean upper dir", String::from_utf8_lossy(node.rel), e))?;
             }
         }
         Ok(true)
