@@ -15,38 +15,43 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// Store-owned paths only (digests of cache ids): std::fs is fine there.
+// `std::fs` on paths is refused crate-wide (clippy.toml): names a tar, an image or a
+// container supplies reach the filesystem only through `root::Root` and `walk`. The
+// modules below opt out, each for the store's own paths alone.
+
+// Digests of cache-mount ids beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod build_cache;
-pub mod compression;
-// Store-owned paths only (container ids, generated names): std::fs is fine there.
 pub mod catalog;
+pub mod compression;
+// Container ids and generated names beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod containers;
 pub mod digest;
 pub mod error;
-pub mod oci;
-// Store-owned paths only (digests, generated names): std::fs is fine there.
-#[allow(clippy::disallowed_methods)]
-pub mod maintenance;
-// Paths the caller names (a layout dir) and digests beneath it.
+// The layout dir the caller names, and digests beneath it.
 #[allow(clippy::disallowed_methods)]
 pub mod layout;
+// Digests and generated names beneath the store root.
+#[allow(clippy::disallowed_methods)]
+pub mod maintenance;
 pub mod metadata;
 pub mod mount;
+pub mod oci;
 pub mod record;
 pub mod reference;
 pub mod root;
+// The store root, its fixed dirs, digests and staging names.
 #[allow(clippy::disallowed_methods)]
 pub mod store;
 pub mod tar;
 pub mod tar_writer;
-// Store-owned layer dirs, walked with lstat and O_NOFOLLOW opens.
+// Committed layer dirs (never changed once in place), walked with lstat and O_NOFOLLOW opens.
 #[allow(clippy::disallowed_methods)]
 pub mod tree;
 pub mod unpack;
-// A container's upper dir, written by the container: walked through directory fds
-// (`walk`); only the store's own layer dirs are read by path (two functions, marked).
+// A container's upper dir is walked through directory fds (`walk`); the two functions
+// that read the store's own layer dirs by path are marked where they are.
 pub mod upper;
 pub mod walk;
 

@@ -284,7 +284,12 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
                 tar.write_data(&buf[..n]).map_err(|err| werr(p, err))?;
             }
             if tar.owed() > 0 {
-                return Err(Error::new(ErrorKind::Io, "write layer tar", String::from_utf8_lossy(p), "file shrank while read"));
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "write layer tar",
+                    String::from_utf8_lossy(p),
+                    "file shrank while read",
+                ));
             }
         }
         if ft == FileType::Directory && is_opaque(node) {

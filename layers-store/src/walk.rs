@@ -7,8 +7,8 @@
 //! directory level being walked.
 
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
@@ -35,7 +35,8 @@ impl Node<'_> {
 
     /// Opens it for reading: only a regular file, and never through a symlink.
     pub fn open_file(&self) -> std::io::Result<File> {
-        let fd = rfs::openat(self.parent, self.name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let fd =
+            rfs::openat(self.parent, self.name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
         if FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) != FileType::RegularFile {
             return Err(Errno::INVAL.into());
         }
