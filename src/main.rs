@@ -61,7 +61,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pull an image from a registry.
-    Pull(pull::PullArgs),
+    Pull(cli::pull::PullArgs),
     /// Save credentials for a registry (verified first).
     Login(login::LoginArgs),
     /// Forget a registry's saved credentials.
@@ -77,21 +77,21 @@ enum Command {
     /// Remove image names, and images nothing names any more.
     Rmi(images::RmiArgs),
     /// Push an image to a registry.
-    Push(push::PushArgs),
+    Push(cli::push::PushArgs),
     /// Build an image from a Dockerfile.
     Build(builder::BuildArgs),
     /// Run a command in a new container.
-    Run(Box<run::RunArgs>),
+    Run(Box<cli::run::RunArgs>),
     /// Run a command in a running container.
-    Exec(run::ExecArgs),
+    Exec(cli::run::ExecArgs),
     /// Stop running containers: the stop signal, then SIGKILL after a grace time.
-    Stop(run::control::StopArgs),
+    Stop(cli::control::StopArgs),
     /// Send a signal to running containers.
-    Kill(run::control::KillArgs),
+    Kill(cli::control::KillArgs),
     /// Wait for containers to stop and print their exit codes.
-    Wait(run::control::WaitArgs),
+    Wait(cli::control::WaitArgs),
     /// Print the output of a detached container.
-    Logs(run::control::LogsArgs),
+    Logs(cli::control::LogsArgs),
     /// Create a container (a writable layer) on an image.
     Create(containers::CreateArgs),
     /// Mount a container (or a new one on an image) and print where.
@@ -178,11 +178,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Pull(a) => {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            pull::run(store, a, &registries)
+            cli::pull::run(store, a, &registries)
         }
         Command::Push(a) => {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            push::run(store, a, &registries)
+            cli::push::run(store, a, &registries)
         }
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images::images(&store, a),
@@ -194,12 +194,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
             builder::build(&store, a, &registries)
         }
-        Command::Run(a) => run::run(&store, a),
-        Command::Exec(a) => run::exec(&store, a),
-        Command::Stop(a) => run::control::stop(&store, a),
-        Command::Kill(a) => run::control::kill(&store, a),
-        Command::Wait(a) => run::control::wait(&store, a),
-        Command::Logs(a) => run::control::logs(&store, a),
+        Command::Run(a) => cli::run::run(&store, a),
+        Command::Exec(a) => cli::run::exec(&store, a),
+        Command::Stop(a) => cli::control::stop(&store, a),
+        Command::Kill(a) => cli::control::kill(&store, a),
+        Command::Wait(a) => cli::control::wait(&store, a),
+        Command::Logs(a) => cli::control::logs(&store, a),
         Command::Create(a) => containers::create(&store, a),
         Command::Mount(a) => containers::mount(&store, a),
         Command::Umount(a) => containers::umount(&store, a),

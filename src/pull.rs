@@ -1,12 +1,10 @@
-//! `layers pull`: a registry image into the store, layers streamed straight from
+//! Pulling: a registry image into the store, layers streamed straight from
 //! the network into verify → decompress → unpack, several at once.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
 use futures_util::TryStreamExt;
 use layers_store::mount::MAX_LAYERS;
 use layers_store::oci::{Descriptor, ImageConfig, Manifest};
@@ -31,28 +29,6 @@ const PARALLEL_LAYERS: usize = 4;
 /// file) until committed and takes two more lock files to commit, so this bounds the
 /// open files of a pull whatever the image's layer count.
 const COMMIT_BATCH: usize = 32;
-
-/// Arguments of `layers pull`.
-#[derive(Args)]
-pub struct PullArgs {
-    /// Image to pull: NAME[:TAG][@DIGEST].
-    reference: String,
-    /// Platform to pick from a multi-platform image: os/arch[/variant].
-    #[arg(long)]
-    platform: Option<String>,
-    /// Print only the manifest digest.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Verify TLS certificates (`--tls-verify=false` for self-signed registries).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    tls_verify: bool,
-}
-
-pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
-    let digest = pull_image(store, &a.reference, a.platform.as_deref(), registries, a.tls_verify, a.quiet)?;
-    outln!("{digest}");
-    Ok(ExitCode::SUCCESS)
-}
 
 /// Pulls `reference` (`platform`: os/arch[/variant], default the host's) into `store`
 /// and returns its manifest digest: `layers pull`, and a build's FROM. The runtime and

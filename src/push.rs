@@ -1,48 +1,41 @@
-//! `layers push`: an image from the store to a registry. Blobs the registry has are
+//! Pushing: an image from the store to a registry. Blobs the registry has are
 //! not sent again (HEAD first); a blob another repository of the same registry holds
 //! (one the image was pulled from or pushed to) is mounted from there; the others are
 //! uploaded, whole or in chunks, up to four at a time, each retried from its start on
 //! transient failures. The manifest goes last, byte for byte as stored, so the image
 //! keeps its digest.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use layers_store::metadata::ImageRow;
 use layers_store::oci::{Descriptor, Manifest, MAX_JSON};
-use layers_store::{Reference, ShortNames, Store};
+use layers_store::{Digest, Reference, ShortNames, Store};
 
 use crate::registry::client::{Repository, RequestError};
 use crate::registry::config::RegistriesConfig;
 use crate::registry::credentials;
 use crate::registry::resume;
 
-/// Arguments of `layers push`.
-#[derive(Args)]
-pub struct PushArgs {
-    /// Image in the store.
-    image: String,
-    /// Where to push it (default: the image's own name): REGISTRY/NAME[:TAG].
-    destination: Option<String>,
-    /// Send blobs in chunks of this many bytes (`PATCH`es); 0: each in one `PUT`.
-    #[arg(long, default_value_t = 0)]
-    chunk_size: u64,
-    /// Print only the manifest digest.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Verify TLS certificates (`--tls-verify=false` for self-signed registries).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    tls_verify: bool,
+/// How a push goes.
+pub struct PushOptions {
+    /// Send blobs in chunks of this many bytes; 0: each in one `PUT`.
+    pub chunk_size: u64,
+    /// Verify TLS certificates.
+    pub tls_verify: bool,
+    /// Print nothing but errors.
+    pub quiet: bool,
 }
 
-pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
-    let image = store.resolve(&a.image)?;
-    let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image), ShortNames::DockerHub)?;
-    if dest.digest.is_some() {
-        bail!("push {dest}: give a tag to push to, not a digest");
-    }
+/// Pushes `image` to `dest` (a tagged reference); returns the manifest digest.
+pub fn push_image(
+    store: Store,
+    image: &ImageRow,
+    dest: &Reference,
+    registries: &RegistriesConfig,
+    o: &PushOptions,
+) -> anyhow::Result<Digest> {
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
     // The registry itself: mirrors serve pulls only.
     let endpoint = registries
@@ -61,7 +54,7 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
         .filter(|r| r.registry == dest.registry && r.repository != dest.repository)
         .map(|r| r.repository)
         .collect();
-    let repo = Repository::new(&endpoint.host, endpoint.plain_http, a.tls_verify, &dest.repository, creds)
+    let repo = Repository::new(&endpoint.host, endpoint.plain_http, o.tls_verify, &dest.repository, creds)
         .map_err(|e| anyhow!("{}: {e}", endpoint.host))?
         .also_pulling_from(&siblings);
     let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
@@ -72,10 +65,10 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
     let store = Arc::new(store);
     let repo = Arc::new(repo);
-    let quiet = a.quiet;
+    let quiet = o.quiet;
     let events = crate::progress::Progress::lines(quiet);
     let notices = events.notices();
-    let chunk = a.chunk_size;
+    let chunk = o.chunk_size;
     let pushed = rt.block_on(async {
         stream::iter(blobs.into_iter().map(|desc| {
             let (store, repo, siblings, events) = (store.clone(), repo.clone(), siblings.clone(), events.clone());
@@ -107,8 +100,7 @@ pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow:
     events.finish();
     pushed?;
     events.say(format!("Pushed {}:{tag}@{}", repo.display(), image.manifest));
-    outln!("{}", image.manifest);
-    Ok(ExitCode::SUCCESS)
+    Ok(image.manifest)
 }
 
 /// Gets one blob to the registry: already there, mounted, or uploaded.

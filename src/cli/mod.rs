@@ -3,7 +3,11 @@
 
 pub mod archive;
 pub mod containers;
+pub mod control;
 pub mod images;
 pub mod import;
 pub mod login;
 pub mod maintenance;
+pub mod pull;
+pub mod push;
+pub mod run;

@@ -1,0 +1,40 @@
+//! `layers push`.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+use layers_store::{Reference, ShortNames, Store};
+
+use crate::push::{push_image, PushOptions};
+use crate::registry::config::RegistriesConfig;
+
+/// Arguments of `layers push`.
+#[derive(Args)]
+pub struct PushArgs {
+    /// Image in the store.
+    image: String,
+    /// Where to push it (default: the image's own name): REGISTRY/NAME[:TAG].
+    destination: Option<String>,
+    /// Send blobs in chunks of this many bytes (`PATCH`es); 0: each in one `PUT`.
+    #[arg(long, default_value_t = 0)]
+    chunk_size: u64,
+    /// Print only the manifest digest.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Verify TLS certificates (`--tls-verify=false` for self-signed registries).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+}
+
+pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+    let image = store.resolve(&a.image)?;
+    let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image), ShortNames::DockerHub)?;
+    if dest.digest.is_some() {
+        bail!("push {dest}: give a tag to push to, not a digest");
+    }
+    let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
+    let digest = push_image(store, &image, &dest, registries, &o)?;
+    outln!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
