@@ -79,7 +79,7 @@ enum Command {
     /// Push an image to a registry.
     Push(cli::push::PushArgs),
     /// Build an image from a Dockerfile.
-    Build(builder::BuildArgs),
+    Build(cli::build::BuildArgs),
     /// Run a command in a new container.
     Run(Box<cli::run::RunArgs>),
     /// Run a command in a running container.
@@ -192,7 +192,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
         Command::Build(a) => {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            builder::build(&store, a, &registries)
+            cli::build::build(&store, a, &registries)
         }
         Command::Run(a) => cli::run::run(&store, a),
         Command::Exec(a) => cli::run::exec(&store, a),

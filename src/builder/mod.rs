@@ -13,100 +13,18 @@ mod throwaway;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
 use layers_store::metadata::ImageRow;
-use layers_store::{Reference, ShortNames, Store};
+use layers_store::Store;
 
 use crate::registry::config::RegistriesConfig;
 use crate::run::Network;
 use frontend::instruction::{self, Instruction};
 use frontend::{pattern, words};
 
-/// `--progress`: one line per step either way.
-#[derive(Clone, Copy, ValueEnum)]
-enum ProgressMode {
-    Auto,
-    Plain,
-    Tty,
-}
-
-/// Arguments of `layers build`.
-#[derive(Args)]
-pub struct BuildArgs {
-    /// Name the image (several allowed).
-    #[arg(short, long = "tag")]
-    tags: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
-    #[arg(short, long)]
-    file: Option<PathBuf>,
-    /// A build-time variable: KEY=VALUE, or KEY to take the host's.
-    #[arg(long = "build-arg")]
-    build_args: Vec<String>,
-    /// Build this stage (and what it needs), not the last.
-    #[arg(long)]
-    target: Option<String>,
-    /// Run every step, looking nothing up in the cache.
-    #[arg(long)]
-    no_cache: bool,
-    /// Pull the images FROM and `COPY --from` name even when stored.
-    #[arg(long)]
-    pull: bool,
-    /// Print only the image ID.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Progress output (the same here: one line per step).
-    #[arg(long, value_enum, default_value = "auto")]
-    progress: ProgressMode,
-    /// RUN's network: `host` (the default, as buildah's chroot isolation; `default` is
-    /// the same) or `none`.
-    #[arg(long, value_parser = parse_network, default_value = "host")]
-    network: Network,
-    /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`
-    /// or `type=tar,dest=FILE` (the root filesystem).
-    #[arg(short, long)]
-    output: Option<String>,
-    /// The build context directory.
-    context: PathBuf,
-}
-
-fn parse_network(s: &str) -> Result<Network, String> {
-    match s {
-        "default" | "host" => Ok(Network::Host),
-        "none" => Ok(Network::None),
-        other => Err(format!("{other}: use host, default or none")),
-    }
-}
-
 /// Build args every Dockerfile has without declaring them (Docker's proxy variables).
 const PREDEFINED_ARGS: [&str; 5] = ["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
-
-/// `--output type=…,dest=…`.
-fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) -> anyhow::Result<()> {
-    let mut kind = None;
-    let mut dest = None;
-    for kv in spec.split(',') {
-        match kv.split_once('=') {
-            Some(("type", t)) => kind = Some(t),
-            Some(("dest", d)) => dest = Some(d),
-            _ => bail!("--output {spec}: want type=oci|docker-archive|tar|local,dest=PATH"),
-        }
-    }
-    let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
-    let images = [layers_store::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
-    use crate::cli::archive::{export_local, export_view, write_images, SaveFormat};
-    match kind {
-        Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
-        Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),
-        Some("tar") => export_view(store, &store.image_view(&image.manifest)?, dest),
-        Some("local") => export_local(store, &store.image_view(&image.manifest)?, Path::new(dest)),
-        Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar, local)"),
-        None => bail!("--output {spec}: type= is missing"),
-    }
-    .with_context(|| format!("--output {spec}"))
-}
 
 /// The ARGs before the first FROM, with their values.
 fn global_args(
@@ -133,9 +51,30 @@ fn global_args(
     Ok(out)
 }
 
-pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let _ = a.progress;
+/// What to build and how.
+pub struct BuildRequest<'a> {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile, read beneath the context).
+    pub file: Option<PathBuf>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// The stage to build (default: the last).
+    pub target: Option<String>,
+    /// Look nothing up in the cache.
+    pub no_cache: bool,
+    /// Pull the images FROM and `COPY --from` name even when stored.
+    pub pull: bool,
+    /// Print nothing but errors.
+    pub quiet: bool,
+    /// RUN's network when a step names none.
+    pub network: Network,
+    /// Where registries are (FROM pulls).
+    pub registries: &'a RegistriesConfig,
+}
+
+/// Builds `a`; returns the image of the target stage.
+pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<ImageRow> {
     let context = a.context.canonicalize().with_context(|| format!("build context {}", a.context.display()))?;
     let context_tree = context::Tree::open(&context, "build context")?;
     // A `-f` path is the user's own choice; the default Dockerfile is a context file like any other.
@@ -154,27 +93,11 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
     if let Some(s) = parsed.syntax.as_deref().filter(|s| !s.starts_with("docker/dockerfile")) {
         eprintln!("layers: ignoring `# syntax={s}`: layers builds with its own Dockerfile frontend");
     }
-    let tags = a
-        .tags
-        .iter()
-        .map(|t| {
-            Reference::parse(t, ShortNames::Local)?
-                .tagged_name()
-                .with_context(|| format!("-t {t}: give a name, not a digest"))
-        })
-        .collect::<anyhow::Result<Vec<String>>>()?;
-    let mut build_args = BTreeMap::new();
-    for b in &a.build_args {
-        match b.split_once('=') {
-            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
-            None => build_args.insert(b.clone(), std::env::var(b).unwrap_or_default()),
-        };
-    }
     let stages = plan::split(&parsed.instructions);
     if stages.stages.is_empty() {
         bail!("{file}: no FROM instruction");
     }
-    let global_args = global_args(&stages.globals, &build_args, parsed.escape)?;
+    let global_args = global_args(&stages.globals, &a.build_args, parsed.escape)?;
     let target = match &a.target {
         Some(t) => stages
             .stages
@@ -196,7 +119,8 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         })
         .flatten()
         .collect();
-    let unused: Vec<&str> = build_args
+    let unused: Vec<&str> = a
+        .build_args
         .keys()
         .map(String::as_str)
         .filter(|k| !declared.contains(k) && !PREDEFINED_ARGS.contains(&k.to_ascii_uppercase().as_str()))
@@ -221,7 +145,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         // The pull gets a handle of its own on the same store, with the same limits.
         let mut handle = Store::open(store.root())?;
         handle.set_limits(*store.limits());
-        crate::pull::pull_image(handle, image, platform, registries, true, true)?;
+        crate::pull::pull_image(handle, image, platform, a.registries, true, true)?;
         Ok(store.resolve(image)?)
     };
     let inputs = plan::Inputs {
@@ -229,7 +153,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         context_tree: &context_tree,
         ignore: ignore.clone(),
         escape: parsed.escape,
-        build_args,
+        build_args: a.build_args.clone(),
         global_args,
         network: a.network,
         base: &base,
@@ -240,21 +164,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
     x.no_cache = a.no_cache;
     x.quiet = a.quiet;
     x.epoch = epoch;
-    let image = x.execute(&plan)?;
-    for t in &tags {
-        store.tag(&image.manifest, t)?;
-    }
-    if let Some(o) = &a.output {
-        write_output(store, &image, &tags, o)?;
-    }
-    if !a.quiet {
-        for t in &tags {
-            eprintln!("Tagged {t}");
-        }
-        eprintln!("Built {} in {:.2}s", image.config.short(), started.elapsed().as_secs_f64());
-    }
-    outln!("{}", image.config);
-    Ok(ExitCode::SUCCESS)
+    x.execute(&plan)
 }
 
 #[cfg(test)]

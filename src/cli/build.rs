@@ -1,0 +1,143 @@
+//! `layers build`: flags into a [`BuildRequest`], the image out (`--output`), tags, and
+//! the image ID printed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use layers_store::metadata::ImageRow;
+use layers_store::{Reference, ShortNames, Store};
+
+use crate::builder::BuildRequest;
+use crate::registry::config::RegistriesConfig;
+use crate::run::Network;
+
+/// `--progress`: one line per step either way.
+#[derive(Clone, Copy, ValueEnum)]
+enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+}
+
+/// Arguments of `layers build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name the image (several allowed).
+    #[arg(short, long = "tag")]
+    tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// A build-time variable: KEY=VALUE, or KEY to take the host's.
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// Build this stage (and what it needs), not the last.
+    #[arg(long)]
+    target: Option<String>,
+    /// Run every step, looking nothing up in the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Pull the images FROM and `COPY --from` name even when stored.
+    #[arg(long)]
+    pull: bool,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Progress output (the same here: one line per step).
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressMode,
+    /// RUN's network: `host` (the default, as buildah's chroot isolation; `default` is
+    /// the same) or `none`.
+    #[arg(long, value_parser = parse_network, default_value = "host")]
+    network: Network,
+    /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`
+    /// or `type=tar,dest=FILE` (the root filesystem).
+    #[arg(short, long)]
+    output: Option<String>,
+    /// The build context directory.
+    context: PathBuf,
+}
+
+fn parse_network(s: &str) -> Result<Network, String> {
+    match s {
+        "default" | "host" => Ok(Network::Host),
+        "none" => Ok(Network::None),
+        other => Err(format!("{other}: use host, default or none")),
+    }
+}
+
+/// `--output type=…,dest=…`.
+fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) -> anyhow::Result<()> {
+    let mut kind = None;
+    let mut dest = None;
+    for kv in spec.split(',') {
+        match kv.split_once('=') {
+            Some(("type", t)) => kind = Some(t),
+            Some(("dest", d)) => dest = Some(d),
+            _ => bail!("--output {spec}: want type=oci|docker-archive|tar|local,dest=PATH"),
+        }
+    }
+    let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
+    let images = [layers_store::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
+    use crate::cli::archive::{export_local, export_view, write_images, SaveFormat};
+    match kind {
+        Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
+        Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),
+        Some("tar") => export_view(store, &store.image_view(&image.manifest)?, dest),
+        Some("local") => export_local(store, &store.image_view(&image.manifest)?, Path::new(dest)),
+        Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar, local)"),
+        None => bail!("--output {spec}: type= is missing"),
+    }
+    .with_context(|| format!("--output {spec}"))
+}
+
+/// `layers build`.
+pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let _ = a.progress;
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| {
+            Reference::parse(t, ShortNames::Local)?
+                .tagged_name()
+                .with_context(|| format!("-t {t}: give a name, not a digest"))
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let mut build_args = BTreeMap::new();
+    for b in &a.build_args {
+        match b.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            None => build_args.insert(b.clone(), std::env::var(b).unwrap_or_default()),
+        };
+    }
+    let request = BuildRequest {
+        context: a.context.clone(),
+        file: a.file.clone(),
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        quiet: a.quiet,
+        network: a.network,
+        registries,
+    };
+    let image = crate::builder::build(store, &request)?;
+    for t in &tags {
+        store.tag(&image.manifest, t)?;
+    }
+    if let Some(o) = &a.output {
+        write_output(store, &image, &tags, o)?;
+    }
+    if !a.quiet {
+        for t in &tags {
+            eprintln!("Tagged {t}");
+        }
+        eprintln!("Built {} in {:.2}s", image.config.short(), started.elapsed().as_secs_f64());
+    }
+    outln!("{}", image.config);
+    Ok(ExitCode::SUCCESS)
+}
