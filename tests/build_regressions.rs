@@ -227,3 +227,25 @@ fn run_steps_get_the_host_network_unless_none() {
     let out = build(&store, &[ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
 }
+
+#[test]
+fn from_pulls_in_process_and_the_run_steps_after_it_work() {
+    if !need_root("from_pulls_in_process_and_the_run_steps_after_it_work") {
+        return;
+    }
+    let reg = Registry::start();
+    reg.push(&fixtures().join("oci"), "layered", "fixture/layered:v1", &[]);
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+    let ctx = build_context(work.path(), "pulled", &format!("FROM {image}\nRUN echo ran > /ran\n"));
+    built(&store, &["-t", "pulled", ctx.to_str().unwrap()]);
+    assert_eq!(run_in(&store, "pulled", "cat /ran"), "ran\n");
+    assert!(reg.requests_from_layers().iter().any(|r| r.contains("/manifests/v1")), "the base came from the registry");
+    // A pull that fails is the step's one-line error, naming the line.
+    fs::write(ctx.join("Dockerfile"), format!("FROM {}/fixture/nope:v1\nRUN true\n", reg.addr)).unwrap();
+    let out = build(&store, &[ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(err.contains("Dockerfile:1") && err.contains("fixture/nope:v1"), "{err}");
+}
