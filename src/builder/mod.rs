@@ -9,6 +9,7 @@ pub mod context;
 pub mod exec;
 pub mod frontend;
 pub mod plan;
+mod scratch;
 mod throwaway;
 
 use std::collections::BTreeMap;

@@ -20,6 +20,7 @@ use layers_store::{Compression, ContainerRow, Store};
 
 use super::frontend::pattern::Patterns;
 use super::plan::{Action, Base, Plan, Step};
+pub use super::scratch::ScratchDir;
 
 /// What every step of a build shares.
 pub struct Executor<'a> {
@@ -54,21 +55,6 @@ impl State {
         if let Some(a) = &step.author {
             self.config.extra.insert("author".into(), serde_json::Value::String(a.clone()));
         }
-    }
-}
-
-/// A scratch dir, removed when dropped.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

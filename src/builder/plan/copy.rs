@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use layers_store::digest::{Digest, Hasher};
@@ -16,6 +16,7 @@ use crate::builder::context::{self, Attrs, Tree};
 use crate::builder::frontend::instruction::CopySpec;
 use crate::builder::frontend::path::clean;
 use crate::builder::frontend::pattern::Patterns;
+use crate::builder::scratch::ScratchDir;
 
 /// Where a COPY's sources are.
 pub enum Source {
@@ -48,21 +49,6 @@ pub struct CopyStep {
     pub parents: bool,
     /// `--link`: the files go into a layer of their own, independent of what is below.
     pub link: bool,
-}
-
-/// A scratch dir of fetched URLs, removed when dropped.
-pub struct Downloads(PathBuf);
-
-impl Downloads {
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Downloads {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Selects `sources` in `tree` and lays them out under `dest`: Docker's way, or with
@@ -100,7 +86,7 @@ pub fn lay_out(
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     inputs: &Inputs,
-    downloads: &mut Vec<Downloads>,
+    downloads: &mut Vec<ScratchDir>,
     scope: &Scope,
     spec: &CopySpec,
     verb: &'static str,
@@ -152,7 +138,7 @@ pub fn plan(
         .field("link", &spec.link.to_string())
         .field("exclude", &excludes.join("\n"));
     let source = if urls > 0 {
-        let dir = Downloads(inputs.store.scratch_dir("build-download")?);
+        let dir = ScratchDir(inputs.store.scratch_dir("build-download")?);
         let want = checksum
             .map(|c| Digest::parse(&c).with_context(|| format!("--checksum={c}: want sha256:<64 hex>")))
             .transpose()?;

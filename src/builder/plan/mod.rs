@@ -49,7 +49,7 @@ pub struct Plan {
     /// The stages to build, in Dockerfile order.
     pub stages: Vec<Stage>,
     /// Where `ADD` put the URLs it fetched; removed with the plan.
-    pub downloads: Vec<copy::Downloads>,
+    pub downloads: Vec<super::scratch::ScratchDir>,
 }
 
 /// Where a stage starts.
