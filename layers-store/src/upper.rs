@@ -7,7 +7,7 @@
 //! always gives the same tar.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -185,6 +185,15 @@ fn xattrs(node: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Files up to this size are read whole before their header is written.
+const SMALL_FILE: u64 = 1 << 20;
+
+/// A regular file's content, as read for its tar entry.
+enum Content {
+    Whole(Vec<u8>),
+    Stream(std::fs::File),
+}
+
 fn marker(path: Vec<u8>) -> Entry {
     // Whiteouts carry no meaningful metadata: all zero, so a tree always tars the same.
     Entry {
@@ -272,25 +281,46 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
                 e.size = m.st_size as u64;
             }
         }
+        // A live container (`commit --pause=false`) may rewrite a file while it is read:
+        // a small file is read whole first and written as read; a larger one is sized by
+        // its open file and streamed, and fails if it shrinks meanwhile.
+        let mut content = None;
+        if e.kind == EntryKind::File {
+            let mut f = node.open_file().map_err(|err| werr(p, err))?;
+            let mut bytes = Vec::new();
+            (&mut f).take(SMALL_FILE + 1).read_to_end(&mut bytes).map_err(|err| werr(p, err))?;
+            if bytes.len() as u64 <= SMALL_FILE {
+                e.size = bytes.len() as u64;
+                content = Some(Content::Whole(bytes));
+            } else {
+                f.seek(io::SeekFrom::Start(0)).map_err(|err| werr(p, err))?;
+                e.size = f.metadata().map_err(|err| werr(p, err))?.len();
+                content = Some(Content::Stream(f));
+            }
+        }
         tar.append(&e).map_err(|err| werr(p, err))?;
         entries += 1;
-        if e.kind == EntryKind::File && e.size > 0 {
-            let mut f = node.open_file().map_err(|err| werr(p, err))?;
-            loop {
-                let n = f.read(&mut buf).map_err(|err| werr(p, err))?;
-                if n == 0 {
-                    break;
+        match content {
+            Some(Content::Whole(bytes)) => tar.write_data(&bytes).map_err(|err| werr(p, err))?,
+            Some(Content::Stream(f)) => {
+                let mut f = f.take(e.size);
+                loop {
+                    let n = f.read(&mut buf).map_err(|err| werr(p, err))?;
+                    if n == 0 {
+                        break;
+                    }
+                    tar.write_data(&buf[..n]).map_err(|err| werr(p, err))?;
                 }
-                tar.write_data(&buf[..n]).map_err(|err| werr(p, err))?;
+                if tar.owed() > 0 {
+                    return Err(Error::new(
+                        ErrorKind::Io,
+                        "write layer tar",
+                        String::from_utf8_lossy(p),
+                        "file shrank while read",
+                    ));
+                }
             }
-            if tar.owed() > 0 {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    "write layer tar",
-                    String::from_utf8_lossy(p),
-                    "file shrank while read",
-                ));
-            }
+            None => {}
         }
         if ft == FileType::Directory && is_opaque(node) {
             tar.append(&marker(with_name(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;
