@@ -5,6 +5,7 @@
 //! under it (`exec/`). RUN steps go through the runtime's own `run_container`; FROM
 //! pulls through the pull code; nothing is re-executed as a child `layers`.
 
+pub mod cache;
 pub mod context;
 pub mod exec;
 pub mod frontend;
@@ -72,10 +73,28 @@ pub struct BuildRequest<'a> {
     pub network: Network,
     /// Where registries are (FROM pulls).
     pub registries: &'a RegistriesConfig,
+    /// Shared caches to look steps up in, in order.
+    pub cache_from: Vec<cache::CacheFrom>,
 }
 
-/// Builds `a`; returns the image of the target stage.
-pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<ImageRow> {
+/// What a build made: the image, and what `--cache-to` exports.
+pub struct Built {
+    pub image: ImageRow,
+    made: Vec<exec::Made>,
+    imported: cache::Imported,
+    /// The target stage's index in the plan.
+    target: usize,
+}
+
+impl Built {
+    /// Writes the build's steps to a shared cache.
+    pub fn export(&self, store: &Store, to: &cache::CacheTo) -> anyhow::Result<()> {
+        cache::export(store, &self.imported, &self.made, self.target, to)
+    }
+}
+
+/// Builds `a`: the image of the target stage, and what a cache export needs.
+pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     let context = a.context.canonicalize().with_context(|| format!("build context {}", a.context.display()))?;
     let context_tree = context::Tree::open(&context, "build context")?;
     // A `-f` path is the user's own choice; the default Dockerfile is a context file like any other.
@@ -165,7 +184,14 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<ImageRow> {
     x.no_cache = a.no_cache;
     x.quiet = a.quiet;
     x.epoch = epoch;
-    x.execute(&plan)
+    x.cache = cache::Imported::load(&a.cache_from, &|w| eprintln!("layers: warning: {w}"));
+    let image = x.execute(&plan)?;
+    Ok(Built {
+        image,
+        made: std::mem::take(&mut x.made),
+        imported: std::mem::take(&mut x.cache),
+        target: plan.stages.len() - 1,
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use layers_store::metadata::ImageRow;
 use layers_store::{Reference, ShortNames, Store};
 
+use crate::builder::cache::{CacheFrom, CacheTo};
 use crate::builder::BuildRequest;
 use crate::registry::config::RegistriesConfig;
 use crate::run::Network;
@@ -57,6 +58,12 @@ pub struct BuildArgs {
     /// or `type=tar,dest=FILE` (the root filesystem).
     #[arg(short, long)]
     output: Option<String>,
+    /// A shared cache to write the build's steps to: `type=local,dest=DIR[,mode=min|max]`.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+    /// A shared cache to look steps up in: `type=local,src=DIR` (repeatable, tried in order).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// The build context directory.
     context: PathBuf,
 }
@@ -114,6 +121,8 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
             None => build_args.insert(b.clone(), std::env::var(b).unwrap_or_default()),
         };
     }
+    let cache_to = a.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let cache_from = a.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let request = BuildRequest {
         context: a.context.clone(),
         file: a.file.clone(),
@@ -124,13 +133,19 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         quiet: a.quiet,
         network: a.network,
         registries,
+        cache_from,
     };
-    let image = crate::builder::build(store, &request)?;
+    let built = crate::builder::build(store, &request)?;
+    let image = built.image.clone();
     for t in &tags {
         store.tag(&image.manifest, t)?;
     }
     if let Some(o) = &a.output {
         write_output(store, &image, &tags, o)?;
+    }
+    // After the image is tagged: a failed export leaves the build's result in the store.
+    for (to, spec) in cache_to.iter().zip(&a.cache_to) {
+        built.export(store, to).with_context(|| format!("--cache-to {spec}"))?;
     }
     if !a.quiet {
         for t in &tags {

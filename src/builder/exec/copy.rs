@@ -29,8 +29,8 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
             (dir.path().to_path_buf(), Patterns::default(), "downloads".into())
         }
         Source::Stage(i) => {
-            let image = x.images.get(*i).context("a stage not built yet")?;
-            let view = MountedView::of(x.store, image, scratch.path().join("view"))?;
+            let image = x.stage_image(*i)?;
+            let view = MountedView::of(x.store, &image, scratch.path().join("view"))?;
             let dir = view.0.clone();
             _view = Some(view);
             (dir, Patterns::default(), format!("stage {}", plan.stages[*i].name.as_deref().unwrap_or("")))

@@ -18,9 +18,11 @@ use layers_store::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::oci::{rfc3339, ImageConfig};
 use layers_store::{Compression, ContainerRow, Store};
 
+use super::cache::Imported;
 use super::frontend::pattern::Patterns;
 use super::plan::{Action, Base, Plan, Step};
 pub use super::scratch::ScratchDir;
+use layers_store::digest::Digest;
 
 /// What every step of a build shares.
 pub struct Executor<'a> {
@@ -35,16 +37,35 @@ pub struct Executor<'a> {
     pub epoch: Option<i64>,
     /// Names the steps' containers apart from another build's.
     pub run_id: String,
+    /// Steps of `--cache-from` sources.
+    pub cache: Imported,
     steps_done: usize,
     steps_total: usize,
-    /// The image each planned stage ended with, as they are built.
-    images: Vec<ImageRow>,
+    /// How each planned stage ended, as they are built.
+    stages: Vec<State>,
+    /// Every step that made an image, in order: what `--cache-to` exports.
+    pub made: Vec<Made>,
+}
+
+/// A step that made (or found) an image.
+pub struct Made {
+    /// Its stage's index in the plan.
+    pub stage: usize,
+    pub key: Digest,
+    pub parent: Digest,
+    pub text: String,
+    /// The image, or the key of an imported step not made locally.
+    pub image: Result<ImageRow, Digest>,
 }
 
 /// A stage as it goes: its image so far and its config.
+#[derive(Clone)]
 pub struct State {
-    /// `None`: `FROM scratch` before any step made an image.
+    /// `None`: `FROM scratch` before any step made an image, or an imported step
+    /// not made locally yet (`pending`).
     pub image: Option<ImageRow>,
+    /// The key of the imported step the stage is at, until its image is needed here.
+    pub pending: Option<Digest>,
     pub config: ImageConfig,
 }
 
@@ -86,9 +107,11 @@ impl<'a> Executor<'a> {
             quiet: false,
             epoch: None,
             run_id: format!("{}-{}", std::process::id(), crate::run::state::now()),
+            cache: Imported::default(),
             steps_done: 0,
             steps_total: plan.stages.iter().map(|s| s.steps.len() + 1).sum(),
-            images: Vec::new(),
+            stages: Vec::new(),
+            made: Vec::new(),
         }
     }
 
@@ -104,64 +127,101 @@ impl<'a> Executor<'a> {
 
     /// Builds every stage of `plan`; returns the last one's image.
     pub fn execute(&mut self, plan: &Plan) -> anyhow::Result<ImageRow> {
-        for stage in &plan.stages {
+        for (index, stage) in plan.stages.iter().enumerate() {
             self.steps_done += 1;
             self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, stage.text));
             let mut state = match &stage.base {
-                Base::Scratch => State { image: None, config: stage.base_config.clone() },
-                Base::Image(row) => State { image: Some(row.clone()), config: stage.base_config.clone() },
-                Base::Stage(i) => {
-                    let row = self.images[*i].clone();
-                    State { config: self.store.config(&row)?, image: Some(row) }
+                Base::Scratch => State { image: None, pending: None, config: stage.base_config.clone() },
+                Base::Image(row) => {
+                    State { image: Some(row.clone()), pending: None, config: stage.base_config.clone() }
                 }
+                Base::Stage(i) => self.stages[*i].clone(),
             };
             for step in &stage.steps {
-                self.step(plan, &mut state, step).with_context(|| step.at.clone())?;
+                self.step(plan, index, &mut state, step).with_context(|| step.at.clone())?;
             }
-            let row = match state.image {
-                Some(r) => r,
-                None => {
-                    let mut config = state.config.clone();
-                    config.created = Some(self.now());
-                    self.store.derive_image(None, &config, &[])?
-                }
-            };
-            self.images.push(row);
+            self.stages.push(state);
         }
-        self.images.last().cloned().context("nothing was built")
+        // The target's image is made here; the stages behind it only where a step needed them.
+        let mut last = self.stages.pop().context("nothing was built")?;
+        self.materialize(&mut last)?;
+        match last.image {
+            Some(r) => Ok(r),
+            None => {
+                let mut config = last.config.clone();
+                config.created = Some(self.now());
+                Ok(self.store.derive_image(None, &config, &[])?)
+            }
+        }
+    }
+
+    /// Makes the image of an imported step the stage is at, if it is one.
+    fn materialize(&self, state: &mut State) -> anyhow::Result<()> {
+        if let Some(key) = state.pending.take() {
+            state.image = Some(self.cache.materialize(self.store, &key)?);
+        }
+        Ok(())
+    }
+
+    /// The image planned stage `i` ended with, made here if it came from the cache.
+    fn stage_image(&self, i: usize) -> anyhow::Result<ImageRow> {
+        let mut state = self.stages.get(i).context("a stage not built yet")?.clone();
+        self.materialize(&mut state)?;
+        state.image.context("the stage made no image")
     }
 
     /// Runs one step (after FROM) on `state`, or finds it in the cache.
-    fn step(&mut self, plan: &Plan, state: &mut State, step: &Step) -> anyhow::Result<()> {
+    fn step(&mut self, plan: &Plan, stage: usize, state: &mut State, step: &Step) -> anyhow::Result<()> {
         self.steps_done += 1;
         self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, step.text));
         let started = Instant::now();
         if let Action::Arg = step.action {
             return Ok(());
         }
-        if self.hit(state, step)? {
-            return Ok(());
+        if !self.hit(state, step)? {
+            // What the step builds on is needed here now.
+            self.materialize(state)?;
+            state.apply(step);
+            match &step.action {
+                Action::Arg => {}
+                Action::Config { mkdir } => config::run(self, state, step, mkdir.as_deref())?,
+                Action::Run(r) => run::run(self, state, step, r)?,
+                Action::Copy(c) => copy::run(self, plan, state, step, c)?,
+            }
+            self.say(&format!("--> {} ({:.2}s)", short(state), started.elapsed().as_secs_f64()));
         }
-        state.apply(step);
-        match &step.action {
-            Action::Arg => {}
-            Action::Config { mkdir } => config::run(self, state, step, mkdir.as_deref())?,
-            Action::Run(r) => run::run(self, state, step, r)?,
-            Action::Copy(c) => copy::run(self, plan, state, step, c)?,
-        }
-        self.say(&format!("--> {} ({:.2}s)", short(state), started.elapsed().as_secs_f64()));
+        let image = match (&state.image, &state.pending) {
+            (_, Some(key)) => Err(*key),
+            (Some(row), None) => Ok(row.clone()),
+            (None, None) => return Ok(()),
+        };
+        self.made.push(Made { stage, key: step.key, parent: step.parent, text: step.text.clone(), image });
         Ok(())
     }
 
-    /// A cache hit moves the stage onto the cached image.
+    /// A cache hit moves the stage onto the cached image: one of this store's, else one
+    /// of an imported cache (made here only when a later step needs it).
     fn hit(&self, state: &mut State, step: &Step) -> anyhow::Result<bool> {
         if self.no_cache {
             return Ok(false);
         }
-        let Some(row) = self.store.cached_step(&step.key)? else { return Ok(false) };
-        state.config = self.store.config(&row)?;
-        state.image = Some(row);
-        self.say(&format!("--> CACHED {}", short(state)));
+        if let Some(row) = self.store.cached_step(&step.key)? {
+            state.config = self.store.config(&row)?;
+            state.image = Some(row);
+            state.pending = None;
+        } else if let Some(cached) = self.cache.find(&step.key) {
+            state.config = cached.config.clone();
+            state.image = None;
+            state.pending = Some(step.key);
+        } else {
+            return Ok(false);
+        }
+        let id = match self.cache.find(&step.key).filter(|_| state.pending.is_some()) {
+            // An imported step's image ID is its config's digest.
+            Some(c) => Digest::of(c.record.config.as_bytes()).hex()[..12].to_string(),
+            None => short(state),
+        };
+        self.say(&format!("--> CACHED {id}"));
         Ok(true)
     }
 
@@ -245,5 +305,8 @@ impl<'a> Executor<'a> {
 }
 
 fn short(state: &State) -> String {
-    state.image.as_ref().map_or("scratch".into(), |i| i.config.hex()[..12].to_string())
+    match &state.image {
+        Some(i) => i.config.hex()[..12].to_string(),
+        None => "scratch".into(),
+    }
 }

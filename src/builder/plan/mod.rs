@@ -86,6 +86,8 @@ pub struct Step {
     /// `FILE:LINE`, for errors.
     pub at: String,
     pub key: Digest,
+    /// The key of the step before it (or of the stage's base).
+    pub parent: Digest,
     pub action: Action,
     /// The runtime config after the step.
     pub config: RuntimeConfig,
@@ -290,6 +292,7 @@ fn plan_step(
         text,
         at: String::new(),
         key,
+        parent,
         action,
         config: scope.config.clone(),
         author: scope.author.clone(),

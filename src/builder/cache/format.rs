@@ -1,0 +1,148 @@
+//! The shared build cache's format: one OCI image manifest per cache ref. Its config
+//! (media type [`MEDIA_TYPE`]) lists the cached steps; its layers are the steps'
+//! layer blobs exactly as stored, each annotated with its diffID.
+//!
+//! ```json
+//! {"version": 1, "steps": [{"key": "sha256:…", "parent": "sha256:…",
+//!   "instruction": "RUN make", "config": "{…the step image's config, byte for byte…}",
+//!   "layers": [0, 3]}]}
+//! ```
+//! `layers` index the manifest's layers, bottom first. The config is kept as text so
+//! the image made from a record has the same ID as on the machine that made it.
+
+use std::collections::BTreeMap;
+
+use layers_store::digest::{DiffId, Digest};
+use layers_store::oci::{Descriptor, ImageConfig, Manifest};
+use serde::{Deserialize, Serialize};
+
+/// The cache config's media type.
+pub const MEDIA_TYPE: &str = "application/vnd.layers.build-cache.v1+json";
+/// The format version this code reads and writes.
+pub const VERSION: u32 = 1;
+/// The annotation naming a layer blob's diffID.
+pub const DIFF_ID_ANNOTATION: &str = "vnd.layers.diff-id";
+/// Most steps one cache holds (a bound on what an import trusts).
+pub const MAX_STEPS: usize = 10_000;
+
+/// The cache config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub version: u32,
+    pub steps: Vec<StepRecord>,
+}
+
+/// One cached step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    /// The step's cache key.
+    pub key: Digest,
+    /// The key of the step before it (or of its base).
+    pub parent: Digest,
+    /// The instruction as shown (after expansion).
+    pub instruction: String,
+    /// The step image's config, byte for byte.
+    pub config: String,
+    /// Its layers: indices into the manifest's layers, bottom first.
+    pub layers: Vec<usize>,
+}
+
+/// A layer of a cached step: its blob and diffID.
+#[derive(Debug, Clone)]
+pub struct CachedLayer {
+    pub blob: Descriptor,
+    pub diff_id: DiffId,
+}
+
+/// A step of an imported cache, checked: its config parses and its layers are the
+/// manifest's, as many as its config's diffIDs.
+#[derive(Debug, Clone)]
+pub struct CachedStep {
+    pub record: StepRecord,
+    pub config: ImageConfig,
+    pub layers: Vec<CachedLayer>,
+}
+
+/// Reads a cache manifest and its config (both verified by the caller against their
+/// digests) into its steps by key, refusing anything malformed or hostile by name.
+pub fn read(manifest: &[u8], config: &[u8]) -> Result<BTreeMap<Digest, CachedStep>, String> {
+    let m: Manifest = serde_json::from_slice(manifest).map_err(|e| format!("cache manifest: {e}"))?;
+    if m.config.media_type != MEDIA_TYPE {
+        return Err(format!("cache manifest: config media type {} is not {MEDIA_TYPE}", m.config.media_type));
+    }
+    let c: CacheConfig = serde_json::from_slice(config).map_err(|e| format!("cache config: {e}"))?;
+    if c.version != VERSION {
+        return Err(format!("cache config: format version {} (this layers reads {VERSION})", c.version));
+    }
+    if c.steps.len() > MAX_STEPS {
+        return Err(format!("cache config: {} steps (at most {MAX_STEPS})", c.steps.len()));
+    }
+    let mut layers = Vec::new();
+    for d in &m.layers {
+        let diff = d
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DIFF_ID_ANNOTATION))
+            .ok_or_else(|| format!("cache manifest: layer {} has no {DIFF_ID_ANNOTATION}", d.digest))?;
+        let diff_id = Digest::parse(diff).map_err(|e| format!("cache manifest: layer {}: {e}", d.digest))?;
+        let blob = Descriptor { annotations: None, urls: None, ..d.clone() };
+        layers.push(CachedLayer { blob, diff_id: DiffId::new(diff_id) });
+    }
+    let mut out = BTreeMap::new();
+    for r in c.steps {
+        let config: ImageConfig =
+            serde_json::from_str(&r.config).map_err(|e| format!("cache step {}: config: {e}", r.key))?;
+        let mine = r
+            .layers
+            .iter()
+            .map(|i| {
+                layers.get(*i).cloned().ok_or_else(|| format!("cache step {}: layer index {i} out of range", r.key))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let diff_ids: Vec<DiffId> = mine.iter().map(|l| l.diff_id).collect();
+        if diff_ids != config.rootfs.diff_ids {
+            return Err(format!("cache step {}: its layers are not its config's diffIDs", r.key));
+        }
+        out.insert(r.key, CachedStep { record: r, config, layers: mine });
+    }
+    Ok(out)
+}
+
+/// Makes the cache config and manifest for `steps` (each with its layers): the
+/// manifest's layers are every distinct blob, in order of first use.
+pub fn write(steps: &[(StepRecord, Vec<CachedLayer>)]) -> serde_json::Result<(Vec<u8>, Descriptor, Vec<Descriptor>)> {
+    let mut blobs: Vec<CachedLayer> = Vec::new();
+    let mut records = Vec::new();
+    for (r, ls) in steps {
+        let mut r = r.clone();
+        r.layers = ls
+            .iter()
+            .map(|l| match blobs.iter().position(|b| b.blob.digest == l.blob.digest) {
+                Some(i) => i,
+                None => {
+                    blobs.push(l.clone());
+                    blobs.len() - 1
+                }
+            })
+            .collect();
+        records.push(r);
+    }
+    let config = serde_json::to_vec(&CacheConfig { version: VERSION, steps: records })?;
+    let desc = Descriptor {
+        media_type: MEDIA_TYPE.to_string(),
+        digest: Digest::of(&config),
+        size: config.len() as u64,
+        urls: None,
+        annotations: None,
+    };
+    let layers = blobs
+        .into_iter()
+        .map(|l| Descriptor {
+            annotations: Some([(DIFF_ID_ANNOTATION.to_string(), l.diff_id.to_string())].into()),
+            ..l.blob
+        })
+        .collect();
+    Ok((config, desc, layers))
+}

@@ -1,0 +1,256 @@
+//! The shared build cache: steps recorded by key (the step image's config and
+//! layers), exported to a directory (`--cache-to type=local,dest=DIR`) and imported
+//! from one (`--cache-from type=local,src=DIR`). Import reads the manifest and config
+//! only; a layer is read when the build needs the step's image locally, once.
+
+pub mod format;
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use layers_store::digest::Digest;
+use layers_store::metadata::ImageRow;
+use layers_store::{ImageBlobs, LayerExpect, Store};
+
+use format::CachedStep;
+
+/// Which steps `--cache-to` exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The steps of the stage that makes the final image.
+    Min,
+    /// Every step of every stage built.
+    Max,
+}
+
+/// A `--cache-to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheTo {
+    Local { dest: PathBuf, mode: Mode },
+}
+
+/// A `--cache-from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheFrom {
+    Local { src: PathBuf },
+}
+
+/// `type=…,key=value,…` into its type and options; each key at most once.
+fn options(spec: &str, flag: &str) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    let mut kind = None;
+    let mut opts = BTreeMap::new();
+    for kv in spec.split(',') {
+        let Some((k, v)) = kv.split_once('=') else { bail!("{flag} {spec}: {kv:?} is not KEY=VALUE") };
+        if k == "type" {
+            kind = Some(v.to_string());
+        } else if opts.insert(k.to_string(), v.to_string()).is_some() {
+            bail!("{flag} {spec}: {k} given twice");
+        }
+    }
+    Ok((kind.unwrap_or_else(|| "registry".into()), opts))
+}
+
+/// Refuses options `allowed` does not list.
+fn only(spec: &str, flag: &str, opts: &BTreeMap<String, String>, allowed: &[&str]) -> anyhow::Result<()> {
+    match opts.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => bail!("{flag} {spec}: option {k} is not supported"),
+        None => Ok(()),
+    }
+}
+
+impl CacheTo {
+    /// Parses `--cache-to type=local,dest=DIR[,mode=min|max]`.
+    pub fn parse(spec: &str) -> anyhow::Result<CacheTo> {
+        let (kind, opts) = options(spec, "--cache-to")?;
+        let mode = match opts.get("mode").map(String::as_str) {
+            None | Some("min") => Mode::Min,
+            Some("max") => Mode::Max,
+            Some(m) => bail!("--cache-to {spec}: mode={m}: use min or max"),
+        };
+        match kind.as_str() {
+            "local" => {
+                only(spec, "--cache-to", &opts, &["dest", "mode"])?;
+                let dest = opts.get("dest").with_context(|| format!("--cache-to {spec}: dest= is missing"))?;
+                Ok(CacheTo::Local { dest: PathBuf::from(dest), mode })
+            }
+            other => bail!("--cache-to {spec}: type {other} is not supported yet (local)"),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        match self {
+            CacheTo::Local { mode, .. } => *mode,
+        }
+    }
+}
+
+impl CacheFrom {
+    /// Parses `--cache-from type=local,src=DIR`.
+    pub fn parse(spec: &str) -> anyhow::Result<CacheFrom> {
+        let (kind, opts) =
+            if spec.contains('=') { options(spec, "--cache-from")? } else { ("registry".into(), BTreeMap::new()) };
+        match kind.as_str() {
+            "local" => {
+                only(spec, "--cache-from", &opts, &["src"])?;
+                let src = opts.get("src").with_context(|| format!("--cache-from {spec}: src= is missing"))?;
+                Ok(CacheFrom::Local { src: PathBuf::from(src) })
+            }
+            other => bail!("--cache-from {spec}: type {other} is not supported yet (local)"),
+        }
+    }
+}
+
+/// Where an imported step's blobs are.
+enum Source {
+    Local(local::LocalSource),
+}
+
+/// The steps of every `--cache-from` that could be read, by key (the first source wins).
+#[derive(Default)]
+pub struct Imported {
+    sources: Vec<Source>,
+    steps: BTreeMap<Digest, (usize, CachedStep)>,
+}
+
+impl Imported {
+    /// Reads each source's manifest and config; one that cannot be read is a warning
+    /// (`warn`) and the build goes on without it.
+    pub fn load(from: &[CacheFrom], warn: &dyn Fn(&str)) -> Imported {
+        let mut imported = Imported::default();
+        for f in from {
+            let read = match f {
+                CacheFrom::Local { src } => local::LocalSource::open(src).and_then(|(source, manifest, config)| {
+                    let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
+                    Ok((Source::Local(source), steps))
+                }),
+            };
+            match read {
+                Ok((source, steps)) => {
+                    let i = imported.sources.len();
+                    imported.sources.push(source);
+                    for (key, step) in steps {
+                        imported.steps.entry(key).or_insert((i, step));
+                    }
+                }
+                Err(e) => warn(&format!("--cache-from {}: {e:#}; going on without it", f.name())),
+            }
+        }
+        imported
+    }
+
+    /// The imported step with this key.
+    pub fn find(&self, key: &Digest) -> Option<&CachedStep> {
+        self.steps.get(key).map(|(_, s)| s)
+    }
+
+    /// Reads a blob of an imported step.
+    pub fn open_blob(
+        &self,
+        key: &Digest,
+        blob: &layers_store::oci::Descriptor,
+    ) -> anyhow::Result<Box<dyn std::io::Read>> {
+        let (i, _) = self.steps.get(key).context("no such cached step")?;
+        match &self.sources[*i] {
+            Source::Local(s) => Ok(Box::new(s.open_blob(blob)?)),
+        }
+    }
+
+    /// Makes the image of the imported step `key` in `store`: its layers not stored yet
+    /// are read from the source (verified against the record), then the image is
+    /// recorded with the record's config, byte for byte, and cached under `key`.
+    pub fn materialize(&self, store: &Store, key: &Digest) -> anyhow::Result<ImageRow> {
+        let (i, step) = self.steps.get(key).context("no such cached step")?;
+        let mut ingest = store.ingest()?;
+        for l in &step.layers {
+            if store.has_layer(&l.diff_id, &l.blob.digest)? {
+                continue;
+            }
+            let input = match &self.sources[*i] {
+                Source::Local(s) => s.open_blob(&l.blob)?,
+            };
+            let expect = LayerExpect { blob: Some(l.blob.digest), size: Some(l.blob.size), diff_id: Some(l.diff_id) };
+            store
+                .unpack_layer(&mut ingest, std::io::BufReader::new(input), &expect)
+                .with_context(|| format!("cached layer {}", l.blob.digest))?;
+        }
+        let layers = step.layers.iter().map(|l| l.blob.clone()).collect();
+        let blobs = ImageBlobs::ReceivedConfig { config: step.record.config.as_bytes(), layers };
+        let row = store.record_image(ingest, blobs, &[])?;
+        store.cache_step(key, &row.manifest)?;
+        Ok(row)
+    }
+}
+
+impl CacheFrom {
+    fn name(&self) -> String {
+        match self {
+            CacheFrom::Local { src } => format!("type=local,src={}", src.display()),
+        }
+    }
+}
+
+/// Writes the steps a build made to `to`: every step (`mode=max`) or those of the
+/// stage `target` (`mode=min`). Blobs come from the store, or from the imported
+/// cache for steps that were never made here.
+pub fn export(
+    store: &Store,
+    imported: &Imported,
+    made: &[super::exec::Made],
+    target: usize,
+    to: &CacheTo,
+) -> anyhow::Result<()> {
+    use format::{CachedLayer, StepRecord};
+    use layers_store::oci::{Descriptor, MAX_JSON};
+    let mut steps: Vec<(StepRecord, Vec<CachedLayer>)> = Vec::new();
+    let mut imported_blobs: BTreeMap<Digest, Digest> = BTreeMap::new();
+    for m in made.iter().filter(|m| to.mode() == Mode::Max || m.stage == target) {
+        if steps.iter().any(|(r, _)| r.key == m.key) {
+            continue;
+        }
+        let (config, layers) = match &m.image {
+            Ok(row) => {
+                let config = String::from_utf8(store.read_blob(&row.config, MAX_JSON)?)
+                    .with_context(|| format!("config {} is not UTF-8", row.config))?;
+                let layers = store
+                    .image_layers(&row.manifest)?
+                    .into_iter()
+                    .map(|l| CachedLayer {
+                        blob: Descriptor {
+                            media_type: l.media_type,
+                            digest: l.blob,
+                            size: l.size,
+                            urls: None,
+                            annotations: None,
+                        },
+                        diff_id: l.diff_id,
+                    })
+                    .collect();
+                (config, layers)
+            }
+            Err(key) => {
+                let c = imported.find(key).context("an imported step went missing")?;
+                for l in &c.layers {
+                    imported_blobs.entry(l.blob.digest).or_insert(*key);
+                }
+                (c.record.config.clone(), c.layers.clone())
+            }
+        };
+        let record =
+            StepRecord { key: m.key, parent: m.parent, instruction: m.text.clone(), config, layers: Vec::new() };
+        steps.push((record, layers));
+    }
+    let (config, desc, layers) = format::write(&steps)?;
+    let blob = |d: &Descriptor| -> anyhow::Result<Box<dyn std::io::Read>> {
+        if let Ok(f) = std::fs::File::open(store.blob_path(&d.digest)) {
+            return Ok(Box::new(std::io::BufReader::new(f)));
+        }
+        let key =
+            imported_blobs.get(&d.digest).with_context(|| format!("blob {} is in no store or cache", d.digest))?;
+        imported.open_blob(key, d)
+    };
+    match to {
+        CacheTo::Local { dest, .. } => local::export(dest, &config, &desc, &layers, &blob),
+    }
+}

@@ -1,0 +1,187 @@
+//! The shared build cache between two stores standing for two machines: a cache
+//! directory written by one and read by the other.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+
+/// A fresh store with the busybox fixture, as a fresh CI runner with its base image.
+fn machine(work: &Path, name: &str) -> PathBuf {
+    let store = work.join(name);
+    load_fixtures(&store);
+    layers_ok(&store, &["tag", "localhost/layered", "busybox"]);
+    store
+}
+
+/// A checkout of the multistage example at `dir`, its files dated `secs`.
+fn checkout(dir: &Path, secs: i64) -> PathBuf {
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("Dockerfile-examples/multistage"))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+    for e in fs::read_dir(dir).unwrap() {
+        fs::File::open(e.unwrap().path()).unwrap().set_modified(t).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+fn build(store: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["build"];
+    full.extend_from_slice(args);
+    let out = layers(store, &full);
+    assert!(out.status.success(), "build {args:?}: {}", stderr(&out));
+    out
+}
+
+/// Each step line's outcome after it: `CACHED` or `RAN`.
+fn outcomes(out: &Output) -> Vec<(String, &'static str)> {
+    let mut v: Vec<(String, &'static str)> = Vec::new();
+    for line in stderr(out).lines() {
+        if let Some(rest) = line.strip_prefix("STEP ") {
+            v.push((rest.split_once(": ").map_or(rest, |(_, t)| t).to_string(), "-"));
+        } else if let Some(last) = v.last_mut() {
+            if line.starts_with("--> CACHED") {
+                last.1 = "CACHED";
+            } else if line.starts_with("--> ") {
+                last.1 = "RAN";
+            }
+        }
+    }
+    v.retain(|(t, _)| !t.starts_with("FROM"));
+    v
+}
+
+fn layer_set(store: &Path) -> BTreeSet<String> {
+    fs::read_dir(store.join("layers")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+fn blobs_in(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Every blob the cache directory's index reaches: the manifest, its config and layers.
+fn referenced(dir: &Path) -> BTreeSet<String> {
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    let mut out: BTreeSet<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string())
+        .collect();
+    out.insert(manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string());
+    out.insert(m);
+    out
+}
+
+#[test]
+fn a_cache_directory_carries_every_step_to_a_fresh_machine() {
+    if !need_root("a_cache_directory_carries_every_step_to_a_fresh_machine") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let (a, b) = (machine(work.path(), "a"), machine(work.path(), "b"));
+    let ctx_a = checkout(&work.path().join("checkout-a"), 1_000_000_000);
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let built_a = build(&a, &["-t", "greet", "--cache-to", &to, ctx_a.to_str().unwrap()]);
+    let id_a = stdout(&built_a).trim().to_string();
+    assert_eq!(blobs_in(&cache), referenced(&cache), "the cache directory holds what its index names");
+
+    // Machine B: another checkout (another path, other mtimes), a fresh store.
+    let ctx_b = checkout(&work.path().join("elsewhere-b"), 1_700_000_000);
+    let before = layer_set(&b);
+    let from = format!("type=local,src={}", cache.display());
+    let built_b = build(&b, &["-t", "greet", "--cache-from", &from, ctx_b.to_str().unwrap()]);
+    assert!(outcomes(&built_b).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&built_b));
+    assert_eq!(stdout(&built_b).trim(), id_a, "the image from the cache has machine A's ID");
+    assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, built in stages");
+    // Only the final image's layers were made on B: not the build stage's RUN layer.
+    let new: BTreeSet<String> = layer_set(&b).difference(&before).cloned().collect();
+    let final_layers: BTreeSet<String> =
+        layer_dirs(&b, "greet").iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert!(!new.is_empty() && new.is_subset(&final_layers), "new on B: {new:?}, final: {final_layers:?}");
+
+    // A change on B: the steps before the changed COPY hit, it and what follows run.
+    fs::write(ctx_b.join("greet.sh.in"), "#!/bin/sh\necho \"hello from @NAME@, changed on B\"\n").unwrap();
+    let changed = build(&b, &["-t", "greet", "--cache-from", &from, "--cache-to", &to, ctx_b.to_str().unwrap()]);
+    let o = outcomes(&changed);
+    assert_eq!(o.iter().map(|(_, r)| *r).collect::<Vec<_>>(), ["CACHED", "RAN", "RAN", "RAN", "RAN"], "{o:?}");
+    assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, changed on B");
+    assert_eq!(blobs_in(&cache), referenced(&cache), "no blob left behind by the second export");
+    // A reads B's export: all cached again, on A.
+    let ctx_a2 = checkout(&work.path().join("checkout-a2"), 1_200_000_000);
+    fs::copy(ctx_b.join("greet.sh.in"), ctx_a2.join("greet.sh.in")).unwrap();
+    let again = build(&a, &["--cache-from", &from, ctx_a2.to_str().unwrap()]);
+    assert!(outcomes(&again).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&again));
+    assert_eq!(stdout(&again), stdout(&changed));
+    assert!(layers(&b, &["fsck"]).status.success());
+}
+
+#[test]
+fn a_broken_or_missing_cache_is_a_warning_and_the_build_goes_on() {
+    if !need_root("a_broken_or_missing_cache_is_a_warning_and_the_build_goes_on") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let a = machine(work.path(), "a");
+    let ctx = checkout(&work.path().join("ctx"), 1_000_000_000);
+    build(&a, &["--cache-to", &format!("type=local,dest={}", cache.display()), ctx.to_str().unwrap()]);
+
+    let missing = format!("type=local,src={}", work.path().join("nothing-here").display());
+    let out = build(&machine(work.path(), "b"), &["--cache-from", &missing, ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains("warning") && stderr(&out).contains("nothing-here"), "{}", stderr(&out));
+
+    // A config that lies about a layer index: refused by name, built without it.
+    let index: serde_json::Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    let c = manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache.join("blobs/sha256").join(&c)).unwrap()).unwrap();
+    config["steps"][0]["layers"] = serde_json::json!([99]);
+    fs::write(cache.join("blobs/sha256").join(&c), serde_json::to_vec(&config).unwrap()).unwrap();
+    let from = format!("type=local,src={}", cache.display());
+    let out = build(&machine(work.path(), "c"), &["--cache-from", &from, ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains(&format!("blob sha256:{c} has digest")), "{}", stderr(&out));
+    assert!(outcomes(&out).iter().all(|(_, o)| *o == "RAN"), "{:?}", outcomes(&out));
+
+    // The same lie with a matching digest (a hostile writer): refused for what it says.
+    let bytes = serde_json::to_vec(&config).unwrap();
+    let d = layers_store::Digest::of(&bytes);
+    fs::write(cache.join("blobs/sha256").join(d.hex()), &bytes).unwrap();
+    let mut manifest = manifest.clone();
+    manifest["config"]["digest"] = serde_json::json!(d.to_string());
+    manifest["config"]["size"] = serde_json::json!(bytes.len());
+    let mbytes = serde_json::to_vec(&manifest).unwrap();
+    let md = layers_store::Digest::of(&mbytes);
+    fs::write(cache.join("blobs/sha256").join(md.hex()), &mbytes).unwrap();
+    let mut index = index.clone();
+    index["manifests"][0]["digest"] = serde_json::json!(md.to_string());
+    fs::write(cache.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let out = build(&machine(work.path(), "d"), &["--cache-from", &from, ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains("layer index 99 out of range"), "{}", stderr(&out));
+
+    // Bad flags are refused before anything is built.
+    for bad in ["type=local", "type=local,dest=/x,mode=all", "type=s3,bucket=b", "type=local,dest=/x,color=red"] {
+        let out = layers(&a, &["build", "--cache-to", bad, ctx.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(125), "{bad}");
+        assert!(stderr(&out).contains("--cache-to"), "{bad}: {}", stderr(&out));
+    }
+}
