@@ -58,7 +58,7 @@ pub fn pull_image(
 
 /// Fetches a manifest by tag or digest, verifying its digest (the pinned one, if
 /// any, and the one the registry claims).
-async fn fetch_manifest(
+pub(crate) async fn fetch_manifest(
     repo: &Repository,
     reference: &str,
     pinned: Option<Digest>,
@@ -81,7 +81,11 @@ async fn fetch_manifest(
 }
 
 /// Reads a whole small blob (a config), refusing more than its descriptor's size.
-async fn fetch_json_blob(repo: Arc<Repository>, desc: &Descriptor, notices: Notices) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn fetch_json_blob(
+    repo: Arc<Repository>,
+    desc: &Descriptor,
+    notices: Notices,
+) -> anyhow::Result<Vec<u8>> {
     if desc.size > MAX_JSON {
         bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
     }
@@ -118,7 +122,7 @@ fn pick_platform(index: &Value, platform: &Platform) -> anyhow::Result<Digest> {
 }
 
 /// Streams one layer blob into a fresh ingest: verify, decompress, unpack.
-async fn fetch_layer(
+pub(crate) async fn fetch_layer(
     repo: Arc<Repository>,
     store: Arc<Store>,
     desc: Descriptor,

@@ -28,6 +28,24 @@ pub struct PushOptions {
     pub quiet: bool,
 }
 
+/// The repository `dest` names, on the registry itself (mirrors serve pulls only),
+/// with our credentials for it; blobs may be mounted from `siblings`.
+pub fn open_repository(
+    dest: &Reference,
+    registries: &RegistriesConfig,
+    tls_verify: bool,
+    siblings: &[String],
+) -> anyhow::Result<Repository> {
+    let endpoint = registries
+        .endpoints(&dest.registry)
+        .pop()
+        .ok_or_else(|| anyhow!("{dest}: no endpoint for {}", dest.registry))?;
+    let creds = credentials::lookup(&endpoint.host)?;
+    Ok(Repository::new(&endpoint.host, endpoint.plain_http, tls_verify, &dest.repository, creds)
+        .map_err(|e| anyhow!("{}: {e}", endpoint.host))?
+        .also_pulling_from(siblings))
+}
+
 /// Pushes `image` to `dest` (a tagged reference); returns the manifest digest.
 pub fn push_image(
     store: Store,
@@ -36,13 +54,6 @@ pub fn push_image(
     registries: &RegistriesConfig,
     o: &PushOptions,
 ) -> anyhow::Result<Digest> {
-    let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
-    // The registry itself: mirrors serve pulls only.
-    let endpoint = registries
-        .endpoints(&dest.registry)
-        .pop()
-        .ok_or_else(|| anyhow!("push {dest}: no endpoint for {}", dest.registry))?;
-    let creds = credentials::lookup(&endpoint.host)?;
     let manifest_bytes = store.read_blob(&image.manifest, MAX_JSON)?;
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).with_context(|| format!("read manifest {}", image.manifest))?;
@@ -54,28 +65,41 @@ pub fn push_image(
         .filter(|r| r.registry == dest.registry && r.repository != dest.repository)
         .map(|r| r.repository)
         .collect();
-    let repo = Repository::new(&endpoint.host, endpoint.plain_http, o.tls_verify, &dest.repository, creds)
-        .map_err(|e| anyhow!("{}: {e}", endpoint.host))?
-        .also_pulling_from(&siblings);
+    let repo = open_repository(dest, registries, o.tls_verify, &siblings)?;
     let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
     blobs.extend(manifest.layers.iter().cloned());
-    blobs.dedup_by(|a, b| a.digest == b.digest);
+    let blobs = blobs.into_iter().map(|d| (store.blob_path(&d.digest), d)).collect();
+    let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
+    push_parts(repo, &siblings, blobs, &tag, (&image.media_type, &manifest_bytes), o)?;
+    Ok(image.manifest)
+}
 
+/// Pushes `blobs` (each read from its path when the registry lacks it), then the
+/// manifest under `tag`, checking the digest the registry reports.
+pub fn push_parts(
+    repo: Repository,
+    siblings: &[String],
+    mut blobs: Vec<(std::path::PathBuf, Descriptor)>,
+    tag: &str,
+    (media_type, manifest_bytes): (&str, &[u8]),
+    o: &PushOptions,
+) -> anyhow::Result<()> {
+    blobs.dedup_by(|a, b| a.1.digest == b.1.digest);
+    let digest = Digest::of(manifest_bytes);
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
-    let store = Arc::new(store);
     let repo = Arc::new(repo);
-    let quiet = o.quiet;
-    let events = crate::progress::Progress::lines(quiet);
+    let siblings = siblings.to_vec();
+    let events = crate::progress::Progress::lines(o.quiet);
     let notices = events.notices();
     let chunk = o.chunk_size;
     let pushed = rt.block_on(async {
-        stream::iter(blobs.into_iter().map(|desc| {
-            let (store, repo, siblings, events) = (store.clone(), repo.clone(), siblings.clone(), events.clone());
+        stream::iter(blobs.into_iter().map(|(path, desc)| {
+            let (repo, siblings, events) = (repo.clone(), siblings.clone(), events.clone());
             async move {
                 let what = format!("{}: blob {}", repo.display(), desc.digest.short());
                 let outcome = resume::retry(&what, resume::MAX_TRIES, &events.notices(), || {
-                    push_blob(&store, &repo, &desc, &siblings, chunk)
+                    push_blob(&path, &repo, &desc, &siblings, chunk)
                 })
                 .await
                 .map_err(|e| anyhow!("{what}: {e}"))?;
@@ -87,25 +111,25 @@ pub fn push_image(
         .try_collect::<Vec<()>>()
         .await?;
         let what = format!("{}: manifest {tag}", repo.display());
-        let claimed = resume::retry(&what, resume::MAX_TRIES, &notices, || {
-            repo.put_manifest(&tag, &image.media_type, &manifest_bytes)
-        })
-        .await
-        .map_err(|e| anyhow!("{what}: {e}"))?;
-        if let Some(c) = claimed.filter(|c| *c != image.manifest.to_string()) {
-            bail!("{what}: the registry reports digest {c}, not {}", image.manifest);
+        let claimed =
+            resume::retry(&what, resume::MAX_TRIES, &notices, || repo.put_manifest(tag, media_type, manifest_bytes))
+                .await
+                .map_err(|e| anyhow!("{what}: {e}"))?;
+        if let Some(c) = claimed.filter(|c| *c != digest.to_string()) {
+            bail!("{what}: the registry reports digest {c}, not {digest}");
         }
         anyhow::Ok(())
     });
     events.finish();
+    drop(rt);
     pushed?;
-    events.say(format!("Pushed {}:{tag}@{}", repo.display(), image.manifest));
-    Ok(image.manifest)
+    events.say(format!("Pushed {}:{tag}@{digest}", repo.display()));
+    Ok(())
 }
 
 /// Gets one blob to the registry: already there, mounted, or uploaded.
 async fn push_blob(
-    store: &Store,
+    path: &std::path::Path,
     repo: &Repository,
     desc: &Descriptor,
     siblings: &[String],
@@ -123,15 +147,14 @@ async fn push_blob(
         None => repo.start_upload(None).await?,
     };
     let location = opened.ok_or_else(|| RequestError::Invalid("upload not started".into()))?;
-    let path = store.blob_path(&desc.digest);
     if chunk == 0 || desc.size <= chunk {
-        repo.put_blob(&location, &desc.digest, &path, desc.size).await?;
+        repo.put_blob(&location, &desc.digest, path, desc.size).await?;
     } else {
         let mut at = location;
         let mut offset = 0;
         while offset < desc.size {
             let len = chunk.min(desc.size - offset);
-            at = repo.patch_chunk(&at, &path, offset, len).await?;
+            at = repo.patch_chunk(&at, path, offset, len).await?;
             offset += len;
         }
         repo.finish_upload(&at, &desc.digest).await?;

@@ -185,3 +185,75 @@ fn a_broken_or_missing_cache_is_a_warning_and_the_build_goes_on() {
         assert!(stderr(&out).contains("--cache-to"), "{bad}: {}", stderr(&out));
     }
 }
+
+/// The blobs `requests` fetched (`GET …/blobs/sha256:…`).
+fn blob_gets(requests: &[String]) -> BTreeSet<String> {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/blobs/"))
+        .filter_map(|r| r.rsplit('/').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_needs() {
+    if !need_root("a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_needs") {
+        return;
+    }
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (machine(work.path(), "a"), machine(work.path(), "b"));
+    let cache = format!("{}/cache/multistage:main", reg.addr);
+    let ctx_a = checkout(&work.path().join("checkout-a"), 1_000_000_000);
+    let to = format!("type=registry,ref={cache},mode=max");
+    let built_a = build(&a, &["-t", "greet", "--cache-to", &to, ctx_a.to_str().unwrap()]);
+
+    let ctx_b = checkout(&work.path().join("elsewhere-b"), 1_700_000_000);
+    let had: BTreeSet<String> = layer_dirs(&b, "busybox").iter().map(|p| p.display().to_string()).collect();
+    let before = reg.requests_from_layers().len();
+    let built_b = build(&b, &["-t", "greet", "--cache-from", &cache, ctx_b.to_str().unwrap()]);
+    assert!(outcomes(&built_b).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&built_b));
+    assert_eq!(stdout(&built_b), stdout(&built_a), "the same image ID as machine A's");
+    assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, built in stages");
+    // B fetched the cache manifest, its config, and the final image's layers it lacked: nothing of the build stage.
+    let requests = reg.requests_from_layers()[before..].to_vec();
+    let manifest: serde_json::Value = serde_json::from_str(&layers_ok(&b, &["inspect", "greet"])).unwrap();
+    let lacking: BTreeSet<String> = manifest[0]["Manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(layer_dirs(&b, "greet"))
+        .filter(|(_, dir)| !had.contains(&dir.display().to_string()))
+        .map(|(l, _)| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let fetched = blob_gets(&requests);
+    assert_eq!(fetched.len(), lacking.len() + 1, "the config and the lacking layers: {requests:?}");
+    assert!(lacking.is_subset(&fetched), "{lacking:?} not in {fetched:?}");
+
+    // A change on B: B's export sends only what the registry lacks.
+    fs::write(ctx_b.join("greet.sh.in"), "#!/bin/sh\necho \"hello from @NAME@, changed on B\"\n").unwrap();
+    let before = reg.requests_from_layers().len();
+    build(&b, &["-t", "greet", "--cache-from", &cache, "--cache-to", &to, ctx_b.to_str().unwrap()]);
+    let requests = reg.requests_from_layers()[before..].to_vec();
+    let uploads = requests.iter().filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/")).count();
+    // New: the COPY, RUN and COPY --from layers, and the cache config.
+    assert_eq!(uploads, 4, "{requests:?}");
+    assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, changed on B");
+
+    // Faults: a registry that is down is a warning; a push that fails fails the command, the image stays.
+    let dead = "127.0.0.1:9/cache/none:x";
+    let out = build(&b, &["--cache-from", dead, ctx_b.to_str().unwrap()]);
+    assert!(stderr(&out).contains("warning") && stderr(&out).contains(dead), "{}", stderr(&out));
+    let out = layers(
+        &b,
+        &["build", "-t", "kept", "--cache-to", &format!("type=registry,ref={dead}"), ctx_b.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains(dead) && stderr(&out).trim().lines().last().unwrap().starts_with("layers: --cache-to"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(layers(&b, &["inspect", "kept"]).status.success(), "the built image stays");
+}

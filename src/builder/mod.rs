@@ -88,8 +88,8 @@ pub struct Built {
 
 impl Built {
     /// Writes the build's steps to a shared cache.
-    pub fn export(&self, store: &Store, to: &cache::CacheTo) -> anyhow::Result<()> {
-        cache::export(store, &self.imported, &self.made, self.target, to)
+    pub fn export(&self, store: &Store, registries: &RegistriesConfig, to: &cache::CacheTo) -> anyhow::Result<()> {
+        cache::export(store, registries, &self.imported, &self.made, self.target, to)
     }
 }
 
@@ -184,7 +184,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     x.no_cache = a.no_cache;
     x.quiet = a.quiet;
     x.epoch = epoch;
-    x.cache = cache::Imported::load(&a.cache_from, &|w| eprintln!("layers: warning: {w}"));
+    x.cache = cache::Imported::load(&a.cache_from, a.registries, &|w| eprintln!("layers: warning: {w}"));
     let image = x.execute(&plan)?;
     Ok(Built {
         image,

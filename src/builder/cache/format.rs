@@ -146,3 +146,13 @@ pub fn write(steps: &[(StepRecord, Vec<CachedLayer>)]) -> serde_json::Result<(Ve
         .collect();
     Ok((config, desc, layers))
 }
+
+/// The cache manifest's bytes: an OCI image manifest of the config and layers.
+pub fn manifest(config: &Descriptor, layers: &[Descriptor]) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": layers_store::oci::MEDIA_TYPE_MANIFEST,
+        "config": config,
+        "layers": layers,
+    }))
+}

@@ -121,12 +121,7 @@ pub fn export(
         put_blob(dir, l, &mut *blob(l)?)?;
     }
     put_blob(dir, config_desc, &mut &config[..])?;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "config": config_desc,
-        "layers": layers,
-    }))?;
+    let manifest = super::format::manifest(config_desc, layers)?;
     let manifest_desc = Descriptor {
         media_type: MEDIA_TYPE_MANIFEST.into(),
         digest: Digest::of(&manifest),

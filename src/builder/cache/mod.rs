@@ -1,10 +1,12 @@
 //! The shared build cache: steps recorded by key (the step image's config and
-//! layers), exported to a directory (`--cache-to type=local,dest=DIR`) and imported
-//! from one (`--cache-from type=local,src=DIR`). Import reads the manifest and config
-//! only; a layer is read when the build needs the step's image locally, once.
+//! layers), exported to a registry (`--cache-to type=registry,ref=REF`) or a directory
+//! (`type=local,dest=DIR`) and imported from them (`--cache-from`). Import reads the
+//! manifest and config only; a layer is read when the build needs the step's image
+//! locally, once.
 
 pub mod format;
 pub mod local;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ use layers_store::metadata::ImageRow;
 use layers_store::{ImageBlobs, LayerExpect, Store};
 
 use format::CachedStep;
+
+use crate::registry::config::RegistriesConfig;
 
 /// Which steps `--cache-to` exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,12 +33,14 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheTo {
     Local { dest: PathBuf, mode: Mode },
+    Registry { reference: String, mode: Mode },
 }
 
 /// A `--cache-from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheFrom {
     Local { src: PathBuf },
+    Registry { reference: String },
 }
 
 /// `type=…,key=value,…` into its type and options; each key at most once.
@@ -75,13 +81,18 @@ impl CacheTo {
                 let dest = opts.get("dest").with_context(|| format!("--cache-to {spec}: dest= is missing"))?;
                 Ok(CacheTo::Local { dest: PathBuf::from(dest), mode })
             }
-            other => bail!("--cache-to {spec}: type {other} is not supported yet (local)"),
+            "registry" => {
+                only(spec, "--cache-to", &opts, &["ref", "mode"])?;
+                let reference = opts.get("ref").with_context(|| format!("--cache-to {spec}: ref= is missing"))?;
+                Ok(CacheTo::Registry { reference: reference.clone(), mode })
+            }
+            other => bail!("--cache-to {spec}: type {other} is not supported (registry, local)"),
         }
     }
 
     pub fn mode(&self) -> Mode {
         match self {
-            CacheTo::Local { mode, .. } => *mode,
+            CacheTo::Local { mode, .. } | CacheTo::Registry { mode, .. } => *mode,
         }
     }
 }
@@ -89,15 +100,24 @@ impl CacheTo {
 impl CacheFrom {
     /// Parses `--cache-from type=local,src=DIR`.
     pub fn parse(spec: &str) -> anyhow::Result<CacheFrom> {
-        let (kind, opts) =
-            if spec.contains('=') { options(spec, "--cache-from")? } else { ("registry".into(), BTreeMap::new()) };
+        // `--cache-from REF` alone is a registry ref, as with Docker.
+        let (kind, opts) = if spec.contains('=') {
+            options(spec, "--cache-from")?
+        } else {
+            ("registry".into(), [("ref".to_string(), spec.to_string())].into())
+        };
         match kind.as_str() {
             "local" => {
                 only(spec, "--cache-from", &opts, &["src"])?;
                 let src = opts.get("src").with_context(|| format!("--cache-from {spec}: src= is missing"))?;
                 Ok(CacheFrom::Local { src: PathBuf::from(src) })
             }
-            other => bail!("--cache-from {spec}: type {other} is not supported yet (local)"),
+            "registry" => {
+                only(spec, "--cache-from", &opts, &["ref"])?;
+                let reference = opts.get("ref").with_context(|| format!("--cache-from {spec}: ref= is missing"))?;
+                Ok(CacheFrom::Registry { reference: reference.clone() })
+            }
+            other => bail!("--cache-from {spec}: type {other} is not supported (registry, local)"),
         }
     }
 }
@@ -105,6 +125,7 @@ impl CacheFrom {
 /// Where an imported step's blobs are.
 enum Source {
     Local(local::LocalSource),
+    Registry(registry::RegistrySource),
 }
 
 /// The steps of every `--cache-from` that could be read, by key (the first source wins).
@@ -117,7 +138,7 @@ pub struct Imported {
 impl Imported {
     /// Reads each source's manifest and config; one that cannot be read is a warning
     /// (`warn`) and the build goes on without it.
-    pub fn load(from: &[CacheFrom], warn: &dyn Fn(&str)) -> Imported {
+    pub fn load(from: &[CacheFrom], registries: &RegistriesConfig, warn: &dyn Fn(&str)) -> Imported {
         let mut imported = Imported::default();
         for f in from {
             let read = match f {
@@ -125,6 +146,12 @@ impl Imported {
                     let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
                     Ok((Source::Local(source), steps))
                 }),
+                CacheFrom::Registry { reference } => {
+                    registry::RegistrySource::open(reference, registries).and_then(|(source, manifest, config)| {
+                        let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
+                        Ok((Source::Registry(source), steps))
+                    })
+                }
             };
             match read {
                 Ok((source, steps)) => {
@@ -145,16 +172,34 @@ impl Imported {
         self.steps.get(key).map(|(_, s)| s)
     }
 
-    /// Reads a blob of an imported step.
+    /// Reads a blob of an imported step (one from a registry is fetched into the store first).
     pub fn open_blob(
         &self,
+        store: &Store,
         key: &Digest,
         blob: &layers_store::oci::Descriptor,
     ) -> anyhow::Result<Box<dyn std::io::Read>> {
-        let (i, _) = self.steps.get(key).context("no such cached step")?;
+        let (i, step) = self.steps.get(key).context("no such cached step")?;
         match &self.sources[*i] {
             Source::Local(s) => Ok(Box::new(s.open_blob(blob)?)),
+            Source::Registry(s) => {
+                let layers: Vec<_> = step.layers.iter().filter(|l| l.blob.digest == blob.digest).collect();
+                s.fetch(store, &layers)?;
+                let path = store.blob_path(&blob.digest);
+                Ok(Box::new(std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?))
+            }
         }
+    }
+
+    /// Repositories of `registry` that imported caches came from (blobs can be mounted from there).
+    fn repositories_on(&self, registry: &str) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Registry(r) if r.reference.registry == registry => Some(r.reference.repository.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Makes the image of the imported step `key` in `store`: its layers not stored yet
@@ -163,13 +208,24 @@ impl Imported {
     pub fn materialize(&self, store: &Store, key: &Digest) -> anyhow::Result<ImageRow> {
         let (i, step) = self.steps.get(key).context("no such cached step")?;
         let mut ingest = store.ingest()?;
+        let mut missing: Vec<&format::CachedLayer> = Vec::new();
         for l in &step.layers {
-            if store.has_layer(&l.diff_id, &l.blob.digest)? {
-                continue;
+            if !store.has_layer(&l.diff_id, &l.blob.digest)? && !missing.iter().any(|m| m.blob.digest == l.blob.digest)
+            {
+                missing.push(l);
             }
-            let input = match &self.sources[*i] {
-                Source::Local(s) => s.open_blob(&l.blob)?,
-            };
+        }
+        let source = match &self.sources[*i] {
+            Source::Registry(s) => {
+                // Streamed from the registry into the store, each committed as it arrives.
+                s.fetch(store, &missing)?;
+                missing.clear();
+                None
+            }
+            Source::Local(s) => Some(s),
+        };
+        for l in missing {
+            let input = source.context("a cache source without blobs")?.open_blob(&l.blob)?;
             let expect = LayerExpect { blob: Some(l.blob.digest), size: Some(l.blob.size), diff_id: Some(l.diff_id) };
             store
                 .unpack_layer(&mut ingest, std::io::BufReader::new(input), &expect)
@@ -187,6 +243,7 @@ impl CacheFrom {
     fn name(&self) -> String {
         match self {
             CacheFrom::Local { src } => format!("type=local,src={}", src.display()),
+            CacheFrom::Registry { reference } => reference.clone(),
         }
     }
 }
@@ -196,6 +253,7 @@ impl CacheFrom {
 /// cache for steps that were never made here.
 pub fn export(
     store: &Store,
+    registries: &RegistriesConfig,
     imported: &Imported,
     made: &[super::exec::Made],
     target: usize,
@@ -248,9 +306,15 @@ pub fn export(
         }
         let key =
             imported_blobs.get(&d.digest).with_context(|| format!("blob {} is in no store or cache", d.digest))?;
-        imported.open_blob(key, d)
+        imported.open_blob(store, key, d)
     };
     match to {
         CacheTo::Local { dest, .. } => local::export(dest, &config, &desc, &layers, &blob),
+        CacheTo::Registry { reference, .. } => {
+            let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
+            let siblings: Vec<String> =
+                imported.repositories_on(&r.registry).into_iter().filter(|s| *s != r.repository).collect();
+            registry::export(store, reference, registries, &config, &desc, &layers, &siblings)
+        }
     }
 }
