@@ -119,6 +119,8 @@ fn a_cache_directory_carries_every_step_to_a_fresh_machine() {
     // A change on B: the steps before the changed COPY hit, it and what follows run.
     fs::write(ctx_b.join("greet.sh.in"), "#!/bin/sh\necho \"hello from @NAME@, changed on B\"\n").unwrap();
     let changed = build(&b, &["-t", "greet", "--cache-from", &from, "--cache-to", &to, ctx_b.to_str().unwrap()]);
+    // The miss is explained from machine A's record, which B only has through the cache.
+    assert!(stderr(&changed).contains("--> cache miss: greet.sh.in changed"), "{}", stderr(&changed));
     let o = outcomes(&changed);
     assert_eq!(o.iter().map(|(_, r)| *r).collect::<Vec<_>>(), ["CACHED", "RAN", "RAN", "RAN", "RAN"], "{o:?}");
     assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, changed on B");
@@ -256,4 +258,35 @@ fn a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_
         stderr(&out)
     );
     assert!(layers(&b, &["inspect", "kept"]).status.success(), "the built image stays");
+}
+
+#[test]
+fn a_miss_names_what_changed() {
+    if !need_root("a_miss_names_what_changed") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = machine(work.path(), "store");
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(ctx.join("app")).unwrap();
+    fs::write(ctx.join("app/a.py"), "a").unwrap();
+    fs::write(ctx.join("app/main.py"), "main").unwrap();
+    let dockerfile = |run: &str| format!("FROM busybox\nARG V=1\nCOPY app/ /app/\nRUN {run}\n");
+    fs::write(ctx.join("Dockerfile"), dockerfile("echo $V")).unwrap();
+    build(&store, &[ctx.to_str().unwrap()]);
+    let miss = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.push(ctx.to_str().unwrap());
+        let err = stderr(&build(&store, &full));
+        err.lines().filter_map(|l| l.strip_prefix("--> cache miss: ")).map(str::to_string).collect::<Vec<_>>()
+    };
+    fs::write(ctx.join("app/main.py"), "main, changed").unwrap();
+    assert_eq!(miss(&[]), ["app/main.py changed"]);
+    assert_eq!(miss(&["--build-arg", "V=2"]), ["build arg V changed"]);
+    fs::write(ctx.join("Dockerfile"), dockerfile("echo $V; true")).unwrap();
+    assert_eq!(miss(&["--build-arg", "V=2"]), ["the instruction changed (was: RUN echo $V)"]);
+    layers_ok(&store, &["tag", "localhost/two-layers", "busybox"]);
+    assert_eq!(miss(&["--build-arg", "V=2"]), ["base image busybox changed"]);
+    // --no-cache looks nothing up, so it explains nothing.
+    assert!(miss(&["--no-cache"]).is_empty());
 }

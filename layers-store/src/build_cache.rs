@@ -72,6 +72,43 @@ impl Store {
         })
     }
 
+    /// Remembers what the build step `key` (on `parent`, `instruction` as shown) read:
+    /// `inputs` is the builder's own text, kept to explain a later miss.
+    pub fn record_step_inputs(&self, key: &Digest, parent: &Digest, instruction: &str, inputs: &str) -> Result<()> {
+        self.md().write("write build step inputs", |tx| {
+            tx.execute(
+                "INSERT INTO build_step_inputs (key, parent, instruction, inputs, created) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(key) DO UPDATE SET inputs = excluded.inputs, created = excluded.created",
+                params![key.to_string(), parent.to_string(), instruction, inputs, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Steps recorded on `parent` or with `instruction`, newest first: (key, parent,
+    /// instruction, inputs), at most 64.
+    pub fn steps_like(&self, parent: &Digest, instruction: &str) -> Result<Vec<(Digest, Digest, String, String)>> {
+        let md = self.md();
+        let mut st = md
+            .conn()
+            .prepare(
+                "SELECT key, parent, instruction, inputs FROM build_step_inputs WHERE parent = ?1 OR instruction = ?2
+                 ORDER BY created DESC LIMIT 64",
+            )
+            .map_err(|e| Error::sql("read build step inputs", parent, e))?;
+        let rows = st
+            .query_map(params![parent.to_string(), instruction], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })
+            .map_err(|e| Error::sql("read build step inputs", parent, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (k, p, i, inputs) = row.map_err(|e| Error::sql("read build step inputs", parent, e))?;
+            out.push((Digest::parse(&k)?, Digest::parse(&p)?, i, inputs));
+        }
+        Ok(out)
+    }
+
     /// The persistent directory of a `RUN --mount=type=cache` with this id, made if missing:
     /// `<root>/cache-mounts/<sha256 of id>/`, kept across builds.
     pub fn cache_mount_dir(&self, id: &str) -> Result<std::path::PathBuf> {
@@ -96,6 +133,7 @@ impl Store {
             // What the cascade left: steps whose image is named or in use.
             tx.execute("DELETE FROM build_cache", [])?;
             tx.execute("DELETE FROM build_images", [])?;
+            tx.execute("DELETE FROM build_step_inputs", [])?;
             tx.execute("DELETE FROM file_digests", [])?;
             Ok((entries, images))
         })?;

@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 6;
+pub const FORMAT_VERSION: i64 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -109,6 +109,18 @@ CREATE TABLE IF NOT EXISTS build_images (
     manifest_digest TEXT PRIMARY KEY REFERENCES images(manifest_digest) ON DELETE CASCADE
 );
 INSERT OR IGNORE INTO build_images (manifest_digest) SELECT manifest_digest FROM build_cache;
+"#;
+
+/// Format 7: what each build step read, to explain a later miss of the same step.
+const SCHEMA_7: &str = r#"
+CREATE TABLE IF NOT EXISTS build_step_inputs (
+    key         TEXT PRIMARY KEY,
+    parent      TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    created     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_step_inputs_parent ON build_step_inputs(parent);
 "#;
 
 const SCHEMA_5: &str = r#"
@@ -226,6 +238,7 @@ impl Metadata {
                 tx.execute_batch(SCHEMA_4)?;
                 tx.execute_batch(SCHEMA_5)?;
                 tx.execute_batch(SCHEMA_6)?;
+                tx.execute_batch(SCHEMA_7)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

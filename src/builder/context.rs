@@ -246,11 +246,18 @@ pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, ignore: &Patterns) -> 
     Ok(Plan { items })
 }
 
+/// What COPY will write, digested: the whole, and each entry by its source path.
+pub struct Content {
+    pub digest: Digest,
+    /// (source path, digest of that entry), in plan order.
+    pub entries: Vec<(String, Digest)>,
+}
+
 /// A digest of what COPY will write: paths, types, modes, owners, sizes, contents,
 /// link targets; not times (so a fresh checkout of the same files hits the cache).
 /// With `known` (the build context's files, which keep their inodes between builds),
 /// a file whose stamp is unchanged since it was last hashed is not read again.
-pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<Digest> {
+pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<Content> {
     // A file changed within this margin of being hashed could change again within the
     // same timestamp tick unseen (git's "racily clean"): hashed each time until older.
     const SETTLED_NS: i64 = 2_000_000_000;
@@ -266,7 +273,9 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 128 << 10];
     let mut learned = Vec::new();
+    let mut entries = Vec::with_capacity(plan.items.len());
     for (e, target) in &plan.items {
+        let mut entry = Hasher::new();
         let mode = attrs.mode.unwrap_or(e.stat.st_mode & 0o7777);
         let line = format!(
             "{}\0{:o}\0{}\0{}\0{}\n",
@@ -277,8 +286,10 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
             if kind(&e.stat) == rustix::fs::FileType::Directory { 0 } else { e.stat.st_size }
         );
         h.update(line.as_bytes());
+        entry.update(line.as_bytes());
         if let Some(l) = &e.link {
             h.update(l);
+            entry.update(l);
         } else if regular(e) {
             let (stamp, cached) = regulars.next().context("a regular file without its stamp")?;
             let digest = match cached {
@@ -301,12 +312,15 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
                 }
             };
             h.update(digest.to_string().as_bytes());
+            entry.update(digest.to_string().as_bytes());
         }
+        let name = if e.rel.as_os_str().is_empty() { ".".to_string() } else { e.rel.display().to_string() };
+        entries.push((name, entry.finish()));
     }
     if let Some(store) = known {
         store.remember_file_digests(&learned)?;
     }
-    Ok(h.finish())
+    Ok(Content { digest: h.finish(), entries })
 }
 
 fn stamp(st: &rustix::fs::Stat) -> FileStamp {

@@ -5,7 +5,7 @@
 //! ```json
 //! {"version": 1, "steps": [{"key": "sha256:…", "parent": "sha256:…",
 //!   "instruction": "RUN make", "config": "{…the step image's config, byte for byte…}",
-//!   "layers": [0, 3]}]}
+//!   "layers": [0, 3], "inputs": [["build arg V", "sha256:…"], ["src/main.c", "sha256:…"]]}]}
 //! ```
 //! `layers` index the manifest's layers, bottom first. The config is kept as text so
 //! the image made from a record has the same ID as on the machine that made it.
@@ -47,6 +47,9 @@ pub struct StepRecord {
     pub config: String,
     /// Its layers: indices into the manifest's layers, bottom first.
     pub layers: Vec<usize>,
+    /// What it read, by name, each with a digest (to explain a miss of it elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<(String, String)>,
 }
 
 /// A layer of a cached step: its blob and diffID.

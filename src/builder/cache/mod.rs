@@ -167,6 +167,15 @@ impl Imported {
         imported
     }
 
+    /// Imported steps on `parent` or with `instruction`.
+    pub fn like(&self, parent: &Digest, instruction: &str) -> Vec<&format::StepRecord> {
+        self.steps
+            .values()
+            .map(|(_, s)| &s.record)
+            .filter(|r| r.parent == *parent || r.instruction == instruction)
+            .collect()
+    }
+
     /// The imported step with this key.
     pub fn find(&self, key: &Digest) -> Option<&CachedStep> {
         self.steps.get(key).map(|(_, s)| s)
@@ -295,8 +304,14 @@ pub fn export(
                 (c.record.config.clone(), c.layers.clone())
             }
         };
-        let record =
-            StepRecord { key: m.key, parent: m.parent, instruction: m.text.clone(), config, layers: Vec::new() };
+        let record = StepRecord {
+            key: m.key,
+            parent: m.parent,
+            instruction: m.text.clone(),
+            config,
+            layers: Vec::new(),
+            inputs: m.inputs.clone(),
+        };
         steps.push((record, layers));
     }
     let (config, desc, layers) = format::write(&steps)?;

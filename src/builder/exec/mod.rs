@@ -20,7 +20,7 @@ use layers_store::{Compression, ContainerRow, Store};
 
 use super::cache::Imported;
 use super::frontend::pattern::Patterns;
-use super::plan::{Action, Base, Plan, Step};
+use super::plan::{Action, Base, Plan, ReadSet, Step};
 pub use super::scratch::ScratchDir;
 use layers_store::digest::Digest;
 
@@ -54,6 +54,8 @@ pub struct Made {
     pub key: Digest,
     pub parent: Digest,
     pub text: String,
+    /// What the step read, by name.
+    pub inputs: ReadSet,
     /// The image, or the key of an imported step not made locally.
     pub image: Result<ImageRow, Digest>,
 }
@@ -179,6 +181,11 @@ impl<'a> Executor<'a> {
             return Ok(());
         }
         if !self.hit(state, step)? {
+            if !self.no_cache {
+                if let Some(why) = self.explain(step)? {
+                    self.say(&format!("--> cache miss: {why}"));
+                }
+            }
             // What the step builds on is needed here now.
             self.materialize(state)?;
             state.apply(step);
@@ -189,14 +196,54 @@ impl<'a> Executor<'a> {
                 Action::Copy(c) => copy::run(self, plan, state, step, c)?,
             }
             self.say(&format!("--> {} ({:.2}s)", short(state), started.elapsed().as_secs_f64()));
+            self.remember(step)?;
         }
         let image = match (&state.image, &state.pending) {
             (_, Some(key)) => Err(*key),
             (Some(row), None) => Ok(row.clone()),
             (None, None) => return Ok(()),
         };
-        self.made.push(Made { stage, key: step.key, parent: step.parent, text: step.text.clone(), image });
+        let inputs = step.inputs.clone();
+        self.made.push(Made { stage, key: step.key, parent: step.parent, text: step.text.clone(), inputs, image });
         Ok(())
+    }
+
+    /// Keeps what the step read, to explain a later miss of it (not for steps that
+    /// read more than a bound's worth of files: those are explained as a whole).
+    fn remember(&self, step: &Step) -> anyhow::Result<()> {
+        let inputs = if step.inputs.len() <= MAX_INPUTS { step.inputs.as_slice() } else { &[] };
+        self.store.record_step_inputs(&step.key, &step.parent, &step.text, &serde_json::to_string(inputs)?)?;
+        Ok(())
+    }
+
+    /// Why a step missed, from an earlier record of it: on the same parent with the
+    /// same instruction, the first input that differs; on the same parent, a changed
+    /// instruction; with the same instruction, a changed base image.
+    fn explain(&self, step: &Step) -> anyhow::Result<Option<String>> {
+        let mut records: Vec<Earlier> = Vec::new();
+        for (_, parent, instruction, inputs) in self.store.steps_like(&step.parent, &step.text)? {
+            records.push((parent, instruction, serde_json::from_str(&inputs).unwrap_or_default()));
+        }
+        for r in self.cache.like(&step.parent, &step.text) {
+            records.push((r.parent, r.instruction.clone(), r.inputs.clone()));
+        }
+        let same = |r: &&Earlier| r.0 == step.parent && r.1 == step.text;
+        if let Some((_, _, old)) = records.iter().find(same) {
+            return Ok(Some(first_difference(&step.inputs, old)));
+        }
+        let verb = |t: &str| t.split_whitespace().next().unwrap_or_default().to_string();
+        if let Some((_, was, _)) = records.iter().find(|r| r.0 == step.parent && verb(&r.1) == verb(&step.text)) {
+            return Ok(Some(format!("the instruction changed (was: {was})")));
+        }
+        let base = step.inputs.first().filter(|(n, _)| n.starts_with("base image "));
+        if let Some((name, value)) = base {
+            let changed =
+                records.iter().any(|r| r.1 == step.text && r.2.first().is_some_and(|(n, v)| n == name && v != value));
+            if changed {
+                return Ok(Some(format!("{} changed", name)));
+            }
+        }
+        Ok(None)
     }
 
     /// A cache hit moves the stage onto the cached image: one of this store's, else one
@@ -301,6 +348,33 @@ impl<'a> Executor<'a> {
         let Some(image) = &state.image else { return Ok(path.trim_matches('/').is_empty()) };
         let lowers = self.store.lower_dirs(&image.manifest)?;
         Ok(layers_store::upper::in_lowers(&lowers, Path::new(path.trim_start_matches('/'))))
+    }
+}
+
+/// An earlier record of a step: its parent, instruction and what it read.
+type Earlier = (Digest, String, ReadSet);
+
+/// Most inputs a step's record keeps (a COPY of a large tree is explained as a whole).
+const MAX_INPUTS: usize = 10_000;
+
+/// The first input of `new` whose digest differs from `old`'s, or that is new, or the
+/// first of `old` that is gone.
+fn first_difference(new: &[(String, String)], old: &[(String, String)]) -> String {
+    if old.is_empty() && !new.is_empty() {
+        return "its inputs changed".to_string();
+    }
+    let before: std::collections::HashMap<&str, &str> = old.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    for (name, value) in new {
+        match before.get(name.as_str()) {
+            Some(v) if v == value => {}
+            Some(_) => return format!("{name} changed"),
+            None => return format!("{name} is new"),
+        }
+    }
+    let now: std::collections::HashSet<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+    match old.iter().find(|(n, _)| !now.contains(n.as_str())) {
+        Some((name, _)) => format!("{name} is gone"),
+        None => "its inputs changed".to_string(),
     }
 }
 

@@ -85,7 +85,7 @@ pub fn lay_out(
 /// Plans a COPY (`checksum` None) or ADD (`checksum` Some) on `scope`.
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
-    inputs: &Inputs,
+    plan_inputs: &Inputs,
     downloads: &mut Vec<ScratchDir>,
     scope: &Scope,
     spec: &CopySpec,
@@ -93,7 +93,7 @@ pub fn plan(
     checksum: Option<Option<&str>>,
     parent: &Digest,
     from_stage: &dyn Fn(&str) -> Option<(usize, Digest)>,
-) -> anyhow::Result<(String, CopyStep, Digest)> {
+) -> anyhow::Result<(String, CopyStep, Digest, super::ReadSet)> {
     let dest_raw = scope.expand(&spec.dest)?;
     let joined =
         if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{}/{dest_raw}", scope.config.working_dir()) };
@@ -137,19 +137,23 @@ pub fn plan(
         .field("parents", &spec.parents.to_string())
         .field("link", &spec.link.to_string())
         .field("exclude", &excludes.join("\n"));
+    // What the step reads, by name: explains a later miss of it.
+    let mut inputs: Vec<(String, String)> = Vec::new();
     let source = if urls > 0 {
-        let dir = ScratchDir(inputs.store.scratch_dir("build-download")?);
+        let dir = ScratchDir(plan_inputs.store.scratch_dir("build-download")?);
         let want = checksum
             .map(|c| Digest::parse(&c).with_context(|| format!("--checksum={c}: want sha256:<64 hex>")))
             .transpose()?;
         let mut names = Vec::new();
         for url in &sources {
-            names.push(download(url, dir.path(), want, inputs.max_download)?);
+            names.push(download(url, dir.path(), want, plan_inputs.max_download)?);
         }
         sources = names;
         let tree = Tree::open(dir.path(), "downloads")?;
         let laid = lay_out(&tree, &sources, &dest, &Patterns::default(), false)?;
-        key = key.field("content", &context::content_digest(&tree, &laid, attrs, None)?.to_string());
+        let content = context::content_digest(&tree, &laid, attrs, None)?;
+        key = key.field("content", &content.digest.to_string());
+        inputs.extend(content.entries.into_iter().map(|(p, d)| (format!("download {p}"), d.to_string())));
         downloads.push(dir);
         Source::Downloads(downloads.len() - 1)
     } else if !spec.heredocs.is_empty() {
@@ -161,6 +165,7 @@ pub fn plan(
                 h.content.clone()
             };
             key = key.field("heredoc", &h.name).field("content", &content);
+            inputs.push((format!("here-document {}", h.name), Digest::of(content.as_bytes()).to_string()));
             docs.push((h.name.clone(), content));
         }
         sources = sources.iter().map(|s| s.trim_start_matches("<<").trim_matches(['"', '\'']).to_string()).collect();
@@ -169,22 +174,26 @@ pub fn plan(
         match from_stage(from) {
             Some((i, stage_key)) => {
                 key = key.field("from-stage", &stage_key.to_string());
+                inputs.push((format!("stage {from}"), stage_key.to_string()));
                 Source::Stage(i)
             }
             None => {
-                let row = (inputs.base)(from, None).with_context(|| format!("--from={from}"))?;
+                let row = (plan_inputs.base)(from, None).with_context(|| format!("--from={from}"))?;
                 key = key.field("from-image", &row.manifest.to_string());
+                inputs.push((format!("image {from}"), row.manifest.to_string()));
                 Source::Image(row)
             }
         }
     } else {
-        let tree = inputs.context_tree;
-        let laid = lay_out(tree, &sources, &dest, &ignore(&inputs.ignore), spec.parents)?;
-        key = key.field("content", &context::content_digest(tree, &laid, attrs, Some(inputs.store))?.to_string());
+        let tree = plan_inputs.context_tree;
+        let laid = lay_out(tree, &sources, &dest, &ignore(&plan_inputs.ignore), spec.parents)?;
+        let content = context::content_digest(tree, &laid, attrs, Some(plan_inputs.store))?;
+        key = key.field("content", &content.digest.to_string());
+        inputs.extend(content.entries.into_iter().map(|(p, d)| (p, d.to_string())));
         Source::Context
     };
     let step = CopyStep { verb, source, sources, dest, chown, mode, excludes, parents: spec.parents, link: spec.link };
-    Ok((text, step, key.finish()))
+    Ok((text, step, key.finish(), inputs))
 }
 
 /// Fetches `url` into `dir` under its last path component (mode 0600, as BuildKit

@@ -26,6 +26,9 @@ use super::frontend::words;
 use crate::run::Network;
 use key::Key;
 
+/// What a step reads, by name (a file, a build arg, a mount, the base), each with a digest.
+pub type ReadSet = Vec<(String, String)>;
+
 /// What planning reads besides the Dockerfile.
 pub struct Inputs<'a> {
     pub store: &'a Store,
@@ -88,6 +91,9 @@ pub struct Step {
     pub key: Digest,
     /// The key of the step before it (or of the stage's base).
     pub parent: Digest,
+    /// What it reads, by name (a file, a build arg, a mount, the base), each with a
+    /// digest: compared with an earlier record of the step to explain a miss.
+    pub inputs: ReadSet,
     pub action: Action,
     /// The runtime config after the step.
     pub config: RuntimeConfig,
@@ -261,8 +267,14 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
         let own = steps.iter().map(|l| (l.clone(), format!("{file}:{}", l.pos)));
         for (located, at) in parsed_triggers.into_iter().chain(own) {
             let parent = stage.key();
-            let step = plan_step(inputs, &mut plan, &planned, stages, i, &mut scope, &located, parent)
+            let mut step = plan_step(inputs, &mut plan, &planned, stages, i, &mut scope, &located, parent)
                 .with_context(|| at.clone())?;
+            let first_image = !matches!(step.action, Action::Arg)
+                && stage.steps.iter().all(|s: &Step| matches!(s.action, Action::Arg));
+            if first_image {
+                // The base is what the stage's first image-making step reads before anything else.
+                step.inputs.insert(0, (format!("base image {image}"), stage.base_key.to_string()));
+            }
             stage.steps.push(Step { at, ..step });
         }
         planned[i] = Some(plan.stages.len());
@@ -293,6 +305,7 @@ fn plan_step(
         at: String::new(),
         key,
         parent,
+        inputs: Vec::new(),
         action,
         config: scope.config.clone(),
         author: scope.author.clone(),
@@ -320,19 +333,19 @@ fn plan_step(
             Ok(step(format!("ARG {}", names.join(" ")), parent, Action::Arg, scope))
         }
         Instruction::Run { .. } => {
-            let (text, run, key) = run::plan(inputs, scope, &at.instruction, &parent)?;
-            Ok(step(text, key, Action::Run(run), scope))
+            let (text, run, key, read) = run::plan(inputs, scope, &at.instruction, &parent)?;
+            Ok(Step { inputs: read, ..step(text, key, Action::Run(run), scope) })
         }
         Instruction::Copy { copy } => {
-            let (text, c, key) =
+            let (text, c, key, read) =
                 copy::plan(inputs, &mut plan.downloads, scope, copy, "COPY", None, &parent, &from_stage)?;
-            Ok(step(text, key, Action::Copy(c), scope))
+            Ok(Step { inputs: read, ..step(text, key, Action::Copy(c), scope) })
         }
         Instruction::Add { copy, checksum, keep_git_dir } => {
             if *keep_git_dir {
                 bail!("ADD --keep-git-dir: git sources are not supported");
             }
-            let (text, c, key) = copy::plan(
+            let (text, c, key, read) = copy::plan(
                 inputs,
                 &mut plan.downloads,
                 scope,
@@ -342,7 +355,7 @@ fn plan_step(
                 &parent,
                 &from_stage,
             )?;
-            Ok(step(text, key, Action::Copy(c), scope))
+            Ok(Step { inputs: read, ..step(text, key, Action::Copy(c), scope) })
         }
         other => {
             let text = config::apply(scope, other)?;

@@ -133,7 +133,7 @@ pub fn plan(
     scope: &Scope,
     i: &Instruction,
     parent: &Digest,
-) -> anyhow::Result<(String, RunStep, Digest)> {
+) -> anyhow::Result<(String, RunStep, Digest, super::ReadSet)> {
     let Instruction::Run { command, mounts, network, security, heredocs } = i else { bail!("not a RUN") };
     match security.as_deref() {
         None | Some("sandbox") => {}
@@ -175,15 +175,22 @@ pub fn plan(
         .field("argv", &serde_json::to_string(&argv)?)
         .field("network", if network == Network::Host { "host" } else { "none" })
         .field("env", &env.join("\n"));
+    // What the step reads, by name: explains a later miss of it.
+    let mut read: Vec<(String, String)> = scope
+        .args
+        .iter()
+        .map(|(k, v)| (format!("build arg {k}"), layers_store::Digest::of(v.as_bytes()).to_string()))
+        .collect();
     for m in &mounts {
         key = key.field("mount", &m.key_text());
         if let RunMount::Bind { source, .. } = m {
             // What the step sees through the mount is an input like a COPY's sources.
             let tree = inputs.context_tree;
             let selected = context::plan(tree, std::slice::from_ref(source), "/", &Default::default())?;
-            let digest = context::content_digest(tree, &selected, context::Attrs::default(), Some(inputs.store))?;
-            key = key.field("content", &digest.to_string());
+            let content = context::content_digest(tree, &selected, context::Attrs::default(), Some(inputs.store))?;
+            key = key.field("content", &content.digest.to_string());
+            read.push((format!("mount {}", m.target()), content.digest.to_string()));
         }
     }
-    Ok((text, RunStep { argv, env, network, mounts }, key.finish()))
+    Ok((text, RunStep { argv, env, network, mounts }, key.finish(), read))
 }
