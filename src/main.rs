@@ -51,6 +51,10 @@ struct Cli {
     /// Most tar entries accepted in one layer.
     #[arg(long, global = true, env = "LAYERS_MAX_LAYER_ENTRIES", value_name = "N")]
     max_layer_entries: Option<u64>,
+    /// Keep the store under this size (`20GB`), evicting what was used least recently;
+    /// default: `max-size` in `<root>/store.toml`, else no budget.
+    #[arg(long, global = true, env = "LAYERS_MAX_STORE_SIZE", value_name = "SIZE")]
+    max_store_size: Option<String>,
     /// Registry configuration (mirrors, plain-http registries); see the README.
     #[arg(long, global = true, env = "LAYERS_REGISTRIES_CONFIG", value_name = "FILE")]
     registries_config: Option<PathBuf>,
@@ -116,8 +120,12 @@ enum Command {
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(maintenance::BuilderCommand),
-    /// Remove layers and blobs no image references.
-    Gc,
+    /// Keep an image out of eviction (the store's size budget).
+    Pin(cli::budget::PinArgs),
+    /// Let eviction take a pinned image again.
+    Unpin(cli::budget::PinArgs),
+    /// Remove layers and blobs no image references; evict by size or age.
+    Gc(maintenance::GcArgs),
     /// Verify every blob, layer and image in the store.
     Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
@@ -174,15 +182,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => return login::logout(a),
         _ => {}
     }
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let store = open_store(&cli)?;
-    match &cli.command {
+    let budget = cli::budget::budget(&store, cli.max_store_size.as_deref())?;
+    let adds_content = matches!(
+        cli.command,
+        Command::Pull(_) | Command::Import(_) | Command::Load(_) | Command::Build(_) | Command::Commit(_)
+    );
+    let code = match &cli.command {
         Command::Pull(a) => {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            cli::pull::run(store, a, &registries)
+            cli::pull::run(&store, a, &registries)
         }
         Command::Push(a) => {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            cli::push::run(store, a, &registries)
+            cli::push::run(&store, a, &registries)
         }
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images::images(&store, a),
@@ -210,11 +224,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => archive::export(&store, a),
         Command::Save(a) => archive::save(&store, a),
         Command::Load(a) => archive::load(&store, a),
-        Command::Gc => maintenance::gc(&store),
+        Command::Gc(a) => maintenance::gc_with(&store, a),
+        Command::Pin(a) => cli::budget::pin(&store, a, true),
+        Command::Unpin(a) => cli::budget::pin(&store, a, false),
         Command::Builder(c) => maintenance::builder(&store, c),
         Command::Fsck(a) => maintenance::fsck(&store, a.quick),
         Command::Df => maintenance::df(&store),
+    };
+    // After a command that added content, the store is brought back within its budget.
+    if adds_content {
+        cli::budget::enforce(&store, &budget, started)?;
     }
+    code
 }
 
 #[cfg(test)]

@@ -239,6 +239,7 @@ fn already_present(store: &Store, reference: &Reference, digest: &Digest, events
     if let Some(t) = reference.tagged_name() {
         store.tag(&img.manifest, &t)?;
     }
+    store.touch_image(&img.manifest)?;
     events.say(format!("{reference}: image is up to date ({digest})"));
     Ok(true)
 }

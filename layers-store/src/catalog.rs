@@ -4,7 +4,7 @@ use rusqlite::{params, Transaction};
 
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::{now, ImageRow};
+use crate::metadata::{now, now_ns, ImageRow};
 use crate::reference::{Reference, ShortNames};
 use crate::store::{NewImage, Store};
 
@@ -19,10 +19,13 @@ pub enum Removed {
 
 pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result<()> {
     let m = img.manifest.digest.to_string();
+    // An image recorded again (pulled, loaded or built once more) counts as used now.
+    tx.execute("UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1", params![m, now_ns()])?;
     let inserted = tx.execute(
-        "INSERT INTO images (manifest_digest, config_digest, media_type, size, created, added) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO images (manifest_digest, config_digest, media_type, size, created, added, last_used)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(manifest_digest) DO NOTHING",
-        params![m, img.config.digest.to_string(), img.manifest.media_type, 0, img.created, now()],
+        params![m, img.config.digest.to_string(), img.manifest.media_type, 0, img.created, now(), now_ns()],
     )?;
     if inserted > 0 {
         for (i, l) in img.layers.iter().enumerate() {

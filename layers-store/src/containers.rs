@@ -220,6 +220,11 @@ impl Store {
                 "INSERT INTO leases (id, manifest_digest, created) VALUES (?1, ?2, ?3)",
                 params![row.lease(), row.image.to_string(), row.created],
             )?;
+            // A container made from an image (run, create, a build step) is a use of it.
+            tx.execute(
+                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
+                params![row.image.to_string(), crate::metadata::now_ns()],
+            )?;
             Ok(true)
         });
         match inserted {

@@ -19,6 +19,7 @@
 // container supplies reach the filesystem only through `root::Root` and `walk`. The
 // modules below opt out, each for the store's own paths alone.
 
+pub mod budget;
 // Digests of cache-mount ids beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod build_cache;

@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 7;
+pub const FORMAT_VERSION: i64 = 8;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -111,6 +111,13 @@ CREATE TABLE IF NOT EXISTS build_images (
 INSERT OR IGNORE INTO build_images (manifest_digest) SELECT manifest_digest FROM build_cache;
 "#;
 
+/// Format 8: when each image was last used (pulled, run, built on, hit), and pins.
+const SCHEMA_8: &str = r#"
+ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+UPDATE images SET last_used = added * 1000000000;
+"#;
+
 /// Format 7: what each build step read, to explain a later miss of the same step.
 const SCHEMA_7: &str = r#"
 CREATE TABLE IF NOT EXISTS build_step_inputs (
@@ -195,6 +202,11 @@ pub(crate) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Nanoseconds since the epoch: an image's last use (a pull and a run in one second stay ordered).
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
 fn digest_col(s: String) -> rusqlite::Result<Digest> {
     Digest::parse(&s)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
@@ -239,6 +251,11 @@ impl Metadata {
                 tx.execute_batch(SCHEMA_5)?;
                 tx.execute_batch(SCHEMA_6)?;
                 tx.execute_batch(SCHEMA_7)?;
+                let has: bool =
+                    tx.prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'last_used'")?.exists([])?;
+                if !has {
+                    tx.execute_batch(SCHEMA_8)?;
+                }
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

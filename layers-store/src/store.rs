@@ -193,6 +193,14 @@ impl Store {
         self.limits = limits;
     }
 
+    /// Another handle on the same store, with the same limits (for work that owns its
+    /// handle, as a pull's tasks do).
+    pub fn reopen(&self) -> Result<Store> {
+        let mut s = Store::open(&self.root)?;
+        s.set_limits(self.limits);
+        Ok(s)
+    }
+
     /// What an unpack into this store accepts (`--max-layer-size`, `--max-layer-entries`).
     pub fn limits(&self) -> &Limits {
         &self.limits

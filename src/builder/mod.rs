@@ -159,13 +159,12 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     let base = |image: &str, platform: Option<&str>| -> anyhow::Result<ImageRow> {
         if !a.pull {
             if let Ok(row) = store.resolve(image) {
+                store.touch_image(&row.manifest)?;
                 return Ok(row);
             }
         }
-        // The pull gets a handle of its own on the same store, with the same limits.
-        let mut handle = Store::open(store.root())?;
-        handle.set_limits(*store.limits());
-        crate::pull::pull_image(handle, image, platform, a.registries, true, true)?;
+        // The pull gets a handle of its own on the same store.
+        crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, true)?;
         Ok(store.resolve(image)?)
     };
     let inputs = plan::Inputs {

@@ -33,6 +33,47 @@ pub fn builder(store: &Store, c: &BuilderCommand) -> anyhow::Result<ExitCode> {
     gc(store)
 }
 
+/// Arguments of `layers gc`.
+#[derive(clap::Args)]
+pub struct GcArgs {
+    /// Also evict images (least recently used first) until the store is at most this size.
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Also evict images unused for longer than this (`30d`, `12h`, `90m`).
+    #[arg(long, value_name = "DURATION")]
+    max_age: Option<String>,
+}
+
+/// `30d`, `12h`, `90m`, `45s` → nanoseconds.
+fn parse_age(s: &str) -> anyhow::Result<i64> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: i64 = n.parse().map_err(|_| anyhow::anyhow!("--max-age {s}: want a number and a unit (d, h, m, s)"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => anyhow::bail!("--max-age {s}: unknown unit {unit:?} (d, h, m, s)"),
+    };
+    Ok(n.saturating_mul(secs).saturating_mul(1_000_000_000))
+}
+
+/// `layers gc [--max-size SIZE] [--max-age DURATION]`.
+pub fn gc_with(store: &Store, a: &GcArgs) -> anyhow::Result<ExitCode> {
+    let age = a.max_age.as_deref().map(parse_age).transpose()?;
+    let over = match &a.max_size {
+        Some(s) => store.content_bytes()?.saturating_sub(crate::cli::budget::parse_size(s)?),
+        None => 0,
+    };
+    if over > 0 || age.is_some() {
+        let e = store.evict(over, age, None)?;
+        for i in &e.images {
+            outln!("evicted image {i}");
+        }
+    }
+    gc(store)
+}
+
 pub fn gc(store: &Store) -> anyhow::Result<ExitCode> {
     let r = store.gc()?;
     for l in &r.layers {

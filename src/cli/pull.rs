@@ -23,9 +23,15 @@ pub struct PullArgs {
     tls_verify: bool,
 }
 
-pub fn run(store: Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
-    let digest =
-        crate::pull::pull_image(store, &a.reference, a.platform.as_deref(), registries, a.tls_verify, a.quiet)?;
+pub fn run(store: &Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+    let digest = crate::pull::pull_image(
+        store.reopen()?,
+        &a.reference,
+        a.platform.as_deref(),
+        registries,
+        a.tls_verify,
+        a.quiet,
+    )?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

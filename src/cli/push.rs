@@ -27,14 +27,14 @@ pub struct PushArgs {
     tls_verify: bool,
 }
 
-pub fn run(store: Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+pub fn run(store: &Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let image = store.resolve(&a.image)?;
     let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image), ShortNames::DockerHub)?;
     if dest.digest.is_some() {
         bail!("push {dest}: give a tag to push to, not a digest");
     }
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
-    let digest = push_image(store, &image, &dest, registries, &o)?;
+    let digest = push_image(store.reopen()?, &image, &dest, registries, &o)?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

@@ -56,9 +56,7 @@ impl RegistrySource {
             return Ok(());
         }
         // The fetch tasks need a handle of their own on the same store.
-        let mut handle = Store::open(store.root())?;
-        handle.set_limits(*store.limits());
-        let handle = Arc::new(handle);
+        let handle = Arc::new(store.reopen()?);
         let rt = runtime()?;
         let events = crate::progress::Progress::lines(true);
         let fetched = rt.block_on(async {

@@ -253,6 +253,7 @@ impl<'a> Executor<'a> {
             return Ok(false);
         }
         if let Some(row) = self.store.cached_step(&step.key)? {
+            self.store.touch_image(&row.manifest)?;
             state.config = self.store.config(&row)?;
             state.image = Some(row);
             state.pending = None;

@@ -1,0 +1,97 @@
+//! A store within a size budget: least recently used images go first, what a
+//! container is based on and what is pinned stay, and the store stays consistent.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// A rootfs tar of `mib` MiB of incompressible bytes (so blob and layer are each that size).
+fn rootfs(work: &Path, name: &str, mib: usize) -> String {
+    let dir = work.join(format!("{name}-root"));
+    fs::create_dir_all(&dir).unwrap();
+    let mut bytes = vec![0u8; mib << 20];
+    let mut x: u64 = name.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    for chunk in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    fs::write(dir.join("data"), bytes).unwrap();
+    let tar = work.join(format!("{name}.tar"));
+    gnu_tar(&dir, &tar);
+    tar.display().to_string()
+}
+
+/// Bytes in the store's blobs and layer dirs (apparent sizes), as a `du` would sample them.
+fn content(store: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        let m = fs::symlink_metadata(p).unwrap();
+        if m.is_dir() {
+            fs::read_dir(p).unwrap().map(|e| walk(&e.unwrap().path())).sum()
+        } else {
+            m.len()
+        }
+    }
+    walk(&store.join("blobs")) + walk(&store.join("layers"))
+}
+
+fn has(store: &Path, name: &str) -> bool {
+    layers(store, &["inspect", name]).status.success()
+}
+
+#[test]
+fn a_store_over_its_budget_evicts_the_least_recently_used_and_keeps_what_is_in_use() {
+    if !need_root("a_store_over_its_budget_evicts_the_least_recently_used_and_keeps_what_is_in_use") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    fs::create_dir_all(&store).unwrap();
+    // Each image: a 2 MiB blob (a plain tar) and its 2 MiB layer, so 4 MiB; the budget holds two.
+    fs::write(store.join("store.toml"), "max-size = \"9MB\"\n").unwrap();
+    let budget = 9u64 << 20;
+    let slack = 5u64 << 20; // one image being written beyond the budget
+    for n in ["a", "b", "c"] {
+        let tar = rootfs(work.path(), n, 2);
+        layers_ok(&store, &["import", &tar, &format!("img-{n}:1")]);
+        assert!(content(&store) <= budget + slack, "after {n}: {} bytes", content(&store));
+    }
+    // a was imported first and used by nothing since: it went when c came.
+    assert!(!has(&store, "img-a:1") && has(&store, "img-b:1") && has(&store, "img-c:1"));
+    assert!(content(&store) <= budget);
+
+    // b is used now (a container on it): c is the least recently used, and b may not go anyway.
+    layers_ok(&store, &["create", "--name", "on-b", "img-b:1"]);
+    layers_ok(&store, &["import", &rootfs(work.path(), "d", 2), "img-d:1"]);
+    assert!(has(&store, "img-b:1") && !has(&store, "img-c:1") && has(&store, "img-d:1"));
+
+    // A pinned image stays; the next least recently used goes instead.
+    layers_ok(&store, &["pin", "img-d:1"]);
+    layers_ok(&store, &["import", &rootfs(work.path(), "e", 2), "img-e:1"]);
+    assert!(has(&store, "img-b:1") && has(&store, "img-d:1") && has(&store, "img-e:1"));
+    // Everything else in use or pinned: over budget, and nothing lost.
+    let err = stderr(&layers(&store, &["import", &rootfs(work.path(), "f", 2), "img-f:1"]));
+    assert!(has(&store, "img-b:1") && has(&store, "img-d:1"), "{err}");
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+
+    // gc --max-size and --max-age evict on demand with the same rules.
+    layers_ok(&store, &["rm", "on-b"]);
+    layers_ok(&store, &["unpin", "img-d:1"]);
+    let out = layers_ok(&store, &["gc", "--max-size", "5MB"]);
+    assert!(out.contains("evicted image"), "{out}");
+    assert!(content(&store) <= 5 << 20, "{} bytes", content(&store));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    layers_ok(&store, &["gc", "--max-age", "1s"]);
+    assert_eq!(layers_ok(&store, &["images", "-q"]), "");
+    assert_eq!(content(&store), 0);
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+
+    // A bad budget is refused by name.
+    let out = layers(&store, &["--max-store-size", "lots", "images"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("lots"), "{}", stderr(&out));
+}
