@@ -60,19 +60,26 @@ impl RegistrySource {
         let rt = runtime()?;
         let events = crate::progress::Progress::lines(true);
         let fetched = rt.block_on(async {
+            // Up to four at once, as a pull does; each committed as it arrives.
+            let limit = Arc::new(tokio::sync::Semaphore::new(4));
+            let mut tasks = tokio::task::JoinSet::new();
             for l in layers {
-                let line = events.layer(&l.blob.digest.short(), l.blob.size);
-                let (_, _, ingest) = crate::pull::fetch_layer(
-                    self.repo.clone(),
-                    handle.clone(),
-                    l.blob.clone(),
-                    l.diff_id,
-                    silent(),
-                    line,
-                )
-                .await
-                .with_context(|| format!("cache {}: layer {}", self.reference, l.blob.digest))?;
-                handle.commit(ingest)?;
+                let (repo, handle, limit, blob, diff) =
+                    (self.repo.clone(), handle.clone(), limit.clone(), l.blob.clone(), l.diff_id);
+                let line = events.layer(&blob.digest.short(), blob.size);
+                let what = format!("cache {}: layer {}", self.reference, blob.digest);
+                tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await?;
+                    let (_, _, ingest) = crate::pull::fetch_layer(repo, handle.clone(), blob, diff, silent(), line)
+                        .await
+                        .context(what)?;
+                    let h = handle.clone();
+                    tokio::task::spawn_blocking(move || h.commit(ingest)).await??;
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done??;
             }
             anyhow::Ok(())
         });

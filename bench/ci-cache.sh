@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Shared build cache benchmark: machine A builds python-app and a big context and
+# exports the cache to a loopback registry (docker-registry); machine B, a fresh
+# store on tmpfs each round, builds them with --cache-from. Side by side, interleaved:
+# layers B with the cache, layers B cold (--no-cache on a fresh store), and
+# `buildah bud --layers --cache-from` on fresh storage (A exported with --cache-to).
+# Then: a 200-step Dockerfile all cached on a fresh store (the import and every
+# lookup, before and between steps), and B's export after one changed step.
+#
+# usage: bench/ci-cache.sh [ROUNDS]   (default 5; root, Debian 12)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+rounds=${1:-5}
+source "$here/lib.sh"
+ensure_packages buildah skopeo umoci docker-registry
+build_layers
+bash "$repo/fixtures/build.sh" >/dev/null
+fresh_scratch ci-cache
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
+docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
+reg_pid=$!
+B=(buildah --runroot /run/lcc-b --storage-driver overlay)
+cleanup() { kill $reg_pid 2>/dev/null || true; for d in "$scratch"/buildah-*; do [ -d "$d" ] && "${B[@]}" --root "$d" rm -a >/dev/null 2>&1; done; rm -rf "$scratch" /run/lcc-b; }
+trap cleanup EXIT
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+reg="127.0.0.1:$port"
+
+# The bases, as machine images a runner starts with (not timed).
+skopeo copy --quiet "oci:$repo/fixtures/cache/oci:layered" "oci:$scratch/base:busybox"
+layers_store() { # dir: a fresh store with the bases
+  "$layers" --root "$1" load -q -i "$scratch/base" >/dev/null
+  "$layers" --root "$1" load -q -i "$repo/fixtures/cache/python" >/dev/null
+  "$layers" --root "$1" tag localhost/python python:3.11
+}
+buildah_store() { # dir
+  "${B[@]}" --root "$1" pull -q "oci:$scratch/base:busybox" >/dev/null
+  "${B[@]}" --root "$1" tag "$("${B[@]}" --root "$1" images -q | head -1)" localhost/busybox:latest
+  "${B[@]}" --root "$1" tag "$("${B[@]}" --root "$1" pull -q "oci:$repo/fixtures/cache/python:python")" localhost/python:3.11
+}
+
+big="$scratch/big-context"
+mkdir -p "$big"
+python3 - "$big" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(5000):
+    d = os.path.join(root, "src", "d%d" % (i % 50))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%d.txt" % i), "wb") as f:
+        f.write(os.urandom(2000))
+with open(os.path.join(root, "big.bin"), "wb") as f:
+    for _ in range(100):
+        f.write(os.urandom(1 << 20))
+with open(os.path.join(root, "Dockerfile"), "w") as f:
+    f.write("FROM busybox\nCOPY src/ /src/\nRUN find /src -type f | wc -l > /count\nCOPY big.bin /big.bin\nRUN sha256sum /big.bin > /sum\nCMD [\"cat\", \"/count\"]\n")
+PY
+steps="$scratch/steps-200"
+mkdir -p "$steps"
+python3 - "$steps/Dockerfile" <<'PY'
+import sys
+lines = ["FROM busybox"]
+for i in range(199):
+    lines.append("RUN echo %d > /f%d" % (i, i) if i % 10 == 0 else "ENV V%d=%d" % (i, i))
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+
+declare -A ctx=([python-app]="$repo/Dockerfile-examples/python-app" [big-context]="$big" [steps-200]="$steps")
+# Machine A: builds and exports (layers to /cache/EX:main, buildah to /bcache/EX).
+layers_store "$scratch/a"
+buildah_store "$scratch/buildah-a"
+for ex in python-app big-context steps-200; do
+  "$layers" --root "$scratch/a" build -q -t "a-$ex" --cache-to "type=registry,ref=$reg/cache/$ex:main,mode=max" "${ctx[$ex]}" >/dev/null
+done
+for ex in python-app big-context; do
+  "${B[@]}" --root "$scratch/buildah-a" bud --isolation chroot --layers -q --tls-verify=false \
+    --cache-to "$reg/bcache/$ex" -t "a-$ex" "${ctx[$ex]}" >/dev/null
+done
+
+results="$scratch/results"; : >"$results"
+for r in $(seq "$rounds"); do
+  for ex in python-app big-context; do
+    if [ $((r % 2)) -eq 0 ]; then order=(cached cold buildah); else order=(buildah cold cached); fi
+    for who in "${order[@]}"; do
+      d="$scratch/b-$who-$r-$ex"
+      case $who in
+        cached) layers_store "$d"; time_it "$ex:cached" "$layers" --root "$d" build -q -t b --cache-from "$reg/cache/$ex:main" "${ctx[$ex]}" ;;
+        cold) layers_store "$d"; time_it "$ex:cold" "$layers" --root "$d" build -q --no-cache -t b "${ctx[$ex]}" ;;
+        buildah)
+          d="$scratch/buildah-b-$r-$ex"; buildah_store "$d"
+          time_it "$ex:buildah" "${B[@]}" --root "$d" bud --isolation chroot --layers -q --tls-verify=false \
+            --cache-from "$reg/bcache/$ex" -t b "${ctx[$ex]}"
+          "${B[@]}" --root "$d" rm -a >/dev/null 2>&1 || true ;;
+      esac
+      rm -rf "$d"
+    done
+  done
+  d="$scratch/b-steps-$r"; layers_store "$d"
+  time_it "steps-200:cached" "$layers" --root "$d" build -q --cache-from "$reg/cache/steps-200:main" "$steps"
+  # One changed step (the last), then the export: only its layer and the cache's config go.
+  sed -i "s/^ENV V198=198$/ENV V198=changed-$r/" "$steps/Dockerfile"
+  time_it "steps-200:change" "$layers" --root "$d" build -q --cache-from "$reg/cache/steps-200:main" "$steps"
+  sed -i "s/^ENV V198=changed-$r$/ENV V198=again-$r/" "$steps/Dockerfile"
+  time_it "steps-200:change+export" "$layers" --root "$d" build -q --cache-from "$reg/cache/steps-200:main" \
+    --cache-to "type=registry,ref=$reg/cache/steps-200:b$r,mode=max" "$steps"
+  sed -i "s/^ENV V198=again-$r$/ENV V198=198/" "$steps/Dockerfile"
+  rm -rf "$d"
+done
+
+awk "$MEDIAN_AWK"'
+  { split($1, k, ":"); t[$1] = t[$1] " " $2 * 1000 }
+  END {
+    printf "%-12s %14s %14s %14s %12s %12s\n", "example", "layers B cache", "layers B cold", "buildah B", "vs cold", "vs buildah"
+    for (i = 1; i <= 2; i++) {
+      ex = (i == 1) ? "python-app" : "big-context"
+      c = median(t[ex ":cached"]); o = median(t[ex ":cold"]); b = median(t[ex ":buildah"])
+      printf "%-12s %11.1f ms %11.1f ms %11.1f ms %11.3fx %11.3fx\n", ex, c, o, b, c / o, c / b
+    }
+    printf "200 steps all cached on a fresh store: %.1f ms (target: import <= 1000 ms)\n", median(t["steps-200:cached"])
+    ch = median(t["steps-200:change"]); ce = median(t["steps-200:change+export"])
+    printf "one step changed: build %.1f ms, build + export %.1f ms (export %.1f ms; target <= 1000 ms + upload)\n", ch, ce, ce - ch
+    print "targets: cached <= 0.1x cold; <= 0.2x buildah"
+  }' "$results"
