@@ -129,7 +129,7 @@ enum Command {
     /// Verify every blob, layer and image in the store.
     Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
-    Df,
+    Df(maintenance::DfArgs),
 }
 
 fn main() -> ExitCode {
@@ -229,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unpin(a) => cli::budget::pin(&store, a, false),
         Command::Builder(c) => maintenance::builder(&store, c),
         Command::Fsck(a) => maintenance::fsck(&store, a.quick),
-        Command::Df => maintenance::df(&store),
+        Command::Df(a) => maintenance::df(&store, a),
     };
     // After a command that added content, the store is brought back within its budget.
     if adds_content {

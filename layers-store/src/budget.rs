@@ -183,3 +183,68 @@ impl Store {
         self.evict(over, None, Some(started)).map(Some)
     }
 }
+
+/// One image's share of the store, as `df -v` lists it.
+#[derive(Debug, Clone)]
+pub struct ImageUsage {
+    /// The image.
+    pub image: crate::metadata::ImageRow,
+    /// Bytes of its unpacked layers.
+    pub size: u64,
+    /// Of those, bytes of layers other images use too.
+    pub shared: u64,
+    /// When it was last used, nanoseconds since the epoch.
+    pub last_used: i64,
+    /// Containers based on it.
+    pub containers: u64,
+    /// Pinned against eviction.
+    pub pinned: bool,
+    /// Build steps that made it (their cache keys).
+    pub steps: Vec<Digest>,
+}
+
+impl Store {
+    /// Every image's share of the store, most recently used first.
+    pub fn image_usage(&self) -> Result<Vec<ImageUsage>> {
+        const SQL: &str = "
+SELECT i.manifest_digest, i.last_used, i.pinned,
+  (SELECT COUNT(*) FROM containers c WHERE c.manifest_digest = i.manifest_digest),
+  (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM layers l
+     WHERE l.diff_id IN (SELECT diff_id FROM image_layers WHERE manifest_digest = i.manifest_digest)),
+  (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM layers l
+     WHERE l.diff_id IN (SELECT diff_id FROM image_layers WHERE manifest_digest = i.manifest_digest)
+       AND EXISTS (SELECT 1 FROM image_layers o WHERE o.diff_id = l.diff_id AND o.manifest_digest != i.manifest_digest)),
+  (SELECT group_concat(b.key, ' ') FROM build_cache b WHERE b.manifest_digest = i.manifest_digest)
+FROM images i ORDER BY i.last_used DESC";
+        type Row = (String, i64, bool, i64, i64, i64, Option<String>);
+        let rows: Vec<Row> = {
+            let md = self.md();
+            let mut st = md.conn().prepare(SQL).map_err(|e| Error::sql("measure images", "", e))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+                .map_err(|e| Error::sql("measure images", "", e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::sql("measure images", "", e))?
+        };
+        let mut out = Vec::new();
+        for (manifest, last_used, pinned, containers, size, shared, steps) in rows {
+            let digest = Digest::parse(&manifest)?;
+            let Some(image) = self.image(&digest)? else { continue };
+            let steps = steps
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(Digest::parse)
+                .collect::<Result<_>>()?;
+            out.push(ImageUsage {
+                image,
+                size: size.max(0) as u64,
+                shared: shared.max(0) as u64,
+                last_used,
+                containers: containers.max(0) as u64,
+                pinned,
+                steps,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -111,7 +111,20 @@ pub fn fsck(store: &Store, quick: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn df(store: &Store) -> anyhow::Result<ExitCode> {
+/// Arguments of `layers df`.
+#[derive(clap::Args)]
+pub struct DfArgs {
+    /// Each image's size, shared and unique size, last use and containers, and the build cache's records.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// `12 minutes ago`, from nanoseconds since the epoch.
+fn used_ago(ns: i64) -> String {
+    format::ago(&layers_store::oci::rfc3339(ns / 1_000_000_000))
+}
+
+pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
     let du = store.df()?;
     print_table(
         &["TYPE", "TOTAL", "SIZE", "RECLAIMABLE"],
@@ -122,5 +135,67 @@ pub fn df(store: &Store) -> anyhow::Result<ExitCode> {
             vec!["Total".into(), String::new(), format::size(du.blobs.1 + du.layers.1), format::size(du.reclaimable)],
         ],
     );
+    if a.verbose {
+        let usage = store.image_usage()?;
+        outln!("\nImages space usage:\n");
+        // One row per name, as Docker lists them; step images only the build cache names are listed below.
+        let rows: Vec<Vec<String>> = usage
+            .iter()
+            .filter(|u| u.steps.is_empty() || !u.image.tags.is_empty())
+            .flat_map(|u| {
+                let names: Vec<(String, String)> = if u.image.tags.is_empty() {
+                    vec![("<none>".into(), "<none>".into())]
+                } else {
+                    u.image
+                        .tags
+                        .iter()
+                        .map(|t| t.rsplit_once(':').map_or((t.clone(), String::new()), |(r, g)| (r.into(), g.into())))
+                        .collect()
+                };
+                names.into_iter().map(move |(repo, tag)| {
+                    vec![
+                        repo,
+                        tag,
+                        u.image.config.hex()[..12].to_string(),
+                        format::size(u.size),
+                        format::size(u.shared),
+                        format::size(u.size - u.shared.min(u.size)),
+                        used_ago(u.last_used),
+                        u.containers.to_string(),
+                        if u.pinned { "yes".into() } else { String::new() },
+                    ]
+                })
+            })
+            .collect();
+        print_table(
+            &[
+                "REPOSITORY",
+                "TAG",
+                "IMAGE ID",
+                "SIZE",
+                "SHARED SIZE",
+                "UNIQUE SIZE",
+                "LAST USED",
+                "CONTAINERS",
+                "PINNED",
+            ],
+            &rows,
+        );
+        outln!("\nBuild cache usage:\n");
+        let rows: Vec<Vec<String>> = usage
+            .iter()
+            .flat_map(|u| {
+                u.steps.iter().map(move |k| {
+                    vec![
+                        k.hex()[..12].to_string(),
+                        u.image.config.hex()[..12].to_string(),
+                        format::size(u.size - u.shared.min(u.size)),
+                        used_ago(u.last_used),
+                    ]
+                })
+            })
+            .collect();
+        print_table(&["CACHE ID", "IMAGE ID", "UNIQUE SIZE", "LAST USED"], &rows);
+    }
     Ok(ExitCode::SUCCESS)
 }
