@@ -99,3 +99,35 @@ fn a_store_over_its_budget_evicts_the_least_recently_used_and_keeps_what_is_in_u
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("lots"), "{}", stderr(&out));
 }
+
+#[test]
+fn eviction_killed_at_any_point_leaves_a_consistent_store_and_a_rerun_converges() {
+    if !need_root("eviction_killed_at_any_point_leaves_a_consistent_store_and_a_rerun_converges") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    for i in 0..24 {
+        let name = format!("k{i}");
+        layers_ok(&store, &["import", &rootfs(work.path(), &name, 1), &format!("img-{name}:1")]);
+    }
+    let before = layers_ok(&store, &["images", "-q"]).lines().count();
+    for delay_ms in [1u64, 3, 6, 10, 20, 40] {
+        let mut child = spawn_layers(&store, &["gc", "--max-size", "1"]);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let fsck = layers(&store, &["fsck"]);
+        assert!(fsck.status.success(), "killed after {delay_ms} ms: {}", stdout(&fsck));
+        // Every image still listed is whole: it runs.
+        for id in layers_ok(&store, &["images", "-q"]).lines() {
+            assert!(layers(&store, &["inspect", id]).status.success(), "{id} after a kill at {delay_ms} ms");
+        }
+    }
+    let left = layers_ok(&store, &["images", "-q"]).lines().count();
+    assert!(left <= before);
+    layers_ok(&store, &["gc", "--max-size", "1"]);
+    assert_eq!(layers_ok(&store, &["images", "-q"]), "", "a rerun evicts the rest");
+    assert_eq!(content(&store), 0);
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+}
