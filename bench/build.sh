@@ -31,20 +31,8 @@ skopeo copy --quiet "oci:$repo/fixtures/cache/oci:layered" "oci:$scratch/base:bu
 # A big context: 5,000 small files in 50 dirs and one 100 MiB file, COPY'd whole, where
 # a warm build's cost is telling whether the context changed.
 big="$scratch/big-context"
-mkdir -p "$big"
-python3 - "$big" <<'PY'
-import os, sys
-root = sys.argv[1]
-for i in range(5000):
-    d = os.path.join(root, "src", "d%d" % (i % 50))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%d.txt" % i), "wb") as f:
-        f.write(os.urandom(2000))
-with open(os.path.join(root, "big.bin"), "wb") as f:
-    for _ in range(100):
-        f.write(os.urandom(1 << 20))
-open(os.path.join(root, "Dockerfile"), "w").write('FROM busybox\nCOPY . /app/\nCMD ["ls", "/app"]\n')
-PY
+make_big_context "$big"
+printf 'FROM busybox\nCOPY . /app/\nCMD ["ls", "/app"]\n' >"$big/Dockerfile"
 sleep 2.5   # files younger than 2 s are re-hashed each build (they could still change unseen)
 
 # args-env-heredoc is left out: Debian 12's buildah (1.28) has no here-documents in COPY.

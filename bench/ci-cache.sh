@@ -41,21 +41,8 @@ buildah_store() { # dir
 }
 
 big="$scratch/big-context"
-mkdir -p "$big"
-python3 - "$big" <<'PY'
-import os, sys
-root = sys.argv[1]
-for i in range(5000):
-    d = os.path.join(root, "src", "d%d" % (i % 50))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%d.txt" % i), "wb") as f:
-        f.write(os.urandom(2000))
-with open(os.path.join(root, "big.bin"), "wb") as f:
-    for _ in range(100):
-        f.write(os.urandom(1 << 20))
-with open(os.path.join(root, "Dockerfile"), "w") as f:
-    f.write("FROM busybox\nCOPY src/ /src/\nRUN find /src -type f | wc -l > /count\nCOPY big.bin /big.bin\nRUN sha256sum /big.bin > /sum\nCMD [\"cat\", \"/count\"]\n")
-PY
+make_big_context "$big"
+printf 'FROM busybox\nCOPY src/ /src/\nRUN find /src -type f | wc -l > /count\nCOPY big.bin /big.bin\nRUN sha256sum /big.bin > /sum\nCMD ["cat", "/count"]\n' >"$big/Dockerfile"
 steps="$scratch/steps-200"
 mkdir -p "$steps"
 python3 - "$steps/Dockerfile" <<'PY'

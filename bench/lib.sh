@@ -51,3 +51,21 @@ time_it() { # label cmd...
   local t1=$EPOCHREALTIME
   echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.5f", b - a }')" >>"$results"
 }
+
+# Makes the big build context at DIR: 5,000 small files in 50 dirs under src/ and one
+# 100 MiB file, big.bin; the Dockerfile is the caller's.
+make_big_context() { # dir
+  mkdir -p "$1"
+  python3 - "$1" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(5000):
+    d = os.path.join(root, "src", "d%d" % (i % 50))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%d.txt" % i), "wb") as f:
+        f.write(os.urandom(2000))
+with open(os.path.join(root, "big.bin"), "wb") as f:
+    for _ in range(100):
+        f.write(os.urandom(1 << 20))
+PY
+}
