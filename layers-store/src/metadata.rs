@@ -72,14 +72,6 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 "#;
 
-/// Format 5: each layer dir's tree as listed when it was made (`tree.rs`), for fsck;
-/// and the (blob, diffID) pairs we have seen belong together, because we
-/// decompressed that blob to that diffID ourselves (or made the blob from the layer).
-/// An image may name a pair only if it is here: a manifest pairing a stored blob
-/// with a stored diffID it does not hold must not pass as "already present".
-/// Seeded with the pairs of the layers already stored (each verified when unpacked)
-/// and, so that an upgraded store keeps working, the pairs its images name; `fsck`
-/// verifies every pair by decompressing its blob.
 /// Format 3: the build cache.
 const SCHEMA_3: &str = r#"
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -103,19 +95,34 @@ CREATE TABLE IF NOT EXISTS file_digests (
 );
 "#;
 
+/// Format 5: each layer dir's tree as listed when it was made (`tree.rs`), for fsck;
+/// and the (blob, diffID) pairs we have seen belong together, because we
+/// decompressed that blob to that diffID ourselves (or made the blob from the layer).
+/// An image may name a pair only if it is here: a manifest pairing a stored blob
+/// with a stored diffID it does not hold must not pass as "already present".
+/// Seeded with the pairs of the layers already stored (each verified when unpacked)
+/// and, so that an upgraded store keeps working, the pairs its images name; `fsck`
+/// verifies every pair by decompressing its blob.
+const SCHEMA_5: &str = r#"
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    blob_digest TEXT PRIMARY KEY,
+    diff_id     TEXT NOT NULL
+);
+INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM layers WHERE state = 'ready';
+INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM image_layers;
+CREATE TABLE IF NOT EXISTS layer_trees (
+    diff_id TEXT PRIMARY KEY,
+    digest  TEXT NOT NULL,
+    listing BLOB NOT NULL
+);
+"#;
+
 /// Format 6: every image a build step made, whichever key points at it now.
 const SCHEMA_6: &str = r#"
 CREATE TABLE IF NOT EXISTS build_images (
     manifest_digest TEXT PRIMARY KEY REFERENCES images(manifest_digest) ON DELETE CASCADE
 );
 INSERT OR IGNORE INTO build_images (manifest_digest) SELECT manifest_digest FROM build_cache;
-"#;
-
-/// Format 8: when each image was last used (pulled, run, built on, hit), and pins.
-const SCHEMA_8: &str = r#"
-ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
-UPDATE images SET last_used = added * 1000000000;
 "#;
 
 /// Format 7: what each build step read, to explain a later miss of the same step.
@@ -130,18 +137,11 @@ CREATE TABLE IF NOT EXISTS build_step_inputs (
 CREATE INDEX IF NOT EXISTS build_step_inputs_parent ON build_step_inputs(parent);
 "#;
 
-const SCHEMA_5: &str = r#"
-CREATE TABLE IF NOT EXISTS layer_blobs (
-    blob_digest TEXT PRIMARY KEY,
-    diff_id     TEXT NOT NULL
-);
-INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM layers WHERE state = 'ready';
-INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM image_layers;
-CREATE TABLE IF NOT EXISTS layer_trees (
-    diff_id TEXT PRIMARY KEY,
-    digest  TEXT NOT NULL,
-    listing BLOB NOT NULL
-);
+/// Format 8: when each image was last used (pulled, run, built on, hit), and pins.
+const SCHEMA_8: &str = r#"
+ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+UPDATE images SET last_used = added * 1000000000;
 "#;
 
 /// An open metadata database.
