@@ -135,12 +135,7 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
         env_args.extend(spec::env_file(&text));
     }
     env_args.extend(a.env.iter().cloned());
-    let mut binds = a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
-    for b in &mut binds {
-        if !b.host.exists() {
-            std::fs::create_dir_all(&b.host).with_context(|| format!("-v: create {}", b.host.display()))?;
-        }
-    }
+    let binds = a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
     // Detached: the container's output goes to its log, opened once the container exists.
     let mut spec = RunSpec {
         overrides: spec::Overrides {
