@@ -172,9 +172,22 @@ fn detached_containers_log_stop_wait_kill_and_rm() {
     // kill -s: the named signal; rm -f: kills a running one and removes everything.
     let out = run_detached(
         &store,
-        &["--name", "d2", "localhost/layered", "sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.1; done"],
+        &[
+            "--name",
+            "d2",
+            "localhost/layered",
+            "sh",
+            "-c",
+            "trap 'exit 4' USR1; echo trapped; while :; do sleep 0.1; done",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // PID 1 of a PID namespace ignores a signal it has no handler for yet: signal once the trap is set.
+    let trapped = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        layers_ok(&store, &["logs", "d2"]).contains("trapped")
+    });
+    assert!(trapped, "the container's shell never set its trap");
     layers_ok(&store, &["kill", "-s", "SIGUSR1", "d2"]);
     assert_eq!(layers_ok(&store, &["wait", "d2"]).trim(), "4");
     let out = run_detached(&store, &["--name", "d3", "localhost/layered", "sleep", "30"]);
