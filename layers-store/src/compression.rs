@@ -100,6 +100,22 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// One piece as a gzip member: compressed, or stored when compressing it does not
+/// make it smaller. The fast level codes every block with fixed Huffman tables, so
+/// already-compressed content grows and every reader must Huffman-decode it again;
+/// stored blocks are copied straight through. The choice depends on the piece alone.
+fn gzip_member(data: &[u8]) -> io::Result<Vec<u8>> {
+    let encode = |level: u32, capacity: usize| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::new(level));
+        enc.write_all(data).and_then(|()| enc.finish())
+    };
+    let packed = encode(GZIP_LEVEL, data.len() / 2)?;
+    if packed.len() < data.len() {
+        return Ok(packed);
+    }
+    encode(0, data.len() + data.len() / 1024 + 64)
+}
+
 /// Bytes of input per gzip member.
 const GZIP_CHUNK: usize = 1 << 20;
 
@@ -133,11 +149,7 @@ impl<W: Write> ParallelGzip<W> {
                 std::thread::spawn(move || loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, data))) = job else { return };
-                    let mut enc = flate2::write::GzEncoder::new(
-                        Vec::with_capacity(data.len() / 2),
-                        flate2::Compression::new(GZIP_LEVEL),
-                    );
-                    let out = enc.write_all(&data).and_then(|()| enc.finish());
+                    let out = gzip_member(&data);
                     if tx.send((seq, out)).is_err() {
                         return;
                     }
@@ -234,5 +246,47 @@ mod tests {
         let mut back = Vec::new();
         flate2::read::MultiGzDecoder::new(&empty[..]).read_to_end(&mut back).unwrap();
         assert!(back.is_empty() && !empty.is_empty());
+    }
+
+    #[test]
+    fn incompressible_pieces_are_stored_not_grown() {
+        // Pseudo-random bytes (xorshift): nothing for deflate to find.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..2 * super::GZIP_CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text: Vec<u8> = b"the same line again\n".iter().copied().cycle().take(super::GZIP_CHUNK).collect();
+        let gzip = |d: &[u8]| {
+            let mut w = super::ParallelGzip::new(Vec::new());
+            w.write_all(d).unwrap();
+            w.finish().unwrap()
+        };
+        // Stored: 5 bytes per 64 KiB block and a member header and trailer over the input.
+        let alone = gzip(&noise).len();
+        assert!(alone < noise.len() + 1024, "noise grew to {alone} bytes");
+        let data = [noise, text].concat();
+        let out = gzip(&data);
+        assert!(out.len() < alone + 64 * 1024, "the text piece was compressed too: {} bytes", out.len());
+        // The first member's first block is a stored one (BTYPE 00).
+        assert_eq!((out[10] >> 1) & 3, 0, "first block type");
+        // GNU gzip, an independent reader, gives the input back.
+        let mut gz = std::process::Command::new("gzip")
+            .args(["-dc"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        let mut stdin = gz.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || stdin.write_all(&out));
+        let mut back = Vec::new();
+        gz.stdout.take().unwrap().read_to_end(&mut back).unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(gz.wait().unwrap().success());
+        assert_eq!(back, data);
     }
 }
