@@ -178,12 +178,18 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         base: &base,
         max_download: store.limits().max_bytes,
     };
-    let plan = plan::plan(&inputs, &file, &stages, &need)?;
+    // The cache's manifest and config are fetched while the plan hashes the context.
+    let (plan, imported) = std::thread::scope(|s| {
+        let loading =
+            s.spawn(|| cache::Imported::load(&a.cache_from, a.registries, &|w| eprintln!("layers: warning: {w}")));
+        (plan::plan(&inputs, &file, &stages, &need), loading.join())
+    });
+    let plan = plan?;
     let mut x = exec::Executor::new(store, context, ignore, &plan);
     x.no_cache = a.no_cache;
     x.quiet = a.quiet;
     x.epoch = epoch;
-    x.cache = cache::Imported::load(&a.cache_from, a.registries, &|w| eprintln!("layers: warning: {w}"));
+    x.cache = imported.map_err(|_| anyhow::anyhow!("reading --cache-from panicked"))?;
     let image = x.execute(&plan)?;
     Ok(Built {
         image,

@@ -125,7 +125,7 @@ impl CacheFrom {
 /// Where an imported step's blobs are.
 enum Source {
     Local(local::LocalSource),
-    Registry(registry::RegistrySource),
+    Registry(Box<registry::RegistrySource>),
 }
 
 /// The steps of every `--cache-from` that could be read, by key (the first source wins).
@@ -149,7 +149,7 @@ impl Imported {
                 CacheFrom::Registry { reference } => {
                     registry::RegistrySource::open(reference, registries).and_then(|(source, manifest, config)| {
                         let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
-                        Ok((Source::Registry(source), steps))
+                        Ok((Source::Registry(Box::new(source)), steps))
                     })
                 }
             };
@@ -196,6 +196,27 @@ impl Imported {
                 s.fetch(store, &layers)?;
                 let path = store.blob_path(&blob.digest);
                 Ok(Box::new(std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?))
+            }
+        }
+    }
+
+    /// Starts fetching the layers of the imported step `key` that the store lacks,
+    /// while the build goes on: for a step whose image the build will need (one of
+    /// the target's). A failure shows when the image is made (`materialize`).
+    pub fn prefetch(&self, store: &Store, key: &Digest) {
+        let Some((i, step)) = self.steps.get(key) else { return };
+        if let Source::Registry(s) = &self.sources[*i] {
+            let missing: Vec<&format::CachedLayer> =
+                step.layers.iter().filter(|l| !store.has_layer(&l.diff_id, &l.blob.digest).unwrap_or(false)).collect();
+            let _ = s.prefetch(store, &missing);
+        }
+    }
+
+    /// Waits for the prefetches and stops their threads (before a container starts).
+    pub fn settle(&self) {
+        for s in &self.sources {
+            if let Source::Registry(r) = s {
+                r.settle();
             }
         }
     }

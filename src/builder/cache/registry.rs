@@ -4,11 +4,15 @@
 //! Written: blobs the registry has are not sent again (HEAD first, a mount from
 //! another repository of the same registry), then the config and the manifest.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context};
+use layers_store::digest::Digest;
 use layers_store::oci::Descriptor;
 use layers_store::{Reference, ShortNames, Store};
+
+use tokio::task::JoinHandle;
 
 use super::format::CachedLayer;
 use crate::registry::config::RegistriesConfig;
@@ -20,6 +24,15 @@ pub struct RegistrySource {
     repo: Arc<Repository>,
     /// `HOST/NAME`, for mounts into another repository of the same registry.
     pub reference: Reference,
+    /// Runs the layer fetches, also while the build goes on (`prefetch`); started
+    /// with the first and stopped before a container starts (`settle`).
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Four fetches at once, as a pull does.
+    limit: Arc<tokio::sync::Semaphore>,
+    /// Fetches started and not waited for yet, by blob digest.
+    started: Mutex<BTreeMap<Digest, JoinHandle<anyhow::Result<()>>>>,
+    /// The fetch tasks' own handle on the store, opened with the first.
+    handle: Mutex<Option<Arc<Store>>>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -47,44 +60,102 @@ impl RegistrySource {
             anyhow::Ok((manifest, config))
         })?;
         drop(rt);
-        Ok((RegistrySource { repo, reference: r }, manifest, config))
+        let source = RegistrySource {
+            repo,
+            reference: r,
+            rt: Mutex::default(),
+            limit: Arc::new(tokio::sync::Semaphore::new(4)),
+            started: Mutex::default(),
+            handle: Mutex::default(),
+        };
+        Ok((source, manifest, config))
     }
 
-    /// Streams each of `layers` the store lacks into it: verified, unpacked, committed.
+    /// Starts streaming each of `layers` into the store (verified, unpacked,
+    /// committed) unless already started; the build goes on meanwhile.
+    pub fn prefetch(&self, store: &Store, layers: &[&CachedLayer]) -> anyhow::Result<()> {
+        let rt = self.runtime()?;
+        let handle = {
+            let mut h = self.handle.lock().map_err(|_| anyhow!("a fetch panicked"))?;
+            match &*h {
+                Some(s) => s.clone(),
+                None => h.insert(Arc::new(store.reopen()?)).clone(),
+            }
+        };
+        let mut started = self.started.lock().map_err(|_| anyhow!("a fetch panicked"))?;
+        let events = crate::progress::Progress::lines(true);
+        for l in layers {
+            if started.contains_key(&l.blob.digest) {
+                continue;
+            }
+            let (repo, handle, limit, blob, diff) =
+                (self.repo.clone(), handle.clone(), self.limit.clone(), l.blob.clone(), l.diff_id);
+            let line = events.layer(&blob.digest.short(), blob.size);
+            let what = format!("cache {}: layer {}", self.reference, blob.digest);
+            let task = rt.spawn(async move {
+                let _permit = limit.acquire_owned().await?;
+                let (_, _, ingest) =
+                    crate::pull::fetch_layer(repo, handle.clone(), blob, diff, silent(), line).await.context(what)?;
+                tokio::task::spawn_blocking(move || handle.commit(ingest)).await??;
+                anyhow::Ok(())
+            });
+            started.insert(l.blob.digest, task);
+        }
+        Ok(())
+    }
+
+    /// Streams each of `layers` into the store (or waits for its prefetch to end).
     pub fn fetch(&self, store: &Store, layers: &[&CachedLayer]) -> anyhow::Result<()> {
         if layers.is_empty() {
             return Ok(());
         }
-        // The fetch tasks need a handle of their own on the same store.
-        let handle = Arc::new(store.reopen()?);
-        let rt = runtime()?;
-        let events = crate::progress::Progress::lines(true);
-        let fetched = rt.block_on(async {
-            // Up to four at once, as a pull does; each committed as it arrives.
-            let limit = Arc::new(tokio::sync::Semaphore::new(4));
-            let mut tasks = tokio::task::JoinSet::new();
-            for l in layers {
-                let (repo, handle, limit, blob, diff) =
-                    (self.repo.clone(), handle.clone(), limit.clone(), l.blob.clone(), l.diff_id);
-                let line = events.layer(&blob.digest.short(), blob.size);
-                let what = format!("cache {}: layer {}", self.reference, blob.digest);
-                tasks.spawn(async move {
-                    let _permit = limit.acquire_owned().await?;
-                    let (_, _, ingest) = crate::pull::fetch_layer(repo, handle.clone(), blob, diff, silent(), line)
-                        .await
-                        .context(what)?;
-                    let h = handle.clone();
-                    tokio::task::spawn_blocking(move || h.commit(ingest)).await??;
-                    anyhow::Ok(())
-                });
+        self.prefetch(store, layers)?;
+        let rt = self.runtime()?;
+        let tasks: Vec<_> = {
+            let mut started = self.started.lock().map_err(|_| anyhow!("a fetch panicked"))?;
+            layers.iter().filter_map(|l| started.remove(&l.blob.digest)).collect()
+        };
+        let mut first_error = None;
+        for t in tasks {
+            if let Err(e) = rt.block_on(t).map_err(anyhow::Error::from).and_then(|r| r) {
+                first_error.get_or_insert(e);
             }
-            while let Some(done) = tasks.join_next().await {
-                done??;
-            }
-            anyhow::Ok(())
-        });
-        drop(rt);
-        fetched
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl RegistrySource {
+    /// A handle on the fetch runtime, started if it is not running.
+    fn runtime(&self) -> anyhow::Result<tokio::runtime::Handle> {
+        let mut rt = self.rt.lock().map_err(|_| anyhow!("a fetch panicked"))?;
+        Ok(match &*rt {
+            Some(r) => r.handle().clone(),
+            None => rt.insert(runtime()?).handle().clone(),
+        })
+    }
+
+    /// Waits for every fetch started and stops the runtime's threads: a container
+    /// is started from a single-threaded process. A fetch that failed is tried
+    /// again, and its error shown, where its layer is needed.
+    pub fn settle(&self) {
+        let Ok(mut rt) = self.rt.lock() else { return };
+        let Some(r) = rt.take() else { return };
+        let tasks = self.started.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+        for (_, t) in tasks {
+            let _ = r.block_on(t);
+        }
+        r.shutdown_timeout(std::time::Duration::from_secs(5));
+    }
+}
+
+impl Drop for RegistrySource {
+    fn drop(&mut self) {
+        // A prefetch nobody waited for (the build failed first) is abandoned: its
+        // ingest is staged under tmp/ and never committed.
+        if let Some(rt) = self.rt.get_mut().ok().and_then(Option::take) {
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Executor<'a> {
     stages: Vec<State>,
     /// Every step that made an image, in order: what `--cache-to` exports.
     pub made: Vec<Made>,
+    /// The stages whose images the target's image is made of: their imported
+    /// steps' layers are fetched as soon as they hit.
+    final_chain: Vec<bool>,
 }
 
 /// A step that made (or found) an image.
@@ -114,6 +117,7 @@ impl<'a> Executor<'a> {
             steps_total: plan.stages.iter().map(|s| s.steps.len() + 1).sum(),
             stages: Vec::new(),
             made: Vec::new(),
+            final_chain: Vec::new(),
         }
     }
 
@@ -129,6 +133,15 @@ impl<'a> Executor<'a> {
 
     /// Builds every stage of `plan`; returns the last one's image.
     pub fn execute(&mut self, plan: &Plan) -> anyhow::Result<ImageRow> {
+        self.final_chain = vec![false; plan.stages.len()];
+        let mut at = plan.stages.len().checked_sub(1);
+        while let Some(i) = at.filter(|i| !self.final_chain[*i]) {
+            self.final_chain[i] = true;
+            at = match plan.stages[i].base {
+                Base::Stage(b) => Some(b),
+                _ => None,
+            };
+        }
         for (index, stage) in plan.stages.iter().enumerate() {
             self.steps_done += 1;
             self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, stage.text));
@@ -180,7 +193,7 @@ impl<'a> Executor<'a> {
         if let Action::Arg = step.action {
             return Ok(());
         }
-        if !self.hit(state, step)? {
+        if !self.hit(state, step, self.final_chain.get(stage).copied().unwrap_or(false))? {
             if !self.no_cache {
                 if let Some(why) = self.explain(step)? {
                     self.say(&format!("--> cache miss: {why}"));
@@ -248,7 +261,8 @@ impl<'a> Executor<'a> {
 
     /// A cache hit moves the stage onto the cached image: one of this store's, else one
     /// of an imported cache (made here only when a later step needs it).
-    fn hit(&self, state: &mut State, step: &Step) -> anyhow::Result<bool> {
+    /// `needed`: the step's image will be needed here (a step of the target's stages).
+    fn hit(&self, state: &mut State, step: &Step, needed: bool) -> anyhow::Result<bool> {
         if self.no_cache {
             return Ok(false);
         }
@@ -261,6 +275,9 @@ impl<'a> Executor<'a> {
             state.config = cached.config.clone();
             state.image = None;
             state.pending = Some(step.key);
+            if needed {
+                self.cache.prefetch(self.store, &step.key);
+            }
         } else {
             return Ok(false);
         }

@@ -18,6 +18,8 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
     let targets: Vec<&str> = r.mounts.iter().map(RunMount::target).collect();
     let stubs = mount_stubs(x, state, &targets)?;
     let config = step.config.clone();
+    // A container is started from a single-threaded process: no fetch goes on behind it.
+    x.cache.settle();
     x.in_step_container(state, step, |c| {
         // The views of `rw` bind mounts live until the command is over.
         let StepMounts { binds, tmpfs, views: _views } = mounts(x, &r.mounts)?;
