@@ -189,6 +189,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cli.command,
         Command::Pull(_) | Command::Import(_) | Command::Load(_) | Command::Build(_) | Command::Commit(_)
     );
+    // Within the budget while content comes in, each commit followed by what eviction it needs.
+    let evicted = (adds_content && budget != Default::default()).then(|| store.keep_within(budget, started));
     let code = match &cli.command {
         Command::Pull(a) => {
             let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
@@ -233,7 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     // After a command that added content, the store is brought back within its budget.
     if adds_content {
-        cli::budget::enforce(&store, &budget, started)?;
+        cli::budget::enforce(&store, &budget, started, evicted.as_ref())?;
     }
     code
 }

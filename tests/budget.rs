@@ -131,3 +131,80 @@ fn eviction_killed_at_any_point_leaves_a_consistent_store_and_a_rerun_converges(
     assert_eq!(content(&store), 0);
     assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
 }
+
+/// Bytes under blobs/, layers/ and tmp/ (staged content counts), read while other
+/// processes add and remove files: what vanishes mid-walk counts as gone.
+fn sampled(store: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        match fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => fs::read_dir(p).map_or(0, |d| d.flatten().map(|e| walk(&e.path())).sum()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    ["blobs", "layers", "tmp"].iter().map(|d| walk(&store.join(d))).sum()
+}
+
+#[test]
+fn pulls_and_builds_never_take_a_store_past_its_budget_by_more_than_the_layer_being_written() {
+    if !need_root("pulls_and_builds_never_take_a_store_past_its_budget_by_more_than_the_layer_being_written") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    // Five single-layer images of 2 MiB each, made by skopeo from GNU tar archives.
+    let layout = work.path().join("layout");
+    for i in 0..5 {
+        let tar = rootfs(work.path(), &format!("p{i}"), 2);
+        let out = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", &format!("tarball:{tar}"), &format!("oci:{}:p{i}", layout.display())])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo: {}", stderr(&out));
+        registry.push(&layout, &format!("p{i}"), &format!("budget/p{i}:1"), &[]);
+    }
+    let store = work.path().join("store");
+    fs::create_dir_all(&store).unwrap();
+    // An image is a 2 MiB blob and its 2 MiB layer: the budget holds three.
+    fs::write(store.join("store.toml"), "max-size = \"13MB\"\n").unwrap();
+    let budget = 13u64 << 20;
+    // One layer being written: its blob and its unpacked dir, staged, then committed
+    // before the eviction that makes room for it; and the small JSON blobs around it.
+    let layer_written = (4u64 << 20) + (256 << 10);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut peak, mut samples) = (0u64, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(sampled(&store));
+                samples += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            (peak, samples)
+        })
+    };
+    for i in 0..5 {
+        layers_ok(&store, &["pull", "-q", &format!("{}/budget/p{i}:1", registry.addr)]);
+    }
+    // The least recently pulled went first; the last two are here.
+    let pulled = |i: usize| has(&store, &format!("{}/budget/p{i}:1", registry.addr));
+    assert!(!pulled(0) && !pulled(1) && pulled(2) && pulled(3) && pulled(4));
+    // A build on p4 whose two COPY steps write 2 MiB layers (each a blob and a dir):
+    // the store makes room after each step, not only once the build is over (which
+    // would have held all of it at once: the budget and two layers).
+    let ctx =
+        build_context(work.path(), "b", &format!("FROM {}/budget/p4:1\nCOPY one /one\nCOPY two /two\n", registry.addr));
+    fs::copy(work.path().join("p0-root/data"), ctx.join("one")).unwrap();
+    fs::copy(work.path().join("p1-root/data"), ctx.join("two")).unwrap();
+    layers_ok(&store, &["build", "-q", "-t", "built", ctx.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (peak, samples) = sampler.join().unwrap();
+    assert!(samples > 20, "only {samples} samples");
+    assert!(peak <= budget + layer_written, "peak {peak} bytes for a budget of {budget}");
+    // The build and what it stands on stay; what it did not use went, oldest first.
+    assert!(has(&store, "built") && pulled(4) && !pulled(2) && !pulled(3));
+    assert!(sampled(&store) <= budget);
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+}

@@ -32,6 +32,27 @@ pub struct Eviction {
     pub gc: GcReport,
 }
 
+/// What `keep_within` evicted while a command ran, added up.
+#[derive(Clone, Default)]
+pub struct Evictions(std::sync::Arc<std::sync::Mutex<Eviction>>);
+
+impl Evictions {
+    fn add(&self, e: Eviction) {
+        if let Ok(mut total) = self.0.lock() {
+            total.images.extend(e.images);
+            total.gc.freed += e.gc.freed;
+            total.gc.blobs.extend(e.gc.blobs);
+            total.gc.layers.extend(e.gc.layers);
+            total.gc.orphans += e.gc.orphans;
+        }
+    }
+
+    /// The total so far.
+    pub fn total(&self) -> Eviction {
+        self.0.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
 /// Images that may be evicted, in eviction order: group (0 build-cache only, 1 unnamed,
 /// 2 named), then least recently used.
 const CANDIDATES: &str = "
@@ -168,9 +189,24 @@ impl Store {
             }
         }
         if !out.images.is_empty() {
-            out.gc = self.gc()?;
+            out.gc = self.collect_unreferenced()?;
         }
         Ok(out)
+    }
+
+    /// From now on, after every commit into this store (and handles reopened from it),
+    /// evicts what keeps it over `budget`, nothing used since `started`: the store
+    /// stays within its budget while a long pull or build goes on, not only after it.
+    /// A failed eviction is left to the next one (and to the caller's final `enforce`).
+    pub fn keep_within(&self, budget: Budget, started: i64) -> Evictions {
+        let total = Evictions::default();
+        let t = total.clone();
+        self.set_after_commit(Some(std::sync::Arc::new(move |s: &Store| {
+            if let Ok(Some(e)) = s.enforce(&budget, started) {
+                t.add(e);
+            }
+        })));
+        total
     }
 
     /// Evicts what keeps the store over `budget`, but nothing used since `started`

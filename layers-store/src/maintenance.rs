@@ -80,44 +80,7 @@ impl Store {
     /// deletes its row, so nothing anyone uses or is committing is touched.
     pub fn gc(&self) -> Result<GcReport> {
         let alone = self.try_lock_exclusive()?;
-        let mut report = GcReport::default();
-        let (ref_blobs, ref_layers) = self.md().referenced()?;
-        let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
-        let ref_layers: HashSet<DiffId> = ref_layers.into_iter().collect();
-        let dead_layers: Vec<DiffId> =
-            self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
-        let dead_blobs: Vec<Digest> =
-            self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
-        const LAYER_USED: &str = "SELECT 1 FROM image_layers WHERE diff_id = ?1";
-        const LAYER_ROWS: &[&str] = &[
-            "DELETE FROM layers WHERE diff_id = ?1 AND state = 'ready'",
-            "DELETE FROM layer_trees WHERE diff_id = ?1",
-            "DELETE FROM layer_blobs WHERE diff_id = ?1",
-        ];
-        const BLOB_USED: &str = "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
-                                 UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1";
-        const BLOB_ROWS: &[&str] = &[
-            "DELETE FROM blobs WHERE digest = ?1 AND state = 'ready'",
-            "DELETE FROM layer_blobs WHERE blob_digest = ?1",
-        ];
-        for l in dead_layers {
-            let path = self.layer_path(&l);
-            if let Some(freed) =
-                self.collect(&format!("layer-{}", l.hex()), &l.to_string(), LAYER_USED, LAYER_ROWS, &path)?
-            {
-                report.freed += freed;
-                report.layers.push(l);
-            }
-        }
-        for b in dead_blobs {
-            let path = self.blob_path(&b);
-            if let Some(freed) =
-                self.collect(&format!("blob-{}", b.hex()), &b.to_string(), BLOB_USED, BLOB_ROWS, &path)?
-            {
-                report.freed += freed;
-                report.blobs.push(b);
-            }
-        }
+        let mut report = self.collect_unreferenced()?;
         if !alone {
             return Ok(report);
         }
@@ -142,6 +105,65 @@ impl Store {
             }
         }
         self.store_lock_shared()?;
+        Ok(report)
+    }
+
+    /// gc's half that is safe while this process has work under way (a pull or build
+    /// evicting to stay within its budget): layers and blobs no image references, each
+    /// under its own commit lock and fetch claim. No crash-leftover sweep, which would
+    /// take this process's own staged content for leftovers.
+    pub(crate) fn collect_unreferenced(&self) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let (ref_blobs, ref_layers) = self.md().referenced()?;
+        let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
+        let ref_layers: HashSet<DiffId> = ref_layers.into_iter().collect();
+        let dead_layers: Vec<DiffId> =
+            self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
+        let dead_blobs: Vec<Digest> =
+            self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
+        const LAYER_USED: &str = "SELECT 1 FROM image_layers WHERE diff_id = ?1";
+        const LAYER_ROWS: &[&str] = &[
+            "DELETE FROM layers WHERE diff_id = ?1 AND state = 'ready'",
+            "DELETE FROM layer_trees WHERE diff_id = ?1",
+            "DELETE FROM layer_blobs WHERE diff_id = ?1",
+        ];
+        const BLOB_USED: &str = "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
+                                 UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1";
+        const BLOB_ROWS: &[&str] = &[
+            "DELETE FROM blobs WHERE digest = ?1 AND state = 'ready'",
+            "DELETE FROM layer_blobs WHERE blob_digest = ?1",
+        ];
+        // Content a running pull or build fetched and has not recorded an image for
+        // yet is named by nothing, and it is not garbage: its fetch claim is held.
+        let mut blobs_of: std::collections::HashMap<DiffId, Vec<Digest>> = Default::default();
+        for (b, d) in self.md().layer_blobs()? {
+            blobs_of.entry(d).or_default().push(b);
+        }
+        for l in dead_layers {
+            let blobs = blobs_of.get(&l).map(Vec::as_slice).unwrap_or_default();
+            let claims: Vec<_> =
+                blobs.iter().map_while(|b| self.claim_fetch(b, false).transpose()).collect::<Result<_>>()?;
+            if claims.len() < blobs.len() {
+                continue;
+            }
+            let path = self.layer_path(&l);
+            if let Some(freed) =
+                self.collect(&format!("layer-{}", l.hex()), &l.to_string(), LAYER_USED, LAYER_ROWS, &path)?
+            {
+                report.freed += freed;
+                report.layers.push(l);
+            }
+        }
+        for b in dead_blobs {
+            let Some(_claim) = self.claim_fetch(&b, false)? else { continue };
+            let path = self.blob_path(&b);
+            if let Some(freed) =
+                self.collect(&format!("blob-{}", b.hex()), &b.to_string(), BLOB_USED, BLOB_ROWS, &path)?
+            {
+                report.freed += freed;
+                report.blobs.push(b);
+            }
+        }
         Ok(report)
     }
 

@@ -33,7 +33,16 @@ pub struct Store {
     /// Held shared for the store's lifetime, so a sweep or gc never runs under our feet.
     store_lock: File,
     limits: Limits,
+    /// Run after each commit (the size budget's eviction, `keep_within`); shared by reopened handles.
+    after_commit: Mutex<Option<AfterCommit>>,
+    /// Fetch claims on the blobs this handle committed that no image names yet (a
+    /// pull's layers before its image is recorded): gc, ours or another process's,
+    /// leaves claimed content alone. Released when an image names them, or with the handle.
+    unnamed: Mutex<std::collections::HashMap<Digest, FetchClaim>>,
 }
+
+/// What runs after each commit.
+pub(crate) type AfterCommit = std::sync::Arc<dyn Fn(&Store) + Send + Sync>;
 
 /// What is expected of a layer blob; any mismatch fails the unpack.
 #[derive(Debug, Clone, Copy, Default)]
@@ -177,7 +186,14 @@ impl Store {
         let md = Metadata::open(&root.join("db.sqlite"))?;
         let lock_path = root.join("locks/store.lock");
         let store_lock = open_lock(&lock_path)?;
-        let store = Store { root: root.to_path_buf(), md: Mutex::new(md), store_lock, limits: Limits::default() };
+        let store = Store {
+            root: root.to_path_buf(),
+            md: Mutex::new(md),
+            store_lock,
+            limits: Limits::default(),
+            after_commit: Mutex::default(),
+            unnamed: Mutex::default(),
+        };
         match store.store_lock.try_lock() {
             Ok(()) => {
                 store.sweep()?;
@@ -193,12 +209,19 @@ impl Store {
         self.limits = limits;
     }
 
-    /// Another handle on the same store, with the same limits (for work that owns its
-    /// handle, as a pull's tasks do).
+    /// Another handle on the same store, with the same limits and budget (for work
+    /// that owns its handle, as a pull's tasks do).
     pub fn reopen(&self) -> Result<Store> {
         let mut s = Store::open(&self.root)?;
         s.set_limits(self.limits);
+        s.set_after_commit(self.after_commit.lock().ok().and_then(|h| h.clone()));
         Ok(s)
+    }
+
+    pub(crate) fn set_after_commit(&self, hook: Option<AfterCommit>) {
+        if let Ok(mut h) = self.after_commit.lock() {
+            *h = hook;
+        }
     }
 
     /// What an unpack into this store accepts (`--max-layer-size`, `--max-layer-entries`).
@@ -350,10 +373,43 @@ impl Store {
     /// `commit`, with `also` run in the final transaction.
     pub(crate) fn commit_with(
         &self,
-        mut ingest: Ingest,
+        ingest: Ingest,
         image: Option<&NewImage>,
         also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
     ) -> Result<()> {
+        let added = self.commit_inner(ingest, image, also)?;
+        if let Ok(mut unnamed) = self.unnamed.lock() {
+            match image {
+                None => {
+                    for d in added {
+                        // Not claimable: another handle (the pull that fetched it) holds it.
+                        if let Some(c) = self.claim_fetch(&d, false)? {
+                            unnamed.insert(d, c);
+                        }
+                    }
+                }
+                Some(img) => {
+                    for d in img.layers.iter().map(|l| &l.blob).chain([&img.manifest.digest, &img.config.digest]) {
+                        unnamed.remove(d);
+                    }
+                }
+            }
+        }
+        // Locks and the database are free again: the budget may evict now.
+        let hook = self.after_commit.lock().ok().and_then(|h| h.clone());
+        if let Some(h) = hook {
+            h(self);
+        }
+        Ok(())
+    }
+
+    /// Commits; returns the blobs that were new to the store.
+    fn commit_inner(
+        &self,
+        mut ingest: Ingest,
+        image: Option<&NewImage>,
+        also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    ) -> Result<Vec<Digest>> {
         let blobs = std::mem::take(&mut ingest.blobs);
         let layers = std::mem::take(&mut ingest.layers);
         // Lock in a fixed order so two committers of overlapping content cannot deadlock.
@@ -441,7 +497,7 @@ impl Store {
             (Some(why), Some(img)) => {
                 Err(Error::new(ErrorKind::InvalidInput, "record image", img.manifest.digest, why))
             }
-            _ => Ok(()),
+            _ => Ok(new_blobs.into_iter().map(|(d, _)| d.digest).collect()),
         }
     }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::budget::Budget;
+use layers_store::budget::{Budget, Evictions};
 use layers_store::Store;
 
 /// `<root>/store.toml`.
@@ -56,13 +56,16 @@ pub fn budget(store: &Store, max_size: Option<&str>) -> anyhow::Result<Budget> {
 }
 
 /// Evicts what keeps the store over its budget (not what this command, started at
-/// `started` ns, used); says so on stderr.
-pub fn enforce(store: &Store, budget: &Budget, started: i64) -> anyhow::Result<()> {
-    if let Some(e) = store.enforce(budget, started).context("keep the store within its budget")? {
+/// `started` ns, used); says on stderr what this and the evictions `during` the
+/// command removed.
+pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evictions>) -> anyhow::Result<()> {
+    let last = store.enforce(budget, started).context("keep the store within its budget")?.unwrap_or_default();
+    let before = during.map(Evictions::total).unwrap_or_default();
+    let (images, freed) = (before.images.len() + last.images.len(), before.gc.freed + last.gc.freed);
+    if images > 0 {
         eprintln!(
-            "layers: the store was over its budget: evicted {} image(s), {} freed",
-            e.images.len(),
-            crate::format::size(e.gc.freed)
+            "layers: the store was over its budget: evicted {images} image(s), {} freed",
+            crate::format::size(freed)
         );
     }
     Ok(())
