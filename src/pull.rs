@@ -309,12 +309,9 @@ async fn pull(
         });
     }
     // Everything verified is committed, in batches, even if another layer failed:
-    // a retry then fetches only what is missing. The claims are held until the image
-    // is recorded: until then nothing names the layers, and a gc (the budget's, after
-    // a commit) takes what nothing names unless its fetch claim is free.
+    // a retry then fetches only what is missing.
     let mut staged = store.ingest()?;
     let mut staged_claims: Vec<FetchClaim> = Vec::new();
-    let mut held_claims: Vec<FetchClaim> = Vec::new();
     let mut failed = None;
     let mut deferred = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -325,7 +322,7 @@ async fn pull(
                 line.done(&done_line(&u, took));
                 if staged_claims.len() >= COMMIT_BATCH {
                     store.commit(std::mem::replace(&mut staged, store.ingest()?))?;
-                    held_claims.append(&mut staged_claims);
+                    staged_claims.clear();
                 }
             }
             Ok(Fetched::Deferred(desc, diff)) => deferred.push((desc, diff)),
@@ -342,29 +339,19 @@ async fn pull(
     }
     if !deferred.is_empty() {
         store.commit(staged)?;
-        held_claims.append(&mut staged_claims);
+        drop(staged_claims);
         for (desc, diff) in deferred {
             let short = desc.digest.short();
-            // Waiting for the layer to appear, not for its claim: the other process may
-            // be waiting for one of ours, which we hold until our image is recorded.
-            let claim = loop {
-                if store.has_layer(&diff, &desc.digest)? {
-                    break None;
-                }
-                if let Some(c) = store.claim_fetch(&desc.digest, false)? {
-                    break Some(c);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
-            let Some(claim) = claim.filter(|_| !store.has_layer(&diff, &desc.digest).unwrap_or(false)) else {
+            let (s, d) = (store.clone(), desc.digest);
+            let _claim = tokio::task::spawn_blocking(move || s.claim_fetch(&d, true)).await??;
+            if store.has_layer(&diff, &desc.digest)? {
                 events.say(format!("{short}: already exists (fetched by another process)"));
                 continue;
-            };
+            }
             let line = events.layer(&short, desc.size);
             let (u, took, ingest) =
                 fetch_layer(repo.clone(), store.clone(), desc, diff, events.notices(), line.clone()).await?;
             store.commit(ingest)?;
-            held_claims.push(claim);
             line.done(&done_line(&u, took));
         }
         staged = store.ingest()?;
@@ -377,7 +364,6 @@ async fn pull(
             &tag.into_iter().collect::<Vec<_>>(),
         )
         .context("commit pulled image")?;
-    drop((staged_claims, held_claims));
     events.say(format!("{reference}: pulled {digest} in {:.2}s", started.elapsed().as_secs_f64()));
     Ok(digest)
 }

@@ -84,6 +84,33 @@ fn a_killed_import_leaves_nothing_visible_and_is_swept() {
 }
 
 #[test]
+fn a_layer_committed_before_its_image_is_not_garbage_while_its_handle_lives() {
+    if !need_root("a_layer_committed_before_its_image_is_not_garbage_while_its_handle_lives") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("store");
+    // The first handle commits a layer as a pull does, before any image names it.
+    let pulling = Store::open(&root).unwrap();
+    let mut ingest = pulling.ingest().unwrap();
+    let u = pulling
+        .unpack_layer(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
+        .unwrap();
+    pulling.commit(ingest).unwrap();
+    // A gc from another handle (another process's, or the budget's) leaves it alone.
+    let other = Store::open(&root).unwrap();
+    let report = other.gc().unwrap();
+    assert!(report.layers.is_empty() && report.blobs.is_empty(), "{report:?}");
+    assert!(other.has_layer(&u.diff_id, &u.blob).unwrap());
+    // Once the handle is gone, nothing holds it: garbage.
+    drop(pulling);
+    let report = other.gc().unwrap();
+    assert_eq!((report.layers, report.blobs), (vec![u.diff_id], vec![u.blob]));
+    assert_eq!(layers_ok(&root, &["fsck"]), "store is consistent");
+}
+
+#[test]
 fn wrong_digests_are_rejected_naming_both() {
     if !need_root("wrong_digests_are_rejected_naming_both") {
         return;

@@ -121,31 +121,24 @@ impl Store {
             self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
         let dead_blobs: Vec<Digest> =
             self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
-        const LAYER_USED: &str = "SELECT 1 FROM image_layers WHERE diff_id = ?1";
+        // Held content (a running pull's layers before its image is recorded) is in use.
+        const LAYER_USED: &str = "SELECT 1 FROM image_layers WHERE diff_id = ?1
+                                  UNION SELECT 1 FROM layer_blobs p JOIN held_content h ON h.digest = p.blob_digest
+                                  WHERE p.diff_id = ?1";
         const LAYER_ROWS: &[&str] = &[
             "DELETE FROM layers WHERE diff_id = ?1 AND state = 'ready'",
             "DELETE FROM layer_trees WHERE diff_id = ?1",
             "DELETE FROM layer_blobs WHERE diff_id = ?1",
         ];
         const BLOB_USED: &str = "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
-                                 UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1";
+                                 UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1
+                                 UNION SELECT 1 FROM held_content WHERE digest = ?1";
         const BLOB_ROWS: &[&str] = &[
             "DELETE FROM blobs WHERE digest = ?1 AND state = 'ready'",
             "DELETE FROM layer_blobs WHERE blob_digest = ?1",
         ];
-        // Content a running pull or build fetched and has not recorded an image for
-        // yet is named by nothing, and it is not garbage: its fetch claim is held.
-        let mut blobs_of: std::collections::HashMap<DiffId, Vec<Digest>> = Default::default();
-        for (b, d) in self.md().layer_blobs()? {
-            blobs_of.entry(d).or_default().push(b);
-        }
+        self.release_dead_holders()?;
         for l in dead_layers {
-            let blobs = blobs_of.get(&l).map(Vec::as_slice).unwrap_or_default();
-            let claims: Vec<_> =
-                blobs.iter().map_while(|b| self.claim_fetch(b, false).transpose()).collect::<Result<_>>()?;
-            if claims.len() < blobs.len() {
-                continue;
-            }
             let path = self.layer_path(&l);
             if let Some(freed) =
                 self.collect(&format!("layer-{}", l.hex()), &l.to_string(), LAYER_USED, LAYER_ROWS, &path)?
@@ -155,7 +148,6 @@ impl Store {
             }
         }
         for b in dead_blobs {
-            let Some(_claim) = self.claim_fetch(&b, false)? else { continue };
             let path = self.blob_path(&b);
             if let Some(freed) =
                 self.collect(&format!("blob-{}", b.hex()), &b.to_string(), BLOB_USED, BLOB_ROWS, &path)?
@@ -165,6 +157,29 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Drops the holds of store handles that are gone (their process died): a live
+    /// handle keeps its holder lock taken.
+    fn release_dead_holders(&self) -> Result<()> {
+        let holders: Vec<String> = {
+            let md = self.md();
+            let mut st = md
+                .conn()
+                .prepare("SELECT DISTINCT holder FROM held_content")
+                .map_err(|e| Error::sql("list holders", "held_content", e))?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(|e| Error::sql("list holders", "held_content", e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::sql("list holders", "held_content", e))?
+        };
+        for h in holders {
+            // Ours is taken by this handle: try_lock fails for it as for any live one.
+            if self.try_lock_object(&h)?.is_some() {
+                self.md().write("release dead holder", |tx| {
+                    tx.execute("DELETE FROM held_content WHERE holder = ?1", [&h]).map(|_| ())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes one unreferenced object under its commit lock (`lock`): its rows (`rows`,

@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 8;
+pub const FORMAT_VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -144,6 +144,17 @@ ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
 UPDATE images SET last_used = added * 1000000000;
 "#;
 
+/// Format 9: content committed and not named by an image yet (a pull's layers before
+/// its image is recorded), held by a live store handle: gc leaves it alone.
+const SCHEMA_9: &str = r#"
+CREATE TABLE IF NOT EXISTS held_content (
+    holder TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (holder, digest)
+);
+CREATE INDEX IF NOT EXISTS held_content_digest ON held_content(digest);
+"#;
+
 /// An open metadata database.
 pub struct Metadata {
     conn: Connection,
@@ -256,6 +267,7 @@ impl Metadata {
                 if !has {
                     tx.execute_batch(SCHEMA_8)?;
                 }
+                tx.execute_batch(SCHEMA_9)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

@@ -35,10 +35,9 @@ pub struct Store {
     limits: Limits,
     /// Run after each commit (the size budget's eviction, `keep_within`); shared by reopened handles.
     after_commit: Mutex<Option<AfterCommit>>,
-    /// Fetch claims on the blobs this handle committed that no image names yet (a
-    /// pull's layers before its image is recorded): gc, ours or another process's,
-    /// leaves claimed content alone. Released when an image names them, or with the handle.
-    unnamed: Mutex<std::collections::HashMap<Digest, FetchClaim>>,
+    /// This handle's name in `held_content` and the lock that shows it alive, taken
+    /// with the first commit of content no image names yet.
+    holder: std::sync::OnceLock<(String, File)>,
 }
 
 /// What runs after each commit.
@@ -151,6 +150,17 @@ impl Ingest {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        // What this handle held and no image came to name is garbage from now on.
+        if let Some((name, _)) = self.holder.get() {
+            let _ = self.md().write("release held content", |tx| {
+                tx.execute("DELETE FROM held_content WHERE holder = ?1", [name]).map(|_| ())
+            });
+        }
+    }
+}
+
 impl Drop for Ingest {
     fn drop(&mut self) {
         // Whatever was not renamed into place is garbage now.
@@ -192,7 +202,7 @@ impl Store {
             store_lock,
             limits: Limits::default(),
             after_commit: Mutex::default(),
-            unnamed: Mutex::default(),
+            holder: std::sync::OnceLock::new(),
         };
         match store.store_lock.try_lock() {
             Ok(()) => {
@@ -377,24 +387,13 @@ impl Store {
         image: Option<&NewImage>,
         also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
     ) -> Result<()> {
-        let added = self.commit_inner(ingest, image, also)?;
-        if let Ok(mut unnamed) = self.unnamed.lock() {
-            match image {
-                None => {
-                    for d in added {
-                        // Not claimable: another handle (the pull that fetched it) holds it.
-                        if let Some(c) = self.claim_fetch(&d, false)? {
-                            unnamed.insert(d, c);
-                        }
-                    }
-                }
-                Some(img) => {
-                    for d in img.layers.iter().map(|l| &l.blob).chain([&img.manifest.digest, &img.config.digest]) {
-                        unnamed.remove(d);
-                    }
-                }
-            }
-        }
+        // Content no image names yet is held for this handle until one does: it is
+        // not garbage to a gc (the budget's, after this commit, or another process's).
+        let holder = match image {
+            None => Some(self.holder()?),
+            Some(_) => None,
+        };
+        self.commit_inner(ingest, image, holder, also)?;
         // Locks and the database are free again: the budget may evict now.
         let hook = self.after_commit.lock().ok().and_then(|h| h.clone());
         if let Some(h) = hook {
@@ -403,15 +402,28 @@ impl Store {
         Ok(())
     }
 
-    /// Commits; returns the blobs that were new to the store.
+    /// This handle's holder name, its lock taken (and kept) on first use.
+    fn holder(&self) -> Result<&str> {
+        if let Some((name, _)) = self.holder.get() {
+            return Ok(name);
+        }
+        let name = format!("holder-{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+        let lock = self.try_lock_object(&name)?.ok_or_else(|| Error::new(ErrorKind::Io, "lock", &name, "held"))?;
+        Ok(&self.holder.get_or_init(|| (name, lock)).0)
+    }
+
+    /// Commits; content with `holder` is held for it (see `held_content`), and an
+    /// image's content stops being held by anyone.
     fn commit_inner(
         &self,
         mut ingest: Ingest,
         image: Option<&NewImage>,
+        holder: Option<&str>,
         also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
-    ) -> Result<Vec<Digest>> {
+    ) -> Result<()> {
         let blobs = std::mem::take(&mut ingest.blobs);
         let layers = std::mem::take(&mut ingest.layers);
+        let ingest_blobs: Vec<Digest> = blobs.iter().map(|(d, _)| d.digest).collect();
         // Lock in a fixed order so two committers of overlapping content cannot deadlock.
         let mut names: Vec<String> = blobs.iter().map(|(d, _)| format!("blob-{}", d.digest.hex())).collect();
         names.extend(layers.iter().map(|(l, _, _)| format!("layer-{}", l.diff_id.hex())));
@@ -476,6 +488,14 @@ impl Store {
             for (blob, diff_id) in &pairs {
                 metadata::put_layer_blob(tx, blob, diff_id)?;
             }
+            if let Some(h) = holder {
+                for d in &ingest_blobs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO held_content (holder, digest) VALUES (?1, ?2)",
+                        [h, &d.to_string()],
+                    )?;
+                }
+            }
             let Some(img) = image else { return also(tx).map(|()| None) };
             // Checked in this transaction, where no gc can interleave: every pair the image
             // names was verified, and everything it names is still here. The content above
@@ -491,13 +511,16 @@ impl Store {
                 }
             }
             crate::catalog::insert_image(tx, img)?;
+            for d in img.layers.iter().map(|l| &l.blob).chain([&img.manifest.digest, &img.config.digest]) {
+                tx.execute("DELETE FROM held_content WHERE digest = ?1", [d.to_string()])?;
+            }
             also(tx).map(|()| None)
         })?;
         match (refused, image) {
             (Some(why), Some(img)) => {
                 Err(Error::new(ErrorKind::InvalidInput, "record image", img.manifest.digest, why))
             }
-            _ => Ok(new_blobs.into_iter().map(|(d, _)| d.digest).collect()),
+            _ => Ok(()),
         }
     }
 
