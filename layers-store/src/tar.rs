@@ -82,8 +82,9 @@ pub struct TarReader<R> {
     ended: bool,
 }
 
-#[derive(Default)]
-struct Pending {
+/// What one PAX `x` header says about the next entry.
+#[derive(Debug, Default)]
+struct Pax {
     path: Option<Vec<u8>>,
     link: Option<Vec<u8>>,
     size: Option<u64>,
@@ -91,6 +92,17 @@ struct Pending {
     gid: Option<u32>,
     mtime: Option<(i64, u32)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The extension headers before an entry, as Go's archive/tar (what Docker,
+/// containerd and Podman read layers with) applies them: a later `x` header
+/// replaces an earlier one, and a GNU long name or link wins over PAX `path` and
+/// `linkpath` whatever their order.
+#[derive(Default)]
+struct Pending {
+    pax: Pax,
+    gnu_name: Option<Vec<u8>>,
+    gnu_link: Option<Vec<u8>>,
 }
 
 impl<R: Read> TarReader<R> {
@@ -115,7 +127,7 @@ impl<R: Read> TarReader<R> {
             }
             if h.iter().all(|&b| b == 0) {
                 self.ended = true;
-                self.check_tail()?;
+                self.end_of_archive()?;
                 return Ok(None);
             }
             verify_checksum(&h, self.offset)?;
@@ -125,10 +137,10 @@ impl<R: Read> TarReader<R> {
                 b'x' | b'g' | b'L' | b'K' => {
                     let data = self.read_extension(size, flag)?;
                     match flag {
-                        b'x' => parse_pax(&data, &mut pending)?,
-                        b'L' => pending.path = Some(until_nul(&data).to_vec()),
-                        b'K' => pending.link = Some(until_nul(&data).to_vec()),
-                        _ => {} // global PAX headers carry comments (git archive); nothing we apply
+                        b'x' => pending.pax = parse_pax(&data)?,
+                        b'L' => pending.gnu_name = Some(until_nul(&data).to_vec()),
+                        b'K' => pending.gnu_link = Some(until_nul(&data).to_vec()),
+                        _ => {} // global PAX headers carry comments (git archive); Go applies none either
                     }
                     continue;
                 }
@@ -142,33 +154,26 @@ impl<R: Read> TarReader<R> {
                 _ => {}
             }
             let mut entry = self.header_entry(&h, flag, size)?;
-            if let Some(p) = pending.path.take() {
-                entry.path = p;
-            }
-            if let Some(l) = pending.link.take() {
-                entry.link = l;
-            }
-            if let Some(s) = pending.size {
-                entry.size = s;
-            }
-            if let Some(u) = pending.uid {
-                entry.uid = u;
-            }
-            if let Some(g) = pending.gid {
-                entry.gid = g;
-            }
-            if let Some(m) = pending.mtime {
-                entry.mtime = m;
-            }
-            entry.xattrs = std::mem::take(&mut pending.xattrs);
-            if !matches!(entry.kind, EntryKind::File) {
-                // Only regular files carry data we extract; anything else is skipped.
+            let Pending { pax, gnu_name, gnu_link } = pending;
+            entry.path = gnu_name.or(pax.path).unwrap_or(entry.path);
+            entry.link = gnu_link.or(pax.link).unwrap_or(entry.link);
+            entry.size = pax.size.unwrap_or(entry.size);
+            entry.uid = pax.uid.unwrap_or(entry.uid);
+            entry.gid = pax.gid.unwrap_or(entry.gid);
+            entry.mtime = pax.mtime.unwrap_or(entry.mtime);
+            entry.xattrs = pax.xattrs;
+            if flag == b'D' {
+                // A GNU dumpdir: a directory whose data lists its contents, not ours to apply.
                 self.begin_data(entry.size);
                 self.skip_rest()?;
                 entry.size = 0;
-            } else {
-                self.begin_data(entry.size);
+            } else if entry.kind != EntryKind::File {
+                // Links, devices, directories and FIFOs have no data, whatever their
+                // size field says: what follows the header is the next header. So
+                // Go reads them, and a scanner built on it sees what we extract.
+                entry.size = 0;
             }
+            self.begin_data(entry.size);
             return Ok(Some(entry));
         }
     }
@@ -252,26 +257,21 @@ impl<R: Read> TarReader<R> {
         Ok(data)
     }
 
-    /// After the end marker only zero padding may follow (tar pads to its record size).
-    fn check_tail(&mut self) -> Result<(), TarError> {
-        let mut buf = [0u8; 8192];
-        loop {
-            let n = match self.inner.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if n == 0 {
-                return Ok(());
-            }
-            if buf[..n].iter().any(|&b| b != 0) {
-                return Err(TarError::Malformed(format!(
-                    "trailing data after the end-of-archive marker near byte {}",
-                    self.offset
-                )));
-            }
-            self.offset += n as u64;
+    /// After a zero block: a second one (or the end of the stream) ends the archive,
+    /// anything else is malformed, as Go reads it. Whatever follows the two zero
+    /// blocks is read to the end, unused: Docker accepts such layers, and the bytes
+    /// are still part of the stream whose digest is the diffID.
+    fn end_of_archive(&mut self) -> Result<(), TarError> {
+        let mut h = [0u8; BLOCK];
+        if self.read_block(&mut h)? && h.iter().any(|&b| b != 0) {
+            return Err(TarError::Malformed(format!(
+                "a zero block and then a header at byte {}: the end-of-archive marker is two zero blocks",
+                self.offset - BLOCK as u64
+            )));
         }
+        let copied = io::copy(&mut self.inner, &mut io::sink())?;
+        self.offset += copied;
+        Ok(())
     }
 
     fn header_entry(&self, h: &[u8; BLOCK], flag: u8, size: u64) -> Result<Entry, TarError> {
@@ -289,6 +289,7 @@ impl<R: Read> TarReader<R> {
             b'0' | b'7' => EntryKind::File,
             0 if path.last() == Some(&b'/') => EntryKind::Dir,
             0 => EntryKind::File,
+            b'D' => EntryKind::Dir,
             b'1' => EntryKind::Hardlink,
             b'2' => EntryKind::Symlink,
             b'3' => EntryKind::Char,
@@ -318,7 +319,7 @@ impl<R: Read> TarReader<R> {
             mode: (octal(&h[100..108], "mode")? & 0o7777) as u32,
             uid: to_u32(octal(&h[108..116], "uid")?, "uid")?,
             gid: to_u32(octal(&h[116..124], "gid")?, "gid")?,
-            mtime: (octal(&h[136..148], "mtime")?.min(i64::MAX as u64) as i64, 0),
+            mtime: (signed(&h[136..148], "mtime")?, 0),
             size,
             dev,
             xattrs: Vec::new(),
@@ -369,6 +370,25 @@ fn octal(field: &[u8], what: &str) -> Result<u64, TarError> {
     Ok(n)
 }
 
+/// A number that may be negative (a time before 1970): octal, or base-256 in two's
+/// complement (GNU tar and Go write and read both).
+fn signed(field: &[u8], what: &str) -> Result<i64, TarError> {
+    if field.first().is_some_and(|&b| b & 0xc0 == 0xc0) {
+        // Negative base-256: the bits inverted are the magnitude minus one.
+        let mut n: u64 = (!field[0] & 0x3f) as u64;
+        for &b in &field[1..] {
+            n = n
+                .checked_mul(256)
+                .and_then(|n| n.checked_add(!b as u64))
+                .filter(|n| *n < i64::MAX as u64)
+                .ok_or_else(|| TarError::Malformed(format!("{what} overflows")))?;
+        }
+        return Ok(-(n as i64) - 1);
+    }
+    let n = octal(field, what)?;
+    i64::try_from(n).map_err(|_| TarError::Malformed(format!("{what} overflows")))
+}
+
 fn verify_checksum(h: &[u8; BLOCK], offset: u64) -> Result<(), TarError> {
     let want = octal(&h[148..156], "checksum")?;
     let mut unsigned: u64 = 0;
@@ -385,7 +405,8 @@ fn verify_checksum(h: &[u8; BLOCK], offset: u64) -> Result<(), TarError> {
     }
 }
 
-fn parse_pax(data: &[u8], p: &mut Pending) -> Result<(), TarError> {
+fn parse_pax(data: &[u8]) -> Result<Pax, TarError> {
+    let mut p = Pax::default();
     let bad = |why: &str| TarError::Malformed(format!("PAX header: {why}"));
     let mut rest = data;
     while !rest.is_empty() {
@@ -401,6 +422,13 @@ fn parse_pax(data: &[u8], p: &mut Pending) -> Result<(), TarError> {
         rest = &rest[len..];
         let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| bad("record without '='"))?;
         let (key, val) = (&rec[..eq], &rec[eq + 1..]);
+        // As Go's validPAXRecord: names may not hold a NUL (a C string would end
+        // there, so readers would disagree on the name); xattr values may.
+        let names_a_path = matches!(key, b"path" | b"linkpath" | b"uname" | b"gname");
+        if key.is_empty() || (names_a_path && val.contains(&0)) || (!names_a_path && key.contains(&0)) {
+            let shown = String::from_utf8_lossy(key.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+            return Err(bad(&format!("record {shown:?} holds a NUL byte")));
+        }
         let num = |v: &[u8]| -> Result<u64, TarError> {
             std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad number"))
         };
@@ -416,7 +444,7 @@ fn parse_pax(data: &[u8], p: &mut Pending) -> Result<(), TarError> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(p)
 }
 
 fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
@@ -449,11 +477,26 @@ mod tests {
 
     #[test]
     fn pax_records() {
-        let mut p = Pending::default();
         let rec = b"18 path=some/name\n27 SCHILY.xattr.user.a=xyz\n";
-        parse_pax(rec, &mut p).unwrap();
+        let p = parse_pax(rec).unwrap();
         assert_eq!(p.path.as_deref(), Some(&b"some/name"[..]));
         assert_eq!(p.xattrs, vec![(b"user.a".to_vec(), b"xyz".to_vec())]);
-        assert!(parse_pax(b"99 path=x\n", &mut Pending::default()).is_err());
+        assert!(parse_pax(b"99 path=x\n").is_err());
+        // A NUL in a name is refused by name; in an xattr value it is data.
+        let err = parse_pax(b"16 linkpath=a\0b\n").unwrap_err().to_string();
+        assert!(err.contains("\"linkpath\" holds a NUL byte"), "{err}");
+        assert!(parse_pax(b"26 SCHILY.xattr.user.b=\0\x01\n").is_ok());
+        assert!(parse_pax(b"24 SCHILY.xattr.us\0er=x\n").is_err());
+    }
+
+    #[test]
+    fn negative_times_in_base_256() {
+        // -1 and -86400 in GNU base-256 (two's complement, first byte 0xff).
+        let mut f = [0xffu8; 12];
+        assert_eq!(signed(&f, "mtime").unwrap(), -1);
+        let v = (-86400i64).to_be_bytes();
+        f[4..].copy_from_slice(&v);
+        assert_eq!(signed(&f, "mtime").unwrap(), -86400);
+        assert_eq!(signed(b"00000001750\0", "mtime").unwrap(), 0o1750);
     }
 }
