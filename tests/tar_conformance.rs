@@ -1,0 +1,231 @@
+//! Tar read as Go's archive/tar reads it (the reader Docker, containerd and Podman
+//! unpack layers with, and most registry scanners are built on): where we and it
+//! disagree on what a layer holds, a scanner can be shown one tree and a container
+//! run another. Each archive is built here byte by byte, then imported; GNU tar is
+//! the second reader where it agrees with Go.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A 512-byte ustar header with its checksum.
+fn header(name: &str, flag: u8, size: u64, link: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    h[136..147].copy_from_slice(b"14000000000");
+    h[156] = flag;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    seal(&mut h);
+    h
+}
+
+/// Writes the checksum of a header whose fields are set.
+fn seal(h: &mut [u8]) {
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+}
+
+/// `data` padded to whole blocks.
+fn padded(data: &[u8]) -> Vec<u8> {
+    let mut d = data.to_vec();
+    d.resize(data.len().div_ceil(512) * 512, 0);
+    d
+}
+
+/// A PAX `x` header and its records.
+fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, v) in records {
+        // The length counts itself: find the fixed point.
+        let rest = k.len() + v.len() + 3;
+        let mut n = rest + 1;
+        while n != rest + n.to_string().len() {
+            n = rest + n.to_string().len();
+        }
+        body.extend_from_slice(format!("{n} {k}=").as_bytes());
+        body.extend_from_slice(v);
+        body.push(b'\n');
+    }
+    [header("PaxHeaders/x", b'x', body.len() as u64, ""), padded(&body)].concat()
+}
+
+/// A GNU long-name (`L`) or long-link (`K`) header.
+fn gnu_long(flag: u8, name: &str) -> Vec<u8> {
+    let mut body = name.as_bytes().to_vec();
+    body.push(0);
+    [header("././@LongLink", flag, body.len() as u64, ""), padded(&body)].concat()
+}
+
+fn file(name: &str, data: &[u8]) -> Vec<u8> {
+    [header(name, b'0', data.len() as u64, ""), padded(data)].concat()
+}
+
+fn end() -> Vec<u8> {
+    vec![0u8; 1024]
+}
+
+/// Imports `tar` as IMAGE into a fresh store; returns the store and the layer dir.
+fn import(work: &Path, image: &str, parts: &[Vec<u8>]) -> (PathBuf, PathBuf) {
+    let path = work.join(format!("{image}.tar"));
+    fs::write(&path, parts.concat()).unwrap();
+    let store = work.join(format!("store-{image}"));
+    layers_ok(&store, &["import", "-q", path.to_str().unwrap(), image]);
+    let layer = layer_dirs(&store, image).remove(0);
+    (store, layer)
+}
+
+/// What GNU tar lists in the archive.
+fn gnu_tar_lists(work: &Path, image: &str) -> Vec<String> {
+    let out = std::process::Command::new("tar").arg("-tf").arg(work.join(format!("{image}.tar"))).output().unwrap();
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut n: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn a_later_pax_header_replaces_an_earlier_one() {
+    if !need_root("a_later_pax_header_replaces_an_earlier_one") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // Two x headers before one entry: only the second applies, so the first's `path`
+    // does not rename the entry (merging them would: a parser differential).
+    let (_, layer) = import(
+        work.path(),
+        "pax2",
+        &[pax(&[("path", b"renamed")]), pax(&[("mtime", b"1000")]), file("plain", b"data\n"), end()],
+    );
+    assert_eq!(names(&layer), ["plain"]);
+    assert_eq!(fs::metadata(layer.join("plain")).unwrap().mtime(), 1000);
+}
+
+#[test]
+fn a_gnu_long_name_wins_over_a_pax_path_as_in_go() {
+    if !need_root("a_gnu_long_name_wins_over_a_pax_path_as_in_go") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // Go applies the PAX records, then the GNU long name and link over them, in
+    // either order. (GNU tar lets PAX win; Docker's, containerd's and Podman's
+    // reader is Go's, so a layer means what Go reads.)
+    for (i, order) in [[0, 1], [1, 0]].iter().enumerate() {
+        let ext = [pax(&[("path", b"pax-name"), ("linkpath", b"pax-target")]), gnu_long(b'L', "gnu-name")];
+        let link = gnu_long(b'K', "gnu-target");
+        let (_, layer) = import(
+            work.path(),
+            &format!("gnu{i}"),
+            &[ext[order[0]].clone(), ext[order[1]].clone(), link, header("short", b'2', 0, "short-target"), end()],
+        );
+        assert_eq!(names(&layer), ["gnu-name"], "order {order:?}");
+        assert_eq!(fs::read_link(layer.join("gnu-name")).unwrap(), Path::new("gnu-target"));
+    }
+}
+
+#[test]
+fn a_symlink_header_with_a_size_has_no_data_so_what_follows_is_the_next_entry() {
+    if !need_root("a_symlink_header_with_a_size_has_no_data_so_what_follows_is_the_next_entry") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // A symlink that claims 1024 bytes of data, and those bytes are a file entry.
+    // Go reads links, devices, dirs and FIFOs as header-only: "hidden" is an entry
+    // to it, and so to every scanner built on it; GNU tar skips the bytes and never
+    // sees it. We read as Go: what a scanner lists is what we extract.
+    let hidden = file("hidden", b"payload\n");
+    assert_eq!(hidden.len(), 1024);
+    let (_, layer) =
+        import(work.path(), "symsize", &[header("link", b'2', 1024, "target"), hidden, file("after", b"x\n"), end()]);
+    assert_eq!(names(&layer), ["after", "hidden", "link"]);
+    assert_eq!(fs::read_to_string(layer.join("hidden")).unwrap(), "payload\n");
+    assert_eq!(
+        gnu_tar_lists(work.path(), "symsize"),
+        ["link", "after"],
+        "GNU tar skips the data (documented difference)"
+    );
+}
+
+#[test]
+fn a_gnu_dumpdir_is_a_directory() {
+    if !need_root("a_gnu_dumpdir_is_a_directory") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // GNU tar --listed-incremental writes directories as type D with a listing as data.
+    let listing = b"Ya\0Nb\0\0";
+    let (_, layer) = import(
+        work.path(),
+        "dumpdir",
+        &[header("d/", b'D', listing.len() as u64, ""), padded(listing), file("d/a", b"a\n"), end()],
+    );
+    assert!(fs::symlink_metadata(layer.join("d")).unwrap().is_dir());
+    assert_eq!(names(&layer.join("d")), ["a"]);
+}
+
+#[test]
+fn times_before_1970_are_kept() {
+    if !need_root("times_before_1970_are_kept") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // One through PAX, one in GNU base-256 (two's complement).
+    let mut b256 = header("b256", b'0', 0, "");
+    b256[136..148].copy_from_slice(&[0xff; 12]);
+    b256[144..148].copy_from_slice(&(-86400i32).to_be_bytes());
+    seal(&mut b256);
+    let (_, layer) = import(work.path(), "negative", &[pax(&[("mtime", b"-1.5")]), file("pax", b""), b256, end()]);
+    assert_eq!(fs::symlink_metadata(layer.join("pax")).unwrap().mtime(), -2);
+    assert_eq!(fs::symlink_metadata(layer.join("b256")).unwrap().mtime(), -86400);
+}
+
+#[test]
+fn a_nul_in_a_pax_name_is_refused_naming_the_record_and_the_entry() {
+    if !need_root("a_nul_in_a_pax_name_is_refused_naming_the_record_and_the_entry") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("nul.tar");
+    fs::write(
+        &path,
+        [file("first", b"1\n"), pax(&[("linkpath", b"a\0/etc/shadow")]), header("l", b'2', 0, "a"), end()].concat(),
+    )
+    .unwrap();
+    let store = work.path().join("store");
+    let out = layers(&store, &["import", path.to_str().unwrap(), "nul"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("tar entry #2") && err.contains("record \"linkpath\" holds a NUL byte"), "{err}");
+    assert_eq!(layers_ok(&store, &["images", "-q"]), "");
+}
+
+#[test]
+fn a_zero_block_then_a_header_is_malformed_as_in_go() {
+    if !need_root("a_zero_block_then_a_header_is_malformed_as_in_go") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    // One zero block, then an entry: GNU tar (without -i) stops at the zero block, Go
+    // calls it an invalid header. Either way nobody may extract "ghost".
+    let path = work.path().join("ghost.tar");
+    fs::write(&path, [file("a", b"a\n"), vec![0u8; 512], file("ghost", b"boo\n"), end()].concat()).unwrap();
+    let store = work.path().join("store");
+    let out = layers(&store, &["import", path.to_str().unwrap(), "ghost"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("end-of-archive marker is two zero blocks"), "{}", stderr(&out));
+}
