@@ -56,6 +56,54 @@ pub fn pull_image(
     digest
 }
 
+/// A registry image known by its manifest and config alone, its layers not fetched.
+pub struct RemoteImage {
+    pub manifest: Digest,
+    pub config: ImageConfig,
+}
+
+/// Reads what `reference` names (its platform's manifest, and its config), both
+/// verified, without fetching a layer or writing to a store: a build keys a FROM on
+/// it and fetches the layers only where a step needs them.
+pub fn remote_image(
+    reference: &str,
+    platform: Option<&str>,
+    registries: &RegistriesConfig,
+    tls_verify: bool,
+) -> anyhow::Result<RemoteImage> {
+    let reference = Reference::parse(reference, ShortNames::DockerHub)?;
+    let endpoints = registries.endpoints(&reference.registry);
+    let platform = match platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
+    rt.block_on(async {
+        let events = Progress::new(true);
+        let (repo, mut bytes, mut digest) = first_endpoint(&reference, &endpoints, tls_verify, &events).await?;
+        let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
+        if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {
+            let chosen = pick_platform(&top, &platform).with_context(|| reference.to_string())?;
+            let notices = events.notices();
+            (bytes, digest) =
+                fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
+        check_manifest(&manifest).with_context(|| reference.to_string())?;
+        let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.notices()).await?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .with_context(|| format!("parse config {}", manifest.config.digest))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            bail!(
+                "{reference}: manifest lists {} layers but the config {}",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            );
+        }
+        Ok(RemoteImage { manifest: digest, config })
+    })
+}
+
 /// Fetches a manifest by tag or digest, verifying its digest (the pinned one, if
 /// any, and the one the registry claims).
 pub(crate) async fn fetch_manifest(

@@ -290,3 +290,69 @@ fn a_miss_names_what_changed() {
     // --no-cache looks nothing up, so it explains nothing.
     assert!(miss(&["--no-cache"]).is_empty());
 }
+
+#[test]
+fn a_fresh_machine_never_fetches_the_base_of_a_stage_that_all_hits() {
+    if !need_root("a_fresh_machine_never_fetches_the_base_of_a_stage_that_all_hits") {
+        return;
+    }
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    // Two bases in the registry, made by umoci (busybox) and skopeo (a one-file image).
+    reg.push(&fixtures().join("oci"), "layered", "lazy/builder-base:1", &[]);
+    let root = work.path().join("final-root");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(root.join("motd"), "final base\n").unwrap();
+    let tar = work.path().join("final.tar");
+    gnu_tar(&root, &tar);
+    let layout = work.path().join("final-layout");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", &format!("tarball:{}", tar.display()), &format!("oci:{}:final", layout.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    reg.push(&layout, "final", "lazy/final-base:1", &[]);
+    let ctx = build_context(
+        work.path(),
+        "lazy",
+        &format!(
+            "FROM {r}/lazy/builder-base:1 AS build\nRUN echo built > /out\nFROM {r}/lazy/final-base:1\nCOPY --from=build /out /out\n",
+            r = reg.addr
+        ),
+    );
+    let cache = format!("{}/cache/lazy:main", reg.addr);
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let built_a =
+        build(&a, &["-t", "lazy", "--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+
+    let before = reg.requests_from_layers().len();
+    let built_b = build(&b, &["-t", "lazy", "--cache-from", &cache, ctx.to_str().unwrap()]);
+    assert!(outcomes(&built_b).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&built_b));
+    assert_eq!(stdout(&built_b), stdout(&built_a), "the same image ID as machine A's");
+    // B read both bases' manifests and configs (their keys), and fetched the final
+    // image's two layers from the cache: not one blob of the builder's base.
+    let requests = reg.requests_from_layers()[before..].to_vec();
+    let builder_layers: Vec<String> = layer_blobs(&a, &format!("{}/lazy/builder-base:1", reg.addr));
+    let fetched = blob_gets(&requests);
+    assert!(builder_layers.iter().all(|l| !fetched.contains(l)), "{requests:?}");
+    let final_layers = layer_blobs(&b, "lazy");
+    assert_eq!(final_layers.len(), 2);
+    assert!(final_layers.iter().all(|l| fetched.contains(l)), "{requests:?}");
+    let m = PathBuf::from(layers_ok(&b, &["mount", "lazy"]));
+    let _unmount = Mounted(m.clone());
+    assert_eq!(fs::read_to_string(m.join("out")).unwrap(), "built\n");
+    assert_eq!(fs::read_to_string(m.join("motd")).unwrap(), "final base\n");
+
+    // A step that misses on B: only then is its stage's base pulled.
+    fs::write(ctx.join("Dockerfile"), format!("FROM {r}/lazy/final-base:1\nRUN [\"/nonexistent\"]\n", r = reg.addr))
+        .unwrap();
+    let out = layers(&b, &["build", "--cache-from", &cache, ctx.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(layers(&b, &["inspect", &format!("{}/lazy/final-base:1", reg.addr)]).status.success(), "pulled to run on");
+}
+
+/// The layer blob digests of IMAGE in STORE.
+fn layer_blobs(store: &Path, image: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["inspect", image])).unwrap();
+    v[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+}

@@ -167,8 +167,17 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, true)?;
         Ok(store.resolve(image)?)
     };
+    // With a shared cache, a FROM image not stored is only read from its registry:
+    // if every step of its stage hits, its layers are never fetched.
+    let from = |image: &str, platform: Option<&str>| -> anyhow::Result<plan::FromImage> {
+        if a.cache_from.is_empty() || (!a.pull && store.resolve(image).is_ok()) {
+            return base(image, platform).map(plan::FromImage::Stored);
+        }
+        Ok(plan::FromImage::Remote(Box::new(crate::pull::remote_image(image, platform, a.registries, true)?)))
+    };
     let inputs = plan::Inputs {
         store,
+        from: &from,
         context_tree: &context_tree,
         ignore: ignore.clone(),
         escape: parsed.escape,
@@ -185,7 +194,18 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         (plan::plan(&inputs, &file, &stages, &need), loading.join())
     });
     let plan = plan?;
+    // A remote FROM image a step needs after all, pulled: the image planned on, or an error.
+    let pull_base =
+        |reference: &str, platform: Option<&str>, manifest: &layers_store::Digest| -> anyhow::Result<ImageRow> {
+            let got = crate::pull::pull_image(store.reopen()?, reference, platform, a.registries, true, true)?;
+            if got != *manifest {
+                bail!("FROM {reference}: it names {got} now, not {manifest} the build was planned on; build again");
+            }
+            store.touch_image(&got)?;
+            Ok(store.resolve(&got.to_string())?)
+        };
     let mut x = exec::Executor::new(store, context, ignore, &plan);
+    x.pull_base = Some(&pull_base);
     x.no_cache = a.no_cache;
     x.quiet = a.quiet;
     x.epoch = epoch;

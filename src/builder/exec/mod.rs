@@ -45,6 +45,8 @@ pub struct Executor<'a> {
     stages: Vec<State>,
     /// Every step that made an image, in order: what `--cache-to` exports.
     pub made: Vec<Made>,
+    /// Pulls a FROM image planned as remote (`Base::Remote`).
+    pub pull_base: Option<PullBase<'a>>,
     /// The stages whose images the target's image is made of: their imported
     /// steps' layers are fetched as soon as they hit.
     final_chain: Vec<bool>,
@@ -69,8 +71,8 @@ pub struct State {
     /// `None`: `FROM scratch` before any step made an image, or an imported step
     /// not made locally yet (`pending`).
     pub image: Option<ImageRow>,
-    /// The key of the imported step the stage is at, until its image is needed here.
-    pub pending: Option<Digest>,
+    /// What the stage is at when its image is not here yet, until it is needed.
+    pub pending: Option<Pending>,
     pub config: ImageConfig,
 }
 
@@ -83,6 +85,18 @@ impl State {
         }
     }
 }
+
+/// An image a stage is at and that is not in the store yet.
+#[derive(Clone)]
+pub enum Pending {
+    /// An imported cache's step, by key.
+    Cached(Digest),
+    /// A FROM image in a registry (pulled by `reference`, expected to be `manifest`).
+    Base { reference: String, platform: Option<String>, manifest: Digest },
+}
+
+/// Pulls a FROM image a step needs after all: reference, platform, the manifest planned on.
+pub type PullBase<'a> = &'a dyn Fn(&str, Option<&str>, &Digest) -> anyhow::Result<ImageRow>;
 
 /// A read-only view of an image mounted for a step to read from; unmounted when dropped.
 pub struct MountedView(PathBuf);
@@ -117,6 +131,7 @@ impl<'a> Executor<'a> {
             steps_total: plan.stages.iter().map(|s| s.steps.len() + 1).sum(),
             stages: Vec::new(),
             made: Vec::new(),
+            pull_base: None,
             final_chain: Vec::new(),
         }
     }
@@ -150,6 +165,15 @@ impl<'a> Executor<'a> {
                 Base::Image(row) => {
                     State { image: Some(row.clone()), pending: None, config: stage.base_config.clone() }
                 }
+                Base::Remote { reference, platform, manifest } => State {
+                    image: None,
+                    pending: Some(Pending::Base {
+                        reference: reference.clone(),
+                        platform: platform.clone(),
+                        manifest: *manifest,
+                    }),
+                    config: stage.base_config.clone(),
+                },
                 Base::Stage(i) => self.stages[*i].clone(),
             };
             for step in &stage.steps {
@@ -170,10 +194,16 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Makes the image of an imported step the stage is at, if it is one.
+    /// Makes the image the stage is at if it is not here yet (an imported step's, or
+    /// a FROM image's pulled).
     fn materialize(&self, state: &mut State) -> anyhow::Result<()> {
-        if let Some(key) = state.pending.take() {
-            state.image = Some(self.cache.materialize(self.store, &key)?);
+        match state.pending.take() {
+            None => {}
+            Some(Pending::Cached(key)) => state.image = Some(self.cache.materialize(self.store, &key)?),
+            Some(Pending::Base { reference, platform, manifest }) => {
+                let pull = self.pull_base.context("a remote FROM image and no way to pull it")?;
+                state.image = Some(pull(&reference, platform.as_deref(), &manifest)?);
+            }
         }
         Ok(())
     }
@@ -212,9 +242,10 @@ impl<'a> Executor<'a> {
             self.remember(step)?;
         }
         let image = match (&state.image, &state.pending) {
-            (_, Some(key)) => Err(*key),
+            (_, Some(Pending::Cached(key))) => Err(*key),
             (Some(row), None) => Ok(row.clone()),
-            (None, None) => return Ok(()),
+            // A hit or a run leaves the stage on a cached step or an image.
+            (_, Some(Pending::Base { .. })) | (None, None) => return Ok(()),
         };
         let inputs = step.inputs.clone();
         self.made.push(Made { stage, key: step.key, parent: step.parent, text: step.text.clone(), inputs, image });
@@ -274,7 +305,7 @@ impl<'a> Executor<'a> {
         } else if let Some(cached) = self.cache.find(&step.key) {
             state.config = cached.config.clone();
             state.image = None;
-            state.pending = Some(step.key);
+            state.pending = Some(Pending::Cached(step.key));
             if needed {
                 self.cache.prefetch(self.store, &step.key);
             }

@@ -43,6 +43,8 @@ pub struct Inputs<'a> {
     pub network: Network,
     /// Finds a base image: stored, or pulled (`platform`, `always`).
     pub base: &'a dyn Fn(&str, Option<&str>) -> anyhow::Result<ImageRow>,
+    /// Finds a FROM image: stored, pulled, or only read from its registry (`Remote`).
+    pub from: &'a dyn Fn(&str, Option<&str>) -> anyhow::Result<FromImage>,
     /// `--max-layer-size`: the cap on an `ADD` URL's body too.
     pub max_download: u64,
 }
@@ -55,10 +57,23 @@ pub struct Plan {
     pub downloads: Vec<super::scratch::ScratchDir>,
 }
 
+/// What a FROM names, found.
+pub enum FromImage {
+    Stored(ImageRow),
+    Remote(Box<crate::pull::RemoteImage>),
+}
+
 /// Where a stage starts.
 pub enum Base {
     Scratch,
     Image(ImageRow),
+    /// An image in a registry, known by its manifest and config: pulled only if a
+    /// step of the stage runs (with `--cache-from`, every step may hit).
+    Remote {
+        reference: String,
+        platform: Option<String>,
+        manifest: Digest,
+    },
     /// An earlier stage of the plan, by index.
     Stage(usize),
 }
@@ -244,10 +259,21 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
                 Some(s.steps.last().map_or_else(|| config.config.clone().unwrap_or_default(), |l| l.config.clone()));
             (Base::Stage(p), config, s.key())
         } else {
-            let row = (inputs.base)(&image, platform.as_deref()).with_context(|| format!("{at}: FROM {image}"))?;
-            let config = inputs.store.config(&row).with_context(|| format!("{at}: FROM {image}"))?;
-            let key = Key::new("from-image", None).field("manifest", &row.manifest.to_string()).finish();
-            (Base::Image(row), config, key)
+            let (base, config, manifest) =
+                match (inputs.from)(&image, platform.as_deref()).with_context(|| format!("{at}: FROM {image}"))? {
+                    FromImage::Stored(row) => {
+                        let config = inputs.store.config(&row).with_context(|| format!("{at}: FROM {image}"))?;
+                        let manifest = row.manifest;
+                        (Base::Image(row), config, manifest)
+                    }
+                    FromImage::Remote(r) => {
+                        let base =
+                            Base::Remote { reference: image.clone(), platform: platform.clone(), manifest: r.manifest };
+                        (base, r.config, r.manifest)
+                    }
+                };
+            let key = Key::new("from-image", None).field("manifest", &manifest.to_string()).finish();
+            (base, config, key)
         };
         let mut rt = base_config.config.clone().unwrap_or_default();
         // As BuildKit and buildah: a base without PATH gets the default one.

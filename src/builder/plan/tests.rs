@@ -8,7 +8,7 @@ use layers_store::metadata::ImageRow;
 use layers_store::oci::{ImageConfig, RootFs, RuntimeConfig};
 use layers_store::{ImageBlobs, Store};
 
-use super::{needed, plan, split, Inputs};
+use super::{needed, plan, split, FromImage, Inputs};
 use crate::builder::context::Tree;
 use crate::builder::frontend::instruction;
 use crate::run::Network;
@@ -36,6 +36,7 @@ fn keys(store: &Store, base: &ImageRow, context: &Path) -> Vec<(String, String)>
     let need = needed(&stages, stages.stages.len() - 1);
     let tree = Tree::open(context, "build context").unwrap();
     let find = |_: &str, _: Option<&str>| Ok(base.clone());
+    let from = |_: &str, _: Option<&str>| Ok(FromImage::Stored(base.clone()));
     let mut global_args = std::collections::BTreeMap::new();
     global_args.insert("BASE".to_string(), Some("busybox".to_string()));
     let inputs = Inputs {
@@ -47,6 +48,7 @@ fn keys(store: &Store, base: &ImageRow, context: &Path) -> Vec<(String, String)>
         global_args,
         network: Network::Host,
         base: &find,
+        from: &from,
         max_download: 1 << 20,
     };
     let plan = plan(&inputs, "Dockerfile", &stages, &need).unwrap();
