@@ -229,3 +229,87 @@ fn a_zero_block_then_a_header_is_malformed_as_in_go() {
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("end-of-archive marker is two zero blocks"), "{}", stderr(&out));
 }
+
+#[test]
+fn gnu_sparse_files_in_every_format_extract_with_their_holes() {
+    if !need_root("gnu_sparse_files_in_every_format_extract_with_their_holes") {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // 40 MiB with three islands of data (one at the very end) and holes between.
+    let f = fs::File::create(src.join("sparse")).unwrap();
+    f.set_len(40 << 20).unwrap();
+    f.write_all_at(b"start", 0).unwrap();
+    f.write_all_at(&[7u8; 70_000], 10 << 20).unwrap();
+    f.write_all_at(b"end", (40 << 20) - 3).unwrap();
+    drop(f);
+    fs::write(src.join("plain"), "plain\n").unwrap();
+    let want = fs::read(src.join("sparse")).unwrap();
+    for (name, args) in [
+        ("oldgnu", &["--format=gnu"][..]),
+        ("pax00", &["--format=posix", "--sparse-version=0.0"][..]),
+        ("pax01", &["--format=posix", "--sparse-version=0.1"][..]),
+        ("pax10", &["--format=posix", "--sparse-version=1.0"][..]),
+    ] {
+        let tar = work.path().join(format!("{name}.tar"));
+        let st = std::process::Command::new("tar")
+            .args(["-S", "-cf"])
+            .arg(&tar)
+            .args(args)
+            .arg("-C")
+            .arg(&src)
+            .args(["sparse", "plain"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // The archive holds the islands, not 40 MiB.
+        assert!(fs::metadata(&tar).unwrap().len() < 1 << 20, "{name}: GNU tar wrote a sparse archive");
+        let store = work.path().join(format!("store-{name}"));
+        layers_ok(&store, &["import", "-q", tar.to_str().unwrap(), name]);
+        let layer = layer_dirs(&store, name).remove(0);
+        assert_eq!(names(&layer), ["plain", "sparse"], "{name}");
+        let got = layer.join("sparse");
+        let m = fs::metadata(&got).unwrap();
+        assert_eq!(m.len(), 40 << 20, "{name}: size");
+        assert!(m.blocks() * 512 < 4 << 20, "{name}: holes stay holes ({} blocks)", m.blocks());
+        assert!(fs::read(&got).unwrap() == want, "{name}: content as GNU tar wrote it");
+        assert_eq!(fs::read_to_string(layer.join("plain")).unwrap(), "plain\n");
+        // And as GNU tar extracts it, byte for byte.
+        let out = work.path().join(format!("gnu-{name}"));
+        fs::create_dir_all(&out).unwrap();
+        let st = std::process::Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&out).status().unwrap();
+        assert!(st.success());
+        assert!(fs::read(out.join("sparse")).unwrap() == fs::read(&got).unwrap(), "{name}: GNU tar agrees");
+        assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+    }
+}
+
+#[test]
+fn a_sparse_map_that_lies_is_refused_and_holes_count_against_the_size_limit() {
+    if !need_root("a_sparse_map_that_lies_is_refused_and_holes_count_against_the_size_limit") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let import = |name: &str, parts: &[Vec<u8>], extra: &[&str]| {
+        let path = work.path().join(format!("{name}.tar"));
+        fs::write(&path, parts.concat()).unwrap();
+        let mut args = extra.to_vec();
+        args.extend(["import", path.to_str().unwrap(), name]);
+        layers(&store, &args)
+    };
+    // PAX 0.1: a map covering 8 bytes for an entry that holds 5.
+    let lying = pax(&[("GNU.sparse.name", b"f"), ("GNU.sparse.size", b"100"), ("GNU.sparse.map", b"0,4,50,4")]);
+    let out = import("lying", &[lying, file("GNUSparseFile.0/f", b"abcde"), end()], &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("sparse map covers 8 bytes but the entry holds 5"), "{}", stderr(&out));
+    // A 5-byte entry that claims to be a 1 TiB file: refused by the layer size limit.
+    let huge = pax(&[("GNU.sparse.name", b"f"), ("GNU.sparse.size", b"1099511627776"), ("GNU.sparse.map", b"0,5")]);
+    let out = import("huge", &[huge, file("GNUSparseFile.0/f", b"abcde"), end()], &["--max-layer-size", "1048576"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("sparse files larger than the limit of 1048576 bytes"), "{}", stderr(&out));
+    assert_eq!(layers_ok(&store, &["images", "-q"]), "");
+}

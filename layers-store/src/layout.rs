@@ -267,6 +267,7 @@ impl<W: std::io::Write> TarSink<W> {
             size,
             dev: (0, 0),
             xattrs: Vec::new(),
+            sparse: None,
         }
     }
 }

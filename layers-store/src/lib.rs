@@ -46,6 +46,8 @@ pub mod root;
 #[allow(clippy::disallowed_methods)]
 pub mod store;
 pub mod tar;
+/// GNU sparse files in tar: their maps, read and checked.
+pub mod tar_sparse;
 pub mod tar_writer;
 // Committed layer dirs (never changed once in place), walked with lstat and O_NOFOLLOW opens.
 #[allow(clippy::disallowed_methods)]

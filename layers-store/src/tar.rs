@@ -6,6 +6,8 @@
 
 use std::io::{self, Read};
 
+use crate::tar_sparse::{self, PaxFormat, PaxSparse, SparseMap};
+
 const BLOCK: usize = 512;
 
 /// The type of a tar entry, after header extensions are folded in.
@@ -50,6 +52,8 @@ pub struct Entry {
     pub dev: (u32, u32),
     /// Extended attributes from PAX `SCHILY.xattr.*` records.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A GNU sparse file: where its `size` bytes of data go, and its full size.
+    pub sparse: Option<SparseMap>,
 }
 
 /// Why a tar stream could not be read.
@@ -92,6 +96,7 @@ struct Pax {
     gid: Option<u32>,
     mtime: Option<(i64, u32)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    sparse: PaxSparse,
 }
 
 /// The extension headers before an entry, as Go's archive/tar (what Docker,
@@ -144,7 +149,6 @@ impl<R: Read> TarReader<R> {
                     }
                     continue;
                 }
-                b'S' => return Err(TarError::Unsupported("GNU sparse file".into())),
                 b'M' => return Err(TarError::Unsupported("multi-volume archive".into())),
                 b'V' => {
                     self.begin_data(size);
@@ -153,7 +157,26 @@ impl<R: Read> TarReader<R> {
                 }
                 _ => {}
             }
-            let mut entry = self.header_entry(&h, flag, size)?;
+            // An old GNU sparse file: a regular file with its map in this header and
+            // the extension blocks after it.
+            let old_sparse = if flag == b'S' {
+                let max_blocks = self.max_header / BLOCK as u64;
+                let next = || {
+                    let mut b = [0u8; BLOCK];
+                    match self.read_block(&mut b) {
+                        Ok(true) => Ok(b),
+                        Ok(false) => Err("the archive ends in a sparse map".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                let octal = |f: &[u8]| octal(f, "sparse map").map_err(|e| e.to_string());
+                let (fragments, size) =
+                    tar_sparse::old_gnu(&h, next, max_blocks, octal).map_err(TarError::Malformed)?;
+                Some(SparseMap { fragments, size })
+            } else {
+                None
+            };
+            let mut entry = self.header_entry(&h, if old_sparse.is_some() { b'0' } else { flag }, size)?;
             let Pending { pax, gnu_name, gnu_link } = pending;
             entry.path = gnu_name.or(pax.path).unwrap_or(entry.path);
             entry.link = gnu_link.or(pax.link).unwrap_or(entry.link);
@@ -162,6 +185,16 @@ impl<R: Read> TarReader<R> {
             entry.gid = pax.gid.unwrap_or(entry.gid);
             entry.mtime = pax.mtime.unwrap_or(entry.mtime);
             entry.xattrs = pax.xattrs;
+            let pax_sparse = match pax.sparse.format().map_err(TarError::Malformed)? {
+                Some(_) if entry.kind != EntryKind::File => None,
+                other => other,
+            };
+            if pax_sparse.is_some() {
+                // Go names the file by GNU.sparse.name over every other name.
+                if let Some(n) = pax.sparse.name {
+                    entry.path = n;
+                }
+            }
             if flag == b'D' {
                 // A GNU dumpdir: a directory whose data lists its contents, not ours to apply.
                 self.begin_data(entry.size);
@@ -174,6 +207,32 @@ impl<R: Read> TarReader<R> {
                 entry.size = 0;
             }
             self.begin_data(entry.size);
+            entry.sparse = match (old_sparse, pax_sparse) {
+                (Some(m), _) => Some(m),
+                (None, Some((PaxFormat::Records(fragments), size))) => Some(SparseMap { fragments, size }),
+                (None, Some((PaxFormat::InData, size))) => {
+                    let max = self.max_header;
+                    let next = || {
+                        let mut b = [0u8; BLOCK];
+                        let mut got = 0;
+                        while got < BLOCK {
+                            match self.read_data(&mut b[got..]) {
+                                Ok(0) => return Err("the entry's data ends in its sparse map".to_string()),
+                                Ok(n) => got += n,
+                                Err(e) => return Err(e.to_string()),
+                            }
+                        }
+                        Ok(b)
+                    };
+                    let (fragments, used) = tar_sparse::map_in_data(next, max).map_err(TarError::Malformed)?;
+                    entry.size -= used;
+                    Some(SparseMap { fragments, size })
+                }
+                (None, None) => None,
+            };
+            if let Some(m) = &entry.sparse {
+                tar_sparse::validate(m, entry.size).map_err(TarError::Malformed)?;
+            }
             return Ok(Some(entry));
         }
     }
@@ -323,6 +382,7 @@ impl<R: Read> TarReader<R> {
             size,
             dev,
             xattrs: Vec::new(),
+            sparse: None,
         })
     }
 }
@@ -432,6 +492,10 @@ fn parse_pax(data: &[u8]) -> Result<Pax, TarError> {
         let num = |v: &[u8]| -> Result<u64, TarError> {
             std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad number"))
         };
+        // As Go: an empty value keeps what the header says.
+        if val.is_empty() && !key.starts_with(b"SCHILY.xattr.") {
+            continue;
+        }
         match key {
             b"path" => p.path = Some(val.to_vec()),
             b"linkpath" => p.link = Some(val.to_vec()),
@@ -440,7 +504,18 @@ fn parse_pax(data: &[u8]) -> Result<Pax, TarError> {
             b"gid" => p.gid = Some(to_u32(num(val)?, "gid")?),
             b"mtime" => p.mtime = Some(pax_time(val).ok_or_else(|| bad("bad mtime"))?),
             k if k.starts_with(b"SCHILY.xattr.") => p.xattrs.push((k[13..].to_vec(), val.to_vec())),
-            k if k.starts_with(b"GNU.sparse.") => return Err(TarError::Unsupported("GNU sparse file (PAX)".into())),
+            b"GNU.sparse.major" => p.sparse.major = Some(val.to_vec()),
+            b"GNU.sparse.minor" => p.sparse.minor = Some(val.to_vec()),
+            b"GNU.sparse.name" => p.sparse.name = Some(val.to_vec()),
+            b"GNU.sparse.size" => p.sparse.size = Some(val.to_vec()),
+            b"GNU.sparse.realsize" => p.sparse.realsize = Some(val.to_vec()),
+            b"GNU.sparse.map" => p.sparse.map = Some(val.to_vec()),
+            b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
+                if p.sparse.pairs.len() >= 2 * tar_sparse::MAX_FRAGMENTS {
+                    return Err(bad("too many sparse map records"));
+                }
+                p.sparse.pairs.push(num(val)?);
+            }
             _ => {}
         }
     }

@@ -207,6 +207,7 @@ mod tests {
             size: 0,
             dev: (0, 0),
             xattrs: Vec::new(),
+            sparse: None,
         }
     }
 

@@ -27,6 +27,7 @@ use crate::digest::{DiffId, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
+use crate::tar_sparse::SparseMap;
 use crate::tree::ContentDigests;
 
 const CHUNK: usize = 128 * 1024;
@@ -347,7 +348,15 @@ impl Read for ChannelReader {
 /// Writes every entry; returns the entry count.
 fn extract(reader: &mut ChannelReader, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
     let mut tar = TarReader::new(reader, limits.max_header);
-    let mut x = Extractor { root, cache: None, dir_times: HashMap::new(), buf: vec![0u8; CHUNK], digests };
+    let mut x = Extractor {
+        root,
+        cache: None,
+        dir_times: HashMap::new(),
+        buf: vec![0u8; CHUNK],
+        digests,
+        holes: 0,
+        max_bytes: limits.max_bytes,
+    };
     let mut entries: u64 = 0;
     while let Some(entry) = tar.next_entry().map_err(|e| tar_error(e, entries))? {
         entries += 1;
@@ -388,6 +397,9 @@ struct Extractor<'r> {
     buf: Vec<u8>,
     /// Content digests of the files written, for the layer's tree listing.
     digests: &'r mut ContentDigests,
+    /// Bytes of sparse files' holes so far, and what they may add up to.
+    holes: u64,
+    max_bytes: u64,
 }
 
 /// Names an entry in messages, printable whatever bytes it holds.
@@ -445,7 +457,23 @@ impl Extractor<'_> {
                     }
                     Err(err) => return Err(io_err(err)),
                 };
-                self.copy_data(tar, &file).map_err(io_err)?;
+                match &e.sparse {
+                    None => self.copy_data(tar, &file).map_err(io_err)?,
+                    Some(map) => {
+                        // Holes count against the layer's size limit as if written:
+                        // whoever reads the file (a hash, a copy) reads them.
+                        self.holes = self.holes.saturating_add(map.size.saturating_sub(e.size));
+                        if self.holes > self.max_bytes {
+                            return Err(Error::new(
+                                ErrorKind::LimitExceeded,
+                                "unpack",
+                                subject(),
+                                format!("sparse files larger than the limit of {} bytes", self.max_bytes),
+                            ));
+                        }
+                        self.copy_sparse(tar, &file, map).map_err(io_err)?
+                    }
+                }
                 set_owner_mode_fd(file.as_fd(), &meta).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v)).map_err(io_err)?;
                 set_mtime_fd(file.as_fd(), &meta).map_err(io_err)?;
@@ -553,6 +581,42 @@ impl Extractor<'_> {
             h.update(&self.buf[..n]);
             file.write_all(&self.buf[..n])?;
         }
+    }
+
+    /// Writes a sparse file's fragments where they go, leaving the rest as holes; its
+    /// digest is of the whole content, holes read as zeros.
+    fn copy_sparse<R: Read>(&mut self, tar: &mut TarReader<R>, file: &File, map: &SparseMap) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut h = blake3::Hasher::new();
+        let zeros = [0u8; 64 << 10];
+        let mut hashed = 0u64;
+        let zero_to = |h: &mut blake3::Hasher, to: u64, hashed: &mut u64| {
+            while *hashed < to {
+                let n = (to - *hashed).min(zeros.len() as u64) as usize;
+                h.update(&zeros[..n]);
+                *hashed += n as u64;
+            }
+        };
+        for &(offset, len) in &map.fragments {
+            zero_to(&mut h, offset, &mut hashed);
+            let mut at = offset;
+            while at < offset + len {
+                let want = (offset + len - at).min(self.buf.len() as u64) as usize;
+                let n = tar.read_data(&mut self.buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "sparse data ends early"));
+                }
+                file.write_all_at(&self.buf[..n], at)?;
+                h.update(&self.buf[..n]);
+                at += n as u64;
+            }
+            hashed = at;
+        }
+        zero_to(&mut h, map.size, &mut hashed);
+        file.set_len(map.size)?;
+        let ino = rustix::fs::fstat(file)?.st_ino;
+        self.digests.insert(ino, *h.finalize().as_bytes());
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {

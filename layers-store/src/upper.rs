@@ -207,6 +207,7 @@ fn marker(path: Vec<u8>) -> Entry {
         size: 0,
         dev: (0, 0),
         xattrs: Vec::new(),
+        sparse: None,
     }
 }
 
@@ -254,6 +255,7 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
             size: 0,
             dev: (0, 0),
             xattrs: xattrs(node)?,
+            sparse: None,
         };
         let inode = (m.st_dev, m.st_ino);
         match ft {

@@ -201,6 +201,9 @@ fn unpack_archive(input: impl Read, dir: &Path) -> anyhow::Result<()> {
         if e.kind != EntryKind::File || !wanted(&path) {
             continue;
         }
+        if e.sparse.is_some() {
+            bail!("{path}: a sparse file in an image archive is not supported");
+        }
         // The JSON members are read whole later: refuse an oversized one before writing it.
         let json = path == "oci-layout" || path.ends_with(".json");
         if json && e.size > layers_store::layout::MAX_JSON {
