@@ -313,3 +313,20 @@ fn a_sparse_map_that_lies_is_refused_and_holes_count_against_the_size_limit() {
     assert!(stderr(&out).contains("sparse files larger than the limit of 1048576 bytes"), "{}", stderr(&out));
     assert_eq!(layers_ok(&store, &["images", "-q"]), "");
 }
+
+#[test]
+fn an_xattr_the_kernel_refuses_is_named_in_words() {
+    if !need_root("an_xattr_the_kernel_refuses_is_named_in_words") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("xattr.tar");
+    fs::write(&path, [pax(&[("SCHILY.xattr.bogus.name", b"v")]), file("f", b"x\n"), end()].concat()).unwrap();
+    let store = work.path().join("store");
+    let out = layers(&store, &["import", path.to_str().unwrap(), "x"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("layer entry \"f\"") && err.contains("extended attribute \"bogus.name\": "), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+}

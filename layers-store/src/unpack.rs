@@ -643,7 +643,20 @@ fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8])
         if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
             continue;
         }
-        set(k, v)?;
+        // Which attribute, in words: a bare errno says nothing of the entry's xattrs.
+        set(k, v).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(n) if n == Errno::NOTSUP.raw_os_error() => "the filesystem does not support it".to_string(),
+                Some(n) if n == Errno::RANGE.raw_os_error() || n == Errno::TOOBIG.raw_os_error() => {
+                    "its name or value is too long".to_string()
+                }
+                Some(n) if n == Errno::INVAL.raw_os_error() || n == Errno::PERM.raw_os_error() => {
+                    "the kernel refuses that name".to_string()
+                }
+                _ => e.to_string(),
+            };
+            io::Error::other(format!("extended attribute {:?}: {why}", String::from_utf8_lossy(k)))
+        })?;
     }
     Ok(())
 }
