@@ -82,55 +82,58 @@ pub struct Lines {
     pub lines: Vec<Line>,
 }
 
-/// `# name=value` at the top of the file.
+/// `# name=value` at the top of the file, as BuildKit matches it: a letter, then
+/// letters and digits, `=`, a value that is not empty.
 fn directive(line: &str) -> Option<(String, String)> {
-    let body = line.trim().strip_prefix('#')?;
+    let body = line.trim_start().strip_prefix('#')?.trim_start();
     let (name, value) = body.split_once('=')?;
-    let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    let name = name.trim_end();
+    let mut chars = name.chars();
+    if !chars.next().is_some_and(|c| c.is_ascii_alphabetic()) || !chars.all(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
-    Some((name.to_ascii_lowercase(), value.trim().to_string()))
+    let value = value.trim();
+    (!value.is_empty()).then(|| (name.to_ascii_lowercase(), value.to_string()))
 }
 
-/// The here-documents a line opens: `<<[-]["']NAME["']`, in order.
+/// Whether a line continues on the next: it ends (spaces and tabs aside) in the
+/// escape character, and that one is not itself escaped (`trailing\\` ends the
+/// line). BuildKit's rule.
+fn continues(content: &str, esc: char) -> bool {
+    let t = content.trim_end_matches([' ', '\t']);
+    let Some(before) = t.strip_suffix(esc) else { return false };
+    !before.ends_with(esc)
+}
+
+/// The here-documents a line opens, in order: (name, expanded, tabs stripped). As
+/// BuildKit finds them, a here-document is a whole shell word `[n]<<[-]WORD`: so
+/// `$((1<<20))` and `"a<<b"` open none.
 fn heredoc_openers(args: &str) -> Vec<(String, bool, bool)> {
-    let b = args.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i + 2 < b.len() {
-        if &b[i..i + 2] != b"<<" {
-            i += 1;
-            continue;
-        }
-        if b.get(i + 2) == Some(&b'<') {
-            // `<<<`: a here-string, not a document.
-            i += 3;
-            continue;
-        }
-        let mut j = i + 2;
-        let strip = b.get(j) == Some(&b'-');
-        if strip {
-            j += 1;
-        }
-        let quote = b.get(j).copied().filter(|c| *c == b'"' || *c == b'\'');
-        if quote.is_some() {
-            j += 1;
-        }
-        let start = j;
-        // A word as the shell ends it (`run.sh` is a name; `EOF>out` is EOF then a redirect).
-        while j < b.len() && !b[j].is_ascii_whitespace() && !b"<>|&;()'\"".contains(&b[j]) {
-            j += 1;
-        }
-        let closed = match quote {
-            Some(q) => b.get(j) == Some(&q),
-            None => true,
+    for word in super::words::split_raw(args, '\\') {
+        let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
+        let Some(rest) = rest.strip_prefix("<<") else { continue };
+        let (strip, rest) = match rest.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, rest),
         };
-        if j > start && closed {
-            out.push((args[start..j].to_string(), quote.is_none(), strip));
-            i = j + usize::from(quote.is_some());
-        } else {
-            i += 2;
+        if rest.is_empty() || rest.contains('<') {
+            continue;
+        }
+        // The name is the word unquoted; a quote anywhere in it means a literal document.
+        let mut name = String::new();
+        let mut quote: Option<char> = None;
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (q, '\\') if q != Some('\'') => name.extend(chars.next()),
+                _ => name.push(c),
+            }
+        }
+        if !name.is_empty() {
+            out.push((name, !rest.contains(['\'', '"']), strip));
         }
     }
     out
@@ -148,6 +151,8 @@ pub fn lines(file: &str, text: &str) -> Result<Lines, ParseError> {
         pos: Pos { line, column },
         message,
     };
+    // A byte-order mark at the start is not part of the first line (BuildKit drops it).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let raw: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
     let mut out = Lines { syntax: None, escape: '\\', lines: Vec::new() };
     let mut i = 0;
@@ -169,6 +174,9 @@ pub fn lines(file: &str, text: &str) -> Result<Lines, ParseError> {
                 }
             }
             "syntax" => out.syntax = Some(value),
+            // Lint settings for BuildKit's checks: a directive (the block goes on), with
+            // nothing for us to apply.
+            "check" => {}
             // Unknown directives are comments, and end the directive block.
             _ => break,
         }
@@ -195,8 +203,8 @@ pub fn lines(file: &str, text: &str) -> Result<Lines, ParseError> {
         let mut piece_col = indent + name_len + 1;
         let mut line_no = start_line;
         loop {
-            let content = piece.trim_end();
-            let continued = content.ends_with(esc);
+            let continued = continues(piece, esc);
+            let content = if continued { piece.trim_end_matches([' ', '\t']) } else { piece.trim_end() };
             let kept = if continued { &content[..content.len() - esc.len_utf8()] } else { content };
             // Columns count characters, advanced one by one: linear in the line's length.
             for (column, ch) in (piece_col..).zip(kept.chars()) {
@@ -265,10 +273,29 @@ mod tests {
     }
 
     #[test]
-    fn heredoc_openers_are_found_in_order() {
+    fn heredoc_openers_are_whole_words() {
         assert_eq!(
-            heredoc_openers(r#"<<-"A" cat <<B x<<<not"#),
-            vec![("A".to_string(), false, true), ("B".to_string(), true, false)]
+            heredoc_openers(r#"<<-"A" cat <<B x<<<not 2<<C"#),
+            vec![("A".to_string(), false, true), ("B".to_string(), true, false), ("C".to_string(), true, false)]
         );
+        assert!(heredoc_openers("echo $((1<<20))").is_empty());
+        assert!(heredoc_openers(r#"echo "a<<b" 'x <<EOF'"#).is_empty());
+        assert!(heredoc_openers("echo $((1 << 20))").is_empty(), "a bare << is no document");
+    }
+
+    #[test]
+    fn an_escaped_escape_does_not_continue_the_line() {
+        let l = lines("Dockerfile", "FROM a\nENV C trailing\\\\\nRUN true\n").unwrap();
+        assert_eq!(l.lines.len(), 3);
+        assert_eq!(l.lines[1].args, "C trailing\\\\");
+        let l = lines("Dockerfile", "FROM a\nRUN a \\ \t\n  b\n").unwrap();
+        assert_eq!(l.lines[1].args, "a   b");
+    }
+
+    #[test]
+    fn a_bom_is_dropped_and_check_is_a_directive() {
+        let l = lines("Dockerfile", "\u{feff}# check=skip=all\n# escape=`\nFROM a\n").unwrap();
+        assert_eq!(l.escape, '`');
+        assert_eq!(l.lines[0].name, "FROM");
     }
 }

@@ -157,17 +157,23 @@ struct Flags {
 }
 
 impl Flags {
-    /// Takes the leading flags of `args` that `allowed` names; returns them and the offset of the rest.
+    /// Takes the leading flags of `args` (every instruction has them: one not in
+    /// `allowed` is an error); `--` ends them. Returns them and the offset of the rest.
+    /// As BuildKit reads them, a flag word may hold quotes and escapes (`--mount="a b"`).
     fn take(args: &str, allowed: &[&str]) -> Result<(Flags, usize), Fail> {
         let mut given = Vec::new();
         let mut at = 0;
         loop {
             let rest = &args[at..];
-            let skip = rest.len() - rest.trim_start().len();
-            let word_at = at + skip;
-            let word_end = args[word_at..].find(char::is_whitespace).map_or(args.len(), |e| word_at + e);
-            let word = &args[word_at..word_end];
-            let Some(flag) = word.strip_prefix("--") else { return Ok((Flags { given }, word_at)) };
+            let word_at = at + (rest.len() - rest.trim_start().len());
+            if !args[word_at..].starts_with("--") {
+                return Ok((Flags { given }, word_at));
+            }
+            let (word, word_end) = flag_word(args, word_at);
+            if word == "--" {
+                return Ok((Flags { given }, word_end));
+            }
+            let flag = &word[2..];
             let (name, value) = match flag.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (flag, None),
@@ -209,16 +215,46 @@ impl Flags {
     }
 }
 
-/// A JSON array of strings, if `rest` is one.
-fn json_array(rest: &str) -> Option<Vec<String>> {
-    rest.trim_start().starts_with('[').then(|| serde_json::from_str::<Vec<String>>(rest).ok()).flatten()
+/// One flag word from `at`: up to unquoted whitespace, quotes removed, `\x` as `x`
+/// (BuildKit's extractBuilderFlags). Returns it and where it ends.
+fn flag_word(args: &str, at: usize) -> (String, usize) {
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = args[at..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => return (word, at + i),
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (_, '\\') => word.extend(chars.next().map(|(_, n)| n)),
+            _ => word.push(c),
+        }
+    }
+    (word, args.len())
 }
 
-fn command(rest: &str) -> Command {
-    match json_array(rest) {
+/// `rest` as a JSON array of strings (exec form); `Ok(None)`: not JSON, so shell form.
+/// A JSON array with anything but strings in it is an error, as in BuildKit.
+fn json_array(rest: &str) -> Result<Option<Vec<String>>, String> {
+    if !rest.trim_start().starts_with('[') {
+        return Ok(None);
+    }
+    let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(rest) else { return Ok(None) };
+    values
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => Ok(s),
+            _ => Err("when using JSON array syntax, arrays must be comprised of strings only".to_string()),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn command(rest: &str) -> Result<Command, Failure> {
+    Ok(match json_array(rest).map_err(Failure::Here)? {
         Some(argv) => Command::Exec(argv),
         None => Command::Shell(rest.to_string()),
-    }
+    })
 }
 
 /// ENV and LABEL: `K=V K2="V 2"`, or the legacy `K the rest is the value`.
@@ -250,7 +286,7 @@ fn valid_stage_name(name: &str) -> bool {
 }
 
 fn copy_spec(line: &Line, rest: &str, flags: &Flags, name: &str) -> Result<CopySpec, String> {
-    let words = json_array(rest).unwrap_or_else(|| rest.split_whitespace().map(String::from).collect());
+    let words = json_array(rest)?.unwrap_or_else(|| rest.split_whitespace().map(String::from).collect());
     if words.len() < 2 {
         return Err(format!(
             "{name} requires at least two arguments, but only {} provided: the destination could not be determined",
@@ -305,8 +341,7 @@ fn parts(line: &Line, escape: char) -> Result<Instruction, Failure> {
         "HEALTHCHECK" => &["interval", "timeout", "start-period", "start-interval", "retries"],
         _ => &[],
     };
-    let (flags, rest_at) =
-        if flags_for.is_empty() { (Flags { given: Vec::new() }, 0) } else { Flags::take(args, flags_for)? };
+    let (flags, rest_at) = Flags::take(args, flags_for)?;
     flags.check_values(&[
         "platform",
         "mount",
@@ -355,18 +390,18 @@ fn parts(line: &Line, escape: char) -> Result<Instruction, Failure> {
         "RUN" => {
             need("at least one argument")?;
             Instruction::Run {
-                command: command(rest),
+                command: command(rest)?,
                 mounts: flags.values("mount"),
                 network: flags.value("network"),
                 security: flags.value("security"),
                 heredocs: line.heredocs.clone(),
             }
         }
-        "CMD" => Instruction::Cmd { command: if rest.is_empty() { Command::Exec(Vec::new()) } else { command(rest) } },
-        "ENTRYPOINT" => {
-            Instruction::Entrypoint { command: if rest.is_empty() { Command::Exec(Vec::new()) } else { command(rest) } }
-        }
-        "SHELL" => match json_array(rest) {
+        "CMD" => Instruction::Cmd { command: if rest.is_empty() { Command::Exec(Vec::new()) } else { command(rest)? } },
+        "ENTRYPOINT" => Instruction::Entrypoint {
+            command: if rest.is_empty() { Command::Exec(Vec::new()) } else { command(rest)? },
+        },
+        "SHELL" => match json_array(rest).map_err(Failure::Here)? {
             Some(argv) if !argv.is_empty() => Instruction::Shell { argv },
             _ => {
                 return Err(Failure::At(
@@ -410,7 +445,7 @@ fn parts(line: &Line, escape: char) -> Result<Instruction, Failure> {
         }
         "VOLUME" => {
             need("at least one argument")?;
-            let paths = json_array(rest).unwrap_or_else(|| split_raw(rest, escape));
+            let paths = json_array(rest).map_err(Failure::Here)?.unwrap_or_else(|| split_raw(rest, escape));
             if paths.iter().any(|p| p.trim().is_empty()) {
                 return Err(Failure::Here("VOLUME specified can not be an empty string".into()));
             }
@@ -426,7 +461,7 @@ fn parts(line: &Line, escape: char) -> Result<Instruction, Failure> {
             } else if kind.eq_ignore_ascii_case("CMD") && !cmd.trim().is_empty() {
                 Instruction::Healthcheck {
                     check: Some(Healthcheck {
-                        command: command(cmd.trim()),
+                        command: command(cmd.trim())?,
                         interval: flags.value("interval"),
                         timeout: flags.value("timeout"),
                         start_period: flags.value("start-period"),
