@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -14,7 +15,7 @@ use layers_store::digest::{Digest, Hasher};
 use layers_store::Store;
 use rustix::fs::{openat2, AtFlags, Mode, OFlags, ResolveFlags};
 
-pub use super::frontend::path::clean;
+pub use super::frontend::path::{clean, clean_in_root};
 use super::frontend::pattern::Patterns;
 
 /// A directory tree reached through a directory fd, nothing resolved outside it.
@@ -210,18 +211,23 @@ pub fn extract(tree: &Tree, rel: &Path, into: &Path, limits: &layers_store::Limi
 }
 
 /// One thing to copy: entries under a source, and where they go.
+#[derive(Default)]
 pub struct Plan {
     /// (source entry, destination path relative to the container root).
     pub items: Vec<(Entry, PathBuf)>,
+    /// Targets that are a directory source's top, whose contents are copied into
+    /// them: one that exists keeps its own mode and owner (BuildKit's rule).
+    pub tops: Vec<PathBuf>,
 }
 
 /// Lays out COPY's sources under `dest` (absolute in the container), Docker's way: a
 /// directory's contents go into `dest`; a file goes to `dest/NAME` when `dest` ends
 /// in `/` (or there are several sources), else to `dest` itself.
 pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, ignore: &Patterns) -> anyhow::Result<Plan> {
-    let Some(dest_rel) = clean(dest) else { bail!("destination {dest} leaves the root") };
+    let dest_rel = clean_in_root(dest);
     let into_dir = dest.ends_with('/') || sources.len() > 1;
     let mut items = Vec::new();
+    let mut tops = Vec::new();
     for src in sources {
         let mut entries = Vec::new();
         tree.walk(src, &Patterns::default(), &mut entries)?;
@@ -233,6 +239,9 @@ pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, ignore: &Patterns) -> 
             if !below.as_os_str().is_empty() && ignore.matches(&e.rel) {
                 continue;
             }
+            if is_dir && below.as_os_str().is_empty() {
+                tops.push(dest_rel.clone());
+            }
             let target = if is_dir {
                 dest_rel.join(&below)
             } else if into_dir {
@@ -243,7 +252,7 @@ pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, ignore: &Patterns) -> 
             items.push((e, target));
         }
     }
-    Ok(Plan { items })
+    Ok(Plan { items, tops })
 }
 
 /// What COPY will write, digested: the whole, and each entry by its source path.
@@ -378,6 +387,87 @@ pub fn make_dir(dest_root: &Path, rel: &Path) -> anyhow::Result<()> {
     dest_dir(&root, rel, Attrs::default()).map(drop)
 }
 
+/// Whether `rel` is a directory in the destination root (resolved inside it).
+fn dest_dir_exists(root: &OwnedFd, rel: &Path) -> bool {
+    rel.as_os_str().is_empty()
+        || openat2(root, rel, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT)
+            .is_ok()
+}
+
+/// Where COPY's destination `dest` really is in the root at `dest_root`: symlinks on
+/// the way, the last component's too, followed inside the root (BuildKit resolves
+/// the destination so: `COPY f /link` writes where `/link` points, a dangling
+/// link included). At most 40 links, as the kernel allows.
+pub fn resolve_dest(dest_root: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
+    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", dest_root.display()))?;
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> =
+        dest.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.to_str() {
+            Some("/") | Some(".") => continue,
+            Some("..") => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        // The parent, reached with no symlink (every one so far was resolved here).
+        let parent = openat2(
+            &root,
+            if resolved.as_os_str().is_empty() { Path::new(".") } else { &resolved },
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        );
+        let target = parent.ok().and_then(|p| rustix::fs::readlinkat(&p, c.as_os_str(), Vec::new()).ok());
+        match target {
+            Some(t) => {
+                links += 1;
+                if links > 40 {
+                    bail!("destination {}: too many levels of symbolic links", dest.display());
+                }
+                let t = std::path::PathBuf::from(std::ffi::OsString::from_vec(t.into_bytes()));
+                if t.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for (i, part) in t.components().map(|c| c.as_os_str().to_owned()).enumerate() {
+                    pending.insert(i, part);
+                }
+            }
+            None => resolved.push(&c),
+        }
+    }
+    Ok(resolved)
+}
+
+/// `plan` with its destination where it really is in the root at `dest_root`, found
+/// now that the root is there: `dest` resolved (`resolve_dest`), and a single file
+/// copied onto an existing directory put inside it, as BuildKit does.
+pub fn at_real_dest(plan: &Plan, dest_root: &Path, dest: &str) -> anyhow::Result<Plan> {
+    let dest_rel = clean_in_root(dest);
+    let real = resolve_dest(dest_root, &dest_rel)?;
+    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", dest_root.display()))?;
+    if let [(e, target)] = plan.items.as_slice() {
+        let file = kind(&e.stat) != rustix::fs::FileType::Directory;
+        if file && *target == dest_rel && !real.as_os_str().is_empty() && dest_dir_exists(&root, &real) {
+            let name = e.rel.file_name().context("a file source without a name")?;
+            return Ok(Plan { items: vec![(e.clone(), real.join(name))], tops: Vec::new() });
+        }
+    }
+    if real == dest_rel {
+        return Ok(Plan { items: plan.items.clone(), tops: plan.tops.clone() });
+    }
+    let moved = |t: &PathBuf| t.strip_prefix(&dest_rel).map_or_else(|_| t.clone(), |rest| real.join(rest));
+    Ok(Plan {
+        items: plan.items.iter().map(|(e, t)| (e.clone(), moved(t))).collect(),
+        tops: plan.tops.iter().map(moved).collect(),
+    })
+}
+
 /// Copies `plan` from `tree` into the root at `dest_root`.
 pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow::Result<()> {
     use rustix::fs::FileType as T;
@@ -390,7 +480,11 @@ pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow:
             if attrs.keep_owner { (e.stat.st_uid, e.stat.st_gid) } else { (attrs.uid, attrs.gid) };
         let (file_uid, file_gid) = (uid(owner_uid), gid(owner_gid));
         if kind(&e.stat) == T::Directory {
+            let existed = plan.tops.contains(target) && dest_dir_exists(&root, target);
             let dir = dest_dir(&root, target, attrs).with_context(what)?;
+            if existed {
+                continue;
+            }
             rustix::fs::fchmod(&dir, mode).with_context(what)?;
             rustix::fs::fchown(&dir, Some(file_uid), Some(file_gid)).with_context(what)?;
             continue;

@@ -60,7 +60,7 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
     let limits = x.store.limits();
     x.in_step_container(state, step, |container| {
         x.write_root(container, c.link, |root| {
-            context::copy(&tree, &layout, root, attrs)?;
+            context::copy(&tree, &context::at_real_dest(&layout, root, &c.dest)?, root, attrs)?;
             for (i, a) in archives.iter().enumerate() {
                 let into = scratch.path().join(format!("archive-{i}"));
                 std::fs::create_dir(&into)?;

@@ -14,7 +14,7 @@ use super::key::Key;
 use super::{Inputs, Scope};
 use crate::builder::context::{self, Attrs, Tree};
 use crate::builder::frontend::instruction::CopySpec;
-use crate::builder::frontend::path::clean;
+use crate::builder::frontend::path::{clean, clean_in_root};
 use crate::builder::frontend::pattern::Patterns;
 use crate::builder::scratch::ScratchDir;
 
@@ -67,7 +67,7 @@ pub fn lay_out(
         }
         return context::plan(tree, &selected, dest, ignore);
     }
-    let mut items = Vec::new();
+    let mut laid = context::Plan::default();
     let base = dest.trim_end_matches('/');
     for s in sources {
         let pivot = s.split_once("/./").map(|(before, _)| clean(before).unwrap_or_default()).unwrap_or_default();
@@ -76,10 +76,12 @@ pub fn lay_out(
             // A directory's contents go into its own path; a file into its parent's.
             let into = if tree.is_dir(&rel) { kept } else { kept.parent().unwrap_or(Path::new("")) };
             let d = format!("{base}/{}/", into.display());
-            items.extend(context::plan(tree, std::slice::from_ref(&rel), &d, ignore)?.items);
+            let p = context::plan(tree, std::slice::from_ref(&rel), &d, ignore)?;
+            laid.items.extend(p.items);
+            laid.tops.extend(p.tops);
         }
     }
-    Ok(context::Plan { items })
+    Ok(laid)
 }
 
 /// Plans a COPY (`checksum` None) or ADD (`checksum` Some) on `scope`.
@@ -97,7 +99,7 @@ pub fn plan(
     let dest_raw = scope.expand(&spec.dest)?;
     let joined =
         if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{}/{dest_raw}", scope.config.working_dir()) };
-    let mut dest = format!("/{}", clean(&joined).unwrap_or_default().display());
+    let mut dest = format!("/{}", clean_in_root(&joined).display());
     // `.` and a trailing `/` both mean "into this directory".
     if (dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.")) && !dest.ends_with('/') {
         dest.push('/');
