@@ -95,3 +95,35 @@ fn copy_destinations_resolve_as_buildkit_resolves_them() {
     let out = run_in(&store, &id, "readlink /dangling; cat /nowhere /real/f /up /etc/f");
     assert_eq!(out, "/nowhere\nf\nf\nf\nf\n");
 }
+
+#[test]
+fn run_mounts_from_a_stage_build_it_and_see_its_files() {
+    if !need_root("run_mounts_from_a_stage_build_it_and_see_its_files") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    // Neither stage is named by FROM or COPY --from: the mounts alone make the build need them.
+    let ctx = build_context(
+        work.path(),
+        "mount-from",
+        "FROM busybox AS seed\n\
+         RUN mkdir -p /data && echo seeded > /data/file\n\
+         FROM busybox AS other\n\
+         RUN echo other > /o && ln -s /o /link\n\
+         FROM busybox\n\
+         RUN --mount=type=cache,id=mount-from-test,target=/c,from=seed,source=/data cat /c/file > /from-cache\n\
+         RUN --mount=type=bind,target=/b,from=other cat /b/o > /from-bind\n\
+         RUN --mount=type=bind,target=/b,from=other,source=/link,rw cat /b > /through-link\n\
+         RUN --mount=type=bind,target=/b,from=other,rw echo x > /b/new && cat /b/new > /rw\n\
+         RUN --mount=type=bind,target=/img,from=busybox test -x /img/bin/busybox && echo image > /from-image\n\
+         RUN --mount=type=tmpfs,target=/t,size=1MB sh -c 'dd if=/dev/zero of=/t/x bs=64k count=32 2>/dev/null; test $(wc -c < /t/x) -lt 1048577' && echo capped > /tmpfs\n",
+    );
+    let id = built(&store, &ctx);
+    let out = run_in(&store, &id, "cat /from-cache /from-bind /through-link /rw /from-image /tmpfs");
+    assert_eq!(out, "seeded\nother\nother\nx\nimage\ncapped\n");
+    // The rw bind wrote to a throwaway view: the stage's image is unchanged.
+    let other = layers(&store, &["build", "-q", "--target", "other", ctx.to_str().unwrap()]);
+    assert!(other.status.success(), "{}", stderr(&other));
+    let other_id = stdout(&other).trim().to_string();
+    assert!(!run_in(&store, &other_id, "ls /").contains("new"));
+}

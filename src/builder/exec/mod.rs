@@ -107,6 +107,11 @@ impl MountedView {
         mount_spec(&store.image_view(&image.manifest)?, &at, MountOptions::default())?;
         Ok(MountedView(at))
     }
+
+    /// Where the view is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
 }
 
 impl Drop for MountedView {

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::{Executor, State};
+use super::{Executor, MountedView, ScratchDir, State};
+use crate::builder::context::{self, Attrs, Tree};
 use crate::builder::frontend::path::clean;
-use crate::builder::plan::{RunMount, RunStep, Step};
+use crate::builder::frontend::pattern::Patterns;
+use crate::builder::plan::{MountFrom, RunMount, RunStep, Step};
 use crate::builder::throwaway::ThrowawayView;
 use crate::run::container::{run_container, Output, RunSpec};
 use crate::run::{spec::Overrides, Bind};
@@ -18,11 +20,12 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
     let targets: Vec<&str> = r.mounts.iter().map(RunMount::target).collect();
     let stubs = mount_stubs(x, state, &targets)?;
     let config = step.config.clone();
+    // Made first: a mount from a stage may need that stage's image fetched. The views
+    // behind the mounts live until the command is over.
+    let StepMounts { binds, tmpfs, views: _views, roots: _roots } = mounts(x, &r.mounts)?;
     // A container is started from a single-threaded process: no fetch goes on behind it.
     x.cache.settle();
     x.in_step_container(state, step, |c| {
-        // The views of `rw` bind mounts live until the command is over.
-        let StepMounts { binds, tmpfs, views: _views } = mounts(x, &r.mounts)?;
         let spec = RunSpec {
             overrides: Overrides {
                 entrypoint: Some(String::new()),
@@ -53,28 +56,67 @@ struct StepMounts {
     binds: Vec<Bind>,
     /// Target and mount options.
     tmpfs: Vec<(String, String)>,
-    /// The throwaway views behind `rw` binds of the context; removed when dropped.
+    /// The throwaway views behind `rw` binds; removed when dropped (before `roots`).
     views: Vec<ThrowawayView>,
+    /// Read-only views of the stages and images mounts come from (`from=`).
+    roots: Vec<(MountedView, ScratchDir)>,
+}
+
+/// A read-only view of what `from` names, kept in `roots`; returns its path.
+fn from_root(x: &Executor, from: &MountFrom, roots: &mut Vec<(MountedView, ScratchDir)>) -> anyhow::Result<PathBuf> {
+    let image = match from {
+        MountFrom::Stage(i, _) => x.stage_image(*i)?,
+        MountFrom::Image(row) => row.clone(),
+    };
+    let scratch = ScratchDir(x.store.scratch_dir("run-mount-from")?);
+    let view = MountedView::of(x.store, &image, scratch.path().join("root"))?;
+    let path = view.path().to_path_buf();
+    roots.push((view, scratch));
+    Ok(path)
 }
 
 fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
-    let (mut binds, mut tmpfs, mut views) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut binds, mut tmpfs, mut views, mut roots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for m in mounts {
         match m {
-            RunMount::Cache { id, target, readonly } => {
-                binds.push(Bind { host: x.store.cache_mount_dir(id)?, target: target.clone(), read_only: *readonly })
+            RunMount::Cache { id, target, readonly, seed } => {
+                let dir = x.store.cache_mount_dir(id)?;
+                if let Some((from, source)) = seed {
+                    let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+                    if empty {
+                        // A new cache starts as a copy of from='s source (BuildKit's seed).
+                        let root = from_root(x, from, &mut roots)?;
+                        let real = context::resolve_dest(&root, source)?;
+                        let tree = Tree::open(&root.join(&real), &format!("--mount target={target}: from="))?;
+                        let plan = context::plan(&tree, &[PathBuf::new()], "/", &Patterns::default())?;
+                        context::copy(&tree, &plan, &dir, Attrs { keep_owner: true, ..Attrs::default() })
+                            .with_context(|| format!("--mount target={target}: seed the cache"))?;
+                    }
+                }
+                binds.push(Bind { host: dir, target: target.clone(), read_only: *readonly })
             }
             RunMount::Tmpfs { target, size } => {
-                let size = size.as_ref().map(|s| format!(",size={s}")).unwrap_or_default();
+                // In bytes: the kernel takes `1m`, not the `1MB` a Dockerfile may say.
+                let size = size.map(|s| format!(",size={s}")).unwrap_or_default();
                 tmpfs.push((target.clone(), format!("mode=1777{size}")));
             }
-            RunMount::Bind { source, target, rw } => {
-                let host = x.context.join(source);
-                // Resolved on the host: refuse a source that is (or passes through) a symlink out.
-                let real = host.canonicalize().with_context(|| format!("--mount target={target}: source"))?;
-                if !real.starts_with(&x.context) {
-                    bail!("--mount target={target}: the source leaves the build context");
-                }
+            RunMount::Bind { source, target, rw, from } => {
+                let real = match from {
+                    // Resolved inside the stage's or image's root, symlinks and all.
+                    Some(f) => {
+                        let root = from_root(x, f, &mut roots)?;
+                        root.join(context::resolve_dest(&root, source)?)
+                    }
+                    None => {
+                        let host = x.context.join(source);
+                        // Resolved on the host: refuse a source that is (or passes through) a symlink out.
+                        let real = host.canonicalize().with_context(|| format!("--mount target={target}: source"))?;
+                        if !real.starts_with(&x.context) {
+                            bail!("--mount target={target}: the source leaves the build context");
+                        }
+                        real
+                    }
+                };
                 if *rw {
                     // Writes reach the step, never the build context (BuildKit's semantics).
                     let view =
@@ -87,7 +129,7 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
             }
         }
     }
-    Ok(StepMounts { binds, tmpfs, views })
+    Ok(StepMounts { binds, tmpfs, views, roots })
 }
 
 /// The mount targets (and their parents) the image lacks, so the runtime will make

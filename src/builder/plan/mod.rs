@@ -17,7 +17,7 @@ use layers_store::Store;
 
 pub use config::shell_of;
 pub use copy::{CopyStep, Source};
-pub use run::{RunMount, RunStep};
+pub use run::{MountFrom, RunMount, RunStep};
 
 use super::context::Tree;
 use super::frontend::instruction::{self, Instruction, Located};
@@ -197,6 +197,10 @@ pub fn needed(stages: &Stages, target: usize) -> Vec<bool> {
         let refs = std::iter::once(from).chain(steps).flat_map(|l| match &l.instruction {
             Instruction::From { image, .. } => vec![image.clone()],
             Instruction::Copy { copy } | Instruction::Add { copy, .. } => copy.from.iter().cloned().collect(),
+            // A mount from a stage needs that stage built too.
+            Instruction::Run { mounts, .. } => {
+                mounts.iter().filter_map(|m| run::mount_from(m)).map(String::from).collect()
+            }
             _ => Vec::new(),
         });
         for r in refs {
@@ -359,7 +363,7 @@ fn plan_step(
             Ok(step(format!("ARG {}", names.join(" ")), parent, Action::Arg, scope))
         }
         Instruction::Run { .. } => {
-            let (text, run, key, read) = run::plan(inputs, scope, &at.instruction, &parent)?;
+            let (text, run, key, read) = run::plan(inputs, scope, &at.instruction, &parent, &from_stage)?;
             Ok(Step { inputs: read, ..step(text, key, Action::Run(run), scope) })
         }
         Instruction::Copy { copy } => {

@@ -12,16 +12,37 @@ use crate::builder::context;
 use crate::builder::frontend::instruction::{Command, Instruction};
 use crate::builder::frontend::path::clean;
 use crate::run::Network;
+use layers_store::metadata::ImageRow;
+
+/// Where a mount's content comes from, when not the build context (`from=`).
+#[derive(Debug, Clone)]
+pub enum MountFrom {
+    /// An earlier stage of the plan, by index (its key in the step's key).
+    Stage(usize, Digest),
+    /// An image, stored (pulled when the plan was made).
+    Image(ImageRow),
+}
 
 /// A `RUN --mount`.
 #[derive(Debug, Clone)]
 pub enum RunMount {
-    /// A store directory kept across builds, by `id`.
-    Cache { id: String, target: String, readonly: bool },
+    /// A store directory kept across builds, by `id`; with `seed`, a new (empty) one is
+    /// first filled with that path of a stage or image (`from=`, `source=`).
+    Cache { id: String, target: String, readonly: bool, seed: Option<(MountFrom, PathBuf)> },
     /// A fresh tmpfs, `size` bytes at most when given.
-    Tmpfs { target: String, size: Option<String> },
-    /// A path of the build context: read-only, or with `rw` a throwaway copy-on-write view.
-    Bind { source: PathBuf, target: String, rw: bool },
+    Tmpfs { target: String, size: Option<u64> },
+    /// A path of the build context (or, with `from`, of a stage's or image's root):
+    /// read-only, or with `rw` a throwaway copy-on-write view.
+    Bind { source: PathBuf, target: String, rw: bool, from: Option<MountFrom> },
+}
+
+impl MountFrom {
+    fn key_text(&self) -> String {
+        match self {
+            MountFrom::Stage(_, key) => format!("stage:{key}"),
+            MountFrom::Image(row) => format!("image:{}", row.manifest),
+        }
+    }
 }
 
 impl RunMount {
@@ -35,12 +56,16 @@ impl RunMount {
     /// Its options in a fixed order, for the key.
     fn key_text(&self) -> String {
         match self {
-            RunMount::Cache { id, target, readonly } => format!("type=cache,id={id},target={target},ro={readonly}"),
-            RunMount::Tmpfs { target, size } => {
-                format!("type=tmpfs,target={target},size={}", size.as_deref().unwrap_or(""))
+            RunMount::Cache { id, target, readonly, seed } => {
+                let seed = seed.as_ref().map(|(f, p)| format!(",from={},source={}", f.key_text(), p.display()));
+                format!("type=cache,id={id},target={target},ro={readonly}{}", seed.unwrap_or_default())
             }
-            RunMount::Bind { source, target, rw } => {
-                format!("type=bind,source={},target={target},rw={rw}", source.display())
+            RunMount::Tmpfs { target, size } => {
+                format!("type=tmpfs,target={target},size={}", size.map(|s| s.to_string()).unwrap_or_default())
+            }
+            RunMount::Bind { source, target, rw, from } => {
+                let from = from.as_ref().map(|f| format!(",from={}", f.key_text()));
+                format!("type=bind,source={},target={target},rw={rw}{}", source.display(), from.unwrap_or_default())
             }
         }
     }
@@ -64,10 +89,16 @@ pub fn command_text(c: &Command) -> String {
     }
 }
 
-/// Parses one `--mount=…` (expanded): every option is understood or refused.
-fn mount(m: &str) -> anyhow::Result<RunMount> {
+/// The `from=` of a `--mount` option string, if any (to know which stages a build needs).
+pub fn mount_from(m: &str) -> Option<&str> {
+    m.split(',').find_map(|kv| kv.split_once('=').filter(|(k, _)| k.trim() == "from").map(|(_, v)| v.trim()))
+}
+
+/// Parses one `--mount=…` (expanded): every option is understood or refused. `from`
+/// finds what `from=` names: an earlier stage, else an image.
+fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::Result<RunMount> {
     let mut kind = "bind";
-    let (mut target, mut source, mut id, mut size) = (None, None, None, None);
+    let (mut target, mut source, mut id, mut size, mut from_name) = (None, None, None, None, None);
     let (mut rw, mut readonly) = (false, false);
     for kv in m.split(',') {
         let (k, v) = kv.split_once('=').map_or((kv.trim(), None), |(k, v)| (k.trim(), Some(v.trim())));
@@ -84,6 +115,7 @@ fn mount(m: &str) -> anyhow::Result<RunMount> {
             "source" | "src" => source = v,
             "id" => id = v,
             "size" => size = v,
+            "from" => from_name = v,
             "rw" | "readwrite" => rw = flag()?,
             "ro" | "readonly" => readonly = flag()?,
             "sharing" if v == Some("shared") => {}
@@ -104,24 +136,32 @@ fn mount(m: &str) -> anyhow::Result<RunMount> {
         ("size", size.is_some()),
         ("rw", rw),
         ("readonly", readonly),
+        ("from", from_name.is_some()),
     ];
+    let from = from_name.map(|f| from(f).with_context(|| format!("--mount={m}: from={f}"))).transpose()?;
     match kind {
         "cache" => {
-            only(&["id", "readonly"], &given)?;
-            Ok(RunMount::Cache { id: id.unwrap_or(&target).to_string(), target, readonly })
+            only(&["id", "readonly", "source", "from"], &given)?;
+            if source.is_some() && from.is_none() {
+                bail!("--mount={m}: source= of a cache mount needs from=");
+            }
+            let source = clean(source.unwrap_or("/"))
+                .with_context(|| format!("--mount={m}: the source leaves the root of from="))?;
+            let seed = from.map(|f| (f, source));
+            Ok(RunMount::Cache { id: id.unwrap_or(&target).to_string(), target, readonly, seed })
         }
         "tmpfs" => {
             only(&["size"], &given)?;
-            if let Some(s) = size {
-                crate::run::cgroup::parse_bytes(s).map_err(|e| anyhow::anyhow!("--mount={m}: size: {e}"))?;
-            }
-            Ok(RunMount::Tmpfs { target, size: size.map(str::to_string) })
+            let size = size
+                .map(|s| crate::run::cgroup::parse_bytes(s).map_err(|e| anyhow::anyhow!("--mount={m}: size: {e}")))
+                .transpose()?;
+            Ok(RunMount::Tmpfs { target, size })
         }
         "bind" => {
-            only(&["source", "rw", "readonly"], &given)?;
+            only(&["source", "rw", "readonly", "from"], &given)?;
             let source = clean(source.unwrap_or("."))
                 .with_context(|| format!("--mount={m}: the source leaves the build context"))?;
-            Ok(RunMount::Bind { source, target, rw: rw && !readonly })
+            Ok(RunMount::Bind { source, target, rw: rw && !readonly, from })
         }
         other => bail!("--mount={m}: type {other} is not supported (bind, cache, tmpfs)"),
     }
@@ -133,6 +173,7 @@ pub fn plan(
     scope: &Scope,
     i: &Instruction,
     parent: &Digest,
+    from_stage: &dyn Fn(&str) -> Option<(usize, Digest)>,
 ) -> anyhow::Result<(String, RunStep, Digest, super::ReadSet)> {
     let Instruction::Run { command, mounts, network, security, heredocs } = i else { bail!("not a RUN") };
     match security.as_deref() {
@@ -145,7 +186,14 @@ pub fn plan(
         Some("none") => Network::None,
         Some(other) => bail!("RUN --network={other}: use default, host or none"),
     };
-    let mounts: Vec<RunMount> = mounts.iter().map(|m| mount(&scope.expand(m)?)).collect::<anyhow::Result<_>>()?;
+    let from = |name: &str| -> anyhow::Result<MountFrom> {
+        Ok(match from_stage(name) {
+            Some((i, key)) => MountFrom::Stage(i, key),
+            None => MountFrom::Image((inputs.base)(name, None)?),
+        })
+    };
+    let mounts: Vec<RunMount> =
+        mounts.iter().map(|m| mount(&scope.expand(m)?, &from)).collect::<anyhow::Result<_>>()?;
     let argv = match command {
         Command::Exec(argv) => argv.clone(),
         Command::Shell(text) => {
@@ -183,7 +231,7 @@ pub fn plan(
         .collect();
     for m in &mounts {
         key = key.field("mount", &m.key_text());
-        if let RunMount::Bind { source, .. } = m {
+        if let RunMount::Bind { source, from: None, .. } = m {
             // What the step sees through the mount is an input like a COPY's sources.
             let tree = inputs.context_tree;
             let selected = context::plan(tree, std::slice::from_ref(source), "/", &Default::default())?;
