@@ -41,12 +41,7 @@ pub fn pull_image(
     tls_verify: bool,
     quiet: bool,
 ) -> anyhow::Result<Digest> {
-    let reference = Reference::parse(reference, ShortNames::DockerHub)?;
-    let endpoints = registries.endpoints(&reference.registry);
-    let platform = match platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
+    let (reference, endpoints, platform) = target(reference, platform, registries)?;
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
     let events = Progress::new(quiet);
@@ -54,6 +49,44 @@ pub fn pull_image(
     events.finish();
     drop(rt);
     digest
+}
+
+/// What a pull or a remote read starts from: the reference, where to fetch it, the platform.
+fn target(
+    reference: &str,
+    platform: Option<&str>,
+    registries: &RegistriesConfig,
+) -> anyhow::Result<(Reference, Vec<Endpoint>, Platform)> {
+    let reference = Reference::parse(reference, ShortNames::DockerHub)?;
+    let endpoints = registries.endpoints(&reference.registry);
+    let platform = match platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    Ok((reference, endpoints, platform))
+}
+
+/// An image manifest's bytes checked, and its config fetched, verified and matched to it.
+async fn manifest_and_config(
+    repo: &Arc<Repository>,
+    reference: &Reference,
+    bytes: &[u8],
+    digest: &Digest,
+    events: &Progress,
+) -> anyhow::Result<(Manifest, Vec<u8>, ImageConfig)> {
+    let manifest: Manifest = serde_json::from_slice(bytes).with_context(|| format!("parse manifest {digest}"))?;
+    check_manifest(&manifest).with_context(|| reference.to_string())?;
+    let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.notices()).await?;
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        bail!(
+            "{reference}: manifest lists {} layers but the config {}",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        );
+    }
+    Ok((manifest, config_bytes, config))
 }
 
 /// A registry image known by its manifest and config alone, its layers not fetched.
@@ -71,12 +104,7 @@ pub fn remote_image(
     registries: &RegistriesConfig,
     tls_verify: bool,
 ) -> anyhow::Result<RemoteImage> {
-    let reference = Reference::parse(reference, ShortNames::DockerHub)?;
-    let endpoints = registries.endpoints(&reference.registry);
-    let platform = match platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
+    let (reference, endpoints, platform) = target(reference, platform, registries)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
     rt.block_on(async {
         let events = Progress::new(true);
@@ -88,18 +116,7 @@ pub fn remote_image(
             (bytes, digest) =
                 fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
         }
-        let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
-        check_manifest(&manifest).with_context(|| reference.to_string())?;
-        let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.notices()).await?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .with_context(|| format!("parse config {}", manifest.config.digest))?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            bail!(
-                "{reference}: manifest lists {} layers but the config {}",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
-            );
-        }
+        let (_, _, config) = manifest_and_config(&repo, &reference, &bytes, &digest, &events).await?;
         Ok(RemoteImage { manifest: digest, config })
     })
 }
@@ -317,18 +334,7 @@ async fn pull(
     }
     let tag = reference.tagged_name();
 
-    let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
-    check_manifest(&manifest).with_context(|| reference.to_string())?;
-    let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.notices()).await?;
-    let config: ImageConfig =
-        serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        bail!(
-            "{reference}: manifest lists {} layers but the config {}",
-            manifest.layers.len(),
-            config.rootfs.diff_ids.len()
-        );
-    }
+    let (manifest, config_bytes, config) = manifest_and_config(&repo, reference, &bytes, &digest, events).await?;
 
     // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).

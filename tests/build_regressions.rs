@@ -22,12 +22,6 @@ fn built(store: &Path, args: &[&str]) -> String {
     stdout(&out).trim().to_string()
 }
 
-fn run_in(store: &Path, image: &str, script: &str) -> String {
-    let out = layers(store, &["run", "--rm", image, "sh", "-c", script]);
-    assert!(out.status.success(), "{script}: {}", stderr(&out));
-    stdout(&out)
-}
-
 #[test]
 fn run_bind_mount_works_when_the_context_path_has_a_colon() {
     if !need_root("run_bind_mount_works_when_the_context_path_has_a_colon") {

@@ -15,12 +15,6 @@ fn built(store: &Path, ctx: &Path) -> String {
     stdout(&out).trim().to_string()
 }
 
-fn run_in(store: &Path, image: &str, script: &str) -> String {
-    let out = layers(store, &["run", "--rm", image, "sh", "-c", script]);
-    assert!(out.status.success(), "{script}: {}", stderr(&out));
-    stdout(&out)
-}
-
 #[test]
 fn shell_words_that_look_like_here_documents_are_commands() {
     if !need_root("shell_words_that_look_like_here_documents_are_commands") {

@@ -419,3 +419,10 @@ pub fn layout_blob(dir: &Path, bytes: &[u8]) -> String {
     fs::write(dir.join("blobs/sha256").join(d.hex()), bytes).unwrap();
     d.to_string()
 }
+
+/// Runs `sh -c SCRIPT` in a throwaway container of IMAGE; asserts success, returns stdout.
+pub fn run_in(store: &Path, image: &str, script: &str) -> String {
+    let out = layers(store, &["run", "--rm", image, "sh", "-c", script]);
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    stdout(&out)
+}
