@@ -109,8 +109,8 @@ impl Store {
     }
 
     /// gc's half that is safe while this process has work under way (a pull or build
-    /// evicting to stay within its budget): layers and blobs no image references, each
-    /// under its own commit lock and fetch claim. No crash-leftover sweep, which would
+    /// evicting to stay within its budget): layers and blobs no image references and
+    /// no live handle holds, each under its own commit lock. No crash-leftover sweep, which would
     /// take this process's own staged content for leftovers.
     pub(crate) fn collect_unreferenced(&self) -> Result<GcReport> {
         let mut report = GcReport::default();

@@ -380,10 +380,15 @@ fn gid(g: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(g)
 }
 
+/// The destination root at `dest_root`, opened to resolve paths beneath it.
+fn open_root(dest_root: &Path) -> anyhow::Result<OwnedFd> {
+    rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", dest_root.display()))
+}
+
 /// Makes directory `rel` (and missing parents, root-owned 0755) in the root at `dest_root`.
 pub fn make_dir(dest_root: &Path, rel: &Path) -> anyhow::Result<()> {
-    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .with_context(|| format!("open {}", dest_root.display()))?;
+    let root = open_root(dest_root)?;
     dest_dir(&root, rel, Attrs::default()).map(drop)
 }
 
@@ -399,8 +404,11 @@ fn dest_dir_exists(root: &OwnedFd, rel: &Path) -> bool {
 /// the destination so: `COPY f /link` writes where `/link` points, a dangling
 /// link included). At most 40 links, as the kernel allows.
 pub fn resolve_dest(dest_root: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
-    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .with_context(|| format!("open {}", dest_root.display()))?;
+    resolve_in(&open_root(dest_root)?, dest)
+}
+
+/// `resolve_dest` in a root already open.
+fn resolve_in(root: &OwnedFd, dest: &Path) -> anyhow::Result<PathBuf> {
     let mut pending: std::collections::VecDeque<std::ffi::OsString> =
         dest.components().map(|c| c.as_os_str().to_owned()).collect();
     let mut resolved = PathBuf::new();
@@ -416,7 +424,7 @@ pub fn resolve_dest(dest_root: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
         }
         // The parent, reached with no symlink (every one so far was resolved here).
         let parent = openat2(
-            &root,
+            root,
             if resolved.as_os_str().is_empty() { Path::new(".") } else { &resolved },
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
@@ -448,9 +456,8 @@ pub fn resolve_dest(dest_root: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
 /// copied onto an existing directory put inside it, as BuildKit does.
 pub fn at_real_dest(plan: &Plan, dest_root: &Path, dest: &str) -> anyhow::Result<Plan> {
     let dest_rel = clean_in_root(dest);
-    let real = resolve_dest(dest_root, &dest_rel)?;
-    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .with_context(|| format!("open {}", dest_root.display()))?;
+    let root = open_root(dest_root)?;
+    let real = resolve_in(&root, &dest_rel)?;
     if let [(e, target)] = plan.items.as_slice() {
         let file = kind(&e.stat) != rustix::fs::FileType::Directory;
         if file && *target == dest_rel && !real.as_os_str().is_empty() && dest_dir_exists(&root, &real) {
@@ -471,8 +478,7 @@ pub fn at_real_dest(plan: &Plan, dest_root: &Path, dest: &str) -> anyhow::Result
 /// Copies `plan` from `tree` into the root at `dest_root`.
 pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow::Result<()> {
     use rustix::fs::FileType as T;
-    let root = rustix::fs::open(dest_root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .with_context(|| format!("open {}", dest_root.display()))?;
+    let root = open_root(dest_root)?;
     for (e, target) in &plan.items {
         let mode = Mode::from_raw_mode(attrs.mode.unwrap_or(e.stat.st_mode & 0o7777));
         let what = || format!("copy {} to /{}", e.rel.display(), target.display());

@@ -123,9 +123,7 @@ impl RegistrySource {
         }
         first_error.map_or(Ok(()), Err)
     }
-}
 
-impl RegistrySource {
     /// A handle on the fetch runtime, started if it is not running.
     fn runtime(&self) -> anyhow::Result<tokio::runtime::Handle> {
         let mut rt = self.rt.lock().map_err(|_| anyhow!("a fetch panicked"))?;

@@ -31,13 +31,13 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
         Source::Stage(i) => {
             let image = x.stage_image(*i)?;
             let view = MountedView::of(x.store, &image, scratch.path().join("view"))?;
-            let dir = view.0.clone();
+            let dir = view.path().to_path_buf();
             _view = Some(view);
             (dir, Patterns::default(), format!("stage {}", plan.stages[*i].name.as_deref().unwrap_or("")))
         }
         Source::Image(row) => {
             let view = MountedView::of(x.store, row, scratch.path().join("view"))?;
-            let dir = view.0.clone();
+            let dir = view.path().to_path_buf();
             _view = Some(view);
             (dir, Patterns::default(), format!("image {}", row.manifest))
         }
