@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in fuzz/ (cargo fuzz, libFuzzer, address sanitizer) for
-# SECONDS each, two at a time (one per core), starting from seeds made here by
+# Runs every fuzz target in fuzz/ (cargo fuzz, libFuzzer) for
+# SECONDS each, two at a time (FUZZ_JOBS), starting from seeds made here by
 # independent tools (GNU tar in each format, Python's tarfile via the hostile-layer
 # generator, the golden Dockerfiles, the fixture images' JSON) plus the corpus files
 # kept in fuzz/corpus/TARGET/. A crash is saved by libFuzzer under
@@ -8,7 +8,8 @@
 # replays on stable (tests/fuzz_corpus.rs): commit it with its fix.
 #
 # usage: bench/fuzz.sh [SECONDS] [TARGET...]   (default 60 s, every target; needs
-# the nightly toolchain: without it, says so and exits 0)
+# the nightly toolchain: without it, says so and exits 0). FUZZ_JOBS=N targets at
+# once (default 2, one per core).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -25,7 +26,8 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked -q
 source "$here/lib.sh"
 ensure_packages tar python3
 work=${FUZZ_WORK:-/dev/shm/layers-fuzz}
-rm -rf "$work"; mkdir -p "$work/seeds"
+# The corpora grown by earlier runs are kept (FUZZ_WORK on tmpfs: until reboot).
+rm -rf "$work/seeds" "$work/tmp" "$work/hostile" "$work/victim"; mkdir -p "$work/seeds"
 export FUZZ_TMP="$work/tmp"; mkdir -p "$FUZZ_TMP"
 
 # Seeds, by the kind of input.
@@ -58,15 +60,23 @@ printf '{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write"],
 # The kind of input a target takes: its seeds, and its directory under fuzz/corpus/.
 seeds_of() { case $1 in tar_reader | unpack | tar_differential | tar_roundtrip) echo tar ;; *) echo "$1" ;; esac; }
 
-(cd "$repo/fuzz" && cargo +nightly fuzz build -O >/dev/null 2>&1) || { echo "cargo fuzz build failed"; exit 1; }
+# No sanitizer by default: layers-store is #![forbid(unsafe_code)] and the binary's
+# parsers compiled into the targets have no unsafe block, so AddressSanitizer finds
+# nothing there a panic would not, and costs 2-5x the executions. FUZZ_SANITIZER=address
+# turns it back on (for the C decoders underneath, say).
+san=${FUZZ_SANITIZER:-none}
+jobs=${FUZZ_JOBS:-2}
+# Unpacking writes files: past 64 KiB an input mostly costs write and hash time.
+max_len_of() { case $1 in unpack) echo 65536 ;; *) echo 262144 ;; esac; }
+(cd "$repo/fuzz" && cargo +nightly fuzz build -O -s "$san" >/dev/null 2>&1) || { echo "cargo fuzz build failed"; exit 1; }
 run_one() { # target
   local t=$1 c="$work/corpus/$1"
   local kept="$repo/fuzz/corpus/$(seeds_of "$t")"
   mkdir -p "$c" "$repo/fuzz/artifacts/$t" "$kept"
   cp "$s/$(seeds_of "$t")"/* "$c/" 2>/dev/null || true
   cp "$kept"/* "$c/" 2>/dev/null || true
-  (cd "$repo/fuzz" && cargo +nightly fuzz run -O "$t" "$c" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=262144 -print_final_stats=1 -artifact_prefix="$repo/fuzz/artifacts/$t/") >"$work/$t.log" 2>&1 || true
+  (cd "$repo/fuzz" && cargo +nightly fuzz run -O -s "$san" "$t" "$c" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+    -max_len="$(max_len_of "$t")" -print_final_stats=1 -artifact_prefix="$repo/fuzz/artifacts/$t/") >"$work/$t.log" 2>&1 || true
   for a in "$repo/fuzz/artifacts/$t"/*; do if [ -f "$a" ]; then cp "$a" "$kept/$t-$(basename "$a")"; fi; done
   return 0
 }
@@ -74,7 +84,7 @@ running=0
 for t in "${targets[@]}"; do
   run_one "$t" &
   running=$((running + 1))
-  if [ $running -ge 2 ]; then wait -n || true; running=$((running - 1)); fi
+  if [ $running -ge "$jobs" ]; then wait -n || true; running=$((running - 1)); fi
 done
 wait
 

@@ -451,13 +451,10 @@ fn signed(field: &[u8], what: &str) -> Result<i64, TarError> {
 
 fn verify_checksum(h: &[u8; BLOCK], offset: u64) -> Result<(), TarError> {
     let want = octal(&h[148..156], "checksum")?;
-    let mut unsigned: u64 = 0;
-    let mut signed: i64 = 0;
-    for (i, &b) in h.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        unsigned += b as u64;
-        signed += b as i8 as i64;
-    }
+    // The checksum field counts as eight spaces.
+    let rest = h[..148].iter().chain(&h[156..]);
+    let unsigned: u64 = rest.clone().map(|&b| b as u64).sum::<u64>() + 8 * b' ' as u64;
+    let signed: i64 = rest.map(|&b| b as i8 as i64).sum::<i64>() + 8 * b' ' as i64;
     if want == unsigned || want as i64 == signed {
         Ok(())
     } else {
