@@ -55,17 +55,16 @@ pub struct LogsArgs {
 pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
     for name in &a.containers {
         let c = store.resolve_container(name)?;
-        if let Some(r) = state::running(store, &c) {
-            let (Some(fd), monitor) = (pidfd(r.pid), pidfd(r.monitor)) else { continue };
+        if let Some(fd) = state::running(store, &c).and_then(|r| pidfd(r.pid)) {
             let _ = pidfd_send_signal(&fd, stop_signal(store, &c));
             if !wait_exit(&fd, Some(Duration::from_secs(a.time))) {
                 pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
                 wait_exit(&fd, None);
             }
-            // Its `layers run` records the exit and cleans up: done when it is.
-            if let Some(m) = monitor {
-                wait_exit(&m, Some(Duration::from_secs(10)));
-            }
+        }
+        // Its `layers run` records the exit and cleans up: done when it is.
+        if let Some(m) = state::monitor(store, &c) {
+            wait_exit(&m, Some(Duration::from_secs(10)));
         }
         outln!("{}", c.name);
     }
@@ -87,7 +86,8 @@ pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
 pub fn wait(store: &Store, a: &WaitArgs) -> anyhow::Result<ExitCode> {
     for name in &a.containers {
         let c = store.resolve_container(name)?;
-        if let Some(m) = state::running(store, &c).and_then(|r| pidfd(r.monitor)) {
+        // Its PID 1 may have ended already while its monitor still records how.
+        if let Some(m) = state::monitor(store, &c) {
             wait_exit(&m, None);
         }
         match state::exited(store, &c) {

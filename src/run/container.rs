@@ -179,6 +179,7 @@ fn spawn_and_wait(
         let running = state::Running {
             pid,
             monitor: std::process::id(),
+            monitor_start: state::start_time(std::process::id()).unwrap_or_default(),
             user: user_spec.clone(),
             env: env.clone(),
             cwd: process.cwd.clone(),

@@ -21,6 +21,10 @@ pub struct Running {
     pub pid: u32,
     /// Host PID of the `layers run` that waits for it (and cleans up after it).
     pub monitor: u32,
+    /// When the monitor started (clock ticks after boot, /proc/PID/stat): its PID,
+    /// once it has ended, may be another process's.
+    #[serde(default)]
+    pub monitor_start: u64,
     pub user: users::User,
     pub env: Vec<String>,
     pub cwd: String,
@@ -59,14 +63,22 @@ pub fn log_path(store: &Store, id: &str) -> PathBuf {
 
 /// Records that the container is running (replacing how it last ended).
 pub fn set_running(store: &Store, id: &str, r: &Running) {
-    let _ = std::fs::remove_file(file(store, id, "exited.json"));
-    let _ = std::fs::write(file(store, id, "running.json"), serde_json::to_vec(r).unwrap_or_default());
+    replace(store, id, ("running.json", serde_json::to_vec(r).unwrap_or_default()), "exited.json");
 }
 
 /// Records that the container has stopped.
 pub fn set_exited(store: &Store, id: &str, e: &Exited) {
-    let _ = std::fs::remove_file(file(store, id, "running.json"));
-    let _ = std::fs::write(file(store, id, "exited.json"), serde_json::to_vec(e).unwrap_or_default());
+    replace(store, id, ("exited.json", serde_json::to_vec(e).unwrap_or_default()), "running.json");
+}
+
+/// Writes the new record whole (renamed into place), then removes the old one: a
+/// reader in between sees both, never neither (`wait` would say "has not run").
+fn replace(store: &Store, id: &str, (name, bytes): (&str, Vec<u8>), old: &str) {
+    let tmp = file(store, id, &format!(".{name}.tmp"));
+    if std::fs::write(&tmp, bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, file(store, id, name));
+    }
+    let _ = std::fs::remove_file(file(store, id, old));
 }
 
 /// The running state of a container, if its process is alive (its cgroup names the container).
@@ -75,6 +87,24 @@ pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
     let r: Running = serde_json::from_slice(&bytes).ok()?;
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).ok()?;
     cgroups.contains(&c.id).then_some(r)
+}
+
+/// The `layers run` that watches the container and records how it ends, while it
+/// lives: between its PID 1's death and that record, only this says "not yet".
+pub fn monitor(store: &Store, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> {
+    let bytes = std::fs::read(file(store, &c.id, "running.json")).ok()?;
+    let r: Running = serde_json::from_slice(&bytes).ok()?;
+    let fd = super::control::pidfd(r.monitor)?;
+    // Checked after the pidfd is open: the fd then holds that very process.
+    (start_time(r.monitor) == Some(r.monitor_start)).then_some(fd)
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// How the container's last run ended, if it has run and stopped.
