@@ -16,6 +16,12 @@ fn detached(store: &Path, args: &[&str]) -> String {
     stdout(&out).trim().to_string()
 }
 
+/// The NAMES column of `ps -a`.
+fn names(store: &Path) -> Vec<String> {
+    let ps = layers_ok(store, &["ps", "-a"]);
+    ps.lines().skip(1).filter_map(|l| l.split_whitespace().last()).map(str::to_string).collect()
+}
+
 #[test]
 fn kill_then_wait_reports_the_exit_code_every_time() {
     if !need_root("kill_then_wait_reports_the_exit_code_every_time") {
@@ -36,4 +42,45 @@ fn kill_then_wait_reports_the_exit_code_every_time() {
         assert!(out.status.success(), "round {i}: {}", stderr(&out));
         assert_eq!(stdout(&out).trim(), "3", "round {i}");
     }
+}
+
+#[test]
+fn run_it_with_a_pipe_for_stdin_is_refused_and_rm_holds_when_layers_run_is_killed() {
+    if !need_root("run_it_with_a_pipe_for_stdin_is_refused_and_rm_holds_when_layers_run_is_killed") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .args(["run", "--rm", "-it", "localhost/layered", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(b"x\n");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("the input device is not a TTY"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    assert_eq!(names(&store), Vec::<String>::new(), "no container made");
+
+    // --rm holds even when `layers run` is SIGKILLed while another `layers` keeps the
+    // store open (a detached container's monitor): the next command removes it.
+    let keeper = detached(&store, &["localhost/layered", "sleep", "100"]);
+    let mut run = spawn_layers(&store, &["run", "--rm", "--name", "doomed", "localhost/layered", "sleep", "100"]);
+    let named = (0..250).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        layers_ok(&store, &["ps"]).contains("doomed")
+    });
+    assert!(named, "the --rm container never ran");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let left = names(&store);
+    assert_eq!(left.len(), 1, "the --rm container was left behind: {left:?}");
+    layers_ok(&store, &["rm", "-f", &keeper]);
 }

@@ -11,6 +11,7 @@
 //! A container holds a lease on its image, so neither `rmi` nor `gc` takes its layers.
 
 use std::fs;
+use std::io;
 use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension};
@@ -197,12 +198,20 @@ impl Store {
             let p = staged.join(d);
             fs::create_dir(&p).map_err(|e| Error::io("create container", p.display(), e))?;
         }
-        if lifetime == Lifetime::Ephemeral {
+        // Locked before it is visible: from then on, a free lock means its creator is gone.
+        let creator = if lifetime == Lifetime::Ephemeral {
             let p = staged.join(EPHEMERAL);
-            fs::write(&p, b"").map_err(|e| Error::io("create container", p.display(), e))?;
-        }
+            let f = fs::File::create(&p).map_err(|e| Error::io("create container", p.display(), e))?;
+            f.try_lock().map_err(|e| Error::io("create container", p.display(), io::Error::other(e.to_string())))?;
+            Some(f)
+        } else {
+            None
+        };
         let dir = self.container_dir(&id);
         fs::rename(&staged, &dir).map_err(|e| Error::io("create container", dir.display(), e))?;
+        if let Some(f) = creator {
+            self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push(f);
+        }
         let row = ContainerRow { id, name, image: *image, created: now(), committing: None };
         let inserted = self.md().write("create container", |tx| {
             let taken: bool = tx
@@ -483,20 +492,30 @@ impl Store {
         })
     }
 
+    /// Removes the ephemeral containers whose creator has ended without removing them
+    /// (a `run --rm` or build killed): their creator lock is free.
+    pub(crate) fn remove_abandoned_containers(&self) -> Result<()> {
+        for c in self.containers()? {
+            let marker = self.container_dir(&c.id).join(EPHEMERAL);
+            let Ok(f) = fs::File::open(&marker) else { continue };
+            // Held by its creator, or by another process removing it right now.
+            if f.try_lock().is_err() {
+                continue;
+            }
+            let merged = self.merged_dir(&c);
+            if crate::mount::is_mountpoint(&merged) {
+                crate::mount::unmount_path(&merged, true)?;
+            }
+            self.remove_container(&c)?;
+        }
+        Ok(())
+    }
+
     /// Crash recovery, under the exclusive store lock: container dirs without a row
     /// go, and an interrupted commit's upper dir moves back from the layer it was
     /// becoming (whose row is still pending) to its container.
     pub(crate) fn sweep_containers(&self) -> Result<()> {
-        // Alone on the store, no process runs an ephemeral container: its own died.
-        for c in self.containers()? {
-            if self.container_dir(&c.id).join(EPHEMERAL).exists() {
-                let merged = self.merged_dir(&c);
-                if crate::mount::is_mountpoint(&merged) {
-                    crate::mount::unmount_path(&merged, true)?;
-                }
-                self.remove_container(&c)?;
-            }
-        }
+        self.remove_abandoned_containers()?;
         let containers = self.containers()?;
         for c in containers.iter().filter(|c| c.committing.is_some()) {
             let layer = c.committing.map(|d| self.layer_path(&d)).unwrap_or_default();

@@ -38,6 +38,10 @@ pub struct Store {
     /// This handle's name in `held_content` and the lock that shows it alive, taken
     /// with the first commit of content no image names yet.
     holder: std::sync::OnceLock<(String, File)>,
+    /// Locks on the ephemeral containers this handle created: held while it lives,
+    /// released by the kernel however the process ends, which is how anyone else
+    /// knows such a container is abandoned.
+    pub(crate) ephemeral: Mutex<Vec<File>>,
 }
 
 /// What runs after each commit.
@@ -203,13 +207,18 @@ impl Store {
             limits: Limits::default(),
             after_commit: Mutex::default(),
             holder: std::sync::OnceLock::new(),
+            ephemeral: Mutex::default(),
         };
         match store.store_lock.try_lock() {
             Ok(()) => {
                 store.sweep()?;
                 store.store_lock.lock_shared().map_err(|e| Error::io("lock store", lock_path.display(), e))?;
             }
-            Err(_) => store.store_lock.lock_shared().map_err(|e| Error::io("lock store", lock_path.display(), e))?,
+            Err(_) => {
+                store.store_lock.lock_shared().map_err(|e| Error::io("lock store", lock_path.display(), e))?;
+                // Not alone, yet a `run --rm` killed while others run is gone as promptly.
+                store.remove_abandoned_containers()?;
+            }
         }
         Ok(store)
     }

@@ -125,6 +125,7 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     if a.detach && !detach::is_monitor() {
         return detach::start();
     }
+    check_tty(a.tty, a.interactive && !a.detach)?;
     let limits = limits(a)?;
     let caps = caps::effective(&a.cap_add, &a.cap_drop).map_err(anyhow::Error::msg)?;
     let img = store.resolve(&a.image)?;
@@ -257,8 +258,19 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
+/// Refuses `-it` when our stdin is not a terminal, as Docker does: its bytes would
+/// go to a pty that never sees their end (`echo x | run -it IMAGE cat` never ended).
+fn check_tty(tty: bool, stdin_attached: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if tty && stdin_attached && !std::io::stdin().is_terminal() {
+        bail!("the input device is not a TTY (drop -t, or give -i a terminal)");
+    }
+    Ok(())
+}
+
 /// `layers exec`.
 pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+    check_tty(a.tty, a.interactive)?;
     let c = store.resolve_container(&a.container)?;
     let spec = ExecSpec {
         argv: a.command.clone(),
