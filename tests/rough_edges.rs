@@ -84,3 +84,51 @@ fn run_it_with_a_pipe_for_stdin_is_refused_and_rm_holds_when_layers_run_is_kille
     assert_eq!(left.len(), 1, "the --rm container was left behind: {left:?}");
     layers_ok(&store, &["rm", "-f", &keeper]);
 }
+
+/// `layers ARGS` under a bounding set without CAP_SYS_TIME (util-linux's setpriv), as
+/// on a host or in an outer container that lacks it.
+fn without_sys_time(store: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-sys_time", "--inh-caps", "-all"])
+        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+#[test]
+fn privileged_and_cap_add_all_take_what_the_caller_has_and_a_missing_cap_add_is_named() {
+    if !need_root("privileged_and_cap_add_all_take_what_the_caller_has_and_a_missing_cap_add_is_named") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let ours = u64::from_str_radix(
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapPrm:"))
+            .unwrap()
+            .trim(),
+        16,
+    )
+    .unwrap();
+    let sys_time = 1u64 << 25;
+    let cap_eff = "sed -n 's/^CapEff:\\t//p' /proc/self/status";
+    for flags in [&["--privileged"][..], &["--cap-add", "ALL"][..]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["localhost/layered", "sh", "-c", cap_eff]);
+        let out = without_sys_time(&store, &args);
+        assert!(out.status.success(), "{flags:?}: {}", stderr(&out));
+        let got = u64::from_str_radix(stdout(&out).trim(), 16).unwrap();
+        assert_eq!(got, ours & !sys_time, "{flags:?}: every capability the caller has, and only those");
+    }
+    let out = without_sys_time(&store, &["run", "--rm", "--cap-add", "SYS_TIME", "localhost/layered", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("--cap-add SYS_TIME: CAP_SYS_TIME is not ours to give"), "{}", stderr(&out));
+    // The defaults still hold where the caller has them all.
+    let out = without_sys_time(&store, &["run", "--rm", "localhost/layered", "sh", "-c", cap_eff]);
+    assert_eq!(stdout(&out).trim(), "00000000a80425fb", "{}", stderr(&out));
+}

@@ -327,8 +327,8 @@ fn enter_root(k: &mut impl Sys, root: &Path) -> Step {
     k.chdir("/")
 }
 
-fn become_user(k: &mut impl Sys, u: &users::User, caps: CapabilitySet, privileged: bool) -> Step {
-    let keep = if privileged { CapabilitySet::all() } else { caps };
+/// `caps` is what the container keeps (for `--privileged`, every one we have).
+fn become_user(k: &mut impl Sys, u: &users::User, keep: CapabilitySet, privileged: bool) -> Step {
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if !keep.contains(cap) {

@@ -238,6 +238,8 @@ fn setup_runs_cgroup_namespaces_mounts_root_identity_and_seccomp_last() {
 fn privileged_host_network_users_and_init_change_only_their_steps() {
     let mut s = setup_for(users::User { uid: 1000, gid: 100, groups: vec![], home: "/".into() });
     s.privileged = true;
+    // What `run --privileged` hands the child: every capability (on a full host).
+    s.caps = CapabilitySet::from_bits_retain(u64::MAX);
     s.own_network = false;
     s.seccomp = Vec::new();
     s.init = true;
