@@ -154,7 +154,7 @@ fn main() -> ExitCode {
 }
 
 /// `context: cause: cause`, on one line.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
 

@@ -132,3 +132,32 @@ fn privileged_and_cap_add_all_take_what_the_caller_has_and_a_missing_cap_add_is_
     let out = without_sys_time(&store, &["run", "--rm", "localhost/layered", "sh", "-c", cap_eff]);
     assert_eq!(stdout(&out).trim(), "00000000a80425fb", "{}", stderr(&out));
 }
+
+#[test]
+fn rm_rmi_stop_and_kill_go_through_every_argument_and_fail_at_the_end() {
+    if !need_root("rm_rmi_stop_and_kill_go_through_every_argument_and_fail_at_the_end") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    for n in ["a", "b"] {
+        layers_ok(&store, &["create", "--name", n, "localhost/layered"]);
+    }
+    let out = layers(&store, &["rm", "a", "nosuch", "b"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(stdout(&out), "a\nb\n", "both removed");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line for the one failure: {err}");
+    assert!(err.contains("nosuch"), "{err}");
+    assert!(names(&store).is_empty());
+
+    let x = detached(&store, &["--name", "x", "localhost/layered", "sleep", "100"]);
+    let out = layers(&store, &["kill", "nosuch", "x"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(stdout(&out).trim(), "x");
+    assert_eq!(layers_ok(&store, &["wait", &x]).trim(), "137");
+
+    layers_ok(&store, &["tag", "localhost/layered", "localhost/copy:1"]);
+    let out = layers(&store, &["rmi", "localhost/nosuch", "localhost/copy:1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stdout(&out).contains("Untagged: localhost/copy:1"), "{}", stdout(&out));
+}

@@ -199,7 +199,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
-    for name in &a.containers {
+    Ok(super::each(&a.containers, |name| {
         let mut c = store.resolve_container(name)?;
         if let Some(r) = crate::run::state::running(store, &c) {
             if !a.force {
@@ -211,7 +211,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
                 Ok(again) => c = again,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     outln!("{}", c.name);
-                    continue;
+                    return Ok(());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -226,8 +226,8 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
         store.remove_container(&c)?;
         crate::run::remove_leftover_cgroup(&c.id);
         outln!("{}", c.name);
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    }))
 }
 
 pub fn diff(store: &Store, a: &DiffArgs) -> anyhow::Result<ExitCode> {

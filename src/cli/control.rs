@@ -53,7 +53,7 @@ pub struct LogsArgs {
 }
 
 pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
-    for name in &a.containers {
+    Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
         if let Some(fd) = state::running(store, &c).and_then(|r| pidfd(r.pid)) {
             let _ = pidfd_send_signal(&fd, stop_signal(store, &c));
@@ -67,24 +67,24 @@ pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
             wait_exit(&m, Some(Duration::from_secs(10)));
         }
         outln!("{}", c.name);
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    }))
 }
 
 pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
     let signal = parse_signal(&a.signal)?;
-    for name in &a.containers {
+    Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
         let fd = state::running(store, &c).and_then(|r| pidfd(r.pid));
         let Some(fd) = fd else { bail!("kill {}: container is not running", c.name) };
         pidfd_send_signal(&fd, signal).with_context(|| format!("kill {}", c.name))?;
         outln!("{}", c.name);
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    }))
 }
 
 pub fn wait(store: &Store, a: &WaitArgs) -> anyhow::Result<ExitCode> {
-    for name in &a.containers {
+    Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
         // Its PID 1 may have ended already while its monitor still records how.
         if let Some(m) = state::monitor(store, &c) {
@@ -95,8 +95,8 @@ pub fn wait(store: &Store, a: &WaitArgs) -> anyhow::Result<ExitCode> {
             None if store.resolve_container(&c.id).is_err() => bail!("wait {}: removed when it exited (--rm)", c.name),
             None => bail!("wait {}: container has not run", c.name),
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    }))
 }
 
 pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {

@@ -184,22 +184,13 @@ pub fn tag(store: &Store, a: &TagArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rmi(store: &Store, a: &RmiArgs) -> anyhow::Result<ExitCode> {
-    let mut failed = false;
-    for name in &a.images {
-        match store.remove_image(name, a.force) {
-            Ok(removed) => {
-                for r in removed {
-                    match r {
-                        Removed::Untagged(t) => outln!("Untagged: {t}"),
-                        Removed::Deleted(d) => outln!("Deleted: {d}"),
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("layers: {e}");
-                failed = true;
+    Ok(super::each(&a.images, |name| {
+        for r in store.remove_image(name, a.force)? {
+            match r {
+                Removed::Untagged(t) => outln!("Untagged: {t}"),
+                Removed::Deleted(d) => outln!("Deleted: {d}"),
             }
         }
-    }
-    Ok(if failed { ExitCode::from(crate::EXIT_FAILURE) } else { ExitCode::SUCCESS })
+        Ok(())
+    }))
 }

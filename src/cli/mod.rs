@@ -13,3 +13,21 @@ pub mod maintenance;
 pub mod pull;
 pub mod push;
 pub mod run;
+
+/// Runs `verb` on every argument, as Docker's `rm`, `rmi`, `stop`, `kill` and `wait`
+/// do: a failure is reported on its own line and the rest still go; the exit status
+/// says whether any failed.
+pub fn each<T>(items: &[T], mut verb: impl FnMut(&T) -> anyhow::Result<()>) -> std::process::ExitCode {
+    let mut failed = false;
+    for item in items {
+        if let Err(e) = verb(item) {
+            eprintln!("layers: {}", crate::one_line(&e));
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::ExitCode::from(crate::EXIT_FAILURE)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
