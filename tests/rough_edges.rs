@@ -161,3 +161,48 @@ fn rm_rmi_stop_and_kill_go_through_every_argument_and_fail_at_the_end() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stdout(&out).contains("Untagged: localhost/copy:1"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_window() {
+    if !need_root("a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_window") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    // A port nobody listens on: four blobs, each retried, one line in all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = layers(&store, &["push", "localhost/two-layers", &format!("{closed}/x:1")]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("connect to {closed}: Connection refused")), "{err}");
+    assert!(err.contains("(gave up after 5 attempts in"), "{err}");
+
+    // A listener that accepts and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    for args in [
+        vec!["pull".to_string(), format!("{addr}/x:1")],
+        vec!["push".into(), "localhost/layered".into(), format!("{addr}/x:1")],
+    ] {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+            .env("LAYERS_STALL_TIMEOUT", "3")
+            .arg("--root")
+            .arg(&store)
+            .args(&args)
+            .output()
+            .unwrap();
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("no response within 3s (gave up after 2 attempts"), "{args:?}: {err}");
+        assert!(took < 10.0, "{args:?}: a silent registry took {took:.1}s with a 3 s stall window");
+    }
+}

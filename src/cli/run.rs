@@ -127,7 +127,11 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     check_tty(a.tty, a.interactive && !a.detach)?;
     let limits = limits(a)?;
-    let caps = if a.privileged { caps::all() } else { caps::effective(&a.cap_add, &a.cap_drop).map_err(anyhow::Error::msg)? };
+    let caps = if a.privileged {
+        caps::all()
+    } else {
+        caps::effective(&a.cap_add, &a.cap_drop).map_err(anyhow::Error::msg)?
+    };
     let img = store.resolve(&a.image)?;
     let config = store.config(&img).with_context(|| format!("read config of {}", a.image))?;
     let mut env_args = Vec::new();

@@ -48,13 +48,20 @@ pub enum RequestError {
     /// The answer is unusable: oversized, malformed, not what was asked for.
     #[error("{0}")]
     Invalid(String),
+    /// Nothing came back within the stall window: a connection that never completes,
+    /// or a listener that never answers. Worth one more try, not five.
+    #[error("{0}")]
+    NoResponse(String),
+    /// A transient failure that went on through every attempt.
+    #[error("{last} (gave up after {attempts} attempts in {secs:.1}s)")]
+    GaveUp { last: Box<RequestError>, attempts: u32, secs: f64 },
 }
 
 impl RequestError {
     /// Whether trying again may help: connection trouble, 5xx, 429, 408.
     pub fn is_transient(&self) -> bool {
         match self {
-            RequestError::Connection(_) => true,
+            RequestError::Connection(_) | RequestError::NoResponse(_) => true,
             RequestError::Status { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -74,9 +81,25 @@ impl RequestError {
 
     fn connection(e: reqwest::Error) -> RequestError {
         if is_tls_failure(&e) {
-            RequestError::Certificate(chain(&e))
-        } else {
-            RequestError::Connection(chain(&e))
+            return RequestError::Certificate(chain(&e));
+        }
+        // reqwest's chain repeats the URL and its layers ("client error (Connect): tcp
+        // connect error: ..."): a refused or silent connection is said in a few words.
+        let at = e.url().map(|url| {
+            let host = url.host_str().unwrap_or_default();
+            url.port_or_known_default().map(|p| format!("{host}:{p}")).unwrap_or(host.to_string())
+        });
+        match (e.is_connect(), e.is_timeout(), at) {
+            (true, true, Some(at)) => {
+                let window = super::connect_timeout().as_secs_f64();
+                RequestError::NoResponse(format!("connect to {at}: no answer within {window:.0}s"))
+            }
+            (true, false, Some(at)) => RequestError::Connection(format!("connect to {at}: {}", innermost(&e))),
+            (false, true, Some(at)) => {
+                let window = super::stall_timeout().as_secs_f64();
+                RequestError::NoResponse(format!("{at}: no response within {window:.0}s"))
+            }
+            _ => RequestError::Connection(chain(&e)),
         }
     }
 }
@@ -94,6 +117,15 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The deepest cause's message (the OS error under a connect failure).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(c) = cur.source() {
+        cur = c;
+    }
+    cur.to_string()
 }
 
 /// Whether rustls refused the connection. io errors nest, and hide their inner
@@ -145,7 +177,7 @@ impl Repository {
         let http = reqwest::Client::builder()
             .user_agent(concat!("layers/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(!tls_verify)
-            .connect_timeout(Duration::from_secs(30))
+            .connect_timeout(super::connect_timeout())
             // A stalled transfer is a dropped connection: retried, and resumed for blobs.
             .read_timeout(super::stall_timeout())
             .build()
@@ -264,7 +296,7 @@ impl Repository {
             let resp = if req.body().is_none_or(|b| b.as_bytes().is_some_and(<[u8]>::is_empty)) {
                 tokio::time::timeout(window, self.http.execute(req))
                     .await
-                    .map_err(|_| RequestError::Connection(format!("no response within {:.0}s", window.as_secs_f64())))?
+                    .map_err(|_| RequestError::NoResponse(format!("no response within {:.0}s", window.as_secs_f64())))?
             } else {
                 self.http.execute(req).await
             }

@@ -30,6 +30,11 @@ pub fn stall_timeout() -> std::time::Duration {
     std::time::Duration::from_secs_f64(secs.filter(|s| *s > 0.0 && s.is_finite()).unwrap_or(60.0))
 }
 
+/// How long a TCP (and TLS) connection may take to open: the stall window, at most 30 s.
+pub fn connect_timeout() -> std::time::Duration {
+    stall_timeout().min(std::time::Duration::from_secs(30))
+}
+
 /// Loopback registries speak plain http by default, as with Docker.
 pub fn is_loopback(registry: &str) -> bool {
     let host = match registry.rsplit_once(':') {

@@ -35,27 +35,77 @@ fn wait_before(attempt: u32, e: &RequestError) -> Duration {
     e.retry_after().map(|d| d.min(MAX_RETRY_AFTER)).unwrap_or_else(|| backoff(attempt))
 }
 
-fn retrying(e: &RequestError, wait: Duration, tries: u32) -> String {
-    let asked = if e.retry_after().is_some() { " as the registry asked (Retry-After)" } else { "" };
-    format!("{e}; retrying in {:.1}s{asked} ({tries}/{})", wait.as_secs_f64(), MAX_TRIES - 1)
+/// What a run of attempts has met so far: said once, when the operation ends.
+struct Attempts {
+    tries: u32,
+    first: Option<String>,
+    asked_to_wait: bool,
+    silent: u32,
+    started: std::time::Instant,
+}
+
+impl Attempts {
+    fn new() -> Attempts {
+        Attempts { tries: 0, first: None, asked_to_wait: false, silent: 0, started: std::time::Instant::now() }
+    }
+
+    /// Records a transient failure; the wait before the next attempt, or `None` when
+    /// there is to be no next one.
+    fn failed(&mut self, e: &RequestError, allowed: u32) -> Option<Duration> {
+        self.first.get_or_insert_with(|| e.to_string());
+        self.asked_to_wait |= e.retry_after().is_some();
+        let silent = matches!(e, RequestError::NoResponse(_));
+        self.silent += u32::from(silent);
+        // A registry that did not answer twice will not the third time.
+        let twice_silent = silent && self.silent >= 2;
+        if !e.is_transient() || self.tries + 1 >= allowed || twice_silent {
+            return None;
+        }
+        self.tries += 1;
+        Some(wait_before(self.tries, e))
+    }
+
+    /// The one line for an operation that succeeded after failing.
+    fn recovered(&self, what: &str) -> Option<String> {
+        let first = self.first.as_ref()?;
+        let asked = if self.asked_to_wait { ", waiting as the registry asked (Retry-After)" } else { "" };
+        Some(format!("{what}: done after retrying {} times ({first}{asked})", self.tries))
+    }
+
+    /// The error of an operation that failed for good: the attempts counted in it.
+    fn gave_up(&self, last: RequestError) -> RequestError {
+        if self.tries == 0 {
+            return last;
+        }
+        RequestError::GaveUp {
+            last: Box::new(last),
+            attempts: self.tries + 1,
+            secs: self.started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// Runs `op` until it succeeds, fails for good, or has failed `tries_allowed` times.
+/// Nothing is said per attempt: one line if it succeeded after failing, and a final
+/// error that counts the attempts.
 pub async fn retry<T, F, Fut>(what: &str, tries_allowed: u32, notices: &Notices, mut op: F) -> Result<T, RequestError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RequestError>>,
 {
-    let mut tries = 0;
+    let mut attempts = Attempts::new();
     loop {
         match op().await {
-            Err(e) if e.is_transient() && tries + 1 < tries_allowed => {
-                tries += 1;
-                let wait = wait_before(tries, &e);
-                notices(&format!("{what}: {}", retrying(&e, wait, tries)));
-                tokio::time::sleep(wait).await;
+            Ok(v) => {
+                if let Some(line) = attempts.recovered(what) {
+                    notices(&line);
+                }
+                return Ok(v);
             }
-            other => return other,
+            Err(e) => match attempts.failed(&e, tries_allowed) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(attempts.gave_up(e)),
+            },
         }
     }
 }
@@ -68,7 +118,8 @@ struct State {
     offset: u64,
     /// Bytes of the current response to drop (a full resend after a cut).
     skip: u64,
-    tries: u32,
+    /// Failed requests and cuts since bytes last arrived.
+    attempts: Attempts,
     /// Wait before the next request.
     wait: Duration,
     current: Option<BoxStream<'static, Result<Bytes, io::Error>>>,
@@ -89,7 +140,7 @@ pub fn blob_stream(
         size,
         offset: 0,
         skip: 0,
-        tries: 0,
+        attempts: Attempts::new(),
         wait: Duration::ZERO,
         current: None,
         done: false,
@@ -107,19 +158,24 @@ pub fn blob_stream(
                 // We verify the digest ourselves, over the whole blob, whichever way it arrives.
                 match st.repo.blob(&st.digest, st.offset).await {
                     Ok(body) => {
+                        if let Some(line) = st.attempts.recovered("request") {
+                            st.say(format_args!("{line}"));
+                            st.attempts.first = None;
+                        }
                         st.skip = if body.resumed { 0 } else { st.offset };
                         st.current = Some(body.stream);
                     }
-                    Err(e) if e.is_transient() && st.tries + 1 < MAX_TRIES => {
-                        st.tries += 1;
-                        st.wait = wait_before(st.tries, &e);
-                        st.say(format_args!("{}", retrying(&e, st.wait, st.tries)));
-                        continue;
-                    }
-                    Err(e) => {
-                        st.done = true;
-                        return Some((Err(io::Error::other(format!("blob {}: {e}", st.digest))), st));
-                    }
+                    Err(e) => match st.attempts.failed(&e, MAX_TRIES) {
+                        Some(wait) => {
+                            st.wait = wait;
+                            continue;
+                        }
+                        None => {
+                            st.done = true;
+                            let e = st.attempts.gave_up(e);
+                            return Some((Err(io::Error::other(format!("blob {}: {e}", st.digest))), st));
+                        }
+                    },
                 }
             }
             let next = st.current.as_mut().map(|s| s.next());
@@ -138,19 +194,19 @@ pub fn blob_stream(
                         }
                     }
                     st.offset += b.len() as u64;
-                    st.tries = 0;
+                    st.attempts = Attempts::new();
                     return Some((Ok(b), st));
                 }
                 // A cut before the descriptor's size is a dropped connection too.
-                Some(Err(_)) | None if st.offset < st.size && st.tries + 1 < MAX_TRIES => {
+                Some(Err(_)) | None if st.offset < st.size && st.attempts.tries + 1 < MAX_TRIES => {
                     st.current = None;
-                    st.tries += 1;
-                    st.wait = backoff(st.tries);
+                    st.attempts.tries += 1;
+                    st.wait = backoff(st.attempts.tries);
                     st.say(format_args!(
                         "connection lost at byte {} of {}; resuming ({}/{})",
                         st.offset,
                         st.size,
-                        st.tries,
+                        st.attempts.tries,
                         MAX_TRIES - 1
                     ));
                 }
