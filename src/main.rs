@@ -42,21 +42,23 @@ const EXIT_FAILURE: u8 = 125;
 #[derive(Parser)]
 #[command(name = "layers", version, about = "Content-addressed OCI layer store and image builder")]
 struct Cli {
-    /// Store directory (default: /var/lib/layers as root, else $XDG_DATA_HOME/layers).
-    #[arg(long, global = true, env = "LAYERS_ROOT", value_name = "DIR")]
+    /// Store directory [env: LAYERS_ROOT] (default: /var/lib/layers as root, else
+    /// $XDG_DATA_HOME/layers).
+    #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Largest uncompressed layer accepted, in bytes (stops gzip bombs).
-    #[arg(long, global = true, env = "LAYERS_MAX_LAYER_SIZE", value_name = "BYTES")]
+    /// Largest uncompressed layer accepted, in bytes (stops gzip bombs) [env: LAYERS_MAX_LAYER_SIZE].
+    #[arg(long, global = true, value_name = "BYTES")]
     max_layer_size: Option<u64>,
-    /// Most tar entries accepted in one layer.
-    #[arg(long, global = true, env = "LAYERS_MAX_LAYER_ENTRIES", value_name = "N")]
+    /// Most tar entries accepted in one layer [env: LAYERS_MAX_LAYER_ENTRIES].
+    #[arg(long, global = true, value_name = "N")]
     max_layer_entries: Option<u64>,
     /// Keep the store under this size (`20GB`), evicting what was used least recently;
-    /// default: `max-size` in `<root>/store.toml`, else no budget.
-    #[arg(long, global = true, env = "LAYERS_MAX_STORE_SIZE", value_name = "SIZE")]
+    /// default: `max-size` in `<root>/store.toml`, else no budget [env: LAYERS_MAX_STORE_SIZE].
+    #[arg(long, global = true, value_name = "SIZE")]
     max_store_size: Option<String>,
-    /// Registry configuration (mirrors, plain-http registries); see the README.
-    #[arg(long, global = true, env = "LAYERS_REGISTRIES_CONFIG", value_name = "FILE")]
+    /// Registry configuration (mirrors, plain-http registries); see the README
+    /// [env: LAYERS_REGISTRIES_CONFIG].
+    #[arg(long, global = true, value_name = "FILE")]
     registries_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -144,12 +146,45 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    let cli = match cli.with_env_defaults() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("layers: {}", one_line(&e));
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("layers: {}", one_line(&e));
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+impl Cli {
+    /// The global options a flag did not give, from the environment. Read here rather
+    /// than by clap's `env`: clap shows an option set that way in every usage line, as
+    /// if it were required (`Usage: layers run --root <DIR> <IMAGE>`).
+    fn with_env_defaults(mut self) -> anyhow::Result<Cli> {
+        fn var(name: &str) -> Option<String> {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        }
+        fn number(name: &str) -> anyhow::Result<Option<u64>> {
+            var(name).map(|v| v.parse().with_context(|| format!("${name}={v}: not a number"))).transpose()
+        }
+        self.root = self.root.or_else(|| var("LAYERS_ROOT").map(PathBuf::from));
+        self.max_layer_size = match self.max_layer_size {
+            Some(n) => Some(n),
+            None => number("LAYERS_MAX_LAYER_SIZE")?,
+        };
+        self.max_layer_entries = match self.max_layer_entries {
+            Some(n) => Some(n),
+            None => number("LAYERS_MAX_LAYER_ENTRIES")?,
+        };
+        self.max_store_size = self.max_store_size.or_else(|| var("LAYERS_MAX_STORE_SIZE"));
+        self.registries_config = self.registries_config.or_else(|| var("LAYERS_REGISTRIES_CONFIG").map(PathBuf::from));
+        Ok(self)
     }
 }
 

@@ -206,3 +206,26 @@ fn a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_w
         assert!(took < 10.0, "{args:?}: a silent registry took {took:.1}s with a 3 s stall window");
     }
 }
+
+#[test]
+fn usage_lines_do_not_show_options_set_from_the_environment() {
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .env("LAYERS_ROOT", work.path().join("store"))
+        .env("LAYERS_MAX_LAYER_SIZE", "1000000")
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(err.contains("Usage: layers run <IMAGE> [COMMAND]..."), "{err}");
+    assert!(!err.contains("--root"), "{err}");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .env("LAYERS_ROOT", work.path().join("store"))
+        .env("LAYERS_MAX_LAYER_SIZE", "lots")
+        .arg("images")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("$LAYERS_MAX_LAYER_SIZE=lots: not a number"), "{}", stderr(&bad));
+}
