@@ -188,6 +188,10 @@ impl Cli {
     }
 }
 
+fn registries(cli: &Cli) -> anyhow::Result<registry::config::RegistriesConfig> {
+    registry::config::RegistriesConfig::load(cli.registries_config.as_deref())
+}
+
 /// `context: cause: cause`, on one line.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
@@ -211,8 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Credentials are not the store's business: no store is opened for them.
     match &cli.command {
         Command::Login(a) => {
-            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            return login::login(a, &registries);
+            return login::login(a, &registries(&cli)?);
         }
         Command::Logout(a) => return login::logout(a),
         _ => {}
@@ -222,36 +225,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let budget = cli::budget::budget(&store, cli.max_store_size.as_deref())?;
     let adds_content = matches!(
         cli.command,
-        Command::Pull(_) | Command::Import(_) | Command::Load(_) | Command::Build(_) | Command::Commit(_)
+        Command::Pull(_)
+            | Command::Import(_)
+            | Command::Load(_)
+            | Command::Build(_)
+            | Command::Commit(_)
+            // They pull what is missing.
+            | Command::Run(_)
+            | Command::Create(_)
     );
     // Within the budget while content comes in, each commit followed by what eviction it needs.
     let evicted = (adds_content && budget != Default::default()).then(|| store.keep_within(budget, started));
     let code = match &cli.command {
-        Command::Pull(a) => {
-            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            cli::pull::run(&store, a, &registries)
-        }
-        Command::Push(a) => {
-            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            cli::push::run(&store, a, &registries)
-        }
+        Command::Pull(a) => cli::pull::run(&store, a, &registries(&cli)?),
+        Command::Push(a) => cli::push::run(&store, a, &registries(&cli)?),
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images::images(&store, a),
         Command::Inspect(a) => images::inspect(&store, a),
         Command::Tag(a) => images::tag(&store, a),
         Command::Rmi(a) => images::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
-        Command::Build(a) => {
-            let registries = registry::config::RegistriesConfig::load(cli.registries_config.as_deref())?;
-            cli::build::build(&store, a, &registries)
-        }
-        Command::Run(a) => cli::run::run(&store, a),
+        Command::Build(a) => cli::build::build(&store, a, &registries(&cli)?),
+        Command::Run(a) => cli::run::run(&store, a, &registries(&cli)?),
         Command::Exec(a) => cli::run::exec(&store, a),
         Command::Stop(a) => cli::control::stop(&store, a),
         Command::Kill(a) => cli::control::kill(&store, a),
         Command::Wait(a) => cli::control::wait(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
-        Command::Create(a) => containers::create(&store, a),
+        Command::Create(a) => containers::create(&store, a, &registries(&cli)?),
         Command::Mount(a) => containers::mount(&store, a),
         Command::Umount(a) => containers::umount(&store, a),
         Command::Ps(a) => containers::ps(&store, a),

@@ -17,6 +17,12 @@ pub struct CreateArgs {
     /// Container name (default: IMAGE-working-container).
     #[arg(long)]
     name: Option<String>,
+    /// Pull the image first: `missing` (when not in the store), `always`, `never`.
+    #[arg(long, value_enum, default_value_t)]
+    pull: crate::cli::pull::PullPolicy,
+    /// Platform to pull for: os/arch[/variant].
+    #[arg(long)]
+    platform: Option<String>,
     /// Image name or ID.
     image: String,
 }
@@ -104,8 +110,12 @@ fn image_name(store: &Store, c: &ContainerRow) -> String {
     }
 }
 
-pub fn create(store: &Store, a: &CreateArgs) -> anyhow::Result<ExitCode> {
-    let img = store.resolve(&a.image)?;
+pub fn create(
+    store: &Store,
+    a: &CreateArgs,
+    registries: &crate::registry::config::RegistriesConfig,
+) -> anyhow::Result<ExitCode> {
+    let img = crate::cli::pull::image_for_container(store, &a.image, a.pull, a.platform.as_deref(), registries)?;
     let c = store.create_container(&img.manifest, a.name.as_deref(), &a.image, Lifetime::Kept)?;
     outln!("{}", c.id);
     Ok(ExitCode::SUCCESS)

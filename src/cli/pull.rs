@@ -35,3 +35,48 @@ pub fn run(store: &Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
+
+/// When `run` and `create` pull their image, as Docker's `--pull`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// When the store does not have it.
+    #[default]
+    Missing,
+    /// Every time (a tag may have moved).
+    Always,
+    /// Never: a missing image is an error.
+    Never,
+}
+
+/// The image `name` in the store, pulled first as `policy` says, with `pull`'s progress.
+pub fn image_for_container(
+    store: &Store,
+    name: &str,
+    policy: PullPolicy,
+    platform: Option<&str>,
+    registries: &RegistriesConfig,
+) -> anyhow::Result<layers_store::metadata::ImageRow> {
+    use layers_store::{ErrorKind, Reference, ShortNames};
+    let local = store.resolve(name);
+    let missing = matches!(&local, Err(e) if e.kind() == ErrorKind::NotFound);
+    // Names only we can have made (`localhost/…`) and image IDs come from no registry.
+    let remote = Reference::parse(name, ShortNames::DockerHub).ok().filter(|r| r.registry != "localhost");
+    let pull = match policy {
+        PullPolicy::Never => false,
+        PullPolicy::Always => remote.is_some(),
+        PullPolicy::Missing => missing && remote.is_some(),
+    };
+    if !pull {
+        return match local {
+            Err(e) if missing && policy == PullPolicy::Never => {
+                Err(anyhow::Error::new(e).context(format!("--pull never: pull it first (`layers pull {name}`)")))
+            }
+            other => Ok(other?),
+        };
+    }
+    if missing {
+        eprintln!("Unable to find image '{name}' locally");
+    }
+    crate::pull::pull_image(store.reopen()?, name, platform, registries, true, false)?;
+    Ok(store.resolve(name)?)
+}

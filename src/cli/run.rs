@@ -8,6 +8,8 @@ use clap::Args;
 use layers_store::containers::Lifetime;
 use layers_store::Store;
 
+use crate::cli::pull::{image_for_container, PullPolicy};
+use crate::registry::config::RegistriesConfig;
 use crate::run::container::{self, Output, RunSpec};
 use crate::run::{caps, cgroup, detach, spec, state, Bind, ExecSpec, Network};
 
@@ -90,6 +92,12 @@ pub struct RunArgs {
     /// Run in the background and print the container ID (output goes to `layers logs`).
     #[arg(short, long)]
     detach: bool,
+    /// Pull the image first: `missing` (when not in the store), `always`, `never`.
+    #[arg(long, value_enum, default_value_t)]
+    pull: PullPolicy,
+    /// Platform to pull for: os/arch[/variant].
+    #[arg(long)]
+    platform: Option<String>,
     /// Image name or ID.
     image: String,
     /// Command and arguments (default: the image's entrypoint and cmd).
@@ -121,8 +129,10 @@ fn limits(a: &RunArgs) -> anyhow::Result<cgroup::Limits> {
     Ok(cgroup::Limits { memory, memory_swap, pids: a.pids_limit, cpus: a.cpus })
 }
 
-pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     if a.detach && !detach::is_monitor() {
+        // Pulled here, where its progress can be seen; the monitor finds it stored.
+        image_for_container(store, &a.image, a.pull, a.platform.as_deref(), registries)?;
         return detach::start();
     }
     check_tty(a.tty, a.interactive && !a.detach)?;
@@ -132,7 +142,8 @@ pub fn run(store: &Store, a: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         caps::effective(&a.cap_add, &a.cap_drop).map_err(anyhow::Error::msg)?
     };
-    let img = store.resolve(&a.image)?;
+    let policy = if detach::is_monitor() { PullPolicy::Never } else { a.pull };
+    let img = image_for_container(store, &a.image, policy, a.platform.as_deref(), registries)?;
     let config = store.config(&img).with_context(|| format!("read config of {}", a.image))?;
     let mut env_args = Vec::new();
     for f in &a.env_file {
