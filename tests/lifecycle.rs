@@ -148,7 +148,11 @@ fn detached_containers_log_stop_wait_kill_and_rm() {
     let id = stdout(&out).trim().to_string();
     assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "prints the full ID: {id}");
     let pid = host_pid(&store, "d1").expect("ps shows it running with its host PID");
-    eventually("its output in the log", || layers_ok(&store, &["logs", "d1"]) == "out\nerr");
+    // stdout and stderr kept apart, as `docker logs` gives them back.
+    eventually("its output in the log", || {
+        let logs = layers(&store, &["logs", "d1"]);
+        stdout(&logs) == "out\n" && stderr(&logs) == "err\n"
+    });
 
     // `logs -f` follows until the container stops.
     let mut follow = spawn_layers(&store, &["logs", "-f", "d1"]);
@@ -161,7 +165,8 @@ fn detached_containers_log_stop_wait_kill_and_rm() {
     assert_eq!(layers_ok(&store, &["stop", "d1"]).trim(), "d1");
     assert!(!pid_alive(pid), "stopped");
     let followed = follow.wait_with_output().unwrap();
-    assert_eq!(stdout(&followed), "out\nerr\nstopping\n");
+    assert_eq!(stdout(&followed), "out\nstopping\n");
+    assert_eq!(stderr(&followed), "err\n");
     assert_eq!(layers_ok(&store, &["wait", "d1"]).trim(), "3");
     let ps = layers_ok(&store, &["ps", "-a"]);
     assert!(ps.lines().any(|l| l.ends_with("d1") && l.contains("Exited (3)")), "{ps}");

@@ -10,7 +10,7 @@ use layers_store::Store;
 use rustix::process::{pidfd_send_signal, Signal};
 
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
-use crate::run::state;
+use crate::run::{log, state};
 
 /// Arguments of `layers stop`.
 #[derive(Args)]
@@ -48,6 +48,18 @@ pub struct LogsArgs {
     /// Keep printing new output until the container stops.
     #[arg(short, long)]
     follow: bool,
+    /// Only the last N lines (`all`: every line).
+    #[arg(short = 'n', long, value_name = "N", default_value = "all")]
+    tail: String,
+    /// Only lines since a time: RFC 3339, Unix seconds, or a duration before now (`10m`).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only lines before a time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Prefix each line with its time (RFC 3339, nanoseconds).
+    #[arg(short, long)]
+    timestamps: bool,
     /// Container.
     container: String,
 }
@@ -100,37 +112,90 @@ pub fn wait(store: &Store, a: &WaitArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
-    use std::io::Read;
     let c = store.resolve_container(&a.container)?;
-    let path = state::log_path(store, &c.id);
-    let mut log = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ExitCode::SUCCESS),
-        Err(e) => return Err(e).with_context(|| format!("logs {}: read {}", c.name, path.display())),
+    let now = log::now_nanos();
+    let since = a.since.as_deref().map(|t| log::parse_since(t, now)).transpose().context("--since")?;
+    let until = a.until.as_deref().map(|t| log::parse_since(t, now)).transpose().context("--until")?;
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" => None,
+        n => Some(n.parse().with_context(|| format!("--tail {n}: a number of lines, or `all`"))?),
     };
-    let monitor = if a.follow { state::running(store, &c).and_then(|r| pidfd(r.monitor)) } else { None };
-    let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = log.read(&mut buf).with_context(|| format!("logs {}: read {}", c.name, path.display()))?;
-        if n > 0 {
-            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                break;
+    let wanted = |e: &log::Entry| {
+        let t = log::nanos(&e.time).unwrap_or(0);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    };
+    // Taken before reading: output written after this is read by following.
+    let monitor = if a.follow { state::monitor(store, &c) } else { None };
+    let dir = store.container_dir(&c.id);
+    let files = log::files(&dir);
+    let mut out = Printer { timestamps: a.timestamps };
+    // With --tail, only the last N are kept in memory; the log itself is capped.
+    let mut last: std::collections::VecDeque<log::Entry> = std::collections::VecDeque::new();
+    let mut current = None;
+    for (i, path) in files.iter().enumerate() {
+        let read = || format!("logs {}: read {}", c.name, path.display());
+        let Some(mut r) = log::Reader::open(path).with_context(read)? else { continue };
+        while let Some(e) = r.next_entry().with_context(read)? {
+            match tail {
+                _ if !wanted(&e) => {}
+                None => out.print(&e)?,
+                Some(0) => {}
+                Some(n) => {
+                    if last.len() == n {
+                        last.pop_front();
+                    }
+                    last.push_back(e);
+                }
             }
-            continue;
         }
-        // At the end: done, unless following a container that still runs.
-        match &monitor {
-            Some(m) if !wait_exit(m, Some(Duration::from_millis(100))) => {}
-            Some(_) => {
-                // One last read for what it wrote as it ended.
-                let mut tail = Vec::new();
-                let _ = log.read_to_end(&mut tail);
-                let _ = out.write_all(&tail).and_then(|()| out.flush());
-                break;
+        if i + 1 == files.len() {
+            current = Some(r);
+        }
+    }
+    for e in &last {
+        out.print(e)?;
+    }
+    let Some(monitor) = monitor else { return Ok(ExitCode::SUCCESS) };
+    let path = files.last().cloned().unwrap_or_default();
+    loop {
+        let ended = wait_exit(&monitor, Some(Duration::from_millis(100)));
+        // Rotated since we opened it: finish the old file, go on in the new one.
+        let rotated = current.as_ref().is_none_or(|r| !r.is(&path));
+        for r in current.iter_mut() {
+            while let Some(e) = r.next_entry().with_context(|| format!("logs {}", c.name))? {
+                if wanted(&e) {
+                    out.print(&e)?;
+                }
             }
-            None => break,
+        }
+        if ended {
+            break;
+        }
+        if rotated {
+            current = log::Reader::open(&path).with_context(|| format!("logs {}", c.name))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes log entries to our stdout or stderr, as they were written.
+struct Printer {
+    timestamps: bool,
+}
+
+impl Printer {
+    fn print(&mut self, e: &log::Entry) -> anyhow::Result<()> {
+        let stamp = if self.timestamps { format!("{} ", e.time) } else { String::new() };
+        let written = if e.stream == "stderr" {
+            let mut err = std::io::stderr().lock();
+            write!(err, "{stamp}{}", e.log)
+        } else {
+            let mut o = std::io::stdout().lock();
+            write!(o, "{stamp}{}", e.log).and_then(|()| o.flush())
+        };
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+            other => other.context("write the log out"),
+        }
+    }
 }

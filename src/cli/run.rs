@@ -11,6 +11,7 @@ use layers_store::Store;
 use crate::cli::pull::{image_for_container, PullPolicy};
 use crate::registry::config::RegistriesConfig;
 use crate::run::container::{self, Output, RunSpec};
+use crate::run::log::LogOptions;
 use crate::run::{caps, cgroup, detach, spec, state, Bind, ExecSpec, Network};
 
 /// Arguments of `layers run`.
@@ -89,6 +90,9 @@ pub struct RunArgs {
     /// Run a small init as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     init: bool,
+    /// Log options: `max-size=SIZE` (default 10m), `max-file=N` (default 3).
+    #[arg(long)]
+    log_opt: Vec<String>,
     /// Run in the background and print the container ID (output goes to `layers logs`).
     #[arg(short, long)]
     detach: bool,
@@ -151,6 +155,7 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
         env_args.extend(spec::env_file(&text));
     }
     env_args.extend(a.env.iter().cloned());
+    let log_options = LogOptions::parse(&a.log_opt)?;
     let binds = a.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<Vec<_>>>()?;
     // Detached: the container's output goes to its log, opened once the container exists.
     let mut spec = RunSpec {
@@ -181,14 +186,7 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
     let container = store.create_container(&img.manifest, a.name.as_deref(), &a.image, lifetime)?;
     spec.overrides.hostname = a.hostname.clone().unwrap_or_else(|| container.short_id().to_string());
     let result = (|| {
-        if a.detach {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(state::log_path(store, &container.id))
-                .context("open container log")?;
-            spec.output = Output::Log(log);
-        }
+        spec.output = Output::Logged { log: log_options, echo: !a.detach };
         let config = config.config.clone().unwrap_or_default();
         let ended = container::run_container(store, &container, &config, &a.image, &spec)?;
         if ended.oom_killed {

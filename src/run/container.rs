@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use layers_store::oci::RuntimeConfig;
 use layers_store::{ContainerRow, Store};
 
+use super::log::{LogOptions, LogWriter};
 use super::{cgroup, child, console, spec, state, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 
 /// A container's network.
@@ -27,8 +28,9 @@ pub enum Output {
     Inherit,
     /// stdout to /dev/null (stderr stays ours).
     Discard,
-    /// Both into the container's log (detached).
-    Log(std::fs::File),
+    /// Through pipes (or its pty) into the container's log, and to ours as well when
+    /// `echo` (attached, not detached).
+    Logged { log: LogOptions, echo: bool },
 }
 
 /// Everything a run needs besides the container and its image config.
@@ -165,17 +167,27 @@ fn spawn_and_wait(
     super::kernel::unshare_pid_for_children()?;
     let mut cmd = command(process, &env, s.interactive);
     super::kernel::pre_exec(&mut cmd, move || child::run_in_child(&setup, &err_w));
+    let mut outputs = supervise::Outputs::default();
     match &s.output {
         Output::Inherit => {}
         Output::Discard => {
             cmd.stdout(Stdio::null());
         }
-        Output::Log(log) => {
-            cmd.stdout(log.try_clone().context("open container log")?)
-                .stderr(log.try_clone().context("open container log")?);
+        Output::Logged { log, echo } => {
+            outputs.log = Some(LogWriter::open(&store.container_dir(&container.id), *log)?);
+            outputs.echo = *echo;
+            // A pty carries both streams; without one, a pipe each keeps them apart.
+            if !s.tty {
+                let flags = rustix::pipe::PipeFlags::CLOEXEC;
+                let (out_r, out_w) = rustix::pipe::pipe_with(flags).context("make output pipe")?;
+                let (err_r, err_w) = rustix::pipe::pipe_with(flags).context("make output pipe")?;
+                cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+                outputs.pipes = Some([out_r, err_r]);
+            }
         }
     }
-    launch(cmd, err_r, console, &container.name, process, image, |pid| {
+    let detached = matches!(s.output, Output::Logged { echo: false, .. });
+    launch(cmd, err_r, console, &container.name, process, image, outputs, |pid| {
         let running = state::Running {
             pid,
             monitor: std::process::id(),
@@ -188,8 +200,8 @@ fn spawn_and_wait(
             seccomp: s.seccomp.clone(),
         };
         state::set_running(store, &container.id, &running);
-        if let Output::Log(log) = &s.output {
-            super::detach::started(&container.id, log);
+        if detached {
+            super::detach::started(&container.id, &state::monitor_log_path(store, &container.id));
         }
     })
 }
@@ -218,6 +230,7 @@ pub(super) fn launch(
     name: &str,
     process: &spec::Process,
     image: &str,
+    outputs: supervise::Outputs,
     started: impl FnOnce(u32),
 ) -> anyhow::Result<std::process::ExitStatus> {
     let signals = supervise::Signals::install()?;
@@ -239,7 +252,7 @@ pub(super) fn launch(
                     return Err(e);
                 }
             };
-            supervise::wait(&mut child, signals, relay)
+            supervise::wait(&mut child, signals, relay, outputs)
         }
         Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

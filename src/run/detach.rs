@@ -49,10 +49,14 @@ pub fn start() -> anyhow::Result<ExitCode> {
 }
 
 /// In the monitor, once the container runs: tell the front its ID, then write
-/// anything more (an out-of-memory report...) to the container's log.
-pub fn started(id: &str, log: &std::fs::File) {
+/// anything more of ours (an out-of-memory report...) to `own_log` in its dir.
+pub fn started(id: &str, own_log: &std::path::Path) {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{id}").and_then(|()| out.flush());
-    let _ = rustix::stdio::dup2_stdout(log);
-    let _ = rustix::stdio::dup2_stderr(log);
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(own_log);
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    if let Ok(f) = file.or(null) {
+        let _ = rustix::stdio::dup2_stdout(&f);
+        let _ = rustix::stdio::dup2_stderr(&f);
+    }
 }

@@ -5,7 +5,8 @@
 //!   running.json   while it runs: host PIDs of its PID 1 and of the `layers run`
 //!                  watching it, and what `exec` needs (user, env, caps, seccomp)
 //!   exited.json    once it has stopped: exit code, when, whether memory ran out
-//!   log            output of a detached (`-d`) container
+//!   log.json…      its output, stdout and stderr apart, each line timed (log.rs)
+//!   monitor.log    what the monitor of a detached container said after detaching
 //! ```
 
 use std::path::PathBuf;
@@ -56,9 +57,10 @@ fn file(store: &Store, id: &str, name: &str) -> PathBuf {
     store.container_dir(id).join(name)
 }
 
-/// The log of a detached container.
-pub fn log_path(store: &Store, id: &str) -> PathBuf {
-    file(store, id, "log")
+/// What the monitor of a detached container has to say (not the container's output,
+/// which is in its log: `log.rs`).
+pub fn monitor_log_path(store: &Store, id: &str) -> PathBuf {
+    file(store, id, "monitor.log")
 }
 
 /// Records that the container is running (replacing how it last ended).

@@ -12,6 +12,7 @@ use rustix::io::Errno;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 
 use super::console;
+use super::log::{LogWriter, Stream};
 
 /// Signals `layers run` passes on to the container.
 const FORWARDED: [i32; 7] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH];
@@ -54,8 +55,47 @@ pub struct Relay {
     pub stdin: bool,
 }
 
-/// Waits for `child`, forwarding signals and relaying its pty.
-pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> anyhow::Result<ExitStatus> {
+/// Where the container's output goes while we wait for it.
+pub struct Outputs {
+    /// The read ends of its stdout and stderr pipes (none with a pty, which carries both).
+    pub pipes: Option<[OwnedFd; 2]>,
+    /// Its log, if it keeps one.
+    pub log: Option<LogWriter>,
+    /// Copy the output to ours too (attached), not only to the log (detached).
+    pub echo: bool,
+}
+
+impl Default for Outputs {
+    /// Ours: what is not piped is inherited, and a pty is relayed to our stdout.
+    fn default() -> Self {
+        Outputs { pipes: None, log: None, echo: true }
+    }
+}
+
+impl Outputs {
+    /// Passes `data` from the container's `stream` on.
+    fn pass(&mut self, stream: Stream, data: &[u8]) {
+        use std::io::Write;
+        if let Some(log) = &mut self.log {
+            log.write(stream, data);
+        }
+        if self.echo {
+            // Our reader gone (`| head`) does not stop the container or its log.
+            let _ = match stream {
+                Stream::Stdout => std::io::stdout().lock().write_all(data).and_then(|()| std::io::stdout().flush()),
+                Stream::Stderr => std::io::stderr().lock().write_all(data),
+            };
+        }
+    }
+}
+
+/// Waits for `child`, forwarding signals, relaying its pty and passing its output on.
+pub fn wait(
+    child: &mut Child,
+    mut signals: Signals,
+    relay: Option<Relay>,
+    mut outputs: Outputs,
+) -> anyhow::Result<ExitStatus> {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).context("container pid")?;
     let pidfd =
         rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).context("open container pidfd")?;
@@ -67,6 +107,8 @@ pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> an
     }
     let mut stdin_open = relay.as_ref().is_some_and(|r| r.stdin);
     let mut master_open = relay.is_some();
+    let pipes = outputs.pipes.take();
+    let mut pipe_open = [pipes.is_some(); 2];
     // Keys read but not yet taken by the pty.
     let mut to_pty: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
@@ -81,6 +123,12 @@ pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> an
         if stdin_open && to_pty.is_empty() {
             fds.push(PollFd::new(&stdin, PollFlags::IN));
         }
+        let pipes_at = fds.len();
+        if let Some(p) = &pipes {
+            for (fd, _) in p.iter().zip(pipe_open).filter(|(_, open)| *open) {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+            }
+        }
         match poll(&mut fds, None) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e).context("wait for the container"),
@@ -88,7 +136,22 @@ pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> an
         let ready = |i: usize| fds.get(i).map(|f| f.revents()).unwrap_or_else(PollFlags::empty);
         let (exited, master_ev, stdin_ev) = (!ready(1).is_empty(), ready(master_at), ready(stdin_at));
         let has_stdin = stdin_open && to_pty.is_empty();
+        let mut pipe_ev = [false; 2];
+        let mut at = pipes_at;
+        for (i, open) in pipe_open.iter().enumerate() {
+            if *open {
+                pipe_ev[i] = !ready(at).is_empty();
+                at += 1;
+            }
+        }
         drop(fds);
+        if let Some(p) = &pipes {
+            for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+                if pipe_ev[i] && !drain(&p[i], stream, &mut outputs, &mut buf, false) {
+                    pipe_open[i] = false;
+                }
+            }
+        }
         while rustix::io::read(&signals.wake, &mut buf[..64]).is_ok_and(|n| n > 0) {}
         for sig in signals.pending.pending() {
             match (&relay, sig) {
@@ -109,7 +172,7 @@ pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> an
                     Err(_) => to_pty.clear(),
                 }
             }
-            if !master_ev.is_empty() && !pump(&r.master, &stdout, &mut buf) {
+            if !master_ev.is_empty() && !pump(&r.master, &mut outputs, &mut buf) {
                 master_open = false;
             }
         }
@@ -123,26 +186,52 @@ pub fn wait(child: &mut Child, mut signals: Signals, relay: Option<Relay>) -> an
             if let (Some(r), true) = (&relay, master_open) {
                 // What the container wrote just before it ended is still in the pty.
                 let _ = rustix::io::ioctl_fionbio(&r.master, true);
-                while pump(&r.master, &stdout, &mut buf) {}
+                while pump(&r.master, &mut outputs, &mut buf) {}
+            }
+            // And in the pipes. PID 1 of a PID namespace takes every process in it
+            // along when it ends, so nothing holds their write ends any more.
+            if let Some(p) = &pipes {
+                for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+                    if pipe_open[i] {
+                        let _ = rustix::io::ioctl_fionbio(&p[i], true);
+                        while drain(&p[i], stream, &mut outputs, &mut buf, true) {}
+                    }
+                }
             }
             break;
         }
+    }
+    if let Some(log) = &mut outputs.log {
+        log.flush();
     }
     drop(signals);
     child.wait().context("wait for the container")
 }
 
-/// Copies one read of the pty to stdout; false once the pty has nothing more to give.
-fn pump(master: &OwnedFd, stdout: &std::io::Stdout, buf: &mut [u8]) -> bool {
-    use std::io::Write;
+/// Passes one read of the pty on (as stdout); false once it has nothing more to give.
+fn pump(master: &OwnedFd, outputs: &mut Outputs, buf: &mut [u8]) -> bool {
     match rustix::io::read(master, &mut *buf) {
         Ok(0) => false,
         Ok(n) => {
-            let mut out = stdout.lock();
-            out.write_all(&buf[..n]).and_then(|()| out.flush()).is_ok()
+            outputs.pass(Stream::Stdout, &buf[..n]);
+            true
         }
         Err(Errno::INTR) => true,
         // EIO: every slave fd is closed; EAGAIN: drained.
+        Err(_) => false,
+    }
+}
+
+/// Passes one read of an output pipe on; false at its end (or, `draining`, when empty).
+fn drain(pipe: &OwnedFd, stream: Stream, outputs: &mut Outputs, buf: &mut [u8], draining: bool) -> bool {
+    match rustix::io::read(pipe, &mut *buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            outputs.pass(stream, &buf[..n]);
+            true
+        }
+        Err(Errno::INTR) => true,
+        Err(Errno::AGAIN) => !draining,
         Err(_) => false,
     }
 }
