@@ -27,6 +27,7 @@ mod pull;
 mod push;
 mod registry;
 mod run;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,8 +99,14 @@ enum Command {
     Wait(cli::control::WaitArgs),
     /// Print the output of a detached container.
     Logs(cli::control::LogsArgs),
-    /// Create a container (a writable layer) on an image.
-    Create(containers::CreateArgs),
+    /// Create a container (a writable layer) on an image, with `run`'s options.
+    Create(Box<containers::CreateArgs>),
+    /// Start created or stopped containers (under a monitor; -a: attached).
+    Start(cli::lifecycle::StartArgs),
+    /// Stop and start containers again.
+    Restart(cli::lifecycle::RestartArgs),
+    /// Rename a container.
+    Rename(cli::lifecycle::RenameArgs),
     /// Mount a container (or a new one on an image) and print where.
     Mount(containers::MountArgs),
     /// Unmount containers.
@@ -253,6 +260,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => cli::control::wait(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
         Command::Create(a) => containers::create(&store, a, &registries(&cli)?),
+        Command::Start(a) => cli::lifecycle::start(&store, a),
+        Command::Restart(a) => cli::lifecycle::restart(&store, a),
+        Command::Rename(a) => cli::lifecycle::rename(&store, a),
         Command::Mount(a) => containers::mount(&store, a),
         Command::Umount(a) => containers::umount(&store, a),
         Command::Ps(a) => containers::ps(&store, a),

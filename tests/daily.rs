@@ -48,3 +48,78 @@ fn run_and_create_pull_a_missing_image_unless_told_never() {
     assert_eq!(local.status.code(), Some(125));
     assert!(stderr(&local).contains("no such image in the store"), "{}", stderr(&local));
 }
+
+#[test]
+fn every_container_has_a_log_with_streams_apart_tail_since_timestamps_and_a_size_cap() {
+    if !need_root("every_container_has_a_log_with_streams_apart_tail_since_timestamps_and_a_size_cap") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    // Attached: the output reaches us unchanged, and the log as well.
+    let script = "echo one; echo two >&2; echo three; printf partial";
+    let out = layers(&store, &["run", "--name", "fg", "localhost/layered", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "one\nthree\npartial");
+    assert_eq!(stderr(&out), "two\n");
+    let logs = layers(&store, &["logs", "fg"]);
+    assert_eq!((stdout(&logs).as_str(), stderr(&logs).as_str()), ("one\nthree\npartial", "two\n"));
+    let tail = layers(&store, &["logs", "--tail", "2", "fg"]);
+    assert_eq!(stdout(&tail), "three\npartial");
+    assert_eq!(stderr(&tail), "");
+    let stamped = layers_ok(&store, &["logs", "-t", "-n", "1", "fg"]);
+    let (time, text) = stamped.split_once(' ').unwrap();
+    assert!(
+        time.len() == 30 && time.ends_with('Z') && time.as_bytes()[19] == b'.',
+        "RFC 3339 with nanoseconds: {time}"
+    );
+    assert_eq!(text, "partial");
+    assert_eq!(layers_ok(&store, &["logs", "--since", "1h", "-n", "1", "fg"]), "partial");
+    assert_eq!(layers_ok(&store, &["logs", "--until", "1h", "fg"]), "");
+    let bad = layers(&store, &["logs", "--since", "yesterday", "fg"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("--since"), "{}", stderr(&bad));
+
+    // Binary output of any size passes through byte for byte.
+    let big = layers(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "localhost/layered",
+            "sh",
+            "-c",
+            "head -c 3000000 /dev/urandom | tee /tmp/x | md5sum >&2; cat /tmp/x",
+        ],
+    );
+    assert!(big.status.success());
+    let sum = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        sum.stdin.as_ref().unwrap().write_all(&big.stdout).unwrap();
+    }
+    let sum = sum.wait_with_output().unwrap();
+    assert_eq!(big.stdout.len(), 3_000_000);
+    assert_eq!(stdout(&sum).split_whitespace().next(), stderr(&big).split_whitespace().next());
+
+    // Capped and rotated: a container that writes 2 MB keeps at most max-size x max-file.
+    let out = layers(&store, &[
+        "run", "--name", "chatty", "--log-opt", "max-size=64k", "--log-opt", "max-file=2",
+        "localhost/layered", "sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line $i ................................................; i=$((i+1)); done",
+    ]);
+    assert!(out.status.success());
+    let dir =
+        store.join("containers").join(layers_ok(&store, &["ps", "-a", "-q", "--no-trunc", "--filter", "name=chatty"]));
+    let total: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("log.json"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(total <= 2 * 64 * 1024, "log files hold {total} bytes");
+    let last = layers_ok(&store, &["logs", "-n", "1", "chatty"]);
+    assert!(last.starts_with("line 19999 "), "{last}");
+}

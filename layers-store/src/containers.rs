@@ -344,6 +344,33 @@ impl Store {
         mount::is_mountpoint(&self.merged_dir(c))
     }
 
+    /// Gives a container another name (unique, Docker's characters).
+    pub fn rename_container(&self, c: &ContainerRow, name: &str) -> Result<()> {
+        if !valid_name(name) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "rename container",
+                name,
+                "invalid name: letters, digits and _.- only, starting with a letter or digit",
+            ));
+        }
+        let renamed = self.md().write("rename container", |tx| {
+            let taken = tx
+                .query_row("SELECT 1 FROM containers WHERE name = ?1 AND id != ?2", params![name, c.id], |_| Ok(true))
+                .optional()?
+                .unwrap_or(false);
+            if taken {
+                return Ok(false);
+            }
+            tx.execute("UPDATE containers SET name = ?1 WHERE id = ?2", params![name, c.id])?;
+            Ok(true)
+        })?;
+        if !renamed {
+            return Err(Error::new(ErrorKind::AlreadyExists, "rename container", name, "the name is already in use"));
+        }
+        Ok(())
+    }
+
     /// Removes a container: its dirs, its row, its lease. Refuses while it is mounted.
     pub fn remove_container(&self, c: &ContainerRow) -> Result<()> {
         if self.is_mounted(c) {

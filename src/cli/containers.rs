@@ -14,17 +14,15 @@ use crate::format;
 /// Arguments of `layers create`.
 #[derive(Args)]
 pub struct CreateArgs {
-    /// Container name (default: IMAGE-working-container).
-    #[arg(long)]
-    name: Option<String>,
+    /// As `run`'s (name: IMAGE-working-container unless given).
+    #[command(flatten)]
+    options: super::options::ContainerOptions,
     /// Pull the image first: `missing` (when not in the store), `always`, `never`.
     #[arg(long, value_enum, default_value_t)]
     pull: crate::cli::pull::PullPolicy,
     /// Platform to pull for: os/arch[/variant].
     #[arg(long)]
     platform: Option<String>,
-    /// Image name or ID.
-    image: String,
 }
 
 /// Arguments of `layers mount`.
@@ -115,8 +113,13 @@ pub fn create(
     a: &CreateArgs,
     registries: &crate::registry::config::RegistriesConfig,
 ) -> anyhow::Result<ExitCode> {
-    let img = crate::cli::pull::image_for_container(store, &a.image, a.pull, a.platform.as_deref(), registries)?;
-    let c = store.create_container(&img.manifest, a.name.as_deref(), &a.image, Lifetime::Kept)?;
+    let o = a.options.resolved()?;
+    let img = crate::cli::pull::image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries)?;
+    let c = store.create_container(&img.manifest, o.name.as_deref(), &o.image, Lifetime::Kept)?;
+    if let Err(e) = o.save(store, &c.id) {
+        let _ = store.remove_container(&c);
+        return Err(e);
+    }
     outln!("{}", c.id);
     Ok(ExitCode::SUCCESS)
 }
@@ -215,6 +218,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
             if !a.force {
                 bail!("rm {}: container is running: stop it first, or use -f", c.name);
             }
+            crate::run::state::request_stop(store, &c.id);
             crate::run::control::kill_and_wait(&r);
             // Its `layers run --rm` may have removed it already.
             match store.resolve_container(&c.id) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::Store;
+use layers_store::{ContainerRow, Store};
 use rustix::process::{pidfd_send_signal, Signal};
 
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
@@ -67,20 +67,27 @@ pub struct LogsArgs {
 pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
-        if let Some(fd) = state::running(store, &c).and_then(|r| pidfd(r.pid)) {
-            let _ = pidfd_send_signal(&fd, stop_signal(store, &c));
-            if !wait_exit(&fd, Some(Duration::from_secs(a.time))) {
-                pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
-                wait_exit(&fd, None);
-            }
-        }
-        // Its `layers run` records the exit and cleans up: done when it is.
-        if let Some(m) = state::monitor(store, &c) {
-            wait_exit(&m, Some(Duration::from_secs(10)));
-        }
-        outln!("{}", c.name);
+        stop_one(store, &c, Duration::from_secs(a.time))?;
+        outln!("{name}");
         Ok(())
     }))
+}
+
+/// Stops `c`: its stop signal, SIGKILL after `grace`; its restart policy is told not
+/// to start it again. Done when its monitor has recorded the end and cleaned up.
+pub fn stop_one(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<()> {
+    state::request_stop(store, &c.id);
+    if let Some(fd) = state::running(store, c).and_then(|r| pidfd(r.pid)) {
+        let _ = pidfd_send_signal(&fd, stop_signal(store, c));
+        if !wait_exit(&fd, Some(grace)) {
+            pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
+            wait_exit(&fd, None);
+        }
+    }
+    if let Some(m) = state::monitor(store, c) {
+        wait_exit(&m, Some(Duration::from_secs(10)));
+    }
+    Ok(())
 }
 
 pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
@@ -89,6 +96,10 @@ pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
         let c = store.resolve_container(name)?;
         let fd = state::running(store, &c).and_then(|r| pidfd(r.pid));
         let Some(fd) = fd else { bail!("kill {}: container is not running", c.name) };
+        // Killed by hand, as stopped by hand: its restart policy leaves it be.
+        if signal == Signal::KILL || signal == stop_signal(store, &c) {
+            state::request_stop(store, &c.id);
+        }
         pidfd_send_signal(&fd, signal).with_context(|| format!("kill {}", c.name))?;
         outln!("{}", c.name);
         Ok(())

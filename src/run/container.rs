@@ -14,9 +14,10 @@ use super::log::{LogOptions, LogWriter};
 use super::{cgroup, child, console, spec, state, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 
 /// A container's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A network namespace of its own with only `lo`.
+    #[default]
     None,
     /// The host's network namespace.
     Host,

@@ -17,11 +17,35 @@ pub fn is_monitor() -> bool {
     std::env::var_os(MONITOR_ENV).is_some()
 }
 
+/// How starting a monitor went.
+pub enum Started {
+    /// The container runs: its ID.
+    Running(String),
+    /// The monitor gave up: its exit code and what it said.
+    Failed { code: u8, stderr: String },
+}
+
 /// The front: starts the monitor with the same arguments and reports as `docker run -d` does.
 pub fn start() -> anyhow::Result<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match spawn_monitor(&args)? {
+        Started::Running(id) => {
+            outln!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Started::Failed { code, stderr } => {
+            eprint!("{stderr}");
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// Starts `layers ARGS` as a container's monitor, in a process group of its own, and
+/// waits until the container has started (or failed to).
+pub fn spawn_monitor<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> anyhow::Result<Started> {
     let exe = std::env::current_exe().context("find the layers binary")?;
     let mut monitor = Command::new(exe)
-        .args(std::env::args_os().skip(1))
+        .args(args)
         .env(MONITOR_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -40,12 +64,10 @@ pub fn start() -> anyhow::Result<ExitCode> {
         let _ = e.read_to_string(&mut err);
     }
     if !id.trim().is_empty() {
-        outln!("{}", id.trim());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Started::Running(id.trim().to_string()));
     }
     let status = monitor.wait().context("wait for the container's monitor")?;
-    eprint!("{err}");
-    Ok(ExitCode::from(status.code().unwrap_or(crate::EXIT_FAILURE as i32) as u8))
+    Ok(Started::Failed { code: status.code().unwrap_or(crate::EXIT_FAILURE as i32) as u8, stderr: err })
 }
 
 /// In the monitor, once the container runs: tell the front its ID, then write

@@ -60,9 +60,11 @@ impl LogOptions {
                     }
                 }
                 Some(("max-file", v)) => {
-                    o.max_files = v.parse().ok().filter(|n| (1..=100).contains(n)).with_context(|| {
-                        format!("--log-opt {opt}: a number of files from 1 to 100")
-                    })?;
+                    o.max_files = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .with_context(|| format!("--log-opt {opt}: a number of files from 1 to 100"))?;
                 }
                 _ => bail!("--log-opt {opt}: unknown option (supported: max-size=SIZE, max-file=N)"),
             }
@@ -306,7 +308,8 @@ mod tests {
         w.write(Stream::Stdout, b"tail");
         w.flush();
         let got = read_all(dir.path());
-        let want = [("stdout", "a\n"), ("stderr", "err\n"), ("stdout", "bc\n"), ("stdout", "\u{fffd}\n"), ("stdout", "tail")];
+        let want =
+            [("stdout", "a\n"), ("stderr", "err\n"), ("stdout", "bc\n"), ("stdout", "\u{fffd}\n"), ("stdout", "tail")];
         assert_eq!(got, want.map(|(s, l)| (s.to_string(), l.to_string())));
 
         // Past max-size: rotated, and only max-file files kept.

@@ -7,6 +7,9 @@
 //!   exited.json    once it has stopped: exit code, when, whether memory ran out
 //!   log.json…      its output, stdout and stderr apart, each line timed (log.rs)
 //!   monitor.log    what the monitor of a detached container said after detaching
+//!   monitor.json   the process that runs it and records how it ends, while it lives
+//!   options.json   what it was created with (cli/options.rs)
+//!   stop-requested a stop was asked for: its restart policy does not start it again
 //! ```
 
 use std::path::PathBuf;
@@ -53,6 +56,51 @@ pub struct Exited {
     pub oom_killed: bool,
 }
 
+/// Times the restart policy has started the container again since `start`.
+pub fn restarts(store: &Store, id: &str) -> u32 {
+    read_json(store, id, "restarts.json").unwrap_or(0)
+}
+
+/// Records the restart count.
+pub fn set_restarts(store: &Store, id: &str, n: u32) {
+    let _ = write_json(store, id, "restarts.json", &n);
+}
+
+/// The process that runs a container and records how it ends (a `layers run`, or
+/// the monitor of a detached one), for as long as it does.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Monitor {
+    pid: u32,
+    /// When it started: its PID, once it has ended, may be another process's.
+    start: u64,
+}
+
+/// Records this process as the container's monitor.
+pub fn set_monitor(store: &Store, id: &str) {
+    let me = std::process::id();
+    let _ = write_json(store, id, "monitor.json", &Monitor { pid: me, start: start_time(me).unwrap_or_default() });
+}
+
+/// This process no longer watches the container.
+pub fn clear_monitor(store: &Store, id: &str) {
+    let _ = std::fs::remove_file(file(store, id, "monitor.json"));
+}
+
+/// Asks the monitor not to start the container again (`stop`, `kill`, `rm -f`).
+pub fn request_stop(store: &Store, id: &str) {
+    let _ = std::fs::write(file(store, id, "stop-requested"), b"");
+}
+
+/// Whether a stop was asked for since the container was last started.
+pub fn stop_requested(store: &Store, id: &str) -> bool {
+    file(store, id, "stop-requested").exists()
+}
+
+/// A new start: earlier stop requests are done with.
+pub fn clear_stop(store: &Store, id: &str) {
+    let _ = std::fs::remove_file(file(store, id, "stop-requested"));
+}
+
 fn file(store: &Store, id: &str, name: &str) -> PathBuf {
     store.container_dir(id).join(name)
 }
@@ -71,6 +119,20 @@ pub fn set_running(store: &Store, id: &str, r: &Running) {
 /// Records that the container has stopped.
 pub fn set_exited(store: &Store, id: &str, e: &Exited) {
     replace(store, id, ("exited.json", serde_json::to_vec(e).unwrap_or_default()), "running.json");
+}
+
+/// Writes `value` as the container's `name` record, whole (renamed into place).
+pub fn write_json<T: serde::Serialize>(store: &Store, id: &str, name: &str, value: &T) -> std::io::Result<()> {
+    let tmp = file(store, id, &format!(".{name}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::rename(&tmp, file(store, id, name))
+}
+
+/// The container's `name` record, if it has a readable one.
+pub fn read_json<T: serde::de::DeserializeOwned>(store: &Store, id: &str, name: &str) -> Option<T> {
+    let f = std::fs::File::open(file(store, id, name)).ok()?;
+    // Written by us, yet bounded like any file read.
+    serde_json::from_reader(std::io::Read::take(std::io::BufReader::new(f), 1 << 20)).ok()
 }
 
 /// Writes the new record whole (renamed into place), then removes the old one: a
@@ -94,11 +156,13 @@ pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
 /// The `layers run` that watches the container and records how it ends, while it
 /// lives: between its PID 1's death and that record, only this says "not yet".
 pub fn monitor(store: &Store, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> {
-    let bytes = std::fs::read(file(store, &c.id, "running.json")).ok()?;
-    let r: Running = serde_json::from_slice(&bytes).ok()?;
-    let fd = super::control::pidfd(r.monitor)?;
+    let m = read_json::<Monitor>(store, &c.id, "monitor.json").or_else(|| {
+        let r: Running = read_json(store, &c.id, "running.json")?;
+        Some(Monitor { pid: r.monitor, start: r.monitor_start })
+    })?;
+    let fd = super::control::pidfd(m.pid)?;
     // Checked after the pidfd is open: the fd then holds that very process.
-    (start_time(r.monitor) == Some(r.monitor_start)).then_some(fd)
+    (start_time(m.pid) == Some(m.start)).then_some(fd)
 }
 
 /// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat).
