@@ -123,3 +123,85 @@ fn every_container_has_a_log_with_streams_apart_tail_since_timestamps_and_a_size
     let last = layers_ok(&store, &["logs", "-n", "1", "chatty"]);
     assert!(last.starts_with("line 19999 "), "{last}");
 }
+
+#[test]
+fn create_takes_runs_options_then_start_restart_rename_and_restart_policies() {
+    if !need_root("create_takes_runs_options_then_start_restart_rename_and_restart_policies") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    // Docker's create: options and a command, kept for start.
+    let id = layers_ok(
+        &store,
+        &[
+            "create",
+            "--name",
+            "c1",
+            "-e",
+            "GREETING=hello",
+            "--label",
+            "team=a",
+            "-w",
+            "/tmp",
+            "localhost/layered",
+            "sh",
+            "-c",
+            "echo $GREETING from $(pwd); exit 3",
+        ],
+    );
+    assert_eq!(id.len(), 64);
+    let out = layers(&store, &["start", "-a", "c1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from /tmp\n");
+    // Started again, detached: prints the name, runs under a monitor, logs appended.
+    assert_eq!(layers_ok(&store, &["start", "c1"]), "c1");
+    assert_eq!(layers_ok(&store, &["wait", "c1"]), "3");
+    assert_eq!(layers_ok(&store, &["logs", "c1"]), "hello from /tmp\nhello from /tmp");
+    // The buildah-style `create IMAGE` still works and runs the image's command.
+    layers_ok(&store, &["create", "localhost/layered"]);
+
+    layers_ok(&store, &["rename", "c1", "c2"]);
+    let taken = layers(&store, &["rename", "c2", "layered-working-container"]);
+    assert_eq!(taken.status.code(), Some(125));
+    assert!(stderr(&taken).contains("already in use"), "{}", stderr(&taken));
+    assert!(layers(&store, &["logs", "c1"]).status.code() == Some(125));
+
+    // restart: a running container stopped and started again.
+    layers_ok(&store, &["create", "--name", "svc", "localhost/layered", "sh", "-c", "echo up; sleep 100"]);
+    layers_ok(&store, &["start", "svc"]);
+    assert_eq!(layers_ok(&store, &["restart", "-t", "1", "svc"]), "svc");
+    let ups = (0..100).find(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        layers_ok(&store, &["logs", "svc"]) == "up\nup"
+    });
+    assert!(ups.is_some(), "ran twice: {}", layers_ok(&store, &["logs", "svc"]));
+    layers_ok(&store, &["rm", "-f", "svc"]);
+
+    // on-failure:2 restarts a failing container twice, then leaves it exited.
+    let id = layers_ok(
+        &store,
+        &["run", "-d", "--restart", "on-failure:2", "localhost/layered", "sh", "-c", "echo run; exit 1"],
+    );
+    let done = (0..200).find(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        layers_ok(&store, &["logs", &id]) == "run\nrun\nrun" && layers_ok(&store, &["wait", &id]) == "1"
+    });
+    assert!(done.is_some(), "three runs: {}", layers_ok(&store, &["logs", &id]));
+    // always: restarted until stop, which ends it for good.
+    let id = layers_ok(
+        &store,
+        &["run", "-d", "--restart", "always", "localhost/layered", "sh", "-c", "echo run; sleep 0.2"],
+    );
+    let again = (0..200).find(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        layers_ok(&store, &["logs", &id]).lines().count() >= 3
+    });
+    assert!(again.is_some(), "restarted: {}", layers_ok(&store, &["logs", &id]));
+    layers_ok(&store, &["stop", "-t", "1", &id]);
+    let runs = layers_ok(&store, &["logs", &id]).lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(layers_ok(&store, &["logs", &id]).lines().count(), runs, "not started again after stop");
+    let conflict = layers(&store, &["run", "--rm", "--restart", "always", "localhost/layered", "true"]);
+    assert_eq!(conflict.status.code(), Some(125));
+    assert!(stderr(&conflict).contains("--restart always and --rm conflict"), "{}", stderr(&conflict));
+}

@@ -123,7 +123,7 @@ pub fn start(store: &Store, a: &StartArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
         if state::running(store, &c).is_none() {
-            start_detached(&c)?;
+            start_detached(store, &c)?;
         }
         outln!("{name}");
         Ok(())
@@ -132,8 +132,8 @@ pub fn start(store: &Store, a: &StartArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts a monitor for `c` (`layers start ID`, as the monitor) and waits until the
 /// container runs or has failed to.
-fn start_detached(c: &ContainerRow) -> anyhow::Result<()> {
-    let args = ["start".into(), c.id.clone()];
+fn start_detached(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
+    let args = [std::ffi::OsStr::new("--root"), store.root().as_os_str(), "start".as_ref(), c.id.as_ref()];
     let out = detach::spawn_monitor(&args)?;
     match out {
         detach::Started::Running(_) => Ok(()),
@@ -157,7 +157,7 @@ pub fn restart(store: &Store, a: &RestartArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
         super::control::stop_one(store, &c, Duration::from_secs(a.time))?;
-        start_detached(&c)?;
+        start_detached(store, &c)?;
         outln!("{name}");
         Ok(())
     }))

@@ -34,8 +34,8 @@ pub struct RunArgs {
 
 pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let o = &a.options;
+    let options = o.resolved()?;
     if a.detach && !detach::is_monitor() {
-        o.resolved()?;
         // Pulled here, where its progress can be seen; the monitor finds it stored.
         image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries)?;
         return detach::start();
@@ -44,7 +44,6 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
         bail!("--restart {}: only for a detached container (-d), which a monitor can start again", o.restart.name());
     }
     check_tty(o.tty, o.interactive && !a.detach)?;
-    let options = o.resolved()?;
     let policy = if detach::is_monitor() { PullPolicy::Never } else { a.pull };
     let img = image_for_container(store, &o.image, policy, a.platform.as_deref(), registries)?;
     // A container its own `layers run` removes is swept should that process be killed.
