@@ -28,19 +28,36 @@ pub fn size(bytes: u64) -> String {
 /// `3 minutes ago`, from an RFC 3339 time.
 pub fn ago(rfc3339: &str) -> String {
     let Some(t) = layers_store::oci::parse_rfc3339(rfc3339) else { return rfc3339.to_string() };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(t);
-    let s = (now - t).max(0);
-    let (n, unit) = match s {
-        0..=59 => return "Less than a minute ago".into(),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86_399 => (s / 3600, "hour"),
-        86_400..=1_209_599 => (s / 86_400, "day"),
-        1_209_600..=5_183_999 => (s / 604_800, "week"),
-        5_184_000..=63_071_999 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+    ago_secs(t)
+}
+
+/// `3 minutes ago`, from seconds since the epoch.
+pub fn ago_secs(t: i64) -> String {
+    format!("{} ago", duration(now() - t))
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// A duration in words, as Docker's go-units `HumanDuration` says it.
+pub fn duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h) = (s / 60, (s + 1800) / 3600);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 14 => format!("{} days", h / 24),
+        _ if h < 24 * 60 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", s / 3600 / 24 / 365),
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +68,21 @@ mod tests {
         assert_eq!(super::size(4_261_000), "4.26MB");
         assert_eq!(super::size(128_400_000), "128MB");
         assert_eq!(super::size(1_000_000), "1MB");
+    }
+
+    #[test]
+    fn durations_read_like_go_units() {
+        use super::duration;
+        assert_eq!(duration(0), "Less than a second");
+        assert_eq!(duration(1), "1 second");
+        assert_eq!(duration(59), "59 seconds");
+        assert_eq!(duration(90), "About a minute");
+        assert_eq!(duration(600), "10 minutes");
+        assert_eq!(duration(3600), "About an hour");
+        assert_eq!(duration(5 * 3600), "5 hours");
+        assert_eq!(duration(3 * 86_400), "3 days");
+        assert_eq!(duration(21 * 86_400), "3 weeks");
+        assert_eq!(duration(90 * 86_400), "3 months");
+        assert_eq!(duration(800 * 86_400), "2 years");
     }
 }

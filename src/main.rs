@@ -113,7 +113,7 @@ enum Command {
     #[command(alias = "unmount")]
     Umount(containers::UmountArgs),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(cli::ps::PsArgs),
     /// Remove containers and their changes.
     Rm(containers::RmArgs),
     /// Show a container's changes to its image (A added, C changed, D deleted).
@@ -265,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rename(a) => cli::lifecycle::rename(&store, a),
         Command::Mount(a) => containers::mount(&store, a),
         Command::Umount(a) => containers::umount(&store, a),
-        Command::Ps(a) => containers::ps(&store, a),
+        Command::Ps(a) => cli::ps::ps(&store, a),
         Command::Rm(a) => containers::rm(&store, a),
         Command::Diff(a) => containers::diff(&store, a),
         Command::Commit(a) => containers::commit(&store, a),

@@ -63,9 +63,12 @@ fn every_container_has_a_log_with_streams_apart_tail_since_timestamps_and_a_size
     assert_eq!(stderr(&out), "two\n");
     let logs = layers(&store, &["logs", "fg"]);
     assert_eq!((stdout(&logs).as_str(), stderr(&logs).as_str()), ("one\nthree\npartial", "two\n"));
-    let tail = layers(&store, &["logs", "--tail", "2", "fg"]);
-    assert_eq!(stdout(&tail), "three\npartial");
-    assert_eq!(stderr(&tail), "");
+    // The two pipes are read as they come: which of "two" and "three" is logged first
+    // is up to the scheduler, but "partial" is last.
+    let tail = layers(&store, &["logs", "--tail", "1", "fg"]);
+    assert_eq!((stdout(&tail).as_str(), stderr(&tail).as_str()), ("partial", ""));
+    let tail = layers(&store, &["logs", "--tail", "3", "fg"]);
+    assert_eq!(stdout(&tail).lines().count() + stderr(&tail).lines().count(), 3);
     let stamped = layers_ok(&store, &["logs", "-t", "-n", "1", "fg"]);
     let (time, text) = stamped.split_once(' ').unwrap();
     assert!(
@@ -204,4 +207,84 @@ fn create_takes_runs_options_then_start_restart_rename_and_restart_policies() {
     let conflict = layers(&store, &["run", "--rm", "--restart", "always", "localhost/layered", "true"]);
     assert_eq!(conflict.status.code(), Some(125));
     assert!(stderr(&conflict).contains("--restart always and --rm conflict"), "{}", stderr(&conflict));
+}
+
+#[test]
+fn ps_filters_formats_and_sizes_columns_to_their_content() {
+    if !need_root("ps_filters_formats_and_sizes_columns_to_their_content") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    layers_ok(&store, &["tag", "localhost/layered", "localhost/a-rather-long-image-name-for-columns:v1"]);
+    layers_ok(&store, &["create", "--name", "made", "--label", "tier=web", "localhost/two-layers"]);
+    let up = layers_ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "--label",
+            "tier=db",
+            "--label",
+            "flag",
+            "localhost/a-rather-long-image-name-for-columns:v1",
+            "sleep",
+            "100",
+        ],
+    );
+    let out = layers(&store, &["run", "--name", "done", "localhost/layered", "sh", "-c", "exit 2"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let table = layers_ok(&store, &["ps", "-a"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE "), "{table}");
+    for h in ["COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+        assert!(lines[0].contains(h), "{h}: {table}");
+    }
+    // Every column starts where its header does: nothing runs into the next one.
+    let names_at = lines[0].find("NAMES").unwrap();
+    for l in &lines[1..] {
+        let name = &l[names_at..];
+        assert!(["made", "up", "done"].contains(&name), "{l:?} in\n{table}");
+    }
+    assert!(table.contains("localhost/a-rather-long-image-name-for-columns:v1"), "{table}");
+    assert!(table.contains("\"sleep 100\""), "{table}");
+    assert!(table.contains("Exited (2) "), "{table}");
+
+    let ps = |args: &[&str]| {
+        let mut full = vec!["ps", "-a", "--format", "{{.Names}}"];
+        full.extend_from_slice(args);
+        let mut v: Vec<String> = layers_ok(&store, &full).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ps(&["--filter", "status=running"]), ["up"]);
+    assert_eq!(ps(&["--filter", "status=exited"]), ["done"]);
+    assert_eq!(ps(&["--filter", "status=created"]), ["made"]);
+    assert_eq!(ps(&["--filter", "status=created", "--filter", "status=exited"]), ["done", "made"]);
+    assert_eq!(ps(&["--filter", "label=tier"]), ["made", "up"]);
+    assert_eq!(ps(&["--filter", "label=tier=db"]), ["up"]);
+    assert_eq!(ps(&["--filter", "label=flag", "--filter", "status=exited"]), Vec::<String>::new());
+    assert_eq!(ps(&["--filter", "name=on"]), ["done"]);
+    assert_eq!(ps(&["--filter", "ancestor=localhost/two-layers"]), ["made"]);
+    assert_eq!(ps(&["--filter", "exited=2"]), ["done"]);
+    let bad = layers(&store, &["ps", "--filter", "colour=red"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("invalid filter \"colour\""), "{}", stderr(&bad));
+
+    // Without -a: the running one. -q and --no-trunc.
+    assert_eq!(layers_ok(&store, &["ps", "-q"]), up[..12]);
+    assert_eq!(layers_ok(&store, &["ps", "-q", "--no-trunc"]), up);
+    let json = layers_ok(&store, &["ps", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["Names"], "up");
+    assert_eq!(v["State"], "running");
+    assert!(v["Status"].as_str().unwrap().starts_with("Up "), "{v}");
+    assert_eq!(v["Labels"], "flag=,tier=db");
+    let t = layers_ok(&store, &["ps", "--format", "table {{.Names}}\\t{{.State}}"]);
+    assert_eq!(t, "NAMES     STATE\nup        running");
+    let templ = layers_ok(&store, &["ps", "--format", "{{index .LabelMap \"tier\"}} {{json .LabelMap}}"]);
+    assert_eq!(templ, "db {\"flag\":\"\",\"tier\":\"db\"}");
+    layers_ok(&store, &["rm", "-f", "up"]);
 }

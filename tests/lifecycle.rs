@@ -50,9 +50,9 @@ fn pid_alive(pid: u32) -> bool {
 
 /// The host PID `ps` shows for a running container.
 fn host_pid(store: &Path, name: &str) -> Option<u32> {
-    let ps = layers_ok(store, &["ps"]);
-    let line = ps.lines().find(|l| l.ends_with(name))?;
-    line.split("Up (pid ").nth(1)?.split(')').next()?.parse().ok()
+    let ps = layers_ok(store, &["ps", "--format", "{{.Names}} {{.Pid}}"]);
+    let line = ps.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+    line.split(' ').nth(1)?.parse().ok().filter(|p| *p != 0)
 }
 
 fn eventually(what: &str, mut ok: impl FnMut() -> bool) {

@@ -19,7 +19,10 @@ fn run(store: &Path, args: &[&str]) -> Output {
 /// the command starts, so the command's first output can come a moment before.
 fn wait_until_up(store: &Path, name: &str) {
     for _ in 0..250 {
-        if layers_ok(store, &["ps"]).lines().any(|l| l.ends_with(name) && l.contains("Up (pid ")) {
+        if layers_ok(store, &["ps", "--format", "{{.Names}} {{.State}}"])
+            .lines()
+            .any(|l| l == format!("{name} running"))
+        {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -40,17 +40,6 @@ pub struct UmountArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers ps`.
-#[derive(Args)]
-pub struct PsArgs {
-    /// Show every container, not only running or mounted ones.
-    #[arg(short, long)]
-    all: bool,
-    /// Show only IDs.
-    #[arg(short, long)]
-    quiet: bool,
-}
-
 /// Arguments of `layers rm`.
 #[derive(Args)]
 pub struct RmArgs {
@@ -98,14 +87,6 @@ pub struct CommitArgs {
     /// Pause a running container while its changes are written out (`--pause=false` to not).
     #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
     pause: bool,
-}
-
-/// A short display name for an image: its first tag, else its short ID.
-fn image_name(store: &Store, c: &ContainerRow) -> String {
-    match store.image(&c.image) {
-        Ok(Some(img)) => img.tags.first().cloned().unwrap_or_else(|| img.config.short()),
-        _ => c.image.short(),
-    }
 }
 
 pub fn create(
@@ -156,57 +137,6 @@ pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
             unmount_path(&store.merged_dir(&c), false).with_context(|| format!("unmount container {}", c.name))?;
         }
         outln!("{}", c.id);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
-    // Each container's state is read once: /proc and statx per container.
-    let rows: Vec<(ContainerRow, Option<crate::run::state::Running>, bool)> = store
-        .containers()?
-        .into_iter()
-        .map(|c| {
-            let (running, mounted) = (crate::run::state::running(store, &c), store.is_mounted(&c));
-            (c, running, mounted)
-        })
-        .filter(|(_, running, mounted)| a.all || *mounted || running.is_some())
-        .collect();
-    if a.quiet {
-        for (c, _, _) in &rows {
-            outln!("{}", c.short_id());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let statuses: Vec<String> = rows
-        .iter()
-        .map(|(c, running, _)| match (running, crate::run::state::exited(store, c)) {
-            (Some(r), _) => format!("Up (pid {})", r.pid),
-            (None, Some(e)) => format!("Exited ({}) {}", e.code, format::ago(&rfc3339(e.finished))),
-            (None, None) => "Created".to_string(),
-        })
-        .collect();
-    let sw = statuses.iter().map(|s| s.len() + 2).max().unwrap_or(0).max(16);
-    outln!(
-        "{:<14}{:<32}{:<24}{:<sw$}{:<9}{:<10}{}",
-        "CONTAINER ID",
-        "IMAGE",
-        "CREATED",
-        "STATUS",
-        "MOUNTED",
-        "SIZE",
-        "NAMES"
-    );
-    for ((c, _, mounted), status) in rows.iter().zip(statuses) {
-        outln!(
-            "{:<14}{:<32}{:<24}{:<sw$}{:<9}{:<10}{}",
-            c.short_id(),
-            image_name(store, c),
-            format::ago(&rfc3339(c.created)),
-            status,
-            if *mounted { "yes" } else { "no" },
-            format::size(store.upper_size(c)),
-            c.name
-        );
     }
     Ok(ExitCode::SUCCESS)
 }

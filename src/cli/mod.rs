@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod maintenance;
 pub mod options;
+pub mod ps;
 pub mod pull;
 pub mod push;
 pub mod run;

@@ -199,6 +199,7 @@ fn spawn_and_wait(
             caps: s.caps.bits(),
             privileged: s.privileged,
             seccomp: s.seccomp.clone(),
+            started: state::now(),
         };
         state::set_running(store, &container.id, &running);
         if detached {

@@ -35,6 +35,9 @@ pub struct Running {
     pub caps: u64,
     pub privileged: bool,
     pub seccomp: Seccomp,
+    /// When it started, seconds since the epoch.
+    #[serde(default)]
+    pub started: i64,
 }
 
 /// The seccomp profile a container runs under.

@@ -1,0 +1,249 @@
+//! `layers ps`: containers as Docker lists them (its columns, `--filter`, `--format`,
+//! `--no-trunc`, `-q`, `-s`), plus the containers `mount` holds open.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use layers_store::{ContainerRow, Store};
+
+use super::options::ContainerOptions;
+use crate::format;
+use crate::run::state;
+use crate::template::{self, Format};
+
+/// Arguments of `layers ps`.
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show every container, not only running or mounted ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Show only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Full IDs and commands.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Show each container's size (its writable layer).
+    #[arg(short, long)]
+    size: bool,
+    /// Only containers matching: status=, name=, id=, ancestor=, label=KEY[=VALUE], exited=CODE.
+    #[arg(short, long, value_name = "FILTER")]
+    filter: Vec<String>,
+    /// `table` (default), `json`, or a Go template (`{{.ID}} {{.Names}}`, `table {{.ID}}\t{{.Status}}`).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// One container as `ps` sees it.
+struct Seen {
+    c: ContainerRow,
+    options: ContainerOptions,
+    running: Option<state::Running>,
+    exited: Option<state::Exited>,
+    /// Its monitor lives though it does not run: between restarts.
+    restarting: bool,
+    mounted: bool,
+}
+
+impl Seen {
+    fn state(&self) -> &'static str {
+        match (&self.running, self.restarting, &self.exited) {
+            (Some(_), _, _) => "running",
+            (None, true, _) => "restarting",
+            (None, false, Some(_)) => "exited",
+            (None, false, None) => "created",
+        }
+    }
+
+    fn status(&self) -> String {
+        let when = |t: i64| format::ago_secs(t);
+        match (&self.running, &self.exited) {
+            (Some(r), _) => format!("Up {}", format::duration(format::now() - r.started)),
+            (None, Some(e)) if self.restarting => format!("Restarting ({}) {}", e.code, when(e.finished)),
+            (None, Some(e)) => format!("Exited ({}) {}", e.code, when(e.finished)),
+            (None, None) => "Created".into(),
+        }
+    }
+}
+
+/// The header of each field in a `table` template.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+    ("Pid", "PID"),
+    ("Mounted", "MOUNTED"),
+];
+
+pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
+    let filters = Filters::parse(store, &a.filter)?;
+    let mut seen = Vec::new();
+    // Newest first, as Docker lists them.
+    let mut containers = store.containers()?;
+    containers.sort_by(|x, y| y.created.cmp(&x.created));
+    for c in containers {
+        let running = state::running(store, &c);
+        let restarting = running.is_none() && state::monitor(store, &c).is_some() && state::exited(store, &c).is_some();
+        let s = Seen {
+            options: ContainerOptions::load(store, &c.id, &c.image.to_string()),
+            exited: if running.is_none() { state::exited(store, &c) } else { None },
+            mounted: store.is_mounted(&c),
+            running,
+            restarting,
+            c,
+        };
+        // As Docker: running ones unless -a (and here, mounted ones), or what a filter names.
+        let shown = a.all || s.running.is_some() || s.restarting || s.mounted || !a.filter.is_empty();
+        if shown && filters.matches(&s) {
+            seen.push(s);
+        }
+    }
+    if a.quiet {
+        for s in &seen {
+            outln!("{}", if a.no_trunc { s.c.id.as_str() } else { s.c.short_id() });
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<serde_json::Value> = seen.iter().map(|s| row(store, s, !a.no_trunc, a.size)).collect();
+    let format = match Format::parse(a.format.as_deref()) {
+        Format::Table => {
+            let size = if a.size { "\t{{.Size}}" } else { "" };
+            let t = format!("{{{{.ID}}}}\t{{{{.Image}}}}\t{{{{.Command}}}}\t{{{{.RunningFor}}}}\t{{{{.Status}}}}\t{{{{.Ports}}}}\t{{{{.Names}}}}{size}");
+            Format::Template { table: true, text: t }
+        }
+        f => f,
+    };
+    let out = template::render(&format, HEADERS, &rows)?;
+    outln!("{}", out.trim_end_matches('\n'));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The fields a `--format` template can use, as Docker names them.
+fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
+    let mut command = command_line(store, s);
+    if trunc && command.chars().count() > 20 {
+        command = format!("{}…", command.chars().take(19).collect::<String>());
+    }
+    let labels = s.options.labels().unwrap_or_default();
+    let labels_text = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let mounts: Vec<String> = s.options.volume.iter().filter_map(|v| v.split(':').nth(1).map(str::to_string)).collect();
+    serde_json::json!({
+        "ID": if trunc { s.c.short_id().to_string() } else { s.c.id.clone() },
+        "Image": image_name(store, s),
+        "Command": format!("\"{command}\""),
+        "CreatedAt": layers_store::oci::rfc3339(s.c.created),
+        "RunningFor": format::ago_secs(s.c.created),
+        // No published ports: a container has the host's network or none.
+        "Ports": "",
+        "State": s.state(),
+        "Status": s.status(),
+        "Size": if size { format::size(store.upper_size(&s.c)) } else { String::new() },
+        "Names": s.c.name,
+        "Labels": labels_text,
+        "LabelMap": labels,
+        "Mounts": mounts.join(","),
+        "Networks": match s.options.net { crate::run::Network::Host => "host", crate::run::Network::None => "none" },
+        "Pid": s.running.as_ref().map_or(0, |r| r.pid),
+        "Mounted": s.mounted,
+    })
+}
+
+/// The image as the container was created from it: its name then, else its ID.
+fn image_name(store: &Store, s: &Seen) -> String {
+    let named = !s.options.image.is_empty() && store.resolve(&s.options.image).is_ok_and(|i| i.manifest == s.c.image);
+    if named {
+        return s.options.image.clone();
+    }
+    match store.image(&s.c.image) {
+        Ok(Some(img)) => img.tags.first().cloned().unwrap_or_else(|| img.config.short()),
+        _ => s.c.image.short(),
+    }
+}
+
+/// What it runs: its entrypoint and command (the image's, or those it was given).
+fn command_line(store: &Store, s: &Seen) -> String {
+    let config = store
+        .image(&s.c.image)
+        .ok()
+        .flatten()
+        .and_then(|i| store.config(&i).ok())
+        .and_then(|c| c.config)
+        .unwrap_or_default();
+    let entrypoint = match &s.options.entrypoint {
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => config.entrypoint.clone().unwrap_or_default(),
+    };
+    let cmd = if s.options.command.is_empty() && s.options.entrypoint.is_none() {
+        config.cmd.clone().unwrap_or_default()
+    } else {
+        s.options.command.clone()
+    };
+    entrypoint.into_iter().chain(cmd).collect::<Vec<_>>().join(" ")
+}
+
+/// `--filter`s: the same key given twice matches either value, different keys all.
+struct Filters {
+    by_key: BTreeMap<String, Vec<String>>,
+    /// `ancestor=` images, as manifest digests.
+    ancestors: Vec<layers_store::Digest>,
+}
+
+impl Filters {
+    fn parse(store: &Store, filters: &[String]) -> anyhow::Result<Filters> {
+        let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut ancestors = Vec::new();
+        for f in filters {
+            let Some((k, v)) = f.split_once('=') else { bail!("--filter {f}: want KEY=VALUE") };
+            match k {
+                "status" => {
+                    const STATES: [&str; 7] =
+                        ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+                    if !STATES.contains(&v) {
+                        bail!("--filter {f}: invalid status (one of {})", STATES.join(", "));
+                    }
+                }
+                "ancestor" => {
+                    ancestors.push(store.resolve(v).with_context(|| format!("--filter {f}"))?.manifest);
+                }
+                "exited" => {
+                    v.parse::<u8>().with_context(|| format!("--filter {f}: an exit code"))?;
+                }
+                "name" | "id" | "label" => {}
+                _ => bail!("--filter {f}: invalid filter {k:?} (status, name, id, ancestor, label, exited)"),
+            }
+            by_key.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        Ok(Filters { by_key, ancestors })
+    }
+
+    fn matches(&self, s: &Seen) -> bool {
+        let labels = s.options.labels().unwrap_or_default();
+        self.by_key.iter().all(|(k, values)| {
+            values.iter().any(|v| match k.as_str() {
+                "status" => s.state() == v,
+                "name" => s.c.name.contains(v.as_str()),
+                "id" => s.c.id.starts_with(v.as_str()),
+                "ancestor" => self.ancestors.contains(&s.c.image),
+                "label" => match v.split_once('=') {
+                    Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
+                    None => labels.contains_key(v),
+                },
+                "exited" => s.exited.as_ref().is_some_and(|e| e.code.to_string() == *v),
+                _ => false,
+            })
+        })
+    }
+}
