@@ -77,8 +77,8 @@ enum Command {
     Import(import::ImportArgs),
     /// List images.
     Images(images::ImagesArgs),
-    /// Show an image's manifest and config as JSON.
-    Inspect(images::InspectArgs),
+    /// Show images and containers as JSON (Docker's shape; --raw: the OCI manifest and config).
+    Inspect(cli::inspect::InspectArgs),
     /// Give an image another name.
     Tag(images::TagArgs),
     /// Remove image names, and images nothing names any more.
@@ -248,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(a) => cli::push::run(&store, a, &registries(&cli)?),
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images::images(&store, a),
-        Command::Inspect(a) => images::inspect(&store, a),
+        Command::Inspect(a) => cli::inspect::inspect(&store, a),
         Command::Tag(a) => images::tag(&store, a),
         Command::Rmi(a) => images::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),

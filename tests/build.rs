@@ -264,7 +264,8 @@ fn onbuild_triggers_run_when_the_image_is_a_base() {
     image_id(&out);
     let run = layers(&store, &["run", "--rm", "onbuild-child", "sh", "-c", "cat /triggered; echo $FROM_TRIGGER"]);
     assert_eq!(stdout(&run), "triggered\nyes\n", "{}", stderr(&run));
-    let inspect: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "onbuild-child"])).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "onbuild-child"])).unwrap();
     let config = &inspect[0]["Config"]["config"];
     assert!(config.get("OnBuild").is_none(), "triggers are not passed on: {config}");
 }

@@ -220,7 +220,7 @@ fn a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_
     assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, built in stages");
     // B fetched the cache manifest, its config, and the final image's layers it lacked: nothing of the build stage.
     let requests = reg.requests_from_layers()[before..].to_vec();
-    let manifest: serde_json::Value = serde_json::from_str(&layers_ok(&b, &["inspect", "greet"])).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&layers_ok(&b, &["inspect", "--raw", "greet"])).unwrap();
     let lacking: BTreeSet<String> = manifest[0]["Manifest"]["layers"]
         .as_array()
         .unwrap()
@@ -257,7 +257,7 @@ fn a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_
         "{}",
         stderr(&out)
     );
-    assert!(layers(&b, &["inspect", "kept"]).status.success(), "the built image stays");
+    assert!(layers(&b, &["inspect", "--raw", "kept"]).status.success(), "the built image stays");
 }
 
 #[test]
@@ -348,11 +348,14 @@ fn a_fresh_machine_never_fetches_the_base_of_a_stage_that_all_hits() {
         .unwrap();
     let out = layers(&b, &["build", "--cache-from", &cache, ctx.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(layers(&b, &["inspect", &format!("{}/lazy/final-base:1", reg.addr)]).status.success(), "pulled to run on");
+    assert!(
+        layers(&b, &["inspect", "--raw", &format!("{}/lazy/final-base:1", reg.addr)]).status.success(),
+        "pulled to run on"
+    );
 }
 
 /// The layer blob digests of IMAGE in STORE.
 fn layer_blobs(store: &Path, image: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["inspect", image])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["inspect", "--raw", image])).unwrap();
     v[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }

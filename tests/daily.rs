@@ -288,3 +288,76 @@ fn ps_filters_formats_and_sizes_columns_to_their_content() {
     assert_eq!(templ, "db {\"flag\":\"\",\"tier\":\"db\"}");
     layers_ok(&store, &["rm", "-f", "up"]);
 }
+
+#[test]
+fn images_filter_and_format_and_inspect_speaks_dockers_shape() {
+    if !need_root("images_filter_and_format_and_inspect_speaks_dockers_shape") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    layers_ok(&store, &["tag", "localhost/layered", "localhost/layered:v2"]);
+    // As Docker's documented example: `{{.ID}}: {{.Repository}}`, one line per name.
+    let ids = layers_ok(&store, &["images", "--format", "{{.ID}}: {{.Repository}}:{{.Tag}}"]);
+    let layered = stored_image(&store, "localhost/layered:latest")["Id"].as_str().unwrap()[7..19].to_string();
+    assert!(ids.lines().any(|l| l == format!("{layered}: localhost/layered:v2")), "{ids}");
+    let table = layers_ok(&store, &["images", "--format", "table {{.Repository}}\\t{{.Tag}}", "localhost/layered"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "REPOSITORY          TAG");
+    assert_eq!(lines.len(), 3, "both tags of that repository, nothing else: {table}");
+    assert_eq!(layers_ok(&store, &["images", "--format", "{{.Tag}}", "localhost/layered:v2"]), "v2");
+    assert_eq!(layers_ok(&store, &["images", "--format", "{{.Tag}}", "layered:v2"]), "v2", "short name");
+    let refs = layers_ok(&store, &["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=*/two*"]);
+    assert_eq!(refs, "localhost/two-layers:latest");
+    let refs = layers_ok(&store, &["images", "--format", "{{.Tag}}", "--filter", "reference=layered:v*"]);
+    assert_eq!(refs, "v2");
+    assert_eq!(layers_ok(&store, &["images", "--filter", "dangling=true", "-q"]), "");
+    let bad = layers(&store, &["images", "--filter", "size=big"]);
+    assert!(stderr(&bad).contains("invalid filter \"size\""), "{}", stderr(&bad));
+    let full = layers_ok(&store, &["images", "-q", "--no-trunc", "localhost/two-layers"]);
+    assert!(full.starts_with("sha256:") && full.len() == 71, "{full}");
+    let json = layers_ok(&store, &["images", "--format", "json", "localhost/two-layers"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((v["Repository"].as_str(), v["Tag"].as_str()), (Some("localhost/two-layers"), Some("latest")));
+
+    // inspect: an image, in Docker's shape, through a template too.
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "localhost/layered"])).unwrap();
+    let img = &v[0];
+    assert!(img["Id"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(img["Os"], "linux");
+    assert!(img["RootFS"]["Layers"].as_array().unwrap().len() >= 1);
+    assert!(img["Config"]["Env"].is_array() || img["Config"]["Env"].is_null());
+    for k in ["RepoTags", "RepoDigests", "Created", "Architecture", "Size"] {
+        assert!(!img[k].is_null(), "{k} in {img}");
+    }
+    let os = layers_ok(
+        &store,
+        &["inspect", "--format", "{{.Os}}/{{.Architecture}} {{len .RootFS.Layers}}", "localhost/layered"],
+    );
+    assert!(os.starts_with("linux/"), "{os}");
+    // A container: by name, State and HostConfig as far as they exist here.
+    layers_ok(
+        &store,
+        &[
+            "create",
+            "--name",
+            "box",
+            "--label",
+            "k=v",
+            "-v",
+            "/tmp:/host:ro",
+            "--restart",
+            "on-failure:3",
+            "localhost/layered",
+            "true",
+        ],
+    );
+    let c = layers_ok(&store, &["inspect", "--format", "{{.State.Status}} {{.Name}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}} {{index .Config.Labels \"k\"}} {{(index .Mounts 0).Destination}} {{json .Config.Cmd}}", "box"]);
+    assert_eq!(c, "created /box on-failure:3 v /host [\"true\"]");
+    let out = layers(&store, &["inspect", "--type", "image", "box"]);
+    assert_eq!(out.status.code(), Some(125));
+    let out = layers(&store, &["inspect", "nosuch"]);
+    assert!(stderr(&out).contains("no such image or container"), "{}", stderr(&out));
+    let raw: serde_json::Value =
+        serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "localhost/layered"])).unwrap();
+    assert_eq!(raw[0]["Manifest"]["schemaVersion"], 2);
+}

@@ -38,7 +38,7 @@ fn env_of_an_existing_variable_keeps_its_place() {
     let (work, store) = store_with_busybox();
     let ctx = build_context(work.path(), "env", "FROM busybox\nENV A=1 B=2\nENV PATH=/x:$PATH\nENV A=3\n");
     let id = built(&store, &ctx);
-    let v: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", &id])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", &id])).unwrap();
     let env: Vec<&str> =
         v[0]["Config"]["config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
     assert_eq!(env, ["PATH=/x:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=3", "B=2"]);

@@ -99,7 +99,8 @@ fn imported_rootfs_equals_gnu_tar_extraction() {
     for (file, name) in [("busybox-rootfs.tar.gz", "bb-gz"), ("busybox-rootfs.tar.zst", "bb-zst")] {
         let out = layers(&store, &["import", "-q", fx.join(file).to_str().unwrap(), name]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let inspect: serde_json::Value = serde_json::from_str(&stdout(&layers(&store, &["inspect", name]))).unwrap();
+        let inspect: serde_json::Value =
+            serde_json::from_str(&stdout(&layers(&store, &["inspect", "--raw", name]))).unwrap();
         let diff =
             inspect[0]["Config"]["rootfs"]["diff_ids"][0].as_str().unwrap().trim_start_matches("sha256:").to_string();
         let media = inspect[0]["Manifest"]["layers"][0]["mediaType"].as_str().unwrap().to_string();

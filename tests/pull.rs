@@ -70,13 +70,16 @@ fn pulled_images_equal_umoci_unpack_in_every_format() {
         assert_same_as_umoci(&store, &image, &layout, "layered", work.path());
     }
     let inspect: serde_json::Value =
-        serde_json::from_str(&stdout(&layers(&store, &["inspect", &format!("{}/fixture/zstd:v1", reg.addr)]))).unwrap();
+        serde_json::from_str(&stdout(&layers(&store, &["inspect", "--raw", &format!("{}/fixture/zstd:v1", reg.addr)])))
+            .unwrap();
     let media: Vec<&str> =
         inspect[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert!(media.iter().all(|m| m.ends_with("+zstd")), "{media:?}");
-    let inspect: serde_json::Value =
-        serde_json::from_str(&stdout(&layers(&store, &["inspect", &format!("{}/fixture/plain:v1", reg.addr)])))
-            .unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&stdout(&layers(
+        &store,
+        &["inspect", "--raw", &format!("{}/fixture/plain:v1", reg.addr)],
+    )))
+    .unwrap();
     let media: Vec<&str> =
         inspect[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert!(media.iter().all(|m| m.ends_with(".tar")), "{media:?}");
@@ -218,9 +221,11 @@ fn concurrent_pulls_share_layers_and_download_each_blob_once() {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "concurrent pull failed: {}", stderr(&out));
     }
-    let inspect: serde_json::Value =
-        serde_json::from_str(&stdout(&layers(&store, &["inspect", &format!("{}/fixture/layered:v1", reg.addr)])))
-            .unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&stdout(&layers(
+        &store,
+        &["inspect", "--raw", &format!("{}/fixture/layered:v1", reg.addr)],
+    )))
+    .unwrap();
     for l in inspect[0]["Manifest"]["layers"].as_array().unwrap() {
         let d = l["digest"].as_str().unwrap();
         assert_eq!(reg.blob_downloads(d), 1, "layer blob {d} downloaded once");

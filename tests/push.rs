@@ -153,7 +153,7 @@ fn a_built_and_pushed_image_pulls_and_runs_in_podman_with_the_same_files_and_con
     assert!(stdout(&ours).contains("app/hello/__pycache__/__main__.cpython-311.pyc"), "{}", stdout(&ours));
     assert_eq!(stdout(&with_listing), stdout(&ours), "podman sees the same files");
 
-    let ours: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "hello"])).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "hello"])).unwrap();
     let ours = &ours[0]["Config"]["config"];
     for (key, podman_key) in [
         ("Cmd", "Cmd"),

@@ -1,27 +1,21 @@
-//! `layers images`, `inspect`, `tag`, `rmi`.
+//! `layers images`, `tag`, `rmi`.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, ValueEnum};
+use anyhow::{bail, Context};
+use clap::Args;
 use layers_store::catalog::Removed;
-use layers_store::oci::MAX_JSON;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::format;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
+use crate::template::{self, Format};
 
 /// Arguments of `layers images`.
 #[derive(Args)]
 pub struct ImagesArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    /// `table` (default), `json` (one object a line), or a Go template (`{{.Repository}}:{{.Tag}}`).
+    #[arg(long)]
+    format: Option<String>,
     /// Show manifest digests.
     #[arg(long)]
     digests: bool,
@@ -31,14 +25,14 @@ pub struct ImagesArgs {
     /// Show the unnamed images of build steps too.
     #[arg(short, long)]
     all: bool,
-}
-
-/// Arguments of `layers inspect`.
-#[derive(Args)]
-pub struct InspectArgs {
-    /// Image names or IDs.
-    #[arg(required = true)]
-    images: Vec<String>,
+    /// Full image IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Only images matching: reference=PATTERN, dangling=true|false, label=KEY[=VALUE], before=IMAGE, since=IMAGE.
+    #[arg(short, long, value_name = "FILTER")]
+    filter: Vec<String>,
+    /// Only this repository (all its tags), or this REPOSITORY:TAG.
+    repository: Option<String>,
 }
 
 /// Arguments of `layers tag`.
@@ -69,65 +63,244 @@ fn split_tag(full: &str) -> (&str, &str) {
 }
 
 pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
-    let mut images = store.images()?;
-    if !a.all {
-        // As Docker: a build's intermediate images show with -a only.
-        let mut shown = Vec::with_capacity(images.len());
-        for i in images {
-            if !i.tags.is_empty() || !store.is_build_step(&i.manifest)? {
-                shown.push(i);
+    let filters = ImageFilters::parse(store, &a.filter)?;
+    let only = match a.repository.as_deref() {
+        Some(r) => {
+            let mut parsed = Reference::parse(r, ShortNames::Local)?;
+            // Parsing says `latest` when no tag was given: then every tag is meant.
+            if !r.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+                parsed.tag = None;
             }
+            Some(parsed)
         }
-        images = shown;
+        None => None,
+    };
+    let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    for i in store.images()? {
+        // As Docker: a build's intermediate images show with -a only.
+        if !a.all && i.tags.is_empty() && store.is_build_step(&i.manifest)? {
+            continue;
+        }
+        if !filters.matches(store, &i) {
+            continue;
+        }
+        let names: Vec<(String, String)> = if i.tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            i.tags.iter().map(|t| split_tag(t)).map(|(r, t)| (r.to_string(), t.to_string())).collect()
+        };
+        let id = if a.no_trunc { i.config.to_string() } else { i.config.short() };
+        let mut listed = false;
+        for (repo, tag) in names {
+            if !filters.reference_matches(&repo, &tag) || !repository_matches(only.as_ref(), &repo, &tag) {
+                continue;
+            }
+            listed = true;
+            rows.push(serde_json::json!({
+                "ID": id,
+                "Repository": repo,
+                "Tag": tag,
+                "Digest": i.manifest.to_string(),
+                "CreatedAt": i.created,
+                "CreatedSince": format::ago(&i.created),
+                "Size": format::size(i.size),
+                "VirtualSize": format::size(i.size),
+                "Containers": "N/A",
+                "SharedSize": "N/A",
+                "UniqueSize": "N/A",
+            }));
+        }
+        if listed && !ids.contains(&id) {
+            ids.push(id);
+        }
     }
     if a.quiet {
-        for i in &images {
-            outln!("{}", i.config.short());
+        for id in ids {
+            outln!("{id}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match a.format {
-        Format::Json => {
-            let list: Vec<_> = images
-                .iter()
-                .map(|i| {
-                    serde_json::json!({
-                        "Id": i.config.to_string(),
-                        "Digest": i.manifest.to_string(),
-                        "RepoTags": i.tags,
-                        "Size": i.size,
-                        "Created": i.created,
-                    })
-                })
-                .collect();
-            outln!("{}", serde_json::to_string_pretty(&list)?);
-        }
+    let format = match Format::parse(a.format.as_deref()) {
         Format::Table => {
-            let mut rows = vec![];
-            for i in &images {
-                let names: Vec<(String, String)> = if i.tags.is_empty() {
-                    vec![("<none>".into(), "<none>".into())]
-                } else {
-                    i.tags.iter().map(|t| split_tag(t)).map(|(r, t)| (r.to_string(), t.to_string())).collect()
-                };
-                for (repo, tag) in names {
-                    let mut row = vec![repo, tag];
-                    if a.digests {
-                        row.push(i.manifest.to_string());
-                    }
-                    row.extend([i.config.short(), format::ago(&i.created), format::size(i.size)]);
-                    rows.push(row);
+            let digest = if a.digests { "\t{{.Digest}}" } else { "" };
+            let t =
+                format!("{{{{.Repository}}}}\t{{{{.Tag}}}}{digest}\t{{{{.ID}}}}\t{{{{.CreatedSince}}}}\t{{{{.Size}}}}");
+            Format::Template { table: true, text: t }
+        }
+        f => f,
+    };
+    let out = template::render(&format, IMAGE_HEADERS, &rows)?;
+    outln!("{}", out.trim_end_matches('\n'));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Column titles of `images` fields, for `table` templates.
+const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Size", "SIZE"),
+    ("VirtualSize", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+];
+
+/// `images REPOSITORY[:TAG]`: a repository given by any of its names (`busybox`,
+/// `docker.io/library/busybox`), and the tag if one was given.
+fn repository_matches(only: Option<&Reference>, repo: &str, tag: &str) -> bool {
+    let Some(want) = only else { return true };
+    let tag_ok = want.tag.as_deref().is_none_or(|t| t == tag);
+    let same = |short: ShortNames| Reference::parse(repo, short).is_ok_and(|r| r.name() == want.name());
+    tag_ok
+        && (same(ShortNames::Local) || same(ShortNames::DockerHub) || {
+            // A short name given for an image pulled from Docker Hub.
+            let hub = Reference::parse(&want.repository, ShortNames::DockerHub);
+            want.registry == "localhost" && hub.is_ok_and(|h| h.name() == repo)
+        })
+}
+
+/// `images --filter`s: the same key twice matches either, different keys all.
+struct ImageFilters {
+    references: Vec<String>,
+    dangling: Option<bool>,
+    labels: Vec<String>,
+    before: Option<i64>,
+    since: Option<i64>,
+}
+
+impl ImageFilters {
+    fn parse(store: &Store, filters: &[String]) -> anyhow::Result<ImageFilters> {
+        let mut f =
+            ImageFilters { references: Vec::new(), dangling: None, labels: Vec::new(), before: None, since: None };
+        let created = |name: &str| -> anyhow::Result<i64> {
+            let img = store.resolve(name)?;
+            layers_store::oci::parse_rfc3339(&img.created).with_context(|| format!("{name}: no creation time"))
+        };
+        for spec in filters {
+            let Some((k, v)) = spec.split_once('=') else { bail!("--filter {spec}: want KEY=VALUE") };
+            match k {
+                "reference" => f.references.push(v.to_string()),
+                "dangling" => {
+                    f.dangling = Some(match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("--filter {spec}: dangling is true or false"),
+                    })
                 }
+                "label" => f.labels.push(v.to_string()),
+                "before" => f.before = Some(created(v).with_context(|| format!("--filter {spec}"))?),
+                "since" => f.since = Some(created(v).with_context(|| format!("--filter {spec}"))?),
+                _ => bail!("--filter {spec}: invalid filter {k:?} (reference, dangling, label, before, since)"),
             }
-            let mut header = vec!["REPOSITORY", "TAG"];
-            if a.digests {
-                header.push("DIGEST");
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, store: &Store, i: &layers_store::metadata::ImageRow) -> bool {
+        if self.dangling.is_some_and(|d| d != i.tags.is_empty()) {
+            return false;
+        }
+        let t = layers_store::oci::parse_rfc3339(&i.created).unwrap_or(0);
+        if self.before.is_some_and(|b| t >= b) || self.since.is_some_and(|s| t <= s) {
+            return false;
+        }
+        if self.labels.is_empty() {
+            return true;
+        }
+        let labels = store.config(i).ok().and_then(|c| c.config).and_then(|c| c.labels).unwrap_or_default();
+        self.labels.iter().any(|l| match l.split_once('=') {
+            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+            None => labels.contains_key(l),
+        })
+    }
+
+    /// `reference=PATTERN` against `REPO:TAG` and `REPO`, by the full name or the
+    /// short one Docker shows (`busybox` for `docker.io/library/busybox`).
+    fn reference_matches(&self, repo: &str, tag: &str) -> bool {
+        if self.references.is_empty() {
+            return true;
+        }
+        let short = repo
+            .strip_prefix("docker.io/library/")
+            .or_else(|| repo.strip_prefix("docker.io/"))
+            .or_else(|| repo.strip_prefix("localhost/"))
+            .unwrap_or(repo);
+        self.references.iter().any(|p| [repo, short].iter().any(|r| glob(p, r) || glob(p, &format!("{r}:{tag}"))))
+    }
+}
+
+/// Go's `path.Match`: `*` (not across `/`), `?`, `[...]` classes, `\` escapes; linear
+/// in the pattern times the name, never exponential.
+fn glob(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // reach[j]: the name's first j characters are matched by the pattern so far.
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    let mut i = 0;
+    while i < p.len() {
+        let mut next = vec![false; n.len() + 1];
+        match p[i] {
+            '*' => {
+                for j in 0..=n.len() {
+                    if reach[j] || (j > 0 && next[j - 1] && n[j - 1] != '/') {
+                        next[j] = true;
+                    }
+                }
+                i += 1;
             }
-            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-            print_table(&header, &rows);
+            c => {
+                // One character: literal, `?`, or a class.
+                let (test, width): (Box<dyn Fn(char) -> bool>, usize) = match c {
+                    '?' => (Box::new(|x: char| x != '/'), 1),
+                    '\\' if i + 1 < p.len() => {
+                        let lit = p[i + 1];
+                        (Box::new(move |x: char| x == lit), 2)
+                    }
+                    '[' => match p[i + 1..].iter().position(|&x| x == ']') {
+                        Some(end) => {
+                            let class: Vec<char> = p[i + 1..i + 1 + end].to_vec();
+                            (Box::new(move |x: char| class_matches(&class, x)), end + 2)
+                        }
+                        None => return false,
+                    },
+                    lit => (Box::new(move |x: char| x == lit), 1),
+                };
+                for j in 0..n.len() {
+                    if reach[j] && test(n[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+                i += width;
+            }
+        }
+        reach = next;
+    }
+    reach[n.len()]
+}
+
+fn class_matches(class: &[char], x: char) -> bool {
+    let (negate, class) = match class.first() {
+        Some('^') => (true, &class[1..]),
+        _ => (false, class),
+    };
+    let mut hit = false;
+    let mut k = 0;
+    while k < class.len() {
+        if k + 2 < class.len() && class[k + 1] == '-' {
+            hit |= class[k] <= x && x <= class[k + 2];
+            k += 3;
+        } else {
+            hit |= class[k] == x;
+            k += 1;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    hit != negate
 }
 
 /// Prints left-aligned columns separated by three spaces, as Docker does.
@@ -153,28 +326,6 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let mut out = Vec::new();
-    for name in &a.images {
-        let img = store.resolve(name)?;
-        let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.manifest, MAX_JSON)?)
-            .with_context(|| format!("parse manifest {}", img.manifest))?;
-        let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&img.config, MAX_JSON)?)
-            .with_context(|| format!("parse config {}", img.config))?;
-        out.push(serde_json::json!({
-            "Id": img.config.to_string(),
-            "Digest": img.manifest.to_string(),
-            "RepoTags": img.tags,
-            "Created": img.created,
-            "Size": img.size,
-            "Manifest": manifest,
-            "Config": config,
-        }));
-    }
-    outln!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(ExitCode::SUCCESS)
-}
-
 pub fn tag(store: &Store, a: &TagArgs) -> anyhow::Result<ExitCode> {
     let img = store.resolve(&a.source)?;
     let target = Reference::parse(&a.target, ShortNames::Local)?;
@@ -193,4 +344,21 @@ pub fn rmi(store: &Store, a: &RmiArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_matches_as_gos_path_match() {
+        use super::glob;
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("*box:1.*", "busybox:1.36"));
+        assert!(!glob("*", "a/b"), "* stops at /");
+        assert!(glob("*/*", "a/b"));
+        assert!(glob("b?sy[a-z]ox", "busybox") && !glob("b?sy[^a-z]ox", "busybox"));
+        assert!(glob("a\\*", "a*") && !glob("a\\*", "ab"));
+        assert!(!glob("[a", "a"));
+        // Many stars: still quick.
+        assert!(!glob(&"*a".repeat(200), &"a".repeat(150)));
+    }
 }

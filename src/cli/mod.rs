@@ -8,6 +8,7 @@ pub mod containers;
 pub mod control;
 pub mod images;
 pub mod import;
+pub mod inspect;
 pub mod lifecycle;
 pub mod login;
 pub mod maintenance;

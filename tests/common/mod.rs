@@ -325,7 +325,7 @@ pub fn deep_layout(dir: &Path, n: usize) {
 
 /// The layer dirs of a stored image, bottom first, read through `layers inspect`.
 pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
-    let out = layers(store, &["inspect", image]);
+    let out = layers(store, &["inspect", "--raw", image]);
     assert!(out.status.success(), "inspect {image}: {}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     v[0]["Config"]["rootfs"]["diff_ids"]
@@ -362,9 +362,9 @@ pub fn load_fixtures(store: &Path) {
     layers_ok(store, &["load", "-i", fixtures().join("oci").to_str().unwrap()]);
 }
 
-/// A stored image's entry in `layers images --format json` (`Digest`, `Id`, `RepoTags`), by full name.
+/// A stored image as `layers inspect --raw` shows it (`Digest`, `Id`, `RepoTags`), by full name.
 pub fn stored_image(store: &Path, name: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["images", "--format", "json"])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["inspect", "--raw", name])).unwrap();
     let img = v.as_array().unwrap().iter().find(|i| i["RepoTags"].as_array().unwrap().iter().any(|t| t == name));
     img.unwrap_or_else(|| panic!("{name} in {v}")).clone()
 }

@@ -1,0 +1,280 @@
+//! `layers inspect`: images and containers in Docker's shape (what scripts written
+//! for `docker inspect` read), through `--format` templates, or with `--raw` the
+//! stored OCI manifest and config themselves.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use layers_store::metadata::ImageRow;
+use layers_store::oci::{ImageConfig, MAX_JSON};
+use layers_store::{ContainerRow, ErrorKind, Store};
+use serde_json::{json, Value};
+
+use super::options::{ContainerOptions, Restart};
+use crate::run::{spec, state, Network};
+use crate::template::{self, Format};
+
+/// What `--type` limits the lookup to.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Image,
+    Container,
+}
+
+/// Arguments of `layers inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Only images, or only containers (default: a container by that name or ID, else an image).
+    #[arg(long = "type", value_enum)]
+    kind: Option<Kind>,
+    /// A Go template per object (`{{.Id}}`, `{{json .Config}}`), or `json`.
+    #[arg(short, long)]
+    format: Option<String>,
+    /// An image's stored OCI manifest and config, as they are (`Manifest`, `Config`).
+    #[arg(long)]
+    raw: bool,
+    /// Image or container names or IDs.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+pub fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for name in &a.names {
+        match object(store, name, a.kind, a.raw) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("layers: {}", crate::one_line(&e));
+                failed = true;
+            }
+        }
+    }
+    match Format::parse(a.format.as_deref()) {
+        Format::Table => {
+            let mut buf = Vec::new();
+            let mut ser = serde_json::Serializer::with_formatter(
+                &mut buf,
+                serde_json::ser::PrettyFormatter::with_indent(b"    "),
+            );
+            serde::Serialize::serialize(&out, &mut ser)?;
+            outln!("{}", String::from_utf8_lossy(&buf));
+        }
+        Format::Template { table: true, .. } => bail!("--format: inspect prints no table"),
+        f => {
+            let text = template::render(&f, &[], &out)?;
+            outln!("{}", text.trim_end_matches('\n'));
+        }
+    }
+    Ok(if failed { ExitCode::from(crate::EXIT_FAILURE) } else { ExitCode::SUCCESS })
+}
+
+fn object(store: &Store, name: &str, kind: Option<Kind>, raw: bool) -> anyhow::Result<Value> {
+    if kind != Some(Kind::Image) && !raw {
+        match store.resolve_container(name) {
+            Ok(c) => return container(store, &c),
+            Err(e) if e.kind() == ErrorKind::NotFound && kind.is_none() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let img = store.resolve(name).map_err(|e| match (e.kind(), kind) {
+        (ErrorKind::NotFound, None) => anyhow::anyhow!("inspect {name}: no such image or container"),
+        _ => anyhow::Error::new(e),
+    })?;
+    if raw {
+        return raw_image(store, &img);
+    }
+    image(store, &img)
+}
+
+/// The stored manifest and config, as `inspect` printed them before Docker's shape.
+fn raw_image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
+    let manifest: Value = serde_json::from_slice(&store.read_blob(&img.manifest, MAX_JSON)?)
+        .with_context(|| format!("parse manifest {}", img.manifest))?;
+    let config: Value = serde_json::from_slice(&store.read_blob(&img.config, MAX_JSON)?)
+        .with_context(|| format!("parse config {}", img.config))?;
+    Ok(json!({
+        "Id": img.config.to_string(),
+        "Digest": img.manifest.to_string(),
+        "RepoTags": img.tags,
+        "Created": img.created,
+        "Size": img.size,
+        "Manifest": manifest,
+        "Config": config,
+    }))
+}
+
+/// The runtime config with every field Docker prints, `null` where unset.
+fn docker_config(c: &layers_store::oci::RuntimeConfig) -> Value {
+    json!({
+        "User": c.user.clone().unwrap_or_default(),
+        "ExposedPorts": c.exposed_ports,
+        "Env": c.env,
+        "Cmd": c.cmd,
+        "Volumes": c.volumes,
+        "WorkingDir": c.working_dir.clone().unwrap_or_default(),
+        "Entrypoint": c.entrypoint,
+        "OnBuild": c.on_build,
+        "Labels": c.labels,
+        "StopSignal": c.stop_signal,
+        "Shell": c.shell,
+        "Healthcheck": c.healthcheck,
+    })
+}
+
+fn image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
+    let config: ImageConfig = store.config(img)?;
+    // Names in a registry: `REPO@DIGEST` for each, as a pull records them.
+    let mut repo_digests: Vec<String> = img
+        .tags
+        .iter()
+        .filter(|t| !t.starts_with("localhost/"))
+        .filter_map(|t| layers_store::Reference::parse(t, layers_store::ShortNames::Local).ok())
+        .map(|r| format!("{}/{}@{}", r.registry, r.repository, img.manifest))
+        .collect();
+    repo_digests.dedup();
+    let runtime = config.config.clone().unwrap_or_default();
+    let layers: Vec<String> = config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
+    Ok(json!({
+        "Id": img.config.to_string(),
+        "RepoTags": img.tags,
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+        "Created": img.created,
+        "Author": config.extra.get("author").cloned().unwrap_or(Value::String(String::new())),
+        "Config": docker_config(&runtime),
+        "Architecture": config.architecture,
+        "Variant": config.variant,
+        "Os": config.os,
+        "Size": img.size,
+        "RootFS": { "Type": "layers", "Layers": layers },
+        "Descriptor": { "mediaType": img.media_type, "digest": img.manifest.to_string() },
+    }))
+}
+
+fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
+    let o = ContainerOptions::load(store, &c.id, &c.image.to_string());
+    let img = store.image(&c.image)?;
+    let runtime = img.as_ref().and_then(|i| store.config(i).ok()).and_then(|cfg| cfg.config).unwrap_or_default();
+    let overrides = spec::Overrides {
+        entrypoint: o.entrypoint.clone(),
+        cmd: o.command.clone(),
+        env: o.env.clone(),
+        workdir: o.workdir.clone(),
+        user: o.user.clone(),
+        hostname: o.hostname.clone().unwrap_or_else(|| c.short_id().to_string()),
+    };
+    let process = spec::process(&runtime, &overrides, |_| None).ok();
+    let running = state::running(store, c);
+    let exited = state::exited(store, c);
+    let restarting = running.is_none() && exited.is_some() && state::monitor(store, c).is_some();
+    let status = match (&running, restarting, &exited) {
+        (Some(_), _, _) => "running",
+        (None, true, _) => "restarting",
+        (None, false, Some(_)) => "exited",
+        (None, false, None) => "created",
+    };
+    let time = |t: Option<i64>| t.map_or("0001-01-01T00:00:00Z".to_string(), layers_store::oci::rfc3339);
+    let dir = store.container_dir(&c.id);
+    let labels = o.labels().unwrap_or_default();
+    let (max_retries, restart_name) = match o.restart {
+        Restart::OnFailure(Some(n)) => (n, "on-failure".to_string()),
+        r => (0, r.name()),
+    };
+    let log = o.log_options().unwrap_or_default();
+    let mounts: Vec<Value> = o
+        .volume
+        .iter()
+        .filter_map(|v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            let ro = parts.get(2) == Some(&"ro");
+            Some(json!({"Type": "bind", "Source": parts.first()?, "Destination": parts.get(1)?,
+                        "Mode": parts.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}))
+        })
+        .chain(o.tmpfs.iter().map(|t| {
+            let target = t.split(':').next().unwrap_or(t);
+            json!({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": true, "Propagation": ""})
+        }))
+        .collect();
+    let network = match o.net {
+        Network::Host => "host",
+        Network::None => "none",
+    };
+    let mount = store.container_mount(c).ok();
+    let lower: Vec<String> =
+        mount.as_ref().map(|m| m.lowers.iter().map(|l| l.display().to_string()).collect()).unwrap_or_default();
+    Ok(json!({
+        "Id": c.id,
+        "Created": layers_store::oci::rfc3339(c.created),
+        "Path": process.as_ref().and_then(|p| p.argv.first().cloned()).unwrap_or_default(),
+        "Args": process.as_ref().map(|p| p.argv.iter().skip(1).cloned().collect::<Vec<_>>()).unwrap_or_default(),
+        "State": {
+            "Status": status,
+            "Running": running.is_some(),
+            "Paused": false,
+            "Restarting": restarting,
+            "OOMKilled": exited.as_ref().is_some_and(|e| e.oom_killed),
+            "Dead": false,
+            "Pid": running.as_ref().map_or(0, |r| r.pid),
+            "ExitCode": exited.as_ref().map_or(0, |e| e.code),
+            "Error": "",
+            "StartedAt": time(running.as_ref().map(|r| r.started)),
+            "FinishedAt": time(exited.as_ref().map(|e| e.finished)),
+        },
+        "Image": img.as_ref().map_or(c.image.to_string(), |i| i.config.to_string()),
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": dir.join("log.json"),
+        "Name": format!("/{}", c.name),
+        "RestartCount": state::restarts(store, &c.id),
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": o.volume,
+            "NetworkMode": network,
+            "RestartPolicy": { "Name": restart_name, "MaximumRetryCount": max_retries },
+            "AutoRemove": o.rm,
+            "Privileged": o.privileged,
+            "ReadonlyRootfs": o.read_only,
+            "CapAdd": o.cap_add,
+            "CapDrop": o.cap_drop,
+            "SecurityOpt": o.security_opt,
+            "Tmpfs": o.tmpfs.iter().map(|t| {
+                let (target, opts) = t.split_once(':').unwrap_or((t, ""));
+                (target.to_string(), Value::String(opts.to_string()))
+            }).collect::<serde_json::Map<_, _>>(),
+            "Memory": o.memory.as_deref().and_then(|m| crate::run::cgroup::parse_bytes(m).ok()).unwrap_or(0),
+            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
+            "PidsLimit": o.pids_limit,
+            "Init": o.init,
+            "LogConfig": { "Type": "json-file", "Config": { "max-size": log.max_size.to_string(), "max-file": log.max_files.to_string() } },
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": lower.join(":"),
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": store.merged_dir(c),
+            },
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": overrides.hostname,
+            "User": o.user.clone().or(runtime.user.clone()).unwrap_or_default(),
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+            "Env": process.as_ref().map(|p| p.env.clone()),
+            "Cmd": if o.command.is_empty() { runtime.cmd.clone() } else { Some(o.command.clone()) },
+            "Image": o.image,
+            "WorkingDir": process.as_ref().map(|p| p.cwd.clone()).unwrap_or_default(),
+            "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => None, Some(e) => Some(vec![e.clone()]), None => runtime.entrypoint.clone() },
+            "Labels": labels,
+            "StopSignal": runtime.stop_signal,
+        },
+        "NetworkSettings": { "Networks": { network: {} }, "IPAddress": "", "Ports": {} },
+    }))
+}
