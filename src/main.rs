@@ -79,6 +79,8 @@ enum Command {
     Images(images::ImagesArgs),
     /// Show images and containers as JSON (Docker's shape; --raw: the OCI manifest and config).
     Inspect(cli::inspect::InspectArgs),
+    /// Show how an image was made, newest step first.
+    History(cli::history::HistoryArgs),
     /// Give an image another name.
     Tag(images::TagArgs),
     /// Remove image names, and images nothing names any more.
@@ -249,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images::images(&store, a),
         Command::Inspect(a) => cli::inspect::inspect(&store, a),
+        Command::History(a) => cli::history::history(&store, a),
         Command::Tag(a) => images::tag(&store, a),
         Command::Rmi(a) => images::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),

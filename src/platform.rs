@@ -41,6 +41,15 @@ impl Platform {
     }
 }
 
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.variant {
+            Some(v) => write!(f, "{}/{}/{v}", self.os, self.architecture),
+            None => write!(f, "{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
 /// `os/arch[/variant]` of an index entry, for messages.
 pub fn describe(platform: &Value) -> String {
     let mut s =

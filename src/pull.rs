@@ -41,11 +41,14 @@ pub fn pull_image(
     tls_verify: bool,
     quiet: bool,
 ) -> anyhow::Result<Digest> {
+    let platform_arg = platform;
     let (reference, endpoints, platform) = target(reference, platform, registries)?;
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
     let events = Progress::new(quiet);
-    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, tls_verify, &events));
+    // A platform asked for must be the image's own; the host's is a preference only.
+    let required = platform_arg.is_some().then_some(&platform);
+    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, required, tls_verify, &events));
     events.finish();
     drop(rt);
     digest
@@ -314,6 +317,7 @@ async fn pull(
     reference: &Reference,
     endpoints: &[Endpoint],
     platform: &Platform,
+    required: Option<&Platform>,
     tls_verify: bool,
     events: &Progress,
 ) -> anyhow::Result<Digest> {
@@ -335,6 +339,13 @@ async fn pull(
     let tag = reference.tagged_name();
 
     let (manifest, config_bytes, config) = manifest_and_config(&repo, reference, &bytes, &digest, events).await?;
+    if let Some(want) = required {
+        let offered =
+            serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant});
+        if !want.matches(&offered) {
+            bail!("{reference}: no image for platform {want}: it is {} only", describe(&offered));
+        }
+    }
 
     // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).

@@ -361,3 +361,42 @@ fn images_filter_and_format_and_inspect_speaks_dockers_shape() {
         serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "localhost/layered"])).unwrap();
     assert_eq!(raw[0]["Manifest"]["schemaVersion"], 2);
 }
+
+#[test]
+fn history_push_without_a_registry_and_a_platform_the_image_lacks() {
+    if !need_root("history_push_without_a_registry_and_a_platform_the_image_lacks") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let h = layers_ok(&store, &["history", "localhost/two-layers"]);
+    let lines: Vec<&str> = h.lines().collect();
+    assert!(lines[0].starts_with("IMAGE          CREATED       CREATED BY"), "{h}");
+    assert!(
+        lines[1].starts_with(&stored_image(&store, "localhost/two-layers:latest")["Id"].as_str().unwrap()[7..19]),
+        "{h}"
+    );
+    assert!(lines[2].starts_with("<missing>"), "{h}");
+    assert_eq!(layers_ok(&store, &["history", "-q", "localhost/two-layers"]).len(), 12);
+    let sizes = layers_ok(&store, &["history", "-H=false", "--format", "{{.Size}}", "localhost/two-layers"]);
+    assert!(sizes.lines().all(|s| s.parse::<u64>().is_ok()), "{sizes}");
+
+    let out = layers(&store, &["push", "layered"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("layers push layered REGISTRY/NAME:TAG"), "{}", stderr(&out));
+
+    let reg = Registry::start();
+    reg.push(&fixtures().join("oci"), "layered", "fixture/layered:v1", &[]);
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+    let arch = layers_ok(&store, &["inspect", "--format", "{{.Architecture}}", "localhost/layered"]);
+    let other = if arch == "arm64" { "linux/amd64" } else { "linux/arm64" };
+    let fresh = tempfile::tempdir().unwrap();
+    let out = layers(fresh.path(), &["pull", "--platform", other, &image]);
+    assert_eq!(out.status.code(), Some(125), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&format!("no image for platform {other}: it is linux/{arch} only")),
+        "{}",
+        stderr(&out)
+    );
+    let ok = layers(fresh.path(), &["pull", "--platform", &format!("linux/{arch}"), &image]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}

@@ -185,6 +185,11 @@ impl Store {
         self.md().write("remove lease", |tx| tx.execute("DELETE FROM leases WHERE id = ?", [holder]).map(|_| ()))
     }
 
+    /// A stored layer's record (sizes, entry count).
+    pub fn layer_info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::metadata::LayerRow>> {
+        self.md().layer(diff_id)
+    }
+
     /// An image's layers, bottom first.
     pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<crate::metadata::ImageLayerRow>> {
         self.md().image_layers(manifest)

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod build;
 pub mod containers;
 pub mod control;
+pub mod history;
 pub mod images;
 pub mod import;
 pub mod inspect;

@@ -29,6 +29,21 @@ pub struct PushArgs {
 
 pub fn run(store: &Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let image = store.resolve(&a.image)?;
+    if a.destination.is_none() {
+        // `demo:1` made here is `localhost/demo:1`: it has no registry to go back to,
+        // and Docker Hub (where the short name would point) is not where the user meant.
+        let local = Reference::parse(&a.image, ShortNames::Local)?;
+        let hub = Reference::parse(&a.image, ShortNames::DockerHub)?;
+        let named = |r: &Reference| r.tagged_name().is_some_and(|t| image.tags.contains(&t));
+        if local.registry == "localhost" && named(&local) && !named(&hub) {
+            bail!(
+                "push {}: it is named {} here, with no registry to push to: give one (`layers push {} REGISTRY/NAME:TAG`)",
+                a.image,
+                local.tagged_name().unwrap_or_default(),
+                a.image
+            );
+        }
+    }
     let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image), ShortNames::DockerHub)?;
     if dest.digest.is_some() {
         bail!("push {dest}: give a tag to push to, not a digest");
