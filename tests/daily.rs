@@ -400,3 +400,40 @@ fn history_push_without_a_registry_and_a_platform_the_image_lacks() {
     let ok = layers(fresh.path(), &["pull", "--platform", &format!("linux/{arch}"), &image]);
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
+
+#[test]
+fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
+    if !need_root("save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let saved = layers(&store, &["save", "localhost/two-layers"]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    assert!(saved.stdout.len() > 1_000_000, "the archive came out on stdout");
+    let exported = layers(&store, &["export", "localhost/two-layers"]);
+    assert!(exported.status.success() && exported.stdout.len() > 1_000_000);
+    let other = work.path().join("other");
+    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&other)
+        .arg("load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        load.stdin.take().unwrap().write_all(&saved.stdout).unwrap();
+    }
+    let loaded = load.wait_with_output().unwrap();
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert!(stdout(&loaded).contains("Loaded image: localhost/two-layers:latest"), "{}", stdout(&loaded));
+    for args in [&["save", "localhost/two-layers"][..], &["export", "localhost/two-layers"][..]] {
+        let out = on_a_terminal(&store, (24, 80), &[], args);
+        assert!(out.contains("refusing to write a tar to a terminal"), "{args:?}: {out}");
+        assert!(out.ends_with("exit=125\n"), "{out}");
+    }
+    let out = on_a_terminal(&other, (24, 80), &[], &["load"]);
+    assert!(out.contains("standard input is a terminal"), "{out}");
+}

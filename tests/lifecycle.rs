@@ -14,23 +14,6 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     store_with_fixtures()
 }
 
-/// `layers ARGS` on a pty of ROWS x COLS driven by `steps` (see tests/support/pty_harness.py).
-fn on_a_terminal(store: &Path, size: (u16, u16), steps: &[&str], args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/support/pty_harness.py"))
-        .args([size.0.to_string(), size.1.to_string()])
-        .args(steps)
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_layers"))
-        .arg("--root")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run python3 pty harness");
-    assert!(out.status.success(), "harness: {}{}", stdout(&out), stderr(&out));
-    stdout(&out)
-}
-
 /// `layers exec` of `ps` in a container: (stat, command) per process.
 fn processes(store: &Path, name: &str) -> Vec<(String, String)> {
     let ps = layers_ok(store, &["exec", name, "ps", "-o", "pid,stat,comm"]);

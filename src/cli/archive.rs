@@ -19,8 +19,8 @@ use layers_store::{ErrorKind, Reference, ShortNames, Store};
 pub struct ExportArgs {
     /// A container or an image.
     target: String,
-    /// Output file, or `-` for standard output.
-    #[arg(short, long)]
+    /// Output file, or `-` for standard output (the default when it is not a terminal).
+    #[arg(short, long, default_value = "-")]
     output: String,
 }
 
@@ -38,9 +38,9 @@ pub struct SaveArgs {
     /// Images.
     #[arg(required = true)]
     images: Vec<String>,
-    /// Output: a file (`-` for standard output), or for `--format oci` a directory
-    /// (an existing one, or a path ending in `/`).
-    #[arg(short, long)]
+    /// Output: a file, `-` for standard output (the default when it is not a terminal),
+    /// or for `--format oci` a directory (an existing one, or a path ending in `/`).
+    #[arg(short, long, default_value = "-")]
     output: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "docker-archive")]
@@ -50,17 +50,22 @@ pub struct SaveArgs {
 /// Arguments of `layers load`.
 #[derive(Args)]
 pub struct LoadArgs {
-    /// An OCI layout directory, or a tar of one or a `docker save` archive (`-`: standard input).
-    #[arg(short, long)]
+    /// An OCI layout directory, or a tar of one or a `docker save` archive (default
+    /// `-`: standard input, unless it is a terminal).
+    #[arg(short, long, default_value = "-")]
     input: String,
     /// Print only image IDs.
     #[arg(short, long)]
     quiet: bool,
 }
 
-/// Stdout or a file, buffered.
+/// Stdout or a file, buffered. A tar is not written to a terminal, as Docker refuses to.
 fn output(path: &str) -> anyhow::Result<Box<dyn Write>> {
+    use std::io::IsTerminal;
     Ok(if path == "-" {
+        if io::stdout().is_terminal() {
+            bail!("refusing to write a tar to a terminal: give -o FILE, or redirect the output");
+        }
         Box::new(BufWriter::with_capacity(128 * 1024, io::stdout().lock()))
     } else {
         Box::new(BufWriter::with_capacity(128 * 1024, File::create(path).with_context(|| format!("create {path}"))?))
@@ -232,6 +237,10 @@ pub fn load(store: &Store, a: &LoadArgs) -> anyhow::Result<ExitCode> {
         PathBuf::from(&a.input)
     } else {
         let input: Box<dyn Read> = if a.input == "-" {
+            use std::io::IsTerminal;
+            if io::stdin().is_terminal() {
+                bail!("load: standard input is a terminal: give -i FILE, or redirect a tar into it");
+            }
             Box::new(io::stdin().lock())
         } else {
             Box::new(File::open(&a.input).with_context(|| format!("open {}", a.input))?)
