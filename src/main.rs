@@ -141,6 +141,24 @@ enum Command {
     Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
     Df(maintenance::DfArgs),
+    /// Manage containers (`container prune`).
+    #[command(subcommand)]
+    Container(cli::prune::ContainerCommand),
+    /// Manage images (`image prune`).
+    #[command(subcommand)]
+    Image(cli::prune::ImageCommand),
+    /// Manage the store as a whole (`system prune`, `system df`, `system info`).
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+/// `layers system …`.
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Remove stopped containers, unnamed images (-a: unused ones) and the build cache.
+    Prune(cli::prune::SystemPruneArgs),
+    /// Show disk usage of the store (as `layers df`).
+    Df(maintenance::DfArgs),
 }
 
 fn main() -> ExitCode {
@@ -280,7 +298,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unpin(a) => cli::budget::pin(&store, a, false),
         Command::Builder(c) => maintenance::builder(&store, c),
         Command::Fsck(a) => maintenance::fsck(&store, a.quick),
-        Command::Df(a) => maintenance::df(&store, a),
+        Command::Df(a) | Command::System(SystemCommand::Df(a)) => maintenance::df(&store, a),
+        Command::Container(c) => cli::prune::container(&store, c),
+        Command::Image(c) => cli::prune::image(&store, c),
+        Command::System(SystemCommand::Prune(a)) => cli::prune::system(&store, a),
     };
     // After a command that added content, the store is brought back within its budget.
     if adds_content {

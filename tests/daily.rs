@@ -437,3 +437,76 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     let out = on_a_terminal(&other, (24, 80), &[], &["load"]);
     assert!(out.contains("standard input is a terminal"), "{out}");
 }
+
+/// `layers ARGS` with `answer` typed at its prompt.
+fn answering(store: &std::path::Path, answer: &str, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn prune_asks_first_keeps_what_is_used_and_says_what_it_reclaimed() {
+    if !need_root("prune_asks_first_keeps_what_is_used_and_says_what_it_reclaimed") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let used = detached(&store, &["--name", "busy", "localhost/layered", "sleep", "100"]);
+    let out = layers(
+        &store,
+        &["run", "--name", "stopped", "localhost/two-layers", "sh", "-c", "head -c 300000 /dev/urandom > /junk"],
+    );
+    assert!(out.status.success());
+
+    // "n" (or nothing) keeps everything.
+    let no = answering(&store, "n\n", &["container", "prune"]);
+    assert!(
+        stderr(&no)
+            .contains("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N]"),
+        "{}",
+        stderr(&no)
+    );
+    assert_eq!(names(&store).len(), 2);
+    let yes = answering(&store, "y\n", &["container", "prune"]);
+    let text = stdout(&yes);
+    assert!(text.starts_with("Deleted Containers:\n"), "{text}");
+    assert!(text.contains("Total reclaimed space: 30"), "the upper dir's 300 kB: {text}");
+    assert_eq!(names(&store), ["busy"]);
+
+    // image prune -a: images no container uses go; the one `busy` runs on stays.
+    let out = layers_ok(&store, &["image", "prune", "-a", "-f"]);
+    assert!(out.contains("untagged: localhost/two-layers:latest"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+    assert!(layers(&store, &["inspect", "--type", "image", "localhost/layered"]).status.success());
+    assert!(!layers(&store, &["inspect", "--type", "image", "localhost/two-layers"]).status.success());
+    let df = layers_ok(&store, &["system", "df"]);
+    assert!(df.starts_with("TYPE"), "{df}");
+    let out = layers_ok(&store, &["system", "prune", "-f"]);
+    assert!(out.ends_with("Total reclaimed space: 0B"), "{out}");
+    layers_ok(&store, &["rm", "-f", &used]);
+}
+
+fn detached(store: &std::path::Path, args: &[&str]) -> String {
+    let mut full = vec!["run", "-d"];
+    full.extend_from_slice(args);
+    layers_ok(store, &full)
+}
+
+/// The NAMES column of `ps -a`.
+fn names(store: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        layers_ok(store, &["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}

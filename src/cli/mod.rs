@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod maintenance;
 pub mod options;
+pub mod prune;
 pub mod ps;
 pub mod pull;
 pub mod push;

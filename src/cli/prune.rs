@@ -1,0 +1,186 @@
+//! `container prune`, `image prune`, `system prune`: Docker's prompts, what they
+//! list, and the "Total reclaimed space" line.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use layers_store::Store;
+
+use crate::format;
+use crate::run::state;
+
+/// `layers container …`.
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every stopped container.
+    Prune(ContainerPruneArgs),
+}
+
+/// `layers image …`.
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Remove unnamed images nothing uses (`-a`: every image no container uses).
+    Prune(ImagePruneArgs),
+}
+
+/// Arguments of `layers container prune`.
+#[derive(Args)]
+pub struct ContainerPruneArgs {
+    /// Do not ask.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// Arguments of `layers image prune`.
+#[derive(Args)]
+pub struct ImagePruneArgs {
+    /// Every image no container uses, not only unnamed ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// Arguments of `layers system prune`.
+#[derive(Args)]
+pub struct SystemPruneArgs {
+    /// Every image no container uses, not only unnamed ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask.
+    #[arg(short, long)]
+    force: bool,
+}
+
+/// Asks `question` on stderr, reads the answer from stdin: yes only for `y`/`yes`.
+fn confirm(warning: &str) -> anyhow::Result<bool> {
+    let mut err = std::io::stderr().lock();
+    write!(err, "WARNING! {warning}\nAre you sure you want to continue? [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    // Bounded: an answer is a word.
+    std::io::Read::take(std::io::stdin().lock(), 1024).read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+pub fn container(store: &Store, c: &ContainerCommand) -> anyhow::Result<ExitCode> {
+    let ContainerCommand::Prune(a) = c;
+    if !a.force && !confirm("This will remove all stopped containers.")? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (ids, freed) = prune_containers(store)?;
+    if !ids.is_empty() {
+        outln!("Deleted Containers:");
+        for id in &ids {
+            outln!("{id}");
+        }
+        outln!();
+    }
+    outln!("Total reclaimed space: {}", format::size(freed));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes containers that neither run, nor wait for a restart, nor are mounted.
+fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut removed = Vec::new();
+    let mut freed = 0;
+    for c in store.containers()? {
+        let busy = state::running(store, &c).is_some() || state::monitor(store, &c).is_some() || store.is_mounted(&c);
+        if busy {
+            continue;
+        }
+        let size = store.upper_size(&c);
+        store.remove_container(&c)?;
+        crate::run::remove_leftover_cgroup(&c.id);
+        freed += size;
+        removed.push(c.id);
+    }
+    Ok((removed, freed))
+}
+
+pub fn image(store: &Store, c: &ImageCommand) -> anyhow::Result<ExitCode> {
+    let ImageCommand::Prune(a) = c;
+    let warning = if a.all {
+        "This will remove all images without at least one container associated to them."
+    } else {
+        "This will remove all dangling images."
+    };
+    if !a.force && !confirm(warning)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let before = store.content_bytes()?;
+    let lines = prune_images(store, a.all)?;
+    let freed = before.saturating_sub(after_gc(store)?);
+    if !lines.is_empty() {
+        outln!("Deleted Images:");
+        for l in &lines {
+            outln!("{l}");
+        }
+        outln!();
+    }
+    outln!("Total reclaimed space: {}", format::size(freed));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes unnamed images (`all`: every image) no container uses; build steps are
+/// the build cache's, pruned with it.
+fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
+    let used: std::collections::HashSet<layers_store::Digest> =
+        store.containers()?.into_iter().map(|c| c.image).collect();
+    let mut lines = Vec::new();
+    for img in store.images()? {
+        let dangling = img.tags.is_empty() && !store.is_build_step(&img.manifest)?;
+        if used.contains(&img.manifest) || !(all || dangling) {
+            continue;
+        }
+        for r in store.remove_image(&img.manifest.hex(), true)? {
+            lines.push(match r {
+                layers_store::catalog::Removed::Untagged(t) => format!("untagged: {t}"),
+                layers_store::catalog::Removed::Deleted(d) => format!("deleted: {d}"),
+            });
+        }
+    }
+    Ok(lines)
+}
+
+/// Removes what nothing references any more; the store's content size after.
+fn after_gc(store: &Store) -> anyhow::Result<u64> {
+    store.gc()?;
+    Ok(store.content_bytes()?)
+}
+
+pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
+    let images =
+        if a.all { "all images without at least one container associated to them" } else { "all dangling images" };
+    let warning = format!("This will remove:\n  - all stopped containers\n  - {images}\n  - unused build cache\n");
+    if !a.force && !confirm(warning.trim_end())? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let before = store.content_bytes()?;
+    let (containers, container_bytes) = prune_containers(store)?;
+    if !containers.is_empty() {
+        outln!("Deleted Containers:");
+        for id in &containers {
+            outln!("{id}");
+        }
+        outln!();
+    }
+    let cache = store.prune_build_cache()?;
+    let lines = prune_images(store, a.all)?;
+    if !lines.is_empty() {
+        outln!("Deleted Images:");
+        for l in &lines {
+            outln!("{l}");
+        }
+        outln!();
+    }
+    if cache.entries > 0 {
+        outln!("Deleted build cache objects: {}", cache.entries);
+        outln!();
+    }
+    let freed = before.saturating_sub(after_gc(store)?) + container_bytes;
+    outln!("Total reclaimed space: {}", format::size(freed));
+    Ok(ExitCode::SUCCESS)
+}
