@@ -141,6 +141,22 @@ enum Command {
     Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
     Df(maintenance::DfArgs),
+    /// Print a shell completion script (`layers completion bash > /etc/bash_completion.d/layers`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (`layers.1`, `layers-run.1`, …) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
+    /// Show this build's version.
+    Version(cli::system::FormatArgs),
+    /// Show the store (path, format, counts) and the kernel features found.
+    Info(cli::system::FormatArgs),
     /// Manage containers (`container prune`).
     #[command(subcommand)]
     Container(cli::prune::ContainerCommand),
@@ -159,6 +175,8 @@ enum SystemCommand {
     Prune(cli::prune::SystemPruneArgs),
     /// Show disk usage of the store (as `layers df`).
     Df(maintenance::DfArgs),
+    /// Show the store and the kernel features found (as `layers info`).
+    Info(cli::system::FormatArgs),
 }
 
 fn main() -> ExitCode {
@@ -215,6 +233,25 @@ impl Cli {
     }
 }
 
+/// One man page for `layers` and one per verb (`layers-run.1`, `layers-system-prune.1`).
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    fn write(cmd: clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone().name(name.to_string())).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("write {}", path.display()))?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    write(Cli::command(), "layers", dir)?;
+    outln!("{}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn registries(cli: &Cli) -> anyhow::Result<registry::config::RegistriesConfig> {
     registry::config::RegistriesConfig::load(cli.registries_config.as_deref())
 }
@@ -245,6 +282,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return login::login(a, &registries(&cli)?);
         }
         Command::Logout(a) => return login::logout(a),
+        Command::Version(a) => return cli::system::version(a),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "layers", &mut script);
+            outln!("{}", String::from_utf8_lossy(&script).trim_end());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => return man_pages(dir),
         _ => {}
     }
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
@@ -300,6 +346,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => maintenance::fsck(&store, a.quick),
         Command::Df(a) | Command::System(SystemCommand::Df(a)) => maintenance::df(&store, a),
         Command::Container(c) => cli::prune::container(&store, c),
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => cli::system::info(&store, a),
+        Command::Version(_) | Command::Completion { .. } | Command::Man { .. } => {
+            unreachable!("handled before the store is opened")
+        }
         Command::Image(c) => cli::prune::image(&store, c),
         Command::System(SystemCommand::Prune(a)) => cli::prune::system(&store, a),
     };

@@ -510,3 +510,38 @@ fn names(store: &std::path::Path) -> Vec<String> {
     v.sort();
     v
 }
+
+#[test]
+fn completions_man_pages_version_and_info() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = layers(&store, &["completion", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+        assert!(stdout(&out).contains("inspect"), "{shell} completes the verbs");
+    }
+    let script = work.path().join("layers.bash");
+    std::fs::write(&script, layers(&store, &["completion", "bash"]).stdout).unwrap();
+    let parsed = std::process::Command::new("bash").arg("-n").arg(&script).status().unwrap();
+    assert!(parsed.success(), "bash reads the completion script");
+    let man = work.path().join("man");
+    layers_ok(&store, &["man", man.to_str().unwrap()]);
+    for page in ["layers.1", "layers-run.1", "layers-system-prune.1", "layers-container-prune.1"] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"), "{page} is roff");
+    }
+    let v = layers_ok(&store, &["version", "--format", "{{.Version}} {{.StoreFormat}}"]);
+    assert_eq!(v, format!("{} 9", env!("CARGO_PKG_VERSION")));
+    if !need_root("completions_man_pages_version_and_info (info)") {
+        return;
+    }
+    let info: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["info", "--format", "json"])).unwrap();
+    assert_eq!(info["StoreRoot"], store.to_str().unwrap());
+    assert_eq!(info["Images"], 0);
+    for k in ["OverlayLowerdirPlus", "Seccomp", "UserNamespaces"] {
+        assert!(info[k].is_boolean(), "{k}: {info}");
+    }
+    assert!(["1", "2"].contains(&info["CgroupVersion"].as_str().unwrap()), "{info}");
+    let text = layers_ok(&store, &["system", "info"]);
+    assert!(text.contains("Driver: overlay") && text.contains("Cgroup: "), "{text}");
+}

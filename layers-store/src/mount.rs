@@ -81,6 +81,13 @@ pub fn mount_spec(spec: &MountSpec, target: &Path, opts: MountOptions) -> Result
     overlay_legacy(spec, target, opts)
 }
 
+/// Whether this kernel's overlayfs takes `lowerdir+` (Linux 6.8+): asked of a
+/// filesystem context that is configured with `/` and then dropped, never mounted.
+pub fn lowerdir_plus_supported() -> bool {
+    let Ok(fs) = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) else { return false };
+    fsconfig_set_string(fs.as_fd(), "lowerdir+", "/").is_ok()
+}
+
 fn lowerdir_plus_unknown(e: &Error) -> bool {
     e.to_string().contains("lowerdir+")
 }
