@@ -324,7 +324,10 @@ async fn pull(
     let started = Instant::now();
     let (repo, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
     let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
+    let mut required = required;
     if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {
+        // The index's entry names the platform; a single manifest's config does.
+        required = None;
         let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
         // Checked before fetching it: a present image costs the index request alone.
         if already_present(&store, reference, &chosen, events)? {

@@ -13,9 +13,9 @@ use clap::Args;
 pub struct LoginArgs {
     /// Registry host[:port] (`docker.io` for Docker Hub).
     registry: String,
-    /// User name.
+    /// User name (asked for on a terminal when not given).
     #[arg(short, long)]
-    username: String,
+    username: Option<String>,
     /// Password (visible in the process list; prefer --password-stdin).
     #[arg(short, long, conflicts_with = "password_stdin")]
     password: Option<String>,
@@ -36,6 +36,12 @@ pub struct LogoutArgs {
 
 pub fn login(a: &LoginArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let host = normalize_host(&a.registry);
+    // Asked in Docker's order: the user name, then the password.
+    let user = match &a.username {
+        Some(u) => u.clone(),
+        None if !a.password_stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) => prompt("Username: ", true)?,
+        None => bail!("login {host}: give the user name with -u"),
+    };
     let password = match (&a.password, a.password_stdin) {
         (Some(p), _) => {
             eprintln!("layers: warning: --password is visible to other users; use --password-stdin");
@@ -47,19 +53,48 @@ pub fn login(a: &LoginArgs, registries: &RegistriesConfig) -> anyhow::Result<Exi
             let s = String::from_utf8(bytes).context("password from stdin: not UTF-8")?;
             s.trim_end_matches(['\n', '\r']).to_string()
         }
-        (None, false) => bail!("login {host}: give the password with --password-stdin (or --password)"),
+        (None, false) => {
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() {
+                bail!("login {host}: give the password with --password-stdin (or run on a terminal to be asked)");
+            }
+            prompt("Password: ", false)?
+        }
     };
     if password.is_empty() {
         bail!("login {host}: empty password");
     }
-    let creds = Credentials { user: a.username.clone(), password };
+    let creds = Credentials { user, password };
     let plain_http = registries.endpoints(&host).last().is_some_and(|e| e.plain_http);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
     rt.block_on(verify(&host, &creds, plain_http, a.tls_verify))?;
-    let file = credentials::save(&host, &creds)?;
-    eprintln!("credentials saved in {}", file.display());
+    let place = credentials::save(&host, &creds)?;
+    eprintln!("credentials saved in {place}");
     outln!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks on the terminal for a line; without echo unless `echo` (a password).
+fn prompt(question: &str, echo: bool) -> anyhow::Result<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).context("read the terminal's mode")?;
+    if !echo {
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        tcsetattr(&stdin, OptionalActions::Now, &quiet).context("turn off echo")?;
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let read = std::io::Read::take(stdin.lock(), crate::bounded::MAX_PASSWORD as u64).read_line(&mut line);
+    if !echo {
+        let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+        eprintln!();
+    }
+    read.context("read the answer")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Asks the registry's `/v2/` with the credentials, answering its challenge with them.

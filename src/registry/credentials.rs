@@ -4,7 +4,8 @@
 //! borrowed from another host, in: `$REGISTRY_AUTH_FILE`, then layers' own file
 //! (`$XDG_CONFIG_HOME/layers/auth.json`, written by `layers login`, mode 0600), then
 //! `~/.docker/config.json`. All use Docker's format:
-//! `{"auths": {"HOST": {"auth": base64("user:password")}}}`.
+//! `{"auths": {"HOST": {"auth": base64("user:password")}}}`, and a file may hand a
+//! host to a credential helper (`credHelpers`, `credsStore`: helpers.rs).
 
 use std::fs;
 use std::io::Write;
@@ -85,11 +86,38 @@ fn decode(path: &Path, host: &str, entry: &Value) -> anyhow::Result<Option<Crede
     Ok(Some(Credentials { user: user.to_string(), password: password.to_string() }))
 }
 
-/// The credentials for exactly this host, from the first file that has them.
+/// The credential helper a config file names for `host`: its `credHelpers` entry,
+/// else its `credsStore`.
+fn helper_in(doc: &Value, host: &str) -> Option<String> {
+    let per_host = doc["credHelpers"]
+        .as_object()
+        .and_then(|h| h.iter().find(|(k, _)| normalize_host(k) == host).and_then(|(_, v)| v.as_str()));
+    per_host.or_else(|| doc["credsStore"].as_str()).filter(|h| !h.is_empty()).map(str::to_string)
+}
+
+/// The first file in the search path that names a credential helper for `host`.
+fn helper_for(host: &str) -> anyhow::Result<Option<(String, PathBuf)>> {
+    for path in search_path() {
+        if let Some(h) = read_file(&path)?.and_then(|doc| helper_in(&doc, host)) {
+            return Ok(Some((h, path)));
+        }
+    }
+    Ok(None)
+}
+
+/// The credentials for exactly this host, from the first file that has them (through
+/// the credential helper it names for the host, else its `auths`).
 pub fn lookup(host: &str) -> anyhow::Result<Option<Credentials>> {
     let want = normalize_host(host);
     for path in search_path() {
         let Some(doc) = read_file(&path)? else { continue };
+        if let Some(helper) = helper_in(&doc, &want) {
+            let found = super::helpers::get(&helper, &want)
+                .with_context(|| format!("credentials for {want} (named in {})", path.display()))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
         let Some(auths) = doc["auths"].as_object() else { continue };
         for (key, entry) in auths {
             if normalize_host(key) == want {
@@ -102,8 +130,18 @@ pub fn lookup(host: &str) -> anyhow::Result<Option<Credentials>> {
     Ok(None)
 }
 
-/// Saves credentials for `host` in layers' own file (0600, replaced atomically).
-pub fn save(host: &str, creds: &Credentials) -> anyhow::Result<PathBuf> {
+/// Saves credentials for `host`: with the credential helper a config file names for
+/// it, else in layers' own file (0600, replaced atomically). Says where.
+pub fn save(host: &str, creds: &Credentials) -> anyhow::Result<String> {
+    let host = normalize_host(host);
+    if let Some((helper, file)) = helper_for(&host)? {
+        super::helpers::store(&helper, &host, creds)?;
+        return Ok(format!("credential helper docker-credential-{helper} (named in {})", file.display()));
+    }
+    save_in_own_file(&host, creds).map(|p| p.display().to_string())
+}
+
+fn save_in_own_file(host: &str, creds: &Credentials) -> anyhow::Result<PathBuf> {
     let path = own_file();
     let mut doc = read_file(&path)?.unwrap_or_else(|| json!({"auths": {}}));
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.user, creds.password));
@@ -112,8 +150,18 @@ pub fn save(host: &str, creds: &Credentials) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Forgets `host`'s credentials in layers' own file; whether there were any.
+/// Forgets `host`'s credentials, in its credential helper and in layers' own file;
+/// whether there were any.
 pub fn remove(host: &str) -> anyhow::Result<bool> {
+    let host = normalize_host(host);
+    let erased = match helper_for(&host)? {
+        Some((helper, _)) => super::helpers::erase(&helper, &host)?,
+        None => false,
+    };
+    Ok(remove_from_own_file(&host)? || erased)
+}
+
+fn remove_from_own_file(host: &str) -> anyhow::Result<bool> {
     let path = own_file();
     let Some(mut doc) = read_file(&path)? else { return Ok(false) };
     let removed = doc["auths"].as_object_mut().and_then(|a| a.remove(&normalize_host(host))).is_some();

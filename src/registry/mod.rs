@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod client;
 pub mod config;
 pub mod credentials;
+pub mod helpers;
 pub mod rate;
 pub mod resume;
 pub mod upload;
