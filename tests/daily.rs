@@ -324,7 +324,7 @@ fn images_filter_and_format_and_inspect_speaks_dockers_shape() {
     let img = &v[0];
     assert!(img["Id"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(img["Os"], "linux");
-    assert!(img["RootFS"]["Layers"].as_array().unwrap().len() >= 1);
+    assert!(!img["RootFS"]["Layers"].as_array().unwrap().is_empty());
     assert!(img["Config"]["Env"].is_array() || img["Config"]["Env"].is_null());
     for k in ["RepoTags", "RepoDigests", "Created", "Architecture", "Size"] {
         assert!(!img[k].is_null(), "{k} in {img}");

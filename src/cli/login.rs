@@ -88,7 +88,7 @@ fn prompt(question: &str, echo: bool) -> anyhow::Result<String> {
     eprint!("{question}");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    let read = std::io::Read::take(stdin.lock(), crate::bounded::MAX_PASSWORD as u64).read_line(&mut line);
+    let read = std::io::Read::take(stdin.lock(), crate::bounded::MAX_PASSWORD).read_line(&mut line);
     if !echo {
         let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
         eprintln!();

@@ -92,7 +92,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
     let mut seen = Vec::new();
     // Newest first, as Docker lists them.
     let mut containers = store.containers()?;
-    containers.sort_by(|x, y| y.created.cmp(&x.created));
+    containers.sort_by_key(|c| std::cmp::Reverse(c.created));
     for c in containers {
         let running = state::running(store, &c);
         let restarting = running.is_none() && state::monitor(store, &c).is_some() && state::exited(store, &c).is_some();

@@ -69,7 +69,7 @@ pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .is_some_and(|n| n > 0);
-    let backing = rustix::fs::statfs(store.root()).map(|s| fs_name(s.f_type as i64)).unwrap_or("unknown");
+    let backing = rustix::fs::statfs(store.root()).map(|s| fs_name(s.f_type)).unwrap_or("unknown");
     let v = serde_json::json!({
         "Containers": containers.len(),
         "ContainersRunning": running,

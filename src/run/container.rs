@@ -188,7 +188,8 @@ fn spawn_and_wait(
         }
     }
     let detached = matches!(s.output, Output::Logged { echo: false, .. });
-    launch(cmd, err_r, console, &container.name, process, image, outputs, |pid| {
+    outputs.console = console;
+    launch(cmd, err_r, &container.name, process, image, outputs, |pid| {
         let running = state::Running {
             pid,
             monitor: std::process::id(),
@@ -228,11 +229,10 @@ pub(super) fn command(process: &spec::Process, env: &[String], interactive: bool
 pub(super) fn launch(
     mut cmd: Command,
     err_r: OwnedFd,
-    console: Option<console::Ours>,
     name: &str,
     process: &spec::Process,
     image: &str,
-    outputs: supervise::Outputs,
+    mut outputs: supervise::Outputs,
     started: impl FnOnce(u32),
 ) -> anyhow::Result<std::process::ExitStatus> {
     let signals = supervise::Signals::install()?;
@@ -246,14 +246,15 @@ pub(super) fn launch(
     match spawned {
         Ok(mut child) => {
             started(child.id());
-            let relay = match console.map(|c| console::receive(&c.sock).map(|m| (m, c.stdin))).transpose() {
-                Ok(r) => r.map(|(master, stdin)| supervise::Relay { master, stdin }),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            };
+            let relay =
+                match outputs.console.take().map(|c| console::receive(&c.sock).map(|m| (m, c.stdin))).transpose() {
+                    Ok(r) => r.map(|(master, stdin)| supervise::Relay { master, stdin }),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                };
             supervise::wait(&mut child, signals, relay, outputs)
         }
         Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),

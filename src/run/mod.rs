@@ -143,7 +143,8 @@ pub fn exec_in(store: &Store, c: &ContainerRow, a: &ExecSpec) -> anyhow::Result<
     let mut cmd = command(&process, &env, a.interactive);
     kernel::pre_exec(&mut cmd, move || child::join_in_child(&join, &err_w));
     let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
-    let status = launch(cmd, err_r, console, &c.name, &process, &image, Default::default(), |_| {})?;
+    let outputs = supervise::Outputs { console, ..Default::default() };
+    let status = launch(cmd, err_r, &c.name, &process, &image, outputs, |_| {})?;
     Ok(exit_code(status))
 }
 

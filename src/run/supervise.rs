@@ -57,6 +57,8 @@ pub struct Relay {
 
 /// Where the container's output goes while we wait for it.
 pub struct Outputs {
+    /// With `-t`: our end of the socket the container's pty comes over.
+    pub console: Option<console::Ours>,
     /// The read ends of its stdout and stderr pipes (none with a pty, which carries both).
     pub pipes: Option<[OwnedFd; 2]>,
     /// Its log, if it keeps one.
@@ -68,7 +70,7 @@ pub struct Outputs {
 impl Default for Outputs {
     /// Ours: what is not piped is inherited, and a pty is relayed to our stdout.
     fn default() -> Self {
-        Outputs { pipes: None, log: None, echo: true }
+        Outputs { console: None, pipes: None, log: None, echo: true }
     }
 }
 
