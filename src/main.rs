@@ -157,6 +157,9 @@ enum Command {
     Version(cli::system::FormatArgs),
     /// Show the store (path, format, counts) and the kernel features found.
     Info(cli::system::FormatArgs),
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(cli::volume::VolumeCommand),
     /// Manage containers (`container prune`).
     #[command(subcommand)]
     Container(cli::prune::ContainerCommand),
@@ -346,6 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => maintenance::fsck(&store, a.quick),
         Command::Df(a) | Command::System(SystemCommand::Df(a)) => maintenance::df(&store, a),
         Command::Container(c) => cli::prune::container(&store, c),
+        Command::Volume(c) => cli::volume::volume(&store, c),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => cli::system::info(&store, a),
         Command::Version(_) | Command::Completion { .. } | Command::Man { .. } => {
             unreachable!("handled before the store is opened")

@@ -676,3 +676,89 @@ fn login_on_a_terminal_asks_for_the_password_without_echo() {
     assert!(!text.contains("s3cret"), "the password does not: {text}");
     assert!(home.join("config/layers/auth.json").exists());
 }
+
+#[test]
+fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers() {
+    if !need_root("named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    assert_eq!(layers_ok(&store, &["volume", "create", "--label", "team=a", "data"]), "data");
+    assert_eq!(layers_ok(&store, &["volume", "ls", "-q"]), "data");
+    let mountpoint = layers_ok(
+        &store,
+        &["volume", "inspect", "--format", "{{.Mountpoint}} {{.Driver}} {{index .Labels \"team\"}}", "data"],
+    );
+    assert_eq!(mountpoint, format!("{} local a", store.join("volumes/data/_data").display()));
+    // Written by one container, read by the next.
+    layers_ok(&store, &["run", "--rm", "-v", "data:/data", "localhost/layered", "sh", "-c", "echo kept > /data/f"]);
+    assert_eq!(
+        layers_ok(&store, &["run", "--rm", "-v", "data:/mnt:ro,z", "localhost/layered", "cat", "/mnt/f"]),
+        "kept"
+    );
+    let ro = layers(&store, &["run", "--rm", "-v", "data:/mnt:ro", "localhost/layered", "touch", "/mnt/g"]);
+    assert_ne!(ro.status.code(), Some(0), "read-only");
+
+    // A new volume where the image has a directory starts with that directory's content.
+    let etc = layers_ok(&store, &["run", "--rm", "-v", "etc-copy:/etc", "localhost/layered", "cat", "/etc/passwd"]);
+    assert!(etc.contains("root:"), "{etc}");
+    assert!(store.join("volumes/etc-copy/_data/passwd").exists());
+    // nocopy: left empty.
+    let empty = layers_ok(&store, &["run", "--rm", "-v", "bare:/etc:nocopy", "localhost/layered", "ls", "-A", "/etc"]);
+    assert_eq!(empty, "");
+
+    // In use: refused; its container gone: removed.
+    layers_ok(&store, &["create", "--name", "user", "-v", "data:/data", "localhost/layered"]);
+    let busy = layers(&store, &["volume", "rm", "data"]);
+    assert_eq!(busy.status.code(), Some(125));
+    assert!(stderr(&busy).contains("in use by 1 container"), "{}", stderr(&busy));
+    layers_ok(&store, &["rm", "user"]);
+    assert_eq!(layers_ok(&store, &["volume", "rm", "data"]), "data");
+    assert!(!store.join("volumes/data").exists());
+
+    // -v CONTAINER: an anonymous volume, which `volume prune` takes once unused; named ones need -a.
+    layers_ok(&store, &["create", "--name", "anon", "-v", "/scratch", "localhost/layered"]);
+    let vols = layers_ok(&store, &["volume", "ls", "-q", "--filter", "dangling=false"]);
+    assert_eq!(vols.len(), 64, "{vols}");
+    layers_ok(&store, &["rm", "anon"]);
+    let pruned = layers_ok(&store, &["volume", "prune", "-f"]);
+    assert!(pruned.contains(&vols) && !pruned.contains("etc-copy"), "{pruned}");
+    let all = layers_ok(&store, &["volume", "prune", "-a", "-f"]);
+    assert!(all.contains("etc-copy") && all.contains("bare"), "{all}");
+
+    // --mount: volume, tmpfs with a size, bind (its source must exist); unknown options named.
+    let host = work.path().join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("h"), "from host").unwrap();
+    let out = layers_ok(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,source=m1,target=/v",
+            "--mount",
+            "type=tmpfs,target=/t,tmpfs-size=1m",
+            "--mount",
+            &format!("type=bind,src={},dst=/h,readonly", host.display()),
+            "localhost/layered",
+            "sh",
+            "-c",
+            "touch /v/x && cat /h/h && df -k /t | tail -1",
+        ],
+    );
+    assert!(out.starts_with("from host") && out.contains(" 1024 "), "{out}");
+    for (flag, says) in [
+        ("type=bind,source=/no/such/dir,target=/x", "bind source path does not exist"),
+        ("type=volume,source=v,target=/x,bind-propagation=shared", "unsupported option \"bind-propagation\""),
+        ("type=npipe,target=/x", "type \"npipe\" is not supported"),
+    ] {
+        let out = layers(&store, &["run", "--rm", "--mount", flag, "localhost/layered", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{flag}");
+        assert!(stderr(&out).contains(says), "{flag}: {}", stderr(&out));
+    }
+    let rel = layers(&store, &["run", "--rm", "-v", "./data:/data", "localhost/layered", "true"]);
+    assert_eq!(rel.status.code(), Some(125));
+    assert!(stderr(&rel).contains("is a relative path"), "{}", stderr(&rel));
+    assert_eq!(stderr(&rel).lines().count(), 1);
+}

@@ -8,6 +8,7 @@
 //!   tmp/                 staging; anything here after a crash is garbage
 //!   locks/               flock files
 //!   containers/<id>/     upper, work and merged dirs of a container
+//!   volumes/<name>/_data named volumes
 //! ```
 //! The crate knows nothing of the command line or of registries: callers hand it
 //! byte streams and names, it hands back digests, rows and paths.
@@ -56,6 +57,9 @@ pub mod unpack;
 // A container's upper dir is walked through directory fds (`walk`); the two functions
 // that read the store's own layer dirs by path are marked where they are.
 pub mod upper;
+// Volume names (checked against Docker's rule: no `/`, no `..`) beneath the store root.
+#[allow(clippy::disallowed_methods)]
+pub mod volumes;
 pub mod walk;
 
 pub use compression::Compression;

@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 9;
+pub const FORMAT_VERSION: i64 = 10;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -155,6 +155,22 @@ CREATE TABLE IF NOT EXISTS held_content (
 CREATE INDEX IF NOT EXISTS held_content_digest ON held_content(digest);
 "#;
 
+/// Format 10: named volumes, and which containers mount them (gone with the container).
+const SCHEMA_10: &str = r#"
+CREATE TABLE IF NOT EXISTS volumes (
+    name      TEXT PRIMARY KEY,
+    created   INTEGER NOT NULL,
+    labels    TEXT NOT NULL DEFAULT '{}',
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS volume_users (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL REFERENCES volumes(name),
+    PRIMARY KEY (container_id, name)
+);
+CREATE INDEX IF NOT EXISTS volume_users_name ON volume_users(name);
+"#;
+
 /// An open metadata database.
 pub struct Metadata {
     conn: Connection,
@@ -268,6 +284,7 @@ impl Metadata {
                     tx.execute_batch(SCHEMA_8)?;
                 }
                 tx.execute_batch(SCHEMA_9)?;
+                tx.execute_batch(SCHEMA_10)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

@@ -79,7 +79,8 @@ pub(crate) struct NewImage {
 /// reach any of it (the shape of CVE-2021-41091), so each of these is 0700 and owned
 /// by the store's user. Layer and upper dirs beneath keep the image's modes: they are
 /// root filesystems.
-const PRIVATE_DIRS: [&str; 8] = ["", "blobs", "blobs/sha256", "layers", "tmp", "locks", "containers", "cache-mounts"];
+const PRIVATE_DIRS: [&str; 9] =
+    ["", "blobs", "blobs/sha256", "layers", "tmp", "locks", "containers", "cache-mounts", "volumes"];
 
 /// Makes `dir` (its parent exists) with mode 0700, or puts an existing one we own
 /// back to 0700 (earlier versions made them 0755).

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::{ContainerRow, Store};
 
-use super::options::ContainerOptions;
+use super::options::{ContainerOptions, Mount};
 use crate::run::container::{self, Output};
 use crate::run::{detach, state};
 
@@ -59,13 +59,14 @@ pub fn run_created(store: &Store, c: &ContainerRow, o: &ContainerOptions, detach
         .image(&c.image)?
         .with_context(|| format!("start {}: its image {} is gone from the store", c.name, c.image))?;
     let config = store.config(&img).with_context(|| format!("read config of {}", o.image))?.config.unwrap_or_default();
+    populate_volumes(store, c, o, &img)?;
     state::set_monitor(store, &c.id);
     state::clear_stop(store, &c.id);
     state::set_restarts(store, &c.id, 0);
     let mut restarts = 0;
     let mut delay = Duration::from_millis(100);
     let result = loop {
-        let spec = o.spec(c.short_id(), Output::Logged { log: o.log_options()?, echo: !detached })?;
+        let spec = o.spec(store, c.short_id(), Output::Logged { log: o.log_options()?, echo: !detached })?;
         let began = Instant::now();
         let ended = match container::run_container(store, c, &config, &o.image, &spec) {
             Ok(e) => e,
@@ -95,6 +96,41 @@ pub fn run_created(store: &Store, c: &ContainerRow, o: &ContainerOptions, detach
     };
     state::clear_monitor(store, &c.id);
     result
+}
+
+/// Docker's copy-up: an empty volume mounted where the image has a directory is first
+/// filled with that directory's content (owners and modes kept; `nocopy` skips it).
+/// The image's tree is read beneath its root (`RESOLVE_IN_ROOT`): no symlink in the
+/// image leads the copy out of it.
+fn populate_volumes(
+    store: &Store,
+    c: &ContainerRow,
+    o: &ContainerOptions,
+    image: &layers_store::metadata::ImageRow,
+) -> anyhow::Result<()> {
+    use crate::builder::context::{self, Attrs, Tree};
+    for m in o.mounts()? {
+        let Mount::Volume { name: Some(name), target, nocopy: false, .. } = m else { continue };
+        let data = store.volume_path(&name);
+        let empty = std::fs::read_dir(&data).with_context(|| format!("read volume {name}"))?.next().is_none();
+        if !empty {
+            continue;
+        }
+        let scratch = store.scratch_dir("volume-copy")?;
+        let filled = (|| {
+            let view = crate::builder::exec::MountedView::of(store, image, scratch.join("view"))?;
+            let tree = Tree::open(view.path(), &format!("image of {}", c.name))?;
+            let rel = std::path::PathBuf::from(target.trim_start_matches('/'));
+            if rel.as_os_str().is_empty() || !tree.is_dir(&rel) {
+                return Ok(());
+            }
+            let plan = context::plan(&tree, &[rel], "/", &Default::default())?;
+            context::copy(&tree, &plan, &data, Attrs { uid: 0, gid: 0, mode: None, keep_owner: true })
+        })();
+        let _ = std::fs::remove_dir_all(&scratch);
+        filled.with_context(|| format!("fill volume {name} from the image's {target}"))?;
+    }
+    Ok(())
 }
 
 /// `layers start`: each container under a monitor of its own (printing its name, as

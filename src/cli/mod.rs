@@ -20,6 +20,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod system;
+pub mod volume;
 
 /// Runs `verb` on every argument, as Docker's `rm`, `rmi`, `stop`, `kill` and `wait`
 /// do: a failure is reported on its own line and the rest still go; the exit status

@@ -69,9 +69,13 @@ pub struct ContainerOptions {
     /// Keep every capability, no /proc masks, no no_new_privs.
     #[arg(long)]
     pub privileged: bool,
-    /// Bind mount a host path: HOST:CONTAINER[:ro|rw].
+    /// A host path or a named volume: HOST:CONTAINER[:OPTS], NAME:CONTAINER[:OPTS] or
+    /// CONTAINER (an anonymous volume); OPTS: ro, rw, z, Z, nocopy.
     #[arg(short, long)]
     pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…][,tmpfs-mode=…]
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// Mount a tmpfs: CONTAINER[:OPTIONS] (e.g. `/run:size=64m`).
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -190,9 +194,7 @@ impl ContainerOptions {
         o.limits()?;
         LogOptions::parse(&o.log_opt)?;
         o.labels()?;
-        for v in &o.volume {
-            volume(v)?;
-        }
+        o.mounts()?;
         for t in &o.tmpfs {
             tmpfs(t)?;
         }
@@ -229,8 +231,58 @@ impl ContainerOptions {
         Ok(cgroup::Limits { memory, memory_swap, pids: self.pids_limit, cpus: self.cpus })
     }
 
+    /// Every `-v` and `--mount`, parsed.
+    pub fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        let mut out = Vec::new();
+        for v in &self.volume {
+            out.push(volume_flag(v)?);
+        }
+        for m in &self.mount {
+            out.push(mount_flag(m)?);
+        }
+        Ok(out)
+    }
+
+    /// At creation: makes the named volumes that do not exist yet, names the anonymous
+    /// ones (kept in `-v NAME:TARGET` form from then on), and records that container
+    /// `c` mounts them.
+    pub fn attach_volumes(&mut self, store: &Store, c: &layers_store::ContainerRow) -> anyhow::Result<()> {
+        for v in self.volume.iter_mut() {
+            if let Mount::Volume { name, target, read_only, nocopy } = volume_flag(v)? {
+                let (row, _) = store.create_volume(name.as_deref(), &BTreeMap::new())?;
+                store.attach_volume(c, &row.name)?;
+                let mut opts = vec![if read_only { "ro" } else { "rw" }];
+                if nocopy {
+                    opts.push("nocopy");
+                }
+                *v = format!("{}:{target}:{}", row.name, opts.join(","));
+            }
+        }
+        for m in &self.mount {
+            if let Mount::Volume { name, .. } = mount_flag(m)? {
+                let Some(name) = name else { bail!("--mount {m}: a volume mount needs source=NAME") };
+                let (row, _) = store.create_volume(Some(&name), &BTreeMap::new())?;
+                store.attach_volume(c, &row.name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The runtime's spec for one run of a container whose short ID is `short_id`.
-    pub fn spec(&self, short_id: &str, output: Output) -> anyhow::Result<RunSpec> {
+    pub fn spec(&self, store: &Store, short_id: &str, output: Output) -> anyhow::Result<RunSpec> {
+        let mut binds = Vec::new();
+        let mut tmpfs_mounts: Vec<(String, String)> =
+            self.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?;
+        for m in self.mounts()? {
+            match m {
+                Mount::Bind(b) => binds.push(b),
+                Mount::Volume { name: Some(name), target, read_only, .. } => {
+                    binds.push(Bind { host: store.volume_path(&name), target, read_only })
+                }
+                Mount::Volume { name: None, target, .. } => bail!("volume at {target}: not made at creation"),
+                Mount::Tmpfs { target, options } => tmpfs_mounts.push((target, options)),
+            }
+        }
         let caps = if self.privileged {
             caps::all()
         } else {
@@ -246,8 +298,8 @@ impl ContainerOptions {
                 hostname: self.hostname.clone().unwrap_or_else(|| short_id.to_string()),
             },
             network: self.net,
-            binds: self.volume.iter().map(|v| volume(v)).collect::<anyhow::Result<_>>()?,
-            tmpfs: self.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?,
+            binds,
+            tmpfs: tmpfs_mounts,
             limits: self.limits()?,
             caps,
             seccomp: seccomp_choice(&self.security_opt, self.privileged)?,
@@ -278,26 +330,125 @@ impl ContainerOptions {
     }
 }
 
-/// Parses `-v HOST:CONTAINER[:ro|rw]`; a missing host dir is created, as Docker does.
-fn volume(spec: &str) -> anyhow::Result<Bind> {
+/// One `-v` or `--mount`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mount {
+    /// A host path.
+    Bind(Bind),
+    /// A named volume (`None`: an anonymous one, named at creation).
+    Volume { name: Option<String>, target: String, read_only: bool, nocopy: bool },
+    /// A tmpfs, with its mount options.
+    Tmpfs { target: String, options: String },
+}
+
+/// Parses `-v HOST:CONTAINER[:OPTS]`, `-v NAME:CONTAINER[:OPTS]` or `-v CONTAINER`. A
+/// missing host dir is created, as Docker does; a relative host path is refused
+/// (`./data` would be a volume name to Docker's older clients and a path to newer
+/// ones: neither is guessed). `z`/`Z` are accepted: no SELinux labels to change here.
+fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
     let parts: Vec<&str> = spec.split(':').collect();
-    let (host, target, mode) = match parts.as_slice() {
-        [h, t] => (*h, *t, "rw"),
-        [h, t, m] => (*h, *t, *m),
-        _ => bail!("-v {spec}: want HOST:CONTAINER[:ro|rw]"),
+    let (source, target, opts) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [s, t] => (*s, *t, ""),
+        [s, t, o] => (*s, *t, *o),
+        _ => bail!("-v {spec}: want HOST:CONTAINER[:OPTS], NAME:CONTAINER[:OPTS] or CONTAINER"),
     };
-    let read_only = match mode {
-        "ro" => true,
-        "rw" => false,
-        other => bail!("-v {spec}: unknown mode {other:?} (ro or rw)"),
+    if !target.starts_with('/') {
+        bail!("-v {spec}: the path in the container must be absolute");
+    }
+    let (mut read_only, mut nocopy) = (false, false);
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "z" | "Z" => {}
+            "nocopy" => nocopy = true,
+            other => bail!("-v {spec}: unknown option {other:?} (ro, rw, z, Z, nocopy)"),
+        }
+    }
+    if source.is_empty() {
+        return Ok(Mount::Volume { name: None, target: target.to_string(), read_only, nocopy });
+    }
+    if !source.starts_with('/') {
+        if source.contains('/') || source.starts_with('.') || source.starts_with('~') {
+            bail!("-v {spec}: {source} is a relative path: give the host path absolute (or a volume name without /)");
+        }
+        if !layers_store::volumes::valid_volume_name(source) {
+            bail!("-v {spec}: {source:?} is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
+        }
+        return Ok(Mount::Volume { name: Some(source.to_string()), target: target.to_string(), read_only, nocopy });
+    }
+    if nocopy {
+        bail!("-v {spec}: nocopy is for volumes, not host paths");
+    }
+    if !std::path::Path::new(source).exists() {
+        std::fs::create_dir_all(source).with_context(|| format!("-v {spec}: create {source}"))?;
+    }
+    Ok(Mount::Bind(Bind { host: PathBuf::from(source), target: target.to_string(), read_only }))
+}
+
+/// Parses `--mount type=…,source=…,target=…[,readonly]…` as Docker does (a bind's
+/// source must exist); an option we do not implement is refused by name.
+fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
+    let (mut kind, mut source, mut target) = (String::from("volume"), None, None);
+    let (mut read_only, mut nocopy) = (false, false);
+    let mut tmpfs_opts = Vec::new();
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').map_or((field, None), |(k, v)| (k, Some(v)));
+        let flag = |v: Option<&str>| -> anyhow::Result<bool> {
+            match v {
+                None | Some("true") | Some("1") => Ok(true),
+                Some("false") | Some("0") => Ok(false),
+                Some(x) => bail!("--mount {spec}: {k}={x}: true or false"),
+            }
+        };
+        match (k, v) {
+            ("type", Some(t)) => kind = t.to_string(),
+            ("source" | "src", Some(s)) => source = Some(s.to_string()),
+            ("target" | "destination" | "dst", Some(t)) => target = Some(t.to_string()),
+            ("readonly" | "ro", v) => read_only = flag(v)?,
+            ("volume-nocopy", v) => nocopy = flag(v)?,
+            ("tmpfs-size", Some(n)) => {
+                let bytes = cgroup::parse_bytes(n).map_err(|e| anyhow::anyhow!("--mount {spec}: {e}"))?;
+                tmpfs_opts.push(format!("size={bytes}"));
+            }
+            ("tmpfs-mode", Some(m)) => {
+                u32::from_str_radix(m, 8).with_context(|| format!("--mount {spec}: tmpfs-mode {m}: octal"))?;
+                tmpfs_opts.push(format!("mode={m}"));
+            }
+            _ => bail!("--mount {spec}: unknown or unsupported option {k:?}"),
+        }
+    }
+    let Some(target) = target.filter(|t| t.starts_with('/')) else {
+        bail!("--mount {spec}: target=PATH (absolute) is required")
     };
-    if !host.starts_with('/') || !target.starts_with('/') {
-        bail!("-v {spec}: both paths must be absolute (named volumes are not supported)");
+    match kind.as_str() {
+        "bind" => {
+            let Some(src) = source.filter(|s| s.starts_with('/')) else {
+                bail!("--mount {spec}: a bind needs an absolute source=PATH")
+            };
+            if !std::path::Path::new(&src).exists() {
+                bail!("--mount {spec}: bind source path does not exist: {src}");
+            }
+            Ok(Mount::Bind(Bind { host: PathBuf::from(src), target, read_only }))
+        }
+        "volume" => {
+            if let Some(n) = source.as_deref().filter(|n| !layers_store::volumes::valid_volume_name(n)) {
+                bail!("--mount {spec}: {n:?} is not a valid volume name");
+            }
+            Ok(Mount::Volume { name: source, target, read_only, nocopy })
+        }
+        "tmpfs" => {
+            if source.is_some() {
+                bail!("--mount {spec}: a tmpfs has no source");
+            }
+            if tmpfs_opts.iter().all(|o| !o.starts_with("mode=")) {
+                tmpfs_opts.push("mode=1777".into());
+            }
+            Ok(Mount::Tmpfs { target, options: tmpfs_opts.join(",") })
+        }
+        other => bail!("--mount {spec}: type {other:?} is not supported (bind, volume, tmpfs)"),
     }
-    if !std::path::Path::new(host).exists() {
-        std::fs::create_dir_all(host).with_context(|| format!("-v {spec}: create {host}"))?;
-    }
-    Ok(Bind { host: PathBuf::from(host), target: target.to_string(), read_only })
 }
 
 /// Parses `--tmpfs CONTAINER[:OPTIONS]` (default options: Docker's `mode=1777`).

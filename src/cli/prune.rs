@@ -49,13 +49,16 @@ pub struct SystemPruneArgs {
     /// Every image no container uses, not only unnamed ones.
     #[arg(short, long)]
     all: bool,
+    /// Anonymous volumes no container mounts as well.
+    #[arg(long)]
+    volumes: bool,
     /// Do not ask.
     #[arg(short, long)]
     force: bool,
 }
 
 /// Asks `question` on stderr, reads the answer from stdin: yes only for `y`/`yes`.
-fn confirm(warning: &str) -> anyhow::Result<bool> {
+pub fn confirm(warning: &str) -> anyhow::Result<bool> {
     let mut err = std::io::stderr().lock();
     write!(err, "WARNING! {warning}\nAre you sure you want to continue? [y/N] ")?;
     err.flush()?;
@@ -154,7 +157,9 @@ fn after_gc(store: &Store) -> anyhow::Result<u64> {
 pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
     let images =
         if a.all { "all images without at least one container associated to them" } else { "all dangling images" };
-    let warning = format!("This will remove:\n  - all stopped containers\n  - {images}\n  - unused build cache\n");
+    let volumes = if a.volumes { "\n  - all anonymous volumes not used by at least one container" } else { "" };
+    let warning =
+        format!("This will remove:\n  - all stopped containers{volumes}\n  - {images}\n  - unused build cache\n");
     if !a.force && !confirm(warning.trim_end())? {
         return Ok(ExitCode::SUCCESS);
     }
@@ -166,6 +171,18 @@ pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
             outln!("{id}");
         }
         outln!();
+    }
+    let mut volume_bytes = 0;
+    if a.volumes {
+        let (removed, freed) = crate::cli::volume::prune_unused(store, false)?;
+        volume_bytes = freed;
+        if !removed.is_empty() {
+            outln!("Deleted Volumes:");
+            for v in &removed {
+                outln!("{v}");
+            }
+            outln!();
+        }
     }
     let cache = store.prune_build_cache()?;
     let lines = prune_images(store, a.all)?;
@@ -180,7 +197,7 @@ pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
         outln!("Deleted build cache objects: {}", cache.entries);
         outln!();
     }
-    let freed = before.saturating_sub(after_gc(store)?) + container_bytes;
+    let freed = before.saturating_sub(after_gc(store)?) + container_bytes + volume_bytes;
     outln!("Total reclaimed space: {}", format::size(freed));
     Ok(ExitCode::SUCCESS)
 }

@@ -49,8 +49,10 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
     // A container its own `layers run` removes is swept should that process be killed.
     let lifetime = if o.rm || a.ephemeral { Lifetime::Ephemeral } else { Lifetime::Kept };
     let container = store.create_container(&img.manifest, o.name.as_deref(), &o.image, lifetime)?;
+    let mut options = options;
     let result = options
-        .save(store, &container.id)
+        .attach_volumes(store, &container)
+        .and_then(|()| options.save(store, &container.id))
         .and_then(|()| super::lifecycle::run_created(store, &container, &options, a.detach));
     if o.rm {
         let c = store.resolve_container(&container.id)?;

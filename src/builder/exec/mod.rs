@@ -102,7 +102,8 @@ pub type PullBase<'a> = &'a dyn Fn(&str, Option<&str>, &Digest) -> anyhow::Resul
 pub struct MountedView(PathBuf);
 
 impl MountedView {
-    fn of(store: &Store, image: &ImageRow, at: PathBuf) -> anyhow::Result<MountedView> {
+    /// `image` mounted read-only at `at` (made now).
+    pub fn of(store: &Store, image: &ImageRow, at: PathBuf) -> anyhow::Result<MountedView> {
         std::fs::create_dir(&at).with_context(|| format!("make {}", at.display()))?;
         mount_spec(&store.image_view(&image.manifest)?, &at, MountOptions::default())?;
         Ok(MountedView(at))

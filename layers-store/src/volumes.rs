@@ -1,0 +1,179 @@
+//! Named volumes: directories the store keeps apart from any container
+//! (`volumes/<name>/_data`, as Docker lays them out, beneath the store's 0700 root),
+//! recorded in the metadata with their labels and the containers that mount them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::containers::ContainerRow;
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::now;
+use crate::store::Store;
+
+/// One volume.
+#[derive(Debug, Clone)]
+pub struct VolumeRow {
+    /// Its name (64 hex digits for an anonymous one).
+    pub name: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// `--label`s given when it was made.
+    pub labels: BTreeMap<String, String>,
+    /// Made without a name (`volume create` alone): what `volume prune` takes by default.
+    pub anonymous: bool,
+}
+
+/// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_volume_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() >= 2
+        && name.len() <= 255
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+impl Store {
+    /// The directory a volume's content lives in.
+    pub fn volume_path(&self, name: &str) -> PathBuf {
+        self.root().join("volumes").join(name).join("_data")
+    }
+
+    /// Bytes in a volume.
+    pub fn volume_size(&self, name: &str) -> u64 {
+        crate::maintenance::disk_usage(&self.volume_path(name))
+    }
+
+    /// Makes the volume `name` (`None`: an anonymous one, named by 32 random bytes),
+    /// or returns it if it exists; `true` with it when it was made now.
+    pub fn create_volume(&self, name: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(VolumeRow, bool)> {
+        let name = match name {
+            Some(n) if !valid_volume_name(n) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "create volume",
+                    n,
+                    "invalid name: letters, digits and _.- only, at least 2, starting with a letter or digit",
+                ))
+            }
+            Some(n) => n.to_string(),
+            None => {
+                let mut raw = [0u8; 32];
+                rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
+                    .map_err(|e| Error::errno("create volume", "random name", e))?;
+                raw.iter().map(|b| format!("{b:02x}")).collect()
+            }
+        };
+        if let Some(v) = self.volume(&name)? {
+            return Ok((v, false));
+        }
+        // The dir first (under tmp/, renamed into place), then the row: a crash leaves
+        // a dir the row does not name, never a row without its dir.
+        let staged = self.scratch_dir("volume")?;
+        let data = staged.join("_data");
+        fs::create_dir(&data).map_err(|e| Error::io("create volume", data.display(), e))?;
+        let dir = self.root().join("volumes").join(&name);
+        match fs::rename(&staged, &dir) {
+            Ok(()) => {}
+            // Made meanwhile by another process: theirs stands.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(39) => {
+                let _ = fs::remove_dir_all(&staged);
+            }
+            Err(e) => return Err(Error::io("create volume", dir.display(), e)),
+        }
+        let row = VolumeRow { name: name.clone(), created: now(), labels: labels.clone(), anonymous: name.len() == 64 };
+        let labels_json = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
+        let made = self.md().write("create volume", |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO volumes (name, created, labels, anonymous) VALUES (?1, ?2, ?3, ?4)",
+                params![row.name, row.created, labels_json, row.anonymous],
+            )
+        })?;
+        Ok((row, made == 1))
+    }
+
+    /// The volume `name`, if there is one.
+    pub fn volume(&self, name: &str) -> Result<Option<VolumeRow>> {
+        let md = self.md();
+        md.conn()
+            .query_row("SELECT name, created, labels, anonymous FROM volumes WHERE name = ?", [name], volume_row)
+            .optional()
+            .map_err(|e| Error::sql("read volume", name, e))
+    }
+
+    /// Every volume, by name.
+    pub fn volumes(&self) -> Result<Vec<VolumeRow>> {
+        let md = self.md();
+        let mut stmt = md
+            .conn()
+            .prepare("SELECT name, created, labels, anonymous FROM volumes ORDER BY name")
+            .map_err(|e| Error::sql("list volumes", "volumes", e))?;
+        let rows = stmt.query_map([], volume_row).map_err(|e| Error::sql("list volumes", "volumes", e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| Error::sql("list volumes", "volumes", e))
+    }
+
+    /// The containers (IDs) that mount volume `name`.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+        let md = self.md();
+        let mut stmt = md
+            .conn()
+            .prepare("SELECT container_id FROM volume_users WHERE name = ? ORDER BY container_id")
+            .map_err(|e| Error::sql("read volume", name, e))?;
+        let rows = stmt.query_map([name], |r| r.get(0)).map_err(|e| Error::sql("read volume", name, e))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(|e| Error::sql("read volume", name, e))
+    }
+
+    /// Records that container `c` mounts volume `name` (which exists).
+    pub fn attach_volume(&self, c: &ContainerRow, name: &str) -> Result<()> {
+        self.md().write("attach volume", |tx| {
+            tx.execute("INSERT OR IGNORE INTO volume_users (container_id, name) VALUES (?1, ?2)", params![c.id, name])
+                .map(|_| ())
+        })
+    }
+
+    /// Removes volume `name` and its content; refused while a container mounts it.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        let removed = self.md().write("remove volume", |tx| {
+            let users: i64 = tx.query_row("SELECT COUNT(*) FROM volume_users WHERE name = ?", [name], |r| r.get(0))?;
+            if users > 0 {
+                return Ok(Err(users));
+            }
+            Ok(Ok(tx.execute("DELETE FROM volumes WHERE name = ?", [name])?))
+        })?;
+        match removed {
+            Err(n) => Err(Error::new(
+                ErrorKind::InUse,
+                "remove volume",
+                name,
+                format!("in use by {n} container(s) (remove them first)"),
+            )),
+            Ok(0) => Err(Error::new(ErrorKind::NotFound, "remove volume", name, "no such volume")),
+            Ok(_) => self.discard(&self.root().join("volumes").join(name)),
+        }
+    }
+}
+
+fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
+    let labels: String = r.get(2)?;
+    Ok(VolumeRow {
+        name: r.get(0)?,
+        created: r.get(1)?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        anonymous: r.get(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_follow_dockers_rule() {
+        for ok in ["ab", "data", "web-1.cache_2", "0x"] {
+            assert!(super::valid_volume_name(ok), "{ok}");
+        }
+        for bad in ["a", "", "-a", ".a", "a/b", "a b", "../x", "ä1"] {
+            assert!(!super::valid_volume_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! `layers volume create|ls|inspect|rm|prune`: named volumes, as Docker's local driver.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use layers_store::volumes::VolumeRow;
+use layers_store::Store;
+
+use crate::template::{self, Format};
+
+/// `layers volume …`.
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// Make a volume (a random name when none is given).
+    Create(CreateArgs),
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Show volumes as JSON.
+    Inspect(InspectArgs),
+    /// Remove volumes (not while a container mounts them).
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Remove anonymous volumes no container mounts (`-a`: every unused volume).
+    Prune(PruneArgs),
+}
+
+/// Arguments of `layers volume create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// A label: KEY=VALUE.
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// `local`, the only driver.
+    #[arg(short, long, default_value = "local")]
+    driver: String,
+    /// Name.
+    name: Option<String>,
+}
+
+/// Arguments of `layers volume ls`.
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only names.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Only volumes matching: dangling=true|false, name=SUBSTRING, label=KEY[=VALUE].
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// `table`, `json`, or a Go template (`{{.Name}}`).
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// Arguments of `layers volume inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A Go template per volume, or `json`.
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Volumes.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// Arguments of `layers volume rm`.
+#[derive(Args)]
+pub struct RmArgs {
+    /// Accepted as Docker's; a volume in use is still refused (its containers go first).
+    #[arg(short, long)]
+    force: bool,
+    /// Volumes.
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// Arguments of `layers volume prune`.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Every unused volume, named ones too.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask.
+    #[arg(short, long)]
+    force: bool,
+}
+
+fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in list {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("--label {l}: the key is empty");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// A volume as `docker volume inspect` shows it.
+fn json(store: &Store, v: &VolumeRow) -> serde_json::Value {
+    let mut labels = v.labels.clone();
+    if v.anonymous {
+        labels.insert("com.docker.volume.anonymous".into(), String::new());
+    }
+    serde_json::json!({
+        "CreatedAt": layers_store::oci::rfc3339(v.created),
+        "Driver": "local",
+        "Labels": labels,
+        "Mountpoint": store.volume_path(&v.name),
+        "Name": v.name,
+        "Options": {},
+        "Scope": "local",
+    })
+}
+
+pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        VolumeCommand::Create(a) => {
+            if a.driver != "local" {
+                bail!("volume create --driver {}: only the local driver is supported", a.driver);
+            }
+            let (v, _) = store.create_volume(a.name.as_deref(), &labels(&a.label)?)?;
+            outln!("{}", v.name);
+        }
+        VolumeCommand::Ls(a) => {
+            let mut rows = Vec::new();
+            for v in store.volumes()? {
+                if matches(store, &v, &a.filter)? {
+                    rows.push(json(store, &v));
+                }
+            }
+            if a.quiet {
+                for r in &rows {
+                    outln!("{}", r["Name"].as_str().unwrap_or_default());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let format = match Format::parse(a.format.as_deref()) {
+                Format::Table => Format::Template { table: true, text: "{{.Driver}}\t{{.Name}}".into() },
+                f => f,
+            };
+            let headers =
+                [("Driver", "DRIVER"), ("Name", "VOLUME NAME"), ("Mountpoint", "MOUNTPOINT"), ("Scope", "SCOPE")];
+            outln!("{}", template::render(&format, &headers, &rows)?.trim_end_matches('\n'));
+        }
+        VolumeCommand::Inspect(a) => {
+            let mut out = Vec::new();
+            let code = super::each(&a.names, |n| {
+                let v = store.volume(n)?.ok_or_else(|| anyhow::anyhow!("volume inspect {n}: no such volume"))?;
+                out.push(json(store, &v));
+                Ok(())
+            });
+            match Format::parse(a.format.as_deref()) {
+                Format::Table => outln!("{}", serde_json::to_string_pretty(&out)?),
+                f => outln!("{}", template::render(&f, &[], &out)?.trim_end_matches('\n')),
+            }
+            return Ok(code);
+        }
+        VolumeCommand::Rm(a) => {
+            return Ok(super::each(&a.names, |n| {
+                store.remove_volume(n)?;
+                outln!("{n}");
+                Ok(())
+            }))
+        }
+        VolumeCommand::Prune(a) => {
+            let warning = if a.all {
+                "This will remove all local volumes not used by at least one container."
+            } else {
+                "This will remove anonymous local volumes not used by at least one container."
+            };
+            if !a.force && !super::prune::confirm(warning)? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (removed, freed) = prune_unused(store, a.all)?;
+            if !removed.is_empty() {
+                outln!("Deleted Volumes:");
+                for v in &removed {
+                    outln!("{v}");
+                }
+                outln!();
+            }
+            outln!("Total reclaimed space: {}", crate::format::size(freed));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn matches(store: &Store, v: &VolumeRow, filters: &[String]) -> anyhow::Result<bool> {
+    for f in filters {
+        let Some((k, val)) = f.split_once('=') else { bail!("--filter {f}: want KEY=VALUE") };
+        let ok = match k {
+            "dangling" => {
+                let want = match val {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("--filter {f}: dangling is true or false"),
+                };
+                store.volume_users(&v.name)?.is_empty() == want
+            }
+            "name" => v.name.contains(val),
+            "label" => match val.split_once('=') {
+                Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
+                None => v.labels.contains_key(val),
+            },
+            _ => bail!("--filter {f}: invalid filter {k:?} (dangling, name, label)"),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Removes volumes no container mounts (`all`: named ones too, else anonymous ones
+/// only, as Docker 23+): their names and the bytes freed.
+pub fn prune_unused(store: &Store, all: bool) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut removed = Vec::new();
+    let mut freed = 0;
+    for v in store.volumes()? {
+        if (all || v.anonymous) && store.volume_users(&v.name)?.is_empty() {
+            let size = store.volume_size(&v.name);
+            store.remove_volume(&v.name)?;
+            freed += size;
+            removed.push(v.name);
+        }
+    }
+    Ok((removed, freed))
+}
