@@ -99,7 +99,11 @@ enum Command {
     Kill(cli::control::KillArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(cli::control::WaitArgs),
-    /// Print the output of a detached container.
+    /// Copy files between a container and the host (CONTAINER:PATH on one side).
+    Cp(cli::cp::CpArgs),
+    /// Show a running container's processes (the host's `ps`, its lines for the container).
+    Top(cli::top::TopArgs),
+    /// Print a container's output.
     Logs(cli::control::LogsArgs),
     /// Create a container (a writable layer) on an image, with `run`'s options.
     Create(Box<containers::CreateArgs>),
@@ -329,6 +333,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kill(a) => cli::control::kill(&store, a),
         Command::Wait(a) => cli::control::wait(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
+        Command::Top(a) => cli::top::top(&store, a),
+        Command::Cp(a) => cli::cp::cp(&store, a),
         Command::Create(a) => containers::create(&store, a, &registries(&cli)?),
         Command::Start(a) => cli::lifecycle::start(&store, a),
         Command::Restart(a) => cli::lifecycle::restart(&store, a),

@@ -762,3 +762,80 @@ fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_pa
     assert!(stderr(&rel).contains("is a relative path"), "{}", stderr(&rel));
     assert_eq!(stderr(&rel).lines().count(), 1);
 }
+
+#[test]
+fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host() {
+    if !need_root("cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let out_dir = work.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // A host file the container must never reach, and the traps an image could hold.
+    let marker = format!("layers-cp-marker-{}", std::process::id());
+    std::fs::write(format!("/tmp/{marker}"), "HOST").unwrap();
+    let traps = "mkdir -p /data && echo inside > /data/f && ln -s / /evil && ln -s ../../../../../.. /data/up && ln -s /tmp /data/tmp";
+    let out = layers(&store, &["run", "--name", "s", "localhost/layered", "sh", "-c", traps]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let running = detached(&store, &["--name", "r", "localhost/layered", "sh", "-c", &format!("{traps}; sleep 100")]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    for c in ["s", "r"] {
+        // Out: a file, a directory (into an existing dir, and as a new name).
+        layers_ok(&store, &["cp", &format!("{c}:/data/f"), out_dir.to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(out_dir.join("f")).unwrap(), "inside\n");
+        std::fs::remove_file(out_dir.join("f")).unwrap();
+        layers_ok(&store, &["cp", &format!("{c}:/data"), out_dir.join("copy").to_str().unwrap()]);
+        assert_eq!(std::fs::read_to_string(out_dir.join("copy/f")).unwrap(), "inside\n");
+        assert_eq!(std::fs::read_link(out_dir.join("copy/evil")).ok(), None);
+        assert!(
+            std::fs::symlink_metadata(out_dir.join("copy/up")).unwrap().file_type().is_symlink(),
+            "links copied as links"
+        );
+        std::fs::remove_dir_all(out_dir.join("copy")).unwrap();
+        // Through every symlink, absolute or `..`: the container's /tmp, not the host's.
+        for through in ["/evil/tmp", "/data/up/tmp", "/data/tmp"] {
+            let got =
+                layers(&store, &["cp", &format!("{c}:{through}/{marker}"), out_dir.join("stolen").to_str().unwrap()]);
+            assert_eq!(got.status.code(), Some(125), "{c}: {through} reached the host");
+            assert!(!out_dir.join("stolen").exists());
+        }
+        // In: through the same symlinks, the file lands in the container.
+        let src = work.path().join("in.txt");
+        std::fs::write(&src, "from host").unwrap();
+        for (i, through) in ["/evil/tmp", "/data/up/tmp", "/data/tmp"].iter().enumerate() {
+            let name = format!("{marker}-in-{c}-{i}");
+            layers_ok(&store, &["cp", src.to_str().unwrap(), &format!("{c}:{through}/{name}")]);
+            assert!(
+                !std::path::Path::new(&format!("/tmp/{name}")).exists(),
+                "{c}: written on the host through {through}"
+            );
+        }
+    }
+    let diff = layers_ok(&store, &["diff", "s"]);
+    assert!(diff.contains(&format!("A /tmp/{marker}-in-s-0")), "{diff}");
+    assert_eq!(layers_ok(&store, &["exec", &running, "cat", &format!("/tmp/{marker}-in-r-2")]), "from host");
+    assert_eq!(std::fs::read_to_string(format!("/tmp/{marker}")).unwrap(), "HOST");
+    std::fs::remove_file(format!("/tmp/{marker}")).unwrap();
+    layers_ok(&store, &["rm", "-f", "r"]);
+}
+
+#[test]
+fn top_lists_the_containers_processes_with_the_hosts_ps() {
+    if !need_root("top_lists_the_containers_processes_with_the_hosts_ps") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let id = detached(&store, &["--init", "localhost/layered", "sleep", "77"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let top = layers_ok(&store, &["top", &id]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(lines[0].contains("PID") && lines[0].contains("CMD"), "{top}");
+    assert!(lines.iter().any(|l| l.ends_with("sleep 77")), "{top}");
+    assert!(lines.len() <= 3, "only the container's processes: {top}");
+    let pids = layers_ok(&store, &["top", &id, "-o", "pid,comm"]);
+    assert!(pids.starts_with("  PID COMMAND") || pids.starts_with("PID"), "{pids}");
+    layers_ok(&store, &["stop", "-t", "1", &id]);
+    let out = layers(&store, &["top", &id]);
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+}

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod build;
 pub mod containers;
 pub mod control;
+pub mod cp;
 pub mod history;
 pub mod images;
 pub mod import;
@@ -20,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod system;
+pub mod top;
 pub mod volume;
 
 /// Runs `verb` on every argument, as Docker's `rm`, `rmi`, `stop`, `kill` and `wait`

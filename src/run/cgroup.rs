@@ -211,6 +211,13 @@ impl Cgroup {
         Self::dirs_of(hierarchy, id).into_iter().map(|d| d.join(join_file(hierarchy))).collect()
     }
 
+    /// The host PIDs of every process in container `id`'s cgroup.
+    pub fn pids_of(hierarchy: &Hierarchy, id: &str) -> Vec<u32> {
+        let Some(dir) = Self::dirs_of(hierarchy, id).into_iter().next() else { return Vec::new() };
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        procs.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
     /// Removes what is left of container `id`'s cgroup when its `layers run` could not
     /// (it was killed): only empty cgroups can go, so a live one stays.
     pub fn remove_leftover(hierarchy: &Hierarchy, id: &str) {
