@@ -1,5 +1,7 @@
 //! How numbers and times look on the terminal (Docker's conventions: decimal units).
 
+use anyhow::{bail, Context};
+
 /// `12.3MB`, as `docker images` shows sizes.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -58,6 +60,39 @@ pub fn duration(secs: i64) -> String {
         _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
         _ => format!("{} years", s / 3600 / 24 / 365),
     }
+}
+
+/// Go duration syntax (`30s`, `1m30s`, `500ms`) → nanoseconds.
+pub fn duration_ns(d: &str) -> anyhow::Result<u64> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = d.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek().filter(|n| n.is_ascii_alphabetic()) {
+            unit.push(n);
+            chars.next();
+        }
+        let n: f64 = num.parse().with_context(|| format!("duration {d:?}"))?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => bail!("duration {d:?}: unknown unit {unit}"),
+        };
+    }
+    if !num.is_empty() {
+        bail!("duration {d:?}: a unit is missing (s, m, h...)");
+    }
+    Ok(total as u64)
 }
 
 #[cfg(test)]

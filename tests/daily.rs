@@ -414,20 +414,9 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     let exported = layers(&store, &["export", "localhost/two-layers"]);
     assert!(exported.status.success() && exported.stdout.len() > 1_000_000);
     let other = work.path().join("other");
-    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
-        .arg("--root")
-        .arg(&other)
-        .arg("load")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        load.stdin.take().unwrap().write_all(&saved.stdout).unwrap();
-    }
-    let loaded = load.wait_with_output().unwrap();
+    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    load.arg("--root").arg(&other).arg("load");
+    let loaded = feed(load, &saved.stdout);
     assert!(loaded.status.success(), "{}", stderr(&loaded));
     assert!(stdout(&loaded).contains("Loaded image: localhost/two-layers:latest"), "{}", stdout(&loaded));
     for args in [&["save", "localhost/two-layers"][..], &["export", "localhost/two-layers"][..]] {
@@ -439,22 +428,22 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     assert!(out.contains("standard input is a terminal"), "{out}");
 }
 
-/// `layers ARGS` with `answer` typed at its prompt.
-fn answering(store: &std::path::Path, answer: &str, args: &[&str]) -> std::process::Output {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
-        .arg("--root")
-        .arg(store)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Runs `cmd` with `input` on its stdin, to the end.
+fn feed(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// `layers ARGS` with `answer` typed at its prompt.
+fn answering(store: &std::path::Path, answer: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    cmd.arg("--root").arg(store).args(args);
+    feed(cmd, answer.as_bytes())
 }
 
 #[test]
@@ -532,7 +521,7 @@ fn completions_man_pages_version_and_info() {
         assert!(text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"), "{page} is roff");
     }
     let v = layers_ok(&store, &["version", "--format", "{{.Version}} {{.StoreFormat}}"]);
-    assert_eq!(v, format!("{} 9", env!("CARGO_PKG_VERSION")));
+    assert_eq!(v, format!("{} 10", env!("CARGO_PKG_VERSION")));
     if !need_root("completions_man_pages_version_and_info (info)") {
         return;
     }
@@ -556,24 +545,15 @@ fn with_home(
     stdin: &str,
 ) -> std::process::Output {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
-        .env("HOME", home)
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    cmd.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("REGISTRY_AUTH_FILE")
         .env("PATH", path)
         .arg("--root")
         .arg(store)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
+        .args(args);
+    feed(cmd, stdin.as_bytes())
 }
 
 #[test]

@@ -190,26 +190,8 @@ pub fn parse_since(s: &str, now_nanos: i128) -> anyhow::Result<i128> {
             return Ok((secs * 1e9) as i128);
         }
     }
-    let mut total: i128 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().with_context(|| format!("{s:?}: not a time, Unix seconds or duration"))?;
-        rest = &rest[n..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let per: f64 = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => bail!("{s:?}: not a time, Unix seconds or duration (units: ms, s, m, h)"),
-        };
-        rest = &rest[unit_len..];
-        total += (value * per) as i128;
-    }
-    Ok(now_nanos - total)
+    let d = crate::format::duration_ns(s).with_context(|| format!("{s:?}: not a time, Unix seconds or duration"))?;
+    Ok(now_nanos - i128::from(d))
 }
 
 /// Now, in nanoseconds since the epoch.

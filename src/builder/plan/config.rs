@@ -128,7 +128,7 @@ pub fn apply(scope: &mut Scope, i: &Instruction) -> anyhow::Result<String> {
                         ("StartInterval", &h.start_interval),
                     ] {
                         if let Some(d) = d {
-                            v[key] = json!(duration_ns(d)?);
+                            v[key] = json!(crate::format::duration_ns(d)?);
                         }
                     }
                     if let Some(r) = &h.retries {
@@ -154,37 +154,4 @@ pub fn apply(scope: &mut Scope, i: &Instruction) -> anyhow::Result<String> {
         | Instruction::Add { .. }
         | Instruction::Arg { .. } => bail!("not a config instruction"),
     })
-}
-
-/// `30s`, `1m30s`, `500ms` → nanoseconds.
-fn duration_ns(d: &str) -> anyhow::Result<u64> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = d.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek().filter(|n| n.is_ascii_alphabetic()) {
-            unit.push(n);
-            chars.next();
-        }
-        let n: f64 = num.parse().with_context(|| format!("duration {d:?}"))?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => bail!("duration {d:?}: unknown unit {unit}"),
-        };
-    }
-    if !num.is_empty() {
-        bail!("duration {d:?}: a unit is missing (s, m, h...)");
-    }
-    Ok(total as u64)
 }
