@@ -79,6 +79,9 @@ impl Drop for ContainerRoot {
 }
 
 pub fn cp(store: &Store, a: &CpArgs) -> anyhow::Result<ExitCode> {
+    if a.source == "-" || a.destination == "-" {
+        bail!("cp: `-` (a tar stream on stdin or stdout) is not supported: give a host path");
+    }
     match (container_part(&a.source), container_part(&a.destination)) {
         (Some((name, path)), None) => {
             let c = store.resolve_container(name)?;
