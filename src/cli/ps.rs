@@ -162,7 +162,9 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
 
 /// The image as the container was created from it: its name then, else its ID.
 fn image_name(store: &Store, s: &Seen) -> String {
-    let named = !s.options.image.is_empty() && store.resolve(&s.options.image).is_ok_and(|i| i.manifest == s.c.image);
+    // A container `mount` made has no options kept: its image is known by digest only.
+    let by_name = !s.options.image.is_empty() && !s.options.image.starts_with("sha256:");
+    let named = by_name && store.resolve(&s.options.image).is_ok_and(|i| i.manifest == s.c.image);
     if named {
         return s.options.image.clone();
     }
