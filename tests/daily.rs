@@ -487,20 +487,6 @@ fn prune_asks_first_keeps_what_is_used_and_says_what_it_reclaimed() {
     layers_ok(&store, &["rm", "-f", &used]);
 }
 
-fn detached(store: &std::path::Path, args: &[&str]) -> String {
-    let mut full = vec!["run", "-d"];
-    full.extend_from_slice(args);
-    layers_ok(store, &full)
-}
-
-/// The NAMES column of `ps -a`.
-fn names(store: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        layers_ok(store, &["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn completions_man_pages_version_and_info() {
     let work = tempfile::tempdir().unwrap();

@@ -8,20 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-fn detached(store: &Path, args: &[&str]) -> String {
-    let mut full = vec!["run", "-d"];
-    full.extend_from_slice(args);
-    let out = layers(store, &full);
-    assert!(out.status.success(), "run -d {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
-/// The NAMES column of `ps -a`.
-fn names(store: &Path) -> Vec<String> {
-    let ps = layers_ok(store, &["ps", "-a"]);
-    ps.lines().skip(1).filter_map(|l| l.split_whitespace().last()).map(str::to_string).collect()
-}
-
 #[test]
 fn kill_then_wait_reports_the_exit_code_every_time() {
     if !need_root("kill_then_wait_reports_the_exit_code_every_time") {

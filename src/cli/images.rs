@@ -213,10 +213,7 @@ impl ImageFilters {
             return true;
         }
         let labels = store.config(i).ok().and_then(|c| c.config).and_then(|c| c.labels).unwrap_or_default();
-        self.labels.iter().any(|l| match l.split_once('=') {
-            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-            None => labels.contains_key(l),
-        })
+        self.labels.iter().any(|l| super::options::label_matches(&labels, l))
     }
 
     /// `reference=PATTERN` against `REPO:TAG` and `REPO`, by the full name or the

@@ -158,24 +158,10 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     let o = ContainerOptions::load(store, &c.id, &c.image.to_string());
     let img = store.image(&c.image)?;
     let runtime = img.as_ref().and_then(|i| store.config(i).ok()).and_then(|cfg| cfg.config).unwrap_or_default();
-    let overrides = spec::Overrides {
-        entrypoint: o.entrypoint.clone(),
-        cmd: o.command.clone(),
-        env: o.env.clone(),
-        workdir: o.workdir.clone(),
-        user: o.user.clone(),
-        hostname: o.hostname.clone().unwrap_or_else(|| c.short_id().to_string()),
-    };
+    let overrides = o.overrides(c.short_id());
     let process = spec::process(&runtime, &overrides, |_| None).ok();
-    let running = state::running(store, c);
-    let exited = state::exited(store, c);
-    let restarting = running.is_none() && exited.is_some() && state::monitor(store, c).is_some();
-    let status = match (&running, restarting, &exited) {
-        (Some(_), _, _) => "running",
-        (None, true, _) => "restarting",
-        (None, false, Some(_)) => "exited",
-        (None, false, None) => "created",
-    };
+    let status = state::Status::of(store, c);
+    let (running, exited) = (status.running(), status.exited());
     let time = |t: Option<i64>| t.map_or("0001-01-01T00:00:00Z".to_string(), layers_store::oci::rfc3339);
     let dir = store.container_dir(&c.id);
     let labels = o.labels().unwrap_or_default();
@@ -211,17 +197,17 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
         "Path": process.as_ref().and_then(|p| p.argv.first().cloned()).unwrap_or_default(),
         "Args": process.as_ref().map(|p| p.argv.iter().skip(1).cloned().collect::<Vec<_>>()).unwrap_or_default(),
         "State": {
-            "Status": status,
+            "Status": status.name(),
             "Running": running.is_some(),
             "Paused": false,
-            "Restarting": restarting,
-            "OOMKilled": exited.as_ref().is_some_and(|e| e.oom_killed),
+            "Restarting": matches!(status, state::Status::Restarting(_)),
+            "OOMKilled": exited.is_some_and(|e| e.oom_killed),
             "Dead": false,
-            "Pid": running.as_ref().map_or(0, |r| r.pid),
-            "ExitCode": exited.as_ref().map_or(0, |e| e.code),
+            "Pid": running.map_or(0, |r| r.pid),
+            "ExitCode": exited.map_or(0, |e| e.code),
             "Error": "",
-            "StartedAt": time(running.as_ref().map(|r| r.started)),
-            "FinishedAt": time(exited.as_ref().map(|e| e.finished)),
+            "StartedAt": time(running.map(|r| r.started)),
+            "FinishedAt": time(exited.map(|e| e.finished)),
         },
         "Image": img.as_ref().map_or(c.image.to_string(), |i| i.config.to_string()),
         "ResolvConfPath": dir.join("resolv.conf"),

@@ -110,6 +110,27 @@ pub struct ContainerOptions {
     pub command: Vec<String>,
 }
 
+/// `--label KEY=VALUE` (or `KEY`, for an empty value) flags as a map.
+pub fn parse_labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in list {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("--label {l}: the key is empty");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Whether `labels` match a `label=` filter: `KEY` (present) or `KEY=VALUE`.
+pub fn label_matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(filter),
+    }
+}
+
 /// `--restart`: whether the monitor starts a detached container again when it exits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Restart {
@@ -194,7 +215,7 @@ impl ContainerOptions {
         o.limits()?;
         LogOptions::parse(&o.log_opt)?;
         o.labels()?;
-        o.mounts()?;
+        o.prepared_mounts()?;
         for t in &o.tmpfs {
             tmpfs(t)?;
         }
@@ -204,15 +225,7 @@ impl ContainerOptions {
 
     /// `--label`s as a map.
     pub fn labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for l in &self.label {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            if k.is_empty() {
-                bail!("--label {l}: the key is empty");
-            }
-            out.insert(k.to_string(), v.to_string());
-        }
-        Ok(out)
+        parse_labels(&self.label)
     }
 
     fn limits(&self) -> anyhow::Result<cgroup::Limits> {
@@ -231,7 +244,7 @@ impl ContainerOptions {
         Ok(cgroup::Limits { memory, memory_swap, pids: self.pids_limit, cpus: self.cpus })
     }
 
-    /// Every `-v` and `--mount`, parsed.
+    /// Every `-v` and `--mount`, parsed (no host path touched: for `ps` and `inspect`).
     pub fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
         let mut out = Vec::new();
         for v in &self.volume {
@@ -241,6 +254,15 @@ impl ContainerOptions {
             out.push(mount_flag(m)?);
         }
         Ok(out)
+    }
+
+    /// Every `-v` and `--mount`, their host paths readied (at creation and each start).
+    fn prepared_mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        let mounts = self.mounts()?;
+        for m in &mounts {
+            m.prepare()?;
+        }
+        Ok(mounts)
     }
 
     /// At creation: makes the named volumes that do not exist yet, names the anonymous
@@ -268,14 +290,27 @@ impl ContainerOptions {
         Ok(())
     }
 
+    /// What these options put over the image's process, for a container whose short ID
+    /// is `short_id` (its default host name).
+    pub fn overrides(&self, short_id: &str) -> spec::Overrides {
+        spec::Overrides {
+            entrypoint: self.entrypoint.clone(),
+            cmd: self.command.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            hostname: self.hostname.clone().unwrap_or_else(|| short_id.to_string()),
+        }
+    }
+
     /// The runtime's spec for one run of a container whose short ID is `short_id`.
     pub fn spec(&self, store: &Store, short_id: &str, output: Output) -> anyhow::Result<RunSpec> {
         let mut binds = Vec::new();
         let mut tmpfs_mounts: Vec<(String, String)> =
             self.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?;
-        for m in self.mounts()? {
+        for m in self.prepared_mounts()? {
             match m {
-                Mount::Bind(b) => binds.push(b),
+                Mount::Bind { bind, .. } => binds.push(bind),
                 Mount::Volume { name: Some(name), target, read_only, .. } => {
                     binds.push(Bind { host: store.volume_path(&name), target, read_only })
                 }
@@ -289,14 +324,7 @@ impl ContainerOptions {
             caps::effective(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
         };
         Ok(RunSpec {
-            overrides: spec::Overrides {
-                entrypoint: self.entrypoint.clone(),
-                cmd: self.command.clone(),
-                env: self.env.clone(),
-                workdir: self.workdir.clone(),
-                user: self.user.clone(),
-                hostname: self.hostname.clone().unwrap_or_else(|| short_id.to_string()),
-            },
+            overrides: self.overrides(short_id),
             network: self.net,
             binds,
             tmpfs: tmpfs_mounts,
@@ -333,16 +361,32 @@ impl ContainerOptions {
 /// One `-v` or `--mount`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mount {
-    /// A host path.
-    Bind(Bind),
+    /// A host path; `spec` as given, for messages; `create`: made when missing (`-v`),
+    /// else it must exist (`--mount`).
+    Bind { bind: Bind, spec: String, create: bool },
     /// A named volume (`None`: an anonymous one, named at creation).
     Volume { name: Option<String>, target: String, read_only: bool, nocopy: bool },
     /// A tmpfs, with its mount options.
     Tmpfs { target: String, options: String },
 }
 
-/// Parses `-v HOST:CONTAINER[:OPTS]`, `-v NAME:CONTAINER[:OPTS]` or `-v CONTAINER`. A
-/// missing host dir is created, as Docker does; a relative host path is refused
+impl Mount {
+    /// Readies a host path before it is used: `-v` makes a missing one, as Docker does;
+    /// `--mount` needs it to exist. Nothing to do for the others.
+    fn prepare(&self) -> anyhow::Result<()> {
+        let Mount::Bind { bind, spec, create } = self else { return Ok(()) };
+        if bind.host.exists() {
+            return Ok(());
+        }
+        if !create {
+            bail!("{spec}: bind source path does not exist: {}", bind.host.display());
+        }
+        std::fs::create_dir_all(&bind.host).with_context(|| format!("{spec}: create {}", bind.host.display()))
+    }
+}
+
+/// Parses `-v HOST:CONTAINER[:OPTS]`, `-v NAME:CONTAINER[:OPTS]` or `-v CONTAINER`
+/// (the host path is readied by `Mount::prepare`); a relative host path is refused
 /// (`./data` would be a volume name to Docker's older clients and a path to newer
 /// ones: neither is guessed). `z`/`Z` are accepted: no SELinux labels to change here.
 fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
@@ -381,10 +425,8 @@ fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
     if nocopy {
         bail!("-v {spec}: nocopy is for volumes, not host paths");
     }
-    if !std::path::Path::new(source).exists() {
-        std::fs::create_dir_all(source).with_context(|| format!("-v {spec}: create {source}"))?;
-    }
-    Ok(Mount::Bind(Bind { host: PathBuf::from(source), target: target.to_string(), read_only }))
+    let bind = Bind { host: PathBuf::from(source), target: target.to_string(), read_only };
+    Ok(Mount::Bind { bind, spec: format!("-v {spec}"), create: true })
 }
 
 /// Parses `--mount type=…,source=…,target=…[,readonly]…` as Docker does (a bind's
@@ -427,10 +469,8 @@ fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
             let Some(src) = source.filter(|s| s.starts_with('/')) else {
                 bail!("--mount {spec}: a bind needs an absolute source=PATH")
             };
-            if !std::path::Path::new(&src).exists() {
-                bail!("--mount {spec}: bind source path does not exist: {src}");
-            }
-            Ok(Mount::Bind(Bind { host: PathBuf::from(src), target, read_only }))
+            let bind = Bind { host: PathBuf::from(src), target, read_only };
+            Ok(Mount::Bind { bind, spec: format!("--mount {spec}"), create: false })
         }
         "volume" => {
             if let Some(n) = source.as_deref().filter(|n| !layers_store::volumes::valid_volume_name(n)) {

@@ -68,19 +68,26 @@ pub fn confirm(warning: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
+/// `Deleted Containers:` (or Images, Volumes) and one line each, as Docker lists what
+/// a prune removed; nothing when nothing was.
+pub fn deleted(what: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    outln!("{what}:");
+    for i in items {
+        outln!("{i}");
+    }
+    outln!();
+}
+
 pub fn container(store: &Store, c: &ContainerCommand) -> anyhow::Result<ExitCode> {
     let ContainerCommand::Prune(a) = c;
     if !a.force && !confirm("This will remove all stopped containers.")? {
         return Ok(ExitCode::SUCCESS);
     }
     let (ids, freed) = prune_containers(store)?;
-    if !ids.is_empty() {
-        outln!("Deleted Containers:");
-        for id in &ids {
-            outln!("{id}");
-        }
-        outln!();
-    }
+    deleted("Deleted Containers", &ids);
     outln!("Total reclaimed space: {}", format::size(freed));
     Ok(ExitCode::SUCCESS)
 }
@@ -116,13 +123,7 @@ pub fn image(store: &Store, c: &ImageCommand) -> anyhow::Result<ExitCode> {
     let before = store.content_bytes()?;
     let lines = prune_images(store, a.all)?;
     let freed = before.saturating_sub(after_gc(store)?);
-    if !lines.is_empty() {
-        outln!("Deleted Images:");
-        for l in &lines {
-            outln!("{l}");
-        }
-        outln!();
-    }
+    deleted("Deleted Images", &lines);
     outln!("Total reclaimed space: {}", format::size(freed));
     Ok(ExitCode::SUCCESS)
 }
@@ -165,34 +166,16 @@ pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
     }
     let before = store.content_bytes()?;
     let (containers, container_bytes) = prune_containers(store)?;
-    if !containers.is_empty() {
-        outln!("Deleted Containers:");
-        for id in &containers {
-            outln!("{id}");
-        }
-        outln!();
-    }
+    deleted("Deleted Containers", &containers);
     let mut volume_bytes = 0;
     if a.volumes {
         let (removed, freed) = crate::cli::volume::prune_unused(store, false)?;
         volume_bytes = freed;
-        if !removed.is_empty() {
-            outln!("Deleted Volumes:");
-            for v in &removed {
-                outln!("{v}");
-            }
-            outln!();
-        }
+        deleted("Deleted Volumes", &removed);
     }
     let cache = store.prune_build_cache()?;
     let lines = prune_images(store, a.all)?;
-    if !lines.is_empty() {
-        outln!("Deleted Images:");
-        for l in &lines {
-            outln!("{l}");
-        }
-        outln!();
-    }
+    deleted("Deleted Images", &lines);
     if cache.entries > 0 {
         outln!("Deleted build cache objects: {}", cache.entries);
         outln!();

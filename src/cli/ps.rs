@@ -8,9 +8,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::{ContainerRow, Store};
 
-use super::options::ContainerOptions;
+use super::options::{label_matches, ContainerOptions};
 use crate::format;
-use crate::run::state;
+use crate::run::state::Status;
 use crate::template::{self, Format};
 
 /// Arguments of `layers ps`.
@@ -40,30 +40,18 @@ pub struct PsArgs {
 struct Seen {
     c: ContainerRow,
     options: ContainerOptions,
-    running: Option<state::Running>,
-    exited: Option<state::Exited>,
-    /// Its monitor lives though it does not run: between restarts.
-    restarting: bool,
+    status: Status,
     mounted: bool,
 }
 
 impl Seen {
-    fn state(&self) -> &'static str {
-        match (&self.running, self.restarting, &self.exited) {
-            (Some(_), _, _) => "running",
-            (None, true, _) => "restarting",
-            (None, false, Some(_)) => "exited",
-            (None, false, None) => "created",
-        }
-    }
-
     fn status(&self) -> String {
         let when = |t: i64| format::ago_secs(t);
-        match (&self.running, &self.exited) {
-            (Some(r), _) => format!("Up {}", format::duration(format::now() - r.started)),
-            (None, Some(e)) if self.restarting => format!("Restarting ({}) {}", e.code, when(e.finished)),
-            (None, Some(e)) => format!("Exited ({}) {}", e.code, when(e.finished)),
-            (None, None) => "Created".into(),
+        match &self.status {
+            Status::Running(r) => format!("Up {}", format::duration(format::now() - r.started)),
+            Status::Restarting(e) => format!("Restarting ({}) {}", e.code, when(e.finished)),
+            Status::Exited(e) => format!("Exited ({}) {}", e.code, when(e.finished)),
+            Status::Created => "Created".into(),
         }
     }
 }
@@ -94,18 +82,15 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
     let mut containers = store.containers()?;
     containers.sort_by_key(|c| std::cmp::Reverse(c.created));
     for c in containers {
-        let running = state::running(store, &c);
-        let restarting = running.is_none() && state::monitor(store, &c).is_some() && state::exited(store, &c).is_some();
         let s = Seen {
             options: ContainerOptions::load(store, &c.id, &c.image.to_string()),
-            exited: if running.is_none() { state::exited(store, &c) } else { None },
+            status: Status::of(store, &c),
             mounted: store.is_mounted(&c),
-            running,
-            restarting,
             c,
         };
         // As Docker: running ones unless -a (and here, mounted ones), or what a filter names.
-        let shown = a.all || s.running.is_some() || s.restarting || s.mounted || !a.filter.is_empty();
+        let up = matches!(s.status, Status::Running(_) | Status::Restarting(_));
+        let shown = a.all || up || s.mounted || !a.filter.is_empty();
         if shown && filters.matches(&s) {
             seen.push(s);
         }
@@ -147,7 +132,7 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "RunningFor": format::ago_secs(s.c.created),
         // No published ports: a container has the host's network or none.
         "Ports": "",
-        "State": s.state(),
+        "State": s.status.name(),
         "Status": s.status(),
         "Size": if size { format::size(store.upper_size(&s.c)) } else { String::new() },
         "Names": s.c.name,
@@ -155,7 +140,7 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "LabelMap": labels,
         "Mounts": mounts.join(","),
         "Networks": match s.options.net { crate::run::Network::Host => "host", crate::run::Network::None => "none" },
-        "Pid": s.running.as_ref().map_or(0, |r| r.pid),
+        "Pid": s.status.running().map_or(0, |r| r.pid),
         "Mounted": s.mounted,
     })
 }
@@ -183,17 +168,7 @@ fn command_line(store: &Store, s: &Seen) -> String {
         .and_then(|i| store.config(&i).ok())
         .and_then(|c| c.config)
         .unwrap_or_default();
-    let entrypoint = match &s.options.entrypoint {
-        Some(e) if e.is_empty() => Vec::new(),
-        Some(e) => vec![e.clone()],
-        None => config.entrypoint.clone().unwrap_or_default(),
-    };
-    let cmd = if s.options.command.is_empty() && s.options.entrypoint.is_none() {
-        config.cmd.clone().unwrap_or_default()
-    } else {
-        s.options.command.clone()
-    };
-    entrypoint.into_iter().chain(cmd).collect::<Vec<_>>().join(" ")
+    crate::run::spec::argv(&config, &s.options.overrides(s.c.short_id())).join(" ")
 }
 
 /// `--filter`s: the same key given twice matches either value, different keys all.
@@ -235,15 +210,12 @@ impl Filters {
         let labels = s.options.labels().unwrap_or_default();
         self.by_key.iter().all(|(k, values)| {
             values.iter().any(|v| match k.as_str() {
-                "status" => s.state() == v,
+                "status" => s.status.name() == v,
                 "name" => s.c.name.contains(v.as_str()),
                 "id" => s.c.id.starts_with(v.as_str()),
                 "ancestor" => self.ancestors.contains(&s.c.image),
-                "label" => match v.split_once('=') {
-                    Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
-                    None => labels.contains_key(v),
-                },
-                "exited" => s.exited.as_ref().is_some_and(|e| e.code.to_string() == *v),
+                "label" => label_matches(&labels, v),
+                "exited" => s.status.exited().is_some_and(|e| e.code.to_string() == *v),
                 _ => false,
             })
         })

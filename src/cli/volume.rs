@@ -1,6 +1,5 @@
 //! `layers volume create|ls|inspect|rm|prune`: named volumes, as Docker's local driver.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -87,18 +86,6 @@ pub struct PruneArgs {
     force: bool,
 }
 
-fn labels(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for l in list {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        if k.is_empty() {
-            bail!("--label {l}: the key is empty");
-        }
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
 /// A volume as `docker volume inspect` shows it.
 fn json(store: &Store, v: &VolumeRow) -> serde_json::Value {
     let mut labels = v.labels.clone();
@@ -122,7 +109,7 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
             if a.driver != "local" {
                 bail!("volume create --driver {}: only the local driver is supported", a.driver);
             }
-            let (v, _) = store.create_volume(a.name.as_deref(), &labels(&a.label)?)?;
+            let (v, _) = store.create_volume(a.name.as_deref(), &super::options::parse_labels(&a.label)?)?;
             outln!("{}", v.name);
         }
         VolumeCommand::Ls(a) => {
@@ -176,13 +163,7 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let (removed, freed) = prune_unused(store, a.all)?;
-            if !removed.is_empty() {
-                outln!("Deleted Volumes:");
-                for v in &removed {
-                    outln!("{v}");
-                }
-                outln!();
-            }
+            super::prune::deleted("Deleted Volumes", &removed);
             outln!("Total reclaimed space: {}", crate::format::size(freed));
         }
     }
@@ -202,10 +183,7 @@ fn matches(store: &Store, v: &VolumeRow, filters: &[String]) -> anyhow::Result<b
                 store.volume_users(&v.name)?.is_empty() == want
             }
             "name" => v.name.contains(val),
-            "label" => match val.split_once('=') {
-                Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
-                None => v.labels.contains_key(val),
-            },
+            "label" => super::options::label_matches(&v.labels, val),
             _ => bail!("--filter {f}: invalid filter {k:?} (dangling, name, label)"),
         };
         if !ok {

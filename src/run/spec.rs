@@ -43,12 +43,8 @@ pub struct Overrides {
     pub hostname: String,
 }
 
-/// Combines an image config (`config` object of the image config JSON) with overrides.
-pub fn process(
-    config: &RuntimeConfig,
-    o: &Overrides,
-    host_env: impl Fn(&str) -> Option<String>,
-) -> Result<Process, String> {
+/// The command line: the entrypoint and command, the image's or those overriding them.
+pub fn argv(config: &RuntimeConfig, o: &Overrides) -> Vec<String> {
     let entrypoint = match &o.entrypoint {
         Some(e) if e.is_empty() => Vec::new(),
         Some(e) => vec![e.clone()],
@@ -62,7 +58,16 @@ pub fn process(
     } else {
         config.cmd.clone().unwrap_or_default()
     };
-    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// Combines an image config (`config` object of the image config JSON) with overrides.
+pub fn process(
+    config: &RuntimeConfig,
+    o: &Overrides,
+    host_env: impl Fn(&str) -> Option<String>,
+) -> Result<Process, String> {
+    let argv = argv(config, o);
     if argv.is_empty() {
         return Err("no command: the image has no Entrypoint or Cmd; give one after the image name".into());
     }

@@ -116,12 +116,12 @@ pub fn monitor_log_path(store: &Store, id: &str) -> PathBuf {
 
 /// Records that the container is running (replacing how it last ended).
 pub fn set_running(store: &Store, id: &str, r: &Running) {
-    replace(store, id, ("running.json", serde_json::to_vec(r).unwrap_or_default()), "exited.json");
+    replace(store, id, ("running.json", r), "exited.json");
 }
 
 /// Records that the container has stopped.
 pub fn set_exited(store: &Store, id: &str, e: &Exited) {
-    replace(store, id, ("exited.json", serde_json::to_vec(e).unwrap_or_default()), "running.json");
+    replace(store, id, ("exited.json", e), "running.json");
 }
 
 /// Writes `value` as the container's `name` record, whole (renamed into place).
@@ -140,18 +140,14 @@ pub fn read_json<T: serde::de::DeserializeOwned>(store: &Store, id: &str, name: 
 
 /// Writes the new record whole (renamed into place), then removes the old one: a
 /// reader in between sees both, never neither (`wait` would say "has not run").
-fn replace(store: &Store, id: &str, (name, bytes): (&str, Vec<u8>), old: &str) {
-    let tmp = file(store, id, &format!(".{name}.tmp"));
-    if std::fs::write(&tmp, bytes).is_ok() {
-        let _ = std::fs::rename(&tmp, file(store, id, name));
-    }
+fn replace<T: serde::Serialize>(store: &Store, id: &str, (name, value): (&str, &T), old: &str) {
+    let _ = write_json(store, id, name, value);
     let _ = std::fs::remove_file(file(store, id, old));
 }
 
 /// The running state of a container, if its process is alive (its cgroup names the container).
 pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
-    let bytes = std::fs::read(file(store, &c.id, "running.json")).ok()?;
-    let r: Running = serde_json::from_slice(&bytes).ok()?;
+    let r: Running = read_json(store, &c.id, "running.json")?;
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).ok()?;
     cgroups.contains(&c.id).then_some(r)
 }
@@ -176,9 +172,59 @@ pub fn start_time(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Where a container is in its life, as `ps` and `inspect` name it.
+pub enum Status {
+    /// Never started.
+    Created,
+    Running(Running),
+    /// Ended, and its monitor is about to start it again (its restart policy).
+    Restarting(Exited),
+    Exited(Exited),
+}
+
+impl Status {
+    /// The container's status now.
+    pub fn of(store: &Store, c: &ContainerRow) -> Status {
+        if let Some(r) = running(store, c) {
+            return Status::Running(r);
+        }
+        match exited(store, c) {
+            Some(e) if monitor(store, c).is_some() => Status::Restarting(e),
+            Some(e) => Status::Exited(e),
+            None => Status::Created,
+        }
+    }
+
+    /// Docker's name for it: `created`, `running`, `restarting`, `exited`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running(_) => "running",
+            Status::Restarting(_) => "restarting",
+            Status::Exited(_) => "exited",
+        }
+    }
+
+    /// Its process, while it runs.
+    pub fn running(&self) -> Option<&Running> {
+        match self {
+            Status::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// How its last run ended, once it has.
+    pub fn exited(&self) -> Option<&Exited> {
+        match self {
+            Status::Restarting(e) | Status::Exited(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// How the container's last run ended, if it has run and stopped.
 pub fn exited(store: &Store, c: &ContainerRow) -> Option<Exited> {
-    serde_json::from_slice(&std::fs::read(file(store, &c.id, "exited.json")).ok()?).ok()
+    read_json(store, &c.id, "exited.json")
 }
 
 /// Seconds since the epoch.

@@ -443,3 +443,18 @@ pub fn on_a_terminal(store: &Path, size: (u16, u16), steps: &[&str], args: &[&st
     assert!(out.status.success(), "harness: {}{}", stdout(&out), stderr(&out));
     stdout(&out)
 }
+
+/// `layers run -d ARGS`, which must succeed: the container's ID.
+pub fn detached(store: &Path, args: &[&str]) -> String {
+    let mut full = vec!["run", "-d"];
+    full.extend_from_slice(args);
+    layers_ok(store, &full)
+}
+
+/// Every container's name (`ps -a`), sorted.
+pub fn names(store: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        layers_ok(store, &["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
