@@ -674,7 +674,22 @@ fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_pa
     assert_eq!(empty, "");
 
     // In use: refused; its container gone: removed.
-    layers_ok(&store, &["create", "--name", "user", "-v", "data:/data", "localhost/layered"]);
+    layers_ok(
+        &store,
+        &["create", "--name", "user", "-v", "data:/data", "--mount", "type=tmpfs,target=/t", "localhost/layered"],
+    );
+    // inspect and ps name the volume as a volume (Docker's shape), the --mount too.
+    let m = layers_ok(
+        &store,
+        &[
+            "inspect",
+            "--format",
+            "{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}{{(index .Mounts 0).Name}}",
+            "user",
+        ],
+    );
+    assert_eq!(m, "volume:/data tmpfs:/t data");
+    assert_eq!(layers_ok(&store, &["ps", "-a", "--filter", "name=user", "--format", "{{.Mounts}}"]), "data");
     let busy = layers(&store, &["volume", "rm", "data"]);
     assert_eq!(busy.status.code(), Some(125));
     assert!(stderr(&busy).contains("in use by 1 container"), "{}", stderr(&busy));

@@ -11,7 +11,7 @@ use layers_store::oci::{ImageConfig, MAX_JSON};
 use layers_store::{ContainerRow, ErrorKind, Store};
 use serde_json::{json, Value};
 
-use super::options::{ContainerOptions, Restart};
+use super::options::{ContainerOptions, Mount, Restart};
 use crate::run::{spec, state, Network};
 use crate::template::{self, Format};
 
@@ -154,6 +154,10 @@ fn image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
     }))
 }
 
+fn tmpfs_mount(target: &str) -> Value {
+    json!({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": true, "Propagation": ""})
+}
+
 fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     let o = ContainerOptions::load(store, &c.id, &c.image.to_string());
     let img = store.image(&c.image)?;
@@ -171,18 +175,18 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     };
     let log = o.log_options().unwrap_or_default();
     let mounts: Vec<Value> = o
-        .volume
-        .iter()
-        .filter_map(|v| {
-            let parts: Vec<&str> = v.split(':').collect();
-            let ro = parts.get(2) == Some(&"ro");
-            Some(json!({"Type": "bind", "Source": parts.first()?, "Destination": parts.get(1)?,
-                        "Mode": parts.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}))
+        .mounts()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| match m {
+            Mount::Bind { bind, .. } => json!({"Type": "bind", "Source": bind.host, "Destination": bind.target,
+                "Mode": if bind.read_only { "ro" } else { "" }, "RW": !bind.read_only, "Propagation": "rprivate"}),
+            Mount::Volume { name, target, read_only, .. } => json!({"Type": "volume", "Name": name,
+                "Source": name.as_deref().map(|n| store.volume_path(n)), "Destination": target, "Driver": "local",
+                "Mode": if read_only { "ro" } else { "" }, "RW": !read_only, "Propagation": ""}),
+            Mount::Tmpfs { target, .. } => tmpfs_mount(&target),
         })
-        .chain(o.tmpfs.iter().map(|t| {
-            let target = t.split(':').next().unwrap_or(t);
-            json!({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": true, "Propagation": ""})
-        }))
+        .chain(o.tmpfs.iter().map(|t| tmpfs_mount(t.split(':').next().unwrap_or(t))))
         .collect();
     let network = match o.net {
         Network::Host => "host",

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::{ContainerRow, Store};
 
-use super::options::{label_matches, ContainerOptions};
+use super::options::{label_matches, ContainerOptions, Mount};
 use crate::format;
 use crate::run::state::Status;
 use crate::template::{self, Format};
@@ -123,7 +123,18 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
     }
     let labels = s.options.labels().unwrap_or_default();
     let labels_text = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let mounts: Vec<String> = s.options.volume.iter().filter_map(|v| v.split(':').nth(1).map(str::to_string)).collect();
+    // Docker names a mount by its volume, else by its host path.
+    let mounts: Vec<String> = s
+        .options
+        .mounts()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| match m {
+            Mount::Volume { name, .. } => name,
+            Mount::Bind { bind, .. } => Some(bind.host.display().to_string()),
+            Mount::Tmpfs { .. } => None,
+        })
+        .collect();
     serde_json::json!({
         "ID": if trunc { s.c.short_id().to_string() } else { s.c.id.clone() },
         "Image": image_name(store, s),
