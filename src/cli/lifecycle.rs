@@ -60,15 +60,16 @@ pub fn run_created(store: &Store, c: &ContainerRow, o: &ContainerOptions, detach
         .with_context(|| format!("start {}: its image {} is gone from the store", c.name, c.image))?;
     let config = store.config(&img).with_context(|| format!("read config of {}", o.image))?.config.unwrap_or_default();
     populate_volumes(store, c, o, &img)?;
+    let log = o.log_options()?;
     state::set_monitor(store, &c.id);
     state::clear_stop(store, &c.id);
     state::set_restarts(store, &c.id, 0);
     let mut restarts = 0;
     let mut delay = Duration::from_millis(100);
     let result = loop {
-        let spec = o.spec(store, c.short_id(), Output::Logged { log: o.log_options()?, echo: !detached })?;
         let began = Instant::now();
-        let ended = match container::run_container(store, c, &config, &o.image, &spec) {
+        let spec = o.spec(store, c.short_id(), Output::Logged { log, echo: !detached });
+        let ended = match spec.and_then(|spec| container::run_container(store, c, &config, &o.image, &spec)) {
             Ok(e) => e,
             Err(e) => break Err(e),
         };
