@@ -695,6 +695,8 @@ fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_pa
     assert!(stderr(&busy).contains("in use by 1 container"), "{}", stderr(&busy));
     layers_ok(&store, &["rm", "user"]);
     assert_eq!(layers_ok(&store, &["volume", "rm", "data"]), "data");
+    assert_eq!(layers(&store, &["volume", "rm", "data"]).status.code(), Some(125), "gone");
+    assert_eq!(layers_ok(&store, &["volume", "rm", "-f", "data"]), "data", "-f: a missing one is no error");
     assert!(!store.join("volumes/data").exists());
 
     // -v CONTAINER: an anonymous volume, which `volume prune` takes once unused; named ones need -a.

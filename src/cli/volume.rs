@@ -67,7 +67,8 @@ pub struct InspectArgs {
 /// Arguments of `layers volume rm`.
 #[derive(Args)]
 pub struct RmArgs {
-    /// Accepted as Docker's; a volume in use is still refused (its containers go first).
+    /// A volume that does not exist is not an error (a volume in use is still refused,
+    /// as by Docker: its containers go first).
     #[arg(short, long)]
     force: bool,
     /// Volumes.
@@ -148,7 +149,10 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
         }
         VolumeCommand::Rm(a) => {
             return Ok(super::each(&a.names, |n| {
-                store.remove_volume(n)?;
+                match store.remove_volume(n) {
+                    Err(e) if a.force && e.kind() == layers_store::ErrorKind::NotFound => {}
+                    other => other?,
+                }
                 outln!("{n}");
                 Ok(())
             }))
