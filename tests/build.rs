@@ -243,6 +243,38 @@ fn workdir_makes_its_directory_when_the_image_lacks_it() {
 }
 
 #[test]
+fn label_sets_the_final_images_labels_over_the_dockerfiles_without_a_history_entry() {
+    if !need_root("label_sets_the_final_images_labels_over_the_dockerfiles_without_a_history_entry") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nLABEL a=file keep=yes\n").unwrap();
+    let c = ctx.to_str().unwrap();
+    let plain = image_id(&build(&store, &["-q", "-t", "plain", c]));
+    let labelled = image_id(&build(&store, &["-q", "-t", "labelled", "--label", "a=flag", "--label", "b", c]));
+    assert_ne!(plain, labelled);
+    let config = |name: &str| -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "--type", "image", name])).unwrap();
+        all[0].clone()
+    };
+    let (p, l) = (config("plain"), config("labelled"));
+    let labels = &l["Config"]["config"]["Labels"];
+    assert_eq!(labels, &serde_json::json!({"a": "flag", "b": "", "keep": "yes"}), "{l}");
+    assert_eq!(p["Config"]["config"]["Labels"], serde_json::json!({"a": "file", "keep": "yes"}));
+    assert_eq!(p["Config"]["history"], l["Config"]["history"], "no history entry for --label");
+    assert_eq!(p["Manifest"]["layers"], l["Manifest"]["layers"], "no layer for --label");
+    // The same labels again: the same image; labels the image already has: the image itself.
+    assert_eq!(image_id(&build(&store, &["-q", "--label", "b=", "--label", "a=flag", c])), labelled);
+    assert_eq!(image_id(&build(&store, &["-q", "--label", "keep=yes", c])), plain);
+    let bad = build(&store, &["-q", "--label", "=x", c]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("--label =x: the key is empty"), "{}", stderr(&bad));
+}
+
+#[test]
 fn onbuild_triggers_run_when_the_image_is_a_base() {
     if !need_root("onbuild_triggers_run_when_the_image_is_a_base") {
         return;

@@ -75,6 +75,8 @@ pub struct BuildRequest<'a> {
     pub registries: &'a RegistriesConfig,
     /// Shared caches to look steps up in, in order.
     pub cache_from: Vec<cache::CacheFrom>,
+    /// `--label`s: set on the final image's config after its last step, over its LABELs.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What a build made: the image, and what `--cache-to` exports.
@@ -210,13 +212,28 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     x.quiet = a.quiet;
     x.epoch = epoch;
     x.cache = imported.map_err(|_| anyhow::anyhow!("reading --cache-from panicked"))?;
-    let image = x.execute(&plan)?;
+    let mut image = x.execute(&plan)?;
+    if !a.labels.is_empty() {
+        image = labelled(store, image, &a.labels)?;
+    }
     Ok(Built {
         image,
         made: std::mem::take(&mut x.made),
         imported: std::mem::take(&mut x.cache),
         target: plan.stages.len() - 1,
     })
+}
+
+/// `image` with `labels` set in its config, as BuildKit applies `--label`: no history
+/// entry, no new layer, the same image when the labels are already there.
+fn labelled(store: &Store, image: ImageRow, labels: &BTreeMap<String, String>) -> anyhow::Result<ImageRow> {
+    let mut config = store.config(&image)?;
+    let set = config.config.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
+    if labels.iter().all(|(k, v)| set.get(k) == Some(v)) {
+        return Ok(image);
+    }
+    set.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(store.derive_image(Some(&image.manifest), &config, &[])?)
 }
 
 #[cfg(test)]

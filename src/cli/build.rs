@@ -61,6 +61,9 @@ pub struct BuildArgs {
     /// A shared cache to write the build's steps to: `type=local,dest=DIR[,mode=min|max]`.
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Vec<String>,
+    /// Set a label on the image (KEY=VALUE; repeatable), over the Dockerfile's LABELs.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
     /// A shared cache to look steps up in: `type=local,src=DIR` (repeatable, tried in order).
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
@@ -134,6 +137,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         network: a.network,
         registries,
         cache_from,
+        labels: super::options::parse_labels(&a.labels)?,
     };
     let built = crate::builder::build(store, &request)?;
     let image = built.image.clone();
