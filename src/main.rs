@@ -105,6 +105,8 @@ enum Command {
     Top(cli::top::TopArgs),
     /// Print a container's output.
     Logs(cli::control::LogsArgs),
+    /// Attach our stdin, stdout and stderr to a running container.
+    Attach(cli::attach::AttachArgs),
     /// Create a container (a writable layer) on an image, with `run`'s options.
     Create(Box<containers::CreateArgs>),
     /// Start created or stopped containers (under a monitor; -a: attached).
@@ -334,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => cli::control::wait(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
         Command::Top(a) => cli::top::top(&store, a),
+        Command::Attach(a) => cli::attach::attach(&store, a),
         Command::Cp(a) => cli::cp::cp(&store, a),
         Command::Create(a) => containers::create(&store, a, &registries(&cli)?),
         Command::Start(a) => cli::lifecycle::start(&store, a),

@@ -834,3 +834,111 @@ fn top_lists_the_containers_processes_with_the_hosts_ps() {
     let out = layers(&store, &["top", &id]);
     assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
 }
+
+/// `layers attach CONTAINER`, its stdout piped, once the container's first line has come through.
+fn attached_after_first_line(store: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut full = vec!["attach"];
+    full.extend_from_slice(args);
+    let mut child = spawn_layers(store, &full);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    // The rest is drained on a thread of its own, so the pipe never fills and stalls attach.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, first)
+}
+
+#[test]
+fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_code() {
+    if !need_root("attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_code") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+        c.arg("--root").arg(&store).args(args);
+        c
+    };
+
+    // `run -di`: our stdin reaches it, both its streams reach us apart, its exit code is ours.
+    let script = "read l; echo \"got $l\"; echo oops >&2; exit 7";
+    detached(&store, &["-i", "--name", "reader", "localhost/layered", "sh", "-c", script]);
+    let out = feed(cmd(&["attach", "reader"]), b"hello\n");
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "got hello\n");
+    assert_eq!(stderr(&out), "oops\n");
+    let stopped = layers(&store, &["attach", "reader"]);
+    assert_eq!(stopped.status.code(), Some(125));
+    assert!(stderr(&stopped).contains("cannot attach to a stopped container, start it first"), "{}", stderr(&stopped));
+
+    // --sig-proxy (the default): a SIGTERM to attach reaches the container; a --rm
+    // container's code still comes back before it is removed.
+    let ticking = "trap 'echo term; exit 3' TERM; while :; do echo tick; sleep 0.1; done";
+    detached(&store, &["--rm", "--name", "trap", "localhost/layered", "sh", "-c", ticking]);
+    let (mut child, first) = attached_after_first_line(&store, &["trap"]);
+    assert_eq!(first, "tick\n");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "the container's code after its trap ran");
+    // Removed by its monitor right after (attach, like docker's, returns once it stopped).
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !names(&store).contains(&"trap".to_string())
+    });
+    assert!(gone, "--rm removed it after");
+
+    // --sig-proxy=false: the signal is ours alone; the container runs on.
+    detached(&store, &["--name", "quiet", "localhost/layered", "sh", "-c", ticking]);
+    let (mut child, _) = attached_after_first_line(&store, &["--sig-proxy=false", "quiet"]);
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(15));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(layers_ok(&store, &["ps", "--filter", "name=quiet", "--format", "{{.State}}"]), "running");
+    let keys = layers(&store, &["attach", "--detach-keys", "ctrl-a,d", "quiet"]);
+    assert_eq!(keys.status.code(), Some(125));
+    assert!(stderr(&keys).contains("--detach-keys: quiet has no terminal (-t)"), "{}", stderr(&keys));
+    layers_ok(&store, &["rm", "-f", "quiet"]);
+
+    // -t: our terminal's size (and its changes), the detach keys, and no attaching
+    // a pipe to a terminal.
+    detached(&store, &["-it", "--name", "shell", "localhost/layered", "sh"]);
+    let text = on_a_terminal(
+        &store,
+        (30, 100),
+        &[
+            "expect:/ # ",
+            "send:stty size\\r",
+            "expect:30 100",
+            "resize:40,120",
+            "send:stty size\\r",
+            "expect:40 120",
+            "send:\\x10\\x11",
+            "expect:read escape sequence",
+        ],
+        &["attach", "shell"],
+    );
+    assert!(text.ends_with("exit=1\n"), "detached with Ctrl-P Ctrl-Q, as docker attach: {text}");
+    assert_eq!(layers_ok(&store, &["ps", "--filter", "name=shell", "--format", "{{.State}}"]), "running");
+    let text = on_a_terminal(
+        &store,
+        (24, 80),
+        // A Ctrl-A not followed by `d` is the shell's (start of line), so `x` lands first.
+        &[
+            "expect:/ # ",
+            "send:echo one\\x01x\\r",
+            "expect:xecho: not found",
+            "send:\\x01d",
+            "expect:read escape sequence",
+        ],
+        &["attach", "--detach-keys", "ctrl-a,d", "shell"],
+    );
+    assert!(text.ends_with("exit=1\n"), "{text}");
+    let piped = feed(cmd(&["attach", "shell"]), b"exit\n");
+    assert_eq!(piped.status.code(), Some(125));
+    assert!(stderr(&piped).contains("the input device is not a TTY"), "{}", stderr(&piped));
+    // start -a on a running container attaches to it.
+    let text = on_a_terminal(&store, (24, 80), &["expect:/ # ", "send:exit 4\\r"], &["start", "-ai", "shell"]);
+    assert!(text.ends_with("exit=4\n"), "{text}");
+}

@@ -151,7 +151,8 @@ pub fn start(store: &Store, a: &StartArgs) -> anyhow::Result<ExitCode> {
         o.interactive &= a.interactive;
         super::run::check_tty(o.tty, o.interactive)?;
         if state::running(store, &c).is_some() {
-            bail!("start {}: already running (`layers logs -f {}` follows its output)", c.name, c.name);
+            // Docker attaches to a container already running.
+            return super::attach::attach_to(store, &c, a.interactive, true, None);
         }
         let code = run_created(store, &c, &o, false)?;
         finish(store, &c, &o, code)?;

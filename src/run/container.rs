@@ -175,8 +175,22 @@ fn spawn_and_wait(
             cmd.stdout(Stdio::null());
         }
         Output::Logged { log, echo } => {
-            outputs.log = Some(LogWriter::open(&store.container_dir(&container.id), *log)?);
+            let dir = store.container_dir(&container.id);
+            outputs.log = Some(LogWriter::open(&dir, *log)?);
             outputs.echo = *echo;
+            outputs.attach = match super::attach::Server::bind(&dir) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    eprintln!("layers: warning: {e:#}: `layers attach` cannot reach {}", container.name);
+                    None
+                }
+            };
+            // Detached with -i: its stdin stays open, fed by whoever attaches (`docker run -di`).
+            if s.interactive && !s.tty && !*echo {
+                let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make stdin pipe")?;
+                cmd.stdin(Stdio::from(r));
+                outputs.stdin_pipe = Some(w);
+            }
             // A pty carries both streams; without one, a pipe each keeps them apart.
             if !s.tty {
                 let flags = rustix::pipe::PipeFlags::CLOEXEC;

@@ -1,10 +1,11 @@
 //! `layers run`: a container from an image, in its own namespaces and cgroup, with
 //! Docker's default capabilities, as PID 1 of its PID namespace.
 
+pub mod attach;
 pub mod caps;
 pub mod cgroup;
 mod child;
-mod console;
+pub(crate) mod console;
 pub mod container;
 pub mod control;
 pub mod detach;

@@ -10,6 +10,7 @@
 //!   monitor.json   the process that runs it and records how it ends, while it lives
 //!   options.json   what it was created with (cli/options.rs)
 //!   stop-requested a stop was asked for: its restart policy does not start it again
+//!   attach.sock    while it runs: where `layers attach` connects (attach.rs)
 //! ```
 
 use std::path::PathBuf;

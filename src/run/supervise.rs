@@ -11,6 +11,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 
+use super::attach::{self, Input};
 use super::console;
 use super::log::{LogWriter, Stream};
 
@@ -65,12 +66,16 @@ pub struct Outputs {
     pub log: Option<LogWriter>,
     /// Copy the output to ours too (attached), not only to the log (detached).
     pub echo: bool,
+    /// The attach socket, where `layers attach` clients come.
+    pub attach: Option<attach::Server>,
+    /// Without a pty: the write end of the container's stdin, fed by attach clients.
+    pub stdin_pipe: Option<OwnedFd>,
 }
 
 impl Default for Outputs {
     /// Ours: what is not piped is inherited, and a pty is relayed to our stdout.
     fn default() -> Self {
-        Outputs { console: None, pipes: None, log: None, echo: true }
+        Outputs { console: None, pipes: None, log: None, echo: true, attach: None, stdin_pipe: None }
     }
 }
 
@@ -88,8 +93,14 @@ impl Outputs {
                 Stream::Stderr => std::io::stderr().lock().write_all(data),
             };
         }
+        if let Some(a) = &mut self.attach {
+            a.send(stream, data);
+        }
     }
 }
+
+/// Keys from attach clients waiting for the container beyond this, and no more are read.
+const MAX_KEYS: usize = 64 << 10;
 
 /// Waits for `child`, forwarding signals, relaying its pty and passing its output on.
 pub fn wait(
@@ -111,8 +122,14 @@ pub fn wait(
     let mut master_open = relay.is_some();
     let pipes = outputs.pipes.take();
     let mut pipe_open = [pipes.is_some(); 2];
-    // Keys read but not yet taken by the pty.
+    let stdin_pipe = outputs.stdin_pipe.take();
+    if let Some(p) = &stdin_pipe {
+        let _ = rustix::io::ioctl_fionbio(p, true);
+    }
+    let mut stdin_pipe_open = stdin_pipe.is_some();
+    // Keys read but not yet taken by the pty (or the stdin pipe).
     let mut to_pty: Vec<u8> = Vec::new();
+    let mut input = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let mut fds = vec![PollFd::new(&signals.wake, PollFlags::IN), PollFd::new(&pidfd, PollFlags::IN)];
@@ -131,6 +148,16 @@ pub fn wait(
                 fds.push(PollFd::new(fd, PollFlags::IN));
             }
         }
+        let stdin_pipe_at = fds.len();
+        if let (Some(p), true) = (&stdin_pipe, stdin_pipe_open) {
+            let out = if to_pty.is_empty() { PollFlags::empty() } else { PollFlags::OUT };
+            fds.push(PollFd::new(p, out));
+        }
+        let attach_at = fds.len();
+        let keys_wanted = to_pty.len() < MAX_KEYS && ((relay.is_some() && master_open) || stdin_pipe_open);
+        if let Some(a) = &outputs.attach {
+            fds.extend(a.interest(keys_wanted).into_iter().map(|(fd, f)| PollFd::from_borrowed_fd(fd, f)));
+        }
         match poll(&mut fds, None) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e).context("wait for the container"),
@@ -146,7 +173,41 @@ pub fn wait(
                 at += 1;
             }
         }
+        let stdin_pipe_ev = ready(stdin_pipe_at);
+        let attach_ev: Vec<PollFlags> = (attach_at..fds.len()).map(ready).collect();
         drop(fds);
+        if let Some(a) = &mut outputs.attach {
+            a.ready(&attach_ev, &mut input);
+        }
+        for i in input.drain(..) {
+            match (i, &relay) {
+                (Input::Keys(k), _) => to_pty.extend_from_slice(&k),
+                (Input::Resize { rows, cols }, Some(r)) => {
+                    let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+                    let _ = rustix::termios::tcsetwinsize(&r.master, size);
+                }
+                (Input::Resize { .. }, None) => {}
+            }
+        }
+        if let (Some(p), true) = (&stdin_pipe, stdin_pipe_open) {
+            if stdin_pipe_ev.contains(PollFlags::OUT) {
+                match rustix::io::write(p, &to_pty) {
+                    Ok(n) => drop(to_pty.drain(..n)),
+                    Err(Errno::AGAIN | Errno::INTR) => {}
+                    // It closed its stdin: what is typed from now on goes nowhere.
+                    Err(_) => {
+                        to_pty.clear();
+                        stdin_pipe_open = false;
+                    }
+                }
+            } else if stdin_pipe_ev.intersects(PollFlags::ERR | PollFlags::HUP) {
+                to_pty.clear();
+                stdin_pipe_open = false;
+            }
+        }
+        if relay.is_none() && !stdin_pipe_open {
+            to_pty.clear();
+        }
         if let Some(p) = &pipes {
             for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
                 if pipe_ev[i] && !drain(&p[i], stream, &mut outputs, &mut buf, false) {
@@ -207,7 +268,11 @@ pub fn wait(
         log.flush();
     }
     drop(signals);
-    child.wait().context("wait for the container")
+    let status = child.wait().context("wait for the container")?;
+    if let Some(a) = outputs.attach.take() {
+        a.finish(super::exit_code(status));
+    }
+    Ok(status)
 }
 
 /// Passes one read of the pty on (as stdout); false once it has nothing more to give.
