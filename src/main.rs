@@ -166,6 +166,9 @@ enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(cli::volume::VolumeCommand),
+    /// List and inspect the networks a container can have (`none`, `host`).
+    #[command(subcommand)]
+    Network(cli::network::NetworkCommand),
     /// Manage containers (`container prune`).
     #[command(subcommand)]
     Container(cli::prune::ContainerCommand),
@@ -292,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Logout(a) => return login::logout(a),
         Command::Version(a) => return cli::system::version(a),
+        Command::Network(c) => return cli::network::network(c),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();
@@ -360,7 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Container(c) => cli::prune::container(&store, c),
         Command::Volume(c) => cli::volume::volume(&store, c),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => cli::system::info(&store, a),
-        Command::Version(_) | Command::Completion { .. } | Command::Man { .. } => {
+        Command::Version(_) | Command::Completion { .. } | Command::Man { .. } | Command::Network(_) => {
             unreachable!("handled before the store is opened")
         }
         Command::Image(c) => cli::prune::image(&store, c),

@@ -942,3 +942,26 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
     let text = on_a_terminal(&store, (24, 80), &["expect:/ # ", "send:exit 4\\r"], &["start", "-ai", "shell"]);
     assert!(text.ends_with("exit=4\n"), "{text}");
 }
+
+#[test]
+fn network_ls_and_inspect_list_the_two_networks_as_docker_does() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let table = layers_ok(&store, &["network", "ls"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "NETWORK ID     NAME      DRIVER    SCOPE", "{table}");
+    assert!(lines[1].ends_with("   host      host      local") && lines[2].ends_with("   none      null      local"));
+    let ids = layers_ok(&store, &["network", "ls", "-q", "--no-trunc"]);
+    assert!(ids.lines().all(|l| l.len() == 64), "{ids}");
+    let none = layers_ok(&store, &["network", "ls", "--filter", "driver=null", "--format", "{{.Name}} {{.Scope}}"]);
+    assert_eq!(none, "none local");
+    let short = &lines[2][..12];
+    assert_eq!(layers_ok(&store, &["network", "inspect", "-f", "{{.Name}} {{.Driver}}", short]), "none null");
+    let v: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["network", "inspect", "host"])).unwrap();
+    assert_eq!(v[0]["Driver"], "host");
+    assert!(v[0]["Id"].as_str().unwrap().starts_with(&lines[1][..12]));
+    let bad = layers(&store, &["network", "inspect", "bridge"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(stderr(&bad).contains("network inspect bridge: no such network"), "{}", stderr(&bad));
+    assert!(!layers(&store, &["network", "ls", "--filter", "color=red"]).status.success());
+}

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod login;
 pub mod maintenance;
+pub mod network;
 pub mod options;
 pub mod prune;
 pub mod ps;
