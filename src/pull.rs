@@ -336,19 +336,27 @@ async fn pull(
         let notices = events.notices();
         (bytes, digest) = fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
     }
+    // A single manifest's platform is its config's, stored or fetched.
+    let offers = |config: &layers_store::oci::ImageConfig| -> anyhow::Result<()> {
+        let offered =
+            serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant});
+        match required {
+            Some(want) if !want.matches(&offered) => {
+                bail!("{reference}: no image for platform {want}: it is {} only", describe(&offered))
+            }
+            _ => Ok(()),
+        }
+    };
+    if let Some(img) = store.image(&digest)? {
+        offers(&store.config(&img)?)?;
+    }
     if already_present(&store, reference, &digest, events)? {
         return Ok(digest);
     }
     let tag = reference.tagged_name();
 
     let (manifest, config_bytes, config) = manifest_and_config(&repo, reference, &bytes, &digest, events).await?;
-    if let Some(want) = required {
-        let offered =
-            serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant});
-        if !want.matches(&offered) {
-            bail!("{reference}: no image for platform {want}: it is {} only", describe(&offered));
-        }
-    }
+    offers(&config)?;
 
     // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).

@@ -400,6 +400,19 @@ fn history_push_without_a_registry_and_a_platform_the_image_lacks() {
     );
     let ok = layers(fresh.path(), &["pull", "--platform", &format!("linux/{arch}"), &image]);
     assert!(ok.status.success(), "{}", stderr(&ok));
+    // Stored, but for another platform: not the image asked for.
+    let never = layers(fresh.path(), &["run", "--rm", "--pull", "never", "--platform", other, &image, "true"]);
+    assert_eq!(never.status.code(), Some(125));
+    let want = format!("is linux/{arch}, not the platform asked for ({other})");
+    assert!(stderr(&never).contains(&want), "{}", stderr(&never));
+    let missing = layers(fresh.path(), &["run", "--rm", "--platform", other, &image, "true"]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(stderr(&missing).contains(&format!("no image for platform {other}")), "{}", stderr(&missing));
+    let same = layers(
+        fresh.path(),
+        &["run", "--rm", "--pull", "never", "--platform", &format!("linux/{arch}"), &image, "true"],
+    );
+    assert!(same.status.success(), "{}", stderr(&same));
 }
 
 #[test]

@@ -57,8 +57,22 @@ pub fn image_for_container(
     registries: &RegistriesConfig,
 ) -> anyhow::Result<layers_store::metadata::ImageRow> {
     use layers_store::{ErrorKind, Reference, ShortNames};
-    let local = store.resolve(name);
-    let missing = matches!(&local, Err(e) if e.kind() == ErrorKind::NotFound);
+    let mut local = store.resolve(name).map_err(anyhow::Error::new);
+    let mut missing = matches!(&local, Err(e) if e.downcast_ref::<layers_store::Error>().is_some_and(|e| e.kind() == ErrorKind::NotFound));
+    // A stored image of another platform is not the one asked for: Docker pulls the
+    // platform asked for (or, told never to pull, says what the image is).
+    if let (Some(p), Ok(row)) = (platform, &local) {
+        let want = crate::platform::Platform::parse(p)?;
+        let config = store.config(row)?;
+        let has = serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant});
+        if !want.matches(&has) {
+            local = Err(anyhow::anyhow!(
+                "image {name} is {}, not the platform asked for ({want})",
+                crate::platform::describe(&has)
+            ));
+            missing = true;
+        }
+    }
     // Names only we can have made (`localhost/…`) and image IDs come from no registry.
     let remote = Reference::parse(name, ShortNames::DockerHub).ok().filter(|r| r.registry != "localhost");
     let pull = match policy {
@@ -69,7 +83,7 @@ pub fn image_for_container(
     if !pull {
         return match local {
             Err(e) if missing && policy == PullPolicy::Never => {
-                Err(anyhow::Error::new(e).context(format!("--pull never: pull it first (`layers pull {name}`)")))
+                Err(e.context(format!("--pull never: pull it first (`layers pull {name}`)")))
             }
             other => Ok(other?),
         };
