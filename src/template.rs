@@ -38,6 +38,15 @@ impl Format {
     }
 }
 
+/// What an `inspect` verb prints for `docs`: a pretty JSON array, or with `--format`
+/// the template (or `json`) over each document.
+pub fn inspected(format: Option<&str>, docs: &[serde_json::Value]) -> anyhow::Result<String> {
+    Ok(match Format::parse(format) {
+        Format::Table => serde_json::to_string_pretty(docs)?,
+        f => render(&f, &[], docs)?.trim_end_matches('\n').to_string(),
+    })
+}
+
 /// Docker replaces the escapes `\t` and `\n` in a format before parsing it.
 fn unescape(s: &str) -> String {
     s.replace("\\t", "\t").replace("\\n", "\n")

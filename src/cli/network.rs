@@ -125,10 +125,7 @@ pub fn network(c: &NetworkCommand) -> anyhow::Result<ExitCode> {
                 out.push(v);
                 Ok(())
             });
-            match Format::parse(a.format.as_deref()) {
-                Format::Table => outln!("{}", serde_json::to_string_pretty(&out)?),
-                f => outln!("{}", template::render(&f, &[], &out)?.trim_end_matches('\n')),
-            }
+            outln!("{}", template::inspected(a.format.as_deref(), &out)?);
             return Ok(code);
         }
     }

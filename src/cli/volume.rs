@@ -141,10 +141,7 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
                 out.push(json(store, &v));
                 Ok(())
             });
-            match Format::parse(a.format.as_deref()) {
-                Format::Table => outln!("{}", serde_json::to_string_pretty(&out)?),
-                f => outln!("{}", template::render(&f, &[], &out)?.trim_end_matches('\n')),
-            }
+            outln!("{}", template::inspected(a.format.as_deref(), &out)?);
             return Ok(code);
         }
         VolumeCommand::Rm(a) => {
