@@ -399,3 +399,19 @@ fn a_full_disk_fails_cleanly_and_leaves_the_store_as_it_was() {
     assert!(images.contains("localhost/small") && !images.contains("big"), "{images}");
     assert!(layers(&store, &["fsck"]).status.success());
 }
+
+#[test]
+fn a_volume_dir_without_its_row_is_swept() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    layers_ok(&store, &["volume", "create", "keep"]);
+    // What a process killed between the dir's rename and its row leaves (or between a
+    // `volume rm`'s row and its dir), filled as a container would have.
+    let orphan = store.join("volumes/orphan/_data");
+    fs::create_dir_all(&orphan).unwrap();
+    fs::write(orphan.join("f"), b"x").unwrap();
+    // Any command alone on the store sweeps.
+    assert_eq!(layers_ok(&store, &["volume", "ls", "-q"]), "keep");
+    assert!(!store.join("volumes/orphan").exists(), "the orphan dir is gone");
+    assert!(store.join("volumes/keep/_data").is_dir(), "a recorded volume stays");
+}

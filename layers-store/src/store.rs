@@ -557,6 +557,7 @@ impl Store {
     fn sweep(&self) -> Result<()> {
         // First: an interrupted commit's upper dir is moved back before pending layers go.
         self.sweep_containers()?;
+        self.sweep_volumes()?;
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(|e| Error::io("sweep", tmp.display(), e))? {
             let entry = entry.map_err(|e| Error::io("sweep", tmp.display(), e))?;

@@ -70,7 +70,7 @@ impl Store {
             return Ok((v, false));
         }
         // The dir first (under tmp/, renamed into place), then the row: a crash leaves
-        // a dir the row does not name, never a row without its dir.
+        // a dir no row names (which the next sweep removes), never a row without its dir.
         let staged = self.scratch_dir("volume")?;
         let data = staged.join("_data");
         fs::create_dir(&data).map_err(|e| Error::io("create volume", data.display(), e))?;
@@ -112,6 +112,21 @@ impl Store {
             .map_err(|e| Error::sql("list volumes", "volumes", e))?;
         let rows = stmt.query_map([], volume_row).map_err(|e| Error::sql("list volumes", "volumes", e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| Error::sql("list volumes", "volumes", e))
+    }
+
+    /// Crash recovery, under the exclusive store lock: a volume dir without a row (made
+    /// and then the process died before recording it, or removed from the metadata and
+    /// then died before its dir went) is discarded.
+    pub(crate) fn sweep_volumes(&self) -> Result<()> {
+        let dir = self.root().join("volumes");
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let known: std::collections::HashSet<String> = self.volumes()?.into_iter().map(|v| v.name).collect();
+        for e in entries.flatten() {
+            if !known.contains(e.file_name().to_string_lossy().as_ref()) {
+                self.discard(&e.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// The containers (IDs) that mount volume `name`.
