@@ -50,6 +50,11 @@ impl std::fmt::Display for Platform {
     }
 }
 
+/// The platform an image config names, as an index entry's `platform` object.
+pub fn of_config(config: &layers_store::oci::ImageConfig) -> Value {
+    serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant})
+}
+
 /// `os/arch[/variant]` of an index entry, for messages.
 pub fn describe(platform: &Value) -> String {
     let mut s =

@@ -299,17 +299,36 @@ async fn first_endpoint(
     Err(last.unwrap_or_else(|| anyhow!("{reference}: no endpoint to pull from")))
 }
 
-/// A present image is tagged again and reported; nothing is fetched.
-fn already_present(store: &Store, reference: &Reference, digest: &Digest, events: &Progress) -> anyhow::Result<bool> {
+/// A present image is tagged again and reported; nothing is fetched. `required`: the
+/// platform its config must name (a single manifest's; an index entry names its own).
+fn already_present(
+    store: &Store,
+    reference: &Reference,
+    digest: &Digest,
+    required: Option<&Platform>,
+    events: &Progress,
+) -> anyhow::Result<bool> {
     let Some(img) = store.image(digest)? else {
         return Ok(false);
     };
+    if let Some(want) = required {
+        offers(reference, want, &store.config(&img)?)?;
+    }
     if let Some(t) = reference.tagged_name() {
         store.tag(&img.manifest, &t)?;
     }
     store.touch_image(&img.manifest)?;
     events.say(format!("{reference}: image is up to date ({digest})"));
     Ok(true)
+}
+
+/// Refuses an image whose config names another platform than `want`.
+fn offers(reference: &Reference, want: &Platform, config: &ImageConfig) -> anyhow::Result<()> {
+    let offered = crate::platform::of_config(config);
+    if !want.matches(&offered) {
+        bail!("{reference}: no image for platform {want}: it is {} only", describe(&offered));
+    }
+    Ok(())
 }
 
 async fn pull(
@@ -330,33 +349,21 @@ async fn pull(
         required = None;
         let chosen = pick_platform(&top, platform).with_context(|| reference.to_string())?;
         // Checked before fetching it: a present image costs the index request alone.
-        if already_present(&store, reference, &chosen, events)? {
+        if already_present(&store, reference, &chosen, None, events)? {
             return Ok(chosen);
         }
         let notices = events.notices();
         (bytes, digest) = fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
     }
-    // A single manifest's platform is its config's, stored or fetched.
-    let offers = |config: &layers_store::oci::ImageConfig| -> anyhow::Result<()> {
-        let offered =
-            serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant});
-        match required {
-            Some(want) if !want.matches(&offered) => {
-                bail!("{reference}: no image for platform {want}: it is {} only", describe(&offered))
-            }
-            _ => Ok(()),
-        }
-    };
-    if let Some(img) = store.image(&digest)? {
-        offers(&store.config(&img)?)?;
-    }
-    if already_present(&store, reference, &digest, events)? {
+    if already_present(&store, reference, &digest, required, events)? {
         return Ok(digest);
     }
     let tag = reference.tagged_name();
 
     let (manifest, config_bytes, config) = manifest_and_config(&repo, reference, &bytes, &digest, events).await?;
-    offers(&config)?;
+    if let Some(want) = required {
+        offers(reference, want, &config)?;
+    }
 
     // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).

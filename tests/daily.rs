@@ -452,7 +452,7 @@ fn feed(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// `layers ARGS` with `answer` typed at its prompt.
+/// `layers ARGS` with `answer` on its stdin (typed at its prompt, or piped in).
 fn answering(store: &std::path::Path, answer: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
     cmd.arg("--root").arg(store).args(args);
@@ -868,16 +868,11 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
         return;
     }
     let (_work, store) = store_with_fixtures();
-    let cmd = |args: &[&str]| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
-        c.arg("--root").arg(&store).args(args);
-        c
-    };
 
     // `run -di`: our stdin reaches it, both its streams reach us apart, its exit code is ours.
     let script = "read l; echo \"got $l\"; echo oops >&2; exit 7";
     detached(&store, &["-i", "--name", "reader", "localhost/layered", "sh", "-c", script]);
-    let out = feed(cmd(&["attach", "reader"]), b"hello\n");
+    let out = answering(&store, "hello\n", &["attach", "reader"]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(stdout(&out), "got hello\n");
     assert_eq!(stderr(&out), "oops\n");
@@ -948,7 +943,7 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
         &["attach", "--detach-keys", "ctrl-a,d", "shell"],
     );
     assert!(text.ends_with("exit=1\n"), "{text}");
-    let piped = feed(cmd(&["attach", "shell"]), b"exit\n");
+    let piped = answering(&store, "exit\n", &["attach", "shell"]);
     assert_eq!(piped.status.code(), Some(125));
     assert!(stderr(&piped).contains("the input device is not a TTY"), "{}", stderr(&piped));
     // start -a on a running container attaches to it.

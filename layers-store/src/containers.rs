@@ -183,10 +183,7 @@ impl Store {
             Some(n) => n.to_string(),
             None => self.free_name(base_name)?,
         };
-        let mut raw = [0u8; 32];
-        rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| Error::errno("create container", "random id", e))?;
-        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let id = random_id("create container")?;
 
         // Made under tmp/ and renamed into place: a crash leaves tmp garbage or an
         // orphan dir the next sweep removes, never a row without its dirs.
@@ -563,6 +560,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// 32 random bytes as 64 hex digits: a container's ID, an anonymous volume's name.
+pub(crate) fn random_id(op: &'static str) -> Result<String> {
+    let mut raw = [0u8; 32];
+    rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| Error::errno(op, "random id", e))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -59,12 +59,7 @@ impl Store {
                 ))
             }
             Some(n) => n.to_string(),
-            None => {
-                let mut raw = [0u8; 32];
-                rustix::rand::getrandom(&mut raw, rustix::rand::GetRandomFlags::empty())
-                    .map_err(|e| Error::errno("create volume", "random name", e))?;
-                raw.iter().map(|b| format!("{b:02x}")).collect()
-            }
+            None => crate::containers::random_id("create volume")?,
         };
         if let Some(v) = self.volume(&name)? {
             return Ok((v, false));

@@ -57,14 +57,15 @@ pub fn image_for_container(
     registries: &RegistriesConfig,
 ) -> anyhow::Result<layers_store::metadata::ImageRow> {
     use layers_store::{ErrorKind, Reference, ShortNames};
-    let mut local = store.resolve(name).map_err(anyhow::Error::new);
-    let mut missing = matches!(&local, Err(e) if e.downcast_ref::<layers_store::Error>().is_some_and(|e| e.kind() == ErrorKind::NotFound));
+    let local = store.resolve(name);
+    let mut missing = matches!(&local, Err(e) if e.kind() == ErrorKind::NotFound);
+    let mut local = local.map_err(anyhow::Error::new);
     // A stored image of another platform is not the one asked for: Docker pulls the
     // platform asked for (or, told never to pull, says what the image is).
     if let (Some(p), Ok(row)) = (platform, &local) {
         let want = crate::platform::Platform::parse(p)?;
         let config = store.config(row)?;
-        let has = serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant});
+        let has = crate::platform::of_config(&config);
         if !want.matches(&has) {
             local = Err(anyhow::anyhow!(
                 "image {name} is {}, not the platform asked for ({want})",

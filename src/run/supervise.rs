@@ -190,16 +190,9 @@ pub fn wait(
             }
         }
         if let (Some(p), true) = (&stdin_pipe, stdin_pipe_open) {
+            // It closed its stdin: what is typed from now on goes nowhere.
             if stdin_pipe_ev.contains(PollFlags::OUT) {
-                match rustix::io::write(p, &to_pty) {
-                    Ok(n) => drop(to_pty.drain(..n)),
-                    Err(Errno::AGAIN | Errno::INTR) => {}
-                    // It closed its stdin: what is typed from now on goes nowhere.
-                    Err(_) => {
-                        to_pty.clear();
-                        stdin_pipe_open = false;
-                    }
-                }
+                stdin_pipe_open = feed(p, &mut to_pty);
             } else if stdin_pipe_ev.intersects(PollFlags::ERR | PollFlags::HUP) {
                 to_pty.clear();
                 stdin_pipe_open = false;
@@ -229,11 +222,7 @@ pub fn wait(
         }
         if let (Some(r), true) = (&relay, master_open) {
             if master_ev.contains(PollFlags::OUT) {
-                match rustix::io::write(&r.master, &to_pty) {
-                    Ok(n) => drop(to_pty.drain(..n)),
-                    Err(Errno::AGAIN | Errno::INTR) => {}
-                    Err(_) => to_pty.clear(),
-                }
+                feed(&r.master, &mut to_pty);
             }
             if !master_ev.is_empty() && !pump(&r.master, &mut outputs, &mut buf) {
                 master_open = false;
@@ -273,6 +262,20 @@ pub fn wait(
         a.finish(super::exit_code(status));
     }
     Ok(status)
+}
+
+/// Writes what it takes of `keys` to the container's stdin (its pty or pipe); false,
+/// with the keys dropped, once that is closed.
+fn feed(stdin: &OwnedFd, keys: &mut Vec<u8>) -> bool {
+    match rustix::io::write(stdin, keys) {
+        Ok(n) => drop(keys.drain(..n)),
+        Err(Errno::AGAIN | Errno::INTR) => {}
+        Err(_) => {
+            keys.clear();
+            return false;
+        }
+    }
+    true
 }
 
 /// Passes one read of the pty on (as stdout); false once it has nothing more to give.
