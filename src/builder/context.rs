@@ -182,6 +182,18 @@ pub struct Attrs {
     pub keep_owner: bool,
 }
 
+impl Attrs {
+    /// Every entry keeps its own owner and mode.
+    pub fn kept() -> Attrs {
+        Attrs { keep_owner: true, ..Attrs::default() }
+    }
+
+    /// Everything owned by `uid`:`gid`, modes kept.
+    pub fn owned_by(uid: u32, gid: u32) -> Attrs {
+        Attrs { uid, gid, ..Attrs::default() }
+    }
+}
+
 /// Whether `rel` in `tree` is a tar archive, plain or gzip/zstd-compressed (ADD extracts those).
 pub fn is_archive(tree: &Tree, rel: &Path) -> bool {
     let Ok(mut f) = tree.open_file(rel) else { return false };

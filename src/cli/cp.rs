@@ -87,14 +87,15 @@ pub fn cp(store: &Store, a: &CpArgs) -> anyhow::Result<ExitCode> {
             let c = store.resolve_container(name)?;
             let root = ContainerRoot::of(store, &c)?;
             let tree = Tree::open(&root.path, &format!("container {}", c.name))?;
-            let attrs = if a.archive { keep() } else { owned_by(rustix::process::getuid(), rustix::process::getgid()) };
+            let ours = Attrs::owned_by(rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+            let attrs = if a.archive { Attrs::kept() } else { ours };
             copy_out(&tree, &in_root(path), Path::new(&a.destination), attrs)
                 .with_context(|| format!("cp {}:{path} {}", c.name, a.destination))?;
         }
         (None, Some((name, path))) => {
             let c = store.resolve_container(name)?;
             let root = ContainerRoot::of(store, &c)?;
-            let attrs = if a.archive { keep() } else { Attrs { uid: 0, gid: 0, mode: None, keep_owner: false } };
+            let attrs = if a.archive { Attrs::kept() } else { Attrs::owned_by(0, 0) };
             copy_in(Path::new(&a.source), &root.path, &in_root(path), &c.name, attrs)
                 .with_context(|| format!("cp {} {}:{path}", a.source, c.name))?;
         }
@@ -102,14 +103,6 @@ pub fn cp(store: &Store, a: &CpArgs) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("cp: one side must be CONTAINER:PATH"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn keep() -> Attrs {
-    Attrs { uid: 0, gid: 0, mode: None, keep_owner: true }
-}
-
-fn owned_by(uid: rustix::process::Uid, gid: rustix::process::Gid) -> Attrs {
-    Attrs { uid: uid.as_raw(), gid: gid.as_raw(), mode: None, keep_owner: false }
 }
 
 /// Copies `rel` from the container tree to `dest` on the host, as `docker cp` lays

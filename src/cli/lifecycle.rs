@@ -126,7 +126,7 @@ fn populate_volumes(
                 return Ok(());
             }
             let plan = context::plan(&tree, &[rel], "/", &Default::default())?;
-            context::copy(&tree, &plan, &data, Attrs { uid: 0, gid: 0, mode: None, keep_owner: true })
+            context::copy(&tree, &plan, &data, Attrs::kept())
         })();
         let _ = std::fs::remove_dir_all(&scratch);
         filled.with_context(|| format!("fill volume {name} from the image's {target}"))?;

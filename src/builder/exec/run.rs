@@ -89,7 +89,7 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
                         let real = context::resolve_dest(&root, source)?;
                         let tree = Tree::open(&root.join(&real), &format!("--mount target={target}: from="))?;
                         let plan = context::plan(&tree, &[PathBuf::new()], "/", &Patterns::default())?;
-                        context::copy(&tree, &plan, &dir, Attrs { keep_owner: true, ..Attrs::default() })
+                        context::copy(&tree, &plan, &dir, Attrs::kept())
                             .with_context(|| format!("--mount target={target}: seed the cache"))?;
                     }
                 }
