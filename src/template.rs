@@ -38,6 +38,21 @@ impl Format {
     }
 }
 
+/// What a listing verb (`images`, `ps`, `history`, `volume ls`, `network ls`) prints:
+/// `rows` as `--format` says, by default as the `table` template of `columns`.
+pub fn listing(
+    format: Option<&str>,
+    columns: &str,
+    headers: &[(&str, &str)],
+    rows: &[serde_json::Value],
+) -> anyhow::Result<String> {
+    let format = match Format::parse(format) {
+        Format::Table => Format::Template { table: true, text: columns.to_string() },
+        f => f,
+    };
+    Ok(render(&format, headers, rows)?.trim_end_matches('\n').to_string())
+}
+
 /// What an `inspect` verb prints for `docs`: a pretty JSON array, or with `--format`
 /// the template (or `json`) over each document.
 pub fn inspected(format: Option<&str>, docs: &[serde_json::Value]) -> anyhow::Result<String> {

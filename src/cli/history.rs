@@ -6,7 +6,7 @@ use clap::Args;
 use layers_store::Store;
 
 use crate::format;
-use crate::template::{self, Format};
+use crate::template;
 
 /// Arguments of `layers history`.
 #[derive(Args)]
@@ -77,14 +77,7 @@ pub fn history(store: &Store, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
     if let Some(top) = rows.first_mut() {
         top["ID"] = id.into();
     }
-    let format = match Format::parse(a.format.as_deref()) {
-        Format::Table => Format::Template {
-            table: true,
-            text: "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}".into(),
-        },
-        f => f,
-    };
-    let out = template::render(&format, HEADERS, &rows)?;
-    outln!("{}", out.trim_end_matches('\n'));
+    let columns = "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+    outln!("{}", template::listing(a.format.as_deref(), columns, HEADERS, &rows)?);
     Ok(ExitCode::SUCCESS)
 }

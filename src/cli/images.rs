@@ -8,7 +8,7 @@ use layers_store::catalog::Removed;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::format;
-use crate::template::{self, Format};
+use crate::template;
 
 /// Arguments of `layers images`.
 #[derive(Args)]
@@ -121,17 +121,10 @@ pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let format = match Format::parse(a.format.as_deref()) {
-        Format::Table => {
-            let digest = if a.digests { "\t{{.Digest}}" } else { "" };
-            let t =
-                format!("{{{{.Repository}}}}\t{{{{.Tag}}}}{digest}\t{{{{.ID}}}}\t{{{{.CreatedSince}}}}\t{{{{.Size}}}}");
-            Format::Template { table: true, text: t }
-        }
-        f => f,
-    };
-    let out = template::render(&format, IMAGE_HEADERS, &rows)?;
-    outln!("{}", out.trim_end_matches('\n'));
+    let digest = if a.digests { "\t{{.Digest}}" } else { "" };
+    let columns =
+        format!("{{{{.Repository}}}}\t{{{{.Tag}}}}{digest}\t{{{{.ID}}}}\t{{{{.CreatedSince}}}}\t{{{{.Size}}}}");
+    outln!("{}", template::listing(a.format.as_deref(), &columns, IMAGE_HEADERS, &rows)?);
     Ok(ExitCode::SUCCESS)
 }
 

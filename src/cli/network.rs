@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use crate::template::{self, Format};
+use crate::template;
 
 /// `layers network …`.
 #[derive(Subcommand)]
@@ -101,14 +101,9 @@ pub fn network(c: &NetworkCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let format = match Format::parse(a.format.as_deref()) {
-                Format::Table => {
-                    Format::Template { table: true, text: "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}".into() }
-                }
-                f => f,
-            };
             let headers = [("ID", "NETWORK ID"), ("Name", "NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE")];
-            outln!("{}", template::render(&format, &headers, &rows)?.trim_end_matches('\n'));
+            let columns = "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
+            outln!("{}", template::listing(a.format.as_deref(), columns, &headers, &rows)?);
         }
         NetworkCommand::Inspect(a) => {
             let mut out = Vec::new();

@@ -11,7 +11,7 @@ use layers_store::{ContainerRow, Store};
 use super::options::{label_matches, ContainerOptions, Mount};
 use crate::format;
 use crate::run::state::Status;
-use crate::template::{self, Format};
+use crate::template;
 
 /// Arguments of `layers ps`.
 #[derive(Args)]
@@ -102,16 +102,9 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<serde_json::Value> = seen.iter().map(|s| row(store, s, !a.no_trunc, a.size)).collect();
-    let format = match Format::parse(a.format.as_deref()) {
-        Format::Table => {
-            let size = if a.size { "\t{{.Size}}" } else { "" };
-            let t = format!("{{{{.ID}}}}\t{{{{.Image}}}}\t{{{{.Command}}}}\t{{{{.RunningFor}}}}\t{{{{.Status}}}}\t{{{{.Ports}}}}\t{{{{.Names}}}}{size}");
-            Format::Template { table: true, text: t }
-        }
-        f => f,
-    };
-    let out = template::render(&format, HEADERS, &rows)?;
-    outln!("{}", out.trim_end_matches('\n'));
+    let size = if a.size { "\t{{.Size}}" } else { "" };
+    let columns = format!("{{{{.ID}}}}\t{{{{.Image}}}}\t{{{{.Command}}}}\t{{{{.RunningFor}}}}\t{{{{.Status}}}}\t{{{{.Ports}}}}\t{{{{.Names}}}}{size}");
+    outln!("{}", template::listing(a.format.as_deref(), &columns, HEADERS, &rows)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use layers_store::volumes::VolumeRow;
 use layers_store::Store;
 
-use crate::template::{self, Format};
+use crate::template;
 
 /// `layers volume …`.
 #[derive(Subcommand)]
@@ -126,13 +126,9 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let format = match Format::parse(a.format.as_deref()) {
-                Format::Table => Format::Template { table: true, text: "{{.Driver}}\t{{.Name}}".into() },
-                f => f,
-            };
             let headers =
                 [("Driver", "DRIVER"), ("Name", "VOLUME NAME"), ("Mountpoint", "MOUNTPOINT"), ("Scope", "SCOPE")];
-            outln!("{}", template::render(&format, &headers, &rows)?.trim_end_matches('\n'));
+            outln!("{}", template::listing(a.format.as_deref(), "{{.Driver}}\t{{.Name}}", &headers, &rows)?);
         }
         VolumeCommand::Inspect(a) => {
             let mut out = Vec::new();
