@@ -111,7 +111,7 @@ fn send(sock: &Mutex<UnixStream>, kind: u8, body: &[u8]) -> std::io::Result<()> 
 /// Sends our terminal's size as the container's.
 fn send_size(sock: &Mutex<UnixStream>, grow: u16) {
     if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdout()) {
-        let (r, c) = ((size.ws_row + grow).to_be_bytes(), (size.ws_col + grow).to_be_bytes());
+        let (r, c) = (size.ws_row.saturating_add(grow).to_be_bytes(), size.ws_col.saturating_add(grow).to_be_bytes());
         let _ = send(sock, socket::RESIZE, &[r[0], r[1], c[0], c[1]]);
     }
 }
