@@ -172,11 +172,10 @@ impl Repository {
         name: &str,
         creds: Option<Credentials>,
     ) -> Result<Repository, RequestError> {
-        // ring rather than aws-lc: same TLS, half the build time. Already installed is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = super::tls::client_config(tls_verify).map_err(|e| RequestError::Certificate(e.to_string()))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("layers/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(!tls_verify)
+            .tls_backend_preconfigured(tls)
             .connect_timeout(super::connect_timeout())
             // A stalled transfer is a dropped connection: retried, and resumed for blobs.
             .read_timeout(super::stall_timeout())

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod helpers;
 pub mod rate;
 pub mod resume;
+pub mod tls;
 pub mod upload;
 
 pub use client::{Repository, RequestError};

@@ -24,8 +24,9 @@ pub struct RegistrySource {
     repo: Arc<Repository>,
     /// `HOST/NAME`, for mounts into another repository of the same registry.
     pub reference: Reference,
-    /// Runs the layer fetches, also while the build goes on (`prefetch`); started
-    /// with the first and stopped before a container starts (`settle`).
+    /// Runs the layer fetches, also while the build goes on (`prefetch`): the one
+    /// that read the manifest, stopped before a container starts (`settle`) and
+    /// started again by a later fetch.
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     /// Four fetches at once, as a pull does.
     limit: Arc<tokio::sync::Semaphore>,
@@ -59,11 +60,11 @@ impl RegistrySource {
             let config = crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?;
             anyhow::Ok((manifest, config))
         })?;
-        drop(rt);
         let source = RegistrySource {
             repo,
             reference: r,
-            rt: Mutex::default(),
+            // Kept: the layer fetches reuse its threads and its connection to the registry.
+            rt: Mutex::new(Some(rt)),
             limit: Arc::new(tokio::sync::Semaphore::new(4)),
             started: Mutex::default(),
             handle: Mutex::default(),
