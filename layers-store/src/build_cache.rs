@@ -4,6 +4,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::content_hash::ContentHash;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::{now, ImageRow};
@@ -153,7 +154,7 @@ impl Store {
     }
 
     /// The content digests last computed for files with these stamps (None: not known).
-    pub fn known_file_digests(&self, stamps: &[FileStamp]) -> Result<Vec<Option<Digest>>> {
+    pub fn known_file_digests(&self, stamps: &[FileStamp]) -> Result<Vec<Option<ContentHash>>> {
         let md = self.md();
         // One read transaction (rolled back on drop: it only reads): SQLite locks the
         // file once, not twice per file.
@@ -171,13 +172,14 @@ impl Store {
                     .query_row(params![s.dev as i64, s.ino as i64, s.size as i64, s.mtime_ns, s.ctime_ns], |r| r.get(0))
                     .optional()
                     .map_err(|e| Error::sql("read file digests", s.ino, e))?;
-                found.map(|d| Digest::parse(&d)).transpose()
+                // A row an older version wrote (sha256) is not known: hashed again, and replaced.
+                Ok(found.and_then(|d| ContentHash::parse(&d)))
             })
             .collect()
     }
 
     /// Remembers files' content digests by stamp (one per inode: the newest wins).
-    pub fn remember_file_digests(&self, found: &[(FileStamp, Digest)]) -> Result<()> {
+    pub fn remember_file_digests(&self, found: &[(FileStamp, ContentHash)]) -> Result<()> {
         if found.is_empty() {
             return Ok(());
         }

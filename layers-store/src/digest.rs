@@ -25,13 +25,7 @@ impl Digest {
         if hex.len() != 64 {
             return Err(bad("want 64 hex characters after sha256:"));
         }
-        let mut out = [0u8; 32];
-        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-            let hi = hex_val(pair[0]).ok_or_else(|| bad("want lowercase hex"))?;
-            let lo = hex_val(pair[1]).ok_or_else(|| bad("want lowercase hex"))?;
-            out[i] = (hi << 4) | lo;
-        }
-        Ok(Digest(out))
+        parse_hex(hex).map(Digest).ok_or_else(|| bad("want lowercase hex"))
     }
 
     /// The digest of a byte slice.
@@ -41,19 +35,34 @@ impl Digest {
 
     /// The 64 hex characters, which name the blob or layer on disk.
     pub fn hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 15) as usize] as char);
-        }
-        s
+        to_hex(&self.0)
     }
 
     /// The first 12 hex characters, as Docker shows image IDs.
     pub fn short(&self) -> String {
         self.hex()[..12].to_string()
     }
+}
+
+pub(crate) fn to_hex(bytes: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub(crate) fn parse_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+    }
+    Some(out)
 }
 
 fn hex_val(c: u8) -> Option<u8> {

@@ -26,6 +26,7 @@ pub mod budget;
 pub mod build_cache;
 pub mod catalog;
 pub mod compression;
+pub mod content_hash;
 // Container ids and generated names beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod containers;
@@ -64,6 +65,7 @@ pub mod walk;
 
 pub use compression::Compression;
 pub use containers::ContainerRow;
+pub use content_hash::ContentHash;
 pub use digest::{ChainId, DiffId, Digest};
 pub use error::{Error, ErrorKind, Result};
 pub use record::ImageBlobs;

@@ -13,7 +13,6 @@
 //! The listing is kept zstd-compressed in the metadata; its digest names it.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -56,16 +55,8 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 fn content_digest(p: &Path) -> std::io::Result<[u8; 32]> {
-    let mut f = fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(p)?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(*h.finalize().as_bytes());
-        }
-        h.update(&buf[..n]);
-    }
+    let f = fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(p)?;
+    Ok(crate::content_hash::ContentHash::of_reader(f)?.0)
 }
 
 fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &ContentDigests) -> Result<()> {

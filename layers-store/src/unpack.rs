@@ -97,8 +97,15 @@ pub fn unpack_hashing(
     let (tar_tx, tar_rx) = pipe();
     thread::scope(|s| {
         let verify = expected_blob.is_some();
-        let read = s.spawn(move || read_stage(input, blob_sink, blob_tx, verify));
-        let decode = s.spawn(move || decode_stage(blob_rx, tar_tx, limits));
+        // Named, so a profile tells the stages apart.
+        let read = thread::Builder::new()
+            .name("layer-read".into())
+            .spawn_scoped(s, move || read_stage(input, blob_sink, blob_tx, verify))
+            .map_err(|e| Error::io("unpack", "layer", e))?;
+        let decode = thread::Builder::new()
+            .name("layer-decode".into())
+            .spawn_scoped(s, move || decode_stage(blob_rx, tar_tx, limits))
+            .map_err(|e| Error::io("unpack", "layer", e))?;
         let mut tar = tar_rx.reader(true);
         let written = extract(&mut tar, root, limits, digests);
         if written.is_err() {

@@ -12,6 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{bail, Context};
 use layers_store::build_cache::FileStamp;
 use layers_store::digest::{Digest, Hasher};
+use layers_store::ContentHash;
 use layers_store::Store;
 use rustix::fs::{openat2, AtFlags, Mode, OFlags, ResolveFlags};
 
@@ -284,16 +285,28 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
     const SETTLED_NS: i64 = 2_000_000_000;
     let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let regular = |e: &Entry| e.link.is_none() && kind(&e.stat) == rustix::fs::FileType::RegularFile;
-    let stamps: Vec<FileStamp> = plan.items.iter().filter(|(e, _)| regular(e)).map(|(e, _)| stamp(&e.stat)).collect();
-    let cached = match known {
+    let files: Vec<&Entry> = plan.items.iter().map(|(e, _)| e).filter(|e| regular(e)).collect();
+    let stamps: Vec<FileStamp> = files.iter().map(|e| stamp(&e.stat)).collect();
+    let mut hashes = match known {
         Some(store) => store.known_file_digests(&stamps)?,
         None => vec![None; stamps.len()],
     };
+    let unknown: Vec<usize> = (0..files.len()).filter(|i| hashes[*i].is_none()).collect();
+    for (i, h) in hash_files(tree, &files, &unknown)? {
+        hashes[i] = Some(h);
+    }
+    if let Some(store) = known {
+        let settled = |s: &FileStamp| s.ctime_ns.max(s.mtime_ns) < now_ns - SETTLED_NS;
+        let learned: Vec<_> = unknown
+            .iter()
+            .filter(|i| settled(&stamps[**i]))
+            .filter_map(|i| hashes[*i].map(|h| (stamps[*i], h)))
+            .collect();
+        store.remember_file_digests(&learned)?;
+    }
     // In plan order, one per regular file.
-    let mut regulars = stamps.into_iter().zip(cached);
+    let mut regulars = hashes.into_iter();
     let mut h = Hasher::new();
-    let mut buf = vec![0u8; 128 << 10];
-    let mut learned = Vec::new();
     let mut entries = Vec::with_capacity(plan.items.len());
     for (e, target) in &plan.items {
         let mut entry = Hasher::new();
@@ -312,36 +325,50 @@ pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Sto
             h.update(l);
             entry.update(l);
         } else if regular(e) {
-            let (stamp, cached) = regulars.next().context("a regular file without its stamp")?;
-            let digest = match cached {
-                Some(d) => d,
-                None => {
-                    let mut file_hash = Hasher::new();
-                    let mut f = tree.open_file(&e.rel)?;
-                    loop {
-                        let n = f.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        file_hash.update(&buf[..n]);
-                    }
-                    let d = file_hash.finish();
-                    if known.is_some() && stamp.ctime_ns.max(stamp.mtime_ns) < now_ns - SETTLED_NS {
-                        learned.push((stamp, d));
-                    }
-                    d
-                }
-            };
-            h.update(digest.to_string().as_bytes());
-            entry.update(digest.to_string().as_bytes());
+            let content = regulars.next().flatten().context("a regular file without its hash")?.to_string();
+            h.update(content.as_bytes());
+            entry.update(content.as_bytes());
         }
         let name = if e.rel.as_os_str().is_empty() { ".".to_string() } else { e.rel.display().to_string() };
         entries.push((name, entry.finish()));
     }
-    if let Some(store) = known {
-        store.remember_file_digests(&learned)?;
-    }
     Ok(Content { digest: h.finish(), entries })
+}
+
+/// Hashes `files[i]` for each `i` in `which`, on every core: a context is often many
+/// small files, or a few large ones, and reading and hashing it is the plan's cost.
+fn hash_files(tree: &Tree, files: &[&Entry], which: &[usize]) -> anyhow::Result<Vec<(usize, ContentHash)>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> anyhow::Result<Vec<(usize, ContentHash)>> {
+        let mut buf = vec![0u8; 256 << 10];
+        let mut done = Vec::new();
+        loop {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = which.get(n) else { return Ok(done) };
+            let (rel, size) = (&files[i].rel, files[i].stat.st_size as u64);
+            let f = tree.open_file(rel)?;
+            // A file alone large enough is split among the cores itself.
+            let h = if which.len() == 1 && size >= layers_store::content_hash::PARALLEL_MIN {
+                ContentHash::of_file(&f, size, cores)
+            } else {
+                ContentHash::of_reader_with(f, &mut buf)
+            };
+            done.push((i, h.with_context(|| format!("{}: read {}", tree.name, rel.display()))?));
+        }
+    };
+    let threads = cores.min(which.len());
+    if threads <= 1 {
+        return work();
+    }
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work()?;
+        for h in helpers {
+            all.extend(h.join().map_err(|_| anyhow::anyhow!("hashing the build context panicked"))??);
+        }
+        Ok(all)
+    })
 }
 
 fn stamp(st: &rustix::fs::Stat) -> FileStamp {
