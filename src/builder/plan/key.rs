@@ -13,12 +13,13 @@
 //!   context the content digest of what it shows);
 //! - COPY/ADD: `copy` with `text`, `chown`, `chmod`, `parents`, `link`, `exclude`,
 //!   and `content` (the digest of the selected files: paths, types, modes, sizes,
-//!   contents, link targets), or for `--from` a stage's key or an image's manifest.
+//!   link targets, and each regular file's content by its BLAKE3 hash), or for
+//!   `--from` a stage's key or an image's manifest.
 
 use layers_store::digest::{Digest, Hasher};
 
 /// The preamble; a change in what keys cover changes it, so old entries never match.
-const PREAMBLE: &str = "layers-build-key-v2";
+const PREAMBLE: &str = "layers-build-key-v3";
 
 /// Builds one key.
 pub struct Key(Hasher);
