@@ -399,8 +399,8 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
 }
 
 #[test]
-fn self_signed_tls_registries_are_refused_unless_tls_verify_is_off() {
-    if !need_root("self_signed_tls_registries_are_refused_unless_tls_verify_is_off") {
+fn tls_registries_are_refused_unless_their_ca_is_trusted_or_tls_verify_is_off() {
+    if !need_root("tls_registries_are_refused_unless_their_ca_is_trusted_or_tls_verify_is_off") {
         return;
     }
     let layout = fixtures().join("oci");
@@ -419,6 +419,17 @@ fn self_signed_tls_registries_are_refused_unless_tls_verify_is_off() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&reg.addr) && err.to_lowercase().contains("certificate"), "{err}");
     assert!(stdout(&layers(&store, &["images", "-q"])).trim().is_empty());
+    // Verification on, the registry's CA trusted (the system's roots are loaded when the
+    // first certificate is checked, and SSL_CERT_FILE is among them).
+    let trusted = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(work.path().join("trusting"))
+        .args(["--registries-config", config, "pull", &image])
+        .env("SSL_CERT_FILE", reg.tls_ca())
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
     let out = layers(&store, &["--registries-config", config, "pull", "--tls-verify=false", &image]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_as_umoci(&store, &image, &layout, "two-layers", work.path());

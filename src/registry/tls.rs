@@ -10,14 +10,11 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 /// A rustls config for registry connections: the platform's verifier behind a lazy
-/// load, or no verification at all when `tls_verify` is off (`--tls-verify=false`).
+/// load, or no certificate check at all when `tls_verify` is off (`--tls-verify=false`).
 pub fn client_config(tls_verify: bool) -> Result<ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if tls_verify {
-        Arc::new(LazyRoots { provider: provider.clone(), loaded: OnceLock::new() })
-    } else {
-        Arc::new(AcceptAny { provider: provider.clone() })
-    };
+    let check = if tls_verify { Check::Roots(OnceLock::new()) } else { Check::AnyCertificate };
+    let verifier = Arc::new(RegistryCerts { provider: provider.clone(), check });
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -28,23 +25,24 @@ pub fn client_config(tls_verify: bool) -> Result<ClientConfig, rustls::Error> {
     Ok(config)
 }
 
-/// The platform verifier (system roots, `SSL_CERT_FILE`/`SSL_CERT_DIR`), made on first use.
+/// How a registry's certificate is checked. Either way the handshake's signatures are
+/// checked against the certificate shown (the peer holds its key), as the platform
+/// verifier itself does.
 #[derive(Debug)]
-struct LazyRoots {
+struct RegistryCerts {
     provider: Arc<CryptoProvider>,
-    loaded: OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+    check: Check,
 }
 
-impl LazyRoots {
-    fn verifier(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
-        self.loaded
-            .get_or_init(|| rustls_platform_verifier::Verifier::new(self.provider.clone()).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| rustls::Error::General(format!("load the system's trust roots: {e}")))
-    }
+#[derive(Debug)]
+enum Check {
+    /// The platform verifier (system roots, `SSL_CERT_FILE`/`SSL_CERT_DIR`), made on first use.
+    Roots(OnceLock<Result<rustls_platform_verifier::Verifier, String>>),
+    /// `--tls-verify=false`: any certificate is taken.
+    AnyCertificate,
 }
 
-impl ServerCertVerifier for LazyRoots {
+impl ServerCertVerifier for RegistryCerts {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -53,49 +51,12 @@ impl ServerCertVerifier for LazyRoots {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier()?.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier()?.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `--tls-verify=false`: any certificate is taken, but the handshake's signatures are
-/// still checked against it (the peer holds the key of the certificate it showed).
-#[derive(Debug)]
-struct AcceptAny {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Check::Roots(loaded) = &self.check else { return Ok(ServerCertVerified::assertion()) };
+        let verifier = loaded
+            .get_or_init(|| rustls_platform_verifier::Verifier::new(self.provider.clone()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| rustls::Error::General(format!("load the system's trust roots: {e}")))?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
     fn verify_tls12_signature(

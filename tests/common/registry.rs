@@ -26,6 +26,50 @@ fn self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
     (key, cert)
 }
 
+/// A key and certificate for 127.0.0.1 signed by a CA of its own (`tls-ca.pem` in `dir`):
+/// trusting that CA makes the certificate valid, as a private registry's would be.
+fn ca_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (ca_key, ca) = self_signed(dir, "tls-ca", "layers test CA");
+    let (key, csr, cert, ext) =
+        (dir.join("tls-key.pem"), dir.join("tls.csr"), dir.join("tls-cert.pem"), dir.join("tls.ext"));
+    fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let st = Command::new("openssl").args(args).stderr(Stdio::null()).status().unwrap();
+        assert!(st.success(), "openssl {args:?}");
+    };
+    let s = |x: &str| std::ffi::OsString::from(x);
+    run(&[
+        &s("req"),
+        &s("-newkey"),
+        &s("rsa:2048"),
+        &s("-nodes"),
+        &s("-subj"),
+        &s("/CN=127.0.0.1"),
+        &s("-keyout"),
+        key.as_os_str(),
+        &s("-out"),
+        csr.as_os_str(),
+    ]);
+    run(&[
+        &s("x509"),
+        &s("-req"),
+        &s("-days"),
+        &s("1"),
+        &s("-in"),
+        csr.as_os_str(),
+        &s("-CA"),
+        ca.as_os_str(),
+        &s("-CAkey"),
+        ca_key.as_os_str(),
+        &s("-CAcreateserial"),
+        &s("-extfile"),
+        ext.as_os_str(),
+        &s("-out"),
+        cert.as_os_str(),
+    ]);
+    (key, cert)
+}
+
 /// A CNCF distribution registry (`docker-registry`) on a free loopback port with
 /// its own storage, stopped on drop.
 pub struct Registry {
@@ -71,12 +115,18 @@ impl Registry {
         r
     }
 
-    /// A registry speaking https with a self-signed certificate for 127.0.0.1.
+    /// A registry speaking https with a certificate for 127.0.0.1 that no system root
+    /// signed (its own CA did: [`Registry::tls_ca`]).
     pub fn start_with_tls() -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let (key, cert) = self_signed(dir.path(), "tls", "127.0.0.1");
+        let (key, cert) = ca_signed(dir.path());
         let tls = format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display());
         Self::launch(dir, &tls, String::new())
+    }
+
+    /// The CA that signed a TLS registry's certificate.
+    pub fn tls_ca(&self) -> PathBuf {
+        self._dir.path().join("tls-ca-cert.pem")
     }
 
     /// Requests the token issuer received (bearer-auth registries only).
