@@ -1,0 +1,361 @@
+//! The writing end of an unpack: tar entries into a tree beneath its root (openat2,
+//! no symlink followed out), OCI whiteouts made overlay whiteouts, file contents
+//! hashed for the layer's tree listing as they are written.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+
+use rustix::fs::FileType;
+use rustix::io::Errno;
+
+use super::{Limits, CHUNK};
+use crate::error::{Error, ErrorKind, Result};
+use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
+use crate::tar::{Entry, EntryKind, TarError, TarReader};
+use crate::tar_sparse::SparseMap;
+use crate::tree::ContentDigests;
+
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+/// Writes every entry of the tar stream `reader` into `root`; returns the entry count.
+pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
+    let mut tar = TarReader::new(reader, limits.max_header);
+    let mut x = Extractor {
+        root,
+        cache: None,
+        dir_times: HashMap::new(),
+        buf: vec![0u8; CHUNK],
+        digests,
+        holes: 0,
+        max_bytes: limits.max_bytes,
+    };
+    let mut entries: u64 = 0;
+    while let Some(entry) = tar.next_entry().map_err(|e| tar_error(e, entries))? {
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                "unpack",
+                "layer",
+                format!("more than {} entries", limits.max_entries),
+            ));
+        }
+        x.entry(&mut tar, &entry)?;
+    }
+    x.finish()?;
+    Ok(entries)
+}
+
+fn tar_error(e: TarError, entries: u64) -> Error {
+    let subject = format!("tar entry #{}", entries + 1);
+    match e {
+        TarError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Error::new(ErrorKind::InvalidInput, "read tar", subject, "stream ends early (truncated layer)")
+        }
+        TarError::Io(e) => Error::io("read tar", subject, e),
+        TarError::Malformed(m) | TarError::Unsupported(m) => {
+            Error::new(ErrorKind::InvalidInput, "read tar", subject, m)
+        }
+        TarError::Limit(m) => Error::new(ErrorKind::LimitExceeded, "read tar", subject, m),
+    }
+}
+
+struct Extractor<'r> {
+    root: &'r Root,
+    /// The last parent directory opened; most entries share their predecessor's.
+    cache: Option<(Vec<u8>, Subdir)>,
+    /// Directory mtimes, applied at the end so writing children cannot move them.
+    dir_times: HashMap<Vec<u8>, Meta>,
+    buf: Vec<u8>,
+    /// Content digests of the files written, for the layer's tree listing.
+    digests: &'r mut ContentDigests,
+    /// Bytes of sparse files' holes so far, and what they may add up to.
+    holes: u64,
+    max_bytes: u64,
+}
+
+/// Names an entry in messages, printable whatever bytes it holds.
+fn entry_subject(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let s: String =
+        if s.len() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.into_owned() };
+    format!("layer entry {s:?}")
+}
+
+impl Extractor<'_> {
+    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<()> {
+        let subject = || entry_subject(&e.path);
+        let path = RelPath::parse(&e.path)
+            .map_err(|rule| Error::new(ErrorKind::Unsafe, "unpack", subject(), rule.to_string()))?;
+        let (parent, name) = path.split_last();
+        let meta = Meta { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime };
+        let io_err = |err: io::Error| map_io(subject(), err);
+
+        if let Some(target) = name.strip_prefix(b".wh.") {
+            return self.whiteout(parent, target, &meta, &subject);
+        }
+        if name.is_empty() {
+            if e.kind != EntryKind::Dir {
+                return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "entry would replace the layer root"));
+            }
+            let top = self.root.top().map_err(io_err)?;
+            top.set_owner_mode(&meta).map_err(io_err)?;
+            apply_xattrs(&e.xattrs, |k, v| top.set_xattr(k, v)).map_err(io_err)?;
+            self.dir_times.insert(Vec::new(), meta);
+            return Ok(());
+        }
+
+        let dir = self.parent(parent, &subject)?;
+        match e.kind {
+            EntryKind::Dir => {
+                if dir.existing(name).map_err(io_err)? == crate::root::Existing::Other {
+                    dir.remove(name).map_err(io_err)?;
+                    self.cache = None;
+                }
+                let dir = self.parent(parent, &subject)?;
+                dir.mkdir(name).map_err(io_err)?;
+                let child = dir.child_dir(name).map_err(io_err)?;
+                child.set_owner_mode(&meta).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| child.set_xattr(k, v)).map_err(io_err)?;
+                self.dir_times.insert(path.as_bytes().to_vec(), meta);
+            }
+            EntryKind::File => {
+                let file = match dir.create_file(name) {
+                    Ok(f) => f,
+                    Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                        dir.remove(name).map_err(io_err)?;
+                        self.cache = None;
+                        self.parent(parent, &subject)?.create_file(name).map_err(io_err)?
+                    }
+                    Err(err) => return Err(io_err(err)),
+                };
+                match &e.sparse {
+                    None => self.copy_data(tar, &file).map_err(io_err)?,
+                    Some(map) => {
+                        // Holes count against the layer's size limit as if written:
+                        // whoever reads the file (a hash, a copy) reads them.
+                        self.holes = self.holes.saturating_add(map.size.saturating_sub(e.size));
+                        if self.holes > self.max_bytes {
+                            return Err(Error::new(
+                                ErrorKind::LimitExceeded,
+                                "unpack",
+                                subject(),
+                                format!("sparse files larger than the limit of {} bytes", self.max_bytes),
+                            ));
+                        }
+                        self.copy_sparse(tar, &file, map).map_err(io_err)?
+                    }
+                }
+                set_owner_mode_fd(file.as_fd(), &meta).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v)).map_err(io_err)?;
+                set_mtime_fd(file.as_fd(), &meta).map_err(io_err)?;
+            }
+            EntryKind::Symlink => {
+                self.replace(parent, name, &subject, |d| d.symlink(name, &e.link))?;
+                let dir = self.parent(parent, &subject)?;
+                dir.set_meta_at(name, &meta, true).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
+            }
+            EntryKind::Hardlink => {
+                let target = RelPath::parse(&e.link).map_err(|rule| {
+                    Error::new(ErrorKind::Unsafe, "unpack", subject(), format!("hardlink target: {rule}"))
+                })?;
+                if target == path {
+                    return Ok(());
+                }
+                let (tparent, tname) = target.split_last();
+                if tname.is_empty() {
+                    return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "hardlink to the layer root"));
+                }
+                let tdir = self.root.dir(tparent, false).map_err(|err| blocked(self.root, tparent, subject(), err))?;
+                if tdir.existing(tname).map_err(io_err)? == crate::root::Existing::Nothing {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "unpack",
+                        subject(),
+                        format!("hardlink target {:?} is not in this layer", String::from_utf8_lossy(&e.link)),
+                    ));
+                }
+                self.replace(parent, name, &subject, |d| d.hardlink(name, &tdir, tname))?;
+            }
+            EntryKind::Char | EntryKind::Block | EntryKind::Fifo => {
+                let kind = match e.kind {
+                    EntryKind::Char => FileType::CharacterDevice,
+                    EntryKind::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                self.replace(parent, name, &subject, |d| d.mknod(name, kind, e.dev.0, e.dev.1))?;
+                let dir = self.parent(parent, &subject)?;
+                dir.set_meta_at(name, &meta, false).map_err(io_err)?;
+                apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a node with `make`; if something is in the way, removes it first (last entry wins).
+    fn replace(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        subject: &dyn Fn() -> String,
+        make: impl Fn(&Subdir) -> io::Result<()>,
+    ) -> Result<()> {
+        let dir = self.parent(parent, subject)?;
+        match make(dir) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                dir.remove(name).map_err(|err| map_io(subject(), err))?;
+                self.cache = None;
+                let dir = self.parent(parent, subject)?;
+                make(dir).map_err(|err| map_io(subject(), err))
+            }
+            Err(err) => Err(map_io(subject(), err)),
+        }
+    }
+
+    fn whiteout(&mut self, parent: &[u8], target: &[u8], meta: &Meta, subject: &dyn Fn() -> String) -> Result<()> {
+        if target == b".wh..opq" {
+            let dir = self.parent(parent, subject)?;
+            return dir.set_xattr(OPAQUE_XATTR, b"y").map_err(|err| map_io(subject(), err));
+        }
+        if target.starts_with(b".wh.") {
+            // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless outside aufs, skipped as Docker does.
+            return Ok(());
+        }
+        if target.is_empty() || target == b"." || target == b".." {
+            return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "whiteout names no file"));
+        }
+        self.replace(parent, target, subject, |d| d.mknod(target, FileType::CharacterDevice, 0, 0))?;
+        let dir = self.parent(parent, subject)?;
+        let wh_meta = Meta { mode: 0, ..*meta };
+        dir.set_meta_at(target, &wh_meta, false).map_err(|err| map_io(subject(), err))
+    }
+
+    fn parent(&mut self, parent: &[u8], subject: &dyn Fn() -> String) -> Result<&Subdir> {
+        let hit = matches!(&self.cache, Some((p, _)) if p.as_slice() == parent);
+        if !hit {
+            let dir = self.root.dir(parent, true).map_err(|err| blocked(self.root, parent, subject(), err))?;
+            self.cache = Some((parent.to_vec(), dir));
+        }
+        Ok(&self.cache.as_ref().expect("just filled").1)
+    }
+
+    fn copy_data<R: Read>(&mut self, tar: &mut TarReader<R>, mut file: &File) -> io::Result<()> {
+        let mut h = blake3::Hasher::new();
+        loop {
+            let n = tar.read_data(&mut self.buf)?;
+            if n == 0 {
+                let ino = rustix::fs::fstat(file)?.st_ino;
+                self.digests.insert(ino, *h.finalize().as_bytes());
+                return Ok(());
+            }
+            h.update(&self.buf[..n]);
+            file.write_all(&self.buf[..n])?;
+        }
+    }
+
+    /// Writes a sparse file's fragments where they go, leaving the rest as holes; its
+    /// digest is of the whole content, holes read as zeros.
+    fn copy_sparse<R: Read>(&mut self, tar: &mut TarReader<R>, file: &File, map: &SparseMap) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut h = blake3::Hasher::new();
+        let zeros = [0u8; 64 << 10];
+        let mut hashed = 0u64;
+        let zero_to = |h: &mut blake3::Hasher, to: u64, hashed: &mut u64| {
+            while *hashed < to {
+                let n = (to - *hashed).min(zeros.len() as u64) as usize;
+                h.update(&zeros[..n]);
+                *hashed += n as u64;
+            }
+        };
+        for &(offset, len) in &map.fragments {
+            zero_to(&mut h, offset, &mut hashed);
+            let mut at = offset;
+            while at < offset + len {
+                let want = (offset + len - at).min(self.buf.len() as u64) as usize;
+                let n = tar.read_data(&mut self.buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "sparse data ends early"));
+                }
+                file.write_all_at(&self.buf[..n], at)?;
+                h.update(&self.buf[..n]);
+                at += n as u64;
+            }
+            hashed = at;
+        }
+        zero_to(&mut h, map.size, &mut hashed);
+        file.set_len(map.size)?;
+        let ino = rustix::fs::fstat(file)?.st_ino;
+        self.digests.insert(ino, *h.finalize().as_bytes());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.cache = None;
+        let mut dirs: Vec<_> = self.dir_times.drain().collect();
+        // Children sort after their parents; apply deepest first.
+        dirs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (path, meta) in dirs {
+            match self.root.dir(&path, false) {
+                Ok(d) => d.set_mtime(&meta).map_err(|err| map_io(entry_subject(&path), err))?,
+                // Replaced by a non-directory later in the layer: nothing to date.
+                Err(err) if matches!(err.raw_os_error(), Some(e) if e == Errno::LOOP.raw_os_error() || e == Errno::NOTDIR.raw_os_error() || e == Errno::NOENT.raw_os_error()) =>
+                    {}
+                Err(err) => return Err(map_io(entry_subject(&path), err)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
+fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>) -> io::Result<()> {
+    for (k, v) in xattrs {
+        if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+            continue;
+        }
+        // Which attribute, in words: a bare errno says nothing of the entry's xattrs.
+        set(k, v).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(n) if n == Errno::NOTSUP.raw_os_error() => "the filesystem does not support it".to_string(),
+                Some(n) if n == Errno::RANGE.raw_os_error() || n == Errno::TOOBIG.raw_os_error() => {
+                    "its name or value is too long".to_string()
+                }
+                Some(n) if n == Errno::INVAL.raw_os_error() || n == Errno::PERM.raw_os_error() => {
+                    "the kernel refuses that name".to_string()
+                }
+                _ => e.to_string(),
+            };
+            io::Error::other(format!("extended attribute {:?}: {why}", String::from_utf8_lossy(k)))
+        })?;
+    }
+    Ok(())
+}
+
+/// Names the component that stopped a lookup beneath the root, if one did.
+fn blocked(root: &Root, rel: &[u8], subject: String, err: io::Error) -> Error {
+    match root.blocking_component(rel) {
+        Some((comp, true)) => {
+            Error::new(ErrorKind::Unsafe, "unpack", subject, format!("path goes through symlink {comp:?}"))
+        }
+        Some((comp, false)) => {
+            Error::new(ErrorKind::InvalidInput, "unpack", subject, format!("{comp:?} is not a directory"))
+        }
+        None => map_io(subject, err),
+    }
+}
+
+fn map_io(subject: String, err: io::Error) -> Error {
+    match err.raw_os_error() {
+        Some(e) if e == Errno::LOOP.raw_os_error() || e == Errno::XDEV.raw_os_error() => {
+            Error::new(ErrorKind::Unsafe, "unpack", subject, "path goes through a symlink")
+        }
+        Some(e) if e == Errno::NOTDIR.raw_os_error() => {
+            Error::new(ErrorKind::InvalidInput, "unpack", subject, "a parent of this path is not a directory")
+        }
+        _ => Error::io("unpack", subject, err),
+    }
+}
