@@ -7,11 +7,14 @@
 //!   "instruction": "RUN make", "config": "{…the step image's config, byte for byte…}",
 //!   "layers": [0, 3], "inputs": [["build arg V", "sha256:…"], ["src/main.c", "sha256:…"]]}]}
 //! ```
-//! `layers` index the manifest's layers, bottom first. The config is kept as text so
-//! the image made from a record has the same ID as on the machine that made it.
+//! `layers` index the manifest's layers, bottom first. A step's config is kept as text
+//! so the image made from a record has the same ID as on the machine that made it. A
+//! small cache config also travels in the manifest (its descriptor's `data`), sparing
+//! a reader one round trip.
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use layers_store::digest::{DiffId, Digest};
 use layers_store::oci::{Descriptor, ImageConfig, Manifest};
 use serde::{Deserialize, Serialize};
@@ -150,12 +153,85 @@ pub fn write(steps: &[(StepRecord, Vec<CachedLayer>)]) -> serde_json::Result<(Ve
     Ok((config, desc, layers))
 }
 
-/// The cache manifest's bytes: an OCI image manifest of the config and layers.
-pub fn manifest(config: &Descriptor, layers: &[Descriptor]) -> serde_json::Result<Vec<u8>> {
+/// Most bytes of cache config the manifest carries in itself.
+pub const EMBED_MAX: usize = 64 << 10;
+
+/// The cache manifest's bytes: an OCI image manifest of the config and layers. A
+/// config of at most [`EMBED_MAX`] bytes is also carried in its descriptor's `data`
+/// (OCI 1.1), which saves a reader one round trip to the registry before the build
+/// can start; the blob is pushed as well, for readers that ignore `data`.
+pub fn manifest(desc: &Descriptor, config: &[u8], layers: &[Descriptor]) -> serde_json::Result<Vec<u8>> {
+    let mut config_desc = serde_json::to_value(desc)?;
+    if config.len() <= EMBED_MAX {
+        config_desc["data"] = base64::engine::general_purpose::STANDARD.encode(config).into();
+    }
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": layers_store::oci::MEDIA_TYPE_MANIFEST,
-        "config": config,
+        "config": config_desc,
         "layers": layers,
     }))
+}
+
+/// The config a cache manifest carries in itself, if it does: checked against the
+/// config descriptor's size and digest, and refused by name where it differs.
+pub fn embedded_config(manifest: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    #[derive(Deserialize)]
+    struct WithData {
+        config: DataDescriptor,
+    }
+    #[derive(Deserialize)]
+    struct DataDescriptor {
+        digest: Digest,
+        size: u64,
+        data: Option<String>,
+    }
+    let m: WithData = serde_json::from_slice(manifest).map_err(|e| format!("cache manifest: {e}"))?;
+    let Some(data) = m.config.data else { return Ok(None) };
+    let d = m.config.digest;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("cache manifest: config {d}: data is not base64: {e}"))?;
+    if bytes.len() as u64 != m.config.size || Digest::of(&bytes) != d {
+        return Err(format!("cache manifest: config {d}: its data does not match its digest and size"));
+    }
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(config: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: MEDIA_TYPE.into(),
+            digest: Digest::of(config),
+            size: config.len() as u64,
+            urls: None,
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn a_small_config_travels_in_the_manifest_and_is_checked() {
+        let config = br#"{"version":1,"steps":[]}"#;
+        let m = manifest(&desc(config), config, &[]).unwrap();
+        assert_eq!(embedded_config(&m).unwrap().as_deref(), Some(&config[..]));
+
+        // Data that is not the descriptor's blob is refused by name, never used.
+        let mut v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        v["config"]["data"] = base64::engine::general_purpose::STANDARD.encode(br#"{"version":1,"steps":[1]}"#).into();
+        let e = embedded_config(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.contains(&desc(config).digest.to_string()) && e.contains("does not match"), "{e}");
+        v["config"]["data"] = "not base64!".into();
+        assert!(embedded_config(&serde_json::to_vec(&v).unwrap()).unwrap_err().contains("not base64"));
+    }
+
+    #[test]
+    fn a_large_config_is_only_a_blob() {
+        let config = vec![b' '; EMBED_MAX + 1];
+        let m = manifest(&desc(&config), &config, &[]).unwrap();
+        assert!(m.len() < 1024);
+        assert_eq!(embedded_config(&m).unwrap(), None);
+    }
 }

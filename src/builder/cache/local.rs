@@ -121,7 +121,7 @@ pub fn export(
         put_blob(dir, l, &mut *blob(l)?)?;
     }
     put_blob(dir, config_desc, &mut &config[..])?;
-    let manifest = super::format::manifest(config_desc, layers)?;
+    let manifest = super::format::manifest(config_desc, config, layers)?;
     let manifest_desc = Descriptor {
         media_type: MEDIA_TYPE_MANIFEST.into(),
         digest: Digest::of(&manifest),

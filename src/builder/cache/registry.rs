@@ -1,6 +1,7 @@
 //! A cache in a registry: the cache manifest under a tag of a repository, its config
-//! and layers as blobs of that repository. Read: the manifest and config only, then
-//! each layer when a step's image is needed (streamed into the store, verified).
+//! and layers as blobs of that repository. Read: the manifest and config only (the
+//! config is carried in the manifest where it fits), then each layer when a step's
+//! image is needed (streamed into the store, verified).
 //! Written: blobs the registry has are not sent again (HEAD first, a mount from
 //! another repository of the same registry), then the config and the manifest.
 
@@ -57,7 +58,10 @@ impl RegistrySource {
                 crate::pull::fetch_manifest(&repo, &wanted, r.digest, resume::MAX_TRIES, &notices).await?;
             let m: layers_store::oci::Manifest =
                 serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
-            let config = crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?;
+            let config = match super::format::embedded_config(&manifest).map_err(|e| anyhow!("{reference}: {e}"))? {
+                Some(c) => c,
+                None => crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?,
+            };
             anyhow::Ok((manifest, config))
         })?;
         let source = RegistrySource {
@@ -180,7 +184,7 @@ pub fn export(
     let mut blobs: Vec<(std::path::PathBuf, Descriptor)> =
         layers.iter().map(|d| (store.blob_path(&d.digest), d.clone())).collect();
     blobs.push((config_path, config_desc.clone()));
-    let manifest = super::format::manifest(config_desc, layers)?;
+    let manifest = super::format::manifest(config_desc, config, layers)?;
     let repo = crate::push::open_repository(&r, registries, true, siblings)?;
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     let o = crate::push::PushOptions { chunk_size: 0, tls_verify: true, quiet: true };
