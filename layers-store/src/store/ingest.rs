@@ -1,0 +1,265 @@
+//! Staging and committing: content is written under `tmp/` into an [`Ingest`], then
+//! made durable and visible at once by [`Store::commit`] (one `syncfs`, renames under
+//! per-digest locks, rows `pending` then `ready`).
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use super::{lock, open_lock, remove_tree, NewImage, Store, STAGING_SEQ};
+use crate::digest::{DiffId, Digest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::metadata::{self, LayerRow};
+use crate::oci::Descriptor;
+use crate::root::Root;
+use crate::tree::Tree;
+
+/// Content staged under `tmp/`, committed all at once by [`Store::commit`].
+pub struct Ingest {
+    dir: PathBuf,
+    /// Staging dirs of ingests absorbed into this one.
+    absorbed: Vec<PathBuf>,
+    /// Names the next staged item in `dir`.
+    seq: usize,
+    blobs: Vec<(Descriptor, PathBuf)>,
+    /// Each staged layer dir with its row and its tree, listed once it is complete.
+    layers: Vec<(LayerRow, PathBuf, Tree)>,
+}
+
+impl Ingest {
+    fn next_name(&mut self) -> usize {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A fresh path in the staging dir, for content the caller writes itself.
+    pub(crate) fn staged_path(&mut self, prefix: &str) -> PathBuf {
+        let n = self.next_name();
+        self.dir.join(format!("{prefix}-{n}"))
+    }
+
+    /// Adds a blob written at a staged path.
+    pub(crate) fn add_blob(&mut self, desc: Descriptor, path: PathBuf) {
+        self.blobs.push((desc, path));
+    }
+
+    /// Adds a complete layer dir (anywhere on the store's filesystem) to be renamed into place.
+    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf) -> Result<()> {
+        let tree = Tree::of(&dir)?;
+        self.add_layer_tree(row, dir, tree);
+        Ok(())
+    }
+
+    /// Adds a complete layer dir whose tree is already known (it was just unpacked).
+    pub(super) fn add_layer_tree(&mut self, row: LayerRow, dir: PathBuf, tree: Tree) {
+        self.layers.push((row, dir, tree));
+    }
+
+    /// Takes over everything `other` staged, so both commit with one `syncfs`
+    /// (layers unpacked in parallel, each into its own ingest, then committed together).
+    pub fn absorb(&mut self, mut other: Ingest) {
+        self.blobs.append(&mut other.blobs);
+        self.layers.append(&mut other.layers);
+        self.absorbed.push(std::mem::take(&mut other.dir));
+        self.absorbed.append(&mut other.absorbed);
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        // Whatever was not renamed into place is garbage now.
+        for dir in std::iter::once(&self.dir).chain(&self.absorbed) {
+            if !dir.as_os_str().is_empty() {
+                let _ = remove_tree(dir);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Starts staging new content.
+    pub fn ingest(&self) -> Result<Ingest> {
+        let name = format!(
+            "ingest-{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = self.root.join("tmp").join(name);
+        fs::create_dir(&dir).map_err(|e| Error::io("stage", dir.display(), e))?;
+        Ok(Ingest { dir, absorbed: Vec::new(), seq: 0, blobs: Vec::new(), layers: Vec::new() })
+    }
+
+    /// Stages a small blob (manifest, config) from memory.
+    pub fn stage_blob(&self, ingest: &mut Ingest, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+        let n = ingest.next_name();
+        let path = ingest.dir.join(format!("blob-{n}"));
+        fs::write(&path, bytes).map_err(|e| Error::io("stage", path.display(), e))?;
+        let desc = Descriptor {
+            media_type: media_type.to_string(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            urls: None,
+            annotations: None,
+        };
+        ingest.blobs.push((desc.clone(), path));
+        Ok(desc)
+    }
+
+    /// Makes everything staged durable and visible, in one `syncfs` and one final
+    /// transaction ([`Store::record_image`] also records an image in it).
+    pub fn commit(&self, ingest: Ingest) -> Result<()> {
+        self.commit_with(ingest, None, &|_| Ok(()))
+    }
+
+    /// `commit`, with `also` run in the final transaction.
+    pub(crate) fn commit_with(
+        &self,
+        ingest: Ingest,
+        image: Option<&NewImage>,
+        also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        // Content no image names yet is held for this handle until one does: it is
+        // not garbage to a gc (the budget's, after this commit, or another process's).
+        let holder = match image {
+            None => Some(self.holder()?),
+            Some(_) => None,
+        };
+        self.commit_inner(ingest, image, holder, also)?;
+        // Locks and the database are free again: the budget may evict now.
+        let hook = self.after_commit.lock().ok().and_then(|h| h.clone());
+        if let Some(h) = hook {
+            h(self);
+        }
+        Ok(())
+    }
+
+    /// This handle's holder name, its lock taken (and kept) on first use.
+    fn holder(&self) -> Result<&str> {
+        if let Some((name, _)) = self.holder.get() {
+            return Ok(name);
+        }
+        let name = format!("holder-{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
+        let lock = self.try_lock_object(&name)?.ok_or_else(|| Error::new(ErrorKind::Io, "lock", &name, "held"))?;
+        Ok(&self.holder.get_or_init(|| (name, lock)).0)
+    }
+
+    /// Commits; content with `holder` is held for it (see `held_content`), and an
+    /// image's content stops being held by anyone.
+    fn commit_inner(
+        &self,
+        mut ingest: Ingest,
+        image: Option<&NewImage>,
+        holder: Option<&str>,
+        also: &dyn Fn(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        let blobs = std::mem::take(&mut ingest.blobs);
+        let layers = std::mem::take(&mut ingest.layers);
+        let ingest_blobs: Vec<Digest> = blobs.iter().map(|(d, _)| d.digest).collect();
+        // Lock in a fixed order so two committers of overlapping content cannot deadlock.
+        let mut names: Vec<String> = blobs.iter().map(|(d, _)| format!("blob-{}", d.digest.hex())).collect();
+        names.extend(layers.iter().map(|(l, _, _)| format!("layer-{}", l.diff_id.hex())));
+        names.sort();
+        names.dedup();
+        let _locks = names
+            .iter()
+            .map(|n| open_lock(&self.root.join("locks").join(n)).and_then(|f| lock(f, n)))
+            .collect::<Result<Vec<_>>>()?;
+
+        // Each staged layer was made from its blob (or the blob from it): the pair is verified.
+        let pairs: Vec<(Digest, DiffId)> = layers.iter().map(|(l, _, _)| (l.blob, l.diff_id)).collect();
+        let mut md = self.md();
+        // An image may hold the same layer or blob twice (empty layers are common): commit each once.
+        let mut seen_blobs = std::collections::HashSet::new();
+        let mut new_blobs = Vec::new();
+        for (d, staged) in blobs {
+            if seen_blobs.insert(d.digest) && md.blob_size(&d.digest)?.is_none() {
+                new_blobs.push((d, staged));
+            }
+        }
+        let mut seen_layers = std::collections::HashSet::new();
+        let mut new_layers = Vec::new();
+        for (row, dir, tree) in layers {
+            if seen_layers.insert(row.diff_id) && md.layer(&row.diff_id)?.is_none() {
+                new_layers.push((row, dir, tree));
+            }
+        }
+
+        if !new_blobs.is_empty() || !new_layers.is_empty() {
+            md.write("stage content", |tx| {
+                for (d, _) in &new_blobs {
+                    metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
+                }
+                for (l, _, _) in &new_layers {
+                    metadata::put_layer(tx, l, "pending")?;
+                }
+                Ok(())
+            })?;
+            self.sync()?;
+            for (d, staged) in &new_blobs {
+                let dest = self.blob_path(&d.digest);
+                fs::rename(staged, &dest).map_err(|e| Error::io("commit blob", d.digest, e))?;
+            }
+            for (l, staged, _) in &new_layers {
+                let dest = self.layer_path(&l.diff_id);
+                if dest.exists() {
+                    // A leftover with no ready row (it would have been found above): replace it.
+                    self.discard(&dest)?;
+                }
+                fs::rename(staged, &dest).map_err(|e| Error::io("commit layer", l.diff_id, e))?;
+            }
+        }
+        let refused = md.write("commit", |tx| {
+            for (d, _) in &new_blobs {
+                metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
+            }
+            for (l, _, tree) in &new_layers {
+                metadata::put_layer(tx, l, "ready")?;
+                metadata::put_layer_tree(tx, &l.diff_id, tree)?;
+            }
+            for (blob, diff_id) in &pairs {
+                metadata::put_layer_blob(tx, blob, diff_id)?;
+            }
+            if let Some(h) = holder {
+                for d in &ingest_blobs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO held_content (holder, digest) VALUES (?1, ?2)",
+                        [h, &d.to_string()],
+                    )?;
+                }
+            }
+            let Some(img) = image else { return also(tx).map(|()| None) };
+            // Checked in this transaction, where no gc can interleave: every pair the image
+            // names was verified, and everything it names is still here. The content above
+            // is kept either way (valid, and gc's if nothing uses it).
+            for l in &img.layers {
+                if !metadata::layer_blob_known(tx, &l.blob, &l.diff_id)? {
+                    return Ok(Some(format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id)));
+                }
+            }
+            for d in [&img.manifest.digest, &img.config.digest] {
+                if metadata::blob_size(tx, d)?.is_none() {
+                    return Ok(Some(format!("blob {d} is not in the store")));
+                }
+            }
+            crate::catalog::insert_image(tx, img)?;
+            for d in img.layers.iter().map(|l| &l.blob).chain([&img.manifest.digest, &img.config.digest]) {
+                tx.execute("DELETE FROM held_content WHERE digest = ?1", [d.to_string()])?;
+            }
+            also(tx).map(|()| None)
+        })?;
+        match (refused, image) {
+            (Some(why), Some(img)) => {
+                Err(Error::new(ErrorKind::InvalidInput, "record image", img.manifest.digest, why))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// One `syncfs` of the store's filesystem: cheaper than an fsync per file, and
+    /// it covers the staged tree, the blob and the database's WAL together.
+    fn sync(&self) -> Result<()> {
+        let r = Root::open(&self.root.join("tmp")).map_err(|e| Error::io("sync", self.root.display(), e))?;
+        r.sync_filesystem().map_err(|e| Error::io("sync", self.root.display(), e))
+    }
+}
