@@ -53,11 +53,17 @@ pub fn listing(
     Ok(render(&format, headers, rows)?.trim_end_matches('\n').to_string())
 }
 
-/// What an `inspect` verb prints for `docs`: a pretty JSON array, or with `--format`
-/// the template (or `json`) over each document.
+/// What an `inspect` verb prints for `docs`: a JSON array indented as Docker's (four
+/// spaces), or with `--format` the template (or `json`) over each document.
 pub fn inspected(format: Option<&str>, docs: &[serde_json::Value]) -> anyhow::Result<String> {
     Ok(match Format::parse(format) {
-        Format::Table => serde_json::to_string_pretty(docs)?,
+        Format::Table => {
+            let mut buf = Vec::new();
+            let indent = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            serde::Serialize::serialize(docs, &mut serde_json::Serializer::with_formatter(&mut buf, indent))?;
+            String::from_utf8(buf)?
+        }
+        Format::Template { table: true, .. } => anyhow::bail!("--format: inspect prints no table"),
         f => render(&f, &[], docs)?.trim_end_matches('\n').to_string(),
     })
 }

@@ -965,7 +965,10 @@ fn network_ls_and_inspect_list_the_two_networks_as_docker_does() {
     assert_eq!(none, "none local");
     let short = &lines[2][..12];
     assert_eq!(layers_ok(&store, &["network", "inspect", "-f", "{{.Name}} {{.Driver}}", short]), "none null");
-    let v: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["network", "inspect", "host"])).unwrap();
+    let shown = layers_ok(&store, &["network", "inspect", "host"]);
+    // Indented as Docker indents every inspect: four spaces a level.
+    assert!(shown.starts_with("[\n    {\n        \""), "{shown}");
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(v[0]["Driver"], "host");
     assert!(v[0]["Id"].as_str().unwrap().starts_with(&lines[1][..12]));
     let bad = layers(&store, &["network", "inspect", "bridge"]);

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use layers_store::metadata::ImageRow;
 use layers_store::oci::{ImageConfig, MAX_JSON};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::options::{ContainerOptions, Mount, Restart};
 use crate::run::{spec, state, Network};
-use crate::template::{self, Format};
+use crate::template;
 
 /// What `--type` limits the lookup to.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,22 +51,7 @@ pub fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    match Format::parse(a.format.as_deref()) {
-        Format::Table => {
-            let mut buf = Vec::new();
-            let mut ser = serde_json::Serializer::with_formatter(
-                &mut buf,
-                serde_json::ser::PrettyFormatter::with_indent(b"    "),
-            );
-            serde::Serialize::serialize(&out, &mut ser)?;
-            outln!("{}", String::from_utf8_lossy(&buf));
-        }
-        Format::Template { table: true, .. } => bail!("--format: inspect prints no table"),
-        f => {
-            let text = template::render(&f, &[], &out)?;
-            outln!("{}", text.trim_end_matches('\n'));
-        }
-    }
+    outln!("{}", template::inspected(a.format.as_deref(), &out)?);
     Ok(if failed { ExitCode::from(crate::EXIT_FAILURE) } else { ExitCode::SUCCESS })
 }
 
