@@ -56,11 +56,13 @@ impl RegistrySource {
             let notices = silent();
             let (manifest, _) =
                 crate::pull::fetch_manifest(&repo, &wanted, r.digest, resume::MAX_TRIES, &notices).await?;
-            let m: layers_store::oci::Manifest =
-                serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
             let config = match super::format::embedded_config(&manifest).map_err(|e| anyhow!("{reference}: {e}"))? {
                 Some(c) => c,
-                None => crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?,
+                None => {
+                    let m: layers_store::oci::Manifest =
+                        serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
+                    crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?
+                }
             };
             anyhow::Ok((manifest, config))
         })?;
