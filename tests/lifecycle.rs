@@ -254,3 +254,70 @@ fn exec_takes_a_user_by_name_and_a_terminal() {
     assert!(out.ends_with("exit=6\n"), "{out}");
     layers_ok(&store, &["rm", "-f", "box"]);
 }
+
+/// A program that reads without echoing (a password prompt; ash answering its own
+/// cursor-position query does the same), then one that writes without reading while
+/// keys are typed. Typed across several writes, so keys written to the pty while the
+/// program prints nothing must not stall the next ones (issue 26).
+const QUIET_READER: &str = "stty -echo; echo ready; read p; stty echo; echo got:$p; \
+                            i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; \
+                            read q; echo also:$q";
+
+/// The steps that drive QUIET_READER on a terminal.
+const QUIET_STEPS: [&str; 8] = [
+    "expect:ready",
+    "send:s",
+    "sleep:0.4",
+    "send:ecret\\r",
+    "expect:got:secret",
+    "send:typed while it writes\\r",
+    "expect:line1999",
+    "expect:also:typed while it writes",
+];
+
+#[test]
+fn keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach() {
+    if !need_root("keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach") {
+        return;
+    }
+    let (_work, store) = setup();
+    // run -it: before the fix `layers run` sat in read() on the pty after passing `s` on.
+    let out = on_a_terminal(
+        &store,
+        (24, 80),
+        &QUIET_STEPS,
+        &["run", "--rm", "-it", "localhost/layered", "sh", "-c", QUIET_READER],
+    );
+    assert!(!out.contains("\nsecret") && !out.starts_with("secret"), "not echoed: {out}");
+    assert!(out.ends_with("exit=0\n"), "{out}");
+
+    // exec -it into a running container.
+    let out = run_detached(&store, &["--name", "box", "localhost/layered", "sleep", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = on_a_terminal(&store, (24, 80), &QUIET_STEPS, &["exec", "-it", "box", "sh", "-c", QUIET_READER]);
+    assert!(out.ends_with("exit=0\n"), "{out}");
+    layers_ok(&store, &["rm", "-f", "box"]);
+
+    // attach, a first and a second time, to a -it container whose program asks again and again.
+    let asker = "while :; do stty -echo; echo ready; read p; stty echo; echo got:$p; \
+                 [ \"$p\" = last ] && exit 5; done";
+    let out = run_detached(&store, &["-it", "--name", "asker", "localhost/layered", "sh", "-c", asker]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for _ in 0..2 {
+        let steps = [
+            "send:\\r",
+            "expect:ready",
+            "send:s",
+            "sleep:0.4",
+            "send:ecret\\r",
+            "expect:got:secret",
+            "send:\\x10\\x11",
+            "expect:read escape sequence",
+        ];
+        let out = on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
+        assert!(out.ends_with("exit=1\n"), "detached: {out}");
+    }
+    let steps = ["send:\\r", "expect:ready", "send:la", "sleep:0.4", "send:st\\r", "expect:got:last"];
+    let out = on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
+    assert!(out.ends_with("exit=5\n"), "{out}");
+}

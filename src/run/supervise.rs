@@ -117,6 +117,8 @@ pub fn wait(
     let _raw = relay.as_ref().filter(|r| r.stdin).and_then(|_| console::RawMode::enter(stdin.as_fd()));
     if let Some(r) = &relay {
         console::copy_winsize(stdout.as_fd(), r.master.as_fd());
+        // Writing keys to it must never leave us in a read() that waits for output.
+        rustix::io::ioctl_fionbio(&r.master, true).context("make the pty non-blocking")?;
     }
     let mut stdin_open = relay.as_ref().is_some_and(|r| r.stdin);
     let mut master_open = relay.is_some();
@@ -224,7 +226,10 @@ pub fn wait(
             if master_ev.contains(PollFlags::OUT) {
                 feed(&r.master, &mut to_pty);
             }
-            if !master_ev.is_empty() && !pump(&r.master, &mut outputs, &mut buf) {
+            // POLLOUT alone (keys taken) says nothing about output to read.
+            if master_ev.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+                && pump(&r.master, &mut outputs, &mut buf) == Pumped::Closed
+            {
                 master_open = false;
             }
         }
@@ -237,8 +242,7 @@ pub fn wait(
         if exited {
             if let (Some(r), true) = (&relay, master_open) {
                 // What the container wrote just before it ended is still in the pty.
-                let _ = rustix::io::ioctl_fionbio(&r.master, true);
-                while pump(&r.master, &mut outputs, &mut buf) {}
+                while pump(&r.master, &mut outputs, &mut buf) == Pumped::Data {}
             }
             // And in the pipes. PID 1 of a PID namespace takes every process in it
             // along when it ends, so nothing holds their write ends any more.
@@ -278,17 +282,26 @@ fn feed(stdin: &OwnedFd, keys: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Passes one read of the pty on (as stdout); false once it has nothing more to give.
-fn pump(master: &OwnedFd, outputs: &mut Outputs, buf: &mut [u8]) -> bool {
+/// What one read of the (non-blocking) pty master gave.
+#[derive(PartialEq)]
+enum Pumped {
+    Data,
+    /// Nothing now (EAGAIN, EINTR).
+    Empty,
+    /// Every slave fd is closed (EIO), or it failed otherwise.
+    Closed,
+}
+
+/// Passes one read of the pty on (as stdout).
+fn pump(master: &OwnedFd, outputs: &mut Outputs, buf: &mut [u8]) -> Pumped {
     match rustix::io::read(master, &mut *buf) {
-        Ok(0) => false,
+        Ok(0) => Pumped::Closed,
         Ok(n) => {
             outputs.pass(Stream::Stdout, &buf[..n]);
-            true
+            Pumped::Data
         }
-        Err(Errno::INTR) => true,
-        // EIO: every slave fd is closed; EAGAIN: drained.
-        Err(_) => false,
+        Err(Errno::AGAIN | Errno::INTR) => Pumped::Empty,
+        Err(_) => Pumped::Closed,
     }
 }
 

@@ -7,9 +7,11 @@ Steps, in order:
   expect:TEXT     wait (5 s at most) until TEXT has appeared in the output
   send:TEXT       type TEXT (Python escapes: \\r, \\x03 for Ctrl-C, ...)
   resize:R,C      change the terminal's window size (the command gets SIGWINCH)
+  sleep:SECONDS   wait without reading what the command writes meanwhile
 
 Prints everything the command wrote, then `exit=N` with its exit status, and exits 0;
-exits 2 if an expected text never came (after printing what did).
+exits 2 if an expected text never came, or the command did not end within 10 s
+after the last step (after printing what did come; the command is killed).
 """
 import fcntl
 import os
@@ -61,13 +63,24 @@ def main():
                 sys.exit(2)
         elif kind == "send":
             os.write(fd, value.encode().decode("unicode_escape").encode("latin-1"))
+        elif kind == "sleep":
+            time.sleep(float(value))
         elif kind == "resize":
             r, c = value.split(",")
             winsize(fd, int(r), int(c))
         else:
             sys.exit(f"harness: unknown step {step!r}")
     read_until(b"\0never\0", 10)
-    _, status = os.waitpid(pid, 0)
+    end = time.time() + 2
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while done == 0 and time.time() < end:
+        time.sleep(0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:
+        sys.stdout.write(out.decode(errors="replace"))
+        sys.stdout.write("\nharness: the command did not end; killed\n")
+        os.kill(pid, 9)
+        sys.exit(2)
     sys.stdout.write(out.decode(errors="replace"))
     sys.stdout.write(f"\nexit={os.waitstatus_to_exitcode(status)}\n")
 
