@@ -506,3 +506,103 @@ fn open_files_of_a_pull_do_not_grow_with_its_layers() {
     let _unmount = Mounted(m.clone());
     assert_eq!(fs::read_dir(m.join("l")).unwrap().count(), 450);
 }
+
+/// A victim dir outside everything the command was pointed at, with one file to keep.
+fn victim(work: &Path) -> PathBuf {
+    let v = work.join("victim-dir");
+    fs::create_dir_all(&v).unwrap();
+    fs::write(v.join("k1"), "keep").unwrap();
+    v
+}
+
+fn assert_victim_intact(v: &Path) {
+    let names: Vec<_> = fs::read_dir(v).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["k1"], "nothing added to or removed from {}", v.display());
+    assert_eq!(fs::read_to_string(v.join("k1")).unwrap(), "keep");
+}
+
+#[test]
+fn cache_to_local_never_follows_symlinks_planted_in_its_dir() {
+    if !need_root("cache_to_local_never_follows_symlinks_planted_in_its_dir") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let w = work.path();
+    let v = victim(w);
+    let ctx = build_context(w, "ctx", "FROM localhost/layered\nRUN echo hi > /hi\n");
+    // blobs/sha256 -> the victim: its files would be deleted as blobs no index names.
+    let cache = w.join("shared-cache");
+    fs::create_dir_all(cache.join("blobs")).unwrap();
+    std::os::unix::fs::symlink(&v, cache.join("blobs/sha256")).unwrap();
+    let to = format!("type=local,dest={}", cache.display());
+    let out = layers(&store, &["build", "-t", "app", "--cache-to", &to, ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains("blobs/sha256: a symlink on the way: refused"), "{}", stderr(&out));
+    assert_victim_intact(&v);
+    // oci-layout and index.json -> files outside: replaced as links, never written through.
+    fs::remove_file(cache.join("blobs/sha256")).unwrap();
+    std::os::unix::fs::symlink(v.join("k1"), cache.join("oci-layout")).unwrap();
+    std::os::unix::fs::symlink(v.join("k1"), cache.join("index.json")).unwrap();
+    let out = layers(&store, &["build", "-t", "app", "--cache-to", &to, ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_victim_intact(&v);
+    assert!(!fs::symlink_metadata(cache.join("index.json")).unwrap().file_type().is_symlink());
+    // Reading follows no symlink either: a planted index.json link is refused by name.
+    fs::remove_file(cache.join("index.json")).unwrap();
+    std::os::unix::fs::symlink(v.join("k1"), cache.join("index.json")).unwrap();
+    let from = format!("type=local,src={}", cache.display());
+    let out = layers(&store, &["build", "--cache-from", &from, ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains("index.json: a symlink on the way"), "{}", stderr(&out));
+    // A cache dir another user owns is refused, for writing and for reading.
+    fs::remove_file(cache.join("index.json")).unwrap();
+    Command::new("chown").args(["-R", "4242:4242"]).arg(&cache).status().unwrap();
+    let out = layers(&store, &["build", "--cache-to", &to, ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("owned by uid 4242, neither you (uid 0) nor root"), "{}", stderr(&out));
+    let out = layers(&store, &["build", "--cache-from", &from, ctx.to_str().unwrap()]);
+    assert!(stderr(&out).contains("owned by uid 4242"), "{}", stderr(&out));
+}
+
+#[test]
+fn save_load_and_output_dirs_never_follow_symlinks_planted_in_them() {
+    if !need_root("save_load_and_output_dirs_never_follow_symlinks_planted_in_them") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let w = work.path();
+    let v = victim(w);
+    // save -o DIR/ with DIR/blobs -> the victim.
+    let out_dir = w.join("saved");
+    fs::create_dir(&out_dir).unwrap();
+    std::os::unix::fs::symlink(&v, out_dir.join("blobs")).unwrap();
+    let dest = format!("{}/", out_dir.display());
+    let out = layers(&store, &["save", "--format", "oci", "-o", &dest, "localhost/layered"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("blobs: a symlink on the way: refused"), "{}", stderr(&out));
+    assert_victim_intact(&v);
+    // A good layout; then load -i of it with a symlinked index and with a FIFO for one.
+    fs::remove_file(out_dir.join("blobs")).unwrap();
+    layers_ok(&store, &["save", "--format", "oci", "-o", &dest, "localhost/layered"]);
+    fs::rename(out_dir.join("index.json"), v.join("index.json")).unwrap();
+    std::os::unix::fs::symlink(v.join("index.json"), out_dir.join("index.json")).unwrap();
+    let out = layers(&store, &["load", "-i", out_dir.to_str().unwrap()]);
+    assert!(stderr(&out).contains("index.json: a symlink on the way"), "{}", stderr(&out));
+    fs::remove_file(v.join("index.json")).unwrap();
+    fs::remove_file(out_dir.join("index.json")).unwrap();
+    assert!(Command::new("mkfifo").arg(out_dir.join("index.json")).status().unwrap().success());
+    let start = std::time::Instant::now();
+    let out = layers(&store, &["load", "-i", out_dir.to_str().unwrap()]);
+    assert!(stderr(&out).contains("index.json: not a regular file"), "{}", stderr(&out));
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "a FIFO does not hang load");
+    // --output type=local whose dest is a symlink to the victim: refused, not followed.
+    let ctx = build_context(w, "ctx", "FROM localhost/layered\n");
+    let local = w.join("rootfs-out");
+    std::os::unix::fs::symlink(&v, &local).unwrap();
+    let spec = format!("type=local,dest={}", local.display());
+    let out = layers(&store, &["build", "--output", &spec, ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("a symlink is never followed"), "{}", stderr(&out));
+    assert_victim_intact(&v);
+    fs::remove_file(&local).unwrap();
+    layers_ok(&store, &["build", "--output", &spec, ctx.to_str().unwrap()]);
+    assert!(local.join("bin").is_dir());
+}

@@ -2,8 +2,7 @@
 //! into the store. Blobs are kept as they are (never recompressed); every one is
 //! verified against its descriptor before it is trusted.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -12,6 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::metadata::ImageLayerRow;
 use crate::oci::{ImageConfig, Manifest};
 use crate::store::{LayerExpect, Store};
+use crate::user_dir::UserDir;
 
 /// Layers committed at once while loading a deep image.
 const COMMIT_BATCH: usize = 64;
@@ -30,27 +30,6 @@ pub fn refuse_ambiguous(doc: &Value) -> std::result::Result<(), String> {
         return Err("the document has both `manifests` and `layers`: ambiguous, refused".into());
     }
     Ok(())
-}
-
-/// A small JSON file of an archive or layout, whole: a regular file of at most
-/// `MAX_JSON` bytes, read with that cap whatever its size claims.
-fn read_json_file(op: &'static str, path: &Path, subject: impl std::fmt::Display) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let f = File::open(path).map_err(|e| Error::io(op, &subject, e))?;
-    let meta = f.metadata().map_err(|e| Error::io(op, &subject, e))?;
-    let too_big = || Error::new(ErrorKind::LimitExceeded, op, &subject, format!("larger than {MAX_JSON} bytes"));
-    if !meta.is_file() {
-        return Err(Error::new(ErrorKind::InvalidInput, op, &subject, "not a regular file"));
-    }
-    if meta.len() > MAX_JSON {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_JSON + 1).read_to_end(&mut bytes).map_err(|e| Error::io(op, &subject, e))?;
-    if bytes.len() as u64 > MAX_JSON {
-        return Err(too_big());
-    }
-    Ok(bytes)
 }
 
 /// One image found in a layout: its manifest and the name its index gives it.
@@ -73,16 +52,17 @@ pub struct Loaded {
     pub new_layers: usize,
 }
 
-/// An OCI image layout directory.
+/// An OCI image layout directory (read beneath its fd: see `user_dir`).
 pub struct Layout {
-    dir: PathBuf,
+    dir: UserDir,
 }
 
 impl Layout {
     /// Opens a layout, checking its `oci-layout` marker.
     pub fn open(dir: &Path) -> Result<Layout> {
-        let marker = dir.join("oci-layout");
-        let text = read_json_file("open OCI layout", &marker, marker.display())?;
+        let dir = UserDir::open(dir)?;
+        let marker = dir.path().join("oci-layout");
+        let text = dir.read_small("oci-layout", MAX_JSON)?;
         let v: Value = serde_json::from_slice(&text)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, "open OCI layout", marker.display(), e.to_string()))?;
         if v["imageLayoutVersion"].as_str().is_none_or(|s| !s.starts_with("1.")) {
@@ -93,16 +73,16 @@ impl Layout {
                 format!("unsupported imageLayoutVersion {}", v["imageLayoutVersion"]),
             ));
         }
-        Ok(Layout { dir: dir.to_path_buf() })
+        Ok(Layout { dir })
     }
 
-    fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(d.hex())
+    fn blob_path(d: &Digest) -> String {
+        format!("blobs/sha256/{}", d.hex())
     }
 
     /// Reads a small blob whole, verifying its digest.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
-        let bytes = read_json_file("read OCI layout blob", &self.blob_path(d), d)?;
+        let bytes = self.dir.read_small(&Self::blob_path(d), MAX_JSON)?;
         let got = Digest::of(&bytes);
         if got != *d {
             return Err(Error::mismatch("read OCI layout blob", d, got));
@@ -113,8 +93,7 @@ impl Layout {
     /// The images `index.json` lists (nested indexes are followed; for a
     /// multi-platform index, the entries for `architecture` on linux).
     pub fn images(&self, architecture: &str) -> Result<Vec<LayoutImage>> {
-        let index = self.dir.join("index.json");
-        let bytes = read_json_file("read OCI layout", &index, index.display())?;
+        let bytes = self.dir.read_small("index.json", MAX_JSON)?;
         let mut out = Vec::new();
         let mut budget = MAX_INDEX_ENTRIES;
         self.collect(&bytes, None, architecture, &mut out, 0, &mut budget)?;
@@ -130,7 +109,7 @@ impl Layout {
         depth: u32,
         budget: &mut usize,
     ) -> Result<()> {
-        let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read OCI layout", self.dir.display(), m);
+        let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read OCI layout", self.dir.path().display(), m);
         if depth > 4 {
             return Err(bad("indexes nested too deep".into()));
         }
@@ -198,8 +177,7 @@ impl Store {
             if twice || self.has_layer(diff, &desc.digest)? {
                 continue;
             }
-            let f = File::open(layout.blob_path(&desc.digest))
-                .map_err(|e| Error::io("read OCI layout blob", desc.digest, e))?;
+            let (f, _) = layout.dir.open_file(&Layout::blob_path(&desc.digest))?;
             let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(*diff) };
             self.unpack_layer(&mut ingest, f, &expect)?;
             new_layers += 1;
@@ -223,17 +201,22 @@ pub trait Sink {
     fn file(&mut self, path: &str, size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()>;
 }
 
-/// Writes into a directory (created if missing).
-pub struct DirSink(pub PathBuf);
+/// Writes into a directory a user named (created if missing), beneath its fd: no
+/// symlink in it is followed, each file is written aside and renamed into place.
+pub struct DirSink(pub UserDir);
+
+impl DirSink {
+    /// A sink into `path`, made if missing and checked as `UserDir::create` does.
+    pub fn create(path: &Path) -> Result<DirSink> {
+        Ok(DirSink(UserDir::create(path)?))
+    }
+}
 
 impl Sink for DirSink {
     fn file(&mut self, path: &str, _size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()> {
-        let p = self.0.join(path);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let mut f = File::create(&p)?;
-        std::io::copy(content, &mut f)?;
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = self.0.dir(parent, true).map_err(std::io::Error::other)?;
+        dir.write_file(name, content).map_err(std::io::Error::other)?;
         Ok(())
     }
 }
@@ -321,7 +304,7 @@ impl Store {
                 return Ok(());
             }
             let p = self.blob_path(d);
-            let mut f = File::open(&p).map_err(|e| Error::io("save blob", d, e))?;
+            let mut f = std::fs::File::open(&p).map_err(|e| Error::io("save blob", d, e))?;
             let size = f.metadata().map_err(|e| Error::io("save blob", d, e))?.len();
             sink.file(&format!("blobs/sha256/{}", d.hex()), size, &mut f).map_err(|e| Error::io("save blob", d, e))
         };
@@ -367,7 +350,7 @@ impl Store {
 }
 
 /// A path from an archive's `manifest.json`: relative, plain components only.
-fn archive_path(dir: &Path, p: &str) -> Result<PathBuf> {
+fn archive_path(p: &str) -> Result<&str> {
     let ok = !p.is_empty()
         && !p.starts_with('/')
         && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
@@ -375,7 +358,7 @@ fn archive_path(dir: &Path, p: &str) -> Result<PathBuf> {
     if !ok {
         return Err(Error::new(ErrorKind::Unsafe, "read docker archive", p, "not a plain relative path"));
     }
-    Ok(dir.join(p))
+    Ok(p)
 }
 
 impl Store {
@@ -383,15 +366,14 @@ impl Store {
     /// unpacked into `dir`): layers are verified against the config's diffIDs and kept
     /// as stored; an OCI manifest is made for each image.
     pub fn load_docker_archive(&self, dir: &Path) -> Result<Vec<(Loaded, Vec<String>)>> {
-        let manifest_path = dir.join("manifest.json");
-        let text = read_json_file("read docker archive", &manifest_path, "manifest.json")?;
+        let dir = UserDir::open(dir)?;
+        let text = dir.read_small("manifest.json", MAX_JSON)?;
         let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read docker archive", "manifest.json", m);
         let entries: Vec<Value> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         let mut out = Vec::new();
         for e in entries {
-            let config_path =
-                archive_path(dir, e["Config"].as_str().ok_or_else(|| bad("an entry without Config".into()))?)?;
-            let config_bytes = read_json_file("read docker archive", &config_path, config_path.display())?;
+            let config_path = archive_path(e["Config"].as_str().ok_or_else(|| bad("an entry without Config".into()))?)?;
+            let config_bytes = dir.read_small(config_path, MAX_JSON)?;
             let config: ImageConfig =
                 serde_json::from_slice(&config_bytes).map_err(|err| bad(format!("config: {err}")))?;
             let layer_paths: Vec<&str> =
@@ -408,8 +390,7 @@ impl Store {
             let mut rows = Vec::new();
             let mut new_layers = 0;
             for (p, diff) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
-                let path = archive_path(dir, p)?;
-                let f = File::open(&path).map_err(|err| Error::io("read docker archive", path.display(), err))?;
+                let (f, _) = dir.open_file(archive_path(p)?)?;
                 // The blob's digest is learned while unpacking (never a second read).
                 let u =
                     self.unpack_layer(&mut ingest, f, &LayerExpect { blob: None, size: None, diff_id: Some(*diff) })?;

@@ -58,6 +58,9 @@ pub mod unpack;
 // A container's upper dir is walked through directory fds (`walk`); the two functions
 // that read the store's own layer dirs by path are marked where they are.
 pub mod upper;
+// Paths are joined for messages only; every access goes through the directory's fd.
+#[allow(clippy::disallowed_methods)]
+pub mod user_dir;
 // Volume names (checked against Docker's rule: no `/`, no `..`) beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod volumes;

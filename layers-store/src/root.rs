@@ -125,6 +125,11 @@ impl Root {
         Ok(Root { fd, path: path.to_path_buf() })
     }
 
+    /// A root at a directory already open (`path` for messages only).
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Root {
+        Root { fd, path }
+    }
+
     /// Where the root is, for messages only (never for access).
     pub fn path(&self) -> &Path {
         &self.path

@@ -12,6 +12,7 @@ use layers_store::layout::{DirSink, Layout, SaveImage, TarSink};
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::oci::host_architecture;
 use layers_store::tar::{EntryKind, TarReader};
+use layers_store::user_dir::UserDir;
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
 /// Arguments of `layers export`.
@@ -118,18 +119,32 @@ pub fn export_view(store: &Store, spec: &layers_store::mount::MountSpec, output_
 /// Writes the flattened tree of `spec` into the directory `dest` (made; or empty), all
 /// or nothing: it is filled beside `dest` and renamed into place.
 pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: &Path) -> anyhow::Result<()> {
-    if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
-        bail!("{} is not empty", dest.display());
-    }
+    let name = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: name a directory to make", dest.display()))?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    let staging = Staging(parent.join(format!(".layers-output-{}", std::process::id())));
-    std::fs::create_dir(&staging.0).with_context(|| format!("create {}", staging.0.display()))?;
+    // Made beside dest, filled, renamed into place: all beneath the parent's fd, so a
+    // symlink someone else put at dest (or swapped in meanwhile) is replaced, never followed.
+    let parent = UserDir::parent_for_new_entry(parent)?;
+    if parent.has(name) && parent.file_size(name).is_none() && parent.dir(name, false).is_err() {
+        bail!(
+            "{}: not a directory we can fill (a symlink is never followed): name a new or empty directory",
+            dest.display()
+        );
+    }
+    if let Ok(d) = parent.dir(name, false) {
+        if !d.names()?.is_empty() {
+            bail!("{} is not empty", dest.display());
+        }
+    }
+    let staging_name = format!(".layers-output-{}", std::process::id());
+    let root = parent.make_new_dir(&staging_name)?.into_root();
+    let mut staging = Staging { parent: &parent, name: &staging_name, kept: false };
     let mounted = ScratchMount::of(store, spec)?;
-    let root = layers_store::root::Root::open(&staging.0)?;
     // The tree goes through the layer unpacker: the same entry rules as every layer.
     let (reader, mut writer) = io::pipe().context("pipe")?;
     std::thread::scope(|s| -> anyhow::Result<()> {
@@ -139,16 +154,23 @@ pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: 
         unpacked?;
         Ok(())
     })?;
-    std::fs::rename(&staging.0, dest).with_context(|| format!("move the tree to {}", dest.display()))?;
+    parent.rename(&staging_name, name).with_context(|| format!("move the tree to {}", dest.display()))?;
+    staging.kept = true;
     Ok(())
 }
 
-/// A directory being filled; removed unless it was renamed into place.
-struct Staging(PathBuf);
+/// A directory being filled beside its destination; removed unless renamed into place.
+struct Staging<'a> {
+    parent: &'a UserDir,
+    name: &'a str,
+    kept: bool,
+}
 
-impl Drop for Staging {
+impl Drop for Staging<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.kept {
+            let _ = self.parent.remove_tree(self.name);
+        }
     }
 }
 
@@ -176,7 +198,7 @@ pub fn write_images(store: &Store, images: &[SaveImage], output_path: &str, form
     let docker = format == SaveFormat::DockerArchive;
     let as_dir = format == SaveFormat::Oci && (output_path.ends_with('/') || Path::new(output_path).is_dir());
     if as_dir {
-        store.save_images(images, &mut DirSink(PathBuf::from(output_path)), false)?;
+        store.save_images(images, &mut DirSink::create(Path::new(output_path))?, false)?;
         return Ok(());
     }
     let mut sink = TarSink::new(output(output_path)?);
