@@ -520,15 +520,20 @@ fn parse_pax(data: &[u8]) -> Result<Pax, TarError> {
 }
 
 fn pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    // As Go's parsePAXTime: every fraction digit must be a digit (only nine count),
+    // and the sign is the seconds' own, so `-0.5` is half a second before the epoch.
     let s = std::str::from_utf8(v).ok()?;
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let secs: i64 = secs.parse().ok()?;
-    let mut nanos: u32 = 0;
-    for (i, c) in frac.chars().take(9).enumerate() {
-        nanos += c.to_digit(10)? * 10u32.pow(8 - i as u32);
+    let (secs_text, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs_text.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    if secs < 0 && nanos > 0 {
-        return Some((secs - 1, 1_000_000_000 - nanos));
+    let mut nanos: u32 = 0;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+    }
+    if secs_text.starts_with('-') && nanos > 0 {
+        return Some((secs.checked_sub(1)?, 1_000_000_000 - nanos));
     }
     Some((secs, nanos))
 }
@@ -545,6 +550,12 @@ mod tests {
         assert!(octal(b"12x", "m").is_err());
         assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
         assert_eq!(pax_time(b"-1.5"), Some((-2, 500_000_000)));
+        // Go: -0.5 s, not +0.5 s; a non-digit anywhere in the fraction is refused.
+        assert_eq!(pax_time(b"-0.5"), Some((-1, 500_000_000)));
+        assert_eq!(pax_time(b"1.1234567891"), Some((1, 123_456_789)));
+        assert_eq!(pax_time(b"1.123456789x"), None);
+        assert_eq!(pax_time(b"1.x"), None);
+        assert_eq!(pax_time(b"-"), None);
     }
 
     #[test]
