@@ -606,3 +606,60 @@ fn save_load_and_output_dirs_never_follow_symlinks_planted_in_them() {
     layers_ok(&store, &["build", "--output", &spec, ctx.to_str().unwrap()]);
     assert!(local.join("bin").is_dir());
 }
+
+/// Bytes under `dir`, symlinks not followed.
+fn disk_bytes(dir: &Path) -> u64 {
+    let out = Command::new("du").args(["-sb"]).arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn label_env_and_workdir_lines_cost_linear_time_memory_and_space() {
+    if !need_root("label_env_and_workdir_lines_cost_linear_time_memory_and_space") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let w = work.path();
+    // Before: each config line recorded an image holding the whole config so far
+    // (2,000 WORKDIR lines: 48 s and 222 MB; 10,000 LABEL lines: 6 GB of memory).
+    let mut df = String::from("FROM localhost/layered\n");
+    for i in 0..10_000 {
+        df.push_str(&format!("LABEL l{i}=v{i}\n"));
+    }
+    df.push_str("RUN true\n");
+    for _ in 0..2_000 {
+        df.push_str("WORKDIR /\n");
+    }
+    let ctx = build_context(w, "many", &df);
+    let before = disk_bytes(&store);
+    let start = std::time::Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss=%M"])
+        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg("--root")
+        .arg(&store)
+        .args(["build", "-q", "-t", "many", ctx.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(start.elapsed() < std::time::Duration::from_secs(30), "took {:?}", start.elapsed());
+    let rss: u64 = stderr(&out).rsplit("maxrss=").next().unwrap().trim().parse().unwrap();
+    assert!(rss < 400_000, "peak memory {rss} KB");
+    let grown = disk_bytes(&store) - before;
+    assert!(grown < 40 << 20, "the store grew {grown} bytes");
+    let shown: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "many"])).unwrap();
+    assert_eq!(shown[0]["Config"]["Labels"].as_object().map(|l| l.len()), Some(10_000));
+    // A second build is all cache, and just as cheap.
+    let again = layers(&store, &["build", "-t", "many", ctx.to_str().unwrap()]);
+    assert!(!stderr(&again).contains("cache miss"), "{}", stderr(&again));
+
+    // Caps, named: environment variables, and a config no reader would take back.
+    let pairs: Vec<String> = (0..10_001).map(|i| format!("V{i}=x")).collect();
+    let env = format!("FROM localhost/layered\nENV {}\n", pairs.join(" "));
+    build_refused(&store, w, "env", &env, "ENV: the image would have more than 10000 environment variables", 30);
+    let mut df = String::from("FROM localhost/layered\n");
+    for i in 0..60_000 {
+        df.push_str(&format!("LABEL l{}=v{i}\n", i % 5_000));
+    }
+    build_refused(&store, w, "history", &df, "over the 4194304 an image config may have", 60);
+}

@@ -152,17 +152,36 @@ impl RuntimeConfig {
 
     /// Sets `KEY=VALUE` in `Env`, in place of an earlier `KEY` (Docker keeps its position).
     pub fn set_env(&mut self, kv: &str) {
-        let key = kv.split_once('=').map_or(kv, |(k, _)| k);
-        let env = self.env.get_or_insert_with(Vec::new);
-        match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
-            Some(e) => *e = kv.to_string(),
-            None => env.push(kv.to_string()),
-        }
+        self.set_envs([kv.to_string()]);
+    }
+
+    /// Sets each `KEY=VALUE` as `set_env` does, in time linear in `Env` and `kvs`.
+    pub fn set_envs(&mut self, kvs: impl IntoIterator<Item = String>) {
+        merge_env(self.env.get_or_insert_with(Vec::new), kvs);
     }
 
     /// `WorkingDir`, `/` when unset or empty.
     pub fn working_dir(&self) -> &str {
         self.working_dir.as_deref().filter(|w| !w.is_empty()).unwrap_or("/")
+    }
+}
+
+/// Sets each `KEY=VALUE` of `kvs` in `env`, in place of an earlier `KEY` (Docker keeps
+/// its position) or at the end; one pass with the keys indexed, never one scan a variable.
+pub fn merge_env(env: &mut Vec<String>, kvs: impl IntoIterator<Item = String>) {
+    fn key(kv: &str) -> &str {
+        kv.split_once('=').map_or(kv, |(k, _)| k)
+    }
+    let mut at: std::collections::HashMap<String, usize> =
+        env.iter().enumerate().map(|(i, e)| (key(e).to_string(), i)).collect();
+    for kv in kvs {
+        match at.get(key(&kv)) {
+            Some(&i) => env[i] = kv,
+            None => {
+                at.insert(key(&kv).to_string(), env.len());
+                env.push(kv);
+            }
+        }
     }
 }
 

@@ -93,6 +93,15 @@ impl Store {
             ImageBlobs::New { config, layers } => {
                 let bytes = serde_json::to_vec(config)
                     .map_err(|e| Error::new(ErrorKind::InvalidInput, "record image", "config", e.to_string()))?;
+                // Never write what no reader (ours included) takes back.
+                if bytes.len() as u64 > crate::oci::MAX_JSON {
+                    let why = format!(
+                        "{} bytes, over the {} an image config may have (too many history entries, labels or variables)",
+                        bytes.len(),
+                        crate::oci::MAX_JSON
+                    );
+                    return Err(Error::new(ErrorKind::LimitExceeded, "record image", "config", why));
+                }
                 new_manifest(bytes, layers)?
             }
         };

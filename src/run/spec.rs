@@ -1,7 +1,7 @@
 //! What a container runs: the image config's Entrypoint, Cmd, Env, WorkingDir and
 //! User, overridden by `docker run`'s flags. Pure: no I/O.
 
-use layers_store::oci::RuntimeConfig;
+use layers_store::oci::{merge_env, RuntimeConfig};
 
 /// The process to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +21,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Sets `KEY=VALUE` in `env`, replacing an earlier `KEY`.
 pub fn set_env(env: &mut Vec<String>, kv: &str) {
-    let key = kv.split_once('=').map_or(kv, |(k, _)| k);
-    env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-    env.push(kv.to_string());
+    merge_env(env, [kv.to_string()]);
 }
 
 /// Overrides from the command line.
@@ -71,18 +69,12 @@ pub fn process(
     if argv.is_empty() {
         return Err("no command: the image has no Entrypoint or Cmd; give one after the image name".into());
     }
-    let mut env = vec![format!("PATH={DEFAULT_PATH}")];
-    set_env(&mut env, &format!("HOSTNAME={}", o.hostname));
-    for e in config.env() {
-        set_env(&mut env, e);
-    }
-    for e in &o.env {
-        if e.contains('=') {
-            set_env(&mut env, e);
-        } else if let Some(v) = host_env(e) {
-            set_env(&mut env, &format!("{e}={v}"));
-        }
-    }
+    let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={}", o.hostname)];
+    let overrides = o.env.iter().filter_map(|e| match e.contains('=') {
+        true => Some(e.clone()),
+        false => host_env(e).map(|v| format!("{e}={v}")),
+    });
+    merge_env(&mut env, config.env().iter().cloned().chain(overrides));
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         // Filled in from the user's passwd entry inside the container, else /root.
         env.push("HOME=".into());
@@ -120,7 +112,8 @@ mod tests {
         let cfg = json!({"Entrypoint": ["/init"], "Cmd": ["serve", "-v"], "Env": ["PATH=/app/bin", "A=1"], "WorkingDir": "/app", "User": "app"});
         let p = run(cfg.clone(), Overrides { hostname: "h".into(), ..Default::default() });
         assert_eq!(p.argv, ["/init", "serve", "-v"]);
-        assert_eq!(p.env, ["HOSTNAME=h", "PATH=/app/bin", "A=1", "HOME="]);
+        // Docker's order: its defaults, each replaced in place (ReplaceOrAppendEnvValues).
+        assert_eq!(p.env, ["PATH=/app/bin", "HOSTNAME=h", "A=1", "HOME="]);
         assert_eq!((p.cwd.as_str(), p.user.as_str()), ("/app", "app"));
 
         let p = run(

@@ -8,10 +8,13 @@ use crate::builder::context;
 use crate::builder::frontend::path::clean;
 use crate::builder::plan::Step;
 
-/// Records the step's config (already applied to `state`) as the stage's next image.
-pub fn run(x: &Executor, state: &mut State, step: &Step, mkdir: Option<&str>) -> anyhow::Result<()> {
+/// Records the step's config (already applied to `state`) as the stage's next image;
+/// without `record`, only its history entry (a later step of the run records them).
+pub fn run(x: &Executor, state: &mut State, step: &Step, mkdir: Option<&str>, record: bool) -> anyhow::Result<()> {
     // WORKDIR makes its directory when the image lacks it (as BuildKit does).
     let missing = match mkdir {
+        // The root is always there (`WORKDIR /` made a layer of nothing each time).
+        Some(d) if clean(d).is_some_and(|p| p.as_os_str().is_empty()) => false,
         Some(d) => !x.visible(state, d)?,
         None => false,
     };
@@ -25,6 +28,9 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, mkdir: Option<&str>) ->
         comment: Some("layers build".into()),
         empty_layer: true,
     });
+    if !record {
+        return Ok(());
+    }
     state.config.created = Some(x.now());
     let row = x.store.derive_image(state.image.as_ref().map(|i| &i.manifest), &state.config, &[])?;
     x.store.cache_step(&step.key, &row.manifest)?;

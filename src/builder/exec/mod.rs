@@ -77,12 +77,21 @@ pub struct State {
 }
 
 impl State {
-    /// Takes on the config the plan says the step ends with.
-    fn apply(&mut self, step: &Step) {
-        self.config.config = Some(step.config.clone());
+    /// Takes on the config the plan says the step ends with: a config step's change
+    /// replayed, a RUN's or COPY's config as planned.
+    fn apply(&mut self, step: &Step) -> anyhow::Result<()> {
+        match (&step.action, &step.config) {
+            (Action::Config { change, .. }, _) => {
+                let mut author = None;
+                change.apply(self.config.config.get_or_insert_with(Default::default), &mut author)?;
+            }
+            (_, Some(c)) => self.config.config = Some(c.clone()),
+            (_, None) => {}
+        }
         if let Some(a) = &step.author {
             self.config.extra.insert("author".into(), serde_json::Value::String(a.clone()));
         }
+        Ok(())
     }
 }
 
@@ -182,8 +191,18 @@ impl<'a> Executor<'a> {
                 },
                 Base::Stage(i) => self.stages[*i].clone(),
             };
-            for step in &stage.steps {
-                self.step(plan, index, &mut state, step).with_context(|| step.at.clone())?;
+            // Config steps replay their changes onto this.
+            state.config.config = Some(stage.start_config.clone());
+            let mut k = 0;
+            while k < stage.steps.len() {
+                let group = config_group(&stage.steps[k..]);
+                if group > 1 {
+                    self.config_steps(index, &mut state, &stage.steps[k..k + group])?;
+                } else {
+                    let step = &stage.steps[k];
+                    self.step(plan, index, &mut state, step).with_context(|| step.at.clone())?;
+                }
+                k += group.max(1);
             }
             self.stages.push(state);
         }
@@ -229,7 +248,9 @@ impl<'a> Executor<'a> {
         if let Action::Arg = step.action {
             return Ok(());
         }
-        if !self.hit(state, step, self.final_chain.get(stage).copied().unwrap_or(false))? {
+        if self.hit(state, step, self.final_chain.get(stage).copied().unwrap_or(false))? {
+            self.say(&format!("--> CACHED {}", self.cached_id(state, step)));
+        } else {
             if !self.no_cache {
                 if let Some(why) = self.explain(step)? {
                     self.say(&format!("--> cache miss: {why}"));
@@ -237,20 +258,85 @@ impl<'a> Executor<'a> {
             }
             // What the step builds on is needed here now.
             self.materialize(state)?;
-            state.apply(step);
+            state.apply(step)?;
             match &step.action {
                 Action::Arg => {}
-                Action::Config { mkdir } => config::run(self, state, step, mkdir.as_deref())?,
+                Action::Config { mkdir, .. } => config::run(self, state, step, mkdir.as_deref(), true)?,
                 Action::Run(r) => run::run(self, state, step, r)?,
                 Action::Copy(c) => copy::run(self, plan, state, step, c)?,
             }
             self.say(&format!("--> {} ({:.2}s)", short(state), started.elapsed().as_secs_f64()));
             self.remember(step)?;
         }
+        // A hit or a run leaves the stage on a cached step or an image.
+        self.made_by(stage, state, step)
+    }
+
+    /// A run of config steps (ARGs among them), as one: the last one's key is looked up
+    /// (it covers all of them); on a miss each is applied in turn to the config in
+    /// memory and one image records them all, so N such lines cost N history entries,
+    /// not N images of growing configs. A WORKDIR whose directory is missing still
+    /// makes its layer where it stands.
+    fn config_steps(&mut self, stage: usize, state: &mut State, steps: &[Step]) -> anyhow::Result<()> {
+        let Some(last) = steps.last() else { return Ok(()) };
+        let needed = self.final_chain.get(stage).copied().unwrap_or(false);
+        let start = self.steps_done;
+        if self.hit(state, last, needed)? {
+            for (i, step) in steps.iter().enumerate() {
+                self.say(&format!("STEP {}/{}: {}", start + i + 1, self.steps_total, step.text));
+                if !matches!(step.action, Action::Arg) {
+                    self.say(&format!("--> CACHED {}", self.cached_id(state, last)));
+                }
+            }
+            self.steps_done += steps.len();
+            return self.made_by(stage, state, last);
+        }
+        self.materialize(state)?;
+        let mut explained = self.no_cache;
+        for step in steps {
+            self.steps_done += 1;
+            self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, step.text));
+            let Action::Config { mkdir, .. } = &step.action else { continue };
+            let started = Instant::now();
+            // The steps before the one that changed were built before, as they are.
+            if !explained && !self.seen(step)? {
+                if let Some(why) = self.explain(step)? {
+                    self.say(&format!("--> cache miss: {why}"));
+                    explained = true;
+                }
+            }
+            state.apply(step).with_context(|| step.at.clone())?;
+            let record = std::ptr::eq(step, last);
+            let image = state.image.as_ref().map(|i| i.manifest);
+            config::run(self, state, step, mkdir.as_deref(), record).with_context(|| step.at.clone())?;
+            let made = if record || state.image.as_ref().map(|i| i.manifest) != image {
+                short(state)
+            } else {
+                format!("applied, recorded with step {}", start + steps.len())
+            };
+            self.say(&format!("--> {made} ({:.2}s)", started.elapsed().as_secs_f64()));
+            self.remember(step)?;
+        }
+        self.made_by(stage, state, last)
+    }
+
+    /// Whether a config step was recorded before as it is now (same parent, same
+    /// instruction: its key), here or in an imported cache.
+    fn seen(&self, step: &Step) -> anyhow::Result<bool> {
+        let here = self.store.steps_like(&step.parent, &step.text)?.iter().any(|r| r.0 == step.key);
+        Ok(here
+            || self
+                .cache
+                .like(&step.parent, &step.text)
+                .iter()
+                .any(|r| r.parent == step.parent && r.instruction == step.text))
+    }
+
+    /// Notes that `step` left the stage at its image (or imported key), for `--cache-to`.
+    fn made_by(&mut self, stage: usize, state: &State, step: &Step) -> anyhow::Result<()> {
         let image = match (&state.image, &state.pending) {
             (_, Some(Pending::Cached(key))) => Err(*key),
             (Some(row), None) => Ok(row.clone()),
-            // A hit or a run leaves the stage on a cached step or an image.
             (_, Some(Pending::Base { .. })) | (None, None) => return Ok(()),
         };
         let inputs = step.inputs.clone();
@@ -318,13 +404,16 @@ impl<'a> Executor<'a> {
         } else {
             return Ok(false);
         }
-        let id = match self.cache.find(&step.key).filter(|_| state.pending.is_some()) {
+        Ok(true)
+    }
+
+    /// The image ID a hit of `step` left the stage at.
+    fn cached_id(&self, state: &State, step: &Step) -> String {
+        match self.cache.find(&step.key).filter(|_| state.pending.is_some()) {
             // An imported step's image ID is its config's digest.
             Some(c) => Digest::of(c.record.config.as_bytes()).hex()[..12].to_string(),
             None => short(state),
-        };
-        self.say(&format!("--> CACHED {id}"));
-        Ok(true)
+        }
     }
 
     /// The stage's image so far (a scratch stage gets an empty one first).
@@ -404,6 +493,21 @@ impl<'a> Executor<'a> {
         let lowers = self.store.lower_dirs(&image.manifest)?;
         Ok(layers_store::upper::in_lowers(&lowers, Path::new(path.trim_start_matches('/'))))
     }
+}
+
+/// How many steps from the start of `steps` go as one run of config steps: the
+/// config steps (and ARGs) up to the last config step before anything else; 0 or 1
+/// when the first step is no config step or stands alone.
+fn config_group(steps: &[Step]) -> usize {
+    let mut end = 0;
+    for (i, s) in steps.iter().enumerate() {
+        match s.action {
+            Action::Config { .. } => end = i + 1,
+            Action::Arg if i > 0 => {}
+            _ => break,
+        }
+    }
+    end
 }
 
 /// An earlier record of a step: its parent, instruction and what it read.

@@ -19,7 +19,7 @@ use crate::run::{spec::Overrides, Bind};
 pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow::Result<()> {
     let targets: Vec<&str> = r.mounts.iter().map(RunMount::target).collect();
     let stubs = mount_stubs(x, state, &targets)?;
-    let config = step.config.clone();
+    let config = step.config.clone().context("a RUN step planned without its config")?;
     // Made first: a mount from a stage may need that stage's image fetched. The views
     // behind the mounts live until the command is over.
     let StepMounts { binds, tmpfs, views: _views, roots: _roots } = mounts(x, &r.mounts)?;

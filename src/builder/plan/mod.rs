@@ -88,6 +88,10 @@ pub struct Stage {
     pub base_config: ImageConfig,
     pub base_key: Digest,
     pub steps: Vec<Step>,
+    /// The runtime config its steps start from (the base's, with a default PATH and
+    /// without its ONBUILD triggers), and the one it ends with.
+    pub start_config: RuntimeConfig,
+    pub end_config: RuntimeConfig,
 }
 
 impl Stage {
@@ -110,8 +114,9 @@ pub struct Step {
     /// digest: compared with an earlier record of the step to explain a miss.
     pub inputs: ReadSet,
     pub action: Action,
-    /// The runtime config after the step.
-    pub config: RuntimeConfig,
+    /// The runtime config after a RUN, COPY or ADD (a config step holds its change
+    /// instead, an ARG nothing: see `config::Change`).
+    pub config: Option<RuntimeConfig>,
     /// `MAINTAINER`, as of this step.
     pub author: Option<String>,
 }
@@ -122,6 +127,7 @@ pub enum Action {
     Arg,
     /// Changes only the config; WORKDIR also makes `mkdir` when the image lacks it.
     Config {
+        change: config::Change,
         mkdir: Option<String>,
     },
     Run(RunStep),
@@ -259,8 +265,7 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
             let p = planned[j].context("a stage used before it is planned")?;
             let s: &Stage = &plan.stages[p];
             let mut config = s.base_config.clone();
-            config.config =
-                Some(s.steps.last().map_or_else(|| config.config.clone().unwrap_or_default(), |l| l.config.clone()));
+            config.config = Some(s.end_config.clone());
             (Base::Stage(p), config, s.key())
         } else {
             let (base, config, manifest) =
@@ -288,7 +293,16 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
         let triggers = rt.on_build.take().unwrap_or_default();
         let mut scope =
             Scope { config: rt, args: BTreeMap::new(), cmd_set: false, author: None, escape: inputs.escape };
-        let mut stage = Stage { name: name.clone(), text, base, base_config, base_key, steps: Vec::new() };
+        let mut stage = Stage {
+            name: name.clone(),
+            text,
+            base,
+            base_config,
+            base_key,
+            steps: Vec::new(),
+            start_config: scope.config.clone(),
+            end_config: RuntimeConfig::default(),
+        };
         let mut parsed_triggers = Vec::new();
         for t in &triggers {
             let step = instruction::parse_one(&format!("ONBUILD trigger of {image}"), t, inputs.escape)?;
@@ -307,6 +321,7 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
             }
             stage.steps.push(Step { at, ..step });
         }
+        stage.end_config = scope.config;
         planned[i] = Some(plan.stages.len());
         plan.stages.push(stage);
     }
@@ -336,8 +351,8 @@ fn plan_step(
         key,
         parent,
         inputs: Vec::new(),
+        config: matches!(action, Action::Run(_) | Action::Copy(_)).then(|| scope.config.clone()),
         action,
-        config: scope.config.clone(),
         author: scope.author.clone(),
     };
     let keys: Vec<Digest> = plan.stages.iter().map(Stage::key).collect();
@@ -388,10 +403,10 @@ fn plan_step(
             Ok(Step { inputs: read, ..step(text, key, Action::Copy(c), scope) })
         }
         other => {
-            let text = config::apply(scope, other)?;
+            let (text, change) = config::apply(scope, other)?;
             let key = Key::new("config", Some(&parent)).field("text", &text).finish();
             let mkdir = matches!(other, Instruction::Workdir { .. }).then(|| scope.config.working_dir().to_string());
-            Ok(step(text, key, Action::Config { mkdir }, scope))
+            Ok(step(text, key, Action::Config { change, mkdir }, scope))
         }
     }
 }
