@@ -150,12 +150,8 @@ impl RuntimeConfig {
         self.env().iter().find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     }
 
-    /// Sets `KEY=VALUE` in `Env`, in place of an earlier `KEY` (Docker keeps its position).
-    pub fn set_env(&mut self, kv: &str) {
-        self.set_envs([kv.to_string()]);
-    }
-
-    /// Sets each `KEY=VALUE` as `set_env` does, in time linear in `Env` and `kvs`.
+    /// Sets each `KEY=VALUE` in `Env`, in place of an earlier `KEY` (Docker keeps its
+    /// position), in time linear in `Env` and `kvs`.
     pub fn set_envs(&mut self, kvs: impl IntoIterator<Item = String>) {
         merge_env(self.env.get_or_insert_with(Vec::new), kvs);
     }

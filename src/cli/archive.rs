@@ -130,16 +130,14 @@ pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: 
     // Made beside dest, filled, renamed into place: all beneath the parent's fd, so a
     // symlink someone else put at dest (or swapped in meanwhile) is replaced, never followed.
     let parent = UserDir::parent_for_new_entry(parent)?;
-    if parent.has(name) && parent.file_size(name).is_none() && parent.dir(name, false).is_err() {
-        bail!(
+    match parent.dir(name, false) {
+        Ok(d) if !d.names()?.is_empty() => bail!("{} is not empty", dest.display()),
+        Ok(_) => {}
+        Err(_) if parent.has(name) => bail!(
             "{}: not a directory we can fill (a symlink is never followed): name a new or empty directory",
             dest.display()
-        );
-    }
-    if let Ok(d) = parent.dir(name, false) {
-        if !d.names()?.is_empty() {
-            bail!("{} is not empty", dest.display());
-        }
+        ),
+        Err(_) => {}
     }
     let staging_name = format!(".layers-output-{}", std::process::id());
     let root = parent.make_new_dir(&staging_name)?.into_root();

@@ -109,9 +109,7 @@ pub fn exec_in(store: &Store, c: &ContainerRow, a: &ExecSpec) -> anyhow::Result<
         None => r.user.clone(),
     };
     let mut env = r.env.clone();
-    for e in &a.env {
-        spec::set_env(&mut env, e);
-    }
+    layers_store::oci::merge_env(&mut env, a.env.iter().cloned());
     if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".to_string());
     }

@@ -19,11 +19,6 @@ pub struct Process {
 /// Docker's default PATH when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Sets `KEY=VALUE` in `env`, replacing an earlier `KEY`.
-pub fn set_env(env: &mut Vec<String>, kv: &str) {
-    merge_env(env, [kv.to_string()]);
-}
-
 /// Overrides from the command line.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {

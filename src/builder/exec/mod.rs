@@ -282,10 +282,11 @@ impl<'a> Executor<'a> {
         let needed = self.final_chain.get(stage).copied().unwrap_or(false);
         let start = self.steps_done;
         if self.hit(state, last, needed)? {
+            let id = self.cached_id(state, last);
             for (i, step) in steps.iter().enumerate() {
                 self.say(&format!("STEP {}/{}: {}", start + i + 1, self.steps_total, step.text));
                 if !matches!(step.action, Action::Arg) {
-                    self.say(&format!("--> CACHED {}", self.cached_id(state, last)));
+                    self.say(&format!("--> CACHED {id}"));
                 }
             }
             self.steps_done += steps.len();
