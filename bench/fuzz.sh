@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 secs=${1:-60}
 shift || true
-all=(tar_reader unpack tar_roundtrip dockerfile reference oci_json seccomp_profile tar_differential)
+all=(tar_reader unpack tar_roundtrip dockerfile reference oci_json seccomp_profile tar_differential template)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

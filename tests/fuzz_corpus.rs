@@ -29,7 +29,7 @@ type Target = (&'static str, &'static str, fn(&[u8]));
 fn every_kept_fuzz_input_passes_its_target() {
     std::env::set_var("FUZZ_TMP", std::env::temp_dir());
     // (corpus, target): the tar targets share one corpus of archives.
-    let all: [Target; 8] = [
+    let all: [Target; 9] = [
         ("tar", "tar_reader", targets::tar_reader),
         ("tar", "unpack", targets::unpack),
         ("tar", "tar_roundtrip", targets::tar_roundtrip),
@@ -38,6 +38,7 @@ fn every_kept_fuzz_input_passes_its_target() {
         ("reference", "reference", targets::reference),
         ("oci_json", "oci_json", targets::oci_json),
         ("seccomp_profile", "seccomp_profile", targets::seccomp_profile),
+        ("template", "template", targets::template),
     ];
     let replayed: usize = all.iter().map(|(c, t, body)| replay(c, t, *body)).sum();
     assert!(replayed > 0, "no corpus files found under fuzz/corpus/");

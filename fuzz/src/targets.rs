@@ -13,6 +13,8 @@ mod caps;
 mod frontend;
 #[path = "../../src/run/seccomp_profile.rs"]
 mod seccomp_profile;
+#[path = "../../src/template/mod.rs"]
+mod template;
 
 /// Most entries any target reads: inputs are small, and this bounds a loop over them.
 const MAX_ENTRIES: usize = 10_000;
@@ -228,5 +230,17 @@ pub fn tar_differential(data: &[u8]) {
         assert_eq!(a.0, b.0, "entry name");
         assert_eq!(a.2, b.2, "link target of {:?}", String::from_utf8_lossy(&a.0));
         assert_eq!(a.3, b.3, "content of {:?}", String::from_utf8_lossy(&a.0));
+    }
+}
+
+/// `--format` templates: parsed, then run over a container's inspect document; any
+/// template returns (no panic, no stack overflow, steps and output bounded).
+pub fn template(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let doc = include_str!("../../fixtures/templates/container.json");
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(doc) else { return };
+    let format = template::Format::Template { table: data.first() == Some(&b't'), text: text.to_string() };
+    if let Ok(out) = template::render(&format, &[("Id", "ID")], &[doc]) {
+        assert!(out.len() <= template::MAX_OUTPUT + 2, "output past its cap");
     }
 }

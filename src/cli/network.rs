@@ -89,6 +89,9 @@ pub fn network(c: &NetworkCommand) -> anyhow::Result<ExitCode> {
                 }
                 if keep {
                     let mut row = json(name, driver);
+                    // As Docker's listing: labels as `k=v,…` text, and `.Label "KEY"`.
+                    row["Label()"] = row["Labels"].take();
+                    row["Labels"] = "".into();
                     if !a.no_trunc {
                         row["ID"] = id(name)[..12].into();
                     }

@@ -141,7 +141,8 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "Size": if size { format::size(store.upper_size(&s.c)) } else { String::new() },
         "Names": s.c.name,
         "Labels": labels_text,
-        "LabelMap": labels,
+        // Docker's `.Label "KEY"` (see template's module doc).
+        "Label()": labels,
         "Mounts": mounts.join(","),
         "Networks": match s.options.net { crate::run::Network::Host => "host", crate::run::Network::None => "none" },
         "Pid": s.status.running().map_or(0, |r| r.pid),

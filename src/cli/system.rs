@@ -23,7 +23,8 @@ fn print(
     format: Option<&str>,
     text: impl FnOnce(&serde_json::Value) -> String,
 ) -> anyhow::Result<ExitCode> {
-    match Format::parse(format) {
+    // Docker takes these formats as written (no `\t`/`\n` replaced).
+    match Format::parse_raw(format) {
         Format::Table => outln!("{}", text(&v)),
         f => outln!("{}", template::render(&f, &[], &[v])?.trim_end_matches('\n')),
     }
@@ -36,20 +37,25 @@ fn os_arch() -> String {
 
 /// `layers version`.
 pub fn version(a: &FormatArgs) -> anyhow::Result<ExitCode> {
-    let v = serde_json::json!({
+    // Docker's version object has a Client and a Server; with no daemon, both are
+    // this build (as `podman version` shows them), the Server with the kernel.
+    let client = serde_json::json!({
         "Version": env!("CARGO_PKG_VERSION"),
         "StoreFormat": layers_store::metadata::FORMAT_VERSION,
         "Os": "linux",
         "Arch": crate::platform::Platform::host().architecture,
-        "KernelVersion": kernel_release(),
     });
+    let mut server = client.clone();
+    server["KernelVersion"] = kernel_release().into();
+    let v = serde_json::json!({"Client": client, "Server": server});
     print(v, a.format.as_deref(), |v| {
+        let s = &v["Server"];
         format!(
             "layers:\n Version:        {}\n Store format:   {}\n OS/Arch:        {}\n Kernel:         {}",
-            v["Version"].as_str().unwrap_or_default(),
-            v["StoreFormat"],
+            s["Version"].as_str().unwrap_or_default(),
+            s["StoreFormat"],
             os_arch(),
-            v["KernelVersion"].as_str().unwrap_or_default()
+            s["KernelVersion"].as_str().unwrap_or_default()
         )
     })
 }

@@ -87,6 +87,16 @@ pub struct PruneArgs {
     force: bool,
 }
 
+/// A volume's `volume ls` row: its inspect document with `Labels` as Docker's listing
+/// prints them (`k=v,…`) and its `.Label "KEY"` method.
+fn listed(mut doc: serde_json::Value) -> serde_json::Value {
+    let labels = doc["Labels"].take();
+    let text = labels.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()));
+    doc["Labels"] = text.collect::<Vec<_>>().join(",").into();
+    doc["Label()"] = labels;
+    doc
+}
+
 /// A volume as `docker volume inspect` shows it.
 fn json(store: &Store, v: &VolumeRow) -> serde_json::Value {
     let mut labels = v.labels.clone();
@@ -117,7 +127,7 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
             let mut rows = Vec::new();
             for v in store.volumes()? {
                 if matches(store, &v, &a.filter)? {
-                    rows.push(json(store, &v));
+                    rows.push(listed(json(store, &v)));
                 }
             }
             if a.quiet {
