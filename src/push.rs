@@ -83,7 +83,7 @@ pub fn push_parts(
     tag: &str,
     (media_type, manifest_bytes): (&str, &[u8]),
     o: &PushOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(Digest, Sent)>> {
     blobs.dedup_by(|a, b| a.1.digest == b.1.digest);
     let digest = Digest::of(manifest_bytes);
     let rt =
@@ -94,7 +94,7 @@ pub fn push_parts(
     let notices = events.notices();
     let chunk = o.chunk_size;
     let pushed = rt.block_on(async {
-        stream::iter(blobs.into_iter().map(|(path, desc)| {
+        let sent = stream::iter(blobs.into_iter().map(|(path, desc)| {
             let (repo, siblings, events) = (repo.clone(), siblings.clone(), events.clone());
             async move {
                 let what = format!("{}: blob {}", repo.display(), desc.digest.short());
@@ -104,11 +104,11 @@ pub fn push_parts(
                 .await
                 .map_err(|e| anyhow!("{what}: {e}"))?;
                 events.say(format!("{what}: {outcome}"));
-                anyhow::Ok(())
+                anyhow::Ok((desc.digest, outcome))
             }
         }))
         .buffer_unordered(4)
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<_>>()
         .await?;
         let what = format!("{}: manifest {tag}", repo.display());
         let claimed =
@@ -118,13 +118,34 @@ pub fn push_parts(
         if let Some(c) = claimed.filter(|c| *c != digest.to_string()) {
             bail!("{what}: the registry reports digest {c}, not {digest}");
         }
-        anyhow::Ok(())
+        anyhow::Ok(sent)
     });
     events.finish();
     drop(rt);
-    pushed?;
+    let sent = pushed?;
     events.say(format!("Pushed {}:{tag}@{digest}", repo.display()));
-    Ok(())
+    Ok(sent)
+}
+
+/// What pushing one blob took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The registry had it.
+    Present,
+    /// Mounted from a sibling repository: no bytes moved.
+    Mounted(String),
+    /// Uploaded, this many bytes.
+    Uploaded(u64),
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sent::Present => write!(f, "already in the registry"),
+            Sent::Mounted(from) => write!(f, "mounted from {from}"),
+            Sent::Uploaded(n) => write!(f, "uploaded ({n} bytes)"),
+        }
+    }
 }
 
 /// Gets one blob to the registry: already there, mounted, or uploaded.
@@ -134,14 +155,14 @@ async fn push_blob(
     desc: &Descriptor,
     siblings: &[String],
     chunk: u64,
-) -> Result<String, RequestError> {
+) -> Result<Sent, RequestError> {
     if repo.has_blob(&desc.digest).await? {
-        return Ok("already in the registry".into());
+        return Ok(Sent::Present);
     }
     // One mount attempt: a registry that cannot mount opens an upload session instead, used below.
     let opened = match siblings.first() {
         Some(from) => match repo.start_upload(Some((&desc.digest, from))).await? {
-            None => return Ok(format!("mounted from {from}")),
+            None => return Ok(Sent::Mounted(from.clone())),
             Some(l) => Some(l),
         },
         None => repo.start_upload(None).await?,
@@ -159,5 +180,5 @@ async fn push_blob(
         }
         repo.finish_upload(&at, &desc.digest).await?;
     }
-    Ok(format!("uploaded ({} bytes)", desc.size))
+    Ok(Sent::Uploaded(desc.size))
 }

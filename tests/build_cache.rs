@@ -101,6 +101,15 @@ fn a_cache_directory_carries_every_step_to_a_fresh_machine() {
     let built_a = build(&a, &["-t", "greet", "--cache-to", &to, ctx_a.to_str().unwrap()]);
     let id_a = stdout(&built_a).trim().to_string();
     assert_eq!(blobs_in(&cache), referenced(&cache), "the cache directory holds what its index names");
+    let exported = |out: &Output| -> (usize, usize) {
+        let log = stderr(out);
+        let line = log.lines().find(|l| l.starts_with("exported ")).unwrap_or_else(|| panic!("{log}")).to_string();
+        assert!(line.ends_with(&format!(" MB) to type=local,dest={}", cache.display())), "{line}");
+        let n = |w: &str| line.split(w).next().unwrap().rsplit(['(', ' ']).next().unwrap().parse().unwrap();
+        (n(" step"), n(" new layer"))
+    };
+    let (steps_a, new_a) = exported(&built_a);
+    assert!(steps_a > 0 && new_a > 0, "{}", stderr(&built_a));
 
     // Machine B: another checkout (another path, other mtimes), a fresh store.
     let ctx_b = checkout(&work.path().join("elsewhere-b"), 1_700_000_000);
@@ -109,6 +118,8 @@ fn a_cache_directory_carries_every_step_to_a_fresh_machine() {
     let built_b = build(&b, &["-t", "greet", "--cache-from", &from, ctx_b.to_str().unwrap()]);
     assert!(outcomes(&built_b).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&built_b));
     assert_eq!(stdout(&built_b).trim(), id_a, "the image from the cache has machine A's ID");
+    let imported = format!("imported {steps_a} steps from {from}");
+    assert!(stderr(&built_b).lines().any(|l| l == imported), "{imported}: {}", stderr(&built_b));
     assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, built in stages");
     // Only the final image's layers were made on B: not the build stage's RUN layer.
     let new: BTreeSet<String> = layer_set(&b).difference(&before).cloned().collect();
@@ -121,6 +132,9 @@ fn a_cache_directory_carries_every_step_to_a_fresh_machine() {
     let changed = build(&b, &["-t", "greet", "--cache-from", &from, "--cache-to", &to, ctx_b.to_str().unwrap()]);
     // The miss is explained from machine A's record, which B only has through the cache.
     assert!(stderr(&changed).contains("--> cache miss: greet.sh.in changed"), "{}", stderr(&changed));
+    // Only the layers the change made are new to the cache directory.
+    let (_, new_changed) = exported(&changed);
+    assert!(new_changed > 0 && new_changed < new_a, "{new_changed} of {new_a}: {}", stderr(&changed));
     let o = outcomes(&changed);
     assert_eq!(o.iter().map(|(_, r)| *r).collect::<Vec<_>>(), ["CACHED", "RAN", "RAN", "RAN", "RAN"], "{o:?}");
     assert_eq!(layers_ok(&b, &["run", "--rm", "greet"]), "hello from layers, changed on B");
@@ -324,11 +338,28 @@ fn a_fresh_machine_never_fetches_the_base_of_a_stage_that_all_hits() {
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     let built_a =
         build(&a, &["-t", "lazy", "--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+    // Issue 26: a base not stored is pulled with its STEP line printed first and the
+    // pull's progress after it (a silent 20 s pull looked like a hang), each once.
+    let log = stderr(&built_a);
+    let lines: Vec<&str> = log.lines().collect();
+    let at =
+        |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {log}"));
+    let step1 = format!("STEP 1/4: FROM {}/lazy/builder-base:1 AS build", reg.addr);
+    let step3 = format!("STEP 3/4: FROM {}/lazy/final-base:1", reg.addr);
+    assert_eq!(lines[0], step1, "{log}");
+    let pulled1 = at(&format!("{}/lazy/builder-base:1: pulled sha256:", reg.addr));
+    let pulled3 = at(&format!("{}/lazy/final-base:1: pulled sha256:", reg.addr));
+    assert!(at(&step3) < pulled3 && pulled1 < at("STEP 2/4: RUN"), "{log}");
+    assert_eq!(lines.iter().filter(|l| **l == step1 || **l == step3).count(), 2, "{log}");
+    // And the cache export says what it wrote, in one line.
+    let exported = lines.iter().find(|l| l.starts_with("exported 2 steps (")).unwrap_or_else(|| panic!("{log}"));
+    assert!(exported.ends_with(&format!(" MB) to {cache}")) && !exported.contains("(0 new layers"), "{exported}");
 
     let before = reg.requests_from_layers().len();
     let built_b = build(&b, &["-t", "lazy", "--cache-from", &cache, ctx.to_str().unwrap()]);
     assert!(outcomes(&built_b).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&built_b));
     assert_eq!(stdout(&built_b), stdout(&built_a), "the same image ID as machine A's");
+    assert!(stderr(&built_b).lines().any(|l| l == format!("imported 2 steps from {cache}")), "{}", stderr(&built_b));
     // B read both bases' manifests and configs (their keys), and fetched the final
     // image's two layers from the cache: not one blob of the builder's base.
     let requests = reg.requests_from_layers()[before..].to_vec();

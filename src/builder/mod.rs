@@ -90,7 +90,12 @@ pub struct Built {
 
 impl Built {
     /// Writes the build's steps to a shared cache.
-    pub fn export(&self, store: &Store, registries: &RegistriesConfig, to: &cache::CacheTo) -> anyhow::Result<()> {
+    pub fn export(
+        &self,
+        store: &Store,
+        registries: &RegistriesConfig,
+        to: &cache::CacheTo,
+    ) -> anyhow::Result<cache::Exported> {
         cache::export(store, registries, &self.imported, &self.made, self.target, to)
     }
 }
@@ -158,24 +163,34 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         Ok(v) => Some(v.parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH={v}: want seconds since 1970"))?),
         Err(_) => None,
     };
-    let base = |image: &str, platform: Option<&str>| -> anyhow::Result<ImageRow> {
+    // A base not stored is pulled with its progress shown (bars on a terminal, a
+    // line per layer when piped) after the line saying why: a 20 s pull is not a hang.
+    let pulled = std::cell::Cell::new(false);
+    let base = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<ImageRow> {
         if !a.pull {
             if let Ok(row) = store.resolve(image) {
                 store.touch_image(&row.manifest)?;
                 return Ok(row);
             }
         }
+        if !a.quiet {
+            eprintln!("{why}");
+        }
+        pulled.set(true);
         // The pull gets a handle of its own on the same store.
-        crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, true)?;
+        crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, a.quiet)?;
         Ok(store.resolve(image)?)
     };
     // With a shared cache, a FROM image not stored is only read from its registry:
     // if every step of its stage hits, its layers are never fetched.
-    let from = |image: &str, platform: Option<&str>| -> anyhow::Result<plan::FromImage> {
+    let from = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<plan::Found> {
         if a.cache_from.is_empty() || (!a.pull && store.resolve(image).is_ok()) {
-            return base(image, platform).map(plan::FromImage::Stored);
+            pulled.set(false);
+            let row = base(image, platform, why)?;
+            return Ok(plan::Found { image: plan::FromImage::Stored(row), pulled: pulled.get() });
         }
-        Ok(plan::FromImage::Remote(Box::new(crate::pull::remote_image(image, platform, a.registries, true)?)))
+        let remote = crate::pull::remote_image(image, platform, a.registries, true)?;
+        Ok(plan::Found { image: plan::FromImage::Remote(Box::new(remote)), pulled: false })
     };
     let inputs = plan::Inputs {
         store,
@@ -191,15 +206,21 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     };
     // The cache's manifest and config are fetched while the plan hashes the context.
     let (plan, imported) = std::thread::scope(|s| {
-        let loading =
-            s.spawn(|| cache::Imported::load(&a.cache_from, a.registries, &|w| eprintln!("layers: warning: {w}")));
+        let loading = s.spawn(|| {
+            let say = |l: &str| {
+                if !a.quiet {
+                    eprintln!("{l}");
+                }
+            };
+            cache::Imported::load(&a.cache_from, a.registries, &|w| eprintln!("layers: warning: {w}"), &say)
+        });
         (plan::plan(&inputs, &file, &stages, &need), loading.join())
     });
     let plan = plan?;
     // A remote FROM image a step needs after all, pulled: the image planned on, or an error.
     let pull_base =
         |reference: &str, platform: Option<&str>, manifest: &layers_store::Digest| -> anyhow::Result<ImageRow> {
-            let got = crate::pull::pull_image(store.reopen()?, reference, platform, a.registries, true, true)?;
+            let got = crate::pull::pull_image(store.reopen()?, reference, platform, a.registries, true, a.quiet)?;
             if got != *manifest {
                 bail!("FROM {reference}: it names {got} now, not {manifest} the build was planned on; build again");
             }

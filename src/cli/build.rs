@@ -149,7 +149,10 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
     }
     // After the image is tagged: a failed export leaves the build's result in the store.
     for (to, spec) in cache_to.iter().zip(&a.cache_to) {
-        built.export(store, registries, to).with_context(|| format!("--cache-to {spec}"))?;
+        let exported = built.export(store, registries, to).with_context(|| format!("--cache-to {spec}"))?;
+        if !a.quiet {
+            eprintln!("exported {exported} to {}", to.name());
+        }
     }
     if !a.quiet {
         for t in &tags {

@@ -96,14 +96,18 @@ pub fn export(
     config_desc: &Descriptor,
     layers: &[Descriptor],
     blob: &dyn Fn(&Descriptor) -> anyhow::Result<Box<dyn Read>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<super::Sent> {
     let top = UserDir::create(dir)?;
     let blobs = top.dir("blobs/sha256", true)?;
     if top.file_size("oci-layout").is_none() {
         top.write_file("oci-layout", &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..])?;
     }
+    let mut sent = super::Sent::default();
     for l in layers {
-        put_blob(&blobs, l, &mut *blob(l)?)?;
+        if blobs.file_size(&l.digest.hex()) != Some(l.size) {
+            put_blob(&blobs, l, &mut *blob(l)?)?;
+            sent.add(l.size);
+        }
     }
     put_blob(&blobs, config_desc, &mut &config[..])?;
     let manifest = super::format::manifest(config_desc, config, layers)?;
@@ -125,5 +129,5 @@ pub fn export(
             blobs.remove_file(&name)?;
         }
     }
-    Ok(())
+    Ok(sent)
 }

@@ -95,6 +95,14 @@ impl CacheTo {
             CacheTo::Local { mode, .. } | CacheTo::Registry { mode, .. } => *mode,
         }
     }
+
+    /// The destination, as a log line names it.
+    pub fn name(&self) -> String {
+        match self {
+            CacheTo::Local { dest, .. } => format!("type=local,dest={}", dest.display()),
+            CacheTo::Registry { reference, .. } => reference.clone(),
+        }
+    }
 }
 
 impl CacheFrom {
@@ -138,7 +146,13 @@ pub struct Imported {
 impl Imported {
     /// Reads each source's manifest and config; one that cannot be read is a warning
     /// (`warn`) and the build goes on without it.
-    pub fn load(from: &[CacheFrom], registries: &RegistriesConfig, warn: &dyn Fn(&str)) -> Imported {
+    /// `say` gets one line per source read (`imported N steps from REF`).
+    pub fn load(
+        from: &[CacheFrom],
+        registries: &RegistriesConfig,
+        warn: &dyn Fn(&str),
+        say: &dyn Fn(&str),
+    ) -> Imported {
         let mut imported = Imported::default();
         for f in from {
             let read = match f {
@@ -157,6 +171,7 @@ impl Imported {
                 Ok((source, steps)) => {
                     let i = imported.sources.len();
                     imported.sources.push(source);
+                    say(&format!("imported {} step{} from {}", steps.len(), plural(steps.len()), f.name()));
                     for (key, step) in steps {
                         imported.steps.entry(key).or_insert((i, step));
                     }
@@ -288,7 +303,7 @@ pub fn export(
     made: &[super::exec::Made],
     target: usize,
     to: &CacheTo,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Exported> {
     use format::{CachedLayer, StepRecord};
     use layers_store::oci::{Descriptor, MAX_JSON};
     let mut steps: Vec<(StepRecord, Vec<CachedLayer>)> = Vec::new();
@@ -344,13 +359,51 @@ pub fn export(
             imported_blobs.get(&d.digest).with_context(|| format!("blob {} is in no store or cache", d.digest))?;
         imported.open_blob(store, key, d)
     };
-    match to {
-        CacheTo::Local { dest, .. } => local::export(dest, &config, &desc, &layers, &blob),
+    let sent = match to {
+        CacheTo::Local { dest, .. } => local::export(dest, &config, &desc, &layers, &blob)?,
         CacheTo::Registry { reference, .. } => {
             let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
             let siblings: Vec<String> =
                 imported.repositories_on(&r.registry).into_iter().filter(|s| *s != r.repository).collect();
-            registry::export(store, reference, registries, &config, &desc, &layers, &siblings)
+            registry::export(store, reference, registries, &config, &desc, &layers, &siblings)?
         }
+    };
+    Ok(Exported { steps: steps.len(), sent })
+}
+
+/// Layer blobs a cache export wrote that its destination lacked.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    pub layers: usize,
+    pub bytes: u64,
+}
+
+impl Sent {
+    fn add(&mut self, bytes: u64) {
+        self.layers += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// What a cache export wrote: its step records, and the layers new to the destination.
+#[derive(Debug)]
+pub struct Exported {
+    pub steps: usize,
+    pub sent: Sent,
+}
+
+impl std::fmt::Display for Exported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (n, s) = (self.steps, self.sent);
+        let mb = s.bytes as f64 / 1e6;
+        write!(f, "{n} step{} ({} new layer{}, {mb:.1} MB)", plural(n), s.layers, plural(s.layers))
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }

@@ -175,7 +175,7 @@ pub fn export(
     config_desc: &Descriptor,
     layers: &[Descriptor],
     siblings: &[String],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<super::Sent> {
     let r = Reference::parse(reference, ShortNames::DockerHub)?;
     if r.digest.is_some() {
         return Err(anyhow!("give a tag to write the cache to, not a digest"));
@@ -190,5 +190,15 @@ pub fn export(
     let repo = crate::push::open_repository(&r, registries, true, siblings)?;
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     let o = crate::push::PushOptions { chunk_size: 0, tls_verify: true, quiet: true };
-    crate::push::push_parts(repo, siblings, blobs, &tag, (layers_store::oci::MEDIA_TYPE_MANIFEST, &manifest), &o)
+    let sent =
+        crate::push::push_parts(repo, siblings, blobs, &tag, (layers_store::oci::MEDIA_TYPE_MANIFEST, &manifest), &o)?;
+    let mut out = super::Sent::default();
+    for l in layers {
+        match sent.iter().find(|(d, _)| *d == l.digest).map(|(_, s)| s) {
+            Some(crate::push::Sent::Uploaded(n)) => out.add(*n),
+            Some(crate::push::Sent::Mounted(_)) => out.add(0),
+            _ => {}
+        }
+    }
+    Ok(out)
 }

@@ -174,7 +174,9 @@ impl<'a> Executor<'a> {
         }
         for (index, stage) in plan.stages.iter().enumerate() {
             self.steps_done += 1;
-            self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, stage.text));
+            if !stage.announced {
+                self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, stage.text));
+            }
             let mut state = match &stage.base {
                 Base::Scratch => State { image: None, pending: None, config: stage.base_config.clone() },
                 Base::Image(row) => {

@@ -180,7 +180,8 @@ pub fn plan(
                 Source::Stage(i)
             }
             None => {
-                let row = (plan_inputs.base)(from, None).with_context(|| format!("--from={from}"))?;
+                let why = format!("COPY --from={from}: pulling {from}");
+                let row = (plan_inputs.base)(from, None, &why).with_context(|| format!("--from={from}"))?;
                 key = key.field("from-image", &row.manifest.to_string());
                 inputs.push((format!("image {from}"), row.manifest.to_string()));
                 Source::Image(row)

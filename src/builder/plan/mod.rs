@@ -41,10 +41,12 @@ pub struct Inputs<'a> {
     pub global_args: BTreeMap<String, Option<String>>,
     /// RUN's network when a step names none.
     pub network: Network,
-    /// Finds a base image: stored, or pulled (`platform`, `always`).
-    pub base: &'a dyn Fn(&str, Option<&str>) -> anyhow::Result<ImageRow>,
-    /// Finds a FROM image: stored, pulled, or only read from its registry (`Remote`).
-    pub from: &'a dyn Fn(&str, Option<&str>) -> anyhow::Result<FromImage>,
+    /// Finds a base image: stored, or pulled (`platform`, `always`); a pull first
+    /// prints the line given, then its progress.
+    pub base: Finder<'a, ImageRow>,
+    /// Finds a FROM image: stored, pulled (after printing the line given, and
+    /// saying so in `Found::pulled`), or only read from its registry (`Remote`).
+    pub from: Finder<'a, Found>,
     /// `--max-layer-size`: the cap on an `ADD` URL's body too.
     pub max_download: u64,
 }
@@ -55,6 +57,15 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// Where `ADD` put the URLs it fetched; removed with the plan.
     pub downloads: Vec<super::scratch::ScratchDir>,
+}
+
+/// Finds an image by (name, platform); the third argument is the line a pull prints first.
+pub type Finder<'a, T> = &'a dyn Fn(&str, Option<&str>, &str) -> anyhow::Result<T>;
+
+/// What a FROM names, found, and whether a pull printed its STEP line already.
+pub struct Found {
+    pub image: FromImage,
+    pub pulled: bool,
 }
 
 /// What a FROM names, found.
@@ -88,6 +99,9 @@ pub struct Stage {
     pub base_config: ImageConfig,
     pub base_key: Digest,
     pub steps: Vec<Step>,
+    /// Its `STEP n/N: FROM …` line was printed while planning, before the pull of its
+    /// base (which would otherwise look like a silent hang).
+    pub announced: bool,
     /// The runtime config its steps start from (the base's, with a default PATH and
     /// without its ONBUILD triggers), and the one it ends with.
     pub start_config: RuntimeConfig,
@@ -255,6 +269,7 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
         let image = words::expand(image, inputs.escape, &globals).map_err(anyhow::Error::msg)?;
         let at = format!("{file}:{}", from.pos);
         let text = format!("FROM {image}{}", name.as_ref().map(|n| format!(" AS {n}")).unwrap_or_default());
+        let mut announced = false;
         let (base, base_config, base_key) = if image.eq_ignore_ascii_case("scratch") {
             (
                 Base::Scratch,
@@ -268,19 +283,26 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
             config.config = Some(s.end_config.clone());
             (Base::Stage(p), config, s.key())
         } else {
-            let (base, config, manifest) =
-                match (inputs.from)(&image, platform.as_deref()).with_context(|| format!("{at}: FROM {image}"))? {
-                    FromImage::Stored(row) => {
-                        let config = inputs.store.config(&row).with_context(|| format!("{at}: FROM {image}"))?;
-                        let manifest = row.manifest;
-                        (Base::Image(row), config, manifest)
-                    }
-                    FromImage::Remote(r) => {
-                        let base =
-                            Base::Remote { reference: image.clone(), platform: platform.clone(), manifest: r.manifest };
-                        (base, r.config, r.manifest)
-                    }
-                };
+            // Numbered as the executor will number it; the total counts this and later
+            // stages' lines (their bases' ONBUILD triggers are not known yet).
+            let done: usize = plan.stages.iter().map(|s| s.steps.len() + 1).sum();
+            let left: usize = (i..stages.stages.len()).filter(|j| need[*j]).map(|j| stages.stages[j].2.len() + 1).sum();
+            let line = format!("STEP {}/{}: {text}", done + 1, done + left);
+            let found =
+                (inputs.from)(&image, platform.as_deref(), &line).with_context(|| format!("{at}: FROM {image}"))?;
+            announced = found.pulled;
+            let (base, config, manifest) = match found.image {
+                FromImage::Stored(row) => {
+                    let config = inputs.store.config(&row).with_context(|| format!("{at}: FROM {image}"))?;
+                    let manifest = row.manifest;
+                    (Base::Image(row), config, manifest)
+                }
+                FromImage::Remote(r) => {
+                    let base =
+                        Base::Remote { reference: image.clone(), platform: platform.clone(), manifest: r.manifest };
+                    (base, r.config, r.manifest)
+                }
+            };
             let key = Key::new("from-image", None).field("manifest", &manifest.to_string()).finish();
             (base, config, key)
         };
@@ -300,6 +322,7 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
             base_config,
             base_key,
             steps: Vec::new(),
+            announced,
             start_config: scope.config.clone(),
             end_config: RuntimeConfig::default(),
         };

@@ -189,7 +189,7 @@ pub fn plan(
     let from = |name: &str| -> anyhow::Result<MountFrom> {
         Ok(match from_stage(name) {
             Some((i, key)) => MountFrom::Stage(i, key),
-            None => MountFrom::Image((inputs.base)(name, None)?),
+            None => MountFrom::Image((inputs.base)(name, None, &format!("RUN --mount from={name}: pulling {name}"))?),
         })
     };
     let mounts: Vec<RunMount> =

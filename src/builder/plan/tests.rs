@@ -8,7 +8,7 @@ use layers_store::metadata::ImageRow;
 use layers_store::oci::{ImageConfig, RootFs, RuntimeConfig};
 use layers_store::{ImageBlobs, Store};
 
-use super::{needed, plan, split, FromImage, Inputs};
+use super::{needed, plan, split, Found, FromImage, Inputs};
 use crate::builder::context::Tree;
 use crate::builder::frontend::instruction;
 use crate::run::Network;
@@ -35,8 +35,8 @@ fn keys(store: &Store, base: &ImageRow, context: &Path) -> Vec<(String, String)>
     let stages = split(&parsed.instructions);
     let need = needed(&stages, stages.stages.len() - 1);
     let tree = Tree::open(context, "build context").unwrap();
-    let find = |_: &str, _: Option<&str>| Ok(base.clone());
-    let from = |_: &str, _: Option<&str>| Ok(FromImage::Stored(base.clone()));
+    let find = |_: &str, _: Option<&str>, _: &str| Ok(base.clone());
+    let from = |_: &str, _: Option<&str>, _: &str| Ok(Found { image: FromImage::Stored(base.clone()), pulled: false });
     let mut global_args = std::collections::BTreeMap::new();
     global_args.insert("BASE".to_string(), Some("busybox".to_string()));
     let inputs = Inputs {
