@@ -84,10 +84,18 @@ fn entry_subject(raw: &[u8]) -> String {
     format!("layer entry {s:?}")
 }
 
+/// A member name as Docker, containerd and GNU tar read it: a leading `/` is
+/// dropped, so `/etc/passwd` is `etc/passwd` beneath the layer root (still checked
+/// for `..` and length by `RelPath`).
+fn beneath(raw: &[u8]) -> &[u8] {
+    let start = raw.iter().position(|&b| b != b'/').unwrap_or(raw.len());
+    &raw[start..]
+}
+
 impl Extractor<'_> {
     fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<()> {
         let subject = || entry_subject(&e.path);
-        let path = RelPath::parse(&e.path)
+        let path = RelPath::parse(beneath(&e.path))
             .map_err(|rule| Error::new(ErrorKind::Unsafe, "unpack", subject(), rule.to_string()))?;
         let (parent, name) = path.split_last();
         let meta = Meta { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime };
@@ -159,7 +167,7 @@ impl Extractor<'_> {
                 apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
             }
             EntryKind::Hardlink => {
-                let target = RelPath::parse(&e.link).map_err(|rule| {
+                let target = RelPath::parse(beneath(&e.link)).map_err(|rule| {
                     Error::new(ErrorKind::Unsafe, "unpack", subject(), format!("hardlink target: {rule}"))
                 })?;
                 if target == path {
