@@ -236,7 +236,13 @@ impl Store {
             match self.md().layer_tree(&l.diff_id)? {
                 None => {}
                 Some(Err(d)) => add(subject, format!("its recorded tree does not match its digest {d}")),
-                Some(Ok(recorded)) => match Tree::of(&self.layer_path(&l.diff_id)) {
+                Some(Ok(recorded)) => match Tree::of(&self.layer_path(&l.diff_id)).and_then(|now| {
+                    if now.digest == recorded.digest {
+                        Ok(now)
+                    } else {
+                        recorded.reconciled(now, &self.layer_path(&l.diff_id))
+                    }
+                }) {
                     Ok(now) if now.digest == recorded.digest => {}
                     Ok(now) => add(
                         subject,

@@ -7,8 +7,12 @@
 //!
 //! Content is hashed with BLAKE3 (`b3:` in the listing): several times faster than
 //! sha256 here, and the listing only has to show a change, not name content across
-//! systems. Files written by the unpacker are hashed as their bytes pass
-//! ([`ContentDigests`]), so listing a fresh layer reads no file back.
+//! systems. A file with holes is hashed by its data and the length of its zero runs
+//! (`z3:`, [`crate::sparse_hash`]): a 60 GB sparse file costs its few bytes of data.
+//! Files written by the unpacker are hashed as their bytes pass
+//! ([`ContentDigests`]), so listing a fresh layer reads no file back. Which of the
+//! two a file gets follows where its holes are; `fsck` compares a file whose record
+//! used the other one by the record's ([`Tree::reconciled`]).
 //!
 //! The listing is kept zstd-compressed in the metadata; its digest names it.
 
@@ -23,13 +27,34 @@ use std::sync::{Condvar, Mutex};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 
+/// A file's content digest, by the scheme that hashed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileDigest {
+    /// BLAKE3 of the bytes (`b3:`).
+    Plain([u8; 32]),
+    /// Blocks and zero runs (`z3:`), for files with holes.
+    Runs([u8; 32]),
+}
+
+impl FileDigest {
+    fn write(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let (prefix, d) = match self {
+            FileDigest::Plain(d) => (b"b3:", d),
+            FileDigest::Runs(d) => (b"z3:", d),
+        };
+        out.extend_from_slice(prefix);
+        out.extend(d.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]));
+    }
+}
+
 /// Content digests of files just written, by inode: what the unpacker saw pass.
 #[derive(Debug, Default)]
-pub struct ContentDigests(HashMap<u64, [u8; 32]>);
+pub struct ContentDigests(HashMap<u64, FileDigest>);
 
 impl ContentDigests {
     /// Records the content digest of the file with inode `ino`.
-    pub(crate) fn insert(&mut self, ino: u64, digest: [u8; 32]) {
+    pub(crate) fn insert(&mut self, ino: u64, digest: FileDigest) {
         self.0.insert(ino, digest);
     }
 }
@@ -54,9 +79,35 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn content_digest(p: &Path) -> std::io::Result<[u8; 32]> {
+/// The digest of the file at `p`: by its zero runs if it has holes (or `runs`).
+/// The bytes `escape` turned into `%XX` back.
+fn unescape(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex =
+            s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (s[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn content_digest(p: &Path, runs: Option<bool>) -> std::io::Result<FileDigest> {
     let f = fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(p)?;
-    Ok(crate::content_hash::ContentHash::of_reader(f)?.0)
+    let size = f.metadata()?.len();
+    if runs.map_or_else(|| crate::sparse_hash::has_hole(&f, size), Ok)? {
+        return Ok(FileDigest::Runs(crate::sparse_hash::of_file(&f, size)?));
+    }
+    Ok(FileDigest::Plain(crate::content_hash::ContentHash::of_reader(f)?.0))
 }
 
 fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &ContentDigests) -> Result<()> {
@@ -76,15 +127,10 @@ fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &Cont
     let size = if ft.is_file() || ft.is_symlink() { m.size() } else { 0 };
     out.extend_from_slice(format!(" {kind} {:o} {} {} {size} ", m.mode() & 0o7777, m.uid(), m.gid()).as_bytes());
     match kind {
-        'f' => {
-            let digest = match known.0.get(&m.ino()) {
-                Some(d) => *d,
-                None => content_digest(p).map_err(err)?,
-            };
-            out.extend_from_slice(b"b3:");
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend(digest.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]));
-        }
+        'f' => match known.0.get(&m.ino()) {
+            Some(d) => d.write(out),
+            None => content_digest(p, None).map_err(err)?.write(out),
+        },
         'l' => escape(out, fs::read_link(p).map_err(err)?.as_os_str().as_bytes()),
         'c' | 'b' => {
             out.extend_from_slice(format!("{}:{}", rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())).as_bytes())
@@ -214,6 +260,60 @@ impl Tree {
         }
     }
 
+    /// `now` with each file whose recorded line used the other content scheme
+    /// (`b3:`/`z3:`, chosen by where the file's holes were) hashed again by the
+    /// record's scheme, so a layout change alone is no difference; content still is.
+    pub fn reconciled(&self, mut now: Tree, root: &Path) -> Result<Tree> {
+        let field = |l: &[u8], i: usize| l.split(|b| *b == b' ').nth(i).map(<[u8]>::to_vec);
+        let recorded: HashMap<Vec<u8>, Vec<u8>> = self
+            .listing
+            .split(|c| *c == b'\n')
+            .filter(|l| field(l, 1).as_deref() == Some(b"f"))
+            .filter_map(|l| Some((field(l, 0)?, field(l, 6)?)))
+            .collect();
+        let mut changed = false;
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for l in now.listing.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
+            let (Some(path), Some(hash)) = (field(l, 0), field(l, 6)) else {
+                lines.push(l.to_vec());
+                continue;
+            };
+            let other =
+                recorded.get(&path).filter(|r| field(l, 1).as_deref() == Some(b"f") && r.get(..3) != hash.get(..3));
+            let Some(other) = other else {
+                lines.push(l.to_vec());
+                continue;
+            };
+            let runs = other.starts_with(b"z3:");
+            let rel = if path == b"." { Vec::new() } else { unescape(&path) };
+            let p = root.join(std::ffi::OsStr::from_bytes(&rel));
+            let d = content_digest(&p, Some(runs)).map_err(|e| Error::io("read layer tree", p.display(), e))?;
+            let mut again = Vec::new();
+            d.write(&mut again);
+            let fields: Vec<&[u8]> = l.split(|b| *b == b' ').collect();
+            let mut line = fields[..6].join(&b' ');
+            line.push(b' ');
+            line.extend_from_slice(&again);
+            for f in &fields[7..] {
+                line.push(b' ');
+                line.extend_from_slice(f);
+            }
+            lines.push(line);
+            changed = true;
+        }
+        if changed {
+            let listing: Vec<u8> = lines
+                .into_iter()
+                .flat_map(|mut l| {
+                    l.push(b'\n');
+                    l
+                })
+                .collect();
+            now = Tree { digest: Digest::of(&listing), listing };
+        }
+        Ok(now)
+    }
+
     /// The listing compressed for the metadata.
     pub(crate) fn packed(&self) -> Vec<u8> {
         zstd::encode_all(&self.listing[..], 3).unwrap_or_else(|_| self.listing.clone())
@@ -255,6 +355,37 @@ mod tests {
         let packed = before.packed();
         assert_eq!(Tree::unpacked(before.digest, &packed), Some(before.clone()));
         assert_eq!(Tree::unpacked(after.digest, &packed), None);
+    }
+
+    #[test]
+    fn a_file_that_only_gained_or_lost_holes_is_no_difference() {
+        use std::os::unix::fs::FileExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let mut content = vec![0u8; 1 << 20];
+        content[..4].copy_from_slice(b"head");
+        fs::write(&p, &content).unwrap();
+        let dense = Tree::of(d.path()).unwrap();
+        assert!(String::from_utf8_lossy(&dense.listing).contains(" b3:"));
+        // The same content, written with a hole.
+        fs::remove_file(&p).unwrap();
+        let f = fs::File::create(&p).unwrap();
+        f.write_all_at(b"head", 0).unwrap();
+        f.set_len(1 << 20).unwrap();
+        drop(f);
+        let holed = Tree::of(d.path()).unwrap();
+        if !String::from_utf8_lossy(&holed.listing).contains(" z3:") {
+            eprintln!("SKIPPED: this filesystem keeps no holes");
+            return;
+        }
+        assert_ne!(holed.digest, dense.digest);
+        assert_eq!(dense.reconciled(holed.clone(), d.path()).unwrap().digest, dense.digest);
+        assert_eq!(holed.reconciled(Tree::of(d.path()).unwrap(), d.path()).unwrap().digest, holed.digest);
+        // Content changed as well: still a difference.
+        fs::OpenOptions::new().write(true).open(&p).unwrap().write_all_at(b"x", 500_000).unwrap();
+        let changed = dense.reconciled(Tree::of(d.path()).unwrap(), d.path()).unwrap();
+        assert_ne!(changed.digest, dense.digest);
+        assert_eq!(dense.first_difference(&changed).as_deref(), Some("f"));
     }
 }
 

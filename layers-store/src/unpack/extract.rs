@@ -13,9 +13,10 @@ use rustix::io::Errno;
 use super::{Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
+use crate::sparse_hash::RunHasher;
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
 use crate::tar_sparse::SparseMap;
-use crate::tree::ContentDigests;
+use crate::tree::{ContentDigests, FileDigest};
 
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
@@ -257,7 +258,7 @@ impl Extractor<'_> {
             let n = tar.read_data(&mut self.buf)?;
             if n == 0 {
                 let ino = rustix::fs::fstat(file)?.st_ino;
-                self.digests.insert(ino, *h.finalize().as_bytes());
+                self.digests.insert(ino, FileDigest::Plain(*h.finalize().as_bytes()));
                 return Ok(());
             }
             h.update(&self.buf[..n]);
@@ -266,21 +267,13 @@ impl Extractor<'_> {
     }
 
     /// Writes a sparse file's fragments where they go, leaving the rest as holes; its
-    /// digest is of the whole content, holes read as zeros.
+    /// digest counts the holes' lengths, never reads or hashes their zeros.
     fn copy_sparse<R: Read>(&mut self, tar: &mut TarReader<R>, file: &File, map: &SparseMap) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let mut h = blake3::Hasher::new();
-        let zeros = [0u8; 64 << 10];
+        let mut h = RunHasher::default();
         let mut hashed = 0u64;
-        let zero_to = |h: &mut blake3::Hasher, to: u64, hashed: &mut u64| {
-            while *hashed < to {
-                let n = (to - *hashed).min(zeros.len() as u64) as usize;
-                h.update(&zeros[..n]);
-                *hashed += n as u64;
-            }
-        };
         for &(offset, len) in &map.fragments {
-            zero_to(&mut h, offset, &mut hashed);
+            h.zeros(offset.saturating_sub(hashed));
             let mut at = offset;
             while at < offset + len {
                 let want = (offset + len - at).min(self.buf.len() as u64) as usize;
@@ -294,10 +287,10 @@ impl Extractor<'_> {
             }
             hashed = at;
         }
-        zero_to(&mut h, map.size, &mut hashed);
+        h.zeros(map.size.saturating_sub(hashed));
         file.set_len(map.size)?;
         let ino = rustix::fs::fstat(file)?.st_ino;
-        self.digests.insert(ino, *h.finalize().as_bytes());
+        self.digests.insert(ino, FileDigest::Runs(h.finish()));
         Ok(())
     }
 
