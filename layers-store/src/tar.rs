@@ -149,34 +149,28 @@ impl<R: Read> TarReader<R> {
                     }
                     continue;
                 }
-                b'M' => return Err(TarError::Unsupported("multi-volume archive".into())),
-                b'V' => {
-                    self.begin_data(size);
-                    self.skip_rest()?;
-                    continue;
+                // Types Go's reader passes on and Docker's and containerd's unpackers
+                // refuse ("unhandled tar header type"): a layer they cannot unpack must
+                // not mean something here that a scanner reading it with Go skips.
+                b'M' | b'V' | b'D' | b'S' | b'7' => {
+                    let name = String::from_utf8_lossy(pending.gnu_name.as_deref().unwrap_or(until_nul(&h[..100])))
+                        .into_owned();
+                    return Err(TarError::Unsupported(format!(
+                        "entry type '{}' ({}) for {name:?}: Docker and containerd refuse it{}",
+                        flag as char,
+                        match flag {
+                            b'M' => "GNU multi-volume continuation",
+                            b'V' => "GNU volume header",
+                            b'D' => "GNU dumpdir",
+                            b'S' => "old GNU sparse file",
+                            _ => "contiguous file",
+                        },
+                        if flag == b'S' { " (GNU tar writes PAX sparse files with --format=posix -S)" } else { "" }
+                    )));
                 }
                 _ => {}
             }
-            // An old GNU sparse file: a regular file with its map in this header and
-            // the extension blocks after it.
-            let old_sparse = if flag == b'S' {
-                let max_blocks = self.max_header / BLOCK as u64;
-                let next = || {
-                    let mut b = [0u8; BLOCK];
-                    match self.read_block(&mut b) {
-                        Ok(true) => Ok(b),
-                        Ok(false) => Err("the archive ends in a sparse map".to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                };
-                let octal = |f: &[u8]| octal(f, "sparse map").map_err(|e| e.to_string());
-                let (fragments, size) =
-                    tar_sparse::old_gnu(&h, next, max_blocks, octal).map_err(TarError::Malformed)?;
-                Some(SparseMap { fragments, size })
-            } else {
-                None
-            };
-            let mut entry = self.header_entry(&h, if old_sparse.is_some() { b'0' } else { flag }, size)?;
+            let mut entry = self.header_entry(&h, flag, size)?;
             let Pending { pax, gnu_name, gnu_link } = pending;
             entry.path = gnu_name.or(pax.path).unwrap_or(entry.path);
             entry.link = gnu_link.or(pax.link).unwrap_or(entry.link);
@@ -195,22 +189,16 @@ impl<R: Read> TarReader<R> {
                     entry.path = n;
                 }
             }
-            if flag == b'D' {
-                // A GNU dumpdir: a directory whose data lists its contents, not ours to apply.
-                self.begin_data(entry.size);
-                self.skip_rest()?;
-                entry.size = 0;
-            } else if entry.kind != EntryKind::File {
+            if entry.kind != EntryKind::File {
                 // Links, devices, directories and FIFOs have no data, whatever their
                 // size field says: what follows the header is the next header. So
                 // Go reads them, and a scanner built on it sees what we extract.
                 entry.size = 0;
             }
             self.begin_data(entry.size);
-            entry.sparse = match (old_sparse, pax_sparse) {
-                (Some(m), _) => Some(m),
-                (None, Some((PaxFormat::Records(fragments), size))) => Some(SparseMap { fragments, size }),
-                (None, Some((PaxFormat::InData, size))) => {
+            entry.sparse = match pax_sparse {
+                Some((PaxFormat::Records(fragments), size)) => Some(SparseMap { fragments, size }),
+                Some((PaxFormat::InData, size)) => {
                     let max = self.max_header;
                     let next = || {
                         let mut b = [0u8; BLOCK];
@@ -228,7 +216,7 @@ impl<R: Read> TarReader<R> {
                     entry.size -= used;
                     Some(SparseMap { fragments, size })
                 }
-                (None, None) => None,
+                None => None,
             };
             if let Some(m) = &entry.sparse {
                 tar_sparse::validate(m, entry.size).map_err(TarError::Malformed)?;
@@ -335,7 +323,13 @@ impl<R: Read> TarReader<R> {
 
     fn header_entry(&self, h: &[u8; BLOCK], flag: u8, size: u64) -> Result<Entry, TarError> {
         let mut path = until_nul(&h[0..100]).to_vec();
-        if &h[257..263] == b"ustar\0" {
+        // Go before 1.8 wrote a USTAR prefix into GNU headers, over the atime and
+        // ctime fields; Go reads such a prefix when those fields do not parse as
+        // numbers and it is ASCII (golang.org/issues/12594), and so do we.
+        let gnu = &h[257..265] == b"ustar  \0";
+        let not_a_time = |f: &[u8]| f[0] != 0 && !go_numeric(f);
+        let go17 = gnu && (not_a_time(&h[345..357]) || not_a_time(&h[357..369])) && until_nul(&h[345..500]).is_ascii();
+        if &h[257..263] == b"ustar\0" || go17 {
             let prefix = until_nul(&h[345..500]);
             if !prefix.is_empty() {
                 let mut p = prefix.to_vec();
@@ -345,10 +339,9 @@ impl<R: Read> TarReader<R> {
             }
         }
         let kind = match flag {
-            b'0' | b'7' => EntryKind::File,
+            b'0' => EntryKind::File,
             0 if path.last() == Some(&b'/') => EntryKind::Dir,
             0 => EntryKind::File,
-            b'D' => EntryKind::Dir,
             b'1' => EntryKind::Hardlink,
             b'2' => EntryKind::Symlink,
             b'3' => EntryKind::Char,
@@ -396,6 +389,24 @@ fn until_nul(b: &[u8]) -> &[u8] {
 
 fn to_u32(n: u64, what: &str) -> Result<u32, TarError> {
     u32::try_from(n).map_err(|_| TarError::Malformed(format!("{what} {n} out of range")))
+}
+
+/// Whether Go's `parseNumeric` reads `field`: base-256, or octal digits between
+/// spaces and NULs that fit 64 bits.
+fn go_numeric(field: &[u8]) -> bool {
+    if field[0] & 0x80 != 0 {
+        return true;
+    }
+    let start = field.iter().position(|&b| b != b' ' && b != 0);
+    let end = field.iter().rposition(|&b| b != b' ' && b != 0);
+    match (start, end) {
+        (Some(s), Some(e)) => {
+            let digits = &field[s..=e];
+            digits.iter().all(|b| (b'0'..=b'7').contains(b))
+                && (digits.len() < 22 || digits[0] == b'1' && digits.len() == 22)
+        }
+        _ => true,
+    }
 }
 
 /// Octal ASCII (NUL/space padded) or GNU base-256 (high bit of the first byte set).

@@ -132,42 +132,6 @@ pub(crate) fn map_in_data(
     }
 }
 
-/// The old GNU map: four entries in the header (from byte 386), then, while the
-/// "extended" flag is set, 21 per extension block. Returns the map and the real size.
-pub(crate) fn old_gnu(
-    header: &[u8; 512],
-    mut next_block: impl FnMut() -> Result<[u8; 512], String>,
-    max_blocks: u64,
-    octal: impl Fn(&[u8]) -> Result<u64, String>,
-) -> Result<(Vec<(u64, u64)>, u64), String> {
-    let mut fragments = Vec::new();
-    let take = |area: &[u8], count: usize, out: &mut Vec<(u64, u64)>| -> Result<(), String> {
-        for i in 0..count {
-            let e = &area[i * 24..i * 24 + 24];
-            // As GNU tar and Go: an entry whose first byte is NUL ends the list.
-            if e[0] == 0 {
-                break;
-            }
-            out.push((octal(&e[..12])?, octal(&e[12..])?));
-        }
-        Ok(())
-    };
-    take(&header[386..482], 4, &mut fragments)?;
-    let size = octal(&header[483..495])?;
-    let mut extended = header[482] != 0;
-    let mut blocks = 0;
-    while extended {
-        blocks += 1;
-        if blocks > max_blocks {
-            return Err(format!("more than {max_blocks} sparse extension blocks"));
-        }
-        let b = next_block()?;
-        take(&b[..504], 21, &mut fragments)?;
-        extended = b[504] != 0;
-    }
-    Ok((fragments, size))
-}
-
 /// Go's rules for a map: fragments in order, not overlapping, within the file; and
 /// their lengths add up to the data the entry carries, exactly.
 pub fn validate(map: &SparseMap, data: u64) -> Result<(), String> {
