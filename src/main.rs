@@ -21,6 +21,7 @@ mod bounded;
 mod builder;
 mod cli;
 mod format;
+mod interrupt;
 mod platform;
 mod progress;
 mod pull;
@@ -308,6 +309,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let store = open_store(&cli)?;
+    let stages = matches!(
+        cli.command,
+        Command::Pull(_) | Command::Import(_) | Command::Load(_) | Command::Build(_) | Command::Commit(_)
+    );
+    if stages {
+        interrupt::clean_staging_when_gone(store.root())?;
+    }
     let budget = cli::budget::budget(&store, cli.max_store_size.as_deref())?;
     let adds_content = matches!(
         cli.command,

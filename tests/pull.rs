@@ -496,7 +496,7 @@ fn bearer_token_registries_are_pulled_anonymously_like_docker_hub() {
 
 /// A stand-in registry that answers every request with `respond(stream)` after reading
 /// the request head: for answers the real registry never gives.
-fn fake_registry(respond: fn(&mut std::net::TcpStream)) -> String {
+fn fake_registry_any(respond: fn(&mut std::net::TcpStream)) -> String {
     use std::io::{BufRead, BufReader};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -548,11 +548,78 @@ fn oversized_and_misdigested_manifests_are_refused() {
         (chunked, "more than the 4194304 byte limit"),
         (misdigested, "the registry says sha256:000"),
     ] {
-        let addr = fake_registry(respond);
+        let addr = fake_registry_any(respond);
         let out = layers(&store, &["pull", &format!("{addr}/x/y:v1")]);
         assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
         let err = stderr(&out);
         assert!(err.lines().count() == 1 && err.contains(says) && err.contains(&addr), "{err}");
         assert!(stdout(&layers(&store, &["images", "-q"])).trim().is_empty());
     }
+}
+
+/// Issue 26: a registry that sends a layer blob longer than its descriptor (here,
+/// without end) filled tmp/ up to the layer size limit (64 GiB; on a tmpfs store,
+/// memory). The pull stops at the first byte past the declared size, says so, and
+/// leaves nothing staged.
+#[test]
+fn a_blob_longer_than_its_descriptor_stops_the_pull_at_once() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    if !need_root("a_blob_longer_than_its_descriptor_stops_the_pull_at_once") {
+        return;
+    }
+    let layer = format!("sha256:{}", "ab".repeat(32));
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["sha256:{}"]}}}}"#,
+        "cd".repeat(32)
+    );
+    let config_digest = layers_store::Digest::of(config.as_bytes()).to_string();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":1000}}]}}"#,
+        config.len()
+    );
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let addr = fake_registry(move |request, s| {
+        let header = |s: &mut std::net::TcpStream, media: &str, body: &str| {
+            let _ =
+                write!(s, "HTTP/1.1 200 OK\r\nContent-Type: {media}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        };
+        if request.contains("/manifests/") {
+            header(s, "application/vnd.oci.image.manifest.v1+json", &manifest);
+        } else if request.contains(&config_digest) {
+            header(s, "application/octet-stream", &config);
+        } else if request.contains(&layer) {
+            // An endless body, in chunks, until the client hangs up (bounded here at 1 GiB).
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            let chunk = vec![0x1fu8; 64 << 10];
+            for _ in 0..(1 << 14) {
+                if write!(s, "{:x}\r\n", chunk.len())
+                    .and_then(|_| s.write_all(&chunk))
+                    .and_then(|_| s.write_all(b"\r\n"))
+                    .is_err()
+                {
+                    return;
+                }
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        } else {
+            header(s, "application/json", "{}");
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let out = layers(&store, &["pull", &format!("{addr}/x/y:v1")]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.lines().last().unwrap_or_default().contains("longer than its descriptor's 1000 bytes"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // What the server got out before the client hung up: socket buffers, not gigabytes.
+    assert!(sent.load(Ordering::Relaxed) < 64 << 20, "{} bytes sent", sent.load(Ordering::Relaxed));
+    assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);
+    assert!(stdout(&layers(&store, &["images", "-q"])).trim().is_empty());
 }

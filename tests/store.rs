@@ -84,6 +84,61 @@ fn a_killed_import_leaves_nothing_visible_and_is_swept() {
     assert!(layers(&store, &["fsck"]).status.success());
 }
 
+/// Issue 26: an import, pull or build stopped by SIGTERM or SIGINT left what it had
+/// staged in tmp/ until the next command (on a tmpfs store: memory). A helper that
+/// outlives it removes it now, whatever the signal, SIGKILL too.
+#[test]
+fn an_import_stopped_by_a_signal_removes_what_it_staged() {
+    if !need_root("an_import_stopped_by_a_signal_removes_what_it_staged") {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let data = fs::read(fx.join("busybox-rootfs.tar.gz")).unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    for sig in [rustix::process::Signal::TERM, rustix::process::Signal::INT, rustix::process::Signal::KILL] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_layers"))
+            .arg("--root")
+            .arg(&store)
+            .args(["import", "-", "stopped"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data[..data.len() / 2]).unwrap();
+        stdin.flush().unwrap();
+        let staged = || fs::read_dir(store.join("tmp")).map_or(0, |d| d.count());
+        for _ in 0..500 {
+            if staged() > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(staged() > 0, "import staged under tmp/");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        assert_eq!(out.status.signal(), Some(sig.as_raw()), "{}", stderr(&out));
+        // Seen before any other command opens (and sweeps) the store: the helper
+        // needs a moment after the command is gone.
+        for _ in 0..200 {
+            if staged() == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            staged(),
+            0,
+            "{sig:?}: tmp/ left {:?}",
+            fs::read_dir(store.join("tmp")).unwrap().collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn a_layer_committed_before_its_image_is_not_garbage_while_its_handle_lives() {
     if !need_root("a_layer_committed_before_its_image_is_not_garbage_while_its_handle_lives") {

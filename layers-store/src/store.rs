@@ -410,6 +410,28 @@ fn lock(f: File, name: &str) -> Result<File> {
 }
 
 /// Removes a file or a whole tree; absent is fine. Our own staged trees only.
+/// Removes what process `pid` staged under `<root>/tmp/` (names `what-PID-…`: the
+/// first all-digit field is the PID), for a command stopped by a signal, so nothing
+/// it staged waits for the next command's sweep. Never crosses a mount point
+/// (`RESOLVE_NO_XDEV`); what cannot be removed is left to the sweep. Returns how many
+/// entries went.
+pub fn remove_staged_by(root: &Path, pid: u32) -> usize {
+    let tmp = root.join("tmp");
+    let (Ok(dir), Ok(entries)) = (crate::root::Root::open(&tmp), fs::read_dir(&tmp)) else { return 0 };
+    let Ok(top) = dir.top() else { return 0 };
+    let pid = pid.to_string();
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(n) = name.to_str() else { continue };
+        let first_number = n.split('-').find(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
+        if first_number == Some(pid.as_str()) && top.remove(n.as_bytes()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),

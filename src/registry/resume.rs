@@ -194,6 +194,16 @@ pub fn blob_stream(
                         }
                     }
                     st.offset += b.len() as u64;
+                    // More than the descriptor says is an error at once: an endless body
+                    // would otherwise fill tmp/ up to the layer size limit.
+                    if st.offset > st.size {
+                        st.done = true;
+                        let e = io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("blob {}: longer than its descriptor's {} bytes", st.digest, st.size),
+                        );
+                        return Some((Err(e), st));
+                    }
                     st.attempts = Attempts::new();
                     return Some((Ok(b), st));
                 }

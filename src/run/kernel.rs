@@ -159,3 +159,49 @@ unsafe fn supervise(command: libc::pid_t, blocked: &libc::sigset_t) -> ! {
         }
     }
 }
+
+/// Forks a process that outlives this one: it ignores the terminal's signals, has
+/// /dev/null for stdio and no other descriptor of ours, waits until this process
+/// ends (however it ends: the last copy of a pipe's write end, held here, closes),
+/// runs `then` and exits. Only from a single-threaded process.
+pub fn fork_survivor(then: impl FnOnce()) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::fd::AsRawFd;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make a pipe")?;
+    // SAFETY: the caller is single-threaded, so the child may run ordinary Rust code
+    // (nothing is locked by another thread); it ends in _exit, never returning.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(write);
+            let keep = read.as_raw_fd();
+            // SAFETY: signal(), open(), dup2() and close_range on plain integers.
+            unsafe {
+                // Ctrl-C reaches the whole process group; this one must outlive it.
+                for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+                    libc::signal(s, libc::SIG_IGN);
+                }
+                // Whoever reads this process's output sees EOF when it ends, not later.
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+                if keep > 3 {
+                    libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+            }
+            let mut b = [0u8; 1];
+            while matches!(rustix::io::read(&read, &mut b), Err(rustix::io::Errno::INTR)) {}
+            then();
+            // SAFETY: ends the child without the parent's exit handlers or buffers.
+            unsafe { libc::_exit(0) }
+        }
+        _ => {
+            drop(read);
+            // Held open until this process ends.
+            std::mem::forget(write);
+            Ok(())
+        }
+    }
+}

@@ -29,6 +29,7 @@ use layers_store::{ContainerRow, Store};
 pub use child::Volume as Bind;
 pub use container::Network;
 use container::{command, launch};
+pub use kernel::fork_survivor;
 
 /// Exit status when the command cannot be executed.
 const EXIT_CANNOT_EXEC: u8 = 126;
