@@ -194,6 +194,45 @@ fn a_broken_or_missing_cache_is_a_warning_and_the_build_goes_on() {
     let out = build(&machine(work.path(), "d"), &["--cache-from", &from, ctx.to_str().unwrap()]);
     assert!(stderr(&out).contains("layer index 99 out of range"), "{}", stderr(&out));
 
+    // Issue 26: records that read fine over layer blobs that are missing or wrong
+    // failed the whole build; now a warning naming the source, and the steps run.
+    let fresh = work.path().join("fresh-cache");
+    build(&a, &["--cache-to", &format!("type=local,dest={}", fresh.display()), ctx.to_str().unwrap()]);
+    let fresh_from = format!("type=local,src={}", fresh.display());
+    let layer_blobs: Vec<PathBuf> = {
+        let index: serde_json::Value = serde_json::from_slice(&fs::read(fresh.join("index.json")).unwrap()).unwrap();
+        let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(fresh.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| fresh.join("blobs/sha256").join(l["digest"].as_str().unwrap().trim_start_matches("sha256:")))
+            .collect()
+    };
+    for (case, damage) in [("wrong", true), ("missing", false)] {
+        for b in &layer_blobs {
+            if damage {
+                let len = fs::metadata(b).map(|m| m.len()).unwrap_or(100);
+                fs::write(b, vec![0x5a; len as usize]).unwrap();
+            } else {
+                let _ = fs::remove_file(b);
+            }
+        }
+        let store = machine(work.path(), &format!("blobs-{case}"));
+        let out = build(&store, &["-t", "greet", "--cache-from", &fresh_from, ctx.to_str().unwrap()]);
+        let log = stderr(&out);
+        assert!(
+            log.contains(&format!("layers: warning: --cache-from {fresh_from}: "))
+                && log.contains("building without it"),
+            "{case}: {log}"
+        );
+        assert!(outcomes(&out).iter().any(|(_, o)| *o == "RAN"), "{case}: {:?}", outcomes(&out));
+        assert_eq!(layers_ok(&store, &["run", "--rm", "greet"]), "hello from layers, built in stages", "{case}");
+        assert!(layers(&store, &["fsck"]).status.success(), "{case}");
+    }
+
     // Bad flags are refused before anything is built.
     for bad in ["type=local", "type=local,dest=/x,mode=all", "type=s3,bucket=b", "type=local,dest=/x,color=red"] {
         let out = layers(&a, &["build", "--cache-to", bad, ctx.to_str().unwrap()]);

@@ -227,22 +227,34 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
             store.touch_image(&got)?;
             Ok(store.resolve(&got.to_string())?)
         };
-    let mut x = exec::Executor::new(store, context, ignore, &plan);
-    x.pull_base = Some(&pull_base);
-    x.no_cache = a.no_cache;
-    x.quiet = a.quiet;
-    x.epoch = epoch;
-    x.cache = imported.map_err(|_| anyhow::anyhow!("reading --cache-from panicked"))?;
-    let mut image = x.execute(&plan)?;
+    let mut cache = imported.map_err(|_| anyhow::anyhow!("reading --cache-from panicked"))?;
+    // A cache source whose blobs fail midway is dropped and the build runs again
+    // without it: what ran is in the store by then, so the rerun costs the steps the
+    // failed source had covered.
+    let (mut image, made) = loop {
+        let mut x = exec::Executor::new(store, context.clone(), ignore.clone(), &plan);
+        x.pull_base = Some(&pull_base);
+        x.no_cache = a.no_cache;
+        x.quiet = a.quiet;
+        x.epoch = epoch;
+        x.cache = std::mem::take(&mut cache);
+        let result = x.execute(&plan);
+        cache = std::mem::take(&mut x.cache);
+        match result {
+            Ok(image) => break (image, std::mem::take(&mut x.made)),
+            Err(e) => match e.downcast_ref::<cache::SourceFailed>() {
+                Some(failed) => {
+                    eprintln!("layers: warning: {failed}; building without it");
+                    cache.without(failed.index);
+                }
+                None => return Err(e),
+            },
+        }
+    };
     if !a.labels.is_empty() {
         image = labelled(store, image, &a.labels)?;
     }
-    Ok(Built {
-        image,
-        made: std::mem::take(&mut x.made),
-        imported: std::mem::take(&mut x.cache),
-        target: plan.stages.len() - 1,
-    })
+    Ok(Built { image, made, imported: cache, target: plan.stages.len() - 1 })
 }
 
 /// `image` with `labels` set in its config, as BuildKit applies `--label`: no history

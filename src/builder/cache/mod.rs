@@ -140,8 +140,27 @@ enum Source {
 #[derive(Default)]
 pub struct Imported {
     sources: Vec<Source>,
+    /// Each source as the command line named it.
+    names: Vec<String>,
     steps: BTreeMap<Digest, (usize, CachedStep)>,
 }
+
+/// A cache source whose records read but whose blobs did not (missing, wrong,
+/// stalled): as an unreachable source, a warning; the build goes on without it.
+#[derive(Debug)]
+pub struct SourceFailed {
+    pub index: usize,
+    pub name: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for SourceFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "--cache-from {}: {}", self.name, self.reason)
+    }
+}
+
+impl std::error::Error for SourceFailed {}
 
 impl Imported {
     /// Reads each source's manifest and config; one that cannot be read is a warning
@@ -171,6 +190,7 @@ impl Imported {
                 Ok((source, steps)) => {
                     let i = imported.sources.len();
                     imported.sources.push(source);
+                    imported.names.push(f.name());
                     say(&format!("imported {} step{} from {}", steps.len(), plural(steps.len()), f.name()));
                     for (key, step) in steps {
                         imported.steps.entry(key).or_insert((i, step));
@@ -251,6 +271,19 @@ impl Imported {
     /// are read from the source (verified against the record), then the image is
     /// recorded with the record's config, byte for byte, and cached under `key`.
     pub fn materialize(&self, store: &Store, key: &Digest) -> anyhow::Result<ImageRow> {
+        let i = self.steps.get(key).context("no such cached step")?.0;
+        self.make(store, key).map_err(|e| {
+            let name = self.names.get(i).cloned().unwrap_or_default();
+            anyhow::Error::new(SourceFailed { index: i, name, reason: crate::one_line(&e) })
+        })
+    }
+
+    /// Drops the steps of source `index` (it failed while the build used it).
+    pub fn without(&mut self, index: usize) {
+        self.steps.retain(|_, (i, _)| *i != index);
+    }
+
+    fn make(&self, store: &Store, key: &Digest) -> anyhow::Result<ImageRow> {
         let (i, step) = self.steps.get(key).context("no such cached step")?;
         let mut ingest = store.ingest()?;
         let mut missing: Vec<&format::CachedLayer> = Vec::new();
