@@ -180,6 +180,49 @@ fn add_url_larger_than_the_cap_is_refused_without_reading_it_all() {
     assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0, "no download left in tmp/");
 }
 
+/// Issue 26: `ADD` of a URL that redirects to `file:`, `data:` or `http+unix:` added
+/// an empty file (the unfollowed 3xx's body); and a 1 B/s trickle was sat through
+/// (100 bytes in 104 s). Both fail now, by name, with pulls' pace rules.
+#[test]
+fn add_url_refuses_odd_redirects_and_trickles() {
+    if !need_root("add_url_refuses_odd_redirects_and_trickles") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    for to in ["file:///etc/passwd", "data:text/plain,hi", "http+unix://%2Frun%2Fx.sock/"] {
+        let target = to.to_string();
+        let addr = fake_registry(move |_, s| {
+            let _ = write!(s, "HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n");
+        });
+        let ctx = build_context(work.path(), "redirect", &format!("FROM busybox\nADD http://{addr}/f /f\n"));
+        let out = layers(&store, &["build", ctx.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(125), "{to}: {}", stderr(&out));
+        assert!(stderr(&out).contains("only http and https redirects are followed"), "{to}: {}", stderr(&out));
+    }
+    let addr = fake_registry(move |_, s| {
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+        for _ in 0..100 {
+            if s.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    });
+    let ctx = build_context(work.path(), "trickle", &format!("FROM busybox\nADD http://{addr}/slow /slow\n"));
+    let started = std::time::Instant::now();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    let out = cmd
+        .env("LAYERS_STALL_TIMEOUT", "2")
+        .arg("--root")
+        .arg(&store)
+        .args(["build", ctx.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("transfer too slow"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
 #[test]
 fn no_cache_leaves_no_stray_step_image() {
     if !need_root("no_cache_leaves_no_stray_step_image") {

@@ -213,14 +213,45 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
     let path = dir.join(&name);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Redirects only to http and https, as BuildKit: a `file:`, `data:` or `http+unix:`
+    // Location is an error (unfollowed, it left a 3xx with an empty body as the file).
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            let to = attempt.url().to_string();
+            attempt.error(format!("redirected to {to}: only http and https redirects are followed"))
+        } else if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    });
+    let stall = crate::registry::stall_timeout();
     let client = reqwest::Client::builder()
         .user_agent(concat!("layers/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(30))
-        .read_timeout(crate::registry::stall_timeout())
+        .read_timeout(stall)
+        .redirect(policy)
         .build()?;
     let got = rt
         .block_on(async {
-            let mut resp = client.get(url).send().await?.error_for_status()?;
+            // The same pace rules as a pull: headers within one window, then at least
+            // $LAYERS_MIN_RATE bytes a second over each window.
+            let sent = tokio::time::timeout(stall, client.get(url).send())
+                .await
+                .map_err(|_| anyhow::anyhow!("no response within {}s ($LAYERS_STALL_TIMEOUT)", stall.as_secs()))?;
+            let mut resp = sent?.error_for_status()?;
+            if resp.status().is_redirection() {
+                // reqwest stops at a Location it cannot follow (another scheme).
+                let to = resp.headers().get("location").map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+                bail!(
+                    "redirected to {}: only http and https redirects are followed",
+                    to.unwrap_or_default().escape_debug()
+                );
+            }
+            if !resp.status().is_success() {
+                bail!("answered {}, not a file", resp.status());
+            }
+            let mut pace = crate::registry::rate::RateGuard::new();
             if let Some(len) = resp.content_length().filter(|l| *l > max) {
                 bail!("{len} bytes is over the {max} byte limit (--max-layer-size)");
             }
@@ -231,7 +262,12 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
                 .open(&path)
                 .with_context(|| format!("create {}", path.display()))?;
             let (mut hasher, mut size) = (Hasher::new(), 0u64);
-            while let Some(chunk) = resp.chunk().await? {
+            loop {
+                let next = tokio::time::timeout(stall, resp.chunk())
+                    .await
+                    .map_err(|_| anyhow::anyhow!("stalled for {}s ($LAYERS_STALL_TIMEOUT)", stall.as_secs()))?;
+                let Some(chunk) = next? else { break };
+                pace.check(chunk.len()).map_err(anyhow::Error::msg)?;
                 size += chunk.len() as u64;
                 if size > max {
                     bail!("more than the {max} byte limit (--max-layer-size)");
