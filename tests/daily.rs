@@ -709,6 +709,43 @@ fn login_on_a_terminal_asks_for_the_password_without_echo() {
     assert!(home.join("config/layers/auth.json").exists());
 }
 
+/// Issue 26: filling a new volume from the image, and `cp`, wrote a 4 GiB sparse file
+/// out as 4 GiB of zeros; a FIFO in the image's directory failed the run. Holes stay
+/// holes and a FIFO is made anew, as Docker's copy makes one.
+#[test]
+fn volume_fill_and_cp_keep_holes_and_fifos() {
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !need_root("volume_fill_and_cp_keep_holes_and_fifos") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let ctx = build_context(
+        work.path(),
+        "holes",
+        "FROM busybox\nRUN mkdir -p /data && truncate -s 4G /data/sparse && echo end >> /data/sparse && mkfifo /data/pipe\n",
+    );
+    layers_ok(&store, &["build", "-q", "-t", "holes", ctx.to_str().unwrap()]);
+    let t = std::time::Instant::now();
+    let ls = layers_ok(&store, &["run", "--rm", "-v", "filled:/data", "holes", "ls", "-l", "/data"]);
+    assert!(ls.contains("sparse") && ls.contains("pipe"), "{ls}");
+    let filled = store.join("volumes/filled/_data");
+    let m = fs::metadata(filled.join("sparse")).unwrap();
+    assert_eq!(m.len(), (4u64 << 30) + 4);
+    assert!(m.blocks() * 512 < 1 << 20, "the volume's copy kept its holes: {} blocks", m.blocks());
+    assert!(fs::symlink_metadata(filled.join("pipe")).unwrap().file_type().is_fifo());
+    assert!(t.elapsed() < std::time::Duration::from_secs(20), "{:?}", t.elapsed());
+    // cp out of a container: the same.
+    layers_ok(&store, &["create", "--name", "holder", "holes"]);
+    let out = work.path().join("out");
+    fs::create_dir(&out).unwrap();
+    layers_ok(&store, &["cp", "holder:/data/sparse", out.to_str().unwrap()]);
+    let m = fs::metadata(out.join("sparse")).unwrap();
+    assert_eq!(m.len(), (4u64 << 30) + 4);
+    assert!(m.blocks() * 512 < 1 << 20, "cp kept its holes: {} blocks", m.blocks());
+    layers_ok(&store, &["rm", "holder"]);
+}
+
 #[test]
 fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers() {
     if !need_root("named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers") {

@@ -44,7 +44,7 @@ pub mod oci;
 pub mod record;
 pub mod reference;
 pub mod root;
-pub mod sparse_hash;
+pub mod sparse;
 // The store root, its fixed dirs, digests and staging names.
 #[allow(clippy::disallowed_methods)]
 pub mod store;

@@ -1,4 +1,5 @@
-//! The content digest of a sparse file, at the cost of its data and not its size.
+//! Files with holes, at the cost of their data and not their size: hashed
+//! (`RunHasher`, `of_file`) and copied (`copy_keeping_holes`).
 //!
 //! A layer may hold a 60 GB file whose data is a few bytes (a GNU sparse entry): hashing
 //! its holes as zeros read 60 GB of nothing. `RunHasher` hashes content as 4 KiB
@@ -154,6 +155,32 @@ pub fn of_file(file: &File, size: u64) -> io::Result<[u8; 32]> {
     Ok(rh.finish())
 }
 
+/// Copies `src` (its first `size` bytes) into the empty `dst`, data by data
+/// (SEEK_DATA/SEEK_HOLE): a hole stays a hole, a 4 GiB sparse file stays a few
+/// blocks. Returns the bytes of data copied.
+pub fn copy_keeping_holes(src: &File, dst: &File, size: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut at, mut copied) = (0u64, 0u64);
+    while at < size {
+        let Some(data) = next_data(src, at)?.filter(|d| *d < size) else { break };
+        let end = rustix::fs::seek(src, SeekFrom::Hole(data)).map_err(io::Error::from)?.min(size);
+        let mut pos = data;
+        while pos < end {
+            let want = ((end - pos) as usize).min(buf.len());
+            let n = src.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being copied"));
+            }
+            dst.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+            copied += n as u64;
+        }
+        at = end;
+    }
+    dst.set_len(size)?;
+    Ok(copied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +224,10 @@ mod tests {
         assert!(t.elapsed() < std::time::Duration::from_secs(5), "a 1 TiB hole took {:?}", t.elapsed());
         assert_eq!(got, of(&[Ok(b"head"), Err(size - 8), Ok(b"tail")]));
         assert!(has_hole(&f, size).unwrap());
+        let g = File::options().read(true).write(true).create(true).truncate(true).open(d.path().join("c")).unwrap();
+        assert_eq!(copy_keeping_holes(&f, &g, size).unwrap(), 8);
+        assert_eq!(of_file(&g, size).unwrap(), got);
+        use std::os::unix::fs::MetadataExt;
+        assert!(g.metadata().unwrap().blocks() < 1024, "the copy kept its holes");
     }
 }

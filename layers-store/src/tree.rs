@@ -8,7 +8,7 @@
 //! Content is hashed with BLAKE3 (`b3:` in the listing): several times faster than
 //! sha256 here, and the listing only has to show a change, not name content across
 //! systems. A file with holes is hashed by its data and the length of its zero runs
-//! (`z3:`, [`crate::sparse_hash`]): a 60 GB sparse file costs its few bytes of data.
+//! (`z3:`, [`crate::sparse`]): a 60 GB sparse file costs its few bytes of data.
 //! Files written by the unpacker are hashed as their bytes pass
 //! ([`ContentDigests`]), so listing a fresh layer reads no file back. Which of the
 //! two a file gets follows where its holes are; `fsck` compares a file whose record
@@ -104,8 +104,8 @@ fn unescape(s: &[u8]) -> Vec<u8> {
 fn content_digest(p: &Path, runs: Option<bool>) -> std::io::Result<FileDigest> {
     let f = fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(p)?;
     let size = f.metadata()?.len();
-    if runs.map_or_else(|| crate::sparse_hash::has_hole(&f, size), Ok)? {
-        return Ok(FileDigest::Runs(crate::sparse_hash::of_file(&f, size)?));
+    if runs.map_or_else(|| crate::sparse::has_hole(&f, size), Ok)? {
+        return Ok(FileDigest::Runs(crate::sparse::of_file(&f, size)?));
     }
     Ok(FileDigest::Plain(crate::content_hash::ContentHash::of_reader(f)?.0))
 }

@@ -561,12 +561,22 @@ pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> anyhow:
                     mode,
                 )
                 .with_context(what)?;
-                let mut out = std::fs::File::from(fd);
-                std::io::copy(&mut tree.open_file(&e.rel)?, &mut out).with_context(what)?;
+                let out = std::fs::File::from(fd);
+                // Holes stay holes: a 4 GiB sparse file is not written out as zeros.
+                let src = tree.open_file(&e.rel)?;
+                let size = src.metadata().with_context(what)?.len();
+                layers_store::sparse::copy_keeping_holes(&src, &out, size).with_context(what)?;
                 rustix::fs::fchown(&out, Some(file_uid), Some(file_gid)).with_context(what)?;
                 rustix::fs::fchmod(&out, mode).with_context(what)?;
                 let t = rustix::fs::Timestamps { last_access: e.stat_time(), last_modification: e.stat_time() };
                 rustix::fs::futimens(&out, &t).with_context(what)?;
+            }
+            // A named pipe is made anew, as Docker's copies make one (a volume filled
+            // from an image directory holding one, `cp` of a directory with one).
+            T::Fifo => {
+                rustix::fs::mknodat(&dir, name, T::Fifo, mode, 0).with_context(what)?;
+                rustix::fs::chownat(&dir, name, Some(file_uid), Some(file_gid), AtFlags::SYMLINK_NOFOLLOW)
+                    .with_context(what)?;
             }
             other => bail!("{}: a {other:?} cannot be copied", what()),
         }

@@ -13,7 +13,7 @@ use rustix::io::Errno;
 use super::{Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
-use crate::sparse_hash::RunHasher;
+use crate::sparse::RunHasher;
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
 use crate::tar_sparse::SparseMap;
 use crate::tree::{ContentDigests, FileDigest};
