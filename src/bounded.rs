@@ -34,3 +34,34 @@ pub fn read_text_file(path: &Path, max: u64, what: &str) -> anyhow::Result<Strin
     let f = std::fs::File::open(path).with_context(|| format!("read {what}"))?;
     String::from_utf8(read_capped(f, max, &what)?).with_context(|| format!("{what}: not UTF-8 text"))
 }
+
+/// A configuration file (`store.toml`, `registries.toml`): `None` if there is none.
+/// Opened non-blocking and refused unless a regular file, so a FIFO in its place
+/// cannot hang every command.
+pub fn read_config_file(path: &Path, what: &str) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = format!("{what} {}", path.display());
+    let flags = (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32;
+    let f = match std::fs::File::options().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("read {what}")),
+    };
+    if !f.metadata().with_context(|| format!("read {what}"))?.is_file() {
+        bail!("{what}: not a regular file");
+    }
+    let bytes = read_capped(f, MAX_CONFIG, &what)?;
+    String::from_utf8(bytes).map(Some).with_context(|| format!("{what}: not UTF-8 text"))
+}
+
+/// TOML text parsed, its error on one line: the line number and the message, no
+/// excerpt of the source (which `toml` spreads over several lines).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(l) => anyhow::anyhow!("line {l}: {}", e.message().trim().replace('\n', " ")),
+            None => anyhow::anyhow!("{}", e.message().trim().replace('\n', " ")),
+        }
+    })
+}

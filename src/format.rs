@@ -1,4 +1,5 @@
-//! How numbers and times look on the terminal (Docker's conventions: decimal units).
+//! How numbers, times and outside text look on the terminal (Docker's conventions:
+//! decimal units).
 
 use anyhow::{bail, Context};
 
@@ -120,4 +121,16 @@ mod tests {
         assert_eq!(duration(90 * 86_400), "3 months");
         assert_eq!(duration(800 * 86_400), "2 years");
     }
+}
+
+/// Text that came from outside (a registry, an imported cache record, a file) as it
+/// may be shown on a terminal: control characters escaped (`\u{1b}`), so none can
+/// move the cursor, rewrite what is shown or split one line into several.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
+    )
 }

@@ -269,9 +269,11 @@ fn registries(cli: &Cli) -> anyhow::Result<registry::config::RegistriesConfig> {
     registry::config::RegistriesConfig::load(cli.registries_config.as_deref())
 }
 
-/// `context: cause: cause`, on one line.
+/// `context: cause: cause`, on one line, control characters (from a registry's
+/// answer, a file, a tar entry) escaped.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    format::printable(&text).into_owned()
 }
 
 fn open_store(cli: &Cli) -> anyhow::Result<Store> {

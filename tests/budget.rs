@@ -208,3 +208,27 @@ fn pulls_and_builds_never_take_a_store_past_its_budget_by_more_than_the_layer_be
     assert!(sampled(&store) <= budget);
     assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
 }
+
+/// Issue 26: a FIFO in place of store.toml hung every command; a syntax error in it
+/// printed a source excerpt over several lines. Both are one line naming the file.
+#[test]
+fn a_store_toml_that_is_a_fifo_or_malformed_is_one_line_and_no_hang() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    layers_ok(&store, &["images", "-q"]);
+    let settings = store.join("store.toml");
+    assert!(std::process::Command::new("mkfifo").arg(&settings).status().unwrap().success());
+    let t = std::time::Instant::now();
+    let out = layers(&store, &["images"]);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.lines().count() == 1 && err.contains("store.toml: not a regular file"),
+        "{err}"
+    );
+    fs::remove_file(&settings).unwrap();
+    fs::write(&settings, "max-size = \"9MB\"\nmin-free = [oops\n").unwrap();
+    let out = layers(&store, &["images"]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.lines().count() == 1 && err.contains("store.toml: line 2: "), "{err}");
+}

@@ -429,3 +429,54 @@ fn layer_blobs(store: &Path, image: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&layers_ok(store, &["inspect", "--raw", image])).unwrap();
     v[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
+
+/// Rewrites the cache directory's config with `change`, and its manifest and index
+/// to match (as a hostile writer with the directory could).
+fn rewrite_cache_config(cache: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let blobs = cache.join("blobs/sha256");
+    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&fs::read(blobs.join(&m)).unwrap()).unwrap();
+    let c = manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let mut config: serde_json::Value = serde_json::from_slice(&fs::read(blobs.join(&c)).unwrap()).unwrap();
+    change(&mut config);
+    let bytes = serde_json::to_vec(&config).unwrap();
+    let d = layers_store::Digest::of(&bytes);
+    fs::write(blobs.join(d.hex()), &bytes).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(d.to_string());
+    manifest["config"]["size"] = serde_json::json!(bytes.len());
+    if let Some(m) = manifest["config"].as_object_mut() {
+        m.remove("data");
+    }
+    let mbytes = serde_json::to_vec(&manifest).unwrap();
+    let md = layers_store::Digest::of(&mbytes);
+    fs::write(blobs.join(md.hex()), &mbytes).unwrap();
+    index["manifests"][0]["digest"] = serde_json::json!(md.to_string());
+    index["manifests"][0]["size"] = serde_json::json!(mbytes.len());
+    fs::write(cache.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// Issue 26: an imported record's instruction was printed raw in a miss's
+/// explanation: escape sequences from outside reached the terminal.
+#[test]
+fn a_miss_explained_from_an_imported_record_escapes_its_text() {
+    if !need_root("a_miss_explained_from_an_imported_record_escapes_its_text") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let a = machine(work.path(), "a");
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo one > /one\n").unwrap();
+    build(&a, &["--cache-to", &format!("type=local,dest={}", cache.display()), ctx.to_str().unwrap()]);
+    rewrite_cache_config(&cache, |c| {
+        c["steps"][0]["instruction"] = serde_json::json!("RUN echo one > /one\u{1b}[2J\u{1b}]0;pwned\u{7}");
+    });
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo two > /two\n").unwrap();
+    let b = machine(work.path(), "b");
+    let out = build(&b, &["--cache-from", &format!("type=local,src={}", cache.display()), ctx.to_str().unwrap()]);
+    let log = stderr(&out);
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
+    assert!(log.contains("--> cache miss: the instruction changed (was: RUN echo one > /one\\u{1b}[2J"), "{log}");
+}

@@ -663,3 +663,25 @@ fn label_env_and_workdir_lines_cost_linear_time_memory_and_space() {
     }
     build_refused(&store, w, "history", &df, "over the 4194304 an image config may have", 60);
 }
+
+/// Issue 26: a store root owned by another user (0777, say) was used as found, so its
+/// owner could change what the store holds. Refused by name, and left as it was.
+#[test]
+fn a_store_root_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !need_root("a_store_root_owned_by_another_user_is_refused") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("theirs");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    rustix::fs::chown(&root, Some(rustix::fs::Uid::from_raw(65534)), Some(rustix::fs::Gid::from_raw(65534))).unwrap();
+    let out = layers(&root, &["images"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("owned by uid 65534, not by this user (uid 0)") && err.lines().count() == 1, "{err}");
+    let m = std::fs::metadata(&root).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid()), (0o777, 65534), "left as found");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "nothing made in it");
+}

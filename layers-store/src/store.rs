@@ -99,8 +99,19 @@ pub(crate) fn private_dir(op: &'static str, dir: &Path) -> Result<()> {
     if !meta.is_dir() {
         return Err(Error::new(ErrorKind::InvalidInput, op, dir.display(), "not a directory"));
     }
+    // Whoever owns it can change what the store holds: it must be ours (a 0777 dir
+    // of another user was used as found).
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            op,
+            dir.display(),
+            format!("owned by uid {}, not by this user (uid {me}); a store must be its user's own", meta.uid()),
+        ));
+    }
     // umask may have taken bits away from 0700 as well as the old format's 0755 added some.
-    if meta.mode() & 0o7777 != 0o700 && meta.uid() == rustix::process::geteuid().as_raw() {
+    if meta.mode() & 0o7777 != 0o700 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
     Ok(())

@@ -40,13 +40,11 @@ fn parse_share(s: &str) -> anyhow::Result<f64> {
 /// The budget for this command: `max_size` (the flag) over the store's file.
 pub fn budget(store: &Store, max_size: Option<&str>) -> anyhow::Result<Budget> {
     let path = store.root().join("store.toml");
-    let file: StoreToml = match std::fs::File::open(&path) {
-        Ok(f) => {
-            let text = crate::bounded::read_capped(f, crate::bounded::MAX_CONFIG, &path.display().to_string())?;
-            toml::from_str(&String::from_utf8_lossy(&text)).with_context(|| format!("{}", path.display()))?
+    let file: StoreToml = match crate::bounded::read_config_file(&path, "store settings")? {
+        Some(text) => {
+            crate::bounded::parse_toml(&text).with_context(|| format!("store settings {}", path.display()))?
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreToml::default(),
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+        None => StoreToml::default(),
     };
     let max = max_size.map(str::to_string).or(file.max_size);
     Ok(Budget {

@@ -63,20 +63,19 @@ impl RegistriesConfig {
                 None => return Ok(RegistriesConfig::default()),
             },
         };
-        let text = crate::bounded::read_text_file(&path, crate::bounded::MAX_CONFIG, "registries config")?;
+        let Some(text) = crate::bounded::read_config_file(&path, "registries config")? else {
+            // A file named on the command line must be there; a default one may go.
+            if explicit.is_some() {
+                bail!("registries config {}: no such file", path.display());
+            }
+            return Ok(RegistriesConfig::default());
+        };
         Self::parse(&text).with_context(|| format!("registries config {}", path.display()))
     }
 
     /// Parses the TOML text.
     pub fn parse(text: &str) -> anyhow::Result<RegistriesConfig> {
-        let cfg: RegistriesConfig = toml::from_str(text).map_err(|e| {
-            // One line, as every error we print: the position and the message, no source excerpt.
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            match line {
-                Some(l) => anyhow::anyhow!("line {l}: {}", e.message().trim()),
-                None => anyhow::anyhow!("{}", e.message().trim()),
-            }
-        })?;
+        let cfg: RegistriesConfig = crate::bounded::parse_toml(text)?;
         for (name, r) in &cfg.registries {
             for m in &r.mirrors {
                 if m.starts_with("https://") || m.starts_with("http://") || !m.contains("://") {

@@ -255,7 +255,7 @@ impl<'a> Executor<'a> {
         } else {
             if !self.no_cache {
                 if let Some(why) = self.explain(step)? {
-                    self.say(&format!("--> cache miss: {why}"));
+                    self.say(&format!("--> cache miss: {}", crate::format::printable(&why)));
                 }
             }
             // What the step builds on is needed here now.
@@ -304,7 +304,7 @@ impl<'a> Executor<'a> {
             // The steps before the one that changed were built before, as they are.
             if !explained && !self.seen(step)? {
                 if let Some(why) = self.explain(step)? {
-                    self.say(&format!("--> cache miss: {why}"));
+                    self.say(&format!("--> cache miss: {}", crate::format::printable(&why)));
                     explained = true;
                 }
             }
