@@ -96,6 +96,18 @@ pub fn duration_ns(d: &str) -> anyhow::Result<u64> {
     Ok(total as u64)
 }
 
+/// Text that came from outside (a registry, an imported cache record, a file) as it
+/// may be shown on a terminal: control characters escaped (`\u{1b}`), so none can
+/// move the cursor, rewrite what is shown or split one line into several.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -121,16 +133,4 @@ mod tests {
         assert_eq!(duration(90 * 86_400), "3 months");
         assert_eq!(duration(800 * 86_400), "2 years");
     }
-}
-
-/// Text that came from outside (a registry, an imported cache record, a file) as it
-/// may be shown on a terminal: control characters escaped (`\u{1b}`), so none can
-/// move the cursor, rewrite what is shown or split one line into several.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
-    )
 }
