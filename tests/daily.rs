@@ -673,6 +673,20 @@ else:
     let out = with_home(&home, &bin, &work.path().join("fresh"), &["pull", &image], "");
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("docker-credential-absent: not found in PATH"), "{}", stderr(&out));
+
+    // Issue 26: a helper that prints megabytes gave a 64 KiB error line; one short line now.
+    let loud = bin.join("docker-credential-loud");
+    std::fs::write(&loud, "#!/bin/sh\nhead -c 100000000 /dev/zero | tr '\\0' x\nexit 1\n").unwrap();
+    std::process::Command::new("chmod").arg("755").arg(&loud).status().unwrap();
+    std::fs::write(home.join(".docker/config.json"), r#"{"credsStore": "loud"}"#).unwrap();
+    let out = with_home(&home, &bin, &work.path().join("fresh2"), &["pull", &image], "");
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(
+        err.lines().count() == 1 && err.len() < 1000 && err.contains("docker-credential-loud get"),
+        "{} bytes",
+        err.len()
+    );
 }
 
 #[test]

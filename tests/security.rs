@@ -685,3 +685,29 @@ fn a_store_root_owned_by_another_user_is_refused() {
     assert_eq!((m.mode() & 0o7777, m.uid()), (0o777, 65534), "left as found");
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "nothing made in it");
 }
+
+/// Issue 26: a mount over /proc failed the run late with a bare errno ("list fds: No
+/// such file or directory"). Refused up front, by flag, as runc refuses it; and a
+/// mount over the root, as Docker refuses it.
+#[test]
+fn mounts_over_proc_or_the_root_are_refused_by_flag() {
+    let (work, store) = store_with_fixtures();
+    let dir = work.path().display().to_string();
+    for (args, says) in [
+        (vec!["-v".to_string(), format!("{dir}:/proc")], "a mount over /proc is refused"),
+        (vec!["-v".to_string(), format!("{dir}:/proc/sys/")], "a mount over /proc is refused"),
+        (vec!["--tmpfs".to_string(), "/proc".to_string()], "a mount over /proc is refused"),
+        (vec!["--mount".to_string(), "type=tmpfs,target=//./proc".to_string()], "a mount over /proc is refused"),
+        (vec!["-v".to_string(), format!("{dir}:/")], "a mount over the container's root is refused"),
+        (vec!["-v".to_string(), format!("{dir}:/x/../proc")], "has a '..' component"),
+    ] {
+        let mut full = vec!["run".to_string(), "--rm".to_string()];
+        full.extend(args.iter().cloned());
+        full.extend(["localhost/layered".to_string(), "true".to_string()]);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = layers(&store, &full);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.lines().count() == 1 && err.contains(says) && err.contains(&args[0]), "{args:?}: {err}");
+    }
+}

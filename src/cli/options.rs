@@ -400,6 +400,7 @@ fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
     if !target.starts_with('/') {
         bail!("-v {spec}: the path in the container must be absolute");
     }
+    mount_target(&format!("-v {spec}"), target)?;
     let (mut read_only, mut nocopy) = (false, false);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
@@ -464,6 +465,7 @@ fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
     let Some(target) = target.filter(|t| t.starts_with('/')) else {
         bail!("--mount {spec}: target=PATH (absolute) is required")
     };
+    mount_target(&format!("--mount {spec}"), &target)?;
     match kind.as_str() {
         "bind" => {
             let Some(src) = source.filter(|s| s.starts_with('/')) else {
@@ -497,7 +499,23 @@ fn tmpfs(spec: &str) -> anyhow::Result<(String, String)> {
     if !target.starts_with('/') {
         bail!("--tmpfs {spec}: the path must be absolute");
     }
+    mount_target(&format!("--tmpfs {spec}"), target)?;
     Ok((target.to_string(), options.to_string()))
+}
+
+/// Refuses a mount over the container's root or its /proc, as Docker and runc refuse
+/// them: over /proc it would hide what the runtime reads there (and what a process
+/// must not reach), and fail later with a bare errno.
+fn mount_target(flag: &str, target: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    if parts.contains(&"..") {
+        bail!("{flag}: the path in the container has a '..' component");
+    }
+    match parts.first() {
+        None => bail!("{flag}: a mount over the container's root is refused"),
+        Some(&"proc") => bail!("{flag}: a mount over /proc is refused, as runc refuses it"),
+        _ => Ok(()),
+    }
 }
 
 /// Which seccomp profile `--security-opt` (and `--privileged`) choose.

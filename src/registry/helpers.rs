@@ -121,6 +121,11 @@ pub fn erase(helper: &str, host: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("failed")
+/// What a helper said, as one short line (a helper may print megabytes).
+fn first_line(s: &str) -> String {
+    let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("failed");
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}… ({} bytes in all)", &line[..i], s.len()),
+        None => line.to_string(),
+    }
 }

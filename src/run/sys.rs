@@ -289,7 +289,7 @@ impl Sys for Kernel {
     /// host directory fd may survive into the container).
     fn close_other_fds(&mut self) -> Step {
         let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-            .map_err(|e| format!("list fds: {e}"))?
+            .map_err(|e| format!("list this process's open descriptors (/proc/self/fd): {e}"))?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .filter(|fd| *fd > 2)
             .collect();
