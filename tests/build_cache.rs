@@ -480,3 +480,36 @@ fn a_miss_explained_from_an_imported_record_escapes_its_text() {
     assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
     assert!(log.contains("--> cache miss: the instruction changed (was: RUN echo one > /one\\u{1b}[2J"), "{log}");
 }
+
+/// Issue 26: a --cache-from registry that accepts connections and never answers
+/// delayed the build 121-306 s before the warning. An optional cache gets 30 s by
+/// default ($LAYERS_CACHE_FROM_TIMEOUT, here 2 s), then the build goes on without it.
+#[test]
+fn a_hanging_cache_source_costs_the_build_its_timeout_only() {
+    if !need_root("a_hanging_cache_source_costs_the_build_its_timeout_only") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Accepts, reads, never answers.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let store = machine(work.path(), "a");
+    let ctx = checkout(&work.path().join("ctx"), 1_000_000_000);
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_layers"))
+        .env("LAYERS_CACHE_FROM_TIMEOUT", "2")
+        .arg("--root")
+        .arg(&store)
+        .args(["build", "--cache-from", &format!("{addr}/cache/app:main"), ctx.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no cache read within 2s ($LAYERS_CACHE_FROM_TIMEOUT); going on without it"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}

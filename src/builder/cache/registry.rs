@@ -41,6 +41,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")
 }
 
+/// How long reading a registry cache's manifest and config may take:
+/// `$LAYERS_CACHE_FROM_TIMEOUT` seconds, default 30.
+fn open_timeout() -> std::time::Duration {
+    let secs = std::env::var("LAYERS_CACHE_FROM_TIMEOUT").ok().and_then(|v| v.parse::<f64>().ok());
+    std::time::Duration::from_secs_f64(secs.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(30.0))
+}
+
 fn silent() -> Notices {
     Arc::new(|_: &str| {})
 }
@@ -52,19 +59,26 @@ impl RegistrySource {
         let repo = Arc::new(crate::push::open_repository(&r, registries, true, &[])?);
         let wanted = r.digest.map(|d| d.to_string()).or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
         let rt = runtime()?;
+        let limit = open_timeout();
         let (manifest, config) = rt.block_on(async {
-            let notices = silent();
-            let (manifest, _) =
-                crate::pull::fetch_manifest(&repo, &wanted, r.digest, resume::MAX_TRIES, &notices).await?;
-            let config = match super::format::embedded_config(&manifest).map_err(|e| anyhow!("{reference}: {e}"))? {
-                Some(c) => c,
-                None => {
-                    let m: layers_store::oci::Manifest =
-                        serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
-                    crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?
-                }
+            let read = async {
+                let notices = silent();
+                let (manifest, _) =
+                    crate::pull::fetch_manifest(&repo, &wanted, r.digest, resume::MAX_TRIES, &notices).await?;
+                let config = match super::format::embedded_config(&manifest).map_err(|e| anyhow!("{reference}: {e}"))? {
+                    Some(c) => c,
+                    None => {
+                        let m: layers_store::oci::Manifest =
+                            serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
+                        crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?
+                    }
+                };
+                anyhow::Ok((manifest, config))
             };
-            anyhow::Ok((manifest, config))
+            // An optional source: a registry that hangs costs the build this long at most.
+            tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| anyhow!("no cache read within {}s ($LAYERS_CACHE_FROM_TIMEOUT)", limit.as_secs_f64()))?
         })?;
         let source = RegistrySource {
             repo,
