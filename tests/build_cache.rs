@@ -510,6 +510,66 @@ fn a_hanging_cache_source_costs_the_build_its_timeout_only() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no cache read within 2s ($LAYERS_CACHE_FROM_TIMEOUT); going on without it"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no cache read within 2s ($LAYERS_CACHE_FROM_TIMEOUT); going on without it"),
+        "{}",
+        stderr(&out)
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+/// Issue 26: imported records are checked against what their step makes: a record
+/// whose layers drop its parent's (the base image's) or whose config is not what its
+/// instruction makes (a USER step that sets Env) is refused by name, and the step runs.
+#[test]
+fn imported_records_that_do_not_fit_their_step_are_refused() {
+    if !need_root("imported_records_that_do_not_fit_their_step_are_refused") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let a = machine(work.path(), "a");
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nUSER nobody\nRUN echo hi > /tmp/x\nUSER root\n").unwrap();
+    build(&a, &["--cache-to", &format!("type=local,dest={},mode=max", cache.display()), ctx.to_str().unwrap()]);
+    rewrite_cache_config(&cache, |c| {
+        for s in c["steps"].as_array_mut().unwrap() {
+            let mut config: serde_json::Value = serde_json::from_str(s["config"].as_str().unwrap()).unwrap();
+            if s["instruction"] == "USER nobody" {
+                config["config"]["Env"].as_array_mut().unwrap().push(serde_json::json!("EVIL=1"));
+            } else if s["instruction"].as_str().unwrap().starts_with("RUN") {
+                // Only its own layer: the base image's are dropped.
+                let own = s["layers"].as_array().unwrap().last().unwrap().clone();
+                s["layers"] = serde_json::json!([own]);
+                let diffs = config["rootfs"]["diff_ids"].as_array().unwrap().clone();
+                config["rootfs"]["diff_ids"] = serde_json::json!([diffs.last().unwrap()]);
+            }
+            s["config"] = serde_json::json!(serde_json::to_string(&config).unwrap());
+        }
+    });
+    let b = machine(work.path(), "b");
+    let out = build(
+        &b,
+        &["-t", "checked", "--cache-from", &format!("type=local,src={}", cache.display()), ctx.to_str().unwrap()],
+    );
+    let log = stderr(&out);
+    assert!(
+        log.contains("the record of \"USER nobody\" is not used: its config is not what the instruction makes"),
+        "{log}"
+    );
+    // Keys are the instructions and their parents' keys: the RUN's record is looked
+    // up after the USER ran here, and refused for dropping the base's layers.
+    assert!(
+        log.contains(
+            "the record of \"RUN echo hi > /tmp/x\" is not used: its layers do not start with its parent's 3 layer(s)"
+        ),
+        "{log}"
+    );
+    let o: Vec<&str> = outcomes(&out).iter().map(|(_, o)| *o).collect();
+    assert_eq!(o, ["RAN", "RAN", "CACHED"], "{log}");
+    let env = layers_ok(&b, &["inspect", "-f", "{{json .Config.Env}}", "checked"]);
+    assert!(!env.contains("EVIL"), "{env}");
+    assert_eq!(layers_ok(&b, &["run", "--rm", "checked", "cat", "/tmp/x"]), "hi");
+    assert!(layers(&b, &["fsck"]).status.success());
 }

@@ -16,7 +16,7 @@ use layers_store::digest::Digest;
 use layers_store::metadata::ImageRow;
 use layers_store::{ImageBlobs, LayerExpect, Store};
 
-use format::CachedStep;
+pub use format::CachedStep;
 
 use crate::registry::config::RegistriesConfig;
 

@@ -95,6 +95,29 @@ impl State {
     }
 }
 
+/// Whether an imported record can be what `steps` make of `state`: its layers are
+/// the parent's and at most one more, its runtime config is the one the
+/// instructions make of the parent's (a record that drops the base's layers, or a
+/// USER step that changes Env, is someone else's writing, not a cache).
+fn fits(state: &State, steps: &[Step], cached: &crate::builder::cache::CachedStep) -> Result<(), String> {
+    let parent = &state.config.rootfs.diff_ids;
+    let child = &cached.config.rootfs.diff_ids;
+    if !child.starts_with(parent) {
+        return Err(format!("its layers do not start with its parent's {} layer(s)", parent.len()));
+    }
+    if child.len() > parent.len() + 1 {
+        return Err(format!("it adds {} layers; a step adds at most one", child.len() - parent.len()));
+    }
+    let mut expected = state.clone();
+    for s in steps {
+        expected.apply(s).map_err(|e| e.to_string())?;
+    }
+    if expected.config.config != cached.config.config {
+        return Err("its config is not what the instruction makes of its parent's".into());
+    }
+    Ok(())
+}
+
 /// An image a stage is at and that is not in the store yet.
 #[derive(Clone)]
 pub enum Pending {
@@ -250,7 +273,7 @@ impl<'a> Executor<'a> {
         if let Action::Arg = step.action {
             return Ok(());
         }
-        if self.hit(state, step, self.final_chain.get(stage).copied().unwrap_or(false))? {
+        if self.hit(state, std::slice::from_ref(step), self.final_chain.get(stage).copied().unwrap_or(false))? {
             self.say(&format!("--> CACHED {}", self.cached_id(state, step)));
         } else {
             if !self.no_cache {
@@ -283,7 +306,7 @@ impl<'a> Executor<'a> {
         let Some(last) = steps.last() else { return Ok(()) };
         let needed = self.final_chain.get(stage).copied().unwrap_or(false);
         let start = self.steps_done;
-        if self.hit(state, last, needed)? {
+        if self.hit(state, steps, needed)? {
             let id = self.cached_id(state, last);
             for (i, step) in steps.iter().enumerate() {
                 self.say(&format!("STEP {}/{}: {}", start + i + 1, self.steps_total, step.text));
@@ -388,7 +411,9 @@ impl<'a> Executor<'a> {
     /// A cache hit moves the stage onto the cached image: one of this store's, else one
     /// of an imported cache (made here only when a later step needs it).
     /// `needed`: the step's image will be needed here (a step of the target's stages).
-    fn hit(&self, state: &mut State, step: &Step, needed: bool) -> anyhow::Result<bool> {
+    /// `steps`: the step looked up last, after the config steps grouped with it.
+    fn hit(&self, state: &mut State, steps: &[Step], needed: bool) -> anyhow::Result<bool> {
+        let Some(step) = steps.last() else { return Ok(false) };
         if self.no_cache {
             return Ok(false);
         }
@@ -398,6 +423,11 @@ impl<'a> Executor<'a> {
             state.image = Some(row);
             state.pending = None;
         } else if let Some(cached) = self.cache.find(&step.key) {
+            if let Err(why) = fits(state, steps, cached) {
+                let what = crate::format::printable(&cached.record.instruction).into_owned();
+                eprintln!("layers: warning: --cache-from: the record of {what:?} is not used: {why}");
+                return Ok(false);
+            }
             state.config = cached.config.clone();
             state.image = None;
             state.pending = Some(Pending::Cached(step.key));
