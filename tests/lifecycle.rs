@@ -321,3 +321,36 @@ fn keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach
     let out = on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
     assert!(out.ends_with("exit=5\n"), "{out}");
 }
+
+/// Issue 26: after the monitor of a `--restart always` container was killed with
+/// SIGKILL, the container showed `Created` and was never restarted. The next command
+/// notices: exited (137) with the reason in `State.Error`, and `start` starts it.
+#[test]
+fn a_container_whose_monitor_was_killed_shows_exited_with_the_reason() {
+    if !need_root("a_container_whose_monitor_was_killed_shows_exited_with_the_reason") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let id = detached(&store, &["--name", "orphan", "--restart", "always", "localhost/layered", "sleep", "1000"]);
+    let running: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("containers").join(&id).join("running.json")).unwrap())
+            .unwrap();
+    let (pid, monitor) = (running["pid"].as_u64().unwrap() as i32, running["monitor"].as_u64().unwrap() as i32);
+    let kill = |p: i32| {
+        rustix::process::kill_process(rustix::process::Pid::from_raw(p).unwrap(), rustix::process::Signal::KILL)
+    };
+    kill(monitor).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "its PID 1 went with its monitor");
+    let status = layers_ok(&store, &["ps", "-a", "--filter", "name=orphan", "--format", "{{.State}} {{.Status}}"]);
+    assert!(status.starts_with("exited Exited (137)"), "{status}");
+    let error = layers_ok(&store, &["inspect", "-f", "{{.State.ExitCode}} {{.State.Error}}", "orphan"]);
+    assert!(error.starts_with("137 its monitor was killed"), "{error}");
+    layers_ok(&store, &["start", "orphan"]);
+    let status = layers_ok(&store, &["ps", "--filter", "name=orphan", "--format", "{{.State}}"]);
+    assert_eq!(status, "running");
+    layers_ok(&store, &["rm", "-f", "orphan"]);
+}

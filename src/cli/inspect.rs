@@ -194,7 +194,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
             "Dead": false,
             "Pid": running.map_or(0, |r| r.pid),
             "ExitCode": exited.map_or(0, |e| e.code),
-            "Error": "",
+            "Error": exited.and_then(|e| e.error.clone()).unwrap_or_default(),
             "StartedAt": time(running.map(|r| r.started)),
             "FinishedAt": time(exited.map(|e| e.finished)),
         },

@@ -117,7 +117,7 @@ pub fn run_container(
     let memory_limit = cg.memory_limit();
     cg.remove();
     let code = super::exit_code(status);
-    state::set_exited(store, &container.id, &state::Exited { code, finished: state::now(), oom_killed });
+    state::set_exited(store, &container.id, &state::Exited { code, finished: state::now(), oom_killed, error: None });
     Ok(Ended { code, oom_killed, memory_limit })
 }
 

@@ -58,6 +58,9 @@ pub struct Exited {
     /// Seconds since the epoch.
     pub finished: i64,
     pub oom_killed: bool,
+    /// Why it ended when no exit status says (its monitor was killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Times the restart policy has started the container again since `start`.
@@ -192,7 +195,10 @@ impl Status {
         match exited(store, c) {
             Some(e) if monitor(store, c).is_some() => Status::Restarting(e),
             Some(e) => Status::Exited(e),
-            None => Status::Created,
+            None => match lost(store, c) {
+                Some(e) => Status::Exited(e),
+                None => Status::Created,
+            },
         }
     }
 
@@ -221,6 +227,25 @@ impl Status {
             _ => None,
         }
     }
+}
+
+/// A container that was started and whose monitor is gone with no record of how it
+/// ended: the monitor was killed (SIGKILL leaves it no moment to record anything),
+/// and its PID 1 with it. It shows as exited (137, as a kill) with the reason; its
+/// restart policy is not applied by whatever command notices (`layers start` it).
+fn lost(store: &Store, c: &ContainerRow) -> Option<Exited> {
+    let path = file(store, &c.id, "running.json");
+    let since = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if monitor(store, c).is_some() {
+        return None;
+    }
+    let finished = since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Some(Exited {
+        code: 137,
+        finished,
+        oom_killed: false,
+        error: Some("its monitor was killed, and it with it; its restart policy was not applied".into()),
+    })
 }
 
 /// How the container's last run ended, if it has run and stopped.
