@@ -419,3 +419,48 @@ fn an_xattr_the_kernel_refuses_is_named_in_words() {
     assert!(err.contains("layer entry \"f\"") && err.contains("extended attribute \"bogus.name\": "), "{err}");
     assert!(!err.contains("os error"), "{err}");
 }
+
+/// Issue 26: a layer with a 4095-byte path, inside the documented 4096 limit, failed
+/// with `File name too long` (the store's own directories come before it). The limit
+/// that holds is stated and enforced: PATH_MAX less the store's path and directories;
+/// a path of exactly that length imports and checks, one byte more is refused by name.
+#[test]
+fn the_path_limit_stated_is_the_one_that_holds() {
+    if !need_root("the_path_limit_stated_is_the_one_that_holds") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    layers_ok(&store, &["images", "-q"]);
+    let limit = 4095 - store.canonicalize().unwrap().as_os_str().len() - 128;
+    let path_of = |len: usize| {
+        let mut parts = Vec::new();
+        let mut left = len;
+        while left > 251 {
+            parts.push("d".repeat(250));
+            left -= 251;
+        }
+        parts.push("f".repeat(left));
+        parts.join("/")
+    };
+    for (len, ok) in [(limit, true), (limit + 1, false)] {
+        let name = path_of(len);
+        assert_eq!(name.len(), len);
+        let tar =
+            [pax(&[("path", name.as_bytes())]), header("placeholder", b'0', 2, ""), padded(b"x\n"), end()].concat();
+        let path = work.path().join(format!("long-{len}.tar"));
+        fs::write(&path, tar).unwrap();
+        let out = layers(&store, &["import", "-q", path.to_str().unwrap(), &format!("long{len}")]);
+        if ok {
+            assert!(out.status.success(), "{len}: {}", stderr(&out));
+        } else {
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(125));
+            assert!(
+                err.contains(&format!("path of {len} bytes is longer than this store's limit of {limit}")),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
+}

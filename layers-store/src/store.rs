@@ -162,7 +162,7 @@ impl Store {
             root: root.to_path_buf(),
             md: Mutex::new(md),
             store_lock,
-            limits: Limits::default(),
+            limits: Limits { max_path: path_limit(root), ..Limits::default() },
             after_commit: Mutex::default(),
             holder: std::sync::OnceLock::new(),
             ephemeral: Mutex::default(),
@@ -181,9 +181,11 @@ impl Store {
         Ok(store)
     }
 
-    /// Replaces the unpack caps (bytes, entries, header size per layer).
+    /// Replaces the unpack caps (bytes, entries, header size per layer); the path
+    /// limit stays within what this store's location allows.
     pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+        let max_path = limits.max_path.min(path_limit(&self.root));
+        self.limits = Limits { max_path, ..limits };
     }
 
     /// Another handle on the same store, with the same limits and budget (for work
@@ -421,6 +423,19 @@ fn lock(f: File, name: &str) -> Result<File> {
 }
 
 /// Removes a file or a whole tree; absent is fine. Our own staged trees only.
+/// The longest path the store puts before a layer's own paths, less the store root:
+/// `/containers/<64 hex>/merged/`, `/layers/<64 hex>/`, a staging dir's name.
+const STORE_PREFIX: usize = 128;
+
+/// The longest entry path a layer in the store at `root` may have: the kernel's
+/// PATH_MAX (4096 with its NUL) less the store's own path and directories, so every
+/// path the store opens by name stays within it (a 4095-byte entry failed with
+/// `File name too long` when the layer's tree was listed).
+pub fn path_limit(root: &Path) -> usize {
+    let root_len = root.canonicalize().map_or(root.as_os_str().len(), |p| p.as_os_str().len());
+    (crate::root::MAX_PATH - 1).saturating_sub(root_len + STORE_PREFIX)
+}
+
 /// Removes what process `pid` staged under `<root>/tmp/` (names `what-PID-…`: the
 /// first all-digit field is the PID), for a command stopped by a signal, so nothing
 /// it staged waits for the next command's sweep. Never crosses a mount point

@@ -38,11 +38,14 @@ pub struct Limits {
     pub max_entries: u64,
     /// Largest PAX or GNU long-name header.
     pub max_header: u64,
+    /// Longest path of an entry: a store sets it to what its own directories leave of
+    /// the kernel's PATH_MAX (see [`crate::store::path_limit`]).
+    pub max_path: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 64 << 30, max_entries: 4_000_000, max_header: 1 << 20 }
+        Limits { max_bytes: 64 << 30, max_entries: 4_000_000, max_header: 1 << 20, max_path: crate::root::MAX_PATH }
     }
 }
 

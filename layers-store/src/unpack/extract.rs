@@ -31,6 +31,7 @@ pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: 
         digests,
         holes: 0,
         max_bytes: limits.max_bytes,
+        max_path: limits.max_path,
     };
     let mut entries: u64 = 0;
     while let Some(entry) = tar.next_entry().map_err(|e| tar_error(e, entries))? {
@@ -75,6 +76,7 @@ struct Extractor<'r> {
     /// Bytes of sparse files' holes so far, and what they may add up to.
     holes: u64,
     max_bytes: u64,
+    max_path: usize,
 }
 
 /// Names an entry in messages, printable whatever bytes it holds.
@@ -98,6 +100,7 @@ impl Extractor<'_> {
         let subject = || entry_subject(&e.path);
         let path = RelPath::parse(beneath(&e.path))
             .map_err(|rule| Error::new(ErrorKind::Unsafe, "unpack", subject(), rule.to_string()))?;
+        self.fits(&path, &subject)?;
         let (parent, name) = path.split_last();
         let meta = Meta { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime };
         let io_err = |err: io::Error| map_io(subject(), err);
@@ -171,6 +174,7 @@ impl Extractor<'_> {
                 let target = RelPath::parse(beneath(&e.link)).map_err(|rule| {
                     Error::new(ErrorKind::Unsafe, "unpack", subject(), format!("hardlink target: {rule}"))
                 })?;
+                self.fits(&target, &subject)?;
                 if target == path {
                     return Ok(());
                 }
@@ -241,6 +245,22 @@ impl Extractor<'_> {
         let dir = self.parent(parent, subject)?;
         let wh_meta = Meta { mode: 0, ..*meta };
         dir.set_meta_at(target, &wh_meta, false).map_err(|err| map_io(subject(), err))
+    }
+
+    /// Refuses a path longer than the store's location allows (`Limits::max_path`).
+    fn fits(&self, path: &RelPath, subject: &dyn Fn() -> String) -> Result<()> {
+        let (n, max) = (path.as_bytes().len(), self.max_path);
+        if n > max {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                "unpack",
+                subject(),
+                format!(
+                    "path of {n} bytes is longer than this store's limit of {max} (PATH_MAX less the store's own path)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn parent(&mut self, parent: &[u8], subject: &dyn Fn() -> String) -> Result<&Subdir> {
