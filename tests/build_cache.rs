@@ -430,6 +430,20 @@ fn layer_blobs(store: &Path, image: &str) -> Vec<String> {
     v[0]["Manifest"]["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
 
+/// Machine A's build of `dockerfile` exported to a cache directory (`mode`): the work
+/// dir, the cache directory, the context.
+fn exported(dockerfile: &str, mode: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let a = machine(work.path(), "a");
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let to = format!("type=local,dest={},mode={mode}", cache.display());
+    build(&a, &["--cache-to", &to, ctx.to_str().unwrap()]);
+    (work, cache, ctx)
+}
+
 /// Rewrites the cache directory's config with `change`, and its manifest and index
 /// to match (as a hostile writer with the directory could).
 fn rewrite_cache_config(cache: &Path, change: impl FnOnce(&mut serde_json::Value)) {
@@ -463,13 +477,7 @@ fn a_miss_explained_from_an_imported_record_escapes_its_text() {
     if !need_root("a_miss_explained_from_an_imported_record_escapes_its_text") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let a = machine(work.path(), "a");
-    let ctx = work.path().join("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo one > /one\n").unwrap();
-    build(&a, &["--cache-to", &format!("type=local,dest={}", cache.display()), ctx.to_str().unwrap()]);
+    let (work, cache, ctx) = exported("FROM busybox\nRUN echo one > /one\n", "min");
     rewrite_cache_config(&cache, |c| {
         c["steps"][0]["instruction"] = serde_json::json!("RUN echo one > /one\u{1b}[2J\u{1b}]0;pwned\u{7}");
     });
@@ -526,13 +534,7 @@ fn imported_records_that_do_not_fit_their_step_are_refused() {
     if !need_root("imported_records_that_do_not_fit_their_step_are_refused") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let cache = work.path().join("cache");
-    let a = machine(work.path(), "a");
-    let ctx = work.path().join("ctx");
-    fs::create_dir_all(&ctx).unwrap();
-    fs::write(ctx.join("Dockerfile"), "FROM busybox\nUSER nobody\nRUN echo hi > /tmp/x\nUSER root\n").unwrap();
-    build(&a, &["--cache-to", &format!("type=local,dest={},mode=max", cache.display()), ctx.to_str().unwrap()]);
+    let (work, cache, ctx) = exported("FROM busybox\nUSER nobody\nRUN echo hi > /tmp/x\nUSER root\n", "max");
     rewrite_cache_config(&cache, |c| {
         for s in c["steps"].as_array_mut().unwrap() {
             let mut config: serde_json::Value = serde_json::from_str(s["config"].as_str().unwrap()).unwrap();

@@ -63,12 +63,14 @@ impl RegistriesConfig {
                 None => return Ok(RegistriesConfig::default()),
             },
         };
-        let Some(text) = crate::bounded::read_config_file(&path, "registries config")? else {
-            // A file named on the command line must be there; a default one may go.
-            if explicit.is_some() {
-                bail!("registries config {}: no such file", path.display());
-            }
-            return Ok(RegistriesConfig::default());
+        // A file named on the command line is the user's choice (it may be a pipe, as
+        // an --env-file may); one found in a default place must be a regular file.
+        let text = match explicit {
+            Some(_) => crate::bounded::read_text_file(&path, crate::bounded::MAX_CONFIG, "registries config")?,
+            None => match crate::bounded::read_config_file(&path, "registries config")? {
+                Some(t) => t,
+                None => return Ok(RegistriesConfig::default()),
+            },
         };
         Self::parse(&text).with_context(|| format!("registries config {}", path.display()))
     }

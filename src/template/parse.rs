@@ -183,25 +183,15 @@ fn lex(src: &str) -> Result<Vec<Item>, ParseError> {
                     i += 1;
                     continue;
                 }
-                b'|' => {
+                b'|' | b'(' | b')' | b',' | b'=' => {
                     i += 1;
-                    Tok::Pipe
-                }
-                b'(' => {
-                    i += 1;
-                    Tok::LParen
-                }
-                b')' => {
-                    i += 1;
-                    Tok::RParen
-                }
-                b',' => {
-                    i += 1;
-                    Tok::Comma
-                }
-                b'=' => {
-                    i += 1;
-                    Tok::Assign
+                    match c {
+                        b'|' => Tok::Pipe,
+                        b'(' => Tok::LParen,
+                        b')' => Tok::RParen,
+                        b',' => Tok::Comma,
+                        _ => Tok::Assign,
+                    }
                 }
                 b':' if b.get(i + 1) == Some(&b'=') => {
                     i += 2;
