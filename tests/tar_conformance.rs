@@ -345,15 +345,34 @@ fn a_sparse_map_that_lies_is_refused_and_holes_count_against_the_size_limit() {
         layers(&store, &args)
     };
     // PAX 0.1: a map covering 8 bytes for an entry that holds 5.
-    let lying = pax(&[("GNU.sparse.name", b"f"), ("GNU.sparse.size", b"100"), ("GNU.sparse.map", b"0,4,50,4")]);
+    let lying = pax(&[
+        ("GNU.sparse.name", b"f"),
+        ("GNU.sparse.size", b"100"),
+        ("GNU.sparse.numblocks", b"2"),
+        ("GNU.sparse.map", b"0,4,50,4"),
+    ]);
     let out = import("lying", &[lying, file("GNUSparseFile.0/f", b"abcde"), end()], &[]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("sparse map covers 8 bytes but the entry holds 5"), "{}", stderr(&out));
     // A 5-byte entry that claims to be a 1 TiB file: refused by the layer size limit.
-    let huge = pax(&[("GNU.sparse.name", b"f"), ("GNU.sparse.size", b"1099511627776"), ("GNU.sparse.map", b"0,5")]);
+    let huge = pax(&[
+        ("GNU.sparse.name", b"f"),
+        ("GNU.sparse.size", b"1099511627776"),
+        ("GNU.sparse.numblocks", b"1"),
+        ("GNU.sparse.map", b"0,5"),
+    ]);
     let out = import("huge", &[huge, file("GNUSparseFile.0/f", b"abcde"), end()], &["--max-layer-size", "1048576"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("sparse files larger than the limit of 1048576 bytes"), "{}", stderr(&out));
+    // As Go: a 0.1 map needs GNU.sparse.numblocks, counting its pairs (Go: ErrHeader).
+    for (name, blocks) in [("no-count", None), ("miscount", Some(&b"3"[..]))] {
+        let mut records =
+            vec![("GNU.sparse.name", &b"f"[..]), ("GNU.sparse.size", b"100"), ("GNU.sparse.map", b"0,4,50,4")];
+        records.extend(blocks.map(|b| ("GNU.sparse.numblocks", b)));
+        let out = import(name, &[pax(&records), file("GNUSparseFile.0/f", b"abcdefgh"), end()], &[]);
+        assert_eq!(out.status.code(), Some(125), "{name}");
+        assert!(stderr(&out).contains("GNU.sparse.numblocks"), "{name}: {}", stderr(&out));
+    }
     assert_eq!(layers_ok(&store, &["images", "-q"]), "");
 }
 
@@ -372,6 +391,7 @@ fn a_sixty_gb_sparse_file_costs_its_data_not_its_holes() {
     let sparse = pax(&[
         ("GNU.sparse.name", b"big"),
         ("GNU.sparse.size", size.to_string().as_bytes()),
+        ("GNU.sparse.numblocks", b"2"),
         ("GNU.sparse.map", map.as_bytes()),
     ]);
     let path = work.path().join("sparse.tar");

@@ -196,8 +196,12 @@ impl<R: Read> TarReader<R> {
                 entry.size = 0;
             }
             self.begin_data(entry.size);
+            // Without a size record the file is as long as the entry says (as Go).
+            let data_size = entry.size;
             entry.sparse = match pax_sparse {
-                Some((PaxFormat::Records(fragments), size)) => Some(SparseMap { fragments, size }),
+                Some((PaxFormat::Records(fragments), size)) => {
+                    Some(SparseMap { fragments, size: size.unwrap_or(data_size) })
+                }
                 Some((PaxFormat::InData, size)) => {
                     let max = self.max_header;
                     let next = || {
@@ -214,7 +218,7 @@ impl<R: Read> TarReader<R> {
                     };
                     let (fragments, used) = tar_sparse::map_in_data(next, max).map_err(TarError::Malformed)?;
                     entry.size -= used;
-                    Some(SparseMap { fragments, size })
+                    Some(SparseMap { fragments, size: size.unwrap_or(data_size) })
                 }
                 None => None,
             };
@@ -518,9 +522,16 @@ fn parse_pax(data: &[u8]) -> Result<Pax, TarError> {
             b"GNU.sparse.size" => p.sparse.size = Some(val.to_vec()),
             b"GNU.sparse.realsize" => p.sparse.realsize = Some(val.to_vec()),
             b"GNU.sparse.map" => p.sparse.map = Some(val.to_vec()),
+            b"GNU.sparse.numblocks" => p.sparse.numblocks = Some(val.to_vec()),
             b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
                 if p.sparse.pairs.len() >= 2 * tar_sparse::MAX_FRAGMENTS {
                     return Err(bad("too many sparse map records"));
+                }
+                // As Go: offsets and lengths alternate, an offset first.
+                let want: &[u8] =
+                    if p.sparse.pairs.len() % 2 == 0 { b"GNU.sparse.offset" } else { b"GNU.sparse.numbytes" };
+                if key != want {
+                    return Err(bad("sparse map records out of order"));
                 }
                 p.sparse.pairs.push(num(val)?);
             }

@@ -1,8 +1,8 @@
-//! GNU sparse files in tar, read as Go's archive/tar and GNU tar read them: the old
-//! GNU format (type `S`, the map in the header and extension blocks) and the PAX
-//! formats 0.0 (`GNU.sparse.offset`/`numbytes` record pairs), 0.1 (`GNU.sparse.map`)
-//! and 1.0 (the map in decimal at the start of the entry's data). An entry's data
-//! holds only the fragments; the rest of the file is holes.
+//! GNU sparse files in tar, read as Go's archive/tar reads them: the PAX formats 0.0
+//! (`GNU.sparse.offset`/`numbytes` record pairs), 0.1 (`GNU.sparse.map`), both with
+//! `GNU.sparse.numblocks`, and 1.0 (the map in decimal at the start of the entry's
+//! data). An entry's data holds only the fragments; the rest of the file is holes.
+//! (The old GNU type `S` is refused, as Docker and containerd refuse it.)
 
 /// Where a sparse file's data goes: fragments (offset, length) of a file of `size` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub(crate) struct PaxSparse {
     pub realsize: Option<Vec<u8>>,
     /// `GNU.sparse.map` (0.1).
     pub map: Option<Vec<u8>>,
+    /// `GNU.sparse.numblocks` (0.0, 0.1): how many fragments the map has.
+    pub numblocks: Option<Vec<u8>>,
     /// `GNU.sparse.offset` and `GNU.sparse.numbytes` values in order (0.0).
     pub pairs: Vec<u64>,
 }
@@ -57,35 +59,40 @@ fn pairs(numbers: &[u64]) -> Result<Vec<(u64, u64)>, String> {
 }
 
 impl PaxSparse {
-    /// The format, the file's size and the name to use; `None`: not sparse (or a
-    /// format Go does not know, which it reads as a plain file, so do we).
-    pub fn format(&self) -> Result<Option<(PaxFormat, u64)>, String> {
-        let version = match (&self.major, &self.minor) {
-            (Some(a), Some(b)) => format!("{}.{}", String::from_utf8_lossy(a), String::from_utf8_lossy(b)),
-            _ if self.name.is_some() && self.map.is_some() => "0.1".into(),
-            _ if self.size.is_some() => "0.0".into(),
+    /// The format and the file's size (`None`: the entry's own), as Go decides them;
+    /// `None` overall: not sparse (or a version Go does not know, which it reads as a
+    /// plain file, so do we).
+    pub fn format(&self) -> Result<Option<(PaxFormat, Option<u64>)>, String> {
+        // Go folds 0.0's offset/numbytes records into the 0.1 map.
+        let map: Vec<u64> = if self.pairs.is_empty() {
+            match self.map.as_deref().filter(|m| !m.is_empty()) {
+                Some(m) => m.split(|&b| b == b',').map(|n| number(n, "map entry")).collect::<Result<_, _>>()?,
+                None => Vec::new(),
+            }
+        } else {
+            self.pairs.clone()
+        };
+        let has_map = !self.pairs.is_empty() || self.map.as_deref().is_some_and(|m| !m.is_empty());
+        let in_data = match (self.major.as_deref(), self.minor.as_deref()) {
+            (Some(b"0"), Some(b"0" | b"1")) => false,
+            (Some(b"1"), Some(b"0")) => true,
+            (Some(_), _) | (_, Some(_)) => return Ok(None),
+            _ if has_map => false,
             _ => return Ok(None),
         };
         let size = match self.size.as_ref().or(self.realsize.as_ref()) {
             Some(s) => Some(number(s, "size")?),
             None => None,
         };
-        let format = match version.as_str() {
-            "0.0" => PaxFormat::Records(pairs(&self.pairs)?),
-            "0.1" => {
-                let map = self.map.as_deref().unwrap_or_default();
-                let numbers = if map.is_empty() {
-                    Vec::new()
-                } else {
-                    map.split(|&b| b == b',').map(|n| number(n, "map entry")).collect::<Result<Vec<_>, _>>()?
-                };
-                PaxFormat::Records(pairs(&numbers)?)
-            }
-            "1.0" => PaxFormat::InData,
-            _ => return Ok(None),
-        };
-        let size = size.ok_or_else(|| format!("sparse format {version} without the file's size"))?;
-        Ok(Some((format, size)))
+        if in_data {
+            return Ok(Some((PaxFormat::InData, size)));
+        }
+        let blocks = self.numblocks.as_deref().map(|n| number(n, "numblocks")).transpose()?;
+        let blocks = blocks.ok_or("sparse map without GNU.sparse.numblocks")?;
+        if blocks.checked_mul(2) != Some(map.len() as u64) {
+            return Err(format!("sparse map of {} numbers where GNU.sparse.numblocks says {blocks} pairs", map.len()));
+        }
+        Ok(Some((PaxFormat::Records(pairs(&map)?), size)))
     }
 }
 
@@ -160,15 +167,32 @@ mod tests {
 
     #[test]
     fn maps_in_records_and_in_data() {
-        let p = PaxSparse { size: Some(b"100".to_vec()), pairs: vec![0, 5, 50, 5], ..Default::default() };
-        assert_eq!(p.format().unwrap(), Some((PaxFormat::Records(vec![(0, 5), (50, 5)]), 100)));
+        let blocks = |n: &str| Some(n.as_bytes().to_vec());
+        let p = PaxSparse {
+            size: Some(b"100".to_vec()),
+            pairs: vec![0, 5, 50, 5],
+            numblocks: blocks("2"),
+            ..Default::default()
+        };
+        assert_eq!(p.format().unwrap(), Some((PaxFormat::Records(vec![(0, 5), (50, 5)]), Some(100))));
         let p = PaxSparse {
             name: Some(b"f".to_vec()),
             map: Some(b"10,2,20,3".to_vec()),
             size: Some(b"30".to_vec()),
+            numblocks: blocks("2"),
             ..Default::default()
         };
-        assert_eq!(p.format().unwrap(), Some((PaxFormat::Records(vec![(10, 2), (20, 3)]), 30)));
+        assert_eq!(p.format().unwrap(), Some((PaxFormat::Records(vec![(10, 2), (20, 3)]), Some(30))));
+        // As Go: GNU.sparse.numblocks is required and must count the map's pairs.
+        let p = PaxSparse { map: Some(b"10,2,20,3".to_vec()), numblocks: blocks("3"), ..Default::default() };
+        assert!(p.format().unwrap_err().contains("GNU.sparse.numblocks says 3"));
+        let p = PaxSparse { map: Some(b"10,2".to_vec()), ..Default::default() };
+        assert!(p.format().unwrap_err().contains("without GNU.sparse.numblocks"));
+        // An unknown version, or sparse records without a map: a plain file to Go.
+        let p = PaxSparse { major: blocks("2"), minor: blocks("0"), map: Some(b"1,1".to_vec()), ..Default::default() };
+        assert_eq!(p.format().unwrap(), None);
+        let p = PaxSparse { size: Some(b"100".to_vec()), ..Default::default() };
+        assert_eq!(p.format().unwrap(), None);
         let mut block = [0u8; 512];
         block[..11].copy_from_slice(b"2\n0\n5\n50\n5\n");
         let (m, used) = map_in_data(|| Ok(block), 4096).unwrap();
