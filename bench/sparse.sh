@@ -27,7 +27,8 @@ t = tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT)
 # PAX sparse 0.1 as GNU tar writes it: the map in records, the data after the header.
 info = tarfile.TarInfo("GNUSparseFile.0/big")
 info.size = 9
-info.pax_headers = {"GNU.sparse.name": "big", "GNU.sparse.size": str(size), "GNU.sparse.map": f"0,5,{size - 4},4"}
+info.pax_headers = {"GNU.sparse.name": "big", "GNU.sparse.size": str(size), "GNU.sparse.numblocks": "2",
+                    "GNU.sparse.map": f"0,5,{size - 4},4"}
 t.addfile(info, io.BytesIO(b"startend!"))
 t.close()
 PY
