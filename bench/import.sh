@@ -7,6 +7,9 @@
 # Prints wall-time medians, peak RSS medians and the ratios; also layers' peak RSS
 # on an input twice as large (it must stay flat).
 #
+# With LAYERS_BEFORE=/path/to/older/layers that binary runs in the same rounds too
+# (a hot-path change side by side with the commit before it).
+#
 # usage: bench/import.sh [ROUNDS]        (default 7; run as root on Debian 12)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,7 +49,11 @@ run_suite() { # $1 = scratch dir
     echo "$tool $(cat "$scratch/t")" >>"$results"
   }
   for r in $(seq "$rounds"); do
+    # The older binary next to this one, first in every other round (its place in the
+    # round moved its time by 2x when it ran last, after the 2x input).
+    if [ -n "${LAYERS_BEFORE:-}" ] && [ $((r % 2)) = 1 ]; then measure before "$LAYERS_BEFORE" --root "$scratch/before-$r" import -q "$input" bench; fi
     measure layers "$layers" --root "$scratch/layers-$r" import -q "$input" bench
+    if [ -n "${LAYERS_BEFORE:-}" ] && [ $((r % 2)) = 0 ]; then measure before "$LAYERS_BEFORE" --root "$scratch/before-$r" import -q "$input" bench; fi
     measure podman podman --root "$scratch/podman-$r" --runroot "/run/lbench-$r" --storage-driver overlay import -q "$input" bench
     mkdir "$scratch/tar-$r" && measure tar tar -xzf "$input" -C "$scratch/tar-$r"
     # layers syncs what it stores (one syncfs); this row is tar held to the same durability.
@@ -70,6 +77,7 @@ run_suite() { # $1 = scratch dir
       printf "layers / podman import = %.2fx   (target <= 0.10)\n", wt["layers"] / wt["podman"]
       printf "layers / oci-image     = %.2fx   (target <= 1.10)\n", wt["layers"] / wt["oci-image"]
       printf "layers peak RSS: %.1f MiB, on the 2x input: %.1f MiB (target <= 32, flat)\n", rss["layers"], rss["layers-x2"]
+      if ("before" in t) printf "layers / before         = %.2fx   (the older binary: %.3f s, %.1f MiB)\n", wt["layers"] / median(t["before"]), median(t["before"]), median(m["before"]) / 1024
     }' "$results"
   rm -rf "$scratch"
 }
