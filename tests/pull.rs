@@ -261,7 +261,7 @@ fn a_pull_killed_at_any_moment_is_finished_by_the_next_one() {
         let _ = child.kill();
         let _ = child.wait();
         let fsck = layers(&store, &["fsck"]);
-        assert!(fsck.status.success(), "kill after {delay_ms} ms: fsck: {}", stdout(&fsck));
+        assert!(fsck.status.success(), "kill after {delay_ms} ms: fsck: {}{}", stdout(&fsck), stderr(&fsck));
         let again = layers(&store, &["pull", &image]);
         assert!(again.status.success(), "kill after {delay_ms} ms: re-pull: {}", stderr(&again));
         assert_eq!(fs::read_dir(store.join("tmp")).unwrap().count(), 0);

@@ -459,10 +459,22 @@ pub fn remove_staged_by(root: &Path, pid: u32) -> usize {
 }
 
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    // Another process may be removing the same tree (a stopped command's staging
+    // helper, racing the next command's sweep): what vanished meanwhile is removed.
+    for _ in 0..3 {
+        let done = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+            Ok(_) => fs::remove_file(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match done {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            other => return other,
+        }
+    }
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        _ => fs::remove_dir_all(path),
     }
 }

@@ -61,7 +61,7 @@ pub fn run_created(store: &Store, c: &ContainerRow, o: &ContainerOptions, detach
     let config = store.config(&img).with_context(|| format!("read config of {}", o.image))?.config.unwrap_or_default();
     populate_volumes(store, c, o, &img)?;
     let log = o.log_options()?;
-    state::set_monitor(store, &c.id);
+    state::set_monitor(store, &c.id, false);
     state::clear_stop(store, &c.id);
     state::set_restarts(store, &c.id, 0);
     let mut restarts = 0;
@@ -80,6 +80,7 @@ pub fn run_created(store: &Store, c: &ContainerRow, o: &ContainerOptions, detach
         if !detached || state::stop_requested(store, &c.id) || !o.restart.again(ended.code, restarts) {
             break Ok(ended.code);
         }
+        state::set_monitor(store, &c.id, true);
         if began.elapsed() >= RAN_LONG_ENOUGH {
             delay = Duration::from_millis(100);
         }
@@ -94,6 +95,7 @@ pub fn run_created(store: &Store, c: &ContainerRow, o: &ContainerOptions, detach
         delay = (delay * 2).min(MAX_RESTART_DELAY);
         restarts += 1;
         state::set_restarts(store, &c.id, restarts);
+        state::set_monitor(store, &c.id, false);
     };
     state::clear_monitor(store, &c.id);
     result

@@ -80,12 +80,18 @@ struct Monitor {
     pid: u32,
     /// When it started: its PID, once it has ended, may be another process's.
     start: u64,
+    /// Waiting to start the container again (its restart policy said so): only then
+    /// is an ended container `restarting`, not while its monitor cleans up.
+    #[serde(default)]
+    restarting: bool,
 }
 
-/// Records this process as the container's monitor.
-pub fn set_monitor(store: &Store, id: &str) {
+/// Records this process as the container's monitor; `restarting`: it is about to
+/// start the container again.
+pub fn set_monitor(store: &Store, id: &str, restarting: bool) {
     let me = std::process::id();
-    let _ = write_json(store, id, "monitor.json", &Monitor { pid: me, start: start_time(me).unwrap_or_default() });
+    let m = Monitor { pid: me, start: start_time(me).unwrap_or_default(), restarting };
+    let _ = write_json(store, id, "monitor.json", &m);
 }
 
 /// This process no longer watches the container.
@@ -161,7 +167,7 @@ pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
 pub fn monitor(store: &Store, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> {
     let m = read_json::<Monitor>(store, &c.id, "monitor.json").or_else(|| {
         let r: Running = read_json(store, &c.id, "running.json")?;
-        Some(Monitor { pid: r.monitor, start: r.monitor_start })
+        Some(Monitor { pid: r.monitor, start: r.monitor_start, restarting: false })
     })?;
     let fd = super::control::pidfd(m.pid)?;
     // Checked after the pidfd is open: the fd then holds that very process.
@@ -192,8 +198,9 @@ impl Status {
         if let Some(r) = running(store, c) {
             return Status::Running(r);
         }
+        let restarting = || read_json::<Monitor>(store, &c.id, "monitor.json").is_some_and(|m| m.restarting);
         match exited(store, c) {
-            Some(e) if monitor(store, c).is_some() => Status::Restarting(e),
+            Some(e) if restarting() && monitor(store, c).is_some() => Status::Restarting(e),
             Some(e) => Status::Exited(e),
             None => match lost(store, c) {
                 Some(e) => Status::Exited(e),
