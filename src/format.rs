@@ -36,12 +36,7 @@ pub fn ago(rfc3339: &str) -> String {
 
 /// `3 minutes ago`, from seconds since the epoch.
 pub fn ago_secs(t: i64) -> String {
-    format!("{} ago", duration(now() - t))
-}
-
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    format!("{} ago", duration(layers_store::metadata::now() - t))
 }
 
 /// A duration in words, as Docker's go-units `HumanDuration` says it.

@@ -27,10 +27,33 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
 }
 
+/// How a command shows its progress (`-q`, `build --progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Nothing.
+    Quiet,
+    /// A line per event, never bars (`--progress plain`).
+    Lines,
+    /// Bars on a terminal, lines elsewhere (the default).
+    Auto,
+}
+
+impl Shown {
+    /// `-q` or the default.
+    pub fn quiet_or_auto(quiet: bool) -> Shown {
+        if quiet {
+            Shown::Quiet
+        } else {
+            Shown::Auto
+        }
+    }
+}
+
 impl Progress {
-    /// Bars when stderr is a terminal and not quiet; plain lines otherwise.
-    pub fn new(quiet: bool) -> Progress {
-        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
+    /// Bars when stderr is a terminal and `shown` allows them; plain lines otherwise.
+    pub fn new(shown: Shown) -> Progress {
+        let quiet = shown == Shown::Quiet;
+        let bars = (shown == Shown::Auto && std::io::stderr().is_terminal()).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let total = multi.add(ProgressBar::new(0));
             total.set_style(style("total        [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"));

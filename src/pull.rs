@@ -39,13 +39,13 @@ pub fn pull_image(
     platform: Option<&str>,
     registries: &RegistriesConfig,
     tls_verify: bool,
-    quiet: bool,
+    shown: crate::progress::Shown,
 ) -> anyhow::Result<Digest> {
     let platform_arg = platform;
     let (reference, endpoints, platform) = target(reference, platform, registries)?;
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
-    let events = Progress::new(quiet);
+    let events = Progress::new(shown);
     // A platform asked for must be the image's own; the host's is a preference only.
     let required = platform_arg.is_some().then_some(&platform);
     let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, required, tls_verify, &events));
@@ -110,7 +110,7 @@ pub fn remote_image(
     let (reference, endpoints, platform) = target(reference, platform, registries)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
     rt.block_on(async {
-        let events = Progress::new(true);
+        let events = Progress::new(crate::progress::Shown::Quiet);
         let (repo, mut bytes, mut digest) = first_endpoint(&reference, &endpoints, tls_verify, &events).await?;
         let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
         if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {

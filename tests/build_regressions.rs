@@ -286,3 +286,25 @@ fn from_pulls_in_process_and_the_run_steps_after_it_work() {
     let err = stderr(&out);
     assert!(err.contains("Dockerfile:1") && err.contains("fixture/nope:v1"), "{err}");
 }
+
+/// Issue 27: `--progress` was parsed and dropped. `plain` and `auto` build (steps are
+/// lines either way), `tty` needs a terminal and says so when stderr is not one, and
+/// a value BuildKit does not know is refused by clap.
+#[test]
+fn build_progress_modes_are_honoured_or_refused() {
+    if !need_root("build_progress_modes_are_honoured_or_refused") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let ctx = build_context(work.path(), "progress", "FROM busybox\nRUN echo hi > /hi\n");
+    for mode in ["plain", "auto"] {
+        let out = layers(&store, &["build", "--progress", mode, ctx.to_str().unwrap()]);
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        assert!(stderr(&out).contains("STEP 2/2: RUN echo hi > /hi"), "{mode}: {}", stderr(&out));
+    }
+    let out = layers(&store, &["build", "--progress", "tty", ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("--progress tty: stderr is not a terminal"), "{}", stderr(&out));
+    let out = layers(&store, &["build", "--progress", "rainbow", ctx.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("rainbow"), "{}", stderr(&out));
+}

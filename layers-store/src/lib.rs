@@ -31,6 +31,7 @@ pub mod content_hash;
 #[allow(clippy::disallowed_methods)]
 pub mod containers;
 pub mod digest;
+pub mod encoding;
 pub mod error;
 // The layout dir the caller names, and digests beneath it.
 #[allow(clippy::disallowed_methods)]

@@ -231,7 +231,8 @@ fn db_err(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| Error::sql(op, "metadata database", e)
 }
 
-pub(crate) fn now() -> i64 {
+/// Seconds since the epoch: the one clock rows and state files are stamped with.
+pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
@@ -424,14 +425,6 @@ impl Metadata {
             .map_err(db_err("list images"))?;
         let rows = st.query_map([], image_row).map_err(db_err("list images"))?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_err("list images"))
-    }
-
-    /// The image a full tag name points at.
-    pub fn image_by_tag(&self, name: &str) -> Result<Option<Digest>> {
-        self.conn
-            .query_row("SELECT manifest_digest FROM tags WHERE name = ?", [name], |r| digest_col(r.get(0)?))
-            .optional()
-            .map_err(db_err("look up tag"))
     }
 
     /// An image's layers, bottom first.

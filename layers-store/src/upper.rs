@@ -20,7 +20,7 @@ use crate::tar::{Entry, EntryKind};
 use crate::tar_writer::TarWriter;
 use crate::walk::{walk, Node};
 
-const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+const OPAQUE_XATTR: &[u8] = crate::encoding::Encoding::Trusted.opaque_xattr();
 
 /// What happened to a path, as `docker diff` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -175,7 +175,7 @@ fn xattrs(node: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let err = |e: rustix::io::Errno| Error::errno("read xattrs", shown(), e);
     let mut out = Vec::new();
     for name in node.xattr_names().map_err(err)? {
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+        if crate::encoding::is_overlay_private(&name) {
             continue;
         }
         let value = node.xattr(&name).map_err(err)?;
@@ -342,7 +342,7 @@ pub fn clean(upper: &Path) -> Result<()> {
             return Ok(false);
         }
         for name in node.xattr_names().unwrap_or_default() {
-            if name.starts_with(b"trusted.overlay.") && name != OPAQUE_XATTR {
+            if crate::encoding::is_overlay_private(&name) && name != OPAQUE_XATTR {
                 node.remove_xattr(&name)
                     .map_err(|e| Error::errno("clean upper dir", String::from_utf8_lossy(node.rel), e))?;
             }

@@ -69,6 +69,8 @@ pub struct BuildRequest<'a> {
     pub pull: bool,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// How the pulls of base images show their progress (`--progress`, `-q`).
+    pub progress: crate::progress::Shown,
     /// RUN's network when a step names none.
     pub network: Network,
     /// Where registries are (FROM pulls).
@@ -178,7 +180,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         }
         pulled.set(true);
         // The pull gets a handle of its own on the same store.
-        crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, a.quiet)?;
+        crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, a.progress)?;
         Ok(store.resolve(image)?)
     };
     // With a shared cache, a FROM image not stored is only read from its registry:
@@ -220,7 +222,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     // A remote FROM image a step needs after all, pulled: the image planned on, or an error.
     let pull_base =
         |reference: &str, platform: Option<&str>, manifest: &layers_store::Digest| -> anyhow::Result<ImageRow> {
-            let got = crate::pull::pull_image(store.reopen()?, reference, platform, a.registries, true, a.quiet)?;
+            let got = crate::pull::pull_image(store.reopen()?, reference, platform, a.registries, true, a.progress)?;
             if got != *manifest {
                 bail!("FROM {reference}: it names {got} now, not {manifest} the build was planned on; build again");
             }

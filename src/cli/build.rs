@@ -15,7 +15,9 @@ use crate::builder::BuildRequest;
 use crate::registry::config::RegistriesConfig;
 use crate::run::Network;
 
-/// `--progress`: one line per step either way.
+/// `--progress`, as BuildKit's: the steps are lines in every mode; a base image's
+/// pull shows bars on a terminal (`auto`), lines (`plain`), or bars, a terminal
+/// required (`tty`).
 #[derive(Clone, Copy, ValueEnum)]
 enum ProgressMode {
     Auto,
@@ -47,24 +49,29 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     quiet: bool,
-    /// Progress output (the same here: one line per step).
+    /// Progress output: `auto` (bars for a pull on a terminal), `plain` (lines only)
+    /// or `tty` (bars; stderr must be a terminal). Steps are lines in every mode.
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
     /// RUN's network: `host` (the default, as buildah's chroot isolation; `default` is
     /// the same) or `none`.
     #[arg(long, value_parser = parse_network, default_value = "host")]
     network: Network,
-    /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`
-    /// or `type=tar,dest=FILE` (the root filesystem).
+    /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`,
+    /// `type=tar,dest=FILE` (the root filesystem as a tar) or `type=local,dest=DIR` (the
+    /// root filesystem as files).
     #[arg(short, long)]
     output: Option<String>,
-    /// A shared cache to write the build's steps to: `type=local,dest=DIR[,mode=min|max]`.
+    /// A shared cache to write the build's steps to: `REF` or
+    /// `type=registry,ref=REF[,mode=min|max]` (a registry, the default type), or
+    /// `type=local,dest=DIR[,mode=min|max]`.
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Vec<String>,
     /// Set a label on the image (KEY=VALUE; repeatable), over the Dockerfile's LABELs.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// A shared cache to look steps up in: `type=local,src=DIR` (repeatable, tried in order).
+    /// A shared cache to look steps up in: `REF` or `type=registry,ref=REF` (a registry,
+    /// the default type), or `type=local,src=DIR` (repeatable, tried in order).
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
     /// The build context directory.
@@ -107,7 +114,13 @@ fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) ->
 /// `layers build`.
 pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let _ = a.progress;
+    let progress = match a.progress {
+        _ if a.quiet => crate::progress::Shown::Quiet,
+        ProgressMode::Plain => crate::progress::Shown::Lines,
+        ProgressMode::Auto => crate::progress::Shown::Auto,
+        ProgressMode::Tty if std::io::IsTerminal::is_terminal(&std::io::stderr()) => crate::progress::Shown::Auto,
+        ProgressMode::Tty => bail!("--progress tty: stderr is not a terminal (use auto or plain)"),
+    };
     let tags = a
         .tags
         .iter()
@@ -134,6 +147,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         no_cache: a.no_cache,
         pull: a.pull,
         quiet: a.quiet,
+        progress,
         network: a.network,
         registries,
         cache_from,

@@ -48,7 +48,7 @@ impl Seen {
     fn status(&self) -> String {
         let when = |t: i64| format::ago_secs(t);
         match &self.status {
-            Status::Running(r) => format!("Up {}", format::duration(format::now() - r.started)),
+            Status::Running(r) => format!("Up {}", format::duration(layers_store::metadata::now() - r.started)),
             Status::Restarting(e) => format!("Restarting ({}) {}", e.code, when(e.finished)),
             Status::Exited(e) => format!("Exited ({}) {}", e.code, when(e.finished)),
             Status::Created => "Created".into(),

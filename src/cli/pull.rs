@@ -30,7 +30,7 @@ pub fn run(store: &Store, a: &PullArgs, registries: &RegistriesConfig) -> anyhow
         a.platform.as_deref(),
         registries,
         a.tls_verify,
-        a.quiet,
+        crate::progress::Shown::quiet_or_auto(a.quiet),
     )?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
@@ -92,6 +92,6 @@ pub fn image_for_container(
     if missing {
         eprintln!("Unable to find image '{name}' locally");
     }
-    crate::pull::pull_image(store.reopen()?, name, platform, registries, true, false)?;
+    crate::pull::pull_image(store.reopen()?, name, platform, registries, true, crate::progress::Shown::Auto)?;
     Ok(store.resolve(name)?)
 }

@@ -17,10 +17,6 @@ use crate::run::{detach, ExecSpec};
 pub struct RunArgs {
     #[command(flatten)]
     pub options: ContainerOptions,
-    /// Kept after it exits, but removed by the next sweep (`layers build`'s steps,
-    /// which commit the container and then remove it).
-    #[arg(long, hide = true)]
-    ephemeral: bool,
     /// Run in the background and print the container ID (output goes to `layers logs`).
     #[arg(short, long)]
     detach: bool,
@@ -47,7 +43,7 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
     let policy = if detach::is_monitor() { PullPolicy::Never } else { a.pull };
     let img = image_for_container(store, &o.image, policy, a.platform.as_deref(), registries)?;
     // A container its own `layers run` removes is swept should that process be killed.
-    let lifetime = if o.rm || a.ephemeral { Lifetime::Ephemeral } else { Lifetime::Kept };
+    let lifetime = if o.rm { Lifetime::Ephemeral } else { Lifetime::Kept };
     let container = store.create_container(&img.manifest, o.name.as_deref(), &o.image, lifetime)?;
     let mut options = options;
     let result = options

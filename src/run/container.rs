@@ -117,7 +117,11 @@ pub fn run_container(
     let memory_limit = cg.memory_limit();
     cg.remove();
     let code = super::exit_code(status);
-    state::set_exited(store, &container.id, &state::Exited { code, finished: state::now(), oom_killed, error: None });
+    state::set_exited(
+        store,
+        &container.id,
+        &state::Exited { code, finished: layers_store::metadata::now(), oom_killed, error: None },
+    );
     Ok(Ended { code, oom_killed, memory_limit })
 }
 
@@ -214,7 +218,7 @@ fn spawn_and_wait(
             caps: s.caps.bits(),
             privileged: s.privileged,
             seccomp: s.seccomp.clone(),
-            started: state::now(),
+            started: layers_store::metadata::now(),
         };
         state::set_running(store, &container.id, &running);
         if detached {

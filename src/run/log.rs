@@ -134,7 +134,11 @@ impl LogWriter {
 
     fn entry(&mut self, stream: Stream, line: &[u8]) {
         // Not UTF-8: replaced, as Docker's json-file driver does.
-        let e = Entry { log: String::from_utf8_lossy(line).into_owned(), stream: stream.name().into(), time: now() };
+        let e = Entry {
+            log: String::from_utf8_lossy(line).into_owned(),
+            stream: stream.name().into(),
+            time: now_rfc3339(),
+        };
         let Ok(mut json) = serde_json::to_vec(&e) else { return };
         json.push(b'\n');
         if self.size > 0 && self.size + json.len() as u64 > self.opts.max_size {
@@ -163,8 +167,8 @@ impl LogWriter {
     }
 }
 
-/// Now, as RFC 3339 with nanoseconds (UTC).
-pub fn now() -> String {
+/// Now, as RFC 3339 with nanoseconds (UTC): a log line's time.
+pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = layers_store::oci::rfc3339(d.as_secs() as i64);
     format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())

@@ -259,8 +259,3 @@ fn lost(store: &Store, c: &ContainerRow) -> Option<Exited> {
 pub fn exited(store: &Store, c: &ContainerRow) -> Option<Exited> {
     read_json(store, &c.id, "exited.json")
 }
-
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}

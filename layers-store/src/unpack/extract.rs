@@ -18,7 +18,7 @@ use crate::tar::{Entry, EntryKind, TarError, TarReader};
 use crate::tar_sparse::SparseMap;
 use crate::tree::{ContentDigests, FileDigest};
 
-const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+const OPAQUE_XATTR: &[u8] = crate::encoding::Encoding::Trusted.opaque_xattr();
 
 /// Writes every entry of the tar stream `reader` into `root`; returns the entry count.
 pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
@@ -335,7 +335,7 @@ impl Extractor<'_> {
 /// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
 fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>) -> io::Result<()> {
     for (k, v) in xattrs {
-        if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+        if crate::encoding::is_overlay_private(k) {
             continue;
         }
         // Which attribute, in words: a bare errno says nothing of the entry's xattrs.

@@ -163,7 +163,7 @@ impl<'a> Executor<'a> {
             no_cache: false,
             quiet: false,
             epoch: None,
-            run_id: format!("{}-{}", std::process::id(), crate::run::state::now()),
+            run_id: format!("{}-{}", std::process::id(), layers_store::metadata::now()),
             cache: Imported::default(),
             steps_done: 0,
             steps_total: plan.stages.iter().map(|s| s.steps.len() + 1).sum(),
@@ -175,7 +175,7 @@ impl<'a> Executor<'a> {
     }
 
     fn now(&self) -> String {
-        rfc3339(self.epoch.unwrap_or_else(crate::run::state::now))
+        rfc3339(self.epoch.unwrap_or_else(layers_store::metadata::now))
     }
 
     fn say(&self, line: &str) {
