@@ -5,23 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use common::*;
-
-/// A copy of an example's context, free to change.
-fn example(work: &Path, name: &str) -> PathBuf {
-    let dest = work.join(name);
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(repo().join("Dockerfile-examples").join(name))
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dest
-}
 
 fn build(store: &Path, args: &[&str]) -> Output {
     let mut full = vec!["build"];
@@ -64,7 +51,7 @@ fn the_examples_build_and_run() {
         ("whiteouts", "/demo:\nnew\n"),
         ("args-env-heredoc", "hello from the here-document\nliteral $HOME stays: /root\ncolor=blue\n65534\n/srv/app\n"),
     ] {
-        let ctx = example(work.path(), name);
+        let ctx = example_context(work.path(), name);
         let out = build(&store, &["-t", name, ctx.to_str().unwrap()]);
         image_id(&out);
         let run = layers(&store, &["run", "--rm", name]);
@@ -89,7 +76,7 @@ fn an_unchanged_build_is_all_cached_and_a_changed_file_rebuilds_from_its_copy() 
         return;
     }
     let (work, store) = store_with_busybox();
-    let ctx = example(work.path(), "args-env-heredoc");
+    let ctx = example_context(work.path(), "args-env-heredoc");
     let dir = ctx.to_str().unwrap();
     let first = build(&store, &["-t", "app", dir]);
     let id = image_id(&first);
@@ -131,7 +118,7 @@ fn deletions_and_replaced_directories_become_whiteouts_and_opaque_dirs() {
         return;
     }
     let (work, store) = store_with_busybox();
-    let ctx = example(work.path(), "whiteouts");
+    let ctx = example_context(work.path(), "whiteouts");
     image_id(&build(&store, &["-t", "wh", ctx.to_str().unwrap()]));
     let dirs = layer_dirs(&store, "localhost/wh");
     let n = dirs.len();
@@ -153,7 +140,7 @@ fn source_date_epoch_makes_builds_reproducible() {
         return;
     }
     let (work, store) = store_with_busybox();
-    let ctx = example(work.path(), "args-env-heredoc");
+    let ctx = example_context(work.path(), "args-env-heredoc");
     let run = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
         cmd.arg("--root").arg(&store).args(["build", "-q", "--no-cache"]).args(extra).arg(&ctx);
@@ -308,7 +295,7 @@ fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
         return;
     }
     let (work, store) = store_with_busybox();
-    let ctx = example(work.path(), "cache-mount");
+    let ctx = example_context(work.path(), "cache-mount");
     for n in 1..=2 {
         image_id(&build(&store, &["--no-cache", "-t", "cm", ctx.to_str().unwrap()]));
         let run = layers(&store, &["run", "--rm", "cm"]);
@@ -337,7 +324,7 @@ fn output_writes_the_image_as_oci_docker_archive_a_rootfs_tar_or_dir() {
         return;
     }
     let (work, store) = store_with_busybox();
-    let ctx = example(work.path(), "multistage");
+    let ctx = example_context(work.path(), "multistage");
     let dir = ctx.to_str().unwrap();
     let oci = work.path().join("oci");
     let out = build(&store, &["-t", "greet", "--output", &format!("type=oci,dest={}/", oci.display()), dir]);
@@ -471,100 +458,14 @@ fn add_fetches_urls_and_checks_their_checksum() {
     let _ = server.wait();
 }
 
-/// Where buildah's RUN leaves its own mount points behind (BuildKit and layers do not),
-/// and the parent it made for a `RUN --mount` target (buildah after 1.28 removes it too:
-/// containers/buildah#6233).
-const BUILDAH_RUN_LEFTOVERS: [&str; 4] = ["etc/hosts", "etc/resolv.conf", "run", "var/cache"];
-
-#[test]
-fn the_examples_match_what_buildah_builds() {
-    if !need_root("the_examples_match_what_buildah_builds") {
-        return;
-    }
-    let (work, store) = store_with_busybox();
-    // buildah in its own store, the same base image, podman's ulimit workaround (ANCHORS.md).
-    let conf = containers_conf(work.path());
-    let runroot = format!("/run/lbt-{}", std::process::id());
-    let buildah = |args: &[&str]| {
-        let out = std::process::Command::new("buildah")
-            .arg("--root")
-            .arg(work.path().join("buildah"))
-            .args(["--runroot", &runroot, "--storage-driver", "overlay"])
-            .args(args)
-            .env("CONTAINERS_CONF", &conf)
-            // buildah keeps RUN --mount=type=cache dirs under $TMPDIR, not its --root: a fresh one.
-            .env("TMPDIR", work.path())
-            .output()
-            .expect("run buildah");
-        assert!(out.status.success(), "buildah {args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let base = format!("oci:{}:layered", fixtures().join("oci").display());
-    buildah(&["pull", "-q", &base]);
-    let id = buildah(&["images", "-q"]).lines().next().unwrap().to_string();
-    buildah(&["tag", &id, "localhost/busybox:latest"]);
-    load_python_base(&store);
-    let py = buildah(&["pull", "-q", &format!("oci:{}:python", fixtures().join("python").display())]);
-    buildah(&["tag", py.trim(), "localhost/python:3.11"]);
-    // Examples buildah 1.28 can build (it has no here-documents in COPY).
-    for ex in ["python-app", "multistage", "whiteouts", "cache-mount"] {
-        let ctx = example(work.path(), ex);
-        let ours = work.path().join(format!("ours-{ex}"));
-        let out = build(
-            &store,
-            &["-t", ex, "--output", &format!("type=oci,dest={}/", ours.display()), ctx.to_str().unwrap()],
-        );
-        image_id(&out);
-        buildah(&["bud", "--isolation", "chroot", "--layers", "-q", "-t", ex, ctx.to_str().unwrap()]);
-        let theirs = work.path().join(format!("theirs-{ex}"));
-        buildah(&["push", "-q", ex, &format!("oci:{}:latest", theirs.display())]);
-        // Both read by the same independent reader.
-        let a = umoci_unpack(&ours, "latest", &work.path().join(format!("ua-{ex}")));
-        let b = umoci_unpack(&theirs, "latest", &work.path().join(format!("ub-{ex}")));
-        for leftover in BUILDAH_RUN_LEFTOVERS {
-            let p = b.join(leftover);
-            if !a.join(leftover).exists() && fs::symlink_metadata(&p).is_ok() {
-                let _ = fs::remove_file(&p).or_else(|_| fs::remove_dir_all(&p));
-            }
-        }
-        assert_eq!(compare_trees(&a, &b, Mtimes::None), Vec::<String>::new(), "{ex}: our rootfs and buildah's differ");
-        let config = |layout: &Path| -> serde_json::Value {
-            let out = std::process::Command::new("skopeo")
-                .args(["inspect", "--config", &format!("oci:{}:latest", layout.display())])
-                .output()
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("skopeo inspect --config");
-            v["config"].clone()
-        };
-        let (ca, cb) = (config(&ours), config(&theirs));
-        for key in ["Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts"] {
-            assert_eq!(ca.get(key), cb.get(key), "{ex}: config {key}");
-        }
-        let labels = |c: &serde_json::Value| {
-            let mut l = c.get("Labels").cloned().unwrap_or_default();
-            if let Some(m) = l.as_object_mut() {
-                m.remove("io.buildah.version");
-            }
-            l.as_object().filter(|m| !m.is_empty()).cloned()
-        };
-        assert_eq!(labels(&ca), labels(&cb), "{ex}: labels (buildah's own version label aside)");
-    }
-    let _ = std::process::Command::new("buildah")
-        .arg("--root")
-        .arg(work.path().join("buildah"))
-        .args(["--runroot", &runroot, "--storage-driver", "overlay", "rm", "-a"])
-        .output();
-    let _ = fs::remove_dir_all(&runroot);
-}
-
 #[test]
 fn builder_prune_forgets_the_cache_and_frees_what_only_it_held() {
     if !need_root("builder_prune_forgets_the_cache_and_frees_what_only_it_held") {
         return;
     }
     let (work, store) = store_with_busybox();
-    let ms = example(work.path(), "multistage");
-    let cm = example(work.path(), "cache-mount");
+    let ms = example_context(work.path(), "multistage");
+    let cm = example_context(work.path(), "cache-mount");
     image_id(&build(&store, &["-t", "greet", ms.to_str().unwrap()]));
     image_id(&build(&store, &["-t", "cm", cm.to_str().unwrap()]));
     let layers_before = fs::read_dir(store.join("layers")).unwrap().count();

@@ -109,3 +109,86 @@ fn imported_rootfs_equals_gnu_tar_extraction() {
         assert!(diffs.is_empty(), "{file}: layer differs from GNU tar -x:\n{}", diffs.join("\n"));
     }
 }
+
+#[test]
+fn the_examples_match_what_buildah_builds() {
+    if !need_root("the_examples_match_what_buildah_builds") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    // buildah in its own store, the same base image, podman's ulimit workaround (ANCHORS.md).
+    let conf = containers_conf(work.path());
+    let runroot = format!("/run/lbt-{}", std::process::id());
+    let buildah = |args: &[&str]| {
+        let out = std::process::Command::new("buildah")
+            .arg("--root")
+            .arg(work.path().join("buildah"))
+            .args(["--runroot", &runroot, "--storage-driver", "overlay"])
+            .args(args)
+            .env("CONTAINERS_CONF", &conf)
+            // buildah keeps RUN --mount=type=cache dirs under $TMPDIR, not its --root: a fresh one.
+            .env("TMPDIR", work.path())
+            .output()
+            .expect("run buildah");
+        assert!(out.status.success(), "buildah {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let base = format!("oci:{}:layered", fixtures().join("oci").display());
+    buildah(&["pull", "-q", &base]);
+    let id = buildah(&["images", "-q"]).lines().next().unwrap().to_string();
+    buildah(&["tag", &id, "localhost/busybox:latest"]);
+    load_python_base(&store);
+    let py = buildah(&["pull", "-q", &format!("oci:{}:python", fixtures().join("python").display())]);
+    buildah(&["tag", py.trim(), "localhost/python:3.11"]);
+    // Examples buildah 1.28 can build (it has no here-documents in COPY).
+    for ex in ["python-app", "multistage", "whiteouts", "cache-mount"] {
+        let ctx = example_context(work.path(), ex);
+        let ours = work.path().join(format!("ours-{ex}"));
+        let dest = format!("type=oci,dest={}/", ours.display());
+        layers_ok(&store, &["build", "-t", ex, "--output", &dest, ctx.to_str().unwrap()]);
+        buildah(&["bud", "--isolation", "chroot", "--layers", "-q", "-t", ex, ctx.to_str().unwrap()]);
+        let theirs = work.path().join(format!("theirs-{ex}"));
+        buildah(&["push", "-q", ex, &format!("oci:{}:latest", theirs.display())]);
+        // Both read by the same independent reader.
+        let a = umoci_unpack(&ours, "latest", &work.path().join(format!("ua-{ex}")));
+        let b = umoci_unpack(&theirs, "latest", &work.path().join(format!("ub-{ex}")));
+        for leftover in BUILDAH_RUN_LEFTOVERS {
+            let p = b.join(leftover);
+            if !a.join(leftover).exists() && fs::symlink_metadata(&p).is_ok() {
+                let _ = fs::remove_file(&p).or_else(|_| fs::remove_dir_all(&p));
+            }
+        }
+        assert_eq!(compare_trees(&a, &b, Mtimes::None), Vec::<String>::new(), "{ex}: our rootfs and buildah's differ");
+        let config = |layout: &Path| -> serde_json::Value {
+            let out = std::process::Command::new("skopeo")
+                .args(["inspect", "--config", &format!("oci:{}:latest", layout.display())])
+                .output()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("skopeo inspect --config");
+            v["config"].clone()
+        };
+        let (ca, cb) = (config(&ours), config(&theirs));
+        for key in ["Cmd", "Entrypoint", "Env", "WorkingDir", "User", "ExposedPorts"] {
+            assert_eq!(ca.get(key), cb.get(key), "{ex}: config {key}");
+        }
+        let labels = |c: &serde_json::Value| {
+            let mut l = c.get("Labels").cloned().unwrap_or_default();
+            if let Some(m) = l.as_object_mut() {
+                m.remove("io.buildah.version");
+            }
+            l.as_object().filter(|m| !m.is_empty()).cloned()
+        };
+        assert_eq!(labels(&ca), labels(&cb), "{ex}: labels (buildah's own version label aside)");
+    }
+    let _ = std::process::Command::new("buildah")
+        .arg("--root")
+        .arg(work.path().join("buildah"))
+        .args(["--runroot", &runroot, "--storage-driver", "overlay", "rm", "-a"])
+        .output();
+    let _ = fs::remove_dir_all(&runroot);
+}
+
+/// Where buildah's RUN leaves its own mount points behind (BuildKit and layers do not),
+/// and the parent it made for a `RUN --mount` target (buildah after 1.28 removes it too:
+/// containers/buildah#6233).
+const BUILDAH_RUN_LEFTOVERS: [&str; 4] = ["etc/hosts", "etc/resolv.conf", "run", "var/cache"];

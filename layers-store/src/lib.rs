@@ -51,6 +51,7 @@ pub mod sparse;
 pub mod store;
 pub mod tar;
 /// GNU sparse files in tar: their maps, read and checked.
+mod tar_pax;
 pub mod tar_sparse;
 pub mod tar_writer;
 // Committed layer dirs (never changed once in place), walked with lstat and O_NOFOLLOW opens.

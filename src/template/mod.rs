@@ -11,6 +11,7 @@
 
 mod exec;
 mod funcs;
+mod lex;
 mod parse;
 mod printf;
 mod value;

@@ -458,3 +458,27 @@ pub fn names(store: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Runs `cmd` with `input` on its stdin, to the end.
+pub fn feed(mut cmd: std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A copy of an example's context (`Dockerfile-examples/NAME`) at `work/NAME`, free to change.
+pub fn example_context(work: &Path, name: &str) -> PathBuf {
+    let dest = work.join(name);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(repo().join("Dockerfile-examples").join(name))
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dest
+}
