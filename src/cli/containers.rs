@@ -149,7 +149,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
                 bail!("rm {}: container is running: stop it first, or use -f", c.name);
             }
             crate::run::state::request_stop(store, &c.id);
-            crate::run::control::kill_and_wait(&r);
+            crate::run::control::kill_and_wait(r.pid, r.monitor);
             // Its `layers run --rm` may have removed it already.
             match store.resolve_container(&c.id) {
                 Ok(again) => c = again,

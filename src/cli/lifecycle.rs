@@ -151,7 +151,7 @@ pub fn start(store: &Store, a: &StartArgs) -> anyhow::Result<ExitCode> {
         let c = store.resolve_container(name)?;
         let mut o = ContainerOptions::load(store, &c.id, &c.image.to_string());
         o.interactive &= a.interactive;
-        super::run::check_tty(o.tty, o.interactive)?;
+        check_tty(o.tty, o.interactive)?;
         if state::running(store, &c).is_some() {
             // Docker attaches to a container already running.
             return super::attach::attach_to(store, &c, a.interactive, true, None);
@@ -208,4 +208,14 @@ pub fn rename(store: &Store, a: &RenameArgs) -> anyhow::Result<ExitCode> {
     let c = store.resolve_container(&a.container)?;
     store.rename_container(&c, &a.name)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses `-it` when our stdin is not a terminal, as Docker does: its bytes would
+/// go to a pty that never sees their end (`echo x | run -it IMAGE cat` never ended).
+pub fn check_tty(tty: bool, stdin_attached: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if tty && stdin_attached && !std::io::stdin().is_terminal() {
+        bail!("the input device is not a TTY (drop -t, or give -i a terminal)");
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! composes the store, the registry client, the builder and the runtime.
 
 pub mod archive;
+pub mod ask;
 pub mod attach;
 pub mod budget;
 pub mod build;

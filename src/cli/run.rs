@@ -39,7 +39,7 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
     if !a.detach && o.restart != Restart::No {
         bail!("--restart {}: only for a detached container (-d), which a monitor can start again", o.restart.name());
     }
-    check_tty(o.tty, o.interactive && !a.detach)?;
+    super::lifecycle::check_tty(o.tty, o.interactive && !a.detach)?;
     let policy = if detach::is_monitor() { PullPolicy::Never } else { a.pull };
     let img = image_for_container(store, &o.image, policy, a.platform.as_deref(), registries)?;
     // A container its own `layers run` removes is swept should that process be killed.
@@ -82,19 +82,9 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// Refuses `-it` when our stdin is not a terminal, as Docker does: its bytes would
-/// go to a pty that never sees their end (`echo x | run -it IMAGE cat` never ended).
-pub fn check_tty(tty: bool, stdin_attached: bool) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    if tty && stdin_attached && !std::io::stdin().is_terminal() {
-        bail!("the input device is not a TTY (drop -t, or give -i a terminal)");
-    }
-    Ok(())
-}
-
 /// `layers exec`.
 pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
-    check_tty(a.tty, a.interactive)?;
+    super::lifecycle::check_tty(a.tty, a.interactive)?;
     let c = store.resolve_container(&a.container)?;
     let spec = ExecSpec {
         argv: a.command.clone(),

@@ -166,11 +166,11 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
             } else {
                 "This will remove anonymous local volumes not used by at least one container."
             };
-            if !a.force && !super::prune::confirm(warning)? {
+            if !a.force && !super::ask::confirm(warning)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let (removed, freed) = prune_unused(store, a.all)?;
-            super::prune::deleted("Deleted Volumes", &removed);
+            super::ask::deleted("Deleted Volumes", &removed);
             outln!("Total reclaimed space: {}", crate::format::size(freed));
         }
     }

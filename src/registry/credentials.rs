@@ -16,18 +16,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-/// A user name and password for one registry host.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <redacted>)", self.user)
-    }
-}
+pub use super::helpers::Credentials;
 
 /// Docker writes Hub entries under several spellings; they all mean `docker.io`.
 pub fn normalize_host(key: &str) -> String {

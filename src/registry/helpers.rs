@@ -10,7 +10,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::credentials::Credentials;
+/// A user name and password for one registry host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.user)
+    }
+}
 
 /// Most a helper may write: a credential is small.
 const MAX_ANSWER: u64 = 1 << 16;

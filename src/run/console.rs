@@ -15,7 +15,7 @@ use rustix::net::{
 };
 use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 
-use super::sys::{errno, Step};
+use super::step::{errno, Step};
 
 /// `layers`'s end of the console socket.
 pub struct Ours {

@@ -8,8 +8,6 @@ use anyhow::Context;
 use layers_store::{ContainerRow, Store};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
-use super::state;
-
 /// A pidfd for a host PID.
 pub fn pidfd(pid: u32) -> Option<OwnedFd> {
     pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()
@@ -68,10 +66,11 @@ pub fn stop_signal(store: &Store, c: &ContainerRow) -> Signal {
     configured().unwrap_or(Signal::TERM)
 }
 
-/// For `rm -f`: SIGKILL the container and wait until its `layers run` has cleaned up.
-pub fn kill_and_wait(r: &state::Running) {
-    let monitor = pidfd(r.monitor);
-    if let Some(fd) = pidfd(r.pid) {
+/// For `rm -f`: SIGKILL the container's PID 1 (`pid`) and wait until its monitor
+/// (`monitor`, the `layers run` that cleans up after it) is gone too.
+pub fn kill_and_wait(pid: u32, monitor: u32) {
+    let monitor = pidfd(monitor);
+    if let Some(fd) = pidfd(pid) {
         if pidfd_send_signal(&fd, Signal::KILL).is_ok() {
             wait_exit(&fd, Some(Duration::from_secs(10)));
         }

@@ -15,6 +15,7 @@ mod seccomp;
 mod seccomp_profile;
 pub mod spec;
 pub mod state;
+mod step;
 mod supervise;
 mod sys;
 mod users;

@@ -14,13 +14,7 @@ use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
 use super::kernel;
 
-/// One setup call's result: the one line the parent prints on failure.
-pub type Step<T = ()> = Result<T, String>;
-
-/// Formats an errno as `what: error`.
-pub fn errno(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> String {
-    move |e| format!("{what}: {e}")
-}
+pub use super::step::{errno, Step};
 
 /// What is at a path (not following a final symlink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

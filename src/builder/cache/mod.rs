@@ -136,6 +136,19 @@ enum Source {
     Registry(Box<registry::RegistrySource>),
 }
 
+/// A step the executor made (or found) an image for: what an export records.
+pub struct Made {
+    /// Its stage's index in the plan.
+    pub stage: usize,
+    pub key: Digest,
+    pub parent: Digest,
+    pub text: String,
+    /// What the step read, by name.
+    pub inputs: crate::builder::plan::ReadSet,
+    /// The image, or the key of an imported step not made locally.
+    pub image: Result<ImageRow, Digest>,
+}
+
 /// The steps of every `--cache-from` that could be read, by key (the first source wins).
 #[derive(Default)]
 pub struct Imported {
@@ -333,7 +346,7 @@ pub fn export(
     store: &Store,
     registries: &RegistriesConfig,
     imported: &Imported,
-    made: &[super::exec::Made],
+    made: &[Made],
     target: usize,
     to: &CacheTo,
 ) -> anyhow::Result<Exported> {

@@ -52,18 +52,7 @@ pub struct Executor<'a> {
     final_chain: Vec<bool>,
 }
 
-/// A step that made (or found) an image.
-pub struct Made {
-    /// Its stage's index in the plan.
-    pub stage: usize,
-    pub key: Digest,
-    pub parent: Digest,
-    pub text: String,
-    /// What the step read, by name.
-    pub inputs: ReadSet,
-    /// The image, or the key of an imported step not made locally.
-    pub image: Result<ImageRow, Digest>,
-}
+pub use super::cache::Made;
 
 /// A stage as it goes: its image so far and its config.
 #[derive(Clone)]
