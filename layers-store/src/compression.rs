@@ -40,8 +40,7 @@ impl Compression {
     pub fn decoder<'a, R: BufRead + Send + 'a>(self, input: R) -> io::Result<Box<dyn Read + Send + 'a>> {
         Ok(match self {
             Compression::None => Box::new(input),
-            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+            c @ (Compression::Gzip | Compression::Zstd) => Box::new(crate::members::Members::new(c, input)),
         })
     }
 }

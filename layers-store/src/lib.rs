@@ -39,6 +39,7 @@ pub mod layout;
 // Digests and generated names beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod maintenance;
+pub mod members;
 pub mod metadata;
 pub mod mount;
 pub mod oci;

@@ -72,10 +72,9 @@ pub fn mount_spec(spec: &MountSpec, target: &Path, opts: MountOptions) -> Result
         return bind_read_only(&spec.lowers[0], target, opts);
     }
     if !opts.legacy {
-        match overlay_new_api(spec, target, opts) {
-            Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) && lowerdir_plus_unknown(&e) => {}
-            Err(e) if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) => {}
-            other => return other,
+        match overlay_new_api(spec, target, opts)? {
+            NewApi::Mounted => return Ok(()),
+            NewApi::Unsupported => {}
         }
     }
     overlay_legacy(spec, target, opts)
@@ -88,8 +87,12 @@ pub fn lowerdir_plus_supported() -> bool {
     fsconfig_set_string(fs.as_fd(), "lowerdir+", "/").is_ok()
 }
 
-fn lowerdir_plus_unknown(e: &Error) -> bool {
-    e.to_string().contains("lowerdir+")
+/// What the new mount API made of a stack.
+enum NewApi {
+    Mounted,
+    /// This kernel has no `fsopen` (ENOSYS) or its overlay no `lowerdir+` (EINVAL on
+    /// that key, before 6.8): `mount(2)` with the option string instead.
+    Unsupported,
 }
 
 fn bind_read_only(src: &Path, target: &Path, opts: MountOptions) -> Result<()> {
@@ -104,16 +107,22 @@ fn bind_read_only(src: &Path, target: &Path, opts: MountOptions) -> Result<()> {
     })
 }
 
-fn overlay_new_api(spec: &MountSpec, target: &Path, opts: MountOptions) -> Result<()> {
-    let fs =
-        fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| Error::errno("fsopen overlay", "overlay", e))?;
-    let set = |key: &str, value: &Path| {
-        fsconfig_set_string(fs.as_fd(), key, value).map_err(|e| {
-            Error::errno("configure overlay", format!("{key}={}", value.display()), e).with_detail(kernel_log(&fs))
-        })
+fn overlay_new_api(spec: &MountSpec, target: &Path, opts: MountOptions) -> Result<NewApi> {
+    let fs = match fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
+        Ok(fs) => fs,
+        Err(Errno::NOSYS) => return Ok(NewApi::Unsupported),
+        Err(e) => return Err(Error::errno("fsopen overlay", "overlay", e)),
     };
+    let failed = |key: &str, value: &Path, e: Errno| {
+        Error::errno("configure overlay", format!("{key}={}", value.display()), e).with_detail(kernel_log(&fs))
+    };
+    let set = |key: &str, value: &Path| fsconfig_set_string(fs.as_fd(), key, value).map_err(|e| failed(key, value, e));
     for lower in &spec.lowers {
-        set("lowerdir+", lower)?;
+        match fsconfig_set_string(fs.as_fd(), "lowerdir+", lower) {
+            Ok(()) => {}
+            Err(Errno::INVAL | Errno::NOSYS) => return Ok(NewApi::Unsupported),
+            Err(e) => return Err(failed("lowerdir+", lower, e)),
+        }
     }
     if let Some((upper, work)) = &spec.upper {
         set("upperdir", upper)?;
@@ -131,7 +140,8 @@ fn overlay_new_api(spec: &MountSpec, target: &Path, opts: MountOptions) -> Resul
     let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, attrs)
         .map_err(|e| Error::errno("fsmount overlay", target.display(), e).with_detail(kernel_log(&fs)))?;
     move_mount(mnt.as_fd(), "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-        .map_err(|e| Error::errno("move overlay mount", target.display(), e))
+        .map_err(|e| Error::errno("move overlay mount", target.display(), e))?;
+    Ok(NewApi::Mounted)
 }
 
 /// What the kernel said about a failed configuration (`e overlay: ...` lines on the fs fd).

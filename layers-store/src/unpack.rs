@@ -289,16 +289,11 @@ fn decode_error(c: Compression, e: io::Error) -> Error {
         }
         _ => ErrorKind::Io,
     };
-    let msg = match (c, e.kind()) {
-        (_, io::ErrorKind::UnexpectedEof) => format!("truncated input ({e})"),
-        // MultiGzDecoder reads past a member's end looking for the next one.
-        (Compression::Gzip, _) if e.to_string().contains("invalid gzip header") => {
-            "data after the gzip stream is not gzip (trailing junk or a corrupt member)".to_string()
-        }
-        (Compression::Zstd, _) if e.to_string().contains("Unknown frame descriptor") => {
-            "data after the zstd stream is not zstd (trailing junk or a corrupt frame)".to_string()
-        }
-        _ => e.to_string(),
+    let trailing = e.get_ref().and_then(|inner| inner.downcast_ref::<crate::members::TrailingData>());
+    let msg = match (trailing, e.kind()) {
+        (Some(t), _) => t.to_string(),
+        (None, io::ErrorKind::UnexpectedEof) => format!("truncated input ({e})"),
+        (None, _) => e.to_string(),
     };
     Error::new(kind, what, "input", msg)
 }
