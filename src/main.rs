@@ -272,8 +272,23 @@ fn registries(cli: &Cli) -> anyhow::Result<registry::config::RegistriesConfig> {
 /// `context: cause: cause`, on one line, control characters (from a registry's
 /// answer, a file, a tar entry) escaped.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    let mut text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    if let Some(a) = advice(e) {
+        text.push_str("; ");
+        text.push_str(a);
+    }
     format::printable(&text).into_owned()
+}
+
+/// What the user can do about a store error of this kind, in this CLI's verbs (the
+/// library says what happened, not which command to type).
+fn advice(e: &anyhow::Error) -> Option<&'static str> {
+    let kind = e.chain().find_map(|c| c.downcast_ref::<layers_store::Error>())?.kind();
+    match kind {
+        layers_store::ErrorKind::TooManyLayers => Some("squash the image (`layers export`, then `layers import`)"),
+        layers_store::ErrorKind::Interrupted => Some("`layers gc` recovers it"),
+        _ => None,
+    }
 }
 
 fn open_store(cli: &Cli) -> anyhow::Result<Store> {

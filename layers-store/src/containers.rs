@@ -162,13 +162,10 @@ impl Store {
         let layers = self.image_layers(image)?;
         if layers.len() > MAX_LAYERS {
             return Err(Error::new(
-                ErrorKind::LimitExceeded,
+                ErrorKind::TooManyLayers,
                 "create container",
                 image,
-                format!(
-                    "the image has {} layers, over overlayfs's limit of {MAX_LAYERS}: squash it (`layers export` then `layers import`)",
-                    layers.len()
-                ),
+                format!("the image has {} layers, over overlayfs's limit of {MAX_LAYERS}", layers.len()),
             ));
         }
         let name = match name {
@@ -297,10 +294,10 @@ impl Store {
     pub fn container_mount(&self, c: &ContainerRow) -> Result<MountSpec> {
         if let Some(d) = c.committing {
             return Err(Error::new(
-                ErrorKind::Corrupt,
+                ErrorKind::Interrupted,
                 "mount container",
                 &c.name,
-                format!("a commit into layer {d} was interrupted; run `layers gc` to recover the container"),
+                format!("a commit into layer {d} was interrupted"),
             ));
         }
         let dir = self.container_dir(&c.id);

@@ -19,6 +19,11 @@ pub enum ErrorKind {
     Unsafe,
     /// A configured cap (bytes, entries, header size) was exceeded.
     LimitExceeded,
+    /// An image has more layers than overlayfs stacks: only a squashed copy mounts.
+    TooManyLayers,
+    /// Work another process left half done (an interrupted commit): the store's
+    /// recovery (`gc`, or the next process with the store to itself) finishes it.
+    Interrupted,
     /// The thing is in use (an image by a container, a lock by a process).
     InUse,
     /// The store itself is inconsistent or from an unknown format version.

@@ -306,7 +306,7 @@ impl Store {
                 add(subject.clone(), "upper dir missing".into());
             }
             if let Some(d) = c.committing {
-                add(subject, format!("a commit into layer {d} was interrupted (`layers gc` recovers it)"));
+                add(subject, format!("a commit into layer {d} was interrupted (the store's gc recovers it)"));
             }
         }
         Ok(problems)

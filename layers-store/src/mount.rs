@@ -59,13 +59,10 @@ pub fn mount_spec(spec: &MountSpec, target: &Path, opts: MountOptions) -> Result
     }
     if spec.lowers.len() > MAX_LAYERS {
         return Err(Error::new(
-            ErrorKind::LimitExceeded,
+            ErrorKind::TooManyLayers,
             "mount",
             target.display(),
-            format!(
-                "{} layers is over overlayfs's limit of {MAX_LAYERS}: squash the image (`layers export` then `layers import`)",
-                spec.lowers.len()
-            ),
+            format!("{} layers is over overlayfs's limit of {MAX_LAYERS}", spec.lowers.len()),
         ));
     }
     if spec.upper.is_none() && spec.lowers.len() == 1 {
