@@ -41,7 +41,7 @@ pub struct RunSpec {
     /// Its network namespace.
     pub network: Network,
     /// Host paths bind-mounted in (each host path exists).
-    pub binds: Vec<child::Volume>,
+    pub binds: Vec<child::Bind>,
     /// tmpfs mounts: target and mount options.
     pub tmpfs: Vec<(String, String)>,
     /// cgroup limits.
@@ -161,7 +161,7 @@ fn spawn_and_wait(
         caps: s.caps,
         privileged: s.privileged,
         seccomp,
-        volumes: s.binds.clone(),
+        binds: s.binds.clone(),
         tmpfs: s.tmpfs.clone(),
         read_only: s.read_only,
         console: console_child,

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use layers_store::{ContainerRow, Store};
 
-pub use child::Volume as Bind;
+pub use child::Bind;
 pub use container::Network;
 use container::{command, launch};
 pub use kernel::fork_survivor;

@@ -39,8 +39,8 @@ pub struct ChildSetup {
     pub privileged: bool,
     /// seccomp filters, compiled before the fork; empty for none.
     pub seccomp: Vec<seccompiler::BpfProgram>,
-    /// Bind mounts from the host (`-v`).
-    pub volumes: Vec<Volume>,
+    /// Bind mounts from the host (`-v`; a named volume too, as its directory).
+    pub binds: Vec<Bind>,
     /// tmpfs mounts (`--tmpfs`): target and mount options.
     pub tmpfs: Vec<(String, String)>,
     /// `--read-only`: the root filesystem mount is read-only (volumes keep their own mode).
@@ -51,9 +51,9 @@ pub struct ChildSetup {
     pub init: bool,
 }
 
-/// `-v HOST:CTR[:ro]`.
+/// A bind mount from the host: `-v HOST:CTR[:ro]`, or a named volume's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
+pub struct Bind {
     pub host: PathBuf,
     /// Absolute path in the container.
     pub target: String,
@@ -111,7 +111,7 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     for (host, target) in &s.files {
         bind_file(k, root, host, target)?;
     }
-    for v in &s.volumes {
+    for v in &s.binds {
         bind_volume(k, root, v)?;
     }
     for (target, options) in &s.tmpfs {
@@ -285,7 +285,7 @@ fn target_beneath(k: &mut impl Sys, root: &Path, target: &str) -> Step<super::sy
     k.dir_beneath(root, target)
 }
 
-fn bind_volume(k: &mut impl Sys, root: &Path, v: &Volume) -> Step {
+fn bind_volume(k: &mut impl Sys, root: &Path, v: &Bind) -> Step {
     let (at, _keep) = if v.host.is_dir() {
         let b = target_beneath(k, root, &v.target)?;
         (b.path.clone(), b)

@@ -162,7 +162,7 @@ fn setup_for(user: users::User) -> ChildSetup {
         caps: docker_caps(),
         privileged: false,
         seccomp: vec![Vec::new(), Vec::new()],
-        volumes: vec![Volume { host: PathBuf::from("/no/such/host/file"), target: "/data/v".into(), read_only: true }],
+        binds: vec![Bind { host: PathBuf::from("/no/such/host/file"), target: "/data/v".into(), read_only: true }],
         tmpfs: vec![("/run".into(), "size=1m".into())],
         read_only: false,
         console: None,
