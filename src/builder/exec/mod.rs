@@ -63,6 +63,8 @@ pub struct State {
     /// What the stage is at when its image is not here yet, until it is needed.
     pub pending: Option<Pending>,
     pub config: ImageConfig,
+    /// The stage's base image's layers: every image of the stage starts with them.
+    pub base: Vec<layers_store::DiffId>,
 }
 
 impl State {
@@ -88,14 +90,26 @@ impl State {
 /// the parent's and at most one more, its runtime config is the one the
 /// instructions make of the parent's (a record that drops the base's layers, or a
 /// USER step that changes Env, is someone else's writing, not a cache).
-fn fits(state: &State, steps: &[Step], cached: &crate::builder::cache::CachedStep) -> Result<(), String> {
-    let parent = &state.config.rootfs.diff_ids;
+fn fits(
+    state: &State,
+    steps: &[Step],
+    cached: &crate::builder::cache::CachedStep,
+    parent: Option<&crate::builder::cache::CachedStep>,
+) -> Result<(), String> {
     let child = &cached.config.rootfs.diff_ids;
-    if !child.starts_with(parent) {
-        return Err(format!("its layers do not start with its parent's {} layer(s)", parent.len()));
+    // Every image of a stage starts with its base image's layers; the layers of the
+    // stage's own steps may differ from machine to machine (a RUN is not
+    // reproducible), so past the base only the parent's record, if imported, says.
+    if !child.starts_with(&state.base) {
+        return Err(format!("its layers do not start with the base image's {} layer(s)", state.base.len()));
     }
-    if child.len() > parent.len() + 1 {
-        return Err(format!("it adds {} layers; a step adds at most one", child.len() - parent.len()));
+    if let Some(p) = parent.map(|p| &p.config.rootfs.diff_ids) {
+        if !child.starts_with(p) {
+            return Err(format!("its layers do not start with its parent record's {} layer(s)", p.len()));
+        }
+        if child.len() > p.len() + 1 {
+            return Err(format!("it adds {} layers; a step adds at most one", child.len() - p.len()));
+        }
     }
     let mut expected = state.clone();
     for s in steps {
@@ -189,10 +203,11 @@ impl<'a> Executor<'a> {
             if !stage.announced {
                 self.say(&format!("STEP {}/{}: {}", self.steps_done, self.steps_total, stage.text));
             }
+            let base = stage.base_config.rootfs.diff_ids.clone();
             let mut state = match &stage.base {
-                Base::Scratch => State { image: None, pending: None, config: stage.base_config.clone() },
+                Base::Scratch => State { image: None, pending: None, config: stage.base_config.clone(), base },
                 Base::Image(row) => {
-                    State { image: Some(row.clone()), pending: None, config: stage.base_config.clone() }
+                    State { image: Some(row.clone()), pending: None, config: stage.base_config.clone(), base }
                 }
                 Base::Remote { reference, platform, manifest } => State {
                     image: None,
@@ -202,6 +217,7 @@ impl<'a> Executor<'a> {
                         manifest: *manifest,
                     }),
                     config: stage.base_config.clone(),
+                    base,
                 },
                 Base::Stage(i) => self.stages[*i].clone(),
             };
@@ -412,7 +428,7 @@ impl<'a> Executor<'a> {
             state.image = Some(row);
             state.pending = None;
         } else if let Some(cached) = self.cache.find(&step.key) {
-            if let Err(why) = fits(state, steps, cached) {
+            if let Err(why) = fits(state, steps, cached, self.cache.find(&cached.record.parent)) {
                 let what = crate::format::printable(&cached.record.instruction).into_owned();
                 eprintln!("layers: warning: --cache-from: the record of {what:?} is not used: {why}");
                 return Ok(false);
