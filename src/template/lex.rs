@@ -230,33 +230,29 @@ fn number_len(s: &str) -> usize {
     }
 }
 
-/// The `"…"` at the start of `s` (escapes kept) and its length in bytes.
-fn quoted(s: &str) -> Option<(&str, usize)> {
+/// Where the quoted literal at the start of `s` ends (after its closing `quote`,
+/// escapes skipped); `None` if a newline or the end comes first.
+fn closing(s: &str, quote: u8) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = 1;
     while let Some(&c) = b.get(i) {
         match c {
             b'\\' => i += 2,
             b'\n' => return None,
-            b'"' => return Some((&s[..=i], i + 1)),
+            c if c == quote => return Some(i + 1),
             _ => i += 1,
         }
     }
     None
 }
 
+/// The `"…"` at the start of `s` (escapes kept) and its length in bytes.
+fn quoted(s: &str) -> Option<(&str, usize)> {
+    closing(s, b'"').map(|n| (&s[..n], n))
+}
+
 fn char_end(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut i = 1;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'\\' => i += 2,
-            b'\n' => return None,
-            b'\'' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
+    closing(s, b'\'')
 }
 
 /// A double-quoted Go string literal's value, as `strconv.Unquote`.
