@@ -14,7 +14,8 @@ pub fn clean_staging_when_gone(root: &Path) -> anyhow::Result<()> {
     if threads != 1 {
         return Ok(());
     }
-    let root = root.to_path_buf();
+    // Absolute: the helper works from `/`.
+    let root = std::path::absolute(root)?;
     let pid = std::process::id();
     crate::run::fork_survivor(move || {
         layers_store::store::remove_staged_by(&root, pid);

@@ -161,7 +161,8 @@ unsafe fn supervise(command: libc::pid_t, blocked: &libc::sigset_t) -> ! {
 }
 
 /// Forks a process that outlives this one: it ignores the terminal's signals, has
-/// /dev/null for stdio and no other descriptor of ours, waits until this process
+/// /dev/null for stdio, no other descriptor of ours and `/` for its working
+/// directory (paths given to it must be absolute), waits until this process
 /// ends (however it ends: the last copy of a pipe's write end, held here, closes),
 /// runs `then` and exits. Only from a single-threaded process.
 pub fn fork_survivor(then: impl FnOnce()) -> anyhow::Result<()> {
@@ -191,6 +192,8 @@ pub fn fork_survivor(then: impl FnOnce()) -> anyhow::Result<()> {
                 }
                 libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
             }
+            // Holding no directory busy while it waits (an unmount after the command).
+            let _ = rustix::process::chdir("/");
             let mut b = [0u8; 1];
             while matches!(rustix::io::read(&read, &mut b), Err(rustix::io::Errno::INTR)) {}
             then();
