@@ -58,10 +58,10 @@ pub fn read_config_file(path: &Path, what: &str) -> anyhow::Result<Option<String
 /// excerpt of the source (which `toml` spreads over several lines).
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
     toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(l) => anyhow::anyhow!("line {l}: {}", e.message().trim().replace('\n', " ")),
-            None => anyhow::anyhow!("{}", e.message().trim().replace('\n', " ")),
+        let message = e.message().trim().replace('\n', " ");
+        match e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1) {
+            Some(line) => anyhow::anyhow!("line {line}: {message}"),
+            None => anyhow::anyhow!("{message}"),
         }
     })
 }

@@ -184,7 +184,8 @@ impl Store {
     /// Replaces the unpack caps (bytes, entries, header size per layer); the path
     /// limit stays within what this store's location allows.
     pub fn set_limits(&mut self, limits: Limits) {
-        let max_path = limits.max_path.min(path_limit(&self.root));
+        // `open` set it to what the location allows.
+        let max_path = limits.max_path.min(self.limits.max_path);
         self.limits = Limits { max_path, ..limits };
     }
 
@@ -422,7 +423,6 @@ fn lock(f: File, name: &str) -> Result<File> {
     Ok(f)
 }
 
-/// Removes a file or a whole tree; absent is fine. Our own staged trees only.
 /// The longest path the store puts before a layer's own paths, less the store root:
 /// `/containers/<64 hex>/merged/`, `/layers/<64 hex>/`, a staging dir's name.
 const STORE_PREFIX: usize = 128;
@@ -458,6 +458,7 @@ pub fn remove_staged_by(root: &Path, pid: u32) -> usize {
     removed
 }
 
+/// Removes a file or a whole tree; absent is fine. Our own staged trees only.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     // Another process may be removing the same tree (a stopped command's staging
     // helper, racing the next command's sweep): what vanished meanwhile is removed.

@@ -79,7 +79,6 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// The digest of the file at `p`: by its zero runs if it has holes (or `runs`).
 /// The bytes `escape` turned into `%XX` back.
 fn unescape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
@@ -101,6 +100,8 @@ fn unescape(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The digest of the file at `p`: by its zero runs if it has holes (`runs` says
+/// which scheme instead, to compare with a record).
 fn content_digest(p: &Path, runs: Option<bool>) -> std::io::Result<FileDigest> {
     let f = fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(p)?;
     let size = f.metadata()?.len();

@@ -167,29 +167,28 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     };
     // A base not stored is pulled with its progress shown (bars on a terminal, a
     // line per layer when piped) after the line saying why: a 20 s pull is not a hang.
-    let pulled = std::cell::Cell::new(false);
-    let base = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<ImageRow> {
+    // (the image, whether it was pulled now)
+    let obtain = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<(ImageRow, bool)> {
         if !a.pull {
             if let Ok(row) = store.resolve(image) {
                 store.touch_image(&row.manifest)?;
-                return Ok(row);
+                return Ok((row, false));
             }
         }
         if !a.quiet {
             eprintln!("{why}");
         }
-        pulled.set(true);
         // The pull gets a handle of its own on the same store.
         crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, a.progress)?;
-        Ok(store.resolve(image)?)
+        Ok((store.resolve(image)?, true))
     };
+    let base = |image: &str, platform: Option<&str>, why: &str| obtain(image, platform, why).map(|(row, _)| row);
     // With a shared cache, a FROM image not stored is only read from its registry:
     // if every step of its stage hits, its layers are never fetched.
     let from = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<plan::Found> {
         if a.cache_from.is_empty() || (!a.pull && store.resolve(image).is_ok()) {
-            pulled.set(false);
-            let row = base(image, platform, why)?;
-            return Ok(plan::Found { image: plan::FromImage::Stored(row), pulled: pulled.get() });
+            let (row, pulled) = obtain(image, platform, why)?;
+            return Ok(plan::Found { image: plan::FromImage::Stored(row), pulled });
         }
         let remote = crate::pull::remote_image(image, platform, a.registries, true)?;
         Ok(plan::Found { image: plan::FromImage::Remote(Box::new(remote)), pulled: false })

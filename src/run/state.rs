@@ -165,13 +165,18 @@ pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
 /// The `layers run` that watches the container and records how it ends, while it
 /// lives: between its PID 1's death and that record, only this says "not yet".
 pub fn monitor(store: &Store, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> {
+    live_monitor(store, c).map(|(_, fd)| fd)
+}
+
+/// The monitor's record, while the process it names lives.
+fn live_monitor(store: &Store, c: &ContainerRow) -> Option<(Monitor, std::os::fd::OwnedFd)> {
     let m = read_json::<Monitor>(store, &c.id, "monitor.json").or_else(|| {
         let r: Running = read_json(store, &c.id, "running.json")?;
         Some(Monitor { pid: r.monitor, start: r.monitor_start, restarting: false })
     })?;
     let fd = super::control::pidfd(m.pid)?;
     // Checked after the pidfd is open: the fd then holds that very process.
-    (start_time(m.pid) == Some(m.start)).then_some(fd)
+    (start_time(m.pid) == Some(m.start)).then_some((m, fd))
 }
 
 /// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat).
@@ -198,9 +203,8 @@ impl Status {
         if let Some(r) = running(store, c) {
             return Status::Running(r);
         }
-        let restarting = || read_json::<Monitor>(store, &c.id, "monitor.json").is_some_and(|m| m.restarting);
         match exited(store, c) {
-            Some(e) if restarting() && monitor(store, c).is_some() => Status::Restarting(e),
+            Some(e) if live_monitor(store, c).is_some_and(|(m, _)| m.restarting) => Status::Restarting(e),
             Some(e) => Status::Exited(e),
             None => match lost(store, c) {
                 Some(e) => Status::Exited(e),

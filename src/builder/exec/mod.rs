@@ -86,10 +86,11 @@ impl State {
     }
 }
 
-/// Whether an imported record can be what `steps` make of `state`: its layers are
-/// the parent's and at most one more, its runtime config is the one the
-/// instructions make of the parent's (a record that drops the base's layers, or a
-/// USER step that changes Env, is someone else's writing, not a cache).
+/// Whether an imported record can be what `steps` make of `state`: its layers start
+/// with the stage's base image's and extend its parent's record (when imported) by
+/// at most one, its runtime config is the one the instructions make of the parent's
+/// (a record that drops the base's layers, or a USER step that changes Env, is
+/// someone else's writing, not a cache).
 fn fits(
     state: &State,
     steps: &[Step],
@@ -429,7 +430,8 @@ impl<'a> Executor<'a> {
             state.pending = None;
         } else if let Some(cached) = self.cache.find(&step.key) {
             if let Err(why) = fits(state, steps, cached, self.cache.find(&cached.record.parent)) {
-                let what = crate::format::printable(&cached.record.instruction).into_owned();
+                // Debug quoting escapes whatever control characters the record holds.
+                let what = &cached.record.instruction;
                 eprintln!("layers: warning: --cache-from: the record of {what:?} is not used: {why}");
                 return Ok(false);
             }

@@ -213,24 +213,11 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
     let path = dir.join(&name);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Redirects only to http and https, as BuildKit: a `file:`, `data:` or `http+unix:`
-    // Location is an error (unfollowed, it left a 3xx with an empty body as the file).
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        if !matches!(attempt.url().scheme(), "http" | "https") {
-            let to = attempt.url().to_string();
-            attempt.error(format!("redirected to {to}: only http and https redirects are followed"))
-        } else if attempt.previous().len() >= 10 {
-            attempt.error("more than 10 redirects")
-        } else {
-            attempt.follow()
-        }
-    });
     let stall = crate::registry::stall_timeout();
     let client = reqwest::Client::builder()
         .user_agent(concat!("layers/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(30))
         .read_timeout(stall)
-        .redirect(policy)
         .build()?;
     let got = rt
         .block_on(async {
@@ -241,7 +228,9 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
                 .map_err(|_| anyhow::anyhow!("no response within {}s ($LAYERS_STALL_TIMEOUT)", stall.as_secs()))?;
             let mut resp = sent?.error_for_status()?;
             if resp.status().is_redirection() {
-                // reqwest stops at a Location it cannot follow (another scheme).
+                // reqwest follows http(s) Locations only (10 at most) and hands back a
+                // redirect to any other scheme: `file:`, `data:`, `http+unix:` are
+                // errors here, as BuildKit's, not the empty body of a 3xx as the file.
                 let to = resp.headers().get("location").map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
                 bail!(
                     "redirected to {}: only http and https redirects are followed",
