@@ -179,6 +179,9 @@ enum Command {
     /// Manage the store as a whole (`system prune`, `system df`, `system info`).
     #[command(subcommand)]
     System(SystemCommand),
+    /// A detached container's monitor (started by `run -d`, `start`, `restart`).
+    #[command(hide = true, name = "container-monitor")]
+    ContainerMonitor(cli::lifecycle::MonitorArgs),
 }
 
 /// `layers system …`.
@@ -326,6 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let store = open_store(&cli)?;
+    cli::options::convert_legacy(&store);
     let stages = matches!(
         cli.command,
         Command::Pull(_) | Command::Import(_) | Command::Load(_) | Command::Build(_) | Command::Commit(_)
@@ -369,6 +373,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cp(a) => cli::cp::cp(&store, a),
         Command::Create(a) => containers::create(&store, a, &registries(&cli)?),
         Command::Start(a) => cli::lifecycle::start(&store, a),
+        Command::ContainerMonitor(a) => cli::lifecycle::monitor(&store, a),
         Command::Restart(a) => cli::lifecycle::restart(&store, a),
         Command::Rename(a) => cli::lifecycle::rename(&store, a),
         Command::Mount(a) => containers::mount(&store, a),

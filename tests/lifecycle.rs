@@ -354,3 +354,49 @@ fn a_container_whose_monitor_was_killed_shows_exited_with_the_reason() {
     assert_eq!(status, "running");
     layers_ok(&store, &["rm", "-f", "orphan"]);
 }
+
+/// The monitor of container `id`: the process whose command line names it.
+fn monitor_of(id: &str) -> Option<(u32, Vec<String>)> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<String> = raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        (args.iter().any(|a| a == "container-monitor") && args.iter().any(|a| a == id)).then_some((pid, args))
+    })
+}
+
+#[test]
+fn a_detached_container_is_started_by_id_and_reports_a_command_that_cannot_run_with_its_code() {
+    if !need_root("a_detached_container_is_started_by_id_and_reports_a_command_that_cannot_run_with_its_code") {
+        return;
+    }
+    let (_work, store) = setup();
+    // The monitor is given the container's ID, never the command line it was made with.
+    let id = layers_ok(&store, &["run", "-d", "--rm", "--name", "quiet", "localhost/layered", "sleep", "60"]);
+    let (monitor, args) = monitor_of(&id).expect("its monitor runs");
+    assert!(!args.iter().any(|a| a == "sleep" || a.contains("layered")), "no argv replay: {args:?}");
+    // A --rm container whose monitor is killed is swept by the next command, as one
+    // whose `layers run` was killed.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(monitor as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    eventually("the monitor is gone", || !pid_alive(monitor));
+    let listed = layers_ok(&store, &["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!listed.lines().any(|l| l == "quiet"), "{listed}");
+
+    let out = run_detached(&store, &["localhost/layered", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "no ID printed for a container that did not start");
+    assert!(stderr(&out).contains("exec \"no-such-command\": no such file or directory"), "{}", stderr(&out));
+
+    layers_ok(&store, &["create", "--name", "broken", "localhost/layered", "no-such-command"]);
+    let out = layers(&store, &["start", "broken"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(
+        err.contains("start broken: exec \"no-such-command\": no such file") && err.contains("(exit 127)"),
+        "{err}"
+    );
+}

@@ -204,7 +204,7 @@ impl Store {
         let dir = self.container_dir(&id);
         fs::rename(&staged, &dir).map_err(|e| Error::io("create container", dir.display(), e))?;
         if let Some(f) = creator {
-            self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push(f);
+            self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), f));
         }
         let row = ContainerRow { id, name, image: *image, created: now(), committing: None };
         let inserted = self.md().write("create container", |tx| {
@@ -511,6 +511,21 @@ impl Store {
             )
             .map(|_| ())
         })
+    }
+
+    /// The lock by which this handle shows it will remove ephemeral container `c`, to
+    /// hand to the process that takes that over (a detached container's monitor): a
+    /// descriptor of the same open file, so the lock holds while either has it.
+    pub fn creator_lock(&self, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> {
+        let held = self.ephemeral.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, f) = held.iter().find(|(id, _)| *id == c.id)?;
+        f.try_clone().ok().map(std::os::fd::OwnedFd::from)
+    }
+
+    /// Holds `lock` (another process's [`Store::creator_lock`] of `c`) while this handle lives.
+    pub fn hold_creator_lock(&self, c: &ContainerRow, lock: std::os::fd::OwnedFd) {
+        let f = fs::File::from(lock);
+        self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push((c.id.clone(), f));
     }
 
     /// Removes the ephemeral containers whose creator has ended without removing them

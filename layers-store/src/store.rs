@@ -44,7 +44,7 @@ pub struct Store {
     /// Locks on the ephemeral containers this handle created: held while it lives,
     /// released by the kernel however the process ends, which is how anyone else
     /// knows such a container is abandoned.
-    pub(crate) ephemeral: Mutex<Vec<File>>,
+    pub(crate) ephemeral: Mutex<Vec<(String, File)>>,
 }
 
 /// What runs after each commit.

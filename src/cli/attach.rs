@@ -16,8 +16,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::{ContainerRow, Store};
 
-use super::options::ContainerOptions;
 use crate::run::attach::{self as socket, header};
+use crate::run::container::{ContainerConfig, ContainerDir};
 use crate::run::state::{self, Status};
 
 /// Arguments of `layers attach`.
@@ -130,7 +130,7 @@ pub fn attach_to(
     sig_proxy: bool,
     detach_keys: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let o = ContainerOptions::load(store, &c.id, &c.image.to_string());
+    let o = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
     let running = match Status::of(store, c) {
         Status::Running(r) => r,
         Status::Restarting(_) => {

@@ -94,13 +94,9 @@ pub fn create(
     a: &CreateArgs,
     registries: &crate::registry::config::RegistriesConfig,
 ) -> anyhow::Result<ExitCode> {
-    let mut o = a.options.resolved()?;
-    let img = crate::cli::pull::image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries)?;
-    let c = store.create_container(&img.manifest, o.name.as_deref(), &o.image, Lifetime::Kept)?;
-    if let Err(e) = o.attach_volumes(store, &c).and_then(|()| o.save(store, &c.id)) {
-        let _ = store.remove_container(&c);
-        return Err(e);
-    }
+    let config = a.options.to_config()?;
+    let img = crate::cli::pull::image_for_container(store, &config.image, a.pull, a.platform.as_deref(), registries)?;
+    let c = crate::run::container::lifecycle::create(store, &img, a.options.name.as_deref(), config, Lifetime::Kept)?;
     outln!("{}", c.id);
     Ok(ExitCode::SUCCESS)
 }

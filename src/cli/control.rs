@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::{ContainerRow, Store};
+use layers_store::Store;
 use rustix::process::{pidfd_send_signal, Signal};
 
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
@@ -67,27 +67,10 @@ pub struct LogsArgs {
 pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
         let c = store.resolve_container(name)?;
-        stop_one(store, &c, Duration::from_secs(a.time))?;
+        crate::run::container::lifecycle::stop(store, &c, Duration::from_secs(a.time))?;
         outln!("{name}");
         Ok(())
     }))
-}
-
-/// Stops `c`: its stop signal, SIGKILL after `grace`; its restart policy is told not
-/// to start it again. Done when its monitor has recorded the end and cleaned up.
-pub fn stop_one(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<()> {
-    state::request_stop(store, &c.id);
-    if let Some(fd) = state::running(store, c).and_then(|r| pidfd(r.pid)) {
-        let _ = pidfd_send_signal(&fd, stop_signal(store, c));
-        if !wait_exit(&fd, Some(grace)) {
-            pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
-            wait_exit(&fd, None);
-        }
-    }
-    if let Some(m) = state::monitor(store, c) {
-        wait_exit(&m, Some(Duration::from_secs(10)));
-    }
-    Ok(())
 }
 
 pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {

@@ -11,8 +11,9 @@ use layers_store::oci::{ImageConfig, MAX_JSON};
 use layers_store::{ContainerRow, ErrorKind, Store};
 use serde_json::{json, Value};
 
-use super::options::{ContainerOptions, Mount, Restart};
-use crate::run::{spec, state, Network};
+use crate::run::container::config::{Flag, Restart, Seccomp, Source};
+use crate::run::container::{ContainerConfig, ContainerDir};
+use crate::run::{spec, state};
 use crate::template;
 
 /// What `--type` limits the lookup to.
@@ -144,7 +145,7 @@ fn tmpfs_mount(target: &str) -> Value {
 }
 
 fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
-    let o = ContainerOptions::load(store, &c.id, &c.image.to_string());
+    let o = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
     let img = store.image(&c.image)?;
     let runtime = img.as_ref().and_then(|i| store.config(i).ok()).and_then(|cfg| cfg.config).unwrap_or_default();
     let overrides = o.overrides(c.short_id());
@@ -153,30 +154,45 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     let (running, exited) = (status.running(), status.exited());
     let time = |t: Option<i64>| t.map_or("0001-01-01T00:00:00Z".to_string(), layers_store::oci::rfc3339);
     let dir = store.container_dir(&c.id);
-    let labels = o.labels().unwrap_or_default();
     let (max_retries, restart_name) = match o.restart {
         Restart::OnFailure(Some(n)) => (n, "on-failure".to_string()),
         r => (0, r.name()),
     };
-    let log = o.log_options().unwrap_or_default();
+    let log = o.log;
     let mounts: Vec<Value> = o
-        .mounts()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| match m {
-            Mount::Bind { bind, .. } => json!({"Type": "bind", "Source": bind.host, "Destination": bind.target,
-                "Mode": if bind.read_only { "ro" } else { "" }, "RW": !bind.read_only, "Propagation": "rprivate"}),
-            Mount::Volume { name, target, read_only, .. } => json!({"Type": "volume", "Name": name,
-                "Source": name.as_deref().map(|n| store.volume_path(n)), "Destination": target, "Driver": "local",
-                "Mode": if read_only { "ro" } else { "" }, "RW": !read_only, "Propagation": ""}),
-            Mount::Tmpfs { target, .. } => tmpfs_mount(&target),
+        .mounts
+        .iter()
+        .map(|m| {
+            let (target, read_only) = (&m.target, m.read_only);
+            match &m.source {
+                Source::Host { path, .. } => json!({"Type": "bind", "Source": path, "Destination": target,
+                    "Mode": if read_only { "ro" } else { "" }, "RW": !read_only, "Propagation": "rprivate"}),
+                Source::Volume { name, .. } => json!({"Type": "volume", "Name": name,
+                    "Source": name.as_deref().map(|n| store.volume_path(n)), "Destination": target, "Driver": "local",
+                    "Mode": if read_only { "ro" } else { "" }, "RW": !read_only, "Propagation": ""}),
+                Source::Tmpfs { .. } => tmpfs_mount(target),
+            }
         })
-        .chain(o.tmpfs.iter().map(|t| tmpfs_mount(t.split(':').next().unwrap_or(t))))
         .collect();
-    let network = match o.net {
-        Network::Host => "host",
-        Network::None => "none",
+    let binds: Vec<&str> = o
+        .mounts
+        .iter()
+        .filter_map(|m| if let Flag::Volume(text) = &m.flag { Some(text.as_str()) } else { None })
+        .collect();
+    let tmpfs: serde_json::Map<String, Value> = o
+        .mounts
+        .iter()
+        .filter_map(|m| match &m.flag {
+            Flag::Tmpfs(given) => Some((m.target.clone(), Value::String(given.clone()))),
+            _ => None,
+        })
+        .collect();
+    let security_opt: Vec<String> = match &o.seccomp {
+        Seccomp::Default => vec![],
+        Seccomp::Unconfined => vec!["seccomp=unconfined".into()],
+        Seccomp::File(f) => vec![format!("seccomp={}", f.display())],
     };
+    let network = o.network.name();
     let mount = store.container_mount(c).ok();
     let lower: Vec<String> =
         mount.as_ref().map(|m| m.lowers.iter().map(|l| l.display().to_string()).collect()).unwrap_or_default();
@@ -208,22 +224,19 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
-            "Binds": o.volume,
+            "Binds": binds,
             "NetworkMode": network,
             "RestartPolicy": { "Name": restart_name, "MaximumRetryCount": max_retries },
-            "AutoRemove": o.rm,
+            "AutoRemove": o.auto_remove,
             "Privileged": o.privileged,
-            "ReadonlyRootfs": o.read_only,
+            "ReadonlyRootfs": o.read_only_rootfs,
             "CapAdd": o.cap_add,
             "CapDrop": o.cap_drop,
-            "SecurityOpt": o.security_opt,
-            "Tmpfs": o.tmpfs.iter().map(|t| {
-                let (target, opts) = t.split_once(':').unwrap_or((t, ""));
-                (target.to_string(), Value::String(opts.to_string()))
-            }).collect::<serde_json::Map<_, _>>(),
-            "Memory": o.memory.as_deref().and_then(|m| crate::run::cgroup::parse_bytes(m).ok()).unwrap_or(0),
-            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as u64),
-            "PidsLimit": o.pids_limit,
+            "SecurityOpt": security_opt,
+            "Tmpfs": tmpfs,
+            "Memory": o.limits.memory.unwrap_or(0),
+            "NanoCpus": o.limits.cpus.map_or(0, |c| (c * 1e9) as u64),
+            "PidsLimit": o.limits.pids,
             "Init": o.init,
             "LogConfig": { "Type": "json-file", "Config": { "max-size": log.max_size.to_string(), "max-file": log.max_files.to_string() } },
         },
@@ -239,15 +252,15 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
         "Mounts": mounts,
         "Config": {
             "Hostname": overrides.hostname,
-            "User": o.user.clone().or(runtime.user.clone()).unwrap_or_default(),
+            "User": o.process.user.clone().or(runtime.user.clone()).unwrap_or_default(),
             "Tty": o.tty,
             "OpenStdin": o.interactive,
             "Env": process.as_ref().map(|p| p.env.clone()),
-            "Cmd": if o.command.is_empty() { runtime.cmd.clone() } else { Some(o.command.clone()) },
+            "Cmd": if o.process.command.is_empty() { runtime.cmd.clone() } else { Some(o.process.command.clone()) },
             "Image": o.image,
             "WorkingDir": process.as_ref().map(|p| p.cwd.clone()).unwrap_or_default(),
-            "Entrypoint": match &o.entrypoint { Some(e) if e.is_empty() => None, Some(e) => Some(vec![e.clone()]), None => runtime.entrypoint.clone() },
-            "Labels": labels,
+            "Entrypoint": match &o.process.entrypoint { Some(e) if e.is_empty() => None, Some(e) => Some(vec![e.clone()]), None => runtime.entrypoint.clone() },
+            "Labels": o.labels,
             "StopSignal": runtime.stop_signal,
         },
         "NetworkSettings": { "Networks": { network: {} }, "IPAddress": "", "Ports": {} },

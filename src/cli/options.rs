@@ -1,7 +1,7 @@
-//! What a container is created with (`run` and `create` take the same options): the
-//! flags as typed, kept in the container's dir (`options.json`) so that `start`,
-//! `restart` and the restart policy run it the same way again, and `ps`/`inspect`
-//! can show them.
+//! What a container is created with: `run` and `create` take the same flags, mapped
+//! here to the runtime's typed [`ContainerConfig`]. The flags themselves are not kept;
+//! the previous release kept them (`options.json`), and [`convert_legacy`] maps those
+//! to a config the same way when a store is opened.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,15 +10,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::Store;
 
-use crate::run::container::{Output, RunSpec};
+use crate::run::container::config::{self, ContainerConfig, Flag, Mount, Restart, Seccomp, Source};
+use crate::run::container::dir::{ContainerDir, File};
 use crate::run::log::LogOptions;
-use crate::run::{caps, cgroup, spec, state, Bind, Network};
+use crate::run::{cgroup, spec, Network};
 
-/// The file in the container's dir.
-const FILE: &str = "options.json";
-
-/// Options of a container, from `run` or `create`.
-#[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+/// Options of a container, from `run` or `create` (and, as the previous release wrote
+/// them, from an `options.json`).
+#[derive(Args, Debug, Clone, Default, serde::Deserialize)]
 #[serde(default)]
 pub struct ContainerOptions {
     /// Remove the container (upper dir, cgroup, log) when it exits.
@@ -131,53 +130,8 @@ pub fn label_matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
     }
 }
 
-/// `--restart`: whether the monitor starts a detached container again when it exits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Restart {
-    #[default]
-    No,
-    /// When it exits non-zero, at most this many times (`None`: no limit).
-    OnFailure(Option<u32>),
-    /// Whatever its exit code, until `stop`.
-    Always,
-    /// As `always` (no daemon restarts here to tell them apart).
-    UnlessStopped,
-}
-
-impl Restart {
-    /// Whether a container that exited with `code`, restarted `count` times so far, goes again.
-    pub fn again(self, code: u8, count: u32) -> bool {
-        match self {
-            Restart::No => false,
-            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| count < m),
-            Restart::Always | Restart::UnlessStopped => true,
-        }
-    }
-
-    /// As Docker names it.
-    pub fn name(self) -> String {
-        match self {
-            Restart::No => "no".into(),
-            Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
-            Restart::OnFailure(None) => "on-failure".into(),
-            Restart::Always => "always".into(),
-            Restart::UnlessStopped => "unless-stopped".into(),
-        }
-    }
-}
-
 fn restart_flag(s: &str) -> Result<Restart, String> {
-    match s.split_once(':') {
-        None if s == "no" => Ok(Restart::No),
-        None if s == "always" => Ok(Restart::Always),
-        None if s == "unless-stopped" => Ok(Restart::UnlessStopped),
-        None if s == "on-failure" => Ok(Restart::OnFailure(None)),
-        Some(("on-failure", n)) => n
-            .parse()
-            .map(|n| Restart::OnFailure(Some(n)))
-            .map_err(|_| format!("--restart {s}: a count after on-failure:")),
-        _ => Err(format!("--restart {s}: want no, on-failure[:N], always or unless-stopped")),
-    }
+    Restart::parse(s)
 }
 
 fn net_flag(s: &str) -> Result<Network, String> {
@@ -189,43 +143,63 @@ fn net_flag(s: &str) -> Result<Network, String> {
 }
 
 impl ContainerOptions {
-    /// Checks what can be checked before a container exists, and takes from the
-    /// caller what must not change later: the host's values of `-e KEY`, env files.
-    pub fn resolved(&self) -> anyhow::Result<ContainerOptions> {
-        let mut o = self.clone();
-        if o.rm && o.restart != Restart::No {
-            bail!(
-                "--restart {} and --rm conflict: a container removed when it exits cannot be restarted",
-                o.restart.name()
-            );
-        }
+    /// The config these flags give a new container: env files read and `-e KEY`
+    /// given the host's value now, as Docker's client does (or dropped).
+    pub fn to_config(&self) -> anyhow::Result<ContainerConfig> {
         let mut env = Vec::new();
-        for f in &o.env_file {
+        for f in &self.env_file {
             let text = crate::bounded::read_text_file(f, crate::bounded::MAX_ENV_FILE, "env file")?;
             env.extend(spec::env_file(&text));
         }
-        env.extend(o.env.iter().cloned());
-        // `-e KEY` takes the host's value now, as Docker's client does, or is dropped.
-        o.env = env
+        env.extend(self.env.iter().cloned());
+        let env = env
             .into_iter()
             .filter_map(|e| if e.contains('=') { Some(e) } else { std::env::var(&e).ok().map(|v| format!("{e}={v}")) })
             .collect();
-        o.env_file.clear();
-        // Parsed once here so that a typo fails `create`, not a later `start`.
-        o.limits()?;
-        LogOptions::parse(&o.log_opt)?;
-        o.labels()?;
-        o.prepared_mounts()?;
-        for t in &o.tmpfs {
-            tmpfs(t)?;
-        }
-        seccomp_choice(&o.security_opt, o.privileged)?;
-        Ok(o)
+        let config = self.mapped(env)?;
+        config.check()?;
+        Ok(config)
     }
 
-    /// `--label`s as a map.
-    pub fn labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        parse_labels(&self.label)
+    /// The flags mapped to a config with `env` as its environment.
+    fn mapped(&self, env: Vec<String>) -> anyhow::Result<ContainerConfig> {
+        let mut mounts = Vec::new();
+        for v in &self.volume {
+            mounts.push(volume_flag(v)?);
+        }
+        for m in &self.mount {
+            mounts.push(mount_flag(m)?);
+        }
+        for t in &self.tmpfs {
+            mounts.push(tmpfs_flag(t)?);
+        }
+        Ok(ContainerConfig {
+            version: config::VERSION,
+            image: self.image.clone(),
+            process: config::Process {
+                entrypoint: self.entrypoint.clone(),
+                command: self.command.clone(),
+                env,
+                workdir: self.workdir.clone(),
+                user: self.user.clone(),
+                hostname: self.hostname.clone(),
+            },
+            network: self.net,
+            mounts,
+            limits: self.limits()?,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            seccomp: seccomp_choice(&self.security_opt)?,
+            read_only_rootfs: self.read_only,
+            init: self.init,
+            tty: self.tty,
+            interactive: self.interactive,
+            log: LogOptions::parse(&self.log_opt)?,
+            labels: parse_labels(&self.label)?,
+            restart: self.restart,
+            auto_remove: self.rm,
+        })
     }
 
     fn limits(&self) -> anyhow::Result<cgroup::Limits> {
@@ -235,158 +209,35 @@ impl ContainerOptions {
             Some(s) => Some(cgroup::parse_bytes(s).map_err(anyhow::Error::msg)? as i64),
             None => None,
         };
-        if memory_swap.is_some() && memory.is_none() {
-            bail!("--memory-swap needs --memory");
-        }
-        if self.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-            bail!("--cpus must be a positive number");
-        }
         Ok(cgroup::Limits { memory, memory_swap, pids: self.pids_limit, cpus: self.cpus })
     }
-
-    /// Every `-v` and `--mount`, parsed (no host path touched: for `ps` and `inspect`).
-    pub fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
-        let mut out = Vec::new();
-        for v in &self.volume {
-            out.push(volume_flag(v)?);
-        }
-        for m in &self.mount {
-            out.push(mount_flag(m)?);
-        }
-        Ok(out)
-    }
-
-    /// Every `-v` and `--mount`, their host paths readied (at creation and each start).
-    fn prepared_mounts(&self) -> anyhow::Result<Vec<Mount>> {
-        let mounts = self.mounts()?;
-        for m in &mounts {
-            m.prepare()?;
-        }
-        Ok(mounts)
-    }
-
-    /// At creation: makes the named volumes that do not exist yet, names the anonymous
-    /// ones (kept in `-v NAME:TARGET` form from then on), and records that container
-    /// `c` mounts them.
-    pub fn attach_volumes(&mut self, store: &Store, c: &layers_store::ContainerRow) -> anyhow::Result<()> {
-        for v in self.volume.iter_mut() {
-            if let Mount::Volume { name, target, read_only, nocopy } = volume_flag(v)? {
-                let (row, _) = store.create_volume(name.as_deref(), &BTreeMap::new())?;
-                store.attach_volume(c, &row.name)?;
-                let mut opts = vec![if read_only { "ro" } else { "rw" }];
-                if nocopy {
-                    opts.push("nocopy");
-                }
-                *v = format!("{}:{target}:{}", row.name, opts.join(","));
-            }
-        }
-        for m in &self.mount {
-            if let Mount::Volume { name, .. } = mount_flag(m)? {
-                let Some(name) = name else { bail!("--mount {m}: a volume mount needs source=NAME") };
-                let (row, _) = store.create_volume(Some(&name), &BTreeMap::new())?;
-                store.attach_volume(c, &row.name)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// What these options put over the image's process, for a container whose short ID
-    /// is `short_id` (its default host name).
-    pub fn overrides(&self, short_id: &str) -> spec::Overrides {
-        spec::Overrides {
-            entrypoint: self.entrypoint.clone(),
-            cmd: self.command.clone(),
-            env: self.env.clone(),
-            workdir: self.workdir.clone(),
-            user: self.user.clone(),
-            hostname: self.hostname.clone().unwrap_or_else(|| short_id.to_string()),
-        }
-    }
-
-    /// The runtime's spec for one run of a container whose short ID is `short_id`.
-    pub fn spec(&self, store: &Store, short_id: &str, output: Output) -> anyhow::Result<RunSpec> {
-        let mut binds = Vec::new();
-        let mut tmpfs_mounts: Vec<(String, String)> =
-            self.tmpfs.iter().map(|t| tmpfs(t)).collect::<anyhow::Result<_>>()?;
-        for m in self.prepared_mounts()? {
-            match m {
-                Mount::Bind { bind, .. } => binds.push(bind),
-                Mount::Volume { name: Some(name), target, read_only, .. } => {
-                    binds.push(Bind { host: store.volume_path(&name), target, read_only })
-                }
-                Mount::Volume { name: None, target, .. } => bail!("volume at {target}: not made at creation"),
-                Mount::Tmpfs { target, options } => tmpfs_mounts.push((target, options)),
-            }
-        }
-        let caps = if self.privileged {
-            caps::all()
-        } else {
-            caps::effective(&self.cap_add, &self.cap_drop).map_err(anyhow::Error::msg)?
-        };
-        Ok(RunSpec {
-            overrides: self.overrides(short_id),
-            network: self.net,
-            binds,
-            tmpfs: tmpfs_mounts,
-            limits: self.limits()?,
-            caps,
-            seccomp: seccomp_choice(&self.security_opt, self.privileged)?,
-            privileged: self.privileged,
-            read_only: self.read_only,
-            init: self.init,
-            tty: self.tty,
-            interactive: self.interactive,
-            output,
-        })
-    }
-
-    /// The log options (checked when the container was created).
-    pub fn log_options(&self) -> anyhow::Result<LogOptions> {
-        LogOptions::parse(&self.log_opt)
-    }
-
-    /// Keeps these options with container `id`.
-    pub fn save(&self, store: &Store, id: &str) -> anyhow::Result<()> {
-        state::write_json(store, id, FILE, self).with_context(|| format!("record the options of container {id}"))
-    }
-
-    /// The options container `id` was created with; a container made by `create IMAGE`
-    /// before options were kept runs its image as it is.
-    pub fn load(store: &Store, id: &str, image: &str) -> ContainerOptions {
-        state::read_json(store, id, FILE)
-            .unwrap_or_else(|| ContainerOptions { image: image.to_string(), ..ContainerOptions::default() })
-    }
 }
 
-/// One `-v` or `--mount`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mount {
-    /// A host path; `spec` as given, for messages; `create`: made when missing (`-v`),
-    /// else it must exist (`--mount`).
-    Bind { bind: Bind, spec: String, create: bool },
-    /// A named volume (`None`: an anonymous one, named at creation).
-    Volume { name: Option<String>, target: String, read_only: bool, nocopy: bool },
-    /// A tmpfs, with its mount options.
-    Tmpfs { target: String, options: String },
-}
-
-impl Mount {
-    /// Readies a host path before it is used: `-v` makes a missing one, as Docker does;
-    /// `--mount` needs it to exist. Nothing to do for the others.
-    fn prepare(&self) -> anyhow::Result<()> {
-        let Mount::Bind { bind, spec, create } = self else { return Ok(()) };
-        if bind.host.exists() {
-            return Ok(());
+/// Converts every container's `options.json` (the flags as the previous release kept
+/// them) to a `config.json`, once: a container whose options no longer map (a file
+/// edited by hand) is named in a warning and left as it is.
+pub fn convert_legacy(store: &Store) {
+    let Ok(entries) = std::fs::read_dir(store.root().join("containers")) else { return };
+    for e in entries.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let dir = ContainerDir::of(store, &id);
+        if !dir.has(File::LegacyOptions) || dir.has(File::Config) {
+            continue;
         }
-        if !create {
-            bail!("{spec}: bind source path does not exist: {}", bind.host.display());
+        let converted = (|| {
+            let o: ContainerOptions = dir.try_read_json(File::LegacyOptions)?.context("it went")?;
+            // Its env was resolved when it was written.
+            o.mapped(o.env.clone())?.save(&dir)
+        })();
+        match converted {
+            Ok(()) => dir.remove(File::LegacyOptions),
+            Err(e) => eprintln!("layers: warning: container {id}: convert its options.json: {e:#}"),
         }
-        std::fs::create_dir_all(&bind.host).with_context(|| format!("{spec}: create {}", bind.host.display()))
     }
 }
 
 /// Parses `-v HOST:CONTAINER[:OPTS]`, `-v NAME:CONTAINER[:OPTS]` or `-v CONTAINER`
-/// (the host path is readied by `Mount::prepare`); a relative host path is refused
+/// (the host path is readied at creation and each start); a relative host path is refused
 /// (`./data` would be a volume name to Docker's older clients and a path to newer
 /// ones: neither is guessed). `z`/`Z` are accepted: no SELinux labels to change here.
 fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
@@ -411,8 +262,9 @@ fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
             other => bail!("-v {spec}: unknown option {other:?} (ro, rw, z, Z, nocopy)"),
         }
     }
+    let mount = |source| Mount { target: target.to_string(), read_only, source, flag: Flag::Volume(spec.to_string()) };
     if source.is_empty() {
-        return Ok(Mount::Volume { name: None, target: target.to_string(), read_only, nocopy });
+        return Ok(mount(Source::Volume { name: None, nocopy }));
     }
     if !source.starts_with('/') {
         if source.contains('/') || source.starts_with('.') || source.starts_with('~') {
@@ -421,13 +273,12 @@ fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
         if !layers_store::volumes::valid_volume_name(source) {
             bail!("-v {spec}: {source:?} is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
         }
-        return Ok(Mount::Volume { name: Some(source.to_string()), target: target.to_string(), read_only, nocopy });
+        return Ok(mount(Source::Volume { name: Some(source.to_string()), nocopy }));
     }
     if nocopy {
         bail!("-v {spec}: nocopy is for volumes, not host paths");
     }
-    let bind = Bind { host: PathBuf::from(source), target: target.to_string(), read_only };
-    Ok(Mount::Bind { bind, spec: format!("-v {spec}"), create: true })
+    Ok(mount(Source::Host { path: PathBuf::from(source), create: true }))
 }
 
 /// Parses `--mount type=…,source=…,target=…[,readonly]…` as Docker does (a bind's
@@ -466,19 +317,22 @@ fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
         bail!("--mount {spec}: target=PATH (absolute) is required")
     };
     mount_target(&format!("--mount {spec}"), &target)?;
+    let mount = |source| Mount { target: target.clone(), read_only, source, flag: Flag::Mount };
     match kind.as_str() {
         "bind" => {
             let Some(src) = source.filter(|s| s.starts_with('/')) else {
                 bail!("--mount {spec}: a bind needs an absolute source=PATH")
             };
-            let bind = Bind { host: PathBuf::from(src), target, read_only };
-            Ok(Mount::Bind { bind, spec: format!("--mount {spec}"), create: false })
+            Ok(mount(Source::Host { path: PathBuf::from(src), create: false }))
         }
         "volume" => {
             if let Some(n) = source.as_deref().filter(|n| !layers_store::volumes::valid_volume_name(n)) {
                 bail!("--mount {spec}: {n:?} is not a valid volume name");
             }
-            Ok(Mount::Volume { name: source, target, read_only, nocopy })
+            if source.is_none() {
+                bail!("--mount {spec}: a volume mount needs source=NAME");
+            }
+            Ok(mount(Source::Volume { name: source, nocopy }))
         }
         "tmpfs" => {
             if source.is_some() {
@@ -487,20 +341,26 @@ fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
             if tmpfs_opts.iter().all(|o| !o.starts_with("mode=")) {
                 tmpfs_opts.push("mode=1777".into());
             }
-            Ok(Mount::Tmpfs { target, options: tmpfs_opts.join(",") })
+            Ok(Mount { read_only: false, ..mount(Source::Tmpfs { options: tmpfs_opts.join(",") }) })
         }
         other => bail!("--mount {spec}: type {other:?} is not supported (bind, volume, tmpfs)"),
     }
 }
 
 /// Parses `--tmpfs CONTAINER[:OPTIONS]` (default options: Docker's `mode=1777`).
-fn tmpfs(spec: &str) -> anyhow::Result<(String, String)> {
-    let (target, options) = spec.split_once(':').unwrap_or((spec, "mode=1777"));
+fn tmpfs_flag(spec: &str) -> anyhow::Result<Mount> {
+    let (target, given) = spec.split_once(':').unwrap_or((spec, ""));
     if !target.starts_with('/') {
         bail!("--tmpfs {spec}: the path must be absolute");
     }
     mount_target(&format!("--tmpfs {spec}"), target)?;
-    Ok((target.to_string(), options.to_string()))
+    let options = if spec.contains(':') { given } else { "mode=1777" }.to_string();
+    Ok(Mount {
+        target: target.to_string(),
+        read_only: false,
+        source: Source::Tmpfs { options },
+        flag: Flag::Tmpfs(given.to_string()),
+    })
 }
 
 /// Refuses a mount over the container's root or its /proc, as Docker and runc refuse
@@ -518,17 +378,17 @@ fn mount_target(flag: &str, target: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Which seccomp profile `--security-opt` (and `--privileged`) choose.
-fn seccomp_choice(security_opt: &[String], privileged: bool) -> anyhow::Result<state::Seccomp> {
-    let mut choice = state::Seccomp::Default;
+/// Which seccomp profile `--security-opt` chooses (`--privileged` overrides it).
+fn seccomp_choice(security_opt: &[String]) -> anyhow::Result<Seccomp> {
+    let mut choice = Seccomp::Default;
     for o in security_opt {
         choice = match o.split_once(['=', ':']) {
-            Some(("seccomp", "unconfined")) => state::Seccomp::Unconfined,
-            Some(("seccomp", file)) => state::Seccomp::File(PathBuf::from(file)),
+            Some(("seccomp", "unconfined")) => Seccomp::Unconfined,
+            Some(("seccomp", file)) => Seccomp::File(PathBuf::from(file)),
             _ => bail!("--security-opt {o}: unknown option (supported: seccomp=unconfined, seccomp=PROFILE.json)"),
         };
     }
-    Ok(if privileged { state::Seccomp::Unconfined } else { choice })
+    Ok(choice)
 }
 
 #[cfg(test)]

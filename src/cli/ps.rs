@@ -8,8 +8,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use layers_store::{ContainerRow, Store};
 
-use super::options::{label_matches, ContainerOptions, Mount};
+use super::options::label_matches;
 use crate::format;
+use crate::run::container::config::Source;
+use crate::run::container::{ContainerConfig, ContainerDir};
 use crate::run::state::Status;
 use crate::template;
 
@@ -39,7 +41,7 @@ pub struct PsArgs {
 /// One container as `ps` sees it.
 struct Seen {
     c: ContainerRow,
-    options: ContainerOptions,
+    config: ContainerConfig,
     status: Status,
     mounted: bool,
 }
@@ -83,7 +85,9 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
     containers.sort_by_key(|c| std::cmp::Reverse(c.created));
     for c in containers {
         let s = Seen {
-            options: ContainerOptions::load(store, &c.id, &c.image.to_string()),
+            // A listing shows every container: one whose config cannot be read shows its image's defaults.
+            config: ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())
+                .unwrap_or_else(|_| ContainerConfig::of_image(&c.image.to_string())),
             status: Status::of(store, &c),
             mounted: store.is_mounted(&c),
             c,
@@ -114,18 +118,17 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
     if trunc && command.chars().count() > 20 {
         command = format!("{}…", command.chars().take(19).collect::<String>());
     }
-    let labels = s.options.labels().unwrap_or_default();
+    let labels = &s.config.labels;
     let labels_text = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     // Docker names a mount by its volume, else by its host path.
     let mounts: Vec<String> = s
-        .options
-        .mounts()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| match m {
-            Mount::Volume { name, .. } => name,
-            Mount::Bind { bind, .. } => Some(bind.host.display().to_string()),
-            Mount::Tmpfs { .. } => None,
+        .config
+        .mounts
+        .iter()
+        .filter_map(|m| match &m.source {
+            Source::Volume { name, .. } => name.clone(),
+            Source::Host { path, .. } => Some(path.display().to_string()),
+            Source::Tmpfs { .. } => None,
         })
         .collect();
     serde_json::json!({
@@ -144,7 +147,7 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         // Docker's `.Label "KEY"` (see template's module doc).
         "Label()": labels,
         "Mounts": mounts.join(","),
-        "Networks": match s.options.net { crate::run::Network::Host => "host", crate::run::Network::None => "none" },
+        "Networks": s.config.network.name(),
         "Pid": s.status.running().map_or(0, |r| r.pid),
         "Mounted": s.mounted,
     })
@@ -153,10 +156,10 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
 /// The image as the container was created from it: its name then, else its ID.
 fn image_name(store: &Store, s: &Seen) -> String {
     // A container `mount` made has no options kept: its image is known by digest only.
-    let by_name = !s.options.image.is_empty() && !s.options.image.starts_with("sha256:");
-    let named = by_name && store.resolve(&s.options.image).is_ok_and(|i| i.manifest == s.c.image);
+    let by_name = !s.config.image.is_empty() && !s.config.image.starts_with("sha256:");
+    let named = by_name && store.resolve(&s.config.image).is_ok_and(|i| i.manifest == s.c.image);
     if named {
-        return s.options.image.clone();
+        return s.config.image.clone();
     }
     match store.image(&s.c.image) {
         Ok(Some(img)) => img.tags.first().cloned().unwrap_or_else(|| img.config.short()),
@@ -173,7 +176,7 @@ fn command_line(store: &Store, s: &Seen) -> String {
         .and_then(|i| store.config(&i).ok())
         .and_then(|c| c.config)
         .unwrap_or_default();
-    crate::run::spec::argv(&config, &s.options.overrides(s.c.short_id())).join(" ")
+    crate::run::spec::argv(&config, &s.config.overrides(s.c.short_id())).join(" ")
 }
 
 /// `--filter`s: the same key given twice matches either value, different keys all.
@@ -212,14 +215,14 @@ impl Filters {
     }
 
     fn matches(&self, s: &Seen) -> bool {
-        let labels = s.options.labels().unwrap_or_default();
+        let labels = &s.config.labels;
         self.by_key.iter().all(|(k, values)| {
             values.iter().any(|v| match k.as_str() {
                 "status" => s.status.name() == v,
                 "name" => s.c.name.contains(v.as_str()),
                 "id" => s.c.id.starts_with(v.as_str()),
                 "ancestor" => self.ancestors.contains(&s.c.image),
-                "label" => label_matches(&labels, v),
+                "label" => label_matches(labels, v),
                 "exited" => s.status.exited().is_some_and(|e| e.code.to_string() == *v),
                 _ => false,
             })

@@ -2,15 +2,17 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use layers_store::containers::Lifetime;
 use layers_store::Store;
 
-use super::options::{ContainerOptions, Restart};
+use super::options::ContainerOptions;
 use crate::cli::pull::{image_for_container, PullPolicy};
 use crate::registry::config::RegistriesConfig;
-use crate::run::{detach, ExecSpec};
+use crate::run::container::config::Restart;
+use crate::run::container::lifecycle;
+use crate::run::ExecSpec;
 
 /// Arguments of `layers run`.
 #[derive(Args)]
@@ -30,31 +32,34 @@ pub struct RunArgs {
 
 pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
     let o = &a.options;
-    let options = o.resolved()?;
-    if a.detach && !detach::is_monitor() {
-        // Pulled here, where its progress can be seen; the monitor finds it stored.
-        image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries)?;
-        return detach::start();
-    }
+    let config = o.to_config()?;
     if !a.detach && o.restart != Restart::No {
         bail!("--restart {}: only for a detached container (-d), which a monitor can start again", o.restart.name());
     }
     super::lifecycle::check_tty(o.tty, o.interactive && !a.detach)?;
-    let policy = if detach::is_monitor() { PullPolicy::Never } else { a.pull };
-    let img = image_for_container(store, &o.image, policy, a.platform.as_deref(), registries)?;
-    // A container its own `layers run` removes is swept should that process be killed.
+    let img = image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries)?;
+    // A container its own `layers run` (or, detached, its monitor) removes is swept
+    // should that process be killed.
     let lifetime = if o.rm { Lifetime::Ephemeral } else { Lifetime::Kept };
-    let container = store.create_container(&img.manifest, o.name.as_deref(), &o.image, lifetime)?;
-    let mut options = options;
-    let result = options
-        .attach_volumes(store, &container)
-        .and_then(|()| options.save(store, &container.id))
-        .and_then(|()| super::lifecycle::run_created(store, &container, &options, a.detach));
-    if o.rm {
-        let c = store.resolve_container(&container.id)?;
-        store.remove_container(&c).with_context(|| format!("remove container {}", c.name))?;
+    let c = lifecycle::create(store, &img, o.name.as_deref(), config, lifetime)?;
+    if a.detach {
+        let started = lifecycle::start_detached(store, &c);
+        if started.is_err() && store.resolve_container(&c.id).is_ok() && o.rm {
+            lifecycle::remove(store, &c)?;
+        }
+        return match started {
+            Ok(()) => {
+                outln!("{}", c.id);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => super::lifecycle::not_started(e),
+        };
     }
-    result.map(ExitCode::from)
+    let outcome = lifecycle::run_attached(store, &c, o.interactive)?;
+    if let Some(message) = &outcome.not_run {
+        eprintln!("layers: {message}");
+    }
+    Ok(ExitCode::from(outcome.code))
 }
 
 /// Arguments of `layers exec`.
@@ -94,5 +99,9 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         interactive: a.interactive,
         tty: a.tty,
     };
-    crate::run::exec_in(store, &c, &spec).map(ExitCode::from)
+    let ended = crate::run::exec_in(store, &c, &spec)?;
+    if let Some(message) = &ended.not_run {
+        eprintln!("layers: {message}");
+    }
+    Ok(ExitCode::from(ended.code))
 }

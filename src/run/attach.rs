@@ -21,7 +21,7 @@ use rustix::event::PollFlags;
 use super::log::Stream;
 
 /// The socket's name in the container's dir.
-pub const SOCKET: &str = "attach.sock";
+pub const SOCKET: &str = super::container::dir::ATTACH_SOCKET;
 /// Frame kinds.
 pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 /// Limits from `-m`, `--memory-swap`, `--pids-limit`, `--cpus`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Bytes of memory.
     pub memory: Option<u64>,
@@ -297,9 +297,27 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// `bytes` in the largest unit that gives it exactly (`20M` for 20 MiB), as `-m` takes it.
+pub fn format_bytes(bytes: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("k", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_print_back_as_dash_m_takes_them() {
+        assert_eq!(format_bytes(parse_bytes("20M").unwrap()), "20M");
+        assert_eq!(format_bytes(parse_bytes("1g").unwrap()), "1G");
+        assert_eq!(format_bytes(1536), "1536");
+        assert_eq!(format_bytes(parse_bytes("1.5g").unwrap()), "1536M");
+    }
 
     #[test]
     fn sizes_parse_like_docker() {

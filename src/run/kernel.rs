@@ -3,7 +3,7 @@
 //! (`--init`, as tini), the interface ioctl rustix lacks, and raw descriptors.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::Command;
 
 /// Makes the next child of this process PID 1 of a new PID namespace. Refused unless
@@ -46,6 +46,32 @@ pub fn pre_exec(cmd: &mut Command, f: impl FnMut() -> std::io::Result<()> + Send
     unsafe {
         cmd.pre_exec(f);
     }
+}
+
+/// Gives the child `cmd` spawns each `(fd, number)` at that number (not close-on-exec).
+pub fn pass_fds(cmd: &mut Command, fds: Vec<(OwnedFd, i32)>) {
+    pre_exec(cmd, move || {
+        for (fd, n) in &fds {
+            // SAFETY: `n` is a small number the caller reserves for this; dup2 onto it
+            // replaces whatever the child had there, and the result is not owned here.
+            let mut target = unsafe { OwnedFd::from_raw_fd(*n) };
+            let done = rustix::io::dup2(fd, &mut target);
+            std::mem::forget(target);
+            done?;
+        }
+        Ok(())
+    });
+}
+
+/// Takes descriptor `n` that the process that started us passed (`pass_fds`), marked
+/// close-on-exec so that no child of ours inherits it; `None` when nothing is open there.
+pub fn take_passed_fd(n: i32) -> Option<OwnedFd> {
+    // SAFETY: borrowed for one fcntl to see whether anything is open at `n`.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(n) };
+    rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC).ok()?;
+    // SAFETY: `n` was passed to this process for it to own (pass_fds in our parent),
+    // and each number is taken once, at start-up, before anything else opens it.
+    Some(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
 /// Marks a descriptor found in /proc/self/fd close-on-exec.

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 /// The current file's name in the container's dir.
-const FILE: &str = "log.json";
+/// The current log file (`dir.rs` names every file of a container).
+const FILE: &str = super::container::dir::LOG;
 /// A line longer than this is written in pieces (Docker splits at 16 KiB too).
 const MAX_LINE: usize = 16 << 10;
 /// Longest log line read back: more is not something we wrote.

@@ -8,13 +8,11 @@ mod child;
 pub(crate) mod console;
 pub mod container;
 pub mod control;
-pub mod detach;
 mod kernel;
 pub mod log;
 mod seccomp;
 mod seccomp_profile;
 pub mod spec;
-pub mod state;
 mod step;
 mod supervise;
 mod sys;
@@ -28,61 +26,16 @@ use anyhow::{bail, Context};
 use layers_store::{ContainerRow, Store};
 
 pub use child::Bind;
+use container::process::{command, launch};
+pub use container::process::{Ended, Launched};
+pub use container::state;
 pub use container::Network;
-use container::{command, launch};
 pub use kernel::fork_survivor;
 
 /// Exit status when the command cannot be executed.
 const EXIT_CANNOT_EXEC: u8 = 126;
 /// Exit status when the command does not exist.
 const EXIT_NOT_FOUND: u8 = 127;
-
-/// Docker's "init layer": a lower dir between the image and the container's upper
-/// dir holding the mount points `run` needs (`/etc/hosts`... and `/proc`, `/sys`,
-/// `/dev` when the image lacks them), so they never show in `diff` or `commit`.
-fn init_layer(dir: &std::path::Path, lowers: &[PathBuf]) -> anyhow::Result<PathBuf> {
-    let init = dir.join("init");
-    let visible_dir = |rel: &str| {
-        let rel = std::path::Path::new(rel);
-        layers_store::upper::in_lowers(lowers, rel)
-            && lowers
-                .iter()
-                .map(|l| l.join(rel))
-                .find_map(|p| std::fs::symlink_metadata(p).ok())
-                .is_some_and(|m| m.is_dir())
-    };
-    let absent = |rel: &str| !layers_store::upper::in_lowers(lowers, std::path::Path::new(rel));
-    let mk = |rel: &str| std::fs::create_dir_all(init.join(rel)).with_context(|| format!("create init layer {rel}"));
-    mk("")?;
-    for d in ["proc", "sys", "dev"] {
-        if absent(d) {
-            mk(d)?;
-        }
-    }
-    // Only into a real /etc: a dir here would hide an image's /etc symlink.
-    if visible_dir("etc") || absent("etc") {
-        mk("etc")?;
-        for f in ["hosts", "hostname", "resolv.conf"] {
-            if absent(&format!("etc/{f}")) {
-                std::fs::write(init.join("etc").join(f), "").with_context(|| format!("create init layer etc/{f}"))?;
-            }
-        }
-    }
-    Ok(init)
-}
-
-/// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` for the container, in its dir.
-fn etc_files(dir: &std::path::Path, hostname: &str) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out = Vec::new();
-    for (name, content) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
-        let p = dir.join(name);
-        std::fs::write(&p, content).with_context(|| format!("write {}", p.display()))?;
-        out.push((p, format!("etc/{name}")));
-    }
-    Ok(out)
-}
 
 pub use spec::DEFAULT_PATH;
 
@@ -103,8 +56,8 @@ pub struct ExecSpec {
 }
 
 /// A process in a running container's namespaces, cgroup, identity and seccomp
-/// profile (`layers exec`); returns its exit code as a shell reports it.
-pub fn exec_in(store: &Store, c: &ContainerRow, a: &ExecSpec) -> anyhow::Result<u8> {
+/// profile (`layers exec`); returns how it ended.
+pub fn exec_in(store: &Store, c: &ContainerRow, a: &ExecSpec) -> anyhow::Result<Ended> {
     let Some(r) = state::running(store, c) else { bail!("exec {}: container is not running", c.name) };
     let user = match &a.user {
         Some(u) => users::resolve(u, &store.container_view(c)?.lowers).map_err(anyhow::Error::msg)?,
@@ -145,8 +98,14 @@ pub fn exec_in(store: &Store, c: &ContainerRow, a: &ExecSpec) -> anyhow::Result<
     kernel::pre_exec(&mut cmd, move || child::join_in_child(&join, &err_w));
     let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
     let outputs = supervise::Outputs { console, ..Default::default() };
-    let status = launch(cmd, err_r, &c.name, &process, &image, outputs, |_| {})?;
-    Ok(exit_code(status))
+    Ok(match launch(cmd, err_r, &c.name, &process, &image, outputs, |_| {})? {
+        Launched::Ran(status) => {
+            Ended { code: exit_code(status), oom_killed: false, memory_limit: None, not_run: None }
+        }
+        Launched::NotRun { code, message } => {
+            Ended { code, oom_killed: false, memory_limit: None, not_run: Some(message) }
+        }
+    })
 }
 
 /// `USER[:GROUP]` (names or numbers) as the image's `/etc/passwd` and `/etc/group` in
@@ -169,13 +128,13 @@ pub fn remove_leftover_cgroup(id: &str) {
 
 /// The filters of a profile for a container holding `caps` (applied in order; none when unconfined).
 pub(crate) fn seccomp_filters(
-    choice: &state::Seccomp,
+    choice: &container::config::Seccomp,
     caps: rustix::thread::CapabilitySet,
 ) -> anyhow::Result<Vec<seccompiler::BpfProgram>> {
     match choice {
-        state::Seccomp::Unconfined => Ok(Vec::new()),
-        state::Seccomp::Default => seccomp::default_profile(caps).map_err(anyhow::Error::msg),
-        state::Seccomp::File(file) => {
+        container::config::Seccomp::Unconfined => Ok(Vec::new()),
+        container::config::Seccomp::Default => seccomp::default_profile(caps).map_err(anyhow::Error::msg),
+        container::config::Seccomp::File(file) => {
             let json = crate::bounded::read_text_file(file, crate::bounded::MAX_CONFIG, "--security-opt seccomp")?;
             let json = json.as_bytes();
             seccomp_profile::compile(json, caps)
@@ -184,11 +143,11 @@ pub(crate) fn seccomp_filters(
     }
 }
 
-/// The command's status as a shell reports it: its code, or 128 + the signal that killed it.
+/// The command's status as a shell reports it: its code, or 128 + the signal that
+/// killed it (a waited-for status is one or the other).
 fn exit_code(status: std::process::ExitStatus) -> u8 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128 + sig as u8,
-        _ => crate::EXIT_FAILURE,
+    match status.code() {
+        Some(code) => code as u8,
+        None => 128u8.wrapping_add(status.signal().unwrap_or(0) as u8),
     }
 }

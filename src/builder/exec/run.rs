@@ -42,6 +42,9 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
         };
         let image = c.image.hex().to_string();
         let ended = run_container(x.store, c, &config, &image, &spec)?;
+        if let Some(message) = &ended.not_run {
+            eprintln!("layers: {message}");
+        }
         if ended.code != 0 {
             bail!("{}: the command returned a non-zero code: {}", step.text, ended.code);
         }

@@ -1,23 +1,11 @@
-//! What `run` leaves in a container's dir for the other verbs:
-//!
-//! ```text
-//! containers/<id>/
-//!   running.json   while it runs: host PIDs of its PID 1 and of the `layers run`
-//!                  watching it, and what `exec` needs (user, env, caps, seccomp)
-//!   exited.json    once it has stopped: exit code, when, whether memory ran out
-//!   log.json…      its output, stdout and stderr apart, each line timed (log.rs)
-//!   monitor.log    what the monitor of a detached container said after detaching
-//!   monitor.json   the process that runs it and records how it ends, while it lives
-//!   options.json   what it was created with (cli/options.rs)
-//!   stop-requested a stop was asked for: its restart policy does not start it again
-//!   attach.sock    while it runs: where `layers attach` connects (attach.rs)
-//! ```
-
-use std::path::PathBuf;
+//! Where a container is in its life, as its files in its dir record it (`dir.rs`):
+//! running, exited, restarting, and the process that watches it.
 
 use layers_store::{ContainerRow, Store};
 
-use super::users;
+use super::config::Seccomp;
+use super::dir::{ContainerDir, File};
+use crate::run::users;
 
 /// A running container's process.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -41,16 +29,6 @@ pub struct Running {
     pub started: i64,
 }
 
-/// The seccomp profile a container runs under.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
-pub enum Seccomp {
-    Unconfined,
-    /// Docker's default, in effect (`seccomp.rs`).
-    Default,
-    /// A profile in Docker's format.
-    File(PathBuf),
-}
-
 /// How a container's last run ended.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Exited {
@@ -65,12 +43,12 @@ pub struct Exited {
 
 /// Times the restart policy has started the container again since `start`.
 pub fn restarts(store: &Store, id: &str) -> u32 {
-    read_json(store, id, "restarts.json").unwrap_or(0)
+    ContainerDir::of(store, id).read_json(File::Restarts).unwrap_or(0)
 }
 
 /// Records the restart count.
 pub fn set_restarts(store: &Store, id: &str, n: u32) {
-    let _ = write_json(store, id, "restarts.json", &n);
+    let _ = ContainerDir::of(store, id).write_json(File::Restarts, &n);
 }
 
 /// The process that runs a container and records how it ends (a `layers run`, or
@@ -91,73 +69,42 @@ struct Monitor {
 pub fn set_monitor(store: &Store, id: &str, restarting: bool) {
     let me = std::process::id();
     let m = Monitor { pid: me, start: start_time(me).unwrap_or_default(), restarting };
-    let _ = write_json(store, id, "monitor.json", &m);
+    let _ = ContainerDir::of(store, id).write_json(File::Monitor, &m);
 }
 
 /// This process no longer watches the container.
 pub fn clear_monitor(store: &Store, id: &str) {
-    let _ = std::fs::remove_file(file(store, id, "monitor.json"));
+    ContainerDir::of(store, id).remove(File::Monitor);
 }
 
 /// Asks the monitor not to start the container again (`stop`, `kill`, `rm -f`).
 pub fn request_stop(store: &Store, id: &str) {
-    let _ = std::fs::write(file(store, id, "stop-requested"), b"");
+    ContainerDir::of(store, id).touch(File::StopRequested);
 }
 
 /// Whether a stop was asked for since the container was last started.
 pub fn stop_requested(store: &Store, id: &str) -> bool {
-    file(store, id, "stop-requested").exists()
+    ContainerDir::of(store, id).has(File::StopRequested)
 }
 
 /// A new start: earlier stop requests are done with.
 pub fn clear_stop(store: &Store, id: &str) {
-    let _ = std::fs::remove_file(file(store, id, "stop-requested"));
-}
-
-fn file(store: &Store, id: &str, name: &str) -> PathBuf {
-    store.container_dir(id).join(name)
-}
-
-/// What the monitor of a detached container has to say (not the container's output,
-/// which is in its log: `log.rs`).
-pub fn monitor_log_path(store: &Store, id: &str) -> PathBuf {
-    file(store, id, "monitor.log")
+    ContainerDir::of(store, id).remove(File::StopRequested);
 }
 
 /// Records that the container is running (replacing how it last ended).
 pub fn set_running(store: &Store, id: &str, r: &Running) {
-    replace(store, id, ("running.json", r), "exited.json");
+    ContainerDir::of(store, id).replace((File::Running, r), File::Exited);
 }
 
 /// Records that the container has stopped.
 pub fn set_exited(store: &Store, id: &str, e: &Exited) {
-    replace(store, id, ("exited.json", e), "running.json");
-}
-
-/// Writes `value` as the container's `name` record, whole (renamed into place).
-pub fn write_json<T: serde::Serialize>(store: &Store, id: &str, name: &str, value: &T) -> std::io::Result<()> {
-    let tmp = file(store, id, &format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
-    std::fs::rename(&tmp, file(store, id, name))
-}
-
-/// The container's `name` record, if it has a readable one.
-pub fn read_json<T: serde::de::DeserializeOwned>(store: &Store, id: &str, name: &str) -> Option<T> {
-    let f = std::fs::File::open(file(store, id, name)).ok()?;
-    // Written by us, yet bounded like any file read.
-    serde_json::from_reader(std::io::Read::take(std::io::BufReader::new(f), 1 << 20)).ok()
-}
-
-/// Writes the new record whole (renamed into place), then removes the old one: a
-/// reader in between sees both, never neither (`wait` would say "has not run").
-fn replace<T: serde::Serialize>(store: &Store, id: &str, (name, value): (&str, &T), old: &str) {
-    let _ = write_json(store, id, name, value);
-    let _ = std::fs::remove_file(file(store, id, old));
+    ContainerDir::of(store, id).replace((File::Exited, e), File::Running);
 }
 
 /// The running state of a container, if its process is alive (its cgroup names the container).
 pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
-    let r: Running = read_json(store, &c.id, "running.json")?;
+    let r: Running = ContainerDir::of(store, &c.id).read_json(File::Running)?;
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).ok()?;
     cgroups.contains(&c.id).then_some(r)
 }
@@ -170,11 +117,12 @@ pub fn monitor(store: &Store, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> 
 
 /// The monitor's record, while the process it names lives.
 fn live_monitor(store: &Store, c: &ContainerRow) -> Option<(Monitor, std::os::fd::OwnedFd)> {
-    let m = read_json::<Monitor>(store, &c.id, "monitor.json").or_else(|| {
-        let r: Running = read_json(store, &c.id, "running.json")?;
+    let dir = ContainerDir::of(store, &c.id);
+    let m = dir.read_json::<Monitor>(File::Monitor).or_else(|| {
+        let r: Running = dir.read_json(File::Running)?;
         Some(Monitor { pid: r.monitor, start: r.monitor_start, restarting: false })
     })?;
-    let fd = super::control::pidfd(m.pid)?;
+    let fd = crate::run::control::pidfd(m.pid)?;
     // Checked after the pidfd is open: the fd then holds that very process.
     (start_time(m.pid) == Some(m.start)).then_some((m, fd))
 }
@@ -245,7 +193,7 @@ impl Status {
 /// and its PID 1 with it. It shows as exited (137, as a kill) with the reason; its
 /// restart policy is not applied by whatever command notices (`layers start` it).
 fn lost(store: &Store, c: &ContainerRow) -> Option<Exited> {
-    let path = file(store, &c.id, "running.json");
+    let path = ContainerDir::of(store, &c.id).file(File::Running);
     let since = std::fs::metadata(&path).ok()?.modified().ok()?;
     if monitor(store, c).is_some() {
         return None;
@@ -261,5 +209,5 @@ fn lost(store: &Store, c: &ContainerRow) -> Option<Exited> {
 
 /// How the container's last run ended, if it has run and stopped.
 pub fn exited(store: &Store, c: &ContainerRow) -> Option<Exited> {
-    read_json(store, &c.id, "exited.json")
+    ContainerDir::of(store, &c.id).read_json(File::Exited)
 }

@@ -10,8 +10,12 @@ use anyhow::{bail, Context};
 use layers_store::oci::RuntimeConfig;
 use layers_store::{ContainerRow, Store};
 
-use super::log::{LogOptions, LogWriter};
-use super::{cgroup, child, console, spec, state, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
+use super::config::Seccomp;
+use super::dir::ContainerDir;
+use super::monitor::Report;
+use super::{files, state};
+use crate::run::log::{LogOptions, LogWriter};
+use crate::run::{cgroup, child, console, spec, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 
 /// A container's network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +27,16 @@ pub enum Network {
     Host,
 }
 
+impl Network {
+    /// As Docker's `--network` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+        }
+    }
+}
+
 /// Where the command's output goes.
 pub enum Output {
     /// Our stdout and stderr.
@@ -32,6 +46,14 @@ pub enum Output {
     /// Through pipes (or its pty) into the container's log, and to ours as well when
     /// `echo` (attached, not detached).
     Logged { log: LogOptions, echo: bool },
+}
+
+/// How the command was launched.
+pub enum Launched {
+    /// It ran and ended so.
+    Ran(std::process::ExitStatus),
+    /// It could not be run (126) or found (127): the code a shell gives, and why.
+    NotRun { code: u8, message: String },
 }
 
 /// Everything a run needs besides the container and its image config.
@@ -49,7 +71,7 @@ pub struct RunSpec {
     /// The capabilities it keeps.
     pub caps: rustix::thread::CapabilitySet,
     /// Its seccomp profile.
-    pub seccomp: state::Seccomp,
+    pub seccomp: Seccomp,
     /// Every capability, no /proc masks, no no_new_privs.
     pub privileged: bool,
     /// The root filesystem mounted read-only.
@@ -62,6 +84,8 @@ pub struct RunSpec {
     pub interactive: bool,
     /// Where its output goes.
     pub output: Output,
+    /// Told once the command runs (a detached container's monitor tells its starter).
+    pub report: Option<std::rc::Rc<Report>>,
 }
 
 impl RunSpec {
@@ -74,14 +98,15 @@ impl RunSpec {
             binds: Vec::new(),
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
-            caps: super::caps::effective(&[], &[]).map_err(anyhow::Error::msg)?,
-            seccomp: state::Seccomp::Default,
+            caps: crate::run::caps::effective(&[], &[]).map_err(anyhow::Error::msg)?,
+            seccomp: Seccomp::Default,
             privileged: false,
             read_only: false,
             init: false,
             tty: false,
             interactive: false,
             output,
+            report: None,
         })
     }
 }
@@ -94,6 +119,8 @@ pub struct Ended {
     pub oom_killed: bool,
     /// The memory limit it had, in bytes.
     pub memory_limit: Option<u64>,
+    /// Why the command could not be run, when it could not (`code` is 126 or 127).
+    pub not_run: Option<String>,
 }
 
 /// Runs `s` in `container` (made on an image whose runtime defaults are `config`),
@@ -107,22 +134,26 @@ pub fn run_container(
 ) -> anyhow::Result<Ended> {
     let process = spec::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
-    let files = super::etc_files(&store.container_dir(&container.id), &s.overrides.hostname)?;
-    let status = spawn_and_wait(store, container, &process, &cg, files, image, s);
+    let files = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname)?;
+    let launched = spawn_and_wait(store, container, &process, &cg, files, image, s);
     // Later children of this process (a build's next step) are born in our own PID namespace again.
-    super::kernel::restore_pid_namespace_for_children()?;
-    let status = status?;
-    // Killed by SIGKILL: directly, or as the command under --init (128 + 9).
-    let oom_killed = (status.signal() == Some(9) || status.code() == Some(137)) && cg.oom_killed();
+    crate::run::kernel::restore_pid_namespace_for_children()?;
+    let (code, oom_killed, not_run) = match launched? {
+        // Killed by SIGKILL: directly, or as the command under --init (128 + 9).
+        Launched::Ran(status) => {
+            let oom = (status.signal() == Some(9) || status.code() == Some(137)) && cg.oom_killed();
+            (crate::run::exit_code(status), oom, None)
+        }
+        Launched::NotRun { code, message } => (code, false, Some(message)),
+    };
     let memory_limit = cg.memory_limit();
     cg.remove();
-    let code = super::exit_code(status);
     state::set_exited(
         store,
         &container.id,
         &state::Exited { code, finished: layers_store::metadata::now(), oom_killed, error: None },
     );
-    Ok(Ended { code, oom_killed, memory_limit })
+    Ok(Ended { code, oom_killed, memory_limit, not_run })
 }
 
 fn spawn_and_wait(
@@ -133,10 +164,11 @@ fn spawn_and_wait(
     files: Vec<(PathBuf, String)>,
     image: &str,
     s: &RunSpec,
-) -> anyhow::Result<std::process::ExitStatus> {
+) -> anyhow::Result<Launched> {
+    let dir = ContainerDir::of(store, &container.id);
     let mut mount = store.container_mount(container)?;
     let view = mount.view();
-    let init = super::init_layer(&store.container_dir(&container.id), &view.lowers)?;
+    let init = files::init_layer(&dir, &view.lowers)?;
     mount.lowers.insert(0, init);
     let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
     let user_spec = user.clone();
@@ -144,7 +176,7 @@ fn spawn_and_wait(
     if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
         *home = format!("HOME={}", user.home);
     }
-    let seccomp = super::seccomp_filters(&s.seccomp, s.caps)?;
+    let seccomp = crate::run::seccomp_filters(&s.seccomp, s.caps)?;
     let (console, console_child) = console::ends(s.tty, s.interactive)?;
     if s.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".to_string());
@@ -169,9 +201,9 @@ fn spawn_and_wait(
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
-    super::kernel::unshare_pid_for_children()?;
+    crate::run::kernel::unshare_pid_for_children()?;
     let mut cmd = command(process, &env, s.interactive);
-    super::kernel::pre_exec(&mut cmd, move || child::run_in_child(&setup, &err_w));
+    crate::run::kernel::pre_exec(&mut cmd, move || child::run_in_child(&setup, &err_w));
     let mut outputs = supervise::Outputs::default();
     match &s.output {
         Output::Inherit => {}
@@ -179,10 +211,9 @@ fn spawn_and_wait(
             cmd.stdout(Stdio::null());
         }
         Output::Logged { log, echo } => {
-            let dir = store.container_dir(&container.id);
-            outputs.log = Some(LogWriter::open(&dir, *log)?);
+            outputs.log = Some(LogWriter::open(dir.path(), *log)?);
             outputs.echo = *echo;
-            outputs.attach = match super::attach::Server::bind(&dir) {
+            outputs.attach = match crate::run::attach::Server::bind(dir.path()) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     eprintln!("layers: warning: {e:#}: `layers attach` cannot reach {}", container.name);
@@ -205,7 +236,6 @@ fn spawn_and_wait(
             }
         }
     }
-    let detached = matches!(s.output, Output::Logged { echo: false, .. });
     outputs.console = console;
     launch(cmd, err_r, &container.name, process, image, outputs, |pid| {
         let running = state::Running {
@@ -221,13 +251,13 @@ fn spawn_and_wait(
             started: layers_store::metadata::now(),
         };
         state::set_running(store, &container.id, &running);
-        if detached {
-            super::detach::started(&container.id, &state::monitor_log_path(store, &container.id));
+        if let Some(report) = &s.report {
+            report.running();
         }
     })
 }
 
-pub(super) fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
+pub(crate) fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
     let mut cmd = Command::new(&process.argv[0]);
     cmd.args(&process.argv[1..]).env_clear();
     for kv in env {
@@ -244,7 +274,7 @@ pub(super) fn command(process: &spec::Process, env: &[String], interactive: bool
 /// Spawns `cmd` (whose pre_exec reports failures on `err_r`'s pipe), calls `started`
 /// with the PID, waits forwarding signals. A failed setup is our error (125); a
 /// failed exec is the command's status (126, 127), as Docker reports them.
-pub(super) fn launch(
+pub(crate) fn launch(
     mut cmd: Command,
     err_r: OwnedFd,
     name: &str,
@@ -252,7 +282,7 @@ pub(super) fn launch(
     image: &str,
     mut outputs: supervise::Outputs,
     started: impl FnOnce(u32),
-) -> anyhow::Result<std::process::ExitStatus> {
+) -> anyhow::Result<Launched> {
     let signals = supervise::Signals::install()?;
     let spawned = cmd.spawn();
     drop(cmd);
@@ -273,20 +303,20 @@ pub(super) fn launch(
                         return Err(e);
                     }
                 };
-            supervise::wait(&mut child, signals, relay, outputs)
+            supervise::wait(&mut child, signals, relay, outputs).map(Launched::Ran)
         }
         Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "layers: exec {:?}: no such file or directory in image {image} (PATH {})",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Launched::NotRun {
+            code: EXIT_NOT_FOUND,
+            message: format!(
+                "exec {:?}: no such file or directory in image {image} (PATH {})",
                 process.argv[0],
                 process.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or_default()
-            );
-            Ok(std::process::ExitStatus::from_raw((EXIT_NOT_FOUND as i32) << 8))
-        }
-        Err(e) => {
-            eprintln!("layers: exec {:?} in image {image}: {e}", process.argv[0]);
-            Ok(std::process::ExitStatus::from_raw((EXIT_CANNOT_EXEC as i32) << 8))
-        }
+            ),
+        }),
+        Err(e) => Ok(Launched::NotRun {
+            code: EXIT_CANNOT_EXEC,
+            message: format!("exec {:?} in image {image}: {e}", process.argv[0]),
+        }),
     }
 }
