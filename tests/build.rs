@@ -2,6 +2,9 @@
 //! misses where it should, whiteouts and opaque dirs land in our own layers, builds
 //! are reproducible under SOURCE_DATE_EPOCH, and hostile contexts stay contained.
 
+// Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::fs;
@@ -316,6 +319,21 @@ fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
     fs::write(bad.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=../..,target=/x true\n").unwrap();
     let out = build(&store, &[bad.to_str().unwrap()]);
     assert!(stderr(&out).contains("the source leaves the build context"), "{}", stderr(&out));
+    // A symlink in the context is followed inside it, as BuildKit resolves a bind
+    // source: `inner -> data` reaches the context's data, `out -> /etc` the context's
+    // own (absent) etc, never the host's.
+    let links = work.path().join("links");
+    fs::create_dir_all(links.join("data")).unwrap();
+    fs::write(links.join("data/file"), "from the context\n").unwrap();
+    std::os::unix::fs::symlink("data", links.join("inner")).unwrap();
+    std::os::unix::fs::symlink("/etc", links.join("out")).unwrap();
+    fs::write(links.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=inner,target=/x cat /x/file > /seen\n").unwrap();
+    image_id(&build(&store, &["-t", "links", links.to_str().unwrap()]));
+    assert_eq!(layers_ok(&store, &["run", "--rm", "links", "cat", "/seen"]), "from the context");
+    fs::write(links.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=out,target=/x ls /x/passwd\n").unwrap();
+    let out = build(&store, &[links.to_str().unwrap()]);
+    assert!(!out.status.success(), "the host's /etc was mounted");
+    assert!(stderr(&out).contains("source out is not in the build context"), "{}", stderr(&out));
 }
 
 #[test]

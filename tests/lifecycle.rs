@@ -2,6 +2,9 @@
 //! (`--init`), detached containers (`-d`) with `logs`, `stop`, `kill`, `wait`, `rm -f`,
 //! and what happens when `layers run` itself is killed. Real kernel, as root.
 
+// Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

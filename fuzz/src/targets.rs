@@ -67,7 +67,7 @@ pub fn unpack(data: &[u8]) {
     if std::fs::create_dir(&root_dir).is_err() || std::fs::create_dir(&outside).is_err() {
         return;
     }
-    let Ok(root) = layers_store::root::Root::open(&root_dir) else { return };
+    let Ok(root) = layers_store::fsroot::Root::open(&root_dir) else { return };
     let limits = layers_store::Limits { max_bytes: 1 << 20, max_entries: 1000, max_header: 1 << 16, max_path: 4096 };
     let _ = layers_store::unpack::unpack(data, None, &root, &limits, None);
     let escaped = std::fs::read_dir(&outside).map(|mut d| d.next().is_some()).unwrap_or(false);

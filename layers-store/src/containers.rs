@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, OptionalExtension};
 
@@ -29,6 +29,22 @@ use crate::upper::{self, HashingWriter};
 /// Marks a container removed by the next sweep: one whose creator ends it (a build
 /// step, `run --rm`) and which outlives that creator only if it was killed.
 const EPHEMERAL: &str = "ephemeral";
+
+/// A read-only view of an image, mounted; unmounted when dropped.
+pub struct MountedView(PathBuf);
+
+impl MountedView {
+    /// Where the view is mounted.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for MountedView {
+    fn drop(&mut self) {
+        let _ = crate::mount::unmount_path(&self.0, true);
+    }
+}
 
 /// How long a container is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +333,14 @@ impl Store {
     /// A read-only view of an image.
     pub fn image_view(&self, image: &Digest) -> Result<MountSpec> {
         Ok(MountSpec { lowers: self.lower_dirs(image)?, upper: None })
+    }
+
+    /// `image` mounted read-only at `at` (a dir made now, in a scratch dir of the
+    /// caller's), unmounted when the view is dropped.
+    pub fn mount_view(&self, image: &Digest, at: PathBuf) -> Result<MountedView> {
+        fs::create_dir(&at).map_err(|e| Error::io("mount view", at.display(), e))?;
+        crate::mount::mount_spec(&self.image_view(image)?, &at, crate::mount::MountOptions::default())?;
+        Ok(MountedView(at))
     }
 
     /// An image's layer dirs, top first; a layer repeated higher up is kept only there

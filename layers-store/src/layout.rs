@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fsroot::UserDir;
 use crate::metadata::ImageLayerRow;
 use crate::oci::{ImageConfig, Manifest};
 use crate::store::{LayerExpect, Store};
-use crate::user_dir::UserDir;
 
 /// Layers committed at once while loading a deep image.
 const COMMIT_BATCH: usize = 64;

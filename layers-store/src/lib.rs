@@ -16,9 +16,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// `std::fs` on paths is refused crate-wide (clippy.toml): names a tar, an image or a
-// container supplies reach the filesystem only through `root::Root` and `walk`. The
-// modules below opt out, each for the store's own paths alone.
+// `std::fs` on paths is refused crate-wide (clippy.toml): names a tar, an image, a
+// container or a build context supplies reach the filesystem only through `fsroot`.
+// The modules below opt out, each for the store's own paths alone.
 
 pub mod budget;
 // Digests of cache-mount ids beneath the store root.
@@ -33,6 +33,7 @@ pub mod containers;
 pub mod digest;
 pub mod encoding;
 pub mod error;
+pub mod fsroot;
 // The layout dir the caller names, and digests beneath it.
 #[allow(clippy::disallowed_methods)]
 pub mod layout;
@@ -45,7 +46,6 @@ pub mod mount;
 pub mod oci;
 pub mod record;
 pub mod reference;
-pub mod root;
 pub mod sparse;
 // The store root, its fixed dirs, digests and staging names.
 #[allow(clippy::disallowed_methods)]
@@ -62,13 +62,9 @@ pub mod unpack;
 // A container's upper dir is walked through directory fds (`walk`); the two functions
 // that read the store's own layer dirs by path are marked where they are.
 pub mod upper;
-// Paths are joined for messages only; every access goes through the directory's fd.
-#[allow(clippy::disallowed_methods)]
-pub mod user_dir;
 // Volume names (checked against Docker's rule: no `/`, no `..`) beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod volumes;
-pub mod walk;
 
 pub use compression::Compression;
 pub use containers::ContainerRow;

@@ -20,9 +20,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fsroot::Root;
 use crate::metadata::{ImageLayerRow, LayerRow, Metadata};
 use crate::oci::Descriptor;
-use crate::root::Root;
 use crate::tree::Tree;
 use crate::unpack::{self, Limits, Unpacked};
 
@@ -433,7 +433,7 @@ const STORE_PREFIX: usize = 128;
 /// `File name too long` when the layer's tree was listed).
 pub fn path_limit(root: &Path) -> usize {
     let root_len = root.canonicalize().map_or(root.as_os_str().len(), |p| p.as_os_str().len());
-    (crate::root::MAX_PATH - 1).saturating_sub(root_len + STORE_PREFIX)
+    (crate::fsroot::MAX_PATH - 1).saturating_sub(root_len + STORE_PREFIX)
 }
 
 /// Removes what process `pid` staged under `<root>/tmp/` (names `what-PID-…`: the
@@ -443,7 +443,7 @@ pub fn path_limit(root: &Path) -> usize {
 /// entries went.
 pub fn remove_staged_by(root: &Path, pid: u32) -> usize {
     let tmp = root.join("tmp");
-    let (Ok(dir), Ok(entries)) = (crate::root::Root::open(&tmp), fs::read_dir(&tmp)) else { return 0 };
+    let (Ok(dir), Ok(entries)) = (crate::fsroot::Root::open(&tmp), fs::read_dir(&tmp)) else { return 0 };
     let Ok(top) = dir.top() else { return 0 };
     let pid = pid.to_string();
     let mut removed = 0;

@@ -20,7 +20,7 @@ use std::thread;
 use crate::compression::Compression;
 use crate::digest::{DiffId, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
-use crate::root::Root;
+use crate::fsroot::Root;
 use crate::tree::ContentDigests;
 
 mod extract;
@@ -45,7 +45,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 64 << 30, max_entries: 4_000_000, max_header: 1 << 20, max_path: crate::root::MAX_PATH }
+        Limits { max_bytes: 64 << 30, max_entries: 4_000_000, max_header: 1 << 20, max_path: crate::fsroot::MAX_PATH }
     }
 }
 

@@ -9,16 +9,16 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Stat};
 
 use crate::digest::{DiffId, Hasher};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fsroot::lowers::in_lowers;
+use crate::fsroot::{walk, Node};
 use crate::tar::{Entry, EntryKind};
 use crate::tar_writer::TarWriter;
-use crate::walk::{walk, Node};
 
 const OPAQUE_XATTR: &[u8] = crate::encoding::Encoding::Trusted.opaque_xattr();
 
@@ -68,79 +68,8 @@ fn is_whiteout(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
-/// Whether a layer path (store-owned, never changed once committed) is a whiteout.
-fn is_whiteout_meta(m: &std::fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque_path(path: &Path) -> bool {
-    let mut v = [0u8; 8];
-    matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut v), Ok(1) if v[0] == b'y')
-}
-
 fn is_opaque(node: &Node) -> bool {
     node.xattr(OPAQUE_XATTR).is_ok_and(|v| v.first() == Some(&b'y'))
-}
-
-/// Whether `rel` exists in the merged view of `lowers` (top first), following overlay's
-/// rules: a whiteout or a non-directory on the way hides it, an opaque dir hides
-/// what lies below it in lower layers.
-// Layer dirs are the store's own and never change once committed: each prefix is
-// lstat'ed in turn, so a symlink on the way is seen, not followed.
-#[allow(clippy::disallowed_methods)]
-pub fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
-    let parts: Vec<_> = rel.components().collect();
-    for layer in lowers {
-        let mut p = layer.clone();
-        let mut opaque_above = false;
-        for (i, part) in parts.iter().enumerate() {
-            p.push(part);
-            let Ok(m) = std::fs::symlink_metadata(&p) else {
-                // Not in this layer; lower layers count unless an opaque dir here covers it.
-                if opaque_above {
-                    return false;
-                }
-                break;
-            };
-            if is_whiteout_meta(&m) {
-                return false;
-            }
-            if i + 1 == parts.len() {
-                return true;
-            }
-            if !m.is_dir() {
-                return false;
-            }
-            opaque_above |= is_opaque_path(&p);
-        }
-    }
-    false
-}
-
-/// The content of regular file `rel` as the merged view of `lowers` (top first) shows
-/// it, at most `max` bytes; `None` if absent, hidden, or not a regular file (a symlink
-/// is not followed: its target could lie in any layer).
-#[allow(clippy::disallowed_methods)] // layer dirs: see in_lowers; the file itself is opened beneath
-pub fn read_visible_file(lowers: &[PathBuf], rel: &str, max: u64) -> Option<Vec<u8>> {
-    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-    let rel = Path::new(rel);
-    if !in_lowers(lowers, rel) {
-        return None;
-    }
-    let layer = lowers.iter().find(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())?;
-    let dir = rustix::fs::open(layer, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    // Non-blocking: an image's /etc/passwd may be a FIFO that would hang us at open
-    // (the shape of CVE-2024-9676); no symlink is followed, not even inside the layer.
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    let fd = rustix::fs::openat2(&dir, rel, flags, Mode::empty(), how).ok()?;
-    let st = rustix::fs::fstat(&fd).ok()?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_size as u64 > max {
-        return None;
-    }
-    let mut buf = Vec::new();
-    std::fs::File::from(fd).take(max).read_to_end(&mut buf).ok()?;
-    Some(buf)
 }
 
 /// The changes an upper dir makes to `lowers` (top first), sorted by path.

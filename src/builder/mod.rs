@@ -5,12 +5,19 @@
 //! under it (`exec/`). RUN steps go through the runtime's own `run_container`; FROM
 //! pulls through the pull code; nothing is re-executed as a child `layers`.
 
+// A cache directory the user named (`type=local`), reached through `fsroot::UserDir`;
+// the store's scratch dirs.
+#[allow(clippy::disallowed_methods)]
 pub mod cache;
 pub mod context;
 pub mod exec;
 pub mod frontend;
 pub mod plan;
+// The store's own scratch dirs.
+#[allow(clippy::disallowed_methods)]
 mod scratch;
+// A scratch dir of the store's over a bind source already resolved beneath its root.
+#[allow(clippy::disallowed_methods)]
 mod throwaway;
 
 use std::collections::BTreeMap;
@@ -103,9 +110,12 @@ impl Built {
 }
 
 /// Builds `a`: the image of the target stage, and what a cache export needs.
+// The build context is a dir the user named (canonicalized once, then read through
+// `fsroot::Tree`); the Dockerfile's path is joined for messages only.
+#[allow(clippy::disallowed_methods)]
 pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     let context = a.context.canonicalize().with_context(|| format!("build context {}", a.context.display()))?;
-    let context_tree = context::Tree::open(&context, "build context")?;
+    let context_tree = layers_store::fsroot::Tree::open(&context, "build context")?;
     // A `-f` path is the user's own choice; the default Dockerfile is a context file like any other.
     let (file, text) = match &a.file {
         Some(f) => (f.clone(), crate::bounded::read_text_file(f, crate::bounded::MAX_DOCKERFILE, "Dockerfile")?),
@@ -271,6 +281,7 @@ fn labelled(store: &Store, image: ImageRow, labels: &BTreeMap<String, String>) -
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the golden files are the repository's own
 mod golden {
     //! `fixtures/dockerfile/<case>/{Dockerfile,expected}`: what the parser makes of
     //! each case, one JSON instruction per line, or `error: FILE:LINE:COLUMN: MESSAGE`.

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use layers_store::fsroot::UserDir;
 use layers_store::layout::{DirSink, Layout, SaveImage, TarSink};
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::oci::host_architecture;
 use layers_store::tar::{EntryKind, TarReader};
-use layers_store::user_dir::UserDir;
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
 /// Arguments of `layers export`.

@@ -16,8 +16,8 @@ use clap::Args;
 use layers_store::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{ContainerRow, Store};
 
-use crate::builder::context::{self, Attrs, Tree};
 use crate::run::state;
+use layers_store::fsroot::{self, Attrs, Tree};
 
 /// Arguments of `layers cp`.
 #[derive(Args)]
@@ -127,11 +127,11 @@ fn copy_out(tree: &Tree, rel: &Path, dest: &Path, attrs: Attrs) -> anyhow::Resul
         }
     };
     let target = format!("/{}", as_name.display());
-    let plan = context::plan(tree, &[rel.to_path_buf()], &target, &Default::default())?;
+    let plan = fsroot::plan(tree, &[rel.to_path_buf()], &target, &fsroot::Everything)?;
     if plan.items.is_empty() {
         bail!("/{}: no such file or directory in the container", rel.display());
     }
-    context::copy(tree, &plan, &into, attrs)
+    Ok(fsroot::copy(tree, &plan, &into, attrs)?)
 }
 
 /// Copies host path `src` into the container whose root is at `root`, to `rel`
@@ -146,6 +146,6 @@ fn copy_in(src: &Path, root: &Path, rel: &Path, container: &str, attrs: Attrs) -
     if meta.is_dir() && !dest_tree.is_dir(&target) && target.parent().is_some_and(|p| !dest_tree.is_dir(p)) {
         bail!("/{}: no such directory in the container", target.parent().unwrap_or(Path::new("")).display());
     }
-    let plan = context::plan(&host, &[name], &format!("/{}", target.display()), &Default::default())?;
-    context::copy(&host, &plan, root, attrs)
+    let plan = fsroot::plan(&host, &[name], &format!("/{}", target.display()), &fsroot::Everything)?;
+    Ok(fsroot::copy(&host, &plan, root, attrs)?)
 }

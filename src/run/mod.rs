@@ -1,20 +1,38 @@
 //! `layers run`: a container from an image, in its own namespaces and cgroup, with
 //! Docker's default capabilities, as PID 1 of its PID namespace.
 
+// The attach socket in the container's own dir.
+#[allow(clippy::disallowed_methods)]
 pub mod attach;
 pub mod caps;
+// cgroupfs: the kernel's files under /sys/fs/cgroup, named by the container's ID.
+#[allow(clippy::disallowed_methods)]
 pub mod cgroup;
+// Mount points inside the container's root are resolved by `sys.rs` beneath that
+// root (`fsroot::Root`, `O_NOFOLLOW` opens) before anything is mounted on them; the
+// joins here only name them.
+#[allow(clippy::disallowed_methods)]
 mod child;
 pub(crate) mod console;
+// The container's own dir, named by `container/dir.rs`, and host paths the user
+// named for `-v`; the image's files are read through `fsroot` (lowers, copy-up).
+#[allow(clippy::disallowed_methods)]
 pub mod container;
 pub mod control;
+// /proc of this process.
+#[allow(clippy::disallowed_methods)]
 mod kernel;
+// The log files in the container's own dir.
+#[allow(clippy::disallowed_methods)]
 pub mod log;
 mod seccomp;
 mod seccomp_profile;
 pub mod spec;
 mod step;
 mod supervise;
+// /proc and cgroupfs files of the kernel; paths in the container's root are opened
+// beneath it (`fsroot::Root`) and checked with lstat before use.
+#[allow(clippy::disallowed_methods)]
 mod sys;
 mod users;
 

@@ -28,7 +28,7 @@ pub enum Kind {
 /// A dir beneath the rootfs reached without following symlinks; mounts go on `path`
 /// (the magic link of `_dir` for the kernel).
 pub struct Beneath {
-    pub _dir: Option<layers_store::root::Subdir>,
+    pub _dir: Option<layers_store::fsroot::Subdir>,
     pub path: PathBuf,
 }
 
@@ -151,7 +151,7 @@ impl Sys for Kernel {
 
     fn dir_beneath(&mut self, root: &Path, target: &str) -> Step<Beneath> {
         let rel = target.trim_start_matches('/');
-        let r = layers_store::root::Root::open(root).map_err(|e| format!("open rootfs: {e}"))?;
+        let r = layers_store::fsroot::Root::open(root).map_err(|e| format!("open rootfs: {e}"))?;
         let dir = r.dir(rel.as_bytes(), true).map_err(|e| match r.blocking_component(rel.as_bytes()) {
             Some((c, true)) => format!("mount target {target}: /{c} is a symlink in the image"),
             Some((c, false)) => format!("mount target {target}: /{c} is not a directory"),

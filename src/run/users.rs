@@ -53,7 +53,7 @@ fn db_id(field: &str, what: &str) -> Result<u32, String> {
 /// container's layers (top first, its upper dir included) show.
 pub fn resolve(spec: &str, layers: &[std::path::PathBuf]) -> Result<User, String> {
     let read = |p: &str| {
-        layers_store::upper::read_visible_file(layers, p, MAX_DB)
+        layers_store::fsroot::lowers::read_visible_file(layers, p, MAX_DB)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     };

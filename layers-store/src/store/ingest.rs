@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use super::{lock, open_lock, remove_tree, NewImage, Store, STAGING_SEQ};
 use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fsroot::Root;
 use crate::metadata::{self, LayerRow};
 use crate::oci::Descriptor;
-use crate::root::Root;
 use crate::tree::Tree;
 
 /// Content staged under `tmp/`, committed all at once by [`Store::commit`].

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use super::{Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::root::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
+use crate::fsroot::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
 use crate::sparse::RunHasher;
 use crate::tar::{Entry, EntryKind, TarError, TarReader};
 use crate::tar_sparse::SparseMap;
@@ -122,7 +122,7 @@ impl Extractor<'_> {
         let dir = self.parent(parent, &subject)?;
         match e.kind {
             EntryKind::Dir => {
-                if dir.existing(name).map_err(io_err)? == crate::root::Existing::Other {
+                if dir.existing(name).map_err(io_err)? == crate::fsroot::Existing::Other {
                     dir.remove(name).map_err(io_err)?;
                     self.cache = None;
                 }
@@ -183,7 +183,7 @@ impl Extractor<'_> {
                     return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "hardlink to the layer root"));
                 }
                 let tdir = self.root.dir(tparent, false).map_err(|err| blocked(self.root, tparent, subject(), err))?;
-                if tdir.existing(tname).map_err(io_err)? == crate::root::Existing::Nothing {
+                if tdir.existing(tname).map_err(io_err)? == crate::fsroot::Existing::Nothing {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
                         "unpack",

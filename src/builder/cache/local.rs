@@ -10,8 +10,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use layers_store::digest::{Digest, Hasher};
+use layers_store::fsroot::UserDir;
 use layers_store::oci::{Descriptor, MAX_JSON, MEDIA_TYPE_MANIFEST};
-use layers_store::user_dir::UserDir;
 use serde_json::{json, Value};
 
 /// A cache directory to read from (every read beneath it by fd, no symlink followed).

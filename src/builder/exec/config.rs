@@ -4,7 +4,6 @@
 use layers_store::oci::History;
 
 use super::{Executor, State};
-use crate::builder::context;
 use crate::builder::frontend::path::clean;
 use crate::builder::plan::Step;
 
@@ -20,7 +19,9 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, mkdir: Option<&str>, re
     };
     if let Some(dir) = mkdir.filter(|_| missing) {
         let rel = clean(dir).unwrap_or_default();
-        return x.in_step_container(state, step, |c| x.write_root(c, false, |root| context::make_dir(root, &rel)));
+        return x.in_step_container(state, step, |c| {
+            x.write_root(c, false, |root| layers_store::fsroot::make_dir(root, &rel).map_err(Into::into))
+        });
     }
     state.config.history.push(History {
         created: Some(x.now()),

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{Executor, MountedView, ScratchDir, State};
-use crate::builder::context::{self, Attrs, Tree};
+use super::{Executor, ScratchDir, State};
+use crate::builder::context;
 use crate::builder::frontend::pattern::Patterns;
 use crate::builder::plan::{copy::lay_out, CopyStep, Plan, Source, Step};
+use layers_store::fsroot::{self, Attrs, Tree};
 
 /// Copies `c`'s sources into the stage's image and commits the result.
 pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopyStep) -> anyhow::Result<()> {
@@ -30,13 +31,13 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
         }
         Source::Stage(i) => {
             let image = x.stage_image(*i)?;
-            let view = MountedView::of(x.store, &image, scratch.path().join("view"))?;
+            let view = x.store.mount_view(&image.manifest, scratch.path().join("view"))?;
             let dir = view.path().to_path_buf();
             _view = Some(view);
             (dir, Patterns::default(), format!("stage {}", plan.stages[*i].name.as_deref().unwrap_or("")))
         }
         Source::Image(row) => {
-            let view = MountedView::of(x.store, row, scratch.path().join("view"))?;
+            let view = x.store.mount_view(&row.manifest, scratch.path().join("view"))?;
             let dir = view.path().to_path_buf();
             _view = Some(view);
             (dir, Patterns::default(), format!("image {}", row.manifest))
@@ -48,11 +49,11 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
     let (layout, archives) = if c.verb == "ADD" && matches!(c.source, Source::Context) {
         let mut selected = Vec::new();
         for s in &c.sources {
-            selected.extend(tree.select(s, &ignore)?);
+            selected.extend(context::select(&tree, s, &ignore)?);
         }
         let (archives, plain): (Vec<PathBuf>, Vec<PathBuf>) =
             selected.into_iter().partition(|s| context::is_archive(&tree, s));
-        (context::plan(&tree, &plain, &c.dest, &ignore)?, archives)
+        (fsroot::plan(&tree, &plain, &c.dest, &ignore)?, archives)
     } else {
         (lay_out(&tree, &c.sources, &c.dest, &ignore, c.parents)?, Vec::new())
     };
@@ -60,18 +61,18 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
     let limits = x.store.limits();
     x.in_step_container(state, step, |container| {
         x.write_root(container, c.link, |root| {
-            context::copy(&tree, &context::at_real_dest(&layout, root, &c.dest)?, root, attrs)?;
+            fsroot::copy(&tree, &fsroot::at_real_dest(&layout, root, &c.dest)?, root, attrs)?;
             for (i, a) in archives.iter().enumerate() {
                 let into = scratch.path().join(format!("archive-{i}"));
                 std::fs::create_dir(&into)?;
                 context::extract(&tree, a, &into, limits).with_context(|| format!("{} {}", c.verb, a.display()))?;
                 let extracted = Tree::open(&into, &format!("archive {}", a.display()))?;
                 let dir = if c.dest.ends_with('/') { c.dest.clone() } else { format!("{}/", c.dest) };
-                let mut p = context::plan(&extracted, &[PathBuf::new()], &dir, &Patterns::default())?;
+                let mut p = fsroot::plan(&extracted, &[PathBuf::new()], &dir, &fsroot::Everything)?;
                 // The archive's top is the destination dir itself, which keeps its own mode.
                 p.items.retain(|(e, _)| !e.rel.as_os_str().is_empty());
                 let keep = Attrs { keep_owner: c.chown.is_none(), ..attrs };
-                context::copy(&extracted, &p, root, keep)?;
+                fsroot::copy(&extracted, &p, root, keep)?;
             }
             Ok(())
         })

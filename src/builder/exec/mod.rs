@@ -5,7 +5,13 @@
 //! [`Executor::in_step_container`], shared by all.
 
 mod config;
+// Scratch dirs of the store's (here-documents, downloads, archive extraction, views);
+// sources and destinations are reached through `fsroot`.
+#[allow(clippy::disallowed_methods)]
 mod copy;
+// Scratch dirs and views of the store's, and a cache-mount dir named by its digest;
+// bind sources are resolved beneath their root (`fsroot::resolve_dest`) before the join.
+#[allow(clippy::disallowed_methods)]
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -133,29 +139,6 @@ pub enum Pending {
 
 /// Pulls a FROM image a step needs after all: reference, platform, the manifest planned on.
 pub type PullBase<'a> = &'a dyn Fn(&str, Option<&str>, &Digest) -> anyhow::Result<ImageRow>;
-
-/// A read-only view of an image mounted for a step to read from; unmounted when dropped.
-pub struct MountedView(PathBuf);
-
-impl MountedView {
-    /// `image` mounted read-only at `at` (made now).
-    pub fn of(store: &Store, image: &ImageRow, at: PathBuf) -> anyhow::Result<MountedView> {
-        std::fs::create_dir(&at).with_context(|| format!("make {}", at.display()))?;
-        mount_spec(&store.image_view(&image.manifest)?, &at, MountOptions::default())?;
-        Ok(MountedView(at))
-    }
-
-    /// Where the view is mounted.
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for MountedView {
-    fn drop(&mut self) {
-        let _ = unmount_path(&self.0, true);
-    }
-}
 
 impl<'a> Executor<'a> {
     /// An executor of `plan`'s steps.
@@ -531,7 +514,7 @@ impl<'a> Executor<'a> {
     fn visible(&self, state: &State, path: &str) -> anyhow::Result<bool> {
         let Some(image) = &state.image else { return Ok(path.trim_matches('/').is_empty()) };
         let lowers = self.store.lower_dirs(&image.manifest)?;
-        Ok(layers_store::upper::in_lowers(&lowers, Path::new(path.trim_start_matches('/'))))
+        Ok(layers_store::fsroot::lowers::in_lowers(&lowers, Path::new(path.trim_start_matches('/'))))
     }
 }
 

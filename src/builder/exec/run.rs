@@ -2,18 +2,18 @@
 //! typed [`RunSpec`], then committed. Mount targets the image lacked are removed
 //! again before the commit, as BuildKit does, so a `RUN --mount` leaves no trace.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::{Executor, MountedView, ScratchDir, State};
-use crate::builder::context::{self, Attrs, Tree};
+use super::{Executor, ScratchDir, State};
 use crate::builder::frontend::path::clean;
-use crate::builder::frontend::pattern::Patterns;
 use crate::builder::plan::{MountFrom, RunMount, RunStep, Step};
 use crate::builder::throwaway::ThrowawayView;
 use crate::run::container::{run_container, Output, RunSpec};
 use crate::run::{spec::Overrides, Bind};
+use layers_store::containers::MountedView;
+use layers_store::fsroot::{self, Attrs, Tree};
 
 /// Runs `r` on the stage's image and commits the result.
 pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow::Result<()> {
@@ -49,7 +49,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
             bail!("{}: the command returned a non-zero code: {}", step.text, ended.code);
         }
         let (upper, _) = x.store.container_mount(c)?.upper.context("container without an upper dir")?;
-        remove_stubs(&upper, &stubs);
+        fsroot::remove_stubs(&upper, &stubs);
         Ok(())
     })
 }
@@ -72,7 +72,7 @@ fn from_root(x: &Executor, from: &MountFrom, roots: &mut Vec<(MountedView, Scrat
         MountFrom::Image(row) => row.clone(),
     };
     let scratch = ScratchDir(x.store.scratch_dir("run-mount-from")?);
-    let view = MountedView::of(x.store, &image, scratch.path().join("root"))?;
+    let view = x.store.mount_view(&image.manifest, scratch.path().join("root"))?;
     let path = view.path().to_path_buf();
     roots.push((view, scratch));
     Ok(path)
@@ -89,10 +89,10 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
                     if empty {
                         // A new cache starts as a copy of from='s source (BuildKit's seed).
                         let root = from_root(x, from, &mut roots)?;
-                        let real = context::resolve_dest(&root, source)?;
+                        let real = fsroot::resolve_dest(&root, source)?;
                         let tree = Tree::open(&root.join(&real), &format!("--mount target={target}: from="))?;
-                        let plan = context::plan(&tree, &[PathBuf::new()], "/", &Patterns::default())?;
-                        context::copy(&tree, &plan, &dir, Attrs::kept())
+                        let plan = fsroot::plan(&tree, &[PathBuf::new()], "/", &fsroot::Everything)?;
+                        fsroot::copy(&tree, &plan, &dir, Attrs::kept())
                             .with_context(|| format!("--mount target={target}: seed the cache"))?;
                     }
                 }
@@ -108,16 +108,17 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
                     // Resolved inside the stage's or image's root, symlinks and all.
                     Some(f) => {
                         let root = from_root(x, f, &mut roots)?;
-                        root.join(context::resolve_dest(&root, source)?)
+                        root.join(fsroot::resolve_dest(&root, source)?)
                     }
+                    // Resolved inside the build context, as BuildKit resolves it: a
+                    // symlink is followed within the context, never out of it.
                     None => {
-                        let host = x.context.join(source);
-                        // Resolved on the host: refuse a source that is (or passes through) a symlink out.
-                        let real = host.canonicalize().with_context(|| format!("--mount target={target}: source"))?;
-                        if !real.starts_with(&x.context) {
-                            bail!("--mount target={target}: the source leaves the build context");
+                        let real = fsroot::resolve_dest(&x.context, source)
+                            .with_context(|| format!("--mount target={target}"))?;
+                        if fsroot::Tree::open(&x.context, "build context")?.stat(&real).is_err() {
+                            bail!("--mount target={target}: source {} is not in the build context", source.display());
                         }
-                        real
+                        x.context.join(real)
                     }
                 };
                 if *rw {
@@ -151,41 +152,11 @@ fn mount_stubs(x: &Executor, state: &State, targets: &[&str]) -> anyhow::Result<
         let mut path = PathBuf::new();
         for part in rel.components() {
             path.push(part);
-            if !stubs.contains(&path) && !layers_store::upper::in_lowers(&lowers, &path) {
+            if !stubs.contains(&path) && !layers_store::fsroot::lowers::in_lowers(&lowers, &path) {
                 stubs.push(path.clone());
             }
         }
     }
     stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     Ok(stubs)
-}
-
-/// Removes what the runtime made only to mount over (empty dirs and files the image
-/// did not have). What the command put there stays. The command may have swapped a
-/// parent for a symlink: parents are opened without following any.
-fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
-    use rustix::fs::{openat2, statat, unlinkat, AtFlags, FileType, Mode, OFlags, ResolveFlags};
-    let Ok(root) = rustix::fs::open(upper, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
-        return;
-    };
-    let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    for stub in stubs {
-        let (Some(parent), Some(name)) = (stub.parent(), stub.file_name()) else { continue };
-        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-        let Ok(dir) = openat2(&root, parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), how)
-        else {
-            continue;
-        };
-        let Ok(st) = statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
-        // A failed removal (a dir not empty) is the answer we want: the command wrote there.
-        match FileType::from_raw_mode(st.st_mode) {
-            FileType::Directory => {
-                let _ = unlinkat(&dir, name, AtFlags::REMOVEDIR);
-            }
-            FileType::RegularFile if st.st_size == 0 => {
-                let _ = unlinkat(&dir, name, AtFlags::empty());
-            }
-            _ => {}
-        }
-    }
 }

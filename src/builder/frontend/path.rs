@@ -18,15 +18,5 @@ pub fn clean(path: &str) -> Option<PathBuf> {
 /// `path` inside a root (a container's), cleaned as Go's `path.Clean` cleans an
 /// absolute path: `..` at the root stays at the root, so `/../x` is `/x`.
 pub fn clean_in_root(path: &str) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
+    layers_store::fsroot::in_root(path)
 }

@@ -12,11 +12,12 @@ use layers_store::metadata::ImageRow;
 
 use super::key::Key;
 use super::{Inputs, Scope};
-use crate::builder::context::{self, Attrs, Tree};
+use crate::builder::context;
 use crate::builder::frontend::instruction::CopySpec;
 use crate::builder::frontend::path::{clean, clean_in_root};
 use crate::builder::frontend::pattern::Patterns;
 use crate::builder::scratch::ScratchDir;
+use layers_store::fsroot::{self, Attrs, Tree};
 
 /// Where a COPY's sources are.
 pub enum Source {
@@ -59,24 +60,24 @@ pub fn lay_out(
     dest: &str,
     ignore: &Patterns,
     parents: bool,
-) -> anyhow::Result<context::Plan> {
+) -> anyhow::Result<fsroot::Plan> {
     if !parents {
         let mut selected = Vec::new();
         for s in sources {
-            selected.extend(tree.select(s, ignore)?);
+            selected.extend(context::select(tree, s, ignore)?);
         }
-        return context::plan(tree, &selected, dest, ignore);
+        return Ok(fsroot::plan(tree, &selected, dest, ignore)?);
     }
-    let mut laid = context::Plan::default();
+    let mut laid = fsroot::Plan::default();
     let base = dest.trim_end_matches('/');
     for s in sources {
         let pivot = s.split_once("/./").map(|(before, _)| clean(before).unwrap_or_default()).unwrap_or_default();
-        for rel in tree.select(&s.replacen("/./", "/", 1), ignore)? {
+        for rel in context::select(tree, &s.replacen("/./", "/", 1), ignore)? {
             let kept = rel.strip_prefix(&pivot).unwrap_or(&rel);
             // A directory's contents go into its own path; a file into its parent's.
             let into = if tree.is_dir(&rel) { kept } else { kept.parent().unwrap_or(Path::new("")) };
             let d = format!("{base}/{}/", into.display());
-            let p = context::plan(tree, std::slice::from_ref(&rel), &d, ignore)?;
+            let p = fsroot::plan(tree, std::slice::from_ref(&rel), &d, ignore)?;
             laid.items.extend(p.items);
             laid.tops.extend(p.tops);
         }

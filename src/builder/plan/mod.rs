@@ -3,6 +3,8 @@
 //! are resolved, pulled when missing, and `ADD` URLs fetched, since keys cover them).
 
 mod config;
+// A here-document written into a scratch dir of the store's.
+#[allow(clippy::disallowed_methods)]
 pub mod copy;
 pub mod key;
 mod run;
@@ -19,12 +21,12 @@ pub use config::shell_of;
 pub use copy::{CopyStep, Source};
 pub use run::{MountFrom, RunMount, RunStep};
 
-use super::context::Tree;
 use super::frontend::instruction::{self, Instruction, Located};
 use super::frontend::pattern::Patterns;
 use super::frontend::words;
 use crate::run::Network;
 use key::Key;
+use layers_store::fsroot::Tree;
 
 /// What a step reads, by name (a file, a build arg, a mount, the base), each with a digest.
 pub type ReadSet = Vec<(String, String)>;
@@ -435,4 +437,6 @@ fn plan_step(
 }
 
 #[cfg(test)]
+// Tests build their contexts by path.
+#[allow(clippy::disallowed_methods)]
 mod tests;

@@ -12,6 +12,7 @@ use crate::builder::context;
 use crate::builder::frontend::instruction::{Command, Instruction};
 use crate::builder::frontend::path::clean;
 use crate::run::Network;
+use layers_store::fsroot;
 use layers_store::metadata::ImageRow;
 
 /// Where a mount's content comes from, when not the build context (`from=`).
@@ -234,8 +235,8 @@ pub fn plan(
         if let RunMount::Bind { source, from: None, .. } = m {
             // What the step sees through the mount is an input like a COPY's sources.
             let tree = inputs.context_tree;
-            let selected = context::plan(tree, std::slice::from_ref(source), "/", &Default::default())?;
-            let content = context::content_digest(tree, &selected, context::Attrs::default(), Some(inputs.store))?;
+            let selected = fsroot::plan(tree, std::slice::from_ref(source), "/", &fsroot::Everything)?;
+            let content = context::content_digest(tree, &selected, fsroot::Attrs::default(), Some(inputs.store))?;
             key = key.field("content", &content.digest.to_string());
             read.push((format!("mount {}", m.target()), content.digest.to_string()));
         }

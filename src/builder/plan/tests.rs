@@ -9,9 +9,9 @@ use layers_store::oci::{ImageConfig, RootFs, RuntimeConfig};
 use layers_store::{ImageBlobs, Store};
 
 use super::{needed, plan, split, Found, FromImage, Inputs};
-use crate::builder::context::Tree;
 use crate::builder::frontend::instruction;
 use crate::run::Network;
+use layers_store::fsroot::Tree;
 
 /// A stand-in base image (no layers) for every FROM.
 fn base_image(store: &Store) -> ImageRow {

@@ -1,9 +1,10 @@
 //! The files `run` makes in a container's dir for it: the init layer and what is
 //! mounted on its `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use layers_store::fsroot::lowers;
 
 use super::dir::{ContainerDir, File};
 
@@ -12,16 +13,9 @@ use super::dir::{ContainerDir, File};
 /// `/dev` when the image lacks them), so they never show in `diff` or `commit`.
 pub fn init_layer(dir: &ContainerDir, lowers: &[PathBuf]) -> anyhow::Result<PathBuf> {
     let init = dir.file(File::InitLayer);
-    let visible_dir = |rel: &str| {
-        let rel = std::path::Path::new(rel);
-        layers_store::upper::in_lowers(lowers, rel)
-            && lowers
-                .iter()
-                .map(|l| l.join(rel))
-                .find_map(|p| std::fs::symlink_metadata(p).ok())
-                .is_some_and(|m| m.is_dir())
-    };
-    let absent = |rel: &str| !layers_store::upper::in_lowers(lowers, std::path::Path::new(rel));
+    let visible_dir = |rel: &str| lowers::is_visible_dir(lowers, Path::new(rel));
+    let absent = |rel: &str| !lowers::in_lowers(lowers, Path::new(rel));
+    // The init dir is ours (the container's dir); only fixed names are made in it.
     let mk = |rel: &str| std::fs::create_dir_all(init.join(rel)).with_context(|| format!("create init layer {rel}"));
     mk("")?;
     for d in ["proc", "sys", "dev"] {

@@ -217,7 +217,7 @@ pub fn stop(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<
 /// The image's tree is read beneath its root (`RESOLVE_IN_ROOT`): no symlink in the
 /// image leads the copy out of it.
 fn populate_volumes(store: &Store, c: &ContainerRow, config: &ContainerConfig, image: &ImageRow) -> anyhow::Result<()> {
-    use crate::builder::context::{self, Attrs, Tree};
+    use layers_store::fsroot::{self, Attrs, Tree};
     for m in &config.mounts {
         let Source::Volume { name: Some(name), nocopy: false } = &m.source else { continue };
         let data = store.volume_path(name);
@@ -226,15 +226,15 @@ fn populate_volumes(store: &Store, c: &ContainerRow, config: &ContainerConfig, i
             continue;
         }
         let scratch = store.scratch_dir("volume-copy")?;
-        let filled = (|| {
-            let view = crate::builder::exec::MountedView::of(store, image, scratch.join("view"))?;
+        let filled = (|| -> anyhow::Result<()> {
+            let view = store.mount_view(&image.manifest, scratch.join("view"))?;
             let tree = Tree::open(view.path(), &format!("image of {}", c.name))?;
             let rel = std::path::PathBuf::from(m.target.trim_start_matches('/'));
             if rel.as_os_str().is_empty() || !tree.is_dir(&rel) {
                 return Ok(());
             }
-            let plan = context::plan(&tree, &[rel], "/", &Default::default())?;
-            context::copy(&tree, &plan, &data, Attrs::kept())
+            let plan = fsroot::plan(&tree, &[rel], "/", &fsroot::Everything)?;
+            Ok(fsroot::copy(&tree, &plan, &data, Attrs::kept())?)
         })();
         let _ = std::fs::remove_dir_all(&scratch);
         filled.with_context(|| format!("fill volume {name} from the image's {}", m.target))?;

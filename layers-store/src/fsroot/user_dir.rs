@@ -226,7 +226,7 @@ impl UserDir {
 
     /// Removes the directory tree at `name` (never following a symlink); absent is fine.
     pub fn remove_tree(&self, name: &str) -> Result<()> {
-        let sub = crate::root::Root::from_fd(
+        let sub = crate::fsroot::Root::from_fd(
             self.fd.try_clone().map_err(|e| Error::io("remove", self.shown(name), e))?,
             self.path.clone(),
         );
@@ -241,8 +241,8 @@ impl UserDir {
     }
 
     /// This directory as a `Root` to fill through (the layer unpacker's door).
-    pub fn into_root(self) -> crate::root::Root {
-        crate::root::Root::from_fd(self.fd, self.path)
+    pub fn into_root(self) -> crate::fsroot::Root {
+        crate::fsroot::Root::from_fd(self.fd, self.path)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Walking a tree that others write (a container's upper dir) through directory fds,
-//! the read side of the [`Root`](crate::root::Root) door: each child is reached from
+//! the read side of the [`Root`](crate::fsroot::Root) door: each child is reached from
 //! its parent's fd by name, never by a path resolved again from the top, so a
 //! directory swapped for a symlink while the walk runs cannot lead it outside.
 //!
