@@ -33,15 +33,12 @@ mod format;
 // The store's own staging dir.
 #[allow(clippy::disallowed_methods)]
 mod interrupt;
-mod platform;
-mod progress;
-mod pull;
-mod push;
 // The user's credential and registries files.
 #[allow(clippy::disallowed_methods)]
 mod registry;
 mod run;
 mod template;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -327,7 +324,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Credentials are not the store's business: no store is opened for them.
     match &cli.command {
         Command::Login(a) => {
-            return login::login(a, &registries(&cli)?);
+            return login::login(a, &registries(&cli)?, &transfer::Transfers::new());
         }
         Command::Logout(a) => return login::logout(a),
         Command::Version(a) => return cli::system::version(a),
@@ -366,9 +363,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     );
     // Within the budget while content comes in, each commit followed by what eviction it needs.
     let evicted = (adds_content && budget != Default::default()).then(|| store.keep_within(budget, started));
+    // One runtime for every transfer of this process, quiesced before a container starts.
+    let transfers = transfer::Transfers::new();
     let code = match &cli.command {
-        Command::Pull(a) => cli::pull::run(&store, a, &registries(&cli)?),
-        Command::Push(a) => cli::push::run(&store, a, &registries(&cli)?),
+        Command::Pull(a) => cli::pull::run(&store, a, &registries(&cli)?, &transfers),
+        Command::Push(a) => cli::push::run(&store, a, &registries(&cli)?, &transfers),
         Command::Import(a) => import::run(&store, a),
         Command::Images(a) => images::images(&store, a),
         Command::Inspect(a) => cli::inspect::inspect(&store, a),
@@ -376,9 +375,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(a) => images::tag(&store, a),
         Command::Rmi(a) => images::rmi(&store, a),
         Command::Login(_) | Command::Logout(_) => unreachable!("handled before the store is opened"),
-        Command::Build(a) => cli::build::build(&store, a, &registries(&cli)?),
-        Command::Run(a) => cli::run::run(&store, a, &registries(&cli)?),
-        Command::Exec(a) => cli::run::exec(&store, a),
+        Command::Build(a) => cli::build::build(&store, a, &registries(&cli)?, &transfers),
+        Command::Run(a) => cli::run::run(&store, a, &registries(&cli)?, &transfers),
+        Command::Exec(a) => cli::run::exec(&store, a, &transfers),
         Command::Stop(a) => cli::control::stop(&store, a),
         Command::Kill(a) => cli::control::kill(&store, a),
         Command::Wait(a) => cli::control::wait(&store, a),
@@ -386,9 +385,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => cli::top::top(&store, a),
         Command::Attach(a) => cli::attach::attach(&store, a),
         Command::Cp(a) => cli::cp::cp(&store, a),
-        Command::Create(a) => containers::create(&store, a, &registries(&cli)?),
-        Command::Start(a) => cli::lifecycle::start(&store, a),
-        Command::ContainerMonitor(a) => cli::lifecycle::monitor(&store, a),
+        Command::Create(a) => containers::create(&store, a, &registries(&cli)?, &transfers),
+        Command::Start(a) => cli::lifecycle::start(&store, a, &transfers),
+        Command::ContainerMonitor(a) => cli::lifecycle::monitor(&store, a, &transfers),
         Command::Restart(a) => cli::lifecycle::restart(&store, a),
         Command::Rename(a) => cli::lifecycle::rename(&store, a),
         Command::Mount(a) => containers::mount(&store, a),

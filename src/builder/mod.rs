@@ -29,6 +29,7 @@ use layers_store::Store;
 
 use crate::registry::config::RegistriesConfig;
 use crate::run::Network;
+use crate::transfer::obtain;
 use frontend::instruction::{self, Instruction};
 use frontend::{pattern, words};
 
@@ -77,11 +78,13 @@ pub struct BuildRequest<'a> {
     /// Print nothing but errors.
     pub quiet: bool,
     /// How the pulls of base images show their progress (`--progress`, `-q`).
-    pub progress: crate::progress::Shown,
+    pub progress: crate::transfer::progress::Shown,
     /// RUN's network when a step names none.
     pub network: Network,
     /// Where registries are (FROM pulls).
     pub registries: &'a RegistriesConfig,
+    /// Runs the pulls and cache reads; quiesced before each RUN.
+    pub transfers: &'a crate::transfer::Transfers,
     /// Shared caches to look steps up in, in order.
     pub cache_from: Vec<cache::CacheFrom>,
     /// `--label`s: set on the final image's config after its last step, over its LABELs.
@@ -103,9 +106,10 @@ impl Built {
         &self,
         store: &Store,
         registries: &RegistriesConfig,
+        transfers: &crate::transfer::Transfers,
         to: &cache::CacheTo,
     ) -> anyhow::Result<cache::Exported> {
-        cache::export(store, registries, &self.imported, &self.made, self.target, to)
+        cache::export(store, registries, transfers, &self.imported, &self.made, self.target, to)
     }
 }
 
@@ -178,19 +182,15 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     // A base not stored is pulled with its progress shown (bars on a terminal, a
     // line per layer when piped) after the line saying why: a 20 s pull is not a hang.
     // (the image, whether it was pulled now)
+    let puller = obtain::Puller { transfers: a.transfers, registries: a.registries, shown: a.progress };
+    let policy = if a.pull { obtain::PullPolicy::Always } else { obtain::PullPolicy::Missing };
     let obtain = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<(ImageRow, bool)> {
-        if !a.pull {
-            if let Ok(row) = store.resolve(image) {
-                store.touch_image(&row.manifest)?;
-                return Ok((row, false));
+        let want = obtain::Want { name: image, platform, policy };
+        obtain::image(store, &puller, &want, &|_| {
+            if !a.quiet {
+                eprintln!("{why}");
             }
-        }
-        if !a.quiet {
-            eprintln!("{why}");
-        }
-        // The pull gets a handle of its own on the same store.
-        crate::pull::pull_image(store.reopen()?, image, platform, a.registries, true, a.progress)?;
-        Ok((store.resolve(image)?, true))
+        })
     };
     let base = |image: &str, platform: Option<&str>, why: &str| obtain(image, platform, why).map(|(row, _)| row);
     // With a shared cache, a FROM image not stored is only read from its registry:
@@ -200,7 +200,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
             let (row, pulled) = obtain(image, platform, why)?;
             return Ok(plan::Found { image: plan::FromImage::Stored(row), pulled });
         }
-        let remote = crate::pull::remote_image(image, platform, a.registries, true)?;
+        let remote = crate::transfer::pull::remote_image(a.transfers, image, platform, a.registries, true)?;
         Ok(plan::Found { image: plan::FromImage::Remote(Box::new(remote)), pulled: false })
     };
     let inputs = plan::Inputs {
@@ -214,6 +214,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         network: a.network,
         base: &base,
         max_download: store.limits().max_bytes,
+        transfers: a.transfers,
     };
     // The cache's manifest and config are fetched while the plan hashes the context.
     let (plan, imported) = std::thread::scope(|s| {
@@ -223,7 +224,13 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
                     eprintln!("{l}");
                 }
             };
-            cache::Imported::load(&a.cache_from, a.registries, &|w| eprintln!("layers: warning: {w}"), &say)
+            cache::Imported::load(
+                &a.cache_from,
+                a.registries,
+                a.transfers,
+                &|w| eprintln!("layers: warning: {w}"),
+                &say,
+            )
         });
         (plan::plan(&inputs, &file, &stages, &need), loading.join())
     });
@@ -231,7 +238,15 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     // A remote FROM image a step needs after all, pulled: the image planned on, or an error.
     let pull_base =
         |reference: &str, platform: Option<&str>, manifest: &layers_store::Digest| -> anyhow::Result<ImageRow> {
-            let got = crate::pull::pull_image(store.reopen()?, reference, platform, a.registries, true, a.progress)?;
+            let got = crate::transfer::pull::pull_image(
+                a.transfers,
+                store.reopen()?,
+                reference,
+                platform,
+                a.registries,
+                true,
+                a.progress,
+            )?;
             if got != *manifest {
                 bail!("FROM {reference}: it names {got} now, not {manifest} the build was planned on; build again");
             }
@@ -243,7 +258,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     // without it: what ran is in the store by then, so the rerun costs the steps the
     // failed source had covered.
     let (mut image, made) = loop {
-        let mut x = exec::Executor::new(store, context.clone(), ignore.clone(), &plan);
+        let mut x = exec::Executor::new(store, a.transfers, context.clone(), ignore.clone(), &plan);
         x.pull_base = Some(&pull_base);
         x.no_cache = a.no_cache;
         x.quiet = a.quiet;

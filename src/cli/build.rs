@@ -112,13 +112,20 @@ fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) ->
 }
 
 /// `layers build`.
-pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+pub fn build(
+    store: &Store,
+    a: &BuildArgs,
+    registries: &RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
+) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let progress = match a.progress {
-        _ if a.quiet => crate::progress::Shown::Quiet,
-        ProgressMode::Plain => crate::progress::Shown::Lines,
-        ProgressMode::Auto => crate::progress::Shown::Auto,
-        ProgressMode::Tty if std::io::IsTerminal::is_terminal(&std::io::stderr()) => crate::progress::Shown::Auto,
+        _ if a.quiet => crate::transfer::progress::Shown::Quiet,
+        ProgressMode::Plain => crate::transfer::progress::Shown::Lines,
+        ProgressMode::Auto => crate::transfer::progress::Shown::Auto,
+        ProgressMode::Tty if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            crate::transfer::progress::Shown::Auto
+        }
         ProgressMode::Tty => bail!("--progress tty: stderr is not a terminal (use auto or plain)"),
     };
     let tags = a
@@ -148,6 +155,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
         pull: a.pull,
         quiet: a.quiet,
         progress,
+        transfers,
         network: a.network,
         registries,
         cache_from,
@@ -163,7 +171,7 @@ pub fn build(store: &Store, a: &BuildArgs, registries: &RegistriesConfig) -> any
     }
     // After the image is tagged: a failed export leaves the build's result in the store.
     for (to, spec) in cache_to.iter().zip(&a.cache_to) {
-        let exported = built.export(store, registries, to).with_context(|| format!("--cache-to {spec}"))?;
+        let exported = built.export(store, registries, transfers, to).with_context(|| format!("--cache-to {spec}"))?;
         if !a.quiet {
             eprintln!("exported {exported} to {}", to.name());
         }

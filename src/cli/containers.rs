@@ -19,7 +19,7 @@ pub struct CreateArgs {
     options: super::options::ContainerOptions,
     /// Pull the image first: `missing` (when not in the store), `always`, `never`.
     #[arg(long, value_enum, default_value_t)]
-    pull: crate::cli::pull::PullPolicy,
+    pull: crate::transfer::obtain::PullPolicy,
     /// Platform to pull for: os/arch[/variant].
     #[arg(long)]
     platform: Option<String>,
@@ -93,9 +93,11 @@ pub fn create(
     store: &Store,
     a: &CreateArgs,
     registries: &crate::registry::config::RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
     let config = a.options.to_config()?;
-    let img = crate::cli::pull::image_for_container(store, &config.image, a.pull, a.platform.as_deref(), registries)?;
+    let img =
+        super::run::image_for_container(store, &config.image, a.pull, a.platform.as_deref(), registries, transfers)?;
     let c = crate::run::container::lifecycle::create(store, &img, a.options.name.as_deref(), config, Lifetime::Kept)?;
     outln!("{}", c.id);
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ use layers_store::{ContainerRow, Store};
 use crate::run::container::lifecycle::{self, NotStarted};
 use crate::run::container::{ContainerConfig, ContainerDir};
 use crate::run::state;
+use crate::transfer::Transfers;
 
 /// Arguments of `layers start`.
 #[derive(Args)]
@@ -58,13 +59,13 @@ pub struct MonitorArgs {
 }
 
 /// A detached container's monitor (started by `lifecycle::start_detached`).
-pub fn monitor(store: &Store, a: &MonitorArgs) -> anyhow::Result<ExitCode> {
-    lifecycle::serve_monitor(store, &a.id, a.creator_lock).map(ExitCode::from)
+pub fn monitor(store: &Store, a: &MonitorArgs, transfers: &Transfers) -> anyhow::Result<ExitCode> {
+    lifecycle::serve_monitor(store, &a.id, a.creator_lock, &transfers.quiesce()).map(ExitCode::from)
 }
 
 /// `layers start`: each container under a monitor of its own (printing its name, as
 /// Docker), or with `-a` attached in this process.
-pub fn start(store: &Store, a: &StartArgs) -> anyhow::Result<ExitCode> {
+pub fn start(store: &Store, a: &StartArgs, transfers: &Transfers) -> anyhow::Result<ExitCode> {
     if a.attach || a.interactive {
         let [name] = a.containers.as_slice() else { bail!("start -a: one container at a time") };
         let c = store.resolve_container(name)?;
@@ -74,7 +75,7 @@ pub fn start(store: &Store, a: &StartArgs) -> anyhow::Result<ExitCode> {
             // Docker attaches to a container already running.
             return super::attach::attach_to(store, &c, a.interactive, true, None);
         }
-        let outcome = lifecycle::run_attached(store, &c, a.interactive)?;
+        let outcome = lifecycle::run_attached(store, &c, a.interactive, &transfers.quiesce())?;
         if let Some(message) = &outcome.not_run {
             eprintln!("layers: {message}");
         }

@@ -34,7 +34,11 @@ pub struct LogoutArgs {
     registry: String,
 }
 
-pub fn login(a: &LoginArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+pub fn login(
+    a: &LoginArgs,
+    registries: &RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
+) -> anyhow::Result<ExitCode> {
     let host = normalize_host(&a.registry);
     // Asked in Docker's order: the user name, then the password.
     let user = match &a.username {
@@ -66,8 +70,7 @@ pub fn login(a: &LoginArgs, registries: &RegistriesConfig) -> anyhow::Result<Exi
     }
     let creds = Credentials { user, password };
     let plain_http = registries.endpoints(&host).last().is_some_and(|e| e.plain_http);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
-    rt.block_on(verify(&host, &creds, plain_http, a.tls_verify))?;
+    transfers.block_on(verify(&host, &creds, plain_http, a.tls_verify))??;
     let place = credentials::save(&host, &creds)?;
     eprintln!("credentials saved in {place}");
     outln!("Login Succeeded");

@@ -6,8 +6,8 @@ use anyhow::bail;
 use clap::Args;
 use layers_store::{Reference, ShortNames, Store};
 
-use crate::push::{push_image, PushOptions};
 use crate::registry::config::RegistriesConfig;
+use crate::transfer::push::{push_image, PushOptions};
 
 /// Arguments of `layers push`.
 #[derive(Args)]
@@ -27,7 +27,12 @@ pub struct PushArgs {
     tls_verify: bool,
 }
 
-pub fn run(store: &Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+pub fn run(
+    store: &Store,
+    a: &PushArgs,
+    registries: &RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
+) -> anyhow::Result<ExitCode> {
     let image = store.resolve(&a.image)?;
     if a.destination.is_none() {
         // `demo:1` made here is `localhost/demo:1`: it has no registry to go back to,
@@ -49,7 +54,7 @@ pub fn run(store: &Store, a: &PushArgs, registries: &RegistriesConfig) -> anyhow
         bail!("push {dest}: give a tag to push to, not a digest");
     }
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
-    let digest = push_image(store.reopen()?, &image, &dest, registries, &o)?;
+    let digest = push_image(transfers, store.reopen()?, &image, &dest, registries, &o)?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

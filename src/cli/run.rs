@@ -8,11 +8,12 @@ use layers_store::containers::Lifetime;
 use layers_store::Store;
 
 use super::options::ContainerOptions;
-use crate::cli::pull::{image_for_container, PullPolicy};
 use crate::registry::config::RegistriesConfig;
 use crate::run::container::config::Restart;
 use crate::run::container::lifecycle;
 use crate::run::ExecSpec;
+use crate::transfer::obtain::{self, PullPolicy};
+use crate::transfer::Transfers;
 
 /// Arguments of `layers run`.
 #[derive(Args)]
@@ -30,14 +31,19 @@ pub struct RunArgs {
     platform: Option<String>,
 }
 
-pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow::Result<ExitCode> {
+pub fn run(
+    store: &Store,
+    a: &RunArgs,
+    registries: &RegistriesConfig,
+    transfers: &Transfers,
+) -> anyhow::Result<ExitCode> {
     let o = &a.options;
     let config = o.to_config()?;
     if !a.detach && o.restart != Restart::No {
         bail!("--restart {}: only for a detached container (-d), which a monitor can start again", o.restart.name());
     }
     super::lifecycle::check_tty(o.tty, o.interactive && !a.detach)?;
-    let img = image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries)?;
+    let img = image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries, transfers)?;
     // A container its own `layers run` (or, detached, its monitor) removes is swept
     // should that process be killed.
     let lifetime = if o.rm { Lifetime::Ephemeral } else { Lifetime::Kept };
@@ -55,7 +61,7 @@ pub fn run(store: &Store, a: &RunArgs, registries: &RegistriesConfig) -> anyhow:
             Err(e) => super::lifecycle::not_started(e),
         };
     }
-    let outcome = lifecycle::run_attached(store, &c, o.interactive)?;
+    let outcome = lifecycle::run_attached(store, &c, o.interactive, &transfers.quiesce())?;
     if let Some(message) = &outcome.not_run {
         eprintln!("layers: {message}");
     }
@@ -88,7 +94,7 @@ pub struct ExecArgs {
 }
 
 /// `layers exec`.
-pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+pub fn exec(store: &Store, a: &ExecArgs, transfers: &Transfers) -> anyhow::Result<ExitCode> {
     super::lifecycle::check_tty(a.tty, a.interactive)?;
     let c = store.resolve_container(&a.container)?;
     let spec = ExecSpec {
@@ -99,9 +105,29 @@ pub fn exec(store: &Store, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         interactive: a.interactive,
         tty: a.tty,
     };
-    let ended = crate::run::exec_in(store, &c, &spec)?;
+    let ended = crate::run::exec_in(store, &c, &spec, &transfers.quiesce())?;
     if let Some(message) = &ended.not_run {
         eprintln!("layers: {message}");
     }
     Ok(ExitCode::from(ended.code))
+}
+
+/// The image `run` and `create` start from: stored, or pulled as `--pull` says, with
+/// `pull`'s progress after Docker's "Unable to find image" line.
+pub fn image_for_container(
+    store: &Store,
+    name: &str,
+    policy: PullPolicy,
+    platform: Option<&str>,
+    registries: &RegistriesConfig,
+    transfers: &Transfers,
+) -> anyhow::Result<layers_store::metadata::ImageRow> {
+    let puller = obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto };
+    let want = obtain::Want { name, platform, policy };
+    let (row, _) = obtain::image(store, &puller, &want, &|missing| {
+        if missing {
+            eprintln!("Unable to find image '{name}' locally");
+        }
+    })?;
+    Ok(row)
 }

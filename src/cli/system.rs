@@ -32,7 +32,7 @@ fn print(
 }
 
 fn os_arch() -> String {
-    format!("linux/{}", crate::platform::Platform::host().architecture)
+    format!("linux/{}", crate::transfer::platform::Platform::host().architecture)
 }
 
 /// `layers version`.
@@ -43,7 +43,7 @@ pub fn version(a: &FormatArgs) -> anyhow::Result<ExitCode> {
         "Version": env!("CARGO_PKG_VERSION"),
         "StoreFormat": layers_store::metadata::FORMAT_VERSION,
         "Os": "linux",
-        "Arch": crate::platform::Platform::host().architecture,
+        "Arch": crate::transfer::platform::Platform::host().architecture,
     });
     let mut server = client.clone();
     server["KernelVersion"] = kernel_release().into();
@@ -93,7 +93,7 @@ pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
         "UserNamespaces": userns,
         "KernelVersion": kernel_release(),
         "OSType": "linux",
-        "Architecture": crate::platform::Platform::host().architecture,
+        "Architecture": crate::transfer::platform::Platform::host().architecture,
     });
     print(v, a.format.as_deref(), |v| {
         let yes = |k: &str| if v[k] == true { "yes" } else { "no" };

@@ -75,7 +75,13 @@ pub struct ExecSpec {
 
 /// A process in a running container's namespaces, cgroup, identity and seccomp
 /// profile (`layers exec`); returns how it ended.
-pub fn exec_in(store: &Store, c: &ContainerRow, a: &ExecSpec) -> anyhow::Result<Ended> {
+/// Forked from this process, which no transfer thread may share (`Quiesced`).
+pub fn exec_in(
+    store: &Store,
+    c: &ContainerRow,
+    a: &ExecSpec,
+    _single_threaded: &crate::transfer::Quiesced,
+) -> anyhow::Result<Ended> {
     let Some(r) = state::running(store, c) else { bail!("exec {}: container is not running", c.name) };
     let user = match &a.user {
         Some(u) => users::resolve(u, &store.container_view(c)?.lowers).map_err(anyhow::Error::msg)?,

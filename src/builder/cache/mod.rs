@@ -182,6 +182,7 @@ impl Imported {
     pub fn load(
         from: &[CacheFrom],
         registries: &RegistriesConfig,
+        transfers: &crate::transfer::Transfers,
         warn: &dyn Fn(&str),
         say: &dyn Fn(&str),
     ) -> Imported {
@@ -192,12 +193,11 @@ impl Imported {
                     let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
                     Ok((Source::Local(source), steps))
                 }),
-                CacheFrom::Registry { reference } => {
-                    registry::RegistrySource::open(reference, registries).and_then(|(source, manifest, config)| {
+                CacheFrom::Registry { reference } => registry::RegistrySource::open(reference, registries, transfers)
+                    .and_then(|(source, manifest, config)| {
                         let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
                         Ok((Source::Registry(Box::new(source)), steps))
-                    })
-                }
+                    }),
             };
             match read {
                 Ok((source, steps)) => {
@@ -257,15 +257,6 @@ impl Imported {
             let missing: Vec<&format::CachedLayer> =
                 step.layers.iter().filter(|l| !store.has_layer(&l.diff_id, &l.blob.digest).unwrap_or(false)).collect();
             let _ = s.prefetch(store, &missing);
-        }
-    }
-
-    /// Waits for the prefetches and stops their threads (before a container starts).
-    pub fn settle(&self) {
-        for s in &self.sources {
-            if let Source::Registry(r) = s {
-                r.settle();
-            }
         }
     }
 
@@ -345,6 +336,7 @@ impl CacheFrom {
 pub fn export(
     store: &Store,
     registries: &RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
     imported: &Imported,
     made: &[Made],
     target: usize,
@@ -411,7 +403,7 @@ pub fn export(
             let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
             let siblings: Vec<String> =
                 imported.repositories_on(&r.registry).into_iter().filter(|s| *s != r.repository).collect();
-            registry::export(store, reference, registries, &config, &desc, &layers, &siblings)?
+            registry::export(store, transfers, reference, registries, (&desc, &config), &layers, &siblings)?
         }
     };
     Ok(Exported { steps: steps.len(), sent })

@@ -5,40 +5,31 @@
 //! Written: blobs the registry has are not sent again (HEAD first, a mount from
 //! another repository of the same registry), then the config and the manifest.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use layers_store::digest::Digest;
 use layers_store::oci::Descriptor;
 use layers_store::{Reference, ShortNames, Store};
 
-use tokio::task::JoinHandle;
-
 use super::format::CachedLayer;
 use crate::registry::config::RegistriesConfig;
 use crate::registry::resume::{self, Notices};
-use crate::registry::Repository;
+use crate::transfer::remote::{Remote, Sent};
+use crate::transfer::Transfers;
 
 /// A cache ref to read from.
 pub struct RegistrySource {
-    repo: Arc<Repository>,
+    remote: Remote,
     /// `HOST/NAME`, for mounts into another repository of the same registry.
     pub reference: Reference,
-    /// Runs the layer fetches, also while the build goes on (`prefetch`): the one
-    /// that read the manifest, stopped before a container starts (`settle`) and
-    /// started again by a later fetch.
-    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Runs the layer fetches, also while the build goes on (`prefetch`), in the
+    /// background; quiesced before a container starts.
+    transfers: Transfers,
     /// Four fetches at once, as a pull does.
     limit: Arc<tokio::sync::Semaphore>,
-    /// Fetches started and not waited for yet, by blob digest.
-    started: Mutex<BTreeMap<Digest, JoinHandle<anyhow::Result<()>>>>,
     /// The fetch tasks' own handle on the store, opened with the first.
-    handle: Mutex<Option<Arc<Store>>>,
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")
+    handle: std::sync::Mutex<Option<Arc<Store>>>,
 }
 
 /// How long reading a registry cache's manifest and config may take:
@@ -52,25 +43,32 @@ fn silent() -> Notices {
     Arc::new(|_: &str| {})
 }
 
+/// The background task's key for fetching `blob`.
+fn key(blob: &Digest) -> String {
+    format!("cache layer {blob}")
+}
+
 impl RegistrySource {
     /// Fetches the cache manifest `reference` names and its config, both verified.
-    pub fn open(reference: &str, registries: &RegistriesConfig) -> anyhow::Result<(RegistrySource, Vec<u8>, Vec<u8>)> {
+    pub fn open(
+        reference: &str,
+        registries: &RegistriesConfig,
+        transfers: &Transfers,
+    ) -> anyhow::Result<(RegistrySource, Vec<u8>, Vec<u8>)> {
         let r = Reference::parse(reference, ShortNames::DockerHub)?;
-        let repo = Arc::new(crate::push::open_repository(&r, registries, true, &[])?);
+        let remote = Remote::open(&r, registries, true, &[])?;
         let wanted = r.digest.map(|d| d.to_string()).or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
-        let rt = runtime()?;
         let limit = open_timeout();
-        let (manifest, config) = rt.block_on(async {
+        let (manifest, config) = transfers.block_on(async {
             let read = async {
                 let notices = silent();
-                let (manifest, _) =
-                    crate::pull::fetch_manifest(&repo, &wanted, r.digest, resume::MAX_TRIES, &notices).await?;
+                let (manifest, _) = remote.manifest(&wanted, r.digest, resume::MAX_TRIES, &notices).await?;
                 let config = match super::format::embedded_config(&manifest).map_err(|e| anyhow!("{reference}: {e}"))? {
                     Some(c) => c,
                     None => {
                         let m: layers_store::oci::Manifest =
                             serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
-                        crate::pull::fetch_json_blob(repo.clone(), &m.config, notices).await?
+                        remote.json_blob(&m.config, notices).await?
                     }
                 };
                 anyhow::Ok((manifest, config))
@@ -79,15 +77,13 @@ impl RegistrySource {
             tokio::time::timeout(limit, read)
                 .await
                 .map_err(|_| anyhow!("no cache read within {}s ($LAYERS_CACHE_FROM_TIMEOUT)", limit.as_secs_f64()))?
-        })?;
+        })??;
         let source = RegistrySource {
-            repo,
+            remote,
             reference: r,
-            // Kept: the layer fetches reuse its threads and its connection to the registry.
-            rt: Mutex::new(Some(rt)),
+            transfers: transfers.clone(),
             limit: Arc::new(tokio::sync::Semaphore::new(4)),
-            started: Mutex::default(),
-            handle: Mutex::default(),
+            handle: std::sync::Mutex::default(),
         };
         Ok((source, manifest, config))
     }
@@ -95,7 +91,6 @@ impl RegistrySource {
     /// Starts streaming each of `layers` into the store (verified, unpacked,
     /// committed) unless already started; the build goes on meanwhile.
     pub fn prefetch(&self, store: &Store, layers: &[&CachedLayer]) -> anyhow::Result<()> {
-        let rt = self.runtime()?;
         let handle = {
             let mut h = self.handle.lock().map_err(|_| anyhow!("a fetch panicked"))?;
             match &*h {
@@ -103,24 +98,19 @@ impl RegistrySource {
                 None => h.insert(Arc::new(store.reopen()?)).clone(),
             }
         };
-        let mut started = self.started.lock().map_err(|_| anyhow!("a fetch panicked"))?;
-        let events = crate::progress::Progress::lines(true);
+        let events = crate::transfer::progress::Progress::lines(true);
         for l in layers {
-            if started.contains_key(&l.blob.digest) {
-                continue;
-            }
-            let (repo, handle, limit, blob, diff) =
-                (self.repo.clone(), handle.clone(), self.limit.clone(), l.blob.clone(), l.diff_id);
+            let (remote, handle, limit, blob, diff) =
+                (self.remote.clone(), handle.clone(), self.limit.clone(), l.blob.clone(), l.diff_id);
             let line = events.layer(&blob.digest.short(), blob.size);
             let what = format!("cache {}: layer {}", self.reference, blob.digest);
-            let task = rt.spawn(async move {
+            self.transfers.spawn_background(&key(&l.blob.digest), async move {
                 let _permit = limit.acquire_owned().await?;
                 let (_, _, ingest) =
-                    crate::pull::fetch_layer(repo, handle.clone(), blob, diff, silent(), line).await.context(what)?;
+                    remote.fetch_layer(handle.clone(), blob, diff, silent(), line).await.context(what)?;
                 tokio::task::spawn_blocking(move || handle.commit(ingest)).await??;
                 anyhow::Ok(())
-            });
-            started.insert(l.blob.digest, task);
+            })?;
         }
         Ok(())
     }
@@ -131,50 +121,13 @@ impl RegistrySource {
             return Ok(());
         }
         self.prefetch(store, layers)?;
-        let rt = self.runtime()?;
-        let tasks: Vec<_> = {
-            let mut started = self.started.lock().map_err(|_| anyhow!("a fetch panicked"))?;
-            layers.iter().filter_map(|l| started.remove(&l.blob.digest)).collect()
-        };
         let mut first_error = None;
-        for t in tasks {
-            if let Err(e) = rt.block_on(t).map_err(anyhow::Error::from).and_then(|r| r) {
+        for l in layers {
+            if let Some(Err(e)) = self.transfers.join(&key(&l.blob.digest)) {
                 first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// A handle on the fetch runtime, started if it is not running.
-    fn runtime(&self) -> anyhow::Result<tokio::runtime::Handle> {
-        let mut rt = self.rt.lock().map_err(|_| anyhow!("a fetch panicked"))?;
-        Ok(match &*rt {
-            Some(r) => r.handle().clone(),
-            None => rt.insert(runtime()?).handle().clone(),
-        })
-    }
-
-    /// Waits for every fetch started and stops the runtime's threads: a container
-    /// is started from a single-threaded process. A fetch that failed is tried
-    /// again, and its error shown, where its layer is needed.
-    pub fn settle(&self) {
-        let Ok(mut rt) = self.rt.lock() else { return };
-        let Some(r) = rt.take() else { return };
-        let tasks = self.started.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
-        for (_, t) in tasks {
-            let _ = r.block_on(t);
-        }
-        r.shutdown_timeout(std::time::Duration::from_secs(5));
-    }
-}
-
-impl Drop for RegistrySource {
-    fn drop(&mut self) {
-        // A prefetch nobody waited for (the build failed first) is abandoned: its
-        // ingest is staged under tmp/ and never committed.
-        if let Some(rt) = self.rt.get_mut().ok().and_then(Option::take) {
-            rt.shutdown_timeout(std::time::Duration::from_secs(5));
-        }
     }
 }
 
@@ -183,10 +136,10 @@ impl Drop for RegistrySource {
 /// repositories of the same registry to mount from).
 pub fn export(
     store: &Store,
+    transfers: &Transfers,
     reference: &str,
     registries: &RegistriesConfig,
-    config: &[u8],
-    config_desc: &Descriptor,
+    (config_desc, config): (&Descriptor, &[u8]),
     layers: &[Descriptor],
     siblings: &[String],
 ) -> anyhow::Result<super::Sent> {
@@ -201,16 +154,23 @@ pub fn export(
         layers.iter().map(|d| (store.blob_path(&d.digest), d.clone())).collect();
     blobs.push((config_path, config_desc.clone()));
     let manifest = super::format::manifest(config_desc, config, layers)?;
-    let repo = crate::push::open_repository(&r, registries, true, siblings)?;
+    let remote = Remote::open(&r, registries, true, siblings)?;
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-    let o = crate::push::PushOptions { chunk_size: 0, tls_verify: true, quiet: true };
-    let sent =
-        crate::push::push_parts(repo, siblings, blobs, &tag, (layers_store::oci::MEDIA_TYPE_MANIFEST, &manifest), &o)?;
+    let o = crate::transfer::push::PushOptions { chunk_size: 0, tls_verify: true, quiet: true };
+    let sent = crate::transfer::push::push_parts(
+        transfers,
+        &remote,
+        siblings,
+        blobs,
+        &tag,
+        (layers_store::oci::MEDIA_TYPE_MANIFEST, &manifest),
+        &o,
+    )?;
     let mut out = super::Sent::default();
     for l in layers {
         match sent.iter().find(|(d, _)| *d == l.digest).map(|(_, s)| s) {
-            Some(crate::push::Sent::Uploaded(n)) => out.add(*n),
-            Some(crate::push::Sent::Mounted(_)) => out.add(0),
+            Some(Sent::Uploaded(n)) => out.add(*n),
+            Some(Sent::Mounted(_)) => out.add(0),
             _ => {}
         }
     }

@@ -33,6 +33,8 @@ use layers_store::digest::Digest;
 /// What every step of a build shares.
 pub struct Executor<'a> {
     pub store: &'a Store,
+    /// Pulls and cache fetches run here; quiesced before a RUN starts its container.
+    pub transfers: &'a crate::transfer::Transfers,
     /// The context directory (canonical).
     pub context: PathBuf,
     /// `.dockerignore`.
@@ -142,9 +144,16 @@ pub type PullBase<'a> = &'a dyn Fn(&str, Option<&str>, &Digest) -> anyhow::Resul
 
 impl<'a> Executor<'a> {
     /// An executor of `plan`'s steps.
-    pub fn new(store: &'a Store, context: PathBuf, ignore: Patterns, plan: &Plan) -> Executor<'a> {
+    pub fn new(
+        store: &'a Store,
+        transfers: &'a crate::transfer::Transfers,
+        context: PathBuf,
+        ignore: Patterns,
+        plan: &Plan,
+    ) -> Executor<'a> {
         Executor {
             store,
+            transfers,
             context,
             ignore,
             no_cache: false,

@@ -23,8 +23,6 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
     // Made first: a mount from a stage may need that stage's image fetched. The views
     // behind the mounts live until the command is over.
     let StepMounts { binds, tmpfs, views: _views, roots: _roots } = mounts(x, &r.mounts)?;
-    // A container is started from a single-threaded process: no fetch goes on behind it.
-    x.cache.settle();
     x.in_step_container(state, step, |c| {
         let spec = RunSpec {
             overrides: Overrides {
@@ -41,7 +39,9 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
             ..RunSpec::defaults(if x.quiet { Output::Discard } else { Output::Inherit })?
         };
         let image = c.image.hex().to_string();
-        let ended = run_container(x.store, c, &config, &image, &spec)?;
+        // Last before the start: getting the step's image may have fetched layers.
+        let quiesced = x.transfers.quiesce();
+        let ended = run_container(x.store, c, &config, &image, &spec, &quiesced)?;
         if let Some(message) = &ended.not_run {
             eprintln!("layers: {message}");
         }

@@ -149,7 +149,7 @@ pub fn plan(
             .transpose()?;
         let mut names = Vec::new();
         for url in &sources {
-            names.push(download(url, dir.path(), want, plan_inputs.max_download)?);
+            names.push(download(plan_inputs.transfers, url, dir.path(), want, plan_inputs.max_download)?);
         }
         sources = names;
         let tree = Tree::open(dir.path(), "downloads")?;
@@ -202,7 +202,13 @@ pub fn plan(
 
 /// Fetches `url` into `dir` under its last path component (mode 0600, as BuildKit
 /// gives it), streamed: at most `max` bytes, hashed on the way, `want` enforced.
-fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Result<String> {
+fn download(
+    transfers: &crate::transfer::Transfers,
+    url: &str,
+    dir: &Path,
+    want: Option<Digest>,
+    max: u64,
+) -> anyhow::Result<String> {
     let name = url
         .split(['?', '#'])
         .next()
@@ -212,7 +218,6 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
         .unwrap_or("index.html")
         .to_string();
     let path = dir.join(&name);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let stall = crate::registry::stall_timeout();
     let client = reqwest::Client::builder()
@@ -220,7 +225,7 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
         .connect_timeout(std::time::Duration::from_secs(30))
         .read_timeout(stall)
         .build()?;
-    let got = rt
+    let got = transfers
         .block_on(async {
             // The same pace rules as a pull: headers within one window, then at least
             // $LAYERS_MIN_RATE bytes a second over each window.
@@ -267,6 +272,7 @@ fn download(url: &str, dir: &Path, want: Option<Digest>, max: u64) -> anyhow::Re
             }
             anyhow::Ok(hasher.finish())
         })
+        .and_then(|r| r)
         .with_context(|| format!("ADD {url}"))?;
     if let Some(w) = want.filter(|w| *w != got) {
         bail!("ADD {url}: checksum mismatch: want {w}, got {got}");

@@ -51,6 +51,8 @@ pub struct Inputs<'a> {
     pub from: Finder<'a, Found>,
     /// `--max-layer-size`: the cap on an `ADD` URL's body too.
     pub max_download: u64,
+    /// Runs `ADD` URL downloads.
+    pub transfers: &'a crate::transfer::Transfers,
 }
 
 /// A planned build.
@@ -73,7 +75,7 @@ pub struct Found {
 /// What a FROM names, found.
 pub enum FromImage {
     Stored(ImageRow),
-    Remote(Box<crate::pull::RemoteImage>),
+    Remote(Box<crate::transfer::pull::RemoteImage>),
 }
 
 /// Where a stage starts.

@@ -50,6 +50,7 @@ fn keys(store: &Store, base: &ImageRow, context: &Path) -> Vec<(String, String)>
         base: &find,
         from: &from,
         max_download: 1 << 20,
+        transfers: &crate::transfer::Transfers::new(),
     };
     let plan = plan(&inputs, "Dockerfile", &stages, &need).unwrap();
     let mut out = Vec::new();

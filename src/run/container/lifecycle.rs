@@ -16,6 +16,7 @@ use super::monitor::{self, Report, Started};
 use super::process::{self, Output};
 use super::state;
 use crate::run::control::{pidfd, stop_signal, wait_exit};
+use crate::transfer::Quiesced;
 
 /// Restarts wait 100 ms, then twice as long each time, up to this (as Docker).
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
@@ -72,10 +73,10 @@ pub struct Outcome {
 
 /// Runs created `c` once with our terminal (its output is ours too); `interactive`:
 /// our stdin as well, when it was created with `-i`. Removed after when `--rm`.
-pub fn run_attached(store: &Store, c: &ContainerRow, interactive: bool) -> anyhow::Result<Outcome> {
+pub fn run_attached(store: &Store, c: &ContainerRow, interactive: bool, q: &Quiesced) -> anyhow::Result<Outcome> {
     let mut config = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
     config.interactive &= interactive;
-    let outcome = run_created(store, c, &config, None);
+    let outcome = run_created(store, c, &config, None, q);
     finish(store, c, &config)?;
     outcome
 }
@@ -102,7 +103,7 @@ pub struct NotStarted {
 /// In a container's monitor (the hidden verb that [`start_detached`] runs): runs it
 /// as its restart policy says until it stops for good or is asked to; `lock`: its
 /// starter passed the creator lock of a `--rm` container. Returns its last exit code.
-pub fn serve_monitor(store: &Store, id: &str, lock: bool) -> anyhow::Result<u8> {
+pub fn serve_monitor(store: &Store, id: &str, lock: bool, q: &Quiesced) -> anyhow::Result<u8> {
     let c = store.resolve_container(id)?;
     let report = Rc::new(Report::inherited(store, &c, lock)?);
     let config = match ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string()) {
@@ -112,7 +113,7 @@ pub fn serve_monitor(store: &Store, id: &str, lock: bool) -> anyhow::Result<u8> 
             return Err(e);
         }
     };
-    let outcome = run_created(store, &c, &config, Some(Rc::clone(&report)));
+    let outcome = run_created(store, &c, &config, Some(Rc::clone(&report)), q);
     match &outcome {
         Ok(Outcome { code, not_run: Some(message) }) => report.failed(*code, message.clone()),
         Err(e) => report.failed(125, format!("{e:#}")),
@@ -129,6 +130,7 @@ fn run_created(
     c: &ContainerRow,
     config: &ContainerConfig,
     report: Option<Rc<Report>>,
+    q: &Quiesced,
 ) -> anyhow::Result<Outcome> {
     let detached = report.is_some();
     let img = store
@@ -146,7 +148,7 @@ fn run_created(
         let began = Instant::now();
         let spec = config.spec(store, c.short_id(), Output::Logged { log: config.log, echo: !detached });
         let spec = spec.map(|s| process::RunSpec { report: report.clone(), ..s });
-        let ended = match spec.and_then(|s| process::run_container(store, c, &image_config, &config.image, &s)) {
+        let ended = match spec.and_then(|s| process::run_container(store, c, &image_config, &config.image, &s, q)) {
             Ok(e) => e,
             Err(e) => break Err(e),
         };

@@ -16,6 +16,7 @@ use super::monitor::Report;
 use super::{files, state};
 use crate::run::log::{LogOptions, LogWriter};
 use crate::run::{cgroup, child, console, spec, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
+use crate::transfer::Quiesced;
 
 /// A container's network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -124,13 +125,15 @@ pub struct Ended {
 }
 
 /// Runs `s` in `container` (made on an image whose runtime defaults are `config`),
-/// waits for it and records how it ended. `image` names the image in messages.
+/// waits for it and records how it ended. `image` names the image in messages. The
+/// process is forked from this one, which no transfer thread may share (`Quiesced`).
 pub fn run_container(
     store: &Store,
     container: &ContainerRow,
     config: &RuntimeConfig,
     image: &str,
     s: &RunSpec,
+    _single_threaded: &Quiesced,
 ) -> anyhow::Result<Ended> {
     let process = spec::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;

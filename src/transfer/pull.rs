@@ -4,23 +4,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use futures_util::TryStreamExt;
+use anyhow::{bail, Context};
 use layers_store::mount::MAX_LAYERS;
 use layers_store::oci::{Descriptor, ImageConfig, Manifest};
 use layers_store::unpack::Unpacked;
-use layers_store::{Digest, FetchClaim, ImageBlobs, Ingest, LayerExpect, Reference, ShortNames, Store};
+use layers_store::{Digest, FetchClaim, ImageBlobs, Ingest, Reference, ShortNames, Store};
 use serde_json::Value;
 use tokio::sync::Semaphore;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::platform::{describe, Platform};
-use crate::progress::{LayerLine, Progress};
+use super::platform::{describe, Platform};
+use super::progress::{LayerLine, Progress};
+use super::remote::Remote;
 use crate::registry::config::{Endpoint, RegistriesConfig};
-use crate::registry::credentials;
-use crate::registry::resume::{self, Notices};
-use crate::registry::{Repository, ACCEPTED, DOCKER_LIST, OCI_INDEX};
-use layers_store::oci::MAX_JSON;
+use crate::registry::resume;
+use crate::registry::{DOCKER_LIST, OCI_INDEX};
 
 /// Layers fetched at once.
 const PARALLEL_LAYERS: usize = 4;
@@ -34,24 +31,23 @@ const COMMIT_BATCH: usize = 32;
 /// and returns its manifest digest: `layers pull`, and a build's FROM. The runtime and
 /// its threads are gone when this returns.
 pub fn pull_image(
+    transfers: &super::Transfers,
     store: Store,
     reference: &str,
     platform: Option<&str>,
     registries: &RegistriesConfig,
     tls_verify: bool,
-    shown: crate::progress::Shown,
+    shown: crate::transfer::progress::Shown,
 ) -> anyhow::Result<Digest> {
     let platform_arg = platform;
     let (reference, endpoints, platform) = target(reference, platform, registries)?;
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("start runtime")?;
     let events = Progress::new(shown);
     // A platform asked for must be the image's own; the host's is a preference only.
     let required = platform_arg.is_some().then_some(&platform);
-    let digest = rt.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, required, tls_verify, &events));
+    let digest =
+        transfers.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, required, tls_verify, &events));
     events.finish();
-    drop(rt);
-    digest
+    digest?
 }
 
 /// What a pull or a remote read starts from: the reference, where to fetch it, the platform.
@@ -71,7 +67,7 @@ fn target(
 
 /// An image manifest's bytes checked, and its config fetched, verified and matched to it.
 async fn manifest_and_config(
-    repo: &Arc<Repository>,
+    repo: &Remote,
     reference: &Reference,
     bytes: &[u8],
     digest: &Digest,
@@ -79,7 +75,7 @@ async fn manifest_and_config(
 ) -> anyhow::Result<(Manifest, Vec<u8>, ImageConfig)> {
     let manifest: Manifest = serde_json::from_slice(bytes).with_context(|| format!("parse manifest {digest}"))?;
     check_manifest(&manifest).with_context(|| reference.to_string())?;
-    let config_bytes = fetch_json_blob(repo.clone(), &manifest.config, events.notices()).await?;
+    let config_bytes = repo.json_blob(&manifest.config, events.notices()).await?;
     let config: ImageConfig =
         serde_json::from_slice(&config_bytes).with_context(|| format!("parse config {}", manifest.config.digest))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -102,74 +98,25 @@ pub struct RemoteImage {
 /// verified, without fetching a layer or writing to a store: a build keys a FROM on
 /// it and fetches the layers only where a step needs them.
 pub fn remote_image(
+    transfers: &super::Transfers,
     reference: &str,
     platform: Option<&str>,
     registries: &RegistriesConfig,
     tls_verify: bool,
 ) -> anyhow::Result<RemoteImage> {
     let (reference, endpoints, platform) = target(reference, platform, registries)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start runtime")?;
-    rt.block_on(async {
-        let events = Progress::new(crate::progress::Shown::Quiet);
-        let (repo, mut bytes, mut digest) = first_endpoint(&reference, &endpoints, tls_verify, &events).await?;
+    transfers.block_on(async {
+        let events = Progress::new(crate::transfer::progress::Shown::Quiet);
+        let (repo, mut bytes, mut digest) = Remote::first_serving(&reference, &endpoints, tls_verify, &events).await?;
         let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
         if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {
             let chosen = pick_platform(&top, &platform).with_context(|| reference.to_string())?;
             let notices = events.notices();
-            (bytes, digest) =
-                fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
+            (bytes, digest) = repo.manifest(&chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
         }
         let (_, _, config) = manifest_and_config(&repo, &reference, &bytes, &digest, &events).await?;
         Ok(RemoteImage { manifest: digest, config })
-    })
-}
-
-/// Fetches a manifest by tag or digest, verifying its digest (the pinned one, if
-/// any, and the one the registry claims).
-pub(crate) async fn fetch_manifest(
-    repo: &Repository,
-    reference: &str,
-    pinned: Option<Digest>,
-    tries: u32,
-    notices: &Notices,
-) -> anyhow::Result<(Vec<u8>, Digest)> {
-    let sep = if reference.starts_with("sha256:") { '@' } else { ':' };
-    let what = format!("fetch manifest {}{sep}{reference}", repo.display());
-    let (bytes, claimed) = resume::retry(&what, tries, notices, || repo.manifest(reference, ACCEPTED, MAX_JSON))
-        .await
-        .map_err(|e| anyhow!("{what}: {e}"))?;
-    let got = Digest::of(&bytes);
-    if let Some(want) = pinned.filter(|w| *w != got) {
-        bail!("{what}: digest mismatch: expected {want}, content has digest {got}");
-    }
-    if let Some(claimed) = claimed.filter(|c| *c != got.to_string() && c.starts_with("sha256:")) {
-        bail!("{what}: digest mismatch: the registry says {claimed}, content has digest {got}");
-    }
-    Ok((bytes, got))
-}
-
-/// Reads a whole small blob (a config), refusing more than its descriptor's size.
-pub(crate) async fn fetch_json_blob(
-    repo: Arc<Repository>,
-    desc: &Descriptor,
-    notices: Notices,
-) -> anyhow::Result<Vec<u8>> {
-    if desc.size > MAX_JSON {
-        bail!("config {}: {} bytes is over the {MAX_JSON} byte limit", desc.digest, desc.size);
-    }
-    let mut s = std::pin::pin!(resume::blob_stream(repo, desc.digest, desc.size, notices));
-    let mut buf = Vec::new();
-    while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch config {}", desc.digest))? {
-        buf.extend_from_slice(&chunk);
-        if buf.len() as u64 > desc.size {
-            bail!("config {}: longer than its descriptor's {} bytes", desc.digest, desc.size);
-        }
-    }
-    let got = Digest::of(&buf);
-    if got != desc.digest || buf.len() as u64 != desc.size {
-        bail!("config {}: digest mismatch: expected {}, got {got} ({} bytes)", desc.digest, desc.digest, buf.len());
-    }
-    Ok(buf)
+    })?
 }
 
 /// Picks this platform's manifest from an index, or says what the index offers.
@@ -187,31 +134,6 @@ fn pick_platform(index: &Value, platform: &Platform) -> anyhow::Result<Digest> {
             bail!("no image for platform {want} in the index (it offers: {})", offered.join(", "))
         }
     }
-}
-
-/// Streams one layer blob into a fresh ingest: verify, decompress, unpack.
-pub(crate) async fn fetch_layer(
-    repo: Arc<Repository>,
-    store: Arc<Store>,
-    desc: Descriptor,
-    diff: layers_store::DiffId,
-    notices: Notices,
-    line: LayerLine,
-) -> anyhow::Result<(Unpacked, Duration, Ingest)> {
-    let started = Instant::now();
-    let stream =
-        resume::blob_stream(repo, desc.digest, desc.size, notices).inspect_ok(move |b| line.advance(b.len() as u64));
-    let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
-    let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
-    let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let mut ingest = store.ingest()?;
-        // unpack_layer never reads past the descriptor's size: a longer body is cut off and fails verification.
-        let u =
-            store.unpack_layer(&mut ingest, reader, &expect).with_context(|| format!("pull layer {}", desc.digest))?;
-        Ok((u, ingest))
-    })
-    .await??;
-    Ok((u, started.elapsed(), ingest))
 }
 
 /// How one layer's fetch task ended.
@@ -266,39 +188,6 @@ fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fetches the top manifest from the first endpoint (mirrors, then the registry)
-/// that serves it; the rest of the pull stays with that endpoint.
-async fn first_endpoint(
-    reference: &Reference,
-    endpoints: &[Endpoint],
-    tls_verify: bool,
-    events: &Progress,
-) -> anyhow::Result<(Arc<Repository>, Vec<u8>, Digest)> {
-    let wanted = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => "latest".to_string(),
-    };
-    let mut last = None;
-    for (i, ep) in endpoints.iter().enumerate() {
-        // Each endpoint gets its own host's credentials, never another's.
-        let creds = credentials::lookup(&ep.host)?;
-        let repo = Repository::new(&ep.host, ep.plain_http, tls_verify, &reference.repository, creds)
-            .map_err(|e| anyhow!("{}: {e}", ep.host))?;
-        // A failing mirror hands over to the next endpoint at once; the registry itself gets retries.
-        let tries = if i + 1 < endpoints.len() { 1 } else { resume::MAX_TRIES };
-        match fetch_manifest(&repo, &wanted, reference.digest, tries, &events.notices()).await {
-            Ok((bytes, digest)) => return Ok((Arc::new(repo), bytes, digest)),
-            Err(e) if i + 1 < endpoints.len() => {
-                events.say(format!("{}: {e:#}; trying {}", ep.host, endpoints[i + 1].host));
-                last = Some(e);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow!("{reference}: no endpoint to pull from")))
-}
-
 /// A present image is tagged again and reported; nothing is fetched. `required`: the
 /// platform its config must name (a single manifest's; an index entry names its own).
 fn already_present(
@@ -324,7 +213,7 @@ fn already_present(
 
 /// Refuses an image whose config names another platform than `want`.
 fn offers(reference: &Reference, want: &Platform, config: &ImageConfig) -> anyhow::Result<()> {
-    let offered = crate::platform::of_config(config);
+    let offered = crate::transfer::platform::of_config(config);
     if !want.matches(&offered) {
         bail!("{reference}: no image for platform {want}: it is {} only", describe(&offered));
     }
@@ -341,7 +230,7 @@ async fn pull(
     events: &Progress,
 ) -> anyhow::Result<Digest> {
     let started = Instant::now();
-    let (repo, mut bytes, mut digest) = first_endpoint(reference, endpoints, tls_verify, events).await?;
+    let (repo, mut bytes, mut digest) = Remote::first_serving(reference, endpoints, tls_verify, events).await?;
     let top: Value = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
     let mut required = required;
     if manifest_kind(&top).with_context(|| reference.to_string())? == Kind::Index {
@@ -353,7 +242,7 @@ async fn pull(
             return Ok(chosen);
         }
         let notices = events.notices();
-        (bytes, digest) = fetch_manifest(&repo, &chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
+        (bytes, digest) = repo.manifest(&chosen.to_string(), Some(chosen), resume::MAX_TRIES, &notices).await?;
     }
     if already_present(&store, reference, &digest, required, events)? {
         return Ok(digest);
@@ -387,7 +276,7 @@ async fn pull(
                 return Ok(Fetched::Deferred(desc, diff));
             };
             let line = events.layer(&short, desc.size);
-            let done = fetch_layer(repo, store, desc, diff, notices, line.clone()).await?;
+            let done = repo.fetch_layer(store, desc, diff, notices, line.clone()).await?;
             anyhow::Ok(Fetched::Done { line, done, claim })
         });
     }
@@ -432,8 +321,7 @@ async fn pull(
                 continue;
             }
             let line = events.layer(&short, desc.size);
-            let (u, took, ingest) =
-                fetch_layer(repo.clone(), store.clone(), desc, diff, events.notices(), line.clone()).await?;
+            let (u, took, ingest) = repo.fetch_layer(store.clone(), desc, diff, events.notices(), line.clone()).await?;
             store.commit(ingest)?;
             line.done(&done_line(&u, took));
         }
