@@ -327,10 +327,15 @@ fn a_cache_mount_outlives_the_build_and_stays_out_of_the_image() {
     fs::write(links.join("data/file"), "from the context\n").unwrap();
     std::os::unix::fs::symlink("data", links.join("inner")).unwrap();
     std::os::unix::fs::symlink("/etc", links.join("out")).unwrap();
-    fs::write(links.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=inner,target=/x cat /x/file > /seen\n").unwrap();
+    fs::write(
+        links.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=bind,source=inner,target=/x cat /x/file > /seen\n",
+    )
+    .unwrap();
     image_id(&build(&store, &["-t", "links", links.to_str().unwrap()]));
     assert_eq!(layers_ok(&store, &["run", "--rm", "links", "cat", "/seen"]), "from the context");
-    fs::write(links.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=out,target=/x ls /x/passwd\n").unwrap();
+    fs::write(links.join("Dockerfile"), "FROM busybox\nRUN --mount=type=bind,source=out,target=/x ls /x/passwd\n")
+        .unwrap();
     let out = build(&store, &[links.to_str().unwrap()]);
     assert!(!out.status.success(), "the host's /etc was mounted");
     assert!(stderr(&out).contains("source out is not in the build context"), "{}", stderr(&out));
