@@ -72,6 +72,10 @@ fn a_store_of_the_previous_release_is_converted_and_its_containers_show_and_star
     let was: serde_json::Value = serde_json::from_str(&recorded("inspect.json", &store)).unwrap();
     assert_eq!(inspect, was, "inspect shows the old containers as the old release did");
 
+    // Recorded when the store was upgraded: every store before it was a root store.
+    let info = layers_ok(&store, &["info", "--format", "{{.StoreEncoding}} {{.StoreFormat}}"]);
+    assert_eq!(info, format!("trusted {}", layers_store::metadata::FORMAT_VERSION));
+
     // keeper: -e, --hostname, -w, -v (named and anonymous), --tmpfs and --mount tmpfs, all kept.
     let out = layers_ok(&store, &["start", "-a", "keeper"]);
     assert_eq!(out, "hi from box in /tmp\n/anon\n/data\n/scratch\n/t2");

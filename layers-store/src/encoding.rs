@@ -11,6 +11,21 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// As the store records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Trusted => "trusted",
+        }
+    }
+
+    /// The encoding a store records as `name`; `None` for one this release does not know.
+    pub fn parse(name: &str) -> Option<Encoding> {
+        match name {
+            "trusted" => Some(Encoding::Trusted),
+            _ => None,
+        }
+    }
+
     /// The xattr that marks a directory opaque (its value `y`).
     pub const fn opaque_xattr(self) -> &'static [u8] {
         match self {

@@ -11,7 +11,7 @@ use crate::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 11;
+pub const FORMAT_VERSION: i64 = 12;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS blobs (
@@ -177,6 +177,16 @@ const SCHEMA_11: &str = r#"
 CREATE INDEX IF NOT EXISTS build_step_inputs_instruction ON build_step_inputs(instruction);
 "#;
 
+/// Settings of the store as a whole: `encoding`, how overlay state is written in its
+/// layer dirs (`encoding.rs`). A store made before it was recorded is a root store.
+const SCHEMA_12: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO settings (name, value) VALUES ('encoding', 'trusted');
+"#;
+
 /// An open metadata database.
 pub struct Metadata {
     conn: Connection,
@@ -293,10 +303,22 @@ impl Metadata {
                 tx.execute_batch(SCHEMA_9)?;
                 tx.execute_batch(SCHEMA_10)?;
                 tx.execute_batch(SCHEMA_11)?;
+                tx.execute_batch(SCHEMA_12)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }
         Ok(md)
+    }
+
+    /// How overlay state is written in this store's layer dirs, as recorded in it.
+    pub fn encoding(&self) -> Result<crate::encoding::Encoding> {
+        let name: String = self
+            .conn
+            .query_row("SELECT value FROM settings WHERE name = 'encoding'", [], |r| r.get(0))
+            .map_err(db_err("read the store's encoding"))?;
+        crate::encoding::Encoding::parse(&name).ok_or_else(|| {
+            Error::new(ErrorKind::Corrupt, "open store", "settings", format!("unknown store encoding {name:?}"))
+        })
     }
 
     /// The connection, for reads the modules that own a table make themselves.
@@ -551,4 +573,21 @@ pub(crate) fn put_layer(tx: &Transaction, row: &LayerRow, state: &str) -> rusqli
         ],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoding_is_recorded_and_an_unknown_one_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut md = Metadata::open(&path).unwrap();
+        assert_eq!(md.encoding().unwrap(), crate::encoding::Encoding::Trusted);
+        md.write("test", |tx| tx.execute("UPDATE settings SET value = 'user-v9' WHERE name = 'encoding'", [])).unwrap();
+        drop(md);
+        let err = Metadata::open(&path).unwrap().encoding().unwrap_err();
+        assert!(err.to_string().contains("unknown store encoding \"user-v9\""), "{err}");
+    }
 }

@@ -35,6 +35,8 @@ pub struct Store {
     md: Mutex<Metadata>,
     /// Held shared for the store's lifetime, so a sweep or gc never runs under our feet.
     store_lock: File,
+    /// How overlay state is written in its layer dirs (recorded in the store).
+    encoding: crate::encoding::Encoding,
     limits: Limits,
     /// Run after each commit (the size budget's eviction, `keep_within`); shared by reopened handles.
     after_commit: Mutex<Option<AfterCommit>>,
@@ -156,12 +158,14 @@ impl Store {
             private_dir("open store", &root.join(d))?;
         }
         let md = Metadata::open(&root.join("db.sqlite"))?;
+        let encoding = md.encoding()?;
         let lock_path = root.join("locks/store.lock");
         let store_lock = open_lock(&lock_path)?;
         let store = Store {
             root: root.to_path_buf(),
             md: Mutex::new(md),
             store_lock,
+            encoding,
             limits: Limits { max_path: path_limit(root), ..Limits::default() },
             after_commit: Mutex::default(),
             holder: std::sync::OnceLock::new(),
@@ -179,6 +183,11 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// How overlay state is written in this store's layer dirs.
+    pub fn encoding(&self) -> crate::encoding::Encoding {
+        self.encoding
     }
 
     /// Replaces the unpack caps (bytes, entries, header size per layer); the path

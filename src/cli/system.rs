@@ -83,6 +83,7 @@ pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
         "Images": images,
         "StoreRoot": store.root(),
         "StoreFormat": layers_store::metadata::FORMAT_VERSION,
+        "StoreEncoding": store.encoding().name(),
         "Driver": "overlay",
         "BackingFilesystem": backing,
         "Metadata": "sqlite (WAL)",
@@ -98,13 +99,14 @@ pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
     print(v, a.format.as_deref(), |v| {
         let yes = |k: &str| if v[k] == true { "yes" } else { "no" };
         format!(
-            "Containers: {}\n Running: {}\n Stopped: {}\nImages: {}\nStore:\n Root: {}\n Format: {}\n Driver: overlay ({} lowerdir+)\n Backing Filesystem: {}\n Metadata: sqlite (WAL)\nKernel:\n Version: {}\n Cgroup: {} ({})\n Seccomp: {}\n User namespaces: {}\nArchitecture: {}",
+            "Containers: {}\n Running: {}\n Stopped: {}\nImages: {}\nStore:\n Root: {}\n Format: {}\n Encoding: {}\n Driver: overlay ({} lowerdir+)\n Backing Filesystem: {}\n Metadata: sqlite (WAL)\nKernel:\n Version: {}\n Cgroup: {} ({})\n Seccomp: {}\n User namespaces: {}\nArchitecture: {}",
             v["Containers"],
             v["ContainersRunning"],
             v["ContainersStopped"],
             v["Images"],
             store.root().display(),
             v["StoreFormat"],
+            v["StoreEncoding"].as_str().unwrap_or_default(),
             if v["OverlayLowerdirPlus"] == true { "fsconfig" } else { "no" },
             v["BackingFilesystem"].as_str().unwrap_or_default(),
             v["KernelVersion"].as_str().unwrap_or_default(),
