@@ -327,6 +327,26 @@ impl Tree {
     }
 }
 
+/// Extended attributes of a node of a layer dir (not following a symlink), sorted.
+fn all_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(p, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => 0,
+        Err(e) => return Err(err(e)),
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let mut value = vec![0u8; 64 * 1024];
+        let len = rustix::fs::lgetxattr(p, name, &mut value[..]).map_err(err)?;
+        value.truncate(len);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,24 +408,4 @@ mod tests {
         assert_ne!(changed.digest, dense.digest);
         assert_eq!(dense.first_difference(&changed).as_deref(), Some("f"));
     }
-}
-
-/// Extended attributes of a node of a layer dir (not following a symlink), sorted.
-fn all_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let err = |e: rustix::io::Errno| Error::errno("read xattrs", p.display(), e);
-    let mut names = vec![0u8; 64 * 1024];
-    let n = match rustix::fs::llistxattr(p, &mut names[..]) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::NOTSUP) => 0,
-        Err(e) => return Err(err(e)),
-    };
-    let mut out = Vec::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let mut value = vec![0u8; 64 * 1024];
-        let len = rustix::fs::lgetxattr(p, name, &mut value[..]).map_err(err)?;
-        value.truncate(len);
-        out.push((name.to_vec(), value));
-    }
-    out.sort();
-    Ok(out)
 }

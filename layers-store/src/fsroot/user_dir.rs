@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn a_fifo_is_refused_without_waiting_for_a_writer() {
         let t = tempfile::tempdir().unwrap();
-        rfs::mknodat(rfs::CWD, &t.path().join("index.json"), FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        rfs::mknodat(rfs::CWD, t.path().join("index.json"), FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
         let d = UserDir::open(t.path()).unwrap();
         let e = d.read_small("index.json", 100).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
