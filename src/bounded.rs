@@ -13,7 +13,7 @@ pub const MAX_ENV_FILE: u64 = 1 << 20;
 /// Largest Dockerfile (and `.dockerignore`) accepted.
 pub const MAX_DOCKERFILE: u64 = 4 << 20;
 /// Largest configuration file accepted: registries.toml, credentials files, a seccomp profile.
-pub const MAX_CONFIG: u64 = layers_store::oci::MAX_JSON;
+pub const MAX_CONFIG: u64 = layers_store::images::oci::MAX_JSON;
 /// Largest password read from stdin.
 pub const MAX_PASSWORD: u64 = 64 << 10;
 

@@ -30,13 +30,13 @@ pub fn size(bytes: u64) -> String {
 
 /// `3 minutes ago`, from an RFC 3339 time.
 pub fn ago(rfc3339: &str) -> String {
-    let Some(t) = layers_store::oci::parse_rfc3339(rfc3339) else { return rfc3339.to_string() };
+    let Some(t) = layers_store::images::oci::parse_rfc3339(rfc3339) else { return rfc3339.to_string() };
     ago_secs(t)
 }
 
 /// `3 minutes ago`, from seconds since the epoch.
 pub fn ago_secs(t: i64) -> String {
-    format!("{} ago", duration(layers_store::metadata::now() - t))
+    format!("{} ago", duration(layers_store::meta::now() - t))
 }
 
 /// A duration in words, as Docker's go-units `HumanDuration` says it.

@@ -290,14 +290,14 @@ fn the_mount_2_fallback_mounts_the_same_tree() {
     if !need_root("the_mount_2_fallback_mounts_the_same_tree") {
         return;
     }
-    use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+    use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
     let work = tempfile::tempdir().unwrap();
     let store_dir = work.path().join("store");
     load_fixtures(&store_dir);
     let store = layers_store::Store::open(&store_dir).unwrap();
     let img = store.resolve("localhost/layered").unwrap();
     let c = store
-        .create_container(&img.manifest, Some("legacy"), "layered", layers_store::containers::Lifetime::Kept)
+        .create_container(&img.manifest, Some("legacy"), "layered", layers_store::snapshots::containers::Lifetime::Kept)
         .unwrap();
     let spec = store.container_mount(&c).unwrap();
     let (new_api, legacy) = (work.path().join("new"), work.path().join("legacy"));

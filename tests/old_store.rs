@@ -74,7 +74,7 @@ fn a_store_of_the_previous_release_is_converted_and_its_containers_show_and_star
 
     // Recorded when the store was upgraded: every store before it was a root store.
     let info = layers_ok(&store, &["info", "--format", "{{.StoreEncoding}} {{.StoreFormat}}"]);
-    assert_eq!(info, format!("trusted {}", layers_store::metadata::FORMAT_VERSION));
+    assert_eq!(info, format!("trusted {}", layers_store::meta::FORMAT_VERSION));
 
     // keeper: -e, --hostname, -w, -v (named and anonymous), --tmpfs and --mount tmpfs, all kept.
     let out = layers_ok(&store, &["start", "-a", "keeper"]);

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use layers_store::metadata::ImageLayerRow;
-use layers_store::oci::{ImageConfig, Manifest};
+use layers_store::images::oci::{ImageConfig, Manifest};
+use layers_store::meta::ImageLayerRow;
 use layers_store::{Digest, ImageBlobs, LayerExpect, Store};
 
 fn blob(layout: &Path, d: &Digest) -> PathBuf {

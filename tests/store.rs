@@ -352,20 +352,23 @@ fn an_image_with_the_same_layer_twice_commits_once() {
         let u = store
             .unpack_layer(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
             .unwrap();
-        rows.push(layers_store::metadata::ImageLayerRow {
+        rows.push(layers_store::meta::ImageLayerRow {
             diff_id: u.diff_id,
             blob: u.blob,
             media_type: u.compression.oci_media_type().into(),
             size: u.blob_size,
         });
     }
-    let config = layers_store::oci::ImageConfig {
-        rootfs: layers_store::oci::RootFs { kind: "layers".into(), diff_ids: vec![rows[0].diff_id, rows[1].diff_id] },
-        ..layers_store::oci::ImageConfig::imported(rows[0].diff_id, "2024-01-01T00:00:00Z", "test")
+    let config = layers_store::images::oci::ImageConfig {
+        rootfs: layers_store::images::oci::RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![rows[0].diff_id, rows[1].diff_id],
+        },
+        ..layers_store::images::oci::ImageConfig::imported(rows[0].diff_id, "2024-01-01T00:00:00Z", "test")
     };
     let layer_descs = rows
         .iter()
-        .map(|r| layers_store::oci::Descriptor {
+        .map(|r| layers_store::images::oci::Descriptor {
             media_type: r.media_type.clone(),
             digest: r.blob,
             size: r.size,

@@ -320,7 +320,7 @@ fn completions_man_pages_version_and_info() {
     }
     // Docker's version object: `.Client.Version`, `.Server.Version`.
     let v = layers_ok(&store, &["version", "--format", "{{.Client.Version}} {{.Server.StoreFormat}}"]);
-    assert_eq!(v, format!("{} {}", env!("CARGO_PKG_VERSION"), layers_store::metadata::FORMAT_VERSION));
+    assert_eq!(v, format!("{} {}", env!("CARGO_PKG_VERSION"), layers_store::meta::FORMAT_VERSION));
     if !need_root("completions_man_pages_version_and_info (info)") {
         return;
     }

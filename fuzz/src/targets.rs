@@ -4,7 +4,7 @@
 
 use std::io::Read as _;
 
-use layers_store::tar::{EntryKind, TarReader};
+use layers_store::layer::tar::{EntryKind, TarReader};
 
 // The binary's parsers, compiled here from their own files: they use no other part of it.
 #[path = "../../src/run/caps.rs"]
@@ -69,7 +69,7 @@ pub fn unpack(data: &[u8]) {
     }
     let Ok(root) = layers_store::fsroot::Root::open(&root_dir) else { return };
     let limits = layers_store::Limits { max_bytes: 1 << 20, max_entries: 1000, max_header: 1 << 16, max_path: 4096 };
-    let _ = layers_store::unpack::unpack(data, None, &root, &limits, None);
+    let _ = layers_store::layer::unpack::unpack(data, None, &root, &limits, None);
     let escaped = std::fs::read_dir(&outside).map(|mut d| d.next().is_some()).unwrap_or(false);
     assert!(!escaped, "an entry was written outside the root");
 }
@@ -77,8 +77,8 @@ pub fn unpack(data: &[u8]) {
 /// Entries made from the input, written by our writer and read back by our reader:
 /// the same entries come out.
 pub fn tar_roundtrip(data: &[u8]) {
-    use layers_store::tar::Entry;
-    use layers_store::tar_writer::TarWriter;
+    use layers_store::layer::tar::Entry;
+    use layers_store::layer::tar_writer::TarWriter;
     let mut w = TarWriter::new(Vec::new());
     let mut want = Vec::new();
     for (i, chunk) in data.chunks(24).take(64).enumerate() {
@@ -163,10 +163,10 @@ pub fn reference(data: &[u8]) {
 /// Manifests, indexes and configs: typed parsing, the ambiguity check, and an OCI
 /// layout whose index.json is the input (nested indexes walked within their bounds).
 pub fn oci_json(data: &[u8]) {
-    let _ = serde_json::from_slice::<layers_store::oci::Manifest>(data);
-    let _ = serde_json::from_slice::<layers_store::oci::ImageConfig>(data);
+    let _ = serde_json::from_slice::<layers_store::images::oci::Manifest>(data);
+    let _ = serde_json::from_slice::<layers_store::images::oci::ImageConfig>(data);
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = layers_store::layout::refuse_ambiguous(&v);
+        let _ = layers_store::archive::layout::refuse_ambiguous(&v);
     }
     let Ok(dir) = tempfile::tempdir_in(std::env::var_os("FUZZ_TMP").unwrap_or_else(|| "/dev/shm".into())) else {
         return;
@@ -175,7 +175,7 @@ pub fn oci_json(data: &[u8]) {
         && std::fs::create_dir_all(dir.path().join("blobs/sha256")).is_ok()
         && std::fs::write(dir.path().join("index.json"), data).is_ok();
     if ok {
-        if let Ok(l) = layers_store::layout::Layout::open(dir.path()) {
+        if let Ok(l) = layers_store::archive::layout::Layout::open(dir.path()) {
             let _ = l.images("amd64");
         }
     }

@@ -4,12 +4,12 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::content_hash::ContentHash;
-use crate::digest::Digest;
+use crate::content::content_hash::ContentHash;
+use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::{now, ImageRow};
-use crate::oci::ImageConfig;
-use crate::record::ImageBlobs;
+use crate::images::oci::ImageConfig;
+use crate::images::record::ImageBlobs;
+use crate::meta::{now, ImageRow};
 use crate::store::Store;
 
 /// What says a file's content is unchanged without reading it, as git's index and

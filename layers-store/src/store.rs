@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::digest::{DiffId, Digest};
+use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
-use crate::metadata::{ImageLayerRow, LayerRow, Metadata};
-use crate::oci::Descriptor;
-use crate::tree::Tree;
-use crate::unpack::{self, Limits, Unpacked};
+use crate::images::oci::Descriptor;
+use crate::layer::listing::Listing;
+use crate::layer::unpack::{self, Limits, Unpacked};
+use crate::meta::{ImageLayerRow, LayerRow, Metadata};
 
 mod ingest;
 pub use ingest::Ingest;
@@ -36,7 +36,7 @@ pub struct Store {
     /// Held shared for the store's lifetime, so a sweep or gc never runs under our feet.
     store_lock: File,
     /// How overlay state is written in its layer dirs (recorded in the store).
-    encoding: crate::encoding::Encoding,
+    encoding: crate::layer::encoding::Encoding,
     limits: Limits,
     /// Run after each commit (the size budget's eviction, `keep_within`); shared by reopened handles.
     after_commit: Mutex<Option<AfterCommit>>,
@@ -186,7 +186,7 @@ impl Store {
     }
 
     /// How overlay state is written in this store's layer dirs.
-    pub fn encoding(&self) -> crate::encoding::Encoding {
+    pub fn encoding(&self) -> crate::layer::encoding::Encoding {
         self.encoding
     }
 
@@ -281,7 +281,7 @@ impl Store {
         let root = Root::open(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
         // A known size bounds what is read even when the content turns out wrong.
         let input = input.take(expect.size.map_or(u64::MAX, |n| n + 1));
-        let mut digests = crate::tree::ContentDigests::default();
+        let mut digests = crate::layer::listing::ContentDigests::default();
         let u = unpack::unpack_hashing(input, sink.as_mut(), &root, &self.limits, expect.blob, &mut digests)?;
         // unpack checked the blob digest itself (see why there); size and diffID are ours.
         if let Some(want) = expect.size.filter(|w| *w != u.blob_size) {
@@ -307,7 +307,7 @@ impl Store {
             uncompressed_size: u.tar_size,
             file_count: u.entries,
         };
-        let tree = Tree::with_known(&layer_dir, &digests)?;
+        let tree = Listing::with_known(&layer_dir, &digests)?;
         ingest.add_layer_tree(row, layer_dir, tree);
         Ok(u)
     }
@@ -345,8 +345,8 @@ impl Store {
         for entry in fs::read_dir(&tmp).map_err(|e| Error::io("sweep", tmp.display(), e))? {
             let entry = entry.map_err(|e| Error::io("sweep", tmp.display(), e))?;
             // A scratch mount (export) whose process died.
-            if crate::mount::is_mountpoint(&entry.path()) {
-                crate::mount::unmount_path(&entry.path(), true)?;
+            if crate::snapshots::mount::is_mountpoint(&entry.path()) {
+                crate::snapshots::mount::unmount_path(&entry.path(), true)?;
             }
             remove_tree(&entry.path()).map_err(|e| Error::io("sweep", entry.path().display(), e))?;
         }
@@ -414,7 +414,7 @@ impl Store {
 
     /// Hashes a stored blob from disk.
     pub(crate) fn hash_blob(&self, d: &Digest) -> io::Result<(Digest, u64)> {
-        crate::digest::Hasher::read_all(File::open(self.blob_path(d))?)
+        crate::content::digest::Hasher::read_all(File::open(self.blob_path(d))?)
     }
 }
 

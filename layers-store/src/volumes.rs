@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::containers::ContainerRow;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::now;
+use crate::meta::now;
+use crate::snapshots::containers::ContainerRow;
 use crate::store::Store;
 
 /// One volume.
@@ -43,7 +43,7 @@ impl Store {
 
     /// Bytes in a volume.
     pub fn volume_size(&self, name: &str) -> u64 {
-        crate::maintenance::disk_usage(&self.volume_path(name))
+        crate::gc::maintenance::disk_usage(&self.volume_path(name))
     }
 
     /// Makes the volume `name` (`None`: an anonymous one, named by 32 random bytes),
@@ -59,7 +59,7 @@ impl Store {
                 ))
             }
             Some(n) => n.to_string(),
-            None => crate::containers::random_id("create volume")?,
+            None => crate::snapshots::containers::random_id("create volume")?,
         };
         if let Some(v) = self.volume(&name)? {
             return Ok((v, false));

@@ -11,9 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layers_store::containers::{CommitOptions, Lifetime, UpperDir};
-use layers_store::mount::{lowerdir_plus_supported, mount_spec, unmount_path, MountOptions};
-use layers_store::oci::{Descriptor, ImageConfig};
+use layers_store::images::oci::{Descriptor, ImageConfig};
+use layers_store::snapshots::containers::{CommitOptions, Lifetime, UpperDir};
+use layers_store::snapshots::mount::{lowerdir_plus_supported, mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ImageBlobs, LayerExpect, Store};
 
 /// True when running as root; otherwise the test fails, unless
@@ -44,7 +44,7 @@ fn gnu_tar(dir: &Path, out: &Path) {
 
 /// A two-layer image made from GNU tar archives: the base has `keep`, `gone` and
 /// `dir/{a,b}`; the top deletes `gone` (a whiteout) and makes `dir` opaque with `c`.
-fn two_layer_image(store: &Store, work: &Path) -> layers_store::metadata::ImageRow {
+fn two_layer_image(store: &Store, work: &Path) -> layers_store::meta::ImageRow {
     let base = work.join("base");
     fs::create_dir_all(base.join("dir")).unwrap();
     fs::write(base.join("keep"), "kept\n").unwrap();
@@ -133,7 +133,7 @@ fn lifecycle(test: &str, opts: MountOptions) {
     assert!(!store.is_mounted(&c));
     let upper = store.container_dir(&c.id).join("upper");
     let lowers = store.container_mount(&c).unwrap().lowers;
-    let changes: Vec<String> = layers_store::upper::changes(&upper, &lowers)
+    let changes: Vec<String> = layers_store::layer::diff::changes(&upper, &lowers)
         .unwrap()
         .iter()
         .map(|ch| format!("{:?} {}", ch.kind, ch.path))

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use layers_store::build_cache::FileStamp;
-use layers_store::digest::{Digest, Hasher};
-use layers_store::fsroot::{Attrs, Entry, Filter, Plan, Tree};
+use layers_store::content::digest::{Digest, Hasher};
+use layers_store::fsroot::{Attrs, CopyPlan, Entry, Filter, Tree};
 use layers_store::ContentHash;
 use layers_store::Store;
 use rustix::fs::FileType;
@@ -63,7 +63,7 @@ pub fn is_archive(tree: &Tree, rel: &Path) -> bool {
 pub fn extract(tree: &Tree, rel: &Path, into: &Path, limits: &layers_store::Limits) -> anyhow::Result<()> {
     let file = tree.open_file(rel)?;
     let root = layers_store::fsroot::Root::open(into).with_context(|| format!("open {}", into.display()))?;
-    layers_store::unpack::unpack(std::io::BufReader::new(file), None, &root, limits, None)
+    layers_store::layer::unpack::unpack(std::io::BufReader::new(file), None, &root, limits, None)
         .with_context(|| format!("extract {}", rel.display()))?;
     Ok(())
 }
@@ -79,7 +79,7 @@ pub struct Content {
 /// link targets; not times (so a fresh checkout of the same files hits the cache).
 /// With `known` (the build context's files, which keep their inodes between builds),
 /// a file whose stamp is unchanged since it was last hashed is not read again.
-pub fn content_digest(tree: &Tree, plan: &Plan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<Content> {
+pub fn content_digest(tree: &Tree, plan: &CopyPlan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<Content> {
     // A file changed within this margin of being hashed could change again within the
     // same timestamp tick unseen (git's "racily clean"): hashed each time until older.
     const SETTLED_NS: i64 = 2_000_000_000;
@@ -149,7 +149,7 @@ fn hash_files(tree: &Tree, files: &[&Entry], which: &[usize]) -> anyhow::Result<
             let (rel, size) = (&files[i].rel, files[i].stat.st_size as u64);
             let f = tree.open_file(rel)?;
             // A file alone large enough is split among the cores itself.
-            let h = if which.len() == 1 && size >= layers_store::content_hash::PARALLEL_MIN {
+            let h = if which.len() == 1 && size >= layers_store::content::content_hash::PARALLEL_MIN {
                 ContentHash::of_file(&f, size, cores)
             } else {
                 ContentHash::of_reader_with(f, &mut buf)

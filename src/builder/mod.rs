@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use layers_store::metadata::ImageRow;
+use layers_store::meta::ImageRow;
 use layers_store::Store;
 
 use crate::registry::config::RegistriesConfig;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use layers_store::mount::{mount_spec, unmount_path, MountOptions, MountSpec};
+use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions, MountSpec};
 use layers_store::Store;
 
 /// A writable, discarded view of a host path.

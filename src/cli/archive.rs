@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use layers_store::archive::layout::{DirSink, Layout, SaveImage, TarSink};
 use layers_store::fsroot::UserDir;
-use layers_store::layout::{DirSink, Layout, SaveImage, TarSink};
-use layers_store::mount::{mount_spec, unmount_path, MountOptions};
-use layers_store::oci::host_architecture;
-use layers_store::tar::{EntryKind, TarReader};
+use layers_store::images::oci::host_architecture;
+use layers_store::layer::tar::{EntryKind, TarReader};
+use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
 /// Arguments of `layers export`.
@@ -79,7 +79,7 @@ struct ScratchMount(PathBuf);
 
 impl ScratchMount {
     /// `spec` mounted on a new scratch dir, to read the flattened tree from.
-    fn of(store: &Store, spec: &layers_store::mount::MountSpec) -> anyhow::Result<ScratchMount> {
+    fn of(store: &Store, spec: &layers_store::snapshots::mount::MountSpec) -> anyhow::Result<ScratchMount> {
         let dir = store.scratch_dir("export")?;
         mount_spec(spec, &dir, MountOptions { host_visible: true, legacy: false })?;
         Ok(ScratchMount(dir))
@@ -108,17 +108,25 @@ pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes the flattened tree of `spec` as a tar to `output` (a file, or `-`).
-pub fn export_view(store: &Store, spec: &layers_store::mount::MountSpec, output_path: &str) -> anyhow::Result<()> {
+pub fn export_view(
+    store: &Store,
+    spec: &layers_store::snapshots::mount::MountSpec,
+    output_path: &str,
+) -> anyhow::Result<()> {
     let mounted = ScratchMount::of(store, spec)?;
     let mut out = output(output_path)?;
-    layers_store::upper::write_tar(&mounted.0, &mut out, None)?;
+    layers_store::layer::diff::write_tar(&mounted.0, &mut out, None)?;
     out.flush().with_context(|| format!("write {output_path}"))?;
     Ok(())
 }
 
 /// Writes the flattened tree of `spec` into the directory `dest` (made; or empty), all
 /// or nothing: it is filled beside `dest` and renamed into place.
-pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: &Path) -> anyhow::Result<()> {
+pub fn export_local(
+    store: &Store,
+    spec: &layers_store::snapshots::mount::MountSpec,
+    dest: &Path,
+) -> anyhow::Result<()> {
     let name = dest
         .file_name()
         .and_then(|n| n.to_str())
@@ -146,8 +154,8 @@ pub fn export_local(store: &Store, spec: &layers_store::mount::MountSpec, dest: 
     // The tree goes through the layer unpacker: the same entry rules as every layer.
     let (reader, mut writer) = io::pipe().context("pipe")?;
     std::thread::scope(|s| -> anyhow::Result<()> {
-        let tar = s.spawn(move || layers_store::upper::write_tar(&mounted.0, &mut writer, None));
-        let unpacked = layers_store::unpack::unpack(reader, None, &root, store.limits(), None);
+        let tar = s.spawn(move || layers_store::layer::diff::write_tar(&mounted.0, &mut writer, None));
+        let unpacked = layers_store::layer::unpack::unpack(reader, None, &root, store.limits(), None);
         tar.join().map_err(|_| anyhow::anyhow!("the tar writer panicked"))??;
         unpacked?;
         Ok(())
@@ -231,8 +239,8 @@ fn unpack_archive(input: impl Read, dir: &Path) -> anyhow::Result<()> {
         }
         // The JSON members are read whole later: refuse an oversized one before writing it.
         let json = path == "oci-layout" || path.ends_with(".json");
-        if json && e.size > layers_store::layout::MAX_JSON {
-            bail!("{path}: larger than {} bytes", layers_store::layout::MAX_JSON);
+        if json && e.size > layers_store::archive::layout::MAX_JSON {
+            bail!("{path}: larger than {} bytes", layers_store::archive::layout::MAX_JSON);
         }
         let dest = dir.join(&path);
         if let Some(parent) = dest.parent() {

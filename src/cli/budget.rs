@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::budget::{Budget, Evictions};
+use layers_store::gc::budget::{Budget, Evictions};
 use layers_store::Store;
 
 /// `<root>/store.toml`.

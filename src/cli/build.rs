@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use layers_store::metadata::ImageRow;
+use layers_store::meta::ImageRow;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::builder::cache::{CacheFrom, CacheTo};
@@ -98,7 +98,7 @@ fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) ->
         }
     }
     let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
-    let images = [layers_store::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
+    let images = [layers_store::archive::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
     use crate::cli::archive::{export_local, export_view, write_images, SaveFormat};
     match kind {
         Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use layers_store::containers::{CommitOptions, Lifetime, UpperDir};
-use layers_store::mount::{mount_spec, unmount_path, MountOptions};
-use layers_store::oci::rfc3339;
+use layers_store::images::oci::rfc3339;
+use layers_store::snapshots::containers::{CommitOptions, Lifetime, UpperDir};
+use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
 
 use crate::format;
@@ -176,7 +176,7 @@ pub fn diff(store: &Store, a: &DiffArgs) -> anyhow::Result<ExitCode> {
     let c = store.resolve_container(&a.container)?;
     let spec = store.container_mount(&c)?;
     let Some((upper, _)) = &spec.upper else { bail!("diff {}: container has no upper dir", c.name) };
-    for ch in layers_store::upper::changes(upper, &spec.lowers)? {
+    for ch in layers_store::layer::diff::changes(upper, &spec.lowers)? {
         outln!("{} {}", ch.kind.letter(), ch.path);
     }
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::mount::{mount_spec, unmount_path, MountOptions};
+use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{ContainerRow, Store};
 
 use crate::run::state;

@@ -47,9 +47,9 @@ pub fn history(store: &Store, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
     // Steps that made a layer take the layers in order; the others made none.
     let mut diff_ids = config.rootfs.diff_ids.iter();
     let mut rows = Vec::new();
-    let history: Vec<layers_store::oci::History> = if config.history.is_empty() {
+    let history: Vec<layers_store::images::oci::History> = if config.history.is_empty() {
         // An image without history: one step per layer, made by nobody knows what.
-        config.rootfs.diff_ids.iter().map(|_| layers_store::oci::History::default()).collect()
+        config.rootfs.diff_ids.iter().map(|_| layers_store::images::oci::History::default()).collect()
     } else {
         config.history.clone()
     };

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::catalog::Removed;
+use layers_store::images::catalog::Removed;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::format;
@@ -172,7 +172,7 @@ impl ImageFilters {
             ImageFilters { references: Vec::new(), dangling: None, labels: Vec::new(), before: None, since: None };
         let created = |name: &str| -> anyhow::Result<i64> {
             let img = store.resolve(name)?;
-            layers_store::oci::parse_rfc3339(&img.created).with_context(|| format!("{name}: no creation time"))
+            layers_store::images::oci::parse_rfc3339(&img.created).with_context(|| format!("{name}: no creation time"))
         };
         for spec in filters {
             let Some((k, v)) = spec.split_once('=') else { bail!("--filter {spec}: want KEY=VALUE") };
@@ -194,11 +194,11 @@ impl ImageFilters {
         Ok(f)
     }
 
-    fn matches(&self, store: &Store, i: &layers_store::metadata::ImageRow) -> bool {
+    fn matches(&self, store: &Store, i: &layers_store::meta::ImageRow) -> bool {
         if self.dangling.is_some_and(|d| d != i.tags.is_empty()) {
             return false;
         }
-        let t = layers_store::oci::parse_rfc3339(&i.created).unwrap_or(0);
+        let t = layers_store::images::oci::parse_rfc3339(&i.created).unwrap_or(0);
         if self.before.is_some_and(|b| t >= b) || self.since.is_some_and(|s| t <= s) {
             return false;
         }

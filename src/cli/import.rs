@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use layers_store::oci::{rfc3339, ImageConfig};
+use layers_store::images::oci::{rfc3339, ImageConfig};
 use layers_store::{ImageBlobs, LayerExpect, Reference, ShortNames, Store};
 
 /// Arguments of `layers import`.
@@ -62,7 +62,7 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = &a.message {
         config.history[0].comment = Some(m.clone());
     }
-    let layer = layers_store::oci::Descriptor {
+    let layer = layers_store::images::oci::Descriptor {
         media_type: u.compression.oci_media_type().to_string(),
         digest: u.blob,
         size: u.blob_size,

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use layers_store::metadata::ImageRow;
-use layers_store::oci::{ImageConfig, MAX_JSON};
+use layers_store::images::oci::{ImageConfig, MAX_JSON};
+use layers_store::meta::ImageRow;
 use layers_store::{ContainerRow, ErrorKind, Store};
 use serde_json::{json, Value};
 
 use crate::run::container::config::{Flag, Restart, Seccomp, Source};
 use crate::run::container::{ContainerConfig, ContainerDir};
-use crate::run::{spec, state};
+use crate::run::{image_process, state};
 use crate::template;
 
 /// What `--type` limits the lookup to.
@@ -92,7 +92,7 @@ fn raw_image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
 }
 
 /// The runtime config with every field Docker prints, `null` where unset.
-fn docker_config(c: &layers_store::oci::RuntimeConfig) -> Value {
+fn docker_config(c: &layers_store::images::oci::RuntimeConfig) -> Value {
     json!({
         "User": c.user.clone().unwrap_or_default(),
         "ExposedPorts": c.exposed_ports,
@@ -149,10 +149,10 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     let img = store.image(&c.image)?;
     let runtime = img.as_ref().and_then(|i| store.config(i).ok()).and_then(|cfg| cfg.config).unwrap_or_default();
     let overrides = o.overrides(c.short_id());
-    let process = spec::process(&runtime, &overrides, |_| None).ok();
+    let process = image_process::process(&runtime, &overrides, |_| None).ok();
     let status = state::Status::of(store, c);
     let (running, exited) = (status.running(), status.exited());
-    let time = |t: Option<i64>| t.map_or("0001-01-01T00:00:00Z".to_string(), layers_store::oci::rfc3339);
+    let time = |t: Option<i64>| t.map_or("0001-01-01T00:00:00Z".to_string(), layers_store::images::oci::rfc3339);
     let dir = store.container_dir(&c.id);
     let (max_retries, restart_name) = match o.restart {
         Restart::OnFailure(Some(n)) => (n, "on-failure".to_string()),
@@ -198,7 +198,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
         mount.as_ref().map(|m| m.lowers.iter().map(|l| l.display().to_string()).collect()).unwrap_or_default();
     Ok(json!({
         "Id": c.id,
-        "Created": layers_store::oci::rfc3339(c.created),
+        "Created": layers_store::images::oci::rfc3339(c.created),
         "Path": process.as_ref().and_then(|p| p.argv.first().cloned()).unwrap_or_default(),
         "Args": process.as_ref().map(|p| p.argv.iter().skip(1).cloned().collect::<Vec<_>>()).unwrap_or_default(),
         "State": {

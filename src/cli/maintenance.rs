@@ -125,7 +125,7 @@ pub struct DfArgs {
 
 /// `12 minutes ago`, from nanoseconds since the epoch.
 fn used_ago(ns: i64) -> String {
-    format::ago(&layers_store::oci::rfc3339(ns / 1_000_000_000))
+    format::ago(&layers_store::images::oci::rfc3339(ns / 1_000_000_000))
 }
 
 pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {

@@ -13,7 +13,7 @@ use layers_store::Store;
 use crate::run::container::config::{self, ContainerConfig, Flag, Mount, Restart, Seccomp, Source};
 use crate::run::container::dir::{ContainerDir, File};
 use crate::run::log::LogOptions;
-use crate::run::{cgroup, spec, Network};
+use crate::run::{cgroup, image_process, Network};
 
 /// Options of a container, from `run` or `create` (and, as the previous release wrote
 /// them, from an `options.json`).
@@ -149,7 +149,7 @@ impl ContainerOptions {
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = crate::bounded::read_text_file(f, crate::bounded::MAX_ENV_FILE, "env file")?;
-            env.extend(spec::env_file(&text));
+            env.extend(image_process::env_file(&text));
         }
         env.extend(self.env.iter().cloned());
         let env = env
@@ -240,18 +240,18 @@ pub fn convert_legacy(store: &Store) {
 /// (the host path is readied at creation and each start); a relative host path is refused
 /// (`./data` would be a volume name to Docker's older clients and a path to newer
 /// ones: neither is guessed). `z`/`Z` are accepted: no SELinux labels to change here.
-fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
-    let parts: Vec<&str> = spec.split(':').collect();
+fn volume_flag(text: &str) -> anyhow::Result<Mount> {
+    let parts: Vec<&str> = text.split(':').collect();
     let (source, target, opts) = match parts.as_slice() {
         [t] => ("", *t, ""),
         [s, t] => (*s, *t, ""),
         [s, t, o] => (*s, *t, *o),
-        _ => bail!("-v {spec}: want HOST:CONTAINER[:OPTS], NAME:CONTAINER[:OPTS] or CONTAINER"),
+        _ => bail!("-v {text}: want HOST:CONTAINER[:OPTS], NAME:CONTAINER[:OPTS] or CONTAINER"),
     };
     if !target.starts_with('/') {
-        bail!("-v {spec}: the path in the container must be absolute");
+        bail!("-v {text}: the path in the container must be absolute");
     }
-    mount_target(&format!("-v {spec}"), target)?;
+    mount_target(&format!("-v {text}"), target)?;
     let (mut read_only, mut nocopy) = (false, false);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
@@ -259,41 +259,41 @@ fn volume_flag(spec: &str) -> anyhow::Result<Mount> {
             "rw" => read_only = false,
             "z" | "Z" => {}
             "nocopy" => nocopy = true,
-            other => bail!("-v {spec}: unknown option {other:?} (ro, rw, z, Z, nocopy)"),
+            other => bail!("-v {text}: unknown option {other:?} (ro, rw, z, Z, nocopy)"),
         }
     }
-    let mount = |source| Mount { target: target.to_string(), read_only, source, flag: Flag::Volume(spec.to_string()) };
+    let mount = |source| Mount { target: target.to_string(), read_only, source, flag: Flag::Volume(text.to_string()) };
     if source.is_empty() {
         return Ok(mount(Source::Volume { name: None, nocopy }));
     }
     if !source.starts_with('/') {
         if source.contains('/') || source.starts_with('.') || source.starts_with('~') {
-            bail!("-v {spec}: {source} is a relative path: give the host path absolute (or a volume name without /)");
+            bail!("-v {text}: {source} is a relative path: give the host path absolute (or a volume name without /)");
         }
         if !layers_store::volumes::valid_volume_name(source) {
-            bail!("-v {spec}: {source:?} is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
+            bail!("-v {text}: {source:?} is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
         }
         return Ok(mount(Source::Volume { name: Some(source.to_string()), nocopy }));
     }
     if nocopy {
-        bail!("-v {spec}: nocopy is for volumes, not host paths");
+        bail!("-v {text}: nocopy is for volumes, not host paths");
     }
     Ok(mount(Source::Host { path: PathBuf::from(source), create: true }))
 }
 
 /// Parses `--mount type=…,source=…,target=…[,readonly]…` as Docker does (a bind's
 /// source must exist); an option we do not implement is refused by name.
-fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
+fn mount_flag(text: &str) -> anyhow::Result<Mount> {
     let (mut kind, mut source, mut target) = (String::from("volume"), None, None);
     let (mut read_only, mut nocopy) = (false, false);
     let mut tmpfs_opts = Vec::new();
-    for field in spec.split(',') {
+    for field in text.split(',') {
         let (k, v) = field.split_once('=').map_or((field, None), |(k, v)| (k, Some(v)));
         let flag = |v: Option<&str>| -> anyhow::Result<bool> {
             match v {
                 None | Some("true") | Some("1") => Ok(true),
                 Some("false") | Some("0") => Ok(false),
-                Some(x) => bail!("--mount {spec}: {k}={x}: true or false"),
+                Some(x) => bail!("--mount {text}: {k}={x}: true or false"),
             }
         };
         match (k, v) {
@@ -303,58 +303,58 @@ fn mount_flag(spec: &str) -> anyhow::Result<Mount> {
             ("readonly" | "ro", v) => read_only = flag(v)?,
             ("volume-nocopy", v) => nocopy = flag(v)?,
             ("tmpfs-size", Some(n)) => {
-                let bytes = cgroup::parse_bytes(n).map_err(|e| anyhow::anyhow!("--mount {spec}: {e}"))?;
+                let bytes = cgroup::parse_bytes(n).map_err(|e| anyhow::anyhow!("--mount {text}: {e}"))?;
                 tmpfs_opts.push(format!("size={bytes}"));
             }
             ("tmpfs-mode", Some(m)) => {
-                u32::from_str_radix(m, 8).with_context(|| format!("--mount {spec}: tmpfs-mode {m}: octal"))?;
+                u32::from_str_radix(m, 8).with_context(|| format!("--mount {text}: tmpfs-mode {m}: octal"))?;
                 tmpfs_opts.push(format!("mode={m}"));
             }
-            _ => bail!("--mount {spec}: unknown or unsupported option {k:?}"),
+            _ => bail!("--mount {text}: unknown or unsupported option {k:?}"),
         }
     }
     let Some(target) = target.filter(|t| t.starts_with('/')) else {
-        bail!("--mount {spec}: target=PATH (absolute) is required")
+        bail!("--mount {text}: target=PATH (absolute) is required")
     };
-    mount_target(&format!("--mount {spec}"), &target)?;
+    mount_target(&format!("--mount {text}"), &target)?;
     let mount = |source| Mount { target: target.clone(), read_only, source, flag: Flag::Mount };
     match kind.as_str() {
         "bind" => {
             let Some(src) = source.filter(|s| s.starts_with('/')) else {
-                bail!("--mount {spec}: a bind needs an absolute source=PATH")
+                bail!("--mount {text}: a bind needs an absolute source=PATH")
             };
             Ok(mount(Source::Host { path: PathBuf::from(src), create: false }))
         }
         "volume" => {
             if let Some(n) = source.as_deref().filter(|n| !layers_store::volumes::valid_volume_name(n)) {
-                bail!("--mount {spec}: {n:?} is not a valid volume name");
+                bail!("--mount {text}: {n:?} is not a valid volume name");
             }
             if source.is_none() {
-                bail!("--mount {spec}: a volume mount needs source=NAME");
+                bail!("--mount {text}: a volume mount needs source=NAME");
             }
             Ok(mount(Source::Volume { name: source, nocopy }))
         }
         "tmpfs" => {
             if source.is_some() {
-                bail!("--mount {spec}: a tmpfs has no source");
+                bail!("--mount {text}: a tmpfs has no source");
             }
             if tmpfs_opts.iter().all(|o| !o.starts_with("mode=")) {
                 tmpfs_opts.push("mode=1777".into());
             }
             Ok(Mount { read_only: false, ..mount(Source::Tmpfs { options: tmpfs_opts.join(",") }) })
         }
-        other => bail!("--mount {spec}: type {other:?} is not supported (bind, volume, tmpfs)"),
+        other => bail!("--mount {text}: type {other:?} is not supported (bind, volume, tmpfs)"),
     }
 }
 
 /// Parses `--tmpfs CONTAINER[:OPTIONS]` (default options: Docker's `mode=1777`).
-fn tmpfs_flag(spec: &str) -> anyhow::Result<Mount> {
-    let (target, given) = spec.split_once(':').unwrap_or((spec, ""));
+fn tmpfs_flag(text: &str) -> anyhow::Result<Mount> {
+    let (target, given) = text.split_once(':').unwrap_or((text, ""));
     if !target.starts_with('/') {
-        bail!("--tmpfs {spec}: the path must be absolute");
+        bail!("--tmpfs {text}: the path must be absolute");
     }
-    mount_target(&format!("--tmpfs {spec}"), target)?;
-    let options = if spec.contains(':') { given } else { "mode=1777" }.to_string();
+    mount_target(&format!("--tmpfs {text}"), target)?;
+    let options = if text.contains(':') { given } else { "mode=1777" }.to_string();
     Ok(Mount {
         target: target.to_string(),
         read_only: false,

@@ -118,8 +118,8 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
         }
         for r in store.remove_image(&img.manifest.hex(), true)? {
             lines.push(match r {
-                layers_store::catalog::Removed::Untagged(t) => format!("untagged: {t}"),
-                layers_store::catalog::Removed::Deleted(d) => format!("deleted: {d}"),
+                layers_store::images::catalog::Removed::Untagged(t) => format!("untagged: {t}"),
+                layers_store::images::catalog::Removed::Deleted(d) => format!("deleted: {d}"),
             });
         }
     }

@@ -50,7 +50,7 @@ impl Seen {
     fn status(&self) -> String {
         let when = |t: i64| format::ago_secs(t);
         match &self.status {
-            Status::Running(r) => format!("Up {}", format::duration(layers_store::metadata::now() - r.started)),
+            Status::Running(r) => format!("Up {}", format::duration(layers_store::meta::now() - r.started)),
             Status::Restarting(e) => format!("Restarting ({}) {}", e.code, when(e.finished)),
             Status::Exited(e) => format!("Exited ({}) {}", e.code, when(e.finished)),
             Status::Created => "Created".into(),
@@ -135,7 +135,7 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "ID": if trunc { s.c.short_id().to_string() } else { s.c.id.clone() },
         "Image": image_name(store, s),
         "Command": format!("\"{command}\""),
-        "CreatedAt": layers_store::oci::rfc3339(s.c.created),
+        "CreatedAt": layers_store::images::oci::rfc3339(s.c.created),
         "RunningFor": format::ago_secs(s.c.created),
         // No published ports: a container has the host's network or none.
         "Ports": "",
@@ -176,7 +176,7 @@ fn command_line(store: &Store, s: &Seen) -> String {
         .and_then(|i| store.config(&i).ok())
         .and_then(|c| c.config)
         .unwrap_or_default();
-    crate::run::spec::argv(&config, &s.config.overrides(s.c.short_id())).join(" ")
+    crate::run::image_process::argv(&config, &s.config.overrides(s.c.short_id())).join(" ")
 }
 
 /// `--filter`s: the same key given twice matches either value, different keys all.

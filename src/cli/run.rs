@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Args;
-use layers_store::containers::Lifetime;
+use layers_store::snapshots::containers::Lifetime;
 use layers_store::Store;
 
 use super::options::ContainerOptions;
@@ -121,7 +121,7 @@ pub fn image_for_container(
     platform: Option<&str>,
     registries: &RegistriesConfig,
     transfers: &Transfers,
-) -> anyhow::Result<layers_store::metadata::ImageRow> {
+) -> anyhow::Result<layers_store::meta::ImageRow> {
     let puller = obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto };
     let want = obtain::Want { name, platform, policy };
     let (row, _) = obtain::image(store, &puller, &want, &|missing| {

@@ -41,7 +41,7 @@ pub fn version(a: &FormatArgs) -> anyhow::Result<ExitCode> {
     // this build (as `podman version` shows them), the Server with the kernel.
     let client = serde_json::json!({
         "Version": env!("CARGO_PKG_VERSION"),
-        "StoreFormat": layers_store::metadata::FORMAT_VERSION,
+        "StoreFormat": layers_store::meta::FORMAT_VERSION,
         "Os": "linux",
         "Arch": crate::transfer::platform::Platform::host().architecture,
     });
@@ -82,12 +82,12 @@ pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
         "ContainersStopped": containers.len() - running,
         "Images": images,
         "StoreRoot": store.root(),
-        "StoreFormat": layers_store::metadata::FORMAT_VERSION,
+        "StoreFormat": layers_store::meta::FORMAT_VERSION,
         "StoreEncoding": store.encoding().name(),
         "Driver": "overlay",
         "BackingFilesystem": backing,
         "Metadata": "sqlite (WAL)",
-        "OverlayLowerdirPlus": layers_store::mount::lowerdir_plus_supported(),
+        "OverlayLowerdirPlus": layers_store::snapshots::mount::lowerdir_plus_supported(),
         "CgroupVersion": cgroup_version,
         "CgroupControllers": controllers,
         "Seccomp": seccomp,

@@ -104,7 +104,7 @@ fn json(store: &Store, v: &VolumeRow) -> serde_json::Value {
         labels.insert("com.docker.volume.anonymous".into(), String::new());
     }
     serde_json::json!({
-        "CreatedAt": layers_store::oci::rfc3339(v.created),
+        "CreatedAt": layers_store::images::oci::rfc3339(v.created),
         "Driver": "local",
         "Labels": labels,
         "Mountpoint": store.volume_path(&v.name),

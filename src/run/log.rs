@@ -171,13 +171,13 @@ impl LogWriter {
 /// Now, as RFC 3339 with nanoseconds (UTC): a log line's time.
 pub fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = layers_store::oci::rfc3339(d.as_secs() as i64);
+    let secs = layers_store::images::oci::rfc3339(d.as_secs() as i64);
     format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
 }
 
 /// An RFC 3339 time as nanoseconds since the epoch.
 pub fn nanos(rfc3339: &str) -> Option<i128> {
-    let secs = layers_store::oci::parse_rfc3339(rfc3339)?;
+    let secs = layers_store::images::oci::parse_rfc3339(rfc3339)?;
     let frac = rfc3339.get(19..).and_then(|r| r.strip_prefix('.')).unwrap_or("");
     let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
     let sub = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse::<i128>().ok()? };
@@ -332,7 +332,7 @@ mod tests {
     }
 
     fn now_string_at(n: i128) -> String {
-        let secs = layers_store::oci::rfc3339((n / 1_000_000_000) as i64);
+        let secs = layers_store::images::oci::rfc3339((n / 1_000_000_000) as i64);
         format!("{}.{:09}Z", secs.trim_end_matches('Z'), n % 1_000_000_000)
     }
 

@@ -23,11 +23,11 @@ pub mod control;
 #[allow(clippy::disallowed_methods)]
 mod kernel;
 // The log files in the container's own dir.
+pub mod image_process;
 #[allow(clippy::disallowed_methods)]
 pub mod log;
 mod seccomp;
 mod seccomp_profile;
-pub mod spec;
 mod step;
 mod supervise;
 // /proc and cgroupfs files of the kernel; paths in the container's root are opened
@@ -55,7 +55,7 @@ const EXIT_CANNOT_EXEC: u8 = 126;
 /// Exit status when the command does not exist.
 const EXIT_NOT_FOUND: u8 = 127;
 
-pub use spec::DEFAULT_PATH;
+pub use image_process::DEFAULT_PATH;
 
 /// What `exec` runs in a running container.
 pub struct ExecSpec {
@@ -88,12 +88,12 @@ pub fn exec_in(
         None => r.user.clone(),
     };
     let mut env = r.env.clone();
-    layers_store::oci::merge_env(&mut env, a.env.iter().cloned());
+    layers_store::images::oci::merge_env(&mut env, a.env.iter().cloned());
     if a.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".to_string());
     }
     let (console, console_child) = console::ends(a.tty, a.interactive)?;
-    let process = spec::Process {
+    let process = image_process::Process {
         argv: a.argv.clone(),
         env: env.clone(),
         cwd: a.workdir.clone().unwrap_or(r.cwd.clone()),

@@ -2,7 +2,7 @@
 //! one (of the platform asked for, if one was), else pulled as the pull policy says.
 
 use anyhow::Context;
-use layers_store::metadata::ImageRow;
+use layers_store::meta::ImageRow;
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
 use super::platform::{describe, of_config, Platform};

@@ -1,7 +1,7 @@
 //! Choosing one image from a multi-platform index.
 
 use anyhow::bail;
-use layers_store::oci::host_architecture;
+use layers_store::images::oci::host_architecture;
 use serde_json::Value;
 
 /// `os/architecture[/variant]`.
@@ -51,7 +51,7 @@ impl std::fmt::Display for Platform {
 }
 
 /// The platform an image config names, as an index entry's `platform` object.
-pub fn of_config(config: &layers_store::oci::ImageConfig) -> Value {
+pub fn of_config(config: &layers_store::images::oci::ImageConfig) -> Value {
     serde_json::json!({"os": config.os, "architecture": config.architecture, "variant": config.variant})
 }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use layers_store::mount::MAX_LAYERS;
-use layers_store::oci::{Descriptor, ImageConfig, Manifest};
-use layers_store::unpack::Unpacked;
+use layers_store::images::oci::{Descriptor, ImageConfig, Manifest};
+use layers_store::layer::unpack::Unpacked;
+use layers_store::snapshots::mount::MAX_LAYERS;
 use layers_store::{Digest, FetchClaim, ImageBlobs, Ingest, Reference, ShortNames, Store};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -160,7 +160,7 @@ fn manifest_kind(top: &Value) -> anyhow::Result<Kind> {
     if top["schemaVersion"] == 1 {
         bail!("Docker schema 1 manifests are not supported (re-push the image with a current client)");
     }
-    layers_store::layout::refuse_ambiguous(top).map_err(anyhow::Error::msg)?;
+    layers_store::archive::layout::refuse_ambiguous(top).map_err(anyhow::Error::msg)?;
     let media = top["mediaType"].as_str().unwrap_or_default();
     Ok(if media == OCI_INDEX || media == DOCKER_LIST || top.get("manifests").is_some() {
         Kind::Index

@@ -7,8 +7,8 @@
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use layers_store::metadata::ImageRow;
-use layers_store::oci::{Descriptor, Manifest, MAX_JSON};
+use layers_store::images::oci::{Descriptor, Manifest, MAX_JSON};
+use layers_store::meta::ImageRow;
 use layers_store::{Digest, Reference, ShortNames, Store};
 
 use super::remote::{Remote, Sent};

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::TryStreamExt;
-use layers_store::oci::{Descriptor, MAX_JSON};
-use layers_store::unpack::Unpacked;
+use layers_store::images::oci::{Descriptor, MAX_JSON};
+use layers_store::layer::unpack::Unpacked;
 use layers_store::{Digest, Ingest, LayerExpect, Reference, Store};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use layers_store::digest::Hasher;
+use layers_store::content::digest::Hasher;
 
 mod registry;
 #[allow(unused_imports)]

@@ -43,7 +43,7 @@ impl Attrs {
 
 /// What to copy: entries of a tree, and where each goes.
 #[derive(Default)]
-pub struct Plan {
+pub struct CopyPlan {
     /// (source entry, destination path relative to the destination root).
     pub items: Vec<(Entry, PathBuf)>,
     /// Targets that are a directory source's top, whose contents are copied into
@@ -71,7 +71,7 @@ pub fn in_root(dest: &str) -> PathBuf {
 /// way: a directory's contents go into `dest`; a file goes to `dest/NAME` when `dest`
 /// ends in `/` (or there are several sources), else to `dest` itself. `filter` leaves
 /// out entries inside a named directory too (`.dockerignore`).
-pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, filter: &dyn Filter) -> Result<Plan> {
+pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, filter: &dyn Filter) -> Result<CopyPlan> {
     let dest_rel = in_root(dest);
     let into_dir = dest.ends_with('/') || sources.len() > 1;
     let mut items = Vec::new();
@@ -99,7 +99,7 @@ pub fn plan(tree: &Tree, sources: &[PathBuf], dest: &str, filter: &dyn Filter) -
             items.push((e, target));
         }
     }
-    Ok(Plan { items, tops })
+    Ok(CopyPlan { items, tops })
 }
 
 fn uid(u: u32) -> rustix::fs::Uid {
@@ -214,7 +214,7 @@ fn resolve_in(root: &OwnedFd, dest: &Path) -> Result<PathBuf> {
 /// `plan` with its destination where it really is in the root at `dest_root`, found
 /// once the root is there: `dest` resolved (`resolve_dest`), and a single file
 /// copied onto an existing directory put inside it, as BuildKit does.
-pub fn at_real_dest(plan: &Plan, dest_root: &Path, dest: &str) -> Result<Plan> {
+pub fn at_real_dest(plan: &CopyPlan, dest_root: &Path, dest: &str) -> Result<CopyPlan> {
     let dest_rel = in_root(dest);
     let root = open_root(dest_root)?;
     let real = resolve_in(&root, &dest_rel)?;
@@ -229,14 +229,14 @@ pub fn at_real_dest(plan: &Plan, dest_root: &Path, dest: &str) -> Result<Plan> {
                     "a file source without a name",
                 ));
             };
-            return Ok(Plan { items: vec![(e.clone(), real.join(name))], tops: Vec::new() });
+            return Ok(CopyPlan { items: vec![(e.clone(), real.join(name))], tops: Vec::new() });
         }
     }
     if real == dest_rel {
-        return Ok(Plan { items: plan.items.clone(), tops: plan.tops.clone() });
+        return Ok(CopyPlan { items: plan.items.clone(), tops: plan.tops.clone() });
     }
     let moved = |t: &PathBuf| t.strip_prefix(&dest_rel).map_or_else(|_| t.clone(), |rest| real.join(rest));
-    Ok(Plan {
+    Ok(CopyPlan {
         items: plan.items.iter().map(|(e, t)| (e.clone(), moved(t))).collect(),
         tops: plan.tops.iter().map(moved).collect(),
     })
@@ -244,7 +244,7 @@ pub fn at_real_dest(plan: &Plan, dest_root: &Path, dest: &str) -> Result<Plan> {
 
 /// Copies `plan` from `tree` into the root at `dest_root`. Holes in files stay holes;
 /// a FIFO is made anew; a device or socket is refused.
-pub fn copy(tree: &Tree, plan: &Plan, dest_root: &Path, attrs: Attrs) -> Result<()> {
+pub fn copy(tree: &Tree, plan: &CopyPlan, dest_root: &Path, attrs: Attrs) -> Result<()> {
     let root = open_root(dest_root)?;
     for (e, target) in &plan.items {
         let what = || format!("{} to /{}", e.rel.display(), target.display());
@@ -276,7 +276,7 @@ impl From<rustix::io::Errno> for CopyError {
 fn copy_one(
     tree: &Tree,
     root: &OwnedFd,
-    plan: &Plan,
+    plan: &CopyPlan,
     e: &Entry,
     target: &Path,
     attrs: Attrs,
@@ -314,7 +314,7 @@ fn copy_one(
             // Holes stay holes: a 4 GiB sparse file is not written out as zeros.
             let src = tree.open_file(&e.rel).map_err(CopyError::Store)?;
             let size = src.metadata().map_err(CopyError::Io)?.len();
-            crate::sparse::copy_keeping_holes(&src, &out, size).map_err(CopyError::Io)?;
+            crate::layer::sparse::copy_keeping_holes(&src, &out, size).map_err(CopyError::Io)?;
             rustix::fs::fchown(&out, Some(file_uid), Some(file_gid))?;
             rustix::fs::fchmod(&out, mode)?;
             let t = rustix::fs::Timestamps { last_access: e.mtime(), last_modification: e.mtime() };

@@ -29,7 +29,7 @@ pub mod tree;
 pub mod user_dir;
 pub mod walk;
 
-pub use copy::{at_real_dest, copy, in_root, make_dir, plan, resolve_dest, Attrs, Plan};
+pub use copy::{at_real_dest, copy, in_root, make_dir, plan, resolve_dest, Attrs, CopyPlan};
 pub use root::{
     set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Existing, Meta, PathRule, RelPath, Root, Subdir, MAX_PATH,
 };

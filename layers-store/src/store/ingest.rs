@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use super::{lock, open_lock, remove_tree, NewImage, Store, STAGING_SEQ};
-use crate::digest::{DiffId, Digest};
+use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
-use crate::metadata::{self, LayerRow};
-use crate::oci::Descriptor;
-use crate::tree::Tree;
+use crate::images::oci::Descriptor;
+use crate::layer::listing::Listing;
+use crate::meta::{self, LayerRow};
 
 /// Content staged under `tmp/`, committed all at once by [`Store::commit`].
 pub struct Ingest {
@@ -23,7 +23,7 @@ pub struct Ingest {
     seq: usize,
     blobs: Vec<(Descriptor, PathBuf)>,
     /// Each staged layer dir with its row and its tree, listed once it is complete.
-    layers: Vec<(LayerRow, PathBuf, Tree)>,
+    layers: Vec<(LayerRow, PathBuf, Listing)>,
 }
 
 impl Ingest {
@@ -45,13 +45,13 @@ impl Ingest {
 
     /// Adds a complete layer dir (anywhere on the store's filesystem) to be renamed into place.
     pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf) -> Result<()> {
-        let tree = Tree::of(&dir)?;
+        let tree = Listing::of(&dir)?;
         self.add_layer_tree(row, dir, tree);
         Ok(())
     }
 
     /// Adds a complete layer dir whose tree is already known (it was just unpacked).
-    pub(super) fn add_layer_tree(&mut self, row: LayerRow, dir: PathBuf, tree: Tree) {
+    pub(super) fn add_layer_tree(&mut self, row: LayerRow, dir: PathBuf, tree: Listing) {
         self.layers.push((row, dir, tree));
     }
 
@@ -188,10 +188,10 @@ impl Store {
         if !new_blobs.is_empty() || !new_layers.is_empty() {
             md.write("stage content", |tx| {
                 for (d, _) in &new_blobs {
-                    metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
+                    meta::put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
                 }
                 for (l, _, _) in &new_layers {
-                    metadata::put_layer(tx, l, "pending")?;
+                    meta::put_layer(tx, l, "pending")?;
                 }
                 Ok(())
             })?;
@@ -211,14 +211,14 @@ impl Store {
         }
         let refused = md.write("commit", |tx| {
             for (d, _) in &new_blobs {
-                metadata::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
+                meta::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
             }
             for (l, _, tree) in &new_layers {
-                metadata::put_layer(tx, l, "ready")?;
-                metadata::put_layer_tree(tx, &l.diff_id, tree)?;
+                meta::put_layer(tx, l, "ready")?;
+                meta::put_layer_tree(tx, &l.diff_id, tree)?;
             }
             for (blob, diff_id) in &pairs {
-                metadata::put_layer_blob(tx, blob, diff_id)?;
+                meta::put_layer_blob(tx, blob, diff_id)?;
             }
             if let Some(h) = holder {
                 for d in &ingest_blobs {
@@ -233,16 +233,16 @@ impl Store {
             // names was verified, and everything it names is still here. The content above
             // is kept either way (valid, and gc's if nothing uses it).
             for l in &img.layers {
-                if !metadata::layer_blob_known(tx, &l.blob, &l.diff_id)? {
+                if !meta::layer_blob_known(tx, &l.blob, &l.diff_id)? {
                     return Ok(Some(format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id)));
                 }
             }
             for d in [&img.manifest.digest, &img.config.digest] {
-                if metadata::blob_size(tx, d)?.is_none() {
+                if meta::blob_size(tx, d)?.is_none() {
                     return Ok(Some(format!("blob {d} is not in the store")));
                 }
             }
-            crate::catalog::insert_image(tx, img)?;
+            crate::images::catalog::insert_image(tx, img)?;
             for d in img.layers.iter().map(|l| &l.blob).chain([&img.manifest.digest, &img.config.digest]) {
                 tx.execute("DELETE FROM held_content WHERE digest = ?1", [d.to_string()])?;
             }

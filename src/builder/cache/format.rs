@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use layers_store::digest::{DiffId, Digest};
-use layers_store::oci::{Descriptor, ImageConfig, Manifest};
+use layers_store::content::digest::{DiffId, Digest};
+use layers_store::images::oci::{Descriptor, ImageConfig, Manifest};
 use serde::{Deserialize, Serialize};
 
 /// The cache config's media type.
@@ -167,7 +167,7 @@ pub fn manifest(desc: &Descriptor, config: &[u8], layers: &[Descriptor]) -> serd
     }
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": layers_store::oci::MEDIA_TYPE_MANIFEST,
+        "mediaType": layers_store::images::oci::MEDIA_TYPE_MANIFEST,
         "config": config_desc,
         "layers": layers,
     }))

@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use layers_store::digest::{Digest, Hasher};
+use layers_store::content::digest::{Digest, Hasher};
 use layers_store::fsroot::UserDir;
-use layers_store::oci::{Descriptor, MAX_JSON, MEDIA_TYPE_MANIFEST};
+use layers_store::images::oci::{Descriptor, MAX_JSON, MEDIA_TYPE_MANIFEST};
 use serde_json::{json, Value};
 
 /// A cache directory to read from (every read beneath it by fd, no symlink followed).

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use layers_store::digest::Digest;
-use layers_store::metadata::ImageRow;
+use layers_store::content::digest::Digest;
+use layers_store::meta::ImageRow;
 use layers_store::{ImageBlobs, LayerExpect, Store};
 
 pub use format::CachedStep;
@@ -234,7 +234,7 @@ impl Imported {
         &self,
         store: &Store,
         key: &Digest,
-        blob: &layers_store::oci::Descriptor,
+        blob: &layers_store::images::oci::Descriptor,
     ) -> anyhow::Result<Box<dyn std::io::Read>> {
         let (i, step) = self.steps.get(key).context("no such cached step")?;
         match &self.sources[*i] {
@@ -343,7 +343,7 @@ pub fn export(
     to: &CacheTo,
 ) -> anyhow::Result<Exported> {
     use format::{CachedLayer, StepRecord};
-    use layers_store::oci::{Descriptor, MAX_JSON};
+    use layers_store::images::oci::{Descriptor, MAX_JSON};
     let mut steps: Vec<(StepRecord, Vec<CachedLayer>)> = Vec::new();
     let mut imported_blobs: BTreeMap<Digest, Digest> = BTreeMap::new();
     for m in made.iter().filter(|m| to.mode() == Mode::Max || m.stage == target) {

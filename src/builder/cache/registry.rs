@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use layers_store::digest::Digest;
-use layers_store::oci::Descriptor;
+use layers_store::content::digest::Digest;
+use layers_store::images::oci::Descriptor;
 use layers_store::{Reference, ShortNames, Store};
 
 use super::format::CachedLayer;
@@ -66,7 +66,7 @@ impl RegistrySource {
                 let config = match super::format::embedded_config(&manifest).map_err(|e| anyhow!("{reference}: {e}"))? {
                     Some(c) => c,
                     None => {
-                        let m: layers_store::oci::Manifest =
+                        let m: layers_store::images::oci::Manifest =
                             serde_json::from_slice(&manifest).with_context(|| format!("cache manifest {reference}"))?;
                         remote.json_blob(&m.config, notices).await?
                     }
@@ -163,7 +163,7 @@ pub fn export(
         siblings,
         blobs,
         &tag,
-        (layers_store::oci::MEDIA_TYPE_MANIFEST, &manifest),
+        (layers_store::images::oci::MEDIA_TYPE_MANIFEST, &manifest),
         &o,
     )?;
     let mut out = super::Sent::default();

@@ -1,7 +1,7 @@
 //! A config step: a new image with the same layers and the step's config, or for a
 //! WORKDIR the image lacks, a layer holding just that directory.
 
-use layers_store::oci::History;
+use layers_store::images::oci::History;
 
 use super::{Executor, State};
 use crate::builder::frontend::path::clean;

@@ -18,17 +18,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use layers_store::containers::{CommitOptions, Lifetime, UpperDir};
-use layers_store::metadata::ImageRow;
-use layers_store::mount::{mount_spec, unmount_path, MountOptions};
-use layers_store::oci::{rfc3339, ImageConfig};
+use layers_store::images::oci::{rfc3339, ImageConfig};
+use layers_store::meta::ImageRow;
+use layers_store::snapshots::containers::{CommitOptions, Lifetime, UpperDir};
+use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, Store};
 
 use super::cache::Imported;
 use super::frontend::pattern::Patterns;
 use super::plan::{Action, Base, Plan, ReadSet, Step};
 pub use super::scratch::ScratchDir;
-use layers_store::digest::Digest;
+use layers_store::content::digest::Digest;
 
 /// What every step of a build shares.
 pub struct Executor<'a> {
@@ -159,7 +159,7 @@ impl<'a> Executor<'a> {
             no_cache: false,
             quiet: false,
             epoch: None,
-            run_id: format!("{}-{}", std::process::id(), layers_store::metadata::now()),
+            run_id: format!("{}-{}", std::process::id(), layers_store::meta::now()),
             cache: Imported::default(),
             steps_done: 0,
             steps_total: plan.stages.iter().map(|s| s.steps.len() + 1).sum(),
@@ -171,7 +171,7 @@ impl<'a> Executor<'a> {
     }
 
     fn now(&self) -> String {
-        rfc3339(self.epoch.unwrap_or_else(layers_store::metadata::now))
+        rfc3339(self.epoch.unwrap_or_else(layers_store::meta::now))
     }
 
     fn say(&self, line: &str) {

@@ -11,9 +11,9 @@ use crate::builder::frontend::path::clean;
 use crate::builder::plan::{MountFrom, RunMount, RunStep, Step};
 use crate::builder::throwaway::ThrowawayView;
 use crate::run::container::{run_container, Output, RunSpec};
-use crate::run::{spec::Overrides, Bind};
-use layers_store::containers::MountedView;
+use crate::run::{image_process::Overrides, Bind};
 use layers_store::fsroot::{self, Attrs, Tree};
+use layers_store::snapshots::containers::MountedView;
 
 /// Runs `r` on the stage's image and commits the result.
 pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 //! runtime config. Pure: what they do is known before anything runs.
 
 use anyhow::{bail, Context};
-use layers_store::oci::RuntimeConfig;
+use layers_store::images::oci::RuntimeConfig;
 use serde_json::json;
 
 use super::Scope;

@@ -7,8 +7,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use layers_store::digest::{Digest, Hasher};
-use layers_store::metadata::ImageRow;
+use layers_store::content::digest::{Digest, Hasher};
+use layers_store::meta::ImageRow;
 
 use super::key::Key;
 use super::{Inputs, Scope};
@@ -60,7 +60,7 @@ pub fn lay_out(
     dest: &str,
     ignore: &Patterns,
     parents: bool,
-) -> anyhow::Result<fsroot::Plan> {
+) -> anyhow::Result<fsroot::CopyPlan> {
     if !parents {
         let mut selected = Vec::new();
         for s in sources {
@@ -68,7 +68,7 @@ pub fn lay_out(
         }
         return Ok(fsroot::plan(tree, &selected, dest, ignore)?);
     }
-    let mut laid = fsroot::Plan::default();
+    let mut laid = fsroot::CopyPlan::default();
     let base = dest.trim_end_matches('/');
     for s in sources {
         let pivot = s.split_once("/./").map(|(before, _)| clean(before).unwrap_or_default()).unwrap_or_default();

@@ -16,7 +16,7 @@
 //!   link targets, and each regular file's content by its BLAKE3 hash), or for
 //!   `--from` a stage's key or an image's manifest.
 
-use layers_store::digest::{Digest, Hasher};
+use layers_store::content::digest::{Digest, Hasher};
 
 /// The preamble; a change in what keys cover changes it, so old entries never match.
 const PREAMBLE: &str = "layers-build-key-v3";

@@ -12,9 +12,9 @@ mod run;
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use layers_store::digest::Digest;
-use layers_store::metadata::ImageRow;
-use layers_store::oci::{host_architecture, ImageConfig, RootFs, RuntimeConfig};
+use layers_store::content::digest::Digest;
+use layers_store::images::oci::{host_architecture, ImageConfig, RootFs, RuntimeConfig};
+use layers_store::meta::ImageRow;
 use layers_store::Store;
 
 pub use config::shell_of;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use layers_store::digest::Digest;
+use layers_store::content::digest::Digest;
 
 use super::key::Key;
 use super::{shell_of, Inputs, Scope};
@@ -13,7 +13,7 @@ use crate::builder::frontend::instruction::{Command, Instruction};
 use crate::builder::frontend::path::clean;
 use crate::run::Network;
 use layers_store::fsroot;
-use layers_store::metadata::ImageRow;
+use layers_store::meta::ImageRow;
 
 /// Where a mount's content comes from, when not the build context (`from=`).
 #[derive(Debug, Clone)]

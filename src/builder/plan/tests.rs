@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use layers_store::metadata::ImageRow;
-use layers_store::oci::{ImageConfig, RootFs, RuntimeConfig};
+use layers_store::images::oci::{ImageConfig, RootFs, RuntimeConfig};
+use layers_store::meta::ImageRow;
 use layers_store::{ImageBlobs, Store};
 
 use super::{needed, plan, split, Found, FromImage, Inputs};

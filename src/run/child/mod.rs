@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use layers_store::mount::MountSpec;
+use layers_store::snapshots::mount::MountSpec;
 use rustix::mount::MountFlags;
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 

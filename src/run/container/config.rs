@@ -10,7 +10,7 @@ use layers_store::Store;
 use super::dir::{ContainerDir, File};
 use super::process::{Network, Output, RunSpec};
 use crate::run::log::LogOptions;
-use crate::run::{caps, cgroup, child, spec};
+use crate::run::{caps, cgroup, child, image_process};
 
 /// The format of `config.json` this release writes; a newer one is refused by name.
 pub const VERSION: u32 = 1;
@@ -243,9 +243,9 @@ impl ContainerConfig {
 
     /// What it puts over the image's process, for a container whose short ID is
     /// `short_id` (its default host name).
-    pub fn overrides(&self, short_id: &str) -> spec::Overrides {
+    pub fn overrides(&self, short_id: &str) -> image_process::Overrides {
         let p = &self.process;
-        spec::Overrides {
+        image_process::Overrides {
             entrypoint: p.entrypoint.clone(),
             cmd: p.command.clone(),
             env: p.env.clone(),

@@ -5,8 +5,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use layers_store::containers::Lifetime;
-use layers_store::metadata::ImageRow;
+use layers_store::meta::ImageRow;
+use layers_store::snapshots::containers::Lifetime;
 use layers_store::{ContainerRow, Store};
 use rustix::process::{pidfd_send_signal, Signal};
 

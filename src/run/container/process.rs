@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use layers_store::oci::RuntimeConfig;
+use layers_store::images::oci::RuntimeConfig;
 use layers_store::{ContainerRow, Store};
 
 use super::config::Seccomp;
@@ -15,7 +15,7 @@ use super::dir::ContainerDir;
 use super::monitor::Report;
 use super::{files, state};
 use crate::run::log::{LogOptions, LogWriter};
-use crate::run::{cgroup, child, console, spec, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
+use crate::run::{cgroup, child, console, image_process, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use crate::transfer::Quiesced;
 
 /// A container's network.
@@ -60,7 +60,7 @@ pub enum Launched {
 /// Everything a run needs besides the container and its image config.
 pub struct RunSpec {
     /// Entrypoint, command, env, workdir, user and hostname over the image's.
-    pub overrides: spec::Overrides,
+    pub overrides: image_process::Overrides,
     /// Its network namespace.
     pub network: Network,
     /// Host paths bind-mounted in (each host path exists).
@@ -94,7 +94,7 @@ impl RunSpec {
     /// profile, no limits, no mounts, nothing over the image's process.
     pub fn defaults(output: Output) -> anyhow::Result<RunSpec> {
         Ok(RunSpec {
-            overrides: spec::Overrides::default(),
+            overrides: image_process::Overrides::default(),
             network: Network::None,
             binds: Vec::new(),
             tmpfs: Vec::new(),
@@ -135,7 +135,8 @@ pub fn run_container(
     s: &RunSpec,
     _single_threaded: &Quiesced,
 ) -> anyhow::Result<Ended> {
-    let process = spec::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    let process =
+        image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
     let files = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname)?;
     let launched = spawn_and_wait(store, container, &process, &cg, files, image, s);
@@ -154,7 +155,7 @@ pub fn run_container(
     state::set_exited(
         store,
         &container.id,
-        &state::Exited { code, finished: layers_store::metadata::now(), oom_killed, error: None },
+        &state::Exited { code, finished: layers_store::meta::now(), oom_killed, error: None },
     );
     Ok(Ended { code, oom_killed, memory_limit, not_run })
 }
@@ -162,7 +163,7 @@ pub fn run_container(
 fn spawn_and_wait(
     store: &Store,
     container: &ContainerRow,
-    process: &spec::Process,
+    process: &image_process::Process,
     cg: &cgroup::Cgroup,
     files: Vec<(PathBuf, String)>,
     image: &str,
@@ -251,7 +252,7 @@ fn spawn_and_wait(
             caps: s.caps.bits(),
             privileged: s.privileged,
             seccomp: s.seccomp.clone(),
-            started: layers_store::metadata::now(),
+            started: layers_store::meta::now(),
         };
         state::set_running(store, &container.id, &running);
         if let Some(report) = &s.report {
@@ -260,7 +261,7 @@ fn spawn_and_wait(
     })
 }
 
-pub(crate) fn command(process: &spec::Process, env: &[String], interactive: bool) -> Command {
+pub(crate) fn command(process: &image_process::Process, env: &[String], interactive: bool) -> Command {
     let mut cmd = Command::new(&process.argv[0]);
     cmd.args(&process.argv[1..]).env_clear();
     for kv in env {
@@ -281,7 +282,7 @@ pub(crate) fn launch(
     mut cmd: Command,
     err_r: OwnedFd,
     name: &str,
-    process: &spec::Process,
+    process: &image_process::Process,
     image: &str,
     mut outputs: supervise::Outputs,
     started: impl FnOnce(u32),

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The default registry for names without a host.

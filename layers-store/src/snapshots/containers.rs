@@ -1,7 +1,7 @@
 //! Containers: a writable upper dir stacked on an image's layers, after
 //! containerd's snapshotter (prepare an active snapshot, view a chain read-only,
 //! commit an active one into a layer, remove). The store describes mounts
-//! ([`MountSpec`]); [`crate::mount`] makes them.
+//! ([`MountSpec`]); [`crate::snapshots::mount`] makes them.
 //!
 //! ```text
 //! containers/<id>/upper    the container's changes (overlay upper dir)
@@ -16,15 +16,15 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::compression::Compression;
-use crate::digest::{DiffId, Digest};
+use crate::content::compression::Compression;
+use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::{now, ImageRow, LayerRow};
-use crate::mount::{self, MountSpec, MAX_LAYERS};
-use crate::oci::{Descriptor, History, ImageConfig};
-use crate::record::ImageBlobs;
+use crate::images::oci::{Descriptor, History, ImageConfig};
+use crate::images::record::ImageBlobs;
+use crate::layer::diff::{self, HashingWriter};
+use crate::meta::{now, ImageRow, LayerRow};
+use crate::snapshots::mount::{self, MountSpec, MAX_LAYERS};
 use crate::store::{remove_tree, LayerExpect, Store};
-use crate::upper::{self, HashingWriter};
 
 /// Marks a container removed by the next sweep: one whose creator ends it (a build
 /// step, `run --rm`) and which outlives that creator only if it was killed.
@@ -42,7 +42,7 @@ impl MountedView {
 
 impl Drop for MountedView {
     fn drop(&mut self) {
-        let _ = crate::mount::unmount_path(&self.0, true);
+        let _ = crate::snapshots::mount::unmount_path(&self.0, true);
     }
 }
 
@@ -242,7 +242,7 @@ impl Store {
             // A container made from an image (run, create, a build step) is a use of it.
             tx.execute(
                 "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
-                params![row.image.to_string(), crate::metadata::now_ns()],
+                params![row.image.to_string(), crate::meta::now_ns()],
             )?;
             Ok(true)
         });
@@ -339,7 +339,11 @@ impl Store {
     /// caller's), unmounted when the view is dropped.
     pub fn mount_view(&self, image: &Digest, at: PathBuf) -> Result<MountedView> {
         fs::create_dir(&at).map_err(|e| Error::io("mount view", at.display(), e))?;
-        crate::mount::mount_spec(&self.image_view(image)?, &at, crate::mount::MountOptions::default())?;
+        crate::snapshots::mount::mount_spec(
+            &self.image_view(image)?,
+            &at,
+            crate::snapshots::mount::MountOptions::default(),
+        )?;
         Ok(MountedView(at))
     }
 
@@ -409,7 +413,7 @@ impl Store {
 
     /// Bytes in a container's upper dir.
     pub fn upper_size(&self, c: &ContainerRow) -> u64 {
-        crate::maintenance::disk_usage(&self.container_dir(&c.id).join("upper"))
+        crate::gc::maintenance::disk_usage(&self.container_dir(&c.id).join("upper"))
     }
 
     /// Commits a container's upper dir as a new layer on its image, and the image
@@ -442,7 +446,7 @@ impl Store {
             .compression
             .encoder(std::io::BufWriter::with_capacity(128 * 1024, HashingWriter::new(file)))
             .map_err(io_err)?;
-        let tar = upper::write_tar(&upper, &mut enc, opts.mtime_clamp)?;
+        let tar = diff::write_tar(&upper, &mut enc, opts.mtime_clamp)?;
         let hashed = enc.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?;
         let blob = Descriptor {
             media_type: opts.compression.oci_media_type().to_string(),
@@ -452,7 +456,7 @@ impl Store {
             annotations: None,
         };
         if opts.upper == UpperDir::Move {
-            upper::clean(&upper)?;
+            diff::clean(&upper)?;
         }
 
         let mut config: ImageConfig = match &opts.config {
@@ -563,8 +567,8 @@ impl Store {
                 continue;
             }
             let merged = self.merged_dir(&c);
-            if crate::mount::is_mountpoint(&merged) {
-                crate::mount::unmount_path(&merged, true)?;
+            if crate::snapshots::mount::is_mountpoint(&merged) {
+                crate::snapshots::mount::unmount_path(&merged, true)?;
             }
             self.remove_container(&c)?;
         }

@@ -2,10 +2,10 @@
 
 use rusqlite::{params, Transaction};
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::{now, now_ns, ImageRow};
-use crate::reference::{Reference, ShortNames};
+use crate::images::reference::{Reference, ShortNames};
+use crate::meta::{now, now_ns, ImageRow};
 use crate::store::{NewImage, Store};
 
 /// What `remove_image` did.
@@ -186,12 +186,12 @@ impl Store {
     }
 
     /// A stored layer's record (sizes, entry count).
-    pub fn layer_info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::metadata::LayerRow>> {
+    pub fn layer_info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::meta::LayerRow>> {
         self.md().layer(diff_id)
     }
 
     /// An image's layers, bottom first.
-    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<crate::metadata::ImageLayerRow>> {
+    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<crate::meta::ImageLayerRow>> {
         self.md().image_layers(manifest)
     }
 }

@@ -13,12 +13,12 @@ use rustix::io::Errno;
 use super::{Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
-use crate::sparse::RunHasher;
-use crate::tar::{Entry, EntryKind, TarError, TarReader};
-use crate::tar_sparse::SparseMap;
-use crate::tree::{ContentDigests, FileDigest};
+use crate::layer::listing::{ContentDigests, FileDigest};
+use crate::layer::sparse::RunHasher;
+use crate::layer::tar::{Entry, EntryKind, TarError, TarReader};
+use crate::layer::tar_sparse::SparseMap;
 
-const OPAQUE_XATTR: &[u8] = crate::encoding::Encoding::Trusted.opaque_xattr();
+const OPAQUE_XATTR: &[u8] = crate::layer::encoding::Encoding::Trusted.opaque_xattr();
 
 /// Writes every entry of the tar stream `reader` into `root`; returns the entry count.
 pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
@@ -335,7 +335,7 @@ impl Extractor<'_> {
 /// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
 fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>) -> io::Result<()> {
     for (k, v) in xattrs {
-        if crate::encoding::is_overlay_private(k) {
+        if crate::layer::encoding::is_overlay_private(k) {
             continue;
         }
         // Which attribute, in words: a bare errno says nothing of the entry's xattrs.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::digest::{DiffId, Digest};
+use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
@@ -311,12 +311,12 @@ impl Metadata {
     }
 
     /// How overlay state is written in this store's layer dirs, as recorded in it.
-    pub fn encoding(&self) -> Result<crate::encoding::Encoding> {
+    pub fn encoding(&self) -> Result<crate::layer::encoding::Encoding> {
         let name: String = self
             .conn
             .query_row("SELECT value FROM settings WHERE name = 'encoding'", [], |r| r.get(0))
             .map_err(db_err("read the store's encoding"))?;
-        crate::encoding::Encoding::parse(&name).ok_or_else(|| {
+        crate::layer::encoding::Encoding::parse(&name).ok_or_else(|| {
             Error::new(ErrorKind::Corrupt, "open store", "settings", format!("unknown store encoding {name:?}"))
         })
     }
@@ -341,7 +341,10 @@ impl Metadata {
 
     /// A layer's tree as recorded when it was made: `None` if none was (made before
     /// format 5), `Some(Err(digest))` if the record does not match its digest.
-    pub fn layer_tree(&self, diff_id: &DiffId) -> Result<Option<std::result::Result<crate::tree::Tree, String>>> {
+    pub fn layer_tree(
+        &self,
+        diff_id: &DiffId,
+    ) -> Result<Option<std::result::Result<crate::layer::listing::Listing, String>>> {
         let row: Option<(String, Vec<u8>)> = self
             .conn
             .query_row("SELECT digest, listing FROM layer_trees WHERE diff_id = ?", [diff_id.to_string()], |r| {
@@ -350,7 +353,7 @@ impl Metadata {
             .optional()
             .map_err(|e| Error::sql("read layer tree", diff_id, e))?;
         Ok(row.map(|(digest, packed)| {
-            Digest::parse(&digest).ok().and_then(|d| crate::tree::Tree::unpacked(d, &packed)).ok_or(digest)
+            Digest::parse(&digest).ok().and_then(|d| crate::layer::listing::Listing::unpacked(d, &packed)).ok_or(digest)
         }))
     }
 
@@ -548,7 +551,11 @@ pub(crate) fn put_layer_blob(tx: &Transaction, blob: &Digest, diff_id: &DiffId) 
 }
 
 /// Records a layer dir's tree as it was made.
-pub(crate) fn put_layer_tree(tx: &Transaction, diff_id: &DiffId, tree: &crate::tree::Tree) -> rusqlite::Result<()> {
+pub(crate) fn put_layer_tree(
+    tx: &Transaction,
+    diff_id: &DiffId,
+    tree: &crate::layer::listing::Listing,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, ?3)",
         params![diff_id.to_string(), tree.digest.to_string(), tree.packed()],
@@ -585,7 +592,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let mut md = Metadata::open(&path).unwrap();
-        assert_eq!(md.encoding().unwrap(), crate::encoding::Encoding::Trusted);
+        assert_eq!(md.encoding().unwrap(), crate::layer::encoding::Encoding::Trusted);
         md.write("test", |tx| tx.execute("UPDATE settings SET value = 'user-v9' WHERE name = 'encoding'", [])).unwrap();
         drop(md);
         let err = Metadata::open(&path).unwrap().encoding().unwrap_err();

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 
 use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode};
 
-use crate::digest::{parse_hex, to_hex};
+use crate::content::digest::{parse_hex, to_hex};
 
 /// The BLAKE3 hash of some content.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,7 +167,7 @@ impl fmt::Debug for ContentHash {
 #[allow(clippy::disallowed_methods)] // tests make their files by path
 mod tests {
     use super::*;
-    use crate::digest::Digest;
+    use crate::content::digest::Digest;
 
     #[test]
     fn is_blake3_and_round_trips() {

@@ -8,10 +8,10 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, Result};
-use crate::maintenance::GcReport;
-use crate::metadata::now_ns;
+use crate::gc::maintenance::GcReport;
+use crate::meta::now_ns;
 use crate::store::Store;
 
 /// A store's size budget.
@@ -224,7 +224,7 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct ImageUsage {
     /// The image.
-    pub image: crate::metadata::ImageRow,
+    pub image: crate::meta::ImageRow,
     /// Bytes of its unpacked layers.
     pub size: u64,
     /// Of those, bytes of layers other images use too.

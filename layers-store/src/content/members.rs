@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use crate::compression::Compression;
+use crate::content::compression::Compression;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];

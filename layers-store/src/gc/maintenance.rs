@@ -8,11 +8,11 @@ use std::path::Path;
 
 use rusqlite::OptionalExtension;
 
-use crate::digest::{DiffId, Digest};
+use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
-use crate::oci::{Manifest, MAX_JSON};
+use crate::images::oci::{Manifest, MAX_JSON};
+use crate::layer::listing::Listing;
 use crate::store::{remove_tree, Store};
-use crate::tree::Tree;
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +70,7 @@ impl Store {
         let mut input = std::io::BufReader::with_capacity(1 << 20, f);
         let head = input.fill_buf()?;
         let compression = crate::Compression::detect(&head[..head.len().min(6)]).map_err(std::io::Error::other)?;
-        let (digest, _) = crate::digest::Hasher::read_all(compression.decoder(input)?)?;
+        let (digest, _) = crate::content::digest::Hasher::read_all(compression.decoder(input)?)?;
         Ok(DiffId::new(digest))
     }
 
@@ -236,7 +236,7 @@ impl Store {
             match self.md().layer_tree(&l.diff_id)? {
                 None => {}
                 Some(Err(d)) => add(subject, format!("its recorded tree does not match its digest {d}")),
-                Some(Ok(recorded)) => match Tree::of(&self.layer_path(&l.diff_id)).and_then(|now| {
+                Some(Ok(recorded)) => match Listing::of(&self.layer_path(&l.diff_id)).and_then(|now| {
                     if now.digest == recorded.digest {
                         Ok(now)
                     } else {

@@ -8,11 +8,11 @@
 //! Content is hashed with BLAKE3 (`b3:` in the listing): several times faster than
 //! sha256 here, and the listing only has to show a change, not name content across
 //! systems. A file with holes is hashed by its data and the length of its zero runs
-//! (`z3:`, [`crate::sparse`]): a 60 GB sparse file costs its few bytes of data.
+//! (`z3:`, [`crate::layer::sparse`]): a 60 GB sparse file costs its few bytes of data.
 //! Files written by the unpacker are hashed as their bytes pass
 //! ([`ContentDigests`]), so listing a fresh layer reads no file back. Which of the
 //! two a file gets follows where its holes are; `fsck` compares a file whose record
-//! used the other one by the record's ([`Tree::reconciled`]).
+//! used the other one by the record's ([`Listing::reconciled`]).
 //!
 //! The listing is kept zstd-compressed in the metadata; its digest names it.
 
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A file's content digest, by the scheme that hashed it.
@@ -61,7 +61,7 @@ impl ContentDigests {
 
 /// A layer dir's listing and its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tree {
+pub struct Listing {
     /// sha256 of the listing.
     pub digest: Digest,
     /// The listing, one line per node.
@@ -105,10 +105,10 @@ fn unescape(s: &[u8]) -> Vec<u8> {
 fn content_digest(p: &Path, runs: Option<bool>) -> std::io::Result<FileDigest> {
     let f = fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(p)?;
     let size = f.metadata()?.len();
-    if runs.map_or_else(|| crate::sparse::has_hole(&f, size), Ok)? {
-        return Ok(FileDigest::Runs(crate::sparse::of_file(&f, size)?));
+    if runs.map_or_else(|| crate::layer::sparse::has_hole(&f, size), Ok)? {
+        return Ok(FileDigest::Runs(crate::layer::sparse::of_file(&f, size)?));
     }
-    Ok(FileDigest::Plain(crate::content_hash::ContentHash::of_reader(f)?.0))
+    Ok(FileDigest::Plain(crate::content::content_hash::ContentHash::of_reader(f)?.0))
 }
 
 fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &ContentDigests) -> Result<()> {
@@ -208,16 +208,16 @@ impl Work {
     }
 }
 
-impl Tree {
+impl Listing {
     /// Lists the tree at `root` (a layer dir nobody writes to), reading every file.
-    pub fn of(root: &Path) -> Result<Tree> {
-        Tree::with_known(root, &ContentDigests::default())
+    pub fn of(root: &Path) -> Result<Listing> {
+        Listing::with_known(root, &ContentDigests::default())
     }
 
     /// Lists the tree at `root`, taking the content digests of files in `known` as given.
     /// Directories are listed by as many threads as there are cores (at most 4); the
     /// lines are then sorted by path, which keeps parents before their children.
-    pub fn with_known(root: &Path, known: &ContentDigests) -> Result<Tree> {
+    pub fn with_known(root: &Path, known: &ContentDigests) -> Result<Listing> {
         let m = fs::symlink_metadata(root).map_err(|e| Error::io("read layer tree", root.display(), e))?;
         let mut first = Vec::new();
         line(&mut first, root, root, &m, known)?;
@@ -239,12 +239,12 @@ impl Tree {
         })?;
         lines.sort_unstable();
         let listing = lines.concat();
-        Ok(Tree { digest: Digest::of(&listing), listing })
+        Ok(Listing { digest: Digest::of(&listing), listing })
     }
 
     /// The first line where `self` (as recorded) and `now` differ, as its path (the
     /// recorded line's, or the new one's where the record has ended).
-    pub fn first_difference(&self, now: &Tree) -> Option<String> {
+    pub fn first_difference(&self, now: &Listing) -> Option<String> {
         let path = |l: &[u8]| String::from_utf8_lossy(l.split(|b| *b == b' ').next().unwrap_or_default()).into_owned();
         let (mut a, mut b) = (self.listing.split(|c| *c == b'\n'), now.listing.split(|c| *c == b'\n'));
         loop {
@@ -264,7 +264,7 @@ impl Tree {
     /// `now` with each file whose recorded line used the other content scheme
     /// (`b3:`/`z3:`, chosen by where the file's holes were) hashed again by the
     /// record's scheme, so a layout change alone is no difference; content still is.
-    pub fn reconciled(&self, mut now: Tree, root: &Path) -> Result<Tree> {
+    pub fn reconciled(&self, mut now: Listing, root: &Path) -> Result<Listing> {
         let field = |l: &[u8], i: usize| l.split(|b| *b == b' ').nth(i).map(<[u8]>::to_vec);
         let recorded: HashMap<Vec<u8>, Vec<u8>> = self
             .listing
@@ -310,7 +310,7 @@ impl Tree {
                     l
                 })
                 .collect();
-            now = Tree { digest: Digest::of(&listing), listing };
+            now = Listing { digest: Digest::of(&listing), listing };
         }
         Ok(now)
     }
@@ -321,9 +321,9 @@ impl Tree {
     }
 
     /// A recorded listing back; `None` if it does not match its digest.
-    pub(crate) fn unpacked(digest: Digest, packed: &[u8]) -> Option<Tree> {
+    pub(crate) fn unpacked(digest: Digest, packed: &[u8]) -> Option<Listing> {
         let listing = zstd::decode_all(packed).ok()?;
-        (Digest::of(&listing) == digest).then_some(Tree { digest, listing })
+        (Digest::of(&listing) == digest).then_some(Listing { digest, listing })
     }
 }
 
@@ -358,15 +358,15 @@ mod tests {
         fs::write(d.path().join("a/b/f"), "one").unwrap();
         fs::write(d.path().join("z"), "z").unwrap();
         std::os::unix::fs::symlink("a b\n", d.path().join("link")).unwrap();
-        let before = Tree::of(d.path()).unwrap();
-        assert_eq!(Tree::of(d.path()).unwrap(), before, "the same tree lists the same");
+        let before = Listing::of(d.path()).unwrap();
+        assert_eq!(Listing::of(d.path()).unwrap(), before, "the same tree lists the same");
         fs::write(d.path().join("a/b/f"), "two").unwrap();
-        let after = Tree::of(d.path()).unwrap();
+        let after = Listing::of(d.path()).unwrap();
         assert_ne!(after.digest, before.digest);
         assert_eq!(before.first_difference(&after).as_deref(), Some("a/b/f"));
         fs::write(d.path().join("a/b/f"), "one").unwrap();
         fs::write(d.path().join("a/new"), "").unwrap();
-        assert_eq!(before.first_difference(&Tree::of(d.path()).unwrap()).as_deref(), Some("a/new"));
+        assert_eq!(before.first_difference(&Listing::of(d.path()).unwrap()).as_deref(), Some("a/new"));
         assert!(
             String::from_utf8_lossy(&before.listing).contains("link l 777 "),
             "{}",
@@ -374,8 +374,8 @@ mod tests {
         );
         assert!(String::from_utf8_lossy(&before.listing).contains(" a%20b%0a"));
         let packed = before.packed();
-        assert_eq!(Tree::unpacked(before.digest, &packed), Some(before.clone()));
-        assert_eq!(Tree::unpacked(after.digest, &packed), None);
+        assert_eq!(Listing::unpacked(before.digest, &packed), Some(before.clone()));
+        assert_eq!(Listing::unpacked(after.digest, &packed), None);
     }
 
     #[test]
@@ -386,7 +386,7 @@ mod tests {
         let mut content = vec![0u8; 1 << 20];
         content[..4].copy_from_slice(b"head");
         fs::write(&p, &content).unwrap();
-        let dense = Tree::of(d.path()).unwrap();
+        let dense = Listing::of(d.path()).unwrap();
         assert!(String::from_utf8_lossy(&dense.listing).contains(" b3:"));
         // The same content, written with a hole.
         fs::remove_file(&p).unwrap();
@@ -394,17 +394,17 @@ mod tests {
         f.write_all_at(b"head", 0).unwrap();
         f.set_len(1 << 20).unwrap();
         drop(f);
-        let holed = Tree::of(d.path()).unwrap();
+        let holed = Listing::of(d.path()).unwrap();
         if !String::from_utf8_lossy(&holed.listing).contains(" z3:") {
             eprintln!("SKIPPED: this filesystem keeps no holes");
             return;
         }
         assert_ne!(holed.digest, dense.digest);
         assert_eq!(dense.reconciled(holed.clone(), d.path()).unwrap().digest, dense.digest);
-        assert_eq!(holed.reconciled(Tree::of(d.path()).unwrap(), d.path()).unwrap().digest, holed.digest);
+        assert_eq!(holed.reconciled(Listing::of(d.path()).unwrap(), d.path()).unwrap().digest, holed.digest);
         // Content changed as well: still a difference.
         fs::OpenOptions::new().write(true).open(&p).unwrap().write_all_at(b"x", 500_000).unwrap();
-        let changed = dense.reconciled(Tree::of(d.path()).unwrap(), d.path()).unwrap();
+        let changed = dense.reconciled(Listing::of(d.path()).unwrap(), d.path()).unwrap();
         assert_ne!(changed.digest, dense.digest);
         assert_eq!(dense.first_difference(&changed).as_deref(), Some("f"));
     }

@@ -2,8 +2,8 @@
 //! the keys Go applies (path, linkpath, size, uid, gid, mtime, `SCHILY.xattr.*`, GNU
 //! sparse), names refused when they hold a NUL, times as Go's parsePAXTime.
 
-use crate::tar::{to_u32, TarError};
-use crate::tar_sparse::{self, PaxSparse};
+use crate::layer::tar::{to_u32, TarError};
+use crate::layer::tar_sparse::{self, PaxSparse};
 
 /// What one PAX `x` header says about the next entry.
 #[derive(Debug, Default)]

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use crate::tar::{Entry, EntryKind};
+use crate::layer::tar::{Entry, EntryKind};
 
 const BLOCK: usize = 512;
 
@@ -193,7 +193,7 @@ fn octal(field: &mut [u8], v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tar::TarReader;
+    use crate::layer::tar::TarReader;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {

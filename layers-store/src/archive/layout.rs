@@ -6,18 +6,18 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::UserDir;
-use crate::metadata::ImageLayerRow;
-use crate::oci::{ImageConfig, Manifest};
+use crate::images::oci::{ImageConfig, Manifest};
+use crate::meta::ImageLayerRow;
 use crate::store::{LayerExpect, Store};
 
 /// Layers committed at once while loading a deep image.
 const COMMIT_BATCH: usize = 64;
 
 /// Largest manifest, index or config read (and `index.json`, `manifest.json`, `oci-layout`).
-pub use crate::oci::MAX_JSON;
+pub use crate::images::oci::MAX_JSON;
 
 /// Most index entries one load walks, nested indexes included: a small index that
 /// names a large nested index many times over would otherwise fan out to millions.
@@ -188,7 +188,7 @@ impl Store {
         }
         let image = self.record_image(
             ingest,
-            crate::record::ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes },
+            crate::images::record::ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes },
             &tags,
         )?;
         Ok(Loaded { manifest: *manifest, config: image.config, new_layers })
@@ -223,14 +223,14 @@ impl Sink for DirSink {
 
 /// Writes a tar (deterministic: fixed modes, owners and times).
 pub struct TarSink<W: std::io::Write> {
-    tar: crate::tar_writer::TarWriter<W>,
+    tar: crate::layer::tar_writer::TarWriter<W>,
     dirs: std::collections::BTreeSet<String>,
 }
 
 impl<W: std::io::Write> TarSink<W> {
     /// A tar onto `out`.
     pub fn new(out: W) -> Self {
-        TarSink { tar: crate::tar_writer::TarWriter::new(out), dirs: Default::default() }
+        TarSink { tar: crate::layer::tar_writer::TarWriter::new(out), dirs: Default::default() }
     }
 
     /// Ends the archive.
@@ -238,8 +238,8 @@ impl<W: std::io::Write> TarSink<W> {
         self.tar.finish()
     }
 
-    fn entry(path: &str, kind: crate::tar::EntryKind, mode: u32, size: u64) -> crate::tar::Entry {
-        crate::tar::Entry {
+    fn entry(path: &str, kind: crate::layer::tar::EntryKind, mode: u32, size: u64) -> crate::layer::tar::Entry {
+        crate::layer::tar::Entry {
             path: path.as_bytes().to_vec(),
             link: Vec::new(),
             kind,
@@ -257,7 +257,7 @@ impl<W: std::io::Write> TarSink<W> {
 
 impl<W: std::io::Write> Sink for TarSink<W> {
     fn file(&mut self, path: &str, size: u64, content: &mut dyn std::io::Read) -> std::io::Result<()> {
-        use crate::tar::EntryKind;
+        use crate::layer::tar::EntryKind;
         let mut prefix = String::new();
         for part in path.split('/').collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs).unwrap_or(&[]) {
             prefix.push_str(part);
@@ -317,7 +317,7 @@ impl Store {
             }
             blob(sink, &m.config.digest)?;
             blob(sink, &img.manifest)?;
-            let media = m.media_type.clone().unwrap_or_else(|| crate::oci::MEDIA_TYPE_MANIFEST.to_string());
+            let media = m.media_type.clone().unwrap_or_else(|| crate::images::oci::MEDIA_TYPE_MANIFEST.to_string());
             let names: Vec<Option<&String>> =
                 if img.names.is_empty() { vec![None] } else { img.names.iter().map(Some).collect() };
             for name in names {
@@ -402,7 +402,7 @@ impl Store {
                     media_type: media_type.clone(),
                     size: u.blob_size,
                 });
-                descs.push(crate::oci::Descriptor {
+                descs.push(crate::images::oci::Descriptor {
                     media_type,
                     digest: u.blob,
                     size: u.blob_size,
@@ -419,7 +419,7 @@ impl Store {
                 .unwrap_or_default();
             let image = self.record_image(
                 ingest,
-                crate::record::ImageBlobs::ReceivedConfig { config: &config_bytes, layers: descs },
+                crate::images::record::ImageBlobs::ReceivedConfig { config: &config_bytes, layers: descs },
                 &[],
             )?;
             out.push((Loaded { manifest: image.manifest, config: image.config, new_layers }, tags));

@@ -1,7 +1,7 @@
 //! What a container runs: the image config's Entrypoint, Cmd, Env, WorkingDir and
 //! User, overridden by `docker run`'s flags. Pure: no I/O.
 
-use layers_store::oci::{merge_env, RuntimeConfig};
+use layers_store::images::oci::{merge_env, RuntimeConfig};
 
 /// The process to start.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Stat};
 
-use crate::digest::{DiffId, Hasher};
+use crate::content::digest::{DiffId, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::lowers::in_lowers;
 use crate::fsroot::{walk, Node};
-use crate::tar::{Entry, EntryKind};
-use crate::tar_writer::TarWriter;
+use crate::layer::tar::{Entry, EntryKind};
+use crate::layer::tar_writer::TarWriter;
 
-const OPAQUE_XATTR: &[u8] = crate::encoding::Encoding::Trusted.opaque_xattr();
+const OPAQUE_XATTR: &[u8] = crate::layer::encoding::Encoding::Trusted.opaque_xattr();
 
 /// What happened to a path, as `docker diff` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,7 +104,7 @@ fn xattrs(node: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let err = |e: rustix::io::Errno| Error::errno("read xattrs", shown(), e);
     let mut out = Vec::new();
     for name in node.xattr_names().map_err(err)? {
-        if crate::encoding::is_overlay_private(&name) {
+        if crate::layer::encoding::is_overlay_private(&name) {
             continue;
         }
         let value = node.xattr(&name).map_err(err)?;
@@ -271,7 +271,7 @@ pub fn clean(upper: &Path) -> Result<()> {
             return Ok(false);
         }
         for name in node.xattr_names().unwrap_or_default() {
-            if crate::encoding::is_overlay_private(&name) && name != OPAQUE_XATTR {
+            if crate::layer::encoding::is_overlay_private(&name) && name != OPAQUE_XATTR {
                 node.remove_xattr(&name)
                     .map_err(|e| Error::errno("clean upper dir", String::from_utf8_lossy(node.rel), e))?;
             }

@@ -40,7 +40,7 @@ impl Compression {
     pub fn decoder<'a, R: BufRead + Send + 'a>(self, input: R) -> io::Result<Box<dyn Read + Send + 'a>> {
         Ok(match self {
             Compression::None => Box::new(input),
-            c @ (Compression::Gzip | Compression::Zstd) => Box::new(crate::members::Members::new(c, input)),
+            c @ (Compression::Gzip | Compression::Zstd) => Box::new(crate::content::members::Members::new(c, input)),
         })
     }
 }

@@ -17,11 +17,11 @@ use std::io::{self, BufReader, Cursor, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread;
 
-use crate::compression::Compression;
-use crate::digest::{DiffId, Digest, Hasher};
+use crate::content::compression::Compression;
+use crate::content::digest::{DiffId, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
-use crate::tree::ContentDigests;
+use crate::layer::listing::ContentDigests;
 
 mod extract;
 use extract::extract;
@@ -289,7 +289,7 @@ fn decode_error(c: Compression, e: io::Error) -> Error {
         }
         _ => ErrorKind::Io,
     };
-    let trailing = e.get_ref().and_then(|inner| inner.downcast_ref::<crate::members::TrailingData>());
+    let trailing = e.get_ref().and_then(|inner| inner.downcast_ref::<crate::content::members::TrailingData>());
     let msg = match (trailing, e.kind()) {
         (Some(t), _) => t.to_string(),
         (None, io::ErrorKind::UnexpectedEof) => format!("truncated input ({e})"),

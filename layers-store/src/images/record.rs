@@ -1,10 +1,10 @@
 //! Recording an image: its manifest and config blobs and its layer rows, in one call
 //! (pull, import, load, commit and build all end here), and reading them back typed.
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::metadata::{ImageLayerRow, ImageRow};
-use crate::oci::{Descriptor, ImageConfig, Manifest, MAX_JSON, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::images::oci::{Descriptor, ImageConfig, Manifest, MAX_JSON, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::meta::{ImageLayerRow, ImageRow};
 use crate::store::{Ingest, NewImage, Store};
 
 /// The blobs of an image to record.
@@ -94,11 +94,11 @@ impl Store {
                 let bytes = serde_json::to_vec(config)
                     .map_err(|e| Error::new(ErrorKind::InvalidInput, "record image", "config", e.to_string()))?;
                 // Never write what no reader (ours included) takes back.
-                if bytes.len() as u64 > crate::oci::MAX_JSON {
+                if bytes.len() as u64 > crate::images::oci::MAX_JSON {
                     let why = format!(
                         "{} bytes, over the {} an image config may have (too many history entries, labels or variables)",
                         bytes.len(),
-                        crate::oci::MAX_JSON
+                        crate::images::oci::MAX_JSON
                     );
                     return Err(Error::new(ErrorKind::LimitExceeded, "record image", "config", why));
                 }

@@ -6,8 +6,8 @@
 
 use std::io::{self, Read};
 
-use crate::tar_pax::{parse_pax, Pax};
-use crate::tar_sparse::{self, PaxFormat, SparseMap};
+use crate::layer::tar_pax::{parse_pax, Pax};
+use crate::layer::tar_sparse::{self, PaxFormat, SparseMap};
 
 const BLOCK: usize = 512;
 
