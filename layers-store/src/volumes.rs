@@ -1,6 +1,8 @@
-//! Named volumes: directories the store keeps apart from any container
-//! (`volumes/<name>/_data`, as Docker lays them out, beneath the store's 0700 root),
-//! recorded in the metadata with their labels and the containers that mount them.
+//! Named volumes, a facet of the store (`store.volumes()`): directories kept apart
+//! from any container (`volumes/<name>/_data`, as Docker lays them out, beneath the
+//! store's 0700 root), recorded with their labels and the containers that mount them.
+//! This module owns the `volumes` and `volume_users` tables: their schema and every
+//! statement on them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -35,20 +37,64 @@ pub fn valid_volume_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
+/// The tables this module owns, created (idempotently) when a store is opened by a
+/// release whose format is newer than the store's (registered in `meta`).
+pub(crate) const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS volumes (
+    name      TEXT PRIMARY KEY,
+    created   INTEGER NOT NULL,
+    labels    TEXT NOT NULL DEFAULT '{}',
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS volume_users (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL REFERENCES volumes(name),
+    PRIMARY KEY (container_id, name)
+);
+CREATE INDEX IF NOT EXISTS volume_users_name ON volume_users(name);
+"#;
+
+/// The store's named volumes.
+pub struct Volumes<'a> {
+    store: &'a Store,
+}
+
 impl Store {
+    /// Named volumes.
+    pub fn volumes(&self) -> Volumes<'_> {
+        Volumes { store: self }
+    }
+
+    /// Crash recovery, under the exclusive store lock: a volume dir without a row (made
+    /// and then the process died before recording it, or removed from the metadata and
+    /// then died before its dir went) is discarded.
+    pub(crate) fn sweep_volumes(&self) -> Result<()> {
+        let dir = self.root().join("volumes");
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let known: std::collections::HashSet<String> = self.volumes().list()?.into_iter().map(|v| v.name).collect();
+        for e in entries.flatten() {
+            if !known.contains(e.file_name().to_string_lossy().as_ref()) {
+                self.discard(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Volumes<'_> {
     /// The directory a volume's content lives in.
-    pub fn volume_path(&self, name: &str) -> PathBuf {
-        self.root().join("volumes").join(name).join("_data")
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.store.root().join("volumes").join(name).join("_data")
     }
 
     /// Bytes in a volume.
-    pub fn volume_size(&self, name: &str) -> u64 {
-        crate::gc::maintenance::disk_usage(&self.volume_path(name))
+    pub fn size(&self, name: &str) -> u64 {
+        crate::gc::maintenance::disk_usage(&self.path(name))
     }
 
     /// Makes the volume `name` (`None`: an anonymous one, named by 32 random bytes),
     /// or returns it if it exists; `true` with it when it was made now.
-    pub fn create_volume(&self, name: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(VolumeRow, bool)> {
+    pub fn create(&self, name: Option<&str>, labels: &BTreeMap<String, String>) -> Result<(VolumeRow, bool)> {
         let name = match name {
             Some(n) if !valid_volume_name(n) => {
                 return Err(Error::new(
@@ -61,15 +107,15 @@ impl Store {
             Some(n) => n.to_string(),
             None => crate::snapshots::containers::random_id("create volume")?,
         };
-        if let Some(v) = self.volume(&name)? {
+        if let Some(v) = self.get(&name)? {
             return Ok((v, false));
         }
         // The dir first (under tmp/, renamed into place), then the row: a crash leaves
         // a dir no row names (which the next sweep removes), never a row without its dir.
-        let staged = self.scratch_dir("volume")?;
+        let staged = self.store.scratch_dir("volume")?;
         let data = staged.join("_data");
         fs::create_dir(&data).map_err(|e| Error::io("create volume", data.display(), e))?;
-        let dir = self.root().join("volumes").join(&name);
+        let dir = self.store.root().join("volumes").join(&name);
         match fs::rename(&staged, &dir) {
             Ok(()) => {}
             // Made meanwhile by another process: theirs stands.
@@ -80,7 +126,7 @@ impl Store {
         }
         let row = VolumeRow { name: name.clone(), created: now(), labels: labels.clone(), anonymous: name.len() == 64 };
         let labels_json = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
-        let made = self.md().write("create volume", |tx| {
+        let made = self.store.md().write("create volume", |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO volumes (name, created, labels, anonymous) VALUES (?1, ?2, ?3, ?4)",
                 params![row.name, row.created, labels_json, row.anonymous],
@@ -90,8 +136,8 @@ impl Store {
     }
 
     /// The volume `name`, if there is one.
-    pub fn volume(&self, name: &str) -> Result<Option<VolumeRow>> {
-        let md = self.md();
+    pub fn get(&self, name: &str) -> Result<Option<VolumeRow>> {
+        let md = self.store.md();
         md.conn()
             .query_row("SELECT name, created, labels, anonymous FROM volumes WHERE name = ?", [name], volume_row)
             .optional()
@@ -99,8 +145,8 @@ impl Store {
     }
 
     /// Every volume, by name.
-    pub fn volumes(&self) -> Result<Vec<VolumeRow>> {
-        let md = self.md();
+    pub fn list(&self) -> Result<Vec<VolumeRow>> {
+        let md = self.store.md();
         let mut stmt = md
             .conn()
             .prepare("SELECT name, created, labels, anonymous FROM volumes ORDER BY name")
@@ -109,24 +155,9 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| Error::sql("list volumes", "volumes", e))
     }
 
-    /// Crash recovery, under the exclusive store lock: a volume dir without a row (made
-    /// and then the process died before recording it, or removed from the metadata and
-    /// then died before its dir went) is discarded.
-    pub(crate) fn sweep_volumes(&self) -> Result<()> {
-        let dir = self.root().join("volumes");
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        let known: std::collections::HashSet<String> = self.volumes()?.into_iter().map(|v| v.name).collect();
-        for e in entries.flatten() {
-            if !known.contains(e.file_name().to_string_lossy().as_ref()) {
-                self.discard(&e.path())?;
-            }
-        }
-        Ok(())
-    }
-
     /// The containers (IDs) that mount volume `name`.
-    pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
-        let md = self.md();
+    pub fn users(&self, name: &str) -> Result<Vec<String>> {
+        let md = self.store.md();
         let mut stmt = md
             .conn()
             .prepare("SELECT container_id FROM volume_users WHERE name = ? ORDER BY container_id")
@@ -136,16 +167,16 @@ impl Store {
     }
 
     /// Records that container `c` mounts volume `name` (which exists).
-    pub fn attach_volume(&self, c: &ContainerRow, name: &str) -> Result<()> {
-        self.md().write("attach volume", |tx| {
+    pub fn attach(&self, c: &ContainerRow, name: &str) -> Result<()> {
+        self.store.md().write("attach volume", |tx| {
             tx.execute("INSERT OR IGNORE INTO volume_users (container_id, name) VALUES (?1, ?2)", params![c.id, name])
                 .map(|_| ())
         })
     }
 
     /// Removes volume `name` and its content; refused while a container mounts it.
-    pub fn remove_volume(&self, name: &str) -> Result<()> {
-        let removed = self.md().write("remove volume", |tx| {
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let removed = self.store.md().write("remove volume", |tx| {
             let users: i64 = tx.query_row("SELECT COUNT(*) FROM volume_users WHERE name = ?", [name], |r| r.get(0))?;
             if users > 0 {
                 return Ok(Err(users));
@@ -160,7 +191,7 @@ impl Store {
                 format!("in use by {n} container(s) (remove them first)"),
             )),
             Ok(0) => Err(Error::new(ErrorKind::NotFound, "remove volume", name, "no such volume")),
-            Ok(_) => self.discard(&self.root().join("volumes").join(name)),
+            Ok(_) => self.store.discard(&self.store.root().join("volumes").join(name)),
         }
     }
 }

@@ -168,7 +168,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
                 Source::Host { path, .. } => json!({"Type": "bind", "Source": path, "Destination": target,
                     "Mode": if read_only { "ro" } else { "" }, "RW": !read_only, "Propagation": "rprivate"}),
                 Source::Volume { name, .. } => json!({"Type": "volume", "Name": name,
-                    "Source": name.as_deref().map(|n| store.volume_path(n)), "Destination": target, "Driver": "local",
+                    "Source": name.as_deref().map(|n| store.volumes().path(n)), "Destination": target, "Driver": "local",
                     "Mode": if read_only { "ro" } else { "" }, "RW": !read_only, "Propagation": ""}),
                 Source::Tmpfs { .. } => tmpfs_mount(target),
             }

@@ -107,7 +107,7 @@ fn json(store: &Store, v: &VolumeRow) -> serde_json::Value {
         "CreatedAt": layers_store::images::oci::rfc3339(v.created),
         "Driver": "local",
         "Labels": labels,
-        "Mountpoint": store.volume_path(&v.name),
+        "Mountpoint": store.volumes().path(&v.name),
         "Name": v.name,
         "Options": {},
         "Scope": "local",
@@ -120,12 +120,12 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
             if a.driver != "local" {
                 bail!("volume create --driver {}: only the local driver is supported", a.driver);
             }
-            let (v, _) = store.create_volume(a.name.as_deref(), &super::options::parse_labels(&a.label)?)?;
+            let (v, _) = store.volumes().create(a.name.as_deref(), &super::options::parse_labels(&a.label)?)?;
             outln!("{}", v.name);
         }
         VolumeCommand::Ls(a) => {
             let mut rows = Vec::new();
-            for v in store.volumes()? {
+            for v in store.volumes().list()? {
                 if matches(store, &v, &a.filter)? {
                     rows.push(listed(json(store, &v)));
                 }
@@ -143,7 +143,7 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
         VolumeCommand::Inspect(a) => {
             let mut out = Vec::new();
             let code = super::each(&a.names, |n| {
-                let v = store.volume(n)?.ok_or_else(|| anyhow::anyhow!("volume inspect {n}: no such volume"))?;
+                let v = store.volumes().get(n)?.ok_or_else(|| anyhow::anyhow!("volume inspect {n}: no such volume"))?;
                 out.push(json(store, &v));
                 Ok(())
             });
@@ -152,7 +152,7 @@ pub fn volume(store: &Store, c: &VolumeCommand) -> anyhow::Result<ExitCode> {
         }
         VolumeCommand::Rm(a) => {
             return Ok(super::each(&a.names, |n| {
-                match store.remove_volume(n) {
+                match store.volumes().remove(n) {
                     Err(e) if a.force && e.kind() == layers_store::ErrorKind::NotFound => {}
                     other => other?,
                 }
@@ -187,7 +187,7 @@ fn matches(store: &Store, v: &VolumeRow, filters: &[String]) -> anyhow::Result<b
                     "false" | "0" => false,
                     _ => bail!("--filter {f}: dangling is true or false"),
                 };
-                store.volume_users(&v.name)?.is_empty() == want
+                store.volumes().users(&v.name)?.is_empty() == want
             }
             "name" => v.name.contains(val),
             "label" => super::options::label_matches(&v.labels, val),
@@ -205,10 +205,10 @@ fn matches(store: &Store, v: &VolumeRow, filters: &[String]) -> anyhow::Result<b
 pub fn prune_unused(store: &Store, all: bool) -> anyhow::Result<(Vec<String>, u64)> {
     let mut removed = Vec::new();
     let mut freed = 0;
-    for v in store.volumes()? {
-        if (all || v.anonymous) && store.volume_users(&v.name)?.is_empty() {
-            let size = store.volume_size(&v.name);
-            store.remove_volume(&v.name)?;
+    for v in store.volumes().list()? {
+        if (all || v.anonymous) && store.volumes().users(&v.name)?.is_empty() {
+            let size = store.volumes().size(&v.name);
+            store.volumes().remove(&v.name)?;
             freed += size;
             removed.push(v.name);
         }

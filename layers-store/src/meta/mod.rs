@@ -155,22 +155,6 @@ CREATE TABLE IF NOT EXISTS held_content (
 CREATE INDEX IF NOT EXISTS held_content_digest ON held_content(digest);
 "#;
 
-/// Format 10: named volumes, and which containers mount them (gone with the container).
-const SCHEMA_10: &str = r#"
-CREATE TABLE IF NOT EXISTS volumes (
-    name      TEXT PRIMARY KEY,
-    created   INTEGER NOT NULL,
-    labels    TEXT NOT NULL DEFAULT '{}',
-    anonymous INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS volume_users (
-    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
-    name         TEXT NOT NULL REFERENCES volumes(name),
-    PRIMARY KEY (container_id, name)
-);
-CREATE INDEX IF NOT EXISTS volume_users_name ON volume_users(name);
-"#;
-
 /// Format 11: step records found by instruction too without scanning them all (a
 /// miss's explanation looked each step up by a full scan: quadratic in their number).
 const SCHEMA_11: &str = r#"
@@ -301,7 +285,7 @@ impl Metadata {
                     tx.execute_batch(SCHEMA_8)?;
                 }
                 tx.execute_batch(SCHEMA_9)?;
-                tx.execute_batch(SCHEMA_10)?;
+                tx.execute_batch(crate::volumes::TABLES)?;
                 tx.execute_batch(SCHEMA_11)?;
                 tx.execute_batch(SCHEMA_12)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))

@@ -265,7 +265,7 @@ impl ContainerConfig {
             match &m.source {
                 Source::Host { path, .. } => binds.push(child::Bind { host: path.clone(), target, read_only }),
                 Source::Volume { name: Some(name), .. } => {
-                    binds.push(child::Bind { host: store.volume_path(name), target, read_only })
+                    binds.push(child::Bind { host: store.volumes().path(name), target, read_only })
                 }
                 Source::Volume { name: None, .. } => bail!("volume at {target}: not made at creation"),
                 Source::Tmpfs { options } => tmpfs.push((target, options.clone())),

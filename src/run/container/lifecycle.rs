@@ -49,8 +49,8 @@ pub fn create(
 fn attach_volumes(store: &Store, c: &ContainerRow, config: &mut ContainerConfig) -> anyhow::Result<()> {
     for m in config.mounts.iter_mut() {
         let Source::Volume { name, nocopy } = &mut m.source else { continue };
-        let (row, _) = store.create_volume(name.as_deref(), &Default::default())?;
-        store.attach_volume(c, &row.name)?;
+        let (row, _) = store.volumes().create(name.as_deref(), &Default::default())?;
+        store.volumes().attach(c, &row.name)?;
         if let Flag::Volume(text) = &mut m.flag {
             let mut opts = vec![if m.read_only { "ro" } else { "rw" }];
             if *nocopy {
@@ -222,7 +222,7 @@ fn populate_volumes(store: &Store, c: &ContainerRow, config: &ContainerConfig, i
     use layers_store::fsroot::{self, Attrs, Tree};
     for m in &config.mounts {
         let Source::Volume { name: Some(name), nocopy: false } = &m.source else { continue };
-        let data = store.volume_path(name);
+        let data = store.volumes().path(name);
         let empty = std::fs::read_dir(&data).with_context(|| format!("read volume {name}"))?.next().is_none();
         if !empty {
             continue;
