@@ -44,7 +44,7 @@ deb="$here/cache/debian-rootfs.tar.gz"
 [ -e "$deb" ] || { echo "missing $deb (bench/import.sh makes it)"; exit 1; }
 "$after" --root "$scratch/seed" import -q "$deb" localhost/deb:1 >/dev/null
 "$after" --root "$scratch/seed" save --format oci -o "$scratch/deb-oci/" localhost/deb:1
-skopeo copy --quiet --dest-tls-verify=false "oci:$scratch/deb-oci:localhost/deb:1" "docker://127.0.0.1:$port/deb:1"
+skopeo copy --quiet --dest-tls-verify=false "oci:$scratch/deb-oci:1" "docker://127.0.0.1:$port/deb:1"
 
 for b in before after; do
   bin=$before; [ $b = after ] && bin=$after
@@ -66,10 +66,10 @@ round() { # label binary
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) = 1 ]; then round before "$before"; round after "$after"; else round after "$after"; round before "$before"; fi
 done
+printf "%-14s %12s %12s %8s\n" case "before (ms)" "after (ms)" ratio
 awk "$MEDIAN_AWK"'
   { split($0, f, " "); t = f[length(f)]; k = $1; sub(/^[a-z]+ /, "", $0); sub(/ [0-9.]+$/, "", $0); v[k, $0] = v[k, $0] " " t; cases[$0] = 1 }
   END {
-    printf "%-14s %12s %12s %8s\n", "case", "before (ms)", "after (ms)", "ratio"
     for (c in cases) { b = median(v["before", c]); a = median(v["after", c]); printf "%-14s %12.1f %12.1f %8.2f\n", c, b * 1000, a * 1000, a / b }
   }' "$results" | sort
 echo "medians of $rounds, interleaved; stores on $scratch; before: $before"
