@@ -297,13 +297,14 @@ fn the_mount_2_fallback_mounts_the_same_tree() {
     let store = layers_store::Store::open(&store_dir).unwrap();
     let img = store.resolve("localhost/layered").unwrap();
     let c = store
-        .create_container(&img.manifest, Some("legacy"), "layered", layers_store::snapshots::containers::Lifetime::Kept)
+        .snapshots()
+        .create(&img.manifest, Some("legacy"), "layered", layers_store::snapshots::containers::Lifetime::Kept)
         .unwrap();
-    let spec = store.container_mount(&c).unwrap();
+    let spec = store.snapshots().mount_spec(&c).unwrap();
     let (new_api, legacy) = (work.path().join("new"), work.path().join("legacy"));
     fs::create_dir(&new_api).unwrap();
     fs::create_dir(&legacy).unwrap();
-    mount_spec(&store.image_view(&img.manifest).unwrap(), &new_api, MountOptions::default()).unwrap();
+    mount_spec(&store.snapshots().image_view(&img.manifest).unwrap(), &new_api, MountOptions::default()).unwrap();
     mount_spec(&spec, &legacy, MountOptions { legacy: true, ..Default::default() }).unwrap();
     assert!(mount_options(&legacy).contains("lowerdir="), "{}", mount_options(&legacy));
     let diffs = compare_trees(&new_api, &legacy, Mtimes::All);

@@ -118,10 +118,10 @@ fn lifecycle(test: &str, opts: MountOptions) {
     let image = two_layer_image(&store, work.path());
 
     // Prepare and mount: the merged view follows overlay's rules for whiteouts and opaque dirs.
-    let c = store.create_container(&image.manifest, Some("snap"), "two", Lifetime::Kept).unwrap();
-    let merged: PathBuf = store.merged_dir(&c);
-    mount_spec(&store.container_mount(&c).unwrap(), &merged, opts).unwrap();
-    assert!(store.is_mounted(&c));
+    let c = store.snapshots().create(&image.manifest, Some("snap"), "two", Lifetime::Kept).unwrap();
+    let merged: PathBuf = store.snapshots().merged_dir(&c);
+    mount_spec(&store.snapshots().mount_spec(&c).unwrap(), &merged, opts).unwrap();
+    assert!(store.snapshots().is_mounted(&c));
     let seen = files(&merged);
     assert_eq!(seen, pairs(&[("dir/c", "c\n"), ("keep", "kept\n"), ("link", "-> keep")]));
 
@@ -130,9 +130,9 @@ fn lifecycle(test: &str, opts: MountOptions) {
     fs::write(merged.join("keep"), "changed\n").unwrap();
     fs::remove_file(merged.join("dir/c")).unwrap();
     unmount_path(&merged, false).unwrap();
-    assert!(!store.is_mounted(&c));
-    let upper = store.container_dir(&c.id).join("upper");
-    let lowers = store.container_mount(&c).unwrap().lowers;
+    assert!(!store.snapshots().is_mounted(&c));
+    let upper = store.snapshots().dir(&c.id).join("upper");
+    let lowers = store.snapshots().mount_spec(&c).unwrap().lowers;
     let changes: Vec<String> = layers_store::layer::diff::changes(&upper, &lowers)
         .unwrap()
         .iter()
@@ -145,7 +145,8 @@ fn lifecycle(test: &str, opts: MountOptions) {
 
     // Commit: the upper dir becomes a layer, and the new image has three.
     let committed = store
-        .commit_container(
+        .snapshots()
+        .commit(
             &c,
             &CommitOptions {
                 compression: Compression::Gzip,
@@ -165,7 +166,7 @@ fn lifecycle(test: &str, opts: MountOptions) {
     // A read-only view of the new image shows the changes; it takes no write.
     let view = work.path().join("view");
     fs::create_dir(&view).unwrap();
-    mount_spec(&store.image_view(&committed.manifest).unwrap(), &view, opts).unwrap();
+    mount_spec(&store.snapshots().image_view(&committed.manifest).unwrap(), &view, opts).unwrap();
     assert_eq!(files(&view), pairs(&[("keep", "changed\n"), ("link", "-> keep"), ("new", "new\n")]));
     let refused = fs::write(view.join("more"), "x").unwrap_err();
     assert_eq!(refused.raw_os_error(), Some(rustix::io::Errno::ROFS.raw_os_error()), "{refused}");
@@ -173,11 +174,11 @@ fn lifecycle(test: &str, opts: MountOptions) {
 
     // The container goes on from the new image with an empty upper dir; removed, it
     // leaves the images.
-    let c = store.resolve_container("snap").unwrap();
+    let c = store.snapshots().resolve("snap").unwrap();
     assert_eq!(c.image, committed.manifest);
     assert!(fs::read_dir(&upper).unwrap().next().is_none(), "the upper dir moved into the layer");
-    store.remove_container(&c).unwrap();
-    assert!(store.resolve_container("snap").is_err());
+    store.snapshots().remove(&c).unwrap();
+    assert!(store.snapshots().resolve("snap").is_err());
     assert!(store.resolve("localhost/two:2").is_ok() && store.resolve("localhost/two:1").is_ok());
     let problems = store.fsck(false).unwrap();
     assert!(

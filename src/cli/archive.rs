@@ -94,12 +94,12 @@ impl Drop for ScratchMount {
 }
 
 pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let spec = match store.resolve_container(&a.target) {
-        Ok(c) => store.container_view(&c)?,
+    let spec = match store.snapshots().resolve(&a.target) {
+        Ok(c) => store.snapshots().view(&c)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let img =
                 store.resolve(&a.target).with_context(|| format!("export {}: no such container or image", a.target))?;
-            store.image_view(&img.manifest)?
+            store.snapshots().image_view(&img.manifest)?
         }
         Err(e) => return Err(e.into()),
     };

@@ -118,7 +118,7 @@ fn send_size(sock: &Mutex<UnixStream>, grow: u16) {
 
 /// `layers attach`.
 pub fn attach(store: &Store, a: &AttachArgs) -> anyhow::Result<ExitCode> {
-    let c = store.resolve_container(&a.container)?;
+    let c = store.snapshots().resolve(&a.container)?;
     attach_to(store, &c, !a.no_stdin, a.sig_proxy, a.detach_keys.as_deref())
 }
 
@@ -147,7 +147,7 @@ pub fn attach_to(
         (None, _) => DEFAULT_DETACH_KEYS.to_vec(),
     };
     let keys = keys && o.interactive;
-    let (_dir, path) = socket::short_path(&store.container_dir(&c.id), socket::SOCKET)
+    let (_dir, path) = socket::short_path(&store.snapshots().dir(&c.id), socket::SOCKET)
         .with_context(|| format!("attach {}", c.name))?;
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,

@@ -103,8 +103,8 @@ fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) ->
     match kind {
         Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
         Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),
-        Some("tar") => export_view(store, &store.image_view(&image.manifest)?, dest),
-        Some("local") => export_local(store, &store.image_view(&image.manifest)?, Path::new(dest)),
+        Some("tar") => export_view(store, &store.snapshots().image_view(&image.manifest)?, dest),
+        Some("local") => export_local(store, &store.snapshots().image_view(&image.manifest)?, Path::new(dest)),
         Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar, local)"),
         None => bail!("--output {spec}: type= is missing"),
     }

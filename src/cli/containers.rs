@@ -104,35 +104,36 @@ pub fn create(
 }
 
 fn mount_container(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
-    let spec = store.container_mount(c)?;
-    mount_spec(&spec, &store.merged_dir(c), MountOptions { host_visible: true, legacy: false })
+    let spec = store.snapshots().mount_spec(c)?;
+    mount_spec(&spec, &store.snapshots().merged_dir(c), MountOptions { host_visible: true, legacy: false })
         .with_context(|| format!("mount container {}", c.name))?;
     Ok(())
 }
 
 pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
-    let c = match store.resolve_container(&a.target) {
+    let c = match store.snapshots().resolve(&a.target) {
         Ok(c) => c,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let img = store
                 .resolve(&a.target)
                 .with_context(|| format!("mount {}: no such container, and as an image", a.target))?;
-            store.create_container(&img.manifest, None, &a.target, Lifetime::Kept)?
+            store.snapshots().create(&img.manifest, None, &a.target, Lifetime::Kept)?
         }
         Err(e) => return Err(e.into()),
     };
-    if !store.is_mounted(&c) {
+    if !store.snapshots().is_mounted(&c) {
         mount_container(store, &c)?;
     }
-    outln!("{}", store.merged_dir(&c).display());
+    outln!("{}", store.snapshots().merged_dir(&c).display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
     for name in &a.containers {
-        let c = store.resolve_container(name)?;
-        if store.is_mounted(&c) {
-            unmount_path(&store.merged_dir(&c), false).with_context(|| format!("unmount container {}", c.name))?;
+        let c = store.snapshots().resolve(name)?;
+        if store.snapshots().is_mounted(&c) {
+            unmount_path(&store.snapshots().merged_dir(&c), false)
+                .with_context(|| format!("unmount container {}", c.name))?;
         }
         outln!("{}", c.id);
     }
@@ -141,7 +142,7 @@ pub fn umount(store: &Store, a: &UmountArgs) -> anyhow::Result<ExitCode> {
 
 pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
-        let mut c = store.resolve_container(name)?;
+        let mut c = store.snapshots().resolve(name)?;
         if let Some(r) = crate::run::state::running(store, &c) {
             if !a.force {
                 bail!("rm {}: container is running: stop it first, or use -f", c.name);
@@ -149,7 +150,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
             crate::run::state::request_stop(store, &c.id);
             crate::run::control::kill_and_wait(r.pid, r.monitor);
             // Its `layers run --rm` may have removed it already.
-            match store.resolve_container(&c.id) {
+            match store.snapshots().resolve(&c.id) {
                 Ok(again) => c = again,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     outln!("{}", c.name);
@@ -158,14 +159,14 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             }
         }
-        if a.force && store.is_mounted(&c) {
-            let merged = store.merged_dir(&c);
+        if a.force && store.snapshots().is_mounted(&c) {
+            let merged = store.snapshots().merged_dir(&c);
             // In use by a process: detach it; the kernel frees it when the last user goes.
             if unmount_path(&merged, false).is_err() {
                 unmount_path(&merged, true).with_context(|| format!("unmount container {}", c.name))?;
             }
         }
-        store.remove_container(&c)?;
+        store.snapshots().remove(&c)?;
         crate::run::remove_leftover_cgroup(&c.id);
         outln!("{}", c.name);
         Ok(())
@@ -173,8 +174,8 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn diff(store: &Store, a: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let c = store.resolve_container(&a.container)?;
-    let spec = store.container_mount(&c)?;
+    let c = store.snapshots().resolve(&a.container)?;
+    let spec = store.snapshots().mount_spec(&c)?;
     let Some((upper, _)) = &spec.upper else { bail!("diff {}: container has no upper dir", c.name) };
     for ch in layers_store::layer::diff::changes(upper, &spec.lowers)? {
         outln!("{} {}", ch.kind.letter(), ch.path);
@@ -183,7 +184,7 @@ pub fn diff(store: &Store, a: &DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
-    let c = store.resolve_container(&a.container)?;
+    let c = store.snapshots().resolve(&a.container)?;
     let tag = match &a.reference {
         Some(r) => Some(
             Reference::parse(r, ShortNames::Local)?
@@ -204,9 +205,9 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         None
     };
     // A mounted, stopped container is unmounted for the commit and mounted again after it.
-    let was_mounted = !running && store.is_mounted(&c);
+    let was_mounted = !running && store.snapshots().is_mounted(&c);
     if was_mounted {
-        unmount_path(&store.merged_dir(&c), false)
+        unmount_path(&store.snapshots().merged_dir(&c), false)
             .with_context(|| format!("commit {}: unmount it for the commit", c.name))?;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -225,13 +226,13 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         config: None,
         upper: if running { UpperDir::Copy } else { UpperDir::Move },
     };
-    let committed = store.commit_container(&c, &opts);
+    let committed = store.snapshots().commit(&c, &opts);
     if let Some(h) = frozen {
         crate::run::cgroup::Cgroup::set_frozen(&h, &c.id, false)
             .with_context(|| format!("commit {}: unpause it", c.name))?;
     }
     if was_mounted {
-        let c = store.resolve_container(&c.id)?;
+        let c = store.snapshots().resolve(&c.id)?;
         mount_container(store, &c)?;
     }
     let committed = committed.with_context(|| format!("commit {}", c.name))?;

@@ -66,7 +66,7 @@ pub struct LogsArgs {
 
 pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
-        let c = store.resolve_container(name)?;
+        let c = store.snapshots().resolve(name)?;
         crate::run::container::lifecycle::stop(store, &c, Duration::from_secs(a.time))?;
         outln!("{name}");
         Ok(())
@@ -76,7 +76,7 @@ pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
 pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
     let signal = parse_signal(&a.signal)?;
     Ok(super::each(&a.containers, |name| {
-        let c = store.resolve_container(name)?;
+        let c = store.snapshots().resolve(name)?;
         let fd = state::running(store, &c).and_then(|r| pidfd(r.pid));
         let Some(fd) = fd else { bail!("kill {}: container is not running", c.name) };
         // Killed by hand, as stopped by hand: its restart policy leaves it be.
@@ -91,14 +91,16 @@ pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
 
 pub fn wait(store: &Store, a: &WaitArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
-        let c = store.resolve_container(name)?;
+        let c = store.snapshots().resolve(name)?;
         // Its PID 1 may have ended already while its monitor still records how.
         if let Some(m) = state::monitor(store, &c) {
             wait_exit(&m, None);
         }
         match state::exited(store, &c) {
             Some(e) => outln!("{}", e.code),
-            None if store.resolve_container(&c.id).is_err() => bail!("wait {}: removed when it exited (--rm)", c.name),
+            None if store.snapshots().resolve(&c.id).is_err() => {
+                bail!("wait {}: removed when it exited (--rm)", c.name)
+            }
             None => bail!("wait {}: container has not run", c.name),
         }
         Ok(())
@@ -106,7 +108,7 @@ pub fn wait(store: &Store, a: &WaitArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let c = store.resolve_container(&a.container)?;
+    let c = store.snapshots().resolve(&a.container)?;
     let now = log::now_nanos();
     let since = a.since.as_deref().map(|t| log::parse_since(t, now)).transpose().context("--since")?;
     let until = a.until.as_deref().map(|t| log::parse_since(t, now)).transpose().context("--until")?;
@@ -120,7 +122,7 @@ pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
     };
     // Taken before reading: output written after this is read by following.
     let monitor = if a.follow { state::monitor(store, &c) } else { None };
-    let dir = store.container_dir(&c.id);
+    let dir = store.snapshots().dir(&c.id);
     let files = log::files(&dir);
     let mut out = Printer { timestamps: a.timestamps };
     // With --tail, only the last N are kept in memory; the log itself is capped.

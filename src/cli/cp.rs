@@ -58,11 +58,11 @@ impl ContainerRoot {
         if let Some(r) = state::running(store, c) {
             return Ok(ContainerRoot { path: PathBuf::from(format!("/proc/{}/root", r.pid)), scratch: None });
         }
-        if store.is_mounted(c) {
-            return Ok(ContainerRoot { path: store.merged_dir(c), scratch: None });
+        if store.snapshots().is_mounted(c) {
+            return Ok(ContainerRoot { path: store.snapshots().merged_dir(c), scratch: None });
         }
         let dir = store.scratch_dir("cp")?;
-        let spec = store.container_mount(c)?;
+        let spec = store.snapshots().mount_spec(c)?;
         mount_spec(&spec, &dir, MountOptions { host_visible: true, legacy: false })
             .with_context(|| format!("cp: mount container {}", c.name))?;
         Ok(ContainerRoot { path: dir.clone(), scratch: Some(dir) })
@@ -84,7 +84,7 @@ pub fn cp(store: &Store, a: &CpArgs) -> anyhow::Result<ExitCode> {
     }
     match (container_part(&a.source), container_part(&a.destination)) {
         (Some((name, path)), None) => {
-            let c = store.resolve_container(name)?;
+            let c = store.snapshots().resolve(name)?;
             let root = ContainerRoot::of(store, &c)?;
             let tree = Tree::open(&root.path, &format!("container {}", c.name))?;
             let ours = Attrs::owned_by(rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
@@ -93,7 +93,7 @@ pub fn cp(store: &Store, a: &CpArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cp {}:{path} {}", c.name, a.destination))?;
         }
         (None, Some((name, path))) => {
-            let c = store.resolve_container(name)?;
+            let c = store.snapshots().resolve(name)?;
             let root = ContainerRoot::of(store, &c)?;
             let attrs = if a.archive { Attrs::kept() } else { Attrs::owned_by(0, 0) };
             copy_in(Path::new(&a.source), &root.path, &in_root(path), &c.name, attrs)

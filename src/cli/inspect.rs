@@ -58,7 +58,7 @@ pub fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<ExitCode> {
 
 fn object(store: &Store, name: &str, kind: Option<Kind>, raw: bool) -> anyhow::Result<Value> {
     if kind != Some(Kind::Image) && !raw {
-        match store.resolve_container(name) {
+        match store.snapshots().resolve(name) {
             Ok(c) => return container(store, &c),
             Err(e) if e.kind() == ErrorKind::NotFound && kind.is_none() => {}
             Err(e) => return Err(e.into()),
@@ -153,7 +153,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     let status = state::Status::of(store, c);
     let (running, exited) = (status.running(), status.exited());
     let time = |t: Option<i64>| t.map_or("0001-01-01T00:00:00Z".to_string(), layers_store::images::oci::rfc3339);
-    let dir = store.container_dir(&c.id);
+    let dir = store.snapshots().dir(&c.id);
     let (max_retries, restart_name) = match o.restart {
         Restart::OnFailure(Some(n)) => (n, "on-failure".to_string()),
         r => (0, r.name()),
@@ -193,7 +193,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
         Seccomp::File(f) => vec![format!("seccomp={}", f.display())],
     };
     let network = o.network.name();
-    let mount = store.container_mount(c).ok();
+    let mount = store.snapshots().mount_spec(c).ok();
     let lower: Vec<String> =
         mount.as_ref().map(|m| m.lowers.iter().map(|l| l.display().to_string()).collect()).unwrap_or_default();
     Ok(json!({
@@ -246,7 +246,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
                 "LowerDir": lower.join(":"),
                 "UpperDir": dir.join("upper"),
                 "WorkDir": dir.join("work"),
-                "MergedDir": store.merged_dir(c),
+                "MergedDir": store.snapshots().merged_dir(c),
             },
         },
         "Mounts": mounts,

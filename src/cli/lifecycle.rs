@@ -68,7 +68,7 @@ pub fn monitor(store: &Store, a: &MonitorArgs, transfers: &Transfers) -> anyhow:
 pub fn start(store: &Store, a: &StartArgs, transfers: &Transfers) -> anyhow::Result<ExitCode> {
     if a.attach || a.interactive {
         let [name] = a.containers.as_slice() else { bail!("start -a: one container at a time") };
-        let c = store.resolve_container(name)?;
+        let c = store.snapshots().resolve(name)?;
         let config = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
         check_tty(config.tty, config.interactive && a.interactive)?;
         if state::running(store, &c).is_some() {
@@ -82,7 +82,7 @@ pub fn start(store: &Store, a: &StartArgs, transfers: &Transfers) -> anyhow::Res
         return Ok(ExitCode::from(outcome.code));
     }
     Ok(super::each(&a.containers, |name| {
-        let c = store.resolve_container(name)?;
+        let c = store.snapshots().resolve(name)?;
         if state::running(store, &c).is_none() {
             start_detached(store, &c)?;
         }
@@ -114,7 +114,7 @@ pub fn not_started(e: anyhow::Error) -> anyhow::Result<ExitCode> {
 /// `layers restart`: stop (if running), then start under a monitor.
 pub fn restart(store: &Store, a: &RestartArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
-        let c = store.resolve_container(name)?;
+        let c = store.snapshots().resolve(name)?;
         lifecycle::stop(store, &c, Duration::from_secs(a.time))?;
         start_detached(store, &c)?;
         outln!("{name}");
@@ -124,8 +124,8 @@ pub fn restart(store: &Store, a: &RestartArgs) -> anyhow::Result<ExitCode> {
 
 /// `layers rename`.
 pub fn rename(store: &Store, a: &RenameArgs) -> anyhow::Result<ExitCode> {
-    let c = store.resolve_container(&a.container)?;
-    store.rename_container(&c, &a.name)?;
+    let c = store.snapshots().resolve(&a.container)?;
+    store.snapshots().rename(&c, &a.name)?;
     Ok(ExitCode::SUCCESS)
 }
 

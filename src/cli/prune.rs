@@ -73,13 +73,15 @@ pub fn container(store: &Store, c: &ContainerCommand) -> anyhow::Result<ExitCode
 fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
     let mut removed = Vec::new();
     let mut freed = 0;
-    for c in store.containers()? {
-        let busy = state::running(store, &c).is_some() || state::monitor(store, &c).is_some() || store.is_mounted(&c);
+    for c in store.snapshots().list()? {
+        let busy = state::running(store, &c).is_some()
+            || state::monitor(store, &c).is_some()
+            || store.snapshots().is_mounted(&c);
         if busy {
             continue;
         }
-        let size = store.upper_size(&c);
-        store.remove_container(&c)?;
+        let size = store.snapshots().upper_size(&c);
+        store.snapshots().remove(&c)?;
         crate::run::remove_leftover_cgroup(&c.id);
         freed += size;
         removed.push(c.id);
@@ -109,7 +111,7 @@ pub fn image(store: &Store, c: &ImageCommand) -> anyhow::Result<ExitCode> {
 /// the build cache's, pruned with it.
 fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
     let used: std::collections::HashSet<layers_store::Digest> =
-        store.containers()?.into_iter().map(|c| c.image).collect();
+        store.snapshots().list()?.into_iter().map(|c| c.image).collect();
     let mut lines = Vec::new();
     for img in store.images()? {
         let dangling = img.tags.is_empty() && !store.is_build_step(&img.manifest)?;

@@ -81,7 +81,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
     let filters = Filters::parse(store, &a.filter)?;
     let mut seen = Vec::new();
     // Newest first, as Docker lists them.
-    let mut containers = store.containers()?;
+    let mut containers = store.snapshots().list()?;
     containers.sort_by_key(|c| std::cmp::Reverse(c.created));
     for c in containers {
         let s = Seen {
@@ -89,7 +89,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
             config: ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())
                 .unwrap_or_else(|_| ContainerConfig::of_image(&c.image.to_string())),
             status: Status::of(store, &c),
-            mounted: store.is_mounted(&c),
+            mounted: store.snapshots().is_mounted(&c),
             c,
         };
         // As Docker: running ones unless -a (and here, mounted ones), or what a filter names.
@@ -141,7 +141,7 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "Ports": "",
         "State": s.status.name(),
         "Status": s.status(),
-        "Size": if size { format::size(store.upper_size(&s.c)) } else { String::new() },
+        "Size": if size { format::size(store.snapshots().upper_size(&s.c)) } else { String::new() },
         "Names": s.c.name,
         "Labels": labels_text,
         // Docker's `.Label "KEY"` (see template's module doc).

@@ -50,7 +50,7 @@ pub fn run(
     let c = lifecycle::create(store, &img, o.name.as_deref(), config, lifetime)?;
     if a.detach {
         let started = lifecycle::start_detached(store, &c);
-        if started.is_err() && store.resolve_container(&c.id).is_ok() && o.rm {
+        if started.is_err() && store.snapshots().resolve(&c.id).is_ok() && o.rm {
             lifecycle::remove(store, &c)?;
         }
         return match started {
@@ -96,7 +96,7 @@ pub struct ExecArgs {
 /// `layers exec`.
 pub fn exec(store: &Store, a: &ExecArgs, transfers: &Transfers) -> anyhow::Result<ExitCode> {
     super::lifecycle::check_tty(a.tty, a.interactive)?;
-    let c = store.resolve_container(&a.container)?;
+    let c = store.snapshots().resolve(&a.container)?;
     let spec = ExecSpec {
         argv: a.command.clone(),
         env: a.env.clone(),

@@ -66,7 +66,7 @@ fn kernel_release() -> String {
 
 /// `layers info`.
 pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
-    let containers = store.containers()?;
+    let containers = store.snapshots().list()?;
     let running = containers.iter().filter(|c| crate::run::state::running(store, c).is_some()).count();
     let images = store.images()?.len();
     let (cgroup_version, controllers) = cgroups();

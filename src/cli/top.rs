@@ -22,7 +22,7 @@ pub struct TopArgs {
 }
 
 pub fn top(store: &Store, a: &TopArgs) -> anyhow::Result<ExitCode> {
-    let c = store.resolve_container(&a.container)?;
+    let c = store.snapshots().resolve(&a.container)?;
     if state::running(store, &c).is_none() {
         bail!("top {}: container is not running", c.name);
     }

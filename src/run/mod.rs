@@ -84,7 +84,7 @@ pub fn exec_in(
 ) -> anyhow::Result<Ended> {
     let Some(r) = state::running(store, c) else { bail!("exec {}: container is not running", c.name) };
     let user = match &a.user {
-        Some(u) => users::resolve(u, &store.container_view(c)?.lowers).map_err(anyhow::Error::msg)?,
+        Some(u) => users::resolve(u, &store.snapshots().view(c)?.lowers).map_err(anyhow::Error::msg)?,
         None => r.user.clone(),
     };
     let mut env = r.env.clone();

@@ -297,12 +297,12 @@ impl Store {
                 }
             }
         }
-        for c in self.containers()? {
+        for c in self.snapshots().list()? {
             let subject = format!("container {}", c.name);
             if self.image(&c.image)?.is_none() {
                 add(subject.clone(), format!("its image {} is missing", c.image));
             }
-            if !self.container_dir(&c.id).join("upper").is_dir() && c.committing.is_none() {
+            if !self.snapshots().dir(&c.id).join("upper").is_dir() && c.committing.is_none() {
                 add(subject.clone(), "upper dir missing".into());
             }
             if let Some(d) = c.committing {

@@ -155,27 +155,84 @@ fn valid_name(name: &str) -> bool {
         && name.len() <= 128
 }
 
+/// Containers as snapshots: upper dirs on images' layers (a facet of [`Store`]).
+pub struct Snapshots<'a> {
+    store: &'a Store,
+}
+
 impl Store {
+    /// Containers: prepare, mount, view, commit, remove.
+    pub fn snapshots(&self) -> Snapshots<'_> {
+        Snapshots { store: self }
+    }
+
+    /// Removes the ephemeral containers whose creator has ended without removing them
+    /// (a `run --rm` or build killed): their creator lock is free.
+    pub(crate) fn remove_abandoned_containers(&self) -> Result<()> {
+        for c in self.snapshots().list()? {
+            let marker = self.snapshots().dir(&c.id).join(EPHEMERAL);
+            let Ok(f) = fs::File::open(&marker) else { continue };
+            // Held by its creator, or by another process removing it right now.
+            if f.try_lock().is_err() {
+                continue;
+            }
+            let merged = self.snapshots().merged_dir(&c);
+            if crate::snapshots::mount::is_mountpoint(&merged) {
+                crate::snapshots::mount::unmount_path(&merged, true)?;
+            }
+            self.snapshots().remove(&c)?;
+        }
+        Ok(())
+    }
+
+    /// Crash recovery, under the exclusive store lock: container dirs without a row
+    /// go, and an interrupted commit's upper dir moves back from the layer it was
+    /// becoming (whose row is still pending) to its container.
+    pub(crate) fn sweep_containers(&self) -> Result<()> {
+        self.remove_abandoned_containers()?;
+        let containers = self.snapshots().list()?;
+        for c in containers.iter().filter(|c| c.committing.is_some()) {
+            let layer = c.committing.map(|d| self.layer_path(&d)).unwrap_or_default();
+            let upper = self.snapshots().dir(&c.id).join("upper");
+            let pending = c.committing.map(|d| self.md().layer(&d)).transpose()?.flatten().is_none();
+            if pending && !upper.exists() && layer.exists() {
+                fs::rename(&layer, &upper).map_err(|e| Error::io("recover container", &c.name, e))?;
+            }
+            self.snapshots().set_committing(c, None)?;
+        }
+        let dir = self.root().join("containers");
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let known: std::collections::HashSet<String> = containers.into_iter().map(|c| c.id).collect();
+        for e in entries.flatten() {
+            if !known.contains(e.file_name().to_string_lossy().as_ref()) {
+                remove_tree(&e.path()).map_err(|err| Error::io("sweep", e.path().display(), err))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Snapshots<'_> {
     /// Path of a container's directory.
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.root().join("containers").join(id)
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.store.root().join("containers").join(id)
     }
 
     /// Where a container's host-visible mount goes.
     pub fn merged_dir(&self, c: &ContainerRow) -> PathBuf {
-        self.container_dir(&c.id).join("merged")
+        self.dir(&c.id).join("merged")
     }
 
     /// Creates a container on `image`: empty upper and work dirs, a lease on the image.
     /// Without a name, `NAME-working-container[-N]` after the image's name, as buildah does.
-    pub fn create_container(
+    pub fn create(
         &self,
         image: &Digest,
         name: Option<&str>,
         base_name: &str,
         lifetime: Lifetime,
     ) -> Result<ContainerRow> {
-        let layers = self.image_layers(image)?;
+        let layers = self.store.image_layers(image)?;
         if layers.len() > MAX_LAYERS {
             return Err(Error::new(
                 ErrorKind::TooManyLayers,
@@ -202,7 +259,7 @@ impl Store {
         // orphan dir the next sweep removes, never a row without its dirs.
         // The container's own dir is 0700 as well as `containers/`; upper and merged
         // are the root of its filesystem and keep a root filesystem's 0755.
-        let staged = self.root().join("tmp").join(format!("container-{id}"));
+        let staged = self.store.root().join("tmp").join(format!("container-{id}"));
         crate::store::private_dir("create container", &staged)?;
         for d in ["upper", "work", "merged"] {
             let p = staged.join(d);
@@ -217,13 +274,13 @@ impl Store {
         } else {
             None
         };
-        let dir = self.container_dir(&id);
+        let dir = self.dir(&id);
         fs::rename(&staged, &dir).map_err(|e| Error::io("create container", dir.display(), e))?;
         if let Some(f) = creator {
-            self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), f));
+            self.store.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), f));
         }
         let row = ContainerRow { id, name, image: *image, created: now(), committing: None };
-        let inserted = self.md().write("create container", |tx| {
+        let inserted = self.store.md().write("create container", |tx| {
             let taken: bool = tx
                 .query_row("SELECT 1 FROM containers WHERE name = ?", [&row.name], |_| Ok(true))
                 .optional()?
@@ -249,11 +306,11 @@ impl Store {
         match inserted {
             Ok(true) => Ok(row),
             Ok(false) => {
-                let _ = self.discard(&dir);
+                let _ = self.store.discard(&dir);
                 Err(Error::new(ErrorKind::AlreadyExists, "create container", &row.name, "the name is already in use"))
             }
             Err(e) => {
-                let _ = self.discard(&dir);
+                let _ = self.store.discard(&dir);
                 Err(e)
             }
         }
@@ -271,7 +328,7 @@ impl Store {
             .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
             .collect();
         let base = if base.is_empty() || !valid_name(&base) { "scratch".to_string() } else { base };
-        let taken: Vec<String> = self.containers()?.into_iter().map(|c| c.name).collect();
+        let taken: Vec<String> = self.list()?.into_iter().map(|c| c.name).collect();
         let first = format!("{base}-working-container");
         if !taken.contains(&first) {
             return Ok(first);
@@ -280,8 +337,8 @@ impl Store {
     }
 
     /// Every container, oldest first.
-    pub fn containers(&self) -> Result<Vec<ContainerRow>> {
-        let md = self.md();
+    pub fn list(&self) -> Result<Vec<ContainerRow>> {
+        let md = self.store.md();
         let mut st = md
             .conn()
             .prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY created, name"))
@@ -292,8 +349,8 @@ impl Store {
     }
 
     /// A container by name, full ID or unique ID prefix.
-    pub fn resolve_container(&self, name: &str) -> Result<ContainerRow> {
-        let all = self.containers()?;
+    pub fn resolve(&self, name: &str) -> Result<ContainerRow> {
+        let all = self.list()?;
         if let Some(c) = all.iter().find(|c| c.name == name || c.id == name) {
             return Ok(c.clone());
         }
@@ -307,7 +364,7 @@ impl Store {
     }
 
     /// The mount of a container: its image's layers under its upper dir.
-    pub fn container_mount(&self, c: &ContainerRow) -> Result<MountSpec> {
+    pub fn mount_spec(&self, c: &ContainerRow) -> Result<MountSpec> {
         if let Some(d) = c.committing {
             return Err(Error::new(
                 ErrorKind::Interrupted,
@@ -316,7 +373,7 @@ impl Store {
                 format!("a commit into layer {d} was interrupted"),
             ));
         }
-        let dir = self.container_dir(&c.id);
+        let dir = self.dir(&c.id);
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         // A crash right after a commit may leave the (new, empty) upper dir to be made.
         for d in [&upper, &work] {
@@ -326,8 +383,8 @@ impl Store {
     }
 
     /// A read-only view of a container: its upper dir as the top layer.
-    pub fn container_view(&self, c: &ContainerRow) -> Result<MountSpec> {
-        Ok(self.container_mount(c)?.view())
+    pub fn view(&self, c: &ContainerRow) -> Result<MountSpec> {
+        Ok(self.mount_spec(c)?.view())
     }
 
     /// A read-only view of an image.
@@ -350,12 +407,12 @@ impl Store {
     /// An image's layer dirs, top first; a layer repeated higher up is kept only there
     /// (its second application covers everything the first did).
     pub fn lower_dirs(&self, image: &Digest) -> Result<Vec<PathBuf>> {
-        let layers = self.image_layers(image)?;
+        let layers = self.store.image_layers(image)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for l in layers.iter().rev() {
             if seen.insert(l.diff_id) {
-                out.push(self.layer_path(&l.diff_id));
+                out.push(self.store.layer_path(&l.diff_id));
             }
         }
         Ok(out)
@@ -367,7 +424,7 @@ impl Store {
     }
 
     /// Gives a container another name (unique, Docker's characters).
-    pub fn rename_container(&self, c: &ContainerRow, name: &str) -> Result<()> {
+    pub fn rename(&self, c: &ContainerRow, name: &str) -> Result<()> {
         if !valid_name(name) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -376,7 +433,7 @@ impl Store {
                 "invalid name: letters, digits and _.- only, starting with a letter or digit",
             ));
         }
-        let renamed = self.md().write("rename container", |tx| {
+        let renamed = self.store.md().write("rename container", |tx| {
             let taken = tx
                 .query_row("SELECT 1 FROM containers WHERE name = ?1 AND id != ?2", params![name, c.id], |_| Ok(true))
                 .optional()?
@@ -394,7 +451,7 @@ impl Store {
     }
 
     /// Removes a container: its dirs, its row, its lease. Refuses while it is mounted.
-    pub fn remove_container(&self, c: &ContainerRow) -> Result<()> {
+    pub fn remove(&self, c: &ContainerRow) -> Result<()> {
         if self.is_mounted(c) {
             return Err(Error::new(
                 ErrorKind::InUse,
@@ -403,17 +460,17 @@ impl Store {
                 format!("mounted at {} (unmount it first, or use -f)", self.merged_dir(c).display()),
             ));
         }
-        self.md().write("remove container", |tx| {
+        self.store.md().write("remove container", |tx| {
             tx.execute("DELETE FROM containers WHERE id = ?", [&c.id])?;
             tx.execute("DELETE FROM leases WHERE id = ?", [c.lease()])?;
             Ok(())
         })?;
-        self.discard(&self.container_dir(&c.id))
+        self.store.discard(&self.dir(&c.id))
     }
 
     /// Bytes in a container's upper dir.
     pub fn upper_size(&self, c: &ContainerRow) -> u64 {
-        crate::gc::maintenance::disk_usage(&self.container_dir(&c.id).join("upper"))
+        crate::gc::maintenance::disk_usage(&self.dir(&c.id).join("upper"))
     }
 
     /// Commits a container's upper dir as a new layer on its image, and the image
@@ -421,7 +478,7 @@ impl Store {
     /// becomes the layer dir (no re-extract) and the container goes on from the new
     /// image with an empty upper dir, so its view does not change (refused while it is
     /// mounted); with [`UpperDir::Copy`], no layer dir is ever a live upper dir.
-    pub fn commit_container(&self, c: &ContainerRow, opts: &CommitOptions) -> Result<Committed> {
+    pub fn commit(&self, c: &ContainerRow, opts: &CommitOptions) -> Result<Committed> {
         if opts.upper == UpperDir::Move && self.is_mounted(c) {
             return Err(Error::new(
                 ErrorKind::InUse,
@@ -430,15 +487,15 @@ impl Store {
                 format!("mounted at {}; unmount it first", self.merged_dir(c).display()),
             ));
         }
-        let spec = self.container_mount(c)?;
+        let spec = self.mount_spec(c)?;
         let Some((upper, work)) = spec.upper else {
             return Err(Error::new(ErrorKind::Corrupt, "commit container", &c.name, "no upper dir"));
         };
-        let parent = self.image(&c.image)?.ok_or_else(|| {
+        let parent = self.store.image(&c.image)?.ok_or_else(|| {
             Error::new(ErrorKind::NotFound, "commit container", &c.name, format!("its image {} is gone", c.image))
         })?;
 
-        let mut ingest = self.ingest()?;
+        let mut ingest = self.store.ingest()?;
         let blob_path = ingest.staged_path("blob");
         let file = fs::File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
         let io_err = |e: std::io::Error| Error::io("write layer blob", c.name.as_str(), e);
@@ -461,7 +518,7 @@ impl Store {
 
         let mut config: ImageConfig = match &opts.config {
             Some(c) => c.clone(),
-            None => self.config(&parent)?,
+            None => self.store.config(&parent)?,
         };
         config.rootfs.diff_ids.push(tar.diff_id);
         config.created = Some(opts.created.clone());
@@ -474,7 +531,7 @@ impl Store {
         if let Some(a) = &opts.author {
             config.extra.insert("author".into(), serde_json::Value::String(a.clone()));
         }
-        let mut layers = self.manifest(&parent)?.layers;
+        let mut layers = self.store.manifest(&parent)?.layers;
         layers.push(blob.clone());
         let image = ImageBlobs::New { config: &config, layers };
         let made = |row: ImageRow| Committed {
@@ -487,8 +544,8 @@ impl Store {
         if opts.upper == UpperDir::Copy {
             // The blob just written is the layer's only source: unpacked into a new dir.
             let expect = LayerExpect { blob: Some(blob.digest), size: Some(blob.size), diff_id: Some(tar.diff_id) };
-            self.unpack_staged_blob(&mut ingest, blob_path, &expect)?;
-            return self.record_image(ingest, image, &opts.tags).map(made);
+            self.store.unpack_staged_blob(&mut ingest, blob_path, &expect)?;
+            return self.store.record_image(ingest, image, &opts.tags).map(made);
         }
         ingest.add_blob(blob.clone(), blob_path);
         let row = LayerRow {
@@ -502,7 +559,7 @@ impl Store {
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;
-        let committed = self.record_image_with(ingest, image, &opts.tags, &|tx, new_image| {
+        let committed = self.store.record_image_with(ingest, image, &opts.tags, &|tx, new_image| {
             let new_image = new_image.to_string();
             tx.execute(
                 "UPDATE containers SET manifest_digest = ?1, committing = NULL WHERE id = ?2",
@@ -522,9 +579,9 @@ impl Store {
         };
         // The layer existed already (same changes committed before): the upper dir was not moved.
         if upper.exists() {
-            self.discard(&upper)?;
+            self.store.discard(&upper)?;
         }
-        self.discard(&work)?;
+        self.store.discard(&work)?;
         for d in [&upper, &work] {
             fs::create_dir(d).map_err(|e| Error::io("commit container", d.display(), e))?;
         }
@@ -532,7 +589,7 @@ impl Store {
     }
 
     fn set_committing(&self, c: &ContainerRow, layer: Option<DiffId>) -> Result<()> {
-        self.md().write("record commit", |tx| {
+        self.store.md().write("record commit", |tx| {
             tx.execute(
                 "UPDATE containers SET committing = ?1 WHERE id = ?2",
                 params![layer.map(|l| l.to_string()), c.id],
@@ -545,7 +602,7 @@ impl Store {
     /// hand to the process that takes that over (a detached container's monitor): a
     /// descriptor of the same open file, so the lock holds while either has it.
     pub fn creator_lock(&self, c: &ContainerRow) -> Option<std::os::fd::OwnedFd> {
-        let held = self.ephemeral.lock().unwrap_or_else(|p| p.into_inner());
+        let held = self.store.ephemeral.lock().unwrap_or_else(|p| p.into_inner());
         let (_, f) = held.iter().find(|(id, _)| *id == c.id)?;
         f.try_clone().ok().map(std::os::fd::OwnedFd::from)
     }
@@ -553,52 +610,7 @@ impl Store {
     /// Holds `lock` (another process's [`Store::creator_lock`] of `c`) while this handle lives.
     pub fn hold_creator_lock(&self, c: &ContainerRow, lock: std::os::fd::OwnedFd) {
         let f = fs::File::from(lock);
-        self.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push((c.id.clone(), f));
-    }
-
-    /// Removes the ephemeral containers whose creator has ended without removing them
-    /// (a `run --rm` or build killed): their creator lock is free.
-    pub(crate) fn remove_abandoned_containers(&self) -> Result<()> {
-        for c in self.containers()? {
-            let marker = self.container_dir(&c.id).join(EPHEMERAL);
-            let Ok(f) = fs::File::open(&marker) else { continue };
-            // Held by its creator, or by another process removing it right now.
-            if f.try_lock().is_err() {
-                continue;
-            }
-            let merged = self.merged_dir(&c);
-            if crate::snapshots::mount::is_mountpoint(&merged) {
-                crate::snapshots::mount::unmount_path(&merged, true)?;
-            }
-            self.remove_container(&c)?;
-        }
-        Ok(())
-    }
-
-    /// Crash recovery, under the exclusive store lock: container dirs without a row
-    /// go, and an interrupted commit's upper dir moves back from the layer it was
-    /// becoming (whose row is still pending) to its container.
-    pub(crate) fn sweep_containers(&self) -> Result<()> {
-        self.remove_abandoned_containers()?;
-        let containers = self.containers()?;
-        for c in containers.iter().filter(|c| c.committing.is_some()) {
-            let layer = c.committing.map(|d| self.layer_path(&d)).unwrap_or_default();
-            let upper = self.container_dir(&c.id).join("upper");
-            let pending = c.committing.map(|d| self.md().layer(&d)).transpose()?.flatten().is_none();
-            if pending && !upper.exists() && layer.exists() {
-                fs::rename(&layer, &upper).map_err(|e| Error::io("recover container", &c.name, e))?;
-            }
-            self.set_committing(c, None)?;
-        }
-        let dir = self.root().join("containers");
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        let known: std::collections::HashSet<String> = containers.into_iter().map(|c| c.id).collect();
-        for e in entries.flatten() {
-            if !known.contains(e.file_name().to_string_lossy().as_ref()) {
-                remove_tree(&e.path()).map_err(|err| Error::io("sweep", e.path().display(), err))?;
-            }
-        }
-        Ok(())
+        self.store.ephemeral.lock().unwrap_or_else(|p| p.into_inner()).push((c.id.clone(), f));
     }
 }
 

@@ -31,13 +31,13 @@ pub fn run(x: &Executor, plan: &Plan, state: &mut State, step: &Step, c: &CopySt
         }
         Source::Stage(i) => {
             let image = x.stage_image(*i)?;
-            let view = x.store.mount_view(&image.manifest, scratch.path().join("view"))?;
+            let view = x.store.snapshots().mount_view(&image.manifest, scratch.path().join("view"))?;
             let dir = view.path().to_path_buf();
             _view = Some(view);
             (dir, Patterns::default(), format!("stage {}", plan.stages[*i].name.as_deref().unwrap_or("")))
         }
         Source::Image(row) => {
-            let view = x.store.mount_view(&row.manifest, scratch.path().join("view"))?;
+            let view = x.store.snapshots().mount_view(&row.manifest, scratch.path().join("view"))?;
             let dir = view.path().to_path_buf();
             _view = Some(view);
             (dir, Patterns::default(), format!("image {}", row.manifest))
@@ -84,7 +84,7 @@ fn attrs(x: &Executor, state: &State, c: &CopyStep) -> anyhow::Result<Attrs> {
     let mut attrs = Attrs { mode: c.mode, ..Attrs::default() };
     if let Some(o) = &c.chown {
         let lowers = match &state.image {
-            Some(i) => x.store.lower_dirs(&i.manifest)?,
+            Some(i) => x.store.snapshots().lower_dirs(&i.manifest)?,
             None => Vec::new(),
         };
         let (uid, gid) = crate::run::resolve_user(o, &lowers).map_err(|e| anyhow::anyhow!("--chown={o}: {e}"))?;

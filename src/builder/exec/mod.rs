@@ -469,10 +469,10 @@ impl<'a> Executor<'a> {
     ) -> anyhow::Result<()> {
         let parent = self.need_image(state)?;
         let name = format!("layers-build-{}-{}", self.run_id, self.steps_done);
-        let c = self.store.create_container(&parent.manifest, Some(&name), "layers-build", Lifetime::Ephemeral)?;
+        let c = self.store.snapshots().create(&parent.manifest, Some(&name), "layers-build", Lifetime::Ephemeral)?;
         let result = work(&c).and_then(|()| self.commit_step(state, &c, step));
-        if let Ok(c) = self.store.resolve_container(&c.id) {
-            let _ = self.store.remove_container(&c);
+        if let Ok(c) = self.store.snapshots().resolve(&c.id) {
+            let _ = self.store.snapshots().remove(&c);
         }
         result
     }
@@ -485,12 +485,12 @@ impl<'a> Executor<'a> {
         upper_only: bool,
         write: impl FnOnce(&Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let spec = self.store.container_mount(c)?;
+        let spec = self.store.snapshots().mount_spec(c)?;
         if spec.lowers.is_empty() || upper_only {
             let (upper, _) = spec.upper.clone().context("container without an upper dir")?;
             return write(&upper);
         }
-        let merged = self.store.merged_dir(c);
+        let merged = self.store.snapshots().merged_dir(c);
         mount_spec(&spec, &merged, MountOptions::default())?;
         let written = write(&merged);
         unmount_path(&merged, false)?;
@@ -499,7 +499,7 @@ impl<'a> Executor<'a> {
 
     /// Commits the step's container as the stage's next image.
     fn commit_step(&self, state: &mut State, c: &ContainerRow, step: &Step) -> anyhow::Result<()> {
-        let c = self.store.resolve_container(&c.id)?;
+        let c = self.store.snapshots().resolve(&c.id)?;
         let opts = CommitOptions {
             compression: Compression::Gzip,
             created_by: step.text.clone(),
@@ -511,7 +511,7 @@ impl<'a> Executor<'a> {
             config: Some(state.config.clone()),
             upper: UpperDir::Move,
         };
-        let committed = self.store.commit_container(&c, &opts)?;
+        let committed = self.store.snapshots().commit(&c, &opts)?;
         let row = self.store.image(&committed.manifest)?.context("the committed image is gone")?;
         self.store.cache_step(&step.key, &row.manifest)?;
         state.config = self.store.config(&row)?;
@@ -522,7 +522,7 @@ impl<'a> Executor<'a> {
     /// Whether `path` (absolute) exists in the stage's image.
     fn visible(&self, state: &State, path: &str) -> anyhow::Result<bool> {
         let Some(image) = &state.image else { return Ok(path.trim_matches('/').is_empty()) };
-        let lowers = self.store.lower_dirs(&image.manifest)?;
+        let lowers = self.store.snapshots().lower_dirs(&image.manifest)?;
         Ok(layers_store::fsroot::lowers::in_lowers(&lowers, Path::new(path.trim_start_matches('/'))))
     }
 }

@@ -48,7 +48,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
         if ended.code != 0 {
             bail!("{}: the command returned a non-zero code: {}", step.text, ended.code);
         }
-        let (upper, _) = x.store.container_mount(c)?.upper.context("container without an upper dir")?;
+        let (upper, _) = x.store.snapshots().mount_spec(c)?.upper.context("container without an upper dir")?;
         fsroot::remove_stubs(&upper, &stubs);
         Ok(())
     })
@@ -72,7 +72,7 @@ fn from_root(x: &Executor, from: &MountFrom, roots: &mut Vec<(MountedView, Scrat
         MountFrom::Image(row) => row.clone(),
     };
     let scratch = ScratchDir(x.store.scratch_dir("run-mount-from")?);
-    let view = x.store.mount_view(&image.manifest, scratch.path().join("root"))?;
+    let view = x.store.snapshots().mount_view(&image.manifest, scratch.path().join("root"))?;
     let path = view.path().to_path_buf();
     roots.push((view, scratch));
     Ok(path)
@@ -144,7 +144,7 @@ fn mount_stubs(x: &Executor, state: &State, targets: &[&str]) -> anyhow::Result<
         return Ok(stubs);
     }
     let lowers = match &state.image {
-        Some(image) => x.store.lower_dirs(&image.manifest)?,
+        Some(image) => x.store.snapshots().lower_dirs(&image.manifest)?,
         None => Vec::new(),
     };
     for target in targets {

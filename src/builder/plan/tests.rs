@@ -110,7 +110,7 @@ fn example_plans_are_equal_in_two_checkouts_and_nothing_runs() {
         std::fs::remove_dir_all(&b).unwrap();
     }
     // Planning ran nothing: no container, no step recorded, only the stand-in base stored.
-    assert!(store.containers().unwrap().is_empty());
+    assert!(store.snapshots().list().unwrap().is_empty());
     assert_eq!(store.images().unwrap().len(), 1);
 }
 

@@ -69,7 +69,7 @@ pub struct ContainerDir {
 impl ContainerDir {
     /// The dir of container `id` in `store`.
     pub fn of(store: &Store, id: &str) -> ContainerDir {
-        ContainerDir { path: store.container_dir(id) }
+        ContainerDir { path: store.snapshots().dir(id) }
     }
 
     /// The dir itself.

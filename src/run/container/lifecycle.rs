@@ -35,10 +35,10 @@ pub fn create(
 ) -> anyhow::Result<ContainerRow> {
     config.check()?;
     config.prepare_mounts()?;
-    let c = store.create_container(&image.manifest, name, &config.image, lifetime)?;
+    let c = store.snapshots().create(&image.manifest, name, &config.image, lifetime)?;
     let made = attach_volumes(store, &c, &mut config).and_then(|()| config.save(&ContainerDir::of(store, &c.id)));
     if let Err(e) = made {
-        let _ = store.remove_container(&c);
+        let _ = store.snapshots().remove(&c);
         return Err(e);
     }
     Ok(c)
@@ -104,7 +104,7 @@ pub struct NotStarted {
 /// as its restart policy says until it stops for good or is asked to; `lock`: its
 /// starter passed the creator lock of a `--rm` container. Returns its last exit code.
 pub fn serve_monitor(store: &Store, id: &str, lock: bool, q: &Quiesced) -> anyhow::Result<u8> {
-    let c = store.resolve_container(id)?;
+    let c = store.snapshots().resolve(id)?;
     let report = Rc::new(Report::inherited(store, &c, lock)?);
     let config = match ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string()) {
         Ok(config) => config,
@@ -192,8 +192,8 @@ fn finish(store: &Store, c: &ContainerRow, config: &ContainerConfig) -> anyhow::
 
 /// Removes `c` (stopped) with its dirs.
 pub fn remove(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
-    let c = store.resolve_container(&c.id)?;
-    store.remove_container(&c).with_context(|| format!("remove container {}", c.name))?;
+    let c = store.snapshots().resolve(&c.id)?;
+    store.snapshots().remove(&c).with_context(|| format!("remove container {}", c.name))?;
     Ok(())
 }
 
@@ -229,7 +229,7 @@ fn populate_volumes(store: &Store, c: &ContainerRow, config: &ContainerConfig, i
         }
         let scratch = store.scratch_dir("volume-copy")?;
         let filled = (|| -> anyhow::Result<()> {
-            let view = store.mount_view(&image.manifest, scratch.join("view"))?;
+            let view = store.snapshots().mount_view(&image.manifest, scratch.join("view"))?;
             let tree = Tree::open(view.path(), &format!("image of {}", c.name))?;
             let rel = std::path::PathBuf::from(m.target.trim_start_matches('/'));
             if rel.as_os_str().is_empty() || !tree.is_dir(&rel) {

@@ -59,7 +59,7 @@ pub fn spawn(store: &Store, c: &ContainerRow) -> anyhow::Result<Started> {
     let mut cmd = Command::new(exe);
     cmd.arg("--root").arg(root).arg(VERB).arg(&c.id);
     let mut fds = vec![(report_w, REPORT_FD)];
-    if let Some(lock) = store.creator_lock(c) {
+    if let Some(lock) = store.snapshots().creator_lock(c) {
         cmd.arg(LOCK_FLAG);
         fds.push((lock, LOCK_FD));
     }
@@ -108,7 +108,7 @@ impl Report {
             .with_context(|| format!("{VERB}: no report descriptor: this verb is for layers itself"))?;
         if lock {
             let lock = crate::run::kernel::take_passed_fd(LOCK_FD).context("the creator lock was not passed")?;
-            store.hold_creator_lock(c, lock);
+            store.snapshots().hold_creator_lock(c, lock);
         }
         Ok(Report(Mutex::new(Some(std::fs::File::from(fd)))))
     }

@@ -170,7 +170,7 @@ fn spawn_and_wait(
     s: &RunSpec,
 ) -> anyhow::Result<Launched> {
     let dir = ContainerDir::of(store, &container.id);
-    let mut mount = store.container_mount(container)?;
+    let mut mount = store.snapshots().mount_spec(container)?;
     let view = mount.view();
     let init = files::init_layer(&dir, &view.lowers)?;
     mount.lowers.insert(0, init);
@@ -188,7 +188,7 @@ fn spawn_and_wait(
     let setup = child::ChildSetup {
         cgroup_procs: cg.procs_files(),
         mount,
-        rootfs: store.merged_dir(container),
+        rootfs: store.snapshots().merged_dir(container),
         hostname: process.env.iter().find_map(|e| e.strip_prefix("HOSTNAME=")).unwrap_or_default().to_string(),
         own_network: s.network == Network::None,
         files,
