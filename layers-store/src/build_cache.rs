@@ -40,24 +40,92 @@ pub struct BuildCachePruned {
     pub cache_mounts: usize,
 }
 
+/// The tables this module owns (formats 3, 4, 6, 7 and 11), created idempotently
+/// when a store is opened by a newer release (registered in `meta`): step records by
+/// key, the digests of build-context files by inode, every image a step made, what
+/// each step read (to explain a miss), and the index that finds steps by instruction.
+pub(crate) const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS build_cache (
+    key             TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
+    created         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
+
+CREATE TABLE IF NOT EXISTS file_digests (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    digest   TEXT NOT NULL,
+    PRIMARY KEY (dev, ino)
+);
+
+CREATE TABLE IF NOT EXISTS build_images (
+    manifest_digest TEXT PRIMARY KEY REFERENCES images(manifest_digest) ON DELETE CASCADE
+);
+INSERT OR IGNORE INTO build_images (manifest_digest) SELECT manifest_digest FROM build_cache;
+
+CREATE TABLE IF NOT EXISTS build_step_inputs (
+    key         TEXT PRIMARY KEY,
+    parent      TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    inputs      TEXT NOT NULL,
+    created     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS build_step_inputs_parent ON build_step_inputs(parent);
+
+CREATE INDEX IF NOT EXISTS build_step_inputs_instruction ON build_step_inputs(instruction);
+"#;
+
+/// The build cache: step records, the images steps made, cache mounts, and the
+/// digests of build-context files (a facet of [`Store`]).
+pub struct BuildCache<'a> {
+    store: &'a Store,
+}
+
 impl Store {
+    /// The build cache.
+    pub fn build_cache(&self) -> BuildCache<'_> {
+        BuildCache { store: self }
+    }
+
+    /// Records an image with `parent`'s layers (none for `scratch`) and `config`, whose
+    /// `rootfs.diff_ids` must be those layers': a build step that changes only the config.
+    pub fn derive_image(&self, parent: Option<&Digest>, config: &ImageConfig, tags: &[String]) -> Result<ImageRow> {
+        let layers = match parent {
+            Some(p) => {
+                let img = self
+                    .image(p)?
+                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
+                self.manifest(&img)?.layers
+            }
+            None => Vec::new(),
+        };
+        self.record_image(self.ingest()?, ImageBlobs::New { config, layers }, tags)
+    }
+}
+
+impl BuildCache<'_> {
     /// The image a build step with this cache key made, if it is still stored.
-    pub fn cached_step(&self, key: &Digest) -> Result<Option<ImageRow>> {
+    pub fn step(&self, key: &Digest) -> Result<Option<ImageRow>> {
         let manifest: Option<String> = self
+            .store
             .md()
             .conn()
             .query_row("SELECT manifest_digest FROM build_cache WHERE key = ?", [key.to_string()], |r| r.get(0))
             .optional()
             .map_err(|e| Error::sql("read build cache", key, e))?;
         match manifest.map(|m| Digest::parse(&m)).transpose()? {
-            Some(m) => self.image(&m),
+            Some(m) => self.store.image(&m),
             None => Ok(None),
         }
     }
 
     /// Remembers that the build step with this key made `manifest`.
-    pub fn cache_step(&self, key: &Digest, manifest: &Digest) -> Result<()> {
-        self.md().write("write build cache", |tx| {
+    pub fn record(&self, key: &Digest, manifest: &Digest) -> Result<()> {
+        self.store.md().write("write build cache", |tx| {
             tx.execute(
                 "INSERT INTO build_cache (key, manifest_digest, created) VALUES (?1, ?2, ?3)
                  ON CONFLICT(key) DO UPDATE SET manifest_digest = excluded.manifest_digest, created = excluded.created",
@@ -75,8 +143,8 @@ impl Store {
 
     /// Remembers what the build step `key` (on `parent`, `instruction` as shown) read:
     /// `inputs` is the builder's own text, kept to explain a later miss.
-    pub fn record_step_inputs(&self, key: &Digest, parent: &Digest, instruction: &str, inputs: &str) -> Result<()> {
-        self.md().write("write build step inputs", |tx| {
+    pub fn record_inputs(&self, key: &Digest, parent: &Digest, instruction: &str, inputs: &str) -> Result<()> {
+        self.store.md().write("write build step inputs", |tx| {
             tx.execute(
                 "INSERT INTO build_step_inputs (key, parent, instruction, inputs, created) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(key) DO UPDATE SET inputs = excluded.inputs, created = excluded.created",
@@ -89,7 +157,7 @@ impl Store {
     /// Steps recorded on `parent` or with `instruction`, newest first: (key, parent,
     /// instruction, inputs), at most 64.
     pub fn steps_like(&self, parent: &Digest, instruction: &str) -> Result<Vec<(Digest, Digest, String, String)>> {
-        let md = self.md();
+        let md = self.store.md();
         let mut st = md
             .conn()
             .prepare(
@@ -112,8 +180,8 @@ impl Store {
 
     /// The persistent directory of a `RUN --mount=type=cache` with this id, made if missing:
     /// `<root>/cache-mounts/<sha256 of id>/`, kept across builds.
-    pub fn cache_mount_dir(&self, id: &str) -> Result<std::path::PathBuf> {
-        let dir = self.root().join("cache-mounts").join(Digest::of(id.as_bytes()).hex());
+    pub fn mount_dir(&self, id: &str) -> Result<std::path::PathBuf> {
+        let dir = self.store.root().join("cache-mounts").join(Digest::of(id.as_bytes()).hex());
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("make cache mount", dir.display(), e))?;
         Ok(dir)
     }
@@ -121,8 +189,8 @@ impl Store {
     /// Forgets every build step (and the known file digests), removes the step images nothing else names or uses,
     /// and empties the `RUN --mount=type=cache` dirs: what `docker builder prune -a`
     /// does. Layers and blobs they alone held are left for [`Store::gc`].
-    pub fn prune_build_cache(&self) -> Result<BuildCachePruned> {
-        let (entries, images) = self.md().write("prune build cache", |tx| {
+    pub fn prune(&self) -> Result<BuildCachePruned> {
+        let (entries, images) = self.store.md().write("prune build cache", |tx| {
             let entries: usize = tx.query_row("SELECT COUNT(*) FROM build_cache", [], |r| r.get(0))?;
             let images = tx.execute(
                 "DELETE FROM images WHERE manifest_digest IN (SELECT manifest_digest FROM build_images)
@@ -138,12 +206,12 @@ impl Store {
             tx.execute("DELETE FROM file_digests", [])?;
             Ok((entries, images))
         })?;
-        let mounts = self.root().join("cache-mounts");
+        let mounts = self.store.root().join("cache-mounts");
         let mut cache_mounts = 0;
         if let Ok(dir) = std::fs::read_dir(&mounts) {
             for entry in dir.flatten() {
                 // Out of sight first (one rename), then deleted.
-                let doomed = self.scratch_dir("cache-mount")?;
+                let doomed = self.store.scratch_dir("cache-mount")?;
                 std::fs::rename(entry.path(), &doomed)
                     .map_err(|e| Error::io("prune cache mount", entry.path().display(), e))?;
                 std::fs::remove_dir_all(&doomed).map_err(|e| Error::io("prune cache mount", doomed.display(), e))?;
@@ -155,7 +223,7 @@ impl Store {
 
     /// The content digests last computed for files with these stamps (None: not known).
     pub fn known_file_digests(&self, stamps: &[FileStamp]) -> Result<Vec<Option<ContentHash>>> {
-        let md = self.md();
+        let md = self.store.md();
         // One read transaction (rolled back on drop: it only reads): SQLite locks the
         // file once, not twice per file.
         let tx = md.conn().unchecked_transaction().map_err(|e| Error::sql("read file digests", "file_digests", e))?;
@@ -183,7 +251,7 @@ impl Store {
         if found.is_empty() {
             return Ok(());
         }
-        self.md().write("write file digests", |tx| {
+        self.store.md().write("write file digests", |tx| {
             let mut q = tx.prepare(
                 "INSERT OR REPLACE INTO file_digests (dev, ino, size, mtime_ns, ctime_ns, digest)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -196,27 +264,13 @@ impl Store {
     }
 
     /// Whether an image is a build step's (hidden from the image list unless named).
-    pub fn is_build_step(&self, manifest: &Digest) -> Result<bool> {
-        self.md()
+    pub fn is_step_image(&self, manifest: &Digest) -> Result<bool> {
+        self.store
+            .md()
             .conn()
             .query_row("SELECT 1 FROM build_images WHERE manifest_digest = ?", [manifest.to_string()], |_| Ok(()))
             .optional()
             .map(|o| o.is_some())
             .map_err(|e| Error::sql("read build cache", manifest, e))
-    }
-
-    /// Records an image with `parent`'s layers (none for `scratch`) and `config`, whose
-    /// `rootfs.diff_ids` must be those layers': a build step that changes only the config.
-    pub fn derive_image(&self, parent: Option<&Digest>, config: &ImageConfig, tags: &[String]) -> Result<ImageRow> {
-        let layers = match parent {
-            Some(p) => {
-                let img = self
-                    .image(p)?
-                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
-                self.manifest(&img)?.layers
-            }
-            None => Vec::new(),
-        };
-        self.record_image(self.ingest()?, ImageBlobs::New { config, layers }, tags)
     }
 }

@@ -88,7 +88,7 @@ pub fn content_digest(tree: &Tree, plan: &CopyPlan, attrs: Attrs, known: Option<
     let files: Vec<&Entry> = plan.items.iter().map(|(e, _)| e).filter(|e| regular(e)).collect();
     let stamps: Vec<FileStamp> = files.iter().map(|e| stamp(&e.stat)).collect();
     let mut hashes = match known {
-        Some(store) => store.known_file_digests(&stamps)?,
+        Some(store) => store.build_cache().known_file_digests(&stamps)?,
         None => vec![None; stamps.len()],
     };
     let unknown: Vec<usize> = (0..files.len()).filter(|i| hashes[*i].is_none()).collect();
@@ -102,7 +102,7 @@ pub fn content_digest(tree: &Tree, plan: &CopyPlan, attrs: Attrs, known: Option<
             .filter(|i| settled(&stamps[**i]))
             .filter_map(|i| hashes[*i].map(|h| (stamps[*i], h)))
             .collect();
-        store.remember_file_digests(&learned)?;
+        store.build_cache().remember_file_digests(&learned)?;
     }
     // In plan order, one per regular file.
     let mut regulars = hashes.into_iter();

@@ -79,7 +79,7 @@ pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
     let mut ids = Vec::new();
     for i in store.images()? {
         // As Docker: a build's intermediate images show with -a only.
-        if !a.all && i.tags.is_empty() && store.is_build_step(&i.manifest)? {
+        if !a.all && i.tags.is_empty() && store.build_cache().is_step_image(&i.manifest)? {
             continue;
         }
         if !filters.matches(store, &i) {

@@ -29,7 +29,7 @@ pub struct PruneArgs {
 
 pub fn builder(store: &Store, c: &BuilderCommand) -> anyhow::Result<ExitCode> {
     let BuilderCommand::Prune(_) = c;
-    let p = store.prune_build_cache()?;
+    let p = store.build_cache().prune()?;
     outln!("deleted {} build steps, {} step images, {} cache mounts", p.entries, p.images, p.cache_mounts);
     gc(store)
 }

@@ -114,7 +114,7 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
         store.snapshots().list()?.into_iter().map(|c| c.image).collect();
     let mut lines = Vec::new();
     for img in store.images()? {
-        let dangling = img.tags.is_empty() && !store.is_build_step(&img.manifest)?;
+        let dangling = img.tags.is_empty() && !store.build_cache().is_step_image(&img.manifest)?;
         if used.contains(&img.manifest) || !(all || dangling) {
             continue;
         }
@@ -152,7 +152,7 @@ pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
         volume_bytes = freed;
         deleted("Deleted Volumes", &removed);
     }
-    let cache = store.prune_build_cache()?;
+    let cache = store.build_cache().prune()?;
     let lines = prune_images(store, a.all)?;
     deleted("Deleted Images", &lines);
     if cache.entries > 0 {

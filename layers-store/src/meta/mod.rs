@@ -72,29 +72,6 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 "#;
 
-/// Format 3: the build cache.
-const SCHEMA_3: &str = r#"
-CREATE TABLE IF NOT EXISTS build_cache (
-    key             TEXT PRIMARY KEY,
-    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
-    created         INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(manifest_digest);
-"#;
-
-/// Format 4: digests of build-context files, known by their unchanged inode.
-const SCHEMA_4: &str = r#"
-CREATE TABLE IF NOT EXISTS file_digests (
-    dev      INTEGER NOT NULL,
-    ino      INTEGER NOT NULL,
-    size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    digest   TEXT NOT NULL,
-    PRIMARY KEY (dev, ino)
-);
-"#;
-
 /// Format 5: each layer dir's tree as listed when it was made (`tree.rs`), for fsck;
 /// and the (blob, diffID) pairs we have seen belong together, because we
 /// decompressed that blob to that diffID ourselves (or made the blob from the layer).
@@ -117,26 +94,6 @@ CREATE TABLE IF NOT EXISTS layer_trees (
 );
 "#;
 
-/// Format 6: every image a build step made, whichever key points at it now.
-const SCHEMA_6: &str = r#"
-CREATE TABLE IF NOT EXISTS build_images (
-    manifest_digest TEXT PRIMARY KEY REFERENCES images(manifest_digest) ON DELETE CASCADE
-);
-INSERT OR IGNORE INTO build_images (manifest_digest) SELECT manifest_digest FROM build_cache;
-"#;
-
-/// Format 7: what each build step read, to explain a later miss of the same step.
-const SCHEMA_7: &str = r#"
-CREATE TABLE IF NOT EXISTS build_step_inputs (
-    key         TEXT PRIMARY KEY,
-    parent      TEXT NOT NULL,
-    instruction TEXT NOT NULL,
-    inputs      TEXT NOT NULL,
-    created     INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS build_step_inputs_parent ON build_step_inputs(parent);
-"#;
-
 /// Format 8: when each image was last used (pulled, run, built on, hit), and pins.
 const SCHEMA_8: &str = r#"
 ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
@@ -153,12 +110,6 @@ CREATE TABLE IF NOT EXISTS held_content (
     PRIMARY KEY (holder, digest)
 );
 CREATE INDEX IF NOT EXISTS held_content_digest ON held_content(digest);
-"#;
-
-/// Format 11: step records found by instruction too without scanning them all (a
-/// miss's explanation looked each step up by a full scan: quadratic in their number).
-const SCHEMA_11: &str = r#"
-CREATE INDEX IF NOT EXISTS build_step_inputs_instruction ON build_step_inputs(instruction);
 "#;
 
 /// Settings of the store as a whole: `encoding`, how overlay state is written in its
@@ -274,11 +225,8 @@ impl Metadata {
             md.write("create schema", |tx| {
                 tx.execute_batch(SCHEMA)?;
                 tx.execute_batch(SCHEMA_2)?;
-                tx.execute_batch(SCHEMA_3)?;
-                tx.execute_batch(SCHEMA_4)?;
+                tx.execute_batch(crate::build_cache::TABLES)?;
                 tx.execute_batch(SCHEMA_5)?;
-                tx.execute_batch(SCHEMA_6)?;
-                tx.execute_batch(SCHEMA_7)?;
                 let has: bool =
                     tx.prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'last_used'")?.exists([])?;
                 if !has {
@@ -286,7 +234,6 @@ impl Metadata {
                 }
                 tx.execute_batch(SCHEMA_9)?;
                 tx.execute_batch(crate::volumes::TABLES)?;
-                tx.execute_batch(SCHEMA_11)?;
                 tx.execute_batch(SCHEMA_12)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;

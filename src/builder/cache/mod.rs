@@ -316,7 +316,7 @@ impl Imported {
         let layers = step.layers.iter().map(|l| l.blob.clone()).collect();
         let blobs = ImageBlobs::ReceivedConfig { config: step.record.config.as_bytes(), layers };
         let row = store.record_image(ingest, blobs, &[])?;
-        store.cache_step(key, &row.manifest)?;
+        store.build_cache().record(key, &row.manifest)?;
         Ok(row)
     }
 }

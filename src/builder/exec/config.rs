@@ -34,7 +34,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, mkdir: Option<&str>, re
     }
     state.config.created = Some(x.now());
     let row = x.store.derive_image(state.image.as_ref().map(|i| &i.manifest), &state.config, &[])?;
-    x.store.cache_step(&step.key, &row.manifest)?;
+    x.store.build_cache().record(&step.key, &row.manifest)?;
     state.image = Some(row);
     Ok(())
 }

@@ -347,7 +347,7 @@ impl<'a> Executor<'a> {
     /// Whether a config step was recorded before as it is now (same parent, same
     /// instruction: its key), here or in an imported cache.
     fn seen(&self, step: &Step) -> anyhow::Result<bool> {
-        let here = self.store.steps_like(&step.parent, &step.text)?.iter().any(|r| r.0 == step.key);
+        let here = self.store.build_cache().steps_like(&step.parent, &step.text)?.iter().any(|r| r.0 == step.key);
         Ok(here
             || self
                 .cache
@@ -372,7 +372,7 @@ impl<'a> Executor<'a> {
     /// read more than a bound's worth of files: those are explained as a whole).
     fn remember(&self, step: &Step) -> anyhow::Result<()> {
         let inputs = if step.inputs.len() <= MAX_INPUTS { step.inputs.as_slice() } else { &[] };
-        self.store.record_step_inputs(&step.key, &step.parent, &step.text, &serde_json::to_string(inputs)?)?;
+        self.store.build_cache().record_inputs(&step.key, &step.parent, &step.text, &serde_json::to_string(inputs)?)?;
         Ok(())
     }
 
@@ -381,7 +381,7 @@ impl<'a> Executor<'a> {
     /// instruction; with the same instruction, a changed base image.
     fn explain(&self, step: &Step) -> anyhow::Result<Option<String>> {
         let mut records: Vec<Earlier> = Vec::new();
-        for (_, parent, instruction, inputs) in self.store.steps_like(&step.parent, &step.text)? {
+        for (_, parent, instruction, inputs) in self.store.build_cache().steps_like(&step.parent, &step.text)? {
             records.push((parent, instruction, serde_json::from_str(&inputs).unwrap_or_default()));
         }
         for r in self.cache.like(&step.parent, &step.text) {
@@ -415,7 +415,7 @@ impl<'a> Executor<'a> {
         if self.no_cache {
             return Ok(false);
         }
-        if let Some(row) = self.store.cached_step(&step.key)? {
+        if let Some(row) = self.store.build_cache().step(&step.key)? {
             self.store.touch_image(&row.manifest)?;
             state.config = self.store.config(&row)?;
             state.image = Some(row);
@@ -513,7 +513,7 @@ impl<'a> Executor<'a> {
         };
         let committed = self.store.snapshots().commit(&c, &opts)?;
         let row = self.store.image(&committed.manifest)?.context("the committed image is gone")?;
-        self.store.cache_step(&step.key, &row.manifest)?;
+        self.store.build_cache().record(&step.key, &row.manifest)?;
         state.config = self.store.config(&row)?;
         state.image = Some(row);
         Ok(())

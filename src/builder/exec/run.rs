@@ -83,7 +83,7 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
     for m in mounts {
         match m {
             RunMount::Cache { id, target, readonly, seed } => {
-                let dir = x.store.cache_mount_dir(id)?;
+                let dir = x.store.build_cache().mount_dir(id)?;
                 if let Some((from, source)) = seed {
                     let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
                     if empty {
