@@ -295,7 +295,7 @@ fn the_mount_2_fallback_mounts_the_same_tree() {
     let store_dir = work.path().join("store");
     load_fixtures(&store_dir);
     let store = layers_store::Store::open(&store_dir).unwrap();
-    let img = store.resolve("localhost/layered").unwrap();
+    let img = store.images().resolve("localhost/layered").unwrap();
     let c = store
         .snapshots()
         .create(&img.manifest, Some("legacy"), "layered", layers_store::snapshots::containers::Lifetime::Kept)

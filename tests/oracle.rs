@@ -44,7 +44,7 @@ fn import_layout(store: &Store, layout: &Path, tag: &str) -> Vec<PathBuf> {
         rows.push(ImageLayerRow { diff_id: u.diff_id, blob: u.blob, media_type: l.media_type.clone(), size: l.size });
     }
     let blobs = ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes };
-    let image = store.record_image(ingest, blobs, &[format!("localhost/fixture:{tag}")]).unwrap();
+    let image = store.images().record(ingest, blobs, &[format!("localhost/fixture:{tag}")]).unwrap();
     assert_eq!(image.manifest, manifest_digest);
     rows.iter().map(|r| store.layer_path(&r.diff_id)).collect()
 }

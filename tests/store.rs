@@ -223,8 +223,8 @@ fn rmi_respects_names_and_leases_and_gc_frees_only_garbage() {
     assert!(stderr(&by_id).contains("referenced by several names"), "{}", stderr(&by_id));
 
     let store = Store::open(&root).unwrap();
-    let img = store.resolve("a").unwrap();
-    store.add_lease("container-1", &img.manifest).unwrap();
+    let img = store.images().resolve("a").unwrap();
+    store.images().add_lease("container-1", &img.manifest).unwrap();
     drop(store);
     assert!(layers(&root, &["rmi", "b:1"]).status.success(), "removing one of two names is fine");
     let refused = layers(&root, &["rmi", "a"]);
@@ -233,7 +233,7 @@ fn rmi_respects_names_and_leases_and_gc_frees_only_garbage() {
     let gc = layers(&root, &["gc"]);
     assert!(gc.status.success());
     assert!(!stdout(&gc).contains("deleted layer"), "gc keeps referenced layers: {}", stdout(&gc));
-    Store::open(&root).unwrap().remove_lease("container-1").unwrap();
+    Store::open(&root).unwrap().images().remove_lease("container-1").unwrap();
 
     let rmi = layers(&root, &["rmi", "a"]);
     assert!(rmi.status.success(), "{}", stderr(&rmi));
@@ -377,10 +377,10 @@ fn an_image_with_the_same_layer_twice_commits_once() {
         })
         .collect();
     let blobs = layers_store::ImageBlobs::New { config: &config, layers: layer_descs };
-    let image = store.record_image(ingest, blobs, &["localhost/twice:1".into()]).unwrap();
+    let image = store.images().record(ingest, blobs, &["localhost/twice:1".into()]).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 1);
-    assert_eq!(store.image_layers(&image.manifest).unwrap().len(), 2);
+    assert_eq!(store.images().layers(&image.manifest).unwrap().len(), 2);
     assert!(store.fsck(false).unwrap().is_empty());
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }

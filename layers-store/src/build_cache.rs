@@ -9,6 +9,7 @@ use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::oci::ImageConfig;
 use crate::images::record::ImageBlobs;
+use crate::images::Images;
 use crate::meta::{now, ImageRow};
 use crate::store::Store;
 
@@ -90,21 +91,6 @@ impl Store {
     pub fn build_cache(&self) -> BuildCache<'_> {
         BuildCache { store: self }
     }
-
-    /// Records an image with `parent`'s layers (none for `scratch`) and `config`, whose
-    /// `rootfs.diff_ids` must be those layers': a build step that changes only the config.
-    pub fn derive_image(&self, parent: Option<&Digest>, config: &ImageConfig, tags: &[String]) -> Result<ImageRow> {
-        let layers = match parent {
-            Some(p) => {
-                let img = self
-                    .image(p)?
-                    .ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
-                self.manifest(&img)?.layers
-            }
-            None => Vec::new(),
-        };
-        self.record_image(self.ingest()?, ImageBlobs::New { config, layers }, tags)
-    }
 }
 
 impl BuildCache<'_> {
@@ -118,7 +104,7 @@ impl BuildCache<'_> {
             .optional()
             .map_err(|e| Error::sql("read build cache", key, e))?;
         match manifest.map(|m| Digest::parse(&m)).transpose()? {
-            Some(m) => self.store.image(&m),
+            Some(m) => self.store.images().get(&m),
             None => Ok(None),
         }
     }
@@ -272,5 +258,21 @@ impl BuildCache<'_> {
             .optional()
             .map(|o| o.is_some())
             .map_err(|e| Error::sql("read build cache", manifest, e))
+    }
+}
+
+impl Images<'_> {
+    /// Records an image with `parent`'s layers (none for `scratch`) and `config`, whose
+    /// `rootfs.diff_ids` must be those layers': a build step that changes only the config.
+    pub fn derive(&self, parent: Option<&Digest>, config: &ImageConfig, tags: &[String]) -> Result<ImageRow> {
+        let layers = match parent {
+            Some(p) => {
+                let img =
+                    self.get(p)?.ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
+                self.manifest(&img)?.layers
+            }
+            None => Vec::new(),
+        };
+        self.record(self.store.ingest()?, ImageBlobs::New { config, layers }, tags)
     }
 }

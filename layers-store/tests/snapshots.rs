@@ -78,7 +78,7 @@ fn two_layer_image(store: &Store, work: &Path) -> layers_store::meta::ImageRow {
     let mut top_history = config.history[0].clone();
     top_history.created_by = Some("top".into());
     config.history.push(top_history);
-    store.record_image(ingest, ImageBlobs::New { config: &config, layers }, &["localhost/two:1".into()]).unwrap()
+    store.images().record(ingest, ImageBlobs::New { config: &config, layers }, &["localhost/two:1".into()]).unwrap()
 }
 
 /// Every regular file and symlink under `dir`, with its content (a symlink: `-> target`).
@@ -161,7 +161,7 @@ fn lifecycle(test: &str, opts: MountOptions) {
             },
         )
         .unwrap();
-    assert_eq!(store.image_layers(&committed.manifest).unwrap().len(), 3);
+    assert_eq!(store.images().layers(&committed.manifest).unwrap().len(), 3);
 
     // A read-only view of the new image shows the changes; it takes no write.
     let view = work.path().join("view");
@@ -179,7 +179,7 @@ fn lifecycle(test: &str, opts: MountOptions) {
     assert!(fs::read_dir(&upper).unwrap().next().is_none(), "the upper dir moved into the layer");
     store.snapshots().remove(&c).unwrap();
     assert!(store.snapshots().resolve("snap").is_err());
-    assert!(store.resolve("localhost/two:2").is_ok() && store.resolve("localhost/two:1").is_ok());
+    assert!(store.images().resolve("localhost/two:2").is_ok() && store.images().resolve("localhost/two:1").is_ok());
     let problems = store.fsck(false).unwrap();
     assert!(
         problems.is_empty(),

@@ -196,7 +196,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     // With a shared cache, a FROM image not stored is only read from its registry:
     // if every step of its stage hits, its layers are never fetched.
     let from = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<plan::Found> {
-        if a.cache_from.is_empty() || (!a.pull && store.resolve(image).is_ok()) {
+        if a.cache_from.is_empty() || (!a.pull && store.images().resolve(image).is_ok()) {
             let (row, pulled) = obtain(image, platform, why)?;
             return Ok(plan::Found { image: plan::FromImage::Stored(row), pulled });
         }
@@ -250,8 +250,8 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
             if got != *manifest {
                 bail!("FROM {reference}: it names {got} now, not {manifest} the build was planned on; build again");
             }
-            store.touch_image(&got)?;
-            Ok(store.resolve(&got.to_string())?)
+            store.images().touch(&got)?;
+            Ok(store.images().resolve(&got.to_string())?)
         };
     let mut cache = imported.map_err(|_| anyhow::anyhow!("reading --cache-from panicked"))?;
     // A cache source whose blobs fail midway is dropped and the build runs again
@@ -286,13 +286,13 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
 /// `image` with `labels` set in its config, as BuildKit applies `--label`: no history
 /// entry, no new layer, the same image when the labels are already there.
 fn labelled(store: &Store, image: ImageRow, labels: &BTreeMap<String, String>) -> anyhow::Result<ImageRow> {
-    let mut config = store.config(&image)?;
+    let mut config = store.images().config(&image)?;
     let set = config.config.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
     if labels.iter().all(|(k, v)| set.get(k) == Some(v)) {
         return Ok(image);
     }
     set.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Ok(store.derive_image(Some(&image.manifest), &config, &[])?)
+    Ok(store.images().derive(Some(&image.manifest), &config, &[])?)
 }
 
 #[cfg(test)]

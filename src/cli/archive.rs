@@ -97,8 +97,10 @@ pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
     let spec = match store.snapshots().resolve(&a.target) {
         Ok(c) => store.snapshots().view(&c)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let img =
-                store.resolve(&a.target).with_context(|| format!("export {}: no such container or image", a.target))?;
+            let img = store
+                .images()
+                .resolve(&a.target)
+                .with_context(|| format!("export {}: no such container or image", a.target))?;
             store.snapshots().image_view(&img.manifest)?
         }
         Err(e) => return Err(e.into()),
@@ -183,7 +185,7 @@ impl Drop for Staging<'_> {
 pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
     let mut images = Vec::new();
     for name in &a.images {
-        let img = store.resolve(name)?;
+        let img = store.images().resolve(name)?;
         // A name given is saved under that name; an ID saves every name the image has.
         let names = match Reference::parse(name, ShortNames::Local).ok().and_then(|r| r.tagged_name()) {
             Some(t) if img.tags.contains(&t) => vec![t],
@@ -309,7 +311,7 @@ fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> 
             let mut tags = Vec::new();
             for n in names {
                 let t = Reference::parse(&n, ShortNames::DockerHub)?.tagged_name().context("archive tag has no tag")?;
-                store.tag(&loaded.manifest, &t)?;
+                store.images().tag(&loaded.manifest, &t)?;
                 tags.push(t);
             }
             report(quiet, &loaded.config, &tags, loaded.new_layers);

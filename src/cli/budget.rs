@@ -80,8 +80,8 @@ pub struct PinArgs {
 /// `layers pin` (`pinned`) or `unpin`.
 pub fn pin(store: &Store, a: &PinArgs, pinned: bool) -> anyhow::Result<ExitCode> {
     for name in &a.images {
-        let img = store.resolve(name)?;
-        store.set_pinned(&img.manifest, pinned)?;
+        let img = store.images().resolve(name)?;
+        store.images().set_pinned(&img.manifest, pinned)?;
         outln!("{name}");
     }
     Ok(ExitCode::SUCCESS)

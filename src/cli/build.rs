@@ -164,7 +164,7 @@ pub fn build(
     let built = crate::builder::build(store, &request)?;
     let image = built.image.clone();
     for t in &tags {
-        store.tag(&image.manifest, t)?;
+        store.images().tag(&image.manifest, t)?;
     }
     if let Some(o) = &a.output {
         write_output(store, &image, &tags, o)?;

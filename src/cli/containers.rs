@@ -115,6 +115,7 @@ pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let img = store
+                .images()
                 .resolve(&a.target)
                 .with_context(|| format!("mount {}: no such container, and as an image", a.target))?;
             store.snapshots().create(&img.manifest, None, &a.target, Lifetime::Kept)?

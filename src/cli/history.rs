@@ -37,8 +37,8 @@ const HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn history(store: &Store, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let img = store.resolve(&a.image)?;
-    let config = store.config(&img)?;
+    let img = store.images().resolve(&a.image)?;
+    let config = store.images().config(&img)?;
     let id = if a.no_trunc { img.config.to_string() } else { img.config.short() };
     if a.quiet {
         outln!("{id}");

@@ -77,7 +77,7 @@ pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
     };
     let mut rows = Vec::new();
     let mut ids = Vec::new();
-    for i in store.images()? {
+    for i in store.images().list()? {
         // As Docker: a build's intermediate images show with -a only.
         if !a.all && i.tags.is_empty() && store.build_cache().is_step_image(&i.manifest)? {
             continue;
@@ -171,7 +171,7 @@ impl ImageFilters {
         let mut f =
             ImageFilters { references: Vec::new(), dangling: None, labels: Vec::new(), before: None, since: None };
         let created = |name: &str| -> anyhow::Result<i64> {
-            let img = store.resolve(name)?;
+            let img = store.images().resolve(name)?;
             layers_store::images::oci::parse_rfc3339(&img.created).with_context(|| format!("{name}: no creation time"))
         };
         for spec in filters {
@@ -205,7 +205,7 @@ impl ImageFilters {
         if self.labels.is_empty() {
             return true;
         }
-        let labels = store.config(i).ok().and_then(|c| c.config).and_then(|c| c.labels).unwrap_or_default();
+        let labels = store.images().config(i).ok().and_then(|c| c.config).and_then(|c| c.labels).unwrap_or_default();
         self.labels.iter().any(|l| super::options::label_matches(&labels, l))
     }
 
@@ -317,16 +317,16 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn tag(store: &Store, a: &TagArgs) -> anyhow::Result<ExitCode> {
-    let img = store.resolve(&a.source)?;
+    let img = store.images().resolve(&a.source)?;
     let target = Reference::parse(&a.target, ShortNames::Local)?;
     let name = target.tagged_name().with_context(|| format!("tag {}: a tag cannot be a digest", a.target))?;
-    store.tag(&img.manifest, &name)?;
+    store.images().tag(&img.manifest, &name)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rmi(store: &Store, a: &RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.images, |name| {
-        for r in store.remove_image(name, a.force)? {
+        for r in store.images().remove(name, a.force)? {
             match r {
                 Removed::Untagged(t) => outln!("Untagged: {t}"),
                 Removed::Deleted(d) => outln!("Deleted: {d}"),

@@ -71,7 +71,8 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let tags: Vec<String> = tag.iter().cloned().collect();
     let image = store
-        .record_image(ingest, ImageBlobs::New { config: &config, layers: vec![layer] }, &tags)
+        .images()
+        .record(ingest, ImageBlobs::New { config: &config, layers: vec![layer] }, &tags)
         .context("commit imported image")?;
     if !a.quiet {
         eprintln!(

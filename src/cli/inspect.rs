@@ -64,7 +64,7 @@ fn object(store: &Store, name: &str, kind: Option<Kind>, raw: bool) -> anyhow::R
             Err(e) => return Err(e.into()),
         }
     }
-    let img = store.resolve(name).map_err(|e| match (e.kind(), kind) {
+    let img = store.images().resolve(name).map_err(|e| match (e.kind(), kind) {
         (ErrorKind::NotFound, None) => anyhow::anyhow!("inspect {name}: no such image or container"),
         _ => anyhow::Error::new(e),
     })?;
@@ -110,7 +110,7 @@ fn docker_config(c: &layers_store::images::oci::RuntimeConfig) -> Value {
 }
 
 fn image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
-    let config: ImageConfig = store.config(img)?;
+    let config: ImageConfig = store.images().config(img)?;
     // Names in a registry: `REPO@DIGEST` for each, as a pull records them.
     let mut repo_digests: Vec<String> = img
         .tags
@@ -146,8 +146,9 @@ fn tmpfs_mount(target: &str) -> Value {
 
 fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
     let o = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
-    let img = store.image(&c.image)?;
-    let runtime = img.as_ref().and_then(|i| store.config(i).ok()).and_then(|cfg| cfg.config).unwrap_or_default();
+    let img = store.images().get(&c.image)?;
+    let runtime =
+        img.as_ref().and_then(|i| store.images().config(i).ok()).and_then(|cfg| cfg.config).unwrap_or_default();
     let overrides = o.overrides(c.short_id());
     let process = image_process::process(&runtime, &overrides, |_| None).ok();
     let status = state::Status::of(store, c);

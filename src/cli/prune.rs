@@ -113,12 +113,12 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
     let used: std::collections::HashSet<layers_store::Digest> =
         store.snapshots().list()?.into_iter().map(|c| c.image).collect();
     let mut lines = Vec::new();
-    for img in store.images()? {
+    for img in store.images().list()? {
         let dangling = img.tags.is_empty() && !store.build_cache().is_step_image(&img.manifest)?;
         if used.contains(&img.manifest) || !(all || dangling) {
             continue;
         }
-        for r in store.remove_image(&img.manifest.hex(), true)? {
+        for r in store.images().remove(&img.manifest.hex(), true)? {
             lines.push(match r {
                 layers_store::images::catalog::Removed::Untagged(t) => format!("untagged: {t}"),
                 layers_store::images::catalog::Removed::Deleted(d) => format!("deleted: {d}"),

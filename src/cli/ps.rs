@@ -157,11 +157,11 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
 fn image_name(store: &Store, s: &Seen) -> String {
     // A container `mount` made has no options kept: its image is known by digest only.
     let by_name = !s.config.image.is_empty() && !s.config.image.starts_with("sha256:");
-    let named = by_name && store.resolve(&s.config.image).is_ok_and(|i| i.manifest == s.c.image);
+    let named = by_name && store.images().resolve(&s.config.image).is_ok_and(|i| i.manifest == s.c.image);
     if named {
         return s.config.image.clone();
     }
-    match store.image(&s.c.image) {
+    match store.images().get(&s.c.image) {
         Ok(Some(img)) => img.tags.first().cloned().unwrap_or_else(|| img.config.short()),
         _ => s.c.image.short(),
     }
@@ -170,10 +170,11 @@ fn image_name(store: &Store, s: &Seen) -> String {
 /// What it runs: its entrypoint and command (the image's, or those it was given).
 fn command_line(store: &Store, s: &Seen) -> String {
     let config = store
-        .image(&s.c.image)
+        .images()
+        .get(&s.c.image)
         .ok()
         .flatten()
-        .and_then(|i| store.config(&i).ok())
+        .and_then(|i| store.images().config(&i).ok())
         .and_then(|c| c.config)
         .unwrap_or_default();
     crate::run::image_process::argv(&config, &s.config.overrides(s.c.short_id())).join(" ")
@@ -201,7 +202,7 @@ impl Filters {
                     }
                 }
                 "ancestor" => {
-                    ancestors.push(store.resolve(v).with_context(|| format!("--filter {f}"))?.manifest);
+                    ancestors.push(store.images().resolve(v).with_context(|| format!("--filter {f}"))?.manifest);
                 }
                 "exited" => {
                     v.parse::<u8>().with_context(|| format!("--filter {f}: an exit code"))?;

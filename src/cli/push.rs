@@ -33,7 +33,7 @@ pub fn run(
     registries: &RegistriesConfig,
     transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
-    let image = store.resolve(&a.image)?;
+    let image = store.images().resolve(&a.image)?;
     if a.destination.is_none() {
         // `demo:1` made here is `localhost/demo:1`: it has no registry to go back to,
         // and Docker Hub (where the short name would point) is not where the user meant.

@@ -68,7 +68,7 @@ fn kernel_release() -> String {
 pub fn info(store: &Store, a: &FormatArgs) -> anyhow::Result<ExitCode> {
     let containers = store.snapshots().list()?;
     let running = containers.iter().filter(|c| crate::run::state::running(store, c).is_some()).count();
-    let images = store.images()?.len();
+    let images = store.images().list()?.len();
     let (cgroup_version, controllers) = cgroups();
     let seccomp = std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").is_ok();
     let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")

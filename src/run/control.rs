@@ -60,8 +60,8 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 /// The image's `StopSignal`, else SIGTERM.
 pub fn stop_signal(store: &Store, c: &ContainerRow) -> Signal {
     let configured = || -> Option<Signal> {
-        let image = store.image(&c.image).ok()??;
-        parse_signal(&store.config(&image).ok()?.config?.stop_signal?).ok()
+        let image = store.images().get(&c.image).ok()??;
+        parse_signal(&store.images().config(&image).ok()?.config?.stop_signal?).ok()
     };
     configured().unwrap_or(Signal::TERM)
 }

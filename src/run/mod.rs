@@ -120,7 +120,8 @@ pub fn exec_in(
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     let mut cmd = command(&process, &env, a.interactive);
     kernel::pre_exec(&mut cmd, move || child::join_in_child(&join, &err_w));
-    let image = store.image(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
+    let image =
+        store.images().get(&c.image)?.and_then(|i| i.tags.first().cloned()).unwrap_or_else(|| c.image.to_string());
     let outputs = supervise::Outputs { console, ..Default::default() };
     Ok(match launch(cmd, err_r, &c.name, &process, &image, outputs, |_| {})? {
         Launched::Ran(status) => {

@@ -44,14 +44,14 @@ pub struct Puller<'a> {
 /// and image IDs are never pulled.
 pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool)) -> anyhow::Result<(ImageRow, bool)> {
     let name = want.name;
-    let local = store.resolve(name);
+    let local = store.images().resolve(name);
     let mut missing = matches!(&local, Err(e) if e.kind() == ErrorKind::NotFound);
     let mut local = local.map_err(anyhow::Error::new);
     // A stored image of another platform is not the one asked for: Docker pulls the
     // platform asked for (or, told never to pull, says what the image is).
     if let (Some(p), Ok(row)) = (want.platform, &local) {
         let asked = Platform::parse(p)?;
-        let has = of_config(&store.config(row)?);
+        let has = of_config(&store.images().config(row)?);
         if !asked.matches(&has) {
             local = Err(anyhow::anyhow!("image {name} is {}, not the platform asked for ({asked})", describe(&has)));
             missing = true;
@@ -69,7 +69,7 @@ pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool
                 Err(e.context(format!("--pull never: pull it first (`layers pull {name}`)")))
             }
             Ok(row) => {
-                store.touch_image(&row.manifest)?;
+                store.images().touch(&row.manifest)?;
                 Ok((row, false))
             }
             Err(e) => Err(e),
@@ -87,6 +87,6 @@ pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool
         true,
         puller.shown,
     )?;
-    let row = store.resolve(name).with_context(|| format!("{name}: pulled, then not found"))?;
+    let row = store.images().resolve(name).with_context(|| format!("{name}: pulled, then not found"))?;
     Ok((row, true))
 }

@@ -197,16 +197,16 @@ fn already_present(
     required: Option<&Platform>,
     events: &Progress,
 ) -> anyhow::Result<bool> {
-    let Some(img) = store.image(digest)? else {
+    let Some(img) = store.images().get(digest)? else {
         return Ok(false);
     };
     if let Some(want) = required {
-        offers(reference, want, &store.config(&img)?)?;
+        offers(reference, want, &store.images().config(&img)?)?;
     }
     if let Some(t) = reference.tagged_name() {
-        store.tag(&img.manifest, &t)?;
+        store.images().tag(&img.manifest, &t)?;
     }
-    store.touch_image(&img.manifest)?;
+    store.images().touch(&img.manifest)?;
     events.say(format!("{reference}: image is up to date ({digest})"));
     Ok(true)
 }
@@ -329,7 +329,8 @@ async fn pull(
     }
 
     store
-        .record_image(
+        .images()
+        .record(
             staged,
             ImageBlobs::Received { manifest: &bytes, config: &config_bytes },
             &tag.into_iter().collect::<Vec<_>>(),

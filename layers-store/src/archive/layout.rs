@@ -186,7 +186,7 @@ impl Store {
                 self.commit(std::mem::replace(&mut ingest, self.ingest()?))?;
             }
         }
-        let image = self.record_image(
+        let image = self.images().record(
             ingest,
             crate::images::record::ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes },
             &tags,
@@ -417,7 +417,7 @@ impl Store {
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default();
-            let image = self.record_image(
+            let image = self.images().record(
                 ingest,
                 crate::images::record::ImageBlobs::ReceivedConfig { config: &config_bytes, layers: descs },
                 &[],

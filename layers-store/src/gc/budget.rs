@@ -11,6 +11,7 @@ use rusqlite::{params, OptionalExtension};
 use crate::content::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gc::maintenance::GcReport;
+use crate::images::Images;
 use crate::meta::now_ns;
 use crate::store::Store;
 
@@ -83,28 +84,6 @@ SELECT
     AND NOT EXISTS (SELECT 1 FROM image_layers o WHERE o.diff_id = l.diff_id AND o.manifest_digest != ?1))";
 
 impl Store {
-    /// Records that an image was used now (pulled while present, built on, hit in the cache).
-    pub fn touch_image(&self, manifest: &Digest) -> Result<()> {
-        self.md().write("record image use", |tx| {
-            tx.execute(
-                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
-                params![manifest.to_string(), now_ns()],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Pins an image (never evicted) or unpins it.
-    pub fn set_pinned(&self, manifest: &Digest, pinned: bool) -> Result<()> {
-        self.md().write("pin image", |tx| {
-            tx.execute(
-                "UPDATE images SET pinned = ?2 WHERE manifest_digest = ?1",
-                params![manifest.to_string(), pinned],
-            )?;
-            Ok(())
-        })
-    }
-
     /// The bytes of the store's content: every ready blob and unpacked layer, once.
     pub fn content_bytes(&self) -> Result<u64> {
         let md = self.md();
@@ -264,7 +243,7 @@ FROM images i ORDER BY i.last_used DESC";
         let mut out = Vec::new();
         for (manifest, last_used, pinned, containers, size, shared, steps) in rows {
             let digest = Digest::parse(&manifest)?;
-            let Some(image) = self.image(&digest)? else { continue };
+            let Some(image) = self.images().get(&digest)? else { continue };
             let steps = steps
                 .unwrap_or_default()
                 .split(' ')
@@ -282,5 +261,29 @@ FROM images i ORDER BY i.last_used DESC";
             });
         }
         Ok(out)
+    }
+}
+
+impl Images<'_> {
+    /// Records that an image was used now (pulled while present, built on, hit in the cache).
+    pub fn touch(&self, manifest: &Digest) -> Result<()> {
+        self.store.md().write("record image use", |tx| {
+            tx.execute(
+                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
+                params![manifest.to_string(), now_ns()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Pins an image (never evicted) or unpins it.
+    pub fn set_pinned(&self, manifest: &Digest, pinned: bool) -> Result<()> {
+        self.store.md().write("pin image", |tx| {
+            tx.execute(
+                "UPDATE images SET pinned = ?2 WHERE manifest_digest = ?1",
+                params![manifest.to_string(), pinned],
+            )?;
+            Ok(())
+        })
     }
 }

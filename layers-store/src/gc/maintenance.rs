@@ -299,7 +299,7 @@ impl Store {
         }
         for c in self.snapshots().list()? {
             let subject = format!("container {}", c.name);
-            if self.image(&c.image)?.is_none() {
+            if self.images().get(&c.image)?.is_none() {
                 add(subject.clone(), format!("its image {} is missing", c.image));
             }
             if !self.snapshots().dir(&c.id).join("upper").is_dir() && c.committing.is_none() {

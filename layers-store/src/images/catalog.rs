@@ -5,6 +5,7 @@ use rusqlite::{params, Transaction};
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::reference::{Reference, ShortNames};
+use crate::images::Images;
 use crate::meta::{now, now_ns, ImageRow};
 use crate::store::{NewImage, Store};
 
@@ -57,9 +58,23 @@ fn set_tag(tx: &Transaction, name: &str, manifest: &Digest) -> rusqlite::Result<
 }
 
 impl Store {
+    /// Whether a layer is ready together with the blob it came as (so an image
+    /// referencing that blob is complete without fetching anything).
+    pub fn has_layer(&self, diff_id: &crate::DiffId, blob: &Digest) -> Result<bool> {
+        // The pair, not each half: a stored blob and a stored layer need not belong together.
+        self.md().layer_blob_known(blob, diff_id)
+    }
+
+    /// A stored layer's record (sizes, entry count).
+    pub fn layer_info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::meta::LayerRow>> {
+        self.md().layer(diff_id)
+    }
+}
+
+impl Images<'_> {
     /// Every image, newest first.
-    pub fn images(&self) -> Result<Vec<ImageRow>> {
-        self.md().images()
+    pub fn list(&self) -> Result<Vec<ImageRow>> {
+        self.store.md().images()
     }
 
     /// Finds an image by name (`busybox`, `localhost/demo:1`, `name@sha256:…`) first,
@@ -67,7 +82,7 @@ impl Store {
     /// Short names are looked up under `localhost/` first, then Docker Hub.
     pub fn resolve(&self, name: &str) -> Result<ImageRow> {
         let not_found = || Error::new(ErrorKind::NotFound, "find image", name, "no such image in the store");
-        let images = self.md().images()?;
+        let images = self.store.md().images()?;
         for short in [ShortNames::Local, ShortNames::DockerHub] {
             let Ok(r) = Reference::parse(name, short) else { continue };
             let found = if let Some(d) = r.digest {
@@ -99,28 +114,21 @@ impl Store {
     }
 
     /// The image with this manifest digest, if stored.
-    pub fn image(&self, manifest: &Digest) -> Result<Option<ImageRow>> {
-        Ok(self.md().images()?.into_iter().find(|i| i.manifest == *manifest))
-    }
-
-    /// Whether a layer is ready together with the blob it came as (so an image
-    /// referencing that blob is complete without fetching anything).
-    pub fn has_layer(&self, diff_id: &crate::DiffId, blob: &Digest) -> Result<bool> {
-        // The pair, not each half: a stored blob and a stored layer need not belong together.
-        self.md().layer_blob_known(blob, diff_id)
+    pub fn get(&self, manifest: &Digest) -> Result<Option<ImageRow>> {
+        Ok(self.store.md().images()?.into_iter().find(|i| i.manifest == *manifest))
     }
 
     /// Points the full name `tag` at an image (moving it if it named another).
     pub fn tag(&self, manifest: &Digest, tag: &str) -> Result<()> {
-        self.md().write("tag", |tx| set_tag(tx, tag, manifest))
+        self.store.md().write("tag", |tx| set_tag(tx, tag, manifest))
     }
 
     /// Docker's `rmi`: removes a name, and the image once nothing names or uses it.
     /// By ID, an image with several names needs `force`; one used by a container
     /// is only untagged with `force`, and refused without.
-    pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
         let img = self.resolve(name)?;
-        let mut md = self.md();
+        let mut md = self.store.md();
         let leases = md.leases_on(&img.manifest)?;
         let by_tag: Option<String> = [ShortNames::Local, ShortNames::DockerHub]
             .iter()
@@ -171,7 +179,7 @@ impl Store {
 
     /// Records that `holder` (a container) uses an image, so it cannot be removed.
     pub fn add_lease(&self, holder: &str, manifest: &Digest) -> Result<()> {
-        self.md().write("add lease", |tx| {
+        self.store.md().write("add lease", |tx| {
             tx.execute(
                 "INSERT INTO leases (id, manifest_digest, created) VALUES (?1, ?2, ?3)",
                 params![holder, manifest.to_string(), now()],
@@ -182,16 +190,11 @@ impl Store {
 
     /// Releases a lease taken with `add_lease`.
     pub fn remove_lease(&self, holder: &str) -> Result<()> {
-        self.md().write("remove lease", |tx| tx.execute("DELETE FROM leases WHERE id = ?", [holder]).map(|_| ()))
-    }
-
-    /// A stored layer's record (sizes, entry count).
-    pub fn layer_info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::meta::LayerRow>> {
-        self.md().layer(diff_id)
+        self.store.md().write("remove lease", |tx| tx.execute("DELETE FROM leases WHERE id = ?", [holder]).map(|_| ()))
     }
 
     /// An image's layers, bottom first.
-    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<crate::meta::ImageLayerRow>> {
-        self.md().image_layers(manifest)
+    pub fn layers(&self, manifest: &Digest) -> Result<Vec<crate::meta::ImageLayerRow>> {
+        self.store.md().image_layers(manifest)
     }
 }

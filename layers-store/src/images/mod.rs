@@ -5,3 +5,18 @@ pub mod catalog;
 pub mod oci;
 pub mod record;
 pub mod reference;
+
+use crate::store::Store;
+
+/// Images: names, leases, their manifests and configs, recording new ones (a facet
+/// of [`Store`]).
+pub struct Images<'a> {
+    pub(crate) store: &'a Store,
+}
+
+impl Store {
+    /// Images.
+    pub fn images(&self) -> Images<'_> {
+        Images { store: self }
+    }
+}

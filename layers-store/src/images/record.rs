@@ -4,8 +4,9 @@
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::oci::{Descriptor, ImageConfig, Manifest, MAX_JSON, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
+use crate::images::Images;
 use crate::meta::{ImageLayerRow, ImageRow};
-use crate::store::{Ingest, NewImage, Store};
+use crate::store::{Ingest, NewImage};
 
 /// The blobs of an image to record.
 pub enum ImageBlobs<'a> {
@@ -53,28 +54,28 @@ fn new_manifest(config_bytes: Vec<u8>, layers: Vec<Descriptor>) -> Result<(Vec<u
     Ok((bytes, m, config_bytes, config))
 }
 
-impl Store {
+impl Images<'_> {
     /// The manifest of a stored image.
     pub fn manifest(&self, image: &ImageRow) -> Result<Manifest> {
-        serde_json::from_slice(&self.read_blob(&image.manifest, MAX_JSON)?)
+        serde_json::from_slice(&self.store.read_blob(&image.manifest, MAX_JSON)?)
             .map_err(|e| corrupt("read image manifest", &image.manifest, e))
     }
 
     /// The config of a stored image.
     pub fn config(&self, image: &ImageRow) -> Result<ImageConfig> {
-        serde_json::from_slice(&self.read_blob(&image.config, MAX_JSON)?)
+        serde_json::from_slice(&self.store.read_blob(&image.config, MAX_JSON)?)
             .map_err(|e| corrupt("read image config", &image.config, e))
     }
 
     /// Stages the image's manifest and config in `ingest`, commits everything staged
     /// there, and records the image with its layers and `tags` in the same transaction.
     /// Every layer must be in the store (or staged) already.
-    pub fn record_image(&self, ingest: Ingest, blobs: ImageBlobs, tags: &[String]) -> Result<ImageRow> {
-        self.record_image_with(ingest, blobs, tags, &|_, _| Ok(()))
+    pub fn record(&self, ingest: Ingest, blobs: ImageBlobs, tags: &[String]) -> Result<ImageRow> {
+        self.record_with(ingest, blobs, tags, &|_, _| Ok(()))
     }
 
     /// `record_image`, with `also` run in its transaction (given the new manifest digest).
-    pub(crate) fn record_image_with(
+    pub(crate) fn record_with(
         &self,
         mut ingest: Ingest,
         blobs: ImageBlobs,
@@ -126,8 +127,8 @@ impl Store {
             })
             .collect();
         let media_type = manifest.media_type.as_deref().unwrap_or(MEDIA_TYPE_MANIFEST);
-        let manifest_desc = self.stage_blob(&mut ingest, &manifest_bytes, media_type)?;
-        let config_desc = self.stage_blob(&mut ingest, &config_bytes, &manifest.config.media_type)?;
+        let manifest_desc = self.store.stage_blob(&mut ingest, &manifest_bytes, media_type)?;
+        let config_desc = self.store.stage_blob(&mut ingest, &config_bytes, &manifest.config.media_type)?;
         if config_desc.digest != manifest.config.digest {
             return Err(Error::mismatch("record image config", manifest.config.digest, config_desc.digest));
         }
@@ -138,7 +139,7 @@ impl Store {
             created: config.created.clone().unwrap_or_default(),
             tags: tags.to_vec(),
         };
-        self.commit_with(ingest, Some(&image), &|tx| also(tx, &digest))?;
-        self.image(&digest)?.ok_or_else(|| Error::new(ErrorKind::Corrupt, "record image", digest, "not recorded"))
+        self.store.commit_with(ingest, Some(&image), &|tx| also(tx, &digest))?;
+        self.get(&digest)?.ok_or_else(|| Error::new(ErrorKind::Corrupt, "record image", digest, "not recorded"))
     }
 }

@@ -232,7 +232,7 @@ impl Snapshots<'_> {
         base_name: &str,
         lifetime: Lifetime,
     ) -> Result<ContainerRow> {
-        let layers = self.store.image_layers(image)?;
+        let layers = self.store.images().layers(image)?;
         if layers.len() > MAX_LAYERS {
             return Err(Error::new(
                 ErrorKind::TooManyLayers,
@@ -407,7 +407,7 @@ impl Snapshots<'_> {
     /// An image's layer dirs, top first; a layer repeated higher up is kept only there
     /// (its second application covers everything the first did).
     pub fn lower_dirs(&self, image: &Digest) -> Result<Vec<PathBuf>> {
-        let layers = self.store.image_layers(image)?;
+        let layers = self.store.images().layers(image)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for l in layers.iter().rev() {
@@ -491,7 +491,7 @@ impl Snapshots<'_> {
         let Some((upper, work)) = spec.upper else {
             return Err(Error::new(ErrorKind::Corrupt, "commit container", &c.name, "no upper dir"));
         };
-        let parent = self.store.image(&c.image)?.ok_or_else(|| {
+        let parent = self.store.images().get(&c.image)?.ok_or_else(|| {
             Error::new(ErrorKind::NotFound, "commit container", &c.name, format!("its image {} is gone", c.image))
         })?;
 
@@ -518,7 +518,7 @@ impl Snapshots<'_> {
 
         let mut config: ImageConfig = match &opts.config {
             Some(c) => c.clone(),
-            None => self.store.config(&parent)?,
+            None => self.store.images().config(&parent)?,
         };
         config.rootfs.diff_ids.push(tar.diff_id);
         config.created = Some(opts.created.clone());
@@ -531,7 +531,7 @@ impl Snapshots<'_> {
         if let Some(a) = &opts.author {
             config.extra.insert("author".into(), serde_json::Value::String(a.clone()));
         }
-        let mut layers = self.store.manifest(&parent)?.layers;
+        let mut layers = self.store.images().manifest(&parent)?.layers;
         layers.push(blob.clone());
         let image = ImageBlobs::New { config: &config, layers };
         let made = |row: ImageRow| Committed {
@@ -545,7 +545,7 @@ impl Snapshots<'_> {
             // The blob just written is the layer's only source: unpacked into a new dir.
             let expect = LayerExpect { blob: Some(blob.digest), size: Some(blob.size), diff_id: Some(tar.diff_id) };
             self.store.unpack_staged_blob(&mut ingest, blob_path, &expect)?;
-            return self.store.record_image(ingest, image, &opts.tags).map(made);
+            return self.store.images().record(ingest, image, &opts.tags).map(made);
         }
         ingest.add_blob(blob.clone(), blob_path);
         let row = LayerRow {
@@ -559,7 +559,7 @@ impl Snapshots<'_> {
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;
-        let committed = self.store.record_image_with(ingest, image, &opts.tags, &|tx, new_image| {
+        let committed = self.store.images().record_with(ingest, image, &opts.tags, &|tx, new_image| {
             let new_image = new_image.to_string();
             tx.execute(
                 "UPDATE containers SET manifest_digest = ?1, committing = NULL WHERE id = ?2",

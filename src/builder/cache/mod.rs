@@ -315,7 +315,7 @@ impl Imported {
         }
         let layers = step.layers.iter().map(|l| l.blob.clone()).collect();
         let blobs = ImageBlobs::ReceivedConfig { config: step.record.config.as_bytes(), layers };
-        let row = store.record_image(ingest, blobs, &[])?;
+        let row = store.images().record(ingest, blobs, &[])?;
         store.build_cache().record(key, &row.manifest)?;
         Ok(row)
     }
@@ -355,7 +355,8 @@ pub fn export(
                 let config = String::from_utf8(store.read_blob(&row.config, MAX_JSON)?)
                     .with_context(|| format!("config {} is not UTF-8", row.config))?;
                 let layers = store
-                    .image_layers(&row.manifest)?
+                    .images()
+                    .layers(&row.manifest)?
                     .into_iter()
                     .map(|l| CachedLayer {
                         blob: Descriptor {

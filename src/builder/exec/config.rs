@@ -33,7 +33,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, mkdir: Option<&str>, re
         return Ok(());
     }
     state.config.created = Some(x.now());
-    let row = x.store.derive_image(state.image.as_ref().map(|i| &i.manifest), &state.config, &[])?;
+    let row = x.store.images().derive(state.image.as_ref().map(|i| &i.manifest), &state.config, &[])?;
     x.store.build_cache().record(&step.key, &row.manifest)?;
     state.image = Some(row);
     Ok(())

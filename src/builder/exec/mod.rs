@@ -237,7 +237,7 @@ impl<'a> Executor<'a> {
             None => {
                 let mut config = last.config.clone();
                 config.created = Some(self.now());
-                Ok(self.store.derive_image(None, &config, &[])?)
+                Ok(self.store.images().derive(None, &config, &[])?)
             }
         }
     }
@@ -416,8 +416,8 @@ impl<'a> Executor<'a> {
             return Ok(false);
         }
         if let Some(row) = self.store.build_cache().step(&step.key)? {
-            self.store.touch_image(&row.manifest)?;
-            state.config = self.store.config(&row)?;
+            self.store.images().touch(&row.manifest)?;
+            state.config = self.store.images().config(&row)?;
             state.image = Some(row);
             state.pending = None;
         } else if let Some(cached) = self.cache.find(&step.key) {
@@ -454,7 +454,7 @@ impl<'a> Executor<'a> {
             return Ok(i.clone());
         }
         state.config.created = Some(self.now());
-        let row = self.store.derive_image(None, &state.config, &[])?;
+        let row = self.store.images().derive(None, &state.config, &[])?;
         state.image = Some(row.clone());
         Ok(row)
     }
@@ -512,9 +512,9 @@ impl<'a> Executor<'a> {
             upper: UpperDir::Move,
         };
         let committed = self.store.snapshots().commit(&c, &opts)?;
-        let row = self.store.image(&committed.manifest)?.context("the committed image is gone")?;
+        let row = self.store.images().get(&committed.manifest)?.context("the committed image is gone")?;
         self.store.build_cache().record(&step.key, &row.manifest)?;
-        state.config = self.store.config(&row)?;
+        state.config = self.store.images().config(&row)?;
         state.image = Some(row);
         Ok(())
     }

@@ -297,7 +297,7 @@ pub fn plan(inputs: &Inputs, file: &str, stages: &Stages, need: &[bool]) -> anyh
             announced = found.pulled;
             let (base, config, manifest) = match found.image {
                 FromImage::Stored(row) => {
-                    let config = inputs.store.config(&row).with_context(|| format!("{at}: FROM {image}"))?;
+                    let config = inputs.store.images().config(&row).with_context(|| format!("{at}: FROM {image}"))?;
                     let manifest = row.manifest;
                     (Base::Image(row), config, manifest)
                 }

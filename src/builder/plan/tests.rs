@@ -25,7 +25,10 @@ fn base_image(store: &Store) -> ImageRow {
         history: Vec::new(),
         extra: Default::default(),
     };
-    store.record_image(store.ingest().unwrap(), ImageBlobs::New { config: &config, layers: Vec::new() }, &[]).unwrap()
+    store
+        .images()
+        .record(store.ingest().unwrap(), ImageBlobs::New { config: &config, layers: Vec::new() }, &[])
+        .unwrap()
 }
 
 /// Each step's text and key, stage by stage.
@@ -111,7 +114,7 @@ fn example_plans_are_equal_in_two_checkouts_and_nothing_runs() {
     }
     // Planning ran nothing: no container, no step recorded, only the stand-in base stored.
     assert!(store.snapshots().list().unwrap().is_empty());
-    assert_eq!(store.images().unwrap().len(), 1);
+    assert_eq!(store.images().list().unwrap().len(), 1);
 }
 
 #[test]

@@ -134,10 +134,15 @@ fn run_created(
 ) -> anyhow::Result<Outcome> {
     let detached = report.is_some();
     let img = store
-        .image(&c.image)?
+        .images()
+        .get(&c.image)?
         .with_context(|| format!("start {}: its image {} is gone from the store", c.name, c.image))?;
-    let image_config =
-        store.config(&img).with_context(|| format!("read config of {}", config.image))?.config.unwrap_or_default();
+    let image_config = store
+        .images()
+        .config(&img)
+        .with_context(|| format!("read config of {}", config.image))?
+        .config
+        .unwrap_or_default();
     populate_volumes(store, c, config, &img)?;
     state::set_monitor(store, &c.id, false);
     state::clear_stop(store, &c.id);
