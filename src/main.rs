@@ -362,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Create(_)
     );
     // Within the budget while content comes in, each commit followed by what eviction it needs.
-    let evicted = (adds_content && budget != Default::default()).then(|| store.keep_within(budget, started));
+    let evicted = (adds_content && budget != Default::default()).then(|| store.gc().keep_within(budget, started));
     // One runtime for every transfer of this process, quiesced before a container starts.
     let transfers = transfer::Transfers::new();
     let code = match &cli.command {

@@ -36,17 +36,17 @@ fn import_layout(store: &Store, layout: &Path, tag: &str) -> Vec<PathBuf> {
     let config: ImageConfig = serde_json::from_slice(&config_bytes).unwrap();
     assert_eq!(config.rootfs.diff_ids.len(), manifest.layers.len());
 
-    let mut ingest = store.ingest().unwrap();
+    let mut ingest = store.content().ingest().unwrap();
     let mut rows = vec![];
     for (l, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         let expect = LayerExpect { blob: Some(l.digest), size: Some(l.size), diff_id: Some(*diff) };
-        let u = store.unpack_layer(&mut ingest, File::open(blob(layout, &l.digest)).unwrap(), &expect).unwrap();
+        let u = store.layers().unpack(&mut ingest, File::open(blob(layout, &l.digest)).unwrap(), &expect).unwrap();
         rows.push(ImageLayerRow { diff_id: u.diff_id, blob: u.blob, media_type: l.media_type.clone(), size: l.size });
     }
     let blobs = ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes };
     let image = store.images().record(ingest, blobs, &[format!("localhost/fixture:{tag}")]).unwrap();
     assert_eq!(image.manifest, manifest_digest);
-    rows.iter().map(|r| store.layer_path(&r.diff_id)).collect()
+    rows.iter().map(|r| store.layers().path(&r.diff_id)).collect()
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn overlay_of_our_layers_equals_umoci_unpack() {
     assert_eq!(std::os::unix::fs::MetadataExt::rdev(&wh), 0, "whiteout is a 0/0 char device");
     let second = &layered[1];
     assert!(fs::symlink_metadata(second.join("etc/motd")).is_ok(), "umoci's .wh.motd became a whiteout node");
-    let report = store.fsck(false).unwrap();
+    let report = store.gc().fsck(false).unwrap();
     assert!(report.is_empty(), "{report:?}");
 }
 

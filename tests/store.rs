@@ -152,19 +152,20 @@ fn a_layer_committed_before_its_image_is_not_garbage_while_its_handle_lives() {
     let root = work.path().join("store");
     // The first handle commits a layer as a pull does, before any image names it.
     let pulling = Store::open(&root).unwrap();
-    let mut ingest = pulling.ingest().unwrap();
+    let mut ingest = pulling.content().ingest().unwrap();
     let u = pulling
-        .unpack_layer(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
+        .layers()
+        .unpack(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
         .unwrap();
-    pulling.commit(ingest).unwrap();
+    pulling.content().commit(ingest).unwrap();
     // A gc from another handle (another process's, or the budget's) leaves it alone.
     let other = Store::open(&root).unwrap();
-    let report = other.gc().unwrap();
+    let report = other.gc().collect().unwrap();
     assert!(report.layers.is_empty() && report.blobs.is_empty(), "{report:?}");
-    assert!(other.has_layer(&u.diff_id, &u.blob).unwrap());
+    assert!(other.layers().has(&u.diff_id, &u.blob).unwrap());
     // Once the handle is gone, nothing holds it: garbage.
     drop(pulling);
-    let report = other.gc().unwrap();
+    let report = other.gc().collect().unwrap();
     assert_eq!((report.layers, report.blobs), (vec![u.diff_id], vec![u.blob]));
     assert_eq!(layers_ok(&root, &["fsck"]), "store is consistent");
 }
@@ -178,9 +179,10 @@ fn wrong_digests_are_rejected_naming_both() {
     let work = tempfile::tempdir().unwrap();
     let store = Store::open(&work.path().join("store")).unwrap();
     let wrong = DiffId::new(Digest::of(b"not this layer"));
-    let mut ingest = store.ingest().unwrap();
+    let mut ingest = store.content().ingest().unwrap();
     let err = store
-        .unpack_layer(
+        .layers()
+        .unpack(
             &mut ingest,
             File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(),
             &LayerExpect { diff_id: Some(wrong), ..Default::default() },
@@ -191,9 +193,10 @@ fn wrong_digests_are_rejected_naming_both() {
     assert!(msg.contains(&wrong.to_string()) && msg.contains("content has digest sha256:"), "{msg}");
     drop(ingest);
     let wrong_blob = Digest::of(b"nope");
-    let mut ingest = store.ingest().unwrap();
+    let mut ingest = store.content().ingest().unwrap();
     let err = store
-        .unpack_layer(
+        .layers()
+        .unpack(
             &mut ingest,
             File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(),
             &LayerExpect { blob: Some(wrong_blob), ..Default::default() },
@@ -346,11 +349,12 @@ fn an_image_with_the_same_layer_twice_commits_once() {
     let fx = fixtures();
     let work = tempfile::tempdir().unwrap();
     let store = Store::open(&work.path().join("store")).unwrap();
-    let mut ingest = store.ingest().unwrap();
+    let mut ingest = store.content().ingest().unwrap();
     let mut rows = vec![];
     for _ in 0..2 {
         let u = store
-            .unpack_layer(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
+            .layers()
+            .unpack(&mut ingest, File::open(fx.join("busybox-rootfs.tar.gz")).unwrap(), &LayerExpect::default())
             .unwrap();
         rows.push(layers_store::meta::ImageLayerRow {
             diff_id: u.diff_id,
@@ -381,7 +385,7 @@ fn an_image_with_the_same_layer_twice_commits_once() {
     assert_eq!(rows.len(), 2);
     assert_eq!(fs::read_dir(store.root().join("layers")).unwrap().count(), 1);
     assert_eq!(store.images().layers(&image.manifest).unwrap().len(), 2);
-    assert!(store.fsck(false).unwrap().is_empty());
+    assert!(store.gc().fsck(false).unwrap().is_empty());
     assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
 }
 

@@ -273,6 +273,6 @@ impl Images<'_> {
             }
             None => Vec::new(),
         };
-        self.record(self.store.ingest()?, ImageBlobs::New { config, layers }, tags)
+        self.record(self.store.content().ingest()?, ImageBlobs::New { config, layers }, tags)
     }
 }

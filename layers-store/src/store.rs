@@ -19,11 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::content::digest::{DiffId, Digest};
+use crate::content::Content;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::images::oci::Descriptor;
 use crate::layer::listing::Listing;
 use crate::layer::unpack::{self, Limits, Unpacked};
+use crate::layer::Layers;
 use crate::meta::{ImageLayerRow, LayerRow, Metadata};
 
 mod ingest;
@@ -227,29 +229,12 @@ impl Store {
         self.md.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Path of a stored blob.
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(d.hex())
-    }
-
     /// A new, empty dir under `tmp/` (removed by the next sweep if left behind).
     pub fn scratch_dir(&self, what: &str) -> Result<PathBuf> {
         let name = format!("{what}-{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
         let dir = self.root.join("tmp").join(name);
         fs::create_dir(&dir).map_err(|e| Error::io("make scratch dir", dir.display(), e))?;
         Ok(dir)
-    }
-
-    /// Path of an unpacked layer dir.
-    pub fn layer_path(&self, d: &DiffId) -> PathBuf {
-        self.root.join("layers").join(d.hex())
-    }
-
-    /// Unpacks one layer blob into the ingest, checking it against `expect`.
-    pub fn unpack_layer(&self, ingest: &mut Ingest, input: impl Read + Send, expect: &LayerExpect) -> Result<Unpacked> {
-        let blob_path = ingest.staged_path("blob");
-        let blob = File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
-        self.unpack_into(ingest, input, Some(blob), blob_path, expect)
     }
 
     /// Unpacks a layer blob the caller has written to `blob_path` (a staged path of
@@ -312,18 +297,6 @@ impl Store {
         Ok(u)
     }
 
-    /// Claims the right to fetch a blob, so concurrent pulls download it once.
-    /// Without `wait`, `Ok(None)` means another process holds it now.
-    pub fn claim_fetch(&self, blob: &Digest, wait: bool) -> Result<Option<FetchClaim>> {
-        // Not the commit lock's file: flock conflicts between two opens in one process too.
-        let name = format!("fetch-{}", blob.hex());
-        if wait {
-            let f = open_lock(&self.root.join("locks").join(&name))?;
-            return lock(f, &name).map(|f| Some(FetchClaim(f)));
-        }
-        Ok(self.try_lock_object(&name)?.map(FetchClaim))
-    }
-
     /// Moves `path` into `tmp/` and deletes it there (a crash midway leaves only tmp garbage).
     pub(crate) fn discard(&self, path: &Path) -> Result<()> {
         let name = format!("discard-{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed));
@@ -352,10 +325,10 @@ impl Store {
         }
         let (blobs, layers) = self.md().pending()?;
         for d in &blobs {
-            self.discard(&self.blob_path(d))?;
+            self.discard(&self.content().blob_path(d))?;
         }
         for l in &layers {
-            self.discard(&self.layer_path(l))?;
+            self.discard(&self.layers().path(l))?;
         }
         if !blobs.is_empty() || !layers.is_empty() {
             self.md().write("sweep", |tx| {
@@ -396,25 +369,9 @@ impl Store {
         self.store_lock.lock_shared().map_err(|e| Error::io("lock store", self.root.display(), e))
     }
 
-    /// Reads a whole blob, refusing ones larger than `max` bytes and verifying the digest.
-    pub fn read_blob(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
-        let path = self.blob_path(d);
-        let f = File::open(&path).map_err(|e| Error::io("read blob", d, e))?;
-        let mut buf = Vec::new();
-        f.take(max + 1).read_to_end(&mut buf).map_err(|e| Error::io("read blob", d, e))?;
-        if buf.len() as u64 > max {
-            return Err(Error::new(ErrorKind::LimitExceeded, "read blob", d, format!("larger than {max} bytes")));
-        }
-        let got = Digest::of(&buf);
-        if got != *d {
-            return Err(Error::mismatch("read blob", d, got));
-        }
-        Ok(buf)
-    }
-
     /// Hashes a stored blob from disk.
     pub(crate) fn hash_blob(&self, d: &Digest) -> io::Result<(Digest, u64)> {
-        crate::content::digest::Hasher::read_all(File::open(self.blob_path(d))?)
+        crate::content::digest::Hasher::read_all(File::open(self.content().blob_path(d))?)
     }
 }
 
@@ -486,5 +443,54 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => fs::remove_dir_all(path),
+    }
+}
+
+impl Content<'_> {
+    /// Path of a stored blob.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.store.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Claims the right to fetch a blob, so concurrent pulls download it once.
+    /// Without `wait`, `Ok(None)` means another process holds it now.
+    pub fn claim_fetch(&self, blob: &Digest, wait: bool) -> Result<Option<FetchClaim>> {
+        // Not the commit lock's file: flock conflicts between two opens in one process too.
+        let name = format!("fetch-{}", blob.hex());
+        if wait {
+            let f = open_lock(&self.store.root.join("locks").join(&name))?;
+            return lock(f, &name).map(|f| Some(FetchClaim(f)));
+        }
+        Ok(self.store.try_lock_object(&name)?.map(FetchClaim))
+    }
+
+    /// Reads a whole blob, refusing ones larger than `max` bytes and verifying the digest.
+    pub fn read_blob(&self, d: &Digest, max: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(d);
+        let f = File::open(&path).map_err(|e| Error::io("read blob", d, e))?;
+        let mut buf = Vec::new();
+        f.take(max + 1).read_to_end(&mut buf).map_err(|e| Error::io("read blob", d, e))?;
+        if buf.len() as u64 > max {
+            return Err(Error::new(ErrorKind::LimitExceeded, "read blob", d, format!("larger than {max} bytes")));
+        }
+        let got = Digest::of(&buf);
+        if got != *d {
+            return Err(Error::mismatch("read blob", d, got));
+        }
+        Ok(buf)
+    }
+}
+
+impl Layers<'_> {
+    /// Path of an unpacked layer dir.
+    pub fn path(&self, d: &DiffId) -> PathBuf {
+        self.store.root.join("layers").join(d.hex())
+    }
+
+    /// Unpacks one layer blob into the ingest, checking it against `expect`.
+    pub fn unpack(&self, ingest: &mut Ingest, input: impl Read + Send, expect: &LayerExpect) -> Result<Unpacked> {
+        let blob_path = ingest.staged_path("blob");
+        let blob = File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
+        self.store.unpack_into(ingest, input, Some(blob), blob_path, expect)
     }
 }

@@ -57,13 +57,13 @@ fn two_layer_image(store: &Store, work: &Path) -> layers_store::meta::ImageRow {
     fs::write(top.join(".wh.gone"), "").unwrap();
     fs::write(top.join("dir/.wh..wh..opq"), "").unwrap();
     fs::write(top.join("dir/c"), "c\n").unwrap();
-    let mut ingest = store.ingest().unwrap();
+    let mut ingest = store.content().ingest().unwrap();
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for (name, dir) in [("base", &base), ("top", &top)] {
         let tar = work.join(format!("{name}.tar"));
         gnu_tar(dir, &tar);
-        let u = store.unpack_layer(&mut ingest, fs::File::open(&tar).unwrap(), &LayerExpect::default()).unwrap();
+        let u = store.layers().unpack(&mut ingest, fs::File::open(&tar).unwrap(), &LayerExpect::default()).unwrap();
         diff_ids.push(u.diff_id);
         layers.push(Descriptor {
             media_type: u.compression.oci_media_type().to_string(),
@@ -180,7 +180,7 @@ fn lifecycle(test: &str, opts: MountOptions) {
     store.snapshots().remove(&c).unwrap();
     assert!(store.snapshots().resolve("snap").is_err());
     assert!(store.images().resolve("localhost/two:2").is_ok() && store.images().resolve("localhost/two:1").is_ok());
-    let problems = store.fsck(false).unwrap();
+    let problems = store.gc().fsck(false).unwrap();
     assert!(
         problems.is_empty(),
         "{:?}",

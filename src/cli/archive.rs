@@ -206,11 +206,11 @@ pub fn write_images(store: &Store, images: &[SaveImage], output_path: &str, form
     let docker = format == SaveFormat::DockerArchive;
     let as_dir = format == SaveFormat::Oci && (output_path.ends_with('/') || Path::new(output_path).is_dir());
     if as_dir {
-        store.save_images(images, &mut DirSink::create(Path::new(output_path))?, false)?;
+        store.archive().save(images, &mut DirSink::create(Path::new(output_path))?, false)?;
         return Ok(());
     }
     let mut sink = TarSink::new(output(output_path)?);
-    store.save_images(images, &mut sink, docker)?;
+    store.archive().save(images, &mut sink, docker)?;
     sink.finish().and_then(|mut w| w.flush()).with_context(|| format!("write {output_path}"))?;
     Ok(())
 }
@@ -303,7 +303,7 @@ fn report(quiet: bool, config: &layers_store::Digest, tags: &[String], new_layer
 fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
     // Docker 25+ archives hold both: the OCI index keeps the original manifests.
     if !dir.join("index.json").exists() && dir.join("manifest.json").exists() {
-        let loaded = store.load_docker_archive(dir)?;
+        let loaded = store.archive().load_docker_archive(dir)?;
         if loaded.is_empty() {
             bail!("manifest.json lists no image");
         }
@@ -331,7 +331,7 @@ fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> 
                 .with_context(|| format!("image name {n:?} is not a valid name"))?],
             None => Vec::new(),
         };
-        let loaded = store.load_from_layout(&layout, &img.manifest, tags.clone())?;
+        let loaded = store.archive().load_layout(&layout, &img.manifest, tags.clone())?;
         report(quiet, &loaded.config, &tags, loaded.new_layers);
     }
     Ok(ExitCode::SUCCESS)

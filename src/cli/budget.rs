@@ -57,7 +57,7 @@ pub fn budget(store: &Store, max_size: Option<&str>) -> anyhow::Result<Budget> {
 /// `started` ns, used); says on stderr what this and the evictions `during` the
 /// command removed.
 pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evictions>) -> anyhow::Result<()> {
-    let last = store.enforce(budget, started).context("keep the store within its budget")?.unwrap_or_default();
+    let last = store.gc().enforce(budget, started).context("keep the store within its budget")?.unwrap_or_default();
     let before = during.map(Evictions::total).unwrap_or_default();
     let (images, freed) = (before.images.len() + last.images.len(), before.gc.freed + last.gc.freed);
     if images > 0 {

@@ -57,7 +57,7 @@ pub fn history(store: &Store, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
         let size = if h.empty_layer {
             0
         } else {
-            diff_ids.next().and_then(|d| store.layer_info(d).ok().flatten()).map_or(0, |l| l.uncompressed_size)
+            diff_ids.next().and_then(|d| store.layers().info(d).ok().flatten()).map_or(0, |l| l.uncompressed_size)
         };
         let mut created_by = h.created_by.clone().unwrap_or_default();
         if !a.no_trunc && created_by.chars().count() > 45 {

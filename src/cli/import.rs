@@ -47,9 +47,10 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
         None => input,
     };
 
-    let mut ingest = store.ingest()?;
+    let mut ingest = store.content().ingest()?;
     let u = store
-        .unpack_layer(&mut ingest, input, &LayerExpect::default())
+        .layers()
+        .unpack(&mut ingest, input, &LayerExpect::default())
         .with_context(|| format!("import {}", a.file))?;
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -76,9 +76,9 @@ fn object(store: &Store, name: &str, kind: Option<Kind>, raw: bool) -> anyhow::R
 
 /// The stored manifest and config, as `inspect` printed them before Docker's shape.
 fn raw_image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
-    let manifest: Value = serde_json::from_slice(&store.read_blob(&img.manifest, MAX_JSON)?)
+    let manifest: Value = serde_json::from_slice(&store.content().read_blob(&img.manifest, MAX_JSON)?)
         .with_context(|| format!("parse manifest {}", img.manifest))?;
-    let config: Value = serde_json::from_slice(&store.read_blob(&img.config, MAX_JSON)?)
+    let config: Value = serde_json::from_slice(&store.content().read_blob(&img.config, MAX_JSON)?)
         .with_context(|| format!("parse config {}", img.config))?;
     Ok(json!({
         "Id": img.config.to_string(),

@@ -63,11 +63,11 @@ fn parse_age(s: &str) -> anyhow::Result<i64> {
 pub fn gc_with(store: &Store, a: &GcArgs) -> anyhow::Result<ExitCode> {
     let age = a.max_age.as_deref().map(parse_age).transpose()?;
     let over = match &a.max_size {
-        Some(s) => store.content_bytes()?.saturating_sub(crate::cli::budget::parse_size(s)?),
+        Some(s) => store.gc().content_bytes()?.saturating_sub(crate::cli::budget::parse_size(s)?),
         None => 0,
     };
     if over > 0 || age.is_some() {
-        let e = store.evict(over, age, None)?;
+        let e = store.gc().evict(over, age, None)?;
         for i in &e.images {
             outln!("evicted image {i}");
         }
@@ -76,7 +76,7 @@ pub fn gc_with(store: &Store, a: &GcArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn gc(store: &Store) -> anyhow::Result<ExitCode> {
-    let r = store.gc()?;
+    let r = store.gc().collect()?;
     for l in &r.layers {
         outln!("deleted layer {l}");
     }
@@ -99,7 +99,7 @@ pub struct FsckArgs {
 }
 
 pub fn fsck(store: &Store, quick: bool) -> anyhow::Result<ExitCode> {
-    let problems = store.fsck(quick)?;
+    let problems = store.gc().fsck(quick)?;
     for p in &problems {
         outln!("{}: {}", p.subject, p.detail);
     }
@@ -134,7 +134,7 @@ pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
         // Docker's verbose template sees one document of four lists; ours are not those lists.
         anyhow::bail!("df: --format cannot be combined with --verbose");
     }
-    let du = store.df()?;
+    let du = store.gc().df()?;
     let summary = [
         ["Images".into(), du.images.to_string(), String::new(), String::new()],
         ["Blobs".into(), du.blobs.0.to_string(), format::size(du.blobs.1), String::new()],
@@ -152,7 +152,7 @@ pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
     }
     print_table(&["TYPE", "TOTAL", "SIZE", "RECLAIMABLE"], &summary.map(Vec::from));
     if a.verbose {
-        let usage = store.image_usage()?;
+        let usage = store.gc().image_usage()?;
         outln!("\nImages space usage:\n");
         // One row per name, as Docker lists them; step images only the build cache names are listed below.
         let rows: Vec<Vec<String>> = usage

@@ -99,7 +99,7 @@ pub fn image(store: &Store, c: &ImageCommand) -> anyhow::Result<ExitCode> {
     if !a.force && !confirm(warning)? {
         return Ok(ExitCode::SUCCESS);
     }
-    let before = store.content_bytes()?;
+    let before = store.gc().content_bytes()?;
     let lines = prune_images(store, a.all)?;
     let freed = before.saturating_sub(after_gc(store)?);
     deleted("Deleted Images", &lines);
@@ -130,8 +130,8 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
 
 /// Removes what nothing references any more; the store's content size after.
 fn after_gc(store: &Store) -> anyhow::Result<u64> {
-    store.gc()?;
-    Ok(store.content_bytes()?)
+    store.gc().collect()?;
+    Ok(store.gc().content_bytes()?)
 }
 
 pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
@@ -143,7 +143,7 @@ pub fn system(store: &Store, a: &SystemPruneArgs) -> anyhow::Result<ExitCode> {
     if !a.force && !confirm(warning.trim_end())? {
         return Ok(ExitCode::SUCCESS);
     }
-    let before = store.content_bytes()?;
+    let before = store.gc().content_bytes()?;
     let (containers, container_bytes) = prune_containers(store)?;
     deleted("Deleted Containers", &containers);
     let mut volume_bytes = 0;

@@ -262,7 +262,7 @@ async fn pull(
     let mut tasks = tokio::task::JoinSet::new();
     for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         let short = desc.digest.short();
-        if store.has_layer(diff, &desc.digest)? {
+        if store.layers().has(diff, &desc.digest)? {
             events.say(format!("{short}: already exists"));
             continue;
         }
@@ -271,7 +271,7 @@ async fn pull(
         let events = events.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            let Some(claim) = store.claim_fetch(&desc.digest, false)? else {
+            let Some(claim) = store.content().claim_fetch(&desc.digest, false)? else {
                 events.say(format!("{short}: another process is fetching it"));
                 return Ok(Fetched::Deferred(desc, diff));
             };
@@ -282,7 +282,7 @@ async fn pull(
     }
     // Everything verified is committed, in batches, even if another layer failed:
     // a retry then fetches only what is missing.
-    let mut staged = store.ingest()?;
+    let mut staged = store.content().ingest()?;
     let mut staged_claims: Vec<FetchClaim> = Vec::new();
     let mut failed = None;
     let mut deferred = Vec::new();
@@ -293,7 +293,7 @@ async fn pull(
                 staged_claims.push(claim);
                 line.done(&done_line(&u, took));
                 if staged_claims.len() >= COMMIT_BATCH {
-                    store.commit(std::mem::replace(&mut staged, store.ingest()?))?;
+                    store.content().commit(std::mem::replace(&mut staged, store.content().ingest()?))?;
                     staged_claims.clear();
                 }
             }
@@ -306,26 +306,26 @@ async fn pull(
         }
     }
     if let Some(e) = failed {
-        store.commit(staged)?;
+        store.content().commit(staged)?;
         return Err(e);
     }
     if !deferred.is_empty() {
-        store.commit(staged)?;
+        store.content().commit(staged)?;
         drop(staged_claims);
         for (desc, diff) in deferred {
             let short = desc.digest.short();
             let (s, d) = (store.clone(), desc.digest);
-            let _claim = tokio::task::spawn_blocking(move || s.claim_fetch(&d, true)).await??;
-            if store.has_layer(&diff, &desc.digest)? {
+            let _claim = tokio::task::spawn_blocking(move || s.content().claim_fetch(&d, true)).await??;
+            if store.layers().has(&diff, &desc.digest)? {
                 events.say(format!("{short}: already exists (fetched by another process)"));
                 continue;
             }
             let line = events.layer(&short, desc.size);
             let (u, took, ingest) = repo.fetch_layer(store.clone(), desc, diff, events.notices(), line.clone()).await?;
-            store.commit(ingest)?;
+            store.content().commit(ingest)?;
             line.done(&done_line(&u, took));
         }
-        staged = store.ingest()?;
+        staged = store.content().ingest()?;
     }
 
     store

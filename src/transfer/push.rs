@@ -35,7 +35,7 @@ pub fn push_image(
     registries: &RegistriesConfig,
     o: &PushOptions,
 ) -> anyhow::Result<Digest> {
-    let manifest_bytes = store.read_blob(&image.manifest, MAX_JSON)?;
+    let manifest_bytes = store.content().read_blob(&image.manifest, MAX_JSON)?;
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).with_context(|| format!("read manifest {}", image.manifest))?;
     // Other repositories of the same registry that hold this image: blobs can be mounted from there.
@@ -49,7 +49,7 @@ pub fn push_image(
     let remote = Remote::open(dest, registries, o.tls_verify, &siblings)?;
     let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
     blobs.extend(manifest.layers.iter().cloned());
-    let blobs = blobs.into_iter().map(|d| (store.blob_path(&d.digest), d)).collect();
+    let blobs = blobs.into_iter().map(|d| (store.content().blob_path(&d.digest), d)).collect();
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
     push_parts(transfers, &remote, &siblings, blobs, &tag, (&image.media_type, &manifest_bytes), o)?;
     Ok(image.manifest)

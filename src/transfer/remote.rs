@@ -167,10 +167,11 @@ impl Remote {
         let reader = SyncIoBridge::new(StreamReader::new(Box::pin(stream)));
         let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(diff) };
         let (u, ingest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut ingest = store.ingest()?;
+            let mut ingest = store.content().ingest()?;
             // unpack_layer never reads past the descriptor's size: a longer body is cut off and fails verification.
             let u = store
-                .unpack_layer(&mut ingest, reader, &expect)
+                .layers()
+                .unpack(&mut ingest, reader, &expect)
                 .with_context(|| format!("pull layer {}", desc.digest))?;
             Ok((u, ingest))
         })

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::Archive;
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::UserDir;
 use crate::images::oci::{ImageConfig, Manifest};
 use crate::meta::ImageLayerRow;
-use crate::store::{LayerExpect, Store};
+use crate::store::LayerExpect;
 
 /// Layers committed at once while loading a deep image.
 const COMMIT_BATCH: usize = 64;
@@ -142,59 +143,6 @@ impl Layout {
     }
 }
 
-impl Store {
-    /// Loads one image of a layout: verifies and unpacks its layers (those not stored
-    /// yet), then records it with `tags`, all in one commit.
-    pub fn load_from_layout(&self, layout: &Layout, manifest: &Digest, tags: Vec<String>) -> Result<Loaded> {
-        let manifest_bytes = layout.read_blob(manifest)?;
-        let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read image manifest", manifest, m);
-        let v: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| bad(e.to_string()))?;
-        refuse_ambiguous(&v).map_err(bad)?;
-        let m: Manifest = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
-        let config_bytes = layout.read_blob(&m.config.digest)?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, "read image config", m.config.digest, e.to_string()))?;
-        if config.rootfs.diff_ids.len() != m.layers.len() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "load image",
-                manifest,
-                format!("manifest lists {} layers but the config {}", m.layers.len(), config.rootfs.diff_ids.len()),
-            ));
-        }
-        let mut ingest = self.ingest()?;
-        let mut new_layers = 0;
-        let mut rows = Vec::new();
-        for (desc, diff) in m.layers.iter().zip(&config.rootfs.diff_ids) {
-            rows.push(ImageLayerRow {
-                diff_id: *diff,
-                blob: desc.digest,
-                media_type: desc.media_type.clone(),
-                size: desc.size,
-            });
-            // Repeated layers in one image are unpacked once.
-            let twice = rows[..rows.len() - 1].iter().any(|r| r.diff_id == *diff && r.blob == desc.digest);
-            if twice || self.has_layer(diff, &desc.digest)? {
-                continue;
-            }
-            let (f, _) = layout.dir.open_file(&Layout::blob_path(&desc.digest))?;
-            let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(*diff) };
-            self.unpack_layer(&mut ingest, f, &expect)?;
-            new_layers += 1;
-            // A commit locks each item it moves: bound the open lock files.
-            if new_layers % COMMIT_BATCH == 0 {
-                self.commit(std::mem::replace(&mut ingest, self.ingest()?))?;
-            }
-        }
-        let image = self.images().record(
-            ingest,
-            crate::images::record::ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes },
-            &tags,
-        )?;
-        Ok(Loaded { manifest: *manifest, config: image.config, new_layers })
-    }
-}
-
 /// Where `save_images` writes: a directory or a tar stream.
 pub trait Sink {
     /// Writes a file of `size` bytes at `path` (relative, `/`-separated).
@@ -291,11 +239,74 @@ pub struct SaveImage {
     pub names: Vec<String>,
 }
 
-impl Store {
+/// A path from an archive's `manifest.json`: relative, plain components only.
+fn archive_path(p: &str) -> Result<&str> {
+    let ok = !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
+    if !ok {
+        return Err(Error::new(ErrorKind::Unsafe, "read docker archive", p, "not a plain relative path"));
+    }
+    Ok(p)
+}
+
+impl Archive<'_> {
+    /// Loads one image of a layout: verifies and unpacks its layers (those not stored
+    /// yet), then records it with `tags`, all in one commit.
+    pub fn load_layout(&self, layout: &Layout, manifest: &Digest, tags: Vec<String>) -> Result<Loaded> {
+        let manifest_bytes = layout.read_blob(manifest)?;
+        let bad = |m: String| Error::new(ErrorKind::InvalidInput, "read image manifest", manifest, m);
+        let v: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| bad(e.to_string()))?;
+        refuse_ambiguous(&v).map_err(bad)?;
+        let m: Manifest = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+        let config_bytes = layout.read_blob(&m.config.digest)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, "read image config", m.config.digest, e.to_string()))?;
+        if config.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "load image",
+                manifest,
+                format!("manifest lists {} layers but the config {}", m.layers.len(), config.rootfs.diff_ids.len()),
+            ));
+        }
+        let mut ingest = self.store.content().ingest()?;
+        let mut new_layers = 0;
+        let mut rows = Vec::new();
+        for (desc, diff) in m.layers.iter().zip(&config.rootfs.diff_ids) {
+            rows.push(ImageLayerRow {
+                diff_id: *diff,
+                blob: desc.digest,
+                media_type: desc.media_type.clone(),
+                size: desc.size,
+            });
+            // Repeated layers in one image are unpacked once.
+            let twice = rows[..rows.len() - 1].iter().any(|r| r.diff_id == *diff && r.blob == desc.digest);
+            if twice || self.store.layers().has(diff, &desc.digest)? {
+                continue;
+            }
+            let (f, _) = layout.dir.open_file(&Layout::blob_path(&desc.digest))?;
+            let expect = LayerExpect { blob: Some(desc.digest), size: Some(desc.size), diff_id: Some(*diff) };
+            self.store.layers().unpack(&mut ingest, f, &expect)?;
+            new_layers += 1;
+            // A commit locks each item it moves: bound the open lock files.
+            if new_layers % COMMIT_BATCH == 0 {
+                self.store.content().commit(std::mem::replace(&mut ingest, self.store.content().ingest()?))?;
+            }
+        }
+        let image = self.store.images().record(
+            ingest,
+            crate::images::record::ImageBlobs::Received { manifest: &manifest_bytes, config: &config_bytes },
+            &tags,
+        )?;
+        Ok(Loaded { manifest: *manifest, config: image.config, new_layers })
+    }
+
     /// Writes images as an OCI layout (blobs as stored, never recompressed); with
     /// `docker_manifest`, also Docker's `manifest.json` (the dual format Docker 25+ writes,
     /// which older `docker load` and `podman load` read too).
-    pub fn save_images(&self, images: &[SaveImage], sink: &mut dyn Sink, docker_manifest: bool) -> Result<()> {
+    pub fn save(&self, images: &[SaveImage], sink: &mut dyn Sink, docker_manifest: bool) -> Result<()> {
         let mut written = std::collections::HashSet::new();
         let mut index = Vec::new();
         let mut docker = Vec::new();
@@ -303,13 +314,13 @@ impl Store {
             if !written.insert(*d) {
                 return Ok(());
             }
-            let p = self.blob_path(d);
+            let p = self.store.content().blob_path(d);
             let mut f = std::fs::File::open(&p).map_err(|e| Error::io("save blob", d, e))?;
             let size = f.metadata().map_err(|e| Error::io("save blob", d, e))?.len();
             sink.file(&format!("blobs/sha256/{}", d.hex()), size, &mut f).map_err(|e| Error::io("save blob", d, e))
         };
         for img in images {
-            let bytes = self.read_blob(&img.manifest, MAX_JSON)?;
+            let bytes = self.store.content().read_blob(&img.manifest, MAX_JSON)?;
             let m: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::new(ErrorKind::Corrupt, "read image manifest", img.manifest, e.to_string()))?;
             for l in &m.layers {
@@ -347,21 +358,7 @@ impl Store {
         }
         Ok(())
     }
-}
 
-/// A path from an archive's `manifest.json`: relative, plain components only.
-fn archive_path(p: &str) -> Result<&str> {
-    let ok = !p.is_empty()
-        && !p.starts_with('/')
-        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-        && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
-    if !ok {
-        return Err(Error::new(ErrorKind::Unsafe, "read docker archive", p, "not a plain relative path"));
-    }
-    Ok(p)
-}
-
-impl Store {
     /// Loads every image a `docker save` archive's `manifest.json` lists (the archive
     /// unpacked into `dir`): layers are verified against the config's diffIDs and kept
     /// as stored; an OCI manifest is made for each image.
@@ -385,15 +382,18 @@ impl Store {
                     config.rootfs.diff_ids.len()
                 )));
             }
-            let mut ingest = self.ingest()?;
+            let mut ingest = self.store.content().ingest()?;
             let mut descs = Vec::new();
             let mut rows = Vec::new();
             let mut new_layers = 0;
             for (p, diff) in layer_paths.iter().zip(&config.rootfs.diff_ids) {
                 let (f, _) = dir.open_file(archive_path(p)?)?;
                 // The blob's digest is learned while unpacking (never a second read).
-                let u =
-                    self.unpack_layer(&mut ingest, f, &LayerExpect { blob: None, size: None, diff_id: Some(*diff) })?;
+                let u = self.store.layers().unpack(
+                    &mut ingest,
+                    f,
+                    &LayerExpect { blob: None, size: None, diff_id: Some(*diff) },
+                )?;
                 new_layers += 1;
                 let media_type = u.compression.oci_media_type().to_string();
                 rows.push(ImageLayerRow {
@@ -410,14 +410,14 @@ impl Store {
                     annotations: None,
                 });
                 if new_layers % COMMIT_BATCH == 0 {
-                    self.commit(std::mem::replace(&mut ingest, self.ingest()?))?;
+                    self.store.content().commit(std::mem::replace(&mut ingest, self.store.content().ingest()?))?;
                 }
             }
             let tags: Vec<String> = e["RepoTags"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default();
-            let image = self.images().record(
+            let image = self.store.images().record(
                 ingest,
                 crate::images::record::ImageBlobs::ReceivedConfig { config: &config_bytes, layers: descs },
                 &[],

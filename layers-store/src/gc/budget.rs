@@ -8,6 +8,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::Gc;
 use crate::content::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gc::maintenance::GcReport;
@@ -83,15 +84,58 @@ SELECT
       SELECT diff_id FROM image_layers WHERE manifest_digest = ?1)
     AND NOT EXISTS (SELECT 1 FROM image_layers o WHERE o.diff_id = l.diff_id AND o.manifest_digest != ?1))";
 
-impl Store {
+/// One image's share of the store, as `df -v` lists it.
+#[derive(Debug, Clone)]
+pub struct ImageUsage {
+    /// The image.
+    pub image: crate::meta::ImageRow,
+    /// Bytes of its unpacked layers.
+    pub size: u64,
+    /// Of those, bytes of layers other images use too.
+    pub shared: u64,
+    /// When it was last used, nanoseconds since the epoch.
+    pub last_used: i64,
+    /// Containers based on it.
+    pub containers: u64,
+    /// Pinned against eviction.
+    pub pinned: bool,
+    /// Build steps that made it (their cache keys).
+    pub steps: Vec<Digest>,
+}
+
+impl Images<'_> {
+    /// Records that an image was used now (pulled while present, built on, hit in the cache).
+    pub fn touch(&self, manifest: &Digest) -> Result<()> {
+        self.store.md().write("record image use", |tx| {
+            tx.execute(
+                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
+                params![manifest.to_string(), now_ns()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Pins an image (never evicted) or unpins it.
+    pub fn set_pinned(&self, manifest: &Digest, pinned: bool) -> Result<()> {
+        self.store.md().write("pin image", |tx| {
+            tx.execute(
+                "UPDATE images SET pinned = ?2 WHERE manifest_digest = ?1",
+                params![manifest.to_string(), pinned],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+impl Gc<'_> {
     /// The bytes of the store's content: every ready blob and unpacked layer, once.
     pub fn content_bytes(&self) -> Result<u64> {
-        let md = self.md();
+        let md = self.store.md();
         let sum = |sql: &str| -> Result<u64> {
             md.conn()
                 .query_row(sql, [], |r| r.get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
-                .map_err(|e| Error::sql("measure store", self.root().display(), e))
+                .map_err(|e| Error::sql("measure store", self.store.root().display(), e))
         };
         Ok(sum("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state = 'ready'")?
             + sum("SELECT COALESCE(SUM(uncompressed_size), 0) FROM layers WHERE state = 'ready'")?)
@@ -104,8 +148,8 @@ impl Store {
             over = self.content_bytes()?.saturating_sub(max);
         }
         if let Some(share) = budget.min_free {
-            let fs = rustix::fs::statvfs(self.root())
-                .map_err(|e| Error::errno("measure store", self.root().display(), e))?;
+            let fs = rustix::fs::statvfs(self.store.root())
+                .map_err(|e| Error::errno("measure store", self.store.root().display(), e))?;
             let total = fs.f_blocks * fs.f_frsize;
             let free = fs.f_bavail * fs.f_frsize;
             let want = (total as f64 * share.clamp(0.0, 1.0)) as u64;
@@ -121,7 +165,7 @@ impl Store {
     /// in the transaction that removes it.
     pub fn evict(&self, bytes: u64, unused_for: Option<i64>, keep_since: Option<i64>) -> Result<Eviction> {
         let candidates: Vec<(String, i64)> = {
-            let md = self.md();
+            let md = self.store.md();
             let mut st = md.conn().prepare(CANDIDATES).map_err(|e| Error::sql("list images to evict", "", e))?;
             let rows = st
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -139,7 +183,7 @@ impl Store {
             if freed >= bytes && !stale {
                 continue;
             }
-            let gone = self.md().write("evict image", |tx| {
+            let gone = self.store.md().write("evict image", |tx| {
                 // Re-checked here: a container, lease or pin made since the listing keeps it.
                 let kept: Option<i64> = tx
                     .query_row(
@@ -168,7 +212,7 @@ impl Store {
             }
         }
         if !out.images.is_empty() {
-            out.gc = self.collect_unreferenced()?;
+            out.gc = self.store.collect_unreferenced()?;
         }
         Ok(out)
     }
@@ -180,8 +224,8 @@ impl Store {
     pub fn keep_within(&self, budget: Budget, started: i64) -> Evictions {
         let total = Evictions::default();
         let t = total.clone();
-        self.set_after_commit(Some(std::sync::Arc::new(move |s: &Store| {
-            if let Ok(Some(e)) = s.enforce(&budget, started) {
+        self.store.set_after_commit(Some(std::sync::Arc::new(move |s: &Store| {
+            if let Ok(Some(e)) = s.gc().enforce(&budget, started) {
                 t.add(e);
             }
         })));
@@ -197,28 +241,7 @@ impl Store {
         }
         self.evict(over, None, Some(started)).map(Some)
     }
-}
 
-/// One image's share of the store, as `df -v` lists it.
-#[derive(Debug, Clone)]
-pub struct ImageUsage {
-    /// The image.
-    pub image: crate::meta::ImageRow,
-    /// Bytes of its unpacked layers.
-    pub size: u64,
-    /// Of those, bytes of layers other images use too.
-    pub shared: u64,
-    /// When it was last used, nanoseconds since the epoch.
-    pub last_used: i64,
-    /// Containers based on it.
-    pub containers: u64,
-    /// Pinned against eviction.
-    pub pinned: bool,
-    /// Build steps that made it (their cache keys).
-    pub steps: Vec<Digest>,
-}
-
-impl Store {
     /// Every image's share of the store, most recently used first.
     pub fn image_usage(&self) -> Result<Vec<ImageUsage>> {
         const SQL: &str = "
@@ -233,7 +256,7 @@ SELECT i.manifest_digest, i.last_used, i.pinned,
 FROM images i ORDER BY i.last_used DESC";
         type Row = (String, i64, bool, i64, i64, i64, Option<String>);
         let rows: Vec<Row> = {
-            let md = self.md();
+            let md = self.store.md();
             let mut st = md.conn().prepare(SQL).map_err(|e| Error::sql("measure images", "", e))?;
             let rows = st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
@@ -243,7 +266,7 @@ FROM images i ORDER BY i.last_used DESC";
         let mut out = Vec::new();
         for (manifest, last_used, pinned, containers, size, shared, steps) in rows {
             let digest = Digest::parse(&manifest)?;
-            let Some(image) = self.images().get(&digest)? else { continue };
+            let Some(image) = self.store.images().get(&digest)? else { continue };
             let steps = steps
                 .unwrap_or_default()
                 .split(' ')
@@ -261,29 +284,5 @@ FROM images i ORDER BY i.last_used DESC";
             });
         }
         Ok(out)
-    }
-}
-
-impl Images<'_> {
-    /// Records that an image was used now (pulled while present, built on, hit in the cache).
-    pub fn touch(&self, manifest: &Digest) -> Result<()> {
-        self.store.md().write("record image use", |tx| {
-            tx.execute(
-                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
-                params![manifest.to_string(), now_ns()],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Pins an image (never evicted) or unpins it.
-    pub fn set_pinned(&self, manifest: &Digest, pinned: bool) -> Result<()> {
-        self.store.md().write("pin image", |tx| {
-            tx.execute(
-                "UPDATE images SET pinned = ?2 WHERE manifest_digest = ?1",
-                params![manifest.to_string(), pinned],
-            )?;
-            Ok(())
-        })
     }
 }

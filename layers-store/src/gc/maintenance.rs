@@ -8,6 +8,7 @@ use std::path::Path;
 
 use rusqlite::OptionalExtension;
 
+use super::Gc;
 use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::images::oci::{Manifest, MAX_JSON};
@@ -66,46 +67,12 @@ impl Store {
     /// The diffID a stored blob decompresses to (compression recognised by magic bytes).
     fn blob_diff_id(&self, blob: &Digest) -> std::io::Result<DiffId> {
         use std::io::BufRead;
-        let f = fs::File::open(self.blob_path(blob))?;
+        let f = fs::File::open(self.content().blob_path(blob))?;
         let mut input = std::io::BufReader::with_capacity(1 << 20, f);
         let head = input.fill_buf()?;
         let compression = crate::Compression::detect(&head[..head.len().min(6)]).map_err(std::io::Error::other)?;
         let (digest, _) = crate::content::digest::Hasher::read_all(compression.decoder(input)?)?;
         Ok(DiffId::new(digest))
-    }
-
-    /// Removes layers and blobs no image references. Alone on the store, also crash
-    /// leftovers; beside other processes (running containers, pulls, builds), each
-    /// object goes under its own commit lock, re-checked in the transaction that
-    /// deletes its row, so nothing anyone uses or is committing is touched.
-    pub fn gc(&self) -> Result<GcReport> {
-        let alone = self.try_lock_exclusive()?;
-        let mut report = self.collect_unreferenced()?;
-        if !alone {
-            return Ok(report);
-        }
-        // Files with no row at all can only be crash leftovers (we hold the store exclusively).
-        let known_layers: HashSet<String> = self.md().layers()?.iter().map(|l| l.diff_id.hex()).collect();
-        let known_blobs: HashSet<String> = self.md().blobs()?.iter().map(|b| b.0.hex()).collect();
-        for (dir, known) in [("layers", &known_layers), ("blobs/sha256", &known_blobs)] {
-            let dir = self.root().join(dir);
-            for e in fs::read_dir(&dir).map_err(|e| Error::io("gc", dir.display(), e))?.flatten() {
-                if !known.contains(e.file_name().to_string_lossy().as_ref()) {
-                    report.freed += disk_usage(&e.path());
-                    self.discard(&e.path())?;
-                    report.orphans += 1;
-                }
-            }
-        }
-        let locks = self.root().join("locks");
-        for e in fs::read_dir(&locks).map_err(|e| Error::io("gc", locks.display(), e))?.flatten() {
-            // Per-digest lock files are only taken under the shared store lock, which we exclude.
-            if e.file_name() != "store.lock" {
-                let _ = remove_tree(&e.path());
-            }
-        }
-        self.store_lock_shared()?;
-        Ok(report)
     }
 
     /// gc's half that is safe while this process has work under way (a pull or build
@@ -139,7 +106,7 @@ impl Store {
         ];
         self.release_dead_holders()?;
         for l in dead_layers {
-            let path = self.layer_path(&l);
+            let path = self.layers().path(&l);
             if let Some(freed) =
                 self.collect(&format!("layer-{}", l.hex()), &l.to_string(), LAYER_USED, LAYER_ROWS, &path)?
             {
@@ -148,7 +115,7 @@ impl Store {
             }
         }
         for b in dead_blobs {
-            let path = self.blob_path(&b);
+            let path = self.content().blob_path(&b);
             if let Some(freed) =
                 self.collect(&format!("blob-{}", b.hex()), &b.to_string(), BLOB_USED, BLOB_ROWS, &path)?
             {
@@ -204,15 +171,51 @@ impl Store {
         self.discard(path)?;
         Ok(Some(freed))
     }
+}
+
+impl Gc<'_> {
+    /// Removes layers and blobs no image references. Alone on the store, also crash
+    /// leftovers; beside other processes (running containers, pulls, builds), each
+    /// object goes under its own commit lock, re-checked in the transaction that
+    /// deletes its row, so nothing anyone uses or is committing is touched.
+    pub fn collect(&self) -> Result<GcReport> {
+        let alone = self.store.try_lock_exclusive()?;
+        let mut report = self.store.collect_unreferenced()?;
+        if !alone {
+            return Ok(report);
+        }
+        // Files with no row at all can only be crash leftovers (we hold the store exclusively).
+        let known_layers: HashSet<String> = self.store.md().layers()?.iter().map(|l| l.diff_id.hex()).collect();
+        let known_blobs: HashSet<String> = self.store.md().blobs()?.iter().map(|b| b.0.hex()).collect();
+        for (dir, known) in [("layers", &known_layers), ("blobs/sha256", &known_blobs)] {
+            let dir = self.store.root().join(dir);
+            for e in fs::read_dir(&dir).map_err(|e| Error::io("gc", dir.display(), e))?.flatten() {
+                if !known.contains(e.file_name().to_string_lossy().as_ref()) {
+                    report.freed += disk_usage(&e.path());
+                    self.store.discard(&e.path())?;
+                    report.orphans += 1;
+                }
+            }
+        }
+        let locks = self.store.root().join("locks");
+        for e in fs::read_dir(&locks).map_err(|e| Error::io("gc", locks.display(), e))?.flatten() {
+            // Per-digest lock files are only taken under the shared store lock, which we exclude.
+            if e.file_name() != "store.lock" {
+                let _ = remove_tree(&e.path());
+            }
+        }
+        self.store.store_lock_shared()?;
+        Ok(report)
+    }
 
     /// Re-hashes every blob, checks every layer dir and every image's references.
     pub fn fsck(&self, quick: bool) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
         let mut add = |subject: String, detail: String| problems.push(Problem { subject, detail });
-        let blobs = self.md().blobs()?;
+        let blobs = self.store.md().blobs()?;
         let blob_set: HashSet<Digest> = blobs.iter().map(|b| b.0).collect();
         for (d, size) in blobs.iter().filter(|_| !quick) {
-            match self.hash_blob(d) {
+            match self.store.hash_blob(d) {
                 Ok((got, n)) if got == *d && n == *size => {}
                 Ok((got, n)) => {
                     add(format!("blob {d}"), format!("content hashes to {got} ({n} bytes, expected {size})"))
@@ -220,27 +223,27 @@ impl Store {
                 Err(e) => add(format!("blob {d}"), format!("cannot read: {e}")),
             }
         }
-        let layers = self.md().layers()?;
+        let layers = self.store.md().layers()?;
         let layer_set: HashSet<DiffId> = layers.iter().map(|l| l.diff_id).collect();
         for l in &layers {
             let subject = format!("layer {}", l.diff_id);
-            match fs::symlink_metadata(self.layer_path(&l.diff_id)) {
+            match fs::symlink_metadata(self.store.layers().path(&l.diff_id)) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => add(subject, "layer path is not a directory".into()),
                 Err(e) => add(subject, format!("layer dir missing: {e}")),
             }
         }
         // Each layer dir against the tree recorded when it was made (none before format 5).
-        for l in layers.iter().filter(|l| !quick && self.layer_path(&l.diff_id).is_dir()) {
+        for l in layers.iter().filter(|l| !quick && self.store.layers().path(&l.diff_id).is_dir()) {
             let subject = format!("layer {}", l.diff_id);
-            match self.md().layer_tree(&l.diff_id)? {
+            match self.store.md().layer_tree(&l.diff_id)? {
                 None => {}
                 Some(Err(d)) => add(subject, format!("its recorded tree does not match its digest {d}")),
-                Some(Ok(recorded)) => match Listing::of(&self.layer_path(&l.diff_id)).and_then(|now| {
+                Some(Ok(recorded)) => match Listing::of(&self.store.layers().path(&l.diff_id)).and_then(|now| {
                     if now.digest == recorded.digest {
                         Ok(now)
                     } else {
-                        recorded.reconciled(now, &self.layer_path(&l.diff_id))
+                        recorded.reconciled(now, &self.store.layers().path(&l.diff_id))
                     }
                 }) {
                     Ok(now) if now.digest == recorded.digest => {}
@@ -256,14 +259,14 @@ impl Store {
             }
         }
         // Every pair an image may name: its blob must decompress to its diffID.
-        for (blob, diff) in self.md().layer_blobs()?.iter().filter(|(b, _)| !quick && blob_set.contains(b)) {
-            match self.blob_diff_id(blob) {
+        for (blob, diff) in self.store.md().layer_blobs()?.iter().filter(|(b, _)| !quick && blob_set.contains(b)) {
+            match self.store.blob_diff_id(blob) {
                 Ok(got) if got == *diff => {}
                 Ok(got) => add(format!("layer blob {blob}"), format!("decompresses to {got}, recorded as {diff}")),
                 Err(e) => add(format!("layer blob {blob}"), format!("cannot decompress: {e}")),
             }
         }
-        let images = self.md().images()?;
+        let images = self.store.md().images()?;
         for img in images {
             let subject = format!("image {}", img.manifest);
             for d in [img.manifest, img.config] {
@@ -271,7 +274,7 @@ impl Store {
                     add(subject.clone(), format!("blob {d} is missing"));
                 }
             }
-            let rows = self.md().image_layers(&img.manifest)?;
+            let rows = self.store.md().image_layers(&img.manifest)?;
             for r in &rows {
                 if !layer_set.contains(&r.diff_id) {
                     add(subject.clone(), format!("layer {} is missing", r.diff_id));
@@ -281,7 +284,7 @@ impl Store {
                 }
             }
             if blob_set.contains(&img.manifest) {
-                match self.read_blob(&img.manifest, MAX_JSON).and_then(|b| {
+                match self.store.content().read_blob(&img.manifest, MAX_JSON).and_then(|b| {
                     serde_json::from_slice::<Manifest>(&b).map_err(|e| {
                         Error::new(crate::error::ErrorKind::Corrupt, "parse manifest", img.manifest, e.to_string())
                     })
@@ -297,12 +300,12 @@ impl Store {
                 }
             }
         }
-        for c in self.snapshots().list()? {
+        for c in self.store.snapshots().list()? {
             let subject = format!("container {}", c.name);
-            if self.images().get(&c.image)?.is_none() {
+            if self.store.images().get(&c.image)?.is_none() {
                 add(subject.clone(), format!("its image {} is missing", c.image));
             }
-            if !self.snapshots().dir(&c.id).join("upper").is_dir() && c.committing.is_none() {
+            if !self.store.snapshots().dir(&c.id).join("upper").is_dir() && c.committing.is_none() {
                 add(subject.clone(), "upper dir missing".into());
             }
             if let Some(d) = c.committing {
@@ -314,7 +317,7 @@ impl Store {
 
     /// Space used by blobs and layers, and how much `gc` would free.
     pub fn df(&self) -> Result<DiskUsage> {
-        let md = self.md();
+        let md = self.store.md();
         let (ref_blobs, ref_layers) = md.referenced()?;
         let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
         let ref_layers: HashSet<DiffId> = ref_layers.into_iter().collect();

@@ -6,8 +6,9 @@ use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::reference::{Reference, ShortNames};
 use crate::images::Images;
+use crate::layer::Layers;
 use crate::meta::{now, now_ns, ImageRow};
-use crate::store::{NewImage, Store};
+use crate::store::NewImage;
 
 /// What `remove_image` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,20 +56,6 @@ fn set_tag(tx: &Transaction, name: &str, manifest: &Digest) -> rusqlite::Result<
         params![name, manifest.to_string()],
     )?;
     Ok(())
-}
-
-impl Store {
-    /// Whether a layer is ready together with the blob it came as (so an image
-    /// referencing that blob is complete without fetching anything).
-    pub fn has_layer(&self, diff_id: &crate::DiffId, blob: &Digest) -> Result<bool> {
-        // The pair, not each half: a stored blob and a stored layer need not belong together.
-        self.md().layer_blob_known(blob, diff_id)
-    }
-
-    /// A stored layer's record (sizes, entry count).
-    pub fn layer_info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::meta::LayerRow>> {
-        self.md().layer(diff_id)
-    }
 }
 
 impl Images<'_> {
@@ -196,5 +183,19 @@ impl Images<'_> {
     /// An image's layers, bottom first.
     pub fn layers(&self, manifest: &Digest) -> Result<Vec<crate::meta::ImageLayerRow>> {
         self.store.md().image_layers(manifest)
+    }
+}
+
+impl Layers<'_> {
+    /// Whether a layer is ready together with the blob it came as (so an image
+    /// referencing that blob is complete without fetching anything).
+    pub fn has(&self, diff_id: &crate::DiffId, blob: &Digest) -> Result<bool> {
+        // The pair, not each half: a stored blob and a stored layer need not belong together.
+        self.store.md().layer_blob_known(blob, diff_id)
+    }
+
+    /// A stored layer's record (sizes, entry count).
+    pub fn info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::meta::LayerRow>> {
+        self.store.md().layer(diff_id)
     }
 }

@@ -57,13 +57,13 @@ fn new_manifest(config_bytes: Vec<u8>, layers: Vec<Descriptor>) -> Result<(Vec<u
 impl Images<'_> {
     /// The manifest of a stored image.
     pub fn manifest(&self, image: &ImageRow) -> Result<Manifest> {
-        serde_json::from_slice(&self.store.read_blob(&image.manifest, MAX_JSON)?)
+        serde_json::from_slice(&self.store.content().read_blob(&image.manifest, MAX_JSON)?)
             .map_err(|e| corrupt("read image manifest", &image.manifest, e))
     }
 
     /// The config of a stored image.
     pub fn config(&self, image: &ImageRow) -> Result<ImageConfig> {
-        serde_json::from_slice(&self.store.read_blob(&image.config, MAX_JSON)?)
+        serde_json::from_slice(&self.store.content().read_blob(&image.config, MAX_JSON)?)
             .map_err(|e| corrupt("read image config", &image.config, e))
     }
 
@@ -127,8 +127,8 @@ impl Images<'_> {
             })
             .collect();
         let media_type = manifest.media_type.as_deref().unwrap_or(MEDIA_TYPE_MANIFEST);
-        let manifest_desc = self.store.stage_blob(&mut ingest, &manifest_bytes, media_type)?;
-        let config_desc = self.store.stage_blob(&mut ingest, &config_bytes, &manifest.config.media_type)?;
+        let manifest_desc = self.store.content().stage_blob(&mut ingest, &manifest_bytes, media_type)?;
+        let config_desc = self.store.content().stage_blob(&mut ingest, &config_bytes, &manifest.config.media_type)?;
         if config_desc.digest != manifest.config.digest {
             return Err(Error::mismatch("record image config", manifest.config.digest, config_desc.digest));
         }

@@ -16,3 +16,15 @@ mod tar_pax;
 pub mod tar_sparse;
 pub mod tar_writer;
 pub mod unpack;
+
+/// Layer dirs: unpacked from a blob, found by diffID (a facet of [`Store`](crate::Store)).
+pub struct Layers<'a> {
+    pub(crate) store: &'a crate::Store,
+}
+
+impl crate::Store {
+    /// Layer dirs: unpacked from a blob, found by diffID.
+    pub fn layers(&self) -> Layers<'_> {
+        Layers { store: self }
+    }
+}

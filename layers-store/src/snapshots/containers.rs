@@ -192,7 +192,7 @@ impl Store {
         self.remove_abandoned_containers()?;
         let containers = self.snapshots().list()?;
         for c in containers.iter().filter(|c| c.committing.is_some()) {
-            let layer = c.committing.map(|d| self.layer_path(&d)).unwrap_or_default();
+            let layer = c.committing.map(|d| self.layers().path(&d)).unwrap_or_default();
             let upper = self.snapshots().dir(&c.id).join("upper");
             let pending = c.committing.map(|d| self.md().layer(&d)).transpose()?.flatten().is_none();
             if pending && !upper.exists() && layer.exists() {
@@ -412,7 +412,7 @@ impl Snapshots<'_> {
         let mut out = Vec::new();
         for l in layers.iter().rev() {
             if seen.insert(l.diff_id) {
-                out.push(self.store.layer_path(&l.diff_id));
+                out.push(self.store.layers().path(&l.diff_id));
             }
         }
         Ok(out)
@@ -495,7 +495,7 @@ impl Snapshots<'_> {
             Error::new(ErrorKind::NotFound, "commit container", &c.name, format!("its image {} is gone", c.image))
         })?;
 
-        let mut ingest = self.store.ingest()?;
+        let mut ingest = self.store.content().ingest()?;
         let blob_path = ingest.staged_path("blob");
         let file = fs::File::create(&blob_path).map_err(|e| Error::io("stage", blob_path.display(), e))?;
         let io_err = |e: std::io::Error| Error::io("write layer blob", c.name.as_str(), e);

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::{lock, open_lock, remove_tree, NewImage, Store, STAGING_SEQ};
 use crate::content::digest::{DiffId, Digest};
+use crate::content::Content;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::images::oci::Descriptor;
@@ -77,41 +78,6 @@ impl Drop for Ingest {
 }
 
 impl Store {
-    /// Starts staging new content.
-    pub fn ingest(&self) -> Result<Ingest> {
-        let name = format!(
-            "ingest-{}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
-            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = self.root.join("tmp").join(name);
-        fs::create_dir(&dir).map_err(|e| Error::io("stage", dir.display(), e))?;
-        Ok(Ingest { dir, absorbed: Vec::new(), seq: 0, blobs: Vec::new(), layers: Vec::new() })
-    }
-
-    /// Stages a small blob (manifest, config) from memory.
-    pub fn stage_blob(&self, ingest: &mut Ingest, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
-        let n = ingest.next_name();
-        let path = ingest.dir.join(format!("blob-{n}"));
-        fs::write(&path, bytes).map_err(|e| Error::io("stage", path.display(), e))?;
-        let desc = Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-            urls: None,
-            annotations: None,
-        };
-        ingest.blobs.push((desc.clone(), path));
-        Ok(desc)
-    }
-
-    /// Makes everything staged durable and visible, in one `syncfs` and one final
-    /// transaction ([`Store::record_image`] also records an image in it).
-    pub fn commit(&self, ingest: Ingest) -> Result<()> {
-        self.commit_with(ingest, None, &|_| Ok(()))
-    }
-
     /// `commit`, with `also` run in the final transaction.
     pub(crate) fn commit_with(
         &self,
@@ -197,11 +163,11 @@ impl Store {
             })?;
             self.sync()?;
             for (d, staged) in &new_blobs {
-                let dest = self.blob_path(&d.digest);
+                let dest = self.content().blob_path(&d.digest);
                 fs::rename(staged, &dest).map_err(|e| Error::io("commit blob", d.digest, e))?;
             }
             for (l, staged, _) in &new_layers {
-                let dest = self.layer_path(&l.diff_id);
+                let dest = self.layers().path(&l.diff_id);
                 if dest.exists() {
                     // A leftover with no ready row (it would have been found above): replace it.
                     self.discard(&dest)?;
@@ -261,5 +227,42 @@ impl Store {
     fn sync(&self) -> Result<()> {
         let r = Root::open(&self.root.join("tmp")).map_err(|e| Error::io("sync", self.root.display(), e))?;
         r.sync_filesystem().map_err(|e| Error::io("sync", self.root.display(), e))
+    }
+}
+
+impl Content<'_> {
+    /// Starts staging new content.
+    pub fn ingest(&self) -> Result<Ingest> {
+        let name = format!(
+            "ingest-{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+            STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = self.store.root.join("tmp").join(name);
+        fs::create_dir(&dir).map_err(|e| Error::io("stage", dir.display(), e))?;
+        Ok(Ingest { dir, absorbed: Vec::new(), seq: 0, blobs: Vec::new(), layers: Vec::new() })
+    }
+
+    /// Stages a small blob (manifest, config) from memory.
+    pub fn stage_blob(&self, ingest: &mut Ingest, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
+        let n = ingest.next_name();
+        let path = ingest.dir.join(format!("blob-{n}"));
+        fs::write(&path, bytes).map_err(|e| Error::io("stage", path.display(), e))?;
+        let desc = Descriptor {
+            media_type: media_type.to_string(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            urls: None,
+            annotations: None,
+        };
+        ingest.blobs.push((desc.clone(), path));
+        Ok(desc)
+    }
+
+    /// Makes everything staged durable and visible, in one `syncfs` and one final
+    /// transaction ([`Store::record_image`] also records an image in it).
+    pub fn commit(&self, ingest: Ingest) -> Result<()> {
+        self.store.commit_with(ingest, None, &|_| Ok(()))
     }
 }

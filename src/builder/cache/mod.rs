@@ -242,7 +242,7 @@ impl Imported {
             Source::Registry(s) => {
                 let layers: Vec<_> = step.layers.iter().filter(|l| l.blob.digest == blob.digest).collect();
                 s.fetch(store, &layers)?;
-                let path = store.blob_path(&blob.digest);
+                let path = store.content().blob_path(&blob.digest);
                 Ok(Box::new(std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?))
             }
         }
@@ -254,8 +254,11 @@ impl Imported {
     pub fn prefetch(&self, store: &Store, key: &Digest) {
         let Some((i, step)) = self.steps.get(key) else { return };
         if let Source::Registry(s) = &self.sources[*i] {
-            let missing: Vec<&format::CachedLayer> =
-                step.layers.iter().filter(|l| !store.has_layer(&l.diff_id, &l.blob.digest).unwrap_or(false)).collect();
+            let missing: Vec<&format::CachedLayer> = step
+                .layers
+                .iter()
+                .filter(|l| !store.layers().has(&l.diff_id, &l.blob.digest).unwrap_or(false))
+                .collect();
             let _ = s.prefetch(store, &missing);
         }
     }
@@ -289,10 +292,11 @@ impl Imported {
 
     fn make(&self, store: &Store, key: &Digest) -> anyhow::Result<ImageRow> {
         let (i, step) = self.steps.get(key).context("no such cached step")?;
-        let mut ingest = store.ingest()?;
+        let mut ingest = store.content().ingest()?;
         let mut missing: Vec<&format::CachedLayer> = Vec::new();
         for l in &step.layers {
-            if !store.has_layer(&l.diff_id, &l.blob.digest)? && !missing.iter().any(|m| m.blob.digest == l.blob.digest)
+            if !store.layers().has(&l.diff_id, &l.blob.digest)?
+                && !missing.iter().any(|m| m.blob.digest == l.blob.digest)
             {
                 missing.push(l);
             }
@@ -310,7 +314,8 @@ impl Imported {
             let input = source.context("a cache source without blobs")?.open_blob(&l.blob)?;
             let expect = LayerExpect { blob: Some(l.blob.digest), size: Some(l.blob.size), diff_id: Some(l.diff_id) };
             store
-                .unpack_layer(&mut ingest, std::io::BufReader::new(input), &expect)
+                .layers()
+                .unpack(&mut ingest, std::io::BufReader::new(input), &expect)
                 .with_context(|| format!("cached layer {}", l.blob.digest))?;
         }
         let layers = step.layers.iter().map(|l| l.blob.clone()).collect();
@@ -352,7 +357,7 @@ pub fn export(
         }
         let (config, layers) = match &m.image {
             Ok(row) => {
-                let config = String::from_utf8(store.read_blob(&row.config, MAX_JSON)?)
+                let config = String::from_utf8(store.content().read_blob(&row.config, MAX_JSON)?)
                     .with_context(|| format!("config {} is not UTF-8", row.config))?;
                 let layers = store
                     .images()
@@ -391,7 +396,7 @@ pub fn export(
     }
     let (config, desc, layers) = format::write(&steps)?;
     let blob = |d: &Descriptor| -> anyhow::Result<Box<dyn std::io::Read>> {
-        if let Ok(f) = std::fs::File::open(store.blob_path(&d.digest)) {
+        if let Ok(f) = std::fs::File::open(store.content().blob_path(&d.digest)) {
             return Ok(Box::new(std::io::BufReader::new(f)));
         }
         let key =

@@ -108,7 +108,7 @@ impl RegistrySource {
                 let _permit = limit.acquire_owned().await?;
                 let (_, _, ingest) =
                     remote.fetch_layer(handle.clone(), blob, diff, silent(), line).await.context(what)?;
-                tokio::task::spawn_blocking(move || handle.commit(ingest)).await??;
+                tokio::task::spawn_blocking(move || handle.content().commit(ingest)).await??;
                 anyhow::Ok(())
             })?;
         }
@@ -151,7 +151,7 @@ pub fn export(
     let config_path = scratch.path().join("config.json");
     std::fs::write(&config_path, config).context("stage the cache config")?;
     let mut blobs: Vec<(std::path::PathBuf, Descriptor)> =
-        layers.iter().map(|d| (store.blob_path(&d.digest), d.clone())).collect();
+        layers.iter().map(|d| (store.content().blob_path(&d.digest), d.clone())).collect();
     blobs.push((config_path, config_desc.clone()));
     let manifest = super::format::manifest(config_desc, config, layers)?;
     let remote = Remote::open(&r, registries, true, siblings)?;

@@ -27,7 +27,7 @@ fn base_image(store: &Store) -> ImageRow {
     };
     store
         .images()
-        .record(store.ingest().unwrap(), ImageBlobs::New { config: &config, layers: Vec::new() }, &[])
+        .record(store.content().ingest().unwrap(), ImageBlobs::New { config: &config, layers: Vec::new() }, &[])
         .unwrap()
 }
 
