@@ -4,11 +4,12 @@ use rusqlite::{params, Transaction};
 
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::images::oci::Descriptor;
 use crate::images::reference::{Reference, ShortNames};
 use crate::images::Images;
 use crate::layer::Layers;
+use crate::meta::ImageLayerRow;
 use crate::meta::{now, now_ns, ImageRow};
-use crate::store::NewImage;
 
 /// What `remove_image` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,21 @@ pub enum Removed {
     Untagged(String),
     /// The image itself was removed.
     Deleted(Digest),
+}
+
+/// A new image to record: its manifest and config are blobs of the same ingest.
+#[derive(Debug, Clone)]
+pub(crate) struct NewImage {
+    /// The manifest blob.
+    pub manifest: Descriptor,
+    /// The config blob.
+    pub config: Descriptor,
+    /// Layers, bottom first.
+    pub layers: Vec<ImageLayerRow>,
+    /// Creation time from the config.
+    pub created: String,
+    /// Full names to point at it (moved from any other image, as `docker tag` does).
+    pub tags: Vec<String>,
 }
 
 pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result<()> {

@@ -1,12 +1,13 @@
 //! Recording an image: its manifest and config blobs and its layer rows, in one call
 //! (pull, import, load, commit and build all end here), and reading them back typed.
 
+use super::catalog::NewImage;
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::oci::{Descriptor, ImageConfig, Manifest, MAX_JSON, MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST};
 use crate::images::Images;
 use crate::meta::{ImageLayerRow, ImageRow};
-use crate::store::{Ingest, NewImage};
+use crate::store::Ingest;
 
 /// The blobs of an image to record.
 pub enum ImageBlobs<'a> {

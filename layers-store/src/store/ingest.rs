@@ -6,11 +6,12 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use super::{lock, open_lock, remove_tree, NewImage, Store, STAGING_SEQ};
+use super::{lock, open_lock, remove_tree, Store, STAGING_SEQ};
 use crate::content::digest::{DiffId, Digest};
 use crate::content::Content;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
+use crate::images::catalog::NewImage;
 use crate::images::oci::Descriptor;
 use crate::layer::listing::Listing;
 use crate::meta::{self, LayerRow};
