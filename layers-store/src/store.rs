@@ -28,7 +28,7 @@ use crate::layer::unpack::{self, Limits, Unpacked};
 use crate::layer::Layers;
 use crate::meta::{LayerRow, Metadata};
 
-mod ingest;
+pub(crate) mod ingest;
 mod open;
 pub use ingest::Ingest;
 

@@ -11,6 +11,52 @@ use crate::layer::Layers;
 use crate::meta::ImageLayerRow;
 use crate::meta::{now, now_ns, ImageRow};
 
+/// The tables images live in (registered in `meta`): each image, its layers in order,
+/// names, and leases (a container's hold on its image).
+pub(crate) const TABLES: &str = r#"CREATE TABLE IF NOT EXISTS images (
+    manifest_digest TEXT PRIMARY KEY,
+    config_digest   TEXT NOT NULL,
+    media_type      TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    created         TEXT NOT NULL,
+    added           INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
+    position        INTEGER NOT NULL,
+    diff_id         TEXT NOT NULL,
+    blob_digest     TEXT NOT NULL,
+    media_type      TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    PRIMARY KEY (manifest_digest, position)
+);
+CREATE INDEX IF NOT EXISTS image_layers_diff ON image_layers(diff_id);
+CREATE TABLE IF NOT EXISTS tags (
+    name            TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest)
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(manifest_digest);
+CREATE TABLE IF NOT EXISTS leases (
+    id              TEXT PRIMARY KEY,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
+    created         INTEGER NOT NULL
+);
+"#;
+
+/// Format 8: when each image was last used (pulled, run, built on, hit), and pins;
+/// added to a store made before them.
+pub(crate) fn add_use_and_pins(tx: &Transaction) -> rusqlite::Result<()> {
+    let has: bool = tx.prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'last_used'")?.exists([])?;
+    if !has {
+        tx.execute_batch(
+            "ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+UPDATE images SET last_used = added * 1000000000;",
+        )?;
+    }
+    Ok(())
+}
+
 /// What `remove_image` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {

@@ -13,114 +13,36 @@ use crate::error::{Error, ErrorKind, Result};
 /// The on-disk format this code reads and writes.
 pub const FORMAT_VERSION: i64 = 12;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS blobs (
-    digest     TEXT PRIMARY KEY,
-    size       INTEGER NOT NULL,
-    media_type TEXT NOT NULL,
-    state      TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
-    created    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS layers (
-    diff_id           TEXT PRIMARY KEY,
-    blob_digest       TEXT NOT NULL,
-    compressed_size   INTEGER NOT NULL,
-    uncompressed_size INTEGER NOT NULL,
-    file_count        INTEGER NOT NULL,
-    state             TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
-    created           INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS images (
-    manifest_digest TEXT PRIMARY KEY,
-    config_digest   TEXT NOT NULL,
-    media_type      TEXT NOT NULL,
-    size            INTEGER NOT NULL,
-    created         TEXT NOT NULL,
-    added           INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS image_layers (
-    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest) ON DELETE CASCADE,
-    position        INTEGER NOT NULL,
-    diff_id         TEXT NOT NULL,
-    blob_digest     TEXT NOT NULL,
-    media_type      TEXT NOT NULL,
-    size            INTEGER NOT NULL,
-    PRIMARY KEY (manifest_digest, position)
-);
-CREATE INDEX IF NOT EXISTS image_layers_diff ON image_layers(diff_id);
-CREATE TABLE IF NOT EXISTS tags (
-    name            TEXT PRIMARY KEY,
-    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest)
-);
-CREATE INDEX IF NOT EXISTS tags_image ON tags(manifest_digest);
-CREATE TABLE IF NOT EXISTS leases (
-    id              TEXT PRIMARY KEY,
-    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
-    created         INTEGER NOT NULL
-);
-"#;
-
-/// Format 2: containers (a writable upper dir on an image). `committing` names the
-/// layer a commit is moving the upper dir into, until that commit is recorded.
-const SCHEMA_2: &str = r#"
-CREATE TABLE IF NOT EXISTS containers (
-    id              TEXT PRIMARY KEY,
-    name            TEXT NOT NULL UNIQUE,
-    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
-    created         INTEGER NOT NULL,
-    committing      TEXT
-);
-"#;
-
-/// Format 5: each layer dir's tree as listed when it was made (`tree.rs`), for fsck;
-/// and the (blob, diffID) pairs we have seen belong together, because we
-/// decompressed that blob to that diffID ourselves (or made the blob from the layer).
-/// An image may name a pair only if it is here: a manifest pairing a stored blob
-/// with a stored diffID it does not hold must not pass as "already present".
-/// Seeded with the pairs of the layers already stored (each verified when unpacked)
-/// and, so that an upgraded store keeps working, the pairs its images name; `fsck`
-/// verifies every pair by decompressing its blob.
-const SCHEMA_5: &str = r#"
-CREATE TABLE IF NOT EXISTS layer_blobs (
-    blob_digest TEXT PRIMARY KEY,
-    diff_id     TEXT NOT NULL
-);
-INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM layers WHERE state = 'ready';
-INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) SELECT blob_digest, diff_id FROM image_layers;
-CREATE TABLE IF NOT EXISTS layer_trees (
-    diff_id TEXT PRIMARY KEY,
-    digest  TEXT NOT NULL,
-    listing BLOB NOT NULL
-);
-"#;
-
-/// Format 8: when each image was last used (pulled, run, built on, hit), and pins.
-const SCHEMA_8: &str = r#"
-ALTER TABLE images ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE images ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
-UPDATE images SET last_used = added * 1000000000;
-"#;
-
-/// Format 9: content committed and not named by an image yet (a pull's layers before
-/// its image is recorded), held by a live store handle: gc leaves it alone.
-const SCHEMA_9: &str = r#"
-CREATE TABLE IF NOT EXISTS held_content (
-    holder TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    PRIMARY KEY (holder, digest)
-);
-CREATE INDEX IF NOT EXISTS held_content_digest ON held_content(digest);
-"#;
-
 /// Settings of the store as a whole: `encoding`, how overlay state is written in its
 /// layer dirs (`encoding.rs`). A store made before it was recorded is a root store.
-const SCHEMA_12: &str = r#"
+const SETTINGS: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
 INSERT OR IGNORE INTO settings (name, value) VALUES ('encoding', 'trusted');
 "#;
+
+/// One module's part of the schema: statements that create or upgrade its tables,
+/// idempotent, run when a store's format is older than this release's.
+enum Tables {
+    Sql(&'static str),
+    /// An upgrade that must look at the database first.
+    Upgrade(fn(&Transaction) -> rusqlite::Result<()>),
+}
+
+/// Every module's tables, in the order they are made: a table before those that
+/// refer to it or are seeded from it. Each module owns its tables' statements.
+const SCHEMA: &[(&str, Tables)] = &[
+    ("content", Tables::Sql(crate::store::ingest::TABLES)),
+    ("images", Tables::Sql(crate::images::catalog::TABLES)),
+    ("layers", Tables::Sql(crate::layer::TABLES)),
+    ("snapshots", Tables::Sql(crate::snapshots::containers::TABLES)),
+    ("build cache", Tables::Sql(crate::build_cache::TABLES)),
+    ("images: use and pins", Tables::Upgrade(crate::images::catalog::add_use_and_pins)),
+    ("volumes", Tables::Sql(crate::volumes::TABLES)),
+    ("settings", Tables::Sql(SETTINGS)),
+];
 
 /// An open metadata database.
 pub struct Metadata {
@@ -223,18 +145,12 @@ impl Metadata {
         let mut md = Metadata { conn };
         if version < FORMAT_VERSION {
             md.write("create schema", |tx| {
-                tx.execute_batch(SCHEMA)?;
-                tx.execute_batch(SCHEMA_2)?;
-                tx.execute_batch(crate::build_cache::TABLES)?;
-                tx.execute_batch(SCHEMA_5)?;
-                let has: bool =
-                    tx.prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'last_used'")?.exists([])?;
-                if !has {
-                    tx.execute_batch(SCHEMA_8)?;
+                for (_, tables) in SCHEMA {
+                    match tables {
+                        Tables::Sql(sql) => tx.execute_batch(sql)?,
+                        Tables::Upgrade(f) => f(tx)?,
+                    }
                 }
-                tx.execute_batch(SCHEMA_9)?;
-                tx.execute_batch(crate::volumes::TABLES)?;
-                tx.execute_batch(SCHEMA_12)?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }
@@ -517,6 +433,39 @@ pub(crate) fn put_layer(tx: &Transaction, row: &LayerRow, state: &str) -> rusqli
 #[allow(clippy::disallowed_methods)] // tests make their files by path
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_format_1_store_gets_every_module_s_tables_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(crate::store::ingest::TABLES).unwrap();
+            c.execute_batch(crate::images::catalog::TABLES).unwrap();
+            c.execute_batch(
+                "INSERT INTO images VALUES ('sha256:m', 'sha256:c', 't', 1, 'now', 7); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let md = Metadata::open(&path).unwrap();
+        let has = |table: &str| -> bool {
+            md.conn.prepare("SELECT 1 FROM sqlite_master WHERE name = ?").unwrap().exists([table]).unwrap()
+        };
+        for t in [
+            "containers",
+            "layer_blobs",
+            "build_cache",
+            "build_step_inputs",
+            "held_content",
+            "volume_users",
+            "settings",
+        ] {
+            assert!(has(t), "{t} made when a format-1 store is opened");
+        }
+        let used: i64 = md.conn.query_row("SELECT last_used FROM images", [], |r| r.get(0)).unwrap();
+        assert_eq!(used, 7_000_000_000, "last use seeded from when it was added");
+        assert_eq!(md.encoding().unwrap(), crate::layer::encoding::Encoding::Trusted);
+    }
 
     #[test]
     fn the_encoding_is_recorded_and_an_unknown_one_is_refused_by_name() {

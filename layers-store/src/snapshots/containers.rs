@@ -26,6 +26,18 @@ use crate::meta::{now, ImageRow, LayerRow};
 use crate::snapshots::mount::{self, MountSpec, MAX_LAYERS};
 use crate::store::{remove_tree, LayerExpect, Store};
 
+/// The table containers live in (format 2, registered in `meta`) (a writable upper dir on an image). `committing` names the
+/// layer a commit is moving the upper dir into, until that commit is recorded.
+pub(crate) const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS containers (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    manifest_digest TEXT NOT NULL REFERENCES images(manifest_digest),
+    created         INTEGER NOT NULL,
+    committing      TEXT
+);
+"#;
+
 /// Marks a container removed by the next sweep: one whose creator ends it (a build
 /// step, `run --rm`) and which outlives that creator only if it was killed.
 const EPHEMERAL: &str = "ephemeral";

@@ -16,6 +16,35 @@ use crate::images::oci::Descriptor;
 use crate::layer::listing::Listing;
 use crate::meta::{self, LayerRow};
 
+/// The tables content lives in (registered in `meta`): blobs and layer dirs by digest,
+/// `pending` until their commit is recorded, and (format 9) content committed and not
+/// named by an image yet, held by a live store handle so that gc leaves it alone.
+pub(crate) const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS blobs (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
+    created    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layers (
+    diff_id           TEXT PRIMARY KEY,
+    blob_digest       TEXT NOT NULL,
+    compressed_size   INTEGER NOT NULL,
+    uncompressed_size INTEGER NOT NULL,
+    file_count        INTEGER NOT NULL,
+    state             TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
+    created           INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS held_content (
+    holder TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (holder, digest)
+);
+CREATE INDEX IF NOT EXISTS held_content_digest ON held_content(digest);
+"#;
+
 /// Content staged under `tmp/`, committed all at once by [`Store::commit`].
 pub struct Ingest {
     dir: PathBuf,
