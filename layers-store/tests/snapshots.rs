@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use layers_store::images::oci::{Descriptor, ImageConfig};
-use layers_store::snapshots::containers::{CommitOptions, Lifetime, UpperDir};
+use layers_store::snapshots::commit::{CommitOptions, UpperDir};
+use layers_store::snapshots::containers::Lifetime;
 use layers_store::snapshots::mount::{lowerdir_plus_supported, mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ImageBlobs, LayerExpect, Store};
 

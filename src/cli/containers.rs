@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use layers_store::images::oci::rfc3339;
-use layers_store::snapshots::containers::{CommitOptions, Lifetime, UpperDir};
+use layers_store::snapshots::commit::{CommitOptions, UpperDir};
+use layers_store::snapshots::containers::Lifetime;
 use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
 

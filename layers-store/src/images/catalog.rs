@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Transaction};
 
+use crate::content::digest::DiffId;
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::oci::Descriptor;
@@ -9,6 +10,7 @@ use crate::images::reference::{Reference, ShortNames};
 use crate::images::Images;
 use crate::layer::Layers;
 use crate::meta::ImageLayerRow;
+use crate::meta::{db_err, digest_col};
 use crate::meta::{now, now_ns, ImageRow};
 
 /// The tables images live in (registered in `meta`): each image, its layers in order,
@@ -260,4 +262,72 @@ impl Layers<'_> {
     pub fn info(&self, diff_id: &crate::DiffId) -> Result<Option<crate::meta::LayerRow>> {
         self.store.md().layer(diff_id)
     }
+}
+
+/// Reads of this module's tables.
+impl crate::meta::Metadata {
+    /// Every image with its tags, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRow>> {
+        let mut st = self
+            .conn()
+            .prepare(
+                "SELECT i.manifest_digest, i.config_digest, i.media_type, i.size, i.created,
+                        (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags t WHERE t.manifest_digest = i.manifest_digest ORDER BY name))
+                 FROM images i ORDER BY i.added DESC, i.manifest_digest",
+            )
+            .map_err(db_err("list images"))?;
+        let rows = st.query_map([], image_row).map_err(db_err("list images"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list images"))
+    }
+
+    /// An image's layers, bottom first.
+    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<ImageLayerRow>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT diff_id, blob_digest, media_type, size FROM image_layers WHERE manifest_digest = ? ORDER BY position")
+            .map_err(db_err("list image layers"))?;
+        let rows = st
+            .query_map([manifest.to_string()], |r| {
+                Ok(ImageLayerRow {
+                    diff_id: DiffId::new(digest_col(r.get(0)?)?),
+                    blob: digest_col(r.get(1)?)?,
+                    media_type: r.get(2)?,
+                    size: r.get(3)?,
+                })
+            })
+            .map_err(db_err("list image layers"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list image layers"))
+    }
+
+    /// Leases holding an image.
+    pub fn leases_on(&self, manifest: &Digest) -> Result<Vec<String>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT id FROM leases WHERE manifest_digest = ? ORDER BY id")
+            .map_err(db_err("list leases"))?;
+        let rows = st.query_map([manifest.to_string()], |r| r.get(0)).map_err(db_err("list leases"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list leases"))
+    }
+
+    /// Layers and blobs referenced by any image (what gc must keep).
+    pub fn referenced(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
+        let blobs = self.digests(
+            "list references",
+            "SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT blob_digest FROM image_layers",
+        )?;
+        let layers = self.digests("list references", "SELECT DISTINCT diff_id FROM image_layers")?;
+        Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
+    }
+}
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    let tags: Option<String> = r.get(5)?;
+    Ok(ImageRow {
+        manifest: digest_col(r.get(0)?)?,
+        config: digest_col(r.get(1)?)?,
+        media_type: r.get(2)?,
+        size: r.get(3)?,
+        created: r.get(4)?,
+        tags: tags.map(|t| t.split('\n').map(str::to_string).collect()).unwrap_or_default(),
+    })
 }

@@ -16,6 +16,10 @@ mod tar_pax;
 pub mod tar_sparse;
 pub mod tar_writer;
 pub mod unpack;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::content::digest::{DiffId, Digest};
+use crate::error::{Error, Result};
 
 /// Layer dirs: unpacked from a blob, found by diffID (a facet of [`Store`](crate::Store)).
 pub struct Layers<'a> {
@@ -50,3 +54,80 @@ CREATE TABLE IF NOT EXISTS layer_trees (
     listing BLOB NOT NULL
 );
 "#;
+
+/// Reads of this module's tables.
+impl crate::meta::Metadata {
+    /// Whether `blob` is known to decompress to `diff_id`, both stored and ready.
+    pub fn layer_blob_known(&self, blob: &Digest, diff_id: &DiffId) -> Result<bool> {
+        layer_blob_known(self.conn(), blob, diff_id).map_err(|e| Error::sql("look up layer blob", blob, e))
+    }
+
+    /// A layer's tree as recorded when it was made: `None` if none was (made before
+    /// format 5), `Some(Err(digest))` if the record does not match its digest.
+    pub fn layer_tree(
+        &self,
+        diff_id: &DiffId,
+    ) -> Result<Option<std::result::Result<crate::layer::listing::Listing, String>>> {
+        let row: Option<(String, Vec<u8>)> = self
+            .conn()
+            .query_row("SELECT digest, listing FROM layer_trees WHERE diff_id = ?", [diff_id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(|e| Error::sql("read layer tree", diff_id, e))?;
+        Ok(row.map(|(digest, packed)| {
+            Digest::parse(&digest).ok().and_then(|d| crate::layer::listing::Listing::unpacked(d, &packed)).ok_or(digest)
+        }))
+    }
+
+    /// Every (blob, diffID) pair recorded as belonging together.
+    pub fn layer_blobs(&self) -> Result<Vec<(Digest, DiffId)>> {
+        let err = |e| Error::sql("list layer blobs", "layer_blobs", e);
+        let mut stmt =
+            self.conn().prepare("SELECT blob_digest, diff_id FROM layer_blobs ORDER BY blob_digest").map_err(err)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (b, d) = row.map_err(err)?;
+            out.push((Digest::parse(&b)?, DiffId::parse(&d)?));
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `blob` is known to decompress to `diff_id`, both stored and ready (also
+/// inside a transaction: a commit checks it where gc cannot interleave).
+pub(crate) fn layer_blob_known(conn: &Connection, blob: &Digest, diff_id: &DiffId) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM layer_blobs p
+           JOIN layers l ON l.diff_id = p.diff_id AND l.state = 'ready'
+           JOIN blobs b ON b.digest = p.blob_digest AND b.state = 'ready'
+          WHERE p.blob_digest = ?1 AND p.diff_id = ?2",
+        [blob.to_string(), diff_id.to_string()],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+}
+
+/// Records that `blob` decompresses to `diff_id` (a pair we verified).
+pub(crate) fn put_layer_blob(tx: &Transaction, blob: &Digest, diff_id: &DiffId) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) VALUES (?1, ?2)",
+        params![blob.to_string(), diff_id.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Records a layer dir's tree as it was made.
+pub(crate) fn put_layer_tree(
+    tx: &Transaction,
+    diff_id: &DiffId,
+    tree: &crate::layer::listing::Listing,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, ?3)",
+        params![diff_id.to_string(), tree.digest.to_string(), tree.packed()],
+    )?;
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
@@ -94,7 +94,7 @@ pub struct LayerRow {
     pub file_count: u64,
 }
 
-fn db_err(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+pub(crate) fn db_err(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| Error::sql(op, "metadata database", e)
 }
 
@@ -108,7 +108,7 @@ pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-fn digest_col(s: String) -> rusqlite::Result<Digest> {
+pub(crate) fn digest_col(s: String) -> rusqlite::Result<Digest> {
     Digest::parse(&s)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
@@ -181,252 +181,12 @@ impl Metadata {
         Ok(out)
     }
 
-    /// Whether `blob` is known to decompress to `diff_id`, both stored and ready.
-    pub fn layer_blob_known(&self, blob: &Digest, diff_id: &DiffId) -> Result<bool> {
-        layer_blob_known(&self.conn, blob, diff_id).map_err(|e| Error::sql("look up layer blob", blob, e))
-    }
-
-    /// A layer's tree as recorded when it was made: `None` if none was (made before
-    /// format 5), `Some(Err(digest))` if the record does not match its digest.
-    pub fn layer_tree(
-        &self,
-        diff_id: &DiffId,
-    ) -> Result<Option<std::result::Result<crate::layer::listing::Listing, String>>> {
-        let row: Option<(String, Vec<u8>)> = self
-            .conn
-            .query_row("SELECT digest, listing FROM layer_trees WHERE diff_id = ?", [diff_id.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(|e| Error::sql("read layer tree", diff_id, e))?;
-        Ok(row.map(|(digest, packed)| {
-            Digest::parse(&digest).ok().and_then(|d| crate::layer::listing::Listing::unpacked(d, &packed)).ok_or(digest)
-        }))
-    }
-
-    /// Every (blob, diffID) pair recorded as belonging together.
-    pub fn layer_blobs(&self) -> Result<Vec<(Digest, DiffId)>> {
-        let err = |e| Error::sql("list layer blobs", "layer_blobs", e);
-        let mut stmt =
-            self.conn.prepare("SELECT blob_digest, diff_id FROM layer_blobs ORDER BY blob_digest").map_err(err)?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(err)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (b, d) = row.map_err(err)?;
-            out.push((Digest::parse(&b)?, DiffId::parse(&d)?));
-        }
-        Ok(out)
-    }
-
-    /// Whether a ready layer with this diffID exists.
-    pub fn layer(&self, diff_id: &DiffId) -> Result<Option<LayerRow>> {
-        self.conn
-            .query_row(
-                "SELECT blob_digest, compressed_size, uncompressed_size, file_count FROM layers WHERE diff_id = ? AND state = 'ready'",
-                [diff_id.to_string()],
-                |r| {
-                    Ok(LayerRow {
-                        diff_id: *diff_id,
-                        blob: digest_col(r.get(0)?)?,
-                        compressed_size: r.get(1)?,
-                        uncompressed_size: r.get(2)?,
-                        file_count: r.get(3)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(db_err("look up layer"))
-    }
-
-    /// Every ready layer.
-    pub fn layers(&self) -> Result<Vec<LayerRow>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT diff_id, blob_digest, compressed_size, uncompressed_size, file_count FROM layers WHERE state = 'ready'")
-            .map_err(db_err("list layers"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(LayerRow {
-                    diff_id: DiffId::new(digest_col(r.get(0)?)?),
-                    blob: digest_col(r.get(1)?)?,
-                    compressed_size: r.get(2)?,
-                    uncompressed_size: r.get(3)?,
-                    file_count: r.get(4)?,
-                })
-            })
-            .map_err(db_err("list layers"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list layers"))
-    }
-
-    /// Whether a ready blob with this digest exists; its size if so.
-    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        blob_size(&self.conn, digest).map_err(db_err("look up blob"))
-    }
-
-    /// Every ready blob and its size.
-    pub fn blobs(&self) -> Result<Vec<(Digest, u64)>> {
-        let mut st =
-            self.conn.prepare("SELECT digest, size FROM blobs WHERE state = 'ready'").map_err(db_err("list blobs"))?;
-        let rows = st.query_map([], |r| Ok((digest_col(r.get(0)?)?, r.get(1)?))).map_err(db_err("list blobs"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list blobs"))
-    }
-
     /// The digests a one-column query returns.
-    fn digests(&self, op: &'static str, sql: &str) -> Result<Vec<Digest>> {
+    pub(crate) fn digests(&self, op: &'static str, sql: &str) -> Result<Vec<Digest>> {
         let mut st = self.conn.prepare(sql).map_err(db_err(op))?;
         let rows = st.query_map([], |r| digest_col(r.get(0)?)).map_err(db_err(op))?;
         rows.collect::<rusqlite::Result<_>>().map_err(db_err(op))
     }
-
-    /// Rows left `pending` by a process that died between staging and commit.
-    pub fn pending(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
-        let blobs = self.digests("list pending", "SELECT digest FROM blobs WHERE state = 'pending'")?;
-        let layers = self.digests("list pending", "SELECT diff_id FROM layers WHERE state = 'pending'")?;
-        Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
-    }
-
-    /// Every image with its tags, newest first.
-    pub fn images(&self) -> Result<Vec<ImageRow>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT i.manifest_digest, i.config_digest, i.media_type, i.size, i.created,
-                        (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags t WHERE t.manifest_digest = i.manifest_digest ORDER BY name))
-                 FROM images i ORDER BY i.added DESC, i.manifest_digest",
-            )
-            .map_err(db_err("list images"))?;
-        let rows = st.query_map([], image_row).map_err(db_err("list images"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list images"))
-    }
-
-    /// An image's layers, bottom first.
-    pub fn image_layers(&self, manifest: &Digest) -> Result<Vec<ImageLayerRow>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT diff_id, blob_digest, media_type, size FROM image_layers WHERE manifest_digest = ? ORDER BY position")
-            .map_err(db_err("list image layers"))?;
-        let rows = st
-            .query_map([manifest.to_string()], |r| {
-                Ok(ImageLayerRow {
-                    diff_id: DiffId::new(digest_col(r.get(0)?)?),
-                    blob: digest_col(r.get(1)?)?,
-                    media_type: r.get(2)?,
-                    size: r.get(3)?,
-                })
-            })
-            .map_err(db_err("list image layers"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list image layers"))
-    }
-
-    /// Leases holding an image.
-    pub fn leases_on(&self, manifest: &Digest) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM leases WHERE manifest_digest = ? ORDER BY id")
-            .map_err(db_err("list leases"))?;
-        let rows = st.query_map([manifest.to_string()], |r| r.get(0)).map_err(db_err("list leases"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list leases"))
-    }
-
-    /// Layers and blobs referenced by any image (what gc must keep).
-    pub fn referenced(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
-        let blobs = self.digests(
-            "list references",
-            "SELECT manifest_digest FROM images UNION SELECT config_digest FROM images UNION SELECT blob_digest FROM image_layers",
-        )?;
-        let layers = self.digests("list references", "SELECT DISTINCT diff_id FROM image_layers")?;
-        Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
-    }
-}
-
-fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
-    let tags: Option<String> = r.get(5)?;
-    Ok(ImageRow {
-        manifest: digest_col(r.get(0)?)?,
-        config: digest_col(r.get(1)?)?,
-        media_type: r.get(2)?,
-        size: r.get(3)?,
-        created: r.get(4)?,
-        tags: tags.map(|t| t.split('\n').map(str::to_string).collect()).unwrap_or_default(),
-    })
-}
-
-/// Inserts or refreshes a blob row.
-pub(crate) fn put_blob(
-    tx: &Transaction,
-    digest: &Digest,
-    size: u64,
-    media_type: &str,
-    state: &str,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO blobs (digest, size, media_type, state, created) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(digest) DO UPDATE SET state = excluded.state",
-        params![digest.to_string(), size, media_type, state, now()],
-    )?;
-    Ok(())
-}
-
-/// Whether `blob` is known to decompress to `diff_id`, both stored and ready (also
-/// inside a transaction: a commit checks it where gc cannot interleave).
-pub(crate) fn layer_blob_known(conn: &Connection, blob: &Digest, diff_id: &DiffId) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT 1 FROM layer_blobs p
-           JOIN layers l ON l.diff_id = p.diff_id AND l.state = 'ready'
-           JOIN blobs b ON b.digest = p.blob_digest AND b.state = 'ready'
-          WHERE p.blob_digest = ?1 AND p.diff_id = ?2",
-        [blob.to_string(), diff_id.to_string()],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|o| o.is_some())
-}
-
-/// The size of a ready blob, if there is one (inside a transaction too).
-pub(crate) fn blob_size(conn: &Connection, d: &Digest) -> rusqlite::Result<Option<u64>> {
-    conn.query_row("SELECT size FROM blobs WHERE digest = ? AND state = 'ready'", [d.to_string()], |r| r.get(0))
-        .optional()
-}
-
-/// Records that `blob` decompresses to `diff_id` (a pair we verified).
-pub(crate) fn put_layer_blob(tx: &Transaction, blob: &Digest, diff_id: &DiffId) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR IGNORE INTO layer_blobs (blob_digest, diff_id) VALUES (?1, ?2)",
-        params![blob.to_string(), diff_id.to_string()],
-    )?;
-    Ok(())
-}
-
-/// Records a layer dir's tree as it was made.
-pub(crate) fn put_layer_tree(
-    tx: &Transaction,
-    diff_id: &DiffId,
-    tree: &crate::layer::listing::Listing,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, ?3)",
-        params![diff_id.to_string(), tree.digest.to_string(), tree.packed()],
-    )?;
-    Ok(())
-}
-
-/// Inserts or refreshes a layer row.
-pub(crate) fn put_layer(tx: &Transaction, row: &LayerRow, state: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO layers (diff_id, blob_digest, compressed_size, uncompressed_size, file_count, state, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(diff_id) DO UPDATE SET state = excluded.state",
-        params![
-            row.diff_id.to_string(),
-            row.blob.to_string(),
-            row.compressed_size,
-            row.uncompressed_size,
-            row.file_count,
-            state,
-            now()
-        ],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

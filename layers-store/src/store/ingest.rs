@@ -14,7 +14,9 @@ use crate::fsroot::Root;
 use crate::images::catalog::NewImage;
 use crate::images::oci::Descriptor;
 use crate::layer::listing::Listing;
-use crate::meta::{self, LayerRow};
+use crate::meta::LayerRow;
+use crate::meta::{db_err, digest_col, now};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// The tables content lives in (registered in `meta`): blobs and layer dirs by digest,
 /// `pending` until their commit is recorded, and (format 9) content committed and not
@@ -184,10 +186,10 @@ impl Store {
         if !new_blobs.is_empty() || !new_layers.is_empty() {
             md.write("stage content", |tx| {
                 for (d, _) in &new_blobs {
-                    meta::put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
+                    put_blob(tx, &d.digest, d.size, &d.media_type, "pending")?;
                 }
                 for (l, _, _) in &new_layers {
-                    meta::put_layer(tx, l, "pending")?;
+                    put_layer(tx, l, "pending")?;
                 }
                 Ok(())
             })?;
@@ -207,14 +209,14 @@ impl Store {
         }
         let refused = md.write("commit", |tx| {
             for (d, _) in &new_blobs {
-                meta::put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
+                put_blob(tx, &d.digest, d.size, &d.media_type, "ready")?;
             }
             for (l, _, tree) in &new_layers {
-                meta::put_layer(tx, l, "ready")?;
-                meta::put_layer_tree(tx, &l.diff_id, tree)?;
+                put_layer(tx, l, "ready")?;
+                crate::layer::put_layer_tree(tx, &l.diff_id, tree)?;
             }
             for (blob, diff_id) in &pairs {
-                meta::put_layer_blob(tx, blob, diff_id)?;
+                crate::layer::put_layer_blob(tx, blob, diff_id)?;
             }
             if let Some(h) = holder {
                 for d in &ingest_blobs {
@@ -229,12 +231,12 @@ impl Store {
             // names was verified, and everything it names is still here. The content above
             // is kept either way (valid, and gc's if nothing uses it).
             for l in &img.layers {
-                if !meta::layer_blob_known(tx, &l.blob, &l.diff_id)? {
+                if !crate::layer::layer_blob_known(tx, &l.blob, &l.diff_id)? {
                     return Ok(Some(format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id)));
                 }
             }
             for d in [&img.manifest.digest, &img.config.digest] {
-                if meta::blob_size(tx, d)?.is_none() {
+                if blob_size(tx, d)?.is_none() {
                     return Ok(Some(format!("blob {d} is not in the store")));
                 }
             }
@@ -295,4 +297,110 @@ impl Content<'_> {
     pub fn commit(&self, ingest: Ingest) -> Result<()> {
         self.store.commit_with(ingest, None, &|_| Ok(()))
     }
+}
+
+/// Reads of this module's tables.
+impl crate::meta::Metadata {
+    /// Whether a ready layer with this diffID exists.
+    pub fn layer(&self, diff_id: &DiffId) -> Result<Option<LayerRow>> {
+        self.conn()
+            .query_row(
+                "SELECT blob_digest, compressed_size, uncompressed_size, file_count FROM layers WHERE diff_id = ? AND state = 'ready'",
+                [diff_id.to_string()],
+                |r| {
+                    Ok(LayerRow {
+                        diff_id: *diff_id,
+                        blob: digest_col(r.get(0)?)?,
+                        compressed_size: r.get(1)?,
+                        uncompressed_size: r.get(2)?,
+                        file_count: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err("look up layer"))
+    }
+
+    /// Every ready layer.
+    pub fn layers(&self) -> Result<Vec<LayerRow>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT diff_id, blob_digest, compressed_size, uncompressed_size, file_count FROM layers WHERE state = 'ready'")
+            .map_err(db_err("list layers"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(LayerRow {
+                    diff_id: DiffId::new(digest_col(r.get(0)?)?),
+                    blob: digest_col(r.get(1)?)?,
+                    compressed_size: r.get(2)?,
+                    uncompressed_size: r.get(3)?,
+                    file_count: r.get(4)?,
+                })
+            })
+            .map_err(db_err("list layers"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list layers"))
+    }
+
+    /// Whether a ready blob with this digest exists; its size if so.
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        blob_size(self.conn(), digest).map_err(db_err("look up blob"))
+    }
+
+    /// Every ready blob and its size.
+    pub fn blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT digest, size FROM blobs WHERE state = 'ready'")
+            .map_err(db_err("list blobs"))?;
+        let rows = st.query_map([], |r| Ok((digest_col(r.get(0)?)?, r.get(1)?))).map_err(db_err("list blobs"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list blobs"))
+    }
+
+    /// Rows left `pending` by a process that died between staging and commit.
+    pub fn pending(&self) -> Result<(Vec<Digest>, Vec<DiffId>)> {
+        let blobs = self.digests("list pending", "SELECT digest FROM blobs WHERE state = 'pending'")?;
+        let layers = self.digests("list pending", "SELECT diff_id FROM layers WHERE state = 'pending'")?;
+        Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
+    }
+}
+
+/// Inserts or refreshes a blob row.
+pub(crate) fn put_blob(
+    tx: &Transaction,
+    digest: &Digest,
+    size: u64,
+    media_type: &str,
+    state: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO blobs (digest, size, media_type, state, created) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(digest) DO UPDATE SET state = excluded.state",
+        params![digest.to_string(), size, media_type, state, now()],
+    )?;
+    Ok(())
+}
+
+/// The size of a ready blob, if there is one (inside a transaction too).
+pub(crate) fn blob_size(conn: &Connection, d: &Digest) -> rusqlite::Result<Option<u64>> {
+    conn.query_row("SELECT size FROM blobs WHERE digest = ? AND state = 'ready'", [d.to_string()], |r| r.get(0))
+        .optional()
+}
+
+/// Inserts or refreshes a layer row.
+pub(crate) fn put_layer(tx: &Transaction, row: &LayerRow, state: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO layers (diff_id, blob_digest, compressed_size, uncompressed_size, file_count, state, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(diff_id) DO UPDATE SET state = excluded.state",
+        params![
+            row.diff_id.to_string(),
+            row.blob.to_string(),
+            row.compressed_size,
+            row.uncompressed_size,
+            row.file_count,
+            state,
+            now()
+        ],
+    )?;
+    Ok(())
 }

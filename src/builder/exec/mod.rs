@@ -20,7 +20,8 @@ use std::time::Instant;
 use anyhow::Context;
 use layers_store::images::oci::{rfc3339, ImageConfig};
 use layers_store::meta::ImageRow;
-use layers_store::snapshots::containers::{CommitOptions, Lifetime, UpperDir};
+use layers_store::snapshots::commit::{CommitOptions, UpperDir};
+use layers_store::snapshots::containers::Lifetime;
 use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, Store};
 
