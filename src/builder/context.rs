@@ -69,7 +69,7 @@ pub fn extract(tree: &Tree, rel: &Path, into: &Path, limits: &layers_store::Limi
 }
 
 /// What COPY will write, digested: the whole, and each entry by its source path.
-pub struct Content {
+pub struct CopyDigest {
     pub digest: Digest,
     /// (source path, digest of that entry), in plan order.
     pub entries: Vec<(String, Digest)>,
@@ -79,7 +79,7 @@ pub struct Content {
 /// link targets; not times (so a fresh checkout of the same files hits the cache).
 /// With `known` (the build context's files, which keep their inodes between builds),
 /// a file whose stamp is unchanged since it was last hashed is not read again.
-pub fn content_digest(tree: &Tree, plan: &CopyPlan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<Content> {
+pub fn content_digest(tree: &Tree, plan: &CopyPlan, attrs: Attrs, known: Option<&Store>) -> anyhow::Result<CopyDigest> {
     // A file changed within this margin of being hashed could change again within the
     // same timestamp tick unseen (git's "racily clean"): hashed each time until older.
     const SETTLED_NS: i64 = 2_000_000_000;
@@ -132,7 +132,7 @@ pub fn content_digest(tree: &Tree, plan: &CopyPlan, attrs: Attrs, known: Option<
         let name = if e.rel.as_os_str().is_empty() { ".".to_string() } else { e.rel.display().to_string() };
         entries.push((name, entry.finish()));
     }
-    Ok(Content { digest: h.finish(), entries })
+    Ok(CopyDigest { digest: h.finish(), entries })
 }
 
 /// Hashes `files[i]` for each `i` in `which`, on every core: a context is often many
