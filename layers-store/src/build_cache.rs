@@ -276,3 +276,12 @@ impl Images<'_> {
         self.record(self.store.content().ingest()?, ImageBlobs::New { config, layers }, tags)
     }
 }
+
+/// In `tx`: what the steps that made image `manifest` read is forgotten (the image goes).
+pub(crate) fn forget_inputs_of_tx(tx: &rusqlite::Transaction, manifest: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM build_step_inputs WHERE key IN (SELECT key FROM build_cache WHERE manifest_digest = ?1)",
+        [manifest],
+    )
+    .map(|_| ())
+}

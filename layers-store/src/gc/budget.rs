@@ -106,13 +106,7 @@ pub struct ImageUsage {
 impl Images<'_> {
     /// Records that an image was used now (pulled while present, built on, hit in the cache).
     pub fn touch(&self, manifest: &Digest) -> Result<()> {
-        self.store.md().write("record image use", |tx| {
-            tx.execute(
-                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
-                params![manifest.to_string(), now_ns()],
-            )?;
-            Ok(())
-        })
+        self.store.md().write("record image use", |tx| crate::images::catalog::touch_tx(tx, manifest))
     }
 
     /// Pins an image (never evicted) or unpins it.
@@ -198,13 +192,9 @@ impl Gc<'_> {
                     return Ok(None);
                 }
                 let bytes: i64 = tx.query_row(EXCLUSIVE, [&manifest], |r| r.get(0))?;
-                tx.execute(
-                    "DELETE FROM build_step_inputs WHERE key IN (SELECT key FROM build_cache WHERE manifest_digest = ?1)",
-                    [&manifest],
-                )?;
-                tx.execute("DELETE FROM tags WHERE manifest_digest = ?1", [&manifest])?;
-                let n = tx.execute("DELETE FROM images WHERE manifest_digest = ?1", [&manifest])?;
-                Ok((n > 0).then_some(bytes.max(0) as u64))
+                crate::build_cache::forget_inputs_of_tx(tx, &manifest)?;
+                let removed = crate::images::catalog::remove_tx(tx, &manifest)?;
+                Ok(removed.then_some(bytes.max(0) as u64))
             })?;
             if let Some(b) = gone {
                 freed += b;

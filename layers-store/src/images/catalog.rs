@@ -331,3 +331,38 @@ fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
         tags: tags.map(|t| t.split('\n').map(str::to_string).collect()).unwrap_or_default(),
     })
 }
+
+/// In `tx`: lease `id` holds image `manifest` (a container's hold on its image).
+pub(crate) fn add_lease_tx(tx: &Transaction, id: &str, manifest: &Digest, created: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO leases (id, manifest_digest, created) VALUES (?1, ?2, ?3)",
+        params![id, manifest.to_string(), created],
+    )
+    .map(|_| ())
+}
+
+/// In `tx`: lease `id` now holds `manifest` instead (its container was committed).
+pub(crate) fn move_lease_tx(tx: &Transaction, id: &str, manifest: &str) -> rusqlite::Result<()> {
+    tx.execute("UPDATE leases SET manifest_digest = ?1 WHERE id = ?2", params![manifest, id]).map(|_| ())
+}
+
+/// In `tx`: lease `id` is gone.
+pub(crate) fn drop_lease_tx(tx: &Transaction, id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM leases WHERE id = ?", [id]).map(|_| ())
+}
+
+/// In `tx`: image `manifest` was used now (pulled while present, run, built on, hit).
+pub(crate) fn touch_tx(tx: &Transaction, manifest: &Digest) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
+        params![manifest.to_string(), crate::meta::now_ns()],
+    )
+    .map(|_| ())
+}
+
+/// In `tx`: image `manifest` and its names are gone (its layers stay for gc);
+/// returns whether it was there.
+pub(crate) fn remove_tx(tx: &Transaction, manifest: &str) -> rusqlite::Result<bool> {
+    tx.execute("DELETE FROM tags WHERE manifest_digest = ?1", [manifest])?;
+    Ok(tx.execute("DELETE FROM images WHERE manifest_digest = ?1", [manifest])? > 0)
+}

@@ -158,7 +158,7 @@ impl Snapshots<'_> {
                 "UPDATE containers SET manifest_digest = ?1, committing = NULL WHERE id = ?2",
                 params![new_image, c.id],
             )?;
-            tx.execute("UPDATE leases SET manifest_digest = ?1 WHERE id = ?2", params![new_image, c.lease()])?;
+            crate::images::catalog::move_lease_tx(tx, &c.lease(), &new_image)?;
             Ok(())
         });
         let row = match committed {

@@ -250,15 +250,9 @@ impl Snapshots<'_> {
                 &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, NULL)"),
                 params![row.id, row.name, row.image.to_string(), row.created],
             )?;
-            tx.execute(
-                "INSERT INTO leases (id, manifest_digest, created) VALUES (?1, ?2, ?3)",
-                params![row.lease(), row.image.to_string(), row.created],
-            )?;
+            crate::images::catalog::add_lease_tx(tx, &row.lease(), &row.image, row.created)?;
             // A container made from an image (run, create, a build step) is a use of it.
-            tx.execute(
-                "UPDATE images SET last_used = ?2 WHERE manifest_digest = ?1",
-                params![row.image.to_string(), crate::meta::now_ns()],
-            )?;
+            crate::images::catalog::touch_tx(tx, &row.image)?;
             Ok(true)
         });
         match inserted {
@@ -420,7 +414,7 @@ impl Snapshots<'_> {
         }
         self.store.md().write("remove container", |tx| {
             tx.execute("DELETE FROM containers WHERE id = ?", [&c.id])?;
-            tx.execute("DELETE FROM leases WHERE id = ?", [c.lease()])?;
+            crate::images::catalog::drop_lease_tx(tx, &c.lease())?;
             Ok(())
         })?;
         self.store.discard(&self.dir(&c.id))
