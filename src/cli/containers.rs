@@ -99,7 +99,8 @@ pub fn create(
     let config = a.options.to_config()?;
     let img =
         super::run::image_for_container(store, &config.image, a.pull, a.platform.as_deref(), registries, transfers)?;
-    let c = crate::run::container::lifecycle::create(store, &img, a.options.name.as_deref(), config, Lifetime::Kept)?;
+    let (c, _) =
+        crate::run::container::lifecycle::create(store, &img, a.options.name.as_deref(), config, Lifetime::Kept)?;
     outln!("{}", c.id);
     Ok(ExitCode::SUCCESS)
 }

@@ -69,13 +69,14 @@ pub fn start(store: &Store, a: &StartArgs, transfers: &Transfers) -> anyhow::Res
     if a.attach || a.interactive {
         let [name] = a.containers.as_slice() else { bail!("start -a: one container at a time") };
         let c = store.snapshots().resolve(name)?;
-        let config = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
-        check_tty(config.tty, config.interactive && a.interactive)?;
+        let mut config = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
+        config.interactive &= a.interactive;
+        check_tty(config.tty, config.interactive)?;
         if state::running(store, &c).is_some() {
             // Docker attaches to a container already running.
             return super::attach::attach_to(store, &c, a.interactive, true, None);
         }
-        let outcome = lifecycle::run_attached(store, &c, a.interactive, &transfers.quiesce())?;
+        let outcome = lifecycle::run_attached(store, &c, &config, &transfers.quiesce())?;
         if let Some(message) = &outcome.not_run {
             eprintln!("layers: {message}");
         }

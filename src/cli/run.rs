@@ -47,7 +47,7 @@ pub fn run(
     // A container its own `layers run` (or, detached, its monitor) removes is swept
     // should that process be killed.
     let lifetime = if o.rm { Lifetime::Ephemeral } else { Lifetime::Kept };
-    let c = lifecycle::create(store, &img, o.name.as_deref(), config, lifetime)?;
+    let (c, config) = lifecycle::create(store, &img, o.name.as_deref(), config, lifetime)?;
     if a.detach {
         let started = lifecycle::start_detached(store, &c);
         if started.is_err() && store.snapshots().resolve(&c.id).is_ok() && o.rm {
@@ -61,7 +61,7 @@ pub fn run(
             Err(e) => super::lifecycle::not_started(e),
         };
     }
-    let outcome = lifecycle::run_attached(store, &c, o.interactive, &transfers.quiesce())?;
+    let outcome = lifecycle::run_attached(store, &c, &config, &transfers.quiesce())?;
     if let Some(message) = &outcome.not_run {
         eprintln!("layers: {message}");
     }

@@ -6,13 +6,12 @@
 //! image's rows; `gc` then frees the disk, so a crash midway leaves a consistent
 //! store (what is still referenced keeps its content).
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 use super::Gc;
 use crate::content::digest::Digest;
 use crate::error::{Error, Result};
 use crate::gc::maintenance::GcReport;
-use crate::images::Images;
 use crate::meta::now_ns;
 use crate::store::Store;
 
@@ -101,24 +100,6 @@ pub struct ImageUsage {
     pub pinned: bool,
     /// Build steps that made it (their cache keys).
     pub steps: Vec<Digest>,
-}
-
-impl Images<'_> {
-    /// Records that an image was used now (pulled while present, built on, hit in the cache).
-    pub fn touch(&self, manifest: &Digest) -> Result<()> {
-        self.store.md().write("record image use", |tx| crate::images::catalog::touch_tx(tx, manifest))
-    }
-
-    /// Pins an image (never evicted) or unpins it.
-    pub fn set_pinned(&self, manifest: &Digest, pinned: bool) -> Result<()> {
-        self.store.md().write("pin image", |tx| {
-            tx.execute(
-                "UPDATE images SET pinned = ?2 WHERE manifest_digest = ?1",
-                params![manifest.to_string(), pinned],
-            )?;
-            Ok(())
-        })
-    }
 }
 
 impl Gc<'_> {

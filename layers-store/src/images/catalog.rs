@@ -248,6 +248,22 @@ impl Images<'_> {
     pub fn layers(&self, manifest: &Digest) -> Result<Vec<crate::meta::ImageLayerRow>> {
         self.store.md().image_layers(manifest)
     }
+
+    /// Records that an image was used now (pulled while present, built on, hit in the cache).
+    pub fn touch(&self, manifest: &Digest) -> Result<()> {
+        self.store.md().write("record image use", |tx| touch_tx(tx, manifest))
+    }
+
+    /// Pins an image (never evicted) or unpins it.
+    pub fn set_pinned(&self, manifest: &Digest, pinned: bool) -> Result<()> {
+        self.store.md().write("pin image", |tx| {
+            tx.execute(
+                "UPDATE images SET pinned = ?2 WHERE manifest_digest = ?1",
+                params![manifest.to_string(), pinned],
+            )?;
+            Ok(())
+        })
+    }
 }
 
 impl Layers<'_> {

@@ -24,15 +24,15 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 const RAN_LONG_ENOUGH: Duration = Duration::from_secs(10);
 
 /// Creates a container named `name` on `image` with `config`: its host paths readied,
-/// its volumes made (an anonymous one gets its name here) and its config kept. On
-/// failure nothing of it is left.
+/// its volumes made (an anonymous one gets its name here) and its config kept, which
+/// is returned with it. On failure nothing of it is left.
 pub fn create(
     store: &Store,
     image: &ImageRow,
     name: Option<&str>,
     mut config: ContainerConfig,
     lifetime: Lifetime,
-) -> anyhow::Result<ContainerRow> {
+) -> anyhow::Result<(ContainerRow, ContainerConfig)> {
     config.check()?;
     config.prepare_mounts()?;
     let c = store.snapshots().create(&image.manifest, name, &config.image, lifetime)?;
@@ -41,7 +41,7 @@ pub fn create(
         let _ = store.snapshots().remove(&c);
         return Err(e);
     }
-    Ok(c)
+    Ok((c, config))
 }
 
 /// Makes the named volumes that do not exist yet, names the anonymous ones, and
@@ -71,13 +71,16 @@ pub struct Outcome {
     pub not_run: Option<String>,
 }
 
-/// Runs created `c` once with our terminal (its output is ours too); `interactive`:
-/// our stdin as well, when it was created with `-i`. Removed after when `--rm`.
-pub fn run_attached(store: &Store, c: &ContainerRow, interactive: bool, q: &Quiesced) -> anyhow::Result<Outcome> {
-    let mut config = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
-    config.interactive &= interactive;
-    let outcome = run_created(store, c, &config, None, q);
-    finish(store, c, &config)?;
+/// Runs created `c` with `config` (as kept, stdin attached only if the caller asks)
+/// once with our terminal (its output is ours too). Removed after when `--rm`.
+pub fn run_attached(
+    store: &Store,
+    c: &ContainerRow,
+    config: &ContainerConfig,
+    q: &Quiesced,
+) -> anyhow::Result<Outcome> {
+    let outcome = run_created(store, c, config, None, q);
+    finish(store, c, config)?;
     outcome
 }
 

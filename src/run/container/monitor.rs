@@ -4,11 +4,11 @@
 //! its `config.json`; it reports "running" or why it could not start over a pipe,
 //! and writes anything else it has to say to the container's `monitor.log`.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use anyhow::Context;
 use layers_store::{ContainerRow, Store};
@@ -73,7 +73,8 @@ pub fn spawn(store: &Store, c: &ContainerRow) -> anyhow::Result<Started> {
     // Our end of its pipe goes with `cmd`: EOF then means the monitor has reported or is gone.
     drop(cmd);
     let mut text = String::new();
-    let read = std::fs::File::from(report_r).take(MAX_REPORT).read_to_string(&mut text);
+    // An unreadable report is no report: the monitor's own end is what then says why.
+    let _ = std::fs::File::from(report_r).take(MAX_REPORT).read_to_string(&mut text);
     match serde_json::from_str::<Message>(&text) {
         Ok(Message::Running) => Ok(Started::Running),
         Ok(Message::Failed { code, message }) => {
@@ -82,10 +83,9 @@ pub fn spawn(store: &Store, c: &ContainerRow) -> anyhow::Result<Started> {
         }
         Err(_) => {
             let status = monitor.wait().context("wait for the container's monitor")?;
-            let said = read.ok().map(|_| last_line(&log_path)).unwrap_or_default();
             Ok(Started::Failed {
                 code: None,
-                message: format!("its monitor ended ({status}) before the container started: {said}"),
+                message: format!("its monitor ended ({status}) before the container started: {}", last_line(&log_path)),
             })
         }
     }
@@ -98,7 +98,7 @@ fn last_line(path: &std::path::Path) -> String {
 }
 
 /// The monitor's end of the report pipe.
-pub struct Report(Mutex<Option<std::fs::File>>);
+pub struct Report(Cell<Option<std::fs::File>>);
 
 impl Report {
     /// In the monitor: the descriptors its starter passed (the creator lock, when
@@ -110,7 +110,7 @@ impl Report {
             let lock = crate::run::kernel::take_passed_fd(LOCK_FD).context("the creator lock was not passed")?;
             store.snapshots().hold_creator_lock(c, lock);
         }
-        Ok(Report(Mutex::new(Some(std::fs::File::from(fd)))))
+        Ok(Report(Cell::new(Some(std::fs::File::from(fd)))))
     }
 
     /// The container runs (said once; later restarts say nothing).
@@ -124,8 +124,7 @@ impl Report {
     }
 
     fn send(&self, m: &Message) {
-        let taken = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut f) = taken {
+        if let Some(mut f) = self.0.take() {
             let _ = serde_json::to_vec(m).map(|bytes| f.write_all(&bytes));
         }
     }
