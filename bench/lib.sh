@@ -21,8 +21,10 @@ CONF
   export CONTAINERS_CONF="$1/containers.conf"
 }
 
-# Builds layers (release) and sets $layers to it.
+# Builds layers (release) and sets $layers to it; with LAYERS_BIN set, uses that
+# binary instead (bench/compare.sh runs a script once with an older release).
 build_layers() {
+  if [ -n "${LAYERS_BIN:-}" ]; then layers=$LAYERS_BIN; return; fi
   (cd "$repo" && cargo build --release --locked -q)
   layers="$repo/target/release/layers"
 }

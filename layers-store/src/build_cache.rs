@@ -7,10 +7,11 @@ use rusqlite::{params, OptionalExtension};
 use crate::content::content_hash::ContentHash;
 use crate::content::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::images::catalog;
 use crate::images::oci::ImageConfig;
 use crate::images::record::ImageBlobs;
 use crate::images::Images;
-use crate::meta::{now, ImageRow};
+use crate::meta::{digest_col, now, ImageRow};
 use crate::store::Store;
 
 /// What says a file's content is unchanged without reading it, as git's index and
@@ -178,13 +179,20 @@ impl BuildCache<'_> {
     pub fn prune(&self) -> Result<BuildCachePruned> {
         let (entries, images) = self.store.md().write("prune build cache", |tx| {
             let entries: usize = tx.query_row("SELECT COUNT(*) FROM build_cache", [], |r| r.get(0))?;
-            let images = tx.execute(
-                "DELETE FROM images WHERE manifest_digest IN (SELECT manifest_digest FROM build_images)
-                   AND manifest_digest NOT IN (SELECT manifest_digest FROM tags)
-                   AND manifest_digest NOT IN (SELECT manifest_digest FROM leases)
-                   AND manifest_digest NOT IN (SELECT manifest_digest FROM containers)",
-                [],
-            )?;
+            let step_images: Vec<String> = {
+                let mut st = tx.prepare("SELECT manifest_digest FROM build_images")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut images = 0;
+            for m in &step_images {
+                if !catalog::named_or_leased_tx(tx, m)?
+                    && !crate::snapshots::containers::based_on_tx(tx, m)?
+                    && catalog::remove_tx(tx, m)?
+                {
+                    images += 1;
+                }
+            }
             // What the cascade left: steps whose image is named or in use.
             tx.execute("DELETE FROM build_cache", [])?;
             tx.execute("DELETE FROM build_images", [])?;
@@ -274,6 +282,27 @@ impl Images<'_> {
             None => Vec::new(),
         };
         self.record(self.store.content().ingest()?, ImageBlobs::New { config, layers }, tags)
+    }
+}
+
+/// Reads of this module's tables for the budget.
+impl crate::meta::Metadata {
+    /// The images build steps made.
+    pub(crate) fn step_images(&self) -> Result<std::collections::HashSet<Digest>> {
+        Ok(self.digests("list step images", "SELECT manifest_digest FROM build_images")?.into_iter().collect())
+    }
+
+    /// The keys of the steps that made each image.
+    pub(crate) fn step_keys(&self) -> Result<std::collections::HashMap<Digest, Vec<Digest>>> {
+        let err = |e| Error::sql("list build steps", "build_cache", e);
+        let mut st = self.conn().prepare("SELECT manifest_digest, key FROM build_cache ORDER BY key").map_err(err)?;
+        let rows = st.query_map([], |r| Ok((digest_col(r.get(0)?)?, digest_col(r.get(1)?)?))).map_err(err)?;
+        let mut out: std::collections::HashMap<Digest, Vec<Digest>> = std::collections::HashMap::new();
+        for row in rows {
+            let (manifest, key) = row.map_err(err)?;
+            out.entry(manifest).or_default().push(key);
+        }
+        Ok(out)
     }
 }
 

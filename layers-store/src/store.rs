@@ -117,9 +117,7 @@ impl Drop for Store {
     fn drop(&mut self) {
         // What this handle held and no image came to name is garbage from now on.
         if let Some((name, _)) = self.holder.get() {
-            let _ = self.md().write("release held content", |tx| {
-                tx.execute("DELETE FROM held_content WHERE holder = ?1", [name]).map(|_| ())
-            });
+            let _ = self.md().write("release held content", |tx| ingest::release_holder_tx(tx, name));
         }
     }
 }

@@ -6,14 +6,16 @@
 //! image's rows; `gc` then frees the disk, so a crash midway leaves a consistent
 //! store (what is still referenced keeps its content).
 
-use rusqlite::OptionalExtension;
+use std::collections::{HashMap, HashSet};
 
 use super::Gc;
-use crate::content::digest::Digest;
+use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
 use crate::gc::maintenance::GcReport;
+use crate::images::catalog::{self, ImageUse};
 use crate::meta::now_ns;
-use crate::store::Store;
+use crate::snapshots::containers;
+use crate::store::{ingest, Store};
 
 /// A store's size budget.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -54,35 +56,6 @@ impl Evictions {
     }
 }
 
-/// Images that may be evicted, in eviction order: group (0 build-cache only, 1 unnamed,
-/// 2 named), then least recently used.
-const CANDIDATES: &str = "
-SELECT i.manifest_digest, i.last_used FROM images i
-WHERE i.pinned = 0
-  AND NOT EXISTS (SELECT 1 FROM containers c WHERE c.manifest_digest = i.manifest_digest)
-  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.manifest_digest = i.manifest_digest)
-ORDER BY CASE
-    WHEN EXISTS (SELECT 1 FROM tags t WHERE t.manifest_digest = i.manifest_digest) THEN 2
-    WHEN EXISTS (SELECT 1 FROM build_images b WHERE b.manifest_digest = i.manifest_digest) THEN 0
-    ELSE 1 END,
-  i.last_used, i.manifest_digest";
-
-/// The bytes only `?1` holds: its manifest and config, and the layers and layer blobs
-/// no other image names.
-const EXCLUSIVE: &str = "
-SELECT
-  (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.digest IN (
-      SELECT manifest_digest FROM images WHERE manifest_digest = ?1
-      UNION SELECT config_digest FROM images WHERE manifest_digest = ?1
-      UNION SELECT blob_digest FROM image_layers WHERE manifest_digest = ?1)
-    AND NOT EXISTS (SELECT 1 FROM image_layers o WHERE o.blob_digest = b.digest AND o.manifest_digest != ?1)
-    AND NOT EXISTS (SELECT 1 FROM images o WHERE (o.manifest_digest = b.digest OR o.config_digest = b.digest)
-                    AND o.manifest_digest != ?1))
-  +
-  (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM layers l WHERE l.diff_id IN (
-      SELECT diff_id FROM image_layers WHERE manifest_digest = ?1)
-    AND NOT EXISTS (SELECT 1 FROM image_layers o WHERE o.diff_id = l.diff_id AND o.manifest_digest != ?1))";
-
 /// One image's share of the store, as `df -v` lists it.
 #[derive(Debug, Clone)]
 pub struct ImageUsage {
@@ -105,15 +78,26 @@ pub struct ImageUsage {
 impl Gc<'_> {
     /// The bytes of the store's content: every ready blob and unpacked layer, once.
     pub fn content_bytes(&self) -> Result<u64> {
-        let md = self.store.md();
-        let sum = |sql: &str| -> Result<u64> {
-            md.conn()
-                .query_row(sql, [], |r| r.get::<_, i64>(0))
-                .map(|n| n.max(0) as u64)
-                .map_err(|e| Error::sql("measure store", self.store.root().display(), e))
+        self.store.md().content_bytes()
+    }
+
+    /// Images that may be evicted, in eviction order: images only the build cache
+    /// keeps, then unnamed ones, then named ones; least recently used first in each.
+    fn candidates(&self) -> Result<Vec<ImageUse>> {
+        let (uses, steps) = {
+            let md = self.store.md();
+            (md.image_uses()?, md.step_images()?)
         };
-        Ok(sum("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state = 'ready'")?
-            + sum("SELECT COALESCE(SUM(uncompressed_size), 0) FROM layers WHERE state = 'ready'")?)
+        let based: HashSet<Digest> = self.store.snapshots().list()?.into_iter().map(|c| c.image).collect();
+        let mut out: Vec<ImageUse> =
+            uses.into_iter().filter(|u| !u.pinned && !u.leased && !based.contains(&u.manifest)).collect();
+        let group = |u: &ImageUse| match (u.tagged, steps.contains(&u.manifest)) {
+            (true, _) => 2,
+            (false, true) => 0,
+            (false, false) => 1,
+        };
+        out.sort_by_cached_key(|u| (group(u), u.last_used, u.manifest.to_string()));
+        Ok(out)
     }
 
     /// How many bytes must go for the store to be within `budget` (0: it is).
@@ -139,18 +123,11 @@ impl Gc<'_> {
     /// what the command that made the store grow used) stay. Each image is re-checked
     /// in the transaction that removes it.
     pub fn evict(&self, bytes: u64, unused_for: Option<i64>, keep_since: Option<i64>) -> Result<Eviction> {
-        let candidates: Vec<(String, i64)> = {
-            let md = self.store.md();
-            let mut st = md.conn().prepare(CANDIDATES).map_err(|e| Error::sql("list images to evict", "", e))?;
-            let rows = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(|e| Error::sql("list images to evict", "", e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::sql("list images to evict", "", e))?
-        };
+        let candidates = self.candidates()?;
         let cutoff = unused_for.map(|age| now_ns().saturating_sub(age));
         let mut out = Eviction::default();
         let mut freed = 0u64;
-        for (manifest, last_used) in candidates {
+        for ImageUse { manifest, last_used, .. } in candidates {
             if keep_since.is_some_and(|k| last_used >= k) {
                 continue;
             }
@@ -158,28 +135,21 @@ impl Gc<'_> {
             if freed >= bytes && !stale {
                 continue;
             }
+            let key = manifest.to_string();
             let gone = self.store.md().write("evict image", |tx| {
                 // Re-checked here: a container, lease or pin made since the listing keeps it.
-                let kept: Option<i64> = tx
-                    .query_row(
-                        "SELECT 1 FROM images i WHERE i.manifest_digest = ?1 AND (i.pinned != 0
-                           OR EXISTS (SELECT 1 FROM containers c WHERE c.manifest_digest = ?1)
-                           OR EXISTS (SELECT 1 FROM leases l WHERE l.manifest_digest = ?1))",
-                        [&manifest],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if kept.is_some() {
+                if catalog::pinned_or_leased_tx(tx, &key)? || containers::based_on_tx(tx, &key)? {
                     return Ok(None);
                 }
-                let bytes: i64 = tx.query_row(EXCLUSIVE, [&manifest], |r| r.get(0))?;
-                crate::build_cache::forget_inputs_of_tx(tx, &manifest)?;
-                let removed = crate::images::catalog::remove_tx(tx, &manifest)?;
-                Ok(removed.then_some(bytes.max(0) as u64))
+                let (blobs, layers) = catalog::exclusive_tx(tx, &key)?;
+                let bytes = ingest::size_tx(tx, &blobs, &layers)?;
+                crate::build_cache::forget_inputs_of_tx(tx, &key)?;
+                let removed = catalog::remove_tx(tx, &key)?;
+                Ok(removed.then_some(bytes))
             })?;
             if let Some(b) = gone {
                 freed += b;
-                out.images.push(Digest::parse(&manifest)?);
+                out.images.push(manifest);
             }
         }
         if !out.images.is_empty() {
@@ -215,43 +185,36 @@ impl Gc<'_> {
 
     /// Every image's share of the store, most recently used first.
     pub fn image_usage(&self) -> Result<Vec<ImageUsage>> {
-        const SQL: &str = "
-SELECT i.manifest_digest, i.last_used, i.pinned,
-  (SELECT COUNT(*) FROM containers c WHERE c.manifest_digest = i.manifest_digest),
-  (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM layers l
-     WHERE l.diff_id IN (SELECT diff_id FROM image_layers WHERE manifest_digest = i.manifest_digest)),
-  (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM layers l
-     WHERE l.diff_id IN (SELECT diff_id FROM image_layers WHERE manifest_digest = i.manifest_digest)
-       AND EXISTS (SELECT 1 FROM image_layers o WHERE o.diff_id = l.diff_id AND o.manifest_digest != i.manifest_digest)),
-  (SELECT group_concat(b.key, ' ') FROM build_cache b WHERE b.manifest_digest = i.manifest_digest)
-FROM images i ORDER BY i.last_used DESC";
-        type Row = (String, i64, bool, i64, i64, i64, Option<String>);
-        let rows: Vec<Row> = {
+        let (uses, mut steps, sizes) = {
             let md = self.store.md();
-            let mut st = md.conn().prepare(SQL).map_err(|e| Error::sql("measure images", "", e))?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
-                .map_err(|e| Error::sql("measure images", "", e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::sql("measure images", "", e))?
+            let sizes: HashMap<DiffId, u64> =
+                md.layers()?.into_iter().map(|l| (l.diff_id, l.uncompressed_size)).collect();
+            (md.image_uses()?, md.step_keys()?, sizes)
         };
+        let mut containers: HashMap<Digest, u64> = HashMap::new();
+        for c in self.store.snapshots().list()? {
+            *containers.entry(c.image).or_default() += 1;
+        }
+        // How many images name each layer: one that more than one names is shared.
+        let mut named: HashMap<DiffId, u32> = HashMap::new();
+        for u in &uses {
+            for l in u.layers.iter().collect::<HashSet<_>>() {
+                *named.entry(*l).or_default() += 1;
+            }
+        }
         let mut out = Vec::new();
-        for (manifest, last_used, pinned, containers, size, shared, steps) in rows {
-            let digest = Digest::parse(&manifest)?;
-            let Some(image) = self.store.images().get(&digest)? else { continue };
-            let steps = steps
-                .unwrap_or_default()
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(Digest::parse)
-                .collect::<Result<_>>()?;
+        for u in uses {
+            let Some(image) = self.store.images().get(&u.manifest)? else { continue };
+            let layers: HashSet<&DiffId> = u.layers.iter().collect();
+            let size_of = |l: &&DiffId| sizes.get(*l).copied().unwrap_or(0);
             out.push(ImageUsage {
                 image,
-                size: size.max(0) as u64,
-                shared: shared.max(0) as u64,
-                last_used,
-                containers: containers.max(0) as u64,
-                pinned,
-                steps,
+                size: layers.iter().map(size_of).sum(),
+                shared: layers.iter().filter(|l| named.get(**l).is_some_and(|n| *n > 1)).map(size_of).sum(),
+                last_used: u.last_used,
+                containers: containers.get(&u.manifest).copied().unwrap_or(0),
+                pinned: u.pinned,
+                steps: steps.remove(&u.manifest).unwrap_or_default(),
             });
         }
         Ok(out)

@@ -6,14 +6,15 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use rusqlite::OptionalExtension;
+use rusqlite::Transaction;
 
 use super::Gc;
 use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, Result};
+use crate::images::catalog;
 use crate::images::oci::{Manifest, MAX_JSON};
 use crate::layer::listing::Listing;
-use crate::store::{remove_tree, Store};
+use crate::store::{ingest, remove_tree, Store};
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default)]
@@ -88,37 +89,40 @@ impl Store {
             self.md().layers()?.into_iter().map(|l| l.diff_id).filter(|d| !ref_layers.contains(d)).collect();
         let dead_blobs: Vec<Digest> =
             self.md().blobs()?.into_iter().map(|b| b.0).filter(|d| !ref_blobs.contains(d)).collect();
-        // Held content (a running pull's layers before its image is recorded) is in use.
-        const LAYER_USED: &str = "SELECT 1 FROM image_layers WHERE diff_id = ?1
-                                  UNION SELECT 1 FROM layer_blobs p JOIN held_content h ON h.digest = p.blob_digest
-                                  WHERE p.diff_id = ?1";
-        const LAYER_ROWS: &[&str] = &[
-            "DELETE FROM layers WHERE diff_id = ?1 AND state = 'ready'",
-            "DELETE FROM layer_trees WHERE diff_id = ?1",
-            "DELETE FROM layer_blobs WHERE diff_id = ?1",
-        ];
-        const BLOB_USED: &str = "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
-                                 UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1
-                                 UNION SELECT 1 FROM held_content WHERE digest = ?1";
-        const BLOB_ROWS: &[&str] = &[
-            "DELETE FROM blobs WHERE digest = ?1 AND state = 'ready'",
-            "DELETE FROM layer_blobs WHERE blob_digest = ?1",
-        ];
         self.release_dead_holders()?;
         for l in dead_layers {
             let path = self.layers().path(&l);
-            if let Some(freed) =
-                self.collect(&format!("layer-{}", l.hex()), &l.to_string(), LAYER_USED, LAYER_ROWS, &path)?
-            {
+            let key = l.to_string();
+            // Held content (a running pull's layers before its image is recorded) is in use.
+            let used = |tx: &Transaction| -> rusqlite::Result<bool> {
+                if catalog::layer_referenced_tx(tx, &key)? {
+                    return Ok(true);
+                }
+                for b in crate::layer::blobs_of_tx(tx, &key)? {
+                    if ingest::held_tx(tx, &b)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            };
+            let forget = |tx: &Transaction| {
+                ingest::forget_layer_tx(tx, &key)?;
+                crate::layer::forget_layer_tx(tx, &key)
+            };
+            if let Some(freed) = self.collect(&format!("layer-{}", l.hex()), used, forget, &path)? {
                 report.freed += freed;
                 report.layers.push(l);
             }
         }
         for b in dead_blobs {
             let path = self.content().blob_path(&b);
-            if let Some(freed) =
-                self.collect(&format!("blob-{}", b.hex()), &b.to_string(), BLOB_USED, BLOB_ROWS, &path)?
-            {
+            let key = b.to_string();
+            let used = |tx: &Transaction| Ok(catalog::blob_referenced_tx(tx, &key)? || ingest::held_tx(tx, &key)?);
+            let forget = |tx: &Transaction| {
+                ingest::forget_blob_tx(tx, &key)?;
+                crate::layer::forget_blob_tx(tx, &key)
+            };
+            if let Some(freed) = self.collect(&format!("blob-{}", b.hex()), used, forget, &path)? {
                 report.freed += freed;
                 report.blobs.push(b);
             }
@@ -129,39 +133,33 @@ impl Store {
     /// Drops the holds of store handles that are gone (their process died): a live
     /// handle keeps its holder lock taken.
     fn release_dead_holders(&self) -> Result<()> {
-        let holders: Vec<String> = {
-            let md = self.md();
-            let mut st = md
-                .conn()
-                .prepare("SELECT DISTINCT holder FROM held_content")
-                .map_err(|e| Error::sql("list holders", "held_content", e))?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(|e| Error::sql("list holders", "held_content", e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| Error::sql("list holders", "held_content", e))?
-        };
+        let holders = self.md().holders()?;
         for h in holders {
             // Ours is taken by this handle: try_lock fails for it as for any live one.
             if self.try_lock_object(&h)?.is_some() {
-                self.md().write("release dead holder", |tx| {
-                    tx.execute("DELETE FROM held_content WHERE holder = ?1", [&h]).map(|_| ())
-                })?;
+                self.md().write("release dead holder", |tx| ingest::release_holder_tx(tx, &h))?;
             }
         }
         Ok(())
     }
 
-    /// Removes one unreferenced object under its commit lock (`lock`): its rows (`rows`,
-    /// with `key` as ?1) in a transaction that first checks `used` finds nothing, then
-    /// its files. `None` if it is being committed or has come into use; else the bytes freed.
-    fn collect(&self, lock: &str, key: &str, used: &str, rows: &[&str], path: &Path) -> Result<Option<u64>> {
+    /// Removes one unreferenced object under its commit lock (`lock`): its rows
+    /// (`forget`) in a transaction that first checks it is not `used`, then its files.
+    /// `None` if it is being committed or has come into use; else the bytes freed.
+    fn collect(
+        &self,
+        lock: &str,
+        used: impl FnOnce(&Transaction) -> rusqlite::Result<bool>,
+        forget: impl FnOnce(&Transaction) -> rusqlite::Result<()>,
+        path: &Path,
+    ) -> Result<Option<u64>> {
         let Some(_lock) = self.try_lock_object(lock)? else { return Ok(None) };
         // Metadata first: once the rows are gone nothing trusts the files.
         let gone = self.md().write("gc", |tx| {
-            if tx.query_row(used, [key], |_| Ok(())).optional()?.is_some() {
+            if used(tx)? {
                 return Ok(false);
             }
-            for sql in rows {
-                tx.execute(sql, [key])?;
-            }
+            forget(tx)?;
             Ok(true)
         })?;
         if !gone {

@@ -1,5 +1,12 @@
 //! Keeping the store tidy and honest: `gc`, `fsck`, `df` (`maintenance.rs`) and the
 //! size budget's eviction (`budget.rs`).
+//!
+//! gc owns no table. It asks each table's owner: the images catalog what an image
+//! names, holds and alone names; content what a handle holds and what it weighs; the
+//! layer pairs, the snapshots and the build cache theirs. Every removal is one
+//! transaction made of the owners' `_tx` functions, so a rule about a table (a new
+//! column, a new holder) is written once, where the table is
+//! (`layers-store/tests/sql_owners.rs` keeps it so).
 
 pub mod budget;
 // Digests and generated names beneath the store root.

@@ -101,12 +101,9 @@ pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result
             )?;
         }
         // Docker shows the unpacked size, which only the layer rows know.
-        tx.execute(
-            "UPDATE images SET size = (SELECT COALESCE(SUM(l.uncompressed_size), 0) FROM image_layers il
-                                       JOIN layers l ON l.diff_id = il.diff_id WHERE il.manifest_digest = ?1)
-             WHERE manifest_digest = ?1",
-            [&m],
-        )?;
+        let diff_ids: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        let size = crate::store::ingest::size_tx(tx, &[], &diff_ids)?;
+        tx.execute("UPDATE images SET size = ?2 WHERE manifest_digest = ?1", params![m, size])?;
     }
     for t in &img.tags {
         set_tag(tx, t, &img.manifest.digest)?;
@@ -334,6 +331,54 @@ impl crate::meta::Metadata {
         let layers = self.digests("list references", "SELECT DISTINCT diff_id FROM image_layers")?;
         Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
     }
+
+    /// Every image with what eviction and `df -v` weigh, most recently used first.
+    pub(crate) fn image_uses(&self) -> Result<Vec<ImageUse>> {
+        let mut st = self
+            .conn()
+            .prepare(
+                "SELECT i.manifest_digest, i.last_used, i.pinned,
+                        EXISTS (SELECT 1 FROM leases l WHERE l.manifest_digest = i.manifest_digest),
+                        EXISTS (SELECT 1 FROM tags t WHERE t.manifest_digest = i.manifest_digest),
+                        (SELECT group_concat(diff_id, ' ') FROM image_layers l WHERE l.manifest_digest = i.manifest_digest)
+                 FROM images i ORDER BY i.last_used DESC, i.manifest_digest",
+            )
+            .map_err(db_err("weigh images"))?;
+        let rows = st
+            .query_map([], |r| {
+                let layers: Option<String> = r.get(5)?;
+                Ok(ImageUse {
+                    manifest: digest_col(r.get(0)?)?,
+                    last_used: r.get(1)?,
+                    pinned: r.get(2)?,
+                    leased: r.get(3)?,
+                    tagged: r.get(4)?,
+                    layers: layers
+                        .unwrap_or_default()
+                        .split(' ')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| digest_col(l.to_string()).map(DiffId::new))
+                        .collect::<rusqlite::Result<_>>()?,
+                })
+            })
+            .map_err(db_err("weigh images"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("weigh images"))
+    }
+}
+
+/// What the budget weighs of one image.
+#[derive(Debug, Clone)]
+pub(crate) struct ImageUse {
+    pub manifest: Digest,
+    /// Nanoseconds since the epoch.
+    pub last_used: i64,
+    pub pinned: bool,
+    /// A running pull, build or container holds it.
+    pub leased: bool,
+    /// It has a name.
+    pub tagged: bool,
+    /// Its layers, bottom first.
+    pub layers: Vec<DiffId>,
 }
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
@@ -381,4 +426,64 @@ pub(crate) fn touch_tx(tx: &Transaction, manifest: &Digest) -> rusqlite::Result<
 pub(crate) fn remove_tx(tx: &Transaction, manifest: &str) -> rusqlite::Result<bool> {
     tx.execute("DELETE FROM tags WHERE manifest_digest = ?1", [manifest])?;
     Ok(tx.execute("DELETE FROM images WHERE manifest_digest = ?1", [manifest])? > 0)
+}
+
+/// In `tx`: whether an image names layer `diff_id`.
+pub(crate) fn layer_referenced_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<bool> {
+    exists(tx, "SELECT 1 FROM image_layers WHERE diff_id = ?1", diff_id)
+}
+
+/// In `tx`: whether an image names blob `digest` (as its manifest, config or a layer).
+pub(crate) fn blob_referenced_tx(tx: &Transaction, digest: &str) -> rusqlite::Result<bool> {
+    exists(
+        tx,
+        "SELECT 1 FROM images WHERE manifest_digest = ?1 OR config_digest = ?1
+         UNION SELECT 1 FROM image_layers WHERE blob_digest = ?1",
+        digest,
+    )
+}
+
+/// In `tx`: whether image `manifest` is pinned or a lease holds it (eviction keeps it).
+pub(crate) fn pinned_or_leased_tx(tx: &Transaction, manifest: &str) -> rusqlite::Result<bool> {
+    exists(
+        tx,
+        "SELECT 1 FROM images WHERE manifest_digest = ?1 AND pinned != 0
+         UNION SELECT 1 FROM leases WHERE manifest_digest = ?1",
+        manifest,
+    )
+}
+
+/// In `tx`: whether image `manifest` has a name or a lease holds it.
+pub(crate) fn named_or_leased_tx(tx: &Transaction, manifest: &str) -> rusqlite::Result<bool> {
+    exists(
+        tx,
+        "SELECT 1 FROM tags WHERE manifest_digest = ?1 UNION SELECT 1 FROM leases WHERE manifest_digest = ?1",
+        manifest,
+    )
+}
+
+/// In `tx`: the blobs and layers (diffIDs) image `manifest` alone names.
+pub(crate) fn exclusive_tx(tx: &Transaction, manifest: &str) -> rusqlite::Result<(Vec<String>, Vec<String>)> {
+    let column = |sql: &str| -> rusqlite::Result<Vec<String>> {
+        let mut st = tx.prepare(sql)?;
+        let rows = st.query_map([manifest], |r| r.get(0))?;
+        rows.collect()
+    };
+    let blobs = column(
+        "SELECT d FROM (SELECT manifest_digest AS d FROM images WHERE manifest_digest = ?1
+                        UNION SELECT config_digest FROM images WHERE manifest_digest = ?1
+                        UNION SELECT blob_digest FROM image_layers WHERE manifest_digest = ?1)
+         WHERE NOT EXISTS (SELECT 1 FROM image_layers o WHERE o.blob_digest = d AND o.manifest_digest != ?1)
+           AND NOT EXISTS (SELECT 1 FROM images o WHERE (o.manifest_digest = d OR o.config_digest = d)
+                           AND o.manifest_digest != ?1)",
+    )?;
+    let layers = column(
+        "SELECT DISTINCT diff_id FROM image_layers l WHERE l.manifest_digest = ?1
+           AND NOT EXISTS (SELECT 1 FROM image_layers o WHERE o.diff_id = l.diff_id AND o.manifest_digest != ?1)",
+    )?;
+    Ok((blobs, layers))
+}
+
+fn exists(tx: &Transaction, sql: &str, key: &str) -> rusqlite::Result<bool> {
+    tx.prepare(sql)?.exists([key])
 }

@@ -131,3 +131,22 @@ pub(crate) fn put_layer_tree(
     )?;
     Ok(())
 }
+
+/// In `tx`: the blobs recorded as decompressing to `diff_id`.
+pub(crate) fn blobs_of_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = tx.prepare("SELECT blob_digest FROM layer_blobs WHERE diff_id = ?1")?;
+    let rows = st.query_map([diff_id], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// In `tx`: layer `diff_id`'s tree and blob pairs are gone (gc removes the layer).
+pub(crate) fn forget_layer_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM layer_trees WHERE diff_id = ?1", [diff_id])?;
+    tx.execute("DELETE FROM layer_blobs WHERE diff_id = ?1", [diff_id])?;
+    Ok(())
+}
+
+/// In `tx`: blob `blob`'s pair is gone (gc removes the blob).
+pub(crate) fn forget_blob_tx(tx: &Transaction, blob: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM layer_blobs WHERE blob_digest = ?1", [blob]).map(|_| ())
+}

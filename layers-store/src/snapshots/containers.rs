@@ -449,6 +449,11 @@ pub(crate) fn random_id(op: &'static str) -> Result<String> {
     Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// In `tx`: whether a container is based on image `manifest`.
+pub(crate) fn based_on_tx(tx: &rusqlite::Transaction, manifest: &str) -> rusqlite::Result<bool> {
+    tx.prepare("SELECT 1 FROM containers WHERE manifest_digest = ?1")?.exists([manifest])
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -362,6 +362,68 @@ impl crate::meta::Metadata {
         let layers = self.digests("list pending", "SELECT diff_id FROM layers WHERE state = 'pending'")?;
         Ok((blobs, layers.into_iter().map(DiffId::new).collect()))
     }
+
+    /// The store handles that hold content (live or dead: gc tries each one's lock).
+    pub(crate) fn holders(&self) -> Result<Vec<String>> {
+        let err = db_err("list holders");
+        let mut st = self.conn().prepare("SELECT DISTINCT holder FROM held_content").map_err(err)?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(db_err("list holders"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err("list holders"))
+    }
+
+    /// The bytes of the store's content: every ready blob and unpacked layer, once.
+    pub(crate) fn content_bytes(&self) -> Result<u64> {
+        let sum = |sql: &str| -> Result<u64> {
+            self.conn()
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(db_err("measure store"))
+        };
+        Ok(sum("SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state = 'ready'")?
+            + sum("SELECT COALESCE(SUM(uncompressed_size), 0) FROM layers WHERE state = 'ready'")?)
+    }
+}
+
+/// In `tx`: whether a store handle holds `digest` (committed, not named by an image yet).
+pub(crate) fn held_tx(tx: &Transaction, digest: &str) -> rusqlite::Result<bool> {
+    tx.query_row("SELECT 1 FROM held_content WHERE digest = ?1", [digest], |_| Ok(())).optional().map(|o| o.is_some())
+}
+
+/// In `tx`: what handle `holder` held is no longer held (it closed or died).
+pub(crate) fn release_holder_tx(tx: &Transaction, holder: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM held_content WHERE holder = ?1", [holder]).map(|_| ())
+}
+
+/// In `tx`: ready blob `digest`'s row is gone (gc, under its commit lock; its file next).
+pub(crate) fn forget_blob_tx(tx: &Transaction, digest: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM blobs WHERE digest = ?1 AND state = 'ready'", [digest]).map(|_| ())
+}
+
+/// In `tx`: ready layer `diff_id`'s row is gone (gc, under its commit lock; its dir next).
+pub(crate) fn forget_layer_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM layers WHERE diff_id = ?1 AND state = 'ready'", [diff_id]).map(|_| ())
+}
+
+/// In `tx`: every `pending` row is gone (the sweep removed their files).
+pub(crate) fn forget_pending_tx(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM blobs WHERE state = 'pending'", [])?;
+    tx.execute("DELETE FROM layers WHERE state = 'pending'", [])?;
+    Ok(())
+}
+
+/// In `tx`: the bytes of these blobs and unpacked layers (each as often as listed;
+/// those being committed in `tx` too).
+pub(crate) fn size_tx(tx: &Transaction, blobs: &[String], layers: &[String]) -> rusqlite::Result<u64> {
+    let mut total = 0u64;
+    let mut blob = tx.prepare("SELECT size FROM blobs WHERE digest = ?1")?;
+    for b in blobs {
+        total += blob.query_row([b], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0).max(0) as u64;
+    }
+    let mut layer = tx.prepare("SELECT uncompressed_size FROM layers WHERE diff_id = ?1")?;
+    for l in layers {
+        total += layer.query_row([l], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0).max(0) as u64;
+    }
+    Ok(total)
 }
 
 /// Inserts or refreshes a blob row.

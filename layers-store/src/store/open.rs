@@ -72,11 +72,7 @@ impl Store {
             self.discard(&self.layers().path(l))?;
         }
         if !blobs.is_empty() || !layers.is_empty() {
-            self.md().write("sweep", |tx| {
-                tx.execute("DELETE FROM blobs WHERE state = 'pending'", [])?;
-                tx.execute("DELETE FROM layers WHERE state = 'pending'", [])?;
-                Ok(())
-            })?;
+            self.md().write("sweep", super::ingest::forget_pending_tx)?;
         }
         Ok(())
     }

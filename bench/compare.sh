@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs one bench script twice in a row, first with an older layers binary
+# (LAYERS_BEFORE) and then with this tree's release build, and prints both reports,
+# one after the other. The anchor tools run in both, so their rows show how far the machine
+# drifted between the two runs: compare layers' ratios to them, not only its times.
+# (import.sh, sparse.sh and before-after.sh interleave an older binary in the same
+# rounds, which is finer; this is for the scripts that do not.)
+#
+# usage: LAYERS_BEFORE=/path/to/old/layers bench/compare.sh SCRIPT [ARGS...]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+[ -n "${LAYERS_BEFORE:-}" ] && [ -x "$LAYERS_BEFORE" ] || { echo "set LAYERS_BEFORE to an older layers binary"; exit 2; }
+script=$1; shift
+[ -f "$here/$script" ] || { echo "no bench script $script in $here"; exit 2; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+(cd "$here/.." && cargo build --release --locked -q)
+LAYERS_BIN=$LAYERS_BEFORE bash "$here/$script" "$@" >"$out/before" 2>&1 || { cat "$out/before"; exit 1; }
+bash "$here/$script" "$@" >"$out/after" 2>&1 || { cat "$out/after"; exit 1; }
+echo "######## $script $*, before: $LAYERS_BEFORE"
+cat "$out/before"
+echo
+echo "######## $script $*, after: this tree"
+cat "$out/after"
