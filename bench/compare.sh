@@ -6,7 +6,7 @@
 # (import.sh, sparse.sh and before-after.sh interleave an older binary in the same
 # rounds, which is finer; this is for the scripts that do not.)
 #
-# usage: LAYERS_BEFORE=/path/to/old/layers bench/compare.sh SCRIPT [ARGS...]
+# usage: LAYERS_BEFORE=/path/to/old/layers [LAYERS_AFTER=/path/to/new/layers] bench/compare.sh SCRIPT [ARGS...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 [ -n "${LAYERS_BEFORE:-}" ] && [ -x "$LAYERS_BEFORE" ] || { echo "set LAYERS_BEFORE to an older layers binary"; exit 2; }
@@ -14,11 +14,17 @@ script=$1; shift
 [ -f "$here/$script" ] || { echo "no bench script $script in $here"; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-(cd "$here/.." && cargo build --release --locked -q)
+# The "after" binary: LAYERS_AFTER if given (a build of a commit, so that editing the
+# tree while a long comparison runs changes nothing), else this tree's release build.
+after=${LAYERS_AFTER:-}
+if [ -z "$after" ]; then
+  (cd "$here/.." && cargo build --release --locked -q)
+  after="$here/../target/release/layers"
+fi
 LAYERS_BIN=$LAYERS_BEFORE bash "$here/$script" "$@" >"$out/before" 2>&1 || { cat "$out/before"; exit 1; }
-bash "$here/$script" "$@" >"$out/after" 2>&1 || { cat "$out/after"; exit 1; }
+LAYERS_BIN=$after bash "$here/$script" "$@" >"$out/after" 2>&1 || { cat "$out/after"; exit 1; }
 echo "######## $script $*, before: $LAYERS_BEFORE"
 cat "$out/before"
 echo
-echo "######## $script $*, after: this tree"
+echo "######## $script $*, after: $after"
 cat "$out/after"

@@ -39,6 +39,9 @@ mod registry;
 mod run;
 mod template;
 mod transfer;
+// Host paths of its own: the user's runtime dir, /proc, /etc/subuid, /etc/subgid, /etc/passwd.
+#[allow(clippy::disallowed_methods)]
+mod userns;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -164,6 +167,13 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Run a shell (or CMD) in the user namespace rootless commands use, where
+    /// `layers mount` paths work (as `podman unshare`).
+    Unshare {
+        /// The command and its arguments (default: $SHELL).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Write man pages (`layers.1`, `layers-run.1`, …) into a directory.
     #[command(hide = true)]
     Man {
@@ -206,6 +216,10 @@ enum SystemCommand {
 }
 
 fn main() -> ExitCode {
+    // The rootless namespace's pause process: no CLI, nothing else runs first.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "userns-pause") {
+        return userns::pause_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
@@ -280,6 +294,20 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `layers unshare`: runs the command in the namespace `enter` joined.
+fn unshare(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    if layers_store::layer::encoding::in_initial_user_namespace() {
+        anyhow::bail!("unshare: only a rootless user has a namespace to enter (root works in the host's)");
+    }
+    let (program, args) = match command.split_first() {
+        Some((p, a)) => (p.clone(), a),
+        None => (std::env::var_os("SHELL").filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into()), &[][..]),
+    };
+    let err = std::process::Command::new(&program).args(args).exec();
+    Err(anyhow::Error::new(err).context(format!("unshare: run {}", program.to_string_lossy())))
+}
+
 fn registries(cli: &Cli) -> anyhow::Result<registry::config::RegistriesConfig> {
     registry::config::RegistriesConfig::load(cli.registries_config.as_deref())
 }
@@ -337,8 +365,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man { dir } => return man_pages(dir),
+        Command::Unshare { command } => {
+            userns::enter()?;
+            return unshare(command);
+        }
         _ => {}
     }
+    // Rootless: every command on a store works in the user's namespace (no-op for root).
+    userns::enter()?;
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     let store = open_store(&cli)?;
     cli::options::convert_legacy(&store);
@@ -408,7 +442,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Container(c) => cli::prune::container(&store, c),
         Command::Volume(c) => cli::volume::volume(&store, c),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => cli::system::info(&store, a),
-        Command::Version(_) | Command::Completion { .. } | Command::Man { .. } | Command::Network(_) => {
+        Command::Version(_)
+        | Command::Completion { .. }
+        | Command::Man { .. }
+        | Command::Network(_)
+        | Command::Unshare { .. } => {
             unreachable!("handled before the store is opened")
         }
         Command::Image(c) => cli::prune::image(&store, c),

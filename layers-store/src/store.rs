@@ -124,8 +124,9 @@ impl Drop for Store {
 
 impl Store {
     /// The default store location: `/var/lib/layers` for root, else `$XDG_DATA_HOME/layers`.
+    /// A rootless user, root inside its own user namespace, keeps its store in its home.
     pub fn default_root() -> PathBuf {
-        if rustix::process::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() && crate::layer::encoding::in_initial_user_namespace() {
             return PathBuf::from("/var/lib/layers");
         }
         match std::env::var_os("XDG_DATA_HOME") {

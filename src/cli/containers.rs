@@ -128,6 +128,11 @@ pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
         mount_container(store, &c)?;
     }
     outln!("{}", store.snapshots().merged_dir(&c).display());
+    if crate::userns::joined() {
+        eprintln!(
+            "layers: note: rootless, this mount is seen only in the user namespace: use the path in `layers unshare`"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

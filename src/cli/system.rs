@@ -137,7 +137,7 @@ fn cgroups() -> (&'static str, Vec<String>) {
             found.sort();
             ("1", found)
         }
-        Err(_) => ("none usable", Vec::new()),
+        Err(_) | Ok(Hierarchy::Unavailable(_)) => ("none usable", Vec::new()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `layers top CONTAINER [ps OPTIONS]`: the container's processes as the host's `ps`
 //! shows them (Docker's way: `ps` runs on the host, its lines kept for the PIDs in
-//! the container's cgroup).
+//! the container's cgroup, or its PID namespace where it has no cgroup).
 
 use std::process::ExitCode;
 
@@ -23,10 +23,14 @@ pub struct TopArgs {
 
 pub fn top(store: &Store, a: &TopArgs) -> anyhow::Result<ExitCode> {
     let c = store.snapshots().resolve(&a.container)?;
-    if state::running(store, &c).is_none() {
+    let Some(running) = state::running(store, &c) else {
         bail!("top {}: container is not running", c.name);
-    }
-    let pids = Cgroup::pids_of(&Hierarchy::detect()?, &c.id);
+    };
+    let pids = match Hierarchy::detect()? {
+        // No cgroup of its own (rootless without delegation): the processes in its PID namespace.
+        Hierarchy::Unavailable(_) => in_pid_namespace_of(running.pid),
+        h => Cgroup::pids_of(&h, &c.id),
+    };
     let args: Vec<String> = if a.ps_options.is_empty() { vec!["-ef".into()] } else { a.ps_options.clone() };
     let out = std::process::Command::new("ps")
         .args(&args)
@@ -50,4 +54,15 @@ pub fn top(store: &Store, a: &TopArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The host PIDs of the processes in `pid`'s PID namespace.
+fn in_pid_namespace_of(pid: u32) -> Vec<u32> {
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let Some(want) = ns(&pid.to_string()) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|p| ns(&p.to_string()).as_ref() == Some(&want))
+        .collect()
 }

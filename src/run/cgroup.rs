@@ -28,12 +28,48 @@ pub enum Hierarchy {
     V2(PathBuf),
     /// Per-controller dirs under this root (`ROOT/memory`, `ROOT/pids`, `ROOT/cpu`).
     V1(PathBuf),
+    /// None this process may use: rootless, with no cgroup v2 subtree delegated to the
+    /// user (the reason, for a command that needs one). Containers run without one;
+    /// limits and `pause` are refused with that reason.
+    Unavailable(String),
 }
+
+/// Why a rootless user has no cgroup, in one line that names the fix.
+const NO_DELEGATION: &str = "rootless: this user has no cgroup v2 subtree delegated to it with the memory and pids \
+     controllers (systemd: `Delegate=yes` for user@.service, on a unified cgroup hierarchy)";
 
 impl Hierarchy {
     /// The host's: v2 if `/sys/fs/cgroup` (or its `unified` mount) offers memory and pids, else v1.
+    /// Rootless (in a user namespace): the subtree delegated to the user, if any.
     pub fn detect() -> anyhow::Result<Hierarchy> {
-        Self::detect_at(Path::new("/sys/fs/cgroup"))
+        if layers_store::layer::encoding::in_initial_user_namespace() {
+            return Self::detect_at(Path::new("/sys/fs/cgroup"));
+        }
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        Ok(Self::delegated_at(Path::new("/sys/fs/cgroup"), &own, rustix::process::geteuid().as_raw()))
+    }
+
+    /// A rootless process's hierarchy: the highest ancestor of its own v2 cgroup (`own`,
+    /// `/proc/self/cgroup`'s text) under `mount` that `uid` owns (the delegation
+    /// boundary: systemd hands `user@UID.service` to the user), if it has memory and pids.
+    pub fn delegated_at(mount: &Path, own: &str, uid: u32) -> Hierarchy {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return Hierarchy::Unavailable(NO_DELEGATION.to_string());
+        };
+        let mut dir = mount.to_path_buf();
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != "..") {
+            dir.push(part);
+            if fs::metadata(&dir).is_ok_and(|m| m.uid() == uid) {
+                let controllers = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+                let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+                if has("memory") && has("pids") {
+                    return Hierarchy::V2(dir);
+                }
+                break;
+            }
+        }
+        Hierarchy::Unavailable(NO_DELEGATION.to_string())
     }
 
     /// As `detect`, for a hierarchy mounted at `root`.
@@ -61,7 +97,7 @@ impl Hierarchy {
 fn join_file(h: &Hierarchy) -> &'static str {
     match h {
         Hierarchy::V1(_) => "tasks",
-        Hierarchy::V2(_) => "cgroup.procs",
+        Hierarchy::V2(_) | Hierarchy::Unavailable(_) => "cgroup.procs",
     }
 }
 
@@ -91,6 +127,20 @@ impl Cgroup {
 
     fn make(&mut self, id: &str, l: &Limits) -> anyhow::Result<()> {
         match self.hierarchy.clone() {
+            Hierarchy::Unavailable(why) => {
+                let asked: Vec<&str> = [
+                    l.memory.map(|_| "--memory"),
+                    l.memory_swap.map(|_| "--memory-swap"),
+                    l.pids.map(|_| "--pids-limit"),
+                    l.cpus.map(|_| "--cpus"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if !asked.is_empty() {
+                    bail!("{} cannot be applied: {why}", asked.join(", "));
+                }
+            }
             Hierarchy::V2(root) => {
                 let parent = root.join("layers");
                 fs::create_dir_all(&parent).with_context(|| format!("create cgroup {}", parent.display()))?;
@@ -159,6 +209,7 @@ impl Cgroup {
     /// The dirs `create` makes for container `id`.
     fn dirs_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
         match hierarchy {
+            Hierarchy::Unavailable(_) => Vec::new(),
             Hierarchy::V2(root) => vec![root.join("layers").join(id)],
             Hierarchy::V1(root) => ["memory", "pids", "cpu", "freezer"]
                 .iter()
@@ -188,6 +239,7 @@ impl Cgroup {
                 let want = if frozen { "FROZEN" } else { "THAWED" };
                 (dir, "freezer.state", want, "freezer.state", want)
             }
+            Hierarchy::Unavailable(why) => bail!("container {id} has no freezer cgroup: {why}"),
         };
         if !dir.is_dir() {
             bail!("container {id} has no freezer cgroup at {}", dir.display());
@@ -237,6 +289,7 @@ impl Cgroup {
         let file = match self.hierarchy {
             Hierarchy::V2(_) => "memory.events",
             Hierarchy::V1(_) => "memory.oom_control",
+            Hierarchy::Unavailable(_) => return false,
         };
         let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
         text.lines().any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0"))
@@ -342,6 +395,31 @@ mod tests {
         Cgroup::set_frozen(&h, "c1", false).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "0");
         assert!(Cgroup::set_frozen(&h, "nope", true).unwrap_err().to_string().contains("no freezer cgroup"));
+    }
+
+    #[test]
+    fn a_rootless_user_gets_the_subtree_delegated_to_it_or_a_reason() {
+        use std::os::unix::fs::MetadataExt;
+        let mount = tempfile::tempdir().unwrap();
+        let me = fs::metadata(mount.path()).unwrap().uid();
+        let service = mount.path().join("user.slice/user-1000.slice/user@1000.service");
+        fs::create_dir_all(service.join("app.slice/run-1.scope")).unwrap();
+        let own = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope\n";
+        // The whole tree is ours here: the highest dir we own is the boundary, and it
+        // lacks the controllers.
+        assert!(matches!(Hierarchy::delegated_at(mount.path(), own, me), Hierarchy::Unavailable(_)));
+        fs::write(mount.path().join("user.slice/cgroup.controllers"), "cpu memory pids").unwrap();
+        assert_eq!(Hierarchy::delegated_at(mount.path(), own, me), Hierarchy::V2(mount.path().join("user.slice")));
+        // Not ours at all (another uid owns every dir): no cgroup, and limits say why.
+        let h = Hierarchy::delegated_at(mount.path(), own, me + 1);
+        let Hierarchy::Unavailable(why) = &h else { panic!("{h:?}") };
+        assert!(why.contains("Delegate=yes"), "{why}");
+        let none = Cgroup::create(&h, "c1", &Limits::default()).unwrap();
+        assert!(none.procs_files().is_empty() && !none.oom_killed());
+        let limits = Limits { memory: Some(1 << 20), pids: Some(5), ..Limits::default() };
+        let err = Cgroup::create(&h, "c1", &limits).unwrap_err().to_string();
+        assert!(err.starts_with("--memory, --pids-limit cannot be applied: rootless"), "{err}");
+        assert!(Cgroup::set_frozen(&h, "c1", true).is_err());
     }
 
     #[test]

@@ -26,6 +26,71 @@ pub fn unshare_in_child(flags: rustix::thread::UnshareFlags) -> rustix::io::Resu
     unsafe { rustix::thread::unshare_unsafe(flags) }
 }
 
+/// Runs `f` in a fork of this (single-threaded) process and returns what it returned:
+/// for a rootless container, whose PID namespace this process could not leave again
+/// (its own belongs to the initial user namespace, where it has no privilege), so the
+/// fork that unshares it ends with it. Signals a user sends this process by PID
+/// (TERM, HUP, USR1, USR2) are passed to the fork; INT and QUIT come from the terminal
+/// to the whole process group, the fork included, so they are not passed twice.
+pub fn in_fork<T: serde::Serialize + serde::de::DeserializeOwned>(
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use anyhow::Context;
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static CHILD: AtomicI32 = AtomicI32::new(0);
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make result pipe")?;
+    // SAFETY: the callers hold `Quiesced` (no transfer thread runs), so the process is
+    // single-threaded and the child may run Rust code; it leaves with `_exit`, running no
+    // destructor of state it shares with the parent (the store's handle, locks).
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork for the container"),
+        0 => {
+            drop(r);
+            // A panic must not unwind into the parent's code, which this copy would then run.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the process running the container panicked")))
+                .map_err(|e| format!("{e:#}"));
+            let mut out = std::fs::File::from(w);
+            let _ = serde_json::to_writer(&mut out, &result).map(|()| out.flush());
+            // SAFETY: ends the forked child at once, as above.
+            unsafe { libc::_exit(0) }
+        }
+        pid => {
+            drop(w);
+            CHILD.store(pid, Ordering::SeqCst);
+            let mut ids = Vec::new();
+            for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
+                // SAFETY: the handler only reads an atomic and calls kill(2), both async-signal-safe.
+                let id = unsafe {
+                    signal_hook::low_level::register(sig, move || {
+                        libc::kill(CHILD.load(Ordering::SeqCst), sig);
+                    })
+                };
+                ids.extend(id.ok());
+            }
+            for sig in [libc::SIGINT, libc::SIGQUIT] {
+                // SAFETY: an empty handler: the signal is only kept from ending us.
+                ids.extend(unsafe { signal_hook::low_level::register(sig, || {}) }.ok());
+            }
+            let mut text = Vec::new();
+            let read = std::fs::File::from(r).read_to_end(&mut text);
+            let mut status = 0;
+            // SAFETY: waits for our own child, by its pid; `status` is a plain int.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } == -1
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+            {}
+            for id in ids {
+                signal_hook::low_level::unregister(id);
+            }
+            read.context("read the container's result")?;
+            let result: Result<T, String> = serde_json::from_slice(&text)
+                .map_err(|_| anyhow::anyhow!("the process that ran the container ended without a result"))?;
+            result.map_err(anyhow::Error::msg)
+        }
+    }
+}
+
 /// Children born from here on are in this process's own PID namespace again.
 pub fn restore_pid_namespace_for_children() -> anyhow::Result<()> {
     use anyhow::Context;

@@ -51,6 +51,8 @@ pub trait Sys {
     fn mount_rootfs(&mut self, spec: &MountSpec, target: &Path) -> Step;
     fn mount(&mut self, fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Step;
     fn bind(&mut self, from: &Path, to: &Path) -> Step;
+    /// A recursive bind (`MS_BIND | MS_REC`).
+    fn rbind(&mut self, from: &Path, to: &Path) -> Step;
     fn remount(&mut self, target: &Path, flags: MountFlags) -> Step;
     fn sethostname(&mut self, name: &str) -> Step;
     fn loopback_up(&mut self) -> Step;
@@ -200,6 +202,14 @@ impl Sys for Kernel {
         rustix::mount::mount_bind(from, to).map_err(errno(format!("bind {} on {}", from.display(), to.display())))
     }
 
+    fn rbind(&mut self, from: &Path, to: &Path) -> Step {
+        rustix::mount::mount_bind_recursive(from, to).map_err(errno(format!(
+            "bind {} on {} recursively",
+            from.display(),
+            to.display()
+        )))
+    }
+
     fn remount(&mut self, target: &Path, flags: MountFlags) -> Step {
         rustix::mount::mount_remount(target, flags, "").map_err(errno(format!("make {} read-only", target.display())))
     }
@@ -249,7 +259,17 @@ impl Sys for Kernel {
 
     fn set_groups(&mut self, groups: &[u32]) -> Step {
         let groups: Vec<rustix::process::Gid> = groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
-        rustix::thread::set_thread_groups(&groups).map_err(errno("set supplementary groups"))
+        match rustix::thread::set_thread_groups(&groups) {
+            // A namespace that maps only the user's own IDs (rootless without a
+            // subordinate range) denies setgroups: the process keeps the user's own
+            // groups, which give it nothing the user lacks.
+            Err(rustix::io::Errno::PERM)
+                if std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny") =>
+            {
+                Ok(())
+            }
+            r => r.map_err(errno("set supplementary groups")),
+        }
     }
 
     fn set_gid(&mut self, gid: u32) -> Step {

@@ -7,7 +7,11 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-const OPAQUE_XATTR: &[u8] = crate::layer::encoding::Encoding::Trusted.opaque_xattr();
+/// The opaque-directory xattr of the encoding this process writes (a store it opens
+/// has the same: `Store::open` refuses any other).
+fn opaque_xattr() -> &'static [u8] {
+    crate::layer::encoding::Encoding::of_process().opaque_xattr()
+}
 
 /// Whether a layer path (store-owned, never changed once committed) is a whiteout.
 fn is_whiteout_meta(m: &std::fs::Metadata) -> bool {
@@ -16,7 +20,7 @@ fn is_whiteout_meta(m: &std::fs::Metadata) -> bool {
 
 fn is_opaque_path(path: &Path) -> bool {
     let mut v = [0u8; 8];
-    matches!(rustix::fs::lgetxattr(path, OPAQUE_XATTR, &mut v), Ok(1) if v[0] == b'y')
+    matches!(rustix::fs::lgetxattr(path, opaque_xattr(), &mut v), Ok(1) if v[0] == b'y')
 }
 
 /// Whether `rel` exists in the merged view of `lowers` (top first), following overlay's

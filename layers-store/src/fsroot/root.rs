@@ -335,7 +335,13 @@ impl Subdir {
 
     /// Sets owner, mode (not for symlinks) and mtime of `name` without following it.
     pub fn set_meta_at(&self, name: &[u8], meta: &Meta, is_symlink: bool) -> io::Result<()> {
-        rfs::chownat(&self.fd, name, Some(uid(meta.uid)), Some(gid(meta.gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+        unmapped_owner_kept(rfs::chownat(
+            &self.fd,
+            name,
+            Some(uid(meta.uid)),
+            Some(gid(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ))?;
         if !is_symlink {
             // The node was created by us a moment ago, in a tree only we write to,
             // so `fchmodat` (which cannot refuse to follow) finds that same node.
@@ -360,8 +366,20 @@ impl Subdir {
 
 /// Sets owner, then mode (chown clears setuid bits), on an open fd.
 pub fn set_owner_mode_fd(fd: BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
-    rfs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
+    unmapped_owner_kept(rfs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid))))?;
     Ok(rfs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777))?)
+}
+
+/// A chown to an ID this user namespace does not map (EINVAL) leaves the node owned
+/// by the namespace's root: a rootless user with no subordinate range maps only its
+/// own ID, and the image's other owners stay recorded in its layers, not applied
+/// (as Podman does with `ignore_chown_errors`). In the initial namespace every ID is
+/// mapped, so there it stays an error.
+fn unmapped_owner_kept(r: rustix::io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(rustix::io::Errno::INVAL) if !crate::layer::encoding::in_initial_user_namespace() => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Sets atime and mtime on an open fd (last, after xattrs, which would not move it anyway).

@@ -88,7 +88,11 @@ impl UserDir {
                 format!("{why}: refused, whoever can write it could redirect what layers reads and writes there"),
             ))
         };
-        if st.st_uid != me && st.st_uid != 0 {
+        // In a user namespace (rootless) an owner outside it (root, or another user)
+        // shows as the overflow ID, and this process has no privilege beyond its user's:
+        // such a dir is read or written as the user could by hand, and steers nothing more.
+        let outside = !crate::layer::encoding::in_initial_user_namespace() && st.st_uid == overflow_uid();
+        if st.st_uid != me && st.st_uid != 0 && !outside {
             return refuse(format!("owned by uid {}, neither you (uid {me}) nor root", st.st_uid));
         }
         let sticky = st.st_mode & 0o1000 != 0;
@@ -296,6 +300,11 @@ fn beneath_error(op: &'static str, shown: &str, e: Errno) -> Error {
         }
         e => Error::errno(op, shown, e),
     }
+}
+
+/// The ID a user namespace shows for an owner it does not map.
+fn overflow_uid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/overflowuid").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(65534)
 }
 
 #[cfg(test)]

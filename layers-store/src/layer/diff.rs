@@ -20,7 +20,11 @@ use crate::fsroot::{walk, Node};
 use crate::layer::tar::{Entry, EntryKind};
 use crate::layer::tar_writer::TarWriter;
 
-const OPAQUE_XATTR: &[u8] = crate::layer::encoding::Encoding::Trusted.opaque_xattr();
+/// The opaque-directory xattr of the encoding this process writes (a store it opens
+/// has the same: `Store::open` refuses any other).
+fn opaque_xattr() -> &'static [u8] {
+    crate::layer::encoding::Encoding::of_process().opaque_xattr()
+}
 
 /// What happened to a path, as `docker diff` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,7 +73,7 @@ fn is_whiteout(st: &Stat) -> bool {
 }
 
 fn is_opaque(node: &Node) -> bool {
-    node.xattr(OPAQUE_XATTR).is_ok_and(|v| v.first() == Some(&b'y'))
+    node.xattr(opaque_xattr()).is_ok_and(|v| v.first() == Some(&b'y'))
 }
 
 /// The changes an upper dir makes to `lowers` (top first), sorted by path.
@@ -271,7 +275,7 @@ pub fn clean(upper: &Path) -> Result<()> {
             return Ok(false);
         }
         for name in node.xattr_names().unwrap_or_default() {
-            if crate::layer::encoding::is_overlay_private(&name) && name != OPAQUE_XATTR {
+            if crate::layer::encoding::is_overlay_private(&name) && name != opaque_xattr() {
                 node.remove_xattr(&name)
                     .map_err(|e| Error::errno("clean upper dir", String::from_utf8_lossy(node.rel), e))?;
             }

@@ -14,13 +14,14 @@ use crate::error::{Error, ErrorKind, Result};
 pub const FORMAT_VERSION: i64 = 12;
 
 /// Settings of the store as a whole: `encoding`, how overlay state is written in its
-/// layer dirs (`encoding.rs`). A store made before it was recorded is a root store.
+/// layer dirs (`encoding.rs`), recorded by the process that makes the store (or
+/// upgrades one from before it was recorded: only its owner can, and a rootless
+/// user's store could hold no layer before rootless stores existed).
 const SETTINGS: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO settings (name, value) VALUES ('encoding', 'trusted');
 "#;
 
 /// One module's part of the schema: statements that create or upgrade its tables,
@@ -151,6 +152,10 @@ impl Metadata {
                         Tables::Upgrade(f) => f(tx)?,
                     }
                 }
+                tx.execute(
+                    "INSERT OR IGNORE INTO settings (name, value) VALUES ('encoding', ?1)",
+                    [crate::layer::encoding::Encoding::of_process().name()],
+                )?;
                 tx.execute_batch(&format!("PRAGMA user_version = {FORMAT_VERSION}"))
             })?;
         }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount, mount_bind, mount_remount, move_mount, unmount,
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, mount_bind, mount_remount,
+    move_mount, unmount, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -23,8 +23,13 @@ use crate::error::{Error, ErrorKind, Result};
 pub const MAX_LAYERS: usize = 499;
 
 /// Options every overlay mount gets: an upper dir must stay a plain diff that
-/// `commit` can read (no index, no metacopy-only files, no redirected dirs).
-const OVERLAY_OPTIONS: [(&str, &str); 3] = [("index", "off"), ("metacopy", "off"), ("redirect_dir", "off")];
+/// `commit` can read (no index, no metacopy-only files, no redirected dirs). In a
+/// user namespace (`userxattr`) the kernel refuses `redirect_dir=off` and allows only
+/// `nofollow`, which creates no redirect either.
+fn overlay_options() -> [(&'static str, &'static str); 3] {
+    let redirect = if crate::layer::encoding::Encoding::of_process().mount_userxattr() { "nofollow" } else { "off" };
+    [("index", "off"), ("metacopy", "off"), ("redirect_dir", redirect)]
+}
 
 /// How to mount a root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,8 +130,12 @@ fn overlay_new_api(spec: &MountSpec, target: &Path, opts: MountOptions) -> Resul
         set("upperdir", upper)?;
         set("workdir", work)?;
     }
-    for (k, v) in OVERLAY_OPTIONS {
+    for (k, v) in overlay_options() {
         set(k, Path::new(v))?;
+    }
+    if crate::layer::encoding::Encoding::of_process().mount_userxattr() {
+        fsconfig_set_flag(fs.as_fd(), "userxattr")
+            .map_err(|e| Error::errno("configure overlay", "userxattr", e).with_detail(kernel_log(&fs)))?;
     }
     fsconfig_create(fs.as_fd())
         .map_err(|e| Error::errno("create overlay", target.display(), e).with_detail(kernel_log(&fs)))?;
@@ -165,8 +174,11 @@ fn overlay_legacy(spec: &MountSpec, target: &Path, opts: MountOptions) -> Result
     if let Some((upper, work)) = &spec.upper {
         data.push_str(&format!(",upperdir={},workdir={}", upper.display(), work.display()));
     }
-    for (k, v) in OVERLAY_OPTIONS {
+    for (k, v) in overlay_options() {
         data.push_str(&format!(",{k}={v}"));
+    }
+    if crate::layer::encoding::Encoding::of_process().mount_userxattr() {
+        data.push_str(",userxattr");
     }
     let page = rustix::param::page_size();
     if data.len() >= page {

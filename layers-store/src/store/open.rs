@@ -23,6 +23,19 @@ impl Store {
         }
         let md = Metadata::open(&root.join("db.sqlite"))?;
         let encoding = md.encoding()?;
+        let ours = crate::layer::encoding::Encoding::of_process();
+        if encoding != ours {
+            return Err(Error::new(
+                crate::error::ErrorKind::InvalidInput,
+                "open store",
+                root.display(),
+                format!(
+                    "made by {} and opened by {}: each needs a store of its own (--root)",
+                    encoding.writer(),
+                    ours.writer()
+                ),
+            ));
+        }
         let lock_path = root.join("locks/store.lock");
         let store_lock = open_lock(&lock_path)?;
         let store = Store {

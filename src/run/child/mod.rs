@@ -49,6 +49,35 @@ pub struct ChildSetup {
     pub console: Option<OwnedFd>,
     /// `--init`: a small PID 1 runs the command as its child.
     pub init: bool,
+    /// How /dev gets its device nodes.
+    pub devices: Devices,
+}
+
+/// How a container's /dev gets its device nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Devices {
+    /// Made with mknod (root in the initial user namespace).
+    Made,
+    /// Bind-mounted from the host's /dev, as runc does rootless: no process in a user
+    /// namespace may make one. `tty_gid`: the `tty` group (5) is mapped, so devpts
+    /// can give new terminals to it.
+    Bound { tty_gid: bool },
+}
+
+impl Devices {
+    /// What this process can do: `Bound` in a user namespace.
+    pub fn of_process() -> Devices {
+        if layers_store::layer::encoding::in_initial_user_namespace() {
+            return Devices::Made;
+        }
+        // gid_map lines: first ID inside, first outside, count.
+        let map = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+        let tty_gid = map.lines().any(|l| {
+            let f: Vec<u64> = l.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+            matches!(f.as_slice(), [inside, _, count] if *inside <= 5 && 5 < inside + count)
+        });
+        Devices::Bound { tty_gid }
+    }
 }
 
 /// A bind mount from the host: `-v HOST:CTR[:ro]`, or a named volume's directory.
@@ -107,7 +136,7 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     k.make_mounts_private()?;
     k.mount_rootfs(&s.mount, &s.rootfs)?;
     let root = s.rootfs.as_path();
-    mount_kernel_filesystems(k, root, s.privileged)?;
+    mount_kernel_filesystems(k, root, s.privileged, s.devices)?;
     for (host, target) in &s.files {
         bind_file(k, root, host, target)?;
     }
@@ -204,7 +233,7 @@ fn mount_point(k: &mut impl Sys, root: &Path, rel: &str, dir: bool) -> Step<Path
     }
 }
 
-fn mount_kernel_filesystems(k: &mut impl Sys, root: &Path, privileged: bool) -> Step {
+fn mount_kernel_filesystems(k: &mut impl Sys, root: &Path, privileged: bool, devices: Devices) -> Step {
     let nse = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc = mount_point(k, root, "proc", true)?;
     k.mount("proc", &proc, nse, "")?;
@@ -213,7 +242,14 @@ fn mount_kernel_filesystems(k: &mut impl Sys, root: &Path, privileged: bool) -> 
     for (name, major, minor) in
         [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
     {
-        k.mknod_char(&dev.join(name), major, minor)?;
+        match devices {
+            Devices::Made => k.mknod_char(&dev.join(name), major, minor)?,
+            Devices::Bound { .. } => {
+                let node = dev.join(name);
+                k.create_file(&node)?;
+                k.bind(&Path::new("/dev").join(name), &node)?;
+            }
+        }
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -232,12 +268,25 @@ fn mount_kernel_filesystems(k: &mut impl Sys, root: &Path, privileged: bool) -> 
         "devpts",
         &dev.join("pts"),
         MountFlags::NOSUID | MountFlags::NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        match devices {
+            Devices::Made | Devices::Bound { tty_gid: true } => "newinstance,ptmxmode=0666,mode=0620,gid=5",
+            Devices::Bound { tty_gid: false } => "newinstance,ptmxmode=0666,mode=0620",
+        },
     )?;
     k.mount("tmpfs", &dev.join("shm"), nse, "mode=1777,size=65536k")?;
     k.mount("mqueue", &dev.join("mqueue"), nse, "")?;
     let sys = mount_point(k, root, "sys", true)?;
-    k.mount("sysfs", &sys, nse | MountFlags::RDONLY, "")?;
+    match k.mount("sysfs", &sys, nse | MountFlags::RDONLY, "") {
+        Ok(()) => {}
+        // Rootless in a network namespace this user namespace does not own (the host's:
+        // `--network host`, build steps) the kernel refuses a new sysfs: the host's is
+        // bound, read-only, as runc does (recursively: its submounts are locked to it).
+        Err(_) if devices != Devices::Made => {
+            k.rbind(Path::new("/sys"), &sys)?;
+            k.remount(&sys, MountFlags::BIND | MountFlags::RDONLY | nse)?;
+        }
+        Err(e) => return Err(e),
+    }
     if privileged {
         return Ok(());
     }

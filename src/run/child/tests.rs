@@ -11,6 +11,8 @@ struct Recorder {
     calls: Vec<String>,
     paths: BTreeMap<PathBuf, Kind>,
     pivot_refused: bool,
+    /// Filesystem types whose mount the kernel refuses (sysfs, rootless in the host's network).
+    refused: Vec<&'static str>,
 }
 
 impl Recorder {
@@ -74,10 +76,16 @@ impl Sys for Recorder {
         self.note(format!("mount-rootfs {}", target.display()))
     }
     fn mount(&mut self, fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Step {
+        if self.refused.contains(&fstype) {
+            return Err(format!("mount {fstype}: EPERM"));
+        }
         self.note(format!("mount {fstype} {} {flags:?} {data}", target.display()))
     }
     fn bind(&mut self, from: &Path, to: &Path) -> Step {
         self.note(format!("bind {} {}", from.display(), to.display()))
+    }
+    fn rbind(&mut self, from: &Path, to: &Path) -> Step {
+        self.note(format!("rbind {} {}", from.display(), to.display()))
     }
     fn remount(&mut self, target: &Path, flags: MountFlags) -> Step {
         self.note(format!("remount {} {flags:?}", target.display()))
@@ -167,6 +175,7 @@ fn setup_for(user: users::User) -> ChildSetup {
         read_only: false,
         console: None,
         init: false,
+        devices: Devices::Made,
     }
 }
 
@@ -251,6 +260,28 @@ fn privileged_host_network_users_and_init_change_only_their_steps() {
     assert!(k.has("set-caps 0 0"), "a non-root user has no capabilities");
     assert_eq!(k.calls.last().map(String::as_str), Some("fork-init tty=false filters=0"));
     assert!(k.position("set-uid 1000") < k.position("fork-init"), "the init is forked as the user");
+}
+
+#[test]
+fn rootless_binds_the_hosts_devices_and_sysfs_where_it_may_not_make_them() {
+    let mut s = setup_for(root());
+    s.devices = Devices::Bound { tty_gid: false };
+    s.own_network = false;
+    let mut k = recorder();
+    k.refused = vec!["sysfs"];
+    setup(&s, &mut k).unwrap();
+    assert!(!k.has("mknod"), "no device node is made in a user namespace: {:#?}", k.calls);
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        assert!(k.position(&format!("create /r/dev/{dev}")) < k.position(&format!("bind /dev/{dev} /r/dev/{dev}")));
+    }
+    let devpts = &k.calls[k.position("mount devpts")];
+    assert!(!devpts.contains("gid=5"), "an unmapped tty group is not named: {devpts}");
+    assert!(k.position("rbind /sys /r/sys") < k.position("remount /r/sys"));
+    assert!(k.calls[k.position("remount /r/sys")].contains("RDONLY"), "the host's sysfs, read-only");
+    // As root, a refused sysfs is an error, not a bind of the host's.
+    let mut k = recorder();
+    k.refused = vec!["sysfs"];
+    assert!(setup(&setup_for(root()), &mut k).is_err());
 }
 
 #[test]

@@ -72,16 +72,17 @@ pub fn spawn(store: &Store, c: &ContainerRow) -> anyhow::Result<Started> {
     let mut monitor = cmd.spawn().context("start the container's monitor")?;
     // Our end of its pipe goes with `cmd`: EOF then means the monitor has reported or is gone.
     drop(cmd);
-    let mut text = String::new();
-    // An unreadable report is no report: the monitor's own end is what then says why.
-    let _ = std::fs::File::from(report_r).take(MAX_REPORT).read_to_string(&mut text);
-    match serde_json::from_str::<Message>(&text) {
-        Ok(Message::Running) => Ok(Started::Running),
-        Ok(Message::Failed { code, message }) => {
+    // One message, read up to its end and not to EOF: the monitor may still hold its
+    // end (rootless, the report is sent from a fork of it). An unreadable report is no
+    // report: the monitor's own end is what then says why.
+    let report = std::fs::File::from(report_r).take(MAX_REPORT);
+    match serde_json::Deserializer::from_reader(report).into_iter::<Message>().next() {
+        Some(Ok(Message::Running)) => Ok(Started::Running),
+        Some(Ok(Message::Failed { code, message })) => {
             let _ = monitor.wait();
             Ok(Started::Failed { code: Some(code), message })
         }
-        Err(_) => {
+        _ => {
             let status = monitor.wait().context("wait for the container's monitor")?;
             Ok(Started::Failed {
                 code: None,

@@ -113,6 +113,7 @@ impl RunSpec {
 }
 
 /// How a run ended.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Ended {
     /// The exit code as a shell reports it.
     pub code: u8,
@@ -135,13 +136,31 @@ pub fn run_container(
     s: &RunSpec,
     _single_threaded: &Quiesced,
 ) -> anyhow::Result<Ended> {
+    if layers_store::layer::encoding::in_initial_user_namespace() {
+        return run_here(store, container, config, image, s);
+    }
+    // Rootless: a process that unshared a PID namespace for its children cannot take
+    // it back, and a second one is refused; each container starts from a fork.
+    crate::run::kernel::in_fork(|| run_here(store, container, config, image, s))
+}
+
+fn run_here(
+    store: &Store,
+    container: &ContainerRow,
+    config: &RuntimeConfig,
+    image: &str,
+    s: &RunSpec,
+) -> anyhow::Result<Ended> {
     let process =
         image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
     let files = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname)?;
     let launched = spawn_and_wait(store, container, &process, &cg, files, image, s);
-    // Later children of this process (a build's next step) are born in our own PID namespace again.
-    crate::run::kernel::restore_pid_namespace_for_children()?;
+    // Later children of this process (a build's next step) are born in our own PID
+    // namespace again (rootless, this process is a fork that ends here instead).
+    if layers_store::layer::encoding::in_initial_user_namespace() {
+        crate::run::kernel::restore_pid_namespace_for_children()?;
+    }
     let (code, oom_killed, not_run) = match launched? {
         // Killed by SIGKILL: directly, or as the command under --init (128 + 9).
         Launched::Ran(status) => {
@@ -202,6 +221,7 @@ fn spawn_and_wait(
         read_only: s.read_only,
         console: console_child,
         init: s.init,
+        devices: child::Devices::of_process(),
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make error pipe")?;
     // The command becomes PID 1 of a new PID namespace: the next child we fork enters it.
@@ -244,6 +264,7 @@ fn spawn_and_wait(
     launch(cmd, err_r, &container.name, process, image, outputs, |pid| {
         let running = state::Running {
             pid,
+            pid_start: state::start_time(pid),
             monitor: std::process::id(),
             monitor_start: state::start_time(std::process::id()).unwrap_or_default(),
             user: user_spec.clone(),

@@ -12,6 +12,10 @@ use crate::run::users;
 pub struct Running {
     /// Host PID of its PID 1.
     pub pid: u32,
+    /// When its PID 1 started (clock ticks after boot): with `pid`, it names that one
+    /// process where no cgroup of the container does (rootless without delegation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
     /// Host PID of the `layers run` that waits for it (and cleans up after it).
     pub monitor: u32,
     /// When the monitor started (clock ticks after boot, /proc/PID/stat): its PID,
@@ -102,11 +106,13 @@ pub fn set_exited(store: &Store, id: &str, e: &Exited) {
     ContainerDir::of(store, id).replace((File::Exited, e), File::Running);
 }
 
-/// The running state of a container, if its process is alive (its cgroup names the container).
+/// The running state of a container, if its process is alive: its cgroup names the
+/// container, or (with no cgroup of its own) it started when the record says.
 pub fn running(store: &Store, c: &ContainerRow) -> Option<Running> {
     let r: Running = ContainerDir::of(store, &c.id).read_json(File::Running)?;
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", r.pid)).ok()?;
-    cgroups.contains(&c.id).then_some(r)
+    let alive = cgroups.contains(&c.id) || r.pid_start.is_some_and(|s| living_since(r.pid) == Some(s));
+    alive.then_some(r)
 }
 
 /// The `layers run` that watches the container and records how it ends, while it
@@ -125,6 +131,16 @@ fn live_monitor(store: &Store, c: &ContainerRow) -> Option<(Monitor, std::os::fd
     let fd = crate::run::control::pidfd(m.pid)?;
     // Checked after the pidfd is open: the fd then holds that very process.
     (start_time(m.pid) == Some(m.start)).then_some((m, fd))
+}
+
+/// When process `pid` started, if it has not ended (a zombie has: it only waits to be reaped).
+fn living_since(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+    if matches!(state, "Z" | "X" | "x") {
+        return None;
+    }
+    start_time(pid)
 }
 
 /// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat).

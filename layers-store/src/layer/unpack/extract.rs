@@ -18,7 +18,11 @@ use crate::layer::sparse::RunHasher;
 use crate::layer::tar::{Entry, EntryKind, TarError, TarReader};
 use crate::layer::tar_sparse::SparseMap;
 
-const OPAQUE_XATTR: &[u8] = crate::layer::encoding::Encoding::Trusted.opaque_xattr();
+/// The opaque-directory xattr of the encoding this process writes (a store it opens
+/// has the same: `Store::open` refuses any other).
+fn opaque_xattr() -> &'static [u8] {
+    crate::layer::encoding::Encoding::of_process().opaque_xattr()
+}
 
 /// Writes every entry of the tar stream `reader` into `root`; returns the entry count.
 pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
@@ -193,6 +197,10 @@ impl Extractor<'_> {
                 }
                 self.replace(parent, name, &subject, |d| d.hardlink(name, &tdir, tname))?;
             }
+            // No process in a user namespace may make a device node (whiteouts aside):
+            // a rootless store leaves them out, as Docker's and containers/storage's
+            // unpackers do in one. The layer's blob and diffID keep them.
+            EntryKind::Char | EntryKind::Block if !crate::layer::encoding::in_initial_user_namespace() => {}
             EntryKind::Char | EntryKind::Block | EntryKind::Fifo => {
                 let kind = match e.kind {
                     EntryKind::Char => FileType::CharacterDevice,
@@ -232,7 +240,7 @@ impl Extractor<'_> {
     fn whiteout(&mut self, parent: &[u8], target: &[u8], meta: &Meta, subject: &dyn Fn() -> String) -> Result<()> {
         if target == b".wh..opq" {
             let dir = self.parent(parent, subject)?;
-            return dir.set_xattr(OPAQUE_XATTR, b"y").map_err(|err| map_io(subject(), err));
+            return dir.set_xattr(opaque_xattr(), b"y").map_err(|err| map_io(subject(), err));
         }
         if target.starts_with(b".wh.") {
             // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless outside aufs, skipped as Docker does.
