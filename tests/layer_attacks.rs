@@ -77,25 +77,39 @@ fn corpus(work: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn hostile_layers_are_rejected_and_leave_no_trace() {
-    if !need_root("hostile_layers_are_rejected_and_leave_no_trace") {
-        return;
+    if need_root("hostile_layers_are_rejected_and_leave_no_trace") {
+        hostile_corpus(Mode::Root);
     }
-    let work = tempfile::tempdir().unwrap();
+}
+
+#[test]
+fn hostile_layers_are_rejected_and_leave_no_trace_rootless() {
+    if need_root("hostile_layers_are_rejected_and_leave_no_trace_rootless") {
+        hostile_corpus(Mode::rootless());
+    }
+}
+
+/// Every case of the corpus imported by `mode`'s user, against a victim dir that user
+/// owns (so only our checks stand between an attack and it).
+fn hostile_corpus(mode: Mode) {
+    let work = mode.work();
     let (victim, corpus) = corpus(work.path());
+    mode.give(work.path());
     let before = snapshot(&victim);
 
     let store = work.path().join("store");
     // A store that already holds an image: a failed import must not disturb it.
-    let ok = layers(&store, &["import", "-q", corpus.join("good.tar.gz").to_str().unwrap(), "good"]);
+    let ok = mode.run(&store, &["import", "-q", corpus.join("good.tar.gz").to_str().unwrap(), "good"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let entries_before = store_entries(&store);
-    let images_before =
-        stdout(&layers(&store, &["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.Digest}} {{.Size}}"]));
+    let list = ["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.Digest}} {{.Size}}"];
+    let images_before = stdout(&mode.run(&store, &list));
 
     let mut failures = vec![];
     for (case, want) in REJECTED {
-        let out = Command::new(env!("CARGO_BIN_EXE_layers"))
-            .args(["--root", store.to_str().unwrap(), "--max-layer-size", "67108864", "--max-layer-entries", "100"])
+        let out = mode
+            .command(&store)
+            .args(["--max-layer-size", "67108864", "--max-layer-entries", "100"])
             .args(["import", corpus.join(case).to_str().unwrap(), "hostile"])
             .output()
             .unwrap();
@@ -112,15 +126,13 @@ fn hostile_layers_are_rejected_and_leave_no_trace() {
         if store_entries(&store) != entries_before {
             failures.push(format!("{case}: store content changed: {:?}", store_entries(&store)));
         }
-        if stdout(&layers(&store, &["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}} {{.Digest}} {{.Size}}"]))
-            != images_before
-        {
+        if stdout(&mode.run(&store, &list)) != images_before {
             failures.push(format!("{case}: image list changed"));
         }
     }
-    let fsck = layers(&store, &["fsck"]);
+    let fsck = mode.run(&store, &["fsck"]);
     assert!(fsck.status.success(), "fsck after hostile imports: {}", stdout(&fsck));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(failures.is_empty(), "{mode:?}:\n{}", failures.join("\n"));
 }
 
 /// Cases that are legal tar but must be handled safely: the import succeeds,

@@ -1,6 +1,7 @@
-//! Rootless, for real: commands run as unprivileged users this test makes (one with a
+//! Rootless, for real: commands run as unprivileged users (`common::modes`: one with a
 //! subordinate ID range, one without), in the user namespace `layers` enters, and
-//! their results are held against GNU tar's extraction as root, file by file.
+//! their results are held against GNU tar's extraction and against the same commands
+//! as root.
 
 // Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
 #![allow(clippy::disallowed_methods)]
@@ -8,80 +9,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-
-/// A user with a subordinate range (container IDs 1…65536 mapped).
-const MAPPED: (&str, &str) = ("layers-rl", "300000-365535");
-/// A user without one (only its own ID mapped).
-const SINGLE: &str = "layers-rl-single";
-
-/// Makes the user `name` if missing (with the subordinate range `range`), and returns
-/// its uid. Idempotent: concurrent tests of this file share the users.
-fn user(name: &str, range: Option<&str>) -> u32 {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let id = |n: &str| Command::new("id").args(["-u", n]).output().unwrap();
-    if !id(name).status.success() {
-        // No subordinate IDs unless asked (useradd gives some where login.defs says so).
-        let ok = Command::new("useradd")
-            .args(["--create-home", "--shell", "/bin/sh", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "useradd {name}");
-    }
-    if let Some(r) = range {
-        let listed = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-        if !listed.lines().any(|l| l.starts_with(&format!("{name}:"))) {
-            let ok = Command::new("usermod").args(["--add-subuids", r, "--add-subgids", r, name]).status().unwrap();
-            assert!(ok.success(), "usermod --add-subuids {r} {name}");
-        }
-    }
-    String::from_utf8(id(name).stdout).unwrap().trim().parse().unwrap()
-}
-
-/// The first host ID of `name`'s subordinate range: what container ID 1 is on the host.
-fn first_subuid(name: &str) -> u32 {
-    let listed = std::fs::read_to_string("/etc/subuid").unwrap();
-    let line = listed.lines().find(|l| l.starts_with(&format!("{name}:"))).expect("a subordinate range");
-    line.split(':').nth(1).unwrap().parse().unwrap()
-}
-
-/// A work dir the user owns (the tests' own temp dirs are root's 0700).
-fn work_for(uid: u32) -> tempfile::TempDir {
-    let work = tempfile::Builder::new().prefix("layers-rootless").tempdir_in("/tmp").unwrap();
-    std::os::unix::fs::chown(work.path(), Some(uid), Some(uid)).unwrap();
-    work
-}
-
-/// The fixture images' OCI layout, copied where `uid` can read it (umoci writes its
-/// index.json 0600).
-fn fixtures_for(work: &Path, uid: u32) -> String {
-    let to = work.join("oci");
-    let ok = Command::new("cp").arg("-a").arg(fixtures().join("oci")).arg(&to).status().unwrap();
-    assert!(ok.success());
-    let ok = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(&to).status().unwrap();
-    assert!(ok.success());
-    to.to_str().unwrap().to_string()
-}
-
-/// Runs `layers --root STORE ARGS…` as `user`, with that user's environment.
-fn as_user(user: &str, store: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([&format!("--reuid={user}"), &format!("--regid={user}"), "--init-groups", "--reset-env", "--"])
-        .arg(env!("CARGO_BIN_EXE_layers"))
-        .arg("--root")
-        .arg(store)
-        .args(args);
-    cmd.output().unwrap()
-}
-
-fn ok(user: &str, store: &Path, args: &[&str]) -> String {
-    let out = as_user(user, store, args);
-    assert!(out.status.success(), "layers {args:?} as {user}: {}{}", stdout(&out), stderr(&out));
-    stdout(&out)
-}
 
 /// `find` over a tree: path, numeric owner, group, mode, type, size (dirs: no size).
 const LIST: &str = r#"find . -printf '%p %U %G %m %y %s\n' | awk '$5 == "d" { $6 = "-" } { print }' | sort"#;
@@ -104,11 +34,21 @@ fn rootfs_tar(dir: &Path) -> PathBuf {
     let ok = Command::new("sh").args(["-c", script]).current_dir(&root).status().unwrap();
     assert!(ok.success());
     let tar = dir.join("rootfs.tar");
-    let ok =
-        Command::new("tar").args(["--numeric-owner", "-C"]).arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
-    assert!(ok.success());
+    let ok = Command::new("tar").arg("--numeric-owner").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status();
+    assert!(ok.unwrap().success());
     std::fs::remove_dir_all(&root).unwrap();
     tar
+}
+
+/// What `layers mount IMAGE` shows of `image`, listed where the mount is seen: from
+/// inside `layers unshare` rootless.
+fn listed_in_namespace(mode: Mode, store: &Path, image: &str) -> String {
+    let script =
+        format!("cd \"$({} --root {} mount {image})\" && {LIST}", env!("CARGO_BIN_EXE_layers"), store.display());
+    match mode {
+        Mode::Root => stdout(&Command::new("sh").args(["-c", &script]).output().unwrap()),
+        Mode::Rootless(_) => mode.ok(store, &["unshare", "sh", "-c", &script]),
+    }
 }
 
 #[test]
@@ -116,17 +56,13 @@ fn an_import_seen_from_the_users_namespace_is_gnu_tars_extraction_as_root() {
     if !need_root("rootless import") {
         return;
     }
-    let uid = user(MAPPED.0, Some(MAPPED.1));
-    let work = work_for(uid);
+    let mode = Mode::rootless();
+    let work = mode.work();
     let tar = rootfs_tar(work.path());
-    std::os::unix::fs::chown(&tar, Some(uid), Some(uid)).unwrap();
+    mode.give(&tar);
     let store = work.path().join("store");
-    ok(MAPPED.0, &store, &["import", "-q", tar.to_str().unwrap(), "owners"]);
-
-    // From inside the namespace: a mount made by `layers mount` is visible to `layers unshare`.
-    let script =
-        format!("cd \"$({} --root {} mount owners)\" && {LIST}", env!("CARGO_BIN_EXE_layers"), store.display());
-    let seen = ok(MAPPED.0, &store, &["unshare", "sh", "-c", &script]);
+    mode.ok(&store, &["import", "-q", tar.to_str().unwrap(), "owners"]);
+    let seen = listed_in_namespace(mode, &store, "owners");
 
     let extracted = tempfile::tempdir().unwrap();
     let ok_tar =
@@ -136,14 +72,46 @@ fn an_import_seen_from_the_users_namespace_is_gnu_tars_extraction_as_root() {
     assert_eq!(seen, stdout(&want), "rootless import, seen in the namespace, against GNU tar as root");
 
     // On the host the same files belong to the user's subordinate range (1000 → first + 999).
+    let uid = user(MAPPED.0, None);
     let layer = std::fs::read_dir(store.join("layers")).unwrap().next().unwrap().unwrap().path();
     let notes = std::fs::metadata(layer.join("home/alice/notes")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&notes), first_subuid(MAPPED.0) + 999);
     let motd = std::fs::metadata(layer.join("etc/motd")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&motd), uid, "container root is the user");
-    ok(MAPPED.0, &store, &["rm", "-f", "owners-working-container"]);
-    let problems = ok(MAPPED.0, &store, &["fsck"]);
-    assert!(!problems.contains("layer "), "fsck of the rootless store: {problems}");
+    // Outside `layers unshare`, the path `mount` prints comes with a note that says where it works.
+    let outside = mode.run(&store, &["mount", "owners"]);
+    assert!(stderr(&outside).contains("use the path in `layers unshare`"), "{}", stderr(&outside));
+    mode.ok(&store, &["rm", "-f", "owners-working-container"]);
+    let problems = mode.ok(&store, &["fsck"]);
+    assert!(problems.contains("store is consistent"), "fsck of the rootless store: {problems}");
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_hide_lower_files_through_userxattr_as_for_root() {
+    if !need_root("rootless whiteouts") {
+        return;
+    }
+    let rootless = Mode::rootless();
+    let work = rootless.work();
+    // The fixture's `layered` image deletes files and replaces a dir in upper layers
+    // (umoci wrote the whiteouts): both modes must show the same merged tree.
+    let mut seen = Vec::new();
+    for mode in [Mode::Root, rootless] {
+        let store = work.path().join(format!("store-{}", mode.name()));
+        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        seen.push(listed_in_namespace(mode, &store, "localhost/layered"));
+    }
+    // Device nodes are the one difference: no process in a user namespace may make them.
+    let devices = |l: &&str| matches!(l.split(' ').nth(4), Some("c" | "b"));
+    let (root_devices, root_rest): (Vec<&str>, Vec<&str>) = seen[0].lines().partition(devices);
+    assert_eq!(root_devices, ["./dev/null 0 0 644 c 0", "./dev/sda 0 0 644 b 0"]);
+    assert_eq!(root_rest, seen[1].lines().collect::<Vec<_>>(), "the layered image merged, as root and rootless");
+    assert!(root_rest.len() > 50, "a real tree was listed: {}", seen[0]);
+    // Whited out (umoci's and GNU tar's whiteouts), hidden by an opaque dir, replaced.
+    for gone in ["./data/gone ", "./etc/motd ", "./data/replace/old-file ", "./data/keep/file ", "./bin/vi "] {
+        assert!(!seen[1].contains(gone), "{gone}is hidden rootless");
+    }
+    assert!(seen[1].contains("./data/keep/fresh ") && seen[1].contains("./opt/app/config/README "));
 }
 
 #[test]
@@ -151,25 +119,77 @@ fn a_rootless_container_is_root_in_its_namespace_pid_1_and_keeps_exit_codes() {
     if !need_root("rootless run") {
         return;
     }
-    let uid = user(MAPPED.0, Some(MAPPED.1));
-    let work = work_for(uid);
+    let mode = Mode::rootless();
+    let work = mode.work();
     let store = work.path().join("store");
     let vol = work.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
-    std::os::unix::fs::chown(&vol, Some(uid), Some(uid)).unwrap();
-    ok(MAPPED.0, &store, &["load", "-q", "-i", &fixtures_for(work.path(), uid)]);
+    mode.give(&vol);
+    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
     let v = format!("{}:/v:ro", vol.display());
-    let out = as_user(
-        MAPPED.0,
-        &store,
-        &["run", "--rm", "-v", &v, "localhost/layered", "sh", "-c", "id -u; echo $$; touch /v/x 2>&1; exit 3"],
-    );
+    let script = "id -u; echo $$; touch /v/x 2>&1; exit 3";
+    let out = mode.run(&store, &["run", "--rm", "-v", &v, "localhost/layered", "sh", "-c", script]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[..2], ["0", "1"], "{text}");
     assert!(text.contains("Read-only file system"), "ro volume: {text}");
-    assert_eq!(ok(MAPPED.0, &store, &["ps", "-a", "-q"]), "", "--rm leaves nothing");
+    assert_eq!(mode.ok(&store, &["ps", "-a", "-q"]), "", "--rm leaves nothing");
+    // Limits need a delegated cgroup, which this machine's users do not have: refused by name.
+    let limited = mode.run(&store, &["run", "--rm", "-m", "20m", "localhost/layered", "true"]);
+    assert_eq!(limited.status.code(), Some(125));
+    assert!(stderr(&limited).contains("--memory cannot be applied: rootless"), "{}", stderr(&limited));
+}
+
+#[test]
+fn a_detached_rootless_container_is_running_takes_exec_and_stops_on_its_signal() {
+    if !need_root("rootless run -d") {
+        return;
+    }
+    let mode = Mode::rootless();
+    let work = mode.work();
+    let store = work.path().join("store");
+    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let script = "echo started; trap 'echo got-term; exit 7' TERM; sleep 100 & wait";
+    mode.ok(&store, &["run", "-d", "--name", "d", "localhost/layered", "sh", "-c", script]);
+    assert_eq!(mode.ok(&store, &["ps", "--format", "{{.Names}}"]), "d\n", "running as soon as run -d returns");
+    assert_eq!(
+        mode.ok(&store, &["exec", "d", "sh", "-c", "id -u; cat /proc/1/cmdline | tr '\\0' ' '"]),
+        "0\nsh -c echo started; trap 'echo got-term; exit 7' TERM; sleep 100 & wait "
+    );
+    assert!(mode.ok(&store, &["top", "d"]).contains("sleep 100"), "top lists the PID namespace without a cgroup");
+    mode.ok(&store, &["stop", "-t", "5", "d"]);
+    assert_eq!(mode.ok(&store, &["wait", "d"]), "7\n");
+    assert_eq!(mode.ok(&store, &["logs", "d"]), "started\ngot-term\n");
+    mode.ok(&store, &["rm", "d"]);
+}
+
+#[test]
+fn a_build_step_run_rootless_makes_the_layer_root_makes() {
+    if !need_root("rootless build") {
+        return;
+    }
+    let rootless = Mode::rootless();
+    let work = rootless.work();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    // Every time the step sets is fixed, so its layer depends only on what it wrote:
+    // owners from the image's view (2:3, not the host's), a setuid bit, modes.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM localhost/layered\nRUN mkdir -p /data/sub && echo hi > /data/sub/f && chown 2:3 /data/sub/f \
+         && chmod 4755 /data/sub/f && touch -d @0 /data/sub/f /data/sub /data /\n",
+    )
+    .unwrap();
+    rootless.give(&ctx);
+    let mut layers_of = Vec::new();
+    for mode in [Mode::Root, rootless] {
+        let store = work.path().join(format!("store-{}", mode.name()));
+        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        mode.ok(&store, &["build", "-q", "-t", "step", ctx.to_str().unwrap()]);
+        layers_of.push(mode.ok(&store, &["inspect", "--format", "{{json .RootFS.Layers}}", "step"]));
+    }
+    assert_eq!(layers_of[0], layers_of[1], "the same diffIDs as root and rootless");
 }
 
 #[test]
@@ -177,11 +197,12 @@ fn a_user_without_a_subordinate_range_runs_with_its_own_id_and_a_warning() {
     if !need_root("rootless single-ID run") {
         return;
     }
-    let uid = user(SINGLE, None);
-    let work = work_for(uid);
+    user(SINGLE, None);
+    let mode = Mode::Rootless(SINGLE);
+    let work = mode.work();
     let store = work.path().join("store");
-    ok(SINGLE, &store, &["load", "-q", "-i", &fixtures_for(work.path(), uid)]);
-    let out = as_user(SINGLE, &store, &["run", "--rm", "localhost/layered", "id", "-u"]);
+    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let out = mode.run(&store, &["run", "--rm", "localhost/layered", "id", "-u"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "0\n");
     let err = stderr(&out);
@@ -193,13 +214,12 @@ fn a_store_made_by_root_is_refused_by_a_rootless_user_by_name() {
     if !need_root("rootless store kinds") {
         return;
     }
-    let uid = user(MAPPED.0, Some(MAPPED.1));
-    let work = work_for(uid);
+    let mode = Mode::rootless();
+    let work = mode.work();
     let store = work.path().join("root-store");
     layers_ok(&store, &["images"]);
-    let ok_chown = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(&store).status().unwrap();
-    assert!(ok_chown.success());
-    let out = as_user(MAPPED.0, &store, &["images"]);
+    mode.give(&store);
+    let out = mode.run(&store, &["images"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("made by root"), "{}", stderr(&out));
 }

@@ -10,7 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 use layers_store::content::digest::Hasher;
 
+mod modes;
 mod registry;
+#[allow(unused_imports)]
+pub use modes::*;
 #[allow(unused_imports)]
 pub use registry::*;
 

@@ -1,0 +1,117 @@
+//! One test, two modes: as root, and as a real unprivileged user in the user
+//! namespace `layers` enters (as umoci runs each suite as root and as a user). The
+//! users are made here, idempotently: one with a subordinate ID range, one without.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A user with a subordinate range (container IDs 1…65536 mapped).
+pub const MAPPED: (&str, &str) = ("layers-rl", "300000-365535");
+/// A user without one (only its own ID mapped).
+pub const SINGLE: &str = "layers-rl-single";
+
+/// Who runs `layers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Root,
+    /// This user (made if missing), through `setpriv`, with its own environment.
+    Rootless(&'static str),
+}
+
+impl Mode {
+    /// The user with a subordinate range.
+    pub fn rootless() -> Mode {
+        user(MAPPED.0, Some(MAPPED.1));
+        Mode::Rootless(MAPPED.0)
+    }
+
+    /// `layers --root STORE` as this mode's user.
+    pub fn command(self, store: &Path) -> Command {
+        let mut cmd = match self {
+            Mode::Root => Command::new(env!("CARGO_BIN_EXE_layers")),
+            Mode::Rootless(u) => {
+                let mut c = Command::new("setpriv");
+                c.args([&format!("--reuid={u}"), &format!("--regid={u}"), "--init-groups", "--reset-env", "--"])
+                    .arg(env!("CARGO_BIN_EXE_layers"));
+                c
+            }
+        };
+        cmd.arg("--root").arg(store);
+        cmd
+    }
+
+    /// `layers --root STORE ARGS…` to the end.
+    pub fn run(self, store: &Path, args: &[&str]) -> Output {
+        self.command(store).args(args).output().expect("run layers")
+    }
+
+    /// [`Mode::run`] that must succeed; its stdout.
+    pub fn ok(self, store: &Path, args: &[&str]) -> String {
+        let out = self.run(store, args);
+        assert!(out.status.success(), "layers {args:?} as {self:?}: {}{}", super::stdout(&out), super::stderr(&out));
+        super::stdout(&out)
+    }
+
+    /// A word for this mode, for file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Root => "root",
+            Mode::Rootless(u) => u,
+        }
+    }
+
+    /// A work dir this mode's user owns (tests' own temp dirs are root's, 0700).
+    pub fn work(self) -> tempfile::TempDir {
+        let work = tempfile::Builder::new().prefix("layers-test").tempdir_in("/tmp").unwrap();
+        self.give(work.path());
+        work
+    }
+
+    /// Makes `path` (and what is beneath it) this mode's user's.
+    pub fn give(self, path: &Path) {
+        if let Mode::Rootless(u) = self {
+            let ok = Command::new("chown").args(["-R", &format!("{u}:{u}")]).arg(path).status().unwrap();
+            assert!(ok.success(), "chown {}", path.display());
+        }
+    }
+
+    /// The fixture images' OCI layout, copied into `work` where this mode's user can
+    /// read it (umoci writes its index.json 0600).
+    pub fn fixtures_in(self, work: &Path) -> String {
+        let to = work.join(format!("oci-{}", self.name()));
+        let ok = Command::new("cp").arg("-a").arg(super::fixtures().join("oci")).arg(&to).status().unwrap();
+        assert!(ok.success());
+        self.give(&to);
+        to.to_str().unwrap().to_string()
+    }
+}
+
+/// Makes the user `name` if missing (with the subordinate range `range`); its uid.
+pub fn user(name: &str, range: Option<&str>) -> u32 {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let id = |n: &str| Command::new("id").args(["-u", n]).output().unwrap();
+    if !id(name).status.success() {
+        // No subordinate IDs unless asked (useradd gives some where login.defs says so).
+        let ok = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "useradd {name}");
+    }
+    if let Some(r) = range {
+        let listed = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+        if !listed.lines().any(|l| l.starts_with(&format!("{name}:"))) {
+            let ok = Command::new("usermod").args(["--add-subuids", r, "--add-subgids", r, name]).status().unwrap();
+            assert!(ok.success(), "usermod --add-subuids {r} {name}");
+        }
+    }
+    String::from_utf8(id(name).stdout).unwrap().trim().parse().unwrap()
+}
+
+/// The first host ID of `name`'s subordinate range: what container ID 1 is on the host.
+pub fn first_subuid(name: &str) -> u32 {
+    let listed = std::fs::read_to_string("/etc/subuid").unwrap();
+    let line = listed.lines().find(|l| l.starts_with(&format!("{name}:"))).expect("a subordinate range");
+    line.split(':').nth(1).unwrap().parse().unwrap()
+}
