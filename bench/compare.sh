@@ -21,10 +21,13 @@ if [ -z "$after" ]; then
   (cd "$here/.." && cargo build --release --locked -q)
   after="$here/../target/release/layers"
 fi
-LAYERS_BIN=$LAYERS_BEFORE bash "$here/$script" "$@" >"$out/before" 2>&1 || { cat "$out/before"; exit 1; }
-LAYERS_BIN=$after bash "$here/$script" "$@" >"$out/after" 2>&1 || { cat "$out/after"; exit 1; }
-echo "######## $script $*, before: $LAYERS_BEFORE"
+# A script's status is shown, not acted on: a report may be whole though a cleanup
+# at its exit failed.
+LAYERS_BIN=$LAYERS_BEFORE bash "$here/$script" "$@" >"$out/before" 2>&1 && before_rc=0 || before_rc=$?
+LAYERS_BIN=$after bash "$here/$script" "$@" >"$out/after" 2>&1 && after_rc=0 || after_rc=$?
+echo "######## $script $*, before: $LAYERS_BEFORE (exit $before_rc)"
 cat "$out/before"
 echo
-echo "######## $script $*, after: $after"
+echo "######## $script $*, after: $after (exit $after_rc)"
 cat "$out/after"
+[ "$before_rc" = 0 ] && [ "$after_rc" = 0 ]

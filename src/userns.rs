@@ -253,7 +253,7 @@ fn user_name(uid: u32) -> Option<String> {
 }
 
 /// A program on PATH (or in /usr/bin, where Debian puts newuidmap).
-fn program(name: &str) -> Option<PathBuf> {
+pub(crate) fn program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin")])
@@ -330,7 +330,7 @@ fn single_id_warning(uid: u32, gid: u32) -> Option<String> {
     // same files, read once more, only by a user in this state.
     let why = match plan(uid, gid) {
         Ok(Plan::Single { why }) => why,
-        _ => "the namespace was made before a subordinate range was added (`layers system migrate` remakes it)".into(),
+        _ => "the namespace was made before a subordinate range was added (`pkill -u $USER layers-pause`, and the next command makes it again)".into(),
     };
     Some(format!(
         "rootless with only your own user ID mapped: image files owned by other users are stored as yours; {why}"

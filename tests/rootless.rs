@@ -223,3 +223,75 @@ fn a_store_made_by_root_is_refused_by_a_rootless_user_by_name() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("made by root"), "{}", stderr(&out));
 }
+
+#[test]
+fn one_users_store_is_closed_to_another_user() {
+    if !need_root("rootless isolation between users") {
+        return;
+    }
+    let owner = Mode::rootless();
+    user(SINGLE, None);
+    let other = Mode::Rootless(SINGLE);
+    let work = owner.work();
+    // The other user may enter the work dir (the store beneath is the owner's, 0700).
+    std::fs::set_permissions(work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let store = work.path().join("store");
+    owner.ok(&store, &["load", "-q", "-i", &owner.fixtures_in(work.path())]);
+    let before = owner.ok(&store, &["images", "-q"]);
+    for args in
+        [&["images"][..], &["rmi", "-f", "localhost/layered"], &["gc"], &["run", "--rm", "localhost/layered", "true"]]
+    {
+        let out = other.run(&store, args);
+        assert!(!out.status.success(), "{args:?} by another user: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("Permission denied") || stderr(&out).contains("not by this user"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(owner.ok(&store, &["images", "-q"]), before, "the owner's store is as it was");
+}
+
+#[test]
+fn a_rootless_container_cannot_write_what_its_user_cannot() {
+    if !need_root("rootless container and host files") {
+        return;
+    }
+    let mode = Mode::rootless();
+    let work = mode.work();
+    let store = work.path().join("store");
+    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    // Root's file, readable by all, writable by root only; and the host's /etc.
+    let host = work.path().join("roots");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("file"), "root's\n").unwrap();
+    let v = format!("{}:/h", host.display());
+    let script = "cat /h/file; echo x >> /h/file || echo refused; touch /h/new || echo refused; \
+                  cat /etc-host/shadow >/dev/null 2>&1 || echo no-shadow; id -u";
+    let out =
+        mode.run(&store, &["run", "--rm", "-v", &v, "-v", "/etc:/etc-host", "localhost/layered", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "root's\nrefused\nrefused\nno-shadow\n0\n", "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(host.join("file")).unwrap(), "root's\n");
+    assert!(!host.join("new").exists());
+}
+
+#[test]
+fn a_rootless_container_gets_a_network_of_its_own_from_slirp4netns() {
+    if !need_root("rootless --network slirp4netns") {
+        return;
+    }
+    let mode = Mode::rootless();
+    let work = mode.work();
+    let store = work.path().join("store");
+    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    // Its tap device, a default route through slirp4netns's gateway, and the gateway answering.
+    let script = "ip -o -4 addr show tap0 | awk '{print $4}'; ip route | awk '/default/ {print $3}'; \
+                  ping -c1 -W5 10.0.2.2 >/dev/null && echo reached";
+    let out = mode.ok(&store, &["run", "--rm", "--network", "slirp4netns", "localhost/layered", "sh", "-c", script]);
+    assert_eq!(out, "10.0.2.100/24\n10.0.2.2\nreached\n");
+    assert!(
+        !Command::new("pgrep").args(["-u", MAPPED.0, "slirp4netns"]).status().unwrap().success(),
+        "slirp4netns ends with its container"
+    );
+}

@@ -459,13 +459,16 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
 }
 
 #[test]
-fn network_ls_and_inspect_list_the_two_networks_as_docker_does() {
+fn network_ls_and_inspect_list_the_networks_as_docker_does() {
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
     let table = layers_ok(&store, &["network", "ls"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0], "NETWORK ID     NAME      DRIVER    SCOPE", "{table}");
-    assert!(lines[1].ends_with("   host      host      local") && lines[2].ends_with("   none      null      local"));
+    assert_eq!(lines[0], "NETWORK ID     NAME          DRIVER        SCOPE", "{table}");
+    assert!(lines[1].ends_with("   host          host          local"), "{table}");
+    assert!(lines[2].ends_with("   none          null          local"), "{table}");
+    assert!(lines[3].ends_with("   pasta         pasta         local"), "{table}");
+    assert!(lines[4].ends_with("   slirp4netns   slirp4netns   local"), "{table}");
     let ids = layers_ok(&store, &["network", "ls", "-q", "--no-trunc"]);
     assert!(ids.lines().all(|l| l.len() == 64), "{ids}");
     let none = layers_ok(&store, &["network", "ls", "--filter", "driver=null", "--format", "{{.Name}} {{.Scope}}"]);

@@ -186,11 +186,16 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     let policy = if a.pull { obtain::PullPolicy::Always } else { obtain::PullPolicy::Missing };
     let obtain = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<(ImageRow, bool)> {
         let want = obtain::Want { name: image, platform, policy };
-        obtain::image(store, &puller, &want, &|_| {
+        let (row, pulled) = obtain::image(store, &puller, &want, &|_| {
             if !a.quiet {
                 eprintln!("{why}");
             }
-        })
+        })?;
+        // A stored base is used now (a pull records its own use).
+        if !pulled {
+            store.images().touch(&row.manifest)?;
+        }
+        Ok((row, pulled))
     };
     let base = |image: &str, platform: Option<&str>, why: &str| obtain(image, platform, why).map(|(row, _)| row);
     // With a shared cache, a FROM image not stored is only read from its registry:

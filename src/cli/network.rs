@@ -1,6 +1,8 @@
 //! `layers network ls|inspect`: the networks a container can have here, `none` (a
-//! network namespace of its own with only `lo`, the default) and `host`, listed and
-//! formatted as Docker lists its networks. There is no bridge yet, so nothing to create.
+//! network namespace of its own with only `lo`, the default), `host`, and `pasta` and
+//! `slirp4netns` (a namespace of its own served by that program, as rootless Podman
+//! gives one), listed and formatted as Docker lists its networks. There is no bridge
+//! yet, so nothing to create.
 
 use std::process::ExitCode;
 
@@ -48,7 +50,8 @@ pub struct InspectArgs {
 }
 
 /// The networks: name and Docker's driver name for it.
-const NETWORKS: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
+const NETWORKS: [(&str, &str); 4] =
+    [("host", "host"), ("none", "null"), ("pasta", "pasta"), ("slirp4netns", "slirp4netns")];
 
 /// A network's ID: stable, derived from its name (there is one of each per host).
 fn id(name: &str) -> String {

@@ -138,7 +138,9 @@ fn net_flag(s: &str) -> Result<Network, String> {
     match s {
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        other => Err(format!("--net {other}: only `none` and `host` are supported")),
+        "pasta" => Ok(Network::Pasta),
+        "slirp4netns" => Ok(Network::Slirp4netns),
+        other => Err(format!("--net {other}: only `none`, `host`, `pasta` and `slirp4netns` are supported")),
     }
 }
 

@@ -34,6 +34,9 @@ mod supervise;
 // beneath it (`fsroot::Root`) and checked with lstat before use.
 #[allow(clippy::disallowed_methods)]
 mod sys;
+// The container's own dir (a PID file) and /proc: paths of its own.
+#[allow(clippy::disallowed_methods)]
+mod user_net;
 mod users;
 
 use std::os::fd::AsFd;

@@ -68,10 +68,9 @@ pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool
             Err(e) if missing && want.policy == PullPolicy::Never => {
                 Err(e.context(format!("--pull never: pull it first (`layers pull {name}`)")))
             }
-            Ok(row) => {
-                store.images().touch(&row.manifest)?;
-                Ok((row, false))
-            }
+            // Not touched here: the container made on it (`run`, `create`) records the
+            // use in its own transaction, and a build's FROM records it itself.
+            Ok(row) => Ok((row, false)),
             Err(e) => Err(e),
         };
     }

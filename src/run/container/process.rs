@@ -26,6 +26,10 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A namespace of its own served by `pasta` (rootless Podman's default).
+    Pasta,
+    /// A namespace of its own served by `slirp4netns`.
+    Slirp4netns,
 }
 
 impl Network {
@@ -34,7 +38,14 @@ impl Network {
         match self {
             Network::None => "none",
             Network::Host => "host",
+            Network::Pasta => "pasta",
+            Network::Slirp4netns => "slirp4netns",
         }
+    }
+
+    /// Served by a user-mode network program (`user_net.rs`).
+    fn user_mode(self) -> bool {
+        matches!(self, Network::Pasta | Network::Slirp4netns)
     }
 }
 
@@ -136,6 +147,14 @@ pub fn run_container(
     s: &RunSpec,
     _single_threaded: &Quiesced,
 ) -> anyhow::Result<Ended> {
+    if s.network.user_mode() {
+        // The fork joins the network namespace the program serves (it cannot leave it).
+        let dir = ContainerDir::of(store, &container.id);
+        return crate::run::kernel::in_fork(|| {
+            let _net = crate::run::user_net::attach(s.network, dir.path())?;
+            run_here(store, container, config, image, s)
+        });
+    }
     if layers_store::layer::encoding::in_initial_user_namespace() {
         return run_here(store, container, config, image, s);
     }

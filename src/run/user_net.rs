@@ -1,0 +1,129 @@
+//! A container's own network through a user-mode network program, as rootless Podman
+//! gives one: `pasta` (package `passt`, Podman 5's rootless default) or `slirp4netns`.
+//! Neither needs privilege on the host: the program runs in the host's network
+//! namespace and carries the container's traffic through a tap device in its own.
+//!
+//! The order matters. The program must see the host's routes, so it cannot be started
+//! from inside the new namespace; and a user namespace's process cannot return to the
+//! host's network namespace once it left (it belongs to the initial user namespace).
+//! So a holder process (`sleep`) makes the namespace, the program configures it from
+//! outside, this process (the fork that runs one container) joins it, and the holder
+//! goes. The container then starts in a namespace whose network is already up.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context};
+
+use super::container::process::Network;
+use super::kernel;
+
+/// The program serving a container's network, stopped when dropped.
+pub struct UserNet {
+    /// pasta's daemon, by the PID it wrote; slirp4netns, our child.
+    program: Program,
+}
+
+enum Program {
+    Pasta { pid: u32 },
+    Slirp(Child),
+}
+
+impl Drop for UserNet {
+    fn drop(&mut self) {
+        match &mut self.program {
+            Program::Pasta { pid } => {
+                if let Some(fd) = super::control::pidfd(*pid) {
+                    let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
+                }
+            }
+            Program::Slirp(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// The program `net` needs, found on PATH, or the package to install.
+fn program(net: Network) -> anyhow::Result<PathBuf> {
+    let (name, package) = match net {
+        Network::Pasta => ("pasta", "passt"),
+        Network::Slirp4netns => ("slirp4netns", "slirp4netns"),
+        _ => bail!("--network {}: not a user-mode network", net.name()),
+    };
+    crate::userns::program(name)
+        .with_context(|| format!("--network {}: `{name}` is not installed (apt-get install {package})", net.name()))
+}
+
+/// Gives this process a network namespace of its own with `lo` and the program's
+/// interface up, served by the program until the returned value is dropped. `dir` is
+/// a directory of the container's, for the program's PID file.
+pub fn attach(net: Network, dir: &Path) -> anyhow::Result<UserNet> {
+    let exe = program(net)?;
+    let mut holder = Command::new("sleep");
+    holder.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    kernel::pre_exec(&mut holder, || {
+        kernel::unshare_in_child(rustix::thread::UnshareFlags::NEWNET).map_err(std::io::Error::from)
+    });
+    let mut holder = holder.spawn().context("make the container's network namespace")?;
+    let attached = configure(net, &exe, holder.id(), dir);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    attached
+}
+
+fn configure(net: Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Result<UserNet> {
+    let ns = format!("/proc/{holder}/ns/net");
+    let program = match net {
+        Network::Pasta => {
+            let pidfile = dir.join("pasta.pid");
+            // It configures the namespace, then goes to the background: its exit means ready.
+            let out = Command::new(exe)
+                .args(["--config-net", "--quiet", "--netns-only", "--netns", &ns, "--pid"])
+                .arg(&pidfile)
+                .stdin(Stdio::null())
+                .output()
+                .context("run pasta")?;
+            if !out.status.success() {
+                bail!("--network pasta: pasta failed: {}", last_line(&out.stderr));
+            }
+            let pid = std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok());
+            let _ = std::fs::remove_file(&pidfile);
+            Program::Pasta { pid: pid.context("--network pasta: pasta wrote no PID")? }
+        }
+        _ => {
+            let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make pipe")?;
+            let mut cmd = Command::new(exe);
+            cmd.args(["--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd=3"])
+                .args([holder.to_string(), "tap0".to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            kernel::pass_fds(&mut cmd, vec![(ready_w, 3)]);
+            let mut child = cmd.spawn().context("run slirp4netns")?;
+            drop(cmd);
+            let mut byte = [0u8; 1];
+            if rustix::io::read(&ready_r, &mut byte).unwrap_or(0) != 1 {
+                let _ = child.kill();
+                let out = child.wait_with_output().map(|o| o.stderr).unwrap_or_default();
+                bail!("--network slirp4netns: slirp4netns failed: {}", last_line(&out));
+            }
+            Program::Slirp(child)
+        }
+    };
+    let served = UserNet { program };
+    let file = std::fs::File::open(&ns).context("open the container's network namespace")?;
+    rustix::thread::move_into_link_name_space(file.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+        .context("join the container's network namespace")?;
+    let sock = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None)
+        .context("open socket for lo")?;
+    kernel::set_interface_up(sock.as_fd(), "lo").context("bring up lo")?;
+    Ok(served)
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.trim().lines().last().unwrap_or("no message").to_string()
+}
