@@ -94,13 +94,24 @@ fn pulled_images_equal_umoci_unpack_in_every_format() {
 
 #[test]
 fn a_second_pull_fetches_nothing_and_a_digest_pull_is_verified() {
-    if !need_root("a_second_pull_fetches_nothing_and_a_digest_pull_is_verified") {
-        return;
+    if need_root("a_second_pull_fetches_nothing_and_a_digest_pull_is_verified") {
+        second_pull_and_digest_pull(Mode::Root);
     }
+}
+
+#[test]
+fn a_second_pull_fetches_nothing_and_a_digest_pull_is_verified_rootless() {
+    if need_root("a_second_pull_fetches_nothing_and_a_digest_pull_is_verified_rootless") {
+        second_pull_and_digest_pull(Mode::rootless());
+    }
+}
+
+fn second_pull_and_digest_pull(mode: Mode) {
+    let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     let layout = fixtures().join("oci");
     let reg = Registry::start();
     reg.push(&layout, "layered", "fixture/layered:v1", &[]);
-    let work = tempfile::tempdir().unwrap();
+    let work = mode.work();
     let store = work.path().join("store");
     let image = format!("{}/fixture/layered:v1", reg.addr);
     let first = layers(&store, &["pull", &image]);

@@ -295,3 +295,50 @@ fn a_rootless_container_gets_a_network_of_its_own_from_slirp4netns() {
         "slirp4netns ends with its container"
     );
 }
+
+#[test]
+fn a_commit_made_rootless_holds_the_entries_whiteouts_and_owners_a_root_commit_holds() {
+    if !need_root("rootless commit") {
+        return;
+    }
+    let rootless = Mode::rootless();
+    let work = rootless.work();
+    let script = "echo added > /added.txt; rm /etc/app.conf; rm -rf /opt/app; \
+                  rm -rf /data/keep && mkdir /data/keep && echo replaced > /data/keep/other; \
+                  chown 123:456 /etc/group; chmod 600 /etc/passwd; mkfifo /newfifo";
+    let mut listings = Vec::new();
+    for mode in [Mode::Root, rootless] {
+        let store = work.path().join(format!("store-{}", mode.name()));
+        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        mode.ok(&store, &["run", "--name", "rt", "localhost/layered", "sh", "-c", script]);
+        mode.ok(&store, &["commit", "-q", "rt", "roundtrip:v1"]);
+        // The new layer, as GNU tar lists it: type and mode, owners, size, name (no times).
+        let raw: serde_json::Value =
+            serde_json::from_str(&mode.ok(&store, &["inspect", "--raw", "localhost/roundtrip:v1"])).unwrap();
+        let manifest = raw[0]["Digest"].as_str().unwrap().to_string();
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.join("blobs/sha256").join(&manifest[7..])).unwrap()).unwrap();
+        let top = &m["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap()[7..];
+        let out = Command::new("tar")
+            .args(["--numeric-owner", "-tvzf"])
+            .arg(store.join("blobs/sha256").join(top))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut lines: Vec<String> = stdout(&out)
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                format!("{} {} {} {}", f[0], f[1], f[2], f[5..].join(" "))
+            })
+            .collect();
+        lines.sort();
+        listings.push(lines.join("\n"));
+        mode.ok(&store, &["rm", "rt"]);
+        assert!(mode.ok(&store, &["fsck"]).contains("store is consistent"));
+    }
+    assert_eq!(listings[0], listings[1], "the committed layer, as root and rootless");
+    for want in ["data/keep/.wh..wh..opq", "etc/.wh.app.conf", "opt/.wh.app", "123/456", "newfifo"] {
+        assert!(listings[1].contains(want), "{want} in\n{}", listings[1]);
+    }
+}
