@@ -35,7 +35,8 @@ mine="$scratch/$user"; mkdir -p "$mine"; chown "$user:" "$mine"
 cp "$CONTAINERS_CONF" "$mine/containers.conf"; chown "$user:" "$mine/containers.conf"
 # As the user, with its own environment (and podman's config for this sandbox).
 U() { setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- env CONTAINERS_CONF="$mine/containers.conf" "$@"; }
-P() { U podman --root "$mine/podman-$1" --runroot "$mine/prun-$1" --storage-driver overlay --cgroup-manager cgroupfs "${@:2}"; }
+# A short runroot: podman refuses one over 50 characters.
+P() { U podman --root "$mine/podman-$1" --runroot "/tmp/lrb-$uid-$1" --storage-driver overlay --cgroup-manager cgroupfs "${@:2}"; }
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
@@ -45,7 +46,7 @@ cleanup() {
   kill $reg_pid 2>/dev/null || true
   pkill -u "$user" -f 'layers userns-pause' 2>/dev/null || true
   for d in "$mine"/podman-*; do [ -d "$d" ] && P "${d##*podman-}" system reset -f >/dev/null 2>&1; done
-  rm -rf "$scratch"
+  rm -rf "$scratch" /tmp/lrb-"$uid"-*
 }
 trap cleanup EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -56,7 +57,7 @@ skopeo copy --quiet --dest-tls-verify=false "oci:$layout:python" "docker://$ref"
 cp -a "$repo/fixtures/cache/oci" "$mine/oci"; chown -R "$user:" "$mine/oci"
 "$layers" --root "$scratch/root-run" load -q -i "$repo/fixtures/cache/oci" >/dev/null
 U "$layers" --root "$mine/run" load -q -i "$mine/oci" >/dev/null
-P run pull -q "oci:$mine/oci:layered" >/dev/null
+P run tag "$(P run pull -q "oci:$mine/oci:layered")" localhost/layered:latest
 
 results="$scratch/results"; : >"$results"
 for r in $(seq "$rounds"); do
