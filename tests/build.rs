@@ -138,6 +138,41 @@ fn deletions_and_replaced_directories_become_whiteouts_and_opaque_dirs() {
 }
 
 #[test]
+fn the_examples_build_to_the_same_images_as_root_and_rootless() {
+    if !need_root("the_examples_build_to_the_same_images_as_root_and_rootless") {
+        return;
+    }
+    let rootless = Mode::rootless();
+    let work = rootless.work();
+    // Fixed times (SOURCE_DATE_EPOCH), so the layers depend only on what the steps wrote.
+    let mut ids = Vec::new();
+    for mode in [Mode::Root, rootless] {
+        let store = work.path().join(format!("store-{}", mode.name()));
+        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        mode.ok(&store, &["tag", "localhost/layered", "busybox"]);
+        let contexts = work.path().join(mode.name());
+        std::fs::create_dir(&contexts).unwrap();
+        mode.give(&contexts);
+        let mut built = Vec::new();
+        for name in ["multistage", "whiteouts", "args-env-heredoc", "cache-mount"] {
+            let ctx = example_context(&contexts, name);
+            mode.give(&ctx);
+            let out = mode
+                .command_with(&store, &[("SOURCE_DATE_EPOCH", "1700000000")])
+                .args(["build", "-q", "-t", name])
+                .arg(&ctx)
+                .output()
+                .unwrap();
+            built.push(format!("{name} {}", image_id(&out)));
+        }
+        let run = mode.run(&store, &["run", "--rm", "multistage"]);
+        assert_eq!(stdout(&run), "hello from layers, built in stages\n", "{}", stderr(&run));
+        ids.push(built);
+    }
+    assert_eq!(ids[0], ids[1], "the same image IDs (configs naming the same diffIDs), root and rootless");
+}
+
+#[test]
 fn source_date_epoch_makes_builds_reproducible() {
     if !need_root("source_date_epoch_makes_builds_reproducible") {
         return;

@@ -47,12 +47,32 @@ fn cgroups_of(short_id: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// A store of `mode`'s user with the fixture images.
+fn setup_as(mode: Mode) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = mode.work();
+    let store = work.path().join("store");
+    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    (work, store)
+}
+
 #[test]
 fn the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities() {
-    if !need_root("the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities") {
-        return;
+    if need_root("the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities") {
+        pid_1_alone(Mode::Root);
     }
-    let (_work, store) = setup();
+}
+
+#[test]
+fn the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities_rootless() {
+    if need_root("the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities_rootless") {
+        pid_1_alone(Mode::rootless());
+    }
+}
+
+fn pid_1_alone(mode: Mode) {
+    let (_work, store) = setup_as(mode);
+    let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
     let script = "echo pid=$$; echo $(ls /proc | grep -E '^[0-9]+$'); hostname; ls /sys/class/net; \
                   cat /sys/class/net/lo/operstate; grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs)' /proc/self/status; \
                   ls /proc/self/fd; wc -c </proc/timer_list; (echo 1 >/proc/sys/vm/overcommit_memory) 2>&1; \
@@ -95,10 +115,23 @@ fn the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities() {
 
 #[test]
 fn exit_statuses_follow_docker() {
-    if !need_root("exit_statuses_follow_docker") {
-        return;
+    if need_root("exit_statuses_follow_docker") {
+        exit_statuses(Mode::Root);
     }
-    let (_work, store) = setup();
+}
+
+#[test]
+fn exit_statuses_follow_docker_rootless() {
+    if need_root("exit_statuses_follow_docker_rootless") {
+        exit_statuses(Mode::rootless());
+    }
+}
+
+fn exit_statuses(mode: Mode) {
+    let (_work, store) = setup_as(mode);
+    let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     for (args, code, says) in [
         (vec!["/bin/true"], 0, ""),
         (vec!["/bin/sh", "-c", "exit 1"], 1, ""),
@@ -162,10 +195,21 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
 
 #[test]
 fn capabilities_users_env_and_workdir() {
-    if !need_root("capabilities_users_env_and_workdir") {
-        return;
+    if need_root("capabilities_users_env_and_workdir") {
+        capabilities_users_env(Mode::Root);
     }
-    let (work, store) = setup();
+}
+
+#[test]
+fn capabilities_users_env_and_workdir_rootless() {
+    if need_root("capabilities_users_env_and_workdir_rootless") {
+        capabilities_users_env(Mode::rootless());
+    }
+}
+
+fn capabilities_users_env(mode: Mode) {
+    let (work, store) = setup_as(mode);
+    let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
     let denied = run(&store, &["--rm", "--cap-drop", "CHOWN", "localhost/layered", "chown", "5", "/etc/passwd"]);
     assert_eq!(denied.status.code(), Some(1));
     assert!(stderr(&denied).contains("Operation not permitted"), "{}", stderr(&denied));
@@ -191,6 +235,7 @@ fn capabilities_users_env_and_workdir() {
 
     let env_file = work.path().join("env");
     fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    mode.give(&env_file);
     let out = run(
         &store,
         &[
@@ -416,15 +461,29 @@ fn signals_to_layers_run_reach_the_container() {
 
 #[test]
 fn volumes_and_tmpfs_mount_and_ro_means_read_only() {
-    if !need_root("volumes_and_tmpfs_mount_and_ro_means_read_only") {
-        return;
+    if need_root("volumes_and_tmpfs_mount_and_ro_means_read_only") {
+        volumes_and_tmpfs(Mode::Root);
     }
-    let (work, store) = setup();
+}
+
+#[test]
+fn volumes_and_tmpfs_mount_and_ro_means_read_only_rootless() {
+    if need_root("volumes_and_tmpfs_mount_and_ro_means_read_only_rootless") {
+        volumes_and_tmpfs(Mode::rootless());
+    }
+}
+
+fn volumes_and_tmpfs(mode: Mode) {
+    let (work, store) = setup_as(mode);
+    let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
     let host = work.path().join("vol");
     fs::create_dir(&host).unwrap();
     fs::write(host.join("h.txt"), "from host\n").unwrap();
     let file = work.path().join("one.conf");
     fs::write(&file, "conf\n").unwrap();
+    mode.give(&host);
+    mode.give(&file);
     let (h, f) = (host.to_str().unwrap(), file.to_str().unwrap());
     let script = "cat /data/vol/h.txt; echo from-ctr >/data/vol/new; cat /etc/one.conf; (touch /ro/x) 2>&1; \
                   (touch /root/x) 2>&1; touch /scratch/x && echo tmpfs-ok";
@@ -459,6 +518,7 @@ fn volumes_and_tmpfs_mount_and_ro_means_read_only() {
     let tar = work.path().join("link.tar");
     let script = "import sys,tarfile\nt=tarfile.open(sys.argv[1],'w')\ni=tarfile.TarInfo('data'); i.type=tarfile.SYMTYPE; i.linkname='/etc'; t.addfile(i)\nt.close()\n";
     assert!(std::process::Command::new("python3").args(["-c", script]).arg(&tar).status().unwrap().success());
+    mode.give(&tar);
     layers_ok(&store, &["import", tar.to_str().unwrap(), "link:1"]);
     let out = run(&store, &["--rm", "-v", &format!("{h}:/data/vol"), "localhost/link:1", "/bin/true"]);
     assert_eq!(out.status.code(), Some(125));

@@ -27,11 +27,21 @@ impl Mode {
 
     /// `layers --root STORE` as this mode's user.
     pub fn command(self, store: &Path) -> Command {
+        self.command_with(store, &[])
+    }
+
+    /// [`Mode::command`] with these variables in its environment (setpriv resets the user's).
+    pub fn command_with(self, store: &Path, vars: &[(&str, &str)]) -> Command {
         let mut cmd = match self {
-            Mode::Root => Command::new(env!("CARGO_BIN_EXE_layers")),
+            Mode::Root => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_layers"));
+                c.envs(vars.iter().copied());
+                c
+            }
             Mode::Rootless(u) => {
                 let mut c = Command::new("setpriv");
-                c.args([&format!("--reuid={u}"), &format!("--regid={u}"), "--init-groups", "--reset-env", "--"])
+                c.args([&format!("--reuid={u}"), &format!("--regid={u}"), "--init-groups", "--reset-env", "--", "env"])
+                    .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
                     .arg(env!("CARGO_BIN_EXE_layers"));
                 c
             }
