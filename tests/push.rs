@@ -24,12 +24,28 @@ fn blob_requests(reg: &Registry, method: &str) -> Vec<String> {
 
 #[test]
 fn only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical() {
-    if !need_root("only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical") {
-        return;
+    if need_root("only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical") {
+        missing_blobs_only(Mode::Root);
     }
-    let (work, store) = setup();
+}
+
+#[test]
+fn only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical_rootless() {
+    if need_root("only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical_rootless") {
+        missing_blobs_only(Mode::rootless());
+    }
+}
+
+fn missing_blobs_only(mode: Mode) {
+    let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args);
+    let work = mode.work();
+    let store = work.path().join("store");
+    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
     let reg = Registry::start();
-    let manifest = stored_manifest(&store, "localhost/layered:latest");
+    let raw: serde_json::Value =
+        serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "localhost/layered:latest"])).unwrap();
+    let manifest = raw[0]["Digest"].as_str().unwrap().to_string();
     let first = format!("{}/team/app:v1", reg.addr);
     let out = layers(&store, &["push", "localhost/layered", &first]);
     assert!(out.status.success(), "{}", stderr(&out));
