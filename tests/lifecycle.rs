@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -124,10 +124,35 @@ fn init_reaps_the_zombies_a_plain_pid_1_leaves() {
 
 #[test]
 fn detached_containers_log_stop_wait_kill_and_rm() {
-    if !need_root("detached_containers_log_stop_wait_kill_and_rm") {
-        return;
+    if need_root("detached_containers_log_stop_wait_kill_and_rm") {
+        detached_lifecycle(Mode::Root);
     }
-    let (_work, store) = setup();
+}
+
+#[test]
+fn detached_containers_log_stop_wait_kill_and_rm_rootless() {
+    if need_root("detached_containers_log_stop_wait_kill_and_rm_rootless") {
+        detached_lifecycle(Mode::rootless());
+    }
+}
+
+fn detached_lifecycle(mode: Mode) {
+    let layers = |store: &Path, args: &[&str]| mode.run(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let run_detached = |store: &Path, args: &[&str]| mode.run(store, &[&["run", "-d"], args].concat());
+    let spawn_layers = |store: &Path, args: &[&str]| {
+        let mut cmd = mode.command(store);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let host_pid = |store: &Path, name: &str| -> Option<u32> {
+        let ps = mode.ok(store, &["ps", "--format", "{{.Names}} {{.Pid}}"]);
+        let line = ps.lines().find(|l| l.starts_with(&format!("{name} ")))?.to_string();
+        line.split(' ').nth(1)?.parse().ok().filter(|p| *p != 0)
+    };
+    let work = mode.work();
+    let store = work.path().join("store");
+    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
     let script = "echo out; echo err >&2; trap 'echo stopping; exit 3' TERM; while :; do sleep 0.1; done";
     let out = run_detached(&store, &["--name", "d1", "localhost/layered", "sh", "-c", script]);
     assert!(out.status.success(), "{}", stderr(&out));

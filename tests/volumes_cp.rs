@@ -150,14 +150,30 @@ fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_pa
 
 #[test]
 fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host() {
-    if !need_root("cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host") {
-        return;
+    if need_root("cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host") {
+        cp_both_ways(Mode::Root);
     }
-    let (work, store) = store_with_fixtures();
+}
+
+#[test]
+fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host_rootless() {
+    if need_root("cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host_rootless") {
+        cp_both_ways(Mode::rootless());
+    }
+}
+
+fn cp_both_ways(mode: Mode) {
+    let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args);
+    let detached = |store: &std::path::Path, args: &[&str]| mode.ok(store, &[&["run", "-d"], args].concat());
+    let work = mode.work();
+    let store = work.path().join("store");
+    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
     let out_dir = work.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
+    mode.give(&out_dir);
     // A host file the container must never reach, and the traps an image could hold.
-    let marker = format!("layers-cp-marker-{}", std::process::id());
+    let marker = format!("layers-cp-marker-{}-{}", std::process::id(), mode.name());
     std::fs::write(format!("/tmp/{marker}"), "HOST").unwrap();
     let traps = "mkdir -p /data && echo inside > /data/f && ln -s / /evil && ln -s ../../../../../.. /data/up && ln -s /tmp /data/tmp";
     let out = layers(&store, &["run", "--name", "s", "localhost/layered", "sh", "-c", traps]);
@@ -188,6 +204,7 @@ fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host() {
         // In: through the same symlinks, the file lands in the container.
         let src = work.path().join("in.txt");
         std::fs::write(&src, "from host").unwrap();
+        mode.give(&src);
         for (i, through) in ["/evil/tmp", "/data/up/tmp", "/data/tmp"].iter().enumerate() {
             let name = format!("{marker}-in-{c}-{i}");
             layers_ok(&store, &["cp", src.to_str().unwrap(), &format!("{c}:{through}/{name}")]);
@@ -199,7 +216,7 @@ fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host() {
     }
     let diff = layers_ok(&store, &["diff", "s"]);
     assert!(diff.contains(&format!("A /tmp/{marker}-in-s-0")), "{diff}");
-    assert_eq!(layers_ok(&store, &["exec", &running, "cat", &format!("/tmp/{marker}-in-r-2")]), "from host");
+    assert_eq!(layers_ok(&store, &["exec", running.trim(), "cat", &format!("/tmp/{marker}-in-r-2")]), "from host");
     assert_eq!(std::fs::read_to_string(format!("/tmp/{marker}")).unwrap(), "HOST");
     std::fs::remove_file(format!("/tmp/{marker}")).unwrap();
     layers_ok(&store, &["rm", "-f", "r"]);
