@@ -75,19 +75,11 @@ fn corpus(work: &Path) -> (PathBuf, PathBuf) {
     (victim, corpus)
 }
 
-#[test]
-fn hostile_layers_are_rejected_and_leave_no_trace() {
-    if need_root("hostile_layers_are_rejected_and_leave_no_trace") {
-        hostile_corpus(Mode::Root);
-    }
-}
-
-#[test]
-fn hostile_layers_are_rejected_and_leave_no_trace_rootless() {
-    if need_root("hostile_layers_are_rejected_and_leave_no_trace_rootless") {
-        hostile_corpus(Mode::rootless());
-    }
-}
+both_modes!(
+    hostile_layers_are_rejected_and_leave_no_trace,
+    hostile_layers_are_rejected_and_leave_no_trace_rootless,
+    hostile_corpus
+);
 
 /// Every case of the corpus imported by `mode`'s user, against a victim dir that user
 /// owns (so only our checks stand between an attack and it).

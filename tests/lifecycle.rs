@@ -122,19 +122,11 @@ fn init_reaps_the_zombies_a_plain_pid_1_leaves() {
     assert_eq!(layers_ok(&store, &["wait", "with-init"]).trim(), "143");
 }
 
-#[test]
-fn detached_containers_log_stop_wait_kill_and_rm() {
-    if need_root("detached_containers_log_stop_wait_kill_and_rm") {
-        detached_lifecycle(Mode::Root);
-    }
-}
-
-#[test]
-fn detached_containers_log_stop_wait_kill_and_rm_rootless() {
-    if need_root("detached_containers_log_stop_wait_kill_and_rm_rootless") {
-        detached_lifecycle(Mode::rootless());
-    }
-}
+both_modes!(
+    detached_containers_log_stop_wait_kill_and_rm,
+    detached_containers_log_stop_wait_kill_and_rm_rootless,
+    detached_lifecycle
+);
 
 fn detached_lifecycle(mode: Mode) {
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);

@@ -92,19 +92,11 @@ fn pulled_images_equal_umoci_unpack_in_every_format() {
     assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 3);
 }
 
-#[test]
-fn a_second_pull_fetches_nothing_and_a_digest_pull_is_verified() {
-    if need_root("a_second_pull_fetches_nothing_and_a_digest_pull_is_verified") {
-        second_pull_and_digest_pull(Mode::Root);
-    }
-}
-
-#[test]
-fn a_second_pull_fetches_nothing_and_a_digest_pull_is_verified_rootless() {
-    if need_root("a_second_pull_fetches_nothing_and_a_digest_pull_is_verified_rootless") {
-        second_pull_and_digest_pull(Mode::rootless());
-    }
-}
+both_modes!(
+    a_second_pull_fetches_nothing_and_a_digest_pull_is_verified,
+    a_second_pull_fetches_nothing_and_a_digest_pull_is_verified_rootless,
+    second_pull_and_digest_pull
+);
 
 fn second_pull_and_digest_pull(mode: Mode) {
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);

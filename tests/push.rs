@@ -22,19 +22,11 @@ fn blob_requests(reg: &Registry, method: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical() {
-    if need_root("only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical") {
-        missing_blobs_only(Mode::Root);
-    }
-}
-
-#[test]
-fn only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical_rootless() {
-    if need_root("only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical_rootless") {
-        missing_blobs_only(Mode::rootless());
-    }
-}
+both_modes!(
+    only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical,
+    only_missing_blobs_are_sent_others_are_mounted_and_the_image_reads_back_identical_rootless,
+    missing_blobs_only
+);
 
 fn missing_blobs_only(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);

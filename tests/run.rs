@@ -55,19 +55,11 @@ fn setup_as(mode: Mode) -> (tempfile::TempDir, std::path::PathBuf) {
     (work, store)
 }
 
-#[test]
-fn the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities() {
-    if need_root("the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities") {
-        pid_1_alone(Mode::Root);
-    }
-}
-
-#[test]
-fn the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities_rootless() {
-    if need_root("the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities_rootless") {
-        pid_1_alone(Mode::rootless());
-    }
-}
+both_modes!(
+    the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities,
+    the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities_rootless,
+    pid_1_alone
+);
 
 fn pid_1_alone(mode: Mode) {
     let (_work, store) = setup_as(mode);
@@ -113,19 +105,7 @@ fn pid_1_alone(mode: Mode) {
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty(), "--rm removed the container");
 }
 
-#[test]
-fn exit_statuses_follow_docker() {
-    if need_root("exit_statuses_follow_docker") {
-        exit_statuses(Mode::Root);
-    }
-}
-
-#[test]
-fn exit_statuses_follow_docker_rootless() {
-    if need_root("exit_statuses_follow_docker_rootless") {
-        exit_statuses(Mode::rootless());
-    }
-}
+both_modes!(exit_statuses_follow_docker, exit_statuses_follow_docker_rootless, exit_statuses);
 
 fn exit_statuses(mode: Mode) {
     let (_work, store) = setup_as(mode);
@@ -193,19 +173,7 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
     assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
 }
 
-#[test]
-fn capabilities_users_env_and_workdir() {
-    if need_root("capabilities_users_env_and_workdir") {
-        capabilities_users_env(Mode::Root);
-    }
-}
-
-#[test]
-fn capabilities_users_env_and_workdir_rootless() {
-    if need_root("capabilities_users_env_and_workdir_rootless") {
-        capabilities_users_env(Mode::rootless());
-    }
-}
+both_modes!(capabilities_users_env_and_workdir, capabilities_users_env_and_workdir_rootless, capabilities_users_env);
 
 fn capabilities_users_env(mode: Mode) {
     let (work, store) = setup_as(mode);
@@ -459,19 +427,11 @@ fn signals_to_layers_run_reach_the_container() {
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
 }
 
-#[test]
-fn volumes_and_tmpfs_mount_and_ro_means_read_only() {
-    if need_root("volumes_and_tmpfs_mount_and_ro_means_read_only") {
-        volumes_and_tmpfs(Mode::Root);
-    }
-}
-
-#[test]
-fn volumes_and_tmpfs_mount_and_ro_means_read_only_rootless() {
-    if need_root("volumes_and_tmpfs_mount_and_ro_means_read_only_rootless") {
-        volumes_and_tmpfs(Mode::rootless());
-    }
-}
+both_modes!(
+    volumes_and_tmpfs_mount_and_ro_means_read_only,
+    volumes_and_tmpfs_mount_and_ro_means_read_only_rootless,
+    volumes_and_tmpfs
+);
 
 fn volumes_and_tmpfs(mode: Mode) {
     let (work, store) = setup_as(mode);

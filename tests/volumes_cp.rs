@@ -148,19 +148,11 @@ fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_pa
     assert_eq!(stderr(&rel).lines().count(), 1);
 }
 
-#[test]
-fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host() {
-    if need_root("cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host") {
-        cp_both_ways(Mode::Root);
-    }
-}
-
-#[test]
-fn cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host_rootless() {
-    if need_root("cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host_rootless") {
-        cp_both_ways(Mode::rootless());
-    }
-}
+both_modes!(
+    cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host,
+    cp_copies_both_ways_and_no_symlink_in_the_container_reaches_the_host_rootless,
+    cp_both_ways
+);
 
 fn cp_both_ways(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);

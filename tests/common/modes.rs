@@ -96,6 +96,29 @@ impl Mode {
     }
 }
 
+/// Two tests, `$root` and `$rootless`, that run `$body` as root and as the user with a
+/// subordinate range: one suite, two modes.
+#[allow(unused_macros)] // not every test file runs both modes
+macro_rules! both_modes {
+    ($root:ident, $rootless:ident, $body:expr) => {
+        #[test]
+        fn $root() {
+            if need_root(stringify!($root)) {
+                $body(Mode::Root);
+            }
+        }
+
+        #[test]
+        fn $rootless() {
+            if need_root(stringify!($rootless)) {
+                $body(Mode::rootless());
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_modes;
+
 /// Makes the user `name` if missing (with the subordinate range `range`); its uid.
 pub fn user(name: &str, range: Option<&str>) -> u32 {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
