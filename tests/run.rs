@@ -20,11 +20,9 @@ fn run(store: &Path, args: &[&str]) -> Output {
 
 /// Waits until `ps` shows the container running: `layers run` records that just after
 /// the command starts, so the command's first output can come a moment before.
-fn wait_until_up(store: &Path, name: &str) {
+fn wait_until_up(mode: Mode, store: &Path, name: &str) {
     for _ in 0..250 {
-        if layers_ok(store, &["ps", "--format", "{{.Names}} {{.State}}"])
-            .lines()
-            .any(|l| l == format!("{name} running"))
+        if mode.ok(store, &["ps", "--format", "{{.Names}} {{.State}}"]).lines().any(|l| l == format!("{name} running"))
         {
             return;
         }
@@ -274,12 +272,15 @@ fn an_image_whose_proc_is_a_symlink_is_refused() {
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
 }
 
-#[test]
-fn the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off() {
-    if !need_root("the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off") {
-        return;
-    }
-    let (_work, store) = setup();
+both_modes!(
+    the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off,
+    the_default_seccomp_profile_denies_with_eperm_and_can_be_turned_off_rootless,
+    default_seccomp
+);
+
+fn default_seccomp(mode: Mode) {
+    let (_work, store) = setup_as(mode);
+    let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
     let script = "grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1; echo unshare=$?; \
                   mount -t tmpfs none /tmp 2>&1; echo mount=$?";
     let out = run(&store, &["--rm", "localhost/layered", "/bin/sh", "-c", script]);
@@ -369,7 +370,7 @@ fn a_docker_format_seccomp_profile_is_applied_and_kept_for_exec() {
     );
     let mut up = [0u8; 3];
     std::io::Read::read_exact(sleeper.stdout.as_mut().unwrap(), &mut up).unwrap();
-    wait_until_up(&store, "s");
+    wait_until_up(Mode::Root, &store, "s");
     let ex = layers(&store, &["exec", "s", "mkdir", "/e"]);
     assert!(stderr(&ex).contains("Permission denied"), "{}", stderr(&ex));
     layers_ok(&store, &["rm", "-f", "s"]);
@@ -393,12 +394,19 @@ fn a_docker_format_seccomp_profile_is_applied_and_kept_for_exec() {
     assert!(stderr(&broken).contains(&format!("{opt}: not a seccomp profile")), "{}", stderr(&broken));
 }
 
-#[test]
-fn signals_to_layers_run_reach_the_container() {
-    if !need_root("signals_to_layers_run_reach_the_container") {
-        return;
-    }
-    let (_work, store) = setup();
+both_modes!(signals_to_layers_run_reach_the_container, signals_to_layers_run_reach_the_container_rootless, signals);
+
+/// `layers ARGS…` as `mode`'s user, started with its output piped.
+fn spawn_as(mode: Mode, store: &Path, args: &[&str]) -> std::process::Child {
+    let mut cmd = mode.command(store);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+fn signals(mode: Mode) {
+    let (_work, store) = setup_as(mode);
+    let spawn_layers = |store: &Path, args: &[&str]| spawn_as(mode, store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
     let mut child = spawn_layers(
         &store,
         &[
@@ -489,12 +497,17 @@ fn volumes_and_tmpfs(mode: Mode) {
     assert!(stderr(&bad).contains("is a relative path"), "{}", stderr(&bad));
 }
 
-#[test]
-fn exec_joins_a_running_container_next_to_its_pid_1() {
-    if !need_root("exec_joins_a_running_container_next_to_its_pid_1") {
-        return;
-    }
-    let (_work, store) = setup();
+both_modes!(
+    exec_joins_a_running_container_next_to_its_pid_1,
+    exec_joins_a_running_container_next_to_its_pid_1_rootless,
+    exec_next_to_pid_1
+);
+
+fn exec_next_to_pid_1(mode: Mode) {
+    let (_work, store) = setup_as(mode);
+    let spawn_layers = |store: &Path, args: &[&str]| spawn_as(mode, store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     let mut sleeper = spawn_layers(
         &store,
         &[
@@ -513,7 +526,7 @@ fn exec_joins_a_running_container_next_to_its_pid_1() {
     let mut out = sleeper.stdout.take().unwrap();
     let mut up = [0u8; 3];
     std::io::Read::read_exact(&mut out, &mut up).unwrap();
-    wait_until_up(&store, "sleeper");
+    wait_until_up(mode, &store, "sleeper");
     let ps = layers_ok(&store, &["ps"]);
     assert!(ps.contains("sleeper") && ps.contains(" Up "), "ps lists the running container: {ps}");
     let script = "echo pid=$$ FOO=$FOO; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep -E '^(Seccomp|CapEff):' /proc/self/status";
