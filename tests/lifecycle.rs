@@ -130,7 +130,7 @@ both_modes!(
 
 fn detached_lifecycle(mode: Mode) {
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let run_detached = |store: &Path, args: &[&str]| mode.run(store, &[&["run", "-d"], args].concat());
     let spawn_layers = |store: &Path, args: &[&str]| {
         let mut cmd = mode.command(store);

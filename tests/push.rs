@@ -30,7 +30,7 @@ both_modes!(
 
 fn missing_blobs_only(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let work = mode.work();
     let store = work.path().join("store");
     layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);

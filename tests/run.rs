@@ -62,7 +62,7 @@ both_modes!(
 fn pid_1_alone(mode: Mode) {
     let (_work, store) = setup_as(mode);
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let script = "echo pid=$$; echo $(ls /proc | grep -E '^[0-9]+$'); hostname; ls /sys/class/net; \
                   cat /sys/class/net/lo/operstate; grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs)' /proc/self/status; \
                   ls /proc/self/fd; wc -c </proc/timer_list; (echo 1 >/proc/sys/vm/overcommit_memory) 2>&1; \
@@ -108,7 +108,7 @@ both_modes!(exit_statuses_follow_docker, exit_statuses_follow_docker_rootless, e
 fn exit_statuses(mode: Mode) {
     let (_work, store) = setup_as(mode);
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     for (args, code, says) in [
         (vec!["/bin/true"], 0, ""),
@@ -406,7 +406,7 @@ fn spawn_as(mode: Mode, store: &Path, args: &[&str]) -> std::process::Child {
 fn signals(mode: Mode) {
     let (_work, store) = setup_as(mode);
     let spawn_layers = |store: &Path, args: &[&str]| spawn_as(mode, store, args);
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let mut child = spawn_layers(
         &store,
         &[
@@ -444,7 +444,7 @@ both_modes!(
 fn volumes_and_tmpfs(mode: Mode) {
     let (work, store) = setup_as(mode);
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let host = work.path().join("vol");
     fs::create_dir(&host).unwrap();
     fs::write(host.join("h.txt"), "from host\n").unwrap();
@@ -506,7 +506,7 @@ both_modes!(
 fn exec_next_to_pid_1(mode: Mode) {
     let (_work, store) = setup_as(mode);
     let spawn_layers = |store: &Path, args: &[&str]| spawn_as(mode, store, args);
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     let mut sleeper = spawn_layers(
         &store,

@@ -45,12 +45,18 @@ fn volume_fill_and_cp_keep_holes_and_fifos() {
     layers_ok(&store, &["rm", "holder"]);
 }
 
-#[test]
-fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers() {
-    if !need_root("named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers") {
-        return;
-    }
-    let (work, store) = store_with_fixtures();
+both_modes!(
+    named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers,
+    named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_parse_as_dockers_rootless,
+    named_volumes
+);
+
+fn named_volumes(mode: Mode) {
+    let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let work = mode.work();
+    let store = work.path().join("store");
+    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
     assert_eq!(layers_ok(&store, &["volume", "create", "--label", "team=a", "data"]), "data");
     assert_eq!(layers_ok(&store, &["volume", "ls", "-q"]), "data");
     let mountpoint = layers_ok(
@@ -115,6 +121,7 @@ fn named_volumes_outlive_containers_are_filled_from_the_image_and_mount_flags_pa
     let host = work.path().join("hostdir");
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("h"), "from host").unwrap();
+    mode.give(&host);
     let out = layers_ok(
         &store,
         &[
@@ -156,7 +163,7 @@ both_modes!(
 
 fn cp_both_ways(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args).trim().to_string();
     let detached = |store: &std::path::Path, args: &[&str]| mode.ok(store, &[&["run", "-d"], args].concat());
     let work = mode.work();
     let store = work.path().join("store");
