@@ -17,18 +17,6 @@ fn digests(store: &Path) -> String {
     layers_ok(store, &["images", "--digests", "--format", "json"])
 }
 
-fn gnu_untar(tar: &Path, dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let st = Command::new("tar")
-        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
-        .arg(tar)
-        .arg("-C")
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 #[test]
 fn export_writes_the_flattened_rootfs_and_import_takes_it_back() {
     if !need_root("export_writes_the_flattened_rootfs_and_import_takes_it_back") {

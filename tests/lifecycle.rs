@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,7 +36,12 @@ fn pid_alive(pid: u32) -> bool {
 
 /// The host PID `ps` shows for a running container.
 fn host_pid(store: &Path, name: &str) -> Option<u32> {
-    let ps = layers_ok(store, &["ps", "--format", "{{.Names}} {{.Pid}}"]);
+    host_pid_as(Mode::Root, store, name)
+}
+
+/// [`host_pid`], asked as `mode`'s user.
+fn host_pid_as(mode: Mode, store: &Path, name: &str) -> Option<u32> {
+    let ps = mode.layers_ok(store, &["ps", "--format", "{{.Names}} {{.Pid}}"]);
     let line = ps.lines().find(|l| l.starts_with(&format!("{name} ")))?;
     line.split(' ').nth(1)?.parse().ok().filter(|p| *p != 0)
 }
@@ -130,21 +135,11 @@ both_modes!(
 
 fn detached_lifecycle(mode: Mode) {
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let layers_ok = |store: &Path, args: &[&str]| mode.layers_ok(store, args);
     let run_detached = |store: &Path, args: &[&str]| mode.run(store, &[&["run", "-d"], args].concat());
-    let spawn_layers = |store: &Path, args: &[&str]| {
-        let mut cmd = mode.command(store);
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.spawn().unwrap()
-    };
-    let host_pid = |store: &Path, name: &str| -> Option<u32> {
-        let ps = mode.ok(store, &["ps", "--format", "{{.Names}} {{.Pid}}"]);
-        let line = ps.lines().find(|l| l.starts_with(&format!("{name} ")))?.to_string();
-        line.split(' ').nth(1)?.parse().ok().filter(|p| *p != 0)
-    };
-    let work = mode.work();
-    let store = work.path().join("store");
-    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let spawn_layers = |store: &Path, args: &[&str]| mode.spawn(store, args);
+    let host_pid = |store: &Path, name: &str| host_pid_as(mode, store, name);
+    let (_work, store) = mode.store_with_fixtures();
     let script = "echo out; echo err >&2; trap 'echo stopping; exit 3' TERM; while :; do sleep 0.1; done";
     let out = run_detached(&store, &["--name", "d1", "localhost/layered", "sh", "-c", script]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -30,10 +30,8 @@ both_modes!(
 
 fn missing_blobs_only(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args).trim().to_string();
-    let work = mode.work();
-    let store = work.path().join("store");
-    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.layers_ok(store, args);
+    let (work, store) = mode.store_with_fixtures();
     let reg = Registry::start();
     let raw: serde_json::Value =
         serde_json::from_str(&layers_ok(&store, &["inspect", "--raw", "localhost/layered:latest"])).unwrap();

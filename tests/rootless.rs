@@ -120,12 +120,10 @@ fn a_rootless_container_is_root_in_its_namespace_pid_1_and_keeps_exit_codes() {
         return;
     }
     let mode = Mode::rootless();
-    let work = mode.work();
-    let store = work.path().join("store");
+    let (work, store) = mode.store_with_fixtures();
     let vol = work.path().join("vol");
     std::fs::create_dir(&vol).unwrap();
     mode.give(&vol);
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
     let v = format!("{}:/v:ro", vol.display());
     let script = "id -u; echo $$; touch /v/x 2>&1; exit 3";
     let out = mode.run(&store, &["run", "--rm", "-v", &v, "localhost/layered", "sh", "-c", script]);
@@ -147,9 +145,7 @@ fn a_detached_rootless_container_is_running_takes_exec_and_stops_on_its_signal()
         return;
     }
     let mode = Mode::rootless();
-    let work = mode.work();
-    let store = work.path().join("store");
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let (_work, store) = mode.store_with_fixtures();
     let script = "echo started; trap 'echo got-term; exit 7' TERM; sleep 100 & wait";
     mode.ok(&store, &["run", "-d", "--name", "d", "localhost/layered", "sh", "-c", script]);
     assert_eq!(mode.ok(&store, &["ps", "--format", "{{.Names}}"]), "d\n", "running as soon as run -d returns");
@@ -199,9 +195,7 @@ fn a_user_without_a_subordinate_range_runs_with_its_own_id_and_a_warning() {
     }
     user(SINGLE, None);
     let mode = Mode::Rootless(SINGLE);
-    let work = mode.work();
-    let store = work.path().join("store");
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let (_work, store) = mode.store_with_fixtures();
     let out = mode.run(&store, &["run", "--rm", "localhost/layered", "id", "-u"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "0\n");
@@ -258,9 +252,7 @@ fn a_rootless_container_cannot_write_what_its_user_cannot() {
         return;
     }
     let mode = Mode::rootless();
-    let work = mode.work();
-    let store = work.path().join("store");
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let (work, store) = mode.store_with_fixtures();
     // Root's file, readable by all, writable by root only; and the host's /etc.
     let host = work.path().join("roots");
     std::fs::create_dir(&host).unwrap();
@@ -282,9 +274,7 @@ fn a_rootless_container_gets_a_network_of_its_own_from_slirp4netns() {
         return;
     }
     let mode = Mode::rootless();
-    let work = mode.work();
-    let store = work.path().join("store");
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let (_work, store) = mode.store_with_fixtures();
     // Its tap device, a default route through slirp4netns's gateway, and the gateway answering.
     let script = "ip -o -4 addr show tap0 | awk '{print $4}'; ip route | awk '/default/ {print $3}'; \
                   ping -c1 -W5 10.0.2.2 >/dev/null && echo reached";
@@ -349,23 +339,13 @@ fn exports_and_saves_made_rootless_read_back_with_gnu_tar_and_umoci() {
         return;
     }
     let mode = Mode::rootless();
-    let work = mode.work();
-    let store = work.path().join("store");
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let (work, store) = mode.store_with_fixtures();
     // export, read by GNU tar as root, against umoci's unpack of the fixture: the same
     // tree with the image's owners, but for the two device nodes a user namespace leaves out.
     let tar = work.path().join("layered.tar");
     mode.ok(&store, &["export", "localhost/layered", "-o", tar.to_str().unwrap()]);
     let extracted = work.path().join("gnu");
-    std::fs::create_dir(&extracted).unwrap();
-    let ok = Command::new("tar")
-        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
-        .arg(&tar)
-        .arg("-C")
-        .arg(&extracted)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    gnu_untar(&tar, &extracted);
     let rootfs = umoci_unpack(&fixtures().join("oci"), "layered", &work.path().join("umoci"));
     let mut diffs = compare_trees(&extracted, &rootfs, Mtimes::Files);
     diffs.sort();

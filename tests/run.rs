@@ -45,14 +45,6 @@ fn cgroups_of(short_id: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// A store of `mode`'s user with the fixture images.
-fn setup_as(mode: Mode) -> (tempfile::TempDir, std::path::PathBuf) {
-    let work = mode.work();
-    let store = work.path().join("store");
-    mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
-    (work, store)
-}
-
 both_modes!(
     the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities,
     the_command_is_pid_1_alone_with_its_hostname_lo_and_dockers_capabilities_rootless,
@@ -60,9 +52,9 @@ both_modes!(
 );
 
 fn pid_1_alone(mode: Mode) {
-    let (_work, store) = setup_as(mode);
+    let (_work, store) = mode.store_with_fixtures();
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let layers_ok = |store: &Path, args: &[&str]| mode.layers_ok(store, args);
     let script = "echo pid=$$; echo $(ls /proc | grep -E '^[0-9]+$'); hostname; ls /sys/class/net; \
                   cat /sys/class/net/lo/operstate; grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs)' /proc/self/status; \
                   ls /proc/self/fd; wc -c </proc/timer_list; (echo 1 >/proc/sys/vm/overcommit_memory) 2>&1; \
@@ -106,9 +98,9 @@ fn pid_1_alone(mode: Mode) {
 both_modes!(exit_statuses_follow_docker, exit_statuses_follow_docker_rootless, exit_statuses);
 
 fn exit_statuses(mode: Mode) {
-    let (_work, store) = setup_as(mode);
+    let (_work, store) = mode.store_with_fixtures();
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let layers_ok = |store: &Path, args: &[&str]| mode.layers_ok(store, args);
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     for (args, code, says) in [
         (vec!["/bin/true"], 0, ""),
@@ -174,7 +166,7 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
 both_modes!(capabilities_users_env_and_workdir, capabilities_users_env_and_workdir_rootless, capabilities_users_env);
 
 fn capabilities_users_env(mode: Mode) {
-    let (work, store) = setup_as(mode);
+    let (work, store) = mode.store_with_fixtures();
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
     let denied = run(&store, &["--rm", "--cap-drop", "CHOWN", "localhost/layered", "chown", "5", "/etc/passwd"]);
     assert_eq!(denied.status.code(), Some(1));
@@ -279,7 +271,7 @@ both_modes!(
 );
 
 fn default_seccomp(mode: Mode) {
-    let (_work, store) = setup_as(mode);
+    let (_work, store) = mode.store_with_fixtures();
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
     let script = "grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1; echo unshare=$?; \
                   mount -t tmpfs none /tmp 2>&1; echo mount=$?";
@@ -396,17 +388,10 @@ fn a_docker_format_seccomp_profile_is_applied_and_kept_for_exec() {
 
 both_modes!(signals_to_layers_run_reach_the_container, signals_to_layers_run_reach_the_container_rootless, signals);
 
-/// `layers ARGS…` as `mode`'s user, started with its output piped.
-fn spawn_as(mode: Mode, store: &Path, args: &[&str]) -> std::process::Child {
-    let mut cmd = mode.command(store);
-    cmd.args(args).stdin(std::process::Stdio::null());
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
-}
-
 fn signals(mode: Mode) {
-    let (_work, store) = setup_as(mode);
-    let spawn_layers = |store: &Path, args: &[&str]| spawn_as(mode, store, args);
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let (_work, store) = mode.store_with_fixtures();
+    let spawn_layers = |store: &Path, args: &[&str]| mode.spawn(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.layers_ok(store, args);
     let mut child = spawn_layers(
         &store,
         &[
@@ -442,9 +427,9 @@ both_modes!(
 );
 
 fn volumes_and_tmpfs(mode: Mode) {
-    let (work, store) = setup_as(mode);
+    let (work, store) = mode.store_with_fixtures();
     let run = |store: &Path, args: &[&str]| mode.run(store, &[&["run"], args].concat());
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let layers_ok = |store: &Path, args: &[&str]| mode.layers_ok(store, args);
     let host = work.path().join("vol");
     fs::create_dir(&host).unwrap();
     fs::write(host.join("h.txt"), "from host\n").unwrap();
@@ -504,9 +489,9 @@ both_modes!(
 );
 
 fn exec_next_to_pid_1(mode: Mode) {
-    let (_work, store) = setup_as(mode);
-    let spawn_layers = |store: &Path, args: &[&str]| spawn_as(mode, store, args);
-    let layers_ok = |store: &Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let (_work, store) = mode.store_with_fixtures();
+    let spawn_layers = |store: &Path, args: &[&str]| mode.spawn(store, args);
+    let layers_ok = |store: &Path, args: &[&str]| mode.layers_ok(store, args);
     let layers = |store: &Path, args: &[&str]| mode.run(store, args);
     let mut sleeper = spawn_layers(
         &store,

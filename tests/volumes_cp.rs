@@ -53,10 +53,8 @@ both_modes!(
 
 fn named_volumes(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args).trim().to_string();
-    let work = mode.work();
-    let store = work.path().join("store");
-    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.layers_ok(store, args);
+    let (work, store) = mode.store_with_fixtures();
     assert_eq!(layers_ok(&store, &["volume", "create", "--label", "team=a", "data"]), "data");
     assert_eq!(layers_ok(&store, &["volume", "ls", "-q"]), "data");
     let mountpoint = layers_ok(
@@ -163,11 +161,9 @@ both_modes!(
 
 fn cp_both_ways(mode: Mode) {
     let layers = |store: &std::path::Path, args: &[&str]| mode.run(store, args);
-    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.ok(store, args).trim().to_string();
+    let layers_ok = |store: &std::path::Path, args: &[&str]| mode.layers_ok(store, args);
     let detached = |store: &std::path::Path, args: &[&str]| mode.ok(store, &[&["run", "-d"], args].concat());
-    let work = mode.work();
-    let store = work.path().join("store");
-    layers_ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+    let (work, store) = mode.store_with_fixtures();
     let out_dir = work.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     mode.give(&out_dir);

@@ -346,6 +346,19 @@ pub fn layers_ok(store: &Path, args: &[&str]) -> String {
     stdout(&out).trim().to_string()
 }
 
+/// `tar -xpf TAR -C DIR` by GNU tar, owners by number and xattrs kept (DIR made).
+pub fn gnu_untar(tar: &Path, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(tar)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar -xpf {}", tar.display());
+}
+
 /// `tar -C DIR -cf OUT .` by GNU tar: a rootfs tarball no code of ours wrote.
 pub fn gnu_tar(dir: &Path, out: &Path) {
     let st = Command::new("tar").arg("-C").arg(dir).arg("-cf").arg(out).arg(".").status().expect("GNU tar");

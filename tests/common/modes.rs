@@ -70,6 +70,26 @@ impl Mode {
         }
     }
 
+    /// [`Mode::ok`], trimmed, as `common::layers_ok` gives it.
+    pub fn layers_ok(self, store: &Path, args: &[&str]) -> String {
+        self.ok(store, args).trim().to_string()
+    }
+
+    /// `layers --root STORE ARGS…` started, its stdout and stderr piped.
+    pub fn spawn(self, store: &Path, args: &[&str]) -> std::process::Child {
+        let mut cmd = self.command(store);
+        cmd.args(args).stdin(std::process::Stdio::null());
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("run layers")
+    }
+
+    /// A work dir of this mode's user with a store (`DIR/store`) holding the fixture images.
+    pub fn store_with_fixtures(self) -> (tempfile::TempDir, std::path::PathBuf) {
+        let work = self.work();
+        let store = work.path().join("store");
+        self.ok(&store, &["load", "-q", "-i", &self.fixtures_in(work.path())]);
+        (work, store)
+    }
+
     /// A work dir this mode's user owns (tests' own temp dirs are root's, 0700).
     pub fn work(self) -> tempfile::TempDir {
         let work = tempfile::Builder::new().prefix("layers-test").tempdir_in("/tmp").unwrap();

@@ -135,20 +135,22 @@ fn live_monitor(store: &Store, c: &ContainerRow) -> Option<(Monitor, std::os::fd
 
 /// When process `pid` started, if it has not ended (a zombie has: it only waits to be reaped).
 fn living_since(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
-    if matches!(state, "Z" | "X" | "x") {
-        return None;
-    }
-    start_time(pid)
+    let (state, start) = stat(pid)?;
+    (!matches!(state.as_str(), "Z" | "X" | "x")).then_some(start)
 }
 
 /// When process `pid` started, in clock ticks after boot (field 22 of /proc/PID/stat).
 pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Process `pid`'s state (field 3 of /proc/PID/stat) and start time (field 22), from one read.
+fn stat(pid: u32) -> Option<(String, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.to_string();
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Where a container is in its life, as `ps` and `inspect` name it.
