@@ -147,8 +147,7 @@ fn the_examples_build_to_the_same_images_as_root_and_rootless() {
     // Fixed times (SOURCE_DATE_EPOCH), so the layers depend only on what the steps wrote.
     let mut ids = Vec::new();
     for mode in [Mode::Root, rootless] {
-        let store = work.path().join(format!("store-{}", mode.name()));
-        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        let store = mode.fixture_store_in(work.path(), &format!("store-{}", mode.name()));
         mode.ok(&store, &["tag", "localhost/layered", "busybox"]);
         let contexts = work.path().join(mode.name());
         std::fs::create_dir(&contexts).unwrap();

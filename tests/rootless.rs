@@ -97,8 +97,7 @@ fn whiteouts_and_opaque_dirs_hide_lower_files_through_userxattr_as_for_root() {
     // (umoci wrote the whiteouts): both modes must show the same merged tree.
     let mut seen = Vec::new();
     for mode in [Mode::Root, rootless] {
-        let store = work.path().join(format!("store-{}", mode.name()));
-        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        let store = mode.fixture_store_in(work.path(), &format!("store-{}", mode.name()));
         seen.push(listed_in_namespace(mode, &store, "localhost/layered"));
     }
     // Device nodes are the one difference: no process in a user namespace may make them.
@@ -180,8 +179,7 @@ fn a_build_step_run_rootless_makes_the_layer_root_makes() {
     rootless.give(&ctx);
     let mut layers_of = Vec::new();
     for mode in [Mode::Root, rootless] {
-        let store = work.path().join(format!("store-{}", mode.name()));
-        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        let store = mode.fixture_store_in(work.path(), &format!("store-{}", mode.name()));
         mode.ok(&store, &["build", "-q", "-t", "step", ctx.to_str().unwrap()]);
         layers_of.push(mode.ok(&store, &["inspect", "--format", "{{json .RootFS.Layers}}", "step"]));
     }
@@ -298,8 +296,7 @@ fn a_commit_made_rootless_holds_the_entries_whiteouts_and_owners_a_root_commit_h
                   chown 123:456 /etc/group; chmod 600 /etc/passwd; mkfifo /newfifo";
     let mut listings = Vec::new();
     for mode in [Mode::Root, rootless] {
-        let store = work.path().join(format!("store-{}", mode.name()));
-        mode.ok(&store, &["load", "-q", "-i", &mode.fixtures_in(work.path())]);
+        let store = mode.fixture_store_in(work.path(), &format!("store-{}", mode.name()));
         mode.ok(&store, &["run", "--name", "rt", "localhost/layered", "sh", "-c", script]);
         mode.ok(&store, &["commit", "-q", "rt", "roundtrip:v1"]);
         // The new layer, as GNU tar lists it: type and mode, owners, size, name (no times).

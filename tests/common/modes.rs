@@ -85,9 +85,16 @@ impl Mode {
     /// A work dir of this mode's user with a store (`DIR/store`) holding the fixture images.
     pub fn store_with_fixtures(self) -> (tempfile::TempDir, std::path::PathBuf) {
         let work = self.work();
-        let store = work.path().join("store");
-        self.ok(&store, &["load", "-q", "-i", &self.fixtures_in(work.path())]);
+        let store = self.fixture_store_in(work.path(), "store");
         (work, store)
+    }
+
+    /// `work/NAME`, a store of this mode's user holding the fixture images (`work` is
+    /// shared by both modes when each has a store of its own there).
+    pub fn fixture_store_in(self, work: &Path, name: &str) -> std::path::PathBuf {
+        let store = work.join(name);
+        self.ok(&store, &["load", "-q", "-i", &self.fixtures_in(work)]);
+        store
     }
 
     /// A work dir this mode's user owns (tests' own temp dirs are root's, 0700).
