@@ -17,7 +17,7 @@ fn with_home(
     stdin: &str,
 ) -> std::process::Output {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    let mut cmd = std::process::Command::new(layers_bin());
     cmd.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("REGISTRY_AUTH_FILE")
@@ -132,7 +132,7 @@ fn login_on_a_terminal_asks_for_the_password_without_echo() {
             "expect:Login Succeeded",
         ])
         .arg("--")
-        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg(layers_bin())
         .args(["--root", work.path().join("store").to_str().unwrap(), "login", &reg.addr])
         .output()
         .unwrap();

@@ -43,8 +43,7 @@ fn rootfs_tar(dir: &Path) -> PathBuf {
 /// What `layers mount IMAGE` shows of `image`, listed where the mount is seen: from
 /// inside `layers unshare` rootless.
 fn listed_in_namespace(mode: Mode, store: &Path, image: &str) -> String {
-    let script =
-        format!("cd \"$({} --root {} mount {image})\" && {LIST}", env!("CARGO_BIN_EXE_layers"), store.display());
+    let script = format!("cd \"$({} --root {} mount {image})\" && {LIST}", layers_bin().display(), store.display());
     match mode {
         Mode::Root => stdout(&Command::new("sh").args(["-c", &script]).output().unwrap()),
         Mode::Rootless(_) => mode.ok(store, &["unshare", "sh", "-c", &script]),

@@ -542,7 +542,7 @@ fn in_a_chroot_where_pivot_root_cannot_work_the_root_is_moved_and_chrooted() {
     // `layers` itself in a chroot whose root is a plain dir, not a mount point: the kernel
     // refuses pivot_root there (EINVAL), as on an initramfs.
     let chroot = work.path().join("chroot");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_layers")).parent().unwrap().to_path_buf();
+    let bin_dir = layers_bin().parent().unwrap().to_path_buf();
     let script = r#"set -e
         R=$1; shift
         for d in /usr /lib /lib64 /bin /sbin /etc /proc /sys /dev /tmp "$BIN_DIR" "$STORE"; do
@@ -553,7 +553,7 @@ fn in_a_chroot_where_pivot_root_cannot_work_the_root_is_moved_and_chrooted() {
     let out = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
         .arg(&chroot)
-        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg(layers_bin())
         .arg("--root")
         .arg(&store)
         .args(["run", "--rm", "localhost/layered", "sh", "-c", "echo pid=$$; head -1 /proc/self/mountinfo"])

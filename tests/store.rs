@@ -56,7 +56,7 @@ fn a_killed_import_leaves_nothing_visible_and_is_swept() {
     assert!(layers(&store, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "keep"])
         .status
         .success());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_layers"))
+    let mut child = Command::new(layers_bin())
         .arg("--root")
         .arg(&store)
         .args(["import", "-", "half"])
@@ -101,7 +101,7 @@ fn an_import_stopped_by_a_signal_removes_what_it_staged() {
     let data = fs::read(fx.join("busybox-rootfs.tar.gz")).unwrap();
     use std::os::unix::process::ExitStatusExt;
     for sig in [rustix::process::Signal::TERM, rustix::process::Signal::INT, rustix::process::Signal::KILL] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_layers"))
+        let mut child = Command::new(layers_bin())
             .arg("--root")
             .arg(&store)
             .args(["import", "-", "stopped"])
@@ -308,37 +308,44 @@ fn cli_errors_are_one_line_with_exit_125() {
     assert!(stderr(&bad).contains("lowercase"), "{}", stderr(&bad));
 }
 
-#[test]
-fn gc_beside_a_running_container_frees_only_what_nothing_uses() {
-    if !need_root("gc_beside_a_running_container_frees_only_what_nothing_uses") {
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("store");
-    load_fixtures(&root);
+both_modes!(
+    gc_beside_a_running_container_frees_only_what_nothing_uses,
+    gc_beside_a_running_container_frees_only_what_nothing_uses_rootless,
+    gc_beside_a_running_container
+);
+
+fn gc_beside_a_running_container(mode: Mode) {
+    let (work, root) = mode.store_with_fixtures();
     // An image of its own layer, made by GNU tar, then unnamed.
     let rootfs = work.path().join("rootfs");
     fs::create_dir_all(&rootfs).unwrap();
     fs::write(rootfs.join("only-here"), "x").unwrap();
     let tar = work.path().join("extra.tar");
     gnu_tar(&rootfs, &tar);
-    layers_ok(&root, &["import", "-q", tar.to_str().unwrap(), "extra:1"]);
-    let extra = layer_dirs(&root, "localhost/extra:1");
-    let used = layer_dirs(&root, "localhost/layered");
-    layers_ok(&root, &["run", "-d", "--name", "busy", "localhost/layered", "sleep", "60"]);
-    layers_ok(&root, &["rmi", "localhost/extra:1"]);
+    mode.give(&tar);
+    mode.layers_ok(&root, &["import", "-q", tar.to_str().unwrap(), "extra:1"]);
+    let extra = layer_dirs_as(mode, &root, "localhost/extra:1");
+    let used = layer_dirs_as(mode, &root, "localhost/layered");
+    mode.layers_ok(&root, &["run", "-d", "--name", "busy", "localhost/layered", "sleep", "60"]);
+    mode.layers_ok(&root, &["rmi", "localhost/extra:1"]);
     // The running container's `layers run` holds the store: gc still runs.
-    let out = layers_ok(&root, &["gc"]);
+    let out = mode.layers_ok(&root, &["gc"]);
     assert!(
         out.contains(&format!("deleted layer sha256:{}", extra[0].file_name().unwrap().to_string_lossy())),
         "{out}"
     );
     assert!(!extra[0].exists());
     assert!(used.iter().all(|l| l.is_dir()), "a layer the running container uses went");
-    assert!(layers_ok(&root, &["ps", "-q"]).len() >= 12, "the container stopped");
-    assert!(!layers_ok(&root, &["exec", "busy", "cat", "/etc/hostname"]).is_empty());
-    layers_ok(&root, &["rm", "-f", "busy"]);
-    assert_eq!(layers_ok(&root, &["fsck"]), "store is consistent");
+    assert!(mode.layers_ok(&root, &["ps", "-q"]).len() >= 12, "the container stopped");
+    assert!(!mode.layers_ok(&root, &["exec", "busy", "cat", "/etc/hostname"]).is_empty());
+    mode.layers_ok(&root, &["rm", "-f", "busy"]);
+    assert_eq!(mode.layers_ok(&root, &["fsck"]), "store is consistent");
+    // df counts what is left; rmi then gc empty the store.
+    assert!(mode.layers_ok(&root, &["system", "df"]).contains("Images"), "df");
+    mode.layers_ok(&root, &["image", "prune", "-a", "-f"]);
+    assert_eq!(mode.layers_ok(&root, &["images", "-q"]), "", "image prune -a left images");
+    mode.layers_ok(&root, &["gc"]);
+    assert_eq!(fs::read_dir(root.join("layers")).unwrap().count(), 0, "gc left layers");
 }
 
 #[test]

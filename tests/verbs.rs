@@ -225,7 +225,7 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     let exported = layers(&store, &["export", "localhost/two-layers"]);
     assert!(exported.status.success() && exported.stdout.len() > 1_000_000);
     let other = work.path().join("other");
-    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    let mut load = std::process::Command::new(layers_bin());
     load.arg("--root").arg(&other).arg("load");
     let loaded = feed(load, &saved.stdout);
     assert!(loaded.status.success(), "{}", stderr(&loaded));
@@ -241,7 +241,7 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
 
 /// `layers ARGS` with `answer` on its stdin (typed at its prompt, or piped in).
 fn answering(store: &std::path::Path, answer: &str, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_layers"));
+    let mut cmd = std::process::Command::new(layers_bin());
     cmd.arg("--root").arg(store).args(args);
     feed(cmd, answer.as_bytes())
 }

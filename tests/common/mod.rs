@@ -17,8 +17,16 @@ pub use modes::*;
 #[allow(unused_imports)]
 pub use registry::*;
 
+/// The source tree: this checkout, or `LAYERS_TEST_REPO` where CI copied the fixtures
+/// for the run as an unprivileged user (who cannot read root's checkout).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("LAYERS_TEST_REPO").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// The `layers` binary under test: cargo's, or `LAYERS_TEST_BIN` (the same binary,
+/// copied where an unprivileged user can run it).
+pub fn layers_bin() -> PathBuf {
+    std::env::var_os("LAYERS_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_layers")), PathBuf::from)
 }
 
 /// True when running as root. Otherwise the test fails, unless `LAYERS_TEST_SKIP_ROOT=1`
@@ -45,7 +53,7 @@ pub fn fixtures() -> PathBuf {
 
 /// Starts `layers --root STORE ARGS...` with its output captured.
 pub fn spawn_layers(store: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_layers"))
+    Command::new(layers_bin())
         .arg("--root")
         .arg(store)
         .args(args)
@@ -235,7 +243,7 @@ pub fn layers_as_user(
     auth_file: Option<&Path>,
 ) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layers"));
+    let mut cmd = Command::new(layers_bin());
     cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join("config")).env_remove("REGISTRY_AUTH_FILE");
     if let Some(f) = auth_file {
         cmd.env("REGISTRY_AUTH_FILE", f);
@@ -297,9 +305,14 @@ pub fn podman(dir: &Path, args: &[&str]) -> Output {
         .expect("podman (Debian package podman)")
 }
 
+/// `umoci unpack` of `layout:tag` into `bundle`; its rootfs. Run by a user, umoci's
+/// `--rootless` mode (every file the user's), for both sides of a comparison alike.
 pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    let rootless = (!rustix::process::geteuid().is_root()).then_some("--rootless");
     let out = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+        .arg("unpack")
+        .args(rootless)
+        .args(["--image", &format!("{}:{tag}", layout.display())])
         .arg(bundle)
         .output()
         .unwrap();
@@ -328,9 +341,12 @@ pub fn deep_layout(dir: &Path, n: usize) {
 
 /// The layer dirs of a stored image, bottom first, read through `layers inspect`.
 pub fn layer_dirs(store: &Path, image: &str) -> Vec<PathBuf> {
-    let out = layers(store, &["inspect", "--raw", image]);
-    assert!(out.status.success(), "inspect {image}: {}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    layer_dirs_as(Mode::Root, store, image)
+}
+
+/// [`layer_dirs`] of a store of `mode`'s user.
+pub fn layer_dirs_as(mode: Mode, store: &Path, image: &str) -> Vec<PathBuf> {
+    let v: serde_json::Value = serde_json::from_str(&mode.ok(store, &["inspect", "--raw", image])).unwrap();
     v[0]["Config"]["rootfs"]["diff_ids"]
         .as_array()
         .unwrap()
@@ -450,7 +466,7 @@ pub fn on_a_terminal(store: &Path, size: (u16, u16), steps: &[&str], args: &[&st
         .args([size.0.to_string(), size.1.to_string()])
         .args(steps)
         .arg("--")
-        .arg(env!("CARGO_BIN_EXE_layers"))
+        .arg(layers_bin())
         .arg("--root")
         .arg(store)
         .args(args)

@@ -1,9 +1,37 @@
 //! One test, two modes: as root, and as a real unprivileged user in the user
 //! namespace `layers` enters (as umoci runs each suite as root and as a user). The
 //! users are made here, idempotently: one with a subordinate ID range, one without.
+//! Run by an unprivileged user (CI's second pass), the rootless half runs as that
+//! user itself, with no root anywhere in the test.
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+use super::layers_bin;
+
+fn harness_is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The name of the user running the tests.
+fn me() -> &'static str {
+    static ME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let out = Command::new("id").arg("-un").output().expect("id -un");
+        String::from_utf8(out.stdout).expect("a user name").trim().to_string()
+    })
+}
+
+fn has_subordinate_range(name: &str) -> bool {
+    let listed = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    listed.lines().any(|l| l.starts_with(&format!("{name}:")))
+}
+
+/// Whether this process can run the rootless half: root makes the user; an
+/// unprivileged user needs a subordinate range of its own. Otherwise as [`super::need_root`].
+pub fn can_run_rootless(test: &str) -> bool {
+    harness_is_root() || has_subordinate_range(me()) || super::need_root(test)
+}
 
 /// A user with a subordinate range (container IDs 1…65536 mapped).
 pub const MAPPED: (&str, &str) = ("layers-rl", "300000-365535");
@@ -21,6 +49,10 @@ pub enum Mode {
 impl Mode {
     /// The user with a subordinate range.
     pub fn rootless() -> Mode {
+        if !harness_is_root() {
+            assert!(has_subordinate_range(me()), "{} has no subordinate range in /etc/subuid", me());
+            return Mode::Rootless(me());
+        }
         user(MAPPED.0, Some(MAPPED.1));
         Mode::Rootless(MAPPED.0)
     }
@@ -33,16 +65,17 @@ impl Mode {
     /// [`Mode::command`] with these variables in its environment (setpriv resets the user's).
     pub fn command_with(self, store: &Path, vars: &[(&str, &str)]) -> Command {
         let mut cmd = match self {
-            Mode::Root => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_layers"));
-                c.envs(vars.iter().copied());
-                c
-            }
-            Mode::Rootless(u) => {
+            Mode::Rootless(u) if harness_is_root() => {
                 let mut c = Command::new("setpriv");
                 c.args([&format!("--reuid={u}"), &format!("--regid={u}"), "--init-groups", "--reset-env", "--", "env"])
                     .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
-                    .arg(env!("CARGO_BIN_EXE_layers"));
+                    .arg(layers_bin());
+                c
+            }
+            // Root, or the unprivileged user running the tests: as it is.
+            _ => {
+                let mut c = Command::new(layers_bin());
+                c.envs(vars.iter().copied());
                 c
             }
         };
@@ -106,7 +139,7 @@ impl Mode {
 
     /// Makes `path` (and what is beneath it) this mode's user's.
     pub fn give(self, path: &Path) {
-        if let Mode::Rootless(u) = self {
+        if let (Mode::Rootless(u), true) = (self, harness_is_root()) {
             let ok = Command::new("chown").args(["-R", &format!("{u}:{u}")]).arg(path).status().unwrap();
             assert!(ok.success(), "chown {}", path.display());
         }
@@ -137,7 +170,7 @@ macro_rules! both_modes {
 
         #[test]
         fn $rootless() {
-            if need_root(stringify!($rootless)) {
+            if can_run_rootless(stringify!($rootless)) {
                 $body(Mode::rootless());
             }
         }
@@ -148,6 +181,7 @@ pub(crate) use both_modes;
 
 /// Makes the user `name` if missing (with the subordinate range `range`); its uid.
 pub fn user(name: &str, range: Option<&str>) -> u32 {
+    assert!(harness_is_root(), "making the user {name} needs root");
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let id = |n: &str| Command::new("id").args(["-u", n]).output().unwrap();
