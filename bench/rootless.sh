@@ -5,7 +5,11 @@
 #     `podman pull` as the same user;
 #  2. `run --rm IMAGE /bin/true` on the busybox fixture: layers as root, layers
 #     rootless, rootless `podman run --network=none`;
-#  3. what the user namespace costs a command: `layers images` rootless with the pause
+#  3. import of the anchors' Debian rootfs (bench/import.sh makes it, 49 MB) and an
+#     uncached build of Dockerfile-examples/whiteouts (three RUN steps, one deleting
+#     files, one replacing a dir) on the busybox fixture: layers as root against
+#     layers rootless;
+#  4. what the user namespace costs a command: `layers images` rootless with the pause
 #     process alive (two setns) and cold (pause process killed first: it is started
 #     and newuidmap/newgidmap run), against `layers images` as root.
 # The user (layers-bench, with a subordinate range) is made if missing.
@@ -19,6 +23,8 @@ source "$here/lib.sh"
 ensure_packages podman crun uidmap skopeo docker-registry
 layout="$here/cache/pull-oci"
 [ -e "$layout/.complete" ] || { echo "run bench/pull.sh once first: it builds the python image"; exit 1; }
+rootfs_gz="$here/cache/debian-rootfs.tar.gz"
+[ -s "$rootfs_gz" ] || { echo "run bench/import.sh once first: it makes the Debian rootfs"; exit 1; }
 build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
 
@@ -58,6 +64,10 @@ cp -a "$repo/fixtures/cache/oci" "$mine/oci"; chown -R "$user:" "$mine/oci"
 "$layers" --root "$scratch/root-run" load -q -i "$repo/fixtures/cache/oci" >/dev/null
 U "$layers" --root "$mine/run" load -q -i "$mine/oci" >/dev/null
 P run tag "$(P run pull -q "oci:$mine/oci:layered")" localhost/layered:latest
+"$layers" --root "$scratch/root-run" tag localhost/layered busybox
+U "$layers" --root "$mine/run" tag localhost/layered busybox
+cp "$rootfs_gz" "$mine/rootfs.tar.gz"; chown "$user:" "$mine/rootfs.tar.gz"
+cp -a "$repo/Dockerfile-examples/whiteouts" "$mine/ctx"; chown -R "$user:" "$mine/ctx"
 
 results="$scratch/results"; : >"$results"
 for r in $(seq "$rounds"); do
@@ -73,6 +83,17 @@ for r in $(seq "$rounds"); do
               time_it "run:podman" P run run --rm --network=none --cgroups=disabled --runtime crun localhost/layered:latest /bin/true ;;
     esac
   done
+  # Import and build, root and rootless in turn (each round starts at the other).
+  for who in $( ((r % 2)) && echo "root rootless" || echo "rootless root"); do
+    if [ "$who" = root ]; then
+      time_it "import:root" "$layers" --root "$scratch/imp-root-$r" import -q "$mine/rootfs.tar.gz" deb
+      time_it "build:root" "$layers" --root "$scratch/root-run" build -q --no-cache -t wo "$mine/ctx"
+    else
+      time_it "import:rootless" U "$layers" --root "$mine/imp-$r" import -q "$mine/rootfs.tar.gz" deb
+      time_it "build:rootless" U "$layers" --root "$mine/run" build -q --no-cache -t wo "$mine/ctx"
+    fi
+  done
+  rm -rf "$scratch/imp-root-$r" "$mine/imp-$r"
   time_it "images:root" "$layers" --root "$scratch/root-run" images
   time_it "images:warm" U "$layers" --root "$mine/run" images
   pkill -u "$user" -f 'layers userns-pause' || true
@@ -96,6 +117,11 @@ awk "$MEDIAN_AWK"'
     printf "layers as root %.1f ms   layers rootless %.1f ms   podman rootless %.1f ms\n", median(t["run:root"]), median(t["run:rootless"]), median(t["run:podman"])
     printf "rootless / root layers run = %.2fx (target <= 1.3)\n", (median(t["run:rootless"]) - s) / median(t["run:root"])
     printf "layers / podman rootless run = %.3fx\n", median(t["run:rootless"]) / median(t["run:podman"])
+    printf "\n== import of debian-rootfs.tar.gz, build --no-cache of Dockerfile-examples/whiteouts (tmpfs) ==\n"
+    printf "import: layers as root %.1f ms   layers rootless %.1f ms\n", median(t["import:root"]), median(t["import:rootless"])
+    printf "rootless / root layers import = %.2fx (target <= 1.05)\n", (median(t["import:rootless"]) - s) / median(t["import:root"])
+    printf "build: layers as root %.1f ms   layers rootless %.1f ms\n", median(t["build:root"]), median(t["build:rootless"])
+    printf "rootless / root layers build = %.2fx (target <= 1.05)\n", (median(t["build:rootless"]) - s) / median(t["build:root"])
     printf "\n== the user namespace, per command (layers images) ==\n"
     printf "root %.1f ms   rootless, pause process alive %.1f ms   rootless, cold (pause started, newuidmap+newgidmap) %.1f ms\n", median(t["images:root"]), median(t["images:warm"]) - s, median(t["images:cold"]) - s
   }' "$results"

@@ -13,6 +13,10 @@
 //! the user's. Without a range or without those programs, only the user's own ID is
 //! mapped (a warning says how to fix it): files that images give other owners are
 //! then the user's.
+//!
+//! A pause process that was killed while containers run is replaced by one that joins
+//! the namespace those containers' processes still hold (as Podman rejoins through a
+//! container's conmon): a fresh namespace could not reach them (`exec`, `stop`).
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -84,10 +88,17 @@ pub fn enter() -> anyhow::Result<()> {
     let lock = lock_file(&dir.join("pause.lock"))?;
     // The namespaces are opened under the lock: a pause process that died since its
     // check (killed, or a zombie not reaped yet) is replaced, not joined.
-    let namespaces = match running_pause(&dir.join("pause.pid"), uid).and_then(|pid| namespaces_of(pid).ok()) {
+    let recorded = Recorded::read(&dir.join("pause.pid"));
+    let namespaces = match recorded.as_ref().and_then(|r| running_pause(r, uid)).and_then(|pid| namespaces_of(pid).ok())
+    {
         Some(ns) => ns,
         None => {
-            let pid = start_pause(uid, gid)?;
+            // A member that exits before it is joined: a fresh namespace, as if none survived.
+            let rejoined = recorded.and_then(|r| r.surviving_member()).map(|m| start_pause(uid, gid, Some(m)));
+            let pid = match rejoined {
+                Some(Ok(pid)) => pid,
+                _ => start_pause(uid, gid, None)?,
+            };
             write_pid(&dir, pid)?;
             namespaces_of(pid)?
         }
@@ -137,9 +148,41 @@ fn lock_file(path: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-/// The pid in `pidfile` if it is this user's live pause process.
-fn running_pause(pidfile: &Path, uid: u32) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+/// What `pause.pid` records: the pause process and the namespaces it held.
+struct Recorded {
+    pid: u32,
+    /// `/proc/PID/ns/user` and `ns/mnt` as read when it started (`user:[INODE]`).
+    namespaces: Option<(String, String)>,
+}
+
+impl Recorded {
+    fn read(pidfile: &Path) -> Option<Recorded> {
+        let text = std::fs::read_to_string(pidfile).ok()?;
+        let mut lines = text.lines();
+        let pid = lines.next()?.trim().parse().ok()?;
+        let namespaces = match (lines.next(), lines.next()) {
+            (Some(u), Some(m)) => Some((u.to_string(), m.to_string())),
+            _ => None,
+        };
+        Some(Recorded { pid, namespaces })
+    }
+
+    /// A live process still in the recorded user and mount namespaces (a detached
+    /// container's monitor), found by reading `/proc`; only when the pause process is gone.
+    fn surviving_member(&self) -> Option<u32> {
+        let (user, mnt) = self.namespaces.as_ref()?;
+        let procs = std::fs::read_dir("/proc").ok()?;
+        procs.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+            let ns = |n: &str| std::fs::read_link(format!("/proc/{pid}/ns/{n}")).ok();
+            ns("user").is_some_and(|l| l.as_os_str() == user.as_str())
+                && ns("mnt").is_some_and(|l| l.as_os_str() == mnt.as_str())
+        })
+    }
+}
+
+/// The recorded pid if it is this user's live pause process.
+fn running_pause(recorded: &Recorded, uid: u32) -> Option<u32> {
+    let pid = recorded.pid;
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let comm = std::fs::read_to_string(proc.join("comm")).ok()?;
     let status = std::fs::read_to_string(proc.join("status")).ok()?;
@@ -149,18 +192,27 @@ fn running_pause(pidfile: &Path, uid: u32) -> Option<u32> {
     (comm.trim() == PAUSE_NAME && real_uid == Some(uid) && other_ns).then_some(pid)
 }
 
+/// Records the pause process and its namespaces (read now, from outside them).
 fn write_pid(dir: &Path, pid: u32) -> anyhow::Result<()> {
+    let ns = |n: &str| {
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{n}"));
+        link.with_context(|| format!("read the pause process's {n} namespace"))
+    };
+    let text = format!("{pid}\n{}\n{}\n", ns("user")?.display(), ns("mnt")?.display());
     let tmp = dir.join(format!("pause.pid.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{pid}\n")).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, dir.join("pause.pid")).with_context(|| format!("write {}", dir.display()))
 }
 
-/// Starts the pause process (`layers userns-pause`), maps its namespace, and returns its pid.
-fn start_pause(uid: u32, gid: u32) -> anyhow::Result<u32> {
+/// Starts the pause process (`layers userns-pause`) and returns its pid: it makes a
+/// namespace, which is mapped here, or joins that of `member`, a process still in the
+/// user's previous one.
+fn start_pause(uid: u32, gid: u32, member: Option<u32>) -> anyhow::Result<u32> {
     let plan = plan(uid, gid)?;
     let exe = std::env::current_exe().context("find the layers binary")?;
     let mut child = Command::new(exe)
         .arg("userns-pause")
+        .args(member.map(|pid| pid.to_string()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -174,6 +226,11 @@ fn start_pause(uid: u32, gid: u32) -> anyhow::Result<u32> {
     let n = from.read(&mut said).unwrap_or(0);
     match &said[..n] {
         [b'u', ..] => {}
+        // Joined: already mapped, and root there.
+        [b'j', ..] => {
+            std::mem::forget(child);
+            return Ok(pid);
+        }
         [b'e', rest @ ..] => {
             let _ = child.wait();
             let errno = String::from_utf8_lossy(rest).trim().parse::<i32>().unwrap_or(0);
@@ -342,22 +399,30 @@ fn single_id_warning(uid: u32, gid: u32) -> Option<String> {
 pub fn pause_main() -> std::process::ExitCode {
     use rustix::thread::UnshareFlags;
     let mut out = std::io::stdout();
-    // SAFETY: called first thing in a fresh process (one thread): unsharing the user
-    // and mount namespaces affects only this process.
-    #[allow(unsafe_code)]
-    let unshared = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) };
-    if let Err(e) = unshared {
-        let _ = write!(out, "e{}", e.raw_os_error());
-        return std::process::ExitCode::FAILURE;
-    }
-    let _ = out.write_all(b"u").and_then(|()| out.flush());
-    let mut go = [0u8; 1];
-    if std::io::stdin().read_exact(&mut go).is_err() || rustix::process::getuid().as_raw() != 0 {
-        return std::process::ExitCode::FAILURE;
+    let member = std::env::args().nth(2).and_then(|a| a.parse::<u32>().ok());
+    if let Some(pid) = member {
+        // Joins the namespaces a surviving process holds: mapped already.
+        if namespaces_of(pid).and_then(join).is_err() || rustix::process::getuid().as_raw() != 0 {
+            return std::process::ExitCode::FAILURE;
+        }
+    } else {
+        // SAFETY: called first thing in a fresh process (one thread): unsharing the user
+        // and mount namespaces affects only this process.
+        #[allow(unsafe_code)]
+        let unshared = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) };
+        if let Err(e) = unshared {
+            let _ = write!(out, "e{}", e.raw_os_error());
+            return std::process::ExitCode::FAILURE;
+        }
+        let _ = out.write_all(b"u").and_then(|()| out.flush());
+        let mut go = [0u8; 1];
+        if std::io::stdin().read_exact(&mut go).is_err() || rustix::process::getuid().as_raw() != 0 {
+            return std::process::ExitCode::FAILURE;
+        }
     }
     let _ = rustix::process::setsid();
     let _ = rustix::thread::set_name(c"layers-pause");
-    let _ = out.write_all(b"k").and_then(|()| out.flush());
+    let _ = out.write_all(if member.is_some() { b"j" } else { b"k" }).and_then(|()| out.flush());
     // Nothing of the caller's is held: stdio go to /dev/null, the cwd to /.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for n in 0..3 {

@@ -159,6 +159,38 @@ fn a_detached_rootless_container_is_running_takes_exec_and_stops_on_its_signal()
 }
 
 #[test]
+fn a_killed_pause_process_is_replaced_in_the_namespace_running_containers_hold() {
+    if !need_root("rootless pause process killed") {
+        return;
+    }
+    // A user of its own: killing the pause process must not disturb other tests' users.
+    user("layers-rl-pause", Some("600000-665535"));
+    let mode = Mode::Rootless("layers-rl-pause");
+    let kill_pause = || Command::new("pkill").args(["-KILL", "-u", "layers-rl-pause", "-x", "layers-pause"]).status();
+    // A pause process a previous run left is not this test's to count.
+    let _ = kill_pause();
+    let (_work, store) = mode.store_with_fixtures();
+    mode.ok(&store, &["run", "-d", "--name", "d", "localhost/layered", "sleep", "100"]);
+    // Live pause processes (zombies left where init does not reap are not counted).
+    let pause = || {
+        let ps = Command::new("ps").args(["-u", "layers-rl-pause", "-o", "pid=,stat=,comm="]).output().unwrap();
+        let listed = stdout(&ps);
+        let live = listed.lines().filter(|l| l.ends_with(" layers-pause") && !l.contains(" Z"));
+        live.collect::<Vec<_>>().join("\n")
+    };
+    let first = pause();
+    assert_eq!(first.lines().count(), 1, "one pause process: {first}");
+    assert!(kill_pause().unwrap().success());
+    // The next command's namespace is the container's: exec reaches it, stop stops it.
+    assert_eq!(mode.ok(&store, &["exec", "d", "cat", "/etc/hostname"]).len(), 13, "exec after the pause process died");
+    let second = pause();
+    assert!(second.lines().count() == 1 && second != first, "a new pause process: {second}");
+    mode.ok(&store, &["stop", "-t", "1", "d"]);
+    assert_eq!(mode.ok(&store, &["ps", "-q"]), "");
+    mode.ok(&store, &["rm", "d"]);
+}
+
+#[test]
 fn a_build_step_run_rootless_makes_the_layer_root_makes() {
     if !need_root("rootless build") {
         return;
