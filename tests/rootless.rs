@@ -298,21 +298,58 @@ fn a_rootless_container_cannot_write_what_its_user_cannot() {
 }
 
 #[test]
-fn a_rootless_container_gets_a_network_of_its_own_from_slirp4netns() {
-    if !need_root("rootless --network slirp4netns") {
+fn a_rootless_container_gets_a_network_of_its_own_from_slirp4netns_or_pasta() {
+    if !need_root("rootless --network slirp4netns|pasta") {
         return;
     }
     let mode = Mode::rootless();
-    let (_work, store) = mode.store_with_fixtures();
-    // Its tap device, a default route through slirp4netns's gateway, and the gateway answering.
-    let script = "ip -o -4 addr show tap0 | awk '{print $4}'; ip route | awk '/default/ {print $3}'; \
-                  ping -c1 -W5 10.0.2.2 >/dev/null && echo reached";
-    let out = mode.ok(&store, &["run", "--rm", "--network", "slirp4netns", "localhost/layered", "sh", "-c", script]);
-    assert_eq!(out, "10.0.2.100/24\n10.0.2.2\nreached\n");
-    assert!(
-        !Command::new("pgrep").args(["-u", MAPPED.0, "slirp4netns"]).status().unwrap().success(),
-        "slirp4netns ends with its container"
-    );
+    let (work, store) = mode.store_with_fixtures();
+    // A server on the host's loopback, which both programs map to their gateway address.
+    let site = work.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hello from the host\n").unwrap();
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .current_dir(&site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_listener(&format!("127.0.0.1:{port}"), 500, std::time::Duration::from_millis(10)));
+    let fetch = format!("wget -q -O - http://$gw:{port}/index.html");
+    for (net, device, open) in
+        [("slirp4netns", "tap0", "slirp4netns:allow_host_loopback=true"), ("pasta", "eth0", "pasta:--map-gw")]
+    {
+        // Its interface with an address and a default route; the host's loopback closed
+        // behind the gateway address (Podman's default), and open when asked for.
+        let script = format!(
+            "ip -o -4 addr show {device} | grep -q inet && echo addressed; \
+             gw=$(ip route | awk '/default/ {{print $3}}'); nc -w 2 $gw {port} </dev/null || echo closed"
+        );
+        let out = mode.ok(&store, &["run", "--rm", "--network", net, "localhost/layered", "sh", "-c", &script]);
+        assert_eq!(out, "addressed\nclosed\n", "--network {net}");
+        let script = format!("gw=$(ip route | awk '/default/ {{print $3}}'); {fetch}");
+        let out = mode.ok(&store, &["run", "--rm", "--network", open, "localhost/layered", "sh", "-c", &script]);
+        assert_eq!(out, "hello from the host\n", "--network {open}");
+        assert!(
+            !Command::new("pgrep").args(["-u", MAPPED.0, "-x", net]).status().unwrap().success(),
+            "{net} ends with its container"
+        );
+    }
+    let refused = mode.run(&store, &["run", "--rm", "--network", "slirp4netns:cidr=10.9.0.0/24", "localhost/layered"]);
+    assert!(stderr(&refused).contains("`cidr=10.9.0.0/24` is not supported"), "{}", stderr(&refused));
+    // As root: slirp4netns (sandboxed) serves too; pasta, which would run as root, is refused.
+    let (_root_work, root_store) = Mode::Root.store_with_fixtures();
+    let script = format!("ip -o -4 addr show tap0 | grep -q inet && {fetch}");
+    let script = format!("gw=10.0.2.2; {script}");
+    let open = "slirp4netns:allow_host_loopback=true";
+    let out = Mode::Root.ok(&root_store, &["run", "--rm", "--network", open, "localhost/layered", "sh", "-c", &script]);
+    assert_eq!(out, "hello from the host\n");
+    let refused = Mode::Root.run(&root_store, &["run", "--rm", "--network", "pasta", "localhost/layered", "true"]);
+    assert!(stderr(&refused).contains("--network pasta is for rootless containers"), "{}", stderr(&refused));
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 #[test]

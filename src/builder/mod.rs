@@ -216,7 +216,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         escape: parsed.escape,
         build_args: a.build_args.clone(),
         global_args,
-        network: a.network,
+        network: a.network.clone(),
         base: &base,
         max_download: store.limits().max_bytes,
         transfers: a.transfers,

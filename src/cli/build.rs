@@ -156,7 +156,7 @@ pub fn build(
         quiet: a.quiet,
         progress,
         transfers,
-        network: a.network,
+        network: a.network.clone(),
         registries,
         cache_from,
         labels: super::options::parse_labels(&a.labels)?,

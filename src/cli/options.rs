@@ -41,7 +41,8 @@ pub struct ContainerOptions {
     /// Host name inside (default: the container's short ID).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// `none` (own namespace, only `lo`) or `host`.
+    /// `none` (own namespace, only `lo`), `host`, `pasta[:OPTIONS,…]` or
+    /// `slirp4netns[:OPTIONS,…]` (Podman's options).
     #[arg(long, alias = "network", value_parser = net_flag, default_value = "none")]
     pub net: Network,
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass the host's).
@@ -135,13 +136,7 @@ fn restart_flag(s: &str) -> Result<Restart, String> {
 }
 
 fn net_flag(s: &str) -> Result<Network, String> {
-    match s {
-        "none" => Ok(Network::None),
-        "host" => Ok(Network::Host),
-        "pasta" => Ok(Network::Pasta),
-        "slirp4netns" => Ok(Network::Slirp4netns),
-        other => Err(format!("--net {other}: only `none`, `host`, `pasta` and `slirp4netns` are supported")),
-    }
+    Network::parse(s)
 }
 
 impl ContainerOptions {
@@ -186,7 +181,7 @@ impl ContainerOptions {
                 user: self.user.clone(),
                 hostname: self.hostname.clone(),
             },
-            network: self.net,
+            network: self.net.clone(),
             mounts,
             limits: self.limits()?,
             cap_add: self.cap_add.clone(),

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context};
 
-use super::container::process::Network;
+use super::container::network::{Network, PastaOptions, SlirpOptions};
 use super::kernel;
 
 /// The program serving a container's network, stopped when dropped.
@@ -47,10 +47,10 @@ impl Drop for UserNet {
 }
 
 /// The program `net` needs, found on PATH, or the package to install.
-fn program(net: Network) -> anyhow::Result<PathBuf> {
+fn program(net: &Network) -> anyhow::Result<PathBuf> {
     let (name, package) = match net {
-        Network::Pasta => ("pasta", "passt"),
-        Network::Slirp4netns => ("slirp4netns", "slirp4netns"),
+        Network::Pasta(_) => ("pasta", "passt"),
+        Network::Slirp4netns(_) => ("slirp4netns", "slirp4netns"),
         _ => bail!("--network {}: not a user-mode network", net.name()),
     };
     crate::userns::program(name)
@@ -60,12 +60,24 @@ fn program(net: Network) -> anyhow::Result<PathBuf> {
 /// Gives this process a network namespace of its own with `lo` and the program's
 /// interface up, served by the program until the returned value is dropped. `dir` is
 /// a directory of the container's, for the program's PID file.
-pub fn attach(net: Network, dir: &Path) -> anyhow::Result<UserNet> {
+pub fn attach(net: &Network, dir: &Path) -> anyhow::Result<UserNet> {
     let exe = program(net)?;
     let mut holder = Command::new("sleep");
     holder.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     kernel::pre_exec(&mut holder, || {
-        kernel::unshare_in_child(rustix::thread::UnshareFlags::NEWNET).map_err(std::io::Error::from)
+        kernel::unshare_in_child(rustix::thread::UnshareFlags::NEWNET)?;
+        // The holder runs with no capabilities: a process may open another's namespace
+        // only with all the capabilities the other has, and pasta drops most of its
+        // own before it opens the namespace it was given.
+        for bit in 0..64 {
+            match rustix::thread::remove_capability_from_bounding_set(rustix::thread::CapabilitySet::from_bits_retain(
+                1 << bit,
+            )) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     });
     let mut holder = holder.spawn().context("make the container's network namespace")?;
     let attached = configure(net, &exe, holder.id(), dir);
@@ -74,14 +86,18 @@ pub fn attach(net: Network, dir: &Path) -> anyhow::Result<UserNet> {
     attached
 }
 
-fn configure(net: Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Result<UserNet> {
+fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Result<UserNet> {
     let ns = format!("/proc/{holder}/ns/net");
     let program = match net {
-        Network::Pasta => {
+        Network::Pasta(PastaOptions { map_gw, args }) => {
             let pidfile = dir.join("pasta.pid");
             // It configures the namespace, then goes to the background: its exit means ready.
             let out = Command::new(exe)
-                .args(["--config-net", "--quiet", "--netns-only", "--netns", &ns, "--pid"])
+                .args(["--config-net", "--quiet", "--netns-only", "--netns", &ns])
+                // The host's loopback stays closed unless asked for, as in Podman.
+                .args((!map_gw).then_some("--no-map-gw"))
+                .args(args)
+                .arg("--pid")
                 .arg(&pidfile)
                 .stdin(Stdio::null())
                 .output()
@@ -93,10 +109,14 @@ fn configure(net: Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resul
             let _ = std::fs::remove_file(&pidfile);
             Program::Pasta { pid: pid.context("--network pasta: pasta wrote no PID")? }
         }
-        _ => {
+        Network::Slirp4netns(SlirpOptions { allow_host_loopback, mtu }) => {
             let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).context("make pipe")?;
             let mut cmd = Command::new(exe);
-            cmd.args(["--configure", "--mtu=65520", "--disable-host-loopback", "--ready-fd=3"])
+            // Sandboxed (an empty mount namespace, no capabilities) and under seccomp,
+            // as Podman runs it: it parses the container's traffic.
+            cmd.args(["--configure", "--enable-sandbox", "--enable-seccomp", "--ready-fd=3"])
+                .arg(format!("--mtu={}", mtu.unwrap_or(65520)))
+                .args((!allow_host_loopback).then_some("--disable-host-loopback"))
                 .args([holder.to_string(), "tap0".to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -112,6 +132,7 @@ fn configure(net: Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resul
             }
             Program::Slirp(child)
         }
+        Network::None | Network::Host => bail!("--network {}: not a user-mode network", net.name()),
     };
     let served = UserNet { program };
     let file = std::fs::File::open(&ns).context("open the container's network namespace")?;

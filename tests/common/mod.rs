@@ -44,6 +44,11 @@ pub fn need_root(test: &str) -> bool {
     panic!("{test} {why}: run the tests as root, or set LAYERS_TEST_SKIP_ROOT=1 to skip it");
 }
 
+/// A loopback TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Builds (once, cached) and returns the fixtures directory.
 pub fn fixtures() -> PathBuf {
     let status = Command::new("bash").arg(repo().join("fixtures/build.sh")).status().expect("run fixtures/build.sh");

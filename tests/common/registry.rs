@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{repo, stderr, stdout, wait_for_listener};
+use super::{free_port, repo, stderr, stdout, wait_for_listener};
 
 /// A throwaway key and self-signed certificate (`DIR/NAME-key.pem`, `DIR/NAME-cert.pem`)
 /// for `cn`, also valid as IP 127.0.0.1.
@@ -98,7 +98,7 @@ impl Registry {
     pub fn start_with_token_auth() -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let (key, cert) = self_signed(dir.path(), "token", "layers-test-token");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let issuer = Command::new("python3")
             .arg(repo().join("tests/support/token_issuer.py"))
             .arg(port.to_string())
@@ -150,7 +150,7 @@ impl Registry {
 
     /// Starts the registry; `http` is more of its `http:` section, `auth` its `auth:` section.
     fn launch(dir: tempfile::TempDir, http: &str, auth: String) -> Registry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         fs::write(

@@ -33,7 +33,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
                 user: None,
                 hostname: c.short_id().to_string(),
             },
-            network: r.network,
+            network: r.network.clone(),
             binds,
             tmpfs,
             ..RunSpec::defaults(if x.quiet { Output::Discard } else { Output::Inherit })?

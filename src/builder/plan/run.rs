@@ -182,7 +182,7 @@ pub fn plan(
         Some(other) => bail!("RUN --security={other}: not supported (only sandbox, the default)"),
     }
     let network = match network.as_deref() {
-        None => inputs.network,
+        None => inputs.network.clone(),
         Some("default" | "host") => Network::Host,
         Some("none") => Network::None,
         Some(other) => bail!("RUN --network={other}: use default, host or none"),

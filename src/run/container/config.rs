@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 use layers_store::Store;
 
 use super::dir::{ContainerDir, File};
-use super::process::{Network, Output, RunSpec};
+use super::network::Network;
+use super::process::{Output, RunSpec};
 use crate::run::log::LogOptions;
 use crate::run::{caps, cgroup, child, image_process};
 
@@ -204,6 +205,16 @@ impl ContainerConfig {
         if self.limits.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             bail!("--cpus must be a positive number");
         }
+        // pasta started by root becomes `nobody` before it opens the container's
+        // namespace, which `nobody` may not open; kept root (`--runas 0`), a program
+        // that parses the container's traffic would be root on the host.
+        // slirp4netns drops its capabilities in a sandbox of its own instead.
+        if matches!(self.network, Network::Pasta(_))
+            && rustix::process::geteuid().is_root()
+            && layers_store::layer::encoding::in_initial_user_namespace()
+        {
+            bail!("--network pasta is for rootless containers: as root, use --network slirp4netns");
+        }
         self.capabilities()?;
         Ok(())
     }
@@ -273,7 +284,7 @@ impl ContainerConfig {
         }
         Ok(RunSpec {
             overrides: self.overrides(short_id),
-            network: self.network,
+            network: self.network.clone(),
             binds,
             tmpfs,
             limits: self.limits,

@@ -29,9 +29,11 @@ pub mod dir;
 mod files;
 pub mod lifecycle;
 pub mod monitor;
+pub mod network;
 pub mod process;
 pub mod state;
 
 pub use config::ContainerConfig;
 pub use dir::ContainerDir;
-pub use process::{run_container, Network, Output, RunSpec};
+pub use network::Network;
+pub use process::{run_container, Output, RunSpec};

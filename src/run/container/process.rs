@@ -13,41 +13,11 @@ use layers_store::{ContainerRow, Store};
 use super::config::Seccomp;
 use super::dir::ContainerDir;
 use super::monitor::Report;
+use super::network::Network;
 use super::{files, state};
 use crate::run::log::{LogOptions, LogWriter};
 use crate::run::{cgroup, child, console, image_process, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use crate::transfer::Quiesced;
-
-/// A container's network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Network {
-    /// A network namespace of its own with only `lo`.
-    #[default]
-    None,
-    /// The host's network namespace.
-    Host,
-    /// A namespace of its own served by `pasta` (rootless Podman's default).
-    Pasta,
-    /// A namespace of its own served by `slirp4netns`.
-    Slirp4netns,
-}
-
-impl Network {
-    /// As Docker's `--network` names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Network::None => "none",
-            Network::Host => "host",
-            Network::Pasta => "pasta",
-            Network::Slirp4netns => "slirp4netns",
-        }
-    }
-
-    /// Served by a user-mode network program (`user_net.rs`).
-    fn user_mode(self) -> bool {
-        matches!(self, Network::Pasta | Network::Slirp4netns)
-    }
-}
 
 /// Where the command's output goes.
 pub enum Output {
@@ -151,7 +121,7 @@ pub fn run_container(
         // The fork joins the network namespace the program serves (it cannot leave it).
         let dir = ContainerDir::of(store, &container.id);
         return crate::run::kernel::in_fork(|| {
-            let _net = crate::run::user_net::attach(s.network, dir.path())?;
+            let _net = crate::run::user_net::attach(&s.network, dir.path())?;
             run_here(store, container, config, image, s)
         });
     }
