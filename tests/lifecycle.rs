@@ -60,16 +60,18 @@ fn run_detached(store: &Path, args: &[&str]) -> Output {
     layers(store, &full)
 }
 
-#[test]
-fn a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it() {
-    if !need_root("a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it") {
-        return;
-    }
-    let (_work, store) = setup();
+both_modes!(
+    a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it,
+    a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it_rootless,
+    a_tty
+);
+
+fn a_tty(mode: Mode) {
+    let (_work, store) = mode.store_with_fixtures();
     let script = "tty; stty size; echo TERM=$TERM; read line; echo got:$line; \
                   trap 'stty size; echo winch' WINCH; trap 'echo interrupted; exit 9' INT; \
                   echo waiting; while :; do sleep 0.1; done";
-    let out = on_a_terminal(
+    let out = mode.on_a_terminal(
         &store,
         (30, 100),
         &["expect:TERM=", "send:hello\\r", "expect:waiting", "resize:40,120", "expect:winch", "send:\\x03"],
@@ -83,10 +85,11 @@ fn a_tty_is_a_pty_of_the_containers_own_sized_and_ctrl_c_and_resizes_reach_it() 
     assert!(lines.contains(&"40 120"), "a resize reaches the container: {out}");
     assert!(lines.iter().any(|l| l.ends_with("interrupted")), "Ctrl-C is SIGINT in the container: {out}");
     assert_eq!(lines.last(), Some(&"exit=9"), "{out}");
-    assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty(), "--rm removed the container");
+    assert!(mode.layers_ok(&store, &["ps", "-a", "-q"]).is_empty(), "--rm removed the container");
 
     // Without -i, stdin is not passed on, and output still comes through the pty.
-    let out = on_a_terminal(&store, (24, 80), &[], &["run", "--rm", "-t", "localhost/layered", "sh", "-c", "exit 3"]);
+    let out =
+        mode.on_a_terminal(&store, (24, 80), &[], &["run", "--rm", "-t", "localhost/layered", "sh", "-c", "exit 3"]);
     assert!(out.ends_with("exit=3\n"), "{out}");
 }
 
@@ -290,14 +293,16 @@ const QUIET_STEPS: [&str; 8] = [
     "expect:also:typed while it writes",
 ];
 
-#[test]
-fn keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach() {
-    if !need_root("keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach") {
-        return;
-    }
-    let (_work, store) = setup();
+both_modes!(
+    keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach,
+    keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach_rootless,
+    keys_typed
+);
+
+fn keys_typed(mode: Mode) {
+    let (_work, store) = mode.store_with_fixtures();
     // run -it: before the fix `layers run` sat in read() on the pty after passing `s` on.
-    let out = on_a_terminal(
+    let out = mode.on_a_terminal(
         &store,
         (24, 80),
         &QUIET_STEPS,
@@ -307,17 +312,15 @@ fn keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach
     assert!(out.ends_with("exit=0\n"), "{out}");
 
     // exec -it into a running container.
-    let out = run_detached(&store, &["--name", "box", "localhost/layered", "sleep", "60"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = on_a_terminal(&store, (24, 80), &QUIET_STEPS, &["exec", "-it", "box", "sh", "-c", QUIET_READER]);
+    mode.layers_ok(&store, &["run", "-d", "--name", "box", "localhost/layered", "sleep", "60"]);
+    let out = mode.on_a_terminal(&store, (24, 80), &QUIET_STEPS, &["exec", "-it", "box", "sh", "-c", QUIET_READER]);
     assert!(out.ends_with("exit=0\n"), "{out}");
-    layers_ok(&store, &["rm", "-f", "box"]);
+    mode.layers_ok(&store, &["rm", "-f", "box"]);
 
     // attach, a first and a second time, to a -it container whose program asks again and again.
     let asker = "while :; do stty -echo; echo ready; read p; stty echo; echo got:$p; \
                  [ \"$p\" = last ] && exit 5; done";
-    let out = run_detached(&store, &["-it", "--name", "asker", "localhost/layered", "sh", "-c", asker]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    mode.layers_ok(&store, &["run", "-d", "-it", "--name", "asker", "localhost/layered", "sh", "-c", asker]);
     for _ in 0..2 {
         let steps = [
             "send:\\r",
@@ -329,11 +332,11 @@ fn keys_typed_to_a_program_that_prints_nothing_are_never_stalled_run_exec_attach
             "send:\\x10\\x11",
             "expect:read escape sequence",
         ];
-        let out = on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
+        let out = mode.on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
         assert!(out.ends_with("exit=1\n"), "detached: {out}");
     }
     let steps = ["send:\\r", "expect:ready", "send:la", "sleep:0.4", "send:st\\r", "expect:got:last"];
-    let out = on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
+    let out = mode.on_a_terminal(&store, (24, 80), &steps, &["attach", "asker"]);
     assert!(out.ends_with("exit=5\n"), "{out}");
 }
 

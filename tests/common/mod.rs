@@ -466,19 +466,7 @@ pub fn run_in(store: &Path, image: &str, script: &str) -> String {
 
 /// `layers ARGS` on a pty of ROWS x COLS driven by `steps` (see tests/support/pty_harness.py).
 pub fn on_a_terminal(store: &Path, size: (u16, u16), steps: &[&str], args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/support/pty_harness.py"))
-        .args([size.0.to_string(), size.1.to_string()])
-        .args(steps)
-        .arg("--")
-        .arg(layers_bin())
-        .arg("--root")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("run python3 pty harness");
-    assert!(out.status.success(), "harness: {}{}", stdout(&out), stderr(&out));
-    stdout(&out)
+    Mode::Root.on_a_terminal(store, size, steps, args)
 }
 
 /// `layers run -d ARGS`, which must succeed: the container's ID.

@@ -95,6 +95,24 @@ impl Mode {
         super::stdout(&out)
     }
 
+    /// `layers ARGS` as this mode's user on a pty of ROWS x COLS driven by `steps`
+    /// (see tests/support/pty_harness.py): what the harness printed.
+    pub fn on_a_terminal(self, store: &Path, size: (u16, u16), steps: &[&str], args: &[&str]) -> String {
+        let layers = self.command(store);
+        let out = Command::new("python3")
+            .arg(super::repo().join("tests/support/pty_harness.py"))
+            .args([size.0.to_string(), size.1.to_string()])
+            .args(steps)
+            .arg("--")
+            .arg(layers.get_program())
+            .args(layers.get_args())
+            .args(args)
+            .output()
+            .expect("run python3 pty harness");
+        assert!(out.status.success(), "harness: {}{}", super::stdout(&out), super::stderr(&out));
+        super::stdout(&out)
+    }
+
     /// A word for this mode, for file names.
     pub fn name(self) -> &'static str {
         match self {
