@@ -224,8 +224,15 @@ fn a_user_without_a_subordinate_range_runs_with_its_own_id_and_a_warning() {
     }
     user(SINGLE, None);
     let mode = Mode::Rootless(SINGLE);
-    let (_work, store) = mode.store_with_fixtures();
-    let out = mode.run(&store, &["run", "--rm", "localhost/layered", "id", "-u"]);
+    let reg = Registry::start();
+    reg.push(&fixtures().join("oci"), "layered", "fixture/layered:v1", &[]);
+    let work = mode.work();
+    let store = work.path().join("store");
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+    let pulled = mode.run(&store, &["pull", "-q", &image]);
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert!(stderr(&pulled).contains("only your own user ID mapped"), "{}", stderr(&pulled));
+    let out = mode.run(&store, &["run", "--rm", &image, "id", "-u"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "0\n");
     let err = stderr(&out);
