@@ -119,9 +119,9 @@ fn exit_statuses(mode: Mode) {
     }
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
     assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0, "no upper dir left");
-    let bad = layers(&store, &["run", "--rm", "--net", "bridge", "localhost/layered", "true"]);
+    let bad = layers(&store, &["run", "--rm", "--net", "nosuch", "localhost/layered", "true"]);
     assert_eq!(bad.status.code(), Some(125));
-    assert!(stderr(&bad).contains("--net bridge"), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--network nosuch: only `none`"), "{}", stderr(&bad));
 }
 
 #[test]
