@@ -33,6 +33,9 @@ mod format;
 // The store's own staging dir.
 #[allow(clippy::disallowed_methods)]
 mod interrupt;
+// Host paths of its own: /proc, /run/layers/networks, the network settings files.
+#[allow(clippy::disallowed_methods)]
+mod network;
 // The user's credential and registries files.
 #[allow(clippy::disallowed_methods)]
 mod registry;
@@ -356,7 +359,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Logout(a) => return login::logout(a),
         Command::Version(a) => return cli::system::version(a),
-        Command::Network(c) => return cli::network::network(c),
+        Command::Network(c) => return cli::network::network(c, &cli.root.clone().unwrap_or_else(Store::default_root)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             let mut script = Vec::new();

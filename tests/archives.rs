@@ -39,7 +39,7 @@ fn export_writes_the_flattened_rootfs_and_import_takes_it_back() {
     let m = PathBuf::from(layers_ok(&store, &["mount", "c"]));
     fs::write(m.join("added"), "x\n").unwrap();
     fs::remove_file(m.join("etc/hostname")).unwrap();
-    let out = Command::new(layers_bin()).arg("--root").arg(&store).args(["export", "c", "-o", "-"]).output().unwrap();
+    let out = layers_cmd().arg("--root").arg(&store).args(["export", "c", "-o", "-"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let ctar = work.path().join("c.tar");
     fs::write(&ctar, &out.stdout).unwrap();

@@ -179,7 +179,7 @@ fn source_date_epoch_makes_builds_reproducible() {
     let (work, store) = store_with_busybox();
     let ctx = example_context(work.path(), "args-env-heredoc");
     let run = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(layers_bin());
+        let mut cmd = layers_cmd();
         cmd.arg("--root").arg(&store).args(["build", "-q", "--no-cache"]).args(extra).arg(&ctx);
         cmd.env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap()
     };

@@ -513,7 +513,7 @@ fn a_hanging_cache_source_costs_the_build_its_timeout_only() {
     let store = machine(work.path(), "a");
     let ctx = checkout(&work.path().join("ctx"), 1_000_000_000);
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(layers_bin())
+    let out = layers_cmd()
         .env("LAYERS_CACHE_FROM_TIMEOUT", "2")
         .arg("--root")
         .arg(&store)

@@ -213,7 +213,7 @@ fn add_url_refuses_odd_redirects_and_trickles() {
     });
     let ctx = build_context(work.path(), "trickle", &format!("FROM busybox\nADD http://{addr}/slow /slow\n"));
     let started = std::time::Instant::now();
-    let mut cmd = std::process::Command::new(layers_bin());
+    let mut cmd = layers_cmd();
     let out = cmd
         .env("LAYERS_STALL_TIMEOUT", "2")
         .arg("--root")

@@ -39,7 +39,7 @@ fn run_it_with_a_pipe_for_stdin_is_refused_and_rm_holds_when_layers_run_is_kille
         return;
     }
     let (_work, store) = store_with_fixtures();
-    let mut child = std::process::Command::new(layers_bin())
+    let mut child = layers_cmd()
         .arg("--root")
         .arg(&store)
         .args(["run", "--rm", "-it", "localhost/layered", "cat"])
@@ -79,6 +79,7 @@ fn run_it_with_a_pipe_for_stdin_is_refused_and_rm_holds_when_layers_run_is_kille
 fn without_sys_time(store: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new("setpriv")
         .args(["--bounding-set", "-sys_time", "--inh-caps", "-all"])
+        .env(NO_DEFAULT_NETWORK.0, NO_DEFAULT_NETWORK.1)
         .arg(layers_bin())
         .arg("--root")
         .arg(store)
@@ -180,13 +181,7 @@ fn a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_w
         vec!["push".into(), "localhost/layered".into(), format!("{addr}/x:1")],
     ] {
         let started = std::time::Instant::now();
-        let out = std::process::Command::new(layers_bin())
-            .env("LAYERS_STALL_TIMEOUT", "3")
-            .arg("--root")
-            .arg(&store)
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = layers_cmd().env("LAYERS_STALL_TIMEOUT", "3").arg("--root").arg(&store).args(&args).output().unwrap();
         let took = started.elapsed().as_secs_f64();
         assert_eq!(out.status.code(), Some(125), "{args:?}");
         let err = stderr(&out);
@@ -199,7 +194,7 @@ fn a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_w
 #[test]
 fn usage_lines_do_not_show_options_set_from_the_environment() {
     let work = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(layers_bin())
+    let out = layers_cmd()
         .env("LAYERS_ROOT", work.path().join("store"))
         .env("LAYERS_MAX_LAYER_SIZE", "1000000")
         .arg("run")
@@ -209,7 +204,7 @@ fn usage_lines_do_not_show_options_set_from_the_environment() {
     let err = stderr(&out);
     assert!(err.contains("Usage: layers run <IMAGE> [COMMAND]..."), "{err}");
     assert!(!err.contains("--root"), "{err}");
-    let bad = std::process::Command::new(layers_bin())
+    let bad = layers_cmd()
         .env("LAYERS_ROOT", work.path().join("store"))
         .env("LAYERS_MAX_LAYER_SIZE", "lots")
         .arg("images")

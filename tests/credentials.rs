@@ -17,7 +17,7 @@ fn with_home(
     stdin: &str,
 ) -> std::process::Output {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let mut cmd = std::process::Command::new(layers_bin());
+    let mut cmd = layers_cmd();
     cmd.env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("REGISTRY_AUTH_FILE")
@@ -132,6 +132,7 @@ fn login_on_a_terminal_asks_for_the_password_without_echo() {
             "expect:Login Succeeded",
         ])
         .arg("--")
+        .env(NO_DEFAULT_NETWORK.0, NO_DEFAULT_NETWORK.1)
         .arg(layers_bin())
         .args(["--root", work.path().join("store").to_str().unwrap(), "login", &reg.addr])
         .output()

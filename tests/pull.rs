@@ -181,7 +181,7 @@ fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
     .unwrap();
     let store = work.path().join("store");
     let pull_with = |config: &Path| {
-        std::process::Command::new(layers_bin())
+        layers_cmd()
             .arg("--root")
             .arg(&store)
             .arg("--registries-config")
@@ -255,7 +255,7 @@ fn a_pull_killed_at_any_moment_is_finished_by_the_next_one() {
     for (i, delay_ms) in [0u64, 5, 15, 30, 50, 80].into_iter().enumerate() {
         let store = work.path().join(format!("store-{i}"));
         assert!(layers(&store, &["images"]).status.success());
-        let mut child = std::process::Command::new(layers_bin())
+        let mut child = layers_cmd()
             .arg("--root")
             .arg(&store)
             .args(["pull", "-q", &image])
@@ -295,7 +295,7 @@ fn dropped_connections_and_server_errors_are_retried_and_resumed() {
         let store = work.path().join(format!("store-{name}"));
         let image = format!("{}/fixture/layered:v1", proxy.addr);
         let started = std::time::Instant::now();
-        let mut cmd = std::process::Command::new(layers_bin());
+        let mut cmd = layers_cmd();
         let out =
             cmd.env("LAYERS_STALL_TIMEOUT", "1").arg("--root").arg(&store).args(["pull", &image]).output().unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
@@ -427,7 +427,7 @@ fn tls_registries_are_refused_unless_their_ca_is_trusted_or_tls_verify_is_off() 
     assert!(stdout(&layers(&store, &["images", "-q"])).trim().is_empty());
     // Verification on, the registry's CA trusted (the system's roots are loaded when the
     // first certificate is checked, and SSL_CERT_FILE is among them).
-    let trusted = std::process::Command::new(layers_bin())
+    let trusted = layers_cmd()
         .arg("--root")
         .arg(work.path().join("trusting"))
         .args(["--registries-config", config, "pull", &image])

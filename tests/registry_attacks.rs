@@ -32,7 +32,7 @@ fn manifest_json(layers: usize, size: u64) -> (String, String) {
 /// `layers pull` against `addr`; must fail within `secs` with `want` in its one-line error.
 fn pull_refused(store: &Path, addr: &str, env: &[(&str, &str)], extra: &[&str], want: &str, secs: u64) {
     let started = std::time::Instant::now();
-    let mut cmd = Command::new(layers_bin());
+    let mut cmd = layers_cmd();
     cmd.arg("--root").arg(store).args(extra).args(["pull", &format!("{addr}/x/y:v1")]);
     for (k, v) in env {
         cmd.env(k, v);
@@ -146,6 +146,7 @@ fn open_files_of_a_pull_do_not_grow_with_its_layers() {
     // 450 layers under 256 open files: claims and commit locks must not each hold one per layer.
     let out = Command::new("prlimit")
         .arg("--nofile=256")
+        .env(NO_DEFAULT_NETWORK.0, NO_DEFAULT_NETWORK.1)
         .arg(layers_bin())
         .arg("--root")
         .arg(&store)

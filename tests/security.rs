@@ -254,7 +254,7 @@ fn local_inputs_of_dev_zero_are_refused_at_their_caps() {
         layers(&store, &["--registries-config", "/dev/zero", "pull", "127.0.0.1:1/x:y"]),
         "registries config /dev/zero: larger than the limit of 4194304 bytes",
     );
-    let mut login = Command::new(layers_bin());
+    let mut login = layers_cmd();
     login.arg("--root").arg(&store).args(["login", "-u", "me", "--password-stdin", "127.0.0.1:1"]);
     let out = login.stdin(fs::File::open("/dev/zero").unwrap()).output().unwrap();
     refused(out, "password from stdin: larger than the limit of 65536 bytes");
@@ -493,6 +493,7 @@ fn label_env_and_workdir_lines_cost_linear_time_memory_and_space() {
     let start = std::time::Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "maxrss=%M"])
+        .env(NO_DEFAULT_NETWORK.0, NO_DEFAULT_NETWORK.1)
         .arg(layers_bin())
         .arg("--root")
         .arg(&store)

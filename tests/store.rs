@@ -56,7 +56,7 @@ fn a_killed_import_leaves_nothing_visible_and_is_swept() {
     assert!(layers(&store, &["import", "-q", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "keep"])
         .status
         .success());
-    let mut child = Command::new(layers_bin())
+    let mut child = layers_cmd()
         .arg("--root")
         .arg(&store)
         .args(["import", "-", "half"])
@@ -101,7 +101,7 @@ fn an_import_stopped_by_a_signal_removes_what_it_staged() {
     let data = fs::read(fx.join("busybox-rootfs.tar.gz")).unwrap();
     use std::os::unix::process::ExitStatusExt;
     for sig in [rustix::process::Signal::TERM, rustix::process::Signal::INT, rustix::process::Signal::KILL] {
-        let mut child = Command::new(layers_bin())
+        let mut child = layers_cmd()
             .arg("--root")
             .arg(&store)
             .args(["import", "-", "stopped"])

@@ -225,7 +225,7 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     let exported = layers(&store, &["export", "localhost/two-layers"]);
     assert!(exported.status.success() && exported.stdout.len() > 1_000_000);
     let other = work.path().join("other");
-    let mut load = std::process::Command::new(layers_bin());
+    let mut load = layers_cmd();
     load.arg("--root").arg(&other).arg("load");
     let loaded = feed(load, &saved.stdout);
     assert!(loaded.status.success(), "{}", stderr(&loaded));
@@ -241,7 +241,7 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
 
 /// `layers ARGS` with `answer` on its stdin (typed at its prompt, or piped in).
 fn answering(store: &std::path::Path, answer: &str, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(layers_bin());
+    let mut cmd = layers_cmd();
     cmd.arg("--root").arg(store).args(args);
     feed(cmd, answer.as_bytes())
 }
@@ -465,24 +465,27 @@ fn network_ls_and_inspect_list_the_networks_as_docker_does() {
     let table = layers_ok(&store, &["network", "ls"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines[0], "NETWORK ID     NAME          DRIVER        SCOPE", "{table}");
-    assert!(lines[1].ends_with("   host          host          local"), "{table}");
-    assert!(lines[2].ends_with("   none          null          local"), "{table}");
-    assert!(lines[3].ends_with("   pasta         pasta         local"), "{table}");
-    assert!(lines[4].ends_with("   slirp4netns   slirp4netns   local"), "{table}");
+    assert!(lines[1].ends_with("   bridge        bridge        local"), "{table}");
+    assert!(lines[2].ends_with("   host          host          local"), "{table}");
+    assert!(lines[3].ends_with("   none          null          local"), "{table}");
+    assert!(lines[4].ends_with("   pasta         pasta         local"), "{table}");
+    assert!(lines[5].ends_with("   slirp4netns   slirp4netns   local"), "{table}");
     let ids = layers_ok(&store, &["network", "ls", "-q", "--no-trunc"]);
     assert!(ids.lines().all(|l| l.len() == 64), "{ids}");
     let none = layers_ok(&store, &["network", "ls", "--filter", "driver=null", "--format", "{{.Name}} {{.Scope}}"]);
     assert_eq!(none, "none local");
-    let short = &lines[2][..12];
+    let short = &lines[3][..12];
     assert_eq!(layers_ok(&store, &["network", "inspect", "-f", "{{.Name}} {{.Driver}}", short]), "none null");
     let shown = layers_ok(&store, &["network", "inspect", "host"]);
     // Indented as Docker indents every inspect: four spaces a level.
     assert!(shown.starts_with("[\n    {\n        \""), "{shown}");
     let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(v[0]["Driver"], "host");
-    assert!(v[0]["Id"].as_str().unwrap().starts_with(&lines[1][..12]));
-    let bad = layers(&store, &["network", "inspect", "bridge"]);
+    assert!(v[0]["Id"].as_str().unwrap().starts_with(&lines[2][..12]));
+    let bridge = layers_ok(&store, &["network", "inspect", "-f", "{{json .IPAM.Config}}", "bridge"]);
+    assert_eq!(bridge, r#"[{"Gateway":"10.77.0.1","Subnet":"10.77.0.0/16"}]"#);
+    let bad = layers(&store, &["network", "inspect", "nosuch"]);
     assert_eq!(bad.status.code(), Some(125));
-    assert!(stderr(&bad).contains("network inspect bridge: no such network"), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("network inspect nosuch: no such network"), "{}", stderr(&bad));
     assert!(!layers(&store, &["network", "ls", "--filter", "color=red"]).status.success());
 }

@@ -15,6 +15,9 @@ use layers_store::Store;
 struct StoreToml {
     max_size: Option<String>,
     min_free: Option<String>,
+    /// Read by `network::settings`.
+    #[allow(dead_code)]
+    network: Option<toml::Table>,
 }
 
 /// A size: `20GB`, `512m`, `1000000`.

@@ -96,7 +96,7 @@ pub fn create(
     registries: &crate::registry::config::RegistriesConfig,
     transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
-    let config = a.options.to_config()?;
+    let config = a.options.to_config(store)?;
     let img =
         super::run::image_for_container(store, &config.image, a.pull, a.platform.as_deref(), registries, transfers)?;
     let (c, _) =

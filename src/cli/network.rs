@@ -50,8 +50,8 @@ pub struct InspectArgs {
 }
 
 /// The networks: name and Docker's driver name for it.
-const NETWORKS: [(&str, &str); 4] =
-    [("host", "host"), ("none", "null"), ("pasta", "pasta"), ("slirp4netns", "slirp4netns")];
+const NETWORKS: [(&str, &str); 5] =
+    [("bridge", "bridge"), ("host", "host"), ("none", "null"), ("pasta", "pasta"), ("slirp4netns", "slirp4netns")];
 
 /// A network's ID: stable, derived from its name (there is one of each per host).
 fn id(name: &str) -> String {
@@ -74,7 +74,7 @@ fn find(name: &str) -> Option<(&'static str, &'static str)> {
     NETWORKS.into_iter().find(|(n, _)| *n == name || (name.len() >= 3 && id(n).starts_with(name)))
 }
 
-pub fn network(c: &NetworkCommand) -> anyhow::Result<ExitCode> {
+pub fn network(c: &NetworkCommand, root: &std::path::Path) -> anyhow::Result<ExitCode> {
     match c {
         NetworkCommand::Ls(a) => {
             let mut rows = Vec::new();
@@ -116,6 +116,15 @@ pub fn network(c: &NetworkCommand) -> anyhow::Result<ExitCode> {
             let code = super::each(&a.names, |n| {
                 let (name, driver) = find(n).ok_or_else(|| anyhow::anyhow!("network inspect {n}: no such network"))?;
                 let mut v = json(name, driver);
+                if name == "bridge" {
+                    let settings = crate::network::settings::Settings::load(root)?;
+                    let subnet = settings.subnet;
+                    v["IPAM"] = serde_json::json!({"Driver": "default", "Config": [
+                        {"Subnet": subnet.to_string(), "Gateway": subnet.gateway().to_string()}
+                    ]});
+                    v["Options"] =
+                        serde_json::json!({"com.docker.network.bridge.name": crate::network::settings::BRIDGE});
+                }
                 // Docker's inspect spells these differently from its ls.
                 v["Id"] = v["ID"].take();
                 v["EnableIPv6"] = v["IPv6"].take();

@@ -41,10 +41,12 @@ pub struct ContainerOptions {
     /// Host name inside (default: the container's short ID).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// `none` (own namespace, only `lo`), `host`, `pasta[:OPTIONS,…]` or
-    /// `slirp4netns[:OPTIONS,…]` (Podman's options).
-    #[arg(long, alias = "network", value_parser = net_flag, default_value = "none")]
-    pub net: Network,
+    /// `bridge` (root's default: `layers0`, outgoing NAT), `none` (own namespace, only
+    /// `lo`), `host`, `pasta[:OPTIONS,…]` or `slirp4netns[:OPTIONS,…]` (Podman's options;
+    /// a rootless container's default is pasta, else slirp4netns). The default can be
+    /// set: `default` under [network] in store.toml, or LAYERS_DEFAULT_NETWORK.
+    #[arg(long, alias = "network", value_parser = net_flag)]
+    pub net: Option<Network>,
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass the host's).
     #[arg(short, long)]
     pub env: Vec<String>,
@@ -142,7 +144,7 @@ fn net_flag(s: &str) -> Result<Network, String> {
 impl ContainerOptions {
     /// The config these flags give a new container: env files read and `-e KEY`
     /// given the host's value now, as Docker's client does (or dropped).
-    pub fn to_config(&self) -> anyhow::Result<ContainerConfig> {
+    pub fn to_config(&self, store: &layers_store::Store) -> anyhow::Result<ContainerConfig> {
         let mut env = Vec::new();
         for f in &self.env_file {
             let text = crate::bounded::read_text_file(f, crate::bounded::MAX_ENV_FILE, "env file")?;
@@ -153,13 +155,20 @@ impl ContainerOptions {
             .into_iter()
             .filter_map(|e| if e.contains('=') { Some(e) } else { std::env::var(&e).ok().map(|v| format!("{e}={v}")) })
             .collect();
-        let config = self.mapped(env)?;
+        let network = match &self.net {
+            Some(n) => n.clone(),
+            None => {
+                let settings = crate::network::settings::Settings::load(store.root())?;
+                Network::default_for(settings.default.as_deref())?
+            }
+        };
+        let config = self.mapped(env, network)?;
         config.check()?;
         Ok(config)
     }
 
     /// The flags mapped to a config with `env` as its environment.
-    fn mapped(&self, env: Vec<String>) -> anyhow::Result<ContainerConfig> {
+    fn mapped(&self, env: Vec<String>, default_network: Network) -> anyhow::Result<ContainerConfig> {
         let mut mounts = Vec::new();
         for v in &self.volume {
             mounts.push(volume_flag(v)?);
@@ -181,7 +190,7 @@ impl ContainerOptions {
                 user: self.user.clone(),
                 hostname: self.hostname.clone(),
             },
-            network: self.net.clone(),
+            network: self.net.clone().unwrap_or(default_network),
             mounts,
             limits: self.limits()?,
             cap_add: self.cap_add.clone(),
@@ -223,8 +232,8 @@ pub fn convert_legacy(store: &Store) {
         }
         let converted = (|| {
             let o: ContainerOptions = dir.try_read_json(File::LegacyOptions)?.context("it went")?;
-            // Its env was resolved when it was written.
-            o.mapped(o.env.clone())?.save(&dir)
+            // Its env was resolved when it was written; `none` was the default network then.
+            o.mapped(o.env.clone(), Network::None)?.save(&dir)
         })();
         match converted {
             Ok(()) => dir.remove(File::LegacyOptions),

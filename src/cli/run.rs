@@ -38,7 +38,7 @@ pub fn run(
     transfers: &Transfers,
 ) -> anyhow::Result<ExitCode> {
     let o = &a.options;
-    let config = o.to_config()?;
+    let config = o.to_config(store)?;
     if !a.detach && o.restart != Restart::No {
         bail!("--restart {}: only for a detached container (-d), which a monitor can start again", o.restart.name());
     }

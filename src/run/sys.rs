@@ -47,6 +47,8 @@ pub trait Sys {
 
     fn join_cgroup(&mut self, procs: &Path) -> Step;
     fn unshare(&mut self, flags: UnshareFlags) -> Step;
+    /// `setns` into a network namespace.
+    fn join_network(&mut self, ns: &OwnedFd) -> Step;
     fn make_mounts_private(&mut self) -> Step;
     fn mount_rootfs(&mut self, spec: &MountSpec, target: &Path) -> Step;
     fn mount(&mut self, fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Step;
@@ -169,6 +171,11 @@ impl Sys for Kernel {
 
     fn unshare(&mut self, flags: UnshareFlags) -> Step {
         kernel::unshare_in_child(flags).map_err(errno("unshare namespaces"))
+    }
+
+    fn join_network(&mut self, ns: &OwnedFd) -> Step {
+        rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .map_err(errno("join the container's network namespace"))
     }
 
     fn make_mounts_private(&mut self) -> Step {

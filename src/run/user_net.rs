@@ -132,7 +132,9 @@ fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resu
             }
             Program::Slirp(child)
         }
-        Network::None | Network::Host => bail!("--network {}: not a user-mode network", net.name()),
+        Network::None | Network::Host | Network::Bridge(_) => {
+            bail!("--network {}: not a user-mode network", net.name())
+        }
     };
     let served = UserNet { program };
     let file = std::fs::File::open(&ns).context("open the container's network namespace")?;

@@ -11,9 +11,12 @@ use std::process::{Child, Command, Output, Stdio};
 use layers_store::content::digest::Hasher;
 
 mod modes;
+mod netns;
 mod registry;
 #[allow(unused_imports)]
 pub use modes::*;
+#[allow(unused_imports)]
+pub use netns::*;
 #[allow(unused_imports)]
 pub use registry::*;
 
@@ -44,6 +47,19 @@ pub fn need_root(test: &str) -> bool {
     panic!("{test} {why}: run the tests as root, or set LAYERS_TEST_SKIP_ROOT=1 to skip it");
 }
 
+/// What every `layers` the tests start has in its environment: containers made
+/// without `--network` get `none`, as before bridges were the default, so that no test
+/// makes a bridge or a firewall table in the machine's own network namespace. The
+/// network tests make a namespace of their own and leave the default in place there.
+pub const NO_DEFAULT_NETWORK: (&str, &str) = ("LAYERS_DEFAULT_NETWORK", "none");
+
+/// `layers` with the tests' environment ([`NO_DEFAULT_NETWORK`]).
+pub fn layers_cmd() -> Command {
+    let mut c = Command::new(layers_bin());
+    c.env(NO_DEFAULT_NETWORK.0, NO_DEFAULT_NETWORK.1);
+    c
+}
+
 /// A loopback TCP port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -58,7 +74,7 @@ pub fn fixtures() -> PathBuf {
 
 /// Starts `layers --root STORE ARGS...` with its output captured.
 pub fn spawn_layers(store: &Path, args: &[&str]) -> Child {
-    Command::new(layers_bin())
+    layers_cmd()
         .arg("--root")
         .arg(store)
         .args(args)
@@ -248,7 +264,7 @@ pub fn layers_as_user(
     auth_file: Option<&Path>,
 ) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(layers_bin());
+    let mut cmd = layers_cmd();
     cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join("config")).env_remove("REGISTRY_AUTH_FILE");
     if let Some(f) = auth_file {
         cmd.env("REGISTRY_AUTH_FILE", f);

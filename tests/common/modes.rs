@@ -67,14 +67,15 @@ impl Mode {
         let mut cmd = match self {
             Mode::Rootless(u) if harness_is_root() => {
                 let mut c = Command::new("setpriv");
+                let test_env = [super::NO_DEFAULT_NETWORK];
                 c.args([&format!("--reuid={u}"), &format!("--regid={u}"), "--init-groups", "--reset-env", "--", "env"])
-                    .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
+                    .args(test_env.iter().chain(vars).map(|(k, v)| format!("{k}={v}")))
                     .arg(layers_bin());
                 c
             }
             // Root, or the unprivileged user running the tests: as it is.
             _ => {
-                let mut c = Command::new(layers_bin());
+                let mut c = super::layers_cmd();
                 c.envs(vars.iter().copied());
                 c
             }
@@ -100,6 +101,7 @@ impl Mode {
     pub fn on_a_terminal(self, store: &Path, size: (u16, u16), steps: &[&str], args: &[&str]) -> String {
         let layers = self.command(store);
         let out = Command::new("python3")
+            .envs(layers.get_envs().filter_map(|(k, v)| Some((k, v?))))
             .arg(super::repo().join("tests/support/pty_harness.py"))
             .args([size.0.to_string(), size.1.to_string()])
             .args(steps)

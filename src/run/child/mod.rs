@@ -25,8 +25,8 @@ pub struct ChildSetup {
     pub rootfs: PathBuf,
     /// The UTS name.
     pub hostname: String,
-    /// Own network namespace with only `lo` up (`--net none`), or the host's.
-    pub own_network: bool,
+    /// Its network namespace.
+    pub network: ChildNetwork,
     /// Host files bind-mounted over paths in the container (`/etc/hosts`...).
     pub files: Vec<(PathBuf, String)>,
     /// Who to become (resolved by the parent).
@@ -51,6 +51,18 @@ pub struct ChildSetup {
     pub init: bool,
     /// How /dev gets its device nodes.
     pub devices: Devices,
+}
+
+/// The network namespace a container's child takes.
+#[derive(Debug)]
+pub enum ChildNetwork {
+    /// A new one with only `lo` up (`--network none`).
+    Own,
+    /// The one it was started in (`--network host`, and user-mode networks, whose
+    /// namespace the starting process has joined).
+    Inherited,
+    /// One made ready by the parent (`--network bridge`): joined first.
+    Join(OwnedFd),
 }
 
 /// How a container's /dev gets its device nodes.
@@ -127,8 +139,11 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     for procs in &s.cgroup_procs {
         k.join_cgroup(procs)?;
     }
+    if let ChildNetwork::Join(ns) = &s.network {
+        k.join_network(ns)?;
+    }
     let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC | UnshareFlags::NEWCGROUP;
-    if s.own_network {
+    if matches!(s.network, ChildNetwork::Own) {
         flags |= UnshareFlags::NEWNET;
     }
     k.unshare(flags)?;
@@ -151,7 +166,7 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
         k.remount(root, MountFlags::BIND | MountFlags::RDONLY)?;
     }
     k.sethostname(&s.hostname)?;
-    if s.own_network {
+    if matches!(s.network, ChildNetwork::Own) {
         k.loopback_up()?;
     }
     enter_root(k, root)?;

@@ -69,6 +69,9 @@ impl Sys for Recorder {
     fn unshare(&mut self, flags: UnshareFlags) -> Step {
         self.note(format!("unshare {flags:?}"))
     }
+    fn join_network(&mut self, _ns: &OwnedFd) -> Step {
+        self.note("join-network".into())
+    }
     fn make_mounts_private(&mut self) -> Step {
         self.note("private".into())
     }
@@ -163,7 +166,7 @@ fn setup_for(user: users::User) -> ChildSetup {
         mount: MountSpec { lowers: vec![PathBuf::from("/l1")], upper: None },
         rootfs: PathBuf::from("/r"),
         hostname: "box".into(),
-        own_network: true,
+        network: ChildNetwork::Own,
         files: vec![(PathBuf::from("/c/hosts"), "etc/hosts".into())],
         user,
         cwd: "/work".into(),
@@ -244,12 +247,26 @@ fn setup_runs_cgroup_namespaces_mounts_root_identity_and_seccomp_last() {
 }
 
 #[test]
+fn a_bridged_container_joins_the_namespace_its_parent_made_before_anything_else() {
+    let mut s = setup_for(root());
+    let null = std::fs::File::open("/dev/null").unwrap();
+    s.network = ChildNetwork::Join(OwnedFd::from(null));
+    let mut k = recorder();
+    setup(&s, &mut k).unwrap();
+    assert!(k.position("join-network") < k.position("unshare"), "{:#?}", k.calls);
+    assert!(
+        !k.calls[k.position("unshare")].contains("NEWNET") && !k.has("lo-up"),
+        "its lo is the parent's to bring up"
+    );
+}
+
+#[test]
 fn privileged_host_network_users_and_init_change_only_their_steps() {
     let mut s = setup_for(users::User { uid: 1000, gid: 100, groups: vec![], home: "/".into() });
     s.privileged = true;
     // What `run --privileged` hands the child: every capability (on a full host).
     s.caps = CapabilitySet::from_bits_retain(u64::MAX);
-    s.own_network = false;
+    s.network = ChildNetwork::Inherited;
     s.seccomp = Vec::new();
     s.init = true;
     let mut k = recorder();
@@ -266,7 +283,7 @@ fn privileged_host_network_users_and_init_change_only_their_steps() {
 fn rootless_binds_the_hosts_devices_and_sysfs_where_it_may_not_make_them() {
     let mut s = setup_for(root());
     s.devices = Devices::Bound { tty_gid: false };
-    s.own_network = false;
+    s.network = ChildNetwork::Inherited;
     let mut k = recorder();
     k.refused = vec!["sysfs"];
     setup(&s, &mut k).unwrap();

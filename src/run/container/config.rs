@@ -205,6 +205,13 @@ impl ContainerConfig {
         if self.limits.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             bail!("--cpus must be a positive number");
         }
+        if matches!(self.network, Network::Bridge(_)) && !layers_store::layer::encoding::in_initial_user_namespace() {
+            bail!(
+                "--network {}: bridges need root (they are made in the host's network namespace); \
+                 rootless containers use --network pasta or slirp4netns",
+                self.network.name()
+            );
+        }
         // pasta started by root becomes `nobody` before it opens the container's
         // namespace, which `nobody` may not open; kept root (`--runas 0`), a program
         // that parses the container's traffic would be root on the host.

@@ -11,6 +11,8 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A namespace of its own on a bridge network (`bridge`: the default one, `layers0`).
+    Bridge(String),
     /// A namespace of its own served by `pasta` (rootless Podman's default).
     Pasta(PastaOptions),
     /// A namespace of its own served by `slirp4netns`.
@@ -42,13 +44,36 @@ const PASTA_OURS: &[&str] =
 
 impl Network {
     /// As Docker's `--network` names it (without options).
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Network::None => "none",
             Network::Host => "host",
+            Network::Bridge(n) => n,
             Network::Pasta(_) => "pasta",
             Network::Slirp4netns(_) => "slirp4netns",
         }
+    }
+
+    /// The network of a container made without `--network`: `setting` (the default
+    /// the settings name), else Docker's `bridge` as root; rootless, pasta where it is
+    /// installed (Podman 5's choice), else slirp4netns, else `none` with a warning.
+    pub fn default_for(setting: Option<&str>) -> anyhow::Result<Network> {
+        if let Some(s) = setting {
+            return Network::parse(s).map_err(|e| anyhow::anyhow!("default network (settings): {e}"));
+        }
+        if layers_store::layer::encoding::in_initial_user_namespace() {
+            return Ok(Network::Bridge("bridge".into()));
+        }
+        if crate::userns::program("pasta").is_some() {
+            return Ok(Network::Pasta(PastaOptions::default()));
+        }
+        if crate::userns::program("slirp4netns").is_some() {
+            return Ok(Network::Slirp4netns(SlirpOptions::default()));
+        }
+        eprintln!(
+            "layers: warning: no network but lo: a rootless container gets one from pasta or slirp4netns (apt-get install passt slirp4netns)"
+        );
+        Ok(Network::None)
     }
 
     /// Served by a user-mode network program (`run/user_net.rs`).
@@ -65,10 +90,13 @@ impl Network {
         match (mode, options) {
             ("none", None) => Ok(Network::None),
             ("host", None) => Ok(Network::Host),
+            ("bridge" | "default", None) => Ok(Network::Bridge("bridge".into())),
             ("pasta", o) => pasta(o.unwrap_or("")).map(Network::Pasta),
             ("slirp4netns", o) => slirp(o.unwrap_or("")).map(Network::Slirp4netns),
-            ("none" | "host", Some(_)) => Err(format!("--network {s}: `{mode}` takes no options")),
-            _ => Err(format!("--network {s}: only `none`, `host`, `pasta` and `slirp4netns` are supported")),
+            ("none" | "host" | "bridge" | "default", Some(_)) => {
+                Err(format!("--network {s}: `{mode}` takes no options"))
+            }
+            _ => Err(format!("--network {s}: only `bridge`, `none`, `host`, `pasta` and `slirp4netns` are supported")),
         }
     }
 }
@@ -122,7 +150,7 @@ impl From<Network> for String {
                 options.extend(s.allow_host_loopback.then(|| "allow_host_loopback=true".to_string()));
                 options.extend(s.mtu.map(|m| format!("mtu={m}")));
             }
-            Network::None | Network::Host => {}
+            Network::None | Network::Host | Network::Bridge(_) => {}
         }
         if options.is_empty() {
             n.name().to_string()
@@ -153,7 +181,14 @@ mod tests {
 
     #[test]
     fn options_parse_as_podmans_and_round_trip_through_the_config_spelling() {
-        for s in ["none", "host", "pasta", "pasta:--map-gw,-t,8080", "slirp4netns:allow_host_loopback=true,mtu=1500"] {
+        for s in [
+            "none",
+            "host",
+            "bridge",
+            "pasta",
+            "pasta:--map-gw,-t,8080",
+            "slirp4netns:allow_host_loopback=true,mtu=1500",
+        ] {
             let n = Network::parse(s).unwrap();
             assert_eq!(String::from(n.clone()), s);
             let json = serde_json::to_string(&n).unwrap();
@@ -170,7 +205,8 @@ mod tests {
     #[test]
     fn options_we_do_not_carry_out_are_refused_by_name() {
         for (s, named) in [
-            ("bridge", "only `none`"),
+            ("nosuch", "only `bridge`, `none`"),
+            ("bridge:x", "`bridge` takes no options"),
             ("host:x", "`host` takes no options"),
             ("pasta:--netns,/x", "`--netns` is set by layers"),
             ("pasta:--pid=/tmp/p", "`--pid` is set by layers"),

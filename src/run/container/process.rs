@@ -15,6 +15,7 @@ use super::dir::ContainerDir;
 use super::monitor::Report;
 use super::network::Network;
 use super::{files, state};
+use crate::network::bridge::Attachment;
 use crate::run::log::{LogOptions, LogWriter};
 use crate::run::{cgroup, child, console, image_process, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use crate::transfer::Quiesced;
@@ -117,34 +118,55 @@ pub fn run_container(
     s: &RunSpec,
     _single_threaded: &Quiesced,
 ) -> anyhow::Result<Ended> {
+    if let Network::Bridge(_) = &s.network {
+        let settings = crate::network::settings::Settings::load(store.root())?;
+        let holder = crate::network::ipam::Holder::this_process(&container.id)?;
+        let attached = crate::network::bridge::attach(&settings, &container.id, &holder)
+            .with_context(|| format!("--network {}", s.network.name()))?;
+        return run_here(store, container, config, image, s, Some(&attached));
+    }
     if s.network.user_mode() {
         // The fork joins the network namespace the program serves (it cannot leave it).
         let dir = ContainerDir::of(store, &container.id);
         return crate::run::kernel::in_fork(|| {
             let _net = crate::run::user_net::attach(&s.network, dir.path())?;
-            run_here(store, container, config, image, s)
+            run_here(store, container, config, image, s, None)
         });
     }
     if layers_store::layer::encoding::in_initial_user_namespace() {
-        return run_here(store, container, config, image, s);
+        return run_here(store, container, config, image, s, None);
     }
     // Rootless: a process that unshared a PID namespace for its children cannot take
     // it back, and a second one is refused; each container starts from a fork.
-    crate::run::kernel::in_fork(|| run_here(store, container, config, image, s))
+    crate::run::kernel::in_fork(|| run_here(store, container, config, image, s, None))
 }
 
+/// What a container gets from around it: its `/etc` files and its network namespace.
+struct Surroundings {
+    etc: Vec<(PathBuf, String)>,
+    network: child::ChildNetwork,
+}
+
+/// Runs `s` from this process; `bridge` is its place on a bridge network, if any.
 fn run_here(
     store: &Store,
     container: &ContainerRow,
     config: &RuntimeConfig,
     image: &str,
     s: &RunSpec,
+    bridge: Option<&Attachment>,
 ) -> anyhow::Result<Ended> {
     let process =
         image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
-    let files = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname)?;
-    let launched = spawn_and_wait(store, container, &process, &cg, files, image, s);
+    let address = bridge.map(Attachment::address);
+    let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address)?;
+    let network = match bridge {
+        Some(b) => child::ChildNetwork::Join(b.netns.try_clone().context("pass on the network namespace")?),
+        None if s.network == Network::None => child::ChildNetwork::Own,
+        None => child::ChildNetwork::Inherited,
+    };
+    let launched = spawn_and_wait(store, container, &process, &cg, Surroundings { etc, network }, image, s);
     // Later children of this process (a build's next step) are born in our own PID
     // namespace again (rootless, this process is a fork that ends here instead).
     if layers_store::layer::encoding::in_initial_user_namespace() {
@@ -173,7 +195,7 @@ fn spawn_and_wait(
     container: &ContainerRow,
     process: &image_process::Process,
     cg: &cgroup::Cgroup,
-    files: Vec<(PathBuf, String)>,
+    around: Surroundings,
     image: &str,
     s: &RunSpec,
 ) -> anyhow::Result<Launched> {
@@ -198,8 +220,8 @@ fn spawn_and_wait(
         mount,
         rootfs: store.snapshots().merged_dir(container),
         hostname: process.env.iter().find_map(|e| e.strip_prefix("HOSTNAME=")).unwrap_or_default().to_string(),
-        own_network: s.network == Network::None,
-        files,
+        network: around.network,
+        files: around.etc,
         user,
         cwd: process.cwd.clone(),
         caps: s.caps,

@@ -1,0 +1,93 @@
+//! A network namespace of the test's own, where `layers` makes its bridge, veths and
+//! nftables table: nothing is added to or changed in the machine's own namespace.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use super::layers_bin;
+
+/// A network namespace held by a `sleep` for as long as this lives, with `lo` up and
+/// its own directory for `layers`'s network state.
+pub struct NetNs {
+    holder: Child,
+    state: tempfile::TempDir,
+}
+
+impl NetNs {
+    /// A fresh namespace.
+    pub fn new() -> NetNs {
+        let mut holder = Command::new("unshare")
+            .args(["--net", "sh", "-c", "ip link set lo up && exec sleep infinity"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare --net");
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let path = format!("/proc/{}/ns/net", holder.id());
+        for _ in 0..500 {
+            // Its namespace is the new one once `ip` has run (lo up) and sleep took over.
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder.id())).unwrap_or_default();
+            if std::fs::read_link(&path).is_ok_and(|l| l != ours) && comm.trim() == "sleep" {
+                let state = tempfile::tempdir().unwrap();
+                return NetNs { holder, state };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let _ = holder.kill();
+        let _ = holder.wait();
+        panic!("unshare --net: no namespace of its own");
+    }
+
+    /// `program` run in the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{}/ns/net", self.holder.id())).arg("--").arg(program);
+        c
+    }
+
+    /// `layers --root STORE` in the namespace, with its default network (no test
+    /// override) and the namespace's own state dir.
+    pub fn layers_command(&self, store: &Path) -> Command {
+        let mut c = self.command(layers_bin());
+        c.env("LAYERS_NETWORK_STATE", self.state.path()).arg("--root").arg(store);
+        c
+    }
+
+    /// [`NetNs::layers_command`] with `args`, to its end.
+    pub fn layers(&self, store: &Path, args: &[&str]) -> Output {
+        self.layers_command(store).args(args).output().expect("run layers")
+    }
+
+    /// [`NetNs::layers`] that must succeed: its stdout, trimmed.
+    pub fn layers_ok(&self, store: &Path, args: &[&str]) -> String {
+        let out = self.layers(store, args);
+        assert!(out.status.success(), "layers {args:?}: {}{}", super::stdout(&out), super::stderr(&out));
+        super::stdout(&out).trim().to_string()
+    }
+
+    /// A shell command in the namespace, which must succeed: its stdout.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.command("sh").args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", super::stderr(&out));
+        super::stdout(&out)
+    }
+
+    /// The lease files of the default bridge, by address.
+    pub fn leases(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for ns in std::fs::read_dir(self.state.path()).unwrap().flatten() {
+            let Ok(entries) = std::fs::read_dir(ns.path().join("bridge")) else { continue };
+            found.extend(
+                entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != ".lock"),
+            );
+        }
+        found.sort();
+        found
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}

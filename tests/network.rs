@@ -1,0 +1,200 @@
+//! Container networks for real: each test makes a network namespace of its own
+//! (`common::NetNs`) where `layers` makes its bridge, veths and nftables table, so
+//! nothing is added to the machine's own namespace and only addresses inside the
+//! test's namespace are used.
+
+// Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+
+use common::*;
+
+/// The links of the namespace, by name.
+fn links(ns: &NetNs) -> Vec<String> {
+    let listed = ns.sh("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1");
+    listed.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side() {
+    if !need_root("a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    // A server on the namespace's side of the bridge (all its addresses).
+    let site = work.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hello from the host side\n").unwrap();
+    let mut server = ns
+        .command("python3")
+        .args(["-m", "http.server", "8080", "--bind", "0.0.0.0"])
+        .current_dir(&site)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let script = "ip -o -4 addr show eth0 | awk '{print $4}'; ip route | awk '/default/ {print $3}'; \
+                  grep -c '^nameserver 127' /etc/resolv.conf; awk -v h=$(hostname) '$2 == h {print $1}' /etc/hosts; \
+                  for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://10.77.0.1:8080/index.html && break; sleep 0.2; done";
+    // No --network: as root, the default is the bridge.
+    let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", script]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "10.77.0.2/16", "the first address of the default subnet: {out}");
+    assert_eq!(lines[1], "10.77.0.1", "the default route is the bridge: {out}");
+    assert_eq!(lines[2], "0", "no loopback nameserver, which the container could not reach: {out}");
+    assert_eq!(lines[3], "10.77.0.2", "/etc/hosts names the container's own address: {out}");
+    assert_eq!(lines.last(), Some(&"hello from the host side"), "{out}");
+
+    // What stays: the bridge with the gateway address and our masquerade rule; nothing of the container.
+    assert_eq!(links(&ns), ["lo", "layers0"], "no veth left");
+    assert!(ns.sh("ip -o -4 addr show layers0").contains("10.77.0.1/16"));
+    let table = ns.sh("nft list table ip layers");
+    assert!(table.contains("ip saddr 10.77.0.0/16 ip daddr != 10.77.0.0/16 masquerade"), "{table}");
+    assert_eq!(ns.leases(), Vec::<String>::new(), "the address was released");
+    // The machine's own namespace has none of it.
+    let here = std::process::Command::new("ip").args(["-o", "link", "show", "layers0"]).output().unwrap();
+    assert!(!here.status.success() || stdout(&here).is_empty(), "no bridge in the machine's namespace");
+}
+
+#[test]
+fn twenty_containers_started_at_once_get_twenty_addresses_and_reach_each_other() {
+    if !need_root("twenty_containers_started_at_once_get_twenty_addresses_and_reach_each_other") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    let web = "mkdir -p /srv && echo hello from web > /srv/index.html && exec httpd -f -p 80 -h /srv";
+    ns.layers_ok(&store, &["run", "-d", "--name", "web", "localhost/layered", "sh", "-c", web]);
+    let web_addr = ns.layers_ok(&store, &["exec", "web", "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'"]);
+    let web_ip = web_addr.split('/').next().unwrap().to_string();
+    // Each keeps its address (sleeping) until all are read: 20 at once, allocated concurrently.
+    let fetch = format!(
+        "{{ ip -o -4 addr show eth0 | awk '{{print $4}}'; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://{web_ip}/index.html && break; sleep 0.2; done; }} \
+         > /tmp/seen; exec sleep 60"
+    );
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            ns.layers_command(&store)
+                .args(["run", "-d", "--name", &format!("c{i}"), "localhost/layered", "sh", "-c", &fetch])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut addresses = BTreeSet::new();
+    for i in 0..20 {
+        let name = format!("c{i}");
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = ns.layers_ok(&store, &["exec", &name, "cat", "/tmp/seen"]);
+            if text.ends_with("hello from web") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(text.ends_with("hello from web"), "{name} reaches another container by address: {text}");
+        addresses.insert(text.lines().next().unwrap().to_string());
+    }
+    let all: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(all.iter().map(String::as_str));
+    ns.layers_ok(&store, &rm);
+    assert_eq!(addresses.len(), 20, "20 different addresses: {addresses:?}");
+    assert!(!addresses.contains(&web_addr), "none is the running container's");
+    ns.layers_ok(&store, &["rm", "-f", "web"]);
+    assert_eq!(ns.leases(), Vec::<String>::new(), "every address released");
+    assert_eq!(links(&ns), ["lo", "layers0"], "no veth left");
+}
+
+#[test]
+fn a_run_killed_with_sigkill_leaves_nothing_the_next_run_does_not_sweep() {
+    if !need_root("a_run_killed_with_sigkill_leaves_nothing_the_next_run_does_not_sweep") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    let mut run = ns
+        .layers_command(&store)
+        .args(["run", "--name", "doomed", "localhost/layered", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if links(&ns).len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(ns.leases(), ["10.77.0.2"], "running: one address leased");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The container died with its `layers run`; its lease stays (and its veth, until
+    // the kernel gets round to its namespace).
+    assert_eq!(ns.leases(), ["10.77.0.2"], "a lease whose holder died");
+    // The next run sweeps it, and so gets the first address again.
+    let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", "ip -o -4 addr show eth0"]);
+    assert!(out.contains("10.77.0.2/16"), "{out}");
+    assert_eq!(ns.leases(), Vec::<String>::new());
+    assert_eq!(links(&ns), ["lo", "layers0"], "the dead container's veth was swept");
+}
+
+#[test]
+fn forwarding_off_is_refused_with_the_fix_unless_the_settings_allow_turning_it_on() {
+    if !need_root("forwarding_off_is_refused_with_the_fix_unless_the_settings_allow_turning_it_on") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    ns.sh("echo 0 > /proc/sys/net/ipv4/ip_forward");
+    let out = ns.layers(&store, &["run", "--rm", "localhost/layered", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = stderr(&out);
+    assert!(err.contains("IP forwarding is off") && err.contains("sysctl -w net.ipv4.ip_forward=1"), "{err}");
+    assert_eq!(links(&ns), ["lo"], "nothing made");
+    std::fs::write(store.join("store.toml"), "[network]\nenable-forwarding = true\nsubnet = \"10.99.0.0/24\"\n")
+        .unwrap();
+    let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", "ip -o -4 addr show eth0"]);
+    assert!(out.contains("10.99.0.2/24"), "the subnet from store.toml: {out}");
+    assert_eq!(ns.sh("cat /proc/sys/net/ipv4/ip_forward"), "1\n");
+    // Explicit networks and the default setting.
+    std::fs::write(store.join("store.toml"), "[network]\ndefault = \"none\"\n").unwrap();
+    let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", "ip -o link | wc -l"]);
+    assert_eq!(out, "1", "default = none: only lo");
+    std::fs::write(store.join("store.toml"), "[network]\nsubnet = \"10.99.0.1/24\"\n").unwrap();
+    let out = ns.layers(&store, &["run", "--rm", "localhost/layered", "true"]);
+    assert!(stderr(&out).contains("did you mean 10.99.0.0/24"), "{}", stderr(&out));
+}
+
+#[test]
+fn rootless_the_default_is_pasta_and_a_bridge_is_refused_by_name() {
+    if !need_root("rootless_the_default_is_pasta_and_a_bridge_is_refused_by_name") {
+        return;
+    }
+    let mode = Mode::rootless();
+    let (_work, store) = mode.store_with_fixtures();
+    let out = mode.run(&store, &["run", "--rm", "--network", "bridge", "localhost/layered", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("bridges need root"), "{}", stderr(&out));
+    // Without --network (and without the tests' override): pasta's eth0.
+    let out = mode
+        .command_with(&store, &[("LAYERS_DEFAULT_NETWORK", "")])
+        .args(["run", "--rm", "localhost/layered", "sh", "-c", "ip -o link | awk -F': ' '{print $2}'"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "lo\neth0\n");
+}
