@@ -13,12 +13,6 @@ use std::process::Stdio;
 
 use common::*;
 
-/// The links of the namespace, by name.
-fn links(ns: &NetNs) -> Vec<String> {
-    let listed = ns.sh("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1");
-    listed.lines().map(str::to_string).collect()
-}
-
 #[test]
 fn a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side() {
     if !need_root("a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side") {
@@ -53,7 +47,7 @@ fn a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side()
     assert_eq!(lines.last(), Some(&"hello from the host side"), "{out}");
 
     // What stays: the bridge with the gateway address and our masquerade rule; nothing of the container.
-    assert_eq!(links(&ns), ["lo", "layers0"], "no veth left");
+    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"], "no veth left");
     assert!(ns.sh("ip -o -4 addr show layers0").contains("10.77.0.1/16"));
     let table = ns.sh("nft list table ip layers");
     assert!(table.contains("ip saddr 10.77.0.0/16 ip daddr != 10.77.0.0/16 masquerade"), "{table}");
@@ -116,7 +110,7 @@ fn twenty_containers_started_at_once_get_twenty_addresses_and_reach_each_other()
     assert!(!addresses.contains(&web_addr), "none is the running container's");
     ns.layers_ok(&store, &["rm", "-f", "web"]);
     assert_eq!(ns.leases(), Vec::<String>::new(), "every address released");
-    assert_eq!(links(&ns), ["lo", "layers0"], "no veth left");
+    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"], "no veth left");
 }
 
 #[test]
@@ -134,7 +128,7 @@ fn a_run_killed_with_sigkill_leaves_nothing_the_next_run_does_not_sweep() {
         .spawn()
         .unwrap();
     for _ in 0..400 {
-        if links(&ns).len() == 3 {
+        if ns.links().len() == 3 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -142,14 +136,15 @@ fn a_run_killed_with_sigkill_leaves_nothing_the_next_run_does_not_sweep() {
     assert_eq!(ns.leases(), ["10.77.0.2"], "running: one address leased");
     run.kill().unwrap();
     run.wait().unwrap();
-    // The container died with its `layers run`; its lease stays (and its veth, until
-    // the kernel gets round to its namespace).
+    // The container died with its `layers run`; its lease stays, its holder dead, and its
+    // veth goes with its namespace.
     assert_eq!(ns.leases(), ["10.77.0.2"], "a lease whose holder died");
+    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"]);
     // The next run sweeps it, and so gets the first address again.
     let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", "ip -o -4 addr show eth0"]);
     assert!(out.contains("10.77.0.2/16"), "{out}");
-    assert_eq!(ns.leases(), Vec::<String>::new());
-    assert_eq!(links(&ns), ["lo", "layers0"], "the dead container's veth was swept");
+    assert_eq!(ns.leases(), Vec::<String>::new(), "the dead container's lease was swept");
+    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"]);
 }
 
 #[test]
@@ -164,7 +159,7 @@ fn forwarding_off_is_refused_with_the_fix_unless_the_settings_allow_turning_it_o
     assert_eq!(out.status.code(), Some(125));
     let err = stderr(&out);
     assert!(err.contains("IP forwarding is off") && err.contains("sysctl -w net.ipv4.ip_forward=1"), "{err}");
-    assert_eq!(links(&ns), ["lo"], "nothing made");
+    assert_eq!(ns.links(), ["lo"], "nothing made");
     std::fs::write(store.join("store.toml"), "[network]\nenable-forwarding = true\nsubnet = \"10.99.0.0/24\"\n")
         .unwrap();
     let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", "ip -o -4 addr show eth0"]);

@@ -10,40 +10,41 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{bail, Context};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
 
-use super::ipam::{Holder, Lease, Leases};
+use super::ipam::{Holder, Lease, Leases, VethLinks};
 use super::netlink::Netlink;
 use super::settings::{Settings, BRIDGE};
 
-/// The veth end left on the bridge for a container: `ly` and 12 hex digits of its ID
-/// (15 characters at most, the kernel's limit).
-pub fn host_veth(container: &str) -> String {
-    format!("ly{}", &container[..container.len().min(12)])
+/// The veth end left on the bridge for a container at `address`: `ly`, 8 hex digits of
+/// its ID and 4 of its address (15 characters at most, the kernel's limit). The address
+/// makes it unique: a veth still draining keeps its address leased.
+pub fn host_veth(container: &str, address: Ipv4Addr) -> String {
+    let low = u32::from(address) & 0xffff;
+    format!("ly{}{low:04x}", &container[..container.len().min(8)])
 }
 
-/// A container's place on the bridge, kept for as long as it runs: dropped, its veth
-/// goes at once (the kernel would take it with the namespace, but later, from a
-/// work queue) and then its address.
+/// A container's place on the bridge, kept for as long as it runs. Dropped, its address
+/// is released; its veth goes with its namespace (the kernel's work, not ours to wait for).
 pub struct Attachment {
     /// Its network namespace, for the container to join.
     pub netns: OwnedFd,
-    /// Its veth's end on the bridge.
-    veth: String,
-    /// Its address, released when this is dropped (after the veth).
+    /// Its address.
     pub lease: Lease,
 }
 
-impl Drop for Attachment {
-    fn drop(&mut self) {
-        if let Ok(mut nl) = Netlink::open() {
-            remove_veth(&mut nl, &self.veth);
-        }
+impl Attachment {
+    /// The address in the subnet.
+    pub fn address(&self) -> Ipv4Addr {
+        self.lease.address
     }
 }
 
-impl Attachment {
-    /// The address in the subnet, as `a.b.c.d`.
-    pub fn address(&self) -> Ipv4Addr {
-        self.lease.address
+impl VethLinks for Netlink {
+    fn exists(&mut self, name: &str) -> bool {
+        self.link(name).is_ok_and(|l| l.is_some())
+    }
+
+    fn delete(&mut self, name: &str) {
+        remove_veth(self, name);
     }
 }
 
@@ -86,28 +87,30 @@ fn forwarding(settings: &Settings) -> anyhow::Result<()> {
 
 /// Puts the container `container` on the bridge: a network namespace of its own with
 /// `lo` and `eth0` up, an address and a default route. `holder` is the process whose
-/// life the address lease lasts. Veths of containers whose leases went stale are removed.
+/// life the address lease lasts.
 pub fn attach(settings: &Settings, container: &str, holder: &Holder) -> anyhow::Result<Attachment> {
     let state = super::state_dir()?;
     let leases = Leases::of(&state, "bridge")?;
     let mut outer = Netlink::open()?;
     let bridge = ensure(&mut outer, settings, &leases)?;
-    let mut swept = Vec::new();
-    let lease = leases.allocate(&settings.subnet, holder, &mut swept)?;
-    for gone in swept {
-        remove_veth(&mut outer, &host_veth(&gone));
-    }
-    let veth = host_veth(container);
-    // A veth of this container left by a run that died while its namespace lived.
-    remove_veth(&mut outer, &veth);
+    let lease = leases.allocate(&settings.subnet, container, *holder, |a| host_veth(container, a), &mut outer)?;
+    let veth = lease.veth().to_string();
     let (netns, mut inner) = new_namespace()?;
-    outer.add_veth(&veth, bridge, "eth0", netns.as_fd())?;
+    // In the new namespace, lo is link 1 and eth0 is made as link 2.
+    const ETH0: u32 = 2;
+    match outer.add_veth(&veth, bridge, "eth0", ETH0, netns.as_fd()) {
+        // Left by a run whose namespace something else still holds.
+        Err(e) if e.errno() == Some(libc::EEXIST) => {
+            remove_veth(&mut outer, &veth);
+            outer.add_veth(&veth, bridge, "eth0", ETH0, netns.as_fd())?;
+        }
+        r => r?,
+    }
     inner.set_up(1, "lo")?;
-    let eth0 = inner.link("eth0")?.context("eth0 missing in the container's namespace")?;
-    inner.add_address(eth0.index, lease.address, settings.subnet.prefix)?;
-    inner.set_up(eth0.index, "eth0")?;
+    inner.add_address(ETH0, lease.address, settings.subnet.prefix)?;
+    inner.set_up(ETH0, "eth0")?;
     inner.add_default_route(settings.subnet.gateway())?;
-    Ok(Attachment { netns, veth, lease })
+    Ok(Attachment { netns, lease })
 }
 
 fn remove_veth(nl: &mut Netlink, name: &str) {

@@ -1,9 +1,12 @@
 //! Address leases on a bridge network: one file per address in a directory of this
 //! network namespace's runtime state (`/run/layers/networks/<netns>/<network>/`), made
 //! with O_EXCL under the directory's lock, so two runs, even from two stores, never
-//! get the same address. A lease names its container and the process that holds it;
-//! one whose process is gone is stale and swept by the next allocation. Leases live
-//! on tmpfs, as Podman's IPAM does: after a reboot no container holds one.
+//! get the same address. A lease names its container, its veth and the process that
+//! holds it. Released (or its holder dead), the address stays taken while its veth
+//! drains: the kernel removes a veth with its namespace, from a work queue, which
+//! deleting it ourselves would wait for (about 20 ms here). The next allocation frees
+//! leases whose veth is gone. Leases live on tmpfs, as Podman's IPAM does: after a
+//! reboot no container holds one.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -14,21 +17,20 @@ use anyhow::{bail, Context};
 
 use super::Subnet;
 
-/// What a lease file holds: the container and the process whose life it lasts.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The process whose life a lease lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holder {
-    pub container: String,
     pub pid: u32,
     /// The holder's start time (clock ticks after boot): a reused PID is not it.
     pub start: u64,
 }
 
 impl Holder {
-    /// This process, for `container`.
-    pub fn this_process(container: &str) -> anyhow::Result<Holder> {
+    /// This process.
+    pub fn this_process() -> anyhow::Result<Holder> {
         let pid = std::process::id();
         let start = crate::run::state::start_time(pid).context("read this process's start time")?;
-        Ok(Holder { container: container.to_string(), pid, start })
+        Ok(Holder { pid, start })
     }
 
     fn alive(&self) -> bool {
@@ -36,22 +38,53 @@ impl Holder {
     }
 }
 
+/// What a lease file holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub container: String,
+    /// The veth end on the bridge.
+    pub veth: String,
+    /// `None` once released: the address then waits for the veth to go.
+    pub holder: Option<Holder>,
+}
+
+/// How long a released lease's veth may linger before the next allocation deletes it
+/// itself (its namespace held by something unexpected).
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The leases of one network in this network namespace.
 pub struct Leases {
     dir: PathBuf,
 }
 
-/// An address held until dropped (then its file goes).
+/// An address held until dropped (then released: draining until its veth goes).
 #[derive(Debug)]
 pub struct Lease {
     pub address: Ipv4Addr,
     file: PathBuf,
+    record: Record,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
+        self.record.holder = None;
+        let _ = write_record(&self.file, &self.record);
     }
+}
+
+/// Writes `record` to `file` whole (a temp file renamed over it).
+fn write_record(file: &Path, record: &Record) -> anyhow::Result<()> {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = file.with_file_name(format!(".tmp-{name}-{}", std::process::id()));
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("write lease {name}"))?;
+    f.write_all(&serde_json::to_vec(record)?).with_context(|| format!("write lease {name}"))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("write lease {name}"))
 }
 
 impl Leases {
@@ -73,9 +106,18 @@ impl Leases {
         Ok(())
     }
 
-    /// The lowest free address of `subnet` (past the gateway) for `holder`; stale
-    /// leases are swept first. Their containers' names go to `swept`.
-    pub fn allocate(&self, subnet: &Subnet, holder: &Holder, swept: &mut Vec<String>) -> anyhow::Result<Lease> {
+    /// The lowest free address of `subnet` (past the gateway) for `container`, held by
+    /// `holder`; `veth_of` names the veth for an address. Leases whose holder is gone
+    /// are freed once their veth is gone (`veth_exists`), and their veth deleted
+    /// (`delete_veth`) when it lingers past a grace time.
+    pub fn allocate(
+        &self,
+        subnet: &Subnet,
+        container: &str,
+        holder: Holder,
+        veth_of: impl Fn(Ipv4Addr) -> String,
+        links: &mut dyn VethLinks,
+    ) -> anyhow::Result<Lease> {
         let lock = std::fs::File::options()
             .create(true)
             .truncate(false)
@@ -87,29 +129,42 @@ impl Leases {
         for e in std::fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))? {
             let e = e?;
             let Some(addr) = e.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
-            match read_holder(&e.path()) {
-                Some(h) if h.alive() => {
-                    taken.insert(addr);
-                }
-                stale => {
-                    swept.extend(stale.map(|h| h.container));
-                    let _ = std::fs::remove_file(e.path());
-                }
+            let Some(record) = read_record(&e.path()) else {
+                // Made and never written (its maker died at once): nothing was attached.
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            };
+            if record.holder.is_some_and(|h| h.alive()) {
+                taken.insert(addr);
+                continue;
             }
+            if links.exists(&record.veth) {
+                let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                if age.is_some_and(|a| a < DRAIN_GRACE) {
+                    // Its holder died without releasing it: released now, draining.
+                    if record.holder.is_some() {
+                        let _ = write_record(&e.path(), &Record { holder: None, ..record });
+                    }
+                    taken.insert(addr);
+                    continue;
+                }
+                links.delete(&record.veth);
+            }
+            let _ = std::fs::remove_file(e.path());
         }
         let Some(address) = subnet.hosts().find(|a| !taken.contains(a)) else {
             bail!("network {}: no free address in {subnet} ({} in use)", self.name(), taken.len());
         };
         let file = self.dir.join(address.to_string());
-        let mut f = std::fs::File::options()
+        std::fs::File::options()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&file)
             .with_context(|| format!("lease {address}"))?;
-        let lease = Lease { address, file };
-        f.write_all(&serde_json::to_vec(holder)?).with_context(|| format!("lease {address}"))?;
-        Ok(lease)
+        let record = Record { container: container.to_string(), veth: veth_of(address), holder: Some(holder) };
+        write_record(&file, &record)?;
+        Ok(Lease { address, file, record })
     }
 
     fn name(&self) -> String {
@@ -117,6 +172,75 @@ impl Leases {
     }
 }
 
-fn read_holder(path: &Path) -> Option<Holder> {
+fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The links a lease's veth is looked up and removed in.
+pub trait VethLinks {
+    fn exists(&mut self, name: &str) -> bool;
+    fn delete(&mut self, name: &str);
+}
+
+impl Lease {
+    /// The veth this lease's container has on the bridge.
+    pub fn veth(&self) -> &str {
+        &self.record.veth
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Veths by name, and the ones deleted.
+    #[derive(Default)]
+    struct Fake {
+        present: std::collections::BTreeSet<String>,
+        deleted: Vec<String>,
+    }
+
+    impl VethLinks for Fake {
+        fn exists(&mut self, name: &str) -> bool {
+            self.present.contains(name)
+        }
+        fn delete(&mut self, name: &str) {
+            self.present.remove(name);
+            self.deleted.push(name.to_string());
+        }
+    }
+
+    #[test]
+    fn a_released_address_waits_for_its_veth_and_a_dead_holders_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = Leases::of(dir.path(), "bridge").unwrap();
+        let subnet = Subnet::parse("10.1.0.0/24").unwrap();
+        let me = Holder::this_process().unwrap();
+        let veth = |a: Ipv4Addr| format!("v{}", a.octets()[3]);
+        let mut links = Fake::default();
+        let first = leases.allocate(&subnet, "c1", me, veth, &mut links).unwrap();
+        assert_eq!(first.address, Ipv4Addr::new(10, 1, 0, 2));
+        links.present.insert("v2".into());
+        drop(first);
+        // Released, its veth still there: the address is not given again yet.
+        let second = leases.allocate(&subnet, "c2", me, veth, &mut links).unwrap();
+        assert_eq!(second.address, Ipv4Addr::new(10, 1, 0, 3));
+        // Its veth gone: free again.
+        links.present.remove("v2");
+        let third = leases.allocate(&subnet, "c3", me, veth, &mut links).unwrap();
+        assert_eq!(third.address, Ipv4Addr::new(10, 1, 0, 2));
+        // A holder that died (a PID no process has) with its veth lingering past the
+        // grace time: the veth is deleted and the address freed.
+        let dead = Holder { pid: u32::MAX - 1, start: 1 };
+        let orphan = dir.path().join("bridge/10.1.0.9");
+        let record = Record { container: "c9".into(), veth: "v9".into(), holder: Some(dead) };
+        std::fs::write(&orphan, serde_json::to_vec(&record).unwrap()).unwrap();
+        links.present.insert("v9".into());
+        let old = std::time::SystemTime::now() - 2 * DRAIN_GRACE;
+        std::fs::File::options().write(true).open(&orphan).unwrap().set_modified(old).unwrap();
+        let _fourth = leases.allocate(&subnet, "c4", me, veth, &mut links).unwrap();
+        assert_eq!(links.deleted, ["v9"]);
+        assert!(!orphan.exists());
+        drop((second, third));
+    }
 }

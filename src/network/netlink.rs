@@ -132,9 +132,17 @@ impl Netlink {
 
     /// Makes a veth pair: `host` here, up and a port of `bridge`; `peer` made directly
     /// in the namespace `peer_ns` (moving a link between namespaces after creating it
-    /// costs far more), down.
-    pub fn add_veth(&mut self, host: &str, bridge: u32, peer: &str, peer_ns: BorrowedFd<'_>) -> Result<()> {
+    /// costs far more) with the index `peer_index`, down.
+    pub fn add_veth(
+        &mut self,
+        host: &str,
+        bridge: u32,
+        peer: &str,
+        peer_index: u32,
+        peer_ns: BorrowedFd<'_>,
+    ) -> Result<()> {
         let mut peer_msg = LinkMessage::default();
+        peer_msg.header.index = peer_index;
         peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
         let mut msg = LinkMessage::default();

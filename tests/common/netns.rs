@@ -71,17 +71,43 @@ impl NetNs {
         super::stdout(&out)
     }
 
-    /// The lease files of the default bridge, by address.
+    /// The addresses of the default bridge that a container holds (its lease not
+    /// released, though its holder may have died), by address.
     pub fn leases(&self) -> Vec<String> {
         let mut found = Vec::new();
         for ns in std::fs::read_dir(self.state.path()).unwrap().flatten() {
             let Ok(entries) = std::fs::read_dir(ns.path().join("bridge")) else { continue };
-            found.extend(
-                entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != ".lock"),
-            );
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+                let record: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if !name.starts_with('.') && !record["holder"].is_null() {
+                    found.push(name);
+                }
+            }
         }
         found.sort();
         found
+    }
+
+    /// Waits (10 s at most) until the namespace's links are `want`: veths go with their
+    /// container's namespace, which the kernel removes from a work queue.
+    pub fn links_become(&self, want: &[&str]) -> Vec<String> {
+        let mut now = Vec::new();
+        for _ in 0..1000 {
+            now = self.links();
+            if now == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        now
+    }
+
+    /// The links of the namespace, by name.
+    pub fn links(&self) -> Vec<String> {
+        let listed = self.sh("ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1");
+        listed.lines().map(str::to_string).collect()
     }
 }
 

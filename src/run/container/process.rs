@@ -120,7 +120,7 @@ pub fn run_container(
 ) -> anyhow::Result<Ended> {
     if let Network::Bridge(_) = &s.network {
         let settings = crate::network::settings::Settings::load(store.root())?;
-        let holder = crate::network::ipam::Holder::this_process(&container.id)?;
+        let holder = crate::network::ipam::Holder::this_process()?;
         let attached = crate::network::bridge::attach(&settings, &container.id, &holder)
             .with_context(|| format!("--network {}", s.network.name()))?;
         return run_here(store, container, config, image, s, Some(&attached));
