@@ -122,6 +122,8 @@ enum Command {
     Top(cli::top::TopArgs),
     /// Print a container's output.
     Logs(cli::control::LogsArgs),
+    /// List a container's published ports (`-p`).
+    Port(cli::port::PortArgs),
     /// Attach our stdin, stdout and stderr to a running container.
     Attach(cli::attach::AttachArgs),
     /// Create a container (a writable layer) on an image, with `run`'s options.
@@ -420,6 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => cli::control::wait(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
         Command::Top(a) => cli::top::top(&store, a),
+        Command::Port(a) => cli::port::port(&store, a),
         Command::Attach(a) => cli::attach::attach(&store, a),
         Command::Cp(a) => cli::cp::cp(&store, a),
         Command::Create(a) => containers::create(&store, a, &registries(&cli)?, &transfers),

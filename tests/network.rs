@@ -136,15 +136,17 @@ fn a_run_killed_with_sigkill_leaves_nothing_the_next_run_does_not_sweep() {
     assert_eq!(ns.leases(), ["10.77.0.2"], "running: one address leased");
     run.kill().unwrap();
     run.wait().unwrap();
-    // The container died with its `layers run`; its lease stays, its holder dead, and its
-    // veth goes with its namespace.
+    // The container died with its `layers run`; its lease stays, its holder dead.
     assert_eq!(ns.leases(), ["10.77.0.2"], "a lease whose holder died");
-    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"]);
-    // The next run sweeps it, and so gets the first address again.
+    let id = ns.layers_ok(&store, &["inspect", "-f", "{{.Id}}", "doomed"]);
+    let veth = format!("ly{}0002", &id[..8]);
+    // The next run sweeps it (its veth deleted if the kernel has not yet), and gets the
+    // first address again.
     let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", "ip -o -4 addr show eth0"]);
     assert!(out.contains("10.77.0.2/16"), "{out}");
     assert_eq!(ns.leases(), Vec::<String>::new(), "the dead container's lease was swept");
-    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"]);
+    assert!(!ns.links().contains(&veth), "its veth was swept: {:?}", ns.links());
+    assert_eq!(ns.links_become(&["lo", "layers0"]), ["lo", "layers0"], "the last run's veth drained");
 }
 
 #[test]
@@ -192,4 +194,75 @@ fn rootless_the_default_is_pasta_and_a_bridge_is_refused_by_name() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "lo\neth0\n");
+}
+
+#[test]
+fn published_ports_reach_a_container_from_loopback_and_the_hosts_address_and_a_taken_port_is_refused() {
+    if !need_root("published_ports_reach_a_container_from_loopback_and_the_hosts_address_and_a_taken_port_is_refused") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    // An address of the namespace's own besides loopback, as a host's interface has.
+    ns.sh("ip link add v0 type veth peer name v1 && ip addr add 192.0.2.10/24 dev v0 && ip link set v0 up && ip link set v1 up");
+    let (local, any, udp) = (free_port(), free_port(), free_port());
+    let web = "mkdir -p /srv && echo hello through a port > /srv/index.html && exec httpd -f -p 80 -h /srv";
+    let p1 = format!("127.0.0.1:{local}:80");
+    let p2 = format!("{any}:80");
+    let p3 = format!("{udp}:53/udp");
+    let args = ["run", "-d", "--name", "web", "-p", &p1, "-p", &p2, "localhost/layered", "sh", "-c", web];
+    ns.layers_ok(&store, &args);
+    // UDP: busybox's nc has none; the fixture's Python image receives one datagram.
+    ns.layers_ok(&store, &["load", "-q", "-i", fixtures().join("python").to_str().unwrap()]);
+    let receive = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 53)); \
+                   open('/tmp/udp', 'wb').write(s.recvfrom(100)[0]); import time; time.sleep(60)";
+    ns.layers_ok(&store, &["run", "-d", "--name", "udp", "-p", &p3, "localhost/python", "python3", "-c", receive]);
+    let fetch = |url: String| {
+        let script = format!("for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - {url} && exit 0; sleep 0.2; done; exit 1");
+        ns.sh(&script)
+    };
+    assert_eq!(fetch(format!("http://127.0.0.1:{local}/index.html")), "hello through a port\n");
+    assert_eq!(fetch(format!("http://192.0.2.10:{any}/index.html")), "hello through a port\n");
+    let send = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'over udp\\n', ('192.0.2.10', {udp}))"
+    );
+    let mut got = String::new();
+    for _ in 0..100 {
+        // Again until it arrives: the receiver may not have bound its socket yet.
+        ns.command("python3").args(["-c", &send]).status().unwrap();
+        got = ns.layers_ok(&store, &["exec", "udp", "cat", "/tmp/udp"]);
+        if !got.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(got, "over udp", "UDP published too");
+    // As Docker shows them.
+    let listed = ns.layers_ok(&store, &["port", "web"]);
+    assert_eq!(listed, format!("80/tcp -> 127.0.0.1:{local}\n80/tcp -> 0.0.0.0:{any}"));
+    assert_eq!(ns.layers_ok(&store, &["port", "udp", "53/udp"]), format!("0.0.0.0:{udp}"));
+    let ps = ns.layers_ok(&store, &["ps", "--filter", "name=web", "--format", "{{.Ports}}"]);
+    assert_eq!(ps, format!("127.0.0.1:{local}->80/tcp, 0.0.0.0:{any}->80/tcp"));
+    // A host port in use is refused by name before the container starts.
+    let taken = ns.layers(&store, &["run", "--rm", "-p", &p2, "localhost/layered", "true"]);
+    assert_eq!(taken.status.code(), Some(125));
+    assert!(stderr(&taken).contains(&format!("host port {any} (tcp) is already in use")), "{}", stderr(&taken));
+    ns.layers_ok(&store, &["rm", "-f", "web", "udp"]);
+    let chain = ns.sh("nft list chain ip layers published");
+    assert!(!chain.contains("dnat"), "the rules went with the container: {chain}");
+
+    // -P: the image's exposed ports, each to a free host port.
+    let ctx = work.path().join("exposed");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM localhost/layered\nEXPOSE 80\n").unwrap();
+    ns.layers_ok(&store, &["build", "-q", "-t", "exposed", ctx.to_str().unwrap()]);
+    let script = "mkdir -p /srv && echo exposed > /srv/index.html && exec httpd -f -p 80 -h /srv";
+    ns.layers_ok(&store, &["run", "-d", "--name", "auto", "-P", "exposed", "sh", "-c", script]);
+    let host = ns.layers_ok(&store, &["port", "auto", "80"]);
+    let port = host.rsplit(':').next().unwrap();
+    assert_eq!(fetch(format!("http://127.0.0.1:{port}/index.html")), "exposed\n");
+    ns.layers_ok(&store, &["rm", "-f", "auto"]);
+    // Publishing without a bridge is refused by name.
+    let none = ns.layers(&store, &["run", "--rm", "--network", "none", "-p", "80", "localhost/layered", "true"]);
+    assert!(stderr(&none).contains("-p: publishing ports needs --network bridge"), "{}", stderr(&none));
 }

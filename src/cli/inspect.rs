@@ -264,6 +264,22 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
             "Labels": o.labels,
             "StopSignal": runtime.stop_signal,
         },
-        "NetworkSettings": { "Networks": { network: {} }, "IPAddress": "", "Ports": {} },
+        "NetworkSettings": network_settings(network, running),
     }))
+}
+
+/// Docker's `NetworkSettings`: the container's address on its bridge and its published
+/// ports (`"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]`) while it runs.
+fn network_settings(network: &str, running: Option<&state::Running>) -> Value {
+    let mut ports = serde_json::Map::new();
+    for p in running.map(|r| r.ports.as_slice()).unwrap_or_default() {
+        let key = format!("{}/{}", p.container_port, p.proto.name());
+        let ip = p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string();
+        let entry = ports.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
+    let address = running.and_then(|r| r.address.clone()).unwrap_or_default();
+    json!({ "Networks": { network: { "IPAddress": address } }, "IPAddress": address, "Ports": ports })
 }

@@ -18,6 +18,7 @@ pub mod login;
 pub mod maintenance;
 pub mod network;
 pub mod options;
+pub mod port;
 pub mod prune;
 pub mod ps;
 pub mod pull;

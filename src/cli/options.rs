@@ -47,6 +47,12 @@ pub struct ContainerOptions {
     /// set: `default` under [network] in store.toml, or LAYERS_DEFAULT_NETWORK.
     #[arg(long, alias = "network", value_parser = net_flag)]
     pub net: Option<Network>,
+    /// Publish a port: `[IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`, ranges too (on a bridge).
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes to a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to pass the host's).
     #[arg(short, long)]
     pub env: Vec<String>,
@@ -191,6 +197,14 @@ impl ContainerOptions {
                 hostname: self.hostname.clone(),
             },
             network: self.net.clone().unwrap_or(default_network),
+            ports: {
+                let mut ports = Vec::new();
+                for p in &self.publish {
+                    ports.extend(crate::network::ports::parse(p).map_err(anyhow::Error::msg)?);
+                }
+                ports
+            },
+            publish_all: self.publish_all,
             mounts,
             limits: self.limits()?,
             cap_add: self.cap_add.clone(),

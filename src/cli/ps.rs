@@ -137,8 +137,7 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "Command": format!("\"{command}\""),
         "CreatedAt": layers_store::images::oci::rfc3339(s.c.created),
         "RunningFor": format::ago_secs(s.c.created),
-        // No published ports: a container has the host's network or none.
-        "Ports": "",
+        "Ports": s.status.running().map(|r| r.ports.iter().map(|p| p.column()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
         "State": s.status.name(),
         "Status": s.status(),
         "Size": if size { format::size(store.snapshots().upper_size(&s.c)) } else { String::new() },

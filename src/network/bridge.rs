@@ -12,7 +12,9 @@ use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags}
 
 use super::ipam::{Holder, Lease, Leases, VethLinks};
 use super::netlink::Netlink;
+use super::ports::PortMap;
 use super::settings::{Settings, BRIDGE};
+use super::Subnet;
 
 /// The veth end left on the bridge for a container at `address`: `ly`, 8 hex digits of
 /// its ID and 4 of its address (15 characters at most, the kernel's limit). The address
@@ -23,18 +25,41 @@ pub fn host_veth(container: &str, address: Ipv4Addr) -> String {
 }
 
 /// A container's place on the bridge, kept for as long as it runs. Dropped, its address
-/// is released; its veth goes with its namespace (the kernel's work, not ours to wait for).
+/// is released (and its published ports' rules go); its veth goes with its namespace
+/// (the kernel's work, not ours to wait for).
 pub struct Attachment {
     /// Its network namespace, for the container to join.
     pub netns: OwnedFd,
-    /// Its address.
-    pub lease: Lease,
+    /// Its address, and the ports it publishes.
+    lease: Option<Lease>,
+    /// The host ports held for it.
+    reserved: Option<super::ports::Reserved>,
+    leases: Leases,
+    subnet: Subnet,
 }
 
 impl Attachment {
     /// The address in the subnet.
-    pub fn address(&self) -> Ipv4Addr {
-        self.lease.address
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.lease.as_ref().map(|l| l.address)
+    }
+
+    /// Its published ports, host ports resolved.
+    pub fn ports(&self) -> Vec<PortMap> {
+        self.lease.as_ref().map(|l| l.ports().to_vec()).unwrap_or_default()
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        let published = self.lease.as_ref().is_some_and(|l| !l.ports().is_empty());
+        drop(self.lease.take());
+        if published {
+            if let Err(e) = self.leases.published().and_then(|p| super::nft::apply(&[self.subnet], &p)) {
+                eprintln!("layers: warning: remove the published ports' rules: {e:#}");
+            }
+        }
+        drop(self.reserved.take());
     }
 }
 
@@ -64,7 +89,10 @@ fn ensure(nl: &mut Netlink, settings: &Settings, leases: &Leases) -> anyhow::Res
     let index = nl.link(BRIDGE)?.with_context(|| format!("bridge {BRIDGE} vanished after it was made"))?.index;
     nl.add_address(index, settings.subnet.gateway(), settings.subnet.prefix)?;
     leases.forget_all()?;
-    super::nft::apply(&[settings.subnet])?;
+    // Published to 127.0.0.1 from the host: the bridge must route loopback sources.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet");
+    std::fs::write(&localnet, "1").with_context(|| format!("set {localnet}"))?;
+    super::nft::apply(&[settings.subnet], &[])?;
     Ok(index)
 }
 
@@ -86,14 +114,22 @@ fn forwarding(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Puts the container `container` on the bridge: a network namespace of its own with
-/// `lo` and `eth0` up, an address and a default route. `holder` is the process whose
-/// life the address lease lasts.
-pub fn attach(settings: &Settings, container: &str, holder: &Holder) -> anyhow::Result<Attachment> {
+/// `lo` and `eth0` up, an address and a default route, and `ports` published. `holder`
+/// is the process whose life the address lease lasts (it holds the host ports too).
+pub fn attach(settings: &Settings, container: &str, holder: &Holder, ports: &[PortMap]) -> anyhow::Result<Attachment> {
     let state = super::state_dir()?;
     let leases = Leases::of(&state, "bridge")?;
     let mut outer = Netlink::open()?;
     let bridge = ensure(&mut outer, settings, &leases)?;
-    let lease = leases.allocate(&settings.subnet, container, *holder, |a| host_veth(container, a), &mut outer)?;
+    let reserved = super::ports::reserve(ports)?;
+    let (lease, stale_ports) = leases.allocate(
+        &settings.subnet,
+        container,
+        *holder,
+        &reserved.maps,
+        |a| host_veth(container, a),
+        &mut outer,
+    )?;
     let veth = lease.veth().to_string();
     let (netns, mut inner) = new_namespace()?;
     // In the new namespace, lo is link 1 and eth0 is made as link 2.
@@ -110,7 +146,10 @@ pub fn attach(settings: &Settings, container: &str, holder: &Holder) -> anyhow::
     inner.add_address(ETH0, lease.address, settings.subnet.prefix)?;
     inner.set_up(ETH0, "eth0")?;
     inner.add_default_route(settings.subnet.gateway())?;
-    Ok(Attachment { netns, lease })
+    if !reserved.maps.is_empty() || stale_ports {
+        super::nft::apply(&[settings.subnet], &leases.published()?)?;
+    }
+    Ok(Attachment { netns, lease: Some(lease), reserved: Some(reserved), leases, subnet: settings.subnet })
 }
 
 fn remove_veth(nl: &mut Netlink, name: &str) {

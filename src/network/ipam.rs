@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use super::ports::PortMap;
 use super::Subnet;
 
 /// The process whose life a lease lasts.
@@ -46,6 +47,9 @@ pub struct Record {
     pub veth: String,
     /// `None` once released: the address then waits for the veth to go.
     pub holder: Option<Holder>,
+    /// Its published ports (host ports resolved).
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
 }
 
 /// How long a released lease's veth may linger before the next allocation deletes it
@@ -68,6 +72,7 @@ pub struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.record.holder = None;
+        self.record.ports.clear();
         let _ = write_record(&self.file, &self.record);
     }
 }
@@ -107,17 +112,20 @@ impl Leases {
     }
 
     /// The lowest free address of `subnet` (past the gateway) for `container`, held by
-    /// `holder`; `veth_of` names the veth for an address. Leases whose holder is gone
-    /// are freed once their veth is gone (`veth_exists`), and their veth deleted
-    /// (`delete_veth`) when it lingers past a grace time.
+    /// `holder`, publishing `ports`; `veth_of` names the veth for an address. Leases
+    /// whose holder is gone are freed once their veth is gone (`links`), and their veth
+    /// deleted when it lingers past a grace time. Also says whether a lease released
+    /// here had published ports (their rules are then stale).
     pub fn allocate(
         &self,
         subnet: &Subnet,
         container: &str,
         holder: Holder,
+        ports: &[PortMap],
         veth_of: impl Fn(Ipv4Addr) -> String,
         links: &mut dyn VethLinks,
-    ) -> anyhow::Result<Lease> {
+    ) -> anyhow::Result<(Lease, bool)> {
+        let mut stale_ports = false;
         let lock = std::fs::File::options()
             .create(true)
             .truncate(false)
@@ -138,13 +146,13 @@ impl Leases {
                 taken.insert(addr);
                 continue;
             }
+            stale_ports |= record.holder.is_some() && !record.ports.is_empty();
             if links.exists(&record.veth) {
+                // Released: its veth goes with its namespace, soon; a holder that died
+                // without releasing (killed) gets its veth deleted now, as does one
+                // lingering past the grace time.
                 let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-                if age.is_some_and(|a| a < DRAIN_GRACE) {
-                    // Its holder died without releasing it: released now, draining.
-                    if record.holder.is_some() {
-                        let _ = write_record(&e.path(), &Record { holder: None, ..record });
-                    }
+                if record.holder.is_none() && age.is_some_and(|a| a < DRAIN_GRACE) {
                     taken.insert(addr);
                     continue;
                 }
@@ -162,9 +170,28 @@ impl Leases {
             .mode(0o600)
             .open(&file)
             .with_context(|| format!("lease {address}"))?;
-        let record = Record { container: container.to_string(), veth: veth_of(address), holder: Some(holder) };
+        let record = Record {
+            container: container.to_string(),
+            veth: veth_of(address),
+            holder: Some(holder),
+            ports: ports.to_vec(),
+        };
         write_record(&file, &record)?;
-        Ok(Lease { address, file, record })
+        Ok((Lease { address, file, record }, stale_ports))
+    }
+
+    /// The published ports of every lease whose holder lives, with their addresses.
+    pub fn published(&self) -> anyhow::Result<Vec<(Ipv4Addr, PortMap)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))? {
+            let e = e?;
+            let Some(addr) = e.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
+            let Some(record) = read_record(&e.path()) else { continue };
+            if record.holder.is_some_and(|h| h.alive()) {
+                out.extend(record.ports.iter().map(|p| (addr, *p)));
+            }
+        }
+        Ok(out)
     }
 
     fn name(&self) -> String {
@@ -186,6 +213,11 @@ impl Lease {
     /// The veth this lease's container has on the bridge.
     pub fn veth(&self) -> &str {
         &self.record.veth
+    }
+
+    /// Its published ports.
+    pub fn ports(&self) -> &[PortMap] {
+        &self.record.ports
     }
 }
 
@@ -218,27 +250,27 @@ mod tests {
         let me = Holder::this_process().unwrap();
         let veth = |a: Ipv4Addr| format!("v{}", a.octets()[3]);
         let mut links = Fake::default();
-        let first = leases.allocate(&subnet, "c1", me, veth, &mut links).unwrap();
+        let first = leases.allocate(&subnet, "c1", me, &[], veth, &mut links).unwrap().0;
         assert_eq!(first.address, Ipv4Addr::new(10, 1, 0, 2));
         links.present.insert("v2".into());
         drop(first);
         // Released, its veth still there: the address is not given again yet.
-        let second = leases.allocate(&subnet, "c2", me, veth, &mut links).unwrap();
+        let second = leases.allocate(&subnet, "c2", me, &[], veth, &mut links).unwrap().0;
         assert_eq!(second.address, Ipv4Addr::new(10, 1, 0, 3));
         // Its veth gone: free again.
         links.present.remove("v2");
-        let third = leases.allocate(&subnet, "c3", me, veth, &mut links).unwrap();
+        let third = leases.allocate(&subnet, "c3", me, &[], veth, &mut links).unwrap().0;
         assert_eq!(third.address, Ipv4Addr::new(10, 1, 0, 2));
-        // A holder that died (a PID no process has) with its veth lingering past the
-        // grace time: the veth is deleted and the address freed.
+        // A holder that died (a PID no process has) without releasing its lease: its
+        // veth is deleted and the address freed.
         let dead = Holder { pid: u32::MAX - 1, start: 1 };
         let orphan = dir.path().join("bridge/10.1.0.9");
-        let record = Record { container: "c9".into(), veth: "v9".into(), holder: Some(dead) };
+        let ports = crate::network::ports::parse("8080:80").unwrap();
+        let record = Record { container: "c9".into(), veth: "v9".into(), holder: Some(dead), ports };
         std::fs::write(&orphan, serde_json::to_vec(&record).unwrap()).unwrap();
         links.present.insert("v9".into());
-        let old = std::time::SystemTime::now() - 2 * DRAIN_GRACE;
-        std::fs::File::options().write(true).open(&orphan).unwrap().set_modified(old).unwrap();
-        let _fourth = leases.allocate(&subnet, "c4", me, veth, &mut links).unwrap();
+        let (_fourth, stale) = leases.allocate(&subnet, "c4", me, &[], veth, &mut links).unwrap();
+        assert!(stale, "the dead holder published a port: its rule is stale");
         assert_eq!(links.deleted, ["v9"]);
         assert!(!orphan.exists());
         drop((second, third));

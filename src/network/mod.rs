@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod ipam;
 pub mod netlink;
 pub mod nft;
+pub mod ports;
 pub mod settings;
 
 use std::fmt;

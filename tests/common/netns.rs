@@ -90,11 +90,11 @@ impl NetNs {
         found
     }
 
-    /// Waits (10 s at most) until the namespace's links are `want`: veths go with their
+    /// Waits (30 s at most) until the namespace's links are `want`: veths go with their
     /// container's namespace, which the kernel removes from a work queue.
     pub fn links_become(&self, want: &[&str]) -> Vec<String> {
         let mut now = Vec::new();
-        for _ in 0..1000 {
+        for _ in 0..3000 {
             now = self.links();
             if now == want {
                 break;

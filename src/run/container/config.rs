@@ -27,6 +27,12 @@ pub struct ContainerConfig {
     pub process: Process,
     /// Its network.
     pub network: Network,
+    /// `-p`: ports published on the host (on a bridge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::network::ports::PortMap>,
+    /// `-P`: the image's exposed ports too, each to a free host port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_all: bool,
     /// Bind mounts, volumes and tmpfs mounts, in the order they are mounted.
     pub mounts: Vec<Mount>,
     /// cgroup limits.
@@ -173,6 +179,8 @@ impl ContainerConfig {
             image: image.to_string(),
             process: Process::default(),
             network: Network::None,
+            ports: Vec::new(),
+            publish_all: false,
             mounts: Vec::new(),
             limits: cgroup::Limits::default(),
             cap_add: Vec::new(),
@@ -204,6 +212,13 @@ impl ContainerConfig {
         }
         if self.limits.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             bail!("--cpus must be a positive number");
+        }
+        if (!self.ports.is_empty() || self.publish_all) && !matches!(self.network, Network::Bridge(_)) {
+            let flag = if self.ports.is_empty() { "-P" } else { "-p" };
+            bail!(
+                "{flag}: publishing ports needs --network bridge (this container's network is {})",
+                self.network.name()
+            );
         }
         if matches!(self.network, Network::Bridge(_)) && !layers_store::layer::encoding::in_initial_user_namespace() {
             bail!(
@@ -292,6 +307,8 @@ impl ContainerConfig {
         Ok(RunSpec {
             overrides: self.overrides(short_id),
             network: self.network.clone(),
+            ports: self.ports.clone(),
+            publish_all: self.publish_all,
             binds,
             tmpfs,
             limits: self.limits,

@@ -45,6 +45,10 @@ pub struct RunSpec {
     pub overrides: image_process::Overrides,
     /// Its network namespace.
     pub network: Network,
+    /// Ports published on the host (a bridge network only).
+    pub ports: Vec<crate::network::ports::PortMap>,
+    /// The image's exposed ports published too.
+    pub publish_all: bool,
     /// Host paths bind-mounted in (each host path exists).
     pub binds: Vec<child::Bind>,
     /// tmpfs mounts: target and mount options.
@@ -78,6 +82,8 @@ impl RunSpec {
         Ok(RunSpec {
             overrides: image_process::Overrides::default(),
             network: Network::None,
+            ports: Vec::new(),
+            publish_all: false,
             binds: Vec::new(),
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
@@ -121,7 +127,12 @@ pub fn run_container(
     if let Network::Bridge(_) = &s.network {
         let settings = crate::network::settings::Settings::load(store.root())?;
         let holder = crate::network::ipam::Holder::this_process()?;
-        let attached = crate::network::bridge::attach(&settings, &container.id, &holder)
+        let mut ports = s.ports.clone();
+        if s.publish_all {
+            let exposed = config.exposed_ports.iter().flat_map(|m| m.keys());
+            ports.extend(crate::network::ports::exposed(exposed)?);
+        }
+        let attached = crate::network::bridge::attach(&settings, &container.id, &holder, &ports)
             .with_context(|| format!("--network {}", s.network.name()))?;
         return run_here(store, container, config, image, s, Some(&attached));
     }
@@ -145,6 +156,10 @@ pub fn run_container(
 struct Surroundings {
     etc: Vec<(PathBuf, String)>,
     network: child::ChildNetwork,
+    /// Its published ports, host ports resolved.
+    ports: Vec<crate::network::ports::PortMap>,
+    /// Its address on a bridge.
+    address: Option<std::net::Ipv4Addr>,
 }
 
 /// Runs `s` from this process; `bridge` is its place on a bridge network, if any.
@@ -159,14 +174,16 @@ fn run_here(
     let process =
         image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
-    let address = bridge.map(Attachment::address);
+    let address = bridge.and_then(Attachment::address);
     let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address)?;
     let network = match bridge {
         Some(b) => child::ChildNetwork::Join(b.netns.try_clone().context("pass on the network namespace")?),
         None if s.network == Network::None => child::ChildNetwork::Own,
         None => child::ChildNetwork::Inherited,
     };
-    let launched = spawn_and_wait(store, container, &process, &cg, Surroundings { etc, network }, image, s);
+    let ports = bridge.map(Attachment::ports).unwrap_or_default();
+    let launched =
+        spawn_and_wait(store, container, &process, &cg, Surroundings { etc, network, ports, address }, image, s);
     // Later children of this process (a build's next step) are born in our own PID
     // namespace again (rootless, this process is a fork that ends here instead).
     if layers_store::layer::encoding::in_initial_user_namespace() {
@@ -199,6 +216,7 @@ fn spawn_and_wait(
     image: &str,
     s: &RunSpec,
 ) -> anyhow::Result<Launched> {
+    let Surroundings { etc, network, ports, address } = around;
     let dir = ContainerDir::of(store, &container.id);
     let mut mount = store.snapshots().mount_spec(container)?;
     let view = mount.view();
@@ -220,8 +238,8 @@ fn spawn_and_wait(
         mount,
         rootfs: store.snapshots().merged_dir(container),
         hostname: process.env.iter().find_map(|e| e.strip_prefix("HOSTNAME=")).unwrap_or_default().to_string(),
-        network: around.network,
-        files: around.etc,
+        network,
+        files: etc,
         user,
         cwd: process.cwd.clone(),
         caps: s.caps,
@@ -285,6 +303,8 @@ fn spawn_and_wait(
             privileged: s.privileged,
             seccomp: s.seccomp.clone(),
             started: layers_store::meta::now(),
+            address: address.map(|a| a.to_string()),
+            ports: ports.clone(),
         };
         state::set_running(store, &container.id, &running);
         if let Some(report) = &s.report {

@@ -31,6 +31,12 @@ pub struct Running {
     /// When it started, seconds since the epoch.
     #[serde(default)]
     pub started: i64,
+    /// Its address on a bridge network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Its published ports, host ports resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::network::ports::PortMap>,
 }
 
 /// How a container's last run ended.
