@@ -177,8 +177,8 @@ fn forwarding_off_is_refused_with_the_fix_unless_the_settings_allow_turning_it_o
 }
 
 #[test]
-fn rootless_the_default_is_pasta_and_a_bridge_is_refused_by_name() {
-    if !need_root("rootless_the_default_is_pasta_and_a_bridge_is_refused_by_name") {
+fn rootless_the_default_is_pasta_ports_are_forwarded_and_a_bridge_is_refused_by_name() {
+    if !need_root("rootless_the_default_is_pasta_ports_are_forwarded_and_a_bridge_is_refused_by_name") {
         return;
     }
     let mode = Mode::rootless();
@@ -194,6 +194,36 @@ fn rootless_the_default_is_pasta_and_a_bridge_is_refused_by_name() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "lo\neth0\n");
+    // -p through pasta's and slirp4netns's forwarding, reached on the host's loopback.
+    for net in ["pasta", "slirp4netns"] {
+        let port = free_port();
+        let p = format!("127.0.0.1:{port}:80");
+        let web = format!("mkdir -p /srv && echo through {net} > /srv/index.html && exec httpd -f -p 80 -h /srv");
+        mode.layers_ok(
+            &store,
+            &["run", "-d", "--name", net, "--network", net, "-p", &p, "localhost/layered", "sh", "-c", &web],
+        );
+        let mut got = String::new();
+        for _ in 0..50 {
+            let fetched = std::process::Command::new("curl")
+                .args(["-s", &format!("http://127.0.0.1:{port}/index.html")])
+                .output();
+            got = fetched.map(|o| stdout(&o)).unwrap_or_default();
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(got, format!("through {net}\n"));
+        assert_eq!(mode.layers_ok(&store, &["port", net]), format!("80/tcp -> 127.0.0.1:{port}"));
+        mode.layers_ok(&store, &["rm", "-f", net]);
+    }
+    let low = mode.run(&store, &["run", "--rm", "--network", "pasta", "-p", "80:80", "localhost/layered", "true"]);
+    assert!(
+        stderr(&low).contains("host port 80 is privileged here (net.ipv4.ip_unprivileged_port_start)"),
+        "{}",
+        stderr(&low)
+    );
 }
 
 #[test]
@@ -264,5 +294,33 @@ fn published_ports_reach_a_container_from_loopback_and_the_hosts_address_and_a_t
     ns.layers_ok(&store, &["rm", "-f", "auto"]);
     // Publishing without a bridge is refused by name.
     let none = ns.layers(&store, &["run", "--rm", "--network", "none", "-p", "80", "localhost/layered", "true"]);
-    assert!(stderr(&none).contains("-p: publishing ports needs --network bridge"), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("-p: publishing ports needs --network bridge, pasta or slirp4netns"),
+        "{}",
+        stderr(&none)
+    );
+}
+
+both_modes!(
+    a_container_joins_anothers_network_namespace_and_reaches_it_on_localhost,
+    a_container_joins_anothers_network_namespace_and_reaches_it_on_localhost_rootless,
+    pod
+);
+
+fn pod(mode: Mode) {
+    let (_work, store) = mode.store_with_fixtures();
+    let web = "mkdir -p /srv && echo hello from the pod > /srv/index.html && exec httpd -f -p 127.0.0.1:8080 -h /srv";
+    mode.layers_ok(&store, &["run", "-d", "--name", "pod", "--network", "none", "localhost/layered", "sh", "-c", web]);
+    let script =
+        "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1:8080/index.html && break; sleep 0.2; done; \
+                  readlink /proc/self/ns/net";
+    let joined =
+        mode.layers_ok(&store, &["run", "--rm", "--network", "container:pod", "localhost/layered", "sh", "-c", script]);
+    let theirs = mode.layers_ok(&store, &["exec", "pod", "readlink", "/proc/self/ns/net"]);
+    assert_eq!(joined, format!("hello from the pod\n{theirs}"), "one network namespace, reached on localhost");
+    mode.layers_ok(&store, &["stop", "-t", "1", "pod"]);
+    let out = mode.run(&store, &["run", "--rm", "--network", "container:pod", "localhost/layered", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("container pod is not running"), "{}", stderr(&out));
+    mode.layers_ok(&store, &["rm", "pod"]);
 }

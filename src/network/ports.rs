@@ -135,7 +135,11 @@ pub fn reserve(maps: &[PortMap]) -> anyhow::Result<Reserved> {
             Proto::Udp => SocketType::DGRAM,
         };
         let sock = socket(AddressFamily::INET, kind, None).context("open a socket to hold a published port")?;
-        // No SO_REUSEADDR: with it, two sockets that do not listen may share a port.
+        // SO_REUSEADDR, so connections of an earlier holder waiting out TIME_WAIT do
+        // not block the port; a TCP port is then held by listening on it (two
+        // sockets with SO_REUSEADDR may share a port that neither listens on). Our
+        // DNAT rules take its traffic before any socket sees it.
+        let _ = rustix::net::sockopt::set_socket_reuseaddr(&sock, true);
         let ip = m.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
         match bind(&sock, &SocketAddrV4::new(ip, m.host_port)) {
             Ok(()) => {}
@@ -149,6 +153,10 @@ pub fn reserve(maps: &[PortMap]) -> anyhow::Result<Reserved> {
                 m.host_port
             ),
             Err(e) => return Err(e).with_context(|| format!("-p {}: hold host port {}", m.column(), m.host_port)),
+        }
+        if m.proto == Proto::Tcp {
+            rustix::net::listen(&sock, 0)
+                .with_context(|| format!("-p {}: hold host port {}", m.column(), m.host_port))?;
         }
         let bound = rustix::net::getsockname(&sock).context("read a held port")?;
         let port = SocketAddrV4::try_from(bound).map_or(m.host_port, |a| a.port());

@@ -10,7 +10,7 @@
 //! outside, this process (the fork that runs one container) joins it, and the holder
 //! goes. The container then starts in a namespace whose network is already up.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -18,6 +18,7 @@ use anyhow::{bail, Context};
 
 use super::container::network::{Network, PastaOptions, SlirpOptions};
 use super::kernel;
+use crate::network::ports::{PortMap, Proto};
 
 /// The program serving a container's network, stopped when dropped.
 pub struct UserNet {
@@ -35,7 +36,11 @@ impl Drop for UserNet {
         match &mut self.program {
             Program::Pasta { pid } => {
                 if let Some(fd) = super::control::pidfd(*pid) {
-                    let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
+                    let _ = rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::TERM);
+                    // Gone before we return, so its published ports are free again
+                    // (a pidfd polls readable when its process ends; 1 s at most).
+                    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                    let _ = rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 1, tv_nsec: 0 }));
                 }
             }
             Program::Slirp(child) => {
@@ -58,10 +63,14 @@ fn program(net: &Network) -> anyhow::Result<PathBuf> {
 }
 
 /// Gives this process a network namespace of its own with `lo` and the program's
-/// interface up, served by the program until the returned value is dropped. `dir` is
-/// a directory of the container's, for the program's PID file.
-pub fn attach(net: &Network, dir: &Path) -> anyhow::Result<UserNet> {
+/// interface up, served by the program until the returned value is dropped, with
+/// `ports` forwarded from the host by it. `dir` is a directory of the container's, for
+/// the program's PID file and API socket. The published ports, any-free ones chosen.
+pub fn attach(net: &Network, dir: &Path, ports: &[PortMap]) -> anyhow::Result<(UserNet, Vec<PortMap>)> {
     let exe = program(net)?;
+    // Checked (a port in use or privileged is refused by name) and chosen, then let go
+    // for the program to bind.
+    let ports = crate::network::ports::reserve(ports)?.maps;
     let mut holder = Command::new("sleep");
     holder.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     kernel::pre_exec(&mut holder, || {
@@ -80,13 +89,13 @@ pub fn attach(net: &Network, dir: &Path) -> anyhow::Result<UserNet> {
         Ok(())
     });
     let mut holder = holder.spawn().context("make the container's network namespace")?;
-    let attached = configure(net, &exe, holder.id(), dir);
+    let attached = configure(net, &exe, holder.id(), dir, &ports);
     let _ = holder.kill();
     let _ = holder.wait();
-    attached
+    Ok((attached?, ports))
 }
 
-fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Result<UserNet> {
+fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path, ports: &[PortMap]) -> anyhow::Result<UserNet> {
     let ns = format!("/proc/{holder}/ns/net");
     let program = match net {
         Network::Pasta(PastaOptions { map_gw, args }) => {
@@ -96,6 +105,7 @@ fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resu
                 .args(["--config-net", "--quiet", "--netns-only", "--netns", &ns])
                 // The host's loopback stays closed unless asked for, as in Podman.
                 .args((!map_gw).then_some("--no-map-gw"))
+                .args(ports.iter().flat_map(pasta_forward))
                 .args(args)
                 .arg("--pid")
                 .arg(&pidfile)
@@ -114,7 +124,13 @@ fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resu
             let mut cmd = Command::new(exe);
             // Sandboxed (an empty mount namespace, no capabilities) and under seccomp,
             // as Podman runs it: it parses the container's traffic.
+            // A socket path is limited to 108 bytes, and a store's container dir can be
+            // longer: the socket is named through our open fd of that dir.
+            let _ = std::fs::remove_file(dir.join("slirp4netns.sock"));
+            let dir_fd = std::fs::File::open(dir).context("open the container's dir")?;
+            let api = PathBuf::from(format!("/proc/{}/fd/{}/slirp4netns.sock", std::process::id(), dir_fd.as_raw_fd()));
             cmd.args(["--configure", "--enable-sandbox", "--enable-seccomp", "--ready-fd=3"])
+                .arg(format!("--api-socket={}", api.display()))
                 .arg(format!("--mtu={}", mtu.unwrap_or(65520)))
                 .args((!allow_host_loopback).then_some("--disable-host-loopback"))
                 .args([holder.to_string(), "tap0".to_string()])
@@ -130,9 +146,20 @@ fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resu
                 let out = child.wait_with_output().map(|o| o.stderr).unwrap_or_default();
                 bail!("--network slirp4netns: slirp4netns failed: {}", last_line(&out));
             }
-            Program::Slirp(child)
+            let mut slirp = Program::Slirp(child);
+            for p in ports {
+                if let Err(e) = slirp_forward(&api, p) {
+                    if let Program::Slirp(c) = &mut slirp {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    return Err(e);
+                }
+            }
+            drop(dir_fd);
+            slirp
         }
-        Network::None | Network::Host | Network::Bridge(_) => {
+        Network::None | Network::Host | Network::Bridge(_) | Network::Container(_) => {
             bail!("--network {}: not a user-mode network", net.name())
         }
     };
@@ -144,6 +171,36 @@ fn configure(net: &Network, exe: &Path, holder: u32, dir: &Path) -> anyhow::Resu
         .context("open socket for lo")?;
     kernel::set_interface_up(sock.as_fd(), "lo").context("bring up lo")?;
     Ok(served)
+}
+
+/// pasta's `-t|-u [ADDR/]HOSTPORT:CONTAINERPORT`.
+fn pasta_forward(p: &PortMap) -> [String; 2] {
+    let flag = if p.proto == Proto::Tcp { "-t" } else { "-u" };
+    let addr = p.host_ip.map(|a| format!("{a}/")).unwrap_or_default();
+    [flag.to_string(), format!("{addr}{}:{}", p.host_port, p.container_port)]
+}
+
+/// Asks slirp4netns through its API socket to forward `p` (one request per connection).
+fn slirp_forward(api: &Path, p: &PortMap) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let request = serde_json::json!({"execute": "add_hostfwd", "arguments": {
+        "proto": p.proto.name(),
+        "host_addr": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+        "host_port": p.host_port,
+        "guest_port": p.container_port,
+    }});
+    let what = || format!("-p {}: slirp4netns", p.column());
+    let mut conn = std::os::unix::net::UnixStream::connect(api).with_context(what)?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5))).with_context(what)?;
+    conn.write_all(request.to_string().as_bytes()).with_context(what)?;
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut reply = String::new();
+    conn.take(64 * 1024).read_to_string(&mut reply).with_context(what)?;
+    let v: serde_json::Value = serde_json::from_str(&reply).with_context(what)?;
+    if let Some(e) = v.get("error") {
+        bail!("{}: {}", what(), e.get("desc").and_then(|d| d.as_str()).unwrap_or("refused"));
+    }
+    Ok(())
 }
 
 fn last_line(bytes: &[u8]) -> String {

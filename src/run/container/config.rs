@@ -213,10 +213,11 @@ impl ContainerConfig {
         if self.limits.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             bail!("--cpus must be a positive number");
         }
-        if (!self.ports.is_empty() || self.publish_all) && !matches!(self.network, Network::Bridge(_)) {
+        let publishable = matches!(self.network, Network::Bridge(_)) || self.network.user_mode();
+        if (!self.ports.is_empty() || self.publish_all) && !publishable {
             let flag = if self.ports.is_empty() { "-P" } else { "-p" };
             bail!(
-                "{flag}: publishing ports needs --network bridge (this container's network is {})",
+                "{flag}: publishing ports needs --network bridge, pasta or slirp4netns (this container's network is {})",
                 self.network.name()
             );
         }

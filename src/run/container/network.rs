@@ -17,6 +17,9 @@ pub enum Network {
     Pasta(PastaOptions),
     /// A namespace of its own served by `slirp4netns`.
     Slirp4netns(SlirpOptions),
+    /// Another running container's (`container:NAME|ID`): the pod pattern, both on
+    /// the same interfaces and reaching each other on localhost.
+    Container(String),
 }
 
 /// `pasta:OPTIONS`: pasta's own arguments, passed on, as Podman does.
@@ -51,6 +54,7 @@ impl Network {
             Network::Bridge(n) => n,
             Network::Pasta(_) => "pasta",
             Network::Slirp4netns(_) => "slirp4netns",
+            Network::Container(_) => "container",
         }
     }
 
@@ -93,10 +97,14 @@ impl Network {
             ("bridge" | "default", None) => Ok(Network::Bridge("bridge".into())),
             ("pasta", o) => pasta(o.unwrap_or("")).map(Network::Pasta),
             ("slirp4netns", o) => slirp(o.unwrap_or("")).map(Network::Slirp4netns),
+            ("container", Some(c)) if !c.is_empty() => Ok(Network::Container(c.to_string())),
+            ("container", _) => Err(format!("--network {s}: want container:NAME or container:ID")),
             ("none" | "host" | "bridge" | "default", Some(_)) => {
                 Err(format!("--network {s}: `{mode}` takes no options"))
             }
-            _ => Err(format!("--network {s}: only `bridge`, `none`, `host`, `pasta` and `slirp4netns` are supported")),
+            _ => Err(format!(
+                "--network {s}: only `bridge`, `none`, `host`, `container:NAME`, `pasta` and `slirp4netns` are supported"
+            )),
         }
     }
 }
@@ -150,6 +158,7 @@ impl From<Network> for String {
                 options.extend(s.allow_host_loopback.then(|| "allow_host_loopback=true".to_string()));
                 options.extend(s.mtu.map(|m| format!("mtu={m}")));
             }
+            Network::Container(c) => return format!("container:{c}"),
             Network::None | Network::Host | Network::Bridge(_) => {}
         }
         if options.is_empty() {
@@ -206,6 +215,7 @@ mod tests {
     fn options_we_do_not_carry_out_are_refused_by_name() {
         for (s, named) in [
             ("nosuch", "only `bridge`, `none`"),
+            ("container:", "want container:NAME"),
             ("bridge:x", "`bridge` takes no options"),
             ("host:x", "`host` takes no options"),
             ("pasta:--netns,/x", "`--netns` is set by layers"),

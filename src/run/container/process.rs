@@ -127,29 +127,36 @@ pub fn run_container(
     if let Network::Bridge(_) = &s.network {
         let settings = crate::network::settings::Settings::load(store.root())?;
         let holder = crate::network::ipam::Holder::this_process()?;
-        let mut ports = s.ports.clone();
-        if s.publish_all {
-            let exposed = config.exposed_ports.iter().flat_map(|m| m.keys());
-            ports.extend(crate::network::ports::exposed(exposed)?);
-        }
-        let attached = crate::network::bridge::attach(&settings, &container.id, &holder, &ports)
+        let attached = crate::network::bridge::attach(&settings, &container.id, &holder, &published(s, config)?)
             .with_context(|| format!("--network {}", s.network.name()))?;
-        return run_here(store, container, config, image, s, Some(&attached));
+        let ports = attached.ports();
+        return run_here(store, container, config, image, s, Some(&attached), ports);
     }
     if s.network.user_mode() {
         // The fork joins the network namespace the program serves (it cannot leave it).
         let dir = ContainerDir::of(store, &container.id);
         return crate::run::kernel::in_fork(|| {
-            let _net = crate::run::user_net::attach(&s.network, dir.path())?;
-            run_here(store, container, config, image, s, None)
+            let (_net, ports) = crate::run::user_net::attach(&s.network, dir.path(), &published(s, config)?)?;
+            run_here(store, container, config, image, s, None, ports)
         });
     }
     if layers_store::layer::encoding::in_initial_user_namespace() {
-        return run_here(store, container, config, image, s, None);
+        return run_here(store, container, config, image, s, None, Vec::new());
     }
     // Rootless: a process that unshared a PID namespace for its children cannot take
     // it back, and a second one is refused; each container starts from a fork.
-    crate::run::kernel::in_fork(|| run_here(store, container, config, image, s, None))
+    crate::run::kernel::in_fork(|| run_here(store, container, config, image, s, None, Vec::new()))
+}
+
+/// The network namespace of the running container `other` (`--network container:`).
+fn network_of(store: &Store, other: &str) -> anyhow::Result<OwnedFd> {
+    let c = store.snapshots().resolve(other).with_context(|| format!("--network container:{other}"))?;
+    let Some(running) = state::running(store, &c) else {
+        bail!("--network container:{other}: container {} is not running", c.name);
+    };
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", running.pid))
+        .with_context(|| format!("--network container:{other}: open its network namespace"))?;
+    Ok(OwnedFd::from(ns))
 }
 
 /// What a container gets from around it: its `/etc` files and its network namespace.
@@ -162,7 +169,18 @@ struct Surroundings {
     address: Option<std::net::Ipv4Addr>,
 }
 
-/// Runs `s` from this process; `bridge` is its place on a bridge network, if any.
+/// `-p` and, with `-P`, the image's exposed ports.
+fn published(s: &RunSpec, config: &RuntimeConfig) -> anyhow::Result<Vec<crate::network::ports::PortMap>> {
+    let mut ports = s.ports.clone();
+    if s.publish_all {
+        let exposed = config.exposed_ports.iter().flat_map(|m| m.keys());
+        ports.extend(crate::network::ports::exposed(exposed)?);
+    }
+    Ok(ports)
+}
+
+/// Runs `s` from this process; `bridge` is its place on a bridge network, if any, and
+/// `ports` what it publishes (host ports resolved).
 fn run_here(
     store: &Store,
     container: &ContainerRow,
@@ -170,18 +188,19 @@ fn run_here(
     image: &str,
     s: &RunSpec,
     bridge: Option<&Attachment>,
+    ports: Vec<crate::network::ports::PortMap>,
 ) -> anyhow::Result<Ended> {
     let process =
         image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
     let address = bridge.and_then(Attachment::address);
     let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address)?;
-    let network = match bridge {
-        Some(b) => child::ChildNetwork::Join(b.netns.try_clone().context("pass on the network namespace")?),
-        None if s.network == Network::None => child::ChildNetwork::Own,
-        None => child::ChildNetwork::Inherited,
+    let network = match (bridge, &s.network) {
+        (Some(b), _) => child::ChildNetwork::Join(b.netns.try_clone().context("pass on the network namespace")?),
+        (None, Network::None) => child::ChildNetwork::Own,
+        (None, Network::Container(other)) => child::ChildNetwork::Join(network_of(store, other)?),
+        (None, _) => child::ChildNetwork::Inherited,
     };
-    let ports = bridge.map(Attachment::ports).unwrap_or_default();
     let launched =
         spawn_and_wait(store, container, &process, &cg, Surroundings { etc, network, ports, address }, image, s);
     // Later children of this process (a build's next step) are born in our own PID
