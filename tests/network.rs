@@ -324,3 +324,60 @@ fn pod(mode: Mode) {
     assert!(stderr(&out).contains("container pod is not running"), "{}", stderr(&out));
     mode.layers_ok(&store, &["rm", "pod"]);
 }
+
+#[test]
+fn containers_on_a_user_defined_network_reach_each_other_by_name_as_they_come_and_go() {
+    if !need_root("containers_on_a_user_defined_network_reach_each_other_by_name_as_they_come_and_go") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    let id = ns.layers_ok(&store, &["network", "create", "--subnet", "10.123.0.0/24", "--label", "team=a", "backend"]);
+    assert_eq!(id.len(), 64);
+    let custom =
+        ns.layers_ok(&store, &["network", "ls", "--filter", "type=custom", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(custom, "backend bridge");
+    let ipam = ns.layers_ok(&store, &["network", "inspect", "-f", "{{json .IPAM.Config}} {{.Labels}}", "backend"]);
+    assert_eq!(ipam, r#"[{"Gateway":"10.123.0.1","Subnet":"10.123.0.0/24"}] map[team:a]"#);
+    let taken = ns.layers(&store, &["network", "create", "backend"]);
+    assert!(stderr(&taken).contains("network with name backend already exists"), "{}", stderr(&taken));
+    let overlap = ns.layers(&store, &["network", "create", "--subnet", "10.123.0.128/25", "other"]);
+    assert!(stderr(&overlap).contains("overlaps network backend"), "{}", stderr(&overlap));
+
+    ns.layers_ok(&store, &["run", "-d", "--name", "alpha", "--network", "backend", "localhost/layered", "sleep", "60"]);
+    ns.layers_ok(&store, &["run", "-d", "--name", "beta", "--network", "backend", "localhost/layered", "sleep", "60"]);
+    // Each finds the other by name, the later one included in the earlier one's hosts file.
+    let seen = ns.layers_ok(
+        &store,
+        &["exec", "alpha", "sh", "-c", "ping -c1 -W2 beta >/dev/null && echo reached; grep -c beta /etc/hosts"],
+    );
+    assert_eq!(seen, "reached\n1");
+    let seen = ns.layers_ok(&store, &["exec", "beta", "sh", "-c", "ping -c1 -W2 alpha >/dev/null && echo reached"]);
+    assert_eq!(seen, "reached");
+    let addr = ns.layers_ok(&store, &["exec", "beta", "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'"]);
+    assert!(addr.starts_with("10.123.0."), "{addr}");
+    // In use: not removed.
+    let busy = ns.layers(&store, &["network", "rm", "backend"]);
+    assert!(stderr(&busy).contains("container alpha uses it"), "{}", stderr(&busy));
+    // Gone from the other's hosts file once it stops.
+    ns.layers_ok(&store, &["rm", "-f", "beta"]);
+    let mut count = String::new();
+    for _ in 0..100 {
+        count = ns.layers_ok(&store, &["exec", "alpha", "sh", "-c", "grep -c beta /etc/hosts || true"]);
+        if count == "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(count, "0", "beta left alpha's hosts file");
+    // The default bridge resolves no names, as Docker's.
+    let out = ns.layers(&store, &["run", "--rm", "localhost/layered", "ping", "-c1", "-W1", "alpha"]);
+    assert!(!out.status.success());
+    ns.layers_ok(&store, &["rm", "-f", "alpha"]);
+    assert_eq!(ns.layers_ok(&store, &["network", "rm", "backend"]), "backend");
+    assert!(!ns.links().iter().any(|l| l.starts_with("lyn")), "its bridge went: {:?}", ns.links());
+    let builtin = ns.layers(&store, &["network", "rm", "bridge"]);
+    assert!(stderr(&builtin).contains("pre-defined network"), "{}", stderr(&builtin));
+    let unknown = ns.layers(&store, &["run", "--rm", "--network", "backend", "localhost/layered", "true"]);
+    assert!(stderr(&unknown).contains("network backend not found"), "{}", stderr(&unknown));
+}

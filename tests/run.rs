@@ -121,7 +121,7 @@ fn exit_statuses(mode: Mode) {
     assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0, "no upper dir left");
     let bad = layers(&store, &["run", "--rm", "--net", "nosuch", "localhost/layered", "true"]);
     assert_eq!(bad.status.code(), Some(125));
-    assert!(stderr(&bad).contains("--network nosuch: only `bridge`"), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--network nosuch: network nosuch not found"), "{}", stderr(&bad));
 }
 
 #[test]

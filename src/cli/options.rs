@@ -161,13 +161,16 @@ impl ContainerOptions {
             .into_iter()
             .filter_map(|e| if e.contains('=') { Some(e) } else { std::env::var(&e).ok().map(|v| format!("{e}={v}")) })
             .collect();
+        let settings = crate::network::settings::Settings::load(store.root())?;
         let network = match &self.net {
             Some(n) => n.clone(),
-            None => {
-                let settings = crate::network::settings::Settings::load(store.root())?;
-                Network::default_for(settings.default.as_deref())?
-            }
+            None => Network::default_for(settings.default.as_deref())?,
         };
+        if let Network::Bridge(name) = &network {
+            if crate::network::defs::find(&settings, name)?.is_none() {
+                anyhow::bail!("--network {name}: network {name} not found");
+            }
+        }
         let config = self.mapped(env, network)?;
         config.check()?;
         Ok(config)

@@ -1,5 +1,5 @@
-//! Docker's `bridge` network: the bridge `layers0` with the subnet's first address,
-//! and per container a veth pair made with its inner end already in the container's
+//! Bridge networks (Docker's `bridge`, `layers0`, and user-defined ones): the bridge
+//! with the subnet's first address, and per container a veth pair made with its inner end already in the container's
 //! network namespace (as netavark does; moving it there after creation costs far
 //! more), an address leased from the subnet, and a default route via the bridge.
 
@@ -10,10 +10,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use anyhow::{bail, Context};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
 
+use super::defs::BridgeNet;
 use super::ipam::{Holder, Lease, Leases, VethLinks};
 use super::netlink::Netlink;
 use super::ports::PortMap;
-use super::settings::{Settings, BRIDGE};
+use super::settings::Settings;
 use super::Subnet;
 
 /// The veth end left on the bridge for a container at `address`: `ly`, 8 hex digits of
@@ -35,10 +36,19 @@ pub struct Attachment {
     /// The host ports held for it.
     reserved: Option<super::ports::Reserved>,
     leases: Leases,
-    subnet: Subnet,
+    settings: Settings,
+    net: BridgeNet,
 }
 
 impl Attachment {
+    /// Writes the hosts files of the containers on its network, this one's included
+    /// (after its own was written), when the network resolves names.
+    pub fn announce(&self) {
+        if self.net.resolves_names {
+            refresh_hosts(&self.leases);
+        }
+    }
+
     /// The address in the subnet.
     pub fn address(&self) -> Option<Ipv4Addr> {
         self.lease.as_ref().map(|l| l.address)
@@ -55,11 +65,14 @@ impl Drop for Attachment {
         let published = self.lease.as_ref().is_some_and(|l| !l.ports().is_empty());
         drop(self.lease.take());
         if published {
-            if let Err(e) = self.leases.published().and_then(|p| super::nft::apply(&[self.subnet], &p)) {
+            if let Err(e) = apply_table(&self.settings) {
                 eprintln!("layers: warning: remove the published ports' rules: {e:#}");
             }
         }
         drop(self.reserved.take());
+        if self.net.resolves_names {
+            refresh_hosts(&self.leases);
+        }
     }
 }
 
@@ -73,27 +86,65 @@ impl VethLinks for Netlink {
     }
 }
 
-/// Makes the bridge if this namespace has none (its leases then go: no container can
-/// be on a bridge just made) and writes our nftables table; the bridge's index.
-fn ensure(nl: &mut Netlink, settings: &Settings, leases: &Leases) -> anyhow::Result<u32> {
-    if let Some(link) = nl.link(BRIDGE)? {
+/// Makes `net`'s bridge if this namespace has none (its leases then go: no container
+/// can be on a bridge just made) and rewrites our nftables table; the bridge's index.
+fn ensure(nl: &mut Netlink, settings: &Settings, net: &BridgeNet, leases: &Leases) -> anyhow::Result<u32> {
+    let name = net.bridge.as_str();
+    if let Some(link) = nl.link(name)? {
         return Ok(link.index);
     }
     forwarding(settings)?;
-    match nl.add_bridge(BRIDGE) {
+    match nl.add_bridge(name) {
         Ok(()) => {}
         // Made meanwhile by another run.
         Err(e) if e.errno() == Some(libc::EEXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    let index = nl.link(BRIDGE)?.with_context(|| format!("bridge {BRIDGE} vanished after it was made"))?.index;
-    nl.add_address(index, settings.subnet.gateway(), settings.subnet.prefix)?;
+    let index = nl.link(name)?.with_context(|| format!("bridge {name} vanished after it was made"))?.index;
+    nl.add_address(index, net.subnet.gateway(), net.subnet.prefix)?;
     leases.forget_all()?;
     // Published to 127.0.0.1 from the host: the bridge must route loopback sources.
-    let localnet = format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet");
+    let localnet = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
     std::fs::write(&localnet, "1").with_context(|| format!("set {localnet}"))?;
-    super::nft::apply(&[settings.subnet], &[])?;
+    apply_table(settings)?;
     Ok(index)
+}
+
+/// Writes our nftables table for every bridge network and every published port of a
+/// live container on one.
+pub fn apply_table(settings: &Settings) -> anyhow::Result<()> {
+    let state = super::state_dir()?;
+    let nets = super::defs::all(settings)?;
+    let mut published = Vec::new();
+    for n in &nets {
+        published.extend(Leases::of(&state, &n.name)?.published()?);
+    }
+    let bridges: Vec<(&str, Subnet)> = nets.iter().map(|n| (n.bridge.as_str(), n.subnet)).collect();
+    super::nft::apply(&bridges, &published)
+}
+
+/// Rewrites the hosts file of every container on a network that resolves names: its
+/// own lines, then every other container's name and address.
+fn refresh_hosts(leases: &Leases) {
+    let Ok(held) = leases.held() else { return };
+    for (addr, me) in &held {
+        let me = &me.joined;
+        let Some(file) = &me.hosts else { continue };
+        let mut text = crate::run::hosts_text(&me.hostname, Some(*addr));
+        for (other_addr, other) in &held {
+            let other = &other.joined;
+            if other.container != me.container && !other.name.is_empty() {
+                text.push_str(&format!("{other_addr}\t{}\n", other.name));
+            }
+        }
+        // In place: the file is bind-mounted into the container (its inode must stay).
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let opened = std::fs::File::options().write(true).truncate(true).custom_flags(libc::O_NOFOLLOW).open(file);
+        if let Ok(mut f) = opened {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
 }
 
 /// Refuses to route for containers while `net.ipv4.ip_forward` is off, unless the
@@ -113,23 +164,39 @@ fn forwarding(settings: &Settings) -> anyhow::Result<()> {
     )
 }
 
-/// Puts the container `container` on the bridge: a network namespace of its own with
-/// `lo` and `eth0` up, an address and a default route, and `ports` published. `holder`
-/// is the process whose life the address lease lasts (it holds the host ports too).
-pub fn attach(settings: &Settings, container: &str, holder: &Holder, ports: &[PortMap]) -> anyhow::Result<Attachment> {
+/// Where a container joins a network: its ID, name, hostname and hosts file (which
+/// the network keeps current when it resolves names).
+pub struct Joiner<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub hosts_file: std::path::PathBuf,
+}
+
+/// Puts the container `who` on the bridge network `net`: a network namespace of its own
+/// with `lo` and `eth0` up, an address and a default route, and `ports` published.
+/// `holder` is the process whose life the address lease lasts (it holds the host ports too).
+pub fn attach(
+    settings: &Settings,
+    net: &BridgeNet,
+    who: &Joiner<'_>,
+    holder: &Holder,
+    ports: &[PortMap],
+) -> anyhow::Result<Attachment> {
+    let container = who.id;
     let state = super::state_dir()?;
-    let leases = Leases::of(&state, "bridge")?;
+    let leases = Leases::of(&state, &net.name)?;
     let mut outer = Netlink::open()?;
-    let bridge = ensure(&mut outer, settings, &leases)?;
+    let bridge = ensure(&mut outer, settings, net, &leases)?;
     let reserved = super::ports::reserve(ports)?;
-    let (lease, stale_ports) = leases.allocate(
-        &settings.subnet,
-        container,
-        *holder,
-        &reserved.maps,
-        |a| host_veth(container, a),
-        &mut outer,
-    )?;
+    let joined = super::ipam::Joined {
+        container: container.to_string(),
+        name: who.name.to_string(),
+        hostname: who.hostname.to_string(),
+        hosts: net.resolves_names.then(|| who.hosts_file.clone()),
+    };
+    let (lease, stale_ports) =
+        leases.allocate(&net.subnet, &joined, *holder, &reserved.maps, |a| host_veth(container, a), &mut outer)?;
     let veth = lease.veth().to_string();
     let (netns, mut inner) = new_namespace()?;
     // In the new namespace, lo is link 1 and eth0 is made as link 2.
@@ -143,13 +210,20 @@ pub fn attach(settings: &Settings, container: &str, holder: &Holder, ports: &[Po
         r => r?,
     }
     inner.set_up(1, "lo")?;
-    inner.add_address(ETH0, lease.address, settings.subnet.prefix)?;
+    inner.add_address(ETH0, lease.address, net.subnet.prefix)?;
     inner.set_up(ETH0, "eth0")?;
-    inner.add_default_route(settings.subnet.gateway())?;
+    inner.add_default_route(net.subnet.gateway())?;
     if !reserved.maps.is_empty() || stale_ports {
-        super::nft::apply(&[settings.subnet], &leases.published()?)?;
+        apply_table(settings)?;
     }
-    Ok(Attachment { netns, lease: Some(lease), reserved: Some(reserved), leases, subnet: settings.subnet })
+    Ok(Attachment {
+        netns,
+        lease: Some(lease),
+        reserved: Some(reserved),
+        leases,
+        settings: settings.clone(),
+        net: net.clone(),
+    })
 }
 
 fn remove_veth(nl: &mut Netlink, name: &str) {

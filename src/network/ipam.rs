@@ -39,10 +39,25 @@ impl Holder {
     }
 }
 
+/// The container a lease is for.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Joined {
+    pub container: String,
+    /// Its name, which other containers on a network that resolves names reach it by.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub hostname: String,
+    /// Its hosts file, which the network keeps current (when it resolves names).
+    #[serde(default)]
+    pub hosts: Option<PathBuf>,
+}
+
 /// What a lease file holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Record {
-    pub container: String,
+    #[serde(flatten)]
+    pub joined: Joined,
     /// The veth end on the bridge.
     pub veth: String,
     /// `None` once released: the address then waits for the veth to go.
@@ -119,7 +134,7 @@ impl Leases {
     pub fn allocate(
         &self,
         subnet: &Subnet,
-        container: &str,
+        joined: &Joined,
         holder: Holder,
         ports: &[PortMap],
         veth_of: impl Fn(Ipv4Addr) -> String,
@@ -170,27 +185,30 @@ impl Leases {
             .mode(0o600)
             .open(&file)
             .with_context(|| format!("lease {address}"))?;
-        let record = Record {
-            container: container.to_string(),
-            veth: veth_of(address),
-            holder: Some(holder),
-            ports: ports.to_vec(),
-        };
+        let record =
+            Record { joined: joined.clone(), veth: veth_of(address), holder: Some(holder), ports: ports.to_vec() };
         write_record(&file, &record)?;
         Ok((Lease { address, file, record }, stale_ports))
     }
 
     /// The published ports of every lease whose holder lives, with their addresses.
     pub fn published(&self) -> anyhow::Result<Vec<(Ipv4Addr, PortMap)>> {
+        let held = self.held()?;
+        Ok(held.iter().flat_map(|(addr, r)| r.ports.iter().map(|p| (*addr, *p))).collect())
+    }
+
+    /// Every lease whose holder lives: its address and record.
+    pub fn held(&self) -> anyhow::Result<Vec<(Ipv4Addr, Record)>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))? {
             let e = e?;
             let Some(addr) = e.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
             let Some(record) = read_record(&e.path()) else { continue };
             if record.holder.is_some_and(|h| h.alive()) {
-                out.extend(record.ports.iter().map(|p| (addr, *p)));
+                out.push((addr, record));
             }
         }
+        out.sort_by_key(|(a, _)| *a);
         Ok(out)
     }
 
@@ -249,27 +267,28 @@ mod tests {
         let subnet = Subnet::parse("10.1.0.0/24").unwrap();
         let me = Holder::this_process().unwrap();
         let veth = |a: Ipv4Addr| format!("v{}", a.octets()[3]);
+        let who = |c: &str| Joined { container: c.into(), ..Joined::default() };
         let mut links = Fake::default();
-        let first = leases.allocate(&subnet, "c1", me, &[], veth, &mut links).unwrap().0;
+        let first = leases.allocate(&subnet, &who("c1"), me, &[], veth, &mut links).unwrap().0;
         assert_eq!(first.address, Ipv4Addr::new(10, 1, 0, 2));
         links.present.insert("v2".into());
         drop(first);
         // Released, its veth still there: the address is not given again yet.
-        let second = leases.allocate(&subnet, "c2", me, &[], veth, &mut links).unwrap().0;
+        let second = leases.allocate(&subnet, &who("c2"), me, &[], veth, &mut links).unwrap().0;
         assert_eq!(second.address, Ipv4Addr::new(10, 1, 0, 3));
         // Its veth gone: free again.
         links.present.remove("v2");
-        let third = leases.allocate(&subnet, "c3", me, &[], veth, &mut links).unwrap().0;
+        let third = leases.allocate(&subnet, &who("c3"), me, &[], veth, &mut links).unwrap().0;
         assert_eq!(third.address, Ipv4Addr::new(10, 1, 0, 2));
         // A holder that died (a PID no process has) without releasing its lease: its
         // veth is deleted and the address freed.
         let dead = Holder { pid: u32::MAX - 1, start: 1 };
         let orphan = dir.path().join("bridge/10.1.0.9");
         let ports = crate::network::ports::parse("8080:80").unwrap();
-        let record = Record { container: "c9".into(), veth: "v9".into(), holder: Some(dead), ports };
+        let record = Record { joined: who("c9"), veth: "v9".into(), holder: Some(dead), ports };
         std::fs::write(&orphan, serde_json::to_vec(&record).unwrap()).unwrap();
         links.present.insert("v9".into());
-        let (_fourth, stale) = leases.allocate(&subnet, "c4", me, &[], veth, &mut links).unwrap();
+        let (_fourth, stale) = leases.allocate(&subnet, &who("c4"), me, &[], veth, &mut links).unwrap();
         assert!(stale, "the dead holder published a port: its rule is stale");
         assert_eq!(links.deleted, ["v9"]);
         assert!(!orphan.exists());

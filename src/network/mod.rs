@@ -4,6 +4,7 @@
 //! subnet and the default network (`settings`).
 
 pub mod bridge;
+pub mod defs;
 pub mod ipam;
 pub mod netlink;
 pub mod nft;

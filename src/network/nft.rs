@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::ports::PortMap;
-use super::settings::BRIDGE;
 use super::Subnet;
 
 /// Our table's name (family `ip`).
@@ -40,7 +39,7 @@ fn rule(chain: &str, expr: Value) -> Value {
 
 /// The commands that leave the table holding exactly these bridges' rules and these
 /// published ports (each to a container's address).
-pub fn commands(subnets: &[Subnet], published: &[(std::net::Ipv4Addr, PortMap)]) -> Value {
+pub fn commands(bridges: &[(&str, Subnet)], published: &[(std::net::Ipv4Addr, PortMap)]) -> Value {
     let to_local =
         json!({"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}});
     let mut cmds = vec![
@@ -53,17 +52,17 @@ pub fn commands(subnets: &[Subnet], published: &[(std::net::Ipv4Addr, PortMap)])
         json!({"add": {"chain": {"family": "ip", "table": TABLE, "name": "published"}}}),
         rule("prerouting", json!([to_local, {"jump": {"target": "published"}}])),
         rule("output", json!([to_local, {"jump": {"target": "published"}}])),
+    ];
+    for (bridge, s) in bridges {
         // Published to 127.0.0.1 from the host itself: the reply must come back to us.
-        rule(
+        cmds.push(rule(
             "postrouting",
             json!([
                 {"match": {"op": "==", "left": ip_field("saddr"), "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}}},
-                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": BRIDGE}},
+                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}},
                 {"masquerade": null}
             ]),
-        ),
-    ];
-    for s in subnets {
+        ));
         cmds.push(rule(
             "postrouting",
             json!([
@@ -86,8 +85,8 @@ pub fn commands(subnets: &[Subnet], published: &[(std::net::Ipv4Addr, PortMap)])
     json!({"nftables": cmds})
 }
 
-/// Writes the table for `subnets` and `published` (`nft -j -f -`).
-pub fn apply(subnets: &[Subnet], published: &[(std::net::Ipv4Addr, PortMap)]) -> anyhow::Result<()> {
+/// Writes the table for `bridges` (name and subnet) and `published` (`nft -j -f -`).
+pub fn apply(bridges: &[(&str, Subnet)], published: &[(std::net::Ipv4Addr, PortMap)]) -> anyhow::Result<()> {
     let nft =
         crate::userns::program("nft").context("--network bridge: `nft` is not installed (apt-get install nftables)")?;
     let mut child = Command::new(nft)
@@ -97,7 +96,7 @@ pub fn apply(subnets: &[Subnet], published: &[(std::net::Ipv4Addr, PortMap)]) ->
         .stderr(Stdio::piped())
         .spawn()
         .context("run nft")?;
-    let text = commands(subnets, published).to_string();
+    let text = commands(bridges, published).to_string();
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(text.as_bytes()).context("write to nft")?;
     }
@@ -115,13 +114,14 @@ mod tests {
 
     #[test]
     fn the_table_is_replaced_whole_and_names_only_ours() {
-        let cmds = commands(&[Subnet::parse("10.77.0.0/16").unwrap()], &[]);
+        let cmds = commands(&[("layers0", Subnet::parse("10.77.0.0/16").unwrap())], &[]);
         let list = cmds["nftables"].as_array().unwrap();
         // Made, removed and made again in one transaction: idempotent.
         assert_eq!(list[0]["add"]["table"]["name"], TABLE);
         assert_eq!(list[1]["delete"]["table"]["name"], TABLE);
         assert!(list.iter().all(|c| c.to_string().contains(&format!("\"{TABLE}\""))));
         let rule = &list[10]["add"]["rule"]["expr"];
+        assert_eq!(list[9]["add"]["rule"]["expr"][1]["match"]["right"], "layers0");
         assert_eq!(rule[0]["match"]["right"]["prefix"]["addr"], "10.77.0.0");
         assert_eq!(rule[2]["masquerade"], Value::Null);
     }

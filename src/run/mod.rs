@@ -47,6 +47,7 @@ use anyhow::{bail, Context};
 use layers_store::{ContainerRow, Store};
 
 pub use child::Bind;
+pub use container::files::hosts_text;
 use container::process::{command, launch};
 pub use container::process::{Ended, Launched};
 pub use container::state;

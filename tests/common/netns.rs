@@ -48,7 +48,10 @@ impl NetNs {
     /// override) and the namespace's own state dir.
     pub fn layers_command(&self, store: &Path) -> Command {
         let mut c = self.command(layers_bin());
-        c.env("LAYERS_NETWORK_STATE", self.state.path()).arg("--root").arg(store);
+        c.env("LAYERS_NETWORK_STATE", self.state.path().join("run"))
+            .env("LAYERS_NETWORK_CONFIG", self.state.path().join("networks"))
+            .arg("--root")
+            .arg(store);
         c
     }
 
@@ -75,7 +78,7 @@ impl NetNs {
     /// released, though its holder may have died), by address.
     pub fn leases(&self) -> Vec<String> {
         let mut found = Vec::new();
-        for ns in std::fs::read_dir(self.state.path()).unwrap().flatten() {
+        for ns in std::fs::read_dir(self.state.path().join("run")).into_iter().flatten().flatten() {
             let Ok(entries) = std::fs::read_dir(ns.path().join("bridge")) else { continue };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();

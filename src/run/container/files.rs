@@ -45,8 +45,7 @@ pub fn etc_files(
     hostname: &str,
     address: Option<Ipv4Addr>,
 ) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let own = address.map_or_else(|| "127.0.1.1".to_string(), |a| a.to_string());
-    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n");
+    let hosts = hosts_text(hostname, address);
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match address {
         Some(_) => {
@@ -62,6 +61,13 @@ pub fn etc_files(
         out.push((p, format!("etc/{}", f.name())));
     }
     Ok(out)
+}
+
+/// A container's `/etc/hosts`: localhost, and its host name at its address on a bridge
+/// (else 127.0.1.1, as Debian has it).
+pub fn hosts_text(hostname: &str, address: Option<Ipv4Addr>) -> String {
+    let own = address.map_or_else(|| "127.0.1.1".to_string(), |a| a.to_string());
+    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n")
 }
 
 /// Docker's fallback when the host names no nameserver a container can reach.

@@ -26,7 +26,7 @@
 
 pub mod config;
 pub mod dir;
-mod files;
+pub mod files;
 pub mod lifecycle;
 pub mod monitor;
 pub mod network;

@@ -99,11 +99,17 @@ impl Network {
             ("slirp4netns", o) => slirp(o.unwrap_or("")).map(Network::Slirp4netns),
             ("container", Some(c)) if !c.is_empty() => Ok(Network::Container(c.to_string())),
             ("container", _) => Err(format!("--network {s}: want container:NAME or container:ID")),
+            // A user-defined network's name (looked up when the container is made).
+            (name, None) if name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) =>
+            {
+                Ok(Network::Bridge(name.to_string()))
+            }
             ("none" | "host" | "bridge" | "default", Some(_)) => {
                 Err(format!("--network {s}: `{mode}` takes no options"))
             }
             _ => Err(format!(
-                "--network {s}: only `bridge`, `none`, `host`, `container:NAME`, `pasta` and `slirp4netns` are supported"
+                "--network {s}: want `bridge`, `none`, `host`, a network's name, `container:NAME`, `pasta` or `slirp4netns`"
             )),
         }
     }
@@ -214,7 +220,7 @@ mod tests {
     #[test]
     fn options_we_do_not_carry_out_are_refused_by_name() {
         for (s, named) in [
-            ("nosuch", "only `bridge`, `none`"),
+            ("no such", "want `bridge`, `none`"),
             ("container:", "want container:NAME"),
             ("bridge:x", "`bridge` takes no options"),
             ("host:x", "`host` takes no options"),

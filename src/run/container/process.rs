@@ -124,11 +124,19 @@ pub fn run_container(
     s: &RunSpec,
     _single_threaded: &Quiesced,
 ) -> anyhow::Result<Ended> {
-    if let Network::Bridge(_) = &s.network {
+    if let Network::Bridge(name) = &s.network {
         let settings = crate::network::settings::Settings::load(store.root())?;
+        let net = crate::network::defs::find(&settings, name)?
+            .with_context(|| format!("--network {name}: network {name} not found"))?;
         let holder = crate::network::ipam::Holder::this_process()?;
-        let attached = crate::network::bridge::attach(&settings, &container.id, &holder, &published(s, config)?)
-            .with_context(|| format!("--network {}", s.network.name()))?;
+        let who = crate::network::bridge::Joiner {
+            id: &container.id,
+            name: &container.name,
+            hostname: &s.overrides.hostname,
+            hosts_file: ContainerDir::of(store, &container.id).file(super::dir::File::Hosts),
+        };
+        let attached = crate::network::bridge::attach(&settings, &net, &who, &holder, &published(s, config)?)
+            .with_context(|| format!("--network {name}"))?;
         let ports = attached.ports();
         return run_here(store, container, config, image, s, Some(&attached), ports);
     }
@@ -195,6 +203,9 @@ fn run_here(
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
     let address = bridge.and_then(Attachment::address);
     let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address)?;
+    if let Some(b) = bridge {
+        b.announce();
+    }
     let network = match (bridge, &s.network) {
         (Some(b), _) => child::ChildNetwork::Join(b.netns.try_clone().context("pass on the network namespace")?),
         (None, Network::None) => child::ChildNetwork::Own,
