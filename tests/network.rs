@@ -381,3 +381,44 @@ fn containers_on_a_user_defined_network_reach_each_other_by_name_as_they_come_an
     let unknown = ns.layers(&store, &["run", "--rm", "--network", "backend", "localhost/layered", "true"]);
     assert!(stderr(&unknown).contains("network backend not found"), "{}", stderr(&unknown));
 }
+
+#[test]
+fn build_steps_keep_the_hosts_network_unless_the_build_asks_for_the_bridge() {
+    if !need_root("build_steps_keep_the_hosts_network_unless_the_build_asks_for_the_bridge") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let ns = NetNs::new();
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let dockerfile = "FROM localhost/layered\n\
+                      RUN ip -o link | awk -F': ' '{print $2}' | tr '\\n' ' ' > /links\n\
+                      RUN --network=none ip -o link | awk -F': ' '{print $2}' | tr '\\n' ' ' > /links-none\n\
+                      RUN --network=default ip -o -4 addr show eth0 | awk '{print $4}' > /addr || true\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let read = |image: &str| {
+        ns.layers_ok(
+            &store,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                image,
+                "sh",
+                "-c",
+                "cat /links; echo; cat /links-none; echo; cat /addr",
+            ],
+        )
+    };
+    // By default RUN steps are on the host's network (here: the test's namespace, lo only).
+    ns.layers_ok(&store, &["build", "-q", "-t", "plain", ctx.to_str().unwrap()]);
+    assert_eq!(read("plain"), "lo \nlo", "the host's links, none's own lo, no eth0 (output trimmed)");
+    // --network bridge: on the bridge, and RUN --network=default follows the build's.
+    ns.layers_ok(&store, &["build", "-q", "--network", "bridge", "-t", "bridged", ctx.to_str().unwrap()]);
+    let seen = read("bridged");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines[0].starts_with("lo eth0"), "{seen}");
+    assert_eq!(lines[1], "lo ", "{seen}");
+    assert!(lines[2].starts_with("10.77.0."), "{seen}");
+}

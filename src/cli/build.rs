@@ -54,7 +54,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "auto")]
     progress: ProgressMode,
     /// RUN's network: `host` (the default, as buildah's chroot isolation; `default` is
-    /// the same) or `none`.
+    /// the same), `bridge` (root: the default bridge, as `run` has it) or `none`.
     #[arg(long, value_parser = parse_network, default_value = "host")]
     network: Network,
     /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`,
@@ -82,7 +82,13 @@ fn parse_network(s: &str) -> Result<Network, String> {
     match s {
         "default" | "host" => Ok(Network::Host),
         "none" => Ok(Network::None),
-        other => Err(format!("{other}: use host, default or none")),
+        "bridge" => {
+            if !layers_store::layer::encoding::in_initial_user_namespace() {
+                return Err("bridge: bridges need root (a rootless build's RUN steps use host or none)".into());
+            }
+            Ok(Network::Bridge("bridge".into()))
+        }
+        other => Err(format!("{other}: use host (default), bridge or none")),
     }
 }
 

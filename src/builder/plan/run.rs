@@ -183,7 +183,9 @@ pub fn plan(
     }
     let network = match network.as_deref() {
         None => inputs.network.clone(),
-        Some("default" | "host") => Network::Host,
+        // `default`: the build's own --network, as BuildKit has it.
+        Some("default") => inputs.network.clone(),
+        Some("host") => Network::Host,
         Some("none") => Network::None,
         Some(other) => bail!("RUN --network={other}: use default, host or none"),
     };
@@ -222,7 +224,14 @@ pub fn plan(
     let text = format!("RUN {}", command_text(command));
     let mut key = Key::new("run", Some(parent))
         .field("argv", &serde_json::to_string(&argv)?)
-        .field("network", if network == Network::Host { "host" } else { "none" })
+        .field(
+            "network",
+            match &network {
+                Network::Host => "host",
+                Network::Bridge(_) => "bridge",
+                _ => "none",
+            },
+        )
         .field("env", &env.join("\n"));
     // What the step reads, by name: explains a later miss of it.
     let mut read: Vec<(String, String)> = scope
