@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Network benchmark, in a network namespace of its own (nothing is made in the
 # machine's): `layers run --rm IMAGE /bin/true` on the default bridge against
-# `--network none`, and `podman run --rm` on its default bridge (whatever network
+# `--network none` and with one published port (`-p`), and `podman run --rm` on its default bridge (whatever network
 # backend Debian's podman has: CNI here) against its `--network none`; 20 `layers
 # run -d` started at once on the bridge against one alone. Tools interleaved, store on
 # tmpfs, medians of ROUNDS.
@@ -37,6 +37,7 @@ results="$scratch/results"; : >"$results"
 for r in $(seq "$rounds"); do
   time_it "layers:none" "${L[@]}" run --rm --network none localhost/layered /bin/true
   time_it "layers:bridge" "${L[@]}" run --rm localhost/layered /bin/true
+  time_it "layers:publish" "${L[@]}" run --rm -p 18080:80 localhost/layered /bin/true
   if [ -n "$podman_ok" ]; then
     time_it "podman:none" "${P[@]}" run --rm --network none localhost/layered:latest /bin/true
     time_it "podman:bridge" "${P[@]}" run --rm localhost/layered:latest /bin/true
@@ -63,6 +64,7 @@ awk "$MEDIAN_AWK"'
     printf "== run --rm busybox /bin/true, medians of '"$rounds"' (ms) ==\n"
     none = median(t["layers:none"]); bridge = median(t["layers:bridge"])
     printf "layers --network none %.2f   layers bridge %.2f   bridge - none = %.2f ms (target <= 3)\n", none, bridge, bridge - none
+    printf "layers bridge -p 18080:80 %.2f   -p adds %.2f ms (target <= 2; it runs nft twice: rules in, rules out)\n", median(t["layers:publish"]), median(t["layers:publish"]) - bridge
     if ("podman:bridge" in t) {
       printf "podman --network none %.1f   podman bridge %.1f   layers/podman bridged = %.3fx (target <= 0.1)\n", median(t["podman:none"]), median(t["podman:bridge"]), bridge / median(t["podman:bridge"])
     }

@@ -422,3 +422,48 @@ fn build_steps_keep_the_hosts_network_unless_the_build_asks_for_the_bridge() {
     assert_eq!(lines[1], "lo ", "{seen}");
     assert!(lines[2].starts_with("10.77.0."), "{seen}");
 }
+
+both_modes!(
+    dns_dns_search_and_add_host_write_the_containers_resolver_files,
+    dns_dns_search_and_add_host_write_the_containers_resolver_files_rootless,
+    resolver_flags
+);
+
+fn resolver_flags(mode: Mode) {
+    let (_work, store) = mode.store_with_fixtures();
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--dns",
+        "192.0.2.53",
+        "--dns",
+        "2001:db8::53",
+        "--dns-search",
+        "example.org",
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "v6:2001:db8::7",
+        "localhost/layered",
+        "sh",
+        "-c",
+        "grep -E '^(nameserver|search)' /etc/resolv.conf; grep -E 'db|v6' /etc/hosts",
+    ];
+    let out = mode.layers_ok(&store, &args);
+    assert_eq!(
+        out,
+        "search example.org\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n10.1.2.3\tdb\n2001:db8::7\tv6"
+    );
+    for (flag, value, says) in [
+        ("--dns", "nine", "--dns nine: not an IP address"),
+        ("--add-host", "db", "--add-host db: want NAME:IP"),
+        ("--add-host", "db:nowhere", "\"nowhere\" is not an IP address"),
+        ("--add-host", "gw:host-gateway", "host-gateway is not supported"),
+    ] {
+        let bad = mode.run(&store, &["run", "--rm", flag, value, "localhost/layered", "true"]);
+        assert_eq!(bad.status.code(), Some(125), "{flag} {value}");
+        assert!(stderr(&bad).contains(says), "{flag} {value}: {}", stderr(&bad));
+    }
+}

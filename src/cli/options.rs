@@ -41,6 +41,15 @@ pub struct ContainerOptions {
     /// Host name inside (default: the container's short ID).
     #[arg(long)]
     pub hostname: Option<String>,
+    /// A nameserver for /etc/resolv.conf, instead of the host's.
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A search domain for /etc/resolv.conf, instead of the host's.
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// An /etc/hosts entry, `NAME:IP`.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// `bridge` (root's default: `layers0`, outgoing NAT), `none` (own namespace, only
     /// `lo`), `host`, `pasta[:OPTIONS,…]` or `slirp4netns[:OPTIONS,…]` (Podman's options;
     /// a rootless container's default is pasta, else slirp4netns). The default can be
@@ -200,6 +209,7 @@ impl ContainerOptions {
                 hostname: self.hostname.clone(),
             },
             network: self.net.clone().unwrap_or(default_network),
+            resolver: config::Resolver::parse(&self.dns, &self.dns_search, &self.add_host)?,
             ports: {
                 let mut ports = Vec::new();
                 for p in &self.publish {

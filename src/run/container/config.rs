@@ -27,6 +27,9 @@ pub struct ContainerConfig {
     pub process: Process,
     /// Its network.
     pub network: Network,
+    /// `--dns`, `--dns-search`, `--add-host`.
+    #[serde(default, skip_serializing_if = "Resolver::is_empty")]
+    pub resolver: Resolver,
     /// `-p`: ports published on the host (on a bridge).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::network::ports::PortMap>,
@@ -59,6 +62,55 @@ pub struct ContainerConfig {
     pub restart: Restart,
     /// Removed when it exits (`--rm`).
     pub auto_remove: bool,
+}
+
+/// Name resolution over the host's: `--dns`, `--dns-search`, `--add-host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resolver {
+    /// Nameservers, replacing the host's.
+    #[serde(default)]
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// Search domains, replacing the host's.
+    #[serde(default)]
+    pub search: Vec<String>,
+    /// Extra /etc/hosts lines: name and address.
+    #[serde(default)]
+    pub hosts: Vec<(String, std::net::IpAddr)>,
+}
+
+impl Resolver {
+    /// The flags, checked: addresses must be IP addresses, names without blanks.
+    pub fn parse(dns: &[String], search: &[String], add_host: &[String]) -> anyhow::Result<Resolver> {
+        let mut r = Resolver::default();
+        for d in dns {
+            r.nameservers.push(d.parse().map_err(|_| anyhow::anyhow!("--dns {d}: not an IP address"))?);
+        }
+        for s in search {
+            if s.is_empty() || s.chars().any(char::is_whitespace) {
+                bail!("--dns-search {s:?}: not a domain");
+            }
+            r.search.push(s.clone());
+        }
+        for h in add_host {
+            // NAME:IP, the address may be IPv6 (`name:::1`) as Docker takes it.
+            let (name, ip) = h.split_once(':').with_context(|| format!("--add-host {h}: want NAME:IP"))?;
+            if ip == "host-gateway" {
+                bail!("--add-host {h}: host-gateway is not supported; give the address");
+            }
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let addr = ip.parse().map_err(|_| anyhow::anyhow!("--add-host {h}: {ip:?} is not an IP address"))?;
+            if name.is_empty() || name.chars().any(char::is_whitespace) {
+                bail!("--add-host {h}: {name:?} is not a host name");
+            }
+            r.hosts.push((name.to_string(), addr));
+        }
+        Ok(r)
+    }
+
+    /// Nothing over the host's.
+    pub fn is_empty(&self) -> bool {
+        self.nameservers.is_empty() && self.search.is_empty() && self.hosts.is_empty()
+    }
 }
 
 /// What runs in a container, over its image's config.
@@ -179,6 +231,7 @@ impl ContainerConfig {
             image: image.to_string(),
             process: Process::default(),
             network: Network::None,
+            resolver: Resolver::default(),
             ports: Vec::new(),
             publish_all: false,
             mounts: Vec::new(),
@@ -310,6 +363,7 @@ impl ContainerConfig {
             network: self.network.clone(),
             ports: self.ports.clone(),
             publish_all: self.publish_all,
+            resolver: self.resolver.clone(),
             binds,
             tmpfs,
             limits: self.limits,

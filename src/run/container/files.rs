@@ -44,8 +44,12 @@ pub fn etc_files(
     dir: &ContainerDir,
     hostname: &str,
     address: Option<Ipv4Addr>,
+    resolver: &super::config::Resolver,
 ) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let hosts = hosts_text(hostname, address);
+    let mut hosts = hosts_text(hostname, address);
+    for (name, ip) in &resolver.hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match address {
         Some(_) => {
@@ -54,6 +58,7 @@ pub fn etc_files(
         }
         None => host_resolv,
     };
+    let resolv = with_resolver(&resolv, resolver);
     let mut out = Vec::new();
     for (f, content) in [(File::Hostname, format!("{hostname}\n")), (File::Hosts, hosts), (File::ResolvConf, resolv)] {
         let p = dir.file(f);
@@ -68,6 +73,23 @@ pub fn etc_files(
 pub fn hosts_text(hostname: &str, address: Option<Ipv4Addr>) -> String {
     let own = address.map_or_else(|| "127.0.1.1".to_string(), |a| a.to_string());
     format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n")
+}
+
+/// `resolv` with `--dns` nameservers and `--dns-search` domains in place of its own.
+fn with_resolver(resolv: &str, r: &super::config::Resolver) -> String {
+    let replaced = |l: &str| {
+        let first = l.split_whitespace().next();
+        (!r.nameservers.is_empty() && first == Some("nameserver"))
+            || (!r.search.is_empty() && matches!(first, Some("search" | "domain")))
+    };
+    let mut out: String = resolv.lines().filter(|l| !replaced(l)).map(|l| format!("{l}\n")).collect();
+    if !r.search.is_empty() {
+        out.push_str(&format!("search {}\n", r.search.join(" ")));
+    }
+    for ns in &r.nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    out
 }
 
 /// Docker's fallback when the host names no nameserver a container can reach.

@@ -49,6 +49,8 @@ pub struct RunSpec {
     pub ports: Vec<crate::network::ports::PortMap>,
     /// The image's exposed ports published too.
     pub publish_all: bool,
+    /// `--dns`, `--dns-search`, `--add-host`.
+    pub resolver: super::config::Resolver,
     /// Host paths bind-mounted in (each host path exists).
     pub binds: Vec<child::Bind>,
     /// tmpfs mounts: target and mount options.
@@ -84,6 +86,7 @@ impl RunSpec {
             network: Network::None,
             ports: Vec::new(),
             publish_all: false,
+            resolver: Default::default(),
             binds: Vec::new(),
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
@@ -202,7 +205,7 @@ fn run_here(
         image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
     let address = bridge.and_then(Attachment::address);
-    let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address)?;
+    let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address, &s.resolver)?;
     if let Some(b) = bridge {
         b.announce();
     }

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Network throughput, in a network namespace of its own: a Python socket pump (the
+# fixture's Python image in the container, the host's python3 outside) sends SIZE MiB
+# over TCP and the receiver reports MB/s.
+#  1. container on the bridge -> the bridge's host side (10.77.0.1), against the same
+#     pump between two plain namespaces joined by a veth pair (no bridge, no NAT): the
+#     floor the bridge is held against (target >= 0.9x);
+#  2. rootless: container -> the host's loopback through pasta (`pasta:--map-gw`)
+#     against slirp4netns (`allow_host_loopback=true`) (target: pasta >= 3x slirp4netns).
+# Medians of ROUNDS.
+#
+# usage: bench/throughput.sh [ROUNDS] [SIZE_MIB]   (default 5, 1024; root, Debian 12)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+rounds=${1:-5}
+size=${2:-1024}
+source "$here/lib.sh"
+ensure_packages nftables passt slirp4netns uidmap
+build_layers
+bash "$repo/fixtures/build.sh" >/dev/null
+if [ -z "${LAYERS_BENCH_IN_NETNS:-}" ]; then
+  exec unshare --net env LAYERS_BENCH_IN_NETNS=1 bash "$0" "$@"
+fi
+ip link set lo up
+echo 1 >/proc/sys/net/ipv4/ip_forward
+fresh_scratch throughput
+chmod 755 "$scratch"
+export LAYERS_NETWORK_STATE="$scratch/net" LAYERS_NETWORK_CONFIG="$scratch/networks"
+L=("$layers" --root "$scratch/layers")
+"${L[@]}" load -q -i "$repo/fixtures/cache/python" >/dev/null
+
+# The pump: `sink PORT` prints MB/s of what it received; `send HOST PORT MIB` sends.
+cat >"$scratch/pump.py" <<'PY'
+import socket, sys, time
+if sys.argv[1] == "sink":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(1)
+    c, _ = s.accept(); n = 0; t0 = None; buf = bytearray(1 << 20)
+    while True:
+        k = c.recv_into(buf)
+        if not k: break
+        if t0 is None: t0 = time.monotonic()
+        n += k
+    print(f"{n / (time.monotonic() - t0) / 1e6:.1f}", flush=True)
+else:
+    host, port, mib = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    for _ in range(100):
+        try:
+            c = socket.create_connection((host, port)); break
+        except OSError:
+            time.sleep(0.05)
+    chunk = b"x" * (1 << 20)
+    for _ in range(mib): c.sendall(chunk)
+    c.close()
+PY
+cp "$scratch/pump.py" "$scratch/pump-shared.py"
+results="$scratch/results"; : >"$results"
+run_sink() { python3 "$scratch/pump.py" sink "$1" >"$scratch/rate" & sink_pid=$!; }
+for r in $(seq "$rounds"); do
+  # Bridge: container -> host side.
+  run_sink 5201
+  "${L[@]}" run --rm -v "$scratch/pump.py:/pump.py:ro" localhost/python python3 /pump.py send 10.77.0.1 5201 "$size"
+  wait $sink_pid; echo "bridge $(cat "$scratch/rate")" >>"$results"
+  # Floor: a plain namespace joined to this one by a veth pair.
+  ip link add vb0 type veth peer name vb1
+  ip addr add 10.250.0.1/30 dev vb0; ip link set vb0 up
+  run_sink 5202
+  unshare --net sh -c "sleep 30" & holder=$!
+  sleep 0.2
+  ip link set vb1 netns /proc/$holder/ns/net
+  nsenter --net=/proc/$holder/ns/net sh -c "ip addr add 10.250.0.2/30 dev vb1; ip link set vb1 up; ip link set lo up; python3 $scratch/pump.py send 10.250.0.1 5202 $size"
+  wait $sink_pid; echo "veth $(cat "$scratch/rate")" >>"$results"
+  kill $holder; wait $holder 2>/dev/null || true
+  ip link del vb0 2>/dev/null || true
+done
+
+# Rootless: pasta against slirp4netns, to the host's loopback.
+user=layers-bench
+id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 "$user"
+grep -q "^$user:" /etc/subuid || usermod --add-subuids 400000-465535 --add-subgids 400000-465535 "$user"
+mine="$scratch/$user"; mkdir -p "$mine"; cp -a "$repo/fixtures/cache/python" "$mine/python"; cp "$scratch/pump.py" "$mine/pump.py"; chown -R "$user:" "$mine"
+U() { setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- "$@"; }
+U "$layers" --root "$mine/store" load -q -i "$mine/python" >/dev/null
+for r in $(seq "$rounds"); do
+  for net in "pasta:--map-gw" "slirp4netns:allow_host_loopback=true"; do
+    gw=10.0.2.2; [ "${net%%:*}" = pasta ] && gw=$(ip -o -4 route show default 2>/dev/null | awk '{print $3}')
+    [ -n "$gw" ] || gw=192.0.2.1
+    run_sink 5203
+    U "$layers" --root "$mine/store" run --rm --network "$net" -v "$mine/pump.py:/pump.py:ro" localhost/python sh -c "python3 /pump.py send \$(ip route | awk '/default/ {print \$3}') 5203 $size"
+    wait $sink_pid; echo "${net%%:*} $(cat "$scratch/rate")" >>"$results"
+  done
+done
+pkill -u "$user" -f 'layers userns-pause' 2>/dev/null || true
+
+awk "$MEDIAN_AWK"'
+  { t[$1] = t[$1] " " $2 }
+  END {
+    printf "== TCP throughput, Python pump, %d MiB, medians of '"$rounds"' (MB/s) ==\n", '"$size"'
+    printf "container on the bridge -> host side %.0f   veth pair between namespaces (floor) %.0f   ratio %.2fx (target >= 0.9)\n", median(t["bridge"]), median(t["veth"]), median(t["bridge"]) / median(t["veth"])
+    printf "rootless: pasta %.0f   slirp4netns %.0f   pasta/slirp4netns %.2fx (target >= 3)\n", median(t["pasta"]), median(t["slirp4netns"]), median(t["pasta"]) / median(t["slirp4netns"])
+  }' "$results"
