@@ -24,6 +24,10 @@ if [ -z "${LAYERS_BENCH_IN_NETNS:-}" ]; then
 fi
 ip link set lo up
 echo 1 >/proc/sys/net/ipv4/ip_forward
+# pasta copies the host's addresses and default route: give this namespace some.
+ip link add vt0 type veth peer name vt1
+ip addr add 192.0.2.2/24 dev vt0 && ip link set vt0 up && ip link set vt1 up
+ip route add default via 192.0.2.1
 fresh_scratch throughput
 chmod 755 "$scratch"
 export LAYERS_NETWORK_STATE="$scratch/net" LAYERS_NETWORK_CONFIG="$scratch/networks"
@@ -84,8 +88,6 @@ U() { setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- "$@";
 U "$layers" --root "$mine/store" load -q -i "$mine/python" >/dev/null
 for r in $(seq "$rounds"); do
   for net in "pasta:--map-gw" "slirp4netns:allow_host_loopback=true"; do
-    gw=10.0.2.2; [ "${net%%:*}" = pasta ] && gw=$(ip -o -4 route show default 2>/dev/null | awk '{print $3}')
-    [ -n "$gw" ] || gw=192.0.2.1
     run_sink 5203
     U "$layers" --root "$mine/store" run --rm --network "$net" -v "$mine/pump.py:/pump.py:ro" localhost/python sh -c "python3 /pump.py send \$(ip route | awk '/default/ {print \$3}') 5203 $size"
     wait $sink_pid; echo "${net%%:*} $(cat "$scratch/rate")" >>"$results"

@@ -280,6 +280,7 @@ fn network_settings(network: &str, running: Option<&state::Running>) -> Value {
             list.push(json!({"HostIp": ip, "HostPort": p.host_port.to_string()}));
         }
     }
-    let address = running.and_then(|r| r.address.clone()).unwrap_or_default();
-    json!({ "Networks": { network: { "IPAddress": address } }, "IPAddress": address, "Ports": ports })
+    let address = running.and_then(|r| r.address.clone());
+    let on_network = address.as_ref().map_or_else(|| json!({}), |a| json!({ "IPAddress": a }));
+    json!({ "Networks": { network: on_network }, "IPAddress": address.unwrap_or_default(), "Ports": ports })
 }
