@@ -506,7 +506,11 @@ pub fn feed(mut cmd: std::process::Command, input: &[u8]) -> std::process::Outpu
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input).unwrap();
+        // A command that ended (or failed) before reading all of it: its output says why.
+        match child.stdin.take().unwrap().write_all(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.unwrap(),
+        }
     }
     child.wait_with_output().unwrap()
 }
