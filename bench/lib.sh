@@ -29,6 +29,17 @@ build_layers() {
   layers="$repo/target/release/layers"
 }
 
+# Runs the rest of the calling script in a network namespace of its own (lo up,
+# forwarding on), so nothing is made in the machine's: the script starts again there,
+# with the binary build_layers gave ($LAYERS_BIN) and its packages already installed.
+enter_own_netns() { # the script's arguments
+  if [ -z "${LAYERS_BENCH_IN_NETNS:-}" ]; then
+    exec unshare --net env LAYERS_BENCH_IN_NETNS=1 LAYERS_BIN="$layers" bash "$0" "$@"
+  fi
+  ip link set lo up
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+}
+
 # Sets $scratch to an empty $BENCH_DIR (default /dev/shm/layers-NAME-bench: tmpfs, as the
 # ratios want) with podman's containers.conf in it.
 fresh_scratch() { # name

@@ -15,11 +15,7 @@ source "$here/lib.sh"
 ensure_packages podman nftables skopeo
 build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
-if [ -z "${LAYERS_BENCH_IN_NETNS:-}" ]; then
-  exec unshare --net env LAYERS_BENCH_IN_NETNS=1 bash "$0" "$@"
-fi
-ip link set lo up
-echo 1 >/proc/sys/net/ipv4/ip_forward
+enter_own_netns "$@"
 fresh_scratch network
 export LAYERS_NETWORK_STATE="$scratch/net"
 P=(podman --root "$scratch/podman" --runroot /run/lrb-n --storage-driver overlay)

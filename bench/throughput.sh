@@ -19,11 +19,7 @@ source "$here/lib.sh"
 ensure_packages nftables passt slirp4netns uidmap
 build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
-if [ -z "${LAYERS_BENCH_IN_NETNS:-}" ]; then
-  exec unshare --net env LAYERS_BENCH_IN_NETNS=1 bash "$0" "$@"
-fi
-ip link set lo up
-echo 1 >/proc/sys/net/ipv4/ip_forward
+enter_own_netns "$@"
 # pasta copies the host's addresses and default route: give this namespace some.
 ip link add vt0 type veth peer name vt1
 ip addr add 192.0.2.2/24 dev vt0 && ip link set vt0 up && ip link set vt1 up

@@ -13,6 +13,12 @@ use std::process::Stdio;
 
 use common::*;
 
+/// A shell loop that fetches `url` with busybox's wget, trying again for 2 s while the
+/// server comes up; it fails if no try succeeded.
+fn fetched(url: &str) -> String {
+    format!("ok=1; for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - {url} && {{ ok=0; break; }}; sleep 0.2; done; [ $ok = 0 ]")
+}
+
 #[test]
 fn a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side() {
     if !need_root("a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side") {
@@ -32,11 +38,13 @@ fn a_container_on_the_default_bridge_has_its_address_and_reaches_the_host_side()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let script = "ip -o -4 addr show eth0 | awk '{print $4}'; ip route | awk '/default/ {print $3}'; \
-                  grep -c '^nameserver 127' /etc/resolv.conf; awk -v h=$(hostname) '$2 == h {print $1}' /etc/hosts; \
-                  for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://10.77.0.1:8080/index.html && break; sleep 0.2; done";
+    let script = format!(
+        "ip -o -4 addr show eth0 | awk '{{print $4}}'; ip route | awk '/default/ {{print $3}}'; \
+         grep -c '^nameserver 127' /etc/resolv.conf; awk -v h=$(hostname) '$2 == h {{print $1}}' /etc/hosts; {}",
+        fetched("http://10.77.0.1:8080/index.html")
+    );
     // No --network: as root, the default is the bridge.
-    let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", script]);
+    let out = ns.layers_ok(&store, &["run", "--rm", "localhost/layered", "sh", "-c", &script]);
     let _ = server.kill();
     let _ = server.wait();
     let lines: Vec<&str> = out.lines().collect();
@@ -70,9 +78,8 @@ fn twenty_containers_started_at_once_get_twenty_addresses_and_reach_each_other()
     let web_ip = web_addr.split('/').next().unwrap().to_string();
     // Each keeps its address (sleeping) until all are read: 20 at once, allocated concurrently.
     let fetch = format!(
-        "{{ ip -o -4 addr show eth0 | awk '{{print $4}}'; \
-         for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://{web_ip}/index.html && break; sleep 0.2; done; }} \
-         > /tmp/seen; exec sleep 60"
+        "{{ ip -o -4 addr show eth0 | awk '{{print $4}}'; {}; }} > /tmp/seen; exec sleep 60",
+        fetched(&format!("http://{web_ip}/index.html"))
     );
     let children: Vec<_> = (0..20)
         .map(|i| {
@@ -247,10 +254,7 @@ fn published_ports_reach_a_container_from_loopback_and_the_hosts_address_and_a_t
     let receive = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 53)); \
                    open('/tmp/udp', 'wb').write(s.recvfrom(100)[0]); import time; time.sleep(60)";
     ns.layers_ok(&store, &["run", "-d", "--name", "udp", "-p", &p3, "localhost/python", "python3", "-c", receive]);
-    let fetch = |url: String| {
-        let script = format!("for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - {url} && exit 0; sleep 0.2; done; exit 1");
-        ns.sh(&script)
-    };
+    let fetch = |url: String| ns.sh(&fetched(&url));
     assert_eq!(fetch(format!("http://127.0.0.1:{local}/index.html")), "hello through a port\n");
     assert_eq!(fetch(format!("http://192.0.2.10:{any}/index.html")), "hello through a port\n");
     let send = format!(
@@ -311,11 +315,9 @@ fn pod(mode: Mode) {
     let (_work, store) = mode.store_with_fixtures();
     let web = "mkdir -p /srv && echo hello from the pod > /srv/index.html && exec httpd -f -p 127.0.0.1:8080 -h /srv";
     mode.layers_ok(&store, &["run", "-d", "--name", "pod", "--network", "none", "localhost/layered", "sh", "-c", web]);
-    let script =
-        "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1:8080/index.html && break; sleep 0.2; done; \
-                  readlink /proc/self/ns/net";
-    let joined =
-        mode.layers_ok(&store, &["run", "--rm", "--network", "container:pod", "localhost/layered", "sh", "-c", script]);
+    let script = format!("{}; readlink /proc/self/ns/net", fetched("http://127.0.0.1:8080/index.html"));
+    let joined = mode
+        .layers_ok(&store, &["run", "--rm", "--network", "container:pod", "localhost/layered", "sh", "-c", &script]);
     let theirs = mode.layers_ok(&store, &["exec", "pod", "readlink", "/proc/self/ns/net"]);
     assert_eq!(joined, format!("hello from the pod\n{theirs}"), "one network namespace, reached on localhost");
     mode.layers_ok(&store, &["stop", "-t", "1", "pod"]);
@@ -344,14 +346,21 @@ fn containers_on_a_user_defined_network_reach_each_other_by_name_as_they_come_an
     let overlap = ns.layers(&store, &["network", "create", "--subnet", "10.123.0.128/25", "other"]);
     assert!(stderr(&overlap).contains("overlaps network backend"), "{}", stderr(&overlap));
 
-    ns.layers_ok(&store, &["run", "-d", "--name", "alpha", "--network", "backend", "localhost/layered", "sleep", "60"]);
+    let alpha = ["run", "-d", "--name", "alpha", "--network", "backend", "--add-host", "extra:10.9.9.9"];
+    ns.layers_ok(&store, &[&alpha[..], &["localhost/layered", "sleep", "60"]].concat());
     ns.layers_ok(&store, &["run", "-d", "--name", "beta", "--network", "backend", "localhost/layered", "sleep", "60"]);
     // Each finds the other by name, the later one included in the earlier one's hosts file.
     let seen = ns.layers_ok(
         &store,
-        &["exec", "alpha", "sh", "-c", "ping -c1 -W2 beta >/dev/null && echo reached; grep -c beta /etc/hosts"],
+        &[
+            "exec",
+            "alpha",
+            "sh",
+            "-c",
+            "ping -c1 -W2 beta >/dev/null && echo reached; grep -c beta /etc/hosts; grep extra /etc/hosts",
+        ],
     );
-    assert_eq!(seen, "reached\n1");
+    assert_eq!(seen, "reached\n1\n10.9.9.9\textra", "its --add-host entry stays as its peers are written in");
     let seen = ns.layers_ok(&store, &["exec", "beta", "sh", "-c", "ping -c1 -W2 alpha >/dev/null && echo reached"]);
     assert_eq!(seen, "reached");
     let addr = ns.layers_ok(&store, &["exec", "beta", "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'"]);

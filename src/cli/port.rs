@@ -37,12 +37,9 @@ pub fn port(store: &Store, a: &PortArgs) -> anyhow::Result<ExitCode> {
         bail!("port {}: no public port '{n}/{p}' published for {}", a.container, c.name);
     }
     for m in shown {
-        let line = m.describe();
-        match &wanted {
-            // Docker prints only the host side for one port.
-            Some(_) => outln!("{}", line.split(" -> ").nth(1).unwrap_or_default()),
-            None => outln!("{line}"),
-        }
+        // Docker prints only the host side for one port.
+        let line = if wanted.is_some() { m.host() } else { m.describe() };
+        outln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! Bridge networks (Docker's `bridge`, `layers0`, and user-defined ones): the bridge
-//! with the subnet's first address, and per container a veth pair made with its inner end already in the container's
-//! network namespace (as netavark does; moving it there after creation costs far
-//! more), an address leased from the subnet, and a default route via the bridge.
+//! with the subnet's first address, and per container a veth pair made with its inner
+//! end already in the container's network namespace (as netavark does; moving it there
+//! after creation costs far more), an address leased from the subnet, and a default
+//! route via the bridge.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -11,7 +12,7 @@ use anyhow::{bail, Context};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
 
 use super::defs::BridgeNet;
-use super::ipam::{Holder, Lease, Leases, VethLinks};
+use super::ipam::{Holder, Joined, Lease, Leases, VethLinks};
 use super::netlink::Netlink;
 use super::ports::PortMap;
 use super::settings::Settings;
@@ -31,10 +32,11 @@ pub fn host_veth(container: &str, address: Ipv4Addr) -> String {
 pub struct Attachment {
     /// Its network namespace, for the container to join.
     pub netns: OwnedFd,
-    /// Its address, and the ports it publishes.
+    /// Its address, and the ports it publishes (taken when dropped, before the rules
+    /// are rewritten without them).
     lease: Option<Lease>,
-    /// The host ports held for it.
-    reserved: Option<super::ports::Reserved>,
+    /// The host ports held for it: let go after its rules (fields drop after `drop`).
+    _reserved: super::ports::Reserved,
     leases: Leases,
     settings: Settings,
     net: BridgeNet,
@@ -69,7 +71,6 @@ impl Drop for Attachment {
                 eprintln!("layers: warning: remove the published ports' rules: {e:#}");
             }
         }
-        drop(self.reserved.take());
         if self.net.resolves_names {
             refresh_hosts(&self.leases);
         }
@@ -130,7 +131,7 @@ fn refresh_hosts(leases: &Leases) {
     for (addr, me) in &held {
         let me = &me.joined;
         let Some(file) = &me.hosts else { continue };
-        let mut text = crate::run::hosts_text(&me.hostname, Some(*addr));
+        let mut text = crate::run::hosts_text(&me.hostname, Some(*addr), &me.extra_hosts);
         for (other_addr, other) in &held {
             let other = &other.joined;
             if other.container != me.container && !other.name.is_empty() {
@@ -164,37 +165,24 @@ fn forwarding(settings: &Settings) -> anyhow::Result<()> {
     )
 }
 
-/// Where a container joins a network: its ID, name, hostname and hosts file (which
-/// the network keeps current when it resolves names).
-pub struct Joiner<'a> {
-    pub id: &'a str,
-    pub name: &'a str,
-    pub hostname: &'a str,
-    pub hosts_file: std::path::PathBuf,
-}
-
 /// Puts the container `who` on the bridge network `net`: a network namespace of its own
 /// with `lo` and `eth0` up, an address and a default route, and `ports` published.
-/// `holder` is the process whose life the address lease lasts (it holds the host ports too).
+/// `holder` is the process whose life the address lease lasts (it holds the host ports
+/// too). Its hosts file is kept current only on a network that resolves names.
 pub fn attach(
     settings: &Settings,
     net: &BridgeNet,
-    who: &Joiner<'_>,
+    who: &Joined,
     holder: &Holder,
     ports: &[PortMap],
 ) -> anyhow::Result<Attachment> {
-    let container = who.id;
+    let container = who.container.as_str();
     let state = super::state_dir()?;
     let leases = Leases::of(&state, &net.name)?;
     let mut outer = Netlink::open()?;
     let bridge = ensure(&mut outer, settings, net, &leases)?;
     let reserved = super::ports::reserve(ports)?;
-    let joined = super::ipam::Joined {
-        container: container.to_string(),
-        name: who.name.to_string(),
-        hostname: who.hostname.to_string(),
-        hosts: net.resolves_names.then(|| who.hosts_file.clone()),
-    };
+    let joined = Joined { hosts: who.hosts.clone().filter(|_| net.resolves_names), ..who.clone() };
     let (lease, stale_ports) =
         leases.allocate(&net.subnet, &joined, *holder, &reserved.maps, |a| host_veth(container, a), &mut outer)?;
     let veth = lease.veth().to_string();
@@ -219,7 +207,7 @@ pub fn attach(
     Ok(Attachment {
         netns,
         lease: Some(lease),
-        reserved: Some(reserved),
+        _reserved: reserved,
         leases,
         settings: settings.clone(),
         net: net.clone(),

@@ -51,6 +51,9 @@ pub struct Joined {
     /// Its hosts file, which the network keeps current (when it resolves names).
     #[serde(default)]
     pub hosts: Option<PathBuf>,
+    /// Its `--add-host` entries, kept in that file as its peers come and go.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// What a lease file holds.
@@ -149,12 +152,10 @@ impl Leases {
             .with_context(|| format!("open lock {}", self.dir.display()))?;
         lock.lock().with_context(|| format!("lock {}", self.dir.display()))?;
         let mut taken = std::collections::BTreeSet::new();
-        for e in std::fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))? {
-            let e = e?;
-            let Some(addr) = e.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
-            let Some(record) = read_record(&e.path()) else {
+        for (addr, path) in self.files()? {
+            let Some(record) = read_record(&path) else {
                 // Made and never written (its maker died at once): nothing was attached.
-                let _ = std::fs::remove_file(e.path());
+                let _ = std::fs::remove_file(&path);
                 continue;
             };
             if record.holder.is_some_and(|h| h.alive()) {
@@ -166,14 +167,14 @@ impl Leases {
                 // Released: its veth goes with its namespace, soon; a holder that died
                 // without releasing (killed) gets its veth deleted now, as does one
                 // lingering past the grace time.
-                let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                let age = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
                 if record.holder.is_none() && age.is_some_and(|a| a < DRAIN_GRACE) {
                     taken.insert(addr);
                     continue;
                 }
                 links.delete(&record.veth);
             }
-            let _ = std::fs::remove_file(e.path());
+            let _ = std::fs::remove_file(&path);
         }
         let Some(address) = subnet.hosts().find(|a| !taken.contains(a)) else {
             bail!("network {}: no free address in {subnet} ({} in use)", self.name(), taken.len());
@@ -200,15 +201,25 @@ impl Leases {
     /// Every lease whose holder lives: its address and record.
     pub fn held(&self) -> anyhow::Result<Vec<(Ipv4Addr, Record)>> {
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))? {
-            let e = e?;
-            let Some(addr) = e.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
-            let Some(record) = read_record(&e.path()) else { continue };
+        for (addr, path) in self.files()? {
+            let Some(record) = read_record(&path) else { continue };
             if record.holder.is_some_and(|h| h.alive()) {
                 out.push((addr, record));
             }
         }
         out.sort_by_key(|(a, _)| *a);
+        Ok(out)
+    }
+
+    /// The lease files, by address (the lock and temp files are not leases).
+    fn files(&self) -> anyhow::Result<Vec<(Ipv4Addr, PathBuf)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).with_context(|| format!("read {}", self.dir.display()))? {
+            let e = e?;
+            if let Some(addr) = e.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) {
+                out.push((addr, e.path()));
+            }
+        }
         Ok(out)
     }
 

@@ -38,16 +38,19 @@ pub struct PortMap {
 }
 
 impl PortMap {
+    /// The host side: `0.0.0.0:8080`.
+    pub fn host(&self) -> String {
+        format!("{}:{}", self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), self.host_port)
+    }
+
     /// As `docker port` prints it: `80/tcp -> 0.0.0.0:8080`.
     pub fn describe(&self) -> String {
-        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        format!("{}/{} -> {ip}:{}", self.container_port, self.proto.name(), self.host_port)
+        format!("{}/{} -> {}", self.container_port, self.proto.name(), self.host())
     }
 
     /// As `docker ps` prints it: `0.0.0.0:8080->80/tcp`.
     pub fn column(&self) -> String {
-        let ip = self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        format!("{ip}:{}->{}/{}", self.host_port, self.container_port, self.proto.name())
+        format!("{}->{}/{}", self.host(), self.container_port, self.proto.name())
     }
 }
 

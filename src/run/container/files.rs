@@ -46,10 +46,7 @@ pub fn etc_files(
     address: Option<Ipv4Addr>,
     resolver: &super::config::Resolver,
 ) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let mut hosts = hosts_text(hostname, address);
-    for (name, ip) in &resolver.hosts {
-        hosts.push_str(&format!("{ip}\t{name}\n"));
-    }
+    let hosts = hosts_text(hostname, address, &resolver.hosts);
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match address {
         Some(_) => {
@@ -68,11 +65,15 @@ pub fn etc_files(
     Ok(out)
 }
 
-/// A container's `/etc/hosts`: localhost, and its host name at its address on a bridge
-/// (else 127.0.1.1, as Debian has it).
-pub fn hosts_text(hostname: &str, address: Option<Ipv4Addr>) -> String {
+/// A container's `/etc/hosts`: localhost, its host name at its address on a bridge
+/// (else 127.0.1.1, as Debian has it), and its `--add-host` entries.
+pub fn hosts_text(hostname: &str, address: Option<Ipv4Addr>, extra: &[(String, std::net::IpAddr)]) -> String {
     let own = address.map_or_else(|| "127.0.1.1".to_string(), |a| a.to_string());
-    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n")
+    let mut text = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n");
+    for (name, ip) in extra {
+        text.push_str(&format!("{ip}\t{name}\n"));
+    }
+    text
 }
 
 /// `resolv` with `--dns` nameservers and `--dns-search` domains in place of its own.

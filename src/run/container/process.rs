@@ -132,11 +132,12 @@ pub fn run_container(
         let net = crate::network::defs::find(&settings, name)?
             .with_context(|| format!("--network {name}: network {name} not found"))?;
         let holder = crate::network::ipam::Holder::this_process()?;
-        let who = crate::network::bridge::Joiner {
-            id: &container.id,
-            name: &container.name,
-            hostname: &s.overrides.hostname,
-            hosts_file: ContainerDir::of(store, &container.id).file(super::dir::File::Hosts),
+        let who = crate::network::ipam::Joined {
+            container: container.id.clone(),
+            name: container.name.clone(),
+            hostname: s.overrides.hostname.clone(),
+            hosts: Some(ContainerDir::of(store, &container.id).file(super::dir::File::Hosts)),
+            extra_hosts: s.resolver.hosts.clone(),
         };
         let attached = crate::network::bridge::attach(&settings, &net, &who, &holder, &published(s, config)?)
             .with_context(|| format!("--network {name}"))?;
