@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 rounds=${1:-30}
 source "$here/lib.sh"
-ensure_packages podman nftables skopeo
+ensure_packages podman nftables skopeo  # nft: podman's netavark/CNI
 build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
 enter_own_netns "$@"
@@ -60,7 +60,7 @@ awk "$MEDIAN_AWK"'
     printf "== run --rm busybox /bin/true, medians of '"$rounds"' (ms) ==\n"
     none = median(t["layers:none"]); bridge = median(t["layers:bridge"])
     printf "layers --network none %.2f   layers bridge %.2f   bridge - none = %.2f ms (target <= 3)\n", none, bridge, bridge - none
-    printf "layers bridge -p 18080:80 %.2f   -p adds %.2f ms (target <= 2; it runs nft twice: rules in, rules out)\n", median(t["layers:publish"]), median(t["layers:publish"]) - bridge
+    printf "layers bridge -p 18080:80 %.2f   -p adds %.2f ms (target <= 2)\n", median(t["layers:publish"]), median(t["layers:publish"]) - bridge
     if ("podman:bridge" in t) {
       printf "podman --network none %.1f   podman bridge %.1f   layers/podman bridged = %.3fx (target <= 0.1)\n", median(t["podman:none"]), median(t["podman:bridge"]), bridge / median(t["podman:bridge"])
     }

@@ -38,7 +38,6 @@ pub struct Attachment {
     /// The host ports held for it: let go after its rules (fields drop after `drop`).
     _reserved: super::ports::Reserved,
     leases: Leases,
-    settings: Settings,
     net: BridgeNet,
 }
 
@@ -64,13 +63,14 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        let published = self.lease.as_ref().is_some_and(|l| !l.ports().is_empty());
-        drop(self.lease.take());
-        if published {
-            if let Err(e) = apply_table(&self.settings) {
+        // Its rules go before its address is released: the address may be leased again.
+        if let Some(lease) = self.lease.as_ref().filter(|l| !l.ports().is_empty()) {
+            let removed = table_lock().and_then(|_lock| super::nft::unpublish(&lease.joined().container));
+            if let Err(e) = removed {
                 eprintln!("layers: warning: remove the published ports' rules: {e:#}");
             }
         }
+        drop(self.lease.take());
         if self.net.resolves_names {
             refresh_hosts(&self.leases);
         }
@@ -111,17 +111,51 @@ fn ensure(nl: &mut Netlink, settings: &Settings, net: &BridgeNet, leases: &Lease
     Ok(index)
 }
 
+/// Holds the lock under which this network namespace's table is written: a table
+/// written whole from the leases read must not drop rules appended meanwhile.
+fn table_lock() -> anyhow::Result<File> {
+    let path = super::state_dir()?.join("nft.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open lock {}", path.display()))?;
+    lock.lock().with_context(|| format!("lock {}", path.display()))?;
+    Ok(lock)
+}
+
 /// Writes our nftables table for every bridge network and every published port of a
 /// live container on one.
 pub fn apply_table(settings: &Settings) -> anyhow::Result<()> {
+    let _lock = table_lock()?;
     let state = super::state_dir()?;
     let nets = super::defs::all(settings)?;
     let mut published = Vec::new();
     for n in &nets {
         published.extend(Leases::of(&state, &n.name)?.published()?);
     }
+    let published: Vec<super::nft::Published<'_>> = published
+        .iter()
+        .map(|(address, container, port)| super::nft::Published { container, address: *address, port: *port })
+        .collect();
     let bridges: Vec<(&str, Subnet)> = nets.iter().map(|n| (n.bridge.as_str(), n.subnet)).collect();
     super::nft::apply(&bridges, &published)
+}
+
+/// Adds a container's published-port rules to the table; written whole when it is
+/// missing its chain, or when a dead container's rules are to go.
+fn publish(settings: &Settings, lease: &Lease, stale: bool) -> anyhow::Result<()> {
+    if !stale {
+        let lock = table_lock()?;
+        if super::nft::publish(&lease.joined().container, lease.address, lease.ports())? {
+            return Ok(());
+        }
+        drop(lock);
+    }
+    // Its lease is written: the whole table includes its ports. (A table written whole
+    // between its lease and its rules has them twice, which matches the same; both go.)
+    apply_table(settings)
 }
 
 /// Rewrites the hosts file of every container on a network that resolves names: its
@@ -201,17 +235,10 @@ pub fn attach(
     inner.add_address(ETH0, lease.address, net.subnet.prefix)?;
     inner.set_up(ETH0, "eth0")?;
     inner.add_default_route(net.subnet.gateway())?;
-    if !reserved.maps.is_empty() || stale_ports {
-        apply_table(settings)?;
+    if !lease.ports().is_empty() || stale_ports {
+        publish(settings, &lease, stale_ports)?;
     }
-    Ok(Attachment {
-        netns,
-        lease: Some(lease),
-        _reserved: reserved,
-        leases,
-        settings: settings.clone(),
-        net: net.clone(),
-    })
+    Ok(Attachment { netns, lease: Some(lease), _reserved: reserved, leases, net: net.clone() })
 }
 
 fn remove_veth(nl: &mut Netlink, name: &str) {

@@ -192,10 +192,10 @@ impl Leases {
         Ok((Lease { address, file, record }, stale_ports))
     }
 
-    /// The published ports of every lease whose holder lives, with their addresses.
-    pub fn published(&self) -> anyhow::Result<Vec<(Ipv4Addr, PortMap)>> {
+    /// The published ports of every lease whose holder lives: address, container, port.
+    pub fn published(&self) -> anyhow::Result<Vec<(Ipv4Addr, String, PortMap)>> {
         let held = self.held()?;
-        Ok(held.iter().flat_map(|(addr, r)| r.ports.iter().map(|p| (*addr, *p))).collect())
+        Ok(held.iter().flat_map(|(addr, r)| r.ports.iter().map(|p| (*addr, r.joined.container.clone(), *p))).collect())
     }
 
     /// Every lease whose holder lives: its address and record.
@@ -239,6 +239,11 @@ pub trait VethLinks {
 }
 
 impl Lease {
+    /// The container it is for.
+    pub fn joined(&self) -> &Joined {
+        &self.record.joined
+    }
+
     /// The veth this lease's container has on the bridge.
     pub fn veth(&self) -> &str {
         &self.record.veth

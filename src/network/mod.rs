@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod defs;
 pub mod ipam;
 pub mod netlink;
+pub mod nfnl;
 pub mod nft;
 pub mod ports;
 pub mod settings;

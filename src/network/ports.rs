@@ -24,6 +24,14 @@ impl Proto {
             Proto::Udp => "udp",
         }
     }
+
+    /// Its IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
 }
 
 /// One published port.
