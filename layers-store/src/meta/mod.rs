@@ -135,6 +135,7 @@ fn busy(attempt: i32) -> bool {
 struct WriterLock(Option<File>);
 
 impl WriterLock {
+    #[allow(clippy::disallowed_methods)] // the store's own file, beside its database
     fn open(db: &Path) -> WriterLock {
         let mut name = db.as_os_str().to_owned();
         name.push("-writer");
