@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/
 //!   db.sqlite            metadata: blobs, layers, images, tags, leases, containers (WAL)
+//!   db.sqlite-writer     the lock its writers queue on
 //!   blobs/sha256/<hex>   manifests, configs and layer blobs, as received
 //!   layers/<hex>/        one unpacked layer per diffID, overlay whiteouts inside
 //!   tmp/                 staging; anything here after a crash is garbage

@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/
 //!   db.sqlite            metadata (WAL); rows `pending` → `ready`
+//!   db.sqlite-writer     the lock its writers queue on
 //!   blobs/sha256/<hex>   manifests, configs, layer blobs as received
 //!   layers/<hex>/        one unpacked layer per diffID, overlay whiteouts inside
 //!   tmp/                 staging; garbage after a crash
