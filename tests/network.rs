@@ -476,3 +476,61 @@ fn resolver_flags(mode: Mode) {
         assert!(stderr(&bad).contains(says), "{flag} {value}: {}", stderr(&bad));
     }
 }
+
+/// Whether the Debian mirror answers on port 80 (within 5 s).
+fn debian_mirror_reachable() -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = "deb.debian.org:80".to_socket_addrs() else { return false };
+    addrs.into_iter().any(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(5)).is_ok())
+}
+
+/// The issue's promise: a Dockerfile that runs `apt-get update` builds with no network
+/// flag (build steps use the host's network). The base is a Debian 12 made here by
+/// debootstrap from the same mirror, imported as `docker import` would.
+#[test]
+fn a_dockerfile_with_apt_get_update_builds_with_no_network_flag() {
+    if !need_root("a_dockerfile_with_apt_get_update_builds_with_no_network_flag") {
+        return;
+    }
+    if !debian_mirror_reachable() {
+        eprintln!("\n*** SKIPPED a_dockerfile_with_apt_get_update_builds_with_no_network_flag: deb.debian.org:80 is unreachable from this machine ***\n");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let rootfs = work.path().join("rootfs");
+    let made = std::process::Command::new("debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&rootfs)
+        .arg("http://deb.debian.org/debian")
+        .stdout(Stdio::null())
+        .output()
+        .expect("debootstrap (apt-get install debootstrap)");
+    assert!(made.status.success(), "debootstrap: {}", stderr(&made));
+    let tar = work.path().join("debian.tar");
+    let packed = std::process::Command::new("tar")
+        .args(["--numeric-owner", "--xattrs", "-C"])
+        .arg(&rootfs)
+        .args(["--exclude=./var/cache/apt/archives/*.deb", "-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    layers_ok(&store, &["import", tar.to_str().unwrap(), "debian-min:12"]);
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM debian-min:12\n\
+         RUN apt-get update && apt-get install -y --no-install-recommends hello && rm -rf /var/lib/apt/lists/*\n\
+         CMD [\"hello\"]\n",
+    )
+    .unwrap();
+    let built = layers(&store, &["build", "-t", "hello-apt", ctx.to_str().unwrap()]);
+    assert!(built.status.success(), "build with no --network: {}{}", stdout(&built), stderr(&built));
+    assert!(stdout(&built).contains("Setting up hello"), "apt-get installed it: {}", stdout(&built));
+    // What apt-get installed is in the image, and runs with no network at all.
+    let said = layers_ok(&store, &["run", "--rm", "--network", "none", "hello-apt"]);
+    assert_eq!(said, "Hello, world!");
+}
