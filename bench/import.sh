@@ -19,20 +19,11 @@ cache="$here/cache"
 mkdir -p "$cache"
 
 source "$here/lib.sh"
-ensure_packages debootstrap podman time pigz
+ensure_packages podman time pigz
 
-input="$cache/debian-rootfs.tar.gz"
+ensure_debian_rootfs
+input=$debian_rootfs
 double="$cache/debian-rootfs-x2.tar.gz"
-if [ ! -s "$input" ] || [ ! -s "$double" ]; then
-  src=$(mktemp -d /dev/shm/bench-rootfs.XXXXXX)
-  debootstrap --variant=minbase bookworm "$src/rootfs" http://deb.debian.org/debian >/dev/null
-  # debootstrap keeps the downloaded packages; a rootfs as `docker export` gives has none.
-  rm -f "$src/rootfs"/var/cache/apt/archives/*.deb
-  tar --numeric-owner --xattrs -C "$src/rootfs" -czf "$input.tmp" . && mv "$input.tmp" "$input"
-  cp -a "$src/rootfs" "$src/copy"
-  tar --numeric-owner --xattrs -C "$src" -czf "$double.tmp" rootfs copy && mv "$double.tmp" "$double"
-  rm -rf "$src"
-fi
 
 build_layers
 (cd "$here/oci-image-peer" && cargo build --release -q)

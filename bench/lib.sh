@@ -82,3 +82,23 @@ with open(os.path.join(root, "big.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
 PY
 }
+
+# Makes bench/cache/debian-rootfs.tar.gz (a Debian 12 minbase, as `docker export`
+# gives it: no downloaded packages) and debian-rootfs-x2.tar.gz (two copies of it)
+# with debootstrap from the Debian mirror, unless they exist; sets $debian_rootfs.
+ensure_debian_rootfs() {
+  local cache=$here/cache
+  debian_rootfs=$cache/debian-rootfs.tar.gz
+  local double=$cache/debian-rootfs-x2.tar.gz
+  if [ -s "$debian_rootfs" ] && [ -s "$double" ]; then return; fi
+  ensure_packages debootstrap
+  mkdir -p "$cache"
+  local src
+  src=$(mktemp -d /dev/shm/bench-rootfs.XXXXXX)
+  debootstrap --variant=minbase bookworm "$src/rootfs" http://deb.debian.org/debian >/dev/null
+  rm -f "$src/rootfs"/var/cache/apt/archives/*.deb
+  tar --numeric-owner --xattrs -C "$src/rootfs" -czf "$debian_rootfs.tmp" . && mv "$debian_rootfs.tmp" "$debian_rootfs"
+  cp -a "$src/rootfs" "$src/copy"
+  tar --numeric-owner --xattrs -C "$src" -czf "$double.tmp" rootfs copy && mv "$double.tmp" "$double"
+  rm -rf "$src"
+}
