@@ -458,7 +458,8 @@ fn resolver_flags(mode: Mode) {
         "localhost/layered",
         "sh",
         "-c",
-        "grep -E '^(nameserver|search)' /etc/resolv.conf; grep -E 'db|v6' /etc/hosts",
+        // Whole names: the hostname (hex of the container's ID) may hold "db".
+        "grep -E '^(nameserver|search)' /etc/resolv.conf; grep -E '[[:space:]](db|v6)$' /etc/hosts",
     ];
     let out = mode.layers_ok(&store, &args);
     assert_eq!(
