@@ -215,8 +215,8 @@ impl Store {
         let root = Root::open(&layer_dir).map_err(|e| Error::io("stage", layer_dir.display(), e))?;
         // A known size bounds what is read even when the content turns out wrong.
         let input = input.take(expect.size.map_or(u64::MAX, |n| n + 1));
-        let mut digests = crate::layer::listing::ContentDigests::default();
-        let u = unpack::unpack_hashing(input, sink.as_mut(), &root, &self.limits, expect.blob, &mut digests)?;
+        let mut written = crate::layer::written::Written::default();
+        let u = unpack::unpack_hashing(input, sink.as_mut(), &root, &self.limits, expect.blob, &mut written)?;
         // unpack checked the blob digest itself (see why there); size and diffID are ours.
         if let Some(want) = expect.size.filter(|w| *w != u.blob_size) {
             return Err(Error::new(
@@ -241,7 +241,15 @@ impl Store {
             uncompressed_size: u.tar_size,
             file_count: u.entries,
         };
-        let tree = Listing::with_known(&layer_dir, &digests)?;
+        let tree = written.listing();
+        // Every layer a debug build writes proves the records equal what a walk reads.
+        #[cfg(debug_assertions)]
+        {
+            let walked = Listing::of(&layer_dir)?;
+            if let Some(path) = tree.first_difference(&walked) {
+                panic!("the written listing of {} differs from the walk at {path:?}", u.diff_id);
+            }
+        }
         ingest.add_layer_tree(row, layer_dir, tree);
         Ok(u)
     }

@@ -355,6 +355,29 @@ impl Subdir {
         Ok(rfs::fsetxattr(&self.fd, key, value, XattrFlags::empty())?)
     }
 
+    /// This directory's status.
+    pub fn stat_self(&self) -> io::Result<rfs::Stat> {
+        Ok(rfs::fstat(&self.fd)?)
+    }
+
+    /// The status of `name`, not following it.
+    pub fn stat_at(&self, name: &[u8]) -> io::Result<rfs::Stat> {
+        Ok(rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?)
+    }
+
+    /// This directory's extended attributes, sorted by name.
+    pub fn xattrs_self(&self) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        xattrs_fd(self.fd.as_fd())
+    }
+
+    /// The extended attributes of `name` (not following it), sorted by name.
+    pub fn xattrs_at(&self, name: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut path = format!("/proc/self/fd/{}/", self.fd.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name);
+        let path = path.as_slice();
+        read_xattrs(|buf| rfs::llistxattr(path, buf), |k, buf| rfs::lgetxattr(path, k, buf))
+    }
+
     /// Sets an xattr on `name` without following it if it is a symlink.
     pub fn set_xattr_at(&self, name: &[u8], key: &[u8], value: &[u8]) -> io::Result<()> {
         // `lsetxattr` needs a path; going through our own verified dir fd keeps it beneath the root.
@@ -385,6 +408,43 @@ fn unmapped_owner_kept(r: rustix::io::Result<()>) -> io::Result<()> {
 /// Sets atime and mtime on an open fd (last, after xattrs, which would not move it anyway).
 pub fn set_mtime_fd(fd: BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
     Ok(rfs::futimens(fd, &meta.timestamps())?)
+}
+
+/// The extended attributes of an open node, sorted by name.
+pub fn xattrs_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    read_xattrs(|buf| rfs::flistxattr(fd, buf), |k, buf| rfs::fgetxattr(fd, k, buf))
+}
+
+/// Reads every attribute `list` names with `get`, sorted by name; none where the
+/// filesystem has no xattrs. A size query sizes a buffer that was too small.
+fn read_xattrs(
+    list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
+    get: impl Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = vec![0u8; 256];
+    let n = loop {
+        match list(&mut names) {
+            Ok(n) => break n,
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(Errno::RANGE) => names.resize(list(&mut [])?.max(names.len() * 2), 0),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let mut value = vec![0u8; 256];
+        let len = loop {
+            match get(name, &mut value) {
+                Ok(len) => break len,
+                Err(Errno::RANGE) => value.resize(get(name, &mut [])?.max(value.len() * 2), 0),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        value.truncate(len);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Sets an xattr on an open fd.

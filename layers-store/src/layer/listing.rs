@@ -9,10 +9,11 @@
 //! sha256 here, and the listing only has to show a change, not name content across
 //! systems. A file with holes is hashed by its data and the length of its zero runs
 //! (`z3:`, [`crate::layer::sparse`]): a 60 GB sparse file costs its few bytes of data.
-//! Files written by the unpacker are hashed as their bytes pass
-//! ([`ContentDigests`]), so listing a fresh layer reads no file back. Which of the
-//! two a file gets follows where its holes are; `fsck` compares a file whose record
-//! used the other one by the record's ([`Listing::reconciled`]).
+//! A layer the unpacker writes gets its listing from what it wrote, as it wrote it
+//! ([`crate::layer::written`]): its files hashed as their bytes passed, no file read
+//! back and no path looked up again. Which of the two schemes a file gets follows
+//! where its holes are; `fsck` compares a file whose record used the other one by
+//! the record's ([`Listing::reconciled`]).
 //!
 //! The listing is kept zstd-compressed in the metadata; its digest names it.
 
@@ -37,7 +38,7 @@ pub enum FileDigest {
 }
 
 impl FileDigest {
-    fn write(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let (prefix, d) = match self {
             FileDigest::Plain(d) => (b"b3:", d),
@@ -45,17 +46,6 @@ impl FileDigest {
         };
         out.extend_from_slice(prefix);
         out.extend(d.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]));
-    }
-}
-
-/// Content digests of files just written, by inode: what the unpacker saw pass.
-#[derive(Debug, Default)]
-pub struct ContentDigests(HashMap<u64, FileDigest>);
-
-impl ContentDigests {
-    /// Records the content digest of the file with inode `ino`.
-    pub(crate) fn insert(&mut self, ino: u64, digest: FileDigest) {
-        self.0.insert(ino, digest);
     }
 }
 
@@ -69,7 +59,7 @@ pub struct Listing {
 }
 
 /// `%XX` for bytes that would break a line's fields.
-fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
         if b <= b' ' || b >= 0x7f || b == b'%' {
             out.extend_from_slice(format!("%{b:02x}").as_bytes());
@@ -111,7 +101,7 @@ fn content_digest(p: &Path, runs: Option<bool>) -> std::io::Result<FileDigest> {
     Ok(FileDigest::Plain(crate::content::content_hash::ContentHash::of_reader(f)?.0))
 }
 
-fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &ContentDigests) -> Result<()> {
+fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata) -> Result<()> {
     let err = |e: std::io::Error| Error::io("read layer tree", p.display(), e);
     let rel = p.strip_prefix(root).unwrap_or(p);
     let ft = m.file_type();
@@ -128,10 +118,7 @@ fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &Cont
     let size = if ft.is_file() || ft.is_symlink() { m.size() } else { 0 };
     out.extend_from_slice(format!(" {kind} {:o} {} {} {size} ", m.mode() & 0o7777, m.uid(), m.gid()).as_bytes());
     match kind {
-        'f' => match known.0.get(&m.ino()) {
-            Some(d) => d.write(out),
-            None => content_digest(p, None).map_err(err)?.write(out),
-        },
+        'f' => content_digest(p, None).map_err(err)?.write(out),
         'l' => escape(out, fs::read_link(p).map_err(err)?.as_os_str().as_bytes()),
         'c' | 'b' => {
             out.extend_from_slice(format!("{}:{}", rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())).as_bytes())
@@ -157,7 +144,7 @@ struct Work {
 
 impl Work {
     /// One lister: takes directories until none is left and nobody can add more.
-    fn run(&self, root: &Path, known: &ContentDigests) -> Result<Vec<Vec<u8>>> {
+    fn run(&self, root: &Path) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         loop {
             let dir = {
@@ -174,7 +161,7 @@ impl Work {
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let listed = self.list(root, &dir, known, &mut out);
+            let listed = self.list(root, &dir, &mut out);
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.1 -= 1;
             if let Err(e) = listed {
@@ -188,14 +175,14 @@ impl Work {
     }
 
     /// Lines for the children of `dir`; child directories go back on the queue.
-    fn list(&self, root: &Path, dir: &Path, known: &ContentDigests, out: &mut Vec<Vec<u8>>) -> Result<()> {
+    fn list(&self, root: &Path, dir: &Path, out: &mut Vec<Vec<u8>>) -> Result<()> {
         let err = |e| Error::io("read layer tree", dir.display(), e);
         let mut subdirs = Vec::new();
         for entry in fs::read_dir(dir).map_err(err)? {
             let p = entry.map_err(err)?.path();
             let m = fs::symlink_metadata(&p).map_err(|e| Error::io("read layer tree", p.display(), e))?;
             let mut l = Vec::with_capacity(160);
-            line(&mut l, root, &p, &m, known)?;
+            line(&mut l, root, &p, &m)?;
             out.push(l);
             if m.is_dir() {
                 subdirs.push(p);
@@ -210,21 +197,16 @@ impl Work {
 
 impl Listing {
     /// Lists the tree at `root` (a layer dir nobody writes to), reading every file.
-    pub fn of(root: &Path) -> Result<Listing> {
-        Listing::with_known(root, &ContentDigests::default())
-    }
-
-    /// Lists the tree at `root`, taking the content digests of files in `known` as given.
     /// Directories are listed by as many threads as there are cores (at most 4); the
     /// lines are then sorted by path, which keeps parents before their children.
-    pub fn with_known(root: &Path, known: &ContentDigests) -> Result<Listing> {
+    pub fn of(root: &Path) -> Result<Listing> {
         let m = fs::symlink_metadata(root).map_err(|e| Error::io("read layer tree", root.display(), e))?;
         let mut first = Vec::new();
-        line(&mut first, root, root, &m, known)?;
+        line(&mut first, root, root, &m)?;
         let work = Work { queue: Mutex::new((vec![root.to_path_buf()], 0)), ready: Condvar::new() };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let mut lines: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run(root, known))).collect();
+            let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run(root))).collect();
             let mut all = vec![first];
             let mut failed = None;
             for w in workers {
@@ -238,8 +220,13 @@ impl Listing {
             failed.map_or(Ok(all), Err)
         })?;
         lines.sort_unstable();
+        Ok(Listing::from_lines(lines))
+    }
+
+    /// The listing of these lines, sorted.
+    pub(crate) fn from_lines(lines: Vec<Vec<u8>>) -> Listing {
         let listing = lines.concat();
-        Ok(Listing { digest: Digest::of(&listing), listing })
+        Listing { digest: Digest::of(&listing), listing }
     }
 
     /// The first line where `self` (as recorded) and `now` differ, as its path (the

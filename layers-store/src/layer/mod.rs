@@ -16,6 +16,7 @@ mod tar_pax;
 pub mod tar_sparse;
 pub mod tar_writer;
 pub mod unpack;
+pub mod written;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::content::digest::{DiffId, Digest};

@@ -21,7 +21,7 @@ use crate::content::compression::Compression;
 use crate::content::digest::{DiffId, Digest, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
-use crate::layer::listing::ContentDigests;
+use crate::layer::written::Written;
 
 mod extract;
 use extract::extract;
@@ -79,17 +79,18 @@ pub fn unpack(
     limits: &Limits,
     expected_blob: Option<Digest>,
 ) -> Result<Unpacked> {
-    unpack_hashing(input, blob_sink, root, limits, expected_blob, &mut ContentDigests::default())
+    unpack_hashing(input, blob_sink, root, limits, expected_blob, &mut Written::default())
 }
 
-/// [`unpack`], recording each regular file's content digest in `digests` as it is written.
+/// [`unpack`], recording each node of the tree in `written` as it is finished (the
+/// layer's listing, with each file's content digest computed as its bytes passed).
 pub fn unpack_hashing(
     input: impl Read + Send,
     blob_sink: Option<&mut File>,
     root: &Root,
     limits: &Limits,
     expected_blob: Option<Digest>,
-    digests: &mut ContentDigests,
+    written: &mut Written,
 ) -> Result<Unpacked> {
     let (blob_tx, blob_rx) = pipe();
     let (tar_tx, tar_rx) = pipe();
@@ -105,8 +106,8 @@ pub fn unpack_hashing(
             .spawn_scoped(s, move || decode_stage(blob_rx, tar_tx, limits))
             .map_err(|e| Error::io("unpack", "layer", e))?;
         let mut tar = tar_rx.reader(true);
-        let written = extract(&mut tar, root, limits, digests);
-        if written.is_err() {
+        let extracted = extract(&mut tar, root, limits, written);
+        if extracted.is_err() {
             // Upstream stages see the hang-up and stop; their "receiver gone" is not the story.
             drop(tar.rx);
         } else {
@@ -121,7 +122,7 @@ pub fn unpack_hashing(
             }
         }
         // The earliest stage's own error is the cause; later stages only saw the stream end.
-        match (read, decoded, written) {
+        match (read, decoded, extracted) {
             (Err(Fail::Err(e)), _, _) | (_, Err(Fail::Err(e)), _) | (_, _, Err(e)) => Err(e),
             (Err(Fail::ReceiverGone), _, _) | (_, Err(Fail::ReceiverGone), _) => {
                 Err(Error::new(ErrorKind::Io, "unpack", "layer", "writer stopped before the stream ended"))

@@ -1,6 +1,7 @@
 //! The writing end of an unpack: tar entries into a tree beneath its root (openat2,
-//! no symlink followed out), OCI whiteouts made overlay whiteouts, file contents
-//! hashed for the layer's tree listing as they are written.
+//! no symlink followed out), OCI whiteouts made overlay whiteouts, and each node
+//! recorded for the layer's tree listing as it is finished, file contents hashed as
+//! they are written ([`Written`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,11 +13,12 @@ use rustix::io::Errno;
 
 use super::{Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fsroot::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, Meta, RelPath, Root, Subdir};
-use crate::layer::listing::{ContentDigests, FileDigest};
+use crate::fsroot::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, xattrs_fd, Meta, RelPath, Root, Subdir};
+use crate::layer::listing::FileDigest;
 use crate::layer::sparse::RunHasher;
 use crate::layer::tar::{Entry, EntryKind, TarError, TarReader};
 use crate::layer::tar_sparse::SparseMap;
+use crate::layer::written::{Node, Tail, Written};
 
 /// The opaque-directory xattr of the encoding this process writes (a store it opens
 /// has the same: `Store::open` refuses any other).
@@ -25,14 +27,14 @@ fn opaque_xattr() -> &'static [u8] {
 }
 
 /// Writes every entry of the tar stream `reader` into `root`; returns the entry count.
-pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: &mut ContentDigests) -> Result<u64> {
+pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, written: &mut Written) -> Result<u64> {
     let mut tar = TarReader::new(reader, limits.max_header);
     let mut x = Extractor {
         root,
         cache: None,
         dir_times: HashMap::new(),
         buf: vec![0u8; CHUNK],
-        digests,
+        written,
         holes: 0,
         max_bytes: limits.max_bytes,
         max_path: limits.max_path,
@@ -51,6 +53,11 @@ pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, digests: 
         x.entry(&mut tar, &entry)?;
     }
     x.finish()?;
+    if !x.written.has(b"") {
+        // The root as the store made it: the tar never named it.
+        let top = root.top().map_err(|e| Error::io("unpack", "layer root", e))?;
+        x.written.set(b"", dir_node(&top).map_err(|e| Error::io("unpack", "layer root", e))?);
+    }
     Ok(entries)
 }
 
@@ -75,8 +82,8 @@ struct Extractor<'r> {
     /// Directory mtimes, applied at the end so writing children cannot move them.
     dir_times: HashMap<Vec<u8>, Meta>,
     buf: Vec<u8>,
-    /// Content digests of the files written, for the layer's tree listing.
-    digests: &'r mut ContentDigests,
+    /// The layer's tree listing, kept as it is written.
+    written: &'r mut Written,
     /// Bytes of sparse files' holes so far, and what they may add up to.
     holes: u64,
     max_bytes: u64,
@@ -119,6 +126,7 @@ impl Extractor<'_> {
             let top = self.root.top().map_err(io_err)?;
             top.set_owner_mode(&meta).map_err(io_err)?;
             apply_xattrs(&e.xattrs, |k, v| top.set_xattr(k, v)).map_err(io_err)?;
+            self.written.set(b"", dir_node(&top).map_err(io_err)?);
             self.dir_times.insert(Vec::new(), meta);
             return Ok(());
         }
@@ -128,6 +136,7 @@ impl Extractor<'_> {
             EntryKind::Dir => {
                 if dir.existing(name).map_err(io_err)? == crate::fsroot::Existing::Other {
                     dir.remove(name).map_err(io_err)?;
+                    self.written.remove_tree(path.as_bytes());
                     self.cache = None;
                 }
                 let dir = self.parent(parent, &subject)?;
@@ -135,6 +144,7 @@ impl Extractor<'_> {
                 let child = dir.child_dir(name).map_err(io_err)?;
                 child.set_owner_mode(&meta).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| child.set_xattr(k, v)).map_err(io_err)?;
+                self.written.set(path.as_bytes(), dir_node(&child).map_err(io_err)?);
                 self.dir_times.insert(path.as_bytes().to_vec(), meta);
             }
             EntryKind::File => {
@@ -142,12 +152,13 @@ impl Extractor<'_> {
                     Ok(f) => f,
                     Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                         dir.remove(name).map_err(io_err)?;
+                        self.written.remove_tree(path.as_bytes());
                         self.cache = None;
                         self.parent(parent, &subject)?.create_file(name).map_err(io_err)?
                     }
                     Err(err) => return Err(io_err(err)),
                 };
-                match &e.sparse {
+                let digest = match &e.sparse {
                     None => self.copy_data(tar, &file).map_err(io_err)?,
                     Some(map) => {
                         // Holes count against the layer's size limit as if written:
@@ -163,16 +174,21 @@ impl Extractor<'_> {
                         }
                         self.copy_sparse(tar, &file, map).map_err(io_err)?
                     }
-                }
+                };
                 set_owner_mode_fd(file.as_fd(), &meta).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v)).map_err(io_err)?;
                 set_mtime_fd(file.as_fd(), &meta).map_err(io_err)?;
+                let st = rustix::fs::fstat(&file).map_err(io::Error::from).map_err(io_err)?;
+                let xattrs = xattrs_fd(file.as_fd()).map_err(io_err)?;
+                self.written.set(path.as_bytes(), Node::of(&st, Tail::Content(digest), xattrs));
             }
             EntryKind::Symlink => {
-                self.replace(parent, name, &subject, |d| d.symlink(name, &e.link))?;
+                self.replace(path.as_bytes(), &subject, |d| d.symlink(name, &e.link))?;
                 let dir = self.parent(parent, &subject)?;
                 dir.set_meta_at(name, &meta, true).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
+                let node = node_at(dir, name, Tail::Link(e.link.clone())).map_err(io_err)?;
+                self.written.set(path.as_bytes(), node);
             }
             EntryKind::Hardlink => {
                 let target = RelPath::parse(beneath(&e.link)).map_err(|rule| {
@@ -195,7 +211,16 @@ impl Extractor<'_> {
                         format!("hardlink target {:?} is not in this layer", String::from_utf8_lossy(&e.link)),
                     ));
                 }
-                self.replace(parent, name, &subject, |d| d.hardlink(name, &tdir, tname))?;
+                self.replace(path.as_bytes(), &subject, |d| d.hardlink(name, &tdir, tname))?;
+                if !self.written.link(path.as_bytes(), target.as_bytes()) {
+                    // Only a node this layer wrote can be linked to (checked above).
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "unpack",
+                        subject(),
+                        "hardlink target has no record",
+                    ));
+                }
             }
             // No process in a user namespace may make a device node (whiteouts aside):
             // a rootless store leaves them out, as Docker's and containers/storage's
@@ -207,28 +232,32 @@ impl Extractor<'_> {
                     EntryKind::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                self.replace(parent, name, &subject, |d| d.mknod(name, kind, e.dev.0, e.dev.1))?;
+                self.replace(path.as_bytes(), &subject, |d| d.mknod(name, kind, e.dev.0, e.dev.1))?;
                 let dir = self.parent(parent, &subject)?;
                 dir.set_meta_at(name, &meta, false).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
+                let node = node_at(dir, name, Tail::Nothing).map_err(io_err)?;
+                self.written.set(path.as_bytes(), node);
             }
         }
         Ok(())
     }
 
-    /// Creates a node with `make`; if something is in the way, removes it first (last entry wins).
+    /// Creates the node at `path` with `make`; if something is in the way, removes it
+    /// first (last entry wins).
     fn replace(
         &mut self,
-        parent: &[u8],
-        name: &[u8],
+        path: &[u8],
         subject: &dyn Fn() -> String,
         make: impl Fn(&Subdir) -> io::Result<()>,
     ) -> Result<()> {
+        let (parent, name) = split_last(path);
         let dir = self.parent(parent, subject)?;
         match make(dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                 dir.remove(name).map_err(|err| map_io(subject(), err))?;
+                self.written.remove_tree(path);
                 self.cache = None;
                 let dir = self.parent(parent, subject)?;
                 make(dir).map_err(|err| map_io(subject(), err))
@@ -240,7 +269,10 @@ impl Extractor<'_> {
     fn whiteout(&mut self, parent: &[u8], target: &[u8], meta: &Meta, subject: &dyn Fn() -> String) -> Result<()> {
         if target == b".wh..opq" {
             let dir = self.parent(parent, subject)?;
-            return dir.set_xattr(opaque_xattr(), b"y").map_err(|err| map_io(subject(), err));
+            dir.set_xattr(opaque_xattr(), b"y").map_err(|err| map_io(subject(), err))?;
+            let node = dir_node(dir).map_err(|err| map_io(subject(), err))?;
+            self.written.set(parent, node);
+            return Ok(());
         }
         if target.starts_with(b".wh.") {
             // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): meaningless outside aufs, skipped as Docker does.
@@ -249,10 +281,18 @@ impl Extractor<'_> {
         if target.is_empty() || target == b"." || target == b".." {
             return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "whiteout names no file"));
         }
-        self.replace(parent, target, subject, |d| d.mknod(target, FileType::CharacterDevice, 0, 0))?;
+        let mut path = parent.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(target);
+        self.replace(&path, subject, |d| d.mknod(target, FileType::CharacterDevice, 0, 0))?;
         let dir = self.parent(parent, subject)?;
         let wh_meta = Meta { mode: 0, ..*meta };
-        dir.set_meta_at(target, &wh_meta, false).map_err(|err| map_io(subject(), err))
+        dir.set_meta_at(target, &wh_meta, false).map_err(|err| map_io(subject(), err))?;
+        let node = node_at(dir, target, Tail::Nothing).map_err(|err| map_io(subject(), err))?;
+        self.written.set(&path, node);
+        Ok(())
     }
 
     /// Refuses a path longer than the store's location allows (`Limits::max_path`).
@@ -275,19 +315,18 @@ impl Extractor<'_> {
         let hit = matches!(&self.cache, Some((p, _)) if p.as_slice() == parent);
         if !hit {
             let dir = self.root.dir(parent, true).map_err(|err| blocked(self.root, parent, subject(), err))?;
+            self.record_implicit(parent).map_err(|err| map_io(subject(), err))?;
             self.cache = Some((parent.to_vec(), dir));
         }
         Ok(&self.cache.as_ref().expect("just filled").1)
     }
 
-    fn copy_data<R: Read>(&mut self, tar: &mut TarReader<R>, mut file: &File) -> io::Result<()> {
+    fn copy_data<R: Read>(&mut self, tar: &mut TarReader<R>, mut file: &File) -> io::Result<FileDigest> {
         let mut h = blake3::Hasher::new();
         loop {
             let n = tar.read_data(&mut self.buf)?;
             if n == 0 {
-                let ino = rustix::fs::fstat(file)?.st_ino;
-                self.digests.insert(ino, FileDigest::Plain(*h.finalize().as_bytes()));
-                return Ok(());
+                return Ok(FileDigest::Plain(*h.finalize().as_bytes()));
             }
             h.update(&self.buf[..n]);
             file.write_all(&self.buf[..n])?;
@@ -296,7 +335,7 @@ impl Extractor<'_> {
 
     /// Writes a sparse file's fragments where they go, leaving the rest as holes; its
     /// digest counts the holes' lengths, never reads or hashes their zeros.
-    fn copy_sparse<R: Read>(&mut self, tar: &mut TarReader<R>, file: &File, map: &SparseMap) -> io::Result<()> {
+    fn copy_sparse<R: Read>(&mut self, tar: &mut TarReader<R>, file: &File, map: &SparseMap) -> io::Result<FileDigest> {
         use std::os::unix::fs::FileExt;
         let mut h = RunHasher::default();
         let mut hashed = 0u64;
@@ -317,8 +356,25 @@ impl Extractor<'_> {
         }
         h.zeros(map.size.saturating_sub(hashed));
         file.set_len(map.size)?;
-        let ino = rustix::fs::fstat(file)?.st_ino;
-        self.digests.insert(ino, FileDigest::Runs(h.finish()));
+        Ok(FileDigest::Runs(h.finish()))
+    }
+
+    /// Records the directories of `parent` that have no record: made just now as
+    /// parents of an entry (the tar named none of them before).
+    fn record_implicit(&mut self, parent: &[u8]) -> io::Result<()> {
+        if parent.is_empty() || self.written.has(parent) {
+            return Ok(());
+        }
+        let mut end = 0;
+        while end < parent.len() {
+            end = parent[end..].iter().position(|&b| b == b'/').map_or(parent.len(), |i| end + i);
+            let dir = &parent[..end];
+            if !self.written.has(dir) {
+                let node = dir_node(&self.root.dir(dir, false)?)?;
+                self.written.set(dir, node);
+            }
+            end += 1;
+        }
         Ok(())
     }
 
@@ -337,6 +393,24 @@ impl Extractor<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The directory `dir` as it is now.
+fn dir_node(dir: &Subdir) -> io::Result<Node> {
+    Ok(Node::of(&dir.stat_self()?, Tail::Nothing, dir.xattrs_self()?))
+}
+
+/// The node `name` of `dir` as it is now, not following it.
+fn node_at(dir: &Subdir, name: &[u8], tail: Tail) -> io::Result<Node> {
+    Ok(Node::of(&dir.stat_at(name)?, tail, dir.xattrs_at(name)?))
+}
+
+/// `a/b/c` as (`a/b`, `c`); `c` as (``, `c`).
+fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
     }
 }
 
