@@ -241,7 +241,7 @@ impl Store {
             uncompressed_size: u.tar_size,
             file_count: u.entries,
         };
-        let tree = written.listing();
+        let tree = written.into_listing();
         // Every layer a debug build writes proves the records equal what a walk reads.
         #[cfg(debug_assertions)]
         {

@@ -224,8 +224,12 @@ impl Listing {
     }
 
     /// The listing of these lines, sorted.
-    pub(crate) fn from_lines(lines: Vec<Vec<u8>>) -> Listing {
-        let listing = lines.concat();
+    fn from_lines(lines: Vec<Vec<u8>>) -> Listing {
+        Listing::from_bytes(lines.concat())
+    }
+
+    /// The listing whose lines (sorted) are `listing`.
+    pub(crate) fn from_bytes(listing: Vec<u8>) -> Listing {
         Listing { digest: Digest::of(&listing), listing }
     }
 

@@ -55,8 +55,8 @@ impl Node {
         Node { kind, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, size, rdev, tail, xattrs }
     }
 
-    fn line(&self, path: &[u8], out: &mut Vec<u8>) {
-        escape(out, if path.is_empty() { b"." } else { path });
+    /// The line past its path: ` KIND MODE UID GID SIZE TAIL[ XATTR=VALUE…]\n`.
+    fn rest(&self, out: &mut Vec<u8>) {
         let kind = self.kind as char;
         out.extend_from_slice(format!(" {kind} {:o} {} {} {} ", self.mode, self.uid, self.gid, self.size).as_bytes());
         match (&self.tail, self.kind) {
@@ -75,31 +75,44 @@ impl Node {
     }
 }
 
-/// The records of a layer being written, by path beneath its root (the root is `""`).
+/// The records of a layer being written: each node's line past its path, by its
+/// escaped path (the root is `.`). Escaping keeps `/` and writes only bytes above the
+/// space, so this order is the order of the listing's sorted lines, and a subtree is
+/// a range of it.
 #[derive(Debug, Default)]
 pub struct Written {
-    nodes: BTreeMap<Vec<u8>, Node>,
+    nodes: BTreeMap<Box<[u8]>, Box<[u8]>>,
+}
+
+/// The key of `path` (beneath the root; the root is `""`).
+fn key(path: &[u8]) -> Box<[u8]> {
+    let mut k = Vec::with_capacity(path.len() + 8);
+    escape(&mut k, if path.is_empty() { b"." } else { path });
+    k.into_boxed_slice()
 }
 
 impl Written {
     /// Records `node` at `path`, over what was there.
     pub(crate) fn set(&mut self, path: &[u8], node: Node) {
-        self.nodes.insert(path.to_vec(), node);
+        let mut rest = Vec::with_capacity(112);
+        node.rest(&mut rest);
+        self.nodes.insert(key(path), rest.into_boxed_slice());
     }
 
     /// Whether `path` has a record.
     pub(crate) fn has(&self, path: &[u8]) -> bool {
-        self.nodes.contains_key(path)
+        self.nodes.contains_key(&key(path))
     }
 
     /// Forgets `path` and, if it was a directory, everything beneath it.
     pub(crate) fn remove_tree(&mut self, path: &[u8]) {
-        self.nodes.remove(path);
-        let mut below = path.to_vec();
+        let k = key(path);
+        self.nodes.remove(&k);
+        let mut below = k.into_vec();
         below.push(b'/');
-        let gone: Vec<Vec<u8>> = self
+        let gone: Vec<Box<[u8]>> = self
             .nodes
-            .range(below.clone()..)
+            .range::<[u8], _>((std::ops::Bound::Included(&below[..]), std::ops::Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(&below))
             .map(|(k, _)| k.clone())
             .collect();
@@ -111,28 +124,25 @@ impl Written {
     /// Records `to` as another name of the node at `from` (a hardlink: one inode);
     /// `false` if `from` has no record.
     pub(crate) fn link(&mut self, to: &[u8], from: &[u8]) -> bool {
-        match self.nodes.get(from).cloned() {
-            Some(node) => {
-                self.nodes.insert(to.to_vec(), node);
+        match self.nodes.get(&key(from)).cloned() {
+            Some(rest) => {
+                self.nodes.insert(key(to), rest);
                 true
             }
             None => false,
         }
     }
 
-    /// The listing: one line per node, sorted as [`Listing::of`] sorts them.
-    pub fn listing(&self) -> Listing {
-        let mut lines: Vec<Vec<u8>> = self
-            .nodes
-            .iter()
-            .map(|(path, node)| {
-                let mut l = Vec::with_capacity(160);
-                node.line(path, &mut l);
-                l
-            })
-            .collect();
-        lines.sort_unstable();
-        Listing::from_lines(lines)
+    /// The listing: one line per node, in the order [`Listing::of`] sorts them. The
+    /// records are freed as their lines are written.
+    pub fn into_listing(self) -> Listing {
+        let len = self.nodes.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(len);
+        for (path, rest) in self.nodes {
+            out.extend_from_slice(&path);
+            out.extend_from_slice(&rest);
+        }
+        Listing::from_bytes(out)
     }
 }
 
@@ -155,11 +165,11 @@ mod tests {
             w.set(p.as_bytes(), dir());
         }
         w.remove_tree(b"a/b");
-        let paths: Vec<&[u8]> = w.nodes.keys().map(|k| k.as_slice()).collect();
-        assert_eq!(paths, [&b""[..], b"a", b"a.d", b"a/bc"]);
+        let paths: Vec<&[u8]> = w.nodes.keys().map(|k| &k[..]).collect();
+        assert_eq!(paths, [&b"."[..], b"a", b"a.d", b"a/bc"]);
         assert!(w.link(b"x", b"a/bc"));
         assert!(!w.link(b"y", b"a/b"));
-        let listing = String::from_utf8(w.listing().listing).unwrap();
+        let listing = String::from_utf8(w.into_listing().listing).unwrap();
         assert!(listing.starts_with(". d 755 0 0 0 -\n"), "{listing}");
         assert!(listing.contains("\nx d 755 0 0 0 -\n"), "{listing}");
     }
