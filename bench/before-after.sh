@@ -20,24 +20,15 @@ bash "$repo/fixtures/build.sh" >/dev/null
 fresh_scratch before-after
 results="$scratch/results"
 : >"$results"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$scratch/registry.yml" <<EOF
-version: 0.1
-storage: {filesystem: {rootdirectory: $scratch/registry}}
-http: {addr: 127.0.0.1:$port}
-log: {level: error}
-EOF
-docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
-registry_pid=$!
+start_registry
 cleanup() {
-  kill "$registry_pid" 2>/dev/null || true
+  kill "$reg_pid" 2>/dev/null || true
   for b in before after; do
     for d in "$scratch/$b"-*; do umount -R "$d/containers/"*/merged 2>/dev/null || true; done
   done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 
 # The Debian image, made by `layers import` and sent with skopeo.
 deb="$here/cache/debian-rootfs.tar.gz"

@@ -15,12 +15,8 @@ source "$here/lib.sh"
 ensure_packages docker-registry
 build_layers
 fresh_scratch budget
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
-docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
-reg_pid=$!
+start_registry
 trap 'kill $reg_pid 2>/dev/null || true; rm -rf "$scratch"' EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 reg="127.0.0.1:$port"
 
 images=16

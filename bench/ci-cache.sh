@@ -17,14 +17,10 @@ ensure_packages buildah skopeo umoci docker-registry time
 build_layers
 bash "$repo/fixtures/build.sh" >/dev/null
 fresh_scratch ci-cache
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
-docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
-reg_pid=$!
+start_registry
 B=(buildah --runroot /run/lcc-b --storage-driver overlay)
 cleanup() { kill $reg_pid 2>/dev/null || true; for d in "$scratch"/buildah-*; do [ -d "$d" ] && "${B[@]}" --root "$d" rm -a >/dev/null 2>&1; done; rm -rf "$scratch" /run/lcc-b; }
 trap cleanup EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 reg="127.0.0.1:$port"
 
 # The bases, as machine images a runner starts with (not timed).

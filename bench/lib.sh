@@ -102,3 +102,14 @@ ensure_debian_rootfs() {
   tar --numeric-owner --xattrs -C "$src" -czf "$double.tmp" rootfs copy && mv "$double.tmp" "$double"
   rm -rf "$src"
 }
+
+# Starts the CNCF registry (Debian's docker-registry) on a free loopback port with its
+# storage under $scratch/registry; sets $port and $reg_pid (the caller's cleanup
+# kills it) and returns once it answers.
+start_registry() {
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
+  docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
+  reg_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+}

@@ -72,13 +72,9 @@ grow python4x dup dup2 dup3
 
 scratch=${BENCH_DIR:-/dev/shm/layers-pull-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
-docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
-reg_pid=$!
+start_registry
 c_pid=; d_pid=
 trap 'kill $reg_pid $c_pid $d_pid 2>/dev/null; sleep 0.5; umount -R "$scratch"/run-*/docker "$scratch"/run-*/containerd 2>/dev/null; rm -rf "$scratch"' EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 for img in python python2x python4x small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
 podman_conf "$scratch"
 

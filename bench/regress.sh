@@ -44,22 +44,13 @@ cp "$current" "$scratch/layers-current"; current="$scratch/layers-current"
 again="$scratch/layers-again"
 cp "$current" "$again"
 results="$scratch/results"; : >"$results"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$scratch/registry.yml" <<EOF
-version: 0.1
-storage: {filesystem: {rootdirectory: $scratch/registry}}
-http: {addr: 127.0.0.1:$port}
-log: {level: error}
-EOF
-docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
-registry_pid=$!
+start_registry
 cleanup() {
-  kill "$registry_pid" 2>/dev/null || true
+  kill "$reg_pid" 2>/dev/null || true
   for m in $(findmnt -rn -o TARGET | grep "^$scratch" | sort -r); do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 skopeo copy --quiet --dest-tls-verify=false "oci:$repo/fixtures/cache/python:python" "docker://127.0.0.1:$port/python:1"
 
 declare -A bin=([base]=$base [current]=$current [again]=$again)

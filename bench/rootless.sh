@@ -44,10 +44,7 @@ U() { setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- env C
 # A short runroot: podman refuses one over 50 characters.
 P() { U podman --root "$mine/podman-$1" --runroot "/tmp/lrb-$uid-$1" --storage-driver overlay --cgroup-manager cgroupfs "${@:2}"; }
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$scratch" "$port" >"$scratch/registry.yml"
-docker-registry serve "$scratch/registry.yml" >/dev/null 2>&1 &
-reg_pid=$!
+start_registry
 cleanup() {
   kill $reg_pid 2>/dev/null || true
   pkill -u "$user" -f 'layers userns-pause' 2>/dev/null || true
@@ -55,7 +52,6 @@ cleanup() {
   rm -rf "$scratch" /tmp/lrb-"$uid"-*
 }
 trap cleanup EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 ref="127.0.0.1:$port/bench/python:latest"
 skopeo copy --quiet --dest-tls-verify=false "oci:$layout:python" "docker://$ref"
 
