@@ -24,7 +24,6 @@ use crate::content::Content;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::images::oci::Descriptor;
-use crate::layer::listing::Listing;
 use crate::layer::unpack::{self, Limits, Unpacked};
 use crate::layer::Layers;
 use crate::meta::{LayerRow, Metadata};
@@ -245,7 +244,7 @@ impl Store {
         // Every layer a debug build writes proves the records equal what a walk reads.
         #[cfg(debug_assertions)]
         {
-            let walked = Listing::of(&layer_dir)?;
+            let walked = crate::layer::listing::Listing::of(&layer_dir)?;
             if let Some(path) = tree.first_difference(&walked) {
                 panic!("the written listing of {} differs from the walk at {path:?}", u.diff_id);
             }

@@ -117,7 +117,7 @@ pub fn export_view(
 ) -> anyhow::Result<()> {
     let mounted = ScratchMount::of(store, spec)?;
     let mut out = output(output_path)?;
-    layers_store::layer::diff::write_tar(&mounted.0, &mut out, None)?;
+    layers_store::layer::diff::write_tar(&mounted.0, &mut out, None, None)?;
     out.flush().with_context(|| format!("write {output_path}"))?;
     Ok(())
 }
@@ -156,7 +156,7 @@ pub fn export_local(
     // The tree goes through the layer unpacker: the same entry rules as every layer.
     let (reader, mut writer) = io::pipe().context("pipe")?;
     std::thread::scope(|s| -> anyhow::Result<()> {
-        let tar = s.spawn(move || layers_store::layer::diff::write_tar(&mounted.0, &mut writer, None));
+        let tar = s.spawn(move || layers_store::layer::diff::write_tar(&mounted.0, &mut writer, None, None));
         let unpacked = layers_store::layer::unpack::unpack(reader, None, &root, store.limits(), None);
         tar.join().map_err(|_| anyhow::anyhow!("the tar writer panicked"))??;
         unpacked?;

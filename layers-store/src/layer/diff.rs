@@ -17,6 +17,7 @@ use crate::content::digest::{DiffId, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::lowers::in_lowers;
 use crate::fsroot::{walk, Node};
+use crate::layer::listing::{FileDigest, KnownDigests};
 use crate::layer::tar::{Entry, EntryKind};
 use crate::layer::tar_writer::TarWriter;
 
@@ -155,8 +156,15 @@ fn with_name(parent_rel: &[u8], name: &[u8]) -> Vec<u8> {
 
 /// Writes `upper` as an OCI layer tar to `out` and returns its diffID. With
 /// `mtime_clamp` (a build's `SOURCE_DATE_EPOCH`), no entry is newer than it, so the
-/// same content gives the same layer whenever it is written.
-pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Result<WrittenTar> {
+/// same content gives the same layer whenever it is written. With `digests`, each
+/// regular file's content digest is recorded there as its bytes pass (by device and
+/// inode), so the layer's listing need not read it again.
+pub fn write_tar(
+    upper: &Path,
+    out: impl Write,
+    mtime_clamp: Option<i64>,
+    mut digests: Option<&mut KnownDigests>,
+) -> Result<WrittenTar> {
     let mut tar = TarWriter::new(HashingWriter::new(out));
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut entries = 0u64;
@@ -235,14 +243,23 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
         }
         tar.append(&e).map_err(|err| werr(p, err))?;
         entries += 1;
+        let mut hasher = digests.as_ref().map(|_| blake3::Hasher::new());
         match content {
-            Some(Content::Whole(bytes)) => tar.write_data(&bytes).map_err(|err| werr(p, err))?,
+            Some(Content::Whole(bytes)) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&bytes);
+                }
+                tar.write_data(&bytes).map_err(|err| werr(p, err))?
+            }
             Some(Content::Stream(f)) => {
                 let mut f = f.take(e.size);
                 loop {
                     let n = f.read(&mut buf).map_err(|err| werr(p, err))?;
                     if n == 0 {
                         break;
+                    }
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&buf[..n]);
                     }
                     tar.write_data(&buf[..n]).map_err(|err| werr(p, err))?;
                 }
@@ -256,6 +273,9 @@ pub fn write_tar(upper: &Path, out: impl Write, mtime_clamp: Option<i64>) -> Res
                 }
             }
             None => {}
+        }
+        if let (Some(d), Some(h), true) = (digests.as_mut(), hasher, e.kind == EntryKind::File) {
+            d.insert(inode, FileDigest::Plain(*h.finalize().as_bytes()));
         }
         if ft == FileType::Directory && is_opaque(node) {
             tar.append(&marker(with_name(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;

@@ -96,7 +96,10 @@ impl Snapshots<'_> {
             .compression
             .encoder(std::io::BufWriter::with_capacity(128 * 1024, HashingWriter::new(file)))
             .map_err(io_err)?;
-        let tar = diff::write_tar(&upper, &mut enc, opts.mtime_clamp)?;
+        // Moved, the upper dir is the layer: its files' digests are taken as the tar reads them.
+        let mut digests = crate::layer::listing::KnownDigests::new();
+        let hashing = (opts.upper == UpperDir::Move).then_some(&mut digests);
+        let tar = diff::write_tar(&upper, &mut enc, opts.mtime_clamp, hashing)?;
         let hashed = enc.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?;
         let blob = Descriptor {
             media_type: opts.compression.oci_media_type().to_string(),
@@ -148,7 +151,7 @@ impl Snapshots<'_> {
             uncompressed_size: tar.size,
             file_count: tar.entries,
         };
-        ingest.add_layer(row, upper.clone())?;
+        ingest.add_layer(row, upper.clone(), &digests)?;
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;

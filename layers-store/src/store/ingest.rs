@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::images::catalog::NewImage;
 use crate::images::oci::Descriptor;
-use crate::layer::listing::Listing;
+use crate::layer::listing::{KnownDigests, Listing};
 use crate::meta::LayerRow;
 use crate::meta::{db_err, digest_col, now};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -76,9 +76,19 @@ impl Ingest {
         self.blobs.push((desc, path));
     }
 
-    /// Adds a complete layer dir (anywhere on the store's filesystem) to be renamed into place.
-    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf) -> Result<()> {
-        let tree = Listing::of(&dir)?;
+    /// Adds a complete layer dir (anywhere on the store's filesystem) to be renamed into
+    /// place; its files' digests in `known` are taken as given.
+    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf, known: &KnownDigests) -> Result<()> {
+        let tree = Listing::with_known(&dir, known)?;
+        // Every layer a debug build commits proves the digests taken as given are the
+        // files' own (a file with holes may be recorded by the other scheme: reconciled).
+        #[cfg(debug_assertions)]
+        if !known.is_empty() {
+            let walked = Listing::of(&dir)?;
+            if let Some(path) = walked.first_difference(&walked.reconciled(tree.clone(), &dir)?) {
+                panic!("the listing of committed layer {} differs from the walk at {path:?}", row.diff_id);
+            }
+        }
         self.add_layer_tree(row, dir, tree);
         Ok(())
     }
