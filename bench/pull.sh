@@ -77,7 +77,7 @@ scratch=${BENCH_DIR:-/dev/shm/layers-pull-bench}
 rm -rf "$scratch"; mkdir -p "$scratch"
 start_registry
 c_pid=; d_pid=
-trap 'kill $reg_pid $c_pid $d_pid 2>/dev/null; sleep 0.5; umount -R "$scratch"/run-*/docker "$scratch"/run-*/containerd 2>/dev/null; rm -rf "$scratch"' EXIT
+trap 'set +e; kill $reg_pid $c_pid $d_pid 2>/dev/null; sleep 0.5; umount -R "$scratch"/run-*/docker "$scratch"/run-*/containerd 2>/dev/null; rm -rf "$scratch"' EXIT
 for img in python python2x python4x small; do skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$img" "docker://127.0.0.1:$port/bench/$img:latest"; done
 podman_conf "$scratch"
 
