@@ -137,7 +137,8 @@ fn runtime_dir(uid: u32) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn lock_file(path: &Path) -> anyhow::Result<std::fs::File> {
+/// Opens (making it if needed) the lock file `path` and waits for it, exclusively.
+pub(crate) fn lock_file(path: &Path) -> anyhow::Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -114,15 +114,7 @@ fn ensure(nl: &mut Netlink, settings: &Settings, net: &BridgeNet, leases: &Lease
 /// Holds the lock under which this network namespace's table is written: a table
 /// written whole from the leases read must not drop rules appended meanwhile.
 fn table_lock() -> anyhow::Result<File> {
-    let path = super::state_dir()?.join("nft.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open lock {}", path.display()))?;
-    lock.lock().with_context(|| format!("lock {}", path.display()))?;
-    Ok(lock)
+    crate::userns::lock_file(&super::state_dir()?.join("nft.lock"))
 }
 
 /// Writes our nftables table for every bridge network and every published port of a

@@ -132,13 +132,7 @@ pub fn create(
     }
     let dir = config_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("make {}", dir.display()))?;
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".lock"))
-        .with_context(|| format!("lock {}", dir.display()))?;
-    lock.lock().with_context(|| format!("lock {}", dir.display()))?;
+    let _lock = crate::userns::lock_file(&dir.join(".lock"))?;
     let existing = all(settings)?;
     if existing.iter().any(|n| n.name == name) {
         bail!("network create {name}: network with name {name} already exists");

@@ -144,13 +144,7 @@ impl Leases {
         links: &mut dyn VethLinks,
     ) -> anyhow::Result<(Lease, bool)> {
         let mut stale_ports = false;
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(".lock"))
-            .with_context(|| format!("open lock {}", self.dir.display()))?;
-        lock.lock().with_context(|| format!("lock {}", self.dir.display()))?;
+        let _lock = crate::userns::lock_file(&self.dir.join(".lock"))?;
         let mut taken = std::collections::BTreeSet::new();
         for (addr, path) in self.files()? {
             let Some(record) = read_record(&path) else {
