@@ -92,9 +92,7 @@ impl Attrs {
     pub fn nest(&mut self, ty: u16, fill: impl FnOnce(&mut Attrs)) -> &mut Self {
         let start = self.0.len();
         self.0.extend_from_slice(&[0; 4]);
-        let mut inner = Attrs(std::mem::take(&mut self.0));
-        fill(&mut inner);
-        self.0 = inner.0;
+        fill(self);
         let len = (self.0.len() - start) as u16;
         self.0[start..start + 2].copy_from_slice(&len.to_ne_bytes());
         self.0[start + 2..start + 4].copy_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
@@ -138,6 +136,21 @@ pub fn parse_attrs(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
 /// A dumped rule's attributes: (type, value).
 pub type RuleAttrs = Vec<(u16, Vec<u8>)>;
 
+/// Appends one nfnetlink message: the netlink header, nfgenmsg (family, version 0,
+/// and for the batch markers the subsystem) and `attrs`.
+fn write_message(buf: &mut Vec<u8>, seq: u32, ty: u16, flags: u16, family: u8, attrs: &Attrs) {
+    let len = 16 + 4 + attrs.0.len();
+    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    let res_id = if family == AF_UNSPEC { NFNL_SUBSYS_NFTABLES } else { 0 };
+    buf.extend_from_slice(&[family, 0]);
+    buf.extend_from_slice(&res_id.to_be_bytes());
+    buf.extend_from_slice(&attrs.0);
+}
+
 /// Requests gathered into one transaction.
 pub struct Batch {
     buf: Vec<u8>,
@@ -156,17 +169,7 @@ impl Batch {
 
     fn header(&mut self, ty: u16, flags: u16, family: u8, attrs: &Attrs) {
         self.seq += 1;
-        let len = 16 + 4 + attrs.0.len();
-        self.buf.extend_from_slice(&(len as u32).to_ne_bytes());
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf.extend_from_slice(&flags.to_ne_bytes());
-        self.buf.extend_from_slice(&self.seq.to_ne_bytes());
-        self.buf.extend_from_slice(&0u32.to_ne_bytes());
-        // nfgenmsg: family, version 0, and (for the batch markers) the subsystem.
-        let res_id = if family == AF_UNSPEC { NFNL_SUBSYS_NFTABLES } else { 0 };
-        self.buf.extend_from_slice(&[family, 0]);
-        self.buf.extend_from_slice(&res_id.to_be_bytes());
-        self.buf.extend_from_slice(&attrs.0);
+        write_message(&mut self.buf, self.seq, ty, flags, family, attrs);
     }
 
     /// Adds the request `msg` (`flags` besides request and ack) described as `what`.
@@ -199,11 +202,18 @@ pub struct Nfnl {
     buf: Vec<u8>,
 }
 
-/// One received message: its type, and its payload past the nfgenmsg header.
+/// One received message: its type, and its payload past the netlink header.
 struct Received {
     ty: u16,
     seq: u32,
     payload: Vec<u8>,
+}
+
+impl Received {
+    /// An error message's errno, negated as the kernel sends it (0: an ack).
+    fn error_code(&self) -> i32 {
+        self.payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    }
 }
 
 impl Nfnl {
@@ -235,7 +245,7 @@ impl Nfnl {
                 if m.ty != NLMSG_ERROR || first_error.is_some() {
                     continue;
                 }
-                let code = m.payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                let code = m.error_code();
                 if code != 0 {
                     let asked = what.iter().find(|(s, _)| *s == m.seq).map_or("a request", |(_, w)| w.as_str());
                     first_error =
@@ -252,17 +262,17 @@ impl Nfnl {
         let what = format!("list chain ip {table} {chain}");
         let mut attrs = Attrs::default();
         attrs.str(1, table).str(2, chain);
-        let mut req = Batch { buf: Vec::new(), seq: 0, what: Vec::new() };
+        let mut req = Vec::new();
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | Msg::GetRule as u16;
-        req.header(ty, NLM_F_REQUEST | NLM_F_DUMP, FAMILY_IP, &attrs);
-        self.socket.send(&req.buf, 0).map_err(fail(&what))?;
+        write_message(&mut req, 1, ty, NLM_F_REQUEST | NLM_F_DUMP, FAMILY_IP, &attrs);
+        self.socket.send(&req, 0).map_err(fail(&what))?;
         let mut rules = Vec::new();
         loop {
             for m in self.receive(0).map_err(fail(&what))? {
                 match m.ty {
                     NLMSG_DONE => return Ok(rules),
                     NLMSG_ERROR => {
-                        let code = m.payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        let code = m.error_code();
                         if code == -libc::ENOENT {
                             return Ok(Vec::new());
                         }

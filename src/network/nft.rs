@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::Context;
 
-use super::nfnl::{Attrs, Batch, Msg, Nfnl};
+use super::nfnl::{Attrs, Batch, Msg, Nfnl, FAMILY_IP};
 use super::ports::PortMap;
 use super::Subnet;
 
@@ -155,7 +155,6 @@ impl Rule {
     fn publish(&mut self, to: Ipv4Addr, p: &PortMap) -> &mut Self {
         const META_L4PROTO: u32 = 16;
         const NAT_DNAT: u32 = 1;
-        const NFPROTO_IPV4: u32 = 2;
         if let Some(ip) = p.host_ip {
             self.payload(Base::Network, 16, 4).cmp(true, &ip.octets());
         }
@@ -163,7 +162,7 @@ impl Rule {
         self.payload(Base::Transport, 2, 2).cmp(true, &p.host_port.to_be_bytes());
         self.load(REG1, &to.octets()).load(REG2, &p.container_port.to_be_bytes());
         self.expr("nat", |a| {
-            a.be32(1, NAT_DNAT).be32(2, NFPROTO_IPV4).be32(3, REG1).be32(5, REG2);
+            a.be32(1, NAT_DNAT).be32(2, FAMILY_IP.into()).be32(3, REG1).be32(5, REG2);
         })
     }
 
