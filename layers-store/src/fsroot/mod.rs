@@ -31,7 +31,8 @@ pub mod walk;
 
 pub use copy::{at_real_dest, copy, in_root, make_dir, plan, resolve_dest, Attrs, CopyPlan};
 pub use root::{
-    set_mtime_fd, set_owner_mode_fd, set_xattr_fd, xattrs_fd, Existing, Meta, PathRule, RelPath, Root, Subdir, MAX_PATH,
+    join, set_mtime_fd, set_owner_mode_fd, set_xattr_fd, split_last, xattrs_fd, Existing, Meta, PathRule, RelPath,
+    Root, Subdir, MAX_PATH,
 };
 pub use stubs::remove_stubs;
 pub use tree::{Entry, Everything, Filter, Tree};

@@ -92,11 +92,26 @@ impl RelPath {
 
     /// Splits into the parent path and the last component (empty for the root).
     pub fn split_last(&self) -> (&[u8], &[u8]) {
-        match self.0.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&self.0[..i], &self.0[i + 1..]),
-            None => (&[], &self.0),
-        }
+        split_last(&self.0)
     }
+}
+
+/// `a/b/c` as (`a/b`, `c`); `c` as (``, `c`).
+pub fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// `name` beneath `parent` (`""` is the root): `parent/name`.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = parent.to_vec();
+    if !v.is_empty() {
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
 }
 
 impl std::fmt::Display for RelPath {

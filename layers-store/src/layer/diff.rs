@@ -16,7 +16,7 @@ use rustix::fs::{FileType, Stat};
 use crate::content::digest::{DiffId, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::lowers::in_lowers;
-use crate::fsroot::{walk, Node};
+use crate::fsroot::{join, split_last, walk, Node};
 use crate::layer::listing::{FileDigest, KnownDigests};
 use crate::layer::tar::{Entry, EntryKind};
 use crate::layer::tar_writer::TarWriter;
@@ -145,15 +145,6 @@ fn marker(path: Vec<u8>) -> Entry {
     }
 }
 
-fn with_name(parent_rel: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut v = parent_rel.to_vec();
-    if !v.is_empty() {
-        v.push(b'/');
-    }
-    v.extend_from_slice(name);
-    v
-}
-
 /// Writes `upper` as an OCI layer tar to `out` and returns its diffID. With
 /// `mtime_clamp` (a build's `SOURCE_DATE_EPOCH`), no entry is newer than it, so the
 /// same content gives the same layer whenever it is written. With `digests`, each
@@ -172,14 +163,11 @@ pub fn write_tar(
     let werr = |p: &[u8], e: io::Error| Error::io("write layer tar", String::from_utf8_lossy(p), e);
     walk("write layer tar", upper, &mut |node| {
         let (rel, m, p) = (node.rel.to_vec(), &node.stat, node.rel);
-        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
-            Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
-            None => (Vec::new(), rel.clone()),
-        };
+        let (parent, name) = split_last(p);
         if is_whiteout(m) {
             let mut wh = b".wh.".to_vec();
-            wh.extend_from_slice(&name);
-            tar.append(&marker(with_name(&parent, &wh))).map_err(|e| werr(p, e))?;
+            wh.extend_from_slice(name);
+            tar.append(&marker(join(parent, &wh))).map_err(|e| werr(p, e))?;
             entries += 1;
             return Ok(false);
         }
@@ -278,7 +266,7 @@ pub fn write_tar(
             d.insert(inode, FileDigest::Plain(*h.finalize().as_bytes()));
         }
         if ft == FileType::Directory && is_opaque(node) {
-            tar.append(&marker(with_name(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;
+            tar.append(&marker(join(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;
             entries += 1;
         }
         Ok(true)

@@ -251,7 +251,7 @@ impl Extractor<'_> {
         subject: &dyn Fn() -> String,
         make: impl Fn(&Subdir) -> io::Result<()>,
     ) -> Result<()> {
-        let (parent, name) = split_last(path);
+        let (parent, name) = crate::fsroot::split_last(path);
         let dir = self.parent(parent, subject)?;
         match make(dir) {
             Ok(()) => Ok(()),
@@ -281,11 +281,7 @@ impl Extractor<'_> {
         if target.is_empty() || target == b"." || target == b".." {
             return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "whiteout names no file"));
         }
-        let mut path = parent.to_vec();
-        if !path.is_empty() {
-            path.push(b'/');
-        }
-        path.extend_from_slice(target);
+        let path = crate::fsroot::join(parent, target);
         self.replace(&path, subject, |d| d.mknod(target, FileType::CharacterDevice, 0, 0))?;
         let dir = self.parent(parent, subject)?;
         let wh_meta = Meta { mode: 0, ..*meta };
@@ -404,14 +400,6 @@ fn dir_node(dir: &Subdir) -> io::Result<Node> {
 /// The node `name` of `dir` as it is now, not following it.
 fn node_at(dir: &Subdir, name: &[u8], tail: Tail) -> io::Result<Node> {
     Ok(Node::of(&dir.stat_at(name)?, tail, dir.xattrs_at(name)?))
-}
-
-/// `a/b/c` as (`a/b`, `c`); `c` as (``, `c`).
-fn split_last(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&[], path),
-    }
 }
 
 /// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
