@@ -240,12 +240,14 @@ impl Store {
             uncompressed_size: u.tar_size,
             file_count: u.entries,
         };
-        let tree = written.into_listing();
+        let tree = written.into_packed();
         // Every layer a debug build writes proves the records equal what a walk reads.
         #[cfg(debug_assertions)]
         {
-            let walked = crate::layer::listing::Listing::of(&layer_dir)?;
-            if let Some(path) = tree.first_difference(&walked) {
+            use crate::layer::listing::Listing;
+            let walked = Listing::of(&layer_dir)?;
+            let recorded = Listing::unpacked(tree.digest, &tree.bytes).expect("a packed listing unpacks");
+            if let Some(path) = recorded.first_difference(&walked) {
                 panic!("the written listing of {} differs from the walk at {path:?}", u.diff_id);
             }
         }

@@ -19,8 +19,13 @@ use crate::registry::config::{Endpoint, RegistriesConfig};
 use crate::registry::resume;
 use crate::registry::{DOCKER_LIST, OCI_INDEX};
 
-/// Layers fetched at once.
-const PARALLEL_LAYERS: usize = 4;
+/// Layers fetched at once: one per core, two to four. Unpacking is CPU-bound, so a
+/// layer more than the cores only adds its memory (its pipeline, its listing so far):
+/// with four at once on two cores a pull of 20 layers peaked 6 MiB above one of 5,
+/// in the same time.
+fn parallel_layers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
+}
 
 /// Fetched layers committed together (one `syncfs`). Each holds a fetch claim (a lock
 /// file) until committed and takes two more lock files to commit, so this bounds the
@@ -258,7 +263,7 @@ async fn pull(
     // our claims released: we never wait for a claim while holding one (no deadlock).
     // A claim is taken when its fetch starts, not before, so only the running fetches
     // and the staged batch hold one.
-    let limit = Arc::new(Semaphore::new(PARALLEL_LAYERS));
+    let limit = Arc::new(Semaphore::new(parallel_layers()));
     let mut tasks = tokio::task::JoinSet::new();
     for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         let short = desc.digest.short();

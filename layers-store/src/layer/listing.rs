@@ -319,15 +319,85 @@ impl Listing {
         Ok(now)
     }
 
-    /// The listing compressed for the metadata.
-    pub(crate) fn packed(&self) -> Vec<u8> {
-        zstd::encode_all(&self.listing[..], 3).unwrap_or_else(|_| self.listing.clone())
+    /// The listing compressed for the metadata, the plain bytes freed.
+    pub(crate) fn pack(self) -> Packed {
+        let mut p = Packer::new(self.listing.len() as u64);
+        p.add(&self.listing);
+        p.finish()
     }
 
     /// A recorded listing back; `None` if it does not match its digest.
     pub(crate) fn unpacked(digest: Digest, packed: &[u8]) -> Option<Listing> {
         let listing = zstd::decode_all(packed).ok()?;
         (Digest::of(&listing) == digest).then_some(Listing { digest, listing })
+    }
+}
+
+/// A listing as the metadata keeps it: zstd-compressed, named by the digest of its
+/// plain bytes. A staged layer holds only this until its commit, so an image's
+/// listings cost their compressed size, not their plain one, whatever its layer count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    /// sha256 of the plain listing.
+    pub digest: Digest,
+    /// Its zstd frame.
+    pub bytes: Vec<u8>,
+}
+
+/// Packs a listing given in pieces, hashing and compressing each as it comes: the
+/// plain listing is never whole in memory.
+pub(crate) struct Packer {
+    hasher: crate::content::digest::Hasher,
+    encoder: zstd::stream::raw::Encoder<'static>,
+    out: Vec<u8>,
+}
+
+impl Packer {
+    /// A packer for a listing of exactly `size` bytes.
+    pub(crate) fn new(size: u64) -> Packer {
+        use zstd::stream::raw::CParameter;
+        // Level 3 is zstd's default. A sorted listing's matches are near (the lines
+        // before, sharing their paths' prefixes): a 128 KiB window and small tables
+        // pack it as well as the default 2 MiB one in a quarter of the memory, so the
+        // layers unpacked at once do not each hold megabytes. A context and its
+        // parameters only fail to be made out of memory.
+        let mut encoder = zstd::stream::raw::Encoder::new(3).expect("a zstd context");
+        for p in [CParameter::WindowLog(17), CParameter::HashLog(16), CParameter::ChainLog(16)] {
+            encoder.set_parameter(p).expect("a valid zstd parameter");
+        }
+        encoder.set_pledged_src_size(Some(size)).expect("a zstd frame not yet begun");
+        Packer { hasher: crate::content::digest::Hasher::new(), encoder, out: Vec::new() }
+    }
+
+    /// Appends `bytes` to the listing.
+    pub(crate) fn add(&mut self, mut bytes: &[u8]) {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        self.hasher.update(bytes);
+        while !bytes.is_empty() {
+            self.out.reserve(bytes.len().min(64 << 10) / 2 + 1024);
+            let mut input = InBuffer::around(bytes);
+            let at = self.out.len();
+            let mut output = OutBuffer::around_pos(&mut self.out, at);
+            // Compressing into memory with room reserved fails only on a bug of ours.
+            let _ = self.encoder.run(&mut input, &mut output).expect("zstd compresses into memory");
+            let used = input.pos();
+            bytes = &bytes[used..];
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Packed {
+        use zstd::stream::raw::{Operation, OutBuffer};
+        loop {
+            self.out.reserve(4096);
+            let at = self.out.len();
+            let mut output = OutBuffer::around_pos(&mut self.out, at);
+            let left = self.encoder.finish(&mut output, true).expect("zstd compresses into memory");
+            if left == 0 {
+                break;
+            }
+        }
+        self.out.shrink_to_fit();
+        Packed { digest: self.hasher.finish(), bytes: self.out }
     }
 }
 
@@ -377,9 +447,10 @@ mod tests {
             String::from_utf8_lossy(&before.listing)
         );
         assert!(String::from_utf8_lossy(&before.listing).contains(" a%20b%0a"));
-        let packed = before.packed();
-        assert_eq!(Listing::unpacked(before.digest, &packed), Some(before.clone()));
-        assert_eq!(Listing::unpacked(after.digest, &packed), None);
+        let packed = before.clone().pack();
+        assert_eq!(packed.digest, before.digest);
+        assert_eq!(Listing::unpacked(before.digest, &packed.bytes), Some(before.clone()));
+        assert_eq!(Listing::unpacked(after.digest, &packed.bytes), None);
     }
 
     #[test]

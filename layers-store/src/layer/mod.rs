@@ -124,11 +124,11 @@ pub(crate) fn put_layer_blob(tx: &Transaction, blob: &Digest, diff_id: &DiffId) 
 pub(crate) fn put_layer_tree(
     tx: &Transaction,
     diff_id: &DiffId,
-    tree: &crate::layer::listing::Listing,
+    tree: &crate::layer::listing::Packed,
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, ?3)",
-        params![diff_id.to_string(), tree.digest.to_string(), tree.packed()],
+        params![diff_id.to_string(), tree.digest.to_string(), tree.bytes],
     )?;
     Ok(())
 }

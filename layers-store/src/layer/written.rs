@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use rustix::fs::{FileType, Stat};
 
-use crate::layer::listing::{escape, FileDigest, Listing};
+use crate::layer::listing::{escape, FileDigest, Packed, Packer};
 
 /// What a node's line ends with besides its attributes.
 #[derive(Debug, Clone)]
@@ -133,16 +133,19 @@ impl Written {
         }
     }
 
-    /// The listing: one line per node, in the order [`Listing::of`] sorts them. The
-    /// records are freed as their lines are written.
-    pub fn into_listing(self) -> Listing {
-        let len = self.nodes.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let mut out = Vec::with_capacity(len);
+    /// The listing, packed: one line per node, in the order [`Listing::of`] sorts
+    /// them. The records are freed as their lines are packed; the plain listing is
+    /// never whole in memory.
+    pub fn into_packed(self) -> Packed {
+        let mut p = Packer::new(self.nodes.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum());
+        let mut line = Vec::with_capacity(256);
         for (path, rest) in self.nodes {
-            out.extend_from_slice(&path);
-            out.extend_from_slice(&rest);
+            line.clear();
+            line.extend_from_slice(&path);
+            line.extend_from_slice(&rest);
+            p.add(&line);
         }
-        Listing::from_bytes(out)
+        p.finish()
     }
 }
 
@@ -169,7 +172,9 @@ mod tests {
         assert_eq!(paths, [&b"."[..], b"a", b"a.d", b"a/bc"]);
         assert!(w.link(b"x", b"a/bc"));
         assert!(!w.link(b"y", b"a/b"));
-        let listing = String::from_utf8(w.into_listing().listing).unwrap();
+        let packed = w.into_packed();
+        let listing = crate::layer::listing::Listing::unpacked(packed.digest, &packed.bytes).unwrap();
+        let listing = String::from_utf8(listing.listing).unwrap();
         assert!(listing.starts_with(". d 755 0 0 0 -\n"), "{listing}");
         assert!(listing.contains("\nx d 755 0 0 0 -\n"), "{listing}");
     }

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::images::catalog::NewImage;
 use crate::images::oci::Descriptor;
-use crate::layer::listing::{KnownDigests, Listing};
+use crate::layer::listing::{KnownDigests, Listing, Packed};
 use crate::meta::LayerRow;
 use crate::meta::{db_err, digest_col, now};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -56,7 +56,7 @@ pub struct Ingest {
     seq: usize,
     blobs: Vec<(Descriptor, PathBuf)>,
     /// Each staged layer dir with its row and its tree, listed once it is complete.
-    layers: Vec<(LayerRow, PathBuf, Listing)>,
+    layers: Vec<(LayerRow, PathBuf, Packed)>,
 }
 
 impl Ingest {
@@ -89,12 +89,12 @@ impl Ingest {
                 panic!("the listing of committed layer {} differs from the walk at {path:?}", row.diff_id);
             }
         }
-        self.add_layer_tree(row, dir, tree);
+        self.add_layer_tree(row, dir, tree.pack());
         Ok(())
     }
 
     /// Adds a complete layer dir whose tree is already known (it was just unpacked).
-    pub(super) fn add_layer_tree(&mut self, row: LayerRow, dir: PathBuf, tree: Listing) {
+    pub(super) fn add_layer_tree(&mut self, row: LayerRow, dir: PathBuf, tree: Packed) {
         self.layers.push((row, dir, tree));
     }
 
