@@ -3,8 +3,13 @@
 # python bench image (bench/pull.sh builds it), against `crun run` and `runc run` on an
 # OCI bundle made by `umoci unpack`, `bwrap --unshare-all` and `unshare -fpmiu
 # --mount-proc` + chroot over the unpacked rootfs, and `podman run --rm --network=none`.
-# Tools interleaved (each round starting at the next tool), stores on tmpfs, medians of
-# ROUNDS runs each.
+# `layers` runs twice: with Docker's default network (a bridge, a veth pair per
+# container) and with `--network none` (what bwrap --unshare-all has: a namespace
+# with only lo), the one held to bwrap (issue 30: <= 1.0x). Tools interleaved (each
+# round starting at the next tool), stores on tmpfs, medians of ROUNDS runs each.
+# Then where layers' time goes: 21 runs each way with LAYERS_PHASES set, each phase's
+# median (from the mark before it; "main" is bash's fork and exec of layers up to
+# its main(), "end" its exit until bash sees it).
 #
 # usage: bench/run.sh [ROUNDS]   (default 30; root, Debian 12)
 set -euo pipefail
@@ -49,11 +54,12 @@ results="$scratch/results"; : >"$results"
 # Each round starts at a different tool: whoever runs right after a cgroup write gets
 # the kernel's cgroup lock cheaply (its RCU grace period already passed), so a fixed
 # order would favour the tool behind a fixed neighbour.
-tools=(layers crun runc bwrap unshare podman)
+tools=(layers layers-none crun runc bwrap unshare podman)
 run_tool() { # tool img round
   local b="$scratch/bundle-$2"
   case $1 in
     layers) time_it "$2:layers" "$layers" --root "$scratch/layers" run --rm "localhost/$2" /bin/true ;;
+    layers-none) time_it "$2:layers-none" "$layers" --root "$scratch/layers" run --rm --network none "localhost/$2" /bin/true ;;
     crun) time_it "$2:crun" crun run -b "$b" "lrb-$3" ;;
     runc) time_it "$2:runc" runc run -b "$b" "lrb-$3" ;;
     bwrap) time_it "$2:bwrap" bwrap --bind "$b/rootfs" / --proc /proc --dev /dev --unshare-all /bin/true ;;
@@ -79,9 +85,22 @@ awk "$MEDIAN_AWK"'
     for (k = 1; k <= 2; k++) {
       img = imgs[k]; if (!((img ":layers") in t)) continue
       printf "\n== run --rm %s /bin/true (tmpfs), medians ==\n", img
-      split("layers crun runc bwrap unshare podman", tools, " ")
-      for (i = 1; i <= 6; i++) printf "%-10s %8.1f ms\n", tools[i], median(t[img ":" tools[i]]) * 1000
+      split("layers layers-none crun runc bwrap unshare podman", tools, " ")
+      for (i = 1; i <= 7; i++) printf "%-12s %8.1f ms\n", tools[i], median(t[img ":" tools[i]]) * 1000
       printf "layers / crun run   = %.2fx (target <= 2)\n", median(t[img ":layers"]) / median(t[img ":crun"])
       printf "layers / podman run = %.3fx (target <= 0.1)\n", median(t[img ":layers"]) / median(t[img ":podman"])
+      printf "layers --network none / bwrap --unshare-all = %.2fx (target <= 1.0)\n", median(t[img ":layers-none"]) / median(t[img ":bwrap"])
+      printf "layers (bridge) / bwrap --unshare-all       = %.2fx (a veth pair and a lease more than bwrap does)\n", median(t[img ":layers"]) / median(t[img ":bwrap"])
     }
   }' "$results"
+
+for net in bridge none; do
+  phases="$scratch/phases-$net"; : >"$phases"
+  for _ in $(seq 21); do
+    echo "begin $EPOCHREALTIME" >>"$phases"
+    LAYERS_PHASES="$phases" "$layers" --root "$scratch/layers" run --rm --network "$net" localhost/busybox /bin/true
+    echo "end $EPOCHREALTIME" >>"$phases"
+  done
+  printf "\n== where layers run --rm --network %s busybox /bin/true spends its time (medians of 21) ==\n" "$net"
+  awk -f "$here/phases.awk" "$phases"
+done

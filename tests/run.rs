@@ -569,3 +569,59 @@ fn in_a_chroot_where_pivot_root_cannot_work_the_root_is_moved_and_chrooted() {
     assert_eq!((root_mount[4], root_mount[7]), ("/", "overlay"), "the overlay is the container's root: {o}");
     assert!(layers_ok(&store, &["ps", "-a", "-q"]).is_empty());
 }
+
+/// `LAYERS_PHASES=FILE` (the run bench's breakdown): the parent's and the container's
+/// first process's marks, in the order they happen, with times that never go back,
+/// and nothing of it reaches the command (the file is close-on-exec).
+#[test]
+fn the_phase_file_has_each_step_of_a_run_in_order() {
+    if !need_root("the_phase_file_has_each_step_of_a_run_in_order") {
+        return;
+    }
+    let (work, store) = setup();
+    let file = work.path().join("phases");
+    let out = layers_cmd()
+        .arg("--root")
+        .arg(&store)
+        .args(["run", "--rm", "--network", "none", "localhost/layered", "/bin/sh", "-c", "ls /proc/self/fd"])
+        .env("LAYERS_PHASES", &file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"], "only stdio and ls's own");
+    let text = fs::read_to_string(&file).unwrap();
+    let marks: Vec<(&str, f64)> = text
+        .lines()
+        .map(|l| {
+            let (name, t) = l.rsplit_once(' ').unwrap();
+            (name, t.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = marks.iter().map(|m| m.0).collect();
+    let want = [
+        "main",
+        "store opened",
+        "container created",
+        "cgroup made",
+        "seccomp compiled",
+        "fork",
+        "child: forked",
+        "child: cgroup joined",
+        "child: namespaces unshared",
+        "child: overlay mounted",
+        "child: pivot_root",
+        "child: seccomp loaded",
+        "exec'd (spawn returned)",
+        "command exited, reaped",
+        "removed (--rm)",
+        "store closed, returning",
+    ];
+    let mut at = 0;
+    for w in want {
+        at += names[at..]
+            .iter()
+            .position(|n| *n == w)
+            .unwrap_or_else(|| panic!("{w} missing or out of order: {names:?}"));
+    }
+    assert!(marks.windows(2).all(|p| p[0].1 <= p[1].1), "time went back: {text}");
+}

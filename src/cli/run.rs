@@ -37,6 +37,7 @@ pub fn run(
     registries: &RegistriesConfig,
     transfers: &Transfers,
 ) -> anyhow::Result<ExitCode> {
+    crate::run::phases::mark("store opened");
     let o = &a.options;
     let config = o.to_config(store)?;
     if !a.detach && o.restart != Restart::No {
@@ -44,10 +45,12 @@ pub fn run(
     }
     super::lifecycle::check_tty(o.tty, o.interactive && !a.detach)?;
     let img = image_for_container(store, &o.image, a.pull, a.platform.as_deref(), registries, transfers)?;
+    crate::run::phases::mark("image found");
     // A container its own `layers run` (or, detached, its monitor) removes is swept
     // should that process be killed.
     let lifetime = if o.rm { Lifetime::Ephemeral } else { Lifetime::Kept };
     let (c, config) = lifecycle::create(store, &img, o.name.as_deref(), config, lifetime)?;
+    crate::run::phases::mark("container created");
     if a.detach {
         let started = lifecycle::start_detached(store, &c);
         if started.is_err() && store.snapshots().resolve(&c.id).is_ok() && o.rm {

@@ -22,6 +22,9 @@ pub mod control;
 // /proc of this process.
 #[allow(clippy::disallowed_methods)]
 mod kernel;
+// The phase file named by the environment, opened once.
+#[allow(clippy::disallowed_methods)]
+pub mod phases;
 // The log files in the container's own dir.
 pub mod image_process;
 #[allow(clippy::disallowed_methods)]

@@ -136,9 +136,12 @@ fn report(step: Step, err: &OwnedFd) -> std::io::Result<()> {
 }
 
 fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
+    use super::phases::mark;
+    mark("child: forked");
     for procs in &s.cgroup_procs {
         k.join_cgroup(procs)?;
     }
+    mark("child: cgroup joined");
     if let ChildNetwork::Join(ns) = &s.network {
         k.join_network(ns)?;
     }
@@ -147,11 +150,14 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
         flags |= UnshareFlags::NEWNET;
     }
     k.unshare(flags)?;
+    mark("child: namespaces unshared");
     // Nothing we mount may reach the host's mount namespace.
     k.make_mounts_private()?;
     k.mount_rootfs(&s.mount, &s.rootfs)?;
+    mark("child: overlay mounted");
     let root = s.rootfs.as_path();
     mount_kernel_filesystems(k, root, s.privileged, s.devices)?;
+    mark("child: /proc /dev /sys mounted");
     for (host, target) in &s.files {
         bind_file(k, root, host, target)?;
     }
@@ -169,7 +175,9 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     if matches!(s.network, ChildNetwork::Own) {
         k.loopback_up()?;
     }
+    mark("child: files, volumes, hostname");
     enter_root(k, root)?;
+    mark("child: pivot_root");
     if let Some(sock) = &s.console {
         k.console(sock, s.user.uid)?;
     }
@@ -180,12 +188,15 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     k.die_with_parent()?;
     k.chdir(&s.cwd)?;
     k.close_other_fds()?;
+    mark("child: user, capabilities, fds");
     if s.init {
         // seccomp after the fork, in both: a profile may deny what forking takes.
         return k.fork_init(s.console.is_some(), &s.seccomp);
     }
     // Last of all: the filters deny what the steps before needed (mount, pivot_root, setns...).
-    k.seccomp(&s.seccomp)
+    k.seccomp(&s.seccomp)?;
+    mark("child: seccomp loaded");
+    Ok(())
 }
 
 /// What `layers exec` needs to join a running container.

@@ -81,6 +81,7 @@ pub fn run_attached(
 ) -> anyhow::Result<Outcome> {
     let outcome = run_created(store, c, config, None, q);
     finish(store, c, config)?;
+    crate::run::phases::mark("removed (--rm)");
     outcome
 }
 
@@ -146,10 +147,12 @@ fn run_created(
         .with_context(|| format!("read config of {}", config.image))?
         .config
         .unwrap_or_default();
+    crate::run::phases::mark("image config read");
     populate_volumes(store, c, config, &img)?;
     state::set_monitor(store, &c.id, false);
     state::clear_stop(store, &c.id);
     state::set_restarts(store, &c.id, 0);
+    crate::run::phases::mark("state reset");
     let mut restarts = 0;
     let mut delay = Duration::from_millis(100);
     let result = loop {

@@ -17,6 +17,7 @@ use super::network::Network;
 use super::{files, state};
 use crate::network::bridge::Attachment;
 use crate::run::log::{LogOptions, LogWriter};
+use crate::run::phases::mark;
 use crate::run::{cgroup, child, console, image_process, supervise, users, EXIT_CANNOT_EXEC, EXIT_NOT_FOUND};
 use crate::transfer::Quiesced;
 
@@ -205,8 +206,10 @@ fn run_here(
     let process =
         image_process::process(config, &s.overrides, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let mut cg = cgroup::Cgroup::create(&cgroup::Hierarchy::detect()?, &container.id, &s.limits)?;
+    mark("cgroup made");
     let address = bridge.and_then(Attachment::address);
     let etc = files::etc_files(&ContainerDir::of(store, &container.id), &s.overrides.hostname, address, &s.resolver)?;
+    mark("/etc files written");
     if let Some(b) = bridge {
         b.announce();
     }
@@ -233,11 +236,13 @@ fn run_here(
     };
     let memory_limit = cg.memory_limit();
     cg.remove();
+    mark("cgroup removed");
     state::set_exited(
         store,
         &container.id,
         &state::Exited { code, finished: layers_store::meta::now(), oom_killed, error: None },
     );
+    mark("recorded exited");
     Ok(Ended { code, oom_killed, memory_limit, not_run })
 }
 
@@ -256,13 +261,16 @@ fn spawn_and_wait(
     let view = mount.view();
     let init = files::init_layer(&dir, &view.lowers)?;
     mount.lowers.insert(0, init);
+    mark("mount planned, init layer made");
     let user = users::resolve(&process.user, &view.lowers).map_err(anyhow::Error::msg)?;
     let user_spec = user.clone();
     let mut env = process.env.clone();
     if let Some(home) = env.iter_mut().find(|e| *e == "HOME=") {
         *home = format!("HOME={}", user.home);
     }
+    mark("user resolved");
     let seccomp = crate::run::seccomp_filters(&s.seccomp, s.caps)?;
+    mark("seccomp compiled");
     let (console, console_child) = console::ends(s.tty, s.interactive)?;
     if s.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".to_string());
@@ -374,7 +382,9 @@ pub(crate) fn launch(
     started: impl FnOnce(u32),
 ) -> anyhow::Result<Launched> {
     let signals = supervise::Signals::install()?;
+    mark("fork");
     let spawned = cmd.spawn();
+    mark("exec'd (spawn returned)");
     drop(cmd);
     let mut msg = String::new();
     if spawned.is_err() {
@@ -384,6 +394,7 @@ pub(crate) fn launch(
     match spawned {
         Ok(mut child) => {
             started(child.id());
+            mark("recorded running");
             let relay =
                 match outputs.console.take().map(|c| console::receive(&c.sock).map(|m| (m, c.stdin))).transpose() {
                     Ok(r) => r.map(|(master, stdin)| supervise::Relay { master, stdin }),
@@ -393,7 +404,9 @@ pub(crate) fn launch(
                         return Err(e);
                     }
                 };
-            supervise::wait(&mut child, signals, relay, outputs).map(Launched::Ran)
+            let ran = supervise::wait(&mut child, signals, relay, outputs).map(Launched::Ran);
+            mark("command exited, reaped");
+            ran
         }
         Err(_) if !msg.is_empty() => bail!("start container {name}: {msg}"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Launched::NotRun {
