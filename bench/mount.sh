@@ -45,6 +45,9 @@ record() { echo "$1 $(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.5f", b - a }')"
 
 for r in $(seq "$rounds"); do
   for img in python deep; do
+    # The floor any layers command is held against: starting and ending the process
+    # (bash's fork, exec, clap, exit), the same $(...) around it.
+    if [ "$img" = python ]; then t0=$(now); v=$("$layers" --version); t1=$(now); record "floor:process" "$t0" "$t1"; fi
     t0=$(now); m=$("${L[@]}" mount "localhost/$img"); t1=$(now)
     [ -e "$m/top" ] || [ -e "$m/usr/bin/python3" ] || { echo "layers mount of $img looks empty"; exit 1; }
     record "$img:layers" "$t0" "$t1"
@@ -94,8 +97,9 @@ awk "$MEDIAN_AWK"'
     for (k = 1; k <= 2; k++) {
       img = (k == 1) ? "python" : "deep"
       a = median(t[img ":layers"]); b = median(t[img ":podman"])
-      printf "%-28s layers %7.1f ms   podman create+mount %7.1f ms   ratio %.3fx (target: layers <= 10 ms)\n", img (k == 1 ? " (5 layers)" : " (100 layers)"), a * 1000, b * 1000, a / b
+      printf "%-28s layers %7.1f ms   podman create+mount %7.1f ms   ratio %.3fx (target: layers <= 3 ms)\n", img (k == 1 ? " (5 layers)" : " (100 layers)"), a * 1000, b * 1000, a / b
     }
+    printf "floor: layers --version in $(...), process start and exit alone: %.1f ms\n", median(t["floor:process"]) * 1000
     a = median(t["commit:layers"]); p = median(t["commit:podman"]); b = median(t["commit:buildah"])
     printf "\n== commit of 10,000 new files, ~100 MB (tmpfs), medians of '"$commit_rounds"' rounds ==\n"
     printf "layers %.3f s   podman commit %.3f s   buildah commit %.3f s\n", a, p, b
