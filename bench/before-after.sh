@@ -15,6 +15,8 @@ before=${LAYERS_BEFORE:?LAYERS_BEFORE=/path/to/an/older/layers binary}
 source "$here/lib.sh"
 ensure_packages docker-registry skopeo python3
 build_layers
+# `run` takes the default bridge: in a network namespace of the bench's own.
+enter_own_netns "$@"
 after=$layers
 bash "$repo/fixtures/build.sh" >/dev/null
 fresh_scratch before-after

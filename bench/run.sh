@@ -19,6 +19,9 @@ rounds=${1:-30}
 source "$here/lib.sh"
 ensure_packages podman crun runc bubblewrap umoci skopeo python3
 build_layers
+# The default bridge, its veths and its nftables table live and die in a network
+# namespace of the bench's own, never in the machine's.
+enter_own_netns "$@"
 bash "$repo/fixtures/build.sh" >/dev/null
 fresh_scratch run
 P=(podman --root "$scratch/podman" --runroot /run/lrb-p --storage-driver overlay)

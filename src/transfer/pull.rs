@@ -147,6 +147,8 @@ enum Fetched {
     Done { line: LayerLine, done: (Unpacked, Duration, Ingest), claim: FetchClaim },
     /// Another process holds its claim: fetched (or found) after ours are committed.
     Deferred(Descriptor, layers_store::DiffId),
+    /// Committed by another process while this one waited for its turn.
+    Present,
 }
 
 fn done_line(u: &Unpacked, took: Duration) -> String {
@@ -280,6 +282,12 @@ async fn pull(
                 events.say(format!("{short}: another process is fetching it"));
                 return Ok(Fetched::Deferred(desc, diff));
             };
+            // Looked for before the wait for a turn; another process may have committed
+            // it since, and released its claim (without this, it was downloaded twice).
+            if store.layers().has(&diff, &desc.digest)? {
+                events.say(format!("{short}: already exists (fetched by another process)"));
+                return Ok(Fetched::Present);
+            }
             let line = events.layer(&short, desc.size);
             let done = repo.fetch_layer(store, desc, diff, notices, line.clone()).await?;
             anyhow::Ok(Fetched::Done { line, done, claim })
@@ -303,6 +311,7 @@ async fn pull(
                 }
             }
             Ok(Fetched::Deferred(desc, diff)) => deferred.push((desc, diff)),
+            Ok(Fetched::Present) => {}
             Err(e) => {
                 failed.get_or_insert(e);
                 // Nothing more is started; what runs is awaited and committed.
