@@ -126,10 +126,15 @@ pub(crate) fn put_layer_tree(
     diff_id: &DiffId,
     tree: &crate::layer::listing::Packed,
 ) -> rusqlite::Result<()> {
+    // The listing is written into a blob of its size in place: bound as a parameter,
+    // SQLite would copy it twice (the binding, then the record), megabytes at once for
+    // a layer of many small files.
     tx.execute(
-        "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, ?3)",
-        params![diff_id.to_string(), tree.digest.to_string(), tree.bytes],
+        "INSERT OR REPLACE INTO layer_trees (diff_id, digest, listing) VALUES (?1, ?2, zeroblob(?3))",
+        params![diff_id.to_string(), tree.digest.to_string(), tree.bytes.len() as i64],
     )?;
+    let mut blob = tx.blob_open(rusqlite::MAIN_DB, "layer_trees", "listing", tx.last_insert_rowid(), false)?;
+    blob.write_at(&tree.bytes, 0)?;
     Ok(())
 }
 
