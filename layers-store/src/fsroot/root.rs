@@ -432,7 +432,7 @@ pub fn xattrs_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// Reads every attribute `list` names with `get`, sorted by name; none where the
 /// filesystem has no xattrs. A size query sizes a buffer that was too small.
-fn read_xattrs(
+pub(crate) fn read_xattrs(
     list: impl Fn(&mut [u8]) -> rustix::io::Result<usize>,
     get: impl Fn(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
 ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {

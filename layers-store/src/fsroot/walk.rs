@@ -57,23 +57,10 @@ impl Node<'_> {
         p
     }
 
-    /// The names of its extended attributes (none where the filesystem has none).
-    pub fn xattr_names(&self) -> std::result::Result<Vec<Vec<u8>>, Errno> {
-        let mut names = vec![0u8; 64 * 1024];
-        let n = match rfs::llistxattr(self.proc_path(), &mut names[..]) {
-            Ok(n) => n,
-            Err(Errno::NOTSUP) => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect())
-    }
-
-    /// One extended attribute's value.
-    pub fn xattr(&self, name: &[u8]) -> std::result::Result<Vec<u8>, Errno> {
-        let mut value = vec![0u8; 64 * 1024];
-        let len = rfs::lgetxattr(self.proc_path(), name, &mut value[..])?;
-        value.truncate(len);
-        Ok(value)
+    /// Its extended attributes, sorted by name (none where the filesystem has none).
+    pub fn xattrs(&self) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let p = self.proc_path();
+        super::root::read_xattrs(|buf| rfs::llistxattr(&p, buf), |k, buf| rfs::lgetxattr(&p, k, buf))
     }
 
     /// Removes an extended attribute.

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -17,9 +18,10 @@ use crate::content::digest::{DiffId, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::lowers::in_lowers;
 use crate::fsroot::{join, split_last, walk, Node};
-use crate::layer::listing::{FileDigest, KnownDigests};
+use crate::layer::listing::FileDigest;
 use crate::layer::tar::{Entry, EntryKind};
 use crate::layer::tar_writer::TarWriter;
+use crate::layer::written::{self, Tail, Written};
 
 /// The opaque-directory xattr of the encoding this process writes (a store it opens
 /// has the same: `Store::open` refuses any other).
@@ -73,10 +75,6 @@ fn is_whiteout(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
-fn is_opaque(node: &Node) -> bool {
-    node.xattr(opaque_xattr()).is_ok_and(|v| v.first() == Some(&b'y'))
-}
-
 /// The changes an upper dir makes to `lowers` (top first), sorted by path.
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     let mut out = Vec::new();
@@ -103,20 +101,40 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-/// Extended attributes of a node, sorted, without overlay's private ones.
-fn xattrs(node: &Node) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+/// Extended attributes of a node, sorted. With `clean`, overlay's bookkeeping
+/// (`trusted.overlay.*` but `opaque`) is first removed from the node, so it reads as
+/// one of our unpacked layers.
+fn node_xattrs(node: &Node, clean: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let shown = || String::from_utf8_lossy(node.rel).into_owned();
-    let err = |e: rustix::io::Errno| Error::errno("read xattrs", shown(), e);
-    let mut out = Vec::new();
-    for name in node.xattr_names().map_err(err)? {
-        if crate::layer::encoding::is_overlay_private(&name) {
-            continue;
+    let mut all = node.xattrs().map_err(|e| Error::io("read xattrs", shown(), e))?;
+    if clean {
+        let bookkeeping = |name: &[u8]| crate::layer::encoding::is_overlay_private(name) && name != opaque_xattr();
+        for (name, _) in all.iter().filter(|(n, _)| bookkeeping(n)) {
+            node.remove_xattr(name).map_err(|e| Error::errno("clean upper dir", shown(), e))?;
         }
-        let value = node.xattr(&name).map_err(err)?;
-        out.push((name, value));
+        all.retain(|(n, _)| !bookkeeping(n));
     }
-    out.sort();
-    Ok(out)
+    Ok(all)
+}
+
+/// The attributes a tar entry carries: all but overlay's (an opaque dir is a marker
+/// entry in the tar instead).
+fn tar_xattrs(all: &[(Vec<u8>, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    all.iter().filter(|(n, _)| !crate::layer::encoding::is_overlay_private(n)).cloned().collect()
+}
+
+fn is_opaque(all: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    all.iter().any(|(n, v)| n == opaque_xattr() && v.first() == Some(&b'y'))
+}
+
+/// The record of the layer dir's root, as it is (the walk does not visit it).
+fn root_node(upper: &Path) -> Result<written::Node> {
+    let err = |e: io::Error| Error::io("read upper dir", upper.display(), e);
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW;
+    let fd = rustix::fs::open(upper, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(|e| err(e.into()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
+    Ok(written::Node::of(&st, written::Tail::Nothing, crate::fsroot::xattrs_fd(fd.as_fd()).map_err(err)?))
 }
 
 /// Files up to this size are read whole before their header is written.
@@ -126,6 +144,17 @@ const SMALL_FILE: u64 = 1 << 20;
 enum Content {
     Whole(Vec<u8>),
     Stream(std::fs::File),
+}
+
+/// Records the node at `p` in the layer's listing, if one is kept.
+fn record(layer: &mut Option<&mut Written>, p: &[u8], st: &Stat, tail: Tail, xattrs: Vec<(Vec<u8>, Vec<u8>)>) {
+    if let Some(w) = layer.as_deref_mut() {
+        w.set(p, written::Node::of(st, tail, xattrs));
+    }
+}
+
+fn shown_rel(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
 }
 
 fn marker(path: Vec<u8>) -> Entry {
@@ -147,15 +176,20 @@ fn marker(path: Vec<u8>) -> Entry {
 
 /// Writes `upper` as an OCI layer tar to `out` and returns its diffID. With
 /// `mtime_clamp` (a build's `SOURCE_DATE_EPOCH`), no entry is newer than it, so the
-/// same content gives the same layer whenever it is written. With `digests`, each
-/// regular file's content digest is recorded there as its bytes pass (by device and
-/// inode), so the layer's listing need not read it again.
+/// same content gives the same layer whenever it is written. With `layer`, the upper
+/// dir is to become a layer dir as it is: overlay's bookkeeping is stripped from each
+/// node as it is read, and each node is recorded in `layer` from the same stat and
+/// attributes, its content digest computed as its bytes pass (the layer's listing,
+/// with no second walk).
 pub fn write_tar(
     upper: &Path,
     out: impl Write,
     mtime_clamp: Option<i64>,
-    mut digests: Option<&mut KnownDigests>,
+    mut layer: Option<&mut Written>,
 ) -> Result<WrittenTar> {
+    if let Some(w) = layer.as_deref_mut() {
+        w.set(b"", root_node(upper)?);
+    }
     let mut tar = TarWriter::new(HashingWriter::new(out));
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut entries = 0u64;
@@ -164,14 +198,17 @@ pub fn write_tar(
     walk("write layer tar", upper, &mut |node| {
         let (rel, m, p) = (node.rel.to_vec(), &node.stat, node.rel);
         let (parent, name) = split_last(p);
+        let ft = node.file_type();
+        // Symlinks keep theirs: overlay does not mark them, nor do our layers read them.
+        let all = node_xattrs(node, layer.is_some() && ft != FileType::Symlink)?;
         if is_whiteout(m) {
             let mut wh = b".wh.".to_vec();
             wh.extend_from_slice(name);
             tar.append(&marker(join(parent, &wh))).map_err(|e| werr(p, e))?;
             entries += 1;
+            record(&mut layer, p, m, Tail::Nothing, all);
             return Ok(false);
         }
-        let ft = node.file_type();
         let mtime = m.st_mtime;
         let mut e = Entry {
             path: rel.clone(),
@@ -183,7 +220,7 @@ pub fn write_tar(
             mtime: (mtime_clamp.map_or(mtime, |c| mtime.min(c)), 0),
             size: 0,
             dev: (0, 0),
-            xattrs: xattrs(node)?,
+            xattrs: tar_xattrs(&all),
             sparse: None,
         };
         let inode = (m.st_dev, m.st_ino);
@@ -199,7 +236,10 @@ pub fn write_tar(
             }
             FileType::Fifo => e.kind = EntryKind::Fifo,
             // Sockets belong to running processes; tar has no type for them.
-            FileType::Socket | FileType::Unknown => return Ok(false),
+            FileType::Socket | FileType::Unknown => {
+                record(&mut layer, p, m, Tail::Nothing, all);
+                return Ok(false);
+            }
             FileType::RegularFile if m.st_nlink > 1 && links.contains_key(&inode) => {
                 e.kind = EntryKind::Hardlink;
                 e.link = links[&inode].clone();
@@ -231,7 +271,7 @@ pub fn write_tar(
         }
         tar.append(&e).map_err(|err| werr(p, err))?;
         entries += 1;
-        let mut hasher = digests.as_ref().map(|_| blake3::Hasher::new());
+        let mut hasher = (layer.is_some() && e.kind == EntryKind::File).then(blake3::Hasher::new);
         match content {
             Some(Content::Whole(bytes)) => {
                 if let Some(h) = hasher.as_mut() {
@@ -262,10 +302,28 @@ pub fn write_tar(
             }
             None => {}
         }
-        if let (Some(d), Some(h), true) = (digests.as_mut(), hasher, e.kind == EntryKind::File) {
-            d.insert(inode, FileDigest::Plain(*h.finalize().as_bytes()));
+        let opaque = ft == FileType::Directory && is_opaque(&all);
+        match (e.kind, hasher) {
+            (EntryKind::File, Some(h)) => {
+                record(&mut layer, p, m, Tail::Content(FileDigest::Plain(*h.finalize().as_bytes())), all)
+            }
+            (EntryKind::Hardlink, _) => {
+                // Another name of a file recorded above: the same inode, the same line.
+                if let Some(w) = layer.as_deref_mut() {
+                    if !w.link(p, &e.link) {
+                        return Err(Error::new(
+                            ErrorKind::Io,
+                            "write layer tar",
+                            shown_rel(p),
+                            "hardlink target not recorded",
+                        ));
+                    }
+                }
+            }
+            (EntryKind::Symlink, _) => record(&mut layer, p, m, Tail::Link(e.link.clone()), all),
+            _ => record(&mut layer, p, m, Tail::Nothing, all),
         }
-        if ft == FileType::Directory && is_opaque(node) {
+        if opaque {
             tar.append(&marker(join(&rel, b".wh..wh..opq"))).map_err(|err| werr(p, err))?;
             entries += 1;
         }
@@ -273,23 +331,6 @@ pub fn write_tar(
     })?;
     let h = tar.finish().map_err(|e| werr(upper.as_os_str().as_bytes(), e))?;
     Ok(WrittenTar { diff_id: DiffId::new(h.hasher.finish()), size: h.size, entries })
-}
-
-/// Strips overlay's bookkeeping (`trusted.overlay.*` but `opaque`) from an upper dir,
-/// so it reads as one of our unpacked layers.
-pub fn clean(upper: &Path) -> Result<()> {
-    walk("clean upper dir", upper, &mut |node| {
-        if node.file_type() == FileType::Symlink {
-            return Ok(false);
-        }
-        for name in node.xattr_names().unwrap_or_default() {
-            if crate::layer::encoding::is_overlay_private(&name) && name != opaque_xattr() {
-                node.remove_xattr(&name)
-                    .map_err(|e| Error::errno("clean upper dir", String::from_utf8_lossy(node.rel), e))?;
-            }
-        }
-        Ok(true)
-    })
 }
 
 /// A writer that hashes and counts what passes through.

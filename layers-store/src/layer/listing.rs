@@ -11,7 +11,8 @@
 //! (`z3:`, [`crate::layer::sparse`]): a 60 GB sparse file costs its few bytes of data.
 //! A layer the unpacker writes gets its listing from what it wrote, as it wrote it
 //! ([`crate::layer::written`]): its files hashed as their bytes passed, no file read
-//! back and no path looked up again. Which of the two schemes a file gets follows
+//! back and no path looked up again; a committed upper dir gets its listing from
+//! what the commit's tar read, in the same walk. Which of the two schemes a file gets follows
 //! where its holes are; `fsck` compares a file whose record used the other one by
 //! the record's ([`Listing::reconciled`]).
 //!
@@ -48,11 +49,6 @@ impl FileDigest {
         out.extend(d.iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]));
     }
 }
-
-/// Content digests of files whose bytes were read as they were written elsewhere (a
-/// commit's tar), by device and inode: a listing takes them instead of reading the
-/// files again.
-pub type KnownDigests = HashMap<(u64, u64), FileDigest>;
 
 /// A layer dir's listing and its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +102,7 @@ fn content_digest(p: &Path, runs: Option<bool>) -> std::io::Result<FileDigest> {
     Ok(FileDigest::Plain(crate::content::content_hash::ContentHash::of_reader(f)?.0))
 }
 
-fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &KnownDigests) -> Result<()> {
+fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata) -> Result<()> {
     let err = |e: std::io::Error| Error::io("read layer tree", p.display(), e);
     let rel = p.strip_prefix(root).unwrap_or(p);
     let ft = m.file_type();
@@ -123,10 +119,7 @@ fn line(out: &mut Vec<u8>, root: &Path, p: &Path, m: &fs::Metadata, known: &Know
     let size = if ft.is_file() || ft.is_symlink() { m.size() } else { 0 };
     out.extend_from_slice(format!(" {kind} {:o} {} {} {size} ", m.mode() & 0o7777, m.uid(), m.gid()).as_bytes());
     match kind {
-        'f' => match known.get(&(m.dev(), m.ino())) {
-            Some(d) => d.write(out),
-            None => content_digest(p, None).map_err(err)?.write(out),
-        },
+        'f' => content_digest(p, None).map_err(err)?.write(out),
         'l' => escape(out, fs::read_link(p).map_err(err)?.as_os_str().as_bytes()),
         'c' | 'b' => {
             out.extend_from_slice(format!("{}:{}", rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())).as_bytes())
@@ -152,7 +145,7 @@ struct Work {
 
 impl Work {
     /// One lister: takes directories until none is left and nobody can add more.
-    fn run(&self, root: &Path, known: &KnownDigests) -> Result<Vec<Vec<u8>>> {
+    fn run(&self, root: &Path) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         loop {
             let dir = {
@@ -169,7 +162,7 @@ impl Work {
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let listed = self.list(root, &dir, known, &mut out);
+            let listed = self.list(root, &dir, &mut out);
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.1 -= 1;
             if let Err(e) = listed {
@@ -183,14 +176,14 @@ impl Work {
     }
 
     /// Lines for the children of `dir`; child directories go back on the queue.
-    fn list(&self, root: &Path, dir: &Path, known: &KnownDigests, out: &mut Vec<Vec<u8>>) -> Result<()> {
+    fn list(&self, root: &Path, dir: &Path, out: &mut Vec<Vec<u8>>) -> Result<()> {
         let err = |e| Error::io("read layer tree", dir.display(), e);
         let mut subdirs = Vec::new();
         for entry in fs::read_dir(dir).map_err(err)? {
             let p = entry.map_err(err)?.path();
             let m = fs::symlink_metadata(&p).map_err(|e| Error::io("read layer tree", p.display(), e))?;
             let mut l = Vec::with_capacity(160);
-            line(&mut l, root, &p, &m, known)?;
+            line(&mut l, root, &p, &m)?;
             out.push(l);
             if m.is_dir() {
                 subdirs.push(p);
@@ -208,18 +201,13 @@ impl Listing {
     /// Directories are listed by as many threads as there are cores (at most 4); the
     /// lines are then sorted by path, which keeps parents before their children.
     pub fn of(root: &Path) -> Result<Listing> {
-        Listing::with_known(root, &KnownDigests::new())
-    }
-
-    /// [`Listing::of`], taking the content digests in `known` as given.
-    pub fn with_known(root: &Path, known: &KnownDigests) -> Result<Listing> {
         let m = fs::symlink_metadata(root).map_err(|e| Error::io("read layer tree", root.display(), e))?;
         let mut first = Vec::new();
-        line(&mut first, root, root, &m, known)?;
+        line(&mut first, root, root, &m)?;
         let work = Work { queue: Mutex::new((vec![root.to_path_buf()], 0)), ready: Condvar::new() };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let mut lines: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run(root, known))).collect();
+            let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| work.run(root))).collect();
             let mut all = vec![first];
             let mut failed = None;
             for w in workers {
@@ -317,13 +305,6 @@ impl Listing {
             now = Listing { digest: Digest::of(&listing), listing };
         }
         Ok(now)
-    }
-
-    /// The listing compressed for the metadata, the plain bytes freed.
-    pub(crate) fn pack(self) -> Packed {
-        let mut p = Packer::new(Some(self.listing.len() as u64));
-        p.add(&self.listing);
-        p.finish()
     }
 
     /// A recorded listing back; `None` if it does not match its digest.
@@ -448,7 +429,9 @@ mod tests {
             String::from_utf8_lossy(&before.listing)
         );
         assert!(String::from_utf8_lossy(&before.listing).contains(" a%20b%0a"));
-        let packed = before.clone().pack();
+        let mut packer = Packer::new(Some(before.listing.len() as u64));
+        packer.add(&before.listing);
+        let packed = packer.finish();
         assert_eq!(packed.digest, before.digest);
         assert_eq!(Listing::unpacked(before.digest, &packed.bytes), Some(before.clone()));
         assert_eq!(Listing::unpacked(after.digest, &packed.bytes), None);

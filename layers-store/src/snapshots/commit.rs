@@ -96,10 +96,10 @@ impl Snapshots<'_> {
             .compression
             .encoder(std::io::BufWriter::with_capacity(128 * 1024, HashingWriter::new(file)))
             .map_err(io_err)?;
-        // Moved, the upper dir is the layer: its files' digests are taken as the tar reads them.
-        let mut digests = crate::layer::listing::KnownDigests::new();
-        let hashing = (opts.upper == UpperDir::Move).then_some(&mut digests);
-        let tar = diff::write_tar(&upper, &mut enc, opts.mtime_clamp, hashing)?;
+        // Moved, the upper dir is the layer: cleaned and listed as the tar reads it.
+        let mut listing = crate::layer::written::Written::default();
+        let moved = (opts.upper == UpperDir::Move).then_some(&mut listing);
+        let tar = diff::write_tar(&upper, &mut enc, opts.mtime_clamp, moved)?;
         let hashed = enc.finish().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?;
         let blob = Descriptor {
             media_type: opts.compression.oci_media_type().to_string(),
@@ -108,9 +108,6 @@ impl Snapshots<'_> {
             urls: None,
             annotations: None,
         };
-        if opts.upper == UpperDir::Move {
-            diff::clean(&upper)?;
-        }
 
         let mut config: ImageConfig = match &opts.config {
             Some(c) => c.clone(),
@@ -151,7 +148,7 @@ impl Snapshots<'_> {
             uncompressed_size: tar.size,
             file_count: tar.entries,
         };
-        ingest.add_layer(row, upper.clone(), &digests)?;
+        ingest.add_layer(row, upper.clone(), listing)?;
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;

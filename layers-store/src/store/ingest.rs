@@ -13,7 +13,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::images::catalog::NewImage;
 use crate::images::oci::Descriptor;
-use crate::layer::listing::{KnownDigests, Listing, Packed};
+#[cfg(debug_assertions)]
+use crate::layer::listing::Listing;
+use crate::layer::listing::Packed;
+use crate::layer::written::Written;
 use crate::meta::LayerRow;
 use crate::meta::{db_err, digest_col, now};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -77,19 +80,20 @@ impl Ingest {
     }
 
     /// Adds a complete layer dir (anywhere on the store's filesystem) to be renamed into
-    /// place; its files' digests in `known` are taken as given.
-    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf, known: &KnownDigests) -> Result<()> {
-        let tree = Listing::with_known(&dir, known)?;
-        // Every layer a debug build commits proves the digests taken as given are the
-        // files' own (a file with holes may be recorded by the other scheme: reconciled).
+    /// place, with the listing recorded as it was read.
+    pub(crate) fn add_layer(&mut self, row: LayerRow, dir: PathBuf, listing: Written) -> Result<()> {
+        let tree = listing.into_packed();
+        // Every layer a debug build commits proves the records are what a walk reads (a
+        // file with holes may be recorded by the other scheme: reconciled).
         #[cfg(debug_assertions)]
-        if !known.is_empty() {
+        {
             let walked = Listing::of(&dir)?;
-            if let Some(path) = walked.first_difference(&walked.reconciled(tree.clone(), &dir)?) {
+            let recorded = Listing::unpacked(tree.digest, &tree.bytes).expect("a packed listing unpacks");
+            if let Some(path) = walked.first_difference(&walked.reconciled(recorded, &dir)?) {
                 panic!("the listing of committed layer {} differs from the walk at {path:?}", row.diff_id);
             }
         }
-        self.add_layer_tree(row, dir, tree.pack());
+        self.add_layer_tree(row, dir, tree);
         Ok(())
     }
 
