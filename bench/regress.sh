@@ -6,6 +6,8 @@
 #   mount    `mount` of the python image (creates its container), then `rm -f`
 #   run      `run --rm --network none busybox /bin/true`
 #   build    Dockerfile-examples/multistage, cold (`--no-cache`) and warm
+#   commit   a busybox container whose upper dir holds 5,000 new files (~50 MB of
+#            text), filled untimed; the commit alone is timed
 # A third binary, a second copy of this tree's, is timed as if it were another tool: how far
 # its medians are from this tree's is the noise of this run (A against A). Labels run in
 # an order that rotates each round, stores on tmpfs, medians of ROUNDS. Exits 1 when this
@@ -60,6 +62,15 @@ for b in base current again; do
   "${bin[$b]}" --root "$scratch/$b-store" tag localhost/layered busybox
 done
 ctx="$repo/Dockerfile-examples/multistage"
+files="$scratch/files"
+python3 - "$files" <<'PY'
+import base64, os, sys
+for d in range(50):
+    os.makedirs(f"{sys.argv[1]}/app/{d}")
+    for f in range(100):
+        with open(f"{sys.argv[1]}/app/{d}/{f}.txt", "wb") as fh:
+            fh.write(base64.b64encode(os.urandom(7500)))
+PY
 
 round() { # label
   local b=$1 l="${bin[$1]}" s="$scratch/$1-store"
@@ -73,6 +84,12 @@ round() { # label
   time_it "$b run" "$l" --root "$s" run --rm --network none busybox /bin/true
   time_it "$b build-cold" "$l" --root "$s" build -q --no-cache -t ms "$ctx"
   time_it "$b build-warm" "$l" --root "$s" build -q -t ms "$ctx"
+  "$l" --root "$s" create --name commit-me busybox >/dev/null
+  cp -a "$files/app" "$("$l" --root "$s" mount commit-me)/"
+  "$l" --root "$s" umount commit-me >/dev/null
+  time_it "$b commit" "$l" --root "$s" commit -q commit-me committed:1
+  "$l" --root "$s" rm -f commit-me >/dev/null
+  "$l" --root "$s" rmi localhost/committed:1 >/dev/null
 }
 orders=("base current again" "current again base" "again base current")
 for r in $(seq "$rounds"); do
@@ -85,7 +102,7 @@ awk "$MEDIAN_AWK"'
   END {
     printf "%-11s %9s %9s %9s %8s %7s  %s\n", "case", "base", "current", "again", "cur/base", "noise", "verdict"
     bad = 0
-    n = split("pull import mount run build-cold build-warm", order, " ")
+    n = split("pull import mount run build-cold build-warm commit", order, " ")
     for (i = 1; i <= n; i++) {
       c = order[i]; b = median(v["base", c]); a = median(v["current", c]); g = median(v["again", c])
       noise = (g > a ? g / a : a / g) - 1

@@ -261,6 +261,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    run::phases::mark("arguments parsed");
     let result = run(cli);
     run::phases::mark("store closed, returning");
     match result {

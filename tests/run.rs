@@ -600,6 +600,7 @@ fn the_phase_file_has_each_step_of_a_run_in_order() {
     let names: Vec<&str> = marks.iter().map(|m| m.0).collect();
     let want = [
         "main",
+        "arguments parsed",
         "store opened",
         "container created",
         "cgroup made",
