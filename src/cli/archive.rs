@@ -15,7 +15,7 @@ use layers_store::layer::tar::{EntryKind, TarReader};
 use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
-/// Arguments of `layers export`.
+// Arguments of `layers export`.
 #[derive(Args)]
 pub struct ExportArgs {
     /// A container or an image.
@@ -33,7 +33,7 @@ pub enum SaveFormat {
     DockerArchive,
 }
 
-/// Arguments of `layers save`.
+// Arguments of `layers save`.
 #[derive(Args)]
 pub struct SaveArgs {
     /// Images.
@@ -48,7 +48,7 @@ pub struct SaveArgs {
     format: SaveFormat,
 }
 
-/// Arguments of `layers load`.
+// Arguments of `layers load`.
 #[derive(Args)]
 pub struct LoadArgs {
     /// An OCI layout directory, or a tar of one or a `docker save` archive (default

@@ -20,7 +20,7 @@ use crate::run::attach::{self as socket, header};
 use crate::run::container::{ContainerConfig, ContainerDir};
 use crate::run::state::{self, Status};
 
-/// Arguments of `layers attach`.
+// Arguments of `layers attach`.
 #[derive(Args)]
 pub struct AttachArgs {
     /// Do not attach our stdin.

@@ -72,7 +72,7 @@ pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evi
     Ok(())
 }
 
-/// Arguments of `layers pin` and `layers unpin`.
+// Arguments of `layers pin` and `layers unpin`.
 #[derive(Args)]
 pub struct PinArgs {
     /// Images.

@@ -25,7 +25,7 @@ enum ProgressMode {
     Tty,
 }
 
-/// Arguments of `layers build`.
+// Arguments of `layers build`.
 #[derive(Args)]
 pub struct BuildArgs {
     /// Name the image (several allowed).

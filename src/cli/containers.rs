@@ -12,7 +12,7 @@ use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, 
 
 use crate::format;
 
-/// Arguments of `layers create`.
+// Arguments of `layers create`.
 #[derive(Args)]
 pub struct CreateArgs {
     /// As `run`'s (name: IMAGE-working-container unless given).
@@ -26,14 +26,14 @@ pub struct CreateArgs {
     platform: Option<String>,
 }
 
-/// Arguments of `layers mount`.
+// Arguments of `layers mount`.
 #[derive(Args)]
 pub struct MountArgs {
     /// A container, or an image (a container is created on it first).
     target: String,
 }
 
-/// Arguments of `layers umount`.
+// Arguments of `layers umount`.
 #[derive(Args)]
 pub struct UmountArgs {
     /// Containers.
@@ -41,7 +41,7 @@ pub struct UmountArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers rm`.
+// Arguments of `layers rm`.
 #[derive(Args)]
 pub struct RmArgs {
     /// Containers.
@@ -52,7 +52,7 @@ pub struct RmArgs {
     force: bool,
 }
 
-/// Arguments of `layers diff`.
+// Arguments of `layers diff`.
 #[derive(Args)]
 pub struct DiffArgs {
     /// Container.
@@ -66,7 +66,7 @@ pub enum CompressionArg {
     None,
 }
 
-/// Arguments of `layers commit`.
+// Arguments of `layers commit`.
 #[derive(Args)]
 pub struct CommitArgs {
     /// Container.

@@ -12,7 +12,7 @@ use rustix::process::{pidfd_send_signal, Signal};
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
 use crate::run::{log, state};
 
-/// Arguments of `layers stop`.
+// Arguments of `layers stop`.
 #[derive(Args)]
 pub struct StopArgs {
     /// Seconds to wait after the stop signal before SIGKILL.
@@ -23,7 +23,7 @@ pub struct StopArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers kill`.
+// Arguments of `layers kill`.
 #[derive(Args)]
 pub struct KillArgs {
     /// Signal to send (name or number).
@@ -34,7 +34,7 @@ pub struct KillArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers wait`.
+// Arguments of `layers wait`.
 #[derive(Args)]
 pub struct WaitArgs {
     /// Containers.
@@ -42,7 +42,7 @@ pub struct WaitArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers logs`.
+// Arguments of `layers logs`.
 #[derive(Args)]
 pub struct LogsArgs {
     /// Keep printing new output until the container stops.

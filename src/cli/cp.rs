@@ -19,7 +19,7 @@ use layers_store::{ContainerRow, Store};
 use crate::run::state;
 use layers_store::fsroot::{self, Attrs, Tree};
 
-/// Arguments of `layers cp`.
+// Arguments of `layers cp`.
 #[derive(Args)]
 pub struct CpArgs {
     /// Keep owners as they are (default: ours on the host, root's in the container).

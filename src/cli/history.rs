@@ -8,7 +8,7 @@ use layers_store::Store;
 use crate::format;
 use crate::template;
 
-/// Arguments of `layers history`.
+// Arguments of `layers history`.
 #[derive(Args)]
 pub struct HistoryArgs {
     /// Full IDs and commands.

@@ -10,7 +10,7 @@ use layers_store::{Reference, ShortNames, Store};
 use crate::format;
 use crate::template;
 
-/// Arguments of `layers images`.
+// Arguments of `layers images`.
 #[derive(Args)]
 pub struct ImagesArgs {
     /// `table` (default), `json` (one object a line), or a Go template (`{{.Repository}}:{{.Tag}}`).
@@ -35,7 +35,7 @@ pub struct ImagesArgs {
     repository: Option<String>,
 }
 
-/// Arguments of `layers tag`.
+// Arguments of `layers tag`.
 #[derive(Args)]
 pub struct TagArgs {
     /// Existing image.
@@ -44,7 +44,7 @@ pub struct TagArgs {
     target: String,
 }
 
-/// Arguments of `layers rmi`.
+// Arguments of `layers rmi`.
 #[derive(Args)]
 pub struct RmiArgs {
     /// Image names or IDs.

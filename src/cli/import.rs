@@ -10,7 +10,7 @@ use clap::Args;
 use layers_store::images::oci::{rfc3339, ImageConfig};
 use layers_store::{ImageBlobs, LayerExpect, Reference, ShortNames, Store};
 
-/// Arguments of `layers import`.
+// Arguments of `layers import`.
 #[derive(Args)]
 pub struct ImportArgs {
     /// Tarball to import, or `-` for standard input.

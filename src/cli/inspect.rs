@@ -23,7 +23,7 @@ pub enum Kind {
     Container,
 }
 
-/// Arguments of `layers inspect`.
+// Arguments of `layers inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
     /// Only images, or only containers (default: a container by that name or ID, else an image).

@@ -14,7 +14,7 @@ use crate::run::container::{ContainerConfig, ContainerDir};
 use crate::run::state;
 use crate::transfer::Transfers;
 
-/// Arguments of `layers start`.
+// Arguments of `layers start`.
 #[derive(Args)]
 pub struct StartArgs {
     /// Attach to its output (and wait for it, exiting with its code).
@@ -28,7 +28,7 @@ pub struct StartArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers restart`.
+// Arguments of `layers restart`.
 #[derive(Args)]
 pub struct RestartArgs {
     /// Seconds to wait for it to stop before SIGKILL.
@@ -39,7 +39,7 @@ pub struct RestartArgs {
     containers: Vec<String>,
 }
 
-/// Arguments of `layers rename`.
+// Arguments of `layers rename`.
 #[derive(Args)]
 pub struct RenameArgs {
     /// Container.
@@ -48,7 +48,7 @@ pub struct RenameArgs {
     name: String,
 }
 
-/// Arguments of the hidden verb a detached container's monitor runs.
+// Arguments of the hidden verb a detached container's monitor runs.
 #[derive(Args)]
 pub struct MonitorArgs {
     /// Container ID.

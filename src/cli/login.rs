@@ -8,7 +8,7 @@ use crate::registry::Repository;
 use anyhow::{bail, Context};
 use clap::Args;
 
-/// Arguments of `layers login`.
+// Arguments of `layers login`.
 #[derive(Args)]
 pub struct LoginArgs {
     /// Registry host[:port] (`docker.io` for Docker Hub).
@@ -27,7 +27,7 @@ pub struct LoginArgs {
     tls_verify: bool,
 }
 
-/// Arguments of `layers logout`.
+// Arguments of `layers logout`.
 #[derive(Args)]
 pub struct LogoutArgs {
     /// Registry host[:port].

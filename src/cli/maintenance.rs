@@ -16,7 +16,7 @@ pub enum BuilderCommand {
     Prune(PruneArgs),
 }
 
-/// Arguments of `layers builder prune` (Docker's flags; there is nothing to ask).
+// Arguments of `layers builder prune` (Docker's flags; there is nothing to ask).
 #[derive(clap::Args)]
 pub struct PruneArgs {
     /// All of the cache (the only kind of prune here).
@@ -34,7 +34,7 @@ pub fn builder(store: &Store, c: &BuilderCommand) -> anyhow::Result<ExitCode> {
     gc(store)
 }
 
-/// Arguments of `layers gc`.
+// Arguments of `layers gc`.
 #[derive(clap::Args)]
 pub struct GcArgs {
     /// Also evict images (least recently used first) until the store is at most this size.
@@ -90,7 +90,7 @@ pub fn gc(store: &Store) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Arguments of `layers fsck`.
+// Arguments of `layers fsck`.
 #[derive(clap::Args)]
 pub struct FsckArgs {
     /// Check only that what the metadata names exists (no content is read).
@@ -112,7 +112,7 @@ pub fn fsck(store: &Store, quick: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Arguments of `layers df`.
+// Arguments of `layers df`.
 #[derive(clap::Args)]
 pub struct DfArgs {
     /// Each image's size, shared and unique size, last use and containers, and the build cache's records.

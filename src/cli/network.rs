@@ -31,7 +31,7 @@ pub enum NetworkCommand {
     Rm(RmArgs),
 }
 
-/// Arguments of `layers network create`.
+// Arguments of `layers network create`.
 #[derive(Args)]
 pub struct CreateArgs {
     /// Its subnet (`a.b.c.d/len`; default: the first free /24 of 10.78.0.0/16).
@@ -47,7 +47,7 @@ pub struct CreateArgs {
     name: String,
 }
 
-/// Arguments of `layers network ls`.
+// Arguments of `layers network ls`.
 #[derive(Args)]
 pub struct LsArgs {
     /// Only IDs.
@@ -64,7 +64,7 @@ pub struct LsArgs {
     no_trunc: bool,
 }
 
-/// Arguments of `layers network inspect`.
+// Arguments of `layers network inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
     /// A Go template per network, or `json`.
@@ -75,7 +75,7 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
-/// Arguments of `layers network rm`.
+// Arguments of `layers network rm`.
 #[derive(Args)]
 pub struct RmArgs {
     /// Networks (names or ID prefixes).

@@ -15,8 +15,8 @@ use crate::run::container::dir::{ContainerDir, File};
 use crate::run::log::LogOptions;
 use crate::run::{cgroup, image_process, Network};
 
-/// Options of a container, from `run` or `create` (and, as the previous release wrote
-/// them, from an `options.json`).
+// Options of a container, from `run` or `create` (and, as the previous release wrote
+// them, from an `options.json`).
 #[derive(Args, Debug, Clone, Default, serde::Deserialize)]
 #[serde(default)]
 pub struct ContainerOptions {

@@ -9,7 +9,7 @@ use layers_store::Store;
 
 use crate::run::state;
 
-/// Arguments of `layers port`.
+// Arguments of `layers port`.
 #[derive(Args)]
 pub struct PortArgs {
     /// Container.

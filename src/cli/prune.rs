@@ -23,7 +23,7 @@ pub enum ImageCommand {
     Prune(ImagePruneArgs),
 }
 
-/// Arguments of `layers container prune`.
+// Arguments of `layers container prune`.
 #[derive(Args)]
 pub struct ContainerPruneArgs {
     /// Do not ask.
@@ -31,7 +31,7 @@ pub struct ContainerPruneArgs {
     force: bool,
 }
 
-/// Arguments of `layers image prune`.
+// Arguments of `layers image prune`.
 #[derive(Args)]
 pub struct ImagePruneArgs {
     /// Every image no container uses, not only unnamed ones.
@@ -42,7 +42,7 @@ pub struct ImagePruneArgs {
     force: bool,
 }
 
-/// Arguments of `layers system prune`.
+// Arguments of `layers system prune`.
 #[derive(Args)]
 pub struct SystemPruneArgs {
     /// Every image no container uses, not only unnamed ones.

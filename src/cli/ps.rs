@@ -15,7 +15,7 @@ use crate::run::container::{ContainerConfig, ContainerDir};
 use crate::run::state::Status;
 use crate::template;
 
-/// Arguments of `layers ps`.
+// Arguments of `layers ps`.
 #[derive(Args)]
 pub struct PsArgs {
     /// Show every container, not only running or mounted ones.

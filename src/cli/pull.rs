@@ -7,7 +7,7 @@ use layers_store::Store;
 
 use crate::registry::config::RegistriesConfig;
 
-/// Arguments of `layers pull`.
+// Arguments of `layers pull`.
 #[derive(Args)]
 pub struct PullArgs {
     /// Image to pull: NAME[:TAG][@DIGEST].

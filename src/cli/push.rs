@@ -9,7 +9,7 @@ use layers_store::{Reference, ShortNames, Store};
 use crate::registry::config::RegistriesConfig;
 use crate::transfer::push::{push_image, PushOptions};
 
-/// Arguments of `layers push`.
+// Arguments of `layers push`.
 #[derive(Args)]
 pub struct PushArgs {
     /// Image in the store.

@@ -15,7 +15,7 @@ use crate::run::ExecSpec;
 use crate::transfer::obtain::{self, PullPolicy};
 use crate::transfer::Transfers;
 
-/// Arguments of `layers run`.
+// Arguments of `layers run`.
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -71,7 +71,7 @@ pub fn run(
     Ok(ExitCode::from(outcome.code))
 }
 
-/// Arguments of `layers exec`.
+// Arguments of `layers exec`.
 #[derive(Args)]
 pub struct ExecArgs {
     /// Set an environment variable.

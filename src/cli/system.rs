@@ -10,7 +10,7 @@ use layers_store::Store;
 use crate::run::cgroup::Hierarchy;
 use crate::template::{self, Format};
 
-/// Arguments of `layers version` and `layers info`.
+// Arguments of `layers version` and `layers info`.
 #[derive(Args)]
 pub struct FormatArgs {
     /// A Go template (`{{.Version}}`, `{{json .}}`), or `json`.

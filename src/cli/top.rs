@@ -11,7 +11,7 @@ use layers_store::Store;
 use crate::run::cgroup::{Cgroup, Hierarchy};
 use crate::run::state;
 
-/// Arguments of `layers top`.
+// Arguments of `layers top`.
 #[derive(Args)]
 pub struct TopArgs {
     /// A running container.

@@ -26,7 +26,7 @@ pub enum VolumeCommand {
     Prune(PruneArgs),
 }
 
-/// Arguments of `layers volume create`.
+// Arguments of `layers volume create`.
 #[derive(Args)]
 pub struct CreateArgs {
     /// A label: KEY=VALUE.
@@ -39,7 +39,7 @@ pub struct CreateArgs {
     name: Option<String>,
 }
 
-/// Arguments of `layers volume ls`.
+// Arguments of `layers volume ls`.
 #[derive(Args)]
 pub struct LsArgs {
     /// Only names.
@@ -53,7 +53,7 @@ pub struct LsArgs {
     format: Option<String>,
 }
 
-/// Arguments of `layers volume inspect`.
+// Arguments of `layers volume inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
     /// A Go template per volume, or `json`.
@@ -64,7 +64,7 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
-/// Arguments of `layers volume rm`.
+// Arguments of `layers volume rm`.
 #[derive(Args)]
 pub struct RmArgs {
     /// A volume that does not exist is not an error (a volume in use is still refused,
@@ -76,7 +76,7 @@ pub struct RmArgs {
     names: Vec<String>,
 }
 
-/// Arguments of `layers volume prune`.
+// Arguments of `layers volume prune`.
 #[derive(Args)]
 pub struct PruneArgs {
     /// Every unused volume, named ones too.
