@@ -97,7 +97,8 @@ for _ in 1 2 3; do
   mk=$(awk -v a="$t0" -v b="$t1" -v m="$mk" 'BEGIN { d = (b - a) / 2; print (d < m ? d : m) }')
 done
 rm -rf "$floor_dir"
-echo "gzip members: $members; floor: inflate $gz s + creation over both cores $mk s = $(awk -v a="$gz" -v b="$mk" 'BEGIN { print a + b }') s"
-export IMPORT_FLOOR=$(awk -v a="$gz" -v b="$mk" 'BEGIN { print a + b }')
+IMPORT_FLOOR=$(awk -v a="$gz" -v b="$mk" 'BEGIN { print a + b }')
+export IMPORT_FLOOR
+echo "gzip members: $members; floor: inflate $gz s + creation over both cores $mk s = $IMPORT_FLOOR s"
 run_suite "${BENCH_DIR:-/dev/shm/layers-bench}" tmpfs
 if [ "${DISK:-0}" = 1 ]; then run_suite "$repo/bench/cache/scratch" disk; fi

@@ -103,6 +103,19 @@ ensure_debian_rootfs() {
   rm -rf "$src"
 }
 
+# Makes DIR/app holding DIRS directories of 100 files of ~10 kB of random text each
+# (what a commit bench copies into a container's upper dir).
+make_commit_files() { # dir dirs
+  python3 - "$1" "$2" <<'PY'
+import base64, os, sys
+for d in range(int(sys.argv[2])):
+    os.makedirs(f"{sys.argv[1]}/app/{d}")
+    for f in range(100):
+        with open(f"{sys.argv[1]}/app/{d}/{f}.txt", "wb") as fh:
+            fh.write(base64.b64encode(os.urandom(7500)))
+PY
+}
+
 # Starts the CNCF registry (Debian's docker-registry) on a free loopback port with its
 # storage under $scratch/registry; sets $port and $reg_pid (the caller's cleanup
 # kills it) and returns once it answers.

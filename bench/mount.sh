@@ -59,16 +59,8 @@ for r in $(seq "$rounds"); do
 done
 
 # 10,000 files of ~10 kB of text each, copied into each tool's container before its commit.
-files="$scratch/files"; mkdir -p "$files"
-python3 - "$files" <<'PY'
-import base64, os, sys
-root = sys.argv[1]
-for d in range(100):
-    os.makedirs(f"{root}/app/{d}")
-    for f in range(100):
-        with open(f"{root}/app/{d}/{f}.txt", "wb") as fh:
-            fh.write(base64.b64encode(os.urandom(7500)))
-PY
+files="$scratch/files"
+make_commit_files "$files" 100
 for r in $(seq "$commit_rounds"); do
   c=commit-$r
   "${L[@]}" create --name "$c" localhost/python >/dev/null; m=$("${L[@]}" mount "$c")

@@ -1,7 +1,6 @@
 # Input: lines "NAME SECONDS" with "begin T" / "end T" around each run. Prints the
 # median of each phase's duration (from the mark before it) in ms, in order.
-function median(s,   a, n, i, j, x) { n = split(s, a, " "); for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] + 0 > x + 0; j--) a[j+1] = a[j]; a[j+1] = x }
-  return (n % 2) ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+# usage: awk -f <(echo "$MEDIAN_AWK") -f phases.awk FILE   (bench/lib.sh's median)
 { t = $NF; name = $0; sub(/ [^ ]+$/, "", name) }
 name == "begin" { prev = t; first = t; next }
 { if (!(name in seen)) { seen[name] = 1; order[++n] = name }

@@ -63,14 +63,7 @@ for b in base current again; do
 done
 ctx="$repo/Dockerfile-examples/multistage"
 files="$scratch/files"
-python3 - "$files" <<'PY'
-import base64, os, sys
-for d in range(50):
-    os.makedirs(f"{sys.argv[1]}/app/{d}")
-    for f in range(100):
-        with open(f"{sys.argv[1]}/app/{d}/{f}.txt", "wb") as fh:
-            fh.write(base64.b64encode(os.urandom(7500)))
-PY
+make_commit_files "$files" 50
 
 round() { # label
   local b=$1 l="${bin[$1]}" s="$scratch/$1-store"

@@ -105,5 +105,5 @@ for net in bridge none; do
     echo "end $EPOCHREALTIME" >>"$phases"
   done
   printf "\n== where layers run --rm --network %s busybox /bin/true spends its time (medians of 21) ==\n" "$net"
-  awk -f "$here/phases.awk" "$phases"
+  awk -f <(echo "$MEDIAN_AWK") -f "$here/phases.awk" "$phases"
 done
