@@ -243,14 +243,7 @@ impl Store {
         let tree = written.into_packed();
         // Every layer a debug build writes proves the records equal what a walk reads.
         #[cfg(debug_assertions)]
-        {
-            use crate::layer::listing::Listing;
-            let walked = Listing::of(&layer_dir)?;
-            let recorded = Listing::unpacked(tree.digest, &tree.bytes).expect("a packed listing unpacks");
-            if let Some(path) = recorded.first_difference(&walked) {
-                panic!("the written listing of {} differs from the walk at {path:?}", u.diff_id);
-            }
-        }
+        tree.assert_walk_agrees(&layer_dir, u.diff_id, false)?;
         ingest.add_layer_tree(row, layer_dir, tree);
         Ok(u)
     }

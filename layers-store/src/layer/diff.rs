@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -133,8 +132,8 @@ fn root_node(upper: &Path) -> Result<written::Node> {
     let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW;
     let fd = rustix::fs::open(upper, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
         .map_err(|e| err(e.into()))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
-    Ok(written::Node::of(&st, written::Tail::Nothing, crate::fsroot::xattrs_fd(fd.as_fd()).map_err(err)?))
+    let top = crate::fsroot::Root::from_fd(fd, upper.to_path_buf()).top().map_err(err)?;
+    written::Node::of_dir(&top).map_err(err)
 }
 
 /// Files up to this size are read whole before their header is written.
@@ -151,10 +150,6 @@ fn record(layer: &mut Option<&mut Written>, p: &[u8], st: &Stat, tail: Tail, xat
     if let Some(w) = layer.as_deref_mut() {
         w.set(p, written::Node::of(st, tail, xattrs));
     }
-}
-
-fn shown_rel(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
 }
 
 fn marker(path: Vec<u8>) -> Entry {
@@ -314,7 +309,7 @@ pub fn write_tar(
                         return Err(Error::new(
                             ErrorKind::Io,
                             "write layer tar",
-                            shown_rel(p),
+                            String::from_utf8_lossy(p),
                             "hardlink target not recorded",
                         ));
                     }

@@ -12,9 +12,9 @@
 //! A layer the unpacker writes gets its listing from what it wrote, as it wrote it
 //! ([`crate::layer::written`]): its files hashed as their bytes passed, no file read
 //! back and no path looked up again; a committed upper dir gets its listing from
-//! what the commit's tar read, in the same walk. Which of the two schemes a file gets follows
-//! where its holes are; `fsck` compares a file whose record used the other one by
-//! the record's ([`Listing::reconciled`]).
+//! what the commit's tar read, in the same walk. Which of the two schemes a file gets
+//! follows where its holes are; `fsck` compares a file whose record used the other
+//! one by the record's ([`Listing::reconciled`]).
 //!
 //! The listing is kept zstd-compressed in the metadata; its digest names it.
 
@@ -226,11 +226,7 @@ impl Listing {
 
     /// The listing of these lines, sorted.
     fn from_lines(lines: Vec<Vec<u8>>) -> Listing {
-        Listing::from_bytes(lines.concat())
-    }
-
-    /// The listing whose lines (sorted) are `listing`.
-    pub(crate) fn from_bytes(listing: Vec<u8>) -> Listing {
+        let listing = lines.concat();
         Listing { digest: Digest::of(&listing), listing }
     }
 
@@ -334,8 +330,7 @@ pub(crate) struct Packer {
 }
 
 impl Packer {
-    /// A packer for a listing of exactly `size` bytes, if known.
-    pub(crate) fn new(size: Option<u64>) -> Packer {
+    pub(crate) fn new() -> Packer {
         use zstd::stream::raw::CParameter;
         // Level 3 is zstd's default. A sorted listing's matches are near (the lines
         // before, sharing their paths' prefixes): a 128 KiB window and small tables
@@ -347,7 +342,6 @@ impl Packer {
         for p in [CParameter::WindowLog(17), CParameter::HashLog(16), CParameter::ChainLog(16)] {
             encoder.set_parameter(p).expect("a valid zstd parameter");
         }
-        encoder.set_pledged_src_size(size).expect("a zstd frame not yet begun");
         Packer { hasher: crate::content::digest::Hasher::new(), encoder, out: Vec::new() }
     }
 
@@ -380,6 +374,25 @@ impl Packer {
         }
         self.out.shrink_to_fit();
         Packed { digest: self.hasher.finish(), bytes: self.out }
+    }
+}
+
+impl Packed {
+    /// Debug builds: panics unless this listing of the layer `what` equals a walk of
+    /// `dir`. With `reconcile`, a file recorded by the other hashing scheme is compared
+    /// by the record's (a commit hashes every file whole; a walk hashes one with holes
+    /// by its runs).
+    #[cfg(debug_assertions)]
+    pub(crate) fn assert_walk_agrees(&self, dir: &Path, what: impl std::fmt::Display, reconcile: bool) -> Result<()> {
+        let walked = Listing::of(dir)?;
+        let mut recorded = Listing::unpacked(self.digest, &self.bytes).expect("a packed listing unpacks");
+        if reconcile {
+            recorded = walked.reconciled(recorded, dir)?;
+        }
+        if let Some(path) = walked.first_difference(&recorded) {
+            panic!("the recorded listing of layer {what} differs from the walk at {path:?}");
+        }
+        Ok(())
     }
 }
 
@@ -429,7 +442,7 @@ mod tests {
             String::from_utf8_lossy(&before.listing)
         );
         assert!(String::from_utf8_lossy(&before.listing).contains(" a%20b%0a"));
-        let mut packer = Packer::new(Some(before.listing.len() as u64));
+        let mut packer = Packer::new();
         packer.add(&before.listing);
         let packed = packer.finish();
         assert_eq!(packed.digest, before.digest);

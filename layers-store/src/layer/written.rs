@@ -1,4 +1,5 @@
-//! A new layer's listing ([`Listing`]), kept while the extractor writes the layer
+//! A new layer's listing ([`crate::layer::listing::Listing`]), kept while the
+//! extractor writes the layer (or a commit's tar reads an upper dir that becomes one)
 //! instead of walking the layer dir again afterwards. Each node is recorded from the
 //! kernel's own answer once it is finished (a stat and its extended attributes, read
 //! through the descriptor the extractor holds, so no path is looked up again), with
@@ -6,7 +7,7 @@
 //! tree as it goes (a later entry replacing an earlier one, a directory replaced with
 //! its subtree, hardlinks, whiteouts, opaque markers, parents made implicitly) is done
 //! to the records as well, so they end as the tree ends: the same lines, in the same
-//! order, as [`Listing::of`] would read (debug builds check that on every layer).
+//! order, as [`crate::layer::listing::Listing::of`] would read (debug builds check that on every layer).
 
 use std::collections::BTreeSet;
 
@@ -53,6 +54,11 @@ impl Node {
         let size = if matches!(kind, b'f' | b'l') { st.st_size as u64 } else { 0 };
         let rdev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
         Node { kind, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, size, rdev, tail, xattrs }
+    }
+
+    /// The directory `dir` as it is now.
+    pub(crate) fn of_dir(dir: &crate::fsroot::Subdir) -> std::io::Result<Node> {
+        Ok(Node::of(&dir.stat_self()?, Tail::Nothing, dir.xattrs_self()?))
     }
 
     /// The node in the record's compact form (numbers as LEB128, a digest as its 32
@@ -146,7 +152,7 @@ impl<'a> Fields<'a> {
 }
 
 /// The line past its path, from a node's compact form: ` KIND MODE UID GID SIZE
-/// TAIL[ XATTR=VALUE…]\n`, as [`Listing::of`] writes it.
+/// TAIL[ XATTR=VALUE…]\n`, as [`crate::layer::listing::Listing::of`] writes it.
 fn write_rest(encoded: &[u8], out: &mut Vec<u8>) {
     let mut f = Fields(encoded);
     let kind = f.byte() as char;
@@ -182,21 +188,23 @@ fn write_rest(encoded: &[u8], out: &mut Vec<u8>) {
 struct Record(Box<[u8]>);
 
 impl Record {
-    fn new(key: &[u8], node: &Node) -> Record {
-        let mut b = Vec::with_capacity(4 + key.len() + 48);
+    /// The record of `key` whose node's compact form `node` writes (`len`: about
+    /// how long it is).
+    fn build(key: &[u8], len: usize, node: impl FnOnce(&mut Vec<u8>)) -> Record {
+        let mut b = Vec::with_capacity(4 + key.len() + len);
         b.extend_from_slice(&(key.len() as u32).to_le_bytes());
         b.extend_from_slice(key);
-        node.encode(&mut b);
+        node(&mut b);
         Record(b.into_boxed_slice())
+    }
+
+    fn new(key: &[u8], node: &Node) -> Record {
+        Record::build(key, 48, |b| node.encode(b))
     }
 
     /// The same node under another key (a hardlink's other name).
     fn renamed(&self, key: &[u8]) -> Record {
-        let mut b = Vec::with_capacity(4 + key.len() + self.node().len());
-        b.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        b.extend_from_slice(key);
-        b.extend_from_slice(self.node());
-        Record(b.into_boxed_slice())
+        Record::build(key, self.node().len(), |b| b.extend_from_slice(self.node()))
     }
 
     fn key_len(&self) -> usize {
@@ -293,12 +301,12 @@ impl Written {
         true
     }
 
-    /// The listing, packed: one line per node, in the order [`Listing::of`] sorts
+    /// The listing, packed: one line per node, in the order `Listing::of` sorts
     /// them. The records are freed as their lines are packed; the plain listing is
     /// never whole in memory.
     pub fn into_packed(self) -> Packed {
         let mut line = Vec::with_capacity(256);
-        let mut p = Packer::new(None);
+        let mut p = Packer::new();
         for r in self.nodes {
             line.clear();
             line.extend_from_slice(r.key());

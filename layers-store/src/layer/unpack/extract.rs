@@ -56,7 +56,7 @@ pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, written: 
     if !x.written.has(b"") {
         // The root as the store made it: the tar never named it.
         let top = root.top().map_err(|e| Error::io("unpack", "layer root", e))?;
-        x.written.set(b"", dir_node(&top).map_err(|e| Error::io("unpack", "layer root", e))?);
+        x.written.set(b"", Node::of_dir(&top).map_err(|e| Error::io("unpack", "layer root", e))?);
     }
     Ok(entries)
 }
@@ -126,7 +126,7 @@ impl Extractor<'_> {
             let top = self.root.top().map_err(io_err)?;
             top.set_owner_mode(&meta).map_err(io_err)?;
             apply_xattrs(&e.xattrs, |k, v| top.set_xattr(k, v)).map_err(io_err)?;
-            self.written.set(b"", dir_node(&top).map_err(io_err)?);
+            self.written.set(b"", Node::of_dir(&top).map_err(io_err)?);
             self.dir_times.insert(Vec::new(), meta);
             return Ok(());
         }
@@ -144,7 +144,7 @@ impl Extractor<'_> {
                 let child = dir.child_dir(name).map_err(io_err)?;
                 child.set_owner_mode(&meta).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| child.set_xattr(k, v)).map_err(io_err)?;
-                self.written.set(path.as_bytes(), dir_node(&child).map_err(io_err)?);
+                self.written.set(path.as_bytes(), Node::of_dir(&child).map_err(io_err)?);
                 self.dir_times.insert(path.as_bytes().to_vec(), meta);
             }
             EntryKind::File => {
@@ -270,7 +270,7 @@ impl Extractor<'_> {
         if target == b".wh..opq" {
             let dir = self.parent(parent, subject)?;
             dir.set_xattr(opaque_xattr(), b"y").map_err(|err| map_io(subject(), err))?;
-            let node = dir_node(dir).map_err(|err| map_io(subject(), err))?;
+            let node = Node::of_dir(dir).map_err(|err| map_io(subject(), err))?;
             self.written.set(parent, node);
             return Ok(());
         }
@@ -366,7 +366,7 @@ impl Extractor<'_> {
             end = parent[end..].iter().position(|&b| b == b'/').map_or(parent.len(), |i| end + i);
             let dir = &parent[..end];
             if !self.written.has(dir) {
-                let node = dir_node(&self.root.dir(dir, false)?)?;
+                let node = Node::of_dir(&self.root.dir(dir, false)?)?;
                 self.written.set(dir, node);
             }
             end += 1;
@@ -390,11 +390,6 @@ impl Extractor<'_> {
         }
         Ok(())
     }
-}
-
-/// The directory `dir` as it is now.
-fn dir_node(dir: &Subdir) -> io::Result<Node> {
-    Ok(Node::of(&dir.stat_self()?, Tail::Nothing, dir.xattrs_self()?))
 }
 
 /// The node `name` of `dir` as it is now, not following it.
