@@ -13,6 +13,7 @@ use layers_store::content::digest::Hasher;
 mod modes;
 mod netns;
 mod registry;
+pub mod tar_bytes;
 #[allow(unused_imports)]
 pub use modes::*;
 #[allow(unused_imports)]

@@ -6,15 +6,21 @@
 //! decode:  ◄──────────────────────────────────────────────────────────┘ gunzip/unzstd ─┐
 //! write:   ◄───────────────────────────────────────────────────────────────────────────┘
 //!          sha256 (diffID) ─► tar headers ─► Root (openat2, no symlinks) ─► disk
+//!                                            └─► small files' syscalls on writer threads
 //! ```
-//! Decoding is the critical path; the read stage's hashing and copying run on
-//! whichever core the writer leaves idle.
+//! Decoding is the critical path of a layer of large files, writing that of a layer
+//! of many small ones; the read stage's hashing and copying, and the writer threads
+//! (started only when the writer falls behind), run on whichever core those leave idle.
+//! (The diffID's sha256 stays on the writer's thread: a stage of its own between
+//! decoder and writer made a pull of the python image 4% slower and 1.5 MiB larger
+//! for a 5% gain on a layer of 50,000 small files.)
 //! OCI whiteouts become overlay whiteouts: `.wh.NAME` a 0/0 char device `NAME`,
 //! `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvError, SyncSender, TryRecvError};
 use std::thread;
 
 use crate::content::compression::Compression;
@@ -24,6 +30,7 @@ use crate::fsroot::Root;
 use crate::layer::written::Written;
 
 mod extract;
+mod files;
 use extract::extract;
 
 const CHUNK: usize = 128 * 1024;
@@ -105,8 +112,9 @@ pub fn unpack_hashing(
             .name("layer-decode".into())
             .spawn_scoped(s, move || decode_stage(blob_rx, tar_tx, limits))
             .map_err(|e| Error::io("unpack", "layer", e))?;
-        let mut tar = tar_rx.reader(true);
-        let extracted = extract(&mut tar, root, limits, written);
+        let backlog = Backlog::default();
+        let mut tar = tar_rx.reader(Some(&backlog));
+        let extracted = extract(&mut tar, &backlog, root, limits, written);
         if extracted.is_err() {
             // Upstream stages see the hang-up and stop; their "receiver gone" is not the story.
             drop(tar.rx);
@@ -195,7 +203,7 @@ fn read_stage(
 
 /// Stage 2: recognise the compression and decode.
 fn decode_stage(input: PipeRx, out: PipeTx, limits: &Limits) -> Result<Compression, Fail> {
-    let mut src = input.reader(false);
+    let mut src = input.reader(None);
     let mut head = [0u8; 6];
     let n = fill(&mut src, &mut head).map_err(|e| Fail::Err(Error::io("read layer", "input", e)))?;
     let compression = Compression::detect(&head[..n])
@@ -266,14 +274,16 @@ impl PipeTx {
 }
 
 impl PipeRx {
-    fn reader(self, hash: bool) -> ChannelReader {
+    /// The stream; the writer's (given a `backlog` to keep) also hashes it into the diffID.
+    fn reader(self, backlog: Option<&Backlog>) -> ChannelReader<'_> {
         ChannelReader {
             rx: self.rx,
             recycle: self.recycle,
             cur: Vec::new(),
             pos: 0,
-            hasher: hash.then(Hasher::new),
+            hasher: backlog.is_some().then(Hasher::new),
             size: 0,
+            backlog,
         }
     }
 }
@@ -314,19 +324,55 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A stage's view of its input stream; the writer's also hashes it into the diffID.
-struct ChannelReader {
+struct ChannelReader<'a> {
     rx: Receiver<Vec<u8>>,
     recycle: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     hasher: Option<Hasher>,
     size: u64,
+    /// Where the writer's reader notes whether each chunk was waiting for it.
+    backlog: Option<&'a Backlog>,
 }
 
-impl Read for ChannelReader {
+/// Whether the writer is the pipeline's slowest stage: of the last eight chunks it
+/// took, how many were decoded before it asked. A writer behind hands small files to
+/// writer threads; one that waits for the decoder gains nothing by it (a layer of
+/// large files), and writes inline, leaving the cores to the decoder.
+#[derive(Default)]
+pub(super) struct Backlog(AtomicU8);
+
+impl Backlog {
+    fn note(&self, waiting: bool) {
+        // One thread writes and reads it (the writer's); atomic only to be Sync.
+        let last = self.0.load(Ordering::Relaxed);
+        self.0.store(last << 1 | u8::from(waiting), Ordering::Relaxed);
+    }
+
+    /// Whether most recent chunks were waiting for the writer.
+    pub(super) fn behind(&self) -> bool {
+        // Debug builds can be told to hand every small file off, so tests exercise
+        // the writer threads whatever the timing.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("LAYERS_DEBUG_HANDOFF").is_some() {
+            return true;
+        }
+        self.0.load(Ordering::Relaxed).count_ones() >= 5
+    }
+}
+
+impl Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.cur.len() {
-            match self.rx.recv() {
+            let (next, waiting) = match self.rx.try_recv() {
+                Ok(chunk) => (Ok(chunk), true),
+                Err(TryRecvError::Empty) => (self.rx.recv(), false),
+                Err(TryRecvError::Disconnected) => (Err(RecvError), false),
+            };
+            if let Some(b) = self.backlog {
+                b.note(waiting);
+            }
+            match next {
                 Ok(chunk) => {
                     if let Some(h) = self.hasher.as_mut() {
                         h.update(&chunk);

@@ -6,14 +6,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use rustix::fs::FileType;
 use rustix::io::Errno;
 
-use super::{Limits, CHUNK};
+use super::files::{finish_file, Done, Files, NewJob, MAX_FILE};
+use super::{Backlog, Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fsroot::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, xattrs_fd, Meta, RelPath, Root, Subdir};
+use crate::fsroot::{Meta, RelPath, Root, Subdir};
 use crate::layer::listing::FileDigest;
 use crate::layer::sparse::RunHasher;
 use crate::layer::tar::{Entry, EntryKind, TarError, TarReader};
@@ -26,39 +27,101 @@ fn opaque_xattr() -> &'static [u8] {
     crate::layer::encoding::Encoding::of_process().opaque_xattr()
 }
 
+/// Threads that make small files while the calling thread parses the tar: two, as
+/// files in different directories are made in parallel (a pull of 50,000 small files
+/// in 500 directories: 0.36 s with one, 0.34 s with two, 0.42 s with none).
+const WRITERS: usize = 2;
+
 /// Writes every entry of the tar stream `reader` into `root`; returns the entry count.
-pub(super) fn extract(reader: impl Read, root: &Root, limits: &Limits, written: &mut Written) -> Result<u64> {
-    let mut tar = TarReader::new(reader, limits.max_header);
-    let mut x = Extractor {
-        root,
-        cache: None,
-        dir_times: HashMap::new(),
-        buf: vec![0u8; CHUNK],
-        written,
-        holes: 0,
-        max_bytes: limits.max_bytes,
-        max_path: limits.max_path,
-    };
-    let mut entries: u64 = 0;
-    while let Some(entry) = tar.next_entry().map_err(|e| tar_error(e, entries))? {
-        entries += 1;
-        if entries > limits.max_entries {
-            return Err(Error::new(
-                ErrorKind::LimitExceeded,
-                "unpack",
-                "layer",
-                format!("more than {} entries", limits.max_entries),
-            ));
+pub(super) fn extract(
+    reader: impl Read,
+    backlog: &Backlog,
+    root: &Root,
+    limits: &Limits,
+    written: &mut Written,
+) -> Result<u64> {
+    std::thread::scope(|s| {
+        let files = Files::new(s, WRITERS);
+        let mut x = Extractor {
+            root,
+            cache: None,
+            dir_times: HashMap::new(),
+            buf: vec![0u8; CHUNK],
+            written,
+            holes: 0,
+            max_bytes: limits.max_bytes,
+            max_path: limits.max_path,
+            files,
+            backlog,
+            index: 0,
+            failed: None,
+        };
+        let mut tar = TarReader::new(reader, limits.max_header);
+        let result = x.entries(&mut tar, limits);
+        x.files.close(|d| record(x.written, &mut x.failed, d));
+        // The first failing entry in tar order is the story, whichever thread saw it.
+        match (result, x.failed.take()) {
+            (Err((i, e)), Some((j, _))) if i < j => Err(e),
+            (_, Some((_, e))) | (Err((_, e)), None) => Err(e),
+            (Ok(entries), None) => x.done(entries),
         }
-        x.entry(&mut tar, &entry)?;
+    })
+}
+
+/// Records what a writer made, or keeps its error if it is the earliest so far.
+fn record(written: &mut Written, failed: &mut Option<(u64, Error)>, done: Done) {
+    match done.node {
+        Ok(node) => written.set(&done.path, node),
+        Err(err) if failed.as_ref().is_none_or(|(i, _)| done.index < *i) => {
+            *failed = Some((done.index, map_io(entry_subject(&done.path), err)));
+        }
+        Err(_) => {}
     }
-    x.finish()?;
-    if !x.written.has(b"") {
-        // The root as the store made it: the tar never named it.
-        let top = root.top().map_err(|e| Error::io("unpack", "layer root", e))?;
-        x.written.set(b"", Node::of_dir(&top).map_err(|e| Error::io("unpack", "layer root", e))?);
+}
+
+impl Extractor<'_, '_, '_> {
+    /// Writes the entries; an error comes with the number of the entry it belongs to.
+    fn entries<R: Read>(&mut self, tar: &mut TarReader<R>, limits: &Limits) -> Result<u64, (u64, Error)> {
+        let mut entries: u64 = 0;
+        while let Some(entry) = tar.next_entry().map_err(|e| (entries + 1, tar_error(e, entries)))? {
+            entries += 1;
+            if entries > limits.max_entries {
+                return Err((
+                    entries,
+                    Error::new(
+                        ErrorKind::LimitExceeded,
+                        "unpack",
+                        "layer",
+                        format!("more than {} entries", limits.max_entries),
+                    ),
+                ));
+            }
+            self.index = entries;
+            self.entry(tar, &entry).map_err(|e| (entries, e))?;
+            self.files.poll(|d| record(self.written, &mut self.failed, d));
+            if self.failed.is_some() {
+                return Ok(entries);
+            }
+        }
+        self.settle();
+        self.finish().map_err(|e| (entries, e))?;
+        Ok(entries)
     }
-    Ok(entries)
+
+    /// The end of a whole unpack: the root recorded if the tar never named it.
+    fn done(&mut self, entries: u64) -> Result<u64> {
+        if !self.written.has(b"") {
+            // The root as the store made it: the tar never named it.
+            let top = self.root.top().map_err(|e| Error::io("unpack", "layer root", e))?;
+            self.written.set(b"", Node::of_dir(&top).map_err(|e| Error::io("unpack", "layer root", e))?);
+        }
+        Ok(entries)
+    }
+
+    /// Waits for every file in flight, recording each.
+    fn settle(&mut self) {
+        self.files.settle(|d| record(self.written, &mut self.failed, d));
+    }
 }
 
 fn tar_error(e: TarError, entries: u64) -> Error {
@@ -75,10 +138,10 @@ fn tar_error(e: TarError, entries: u64) -> Error {
     }
 }
 
-struct Extractor<'r> {
+struct Extractor<'r, 'scope, 'env> {
     root: &'r Root,
     /// The last parent directory opened; most entries share their predecessor's.
-    cache: Option<(Vec<u8>, Subdir)>,
+    cache: Option<(Vec<u8>, Arc<Subdir>)>,
     /// Directory mtimes, applied at the end so writing children cannot move them.
     dir_times: HashMap<Vec<u8>, Meta>,
     buf: Vec<u8>,
@@ -88,6 +151,14 @@ struct Extractor<'r> {
     holes: u64,
     max_bytes: u64,
     max_path: usize,
+    /// Small files being made by the writers.
+    files: Files<'scope, 'env>,
+    /// Whether this thread is behind the decoder (then it hands small files off).
+    backlog: &'r Backlog,
+    /// The number of the entry being written.
+    index: u64,
+    /// The earliest writer's error, with its entry's number.
+    failed: Option<(u64, Error)>,
 }
 
 /// Names an entry in messages, printable whatever bytes it holds.
@@ -106,12 +177,15 @@ fn beneath(raw: &[u8]) -> &[u8] {
     &raw[start..]
 }
 
-impl Extractor<'_> {
+impl Extractor<'_, '_, '_> {
     fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<()> {
         let subject = || entry_subject(&e.path);
         let path = RelPath::parse(beneath(&e.path))
             .map_err(|rule| Error::new(ErrorKind::Unsafe, "unpack", subject(), rule.to_string()))?;
         self.fits(&path, &subject)?;
+        if self.files.touches(path.as_bytes()) {
+            self.settle();
+        }
         let (parent, name) = path.split_last();
         let meta = Meta { uid: e.uid, gid: e.gid, mode: e.mode, mtime: e.mtime };
         let io_err = |err: io::Error| map_io(subject(), err);
@@ -135,6 +209,7 @@ impl Extractor<'_> {
         match e.kind {
             EntryKind::Dir => {
                 if dir.existing(name).map_err(io_err)? == crate::fsroot::Existing::Other {
+                    self.settle();
                     dir.remove(name).map_err(io_err)?;
                     self.written.remove_tree(path.as_bytes());
                     self.cache = None;
@@ -148,9 +223,25 @@ impl Extractor<'_> {
                 self.dir_times.insert(path.as_bytes().to_vec(), meta);
             }
             EntryKind::File => {
+                if e.sparse.is_none()
+                    && e.size <= MAX_FILE
+                    && self.backlog.behind()
+                    && !self.written.has(path.as_bytes())
+                {
+                    // Nothing is at the path (no record, none in flight): a writer makes it.
+                    let name_at = path.as_bytes().len() - name.len();
+                    let path = path.as_bytes().to_vec();
+                    let job = NewJob { index: self.index, path, name_at, dir, meta, xattrs: e.xattrs.clone() };
+                    let (written, failed) = (&mut *self.written, &mut self.failed);
+                    return self
+                        .files
+                        .add(job, e.size as usize, |buf| read_all(tar, buf), |d| record(written, failed, d))
+                        .map_err(io_err);
+                }
                 let file = match dir.create_file(name) {
                     Ok(f) => f,
                     Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                        self.settle();
                         dir.remove(name).map_err(io_err)?;
                         self.written.remove_tree(path.as_bytes());
                         self.cache = None;
@@ -175,22 +266,20 @@ impl Extractor<'_> {
                         self.copy_sparse(tar, &file, map).map_err(io_err)?
                     }
                 };
-                set_owner_mode_fd(file.as_fd(), &meta).map_err(io_err)?;
-                apply_xattrs(&e.xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v)).map_err(io_err)?;
-                set_mtime_fd(file.as_fd(), &meta).map_err(io_err)?;
-                let st = rustix::fs::fstat(&file).map_err(io::Error::from).map_err(io_err)?;
-                let xattrs = xattrs_fd(file.as_fd()).map_err(io_err)?;
-                self.written.set(path.as_bytes(), Node::of(&st, Tail::Content(digest), xattrs));
+                let node = finish_file(&file, &meta, &e.xattrs, digest).map_err(io_err)?;
+                self.written.set(path.as_bytes(), node);
             }
             EntryKind::Symlink => {
                 self.replace(path.as_bytes(), &subject, |d| d.symlink(name, &e.link))?;
                 let dir = self.parent(parent, &subject)?;
                 dir.set_meta_at(name, &meta, true).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
-                let node = node_at(dir, name, Tail::Link(e.link.clone())).map_err(io_err)?;
+                let node = node_at(&dir, name, Tail::Link(e.link.clone())).map_err(io_err)?;
                 self.written.set(path.as_bytes(), node);
             }
             EntryKind::Hardlink => {
+                // The target may be in flight, and is recorded only once made.
+                self.settle();
                 let target = RelPath::parse(beneath(&e.link)).map_err(|rule| {
                     Error::new(ErrorKind::Unsafe, "unpack", subject(), format!("hardlink target: {rule}"))
                 })?;
@@ -236,7 +325,7 @@ impl Extractor<'_> {
                 let dir = self.parent(parent, &subject)?;
                 dir.set_meta_at(name, &meta, false).map_err(io_err)?;
                 apply_xattrs(&e.xattrs, |k, v| dir.set_xattr_at(name, k, v)).map_err(io_err)?;
-                let node = node_at(dir, name, Tail::Nothing).map_err(io_err)?;
+                let node = node_at(&dir, name, Tail::Nothing).map_err(io_err)?;
                 self.written.set(path.as_bytes(), node);
             }
         }
@@ -253,14 +342,16 @@ impl Extractor<'_> {
     ) -> Result<()> {
         let (parent, name) = crate::fsroot::split_last(path);
         let dir = self.parent(parent, subject)?;
-        match make(dir) {
+        match make(&dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                // What is removed may be a directory with files in flight beneath it.
+                self.settle();
                 dir.remove(name).map_err(|err| map_io(subject(), err))?;
                 self.written.remove_tree(path);
                 self.cache = None;
                 let dir = self.parent(parent, subject)?;
-                make(dir).map_err(|err| map_io(subject(), err))
+                make(&dir).map_err(|err| map_io(subject(), err))
             }
             Err(err) => Err(map_io(subject(), err)),
         }
@@ -270,7 +361,7 @@ impl Extractor<'_> {
         if target == b".wh..opq" {
             let dir = self.parent(parent, subject)?;
             dir.set_xattr(opaque_xattr(), b"y").map_err(|err| map_io(subject(), err))?;
-            let node = Node::of_dir(dir).map_err(|err| map_io(subject(), err))?;
+            let node = Node::of_dir(&dir).map_err(|err| map_io(subject(), err))?;
             self.written.set(parent, node);
             return Ok(());
         }
@@ -282,11 +373,14 @@ impl Extractor<'_> {
             return Err(Error::new(ErrorKind::Unsafe, "unpack", subject(), "whiteout names no file"));
         }
         let path = crate::fsroot::join(parent, target);
+        if self.files.touches(&path) {
+            self.settle();
+        }
         self.replace(&path, subject, |d| d.mknod(target, FileType::CharacterDevice, 0, 0))?;
         let dir = self.parent(parent, subject)?;
         let wh_meta = Meta { mode: 0, ..*meta };
         dir.set_meta_at(target, &wh_meta, false).map_err(|err| map_io(subject(), err))?;
-        let node = node_at(dir, target, Tail::Nothing).map_err(|err| map_io(subject(), err))?;
+        let node = node_at(&dir, target, Tail::Nothing).map_err(|err| map_io(subject(), err))?;
         self.written.set(&path, node);
         Ok(())
     }
@@ -307,14 +401,17 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn parent(&mut self, parent: &[u8], subject: &dyn Fn() -> String) -> Result<&Subdir> {
-        let hit = matches!(&self.cache, Some((p, _)) if p.as_slice() == parent);
-        if !hit {
-            let dir = self.root.dir(parent, true).map_err(|err| blocked(self.root, parent, subject(), err))?;
-            self.record_implicit(parent).map_err(|err| map_io(subject(), err))?;
-            self.cache = Some((parent.to_vec(), dir));
+    fn parent(&mut self, parent: &[u8], subject: &dyn Fn() -> String) -> Result<Arc<Subdir>> {
+        match &self.cache {
+            Some((p, dir)) if p.as_slice() == parent => Ok(Arc::clone(dir)),
+            _ => {
+                let dir = self.root.dir(parent, true).map_err(|err| blocked(self.root, parent, subject(), err))?;
+                self.record_implicit(parent).map_err(|err| map_io(subject(), err))?;
+                let dir = Arc::new(dir);
+                self.cache = Some((parent.to_vec(), Arc::clone(&dir)));
+                Ok(dir)
+            }
         }
-        Ok(&self.cache.as_ref().expect("just filled").1)
     }
 
     fn copy_data<R: Read>(&mut self, tar: &mut TarReader<R>, mut file: &File) -> io::Result<FileDigest> {
@@ -392,13 +489,28 @@ impl Extractor<'_> {
     }
 }
 
+/// Reads a file's data, all `buf.len()` bytes of it.
+fn read_all<R: Read>(tar: &mut TarReader<R>, buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match tar.read_data(&mut buf[got..])? {
+            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file data shorter than its header says")),
+            n => got += n,
+        }
+    }
+    Ok(())
+}
+
 /// The node `name` of `dir` as it is now, not following it.
 fn node_at(dir: &Subdir, name: &[u8], tail: Tail) -> io::Result<Node> {
     Ok(Node::of(&dir.stat_at(name)?, tail, dir.xattrs_at(name)?))
 }
 
 /// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
-fn apply_xattrs(xattrs: &[(Vec<u8>, Vec<u8>)], mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>) -> io::Result<()> {
+pub(super) fn apply_xattrs(
+    xattrs: &[(Vec<u8>, Vec<u8>)],
+    mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
     for (k, v) in xattrs {
         if crate::layer::encoding::is_overlay_private(k) {
             continue;
