@@ -29,6 +29,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::Root;
 use crate::layer::written::Written;
 
+mod attrs;
 mod extract;
 mod files;
 use extract::extract;
@@ -354,8 +355,11 @@ impl Backlog {
         // Debug builds can be told to hand every small file off, so tests exercise
         // the writer threads whatever the timing.
         #[cfg(debug_assertions)]
-        if std::env::var_os("LAYERS_DEBUG_HANDOFF").is_some() {
-            return true;
+        {
+            static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            if *FORCED.get_or_init(|| std::env::var_os("LAYERS_DEBUG_HANDOFF").is_some()) {
+                return true;
+            }
         }
         self.0.load(Ordering::Relaxed).count_ones() >= 5
     }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use rustix::fs::FileType;
 use rustix::io::Errno;
 
-use super::files::{finish_file, Done, Files, NewJob, MAX_FILE};
+use super::attrs::{apply_xattrs, finish_file};
+use super::files::{Done, Files, NewJob, MAX_FILE};
 use super::{Backlog, Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::{Meta, RelPath, Root, Subdir};
@@ -53,7 +54,6 @@ pub(super) fn extract(
             max_path: limits.max_path,
             files,
             backlog,
-            index: 0,
             failed: None,
         };
         let mut tar = TarReader::new(reader, limits.max_header);
@@ -96,8 +96,7 @@ impl Extractor<'_, '_, '_> {
                     ),
                 ));
             }
-            self.index = entries;
-            self.entry(tar, &entry).map_err(|e| (entries, e))?;
+            self.entry(tar, &entry, entries).map_err(|e| (entries, e))?;
             self.files.poll(|d| record(self.written, &mut self.failed, d));
             if self.failed.is_some() {
                 return Ok(entries);
@@ -155,8 +154,6 @@ struct Extractor<'r, 'scope, 'env> {
     files: Files<'scope, 'env>,
     /// Whether this thread is behind the decoder (then it hands small files off).
     backlog: &'r Backlog,
-    /// The number of the entry being written.
-    index: u64,
     /// The earliest writer's error, with its entry's number.
     failed: Option<(u64, Error)>,
 }
@@ -178,7 +175,8 @@ fn beneath(raw: &[u8]) -> &[u8] {
 }
 
 impl Extractor<'_, '_, '_> {
-    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<()> {
+    /// Writes entry number `index` (from 1) of the stream.
+    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry, index: u64) -> Result<()> {
         let subject = || entry_subject(&e.path);
         let path = RelPath::parse(beneath(&e.path))
             .map_err(|rule| Error::new(ErrorKind::Unsafe, "unpack", subject(), rule.to_string()))?;
@@ -231,7 +229,7 @@ impl Extractor<'_, '_, '_> {
                     // Nothing is at the path (no record, none in flight): a writer makes it.
                     let name_at = path.as_bytes().len() - name.len();
                     let path = path.as_bytes().to_vec();
-                    let job = NewJob { index: self.index, path, name_at, dir, meta, xattrs: e.xattrs.clone() };
+                    let job = NewJob { index, path, name_at, dir, meta, xattrs: e.xattrs.clone() };
                     let (written, failed) = (&mut *self.written, &mut self.failed);
                     return self
                         .files
@@ -504,33 +502,6 @@ fn read_all<R: Read>(tar: &mut TarReader<R>, buf: &mut [u8]) -> io::Result<()> {
 /// The node `name` of `dir` as it is now, not following it.
 fn node_at(dir: &Subdir, name: &[u8], tail: Tail) -> io::Result<Node> {
     Ok(Node::of(&dir.stat_at(name)?, tail, dir.xattrs_at(name)?))
-}
-
-/// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
-pub(super) fn apply_xattrs(
-    xattrs: &[(Vec<u8>, Vec<u8>)],
-    mut set: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
-) -> io::Result<()> {
-    for (k, v) in xattrs {
-        if crate::layer::encoding::is_overlay_private(k) {
-            continue;
-        }
-        // Which attribute, in words: a bare errno says nothing of the entry's xattrs.
-        set(k, v).map_err(|e| {
-            let why = match e.raw_os_error() {
-                Some(n) if n == Errno::NOTSUP.raw_os_error() => "the filesystem does not support it".to_string(),
-                Some(n) if n == Errno::RANGE.raw_os_error() || n == Errno::TOOBIG.raw_os_error() => {
-                    "its name or value is too long".to_string()
-                }
-                Some(n) if n == Errno::INVAL.raw_os_error() || n == Errno::PERM.raw_os_error() => {
-                    "the kernel refuses that name".to_string()
-                }
-                _ => e.to_string(),
-            };
-            io::Error::other(format!("extended attribute {:?}: {why}", String::from_utf8_lossy(k)))
-        })?;
-    }
-    Ok(())
 }
 
 /// Names the component that stopped a lookup beneath the root, if one did.

@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, Scope};
 
-use crate::fsroot::{set_mtime_fd, set_owner_mode_fd, set_xattr_fd, xattrs_fd, Meta, Subdir};
+use super::attrs::finish_file;
+use crate::fsroot::{Meta, Subdir};
 use crate::layer::listing::FileDigest;
-use crate::layer::written::{Node, Tail};
+use crate::layer::written::Node;
 
 /// Largest file handed off: its bytes are held in memory while in flight.
 pub(super) const MAX_FILE: u64 = 32 * 1024;
@@ -271,19 +271,4 @@ fn make(job: &Job, data: &[u8]) -> io::Result<Node> {
     file.write_all(data)?;
     let digest = FileDigest::Plain(*blake3::hash(data).as_bytes());
     finish_file(&file, &job.meta, &job.xattrs, digest)
-}
-
-/// Gives a file whose bytes are written its owner, mode, xattrs and times; returns
-/// its node as it now is.
-pub(super) fn finish_file(
-    file: &File,
-    meta: &Meta,
-    xattrs: &[(Vec<u8>, Vec<u8>)],
-    digest: FileDigest,
-) -> io::Result<Node> {
-    set_owner_mode_fd(file.as_fd(), meta)?;
-    super::extract::apply_xattrs(xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v))?;
-    set_mtime_fd(file.as_fd(), meta)?;
-    let st = rustix::fs::fstat(file)?;
-    Ok(Node::of(&st, Tail::Content(digest), xattrs_fd(file.as_fd())?))
 }
