@@ -2,7 +2,9 @@
 //! entries revisit paths (replace a file, a directory full of files in flight, link
 //! to or whiteout a file just written, put an entry under a file) must end exactly
 //! as one thread taking the entries in tar order leaves it, and a failure is
-//! reported for the first failing entry in tar order, whichever thread met it.
+//! reported for the first failing entry in tar order, whichever thread met it. A file
+//! gets its entry's owner, mode and xattrs whichever thread made it and however its
+//! creation left it.
 
 // Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
 #![allow(clippy::disallowed_methods)]
@@ -124,4 +126,66 @@ fn the_first_failing_entry_in_tar_order_is_the_one_named() {
         assert!(err.contains("\"bad\"") && err.contains("nonamespace.k") && err.lines().count() == 1, "{name}: {err}");
     }
     assert_eq!(layers_ok(&store, &["images", "-q"]), "");
+}
+
+#[test]
+fn files_get_their_entrys_owner_mode_and_xattrs_however_creation_left_them() {
+    if !need_root("files_get_their_entrys_owner_mode_and_xattrs_however_creation_left_them") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    // A file created with its own mode and owner needs no chown or chmod; these are
+    // the files whose creation leaves something else: a umask takes bits away, a
+    // setgid directory gives its group, an owner or a setuid bit that only a chown
+    // and a chmod give; and a capability that a chown would clear.
+    let cap = [0x01, 0, 0, 0x02, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // v2, effective, CAP_NET_BIND_SERVICE
+    let parts = [
+        owned(header("sg/", b'5', 0, ""), 0, 5, 0o2775),
+        owned(file("sg/f", b"in a setgid dir\n"), 0, 0, 0o644),
+        owned(file("open", b"rw for all\n"), 0, 0, 0o666),
+        owned(file("suid", b"setuid\n"), 0, 0, 0o4755),
+        owned(file("theirs", b"someone else's\n"), 1000, 1001, 0o640),
+        pax(&[("SCHILY.xattr.security.capability", &cap)]),
+        owned(file("cap", b"capable\n"), 0, 0, 0o755),
+        pax(&[("SCHILY.xattr.security.capability", &cap)]),
+        owned(file("capuser", b"capable, theirs\n"), 1000, 1000, 0o750),
+        end(),
+    ];
+    let want = [
+        ("sg/f", 0, 0, 0o644, false),
+        ("open", 0, 0, 0o666, false),
+        ("suid", 0, 0, 0o4755, false),
+        ("theirs", 1000, 1001, 0o640, false),
+        ("cap", 0, 0, 0o755, true),
+        ("capuser", 1000, 1000, 0o750, true),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    let tar = work.path().join("attrs.tar");
+    fs::write(&tar, parts.concat()).unwrap();
+    for (hand_off, umask) in [(false, 0o022), (true, 0o022), (false, 0o077), (true, 0o077)] {
+        let case = format!("hand_off={hand_off} umask={umask:03o}");
+        let store = work.path().join(format!("store-{hand_off}-{umask:o}"));
+        let mut cmd = layers_cmd();
+        if hand_off {
+            cmd.env("LAYERS_DEBUG_HANDOFF", "1");
+        }
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
+                Ok(())
+            });
+        }
+        let out = cmd.arg("--root").arg(&store).args(["import", "-q"]).arg(&tar).arg("attrs").output().unwrap();
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+        let layer = layer_dirs(&store, "attrs").remove(0);
+        for (name, uid, gid, mode, capable) in want {
+            let m = fs::symlink_metadata(layer.join(name)).unwrap();
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, mode), "{case}: {name}");
+            let mut got = [0u8; 64];
+            let n = rustix::fs::getxattr(layer.join(name).as_path(), "security.capability", &mut got[..]).unwrap_or(0);
+            assert_eq!(&got[..n], if capable { &cap[..] } else { &[][..] }, "{case}: capability of {name}");
+        }
+        assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent", "{case}");
+    }
 }

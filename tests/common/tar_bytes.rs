@@ -64,6 +64,15 @@ pub fn file(name: &str, data: &[u8]) -> Vec<u8> {
     [header(name, b'0', data.len() as u64, ""), padded(data)].concat()
 }
 
+/// `part` (a header, then its data) with the header's owner and mode set.
+pub fn owned(mut part: Vec<u8>, uid: u32, gid: u32, mode: u32) -> Vec<u8> {
+    part[100..107].copy_from_slice(format!("{mode:07o}").as_bytes());
+    part[108..115].copy_from_slice(format!("{uid:07o}").as_bytes());
+    part[116..123].copy_from_slice(format!("{gid:07o}").as_bytes());
+    seal(&mut part[..512]);
+    part
+}
+
 pub fn end() -> Vec<u8> {
     vec![0u8; 1024]
 }

@@ -311,13 +311,14 @@ impl Subdir {
         }
     }
 
-    /// Creates a new regular file, failing if anything is at `name`.
-    pub fn create_file(&self, name: &[u8]) -> io::Result<File> {
+    /// Creates a new regular file with permissions `mode` (less the umask), failing if
+    /// anything is at `name`.
+    pub fn create_file(&self, name: &[u8], mode: u32) -> io::Result<File> {
         let fd = rfs::openat(
             &self.fd,
             name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(mode & 0o777),
         )?;
         Ok(File::from(fd))
     }

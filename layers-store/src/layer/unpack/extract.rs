@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustix::fs::FileType;
 use rustix::io::Errno;
 
-use super::attrs::{apply_xattrs, finish_file};
+use super::attrs::{apply_xattrs, create_mode, finish_file};
 use super::files::{Done, Files, NewJob, MAX_FILE};
 use super::{Backlog, Limits, CHUNK};
 use crate::error::{Error, ErrorKind, Result};
@@ -236,14 +236,14 @@ impl Extractor<'_, '_, '_> {
                         .add(job, e.size as usize, |buf| read_all(tar, buf), |d| record(written, failed, d))
                         .map_err(io_err);
                 }
-                let file = match dir.create_file(name) {
+                let file = match dir.create_file(name, create_mode(&meta)) {
                     Ok(f) => f,
                     Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                         self.settle();
                         dir.remove(name).map_err(io_err)?;
                         self.written.remove_tree(path.as_bytes());
                         self.cache = None;
-                        self.parent(parent, &subject)?.create_file(name).map_err(io_err)?
+                        self.parent(parent, &subject)?.create_file(name, create_mode(&meta)).map_err(io_err)?
                     }
                     Err(err) => return Err(io_err(err)),
                 };

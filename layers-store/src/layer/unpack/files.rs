@@ -18,7 +18,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, Scope};
 
-use super::attrs::finish_file;
+use super::attrs::{create_mode, finish_file};
 use crate::fsroot::{Meta, Subdir};
 use crate::layer::listing::FileDigest;
 use crate::layer::written::Node;
@@ -259,7 +259,7 @@ pub(super) struct NewJob {
 /// extractor would inline.
 fn make(job: &Job, data: &[u8]) -> io::Result<Node> {
     let name = &job.path[job.name_at..];
-    let mut file: File = job.dir.create_file(name).map_err(|e| {
+    let mut file: File = job.dir.create_file(name, create_mode(&job.meta)).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             // The extractor hands off only paths it has made nothing at: the layer
             // dir was not empty, or something else writes into it.
