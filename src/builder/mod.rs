@@ -98,6 +98,8 @@ pub struct Built {
     imported: cache::Imported,
     /// The target stage's index in the plan.
     target: usize,
+    /// The layers of the images stages start from (FROM an image): not the build's own.
+    base_layers: std::collections::BTreeSet<layers_store::DiffId>,
 }
 
 impl Built {
@@ -109,7 +111,8 @@ impl Built {
         transfers: &crate::transfer::Transfers,
         to: &cache::CacheTo,
     ) -> anyhow::Result<cache::Exported> {
-        cache::export(store, registries, transfers, &self.imported, &self.made, self.target, to)
+        let built = cache::Steps { made: &self.made, target: self.target, base_layers: &self.base_layers };
+        cache::export(store, registries, transfers, &self.imported, &built, to)
     }
 }
 
@@ -285,7 +288,13 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     if !a.labels.is_empty() {
         image = labelled(store, image, &a.labels)?;
     }
-    Ok(Built { image, made, imported: cache, target: plan.stages.len() - 1 })
+    let base_layers = plan
+        .stages
+        .iter()
+        .filter(|s| !matches!(s.base, plan::Base::Stage(_) | plan::Base::Scratch))
+        .flat_map(|s| s.base_config.rootfs.diff_ids.iter().copied())
+        .collect();
+    Ok(Built { image, made, imported: cache, target: plan.stages.len() - 1, base_layers })
 }
 
 /// `image` with `labels` set in its config, as BuildKit applies `--label`: no history

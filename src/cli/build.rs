@@ -177,7 +177,15 @@ pub fn build(
     }
     // After the image is tagged: a failed export leaves the build's result in the store.
     for (to, spec) in cache_to.iter().zip(&a.cache_to) {
-        let exported = built.export(store, registries, transfers, to).with_context(|| format!("--cache-to {spec}"))?;
+        let exported = match built.export(store, registries, transfers, to) {
+            Ok(e) => e,
+            // BuildKit's ignore-error: a cache outage must not fail the job.
+            Err(e) if to.ignore_error => {
+                eprintln!("layers: warning: --cache-to {spec}: {}; ignored (ignore-error=true)", crate::one_line(&e));
+                continue;
+            }
+            Err(e) => return Err(e.context(format!("--cache-to {spec}"))),
+        };
         if !a.quiet {
             eprintln!("exported {exported} to {}", to.name());
         }

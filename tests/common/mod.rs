@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use layers_store::content::digest::Hasher;
 
+pub mod build_cache;
 mod modes;
 mod netns;
 mod registry;

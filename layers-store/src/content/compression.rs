@@ -46,24 +46,70 @@ impl Compression {
 }
 
 /// A compressing writer; `finish` writes the trailer and returns the inner writer.
-/// Output depends only on the input (gzip headers carry no time or name).
+/// Output depends only on the input and the level (gzip headers carry no time or name).
 pub enum Encoder<W: Write> {
     /// Bytes pass through.
     None(W),
     /// gzip on every core (see [`ParallelGzip`]).
     Gzip(ParallelGzip<W>),
-    /// zstd, level 3.
+    /// zstd, level 3 unless asked.
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
+/// A compression level in the range its compression has; `None` is the default
+/// (gzip 1, zstd 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Level(Option<u8>);
+
+impl Level {
+    /// The default level of each compression.
+    pub const DEFAULT: Level = Level(None);
+
+    /// `level` for `c`: gzip 0-9, zstd 1-19 (the range zstd calls normal); none for an
+    /// uncompressed layer.
+    pub fn new(c: Compression, level: u32) -> Result<Level, String> {
+        let max = match c {
+            Compression::None => return Err("an uncompressed layer has no compression level".into()),
+            Compression::Gzip => 9,
+            Compression::Zstd => 19,
+        };
+        let min = u32::from(c == Compression::Zstd);
+        if !(min..=max).contains(&level) {
+            return Err(format!("{} takes a level from {min} to {max}, not {level}", c.name()));
+        }
+        Ok(Level(Some(level as u8)))
+    }
+
+    /// The level as given, if one was.
+    pub fn get(self) -> Option<u32> {
+        self.0.map(u32::from)
+    }
+}
+
 impl Compression {
-    /// A compressing writer onto `out`.
+    /// A compressing writer onto `out` at the default level.
     pub fn encoder<W: Write>(self, out: W) -> io::Result<Encoder<W>> {
+        self.encoder_at(out, Level::DEFAULT)
+    }
+
+    /// A compressing writer onto `out` at `level`.
+    pub fn encoder_at<W: Write>(self, out: W, level: Level) -> io::Result<Encoder<W>> {
         Ok(match self {
             Compression::None => Encoder::None(out),
-            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(out)),
-            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
+            Compression::Gzip => Encoder::Gzip(ParallelGzip::with_level(out, level.get().unwrap_or(GZIP_LEVEL))),
+            Compression::Zstd => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(out, level.get().unwrap_or(3) as i32)?)
+            }
         })
+    }
+
+    /// Its name as `--compression` options spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
     }
 }
 
@@ -103,12 +149,12 @@ impl<W: Write> Write for Encoder<W> {
 /// make it smaller. The fast level codes every block with fixed Huffman tables, so
 /// already-compressed content grows and every reader must Huffman-decode it again;
 /// stored blocks are copied straight through. The choice depends on the piece alone.
-fn gzip_member(data: &[u8]) -> io::Result<Vec<u8>> {
+fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     let encode = |level: u32, capacity: usize| {
         let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::new(level));
         enc.write_all(data).and_then(|()| enc.finish())
     };
-    let packed = encode(GZIP_LEVEL, data.len() / 2)?;
+    let packed = encode(level, data.len() / 2)?;
     if packed.len() < data.len() {
         return Ok(packed);
     }
@@ -138,6 +184,11 @@ pub struct ParallelGzip<W: Write> {
 impl<W: Write> ParallelGzip<W> {
     /// A parallel gzip writer onto `inner`, one worker per core.
     pub fn new(inner: W) -> Self {
+        Self::with_level(inner, GZIP_LEVEL)
+    }
+
+    /// [`ParallelGzip::new`] at zlib level `level` (0-9).
+    pub fn with_level(inner: W, level: u32) -> Self {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
         let (jobs, job_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
         let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
@@ -148,7 +199,7 @@ impl<W: Write> ParallelGzip<W> {
                 std::thread::spawn(move || loop {
                     let job = rx.lock().map(|r| r.recv());
                     let Ok(Ok((seq, data))) = job else { return };
-                    let out = gzip_member(&data);
+                    let out = gzip_member(&data, level);
                     if tx.send((seq, out)).is_err() {
                         return;
                     }

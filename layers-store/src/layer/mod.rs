@@ -16,6 +16,9 @@ mod tar_pax;
 pub mod tar_sparse;
 pub mod tar_writer;
 pub mod unpack;
+// The store's own blob files and staging dir, named by digest (no path from input).
+#[allow(clippy::disallowed_methods)]
+pub(crate) mod variants;
 pub mod written;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -149,10 +152,12 @@ pub(crate) fn blobs_of_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<V
 pub(crate) fn forget_layer_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM layer_trees WHERE diff_id = ?1", [diff_id])?;
     tx.execute("DELETE FROM layer_blobs WHERE diff_id = ?1", [diff_id])?;
+    tx.execute("DELETE FROM blob_variants WHERE diff_id = ?1", [diff_id])?;
     Ok(())
 }
 
 /// In `tx`: blob `blob`'s pair is gone (gc removes the blob).
 pub(crate) fn forget_blob_tx(tx: &Transaction, blob: &str) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM layer_blobs WHERE blob_digest = ?1", [blob]).map(|_| ())
+    tx.execute("DELETE FROM layer_blobs WHERE blob_digest = ?1", [blob])?;
+    tx.execute("DELETE FROM blob_variants WHERE blob_digest = ?1", [blob]).map(|_| ())
 }

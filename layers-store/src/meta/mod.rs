@@ -16,7 +16,7 @@ use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 12;
+pub const FORMAT_VERSION: i64 = 13;
 
 /// Settings of the store as a whole: `encoding`, how overlay state is written in its
 /// layer dirs (`encoding.rs`), recorded by the process that makes the store (or
@@ -48,6 +48,7 @@ const SCHEMA: &[(&str, Tables)] = &[
     ("images: use and pins", Tables::Upgrade(crate::images::catalog::add_use_and_pins)),
     ("volumes", Tables::Sql(crate::volumes::TABLES)),
     ("settings", Tables::Sql(SETTINGS)),
+    ("layers: blob variants", Tables::Sql(crate::layer::variants::TABLES)),
 ];
 
 /// An open metadata database.

@@ -7,128 +7,18 @@
 pub mod format;
 pub mod local;
 pub mod registry;
+pub mod spec;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use anyhow::{bail, Context};
+use anyhow::Context;
 use layers_store::content::digest::Digest;
 use layers_store::meta::ImageRow;
 use layers_store::{ImageBlobs, LayerExpect, Store};
+use std::collections::BTreeMap;
 
 pub use format::CachedStep;
+pub use spec::{CacheFrom, CacheTo, Mode, Place};
 
 use crate::registry::config::RegistriesConfig;
-
-/// Which steps `--cache-to` exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The steps of the stage that makes the final image.
-    Min,
-    /// Every step of every stage built.
-    Max,
-}
-
-/// A `--cache-to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheTo {
-    Local { dest: PathBuf, mode: Mode },
-    Registry { reference: String, mode: Mode },
-}
-
-/// A `--cache-from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheFrom {
-    Local { src: PathBuf },
-    Registry { reference: String },
-}
-
-/// `type=…,key=value,…` into its type and options; each key at most once.
-fn options(spec: &str, flag: &str) -> anyhow::Result<(String, BTreeMap<String, String>)> {
-    let mut kind = None;
-    let mut opts = BTreeMap::new();
-    for kv in spec.split(',') {
-        let Some((k, v)) = kv.split_once('=') else { bail!("{flag} {spec}: {kv:?} is not KEY=VALUE") };
-        if k == "type" {
-            kind = Some(v.to_string());
-        } else if opts.insert(k.to_string(), v.to_string()).is_some() {
-            bail!("{flag} {spec}: {k} given twice");
-        }
-    }
-    Ok((kind.unwrap_or_else(|| "registry".into()), opts))
-}
-
-/// Refuses options `allowed` does not list.
-fn only(spec: &str, flag: &str, opts: &BTreeMap<String, String>, allowed: &[&str]) -> anyhow::Result<()> {
-    match opts.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => bail!("{flag} {spec}: option {k} is not supported"),
-        None => Ok(()),
-    }
-}
-
-impl CacheTo {
-    /// Parses `--cache-to type=local,dest=DIR[,mode=min|max]`.
-    pub fn parse(spec: &str) -> anyhow::Result<CacheTo> {
-        let (kind, opts) = options(spec, "--cache-to")?;
-        let mode = match opts.get("mode").map(String::as_str) {
-            None | Some("min") => Mode::Min,
-            Some("max") => Mode::Max,
-            Some(m) => bail!("--cache-to {spec}: mode={m}: use min or max"),
-        };
-        match kind.as_str() {
-            "local" => {
-                only(spec, "--cache-to", &opts, &["dest", "mode"])?;
-                let dest = opts.get("dest").with_context(|| format!("--cache-to {spec}: dest= is missing"))?;
-                Ok(CacheTo::Local { dest: PathBuf::from(dest), mode })
-            }
-            "registry" => {
-                only(spec, "--cache-to", &opts, &["ref", "mode"])?;
-                let reference = opts.get("ref").with_context(|| format!("--cache-to {spec}: ref= is missing"))?;
-                Ok(CacheTo::Registry { reference: reference.clone(), mode })
-            }
-            other => bail!("--cache-to {spec}: type {other} is not supported (registry, local)"),
-        }
-    }
-
-    pub fn mode(&self) -> Mode {
-        match self {
-            CacheTo::Local { mode, .. } | CacheTo::Registry { mode, .. } => *mode,
-        }
-    }
-
-    /// The destination, as a log line names it.
-    pub fn name(&self) -> String {
-        match self {
-            CacheTo::Local { dest, .. } => format!("type=local,dest={}", dest.display()),
-            CacheTo::Registry { reference, .. } => reference.clone(),
-        }
-    }
-}
-
-impl CacheFrom {
-    /// Parses `--cache-from type=local,src=DIR`.
-    pub fn parse(spec: &str) -> anyhow::Result<CacheFrom> {
-        // `--cache-from REF` alone is a registry ref, as with Docker.
-        let (kind, opts) = if spec.contains('=') {
-            options(spec, "--cache-from")?
-        } else {
-            ("registry".into(), [("ref".to_string(), spec.to_string())].into())
-        };
-        match kind.as_str() {
-            "local" => {
-                only(spec, "--cache-from", &opts, &["src"])?;
-                let src = opts.get("src").with_context(|| format!("--cache-from {spec}: src= is missing"))?;
-                Ok(CacheFrom::Local { src: PathBuf::from(src) })
-            }
-            "registry" => {
-                only(spec, "--cache-from", &opts, &["ref"])?;
-                let reference = opts.get("ref").with_context(|| format!("--cache-from {spec}: ref= is missing"))?;
-                Ok(CacheFrom::Registry { reference: reference.clone() })
-            }
-            other => bail!("--cache-from {spec}: type {other} is not supported (registry, local)"),
-        }
-    }
-}
 
 /// Where an imported step's blobs are.
 enum Source {
@@ -188,12 +78,12 @@ impl Imported {
     ) -> Imported {
         let mut imported = Imported::default();
         for f in from {
-            let read = match f {
-                CacheFrom::Local { src } => local::LocalSource::open(src).and_then(|(source, manifest, config)| {
+            let read = match &f.place {
+                Place::Local(src) => local::LocalSource::open(src).and_then(|(source, manifest, config)| {
                     let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
                     Ok((Source::Local(source), steps))
                 }),
-                CacheFrom::Registry { reference } => registry::RegistrySource::open(reference, registries, transfers)
+                Place::Registry(reference) => registry::RegistrySource::open(reference, registries, transfers)
                     .and_then(|(source, manifest, config)| {
                         let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
                         Ok((Source::Registry(Box::new(source)), steps))
@@ -326,32 +216,33 @@ impl Imported {
     }
 }
 
-impl CacheFrom {
-    fn name(&self) -> String {
-        match self {
-            CacheFrom::Local { src } => format!("type=local,src={}", src.display()),
-            CacheFrom::Registry { reference } => reference.clone(),
-        }
-    }
+/// The steps a build made, as an export reads them.
+pub struct Steps<'a> {
+    pub made: &'a [Made],
+    /// The stage whose steps `mode=min` exports.
+    pub target: usize,
+    /// The layers of the images the stages start from: not the build's own.
+    pub base_layers: &'a std::collections::BTreeSet<layers_store::DiffId>,
 }
 
 /// Writes the steps a build made to `to`: every step (`mode=max`) or those of the
 /// stage `target` (`mode=min`). Blobs come from the store, or from the imported
-/// cache for steps that were never made here.
+/// cache for steps that were never made here; with `compression=`, the build's own
+/// layers (with `force-compression`, every layer made here) in that compression.
 pub fn export(
     store: &Store,
     registries: &RegistriesConfig,
     transfers: &crate::transfer::Transfers,
     imported: &Imported,
-    made: &[Made],
-    target: usize,
+    built: &Steps,
     to: &CacheTo,
 ) -> anyhow::Result<Exported> {
     use format::{CachedLayer, StepRecord};
     use layers_store::images::oci::{Descriptor, MAX_JSON};
     let mut steps: Vec<(StepRecord, Vec<CachedLayer>)> = Vec::new();
     let mut imported_blobs: BTreeMap<Digest, Digest> = BTreeMap::new();
-    for m in made.iter().filter(|m| to.mode() == Mode::Max || m.stage == target) {
+    let mut variants: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+    for m in built.made.iter().filter(|m| to.mode == Mode::Max || m.stage == built.target) {
         if steps.iter().any(|(r, _)| r.key == m.key) {
             continue;
         }
@@ -359,23 +250,29 @@ pub fn export(
             Ok(row) => {
                 let config = String::from_utf8(store.content().read_blob(&row.config, MAX_JSON)?)
                     .with_context(|| format!("config {} is not UTF-8", row.config))?;
-                let layers = store
-                    .images()
-                    .layers(&row.manifest)?
-                    .into_iter()
-                    .map(|l| CachedLayer {
-                        blob: Descriptor {
-                            media_type: l.media_type,
-                            digest: l.blob,
-                            size: l.size,
-                            urls: None,
-                            annotations: None,
-                        },
-                        diff_id: l.diff_id,
-                    })
-                    .collect();
+                let mut layers = Vec::new();
+                for l in store.images().layers(&row.manifest)? {
+                    let blob = Descriptor {
+                        media_type: l.media_type,
+                        digest: l.blob,
+                        size: l.size,
+                        urls: None,
+                        annotations: None,
+                    };
+                    let blob = match variants.get(&blob.digest) {
+                        Some(v) => v.clone(),
+                        None => {
+                            let v = recompressed(store, to, built, &l.diff_id, &blob)?;
+                            variants.insert(blob.digest, v.clone());
+                            v
+                        }
+                    };
+                    layers.push(CachedLayer { blob, diff_id: l.diff_id });
+                }
                 (config, layers)
             }
+            // Layers this build did not make locally keep the compression of the
+            // cache that brought them (made elsewhere, not by this build).
             Err(key) => {
                 let c = imported.find(key).context("an imported step went missing")?;
                 for l in &c.layers {
@@ -403,9 +300,9 @@ pub fn export(
             imported_blobs.get(&d.digest).with_context(|| format!("blob {} is in no store or cache", d.digest))?;
         imported.open_blob(store, key, d)
     };
-    let sent = match to {
-        CacheTo::Local { dest, .. } => local::export(dest, &config, &desc, &layers, &blob)?,
-        CacheTo::Registry { reference, .. } => {
+    let sent = match &to.place {
+        Place::Local(dest) => local::export(dest, &config, &desc, &layers, &blob)?,
+        Place::Registry(reference) => {
             let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
             let siblings: Vec<String> =
                 imported.repositories_on(&r.registry).into_iter().filter(|s| *s != r.repository).collect();
@@ -413,6 +310,42 @@ pub fn export(
         }
     };
     Ok(Exported { steps: steps.len(), sent })
+}
+
+/// The blob to export for layer `diff_id`, stored as `blob`: itself, or (with
+/// `compression=`, for a layer of the build's own or any with `force-compression`)
+/// a blob of it in that compression and level, made once and kept in the store.
+fn recompressed(
+    store: &Store,
+    to: &CacheTo,
+    built: &Steps,
+    diff_id: &layers_store::DiffId,
+    blob: &layers_store::images::oci::Descriptor,
+) -> anyhow::Result<layers_store::images::oci::Descriptor> {
+    let Some(want) = to.compression else { return Ok(blob.clone()) };
+    if !to.force && built.base_layers.contains(diff_id) {
+        return Ok(blob.clone());
+    }
+    // A level asked for is honoured even in the blob's own compression (the build
+    // writes gzip at level 1); otherwise a blob already in it stays as it is.
+    if to.level == layers_store::content::compression::Level::DEFAULT && compression_of(&blob.media_type) == want {
+        return Ok(blob.clone());
+    }
+    store
+        .layers()
+        .blob_in(diff_id, &blob.digest, want, to.level)
+        .with_context(|| format!("layer {}: make its {} blob", blob.digest, want.name()))
+}
+
+/// A layer blob's compression as its media type (OCI or Docker) names it.
+fn compression_of(media_type: &str) -> layers_store::Compression {
+    if media_type.ends_with("gzip") {
+        layers_store::Compression::Gzip
+    } else if media_type.ends_with("zstd") {
+        layers_store::Compression::Zstd
+    } else {
+        layers_store::Compression::None
+    }
 }
 
 /// Layer blobs a cache export wrote that its destination lacked.

@@ -1,0 +1,145 @@
+//! A layer's blob in another compression (a cache export's `compression=zstd`): made
+//! once from a stored blob of the layer, checked against the layer's diffID as it is
+//! decompressed, committed as a blob of its own paired with the layer, and found
+//! again by (diffID, compression, level), so the next export of that layer makes
+//! nothing.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+
+use rusqlite::OptionalExtension;
+
+use crate::content::compression::{Compression, Level};
+use crate::content::digest::{DiffId, Digest, Hasher};
+use crate::error::{Error, ErrorKind, Result};
+use crate::images::oci::Descriptor;
+
+/// The table variants are found in (format 13, registered in `meta`). A row's blob
+/// is a stored blob paired with its layer in `layer_blobs`; gc forgets both together.
+pub(crate) const TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS blob_variants (
+    diff_id     TEXT NOT NULL,
+    compression TEXT NOT NULL,
+    level       INTEGER NOT NULL,
+    blob_digest TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    PRIMARY KEY (diff_id, compression, level)
+);
+"#;
+
+/// The level column: -1 for the compression's default.
+fn level_col(level: Level) -> i64 {
+    level.get().map_or(-1, i64::from)
+}
+
+impl super::Layers<'_> {
+    /// The blob of layer `diff_id` in compression `to` at `level`: a stored one made
+    /// before, or one made now from the stored blob `from` (which must decompress to
+    /// `diff_id`).
+    pub fn blob_in(&self, diff_id: &DiffId, from: &Digest, to: Compression, level: Level) -> Result<Descriptor> {
+        if let Some(d) = self.known_variant(diff_id, to, level)? {
+            return Ok(d);
+        }
+        let content = self.store.content();
+        let mut ingest = content.ingest()?;
+        let staged = ingest.staged_path("blob");
+        let (digest, size) = recompress(&content.blob_path(from), &staged, diff_id, to, level)?;
+        let desc = Descriptor { media_type: to.oci_media_type().into(), digest, size, urls: None, annotations: None };
+        ingest.add_blob(desc.clone(), staged);
+        self.store.commit_with(ingest, None, &|tx| {
+            super::put_layer_blob(tx, &digest, diff_id)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO blob_variants (diff_id, compression, level, blob_digest, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![diff_id.to_string(), to.name(), level_col(level), digest.to_string(), size],
+            )?;
+            Ok(())
+        })?;
+        Ok(desc)
+    }
+
+    /// A variant made before whose blob is still stored.
+    fn known_variant(&self, diff_id: &DiffId, to: Compression, level: Level) -> Result<Option<Descriptor>> {
+        let row: Option<(String, u64)> = self
+            .store
+            .md()
+            .conn()
+            .query_row(
+                "SELECT v.blob_digest, v.size FROM blob_variants v
+                   JOIN blobs b ON b.digest = v.blob_digest AND b.state = 'ready'
+                  WHERE v.diff_id = ?1 AND v.compression = ?2 AND v.level = ?3",
+                rusqlite::params![diff_id.to_string(), to.name(), level_col(level)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| Error::sql("look up blob variant", diff_id, e))?;
+        let Some((digest, size)) = row else { return Ok(None) };
+        let digest = Digest::parse(&digest)?;
+        if !self.store.content().blob_path(&digest).exists() {
+            return Ok(None);
+        }
+        Ok(Some(Descriptor { media_type: to.oci_media_type().into(), digest, size, urls: None, annotations: None }))
+    }
+}
+
+/// Decompresses the blob at `src`, checking it is layer `diff_id`, into a blob at
+/// `dst` in compression `to`; returns the new blob's digest and size.
+fn recompress(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    diff_id: &DiffId,
+    to: Compression,
+    level: Level,
+) -> Result<(Digest, u64)> {
+    let what = diff_id.to_string();
+    let io_err = |e: io::Error| Error::io("recompress layer", &what, e);
+    let mut input = BufReader::with_capacity(128 << 10, File::open(src).map_err(io_err)?);
+    let from = Compression::detect(input.fill_buf().map_err(io_err)?)
+        .map_err(|why| Error::new(ErrorKind::InvalidInput, "recompress layer", &what, why))?;
+    let mut tar = from.decoder(input).map_err(io_err)?;
+    let out = HashingWriter {
+        inner: BufWriter::with_capacity(128 << 10, File::create(dst).map_err(io_err)?),
+        hasher: Hasher::new(),
+        size: 0,
+    };
+    let mut encoder = to.encoder_at(out, level).map_err(io_err)?;
+    let mut diff = Hasher::new();
+    let mut buf = vec![0u8; 128 << 10];
+    loop {
+        let n = match tar.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        diff.update(&buf[..n]);
+        encoder.write_all(&buf[..n]).map_err(io_err)?;
+    }
+    let got = diff.finish();
+    if got != diff_id.digest() {
+        return Err(Error::mismatch("recompress layer", diff_id, got));
+    }
+    let mut out = encoder.finish().map_err(io_err)?;
+    out.inner.flush().map_err(io_err)?;
+    Ok((out.hasher.finish(), out.size))
+}
+
+/// A writer that hashes and counts what passes.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
