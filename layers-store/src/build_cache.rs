@@ -84,7 +84,7 @@ CREATE INDEX IF NOT EXISTS build_step_inputs_instruction ON build_step_inputs(in
 /// The build cache: step records, the images steps made, cache mounts, and the
 /// digests of build-context files (a facet of [`Store`]).
 pub struct BuildCache<'a> {
-    store: &'a Store,
+    pub(crate) store: &'a Store,
 }
 
 impl Store {
@@ -163,14 +163,6 @@ impl BuildCache<'_> {
             out.push((Digest::parse(&k)?, Digest::parse(&p)?, i, inputs));
         }
         Ok(out)
-    }
-
-    /// The persistent directory of a `RUN --mount=type=cache` with this id, made if missing:
-    /// `<root>/cache-mounts/<sha256 of id>/`, kept across builds.
-    pub fn mount_dir(&self, id: &str) -> Result<std::path::PathBuf> {
-        let dir = self.store.root().join("cache-mounts").join(Digest::of(id.as_bytes()).hex());
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("make cache mount", dir.display(), e))?;
-        Ok(dir)
     }
 
     /// Forgets every build step (and the known file digests), removes the step images nothing else names or uses,

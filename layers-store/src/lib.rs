@@ -25,6 +25,9 @@ pub mod archive;
 // Digests of cache-mount ids beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod build_cache;
+// Cache-mount dirs by the digest of their id, and their lock files, beneath the store root.
+#[allow(clippy::disallowed_methods)]
+pub mod cache_mounts;
 pub mod content;
 pub mod error;
 pub mod fsroot;

@@ -100,6 +100,8 @@ pub struct Built {
     target: usize,
     /// The layers of the images stages start from (FROM an image): not the build's own.
     base_layers: std::collections::BTreeSet<layers_store::DiffId>,
+    /// The ids of the cache mounts its RUN steps use, in the order first used.
+    cache_mounts: Vec<String>,
 }
 
 impl Built {
@@ -111,7 +113,12 @@ impl Built {
         transfers: &crate::transfer::Transfers,
         to: &cache::CacheTo,
     ) -> anyhow::Result<cache::Exported> {
-        let built = cache::Steps { made: &self.made, target: self.target, base_layers: &self.base_layers };
+        let built = cache::Steps {
+            made: &self.made,
+            target: self.target,
+            base_layers: &self.base_layers,
+            mounts: &self.cache_mounts,
+        };
         cache::export(store, registries, transfers, &self.imported, &built, to)
     }
 }
@@ -294,7 +301,19 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         .filter(|s| !matches!(s.base, plan::Base::Stage(_) | plan::Base::Scratch))
         .flat_map(|s| s.base_config.rootfs.diff_ids.iter().copied())
         .collect();
-    Ok(Built { image, made, imported: cache, target: plan.stages.len() - 1, base_layers })
+    let mut cache_mounts: Vec<String> = Vec::new();
+    for step in plan.stages.iter().flat_map(|s| &s.steps) {
+        if let plan::Action::Run(r) = &step.action {
+            for m in &r.mounts {
+                if let plan::RunMount::Cache { id, .. } = m {
+                    if !cache_mounts.contains(id) {
+                        cache_mounts.push(id.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(Built { image, made, imported: cache, target: plan.stages.len() - 1, base_layers, cache_mounts })
 }
 
 /// `image` with `labels` set in its config, as BuildKit applies `--label`: no history

@@ -187,6 +187,9 @@ pub fn build(
             Err(e) => return Err(e.context(format!("--cache-to {spec}"))),
         };
         if !a.quiet {
+            for note in &exported.notes {
+                eprintln!("{note}");
+            }
             eprintln!("exported {exported} to {}", to.name());
         }
     }

@@ -151,6 +151,24 @@ impl Remote {
         Ok(buf)
     }
 
+    /// Streams one blob into the file `to`, refusing more than its descriptor's size
+    /// (whoever reads the file verifies its digest).
+    pub async fn blob_to_file(&self, desc: &Descriptor, to: &std::path::Path, notices: Notices) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut s = std::pin::pin!(resume::blob_stream(self.repo.clone(), desc.digest, desc.size, notices));
+        let mut out = tokio::fs::File::create(to).await.with_context(|| format!("create {}", to.display()))?;
+        let mut got = 0u64;
+        while let Some(chunk) = s.try_next().await.with_context(|| format!("fetch blob {}", desc.digest))? {
+            got += chunk.len() as u64;
+            if got > desc.size {
+                bail!("blob {}: longer than its descriptor's {} bytes", desc.digest, desc.size);
+            }
+            out.write_all(&chunk).await.with_context(|| format!("write {}", to.display()))?;
+        }
+        out.flush().await.with_context(|| format!("write {}", to.display()))?;
+        Ok(())
+    }
+
     /// Streams one layer blob into a fresh ingest of `store`: verified, decompressed,
     /// unpacked (not committed).
     pub async fn fetch_layer(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Stat};
 
-use crate::content::digest::{DiffId, Hasher};
+use crate::content::digest::{DiffId, HashingWriter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsroot::lowers::in_lowers;
 use crate::fsroot::{join, split_last, walk, Node};
@@ -326,30 +326,4 @@ pub fn write_tar(
     })?;
     let h = tar.finish().map_err(|e| werr(upper.as_os_str().as_bytes(), e))?;
     Ok(WrittenTar { diff_id: DiffId::new(h.hasher.finish()), size: h.size, entries })
-}
-
-/// A writer that hashes and counts what passes through.
-pub(crate) struct HashingWriter<W> {
-    pub(crate) inner: W,
-    pub(crate) hasher: Hasher,
-    pub(crate) size: u64,
-}
-
-impl<W> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new(), size: 0 }
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }

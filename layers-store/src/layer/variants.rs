@@ -10,7 +10,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use rusqlite::OptionalExtension;
 
 use crate::content::compression::{Compression, Level};
-use crate::content::digest::{DiffId, Digest, Hasher};
+use crate::content::digest::{DiffId, Digest, Hasher, HashingWriter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::oci::Descriptor;
 
@@ -97,11 +97,7 @@ fn recompress(
     let from = Compression::detect(input.fill_buf().map_err(io_err)?)
         .map_err(|why| Error::new(ErrorKind::InvalidInput, "recompress layer", &what, why))?;
     let mut tar = from.decoder(input).map_err(io_err)?;
-    let out = HashingWriter {
-        inner: BufWriter::with_capacity(128 << 10, File::create(dst).map_err(io_err)?),
-        hasher: Hasher::new(),
-        size: 0,
-    };
+    let out = HashingWriter::new(BufWriter::with_capacity(128 << 10, File::create(dst).map_err(io_err)?));
     let mut encoder = to.encoder_at(out, level).map_err(io_err)?;
     let mut diff = Hasher::new();
     let mut buf = vec![0u8; 128 << 10];
@@ -122,24 +118,4 @@ fn recompress(
     let mut out = encoder.finish().map_err(io_err)?;
     out.inner.flush().map_err(io_err)?;
     Ok((out.hasher.finish(), out.size))
-}
-
-/// A writer that hashes and counts what passes.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Hasher,
-    size: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }

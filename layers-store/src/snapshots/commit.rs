@@ -4,11 +4,12 @@
 
 use super::containers::{ContainerRow, Snapshots};
 use crate::content::compression::Compression;
+use crate::content::digest::HashingWriter;
 use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::oci::{Descriptor, History, ImageConfig};
 use crate::images::record::ImageBlobs;
-use crate::layer::diff::{self, HashingWriter};
+use crate::layer::diff;
 use crate::meta::{ImageRow, LayerRow};
 use crate::store::LayerExpect;
 use rusqlite::params;

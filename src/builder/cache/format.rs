@@ -7,7 +7,9 @@
 //!   "instruction": "RUN make", "config": "{…the step image's config, byte for byte…}",
 //!   "layers": [0, 3], "inputs": [["build arg V", "sha256:…"], ["src/main.c", "sha256:…"]]}]}
 //! ```
-//! `layers` index the manifest's layers, bottom first. A step's config is kept as text
+//! `layers` index the manifest's layers, bottom first. After the steps' layers come
+//! the build's `RUN --mount=type=cache` dirs, each a layer tar annotated with its id
+//! ([`MOUNT_ANNOTATION`]) and its diffID, which no step names. A step's config is kept as text
 //! so the image made from a record has the same ID as on the machine that made it. A
 //! small cache config also travels in the manifest (its descriptor's `data`), sparing
 //! a reader one round trip.
@@ -25,6 +27,8 @@ pub const MEDIA_TYPE: &str = "application/vnd.layers.build-cache.v1+json";
 pub const VERSION: u32 = 1;
 /// The annotation naming a layer blob's diffID.
 pub const DIFF_ID_ANNOTATION: &str = "vnd.layers.diff-id";
+/// The annotation naming the cache mount a layer blob holds (by its `id=`).
+pub const MOUNT_ANNOTATION: &str = "vnd.layers.cache-mount";
 /// Most steps one cache holds (a bound on what an import trusts).
 pub const MAX_STEPS: usize = 10_000;
 
@@ -71,9 +75,16 @@ pub struct CachedStep {
     pub layers: Vec<CachedLayer>,
 }
 
+/// What a cache holds: its steps by key, and its cache mounts' blobs by id.
+#[derive(Debug, Default)]
+pub struct Cache {
+    pub steps: BTreeMap<Digest, CachedStep>,
+    pub mounts: BTreeMap<String, CachedLayer>,
+}
+
 /// Reads a cache manifest and its config (both verified by the caller against their
-/// digests) into its steps by key, refusing anything malformed or hostile by name.
-pub fn read(manifest: &[u8], config: &[u8]) -> Result<BTreeMap<Digest, CachedStep>, String> {
+/// digests) into its steps and mounts, refusing anything malformed or hostile by name.
+pub fn read(manifest: &[u8], config: &[u8]) -> Result<Cache, String> {
     let m: Manifest = serde_json::from_slice(manifest).map_err(|e| format!("cache manifest: {e}"))?;
     if m.config.media_type != MEDIA_TYPE {
         return Err(format!("cache manifest: config media type {} is not {MEDIA_TYPE}", m.config.media_type));
@@ -86,6 +97,7 @@ pub fn read(manifest: &[u8], config: &[u8]) -> Result<BTreeMap<Digest, CachedSte
         return Err(format!("cache config: {} steps (at most {MAX_STEPS})", c.steps.len()));
     }
     let mut layers = Vec::new();
+    let mut mounts = BTreeMap::new();
     for d in &m.layers {
         let diff = d
             .annotations
@@ -94,9 +106,17 @@ pub fn read(manifest: &[u8], config: &[u8]) -> Result<BTreeMap<Digest, CachedSte
             .ok_or_else(|| format!("cache manifest: layer {} has no {DIFF_ID_ANNOTATION}", d.digest))?;
         let diff_id = Digest::parse(diff).map_err(|e| format!("cache manifest: layer {}: {e}", d.digest))?;
         let blob = Descriptor { annotations: None, urls: None, ..d.clone() };
-        layers.push(CachedLayer { blob, diff_id: DiffId::new(diff_id) });
+        let layer = CachedLayer { blob, diff_id: DiffId::new(diff_id) };
+        if let Some(id) = d.annotations.as_ref().and_then(|a| a.get(MOUNT_ANNOTATION)) {
+            if id.len() > layers_store::cache_mounts::MAX_ID || id.chars().any(char::is_control) {
+                return Err(format!("cache manifest: layer {}: a cache mount id that is not printable text", d.digest));
+            }
+            // The first of an id is the one used, as the first source of a step is.
+            mounts.entry(id.clone()).or_insert_with(|| layer.clone());
+        }
+        layers.push(layer);
     }
-    let mut out = BTreeMap::new();
+    let mut steps = BTreeMap::new();
     for r in c.steps {
         let config: ImageConfig =
             serde_json::from_str(&r.config).map_err(|e| format!("cache step {}: config: {e}", r.key))?;
@@ -111,14 +131,18 @@ pub fn read(manifest: &[u8], config: &[u8]) -> Result<BTreeMap<Digest, CachedSte
         if diff_ids != config.rootfs.diff_ids {
             return Err(format!("cache step {}: its layers are not its config's diffIDs", r.key));
         }
-        out.insert(r.key, CachedStep { record: r, config, layers: mine });
+        steps.insert(r.key, CachedStep { record: r, config, layers: mine });
     }
-    Ok(out)
+    Ok(Cache { steps, mounts })
 }
 
-/// Makes the cache config and manifest for `steps` (each with its layers): the
-/// manifest's layers are every distinct blob, in order of first use.
-pub fn write(steps: &[(StepRecord, Vec<CachedLayer>)]) -> serde_json::Result<(Vec<u8>, Descriptor, Vec<Descriptor>)> {
+/// Makes the cache config and manifest for `steps` (each with its layers) and the
+/// cache `mounts` (by id): the manifest's layers are every distinct blob of the
+/// steps, in order of first use, then the mounts'.
+pub fn write(
+    steps: &[(StepRecord, Vec<CachedLayer>)],
+    mounts: &[(String, CachedLayer)],
+) -> serde_json::Result<(Vec<u8>, Descriptor, Vec<Descriptor>)> {
     let mut blobs: Vec<CachedLayer> = Vec::new();
     let mut records = Vec::new();
     for (r, ls) in steps {
@@ -143,13 +167,22 @@ pub fn write(steps: &[(StepRecord, Vec<CachedLayer>)]) -> serde_json::Result<(Ve
         urls: None,
         annotations: None,
     };
-    let layers = blobs
+    let mut layers: Vec<Descriptor> = blobs
         .into_iter()
         .map(|l| Descriptor {
             annotations: Some([(DIFF_ID_ANNOTATION.to_string(), l.diff_id.to_string())].into()),
             ..l.blob
         })
         .collect();
+    layers.extend(mounts.iter().map(|(id, l)| {
+        Descriptor {
+            annotations: Some(
+                [(DIFF_ID_ANNOTATION.to_string(), l.diff_id.to_string()), (MOUNT_ANNOTATION.to_string(), id.clone())]
+                    .into(),
+            ),
+            ..l.blob.clone()
+        }
+    }));
     Ok((config, desc, layers))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod format;
 pub mod local;
+mod mounts;
 pub mod registry;
 pub mod spec;
 
@@ -46,6 +47,8 @@ pub struct Imported {
     /// Each source as the command line named it.
     names: Vec<String>,
     steps: BTreeMap<Digest, (usize, CachedStep)>,
+    /// Cache mounts' blobs by id (the first source wins).
+    mounts: BTreeMap<String, (usize, format::CachedLayer)>,
 }
 
 /// A cache source whose records read but whose blobs did not (missing, wrong,
@@ -80,23 +83,28 @@ impl Imported {
         for f in from {
             let read = match &f.place {
                 Place::Local(src) => local::LocalSource::open(src).and_then(|(source, manifest, config)| {
-                    let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
-                    Ok((Source::Local(source), steps))
+                    let cache = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
+                    Ok((Source::Local(source), cache))
                 }),
                 Place::Registry(reference) => registry::RegistrySource::open(reference, registries, transfers)
                     .and_then(|(source, manifest, config)| {
-                        let steps = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
-                        Ok((Source::Registry(Box::new(source)), steps))
+                        let cache = format::read(&manifest, &config).map_err(anyhow::Error::msg)?;
+                        Ok((Source::Registry(Box::new(source)), cache))
                     }),
             };
             match read {
-                Ok((source, steps)) => {
+                Ok((source, cache)) => {
                     let i = imported.sources.len();
                     imported.sources.push(source);
                     imported.names.push(f.name());
-                    say(&format!("imported {} step{} from {}", steps.len(), plural(steps.len()), f.name()));
-                    for (key, step) in steps {
+                    let (n, m) = (cache.steps.len(), cache.mounts.len());
+                    let mounts = if m > 0 { format!(" and {m} cache mount{}", plural(m)) } else { String::new() };
+                    say(&format!("imported {n} step{}{mounts} from {}", plural(n), f.name()));
+                    for (key, step) in cache.steps {
                         imported.steps.entry(key).or_insert((i, step));
+                    }
+                    for (id, layer) in cache.mounts {
+                        imported.mounts.entry(id).or_insert((i, layer));
                     }
                 }
                 Err(e) => warn(&format!("--cache-from {}: {e:#}; going on without it", f.name())),
@@ -223,6 +231,8 @@ pub struct Steps<'a> {
     pub target: usize,
     /// The layers of the images the stages start from: not the build's own.
     pub base_layers: &'a std::collections::BTreeSet<layers_store::DiffId>,
+    /// The ids of the `RUN --mount=type=cache` dirs its steps use.
+    pub mounts: &'a [String],
 }
 
 /// Writes the steps a build made to `to`: every step (`mode=max`) or those of the
@@ -291,10 +301,24 @@ pub fn export(
         };
         steps.push((record, layers));
     }
-    let (config, desc, layers) = format::write(&steps)?;
+    let mut packed = match to.cache_mounts {
+        true => mounts::pack(store, imported, built.mounts, to)?,
+        false => mounts::Packed::none(store)?,
+    };
+    // A mount carried from an imported cache to a registry its source is not on must
+    // be uploaded: its blob is fetched for that (a local destination reads the source).
+    if let Place::Registry(reference) = &to.place {
+        let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
+        packed.fetch_carried(store, imported, &r.registry)?;
+    }
+    let (config, desc, layers) = format::write(&steps, &packed.layers)?;
     let blob = |d: &Descriptor| -> anyhow::Result<Box<dyn std::io::Read>> {
-        if let Ok(f) = std::fs::File::open(store.content().blob_path(&d.digest)) {
+        let file = packed.files.get(&d.digest).cloned().unwrap_or_else(|| store.content().blob_path(&d.digest));
+        if let Ok(f) = std::fs::File::open(file) {
             return Ok(Box::new(std::io::BufReader::new(f)));
+        }
+        if let Some(id) = packed.carried(&d.digest) {
+            return imported.open_mount(store, id);
         }
         let key =
             imported_blobs.get(&d.digest).with_context(|| format!("blob {} is in no store or cache", d.digest))?;
@@ -306,10 +330,18 @@ pub fn export(
             let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
             let siblings: Vec<String> =
                 imported.repositories_on(&r.registry).into_iter().filter(|s| *s != r.repository).collect();
-            registry::export(store, transfers, reference, registries, (&desc, &config), &layers, &siblings)?
+            // Blobs packed for this export (cache mounts) are files of their own; the rest are the store's.
+            let files: Vec<_> = layers
+                .iter()
+                .map(|d| {
+                    let file = packed.files.get(&d.digest).cloned();
+                    (file.unwrap_or_else(|| store.content().blob_path(&d.digest)), d.clone())
+                })
+                .collect();
+            registry::export(store, transfers, reference, registries, (&desc, &config), &files, &siblings)?
         }
     };
-    Ok(Exported { steps: steps.len(), sent })
+    Ok(Exported { steps: steps.len(), mounts: packed.layers.len(), sent, notes: std::mem::take(&mut packed.notes) })
 }
 
 /// The blob to export for layer `diff_id`, stored as `blob`: itself, or (with
@@ -362,18 +394,22 @@ impl Sent {
     }
 }
 
-/// What a cache export wrote: its step records, and the layers new to the destination.
+/// What a cache export wrote: its step records and cache mounts, the layers new to
+/// the destination, and a line for each mount left out.
 #[derive(Debug)]
 pub struct Exported {
     pub steps: usize,
+    pub mounts: usize,
     pub sent: Sent,
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Display for Exported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (n, s) = (self.steps, self.sent);
+        let (n, m, s) = (self.steps, self.mounts, self.sent);
         let mb = s.bytes as f64 / 1e6;
-        write!(f, "{n} step{} ({} new layer{}, {mb:.1} MB)", plural(n), s.layers, plural(s.layers))
+        let mounts = if m > 0 { format!(" and {m} cache mount{}", plural(m)) } else { String::new() };
+        write!(f, "{n} step{}{mounts} ({} new layer{}, {mb:.1} MB)", plural(n), s.layers, plural(s.layers))
     }
 }
 

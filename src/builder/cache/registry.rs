@@ -131,16 +131,25 @@ impl RegistrySource {
     }
 }
 
-/// Pushes a cache (its config and the layers its manifest names) to `reference`.
-/// A layer not in the store must be in the registry already (or in `siblings`, other
-/// repositories of the same registry to mount from).
+impl RegistrySource {
+    /// Downloads one blob to the file `to` (whoever reads it checks its digest).
+    pub fn download(&self, blob: &Descriptor, to: &std::path::Path) -> anyhow::Result<()> {
+        let what = format!("cache {}: blob {}", self.reference, blob.digest);
+        self.transfers.block_on(self.remote.blob_to_file(blob, to, silent()))?.context(what)
+    }
+}
+
+/// Pushes a cache (its config and the layers its manifest names, each with the file
+/// it is read from if uploaded) to `reference`. A layer whose file is missing must be
+/// in the registry already (or in `siblings`, other repositories of the same registry
+/// to mount from).
 pub fn export(
     store: &Store,
     transfers: &Transfers,
     reference: &str,
     registries: &RegistriesConfig,
     (config_desc, config): (&Descriptor, &[u8]),
-    layers: &[Descriptor],
+    layers: &[(std::path::PathBuf, Descriptor)],
     siblings: &[String],
 ) -> anyhow::Result<super::Sent> {
     let r = Reference::parse(reference, ShortNames::DockerHub)?;
@@ -150,10 +159,10 @@ pub fn export(
     let scratch = super::super::scratch::ScratchDir(store.scratch_dir("cache-export")?);
     let config_path = scratch.path().join("config.json");
     std::fs::write(&config_path, config).context("stage the cache config")?;
-    let mut blobs: Vec<(std::path::PathBuf, Descriptor)> =
-        layers.iter().map(|d| (store.content().blob_path(&d.digest), d.clone())).collect();
+    let mut blobs = layers.to_vec();
     blobs.push((config_path, config_desc.clone()));
-    let manifest = super::format::manifest(config_desc, config, layers)?;
+    let layers: Vec<Descriptor> = layers.iter().map(|(_, d)| d.clone()).collect();
+    let manifest = super::format::manifest(config_desc, config, &layers)?;
     let remote = Remote::open(&r, registries, true, siblings)?;
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     let o = crate::transfer::push::PushOptions { chunk_size: 0, tls_verify: true, quiet: true };
@@ -167,7 +176,7 @@ pub fn export(
         &o,
     )?;
     let mut out = super::Sent::default();
-    for l in layers {
+    for l in &layers {
         match sent.iter().find(|(d, _)| *d == l.digest).map(|(_, s)| s) {
             Some(Sent::Uploaded(n)) => out.add(*n),
             Some(Sent::Mounted(_)) => out.add(0),

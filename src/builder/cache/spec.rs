@@ -39,7 +39,15 @@ pub struct CacheTo {
     pub level: Level,
     /// `force-compression=true`: every layer in `compression`, the base image's too.
     pub force: bool,
+    /// Whether the build's `RUN --mount=type=cache` dirs go too (`cache-mounts=`;
+    /// default: with `mode=max`).
+    pub cache_mounts: bool,
+    /// `cache-mount-max-size=`: a mount whose tar is larger is left out, with a line.
+    pub mount_max: u64,
 }
+
+/// `cache-mount-max-size`'s default: 2 GiB.
+pub const MOUNT_MAX: u64 = 2 << 30;
 
 /// A `--cache-from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +99,7 @@ fn flag(spec: &str, opts: &BTreeMap<String, String>, key: &str) -> anyhow::Resul
 }
 
 /// Options every `--cache-to` type takes.
-const EXPORT_OPTIONS: [&str; 7] = [
+const EXPORT_OPTIONS: [&str; 9] = [
     "mode",
     "ignore-error",
     "image-manifest",
@@ -99,6 +107,8 @@ const EXPORT_OPTIONS: [&str; 7] = [
     "compression",
     "compression-level",
     "force-compression",
+    "cache-mounts",
+    "cache-mount-max-size",
 ];
 
 impl CacheTo {
@@ -150,9 +160,18 @@ impl CacheTo {
         };
         let force = flag(spec, &opts, "force-compression")?;
         let ignore_error = flag(spec, &opts, "ignore-error")?;
+        let cache_mounts = match opts.get("cache-mounts") {
+            None => mode == Mode::Max,
+            Some(_) => flag(spec, &opts, "cache-mounts")?,
+        };
+        let mount_max = match opts.get("cache-mount-max-size") {
+            None => MOUNT_MAX,
+            Some(v) => crate::run::cgroup::parse_bytes(v)
+                .map_err(|e| anyhow::anyhow!("--cache-to {spec}: cache-mount-max-size={v}: {e}"))?,
+        };
         // A level or force with no compression named is gzip's, as in BuildKit.
         let compression = compression.or((level != Level::DEFAULT || force).then_some(Compression::Gzip));
-        Ok(CacheTo { place, mode, ignore_error, compression, level, force })
+        Ok(CacheTo { place, mode, ignore_error, compression, level, force, cache_mounts, mount_max })
     }
 
     /// The destination, as a log line names it.

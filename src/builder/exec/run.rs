@@ -12,6 +12,7 @@ use crate::builder::plan::{MountFrom, RunMount, RunStep, Step};
 use crate::builder::throwaway::ThrowawayView;
 use crate::run::container::{run_container, Output, RunSpec};
 use crate::run::{image_process::Overrides, Bind};
+use layers_store::cache_mounts::HeldMount;
 use layers_store::fsroot::{self, Attrs, Tree};
 use layers_store::snapshots::containers::MountedView;
 
@@ -22,7 +23,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
     let config = step.config.clone().context("a RUN step planned without its config")?;
     // Made first: a mount from a stage may need that stage's image fetched. The views
     // behind the mounts live until the command is over.
-    let StepMounts { binds, tmpfs, views: _views, roots: _roots } = mounts(x, &r.mounts)?;
+    let StepMounts { binds, tmpfs, views: _views, roots: _roots, held: _held } = mounts(x, &r.mounts)?;
     x.in_step_container(state, step, |c| {
         let spec = RunSpec {
             overrides: Overrides {
@@ -63,6 +64,23 @@ struct StepMounts {
     views: Vec<ThrowawayView>,
     /// Read-only views of the stages and images mounts come from (`from=`).
     roots: Vec<(MountedView, ScratchDir)>,
+    /// The cache mounts, held until the step ends.
+    held: Vec<HeldMount>,
+}
+
+/// Fills a new cache mount from an imported cache that carries it (`--cache-from`
+/// of a cache exported with its mounts). A blob that fails is a warning: the step
+/// runs with the mount empty, as it would with no cache.
+fn seed_from_imported(x: &Executor, id: &str, mount: &HeldMount) {
+    match x.cache.seed_mount(x.store, id, mount) {
+        Ok(Some((source, size))) if !x.quiet => {
+            eprintln!("--> cache mount {id}: filled from {source} ({:.1} MB)", size as f64 / 1e6)
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("layers: warning: cache mount {id}: {}; the step starts with it empty", crate::one_line(&e))
+        }
+    }
 }
 
 /// A read-only view of what `from` names, kept in `roots`; returns its path.
@@ -79,24 +97,30 @@ fn from_root(x: &Executor, from: &MountFrom, roots: &mut Vec<(MountedView, Scrat
 }
 
 fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
-    let (mut binds, mut tmpfs, mut views, mut roots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut binds, mut tmpfs, mut views, mut roots, mut held) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for m in mounts {
         match m {
-            RunMount::Cache { id, target, readonly, seed } => {
-                let dir = x.store.build_cache().mount_dir(id)?;
-                if let Some((from, source)) = seed {
-                    let empty = std::fs::read_dir(&dir).map(|mut d| d.next().is_none()).unwrap_or(false);
-                    if empty {
+            RunMount::Cache { id, target, readonly, seed, sharing } => {
+                // Held as `sharing` says until the step ends; alone while it is filled.
+                let mount = x.store.build_cache().hold_mount(id, *sharing)?;
+                let fillable = seed.is_some() || x.cache.has_mount(id);
+                match seed {
+                    _ if !fillable || !mount.alone_if_empty()? => {}
+                    Some((from, source)) => {
                         // A new cache starts as a copy of from='s source (BuildKit's seed).
                         let root = from_root(x, from, &mut roots)?;
                         let real = fsroot::resolve_dest(&root, source)?;
                         let tree = Tree::open(&root.join(&real), &format!("--mount target={target}: from="))?;
                         let plan = fsroot::plan(&tree, &[PathBuf::new()], "/", &fsroot::Everything)?;
-                        fsroot::copy(&tree, &plan, &dir, Attrs::kept())
+                        fsroot::copy(&tree, &plan, mount.dir(), Attrs::kept())
                             .with_context(|| format!("--mount target={target}: seed the cache"))?;
                     }
+                    None => seed_from_imported(x, id, &mount),
                 }
-                binds.push(Bind { host: dir, target: target.clone(), read_only: *readonly })
+                mount.share_again()?;
+                binds.push(Bind { host: mount.dir().to_path_buf(), target: target.clone(), read_only: *readonly });
+                held.push(mount);
             }
             RunMount::Tmpfs { target, size } => {
                 // In bytes: the kernel takes `1m`, not the `1MB` a Dockerfile may say.
@@ -133,7 +157,7 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
             }
         }
     }
-    Ok(StepMounts { binds, tmpfs, views, roots })
+    Ok(StepMounts { binds, tmpfs, views, roots, held })
 }
 
 /// The mount targets (and their parents) the image lacks, so the runtime will make

@@ -12,6 +12,7 @@ use crate::builder::context;
 use crate::builder::frontend::instruction::{Command, Instruction};
 use crate::builder::frontend::path::clean;
 use crate::run::Network;
+use layers_store::cache_mounts::Sharing;
 use layers_store::fsroot;
 use layers_store::meta::ImageRow;
 
@@ -29,7 +30,7 @@ pub enum MountFrom {
 pub enum RunMount {
     /// A store directory kept across builds, by `id`; with `seed`, a new (empty) one is
     /// first filled with that path of a stage or image (`from=`, `source=`).
-    Cache { id: String, target: String, readonly: bool, seed: Option<(MountFrom, PathBuf)> },
+    Cache { id: String, target: String, readonly: bool, seed: Option<(MountFrom, PathBuf)>, sharing: Sharing },
     /// A fresh tmpfs, `size` bytes at most when given.
     Tmpfs { target: String, size: Option<u64> },
     /// A path of the build context (or, with `from`, of a stage's or image's root):
@@ -57,7 +58,8 @@ impl RunMount {
     /// Its options in a fixed order, for the key.
     fn key_text(&self) -> String {
         match self {
-            RunMount::Cache { id, target, readonly, seed } => {
+            // Not `sharing`: how steps share the dir changes nothing a step makes.
+            RunMount::Cache { id, target, readonly, seed, .. } => {
                 let seed = seed.as_ref().map(|(f, p)| format!(",from={},source={}", f.key_text(), p.display()));
                 format!("type=cache,id={id},target={target},ro={readonly}{}", seed.unwrap_or_default())
             }
@@ -99,7 +101,7 @@ pub fn mount_from(m: &str) -> Option<&str> {
 /// finds what `from=` names: an earlier stage, else an image.
 fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::Result<RunMount> {
     let mut kind = "bind";
-    let (mut target, mut source, mut id, mut size, mut from_name) = (None, None, None, None, None);
+    let (mut target, mut source, mut id, mut size, mut from_name, mut sharing) = (None, None, None, None, None, None);
     let (mut rw, mut readonly) = (false, false);
     for kv in m.split(',') {
         let (k, v) = kv.split_once('=').map_or((kv.trim(), None), |(k, v)| (k.trim(), Some(v.trim())));
@@ -119,7 +121,7 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
             "from" => from_name = v,
             "rw" | "readwrite" => rw = flag()?,
             "ro" | "readonly" => readonly = flag()?,
-            "sharing" if v == Some("shared") => {}
+            "sharing" => sharing = v,
             _ => bail!("--mount={m}: option {k:?} is not supported"),
         }
     }
@@ -138,18 +140,32 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
         ("rw", rw),
         ("readonly", readonly),
         ("from", from_name.is_some()),
+        ("sharing", sharing.is_some()),
     ];
     let from = from_name.map(|f| from(f).with_context(|| format!("--mount={m}: from={f}"))).transpose()?;
     match kind {
         "cache" => {
-            only(&["id", "readonly", "source", "from"], &given)?;
+            only(&["id", "readonly", "source", "from", "sharing"], &given)?;
+            let sharing = match sharing {
+                None | Some("shared") => Sharing::Shared,
+                Some("locked") => Sharing::Locked,
+                Some("private") => Sharing::Private,
+                Some(o) => bail!("--mount={m}: sharing={o}: use shared, locked or private"),
+            };
+            let id = id.unwrap_or(&target);
+            if id.len() > layers_store::cache_mounts::MAX_ID || id.chars().any(char::is_control) {
+                bail!(
+                    "--mount={m}: id= must be at most {} bytes of printable text",
+                    layers_store::cache_mounts::MAX_ID
+                );
+            }
             if source.is_some() && from.is_none() {
                 bail!("--mount={m}: source= of a cache mount needs from=");
             }
             let source = clean(source.unwrap_or("/"))
                 .with_context(|| format!("--mount={m}: the source leaves the root of from="))?;
             let seed = from.map(|f| (f, source));
-            Ok(RunMount::Cache { id: id.unwrap_or(&target).to_string(), target, readonly, seed })
+            Ok(RunMount::Cache { id: id.to_string(), target, readonly, seed, sharing })
         }
         "tmpfs" => {
             only(&["size"], &given)?;
