@@ -105,6 +105,11 @@ pub struct Built {
 }
 
 impl Built {
+    /// The repositories of `registry` that the build's imported caches came from.
+    pub fn cache_repositories(&self, registry: &str) -> Vec<String> {
+        self.imported.repositories_on(registry)
+    }
+
     /// Writes the build's steps to a shared cache.
     pub fn export(
         &self,

@@ -2,14 +2,14 @@
 //! the image ID printed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use layers_store::meta::ImageRow;
 use layers_store::{Reference, ShortNames, Store};
 
+use super::build_output::{self, Output};
 use crate::builder::cache::{CacheFrom, CacheTo};
 use crate::builder::BuildRequest;
 use crate::registry::config::RegistriesConfig;
@@ -58,10 +58,14 @@ pub struct BuildArgs {
     #[arg(long, value_parser = parse_network, default_value = "host")]
     network: Network,
     /// Also write the image out: `type=oci,dest=DIR|FILE`, `type=docker-archive,dest=FILE`,
-    /// `type=tar,dest=FILE` (the root filesystem as a tar) or `type=local,dest=DIR` (the
-    /// root filesystem as files).
+    /// `type=tar,dest=FILE` (the root filesystem as a tar), `type=local,dest=DIR` (the
+    /// root filesystem as files), or push it: `type=registry[,name=REF]`,
+    /// `type=image[,name=REF][,push=true]` (default: the -t names).
     #[arg(short, long)]
     output: Option<String>,
+    /// Push the image to its -t names (as `--output type=registry`).
+    #[arg(long)]
+    push: bool,
     /// A shared cache to write the build's steps to: `REF` or
     /// `type=registry,ref=REF[,mode=min|max]` (a registry, the default type), or
     /// `type=local,dest=DIR[,mode=min|max]`.
@@ -90,31 +94,6 @@ fn parse_network(s: &str) -> Result<Network, String> {
         }
         other => Err(format!("{other}: use host (default), bridge or none")),
     }
-}
-
-/// `--output type=…,dest=…`.
-fn write_output(store: &Store, image: &ImageRow, tags: &[String], spec: &str) -> anyhow::Result<()> {
-    let mut kind = None;
-    let mut dest = None;
-    for kv in spec.split(',') {
-        match kv.split_once('=') {
-            Some(("type", t)) => kind = Some(t),
-            Some(("dest", d)) => dest = Some(d),
-            _ => bail!("--output {spec}: want type=oci|docker-archive|tar|local,dest=PATH"),
-        }
-    }
-    let dest = dest.with_context(|| format!("--output {spec}: dest= is missing"))?;
-    let images = [layers_store::archive::layout::SaveImage { manifest: image.manifest, names: tags.to_vec() }];
-    use crate::cli::archive::{export_local, export_view, write_images, SaveFormat};
-    match kind {
-        Some("oci") => write_images(store, &images, dest, SaveFormat::Oci),
-        Some("docker-archive" | "docker") => write_images(store, &images, dest, SaveFormat::DockerArchive),
-        Some("tar") => export_view(store, &store.snapshots().image_view(&image.manifest)?, dest),
-        Some("local") => export_local(store, &store.snapshots().image_view(&image.manifest)?, Path::new(dest)),
-        Some(other) => bail!("--output {spec}: type {other} is not supported (oci, docker-archive, tar, local)"),
-        None => bail!("--output {spec}: type= is missing"),
-    }
-    .with_context(|| format!("--output {spec}"))
 }
 
 /// `layers build`.
@@ -151,6 +130,12 @@ pub fn build(
         };
     }
     let cache_to = a.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let output = a.output.as_deref().map(Output::parse).transpose()?;
+    let push_to = match &output {
+        Some(Output::Image { name, push: true }) => build_output::push_targets(name.as_deref(), &a.tags, "--output")?,
+        _ if a.push => build_output::push_targets(None, &a.tags, "--push")?,
+        _ => Vec::new(),
+    };
     let cache_from = a.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let request = BuildRequest {
         context: a.context.clone(),
@@ -172,9 +157,11 @@ pub fn build(
     for t in &tags {
         store.images().tag(&image.manifest, t)?;
     }
-    if let Some(o) = &a.output {
-        write_output(store, &image, &tags, o)?;
+    if let Some(o) = &output {
+        build_output::write(store, &image, &tags, o)
+            .with_context(|| format!("--output {}", a.output.as_deref().unwrap_or_default()))?;
     }
+    build_output::push_all(store, &built, &push_to, registries, transfers, a.quiet)?;
     // After the image is tagged: a failed export leaves the build's result in the store.
     for (to, spec) in cache_to.iter().zip(&a.cache_to) {
         let exported = match built.export(store, registries, transfers, to) {

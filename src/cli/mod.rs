@@ -6,6 +6,7 @@ pub mod ask;
 pub mod attach;
 pub mod budget;
 pub mod build;
+pub mod build_output;
 pub mod containers;
 pub mod control;
 pub mod cp;

@@ -54,7 +54,7 @@ pub fn run(
         bail!("push {dest}: give a tag to push to, not a digest");
     }
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
-    let digest = push_image(transfers, store.reopen()?, &image, &dest, registries, &o)?;
+    let digest = push_image(transfers, store.reopen()?, &image, (&dest, &[]), registries, &o)?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

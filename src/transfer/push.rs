@@ -27,11 +27,13 @@ pub struct PushOptions {
 }
 
 /// Pushes `image` to `dest` (a tagged reference); returns the manifest digest.
+/// `also_from`: other repositories of `dest`'s registry known to hold its blobs (a
+/// build cache's), to mount them from.
 pub fn push_image(
     transfers: &Transfers,
     store: Store,
     image: &ImageRow,
-    dest: &Reference,
+    (dest, also_from): (&Reference, &[String]),
     registries: &RegistriesConfig,
     o: &PushOptions,
 ) -> anyhow::Result<Digest> {
@@ -39,13 +41,18 @@ pub fn push_image(
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).with_context(|| format!("read manifest {}", image.manifest))?;
     // Other repositories of the same registry that hold this image: blobs can be mounted from there.
-    let siblings: Vec<String> = image
+    let mut siblings: Vec<String> = image
         .tags
         .iter()
         .filter_map(|t| Reference::parse(t, ShortNames::DockerHub).ok())
         .filter(|r| r.registry == dest.registry && r.repository != dest.repository)
         .map(|r| r.repository)
         .collect();
+    for r in also_from {
+        if *r != dest.repository && !siblings.contains(r) {
+            siblings.push(r.clone());
+        }
+    }
     let remote = Remote::open(dest, registries, o.tls_verify, &siblings)?;
     let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
     blobs.extend(manifest.layers.iter().cloned());

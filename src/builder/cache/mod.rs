@@ -162,7 +162,7 @@ impl Imported {
     }
 
     /// Repositories of `registry` that imported caches came from (blobs can be mounted from there).
-    fn repositories_on(&self, registry: &str) -> Vec<String> {
+    pub fn repositories_on(&self, registry: &str) -> Vec<String> {
         self.sources
             .iter()
             .filter_map(|s| match s {

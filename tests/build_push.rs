@@ -1,0 +1,97 @@
+//! `layers build --push` and `--output type=registry|image` (issue 31): the built
+//! image goes to its names in a registry, where a fresh machine pulls and runs it;
+//! a name with nowhere to go is refused before anything is built.
+
+// Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::build_cache::*;
+use common::*;
+
+/// Blobs sent in `requests`: the `PUT …/blobs/uploads/…?digest=` that ends each upload.
+fn uploads(requests: &[String]) -> usize {
+    requests.iter().filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/")).count()
+}
+
+#[test]
+fn build_push_sends_the_image_to_its_names_and_a_fresh_machine_runs_it() {
+    if !need_root("build_push_sends_the_image_to_its_names_and_a_fresh_machine_runs_it") {
+        return;
+    }
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (a, c) = (machine(work.path(), "a"), machine(work.path(), "c"));
+    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
+    let one = format!("{}/app/greet:1", reg.addr);
+    let out = build(&a, &["-t", &one, "--push", ctx.to_str().unwrap()]);
+    let id = stdout(&out).trim().to_string();
+    assert!(stderr(&out).contains(&format!("Pushed {}/app/greet:1@sha256:", reg.addr)), "{}", stderr(&out));
+
+    // BuildKit's spellings: type=registry with a name, type=image with push=true.
+    let two = format!("{}/app/greet:2", reg.addr);
+    build(&a, &["--output", &format!("type=registry,name={two}"), ctx.to_str().unwrap()]);
+    let three = format!("{}/app/greet:3", reg.addr);
+    build(&a, &["-t", &three, "--output", "type=image,push=true", ctx.to_str().unwrap()]);
+
+    for name in [&one, &two, &three] {
+        layers_ok(&c, &["pull", "-q", name]);
+        assert_eq!(layers_ok(&c, &["inspect", "-f", "{{.Id}}", name]).trim(), id, "{name}");
+        assert_eq!(layers_ok(&c, &["run", "--rm", name]), "hello from layers, built in stages");
+    }
+    // The later pushes found the blobs there: only the first uploaded them (the layers and the config).
+    let raw: serde_json::Value = serde_json::from_str(&layers_ok(&a, &["inspect", "--raw", &one])).unwrap();
+    let blobs = raw[0]["Manifest"]["layers"].as_array().unwrap().len() + 1;
+    let requests = reg.requests_from_layers();
+    assert_eq!(uploads(&requests), blobs, "{requests:?}");
+}
+
+#[test]
+fn a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer() {
+    if !need_root("a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer") {
+        return;
+    }
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (machine(work.path(), "a"), machine(work.path(), "b"));
+    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
+    let cache = format!("{}/cache/greet:main", reg.addr);
+    build(&a, &["--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+
+    let before = reg.requests_from_layers().len();
+    let name = format!("{}/app/greet:ci", reg.addr);
+    let out = build(&b, &["-t", &name, "--cache-from", &cache, "--push", ctx.to_str().unwrap()]);
+    assert!(outcomes(&out).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&out));
+    let requests = reg.requests_from_layers()[before..].to_vec();
+    // The layers are mounted from the cache's repository; the image config is the only blob sent.
+    assert_eq!(uploads(&requests), 1, "{requests:?}");
+    let raw: serde_json::Value = serde_json::from_str(&layers_ok(&b, &["inspect", "--raw", &name])).unwrap();
+    for l in raw[0]["Manifest"]["layers"].as_array().unwrap() {
+        let mount = format!("mount={}&from=cache%2Fgreet", l["digest"].as_str().unwrap().replace(':', "%3A"));
+        assert!(requests.iter().any(|r| r.starts_with("POST ") && r.contains(&mount)), "{mount}: {requests:?}");
+    }
+}
+
+#[test]
+fn a_name_with_no_registry_is_refused_before_the_build() {
+    if !need_root("a_name_with_no_registry_is_refused_before_the_build") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let a = machine(work.path(), "a");
+    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
+    for (args, want) in [
+        (vec!["-t", "greet:1", "--push"], "--push: greet:1 has no registry to push to: name it REGISTRY/NAME:TAG"),
+        (vec!["--push"], "--push: name the image to push (-t REGISTRY/NAME:TAG)"),
+        (vec!["--output", "type=registry,push=false"], "type=registry always pushes"),
+    ] {
+        let mut full = vec!["build"];
+        full.extend(args.iter().copied());
+        full.push(ctx.to_str().unwrap());
+        let out = layers(&a, &full);
+        let err = stderr(&out);
+        assert!(!out.status.success() && err.lines().count() == 1 && err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("STEP"), "refused before the build: {err}");
+    }
+}
