@@ -105,7 +105,10 @@ fn copy_link_makes_a_layer_of_its_own_and_unsupported_flags_are_refused() {
         ("FROM busybox\nRUN --security=insecure true\n", "--security=insecure"),
         ("FROM busybox\nRUN --mount=type=cache,target=/c,uid=1000 true\n", "\"uid\""),
         ("FROM busybox\nRUN --mount=type=cache,target=/c,sharing=exclusive true\n", "sharing=exclusive"),
-        ("FROM busybox\nRUN --mount=type=tmpfs,target=/c,sharing=locked true\n", "sharing does not apply to type=tmpfs"),
+        (
+            "FROM busybox\nRUN --mount=type=tmpfs,target=/c,sharing=locked true\n",
+            "sharing does not apply to type=tmpfs",
+        ),
         ("FROM busybox\nRUN --mount=type=secret,target=/s true\n", "type secret"),
     ] {
         fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();

@@ -20,6 +20,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("leases", &["images/catalog.rs"]),
     ("layer_blobs", &["layer/mod.rs"]),
     ("layer_trees", &["layer/mod.rs"]),
+    ("blob_variants", &["layer/variants.rs"]),
     ("containers", &["snapshots/containers.rs", "snapshots/commit.rs"]),
     ("build_cache", &["build_cache.rs"]),
     ("build_images", &["build_cache.rs"]),
@@ -38,6 +39,8 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("layer/mod.rs", "image_layers", "schema seed"),
     // A pair counts only with both halves ready, checked in the committing transaction.
     ("layer/mod.rs", "blobs", "the pair check"),
+    // A variant counts only while its blob is stored and ready.
+    ("layer/variants.rs", "blobs", "the variant's blob check"),
     // The upgrade test makes a format-1 store with an image in it.
     ("meta/mod.rs", "images", "the format-1 upgrade test"),
 ];

@@ -132,7 +132,11 @@ pub fn build(
     let cache_to = a.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let output = a.output.as_deref().map(Output::parse).transpose()?;
     let push_to = match &output {
-        Some(Output::Image { name, push: true }) => build_output::push_targets(name.as_deref(), &a.tags, "--output")?,
+        Some(Output::Image { name, push: true }) => build_output::push_targets(
+            name.as_deref(),
+            &a.tags,
+            &format!("--output {}", a.output.as_deref().unwrap_or_default()),
+        )?,
         _ if a.push => build_output::push_targets(None, &a.tags, "--push")?,
         _ => Vec::new(),
     };

@@ -152,12 +152,11 @@ pub(crate) fn blobs_of_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<V
 pub(crate) fn forget_layer_tx(tx: &Transaction, diff_id: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM layer_trees WHERE diff_id = ?1", [diff_id])?;
     tx.execute("DELETE FROM layer_blobs WHERE diff_id = ?1", [diff_id])?;
-    tx.execute("DELETE FROM blob_variants WHERE diff_id = ?1", [diff_id])?;
-    Ok(())
+    variants::forget_layer_tx(tx, diff_id)
 }
 
 /// In `tx`: blob `blob`'s pair is gone (gc removes the blob).
 pub(crate) fn forget_blob_tx(tx: &Transaction, blob: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM layer_blobs WHERE blob_digest = ?1", [blob])?;
-    tx.execute("DELETE FROM blob_variants WHERE blob_digest = ?1", [blob]).map(|_| ())
+    variants::forget_blob_tx(tx, blob)
 }

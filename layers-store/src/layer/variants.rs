@@ -27,6 +27,16 @@ CREATE TABLE IF NOT EXISTS blob_variants (
 );
 "#;
 
+/// In `tx`: layer `diff_id`'s variants are gone (gc removes the layer).
+pub(crate) fn forget_layer_tx(tx: &rusqlite::Transaction, diff_id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM blob_variants WHERE diff_id = ?1", [diff_id]).map(|_| ())
+}
+
+/// In `tx`: the variant that is blob `blob` is gone (gc removes the blob).
+pub(crate) fn forget_blob_tx(tx: &rusqlite::Transaction, blob: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM blob_variants WHERE blob_digest = ?1", [blob]).map(|_| ())
+}
+
 /// The level column: -1 for the compression's default.
 fn level_col(level: Level) -> i64 {
     level.get().map_or(-1, i64::from)
