@@ -167,16 +167,6 @@ fn a_broken_or_missing_cache_is_a_warning_and_the_build_goes_on() {
     }
 }
 
-/// The blobs `requests` fetched (`GET …/blobs/sha256:…`).
-fn blob_gets(requests: &[String]) -> BTreeSet<String> {
-    requests
-        .iter()
-        .filter(|r| r.starts_with("GET ") && r.contains("/blobs/"))
-        .filter_map(|r| r.rsplit('/').next())
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_needs() {
     if !need_root("a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_needs") {
@@ -209,7 +199,7 @@ fn a_registry_carries_the_cache_and_a_fresh_machine_fetches_only_what_the_image_
         .filter(|(_, dir)| !had.contains(&dir.display().to_string()))
         .map(|(l, _)| l["digest"].as_str().unwrap().to_string())
         .collect();
-    let fetched = blob_gets(&requests);
+    let fetched: BTreeSet<String> = blob_gets(&requests).into_iter().collect();
     assert_eq!(fetched, lacking, "the lacking layers and nothing else: {requests:?}");
 
     // A change on B: B's export sends only what the registry lacks.
@@ -329,7 +319,7 @@ fn a_fresh_machine_never_fetches_the_base_of_a_stage_that_all_hits() {
     // image's two layers from the cache: not one blob of the builder's base.
     let requests = reg.requests_from_layers()[before..].to_vec();
     let builder_layers: Vec<String> = layer_blobs(&a, &format!("{}/lazy/builder-base:1", reg.addr));
-    let fetched = blob_gets(&requests);
+    let fetched: BTreeSet<String> = blob_gets(&requests).into_iter().collect();
     assert!(builder_layers.iter().all(|l| !fetched.contains(l)), "{requests:?}");
     let final_layers = layer_blobs(&b, "lazy");
     assert_eq!(final_layers.len(), 2);

@@ -32,10 +32,7 @@ fn context(work: &Path) -> PathBuf {
 
 /// The cache manifest's layers as (mount id, digest), mounts only.
 fn mount_layers(cache: &Path) -> Vec<(String, String)> {
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(cache.join("blobs/sha256").join(m)).unwrap()).unwrap();
+    let (_, manifest) = cache_manifest(cache);
     manifest["layers"]
         .as_array()
         .unwrap()
@@ -145,10 +142,8 @@ fn a_hostile_mount_blob_leaves_the_mount_empty_and_the_step_runs() {
     let tar = [common::tar_bytes::file("../../escaped", b"out\n"), common::tar_bytes::end()].concat();
     let (blob, diff) = (layers_store::Digest::of(&tar), layers_store::Digest::of(&tar));
     fs::write(cache.join("blobs/sha256").join(blob.hex()), &tar).unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(cache.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    let (_, mut manifest) = cache_manifest(&cache);
+    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
     for l in manifest["layers"].as_array_mut().unwrap() {
         if l["annotations"]["vnd.layers.cache-mount"].is_string() {
             l["digest"] = serde_json::json!(blob.to_string());
@@ -160,7 +155,6 @@ fn a_hostile_mount_blob_leaves_the_mount_empty_and_the_step_runs() {
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let md = layers_store::Digest::of(&bytes);
     fs::write(cache.join("blobs/sha256").join(md.hex()), &bytes).unwrap();
-    let mut index = index;
     index["manifests"][0]["digest"] = serde_json::json!(md.to_string());
     index["manifests"][0]["size"] = serde_json::json!(bytes.len());
     fs::write(cache.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
@@ -177,11 +171,6 @@ fn a_hostile_mount_blob_leaves_the_mount_empty_and_the_step_runs() {
         assert!(!p.exists(), "{} was written", p.display());
     }
     assert_eq!(layers_ok(&b, &["fsck"]), "store is consistent");
-}
-
-/// The blobs `requests` fetched (`GET …/blobs/sha256:…`).
-fn blob_gets(requests: &[String]) -> Vec<String> {
-    requests.iter().filter(|r| r.starts_with("GET ") && r.contains("/blobs/")).cloned().collect()
 }
 
 #[test]

@@ -18,9 +18,7 @@ use common::*;
 /// Each layer of the cache directory's manifest: (diffID, media type, first bytes of its blob).
 fn cache_layers(cache: &Path) -> Vec<(String, String, Vec<u8>)> {
     let blobs = cache.join("blobs/sha256");
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(blobs.join(m)).unwrap()).unwrap();
+    let (_, manifest) = cache_manifest(cache);
     manifest["layers"]
         .as_array()
         .unwrap()

@@ -70,12 +70,17 @@ pub fn blobs_in(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every blob the cache directory's index reaches: the manifest, its config and layers.
-pub fn referenced(dir: &Path) -> BTreeSet<String> {
+/// The cache directory's manifest: its digest's hex and its JSON.
+pub fn cache_manifest(dir: &Path) -> (String, serde_json::Value) {
     let index: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
     let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    let manifest = serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    (m, manifest)
+}
+
+/// Every blob the cache directory's index reaches: the manifest, its config and layers.
+pub fn referenced(dir: &Path) -> BTreeSet<String> {
+    let (m, manifest) = cache_manifest(dir);
     let mut out: BTreeSet<String> = manifest["layers"]
         .as_array()
         .unwrap()
@@ -85,4 +90,14 @@ pub fn referenced(dir: &Path) -> BTreeSet<String> {
     out.insert(manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string());
     out.insert(m);
     out
+}
+
+/// The blobs `requests` (a registry's access log) fetched (`GET …/blobs/sha256:…`), by digest.
+pub fn blob_gets(requests: &[String]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/blobs/"))
+        .filter_map(|r| r.rsplit('/').next())
+        .map(str::to_string)
+        .collect()
 }
