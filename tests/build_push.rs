@@ -64,6 +64,10 @@ fn a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer() {
     let out = build(&b, &["-t", &name, "--cache-from", &cache, "--push", ctx.to_str().unwrap()]);
     assert!(outcomes(&out).iter().all(|(_, o)| *o == "CACHED"), "{:?}", outcomes(&out));
     let requests = reg.requests_from_layers()[before..].to_vec();
+    // What the push did with each blob is said: the config, not in the cache, was uploaded.
+    let said: Vec<String> =
+        stderr(&out).lines().filter(|l| l.contains("not mounted from cache/greet")).map(String::from).collect();
+    assert_eq!(said.len(), 1, "{}", stderr(&out));
     // The layers are mounted from the cache's repository; the image config is the only blob sent.
     assert_eq!(uploads(&requests), 1, "{requests:?}");
     let raw: serde_json::Value = serde_json::from_str(&layers_ok(&b, &["inspect", "--raw", &name])).unwrap();

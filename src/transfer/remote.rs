@@ -35,6 +35,8 @@ pub enum Sent {
     Mounted(String),
     /// Uploaded: this many bytes.
     Uploaded(u64),
+    /// Uploaded (this many bytes) after the registry did not mount it from `from`.
+    NotMounted { from: String, bytes: u64 },
 }
 
 impl std::fmt::Display for Sent {
@@ -43,6 +45,12 @@ impl std::fmt::Display for Sent {
             Sent::Present => write!(f, "already in the registry"),
             Sent::Mounted(from) => write!(f, "mounted from {from}"),
             Sent::Uploaded(n) => write!(f, "uploaded ({n} bytes)"),
+            Sent::NotMounted { from, bytes } => {
+                write!(
+                    f,
+                    "uploaded ({bytes} bytes): not mounted from {from} (not there, or the registry refuses mounts)"
+                )
+            }
         }
     }
 }
@@ -231,7 +239,10 @@ impl Remote {
             }
             repo.finish_upload(&at, &desc.digest).await?;
         }
-        Ok(Sent::Uploaded(desc.size))
+        Ok(match siblings.first() {
+            Some(from) => Sent::NotMounted { from: from.clone(), bytes: desc.size },
+            None => Sent::Uploaded(desc.size),
+        })
     }
 
     /// Puts the manifest `bytes` under `tag`; returns the digest the registry reports.

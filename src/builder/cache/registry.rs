@@ -178,7 +178,7 @@ pub fn export(
     let mut out = super::Sent::default();
     for l in &layers {
         match sent.iter().find(|(d, _)| *d == l.digest).map(|(_, s)| s) {
-            Some(Sent::Uploaded(n)) => out.add(*n),
+            Some(Sent::Uploaded(n) | Sent::NotMounted { bytes: n, .. }) => out.add(*n),
             Some(Sent::Mounted(_)) => out.add(0),
             _ => {}
         }
