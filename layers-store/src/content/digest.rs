@@ -211,6 +211,36 @@ impl ChainId {
     }
 }
 
+/// A writer that hashes (sha256) and counts what passes through to `inner`.
+pub struct HashingWriter<W> {
+    /// Where the bytes go.
+    pub inner: W,
+    /// Their digest so far.
+    pub hasher: Hasher,
+    /// Their count so far.
+    pub size: u64,
+}
+
+impl<W> HashingWriter<W> {
+    /// Hashes and counts what is written to `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: Hasher::new(), size: 0 }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,35 +277,5 @@ mod tests {
         let c = ChainId::chain(&[a, b]);
         assert_eq!(c[0].digest(), a.digest());
         assert_eq!(c[1].digest(), Digest::of(format!("{a} {b}").as_bytes()));
-    }
-}
-
-/// A writer that hashes (sha256) and counts what passes through to `inner`.
-pub struct HashingWriter<W> {
-    /// Where the bytes go.
-    pub inner: W,
-    /// Their digest so far.
-    pub hasher: Hasher,
-    /// Their count so far.
-    pub size: u64,
-}
-
-impl<W> HashingWriter<W> {
-    /// Hashes and counts what is written to `inner`.
-    pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new(), size: 0 }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
