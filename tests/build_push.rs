@@ -99,3 +99,25 @@ fn a_name_with_no_registry_is_refused_before_the_build() {
         assert!(!err.contains("STEP"), "refused before the build: {err}");
     }
 }
+
+#[test]
+fn a_push_to_another_registry_than_the_caches_uploads_and_says_so() {
+    if !need_root("a_push_to_another_registry_than_the_caches_uploads_and_says_so") {
+        return;
+    }
+    let (cache_reg, other) = (Registry::start(), Registry::start());
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, c) = (machine(work.path(), "a"), machine(work.path(), "b"), machine(work.path(), "c"));
+    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
+    let cache = format!("{}/cache/greet:main", cache_reg.addr);
+    build(&a, &["--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+    let name = format!("{}/app/greet:ci", other.addr);
+    let out = build(&b, &["-t", &name, "--cache-from", &cache, "--push", ctx.to_str().unwrap()]);
+    let want = format!(
+        "push {name}: the build cache is on {}, not {}: its layers are uploaded, not mounted",
+        cache_reg.addr, other.addr
+    );
+    assert!(stderr(&out).lines().any(|l| l == want), "{want}: {}", stderr(&out));
+    layers_ok(&c, &["pull", "-q", &name]);
+    assert_eq!(layers_ok(&c, &["run", "--rm", &name]), "hello from layers, built in stages");
+}

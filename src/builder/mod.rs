@@ -110,6 +110,11 @@ impl Built {
         self.imported.repositories_on(registry)
     }
 
+    /// The registries the build's imported caches came from.
+    pub fn cache_registries(&self) -> Vec<String> {
+        self.imported.registries()
+    }
+
     /// Writes the build's steps to a shared cache.
     pub fn export(
         &self,

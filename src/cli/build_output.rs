@@ -149,6 +149,15 @@ pub fn push_all(
     let o = PushOptions { chunk_size: 0, tls_verify: true, quiet };
     for dest in targets {
         let from = built.cache_repositories(&dest.registry);
+        let caches = built.cache_registries();
+        if from.is_empty() && !caches.is_empty() && !quiet {
+            // A registry mounts blobs only between its own repositories.
+            eprintln!(
+                "push {dest}: the build cache is on {}, not {}: its layers are uploaded, not mounted",
+                caches.join(", "),
+                dest.registry
+            );
+        }
         push_image(transfers, store.reopen()?, &image, (dest, &from), registries, &o)
             .with_context(|| format!("push {dest}"))?;
     }

@@ -172,6 +172,19 @@ impl Imported {
             .collect()
     }
 
+    /// The registries imported caches came from.
+    pub fn registries(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &self.sources {
+            if let Source::Registry(r) = s {
+                if !out.contains(&r.reference.registry) {
+                    out.push(r.reference.registry.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Makes the image of the imported step `key` in `store`: its layers not stored yet
     /// are read from the source (verified against the record), then the image is
     /// recorded with the record's config, byte for byte, and cached under `key`.
