@@ -103,7 +103,9 @@ fn copy_link_makes_a_layer_of_its_own_and_unsupported_flags_are_refused() {
     for (dockerfile, flag) in [
         ("FROM busybox\nADD --keep-git-dir=true f /f\n", "--keep-git-dir"),
         ("FROM busybox\nRUN --security=insecure true\n", "--security=insecure"),
-        ("FROM busybox\nRUN --mount=type=cache,target=/c,uid=1000 true\n", "\"uid\""),
+        ("FROM busybox\nRUN --mount=type=cache,target=/c,uid=ab true\n", "uid=ab: want a number"),
+        ("FROM busybox\nRUN --mount=type=cache,target=/c,mode=0999 true\n", "mode=0999: want a number in octal"),
+        ("FROM busybox\nRUN --mount=type=tmpfs,target=/c,uid=1000 true\n", "uid does not apply to type=tmpfs"),
         ("FROM busybox\nRUN --mount=type=cache,target=/c,sharing=exclusive true\n", "sharing=exclusive"),
         (
             "FROM busybox\nRUN --mount=type=tmpfs,target=/c,sharing=locked true\n",

@@ -202,3 +202,25 @@ fn a_registry_carries_a_cache_mount_fetched_only_by_a_step_that_runs() {
     assert!(!hits.contains(&miss[0]), "the all-hit build did not fetch it: {hits:?}");
     assert_eq!(layers_ok(&b, &["fsck"]), "store is consistent");
 }
+
+#[test]
+fn a_new_cache_mount_gets_the_owner_and_mode_its_mount_names() {
+    if !need_root("a_new_cache_mount_gets_the_owner_and_mode_its_mount_names") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let a = machine(work.path(), "a");
+    for (options, want) in [("uid=1000,gid=1001,mode=0700", "1000 1001 700"), ("uid=33", "33 0 755")] {
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!(
+                "FROM busybox\nRUN --mount=type=cache,target=/c,id={options},{options} stat -c 'root: %u %g %a' /c\n"
+            ),
+        )
+        .unwrap();
+        let (log, _) = built(&a, &[ctx.to_str().unwrap()]);
+        assert!(log.contains(&format!("root: {want}")), "{options}: {log}");
+    }
+}

@@ -59,6 +59,14 @@ impl HeldMount {
         Ok(self.is_empty())
     }
 
+    /// Gives the mount's root dir an owner and mode (a new cache's `uid=`, `gid=`, `mode=`).
+    pub fn set_root(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        let err = |e: rustix::io::Errno| Error::io("set cache mount owner", self.dir.display(), e.into());
+        let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        rustix::fs::chown(&self.dir, Some(u), Some(g)).map_err(err)?;
+        rustix::fs::chmod(&self.dir, rustix::fs::Mode::from_raw_mode(mode)).map_err(err)
+    }
+
     /// After [`HeldMount::alone_if_empty`]: a shared mount lets other steps in again.
     pub fn share_again(&self) -> Result<()> {
         match self.sharing {

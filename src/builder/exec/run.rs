@@ -101,12 +101,13 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for m in mounts {
         match m {
-            RunMount::Cache { id, target, readonly, seed, sharing } => {
+            RunMount::Cache { id, target, readonly, seed, sharing, owner } => {
                 // Held as `sharing` says until the step ends; alone while it is filled.
                 let mount = x.store.build_cache().hold_mount(id, *sharing)?;
-                let fillable = seed.is_some() || x.cache.has_mount(id);
+                let fillable = seed.is_some() || owner.is_some() || x.cache.has_mount(id);
+                let fill = fillable && mount.alone_if_empty()?;
                 match seed {
-                    _ if !fillable || !mount.alone_if_empty()? => {}
+                    _ if !fill => {}
                     Some((from, source)) => {
                         // A new cache starts as a copy of from='s source (BuildKit's seed).
                         let root = from_root(x, from, &mut roots)?;
@@ -117,6 +118,12 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
                             .with_context(|| format!("--mount target={target}: seed the cache"))?;
                     }
                     None => seed_from_imported(x, id, &mount),
+                }
+                if let Some(o) = owner.filter(|_| fill) {
+                    // A new cache's root, as BuildKit makes it: after any seed, over its root's.
+                    mount
+                        .set_root(o.uid, o.gid, o.mode)
+                        .with_context(|| format!("--mount target={target}: uid/gid/mode"))?;
                 }
                 mount.share_again()?;
                 binds.push(Bind { host: mount.dir().to_path_buf(), target: target.clone(), read_only: *readonly });

@@ -25,12 +25,29 @@ pub enum MountFrom {
     Image(ImageRow),
 }
 
+/// The owner and mode of a new cache mount's root (BuildKit's `uid`, `gid`, `mode`:
+/// 0, 0 and 0755 unless given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountOwner {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
 /// A `RUN --mount`.
 #[derive(Debug, Clone)]
 pub enum RunMount {
     /// A store directory kept across builds, by `id`; with `seed`, a new (empty) one is
     /// first filled with that path of a stage or image (`from=`, `source=`).
-    Cache { id: String, target: String, readonly: bool, seed: Option<(MountFrom, PathBuf)>, sharing: Sharing },
+    Cache {
+        id: String,
+        target: String,
+        readonly: bool,
+        seed: Option<(MountFrom, PathBuf)>,
+        sharing: Sharing,
+        /// `uid=`, `gid=`, `mode=`: the owner and mode a new cache's root gets.
+        owner: Option<MountOwner>,
+    },
     /// A fresh tmpfs, `size` bytes at most when given.
     Tmpfs { target: String, size: Option<u64> },
     /// A path of the build context (or, with `from`, of a stage's or image's root):
@@ -59,9 +76,15 @@ impl RunMount {
     fn key_text(&self) -> String {
         match self {
             // Not `sharing`: how steps share the dir changes nothing a step makes.
-            RunMount::Cache { id, target, readonly, seed, .. } => {
+            RunMount::Cache { id, target, readonly, seed, owner, .. } => {
                 let seed = seed.as_ref().map(|(f, p)| format!(",from={},source={}", f.key_text(), p.display()));
-                format!("type=cache,id={id},target={target},ro={readonly}{}", seed.unwrap_or_default())
+                // Only when given: keys of steps without them stay what they were.
+                let owner = owner.map(|o| format!(",owner={}:{}:{:o}", o.uid, o.gid, o.mode));
+                format!(
+                    "type=cache,id={id},target={target},ro={readonly}{}{}",
+                    seed.unwrap_or_default(),
+                    owner.unwrap_or_default()
+                )
             }
             RunMount::Tmpfs { target, size } => {
                 format!("type=tmpfs,target={target},size={}", size.map(|s| s.to_string()).unwrap_or_default())
@@ -102,6 +125,7 @@ pub fn mount_from(m: &str) -> Option<&str> {
 fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::Result<RunMount> {
     let mut kind = "bind";
     let (mut target, mut source, mut id, mut size, mut from_name, mut sharing) = (None, None, None, None, None, None);
+    let (mut uid, mut gid, mut mode) = (None, None, None);
     let (mut rw, mut readonly) = (false, false);
     for kv in m.split(',') {
         let (k, v) = kv.split_once('=').map_or((kv.trim(), None), |(k, v)| (k.trim(), Some(v.trim())));
@@ -122,6 +146,9 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
             "rw" | "readwrite" => rw = flag()?,
             "ro" | "readonly" => readonly = flag()?,
             "sharing" => sharing = v,
+            "uid" => uid = v,
+            "gid" => gid = v,
+            "mode" => mode = v,
             _ => bail!("--mount={m}: option {k:?} is not supported"),
         }
     }
@@ -141,11 +168,32 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
         ("readonly", readonly),
         ("from", from_name.is_some()),
         ("sharing", sharing.is_some()),
+        ("uid", uid.is_some()),
+        ("gid", gid.is_some()),
+        ("mode", mode.is_some()),
     ];
     let from = from_name.map(|f| from(f).with_context(|| format!("--mount={m}: from={f}"))).transpose()?;
     match kind {
         "cache" => {
-            only(&["id", "readonly", "source", "from", "sharing"], &given)?;
+            only(&["id", "readonly", "source", "from", "sharing", "uid", "gid", "mode"], &given)?;
+            let number = |k: &str, v: Option<&str>, radix: u32, max: u32| -> anyhow::Result<Option<u32>> {
+                v.map(|v| match u32::from_str_radix(v, radix) {
+                    Ok(n) if n <= max => Ok(n),
+                    _ => bail!(
+                        "--mount={m}: {k}={v}: want a number{}",
+                        if radix == 8 { " in octal, at most 7777" } else { "" }
+                    ),
+                })
+                .transpose()
+            };
+            let owner = match (
+                number("uid", uid, 10, u32::MAX - 1)?,
+                number("gid", gid, 10, u32::MAX - 1)?,
+                number("mode", mode, 8, 0o7777)?,
+            ) {
+                (None, None, None) => None,
+                (u, g, m) => Some(MountOwner { uid: u.unwrap_or(0), gid: g.unwrap_or(0), mode: m.unwrap_or(0o755) }),
+            };
             let sharing = match sharing {
                 None | Some("shared") => Sharing::Shared,
                 Some("locked") => Sharing::Locked,
@@ -165,7 +213,7 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
             let source = clean(source.unwrap_or("/"))
                 .with_context(|| format!("--mount={m}: the source leaves the root of from="))?;
             let seed = from.map(|f| (f, source));
-            Ok(RunMount::Cache { id: id.to_string(), target, readonly, seed, sharing })
+            Ok(RunMount::Cache { id: id.to_string(), target, readonly, seed, sharing, owner })
         }
         "tmpfs" => {
             only(&["size"], &given)?;
