@@ -51,15 +51,17 @@ pub struct DiskUsage {
     pub reclaimable: u64,
 }
 
+/// The bytes `path` and everything under it take on disk (blocks), best effort: what
+/// cannot be read counts as nothing. Walked by directory fds, not by recursion: a
+/// container's upper dir or a volume may be nested as deep as its processes like.
 pub(crate) fn disk_usage(path: &Path) -> u64 {
     let Ok(m) = fs::symlink_metadata(path) else { return 0 };
     let mut total = m.blocks() * 512;
     if m.is_dir() {
-        if let Ok(rd) = fs::read_dir(path) {
-            for e in rd.flatten() {
-                total += disk_usage(&e.path());
-            }
-        }
+        let _ = crate::fsroot::walk("measure disk usage", path, &mut |node| {
+            total += node.stat.st_blocks as u64 * 512;
+            Ok(true)
+        });
     }
     total
 }
@@ -335,5 +337,23 @@ impl Gc<'_> {
             }
         }
         Ok(du)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn disk_usage_counts_every_level_of_a_deep_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let mut deep = t.path().join("top");
+        for _ in 0..400 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), vec![7u8; 1 << 20]).unwrap();
+        let used = super::disk_usage(&t.path().join("top"));
+        // The file's MiB at the bottom was reached (directories take no blocks on tmpfs).
+        assert!(used >= 1 << 20, "{used}");
+        assert_eq!(super::disk_usage(&t.path().join("missing")), 0);
     }
 }
