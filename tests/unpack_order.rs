@@ -23,15 +23,17 @@ use common::*;
 /// threads (a debug build's switch; by default only a writer behind the decoder
 /// hands off, which a test's small archive never makes it).
 fn import_handing_off(store: &Path, tar: &Path, name: &str) -> Output {
-    layers_cmd()
-        .env("LAYERS_DEBUG_HANDOFF", "1")
-        .arg("--root")
-        .arg(store)
-        .args(["import", "-q"])
-        .arg(tar)
-        .arg(name)
-        .output()
-        .unwrap()
+    import_cmd(store, tar, name, true).output().unwrap()
+}
+
+/// The command `layers --root STORE import -q TAR NAME`, small files handed off or not.
+fn import_cmd(store: &Path, tar: &Path, name: &str, hand_off: bool) -> std::process::Command {
+    let mut cmd = layers_cmd();
+    if hand_off {
+        cmd.env("LAYERS_DEBUG_HANDOFF", "1");
+    }
+    cmd.arg("--root").arg(store).args(["import", "-q"]).arg(tar).arg(name);
+    cmd
 }
 
 /// `n` small files under `dir/`: enough to fill the writers' queue.
@@ -165,10 +167,7 @@ fn files_get_their_entrys_owner_mode_and_xattrs_however_creation_left_them() {
     for (hand_off, umask) in [(false, 0o022), (true, 0o022), (false, 0o077), (true, 0o077)] {
         let case = format!("hand_off={hand_off} umask={umask:03o}");
         let store = work.path().join(format!("store-{hand_off}-{umask:o}"));
-        let mut cmd = layers_cmd();
-        if hand_off {
-            cmd.env("LAYERS_DEBUG_HANDOFF", "1");
-        }
+        let mut cmd = import_cmd(&store, &tar, "attrs", hand_off);
         // SAFETY: umask is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
@@ -176,7 +175,7 @@ fn files_get_their_entrys_owner_mode_and_xattrs_however_creation_left_them() {
                 Ok(())
             });
         }
-        let out = cmd.arg("--root").arg(&store).args(["import", "-q"]).arg(&tar).arg("attrs").output().unwrap();
+        let out = cmd.output().unwrap();
         assert!(out.status.success(), "{case}: {}", stderr(&out));
         let layer = layer_dirs(&store, "attrs").remove(0);
         for (name, uid, gid, mode, capable) in want {

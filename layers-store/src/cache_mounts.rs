@@ -3,7 +3,7 @@
 //! export, and filled from such a tar (untrusted: the unpacker's bounds and path
 //! rules) when a fresh runner's step first uses one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -89,6 +89,12 @@ impl Drop for HeldMount {
 /// Most bytes of an id kept in a message or a cache manifest.
 pub const MAX_ID: usize = 512;
 
+/// Whether `id` may name a cache mount: at most [`MAX_ID`] bytes of printable text
+/// (ids are printed, and come from Dockerfiles and imported caches).
+pub fn valid_id(id: &str) -> bool {
+    id.len() <= MAX_ID && !id.chars().any(char::is_control)
+}
+
 impl BuildCache<'_> {
     /// `<root>/cache-mounts/<sha256 of id>/`, made if missing.
     fn mount_path(&self, id: &str) -> Result<PathBuf> {
@@ -98,13 +104,8 @@ impl BuildCache<'_> {
     }
 
     fn mount_lock(&self, id: &str) -> Result<File> {
-        let path = self.store.root().join("locks").join(format!("cache-mount-{}", Digest::of(id.as_bytes()).hex()));
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("open lock", path.display(), e))
+        let name = format!("cache-mount-{}", Digest::of(id.as_bytes()).hex());
+        crate::store::open_lock(&self.store.root().join("locks").join(name))
     }
 
     /// Holds the cache mount `id` for a step, as `sharing` says: a shared hold, or

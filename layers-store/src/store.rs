@@ -281,7 +281,7 @@ impl Store {
     }
 }
 
-fn open_lock(path: &Path) -> Result<File> {
+pub(crate) fn open_lock(path: &Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -368,6 +368,15 @@ impl Content<'_> {
             return lock(f, &name).map(|f| Some(FetchClaim(f)));
         }
         Ok(self.store.try_lock_object(&name)?.map(FetchClaim))
+    }
+
+    /// A stored blob's bytes decompressed, the compression recognised by its magic
+    /// bytes (a stored layer blob; a plain one passes through).
+    pub(crate) fn open_decoded(&self, d: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        use std::io::BufRead;
+        let mut input = io::BufReader::with_capacity(1 << 20, File::open(self.blob_path(d))?);
+        let compression = crate::Compression::detect(input.fill_buf()?).map_err(io::Error::other)?;
+        compression.decoder(input)
     }
 
     /// Reads a whole blob, refusing ones larger than `max` bytes and verifying the digest.

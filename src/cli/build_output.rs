@@ -143,13 +143,15 @@ pub fn push_all(
     transfers: &crate::transfer::Transfers,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let image = &built.image;
+    if targets.is_empty() {
+        return Ok(());
+    }
     // Its names now, -t included: blobs can be mounted between repositories of a registry.
-    let image = store.images().resolve(&image.manifest.to_string())?;
+    let image = store.images().resolve(&built.image.manifest.to_string())?;
     let o = PushOptions { chunk_size: 0, tls_verify: true, quiet };
+    let caches = built.cache_registries();
     for dest in targets {
         let from = built.cache_repositories(&dest.registry);
-        let caches = built.cache_registries();
         if from.is_empty() && !caches.is_empty() && !quiet {
             // A registry mounts blobs only between its own repositories.
             eprintln!(

@@ -69,12 +69,7 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
 impl Store {
     /// The diffID a stored blob decompresses to (compression recognised by magic bytes).
     fn blob_diff_id(&self, blob: &Digest) -> std::io::Result<DiffId> {
-        use std::io::BufRead;
-        let f = fs::File::open(self.content().blob_path(blob))?;
-        let mut input = std::io::BufReader::with_capacity(1 << 20, f);
-        let head = input.fill_buf()?;
-        let compression = crate::Compression::detect(&head[..head.len().min(6)]).map_err(std::io::Error::other)?;
-        let (digest, _) = crate::content::digest::Hasher::read_all(compression.decoder(input)?)?;
+        let (digest, _) = crate::content::digest::Hasher::read_all(self.content().open_decoded(blob)?)?;
         Ok(DiffId::new(digest))
     }
 

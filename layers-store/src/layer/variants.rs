@@ -5,13 +5,13 @@
 //! nothing.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 
 use rusqlite::OptionalExtension;
 
 use crate::content::compression::{Compression, Level};
-use crate::content::digest::{DiffId, Digest, Hasher, HashingWriter};
-use crate::error::{Error, ErrorKind, Result};
+use crate::content::digest::{DiffId, Digest, HashingWriter};
+use crate::error::{Error, Result};
 use crate::images::oci::Descriptor;
 
 /// The table variants are found in (format 13, registered in `meta`). A row's blob
@@ -53,7 +53,7 @@ impl super::Layers<'_> {
         let content = self.store.content();
         let mut ingest = content.ingest()?;
         let staged = ingest.staged_path("blob");
-        let (digest, size) = recompress(&content.blob_path(from), &staged, diff_id, to, level)?;
+        let (digest, size) = recompress(&content, from, &staged, diff_id, to, level)?;
         let desc = Descriptor { media_type: to.oci_media_type().into(), digest, size, urls: None, annotations: None };
         ingest.add_blob(desc.clone(), staged);
         self.store.commit_with(ingest, None, &|tx| {
@@ -92,10 +92,11 @@ impl super::Layers<'_> {
     }
 }
 
-/// Decompresses the blob at `src`, checking it is layer `diff_id`, into a blob at
-/// `dst` in compression `to`; returns the new blob's digest and size.
+/// Re-encodes the stored blob `from`, checking it decompresses to layer `diff_id`,
+/// into a blob at `dst` in compression `to`; returns the new blob's digest and size.
 fn recompress(
-    src: &std::path::Path,
+    content: &crate::content::Content<'_>,
+    from: &Digest,
     dst: &std::path::Path,
     diff_id: &DiffId,
     to: Compression,
@@ -103,29 +104,16 @@ fn recompress(
 ) -> Result<(Digest, u64)> {
     let what = diff_id.to_string();
     let io_err = |e: io::Error| Error::io("recompress layer", &what, e);
-    let mut input = BufReader::with_capacity(128 << 10, File::open(src).map_err(io_err)?);
-    let from = Compression::detect(input.fill_buf().map_err(io_err)?)
-        .map_err(|why| Error::new(ErrorKind::InvalidInput, "recompress layer", &what, why))?;
-    let mut tar = from.decoder(input).map_err(io_err)?;
+    let mut tar = content.open_decoded(from).map_err(io_err)?;
     let out = HashingWriter::new(BufWriter::with_capacity(128 << 10, File::create(dst).map_err(io_err)?));
-    let mut encoder = to.encoder_at(out, level).map_err(io_err)?;
-    let mut diff = Hasher::new();
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        let n = match tar.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
-        };
-        diff.update(&buf[..n]);
-        encoder.write_all(&buf[..n]).map_err(io_err)?;
-    }
-    let got = diff.finish();
+    // Hashed on its way into the encoder: the tar's digest, its diffID.
+    let mut tee = HashingWriter::new(to.encoder_at(out, level).map_err(io_err)?);
+    io::copy(&mut tar, &mut tee).map_err(io_err)?;
+    let got = tee.hasher.finish();
     if got != diff_id.digest() {
         return Err(Error::mismatch("recompress layer", diff_id, got));
     }
-    let mut out = encoder.finish().map_err(io_err)?;
+    let mut out = tee.inner.finish().map_err(io_err)?;
     out.inner.flush().map_err(io_err)?;
     Ok((out.hasher.finish(), out.size))
 }

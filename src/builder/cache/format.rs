@@ -108,7 +108,7 @@ pub fn read(manifest: &[u8], config: &[u8]) -> Result<Cache, String> {
         let blob = Descriptor { annotations: None, urls: None, ..d.clone() };
         let layer = CachedLayer { blob, diff_id: DiffId::new(diff_id) };
         if let Some(id) = d.annotations.as_ref().and_then(|a| a.get(MOUNT_ANNOTATION)) {
-            if id.len() > layers_store::cache_mounts::MAX_ID || id.chars().any(char::is_control) {
+            if !layers_store::cache_mounts::valid_id(id) {
                 return Err(format!("cache manifest: layer {}: a cache mount id that is not printable text", d.digest));
             }
             // The first of an id is the one used, as the first source of a step is.

@@ -318,39 +318,31 @@ pub fn export(
         true => mounts::pack(store, imported, built.mounts, to)?,
         false => mounts::Packed::none(store)?,
     };
-    // A mount carried from an imported cache to a registry its source is not on must
-    // be uploaded: its blob is fetched for that (a local destination reads the source).
-    if let Place::Registry(reference) = &to.place {
-        let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
-        packed.fetch_carried(store, imported, &r.registry)?;
-    }
     let (config, desc, layers) = format::write(&steps, &packed.layers)?;
-    let blob = |d: &Descriptor| -> anyhow::Result<Box<dyn std::io::Read>> {
-        let file = packed.files.get(&d.digest).cloned().unwrap_or_else(|| store.content().blob_path(&d.digest));
-        if let Ok(f) = std::fs::File::open(file) {
-            return Ok(Box::new(std::io::BufReader::new(f)));
-        }
-        if let Some(id) = packed.carried(&d.digest) {
-            return imported.open_mount(store, id);
-        }
-        let key =
-            imported_blobs.get(&d.digest).with_context(|| format!("blob {} is in no store or cache", d.digest))?;
-        imported.open_blob(store, key, d)
-    };
     let sent = match &to.place {
-        Place::Local(dest) => local::export(dest, &config, &desc, &layers, &blob)?,
+        Place::Local(dest) => {
+            let blob = |d: &Descriptor| -> anyhow::Result<Box<dyn std::io::Read>> {
+                if let Ok(f) = std::fs::File::open(packed.path_of(store, d)) {
+                    return Ok(Box::new(std::io::BufReader::new(f)));
+                }
+                if let Some(id) = packed.carried(&d.digest) {
+                    return Ok(imported.open_mount(store, id)?);
+                }
+                let key = imported_blobs
+                    .get(&d.digest)
+                    .with_context(|| format!("blob {} is in no store or cache", d.digest))?;
+                imported.open_blob(store, key, d)
+            };
+            local::export(dest, &config, &desc, &layers, &blob)?
+        }
         Place::Registry(reference) => {
             let r = layers_store::Reference::parse(reference, layers_store::ShortNames::DockerHub)?;
+            // A mount carried from an imported cache to a registry its source is not on
+            // must be uploaded: its blob is fetched for that.
+            packed.fetch_carried(store, imported, &r.registry)?;
             let siblings: Vec<String> =
                 imported.repositories_on(&r.registry).into_iter().filter(|s| *s != r.repository).collect();
-            // Blobs packed for this export (cache mounts) are files of their own; the rest are the store's.
-            let files: Vec<_> = layers
-                .iter()
-                .map(|d| {
-                    let file = packed.files.get(&d.digest).cloned();
-                    (file.unwrap_or_else(|| store.content().blob_path(&d.digest)), d.clone())
-                })
-                .collect();
+            let files: Vec<_> = layers.iter().map(|d| (packed.path_of(store, d), d.clone())).collect();
             registry::export(store, transfers, reference, registries, (&desc, &config), &files, &siblings)?
         }
     };

@@ -27,25 +27,9 @@ impl Imported {
     /// stays empty.
     pub fn seed_mount(&self, store: &Store, id: &str, held: &HeldMount) -> anyhow::Result<Option<(String, u64)>> {
         let Some((i, layer)) = self.mounts.get(id) else { return Ok(None) };
-        let name = self.names.get(*i).cloned().unwrap_or_default();
-        let fill = |f: File| {
-            store.build_cache().fill_mount(
-                held,
-                BufReader::with_capacity(128 << 10, f),
-                layer.blob.digest,
-                layer.diff_id,
-            )
-        };
-        let size = match &self.sources[*i] {
-            Source::Local(s) => fill(s.open_blob(&layer.blob)?)?,
-            Source::Registry(s) => {
-                let scratch = ScratchDir(store.scratch_dir("cache-mount-blob")?);
-                let path = scratch.path().join("blob");
-                s.download(&layer.blob, &path)?;
-                fill(File::open(&path).with_context(|| format!("open {}", path.display()))?)?
-            }
-        };
-        Ok(Some((name, size)))
+        let blob = self.open_mount(store, id)?;
+        let size = store.build_cache().fill_mount(held, blob, layer.blob.digest, layer.diff_id)?;
+        Ok(Some((self.names.get(*i).cloned().unwrap_or_default(), size)))
     }
 
     /// Whether an imported cache has a blob of cache mount `id`.
@@ -59,18 +43,19 @@ impl Imported {
     }
 
     /// Reads the imported blob of cache mount `id` (one in a registry is fetched first).
-    pub fn open_mount(&self, store: &Store, id: &str) -> anyhow::Result<Box<dyn std::io::Read>> {
+    pub fn open_mount(&self, store: &Store, id: &str) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
         let (i, layer) = self.mounts.get(id).context("no such imported cache mount")?;
-        match &self.sources[*i] {
-            Source::Local(s) => Ok(Box::new(BufReader::new(s.open_blob(&layer.blob)?))),
+        let file = match &self.sources[*i] {
+            Source::Local(s) => s.open_blob(&layer.blob)?,
             Source::Registry(s) => {
                 let scratch = ScratchDir(store.scratch_dir("cache-mount-blob")?);
                 let path = scratch.path().join("blob");
                 s.download(&layer.blob, &path)?;
                 // Open before the scratch dir goes: the open file outlives its name.
-                Ok(Box::new(BufReader::new(File::open(&path)?)))
+                File::open(&path).with_context(|| format!("open {}", path.display()))?
             }
-        }
+        };
+        Ok(Box::new(BufReader::with_capacity(128 << 10, file)))
     }
 
     /// The registry the imported blob of mount `id` is in, if it is in one.
@@ -98,6 +83,11 @@ impl Packed {
     pub fn none(store: &Store) -> anyhow::Result<Packed> {
         let scratch = ScratchDir(store.scratch_dir("cache-mounts-export")?);
         Ok(Packed { layers: Vec::new(), files: BTreeMap::new(), notes: Vec::new(), _scratch: scratch })
+    }
+
+    /// Where blob `d` is read from: a file packed for this export (a cache mount), or the store.
+    pub fn path_of(&self, store: &Store, d: &Descriptor) -> PathBuf {
+        self.files.get(&d.digest).cloned().unwrap_or_else(|| store.content().blob_path(&d.digest))
     }
 
     /// The id of a mount carried on from an imported cache with this blob.

@@ -201,7 +201,7 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
                 Some(o) => bail!("--mount={m}: sharing={o}: use shared, locked or private"),
             };
             let id = id.unwrap_or(&target);
-            if id.len() > layers_store::cache_mounts::MAX_ID || id.chars().any(char::is_control) {
+            if !layers_store::cache_mounts::valid_id(id) {
                 bail!(
                     "--mount={m}: id= must be at most {} bytes of printable text",
                     layers_store::cache_mounts::MAX_ID

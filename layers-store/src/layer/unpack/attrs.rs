@@ -38,23 +38,27 @@ pub(super) fn finish_file(
     xattrs: &[(Vec<u8>, Vec<u8>)],
     digest: FileDigest,
 ) -> io::Result<Node> {
-    if made_as_is(meta) {
-        // Checked, not assumed: a umask, a setgid directory or a changed ID makes it
-        // differ, and the file then takes the path below like any other.
-        apply_xattrs(xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v))?;
-        set_mtime_fd(file.as_fd(), meta)?;
-        let st = rustix::fs::fstat(file)?;
-        if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (meta.uid, meta.gid, meta.mode) {
-            return Ok(Node::of(&st, Tail::Content(digest), xattrs_fd(file.as_fd())?));
+    let fd = file.as_fd();
+    let set = |owner: bool| -> io::Result<rustix::fs::Stat> {
+        // The owner first: a chown clears setuid, setgid and security.capability,
+        // which the mode and the xattrs then set.
+        if owner {
+            set_owner_mode_fd(fd, meta)?;
         }
-    }
-    // The owner first: a chown clears setuid, setgid and security.capability, which
-    // the mode and the xattrs then set.
-    set_owner_mode_fd(file.as_fd(), meta)?;
-    apply_xattrs(xattrs, |k, v| set_xattr_fd(file.as_fd(), k, v))?;
-    set_mtime_fd(file.as_fd(), meta)?;
-    let st = rustix::fs::fstat(file)?;
-    Ok(Node::of(&st, Tail::Content(digest), xattrs_fd(file.as_fd())?))
+        apply_xattrs(xattrs, |k, v| set_xattr_fd(fd, k, v))?;
+        set_mtime_fd(fd, meta)?;
+        Ok(rustix::fs::fstat(file)?)
+    };
+    let st = match made_as_is(meta) {
+        // Checked, not assumed: a umask, a setgid directory or a changed ID makes it
+        // differ, and it is then set like any other file.
+        true => match set(false)? {
+            st if (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (meta.uid, meta.gid, meta.mode) => st,
+            _ => set(true)?,
+        },
+        false => set(true)?,
+    };
+    Ok(Node::of(&st, Tail::Content(digest), xattrs_fd(fd)?))
 }
 
 /// Applies tar xattrs, dropping overlay's private ones: a layer must not forge overlay state.
