@@ -361,6 +361,9 @@ fn advice(e: &anyhow::Error) -> Option<&'static str> {
     match kind {
         layers_store::ErrorKind::TooManyLayers => Some("squash the image (`layers export`, then `layers import`)"),
         layers_store::ErrorKind::Interrupted => Some("`layers gc` recovers it"),
+        layers_store::ErrorKind::Remote => {
+            Some("`layers pull` it by its registry name (or `run`, `save` it) to fetch them")
+        }
         _ => None,
     }
 }
@@ -425,6 +428,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // They pull what is missing.
             | Command::Run(_)
             | Command::Create(_)
+            // They fetch a remote image's layers.
+            | Command::Mount(_)
+            | Command::Export(_)
+            | Command::Save(_)
+            | Command::Push(_)
     );
     // Within the budget while content comes in, each commit followed by what eviction it needs.
     let evicted = (adds_content && budget != Default::default()).then(|| store.gc().keep_within(budget, started));
@@ -456,14 +464,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ContainerMonitor(a) => cli::lifecycle::monitor(&store, a, &transfers),
         Command::Restart(a) => cli::lifecycle::restart(&store, a),
         Command::Rename(a) => cli::lifecycle::rename(&store, a),
-        Command::Mount(a) => containers::mount(&store, a),
+        Command::Mount(a) => containers::mount(&store, a, &registries(&cli)?, &transfers),
         Command::Umount(a) => containers::umount(&store, a),
         Command::Ps(a) => cli::ps::ps(&store, a),
         Command::Rm(a) => containers::rm(&store, a),
         Command::Diff(a) => containers::diff(&store, a),
         Command::Commit(a) => containers::commit(&store, a),
-        Command::Export(a) => archive::export(&store, a),
-        Command::Save(a) => archive::save(&store, a),
+        Command::Export(a) => archive::export(&store, a, &registries(&cli)?, &transfers),
+        Command::Save(a) => archive::save(&store, a, &registries(&cli)?, &transfers),
         Command::Load(a) => archive::load(&store, a),
         Command::Gc(a) => maintenance::gc_with(&store, a),
         Command::Pin(a) => cli::budget::pin(&store, a, true),

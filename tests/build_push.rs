@@ -71,10 +71,68 @@ fn a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer() {
     // The layers are mounted from the cache's repository; the image config is the only blob sent.
     assert_eq!(uploads(&requests), 1, "{requests:?}");
     let raw: serde_json::Value = serde_json::from_str(&layers_ok(&b, &["inspect", "--raw", &name])).unwrap();
-    for l in raw[0]["Manifest"]["layers"].as_array().unwrap() {
-        let mount = format!("mount={}&from=cache%2Fgreet", l["digest"].as_str().unwrap().replace(':', "%3A"));
+    let image_layers: Vec<String> = raw[0]["Manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    for l in &image_layers {
+        let mount = format!("mount={}&from=cache%2Fgreet", l.replace(':', "%3A"));
         assert!(requests.iter().any(|r| r.starts_with("POST ") && r.contains(&mount)), "{mount}: {requests:?}");
     }
+    // Nothing was downloaded: the image is known-remote on b, its layers in the cache's repository.
+    let gets = blob_gets(&requests);
+    assert!(image_layers.iter().all(|l| !gets.contains(l)), "layers fetched: {gets:?}");
+    assert!(layer_set(&b).len() < layer_set(&a).len(), "b unpacked the image's layers");
+
+    // fsck and df say so, and neither counts it as present or broken.
+    let fsck = layers(&b, &["fsck"]);
+    assert!(fsck.status.success(), "{}", stderr(&fsck));
+    let said = stdout(&fsck);
+    assert!(said.contains("remote:") && said.contains("not fetched yet") && said.contains("cache/greet"), "{said}");
+    assert!(layers_ok(&b, &["df"]).contains("1 of the images are remote"));
+
+    // The first use fetches them (save, here), once; then fsck finds nothing remote and run works.
+    let before = reg.requests_from_layers().len();
+    let tar = b.join("saved.tar");
+    let out = layers(&b, &["save", "-o", tar.to_str().unwrap(), &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = std::process::Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for l in &image_layers {
+        assert!(listed.contains(&format!("blobs/sha256/{}", l.trim_start_matches("sha256:"))), "{l}: {listed}");
+    }
+    let gets = blob_gets(&reg.requests_from_layers()[before..]);
+    assert!(image_layers.iter().all(|l| gets.iter().filter(|g| *g == l).count() <= 1), "{gets:?}");
+    let fsck = layers_ok(&b, &["fsck"]);
+    assert!(!fsck.contains("remote:"), "{fsck}");
+    assert_eq!(layers_ok(&b, &["run", "--rm", &name]), "hello from layers, built in stages");
+}
+
+#[test]
+fn a_remote_image_is_fetched_by_the_first_command_that_needs_its_layers() {
+    if !need_root("a_remote_image_is_fetched_by_the_first_command_that_needs_its_layers") {
+        return;
+    }
+    let reg = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (machine(work.path(), "a"), machine(work.path(), "b"));
+    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
+    let cache = format!("{}/cache/greet:main", reg.addr);
+    build(&a, &["--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+    let name = format!("{}/app/greet:ci", reg.addr);
+    build(&b, &["-t", &name, "--cache-from", &cache, "--push", ctx.to_str().unwrap()]);
+    // Run, even told never to pull, fetches the stored image's own layers (no name is looked up again).
+    let before = layer_set(&b);
+    let out = layers(&b, &["run", "--rm", "--pull", "never", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "hello from layers, built in stages");
+    assert!(stderr(&out).contains("fetching"), "{}", stderr(&out));
+    assert!(layer_set(&b).len() > before.len());
+    // Pushed again elsewhere: it is local now, so the push reads its own blobs.
+    let again = format!("{}/app/copy:1", reg.addr);
+    layers_ok(&b, &["push", &name, &again]);
 }
 
 #[test]
@@ -118,6 +176,12 @@ fn a_push_to_another_registry_than_the_caches_uploads_and_says_so() {
         cache_reg.addr, other.addr
     );
     assert!(stderr(&out).lines().any(|l| l == want), "{want}: {}", stderr(&out));
+    // The image was left remote by the build: its layers are fetched from the cache to be uploaded.
+    let fetch = format!(
+        "push {name}: {} did not mount the remote image's layers from {}/cache/greet: fetching them to upload",
+        other.addr, cache_reg.addr
+    );
+    assert!(stderr(&out).lines().any(|l| l == fetch), "{fetch}: {}", stderr(&out));
     layers_ok(&c, &["pull", "-q", &name]);
     assert_eq!(layers_ok(&c, &["run", "--rm", &name]), "hello from layers, built in stages");
 }

@@ -269,6 +269,7 @@ impl Images<'_> {
             Some(p) => {
                 let img =
                     self.get(p)?.ok_or_else(|| Error::new(ErrorKind::NotFound, "derive image", p, "no such image"))?;
+                self.require_local(p)?;
                 self.manifest(&img)?.layers
             }
             None => Vec::new(),

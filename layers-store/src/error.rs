@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Interrupted,
     /// The thing is in use (an image by a container, a lock by a process).
     InUse,
+    /// An image whose layers are in a registry, not fetched yet (`build --push`'s):
+    /// fetch them first.
+    Remote,
     /// The store itself is inconsistent or from an unknown format version.
     Corrupt,
     /// The operating system refused.

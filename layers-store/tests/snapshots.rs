@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use layers_store::images::oci::{Descriptor, ImageConfig};
 use layers_store::snapshots::commit::{CommitOptions, UpperDir};
@@ -17,31 +16,8 @@ use layers_store::snapshots::containers::Lifetime;
 use layers_store::snapshots::mount::{lowerdir_plus_supported, mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ImageBlobs, LayerExpect, Store};
 
-/// True when running as root; otherwise the test fails, unless
-/// `LAYERS_TEST_SKIP_ROOT=1` asks to skip it (then a loud notice).
-fn need_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("LAYERS_TEST_SKIP_ROOT").is_some_and(|v| v == "1") {
-        eprintln!("!!! SKIPPED {test}: needs root (mknod, trusted.* xattrs, overlay mounts) !!!");
-        return false;
-    }
-    panic!("{test} needs root (mknod, trusted.* xattrs, overlay mounts); LAYERS_TEST_SKIP_ROOT=1 skips it");
-}
-
-/// `tar -C dir -cf out .` by GNU tar (owners numeric, root's).
-fn gnu_tar(dir: &Path, out: &Path) {
-    let st = Command::new("tar")
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(dir)
-        .arg("-cf")
-        .arg(out)
-        .arg(".")
-        .status()
-        .expect("GNU tar");
-    assert!(st.success(), "tar -C {}", dir.display());
-}
+mod common;
+use common::{gnu_tar, need_root};
 
 /// A two-layer image made from GNU tar archives: the base has `keep`, `gone` and
 /// `dir/{a,b}`; the top deletes `gone` (a whiteout) and makes `dir` opaque with `c`.

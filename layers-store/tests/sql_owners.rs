@@ -14,7 +14,7 @@ const OWNERS: &[(&str, &[&str])] = &[
     ("blobs", &["store/ingest.rs"]),
     ("layers", &["store/ingest.rs"]),
     ("held_content", &["store/ingest.rs"]),
-    ("images", &["images/catalog.rs"]),
+    ("images", &["images/catalog.rs", "images/remote.rs"]),
     ("image_layers", &["images/catalog.rs"]),
     ("tags", &["images/catalog.rs"]),
     ("leases", &["images/catalog.rs"]),

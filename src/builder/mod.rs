@@ -89,6 +89,9 @@ pub struct BuildRequest<'a> {
     pub cache_from: Vec<cache::CacheFrom>,
     /// `--label`s: set on the final image's config after its last step, over its LABELs.
     pub labels: BTreeMap<String, String>,
+    /// The image is only pushed (and tagged): a final image from a registry cache may
+    /// be recorded as remote, its layers left in the registry (`build --push`).
+    pub leave_remote: bool,
 }
 
 /// What a build made: the image, and what `--cache-to` exports.
@@ -288,6 +291,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         x.no_cache = a.no_cache;
         x.quiet = a.quiet;
         x.epoch = epoch;
+        x.leave_remote = a.leave_remote;
         x.cache = std::mem::take(&mut cache);
         let result = x.execute(&plan);
         cache = std::mem::take(&mut x.cache);

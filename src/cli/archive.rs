@@ -93,7 +93,12 @@ impl Drop for ScratchMount {
     }
 }
 
-pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn export(
+    store: &Store,
+    a: &ExportArgs,
+    registries: &crate::registry::config::RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
+) -> anyhow::Result<ExitCode> {
     let spec = match store.snapshots().resolve(&a.target) {
         Ok(c) => store.snapshots().view(&c)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -101,6 +106,7 @@ pub fn export(store: &Store, a: &ExportArgs) -> anyhow::Result<ExitCode> {
                 .images()
                 .resolve(&a.target)
                 .with_context(|| format!("export {}: no such container or image", a.target))?;
+            crate::transfer::obtain::fetched(store, &puller(registries, transfers), &img)?;
             store.snapshots().image_view(&img.manifest)?
         }
         Err(e) => return Err(e.into()),
@@ -182,10 +188,16 @@ impl Drop for Staging<'_> {
     }
 }
 
-pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
+pub fn save(
+    store: &Store,
+    a: &SaveArgs,
+    registries: &crate::registry::config::RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
+) -> anyhow::Result<ExitCode> {
     let mut images = Vec::new();
     for name in &a.images {
         let img = store.images().resolve(name)?;
+        crate::transfer::obtain::fetched(store, &puller(registries, transfers), &img)?;
         // A name given is saved under that name; an ID saves every name the image has.
         let names = match Reference::parse(name, ShortNames::Local).ok().and_then(|r| r.tagged_name()) {
             Some(t) if img.tags.contains(&t) => vec![t],
@@ -202,6 +214,14 @@ pub fn save(store: &Store, a: &SaveArgs) -> anyhow::Result<ExitCode> {
 
 /// Writes images as a docker-archive tar, or an OCI layout (a directory when `output`
 /// is one or ends in `/`, else a tar); `-` is standard output.
+/// How these commands fetch a remote image's layers: progress on stderr as a pull's.
+fn puller<'a>(
+    registries: &'a crate::registry::config::RegistriesConfig,
+    transfers: &'a crate::transfer::Transfers,
+) -> crate::transfer::obtain::Puller<'a> {
+    crate::transfer::obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto }
+}
+
 pub fn write_images(store: &Store, images: &[SaveImage], output_path: &str, format: SaveFormat) -> anyhow::Result<()> {
     let docker = format == SaveFormat::DockerArchive;
     let as_dir = format == SaveFormat::Oci && (output_path.ends_with('/') || Path::new(output_path).is_dir());

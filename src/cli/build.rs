@@ -155,6 +155,8 @@ pub fn build(
         registries,
         cache_from,
         labels: super::options::parse_labels(&a.labels)?,
+        // Files need the layers here; an image only pushed (and tagged) does not.
+        leave_remote: !push_to.is_empty() && !matches!(output, Some(Output::Files { .. })),
     };
     let built = crate::builder::build(store, &request)?;
     let image = built.image.clone();

@@ -10,7 +10,7 @@ use layers_store::meta::ImageRow;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::registry::config::RegistriesConfig;
-use crate::transfer::push::{push_image, PushOptions};
+use crate::transfer::push::{push_stored, PushOptions};
 
 /// What `--output` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,8 @@ pub fn push_all(
     // Its names now, -t included: blobs can be mounted between repositories of a registry.
     let image = store.images().resolve(&built.image.manifest.to_string())?;
     let o = PushOptions { chunk_size: 0, tls_verify: true, quiet };
+    let shown = if quiet { crate::transfer::progress::Shown::Quiet } else { crate::transfer::progress::Shown::Auto };
+    let puller = crate::transfer::obtain::Puller { transfers, registries, shown };
     let caches = built.cache_registries();
     for dest in targets {
         let from = built.cache_repositories(&dest.registry);
@@ -160,8 +162,7 @@ pub fn push_all(
                 dest.registry
             );
         }
-        push_image(transfers, store.reopen()?, &image, (dest, &from), registries, &o)
-            .with_context(|| format!("push {dest}"))?;
+        push_stored(&puller, store, &image, (dest, &from), &o).with_context(|| format!("push {dest}"))?;
     }
     Ok(())
 }

@@ -112,7 +112,12 @@ fn mount_container(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
+pub fn mount(
+    store: &Store,
+    a: &MountArgs,
+    registries: &crate::registry::config::RegistriesConfig,
+    transfers: &crate::transfer::Transfers,
+) -> anyhow::Result<ExitCode> {
     let c = match store.snapshots().resolve(&a.target) {
         Ok(c) => c,
         Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -120,6 +125,12 @@ pub fn mount(store: &Store, a: &MountArgs) -> anyhow::Result<ExitCode> {
                 .images()
                 .resolve(&a.target)
                 .with_context(|| format!("mount {}: no such container, and as an image", a.target))?;
+            let shown = crate::transfer::progress::Shown::Auto;
+            crate::transfer::obtain::fetched(
+                store,
+                &crate::transfer::obtain::Puller { transfers, registries, shown },
+                &img,
+            )?;
             store.snapshots().create(&img.manifest, None, &a.target, Lifetime::Kept)?
         }
         Err(e) => return Err(e.into()),

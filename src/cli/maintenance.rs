@@ -103,6 +103,10 @@ pub fn fsck(store: &Store, quick: bool) -> anyhow::Result<ExitCode> {
     for p in &problems {
         outln!("{}: {}", p.subject, p.detail);
     }
+    // Not problems: their layers are in a registry, fetched when something uses them.
+    for r in store.images().remotes()? {
+        outln!("image {}: remote: {r}", r.manifest);
+    }
     if problems.is_empty() {
         outln!("store is consistent");
         Ok(ExitCode::SUCCESS)
@@ -151,6 +155,10 @@ pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     print_table(&["TYPE", "TOTAL", "SIZE", "RECLAIMABLE"], &summary.map(Vec::from));
+    if du.remote_images > 0 {
+        let n = du.remote_images;
+        outln!("\n{n} of the images are remote: their layers are in a registry, not counted here (fetched when used)");
+    }
     if a.verbose {
         let usage = store.gc().image_usage()?;
         outln!("\nImages space usage:\n");

@@ -7,7 +7,7 @@ use clap::Args;
 use layers_store::{Reference, ShortNames, Store};
 
 use crate::registry::config::RegistriesConfig;
-use crate::transfer::push::{push_image, PushOptions};
+use crate::transfer::push::{push_stored, PushOptions};
 
 // Arguments of `layers push`.
 #[derive(Args)]
@@ -54,7 +54,9 @@ pub fn run(
         bail!("push {dest}: give a tag to push to, not a digest");
     }
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
-    let digest = push_image(transfers, store.reopen()?, &image, (&dest, &[]), registries, &o)?;
+    let puller =
+        crate::transfer::obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto };
+    let digest = push_stored(&puller, store, &image, (&dest, &[]), &o)?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

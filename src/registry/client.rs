@@ -52,6 +52,10 @@ pub enum RequestError {
     /// or a listener that never answers. Worth one more try, not five.
     #[error("{0}")]
     NoResponse(String),
+    /// A blob to push that the registry lacks, could not mount, and the store does not
+    /// hold either (a remote image's layer): fetch it first.
+    #[error("blob {0} is in neither the registry nor the store")]
+    NotHere(layers_store::Digest),
     /// A transient failure that went on through every attempt.
     #[error("{last} (gave up after {attempts} attempts in {secs:.1}s)")]
     GaveUp { last: Box<RequestError>, attempts: u32, secs: f64 },

@@ -1,5 +1,7 @@
 //! The one rule by which `run`, `create` and a build's FROM get an image: the stored
-//! one (of the platform asked for, if one was), else pulled as the pull policy says.
+//! one (of the platform asked for, if one was), else pulled as the pull policy says;
+//! and the one by which a command that reads an image's layers gets a remote image's
+//! (`build --push`'s) fetched first ([`fetched`]).
 
 use anyhow::Context;
 use layers_store::meta::ImageRow;
@@ -70,7 +72,10 @@ pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool
             }
             // Not touched here: the container made on it (`run`, `create`) records the
             // use in its own transaction, and a build's FROM records it itself.
-            Ok(row) => Ok((row, false)),
+            Ok(row) => {
+                fetched(store, puller, &row)?;
+                Ok((row, false))
+            }
             Err(e) => Err(e),
         };
     }
@@ -88,4 +93,18 @@ pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool
     )?;
     let row = store.images().resolve(name).with_context(|| format!("{name}: pulled, then not found"))?;
     Ok((row, true))
+}
+
+/// Makes a remote image (`build --push`'s, its layers left in a registry) local: its
+/// missing layers fetched from the repository they are in. A local image costs nothing.
+/// The pull policy does not apply: this is the stored image, not a name looked up again.
+pub fn fetched(store: &Store, puller: &Puller, image: &ImageRow) -> anyhow::Result<()> {
+    if image.remote.is_none() {
+        return Ok(());
+    }
+    match store.images().remote(&image.manifest)? {
+        None => Ok(()),
+        Some(r) => super::pull::fetch_remote(puller.transfers, store, &r, puller.registries, puller.shown)
+            .with_context(|| format!("image {}", image.manifest)),
+    }
 }

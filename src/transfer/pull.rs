@@ -55,6 +55,32 @@ pub fn pull_image(
     digest?
 }
 
+/// Fetches the layers a remote image (`build --push`'s) lacks from the repository
+/// they are in; the image is local when this returns.
+pub fn fetch_remote(
+    transfers: &super::Transfers,
+    store: &Store,
+    image: &layers_store::images::remote::RemoteImage,
+    registries: &RegistriesConfig,
+    shown: crate::transfer::progress::Shown,
+) -> anyhow::Result<()> {
+    let source = Reference::parse(&image.source, ShortNames::DockerHub)?;
+    let repo = Remote::open(&source, registries, true, &[])?;
+    let layers = image.missing.iter().map(|l| (l.descriptor(), l.diff_id)).collect();
+    let events = Progress::new(shown);
+    events.say(format!("image {}: fetching {image}", image.manifest.short()));
+    let store = Arc::new(store.reopen()?);
+    let fetched = transfers.block_on(async {
+        let staged = fetch_layers(&store, &repo, layers, &events).await?;
+        store.content().commit(staged)?;
+        anyhow::Ok(())
+    });
+    events.finish();
+    fetched??;
+    store.images().require_local(&image.manifest).with_context(|| format!("fetch {}", image.source))?;
+    Ok(())
+}
+
 /// What a pull or a remote read starts from: the reference, where to fetch it, the platform.
 fn target(
     reference: &str,
@@ -207,6 +233,10 @@ fn already_present(
     let Some(img) = store.images().get(digest)? else {
         return Ok(false);
     };
+    // A remote image's layers are fetched by the pull, like a new image's.
+    if store.images().remote(digest)?.is_some() {
+        return Ok(false);
+    }
     if let Some(want) = required {
         offers(reference, want, &store.images().config(&img)?)?;
     }
@@ -261,13 +291,36 @@ async fn pull(
         offers(reference, want, &config)?;
     }
 
+    let layers = manifest.layers.iter().cloned().zip(config.rootfs.diff_ids.iter().copied()).collect();
+    let staged = fetch_layers(&store, &repo, layers, events).await?;
+    store
+        .images()
+        .record(
+            staged,
+            ImageBlobs::Received { manifest: &bytes, config: &config_bytes },
+            &tag.into_iter().collect::<Vec<_>>(),
+        )
+        .context("commit pulled image")?;
+    events.say(format!("{reference}: pulled {digest} in {:.2}s", started.elapsed().as_secs_f64()));
+    Ok(digest)
+}
+
+/// Fetches each of `layers` the store lacks from `repo`, several at once, each verified
+/// against its blob digest and diffID; returns what is staged and not yet committed
+/// (the caller commits it, with the image it completes).
+async fn fetch_layers(
+    store: &Arc<Store>,
+    repo: &Remote,
+    layers: Vec<(Descriptor, layers_store::DiffId)>,
+    events: &Progress,
+) -> anyhow::Result<Ingest> {
     // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).
     // A claim is taken when its fetch starts, not before, so only the running fetches
     // and the staged batch hold one.
     let limit = Arc::new(Semaphore::new(parallel_layers()));
     let mut tasks = tokio::task::JoinSet::new();
-    for (desc, diff) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+    for (desc, diff) in &layers {
         let short = desc.digest.short();
         if store.layers().has(diff, &desc.digest)? {
             events.say(format!("{short}: already exists"));
@@ -342,16 +395,7 @@ async fn pull(
         staged = store.content().ingest()?;
     }
 
-    store
-        .images()
-        .record(
-            staged,
-            ImageBlobs::Received { manifest: &bytes, config: &config_bytes },
-            &tag.into_iter().collect::<Vec<_>>(),
-        )
-        .context("commit pulled image")?;
-    events.say(format!("{reference}: pulled {digest} in {:.2}s", started.elapsed().as_secs_f64()));
-    Ok(digest)
+    Ok(staged)
 }
 
 #[cfg(test)]

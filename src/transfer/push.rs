@@ -13,6 +13,7 @@ use layers_store::{Digest, Reference, ShortNames, Store};
 
 use super::remote::{Remote, Sent};
 use super::Transfers;
+use crate::registry::client::RequestError;
 use crate::registry::config::RegistriesConfig;
 use crate::registry::resume;
 
@@ -53,6 +54,12 @@ pub fn push_image(
             siblings.push(r.clone());
         }
     }
+    // A remote image's layers are in its source repository: the one mount tried is from there.
+    let source = image.remote.as_deref().and_then(|r| Reference::parse(r, ShortNames::DockerHub).ok());
+    if let Some(r) = source.filter(|r| r.registry == dest.registry && r.repository != dest.repository) {
+        siblings.retain(|s| *s != r.repository);
+        siblings.insert(0, r.repository);
+    }
     let remote = Remote::open(dest, registries, o.tls_verify, &siblings)?;
     let mut blobs: Vec<Descriptor> = vec![manifest.config.clone()];
     blobs.extend(manifest.layers.iter().cloned());
@@ -60,6 +67,36 @@ pub fn push_image(
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
     push_parts(transfers, &remote, &siblings, blobs, &tag, (&image.media_type, &manifest_bytes), o)?;
     Ok(image.manifest)
+}
+
+/// [`push_image`] for any stored image: layers of a remote image (`build --push`'s)
+/// that the registry neither has nor mounts from where they are are fetched first,
+/// with a line saying so, and the push is made again.
+pub fn push_stored(
+    puller: &super::obtain::Puller,
+    store: &Store,
+    image: &ImageRow,
+    (dest, also_from): (&Reference, &[String]),
+    o: &PushOptions,
+) -> anyhow::Result<Digest> {
+    let push = || push_image(puller.transfers, store.reopen()?, image, (dest, also_from), puller.registries, o);
+    match push() {
+        Err(e) if image.remote.is_some() && not_here(&e) => {
+            eprintln!(
+                "push {dest}: {} did not mount the remote image's layers from {}: fetching them to upload",
+                dest.registry,
+                image.remote.as_deref().unwrap_or_default()
+            );
+            super::obtain::fetched(store, puller, image)?;
+            push()
+        }
+        r => r,
+    }
+}
+
+/// Whether a push failed for a blob that is neither in the registry nor in the store.
+fn not_here(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<RequestError>(), Some(RequestError::NotHere(_))))
 }
 
 /// Pushes `blobs` (each read from its path when the registry lacks it), then the
@@ -87,7 +124,11 @@ pub fn push_parts(
                     remote.push_blob(&path, &desc, siblings, chunk)
                 })
                 .await
-                .map_err(|e| anyhow!("{what}: {e}"))?;
+                .map_err(|e| match e {
+                    // Kept typed: `push_stored` fetches the layer and pushes again.
+                    RequestError::NotHere(_) => anyhow::Error::new(e).context(what.clone()),
+                    e => anyhow!("{what}: {e}"),
+                })?;
                 events.say(format!("{what}: {outcome}"));
                 anyhow::Ok((desc.digest, outcome))
             }

@@ -219,11 +219,15 @@ impl Remote {
             return Ok(Sent::Present);
         }
         // One mount attempt: a registry that cannot mount opens an upload session instead, used below.
+        let here = path.exists();
         let opened = match siblings.first() {
             Some(from) => match repo.start_upload(Some((&desc.digest, from))).await? {
                 None => return Ok(Sent::Mounted(from.clone())),
+                // The session it opened is left to expire (the registry purges those).
+                Some(_) if !here => return Err(RequestError::NotHere(desc.digest)),
                 Some(l) => Some(l),
             },
+            None if !here => return Err(RequestError::NotHere(desc.digest)),
             None => repo.start_upload(None).await?,
         };
         let location = opened.ok_or_else(|| RequestError::Invalid("upload not started".into()))?;

@@ -307,6 +307,10 @@ impl Archive<'_> {
     /// `docker_manifest`, also Docker's `manifest.json` (the dual format Docker 25+ writes,
     /// which older `docker load` and `podman load` read too).
     pub fn save(&self, images: &[SaveImage], sink: &mut dyn Sink, docker_manifest: bool) -> Result<()> {
+        // Before anything is written: an archive of a remote image would lack its layers.
+        for img in images {
+            self.store.images().require_local(&img.manifest)?;
+        }
         let mut written = std::collections::HashSet::new();
         let mut index = Vec::new();
         let mut docker = Vec::new();

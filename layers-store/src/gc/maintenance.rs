@@ -47,6 +47,8 @@ pub struct DiskUsage {
     pub layers: (u64, u64),
     /// Images.
     pub images: u64,
+    /// Of those, images whose layers are not all here (in a registry, fetched when used).
+    pub remote_images: u64,
     /// Bytes `gc` would free (unreferenced blobs and layers).
     pub reclaimable: u64,
 }
@@ -264,13 +266,19 @@ impl Gc<'_> {
         let images = self.store.md().images()?;
         for img in images {
             let subject = format!("image {}", img.manifest);
+            // A remote image's missing layers are in a registry: not a problem (`remotes` lists them).
+            let remote = match img.remote {
+                Some(_) => self.store.images().remote(&img.manifest)?,
+                None => None,
+            };
+            let fetched = |d: &DiffId| remote.as_ref().is_none_or(|r| !r.missing.iter().any(|m| m.diff_id == *d));
             for d in [img.manifest, img.config] {
                 if !blob_set.contains(&d) {
                     add(subject.clone(), format!("blob {d} is missing"));
                 }
             }
             let rows = self.store.md().image_layers(&img.manifest)?;
-            for r in &rows {
+            for r in rows.iter().filter(|r| fetched(&r.diff_id)) {
                 if !layer_set.contains(&r.diff_id) {
                     add(subject.clone(), format!("layer {} is missing", r.diff_id));
                 }
@@ -312,11 +320,12 @@ impl Gc<'_> {
 
     /// Space used by blobs and layers, and how much `gc` would free.
     pub fn df(&self) -> Result<DiskUsage> {
+        let remote_images = self.store.images().remotes()?.len() as u64;
         let md = self.store.md();
         let (ref_blobs, ref_layers) = md.referenced()?;
         let ref_blobs: HashSet<Digest> = ref_blobs.into_iter().collect();
         let ref_layers: HashSet<DiffId> = ref_layers.into_iter().collect();
-        let mut du = DiskUsage { images: md.images()?.len() as u64, ..Default::default() };
+        let mut du = DiskUsage { images: md.images()?.len() as u64, remote_images, ..Default::default() };
         for (d, size) in md.blobs()? {
             du.blobs.0 += 1;
             du.blobs.1 += size;

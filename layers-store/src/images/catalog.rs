@@ -81,6 +81,8 @@ pub(crate) struct NewImage {
     pub created: String,
     /// Full names to point at it (moved from any other image, as `docker tag` does).
     pub tags: Vec<String>,
+    /// The repository its layers are in, when they need not be here.
+    pub remote: Option<String>,
 }
 
 pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result<()> {
@@ -105,6 +107,7 @@ pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result
         let size = crate::store::ingest::size_tx(tx, &[], &diff_ids)?;
         tx.execute("UPDATE images SET size = ?2 WHERE manifest_digest = ?1", params![m, size])?;
     }
+    crate::images::remote::set_remote_tx(tx, &img.manifest.digest, img.remote.as_deref(), inserted > 0)?;
     for t in &img.tags {
         set_tag(tx, t, &img.manifest.digest)?;
     }
@@ -285,7 +288,8 @@ impl crate::meta::Metadata {
             .conn()
             .prepare(
                 "SELECT i.manifest_digest, i.config_digest, i.media_type, i.size, i.created,
-                        (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags t WHERE t.manifest_digest = i.manifest_digest ORDER BY name))
+                        (SELECT group_concat(name, char(10)) FROM (SELECT name FROM tags t WHERE t.manifest_digest = i.manifest_digest ORDER BY name)),
+                        i.remote
                  FROM images i ORDER BY i.added DESC, i.manifest_digest",
             )
             .map_err(db_err("list images"))?;
@@ -390,6 +394,7 @@ fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
         size: r.get(3)?,
         created: r.get(4)?,
         tags: tags.map(|t| t.split('\n').map(str::to_string).collect()).unwrap_or_default(),
+        remote: r.get(6)?,
     })
 }
 

@@ -1,10 +1,12 @@
 //! Images: the OCI types (`oci.rs`), references (`reference.rs`), names and leases
-//! (`catalog.rs`), and recording a new image (`record.rs`).
+//! (`catalog.rs`), recording a new image (`record.rs`), and images whose layers
+//! are still in a registry (`remote.rs`).
 
 pub mod catalog;
 pub mod oci;
 pub mod record;
 pub mod reference;
+pub mod remote;
 
 use crate::store::Store;
 

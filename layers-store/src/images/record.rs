@@ -72,15 +72,17 @@ impl Images<'_> {
     /// there, and records the image with its layers and `tags` in the same transaction.
     /// Every layer must be in the store (or staged) already.
     pub fn record(&self, ingest: Ingest, blobs: ImageBlobs, tags: &[String]) -> Result<ImageRow> {
-        self.record_with(ingest, blobs, tags, &|_, _| Ok(()))
+        self.record_with(ingest, blobs, tags, None, &|_, _| Ok(()))
     }
 
-    /// `record_image`, with `also` run in its transaction (given the new manifest digest).
+    /// `record_image`, with `also` run in its transaction (given the new manifest
+    /// digest); with `remote`, the repository its layers are in (they need not be here).
     pub(crate) fn record_with(
         &self,
         mut ingest: Ingest,
         blobs: ImageBlobs,
         tags: &[String],
+        remote: Option<&str>,
         also: &dyn Fn(&rusqlite::Transaction, &Digest) -> rusqlite::Result<()>,
     ) -> Result<ImageRow> {
         let (manifest_bytes, manifest, config_bytes, config) = match blobs {
@@ -139,6 +141,7 @@ impl Images<'_> {
             layers: rows,
             created: config.created.clone().unwrap_or_default(),
             tags: tags.to_vec(),
+            remote: remote.map(str::to_string),
         };
         self.store.commit_with(ingest, Some(&image), &|tx| also(tx, &digest))?;
         self.get(&digest)?.ok_or_else(|| Error::new(ErrorKind::Corrupt, "record image", digest, "not recorded"))

@@ -16,7 +16,7 @@ use crate::content::digest::{DiffId, Digest};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The on-disk format this code reads and writes.
-pub const FORMAT_VERSION: i64 = 13;
+pub const FORMAT_VERSION: i64 = 14;
 
 /// Settings of the store as a whole: `encoding`, how overlay state is written in its
 /// layer dirs (`encoding.rs`), recorded by the process that makes the store (or
@@ -49,6 +49,7 @@ const SCHEMA: &[(&str, Tables)] = &[
     ("volumes", Tables::Sql(crate::volumes::TABLES)),
     ("settings", Tables::Sql(SETTINGS)),
     ("layers: blob variants", Tables::Sql(crate::layer::variants::TABLES)),
+    ("images: remote", Tables::Upgrade(crate::images::remote::add_remote)),
 ];
 
 /// An open metadata database.
@@ -72,6 +73,9 @@ pub struct ImageRow {
     pub created: String,
     /// Full names that point at it.
     pub tags: Vec<String>,
+    /// For an image whose layers were not all fetched: the repository
+    /// (`HOST/NAME`) they are in.
+    pub remote: Option<String>,
 }
 
 /// One layer of an image, in order.
@@ -85,6 +89,19 @@ pub struct ImageLayerRow {
     pub media_type: String,
     /// Size of that blob.
     pub size: u64,
+}
+
+impl ImageLayerRow {
+    /// The blob's descriptor, as a manifest names it.
+    pub fn descriptor(&self) -> crate::images::oci::Descriptor {
+        crate::images::oci::Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.blob,
+            size: self.size,
+            urls: None,
+            annotations: None,
+        }
+    }
 }
 
 /// One stored layer.

@@ -153,7 +153,7 @@ impl Snapshots<'_> {
 
         // Recorded before the upper dir moves: a crash from here on is undone by the next sweep.
         self.set_committing(c, Some(tar.diff_id))?;
-        let committed = self.store.images().record_with(ingest, image, &opts.tags, &|tx, new_image| {
+        let committed = self.store.images().record_with(ingest, image, &opts.tags, None, &|tx, new_image| {
             let new_image = new_image.to_string();
             tx.execute(
                 "UPDATE containers SET manifest_digest = ?1, committing = NULL WHERE id = ?2",

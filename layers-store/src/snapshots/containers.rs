@@ -190,6 +190,7 @@ impl Snapshots<'_> {
         base_name: &str,
         lifetime: Lifetime,
     ) -> Result<ContainerRow> {
+        self.store.images().require_local(image)?;
         let layers = self.store.images().layers(image)?;
         if layers.len() > MAX_LAYERS {
             return Err(Error::new(
@@ -359,6 +360,7 @@ impl Snapshots<'_> {
     /// An image's layer dirs, top first; a layer repeated higher up is kept only there
     /// (its second application covers everything the first did).
     pub fn lower_dirs(&self, image: &Digest) -> Result<Vec<PathBuf>> {
+        self.store.images().require_local(image)?;
         let layers = self.store.images().layers(image)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();

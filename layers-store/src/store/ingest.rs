@@ -235,7 +235,8 @@ impl Store {
             // Checked in this transaction, where no gc can interleave: every pair the image
             // names was verified, and everything it names is still here. The content above
             // is kept either way (valid, and gc's if nothing uses it).
-            for l in &img.layers {
+            // A remote image's layers are in a registry (see `images::remote`).
+            for l in img.layers.iter().filter(|_| img.remote.is_none()) {
                 if !crate::layer::layer_blob_known(tx, &l.blob, &l.diff_id)? {
                     return Ok(Some(format!("layer blob {} is not known to hold diffID {}", l.blob, l.diff_id)));
                 }

@@ -196,6 +196,19 @@ impl Imported {
         })
     }
 
+    /// Records the image of the imported step `key` as remote, its layers left in the
+    /// registry cache the step came from (`build --push` mounts them from there);
+    /// `None` for a step of a directory cache. Not recorded as the step's cached image:
+    /// a later build's step on it finds it in the registry cache again.
+    pub fn record_remote(&self, store: &Store, key: &Digest) -> anyhow::Result<Option<ImageRow>> {
+        let (i, step) = self.steps.get(key).context("no such cached step")?;
+        let Source::Registry(s) = &self.sources[*i] else { return Ok(None) };
+        let layers = step.layers.iter().map(|l| l.blob.clone()).collect();
+        let blobs = ImageBlobs::ReceivedConfig { config: step.record.config.as_bytes(), layers };
+        let source = format!("{}/{}", s.reference.registry, s.reference.repository);
+        Ok(Some(store.images().record_remote(store.content().ingest()?, blobs, &[], &source)?))
+    }
+
     /// Drops the steps of source `index` (it failed while the build used it).
     pub fn without(&mut self, index: usize) {
         self.steps.retain(|_, (i, _)| *i != index);
@@ -275,13 +288,7 @@ pub fn export(
                     .with_context(|| format!("config {} is not UTF-8", row.config))?;
                 let mut layers = Vec::new();
                 for l in store.images().layers(&row.manifest)? {
-                    let blob = Descriptor {
-                        media_type: l.media_type,
-                        digest: l.blob,
-                        size: l.size,
-                        urls: None,
-                        annotations: None,
-                    };
+                    let blob = l.descriptor();
                     let blob = match variants.get(&blob.digest) {
                         Some(v) => v.clone(),
                         None => {

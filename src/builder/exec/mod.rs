@@ -57,8 +57,10 @@ pub struct Executor<'a> {
     /// Pulls a FROM image planned as remote (`Base::Remote`).
     pub pull_base: Option<PullBase<'a>>,
     /// The stages whose images the target's image is made of: their imported
-    /// steps' layers are fetched as soon as they hit.
+    /// steps' layers are fetched as soon as they hit (unless `leave_remote`).
     final_chain: Vec<bool>,
+    /// A target image from a registry cache is recorded as remote, not fetched.
+    pub leave_remote: bool,
 }
 
 pub use super::cache::Made;
@@ -168,6 +170,7 @@ impl<'a> Executor<'a> {
             made: Vec::new(),
             pull_base: None,
             final_chain: Vec::new(),
+            leave_remote: false,
         }
     }
 
@@ -232,6 +235,13 @@ impl<'a> Executor<'a> {
         }
         // The target's image is made here; the stages behind it only where a step needed them.
         let mut last = self.stages.pop().context("nothing was built")?;
+        if let (true, Some(Pending::Cached(key))) = (self.leave_remote, &last.pending) {
+            // Its layers stay in the cache's registry: a push mounts them from there.
+            if let Some(row) = self.cache.record_remote(self.store, key)? {
+                last.image = Some(row);
+                last.pending = None;
+            }
+        }
         self.materialize(&mut last)?;
         match last.image {
             Some(r) => Ok(r),
@@ -431,7 +441,8 @@ impl<'a> Executor<'a> {
             state.config = cached.config.clone();
             state.image = None;
             state.pending = Some(Pending::Cached(step.key));
-            if needed {
+            // With `leave_remote` the layers may never be needed: fetched if a later step misses.
+            if needed && !self.leave_remote {
                 self.cache.prefetch(self.store, &step.key);
             }
         } else {
