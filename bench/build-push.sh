@@ -53,15 +53,15 @@ buildah_store "$scratch/buildah-a"
 
 # Bytes a stretch of the access log moved: each blob fetched (200) or uploaded (the
 # PUT that names its digest) counted at its stored size, manifests at their size.
-moved() { # from-line
-  python3 - "$scratch/access.log" "$1" "$scratch/registry" <<'PY'
+moved() { # from-line to-line
+  python3 - "$scratch/access.log" "$1" "$scratch/registry" "$2" <<'PY'
 import os, re, sys
-log, start, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+log, start, root, end = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 def size(d):
     p = os.path.join(root, "docker/registry/v2/blobs/sha256", d[:2], d, "data")
     return os.path.getsize(p) if os.path.exists(p) else 0
 total = 0
-for line in open(log).read().splitlines()[start:]:
+for line in open(log).read().splitlines()[start:end]:
     m = re.search(r'"(GET|PUT|HEAD|POST|PATCH) (\S+) HTTP/[\d.]+" (\d+) (\d+)', line)
     if not m:
         continue
@@ -100,7 +100,18 @@ for r in $(seq "$rounds"); do
     esac
     t1=$EPOCHREALTIME
     sleep 0.2 # the access log's last lines
-    echo "$who $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $(moved "$from")" >>"$results"
+    echo "$who $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $(moved "$from" "$(lines)")" >>"$results"
+    # Not timed: the pushed image is whole in the registry (manifest, config, every layer).
+    case $who in layers-push) ref="p$r/app" ;; layers-build+push) ref="s$r/app" ;; buildah) ref="bh$r/app" ;; esac
+    python3 - "$reg" "$ref" <<'PY'
+import json, sys, urllib.request
+reg, repo = sys.argv[1], sys.argv[2]
+accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+req = urllib.request.Request(f"http://{reg}/v2/{repo}/manifests/ci", headers={"Accept": accept})
+m = json.load(urllib.request.urlopen(req))
+for d in [m["config"]] + m["layers"]:
+    urllib.request.urlopen(urllib.request.Request(f"http://{reg}/v2/{repo}/blobs/{d['digest']}", method="HEAD"))
+PY
   done
 done
 echo "== fresh runner, all steps hit, then push: ${size_mb} MB image, medians of $rounds =="
@@ -111,6 +122,6 @@ awk "$MEDIAN_AWK"'
     split("layers-push layers-build+push buildah", t, " ")
     for (i = 1; i <= 3; i++) printf "%-20s %10.2f %14.2f\n", t[i], median(w[t[i]]), median(b[t[i]]) / 1e6
     printf "layers --push / buildah  = %.2fx wall\n", median(w["layers-push"]) / median(w["buildah"])
-    printf "target: <= 1 s and <= 0.1 MB moved (layers-push: %.2f s, %.2f MB)\n", median(w["layers-push"]), median(b["layers-push"]) / 1e6
-    printf "floor: the manifest and config only, a few KB; today the final image layers are fetched to have the image locally\n"
+    printf "target: <= 1 s and <= 100 KB moved (layers-push: %.2f s, %.1f KB)\n", median(w["layers-push"]), median(b["layers-push"]) / 1e3
+    printf "floor: the cache manifest read, the config uploaded, the manifest put (a few KB); --push leaves the image known-remote, its layers mounted from the cache\n"
   }' "$results"
