@@ -71,8 +71,9 @@ pub fn fetch_remote(
     events.say(format!("image {}: fetching {image}", image.manifest.short()));
     let store = Arc::new(store.reopen()?);
     let fetched = transfers.block_on(async {
-        let staged = fetch_layers(&store, &repo, layers, &events).await?;
+        let (staged, claims) = fetch_layers(&store, &repo, layers, &events).await?;
         store.content().commit(staged)?;
+        drop(claims);
         anyhow::Ok(())
     });
     events.finish();
@@ -292,7 +293,7 @@ async fn pull(
     }
 
     let layers = manifest.layers.iter().cloned().zip(config.rootfs.diff_ids.iter().copied()).collect();
-    let staged = fetch_layers(&store, &repo, layers, events).await?;
+    let (staged, _claims) = fetch_layers(&store, &repo, layers, events).await?;
     store
         .images()
         .record(
@@ -307,13 +308,14 @@ async fn pull(
 
 /// Fetches each of `layers` the store lacks from `repo`, several at once, each verified
 /// against its blob digest and diffID; returns what is staged and not yet committed
-/// (the caller commits it, with the image it completes).
+/// (the caller commits it, with the image it completes) and the fetch claims on it,
+/// to be dropped only after that commit (else another process fetches it again).
 async fn fetch_layers(
     store: &Arc<Store>,
     repo: &Remote,
     layers: Vec<(Descriptor, layers_store::DiffId)>,
     events: &Progress,
-) -> anyhow::Result<Ingest> {
+) -> anyhow::Result<(Ingest, Vec<FetchClaim>)> {
     // A layer another process is fetching right now waits until ours are committed and
     // our claims released: we never wait for a claim while holding one (no deadlock).
     // A claim is taken when its fetch starts, not before, so only the running fetches
@@ -378,7 +380,7 @@ async fn fetch_layers(
     }
     if !deferred.is_empty() {
         store.content().commit(staged)?;
-        drop(staged_claims);
+        staged_claims.clear();
         for (desc, diff) in deferred {
             let short = desc.digest.short();
             let (s, d) = (store.clone(), desc.digest);
@@ -394,8 +396,7 @@ async fn fetch_layers(
         }
         staged = store.content().ingest()?;
     }
-
-    Ok(staged)
+    Ok((staged, staged_claims))
 }
 
 #[cfg(test)]

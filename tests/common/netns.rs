@@ -6,8 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 
 use super::layers_bin;
 
-/// A network namespace held by a `sleep` for as long as this lives, with `lo` up and
-/// its own directory for `layers`'s network state.
+/// A network namespace held by a `sleep` for as long as this lives, with `lo` up, IP
+/// forwarding on, and its own directory for `layers`'s network state.
 pub struct NetNs {
     holder: Child,
     state: tempfile::TempDir,
@@ -17,7 +17,14 @@ impl NetNs {
     /// A fresh namespace.
     pub fn new() -> NetNs {
         let mut holder = Command::new("unshare")
-            .args(["--net", "sh", "-c", "ip link set lo up && exec sleep infinity"])
+            // Forwarding on, as on a machine that runs containers: a new namespace
+            // copies the machine's setting, which a fresh Debian has off.
+            .args([
+                "--net",
+                "sh",
+                "-c",
+                "ip link set lo up && echo 1 >/proc/sys/net/ipv4/ip_forward && exec sleep infinity",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("unshare --net");
