@@ -47,17 +47,32 @@ fn build_push_sends_the_image_to_its_names_and_a_fresh_machine_runs_it() {
     assert_eq!(uploads(&requests), blobs, "{requests:?}");
 }
 
+/// Runner A, which built the example and exported its cache to `cache` (mode=max) in
+/// `reg`, and a fresh runner B.
+struct Runners {
+    reg: Registry,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+    ctx: std::path::PathBuf,
+    cache: String,
+}
+
+fn runners(work: &std::path::Path) -> Runners {
+    let reg = Registry::start();
+    let (a, b) = (machine(work, "a"), machine(work, "b"));
+    let ctx = checkout(&work.join("checkout"), 1_000_000_000);
+    let cache = format!("{}/cache/greet:main", reg.addr);
+    build(&a, &["--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+    Runners { reg, a, b, ctx, cache }
+}
+
 #[test]
 fn a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer() {
     if !need_root("a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer") {
         return;
     }
-    let reg = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let (a, b) = (machine(work.path(), "a"), machine(work.path(), "b"));
-    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
-    let cache = format!("{}/cache/greet:main", reg.addr);
-    build(&a, &["--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+    let Runners { reg, a, b, ctx, cache } = runners(work.path());
 
     let before = reg.requests_from_layers().len();
     let name = format!("{}/app/greet:ci", reg.addr);
@@ -115,12 +130,8 @@ fn a_remote_image_is_fetched_by_the_first_command_that_needs_its_layers() {
     if !need_root("a_remote_image_is_fetched_by_the_first_command_that_needs_its_layers") {
         return;
     }
-    let reg = Registry::start();
     let work = tempfile::tempdir().unwrap();
-    let (a, b) = (machine(work.path(), "a"), machine(work.path(), "b"));
-    let ctx = checkout(&work.path().join("checkout"), 1_000_000_000);
-    let cache = format!("{}/cache/greet:main", reg.addr);
-    build(&a, &["--cache-to", &format!("type=registry,ref={cache},mode=max"), ctx.to_str().unwrap()]);
+    let Runners { reg, a: _, b, ctx, cache } = runners(work.path());
     let name = format!("{}/app/greet:ci", reg.addr);
     build(&b, &["-t", &name, "--cache-from", &cache, "--push", ctx.to_str().unwrap()]);
     // Run, even told never to pull, fetches the stored image's own layers (no name is looked up again).

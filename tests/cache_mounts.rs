@@ -224,3 +224,36 @@ fn a_new_cache_mount_gets_the_owner_and_mode_its_mount_names() {
         assert!(log.contains(&format!("root: {want}")), "{options}: {log}");
     }
 }
+
+both_modes!(
+    a_cache_mount_travels_between_runners_as_root,
+    a_cache_mount_travels_between_runners_rootless,
+    |mode: Mode| {
+        let work = mode.work();
+        let ctx = context(work.path());
+        mode.give(&ctx);
+        let cache = work.path().join("cache");
+        let (to, from) =
+            (format!("type=local,dest={},mode=max", cache.display()), format!("type=local,src={}", cache.display()));
+        let runner = |name: &str| {
+            let store = mode.fixture_store_in(work.path(), name);
+            mode.ok(&store, &["tag", "localhost/layered", "busybox"]);
+            store
+        };
+        let (a, b) = (runner("a"), runner("b"));
+        let built = |store: &Path, args: &[&str]| {
+            let mut full = vec!["build"];
+            full.extend_from_slice(args);
+            let out = mode.run(store, &full);
+            assert!(out.status.success(), "{}: build {args:?}: {}", mode.name(), stderr(&out));
+            format!("{}{}", stdout(&out), stderr(&out))
+        };
+        let out = built(&a, &["--cache-to", &to, ctx.to_str().unwrap()]);
+        assert!(out.contains("cache: generated") && out.contains("and 1 cache mount ("), "{out}");
+        // B's step misses (its input changed) and finds A's mount filled, whoever runs it.
+        let out = built(&b, &["--cache-from", &from, "--build-arg", "V=2", ctx.to_str().unwrap()]);
+        assert!(out.contains(&format!("--> cache mount gen: filled from {from} (")), "{out}");
+        assert!(out.contains("cache: reused by build 1"), "{out}");
+        assert_eq!(mode.layers_ok(&b, &["fsck"]), "store is consistent");
+    }
+);
