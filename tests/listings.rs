@@ -97,18 +97,20 @@ fn images_filter_and_format_and_inspect_speaks_dockers_shape() {
     }
     let (_work, store) = store_with_fixtures();
     layers_ok(&store, &["tag", "localhost/layered", "localhost/layered:v2"]);
-    // As Docker's documented example: `{{.ID}}: {{.Repository}}`, one line per name.
+    // As Docker's documented example: `{{.ID}}: {{.Repository}}`, one line per name,
+    // each in Docker's familiar form (`layered`, not `localhost/layered`).
     let ids = layers_ok(&store, &["images", "--format", "{{.ID}}: {{.Repository}}:{{.Tag}}"]);
     let layered = stored_image(&store, "localhost/layered:latest")["Id"].as_str().unwrap()[7..19].to_string();
-    assert!(ids.lines().any(|l| l == format!("{layered}: localhost/layered:v2")), "{ids}");
+    assert!(ids.lines().any(|l| l == format!("{layered}: layered:v2")), "{ids}");
     let table = layers_ok(&store, &["images", "--format", "table {{.Repository}}\\t{{.Tag}}", "localhost/layered"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0], "REPOSITORY          TAG");
+    // Docker's tabwriter: each column as wide as its widest cell plus 3 (here the header, 10).
+    assert_eq!(lines[0], "REPOSITORY   TAG");
     assert_eq!(lines.len(), 3, "both tags of that repository, nothing else: {table}");
     assert_eq!(layers_ok(&store, &["images", "--format", "{{.Tag}}", "localhost/layered:v2"]), "v2");
     assert_eq!(layers_ok(&store, &["images", "--format", "{{.Tag}}", "layered:v2"]), "v2", "short name");
     let refs = layers_ok(&store, &["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=*/two*"]);
-    assert_eq!(refs, "localhost/two-layers:latest");
+    assert_eq!(refs, "two-layers:latest");
     let refs = layers_ok(&store, &["images", "--format", "{{.Tag}}", "--filter", "reference=layered:v*"]);
     assert_eq!(refs, "v2");
     assert_eq!(layers_ok(&store, &["images", "--filter", "dangling=true", "-q"]), "");
@@ -118,7 +120,7 @@ fn images_filter_and_format_and_inspect_speaks_dockers_shape() {
     assert!(full.starts_with("sha256:") && full.len() == 71, "{full}");
     let json = layers_ok(&store, &["images", "--format", "json", "localhost/two-layers"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!((v["Repository"].as_str(), v["Tag"].as_str()), (Some("localhost/two-layers"), Some("latest")));
+    assert_eq!((v["Repository"].as_str(), v["Tag"].as_str()), (Some("two-layers"), Some("latest")));
 
     // inspect: an image, in Docker's shape, through a template too.
     let v: serde_json::Value = serde_json::from_str(&layers_ok(&store, &["inspect", "localhost/layered"])).unwrap();
@@ -192,7 +194,8 @@ fn go_templates_print_lists_maps_and_escapes_as_dockers_cli() {
     // inspect takes its format as written, as Docker: `\n` stays two characters.
     assert_eq!(f("{{.Name}}\\n"), "/tt\\n");
     let img = layers_ok(&store, &["inspect", "-f", "{{.RepoTags}} {{.Config.Cmd}}", "localhost/layered"]);
-    assert!(img.starts_with("[localhost/layered:latest") && img.ends_with("] []"), "{img}");
+    // Docker's familiar names: `[layered:latest …]`, not `localhost/layered:latest`.
+    assert!(img.starts_with("[layered:latest") && img.ends_with("] []"), "{img}");
     // A listing replaces `\t`, as Docker's, and `split`/`join` give lists.
     let ps = layers_ok(&store, &["ps", "-a", "--format", "{{.Names}}\\t{{.Label \"tier\"}} {{split .Names \"t\"}}"]);
     assert_eq!(ps, "tt\tweb [  ]");
@@ -252,4 +255,52 @@ fn history_push_without_a_registry_and_a_platform_the_image_lacks() {
         &["run", "--rm", "--pull", "never", "--platform", &format!("linux/{arch}"), &image, "true"],
     );
     assert!(same.status.success(), "{}", stderr(&same));
+}
+
+/// Names as Docker prints them (issue 32). Docker's reference documentation shows
+/// `docker images` rows as `busybox latest …` and `docker inspect`'s `RepoTags` as
+/// `["busybox:latest"]`: its familiar form, where `docker.io/library/` (and, for
+/// images made here, our `localhost/`) is left out. A `docker save uxapp:1` archive
+/// (written here by skopeo) loads as the `uxapp:1` a local build makes, not a second name.
+#[test]
+fn names_print_in_dockers_familiar_form_and_a_docker_archive_loads_under_the_local_name() {
+    if !need_root("names_print_in_dockers_familiar_form_and_a_docker_archive_loads_under_the_local_name") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let reg = Registry::start();
+    reg.push(&fixtures().join("oci"), "two-layers", "org/two:1", &[]);
+    layers_ok(&store, &["pull", "-q", &format!("{}/org/two:1", reg.addr)]);
+    layers_ok(&store, &["tag", "localhost/layered", "myorg/bb:1"]);
+    layers_ok(&store, &["tag", "localhost/layered", "uxapp:1"]);
+    let names = layers_ok(&store, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let names: Vec<&str> = names.lines().collect();
+    for want in ["layered:latest", "myorg/bb:1", "uxapp:1", &format!("{}/org/two:1", reg.addr)] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert!(names.iter().all(|n| !n.starts_with("localhost/") && !n.starts_with("docker.io/")), "{names:?}");
+    let tags = layers_ok(&store, &["inspect", "-f", "{{json .RepoTags}}", "myorg/bb:1"]);
+    assert!(tags.contains("\"myorg/bb:1\"") && tags.contains("\"uxapp:1\""), "{tags}");
+    let digests = layers_ok(&store, &["inspect", "-f", "{{json .RepoDigests}}", &format!("{}/org/two:1", reg.addr)]);
+    assert!(digests.starts_with(&format!("[\"{}/org/two@sha256:", reg.addr)), "{digests}");
+    // A container made by image name shows it as typed; `ps` with no name kept shows the familiar one.
+    layers_ok(&store, &["create", "--name", "c1", "uxapp:1"]);
+    assert_eq!(layers_ok(&store, &["ps", "-a", "--format", "{{.Image}}", "--filter", "name=c1"]), "uxapp:1");
+
+    // `docker save uxapp:1`, as skopeo writes it, loads under the same stored name: one `uxapp:1`.
+    let archive = work.path().join("uxapp.tar");
+    let st = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:two-layers", fixtures().join("oci").display()))
+        .arg(format!("docker-archive:{}:uxapp:1", archive.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let loaded = layers_ok(&store, &["load", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.starts_with("Loaded image: uxapp:1"), "{loaded}");
+    let listed = layers_ok(&store, &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let ux: Vec<&str> = listed.lines().filter(|l| l.starts_with("uxapp:")).collect();
+    assert_eq!(ux.len(), 1, "one uxapp:1, moved to the loaded image: {listed}");
+    let two = stored_image(&store, &format!("{}/org/two:1", reg.addr))["Id"].as_str().unwrap()[7..19].to_string();
+    assert!(ux[0].ends_with(&two), "{listed}");
 }

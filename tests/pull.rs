@@ -193,8 +193,11 @@ fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
     let out = pull_with(&config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("127.0.0.1:{dead}")), "the dead mirror is reported: {}", stderr(&out));
+    // Stored under its Docker Hub name, shown in Docker's familiar form.
+    let raw = stdout(&layers(&store, &["inspect", "--raw", "busybox"]));
+    assert!(raw.contains("\"docker.io/library/busybox:latest\""), "stored under its Docker Hub name: {raw}");
     let images = stdout(&layers(&store, &["images"]));
-    assert!(images.contains("docker.io/library/busybox"), "stored under its Docker Hub name: {images}");
+    assert!(images.lines().any(|l| l.starts_with("busybox ")), "{images}");
     assert_same_as_umoci(&store, "busybox", &layout, "layered", work.path());
 
     let bad = work.path().join("bad.toml");

@@ -164,11 +164,16 @@ fn create_takes_runs_options_then_start_restart_rename_and_restart_policies() {
     assert_eq!(layers_ok(&store, &["start", "c1"]), "c1");
     assert_eq!(layers_ok(&store, &["wait", "c1"]), "3");
     assert_eq!(layers_ok(&store, &["logs", "c1"]), "hello from /tmp\nhello from /tmp");
-    // The buildah-style `create IMAGE` still works and runs the image's command.
-    layers_ok(&store, &["create", "localhost/layered"]);
+    // `create IMAGE` with no name gets Docker's shape of name, adjective_surname.
+    let id = layers_ok(&store, &["create", "localhost/layered"]);
+    let unnamed = layers_ok(&store, &["inspect", "-f", "{{.Name}}", &id]);
+    let unnamed = unnamed.trim_start_matches('/');
+    let (adjective, surname) = unnamed.split_once('_').unwrap_or_default();
+    assert!(!adjective.is_empty() && !surname.is_empty(), "{unnamed}");
+    assert!(unnamed.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{unnamed}");
 
     layers_ok(&store, &["rename", "c1", "c2"]);
-    let taken = layers(&store, &["rename", "c2", "layered-working-container"]);
+    let taken = layers(&store, &["rename", "c2", unnamed]);
     assert_eq!(taken.status.code(), Some(125));
     assert!(stderr(&taken).contains("already in use"), "{}", stderr(&taken));
     assert!(layers(&store, &["logs", "c1"]).status.code() == Some(125));
@@ -229,7 +234,8 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     load.arg("--root").arg(&other).arg("load");
     let loaded = feed(load, &saved.stdout);
     assert!(loaded.status.success(), "{}", stderr(&loaded));
-    assert!(stdout(&loaded).contains("Loaded image: localhost/two-layers:latest"), "{}", stdout(&loaded));
+    // Docker prints the familiar name: `Loaded image: two-layers:latest`.
+    assert!(stdout(&loaded).contains("Loaded image: two-layers:latest"), "{}", stdout(&loaded));
     for args in [&["save", "localhost/two-layers"][..], &["export", "localhost/two-layers"][..]] {
         let out = on_a_terminal(&store, (24, 80), &[], args);
         assert!(out.contains("refusing to write a tar to a terminal"), "{args:?}: {out}");

@@ -48,7 +48,7 @@ pub use content::content_hash::ContentHash;
 pub use content::digest::{ChainId, DiffId, Digest};
 pub use error::{Error, ErrorKind, Result};
 pub use images::record::ImageBlobs;
-pub use images::reference::{Reference, ShortNames};
+pub use images::reference::{familiar, Reference, ShortNames};
 pub use layer::unpack::Limits;
 pub use snapshots::containers::ContainerRow;
 pub use store::{FetchClaim, Ingest, LayerExpect, Store};

@@ -314,7 +314,7 @@ fn report(quiet: bool, config: &layers_store::Digest, tags: &[String], new_layer
     if quiet {
         outln!("{config}");
     } else {
-        let name = tags.first().cloned().unwrap_or_else(|| config.to_string());
+        let name = tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| config.to_string());
         let s = if new_layers == 1 { "" } else { "s" };
         outln!("Loaded image: {name} ({new_layers} new layer{s})");
     }
@@ -330,7 +330,9 @@ fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> 
         for (loaded, names) in loaded {
             let mut tags = Vec::new();
             for n in names {
-                let t = Reference::parse(&n, ShortNames::DockerHub)?.tagged_name().context("archive tag has no tag")?;
+                // Read as a local build's `-t` is: `docker save app:1 | layers load` gives the
+                // `app:1` that `layers build -t app:1` would, not a second name.
+                let t = Reference::parse(&n, ShortNames::Local)?.tagged_name().context("archive tag has no tag")?;
                 store.images().tag(&loaded.manifest, &t)?;
                 tags.push(t);
             }

@@ -188,7 +188,7 @@ pub fn build(
     }
     if !a.quiet {
         for t in &tags {
-            eprintln!("Tagged {t}");
+            eprintln!("Tagged {}", layers_store::familiar(t));
         }
         eprintln!("Built {} in {:.2}s", image.config.short(), started.elapsed().as_secs_f64());
     }

@@ -99,7 +99,8 @@ pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
             listed = true;
             rows.push(serde_json::json!({
                 "ID": id,
-                "Repository": repo,
+                // Docker's familiar form: `busybox`, not `docker.io/library/busybox`.
+                "Repository": layers_store::familiar(&repo),
                 "Tag": tag,
                 "Digest": i.manifest.to_string(),
                 "CreatedAt": i.created,
@@ -215,11 +216,8 @@ impl ImageFilters {
         if self.references.is_empty() {
             return true;
         }
-        let short = repo
-            .strip_prefix("docker.io/library/")
-            .or_else(|| repo.strip_prefix("docker.io/"))
-            .or_else(|| repo.strip_prefix("localhost/"))
-            .unwrap_or(repo);
+        let short = layers_store::familiar(repo);
+        let short = short.as_str();
         self.references.iter().any(|p| [repo, short].iter().any(|r| glob(p, r) || glob(p, &format!("{r}:{tag}"))))
     }
 }

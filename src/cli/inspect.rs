@@ -83,6 +83,7 @@ fn raw_image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
     Ok(json!({
         "Id": img.config.to_string(),
         "Digest": img.manifest.to_string(),
+        // The store's own view: names as stored.
         "RepoTags": img.tags,
         "Created": img.created,
         "Size": img.size,
@@ -117,14 +118,14 @@ fn image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
         .iter()
         .filter(|t| !t.starts_with("localhost/"))
         .filter_map(|t| layers_store::Reference::parse(t, layers_store::ShortNames::Local).ok())
-        .map(|r| format!("{}/{}@{}", r.registry, r.repository, img.manifest))
+        .map(|r| format!("{}@{}", layers_store::familiar(&r.name()), img.manifest))
         .collect();
     repo_digests.dedup();
     let runtime = config.config.clone().unwrap_or_default();
     let layers: Vec<String> = config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect();
     Ok(json!({
         "Id": img.config.to_string(),
-        "RepoTags": img.tags,
+        "RepoTags": img.tags.iter().map(|t| layers_store::familiar(t)).collect::<Vec<_>>(),
         "RepoDigests": repo_digests,
         "Parent": "",
         "Comment": config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),

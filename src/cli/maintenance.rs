@@ -173,6 +173,7 @@ pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
                     u.image
                         .tags
                         .iter()
+                        .map(|t| layers_store::familiar(t))
                         .map(|t| t.rsplit_once(':').map_or((t.clone(), String::new()), |(r, g)| (r.into(), g.into())))
                         .collect()
                 };

@@ -161,7 +161,7 @@ fn image_name(store: &Store, s: &Seen) -> String {
         return s.config.image.clone();
     }
     match store.images().get(&s.c.image) {
-        Ok(Some(img)) => img.tags.first().cloned().unwrap_or_else(|| img.config.short()),
+        Ok(Some(img)) => img.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| img.config.short()),
         _ => s.c.image.short(),
     }
 }

@@ -114,7 +114,13 @@ pub(crate) fn insert_image(tx: &Transaction, img: &NewImage) -> rusqlite::Result
     Ok(())
 }
 
+/// Points `name` at `manifest`; the name's other spelling (`localhost/app:1` and
+/// `docker.io/library/app:1`, both `app:1` as Docker prints them) moves with it: one
+/// name as Docker sees it names one image.
 fn set_tag(tx: &Transaction, name: &str, manifest: &Digest) -> rusqlite::Result<()> {
+    if let Some(other) = crate::images::reference::other_spelling(name) {
+        tx.execute("DELETE FROM tags WHERE name = ?1", [other])?;
+    }
     tx.execute(
         "INSERT INTO tags (name, manifest_digest) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET manifest_digest = excluded.manifest_digest",
         params![name, manifest.to_string()],

@@ -108,6 +108,43 @@ impl Reference {
     }
 }
 
+/// A stored name (`registry/repository[:tag]`) as Docker prints it: `busybox:latest`
+/// for `docker.io/library/busybox:latest`, `org/app:1` for `docker.io/org/app:1` and
+/// for a local image's `localhost/org/app:1`; another registry's names in full. The
+/// short form is used only where it reads back as the same name (a lookup tries
+/// `localhost/` first, then Docker Hub).
+pub fn familiar(stored: &str) -> String {
+    let Ok(full) = Reference::parse(stored, ShortNames::DockerHub) else { return stored.to_string() };
+    let local = format!("{LOCAL_REGISTRY}/");
+    for (prefix, short) in [
+        ("docker.io/library/", ShortNames::DockerHub),
+        ("docker.io/", ShortNames::DockerHub),
+        (&local, ShortNames::Local),
+    ] {
+        if let Some(rest) = stored.strip_prefix(prefix) {
+            if Reference::parse(rest, short).is_ok_and(|r| r == full) {
+                return rest.to_string();
+            }
+        }
+    }
+    stored.to_string()
+}
+
+/// The other stored spelling of a name Docker prints the same way: `localhost/P:T`
+/// for `docker.io/library/P:T` or `docker.io/P:T`, and back; `None` for any other
+/// registry's names (and for names whose short form would read as another registry).
+pub fn other_spelling(stored: &str) -> Option<String> {
+    let shown = familiar(stored);
+    if shown == stored {
+        return None;
+    }
+    let other = match stored.starts_with(&format!("{LOCAL_REGISTRY}/")) {
+        true => Reference::parse(&shown, ShortNames::DockerHub).ok()?.to_string(),
+        false => Reference::parse(&shown, ShortNames::Local).ok()?.to_string(),
+    };
+    (familiar(&other) == shown && other != stored).then_some(other)
+}
+
 fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
@@ -169,6 +206,36 @@ mod tests {
         assert_eq!(hub(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
         assert_eq!(hub(&format!("busybox:1@{d}")), format!("docker.io/library/busybox:1@{d}"));
         assert_eq!(Reference::parse("demo", ShortNames::Local).unwrap().to_string(), "localhost/demo:latest");
+    }
+
+    #[test]
+    fn familiar_names_are_dockers_and_read_back_as_the_same_name() {
+        for (stored, shown) in [
+            ("docker.io/library/busybox:latest", "busybox:latest"),
+            ("docker.io/library/busybox", "busybox"),
+            ("docker.io/myorg/bb:1", "myorg/bb:1"),
+            ("docker.io/library/a/b:1", "library/a/b:1"),
+            ("localhost/myorg/bb:1", "myorg/bb:1"),
+            ("localhost/uxapp:1", "uxapp:1"),
+            ("127.0.0.1:5000/app/greet:1", "127.0.0.1:5000/app/greet:1"),
+            ("quay.io/x/y:2", "quay.io/x/y:2"),
+            // A first component that reads as a host keeps the prefix.
+            ("docker.io/my.org/app:1", "docker.io/my.org/app:1"),
+            ("localhost/my.org/app:1", "localhost/my.org/app:1"),
+        ] {
+            assert_eq!(familiar(stored), shown, "{stored}");
+        }
+    }
+
+    #[test]
+    fn a_name_has_one_other_spelling_where_docker_prints_both_alike() {
+        let other = |s: &str| other_spelling(s);
+        assert_eq!(other("localhost/uxapp:1").as_deref(), Some("docker.io/library/uxapp:1"));
+        assert_eq!(other("docker.io/library/uxapp:1").as_deref(), Some("localhost/uxapp:1"));
+        assert_eq!(other("localhost/myorg/bb:1").as_deref(), Some("docker.io/myorg/bb:1"));
+        assert_eq!(other("docker.io/myorg/bb:1").as_deref(), Some("localhost/myorg/bb:1"));
+        assert_eq!(other("127.0.0.1:5000/a:1"), None);
+        assert_eq!(other("localhost/my.org/app:1"), None);
     }
 
     #[test]

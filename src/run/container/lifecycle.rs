@@ -35,13 +35,32 @@ pub fn create(
 ) -> anyhow::Result<(ContainerRow, ContainerConfig)> {
     config.check()?;
     config.prepare_mounts()?;
-    let c = store.snapshots().create(&image.manifest, name, &config.image, lifetime)?;
+    let c = match name {
+        Some(n) => store.snapshots().create(&image.manifest, Some(n), &config.image, lifetime)?,
+        None => create_unnamed(store, image, &config.image, lifetime)?,
+    };
     let made = attach_volumes(store, &c, &mut config).and_then(|()| config.save(&ContainerDir::of(store, &c.id)));
     if let Err(e) = made {
         let _ = store.snapshots().remove(&c);
         return Err(e);
     }
     Ok((c, config))
+}
+
+/// A container with a Docker-style random name (`adjective_surname`), drawn again
+/// while the one drawn is taken; after a few draws a number is appended, as Docker does.
+fn create_unnamed(store: &Store, image: &ImageRow, base: &str, lifetime: Lifetime) -> anyhow::Result<ContainerRow> {
+    for attempt in 0..16 {
+        let mut name = super::names::random();
+        if attempt >= 8 {
+            name = format!("{name}{attempt}");
+        }
+        match store.snapshots().create(&image.manifest, Some(&name), base, lifetime) {
+            Err(e) if e.kind() == layers_store::ErrorKind::AlreadyExists => continue,
+            made => return Ok(made?),
+        }
+    }
+    bail!("create container: no free name found in 16 draws; give one with --name")
 }
 
 /// Makes the named volumes that do not exist yet, names the anonymous ones, and

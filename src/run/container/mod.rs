@@ -29,6 +29,7 @@ pub mod dir;
 pub mod files;
 pub mod lifecycle;
 pub mod monitor;
+pub mod names;
 pub mod network;
 pub mod process;
 pub mod state;
