@@ -12,7 +12,7 @@ macro_rules! outln {
                 std::process::exit(141);
             }
             eprintln!("layers: write to stdout: {e}");
-            std::process::exit(crate::EXIT_FAILURE as i32);
+            std::process::exit(crate::EXIT_ERROR as i32);
         }
     }};
 }
@@ -54,8 +54,11 @@ use clap::{Parser, Subcommand};
 use cli::{archive, containers, images, import, login, maintenance};
 use layers_store::{Limits, Store};
 
-/// Exit status for a failure of `layers` itself, as Docker uses it.
+/// Exit status for a usage error, and for `run` or `create` failing before the
+/// container's command starts (Docker's 125).
 const EXIT_FAILURE: u8 = 125;
+/// Exit status for any other failed command, as Docker's CLI gives it.
+const EXIT_ERROR: u8 = 1;
 
 #[derive(Parser)]
 #[command(name = "layers", version, about = "Content-addressed OCI layer store and image builder")]
@@ -267,13 +270,27 @@ fn main() -> ExitCode {
         }
     };
     run::phases::mark("arguments parsed");
+    let failed = cli.command.failure_status();
     let result = run(cli);
     run::phases::mark("store closed, returning");
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("layers: {}", one_line(&e));
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(failed)
+        }
+    }
+}
+
+impl Command {
+    /// Docker's exit status when this command fails: 125 for `run` and `create` (their
+    /// own failure, told apart from the command's status), 1 for every other command.
+    /// (`exec`'s command that cannot start is 126, the command's status, as dockerd
+    /// sets it.)
+    fn failure_status(&self) -> u8 {
+        match self {
+            Command::Run(_) | Command::Create(_) => EXIT_FAILURE,
+            _ => EXIT_ERROR,
         }
     }
 }

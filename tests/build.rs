@@ -214,7 +214,7 @@ fn a_hostile_context_stays_inside() {
     {
         fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nCOPY {source} /x\n")).unwrap();
         let out = build(&store, &[ctx.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(125), "{source}");
+        assert_eq!(out.status.code(), Some(1), "{source}");
         let err = stderr(&out);
         assert!(err.contains("Dockerfile:2:1") && err.contains(why), "{source}: {err}");
     }
@@ -236,7 +236,7 @@ fn target_builds_only_the_stages_it_needs_and_errors_name_the_line() {
     image_id(&out);
     assert!(!stderr(&out).contains("exit 3"), "the unrelated stage is not built: {}", stderr(&out));
     let out = build(&store, &["--target", "unrelated", ctx.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("Dockerfile:4:1: RUN exit 3: the command returned a non-zero code: 3"),
         "{}",
@@ -294,7 +294,7 @@ fn label_sets_the_final_images_labels_over_the_dockerfiles_without_a_history_ent
     assert_eq!(image_id(&build(&store, &["-q", "--label", "b=", "--label", "a=flag", c])), labelled);
     assert_eq!(image_id(&build(&store, &["-q", "--label", "keep=yes", c])), plain);
     let bad = build(&store, &["-q", "--label", "=x", c]);
-    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("--label =x: the key is empty"), "{}", stderr(&bad));
 }
 
@@ -407,12 +407,12 @@ fn output_writes_the_image_as_oci_docker_archive_a_rootfs_tar_or_dir() {
     image_id(&build(&store, &["--output", &format!("type=local,dest={}", local.display()), dir]));
     assert_eq!(compare_trees(&local, &bundle, Mtimes::Files), Vec::<String>::new());
     let again = build(&store, &["--output", &format!("type=local,dest={}", local.display()), dir]);
-    assert_eq!(again.status.code(), Some(125), "a non-empty dest is refused");
+    assert_eq!(again.status.code(), Some(1), "a non-empty dest is refused");
     assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
     let names: Vec<_> = fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!names.iter().any(|n| n.to_string_lossy().starts_with(".layers-output")), "{names:?}");
     let bad = build(&store, &["--output", "type=registry", dir]);
-    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("--output type=registry"), "{}", stderr(&bad));
 }
 
@@ -471,7 +471,7 @@ fn add_extracts_local_archives_safely_and_copies_other_files() {
         fs::copy(corpus.join(case), ctx.join(case)).unwrap();
         fs::write(ctx.join("Dockerfile"), format!("FROM busybox\nADD {case} /x/\n")).unwrap();
         let out = build(&store, &[ctx.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(125), "{case}");
+        assert_eq!(out.status.code(), Some(1), "{case}");
         assert!(stderr(&out).contains(why) && stderr(&out).contains("Dockerfile:2:1"), "{case}: {}", stderr(&out));
     }
     assert_eq!(fs::read_dir(&victim).unwrap().count(), 0, "nothing written outside");
@@ -509,7 +509,7 @@ fn add_fetches_urls_and_checks_their_checksum() {
     assert_eq!(stdout(&run), "600\nfetched\n", "{}", stderr(&run));
     fs::write(served.join("tool.sh"), "#!/bin/sh\necho tampered\n").unwrap();
     let out = build(&store, &["--no-cache", ctx.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("checksum mismatch"), "{}", stderr(&out));
     let _ = server.kill();
     let _ = server.wait();

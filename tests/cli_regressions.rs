@@ -133,7 +133,7 @@ fn rm_rmi_stop_and_kill_go_through_every_argument_and_fail_at_the_end() {
         layers_ok(&store, &["create", "--name", n, "localhost/layered"]);
     }
     let out = layers(&store, &["rm", "a", "nosuch", "b"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out), "a\nb\n", "both removed");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one line for the one failure: {err}");
@@ -142,13 +142,13 @@ fn rm_rmi_stop_and_kill_go_through_every_argument_and_fail_at_the_end() {
 
     let x = detached(&store, &["--name", "x", "localhost/layered", "sleep", "100"]);
     let out = layers(&store, &["kill", "nosuch", "x"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out).trim(), "x");
     assert_eq!(layers_ok(&store, &["wait", &x]).trim(), "137");
 
     layers_ok(&store, &["tag", "localhost/layered", "localhost/copy:1"]);
     let out = layers(&store, &["rmi", "localhost/nosuch", "localhost/copy:1"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("Untagged: localhost/copy:1"), "{}", stdout(&out));
 }
 
@@ -161,7 +161,7 @@ fn a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_w
     // A port nobody listens on: four blobs, each retried, one line in all.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let out = layers(&store, &["push", "localhost/two-layers", &format!("{closed}/x:1")]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("connect to {closed}: Connection refused")), "{err}");
@@ -183,7 +183,7 @@ fn a_registry_that_refuses_or_never_answers_fails_in_one_line_within_the_stall_w
         let started = std::time::Instant::now();
         let out = layers_cmd().env("LAYERS_STALL_TIMEOUT", "3").arg("--root").arg(&store).args(&args).output().unwrap();
         let took = started.elapsed().as_secs_f64();
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains("no response within 3s (gave up after 2 attempts"), "{args:?}: {err}");

@@ -160,7 +160,7 @@ fn detached_lifecycle(mode: Mode) {
     std::thread::sleep(Duration::from_millis(200));
     assert!(follow.try_wait().unwrap().is_none(), "logs -f keeps going while it runs");
     let running = layers(&store, &["rm", "d1"]);
-    assert_eq!(running.status.code(), Some(125));
+    assert_eq!(running.status.code(), Some(1));
     assert!(stderr(&running).contains("is running"), "{}", stderr(&running));
 
     assert_eq!(layers_ok(&store, &["stop", "d1"]).trim(), "d1");
@@ -172,7 +172,7 @@ fn detached_lifecycle(mode: Mode) {
     let ps = layers_ok(&store, &["ps", "-a"]);
     assert!(ps.lines().any(|l| l.ends_with("d1") && l.contains("Exited (3)")), "{ps}");
     let not_running = layers(&store, &["kill", "d1"]);
-    assert_eq!(not_running.status.code(), Some(125));
+    assert_eq!(not_running.status.code(), Some(1));
     assert!(stderr(&not_running).contains("kill d1: container is not running"), "{}", stderr(&not_running));
 
     // kill -s: the named signal; rm -f: kills a running one and removes everything.
@@ -260,7 +260,7 @@ fn exec_takes_a_user_by_name_and_a_terminal() {
     assert!(ex.status.success(), "{}", stderr(&ex));
     assert_eq!(stdout(&ex), "65534\n65534\nCapEff:\t0000000000000000\n");
     let unknown = layers(&store, &["exec", "-u", "nobody-here", "box", "true"]);
-    assert_eq!(unknown.status.code(), Some(125));
+    assert_eq!(unknown.status.code(), Some(1));
     assert!(stderr(&unknown).contains("unable to find user nobody-here"), "{}", stderr(&unknown));
     let out = on_a_terminal(
         &store,
@@ -411,7 +411,7 @@ fn a_detached_container_is_started_by_id_and_reports_a_command_that_cannot_run_w
 
     layers_ok(&store, &["create", "--name", "broken", "localhost/layered", "no-such-command"]);
     let out = layers(&store, &["start", "broken"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
         err.contains("start broken: exec \"no-such-command\": no such file") && err.contains("(exit 127)"),

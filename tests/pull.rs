@@ -127,10 +127,10 @@ fn second_pull_and_digest_pull(mode: Mode) {
     assert_eq!(stderr(&by_digest).matches("already exists").count(), 2, "{}", stderr(&by_digest));
     let wrong = format!("{}/fixture/layered@sha256:{}", reg.addr, "0".repeat(64));
     let out = layers(&store2, &["pull", &wrong]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).lines().count() == 1, "{}", stderr(&out));
     let missing = layers(&store2, &["pull", &format!("{}/fixture/nope:v1", reg.addr)]);
-    assert_eq!(missing.status.code(), Some(125));
+    assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("fixture/nope:v1"), "{}", stderr(&missing));
     assert!(layers(&store2, &["fsck"]).status.success());
 }
@@ -157,7 +157,7 @@ fn multi_platform_indexes_pick_the_platform_or_say_what_they_offer() {
     assert_eq!(stdout(&again).trim(), manifest_digest(&layout, "layered"));
     assert_eq!(reg.requests_from_layers()[before..], ["GET /v2/fixture/multi/manifests/v1"]);
     let none = layers(&store, &["pull", "--platform", "linux/s390x", &image]);
-    assert_eq!(none.status.code(), Some(125));
+    assert_eq!(none.status.code(), Some(1));
     let err = stderr(&none);
     assert!(err.contains("no image for platform linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"), "{err}");
 }
@@ -203,7 +203,7 @@ fn docker_hub_names_go_through_the_configured_mirrors_in_order() {
     let bad = work.path().join("bad.toml");
     fs::write(&bad, "[registries.\"docker.io\"]\nmirors = []\n").unwrap();
     let out = pull_with(&bad);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("bad.toml") && stderr(&out).contains("mirors"), "{}", stderr(&out));
 }
 
@@ -324,7 +324,7 @@ fn a_flipped_byte_fails_naming_both_digests_and_leaves_no_image() {
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
     let out = layers(&store, &["pull", &format!("{}/fixture/layered:v1", proxy.addr)]);
-    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     let last = err.lines().last().unwrap_or_default();
     assert!(last.starts_with("layers: ") && last.contains("content has digest sha256:"), "{err}");
@@ -353,7 +353,7 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
     let image = format!("{}/fixture/layered:v1", reg.addr);
 
     let anon = layers_as_user(&home, &store, &["pull", &image], None, None);
-    assert_eq!(anon.status.code(), Some(125));
+    assert_eq!(anon.status.code(), Some(1));
     assert!(
         stderr(&anon).contains(&format!("unauthorized: log in with `layers login {}`", reg.addr)),
         "{}",
@@ -362,7 +362,7 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
 
     let wrong =
         layers_as_user(&home, &store, &["login", "-u", "alice", "--password-stdin", &reg.addr], Some("nope\n"), None);
-    assert_eq!(wrong.status.code(), Some(125));
+    assert_eq!(wrong.status.code(), Some(1));
     assert!(stderr(&wrong).contains("wrong user name or password"), "{}", stderr(&wrong));
     assert!(!home.join("config/layers/auth.json").exists(), "nothing saved for a failed login");
 
@@ -379,7 +379,7 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
     let out = layers_as_user(&home, &store, &["logout", &reg.addr], None, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let store2 = work.path().join("store2");
-    assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, None).status.code(), Some(125));
+    assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, None).status.code(), Some(1));
 
     // Docker's format through $REGISTRY_AUTH_FILE; another host's entry is never borrowed.
     let b64 = |s: &str| {
@@ -396,7 +396,7 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
     let other = work.path().join("other.json");
     fs::write(&other, format!("{{\"auths\": {{\"127.0.0.1:1\": {{\"auth\": \"{}\"}}}}}}", b64("alice:s3cret")))
         .unwrap();
-    assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, Some(&other)).status.code(), Some(125));
+    assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, Some(&other)).status.code(), Some(1));
     let docker = work.path().join("docker.json");
     fs::write(
         &docker,
@@ -423,7 +423,7 @@ fn tls_registries_are_refused_unless_their_ca_is_trusted_or_tls_verify_is_off() 
     let store = work.path().join("store");
     let image = format!("{}/fixture/two:v1", reg.addr);
     let refused = layers(&store, &["--registries-config", config, "pull", &image]);
-    assert_eq!(refused.status.code(), Some(125));
+    assert_eq!(refused.status.code(), Some(1));
     let err = stderr(&refused);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&reg.addr) && err.to_lowercase().contains("certificate"), "{err}");

@@ -222,7 +222,7 @@ fn rmi_respects_names_and_leases_and_gc_frees_only_garbage() {
     let id = stdout(&layers(&root, &["import", "-q", gz.to_str().unwrap(), "a"])).trim().to_string();
     assert!(layers(&root, &["tag", "a", "b:1"]).status.success());
     let by_id = layers(&root, &["rmi", &id[7..19]]);
-    assert_eq!(by_id.status.code(), Some(125));
+    assert_eq!(by_id.status.code(), Some(1));
     assert!(stderr(&by_id).contains("referenced by several names"), "{}", stderr(&by_id));
 
     let store = Store::open(&root).unwrap();
@@ -231,7 +231,7 @@ fn rmi_respects_names_and_leases_and_gc_frees_only_garbage() {
     drop(store);
     assert!(layers(&root, &["rmi", "b:1"]).status.success(), "removing one of two names is fine");
     let refused = layers(&root, &["rmi", "a"]);
-    assert_eq!(refused.status.code(), Some(125));
+    assert_eq!(refused.status.code(), Some(1));
     assert!(stderr(&refused).contains("used by container-1"), "{}", stderr(&refused));
     let gc = layers(&root, &["gc"]);
     assert!(gc.status.success());
@@ -290,21 +290,25 @@ fn a_store_from_a_newer_format_is_refused() {
 }
 
 #[test]
-fn cli_errors_are_one_line_with_exit_125() {
+/// Docker's CLI: 1 for a failed command, 125 for a usage error (its flag errors) and
+/// for `run`/`create` failing before the command starts (docs: `docker run` exit status).
+fn cli_errors_are_one_line_with_dockers_exit_status() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("store");
-    for (args, want) in [
-        (vec!["import", "/nonexistent.tar"], "open /nonexistent.tar"),
-        (vec!["inspect", "nosuch"], "no such image"),
-        (vec!["tag", "nosuch", "x"], "no such image"),
-        (vec!["imags"], "unrecognized subcommand"),
+    for (args, want, code) in [
+        (vec!["import", "/nonexistent.tar"], "open /nonexistent.tar", 1),
+        (vec!["inspect", "nosuch"], "no such image", 1),
+        (vec!["tag", "nosuch", "x"], "no such image", 1),
+        (vec!["imags"], "unrecognized subcommand", 125),
+        (vec!["run", "--pull", "never", "nosuch"], "no such image", 125),
+        (vec!["create", "--pull", "never", "nosuch"], "no such image", 125),
     ] {
         let out = layers(&root, &args);
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
     }
     let bad = layers(&root, &["import", "/dev/null", "UPPER"]);
-    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("lowercase"), "{}", stderr(&bad));
 }
 
@@ -411,7 +415,7 @@ fn damaged_zstd_layers_are_rejected() {
     fs::write(&cut, &good[..good.len() / 2]).unwrap();
     for (file, want) in [(&junk, "data after the zstd stream is not zstd"), (&cut, "truncated input")] {
         let out = layers(&root, &["import", file.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(125));
+        assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains(want), "{}", stderr(&out));
     }
     for d in ["blobs/sha256", "layers", "tmp"] {
@@ -459,7 +463,7 @@ fn a_full_disk_fails_cleanly_and_leaves_the_store_as_it_was() {
         .map(|d| fs::read_dir(store.join(d)).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>())
         .collect();
     let out = layers(&store, &["import", fx.join("busybox-rootfs.tar.gz").to_str().unwrap(), "big"]);
-    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("No space left on device") && err.lines().count() == 1, "{err}");
     let after: Vec<_> = ["blobs/sha256", "layers", "tmp"]

@@ -83,7 +83,7 @@ fn every_container_has_a_log_with_streams_apart_tail_since_timestamps_and_a_size
     assert_eq!(layers_ok(&store, &["logs", "--since", "1h", "-n", "1", "fg"]), "partial");
     assert_eq!(layers_ok(&store, &["logs", "--until", "1h", "fg"]), "");
     let bad = layers(&store, &["logs", "--since", "yesterday", "fg"]);
-    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("--since"), "{}", stderr(&bad));
 
     // Binary output of any size passes through byte for byte.
@@ -174,9 +174,9 @@ fn create_takes_runs_options_then_start_restart_rename_and_restart_policies() {
 
     layers_ok(&store, &["rename", "c1", "c2"]);
     let taken = layers(&store, &["rename", "c2", unnamed]);
-    assert_eq!(taken.status.code(), Some(125));
+    assert_eq!(taken.status.code(), Some(1));
     assert!(stderr(&taken).contains("already in use"), "{}", stderr(&taken));
-    assert!(layers(&store, &["logs", "c1"]).status.code() == Some(125));
+    assert!(layers(&store, &["logs", "c1"]).status.code() == Some(1));
 
     // restart: a running container stopped and started again.
     layers_ok(&store, &["create", "--name", "svc", "localhost/layered", "sh", "-c", "echo up; sleep 100"]);
@@ -239,7 +239,7 @@ fn save_and_export_write_to_a_pipe_not_a_terminal_and_load_reads_stdin() {
     for args in [&["save", "localhost/two-layers"][..], &["export", "localhost/two-layers"][..]] {
         let out = on_a_terminal(&store, (24, 80), &[], args);
         assert!(out.contains("refusing to write a tar to a terminal"), "{args:?}: {out}");
-        assert!(out.ends_with("exit=125\n"), "{out}");
+        assert!(out.ends_with("exit=1\n"), "{out}");
     }
     let out = on_a_terminal(&other, (24, 80), &[], &["load"]);
     assert!(out.contains("standard input is a terminal"), "{out}");
@@ -298,7 +298,7 @@ fn prune_asks_first_keeps_what_is_used_and_says_what_it_reclaimed() {
     let table = layers_ok(&store, &["df", "--format", "table {{.Type}}\t{{.Reclaimable}}"]);
     assert!(table.starts_with("TYPE      RECLAIMABLE\nImages"), "{table}");
     let both = layers(&store, &["df", "-v", "--format", "json"]);
-    assert_eq!(both.status.code(), Some(125));
+    assert_eq!(both.status.code(), Some(1));
     assert!(stderr(&both).contains("--format cannot be combined with --verbose"), "{}", stderr(&both));
     let out = layers_ok(&store, &["system", "prune", "-f"]);
     assert!(out.ends_with("Total reclaimed space: 0B"), "{out}");
@@ -390,7 +390,7 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
     assert_eq!(stdout(&out), "got hello\n");
     assert_eq!(stderr(&out), "oops\n");
     let stopped = layers(&store, &["attach", "reader"]);
-    assert_eq!(stopped.status.code(), Some(125));
+    assert_eq!(stopped.status.code(), Some(1));
     assert!(stderr(&stopped).contains("cannot attach to a stopped container, start it first"), "{}", stderr(&stopped));
 
     // --sig-proxy (the default): a SIGTERM to attach reaches the container; a --rm
@@ -418,7 +418,7 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(layers_ok(&store, &["ps", "--filter", "name=quiet", "--format", "{{.State}}"]), "running");
     let keys = layers(&store, &["attach", "--detach-keys", "ctrl-a,d", "quiet"]);
-    assert_eq!(keys.status.code(), Some(125));
+    assert_eq!(keys.status.code(), Some(1));
     assert!(stderr(&keys).contains("--detach-keys: quiet has no terminal (-t)"), "{}", stderr(&keys));
     layers_ok(&store, &["rm", "-f", "quiet"]);
 
@@ -457,7 +457,7 @@ fn attach_joins_a_running_container_passes_stdin_and_signals_and_ends_with_its_c
     );
     assert!(text.ends_with("exit=1\n"), "{text}");
     let piped = answering(&store, "exit\n", &["attach", "shell"]);
-    assert_eq!(piped.status.code(), Some(125));
+    assert_eq!(piped.status.code(), Some(1));
     assert!(stderr(&piped).contains("the input device is not a TTY"), "{}", stderr(&piped));
     // start -a on a running container attaches to it.
     let text = on_a_terminal(&store, (24, 80), &["expect:/ # ", "send:exit 4\\r"], &["start", "-ai", "shell"]);
@@ -491,7 +491,7 @@ fn network_ls_and_inspect_list_the_networks_as_docker_does() {
     let bridge = layers_ok(&store, &["network", "inspect", "-f", "{{json .IPAM.Config}}", "bridge"]);
     assert_eq!(bridge, r#"[{"Gateway":"10.77.0.1","Subnet":"10.77.0.0/16"}]"#);
     let bad = layers(&store, &["network", "inspect", "nosuch"]);
-    assert_eq!(bad.status.code(), Some(125));
+    assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("network inspect nosuch: no such network"), "{}", stderr(&bad));
     assert!(!layers(&store, &["network", "ls", "--filter", "color=red"]).status.success());
 }

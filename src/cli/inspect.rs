@@ -53,7 +53,7 @@ pub fn inspect(store: &Store, a: &InspectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     outln!("{}", template::inspected(a.format.as_deref(), &out)?);
-    Ok(if failed { ExitCode::from(crate::EXIT_FAILURE) } else { ExitCode::SUCCESS })
+    Ok(if failed { ExitCode::from(crate::EXIT_ERROR) } else { ExitCode::SUCCESS })
 }
 
 fn object(store: &Store, name: &str, kind: Option<Kind>, raw: bool) -> anyhow::Result<Value> {

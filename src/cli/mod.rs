@@ -41,7 +41,7 @@ pub fn each<T>(items: &[T], mut verb: impl FnMut(&T) -> anyhow::Result<()>) -> s
         }
     }
     if failed {
-        std::process::ExitCode::from(crate::EXIT_FAILURE)
+        std::process::ExitCode::from(crate::EXIT_ERROR)
     } else {
         std::process::ExitCode::SUCCESS
     }

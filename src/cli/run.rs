@@ -111,6 +111,9 @@ pub fn exec(store: &Store, a: &ExecArgs, transfers: &Transfers) -> anyhow::Resul
     let ended = crate::run::exec_in(store, &c, &spec, &transfers.quiesce())?;
     if let Some(message) = &ended.not_run {
         eprintln!("layers: {message}");
+        // dockerd gives an exec whose command could not start 126, found or not
+        // (moby daemon/exec.go), where `run` tells 126 and 127 apart.
+        return Ok(ExitCode::from(126));
     }
     Ok(ExitCode::from(ended.code))
 }
