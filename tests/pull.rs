@@ -378,6 +378,20 @@ fn basic_auth_needs_login_and_credentials_stay_with_their_host() {
 
     let out = layers_as_user(&home, &store, &["logout", &reg.addr], None, None);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Logged out already: Docker says so and succeeds.
+    let again = layers_as_user(&home, &store, &["logout", &reg.addr], None, None);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).trim(), format!("Not logged in to {}", reg.addr));
+    // No registry named: Docker Hub, checked where its pulls go (its mirror, here the registry).
+    let config = work.path().join("registries.toml");
+    fs::write(&config, format!("[registries.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.addr)).unwrap();
+    let hub = ["--registries-config", config.to_str().unwrap(), "login", "-u", "alice", "--password-stdin"];
+    let wrong = layers_as_user(&home, &store, &hub, Some("nope\n"), None);
+    assert!(stderr(&wrong).contains("wrong user name or password"), "{}", stderr(&wrong));
+    let hub_ok = layers_as_user(&home, &store, &hub, Some("s3cret\n"), None);
+    assert!(hub_ok.status.success() && stdout(&hub_ok).contains("Login Succeeded"), "{}", stderr(&hub_ok));
+    let out = layers_as_user(&home, &store, &["logout"], None, None);
+    assert_eq!(stdout(&out).trim(), "Removing login credentials for docker.io", "{}", stderr(&out));
     let store2 = work.path().join("store2");
     assert_eq!(layers_as_user(&home, &store2, &["pull", &image], None, None).status.code(), Some(1));
 

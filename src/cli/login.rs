@@ -11,8 +11,8 @@ use clap::Args;
 // Arguments of `layers login`.
 #[derive(Args)]
 pub struct LoginArgs {
-    /// Registry host[:port] (`docker.io` for Docker Hub).
-    registry: String,
+    /// Registry host[:port]; Docker Hub when not given.
+    registry: Option<String>,
     /// User name (asked for on a terminal when not given).
     #[arg(short, long)]
     username: Option<String>,
@@ -30,8 +30,13 @@ pub struct LoginArgs {
 // Arguments of `layers logout`.
 #[derive(Args)]
 pub struct LogoutArgs {
-    /// Registry host[:port].
-    registry: String,
+    /// Registry host[:port]; Docker Hub when not given.
+    registry: Option<String>,
+}
+
+/// The registry a `login`/`logout` names: Docker Hub when none is given, as Docker.
+fn registry_host(given: Option<&str>) -> String {
+    normalize_host(given.unwrap_or(layers_store::images::reference::DEFAULT_REGISTRY))
 }
 
 pub fn login(
@@ -39,7 +44,7 @@ pub fn login(
     registries: &RegistriesConfig,
     transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
-    let host = normalize_host(&a.registry);
+    let host = registry_host(a.registry.as_deref());
     // Asked in Docker's order: the user name, then the password.
     let user = match &a.username {
         Some(u) => u.clone(),
@@ -69,8 +74,10 @@ pub fn login(
         bail!("login {host}: empty password");
     }
     let creds = Credentials { user, password };
-    let plain_http = registries.endpoints(&host).last().is_some_and(|e| e.plain_http);
-    transfers.block_on(verify(&host, &creds, plain_http, a.tls_verify))??;
+    // Checked where pulls of this registry go: Docker Hub's mirror, where one is set.
+    let endpoint = registries.endpoints(&host).into_iter().next();
+    let (check, plain_http) = endpoint.map_or((host.clone(), false), |e| (e.host, e.plain_http));
+    transfers.block_on(verify(&check, &creds, plain_http, a.tls_verify))??;
     let place = credentials::save(&host, &creds)?;
     eprintln!("credentials saved in {place}");
     outln!("Login Succeeded");
@@ -107,11 +114,12 @@ async fn verify(host: &str, creds: &Credentials, plain_http: bool, tls_verify: b
 }
 
 pub fn logout(a: &LogoutArgs) -> anyhow::Result<ExitCode> {
-    let host = normalize_host(&a.registry);
+    let host = registry_host(a.registry.as_deref());
     if credentials::remove(&host)? {
         outln!("Removing login credentials for {host}");
-        Ok(ExitCode::SUCCESS)
     } else {
-        bail!("logout {host}: not logged in (no credentials in {})", credentials::own_file().display())
+        // Docker says so and succeeds: nothing to remove is not a failure.
+        outln!("Not logged in to {host}");
     }
+    Ok(ExitCode::SUCCESS)
 }
