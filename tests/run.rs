@@ -466,6 +466,14 @@ fn volumes_and_tmpfs(mode: Mode) {
     );
     assert_eq!(fs::read_to_string(host.join("new")).unwrap(), "from-ctr\n", "a rw volume writes through to the host");
     assert!(!host.join("x").exists());
+    // Docker's `--tmpfs` is noexec unless its options say `exec` (docs: "docker run --tmpfs").
+    let exec_on = |opts: &str| {
+        let script = "cp /bin/busybox /t/true && /t/true && echo ran";
+        let out = run(&store, &["--rm", "--tmpfs", opts, "localhost/layered", "/bin/sh", "-c", script]);
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    assert!(exec_on("/t").contains("Permission denied"), "{}", exec_on("/t"));
+    assert!(exec_on("/t:size=8m,exec").contains("ran"), "{}", exec_on("/t:size=8m,exec"));
 
     // An image cannot send a mount elsewhere with a symlink on the target's path.
     let tar = work.path().join("link.tar");
@@ -476,8 +484,8 @@ fn volumes_and_tmpfs(mode: Mode) {
     let out = run(&store, &["--rm", "-v", &format!("{h}:/data/vol"), "localhost/link:1", "/bin/true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("/data is a symlink in the image"), "{}", stderr(&out));
-    // A name without `/` is a named volume (as Docker); a relative path is refused.
-    let bad = run(&store, &["--rm", "-v", "./relative:/x", "localhost/layered", "true"]);
+    // A name without `/` is a named volume (as Docker); a relative path not starting with `.` is refused.
+    let bad = run(&store, &["--rm", "-v", "relative/x:/x", "localhost/layered", "true"]);
     assert_eq!(bad.status.code(), Some(125));
     assert!(stderr(&bad).contains("is a relative path"), "{}", stderr(&bad));
 }

@@ -147,10 +147,22 @@ fn named_volumes(mode: Mode) {
         assert_eq!(out.status.code(), Some(125), "{flag}");
         assert!(stderr(&out).contains(says), "{flag}: {}", stderr(&out));
     }
-    let rel = layers(&store, &["run", "--rm", "-v", "./data:/data", "localhost/layered", "true"]);
+    let rel = layers(&store, &["run", "--rm", "-v", "data/sub:/data", "localhost/layered", "true"]);
     assert_eq!(rel.status.code(), Some(125));
-    assert!(stderr(&rel).contains("is a relative path"), "{}", stderr(&rel));
+    assert!(stderr(&rel).contains("is a relative path: give it as ./data/sub"), "{}", stderr(&rel));
     assert_eq!(stderr(&rel).lines().count(), 1);
+    // Docker 23+: `./data` is made absolute against the current directory.
+    let cwd = work.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    mode.give(&cwd);
+    let dotted = mode
+        .command(&store)
+        .current_dir(&cwd)
+        .args(["run", "--rm", "-v", "./data/../out:/out", "localhost/layered", "sh", "-c", "echo hi > /out/f"])
+        .output()
+        .unwrap();
+    assert!(dotted.status.success(), "{}", stderr(&dotted));
+    assert_eq!(std::fs::read_to_string(cwd.join("out/f")).unwrap(), "hi\n");
 }
 
 both_modes!(

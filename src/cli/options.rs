@@ -270,10 +270,22 @@ pub fn convert_legacy(store: &Store) {
 }
 
 /// Parses `-v HOST:CONTAINER[:OPTS]`, `-v NAME:CONTAINER[:OPTS]` or `-v CONTAINER`
-/// (the host path is readied at creation and each start); a relative host path is refused
-/// (`./data` would be a volume name to Docker's older clients and a path to newer
-/// ones: neither is guessed). `z`/`Z` are accepted: no SELinux labels to change here.
+/// (the host path is readied at creation and each start). A host path starting with
+/// `.` is made absolute against the current directory, as Docker 23+ does; another
+/// relative path is refused (no volume name has a `/`). `z`/`Z` are accepted: no
+/// SELinux labels to change here.
 fn volume_flag(text: &str) -> anyhow::Result<Mount> {
+    let absolute;
+    let text = match text.split_once(':') {
+        Some((source, rest))
+            if source == "." || source == ".." || source.starts_with("./") || source.starts_with("../") =>
+        {
+            let cwd = std::env::current_dir().context("-v: the current directory")?;
+            absolute = format!("{}:{rest}", lexically_clean(&cwd.join(source)).display());
+            absolute.as_str()
+        }
+        _ => text,
+    };
     let parts: Vec<&str> = text.split(':').collect();
     let (source, target, opts) = match parts.as_slice() {
         [t] => ("", *t, ""),
@@ -301,7 +313,7 @@ fn volume_flag(text: &str) -> anyhow::Result<Mount> {
     }
     if !source.starts_with('/') {
         if source.contains('/') || source.starts_with('.') || source.starts_with('~') {
-            bail!("-v {text}: {source} is a relative path: give the host path absolute (or a volume name without /)");
+            bail!("-v {text}: {source} is a relative path: give it as ./{source} or absolute (a volume name has no /)");
         }
         if !layers_store::volumes::valid_volume_name(source) {
             bail!("-v {text}: {source:?} is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
@@ -312,6 +324,21 @@ fn volume_flag(text: &str) -> anyhow::Result<Mount> {
         bail!("-v {text}: nocopy is for volumes, not host paths");
     }
     Ok(mount(Source::Host { path: PathBuf::from(source), create: true }))
+}
+
+/// `path` with `.` and `..` resolved by name, as Go's `filepath.Clean` (no symlink is followed).
+fn lexically_clean(path: &std::path::Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Parses `--mount type=…,source=…,target=…[,readonly]…` as Docker does (a bind's
@@ -387,7 +414,9 @@ fn tmpfs_flag(text: &str) -> anyhow::Result<Mount> {
         bail!("--tmpfs {text}: the path must be absolute");
     }
     mount_target(&format!("--tmpfs {text}"), target)?;
-    let options = if text.contains(':') { given } else { "mode=1777" }.to_string();
+    // Docker's defaults for `--tmpfs`: noexec (nosuid and nodev are every tmpfs's
+    // here), mode 1777; the options given come after and win.
+    let options = if text.contains(':') { format!("noexec,{given}") } else { "noexec,mode=1777".to_string() };
     Ok(Mount {
         target: target.to_string(),
         read_only: false,

@@ -166,7 +166,8 @@ fn setup(s: &ChildSetup, k: &mut impl Sys) -> Step {
     }
     for (target, options) in &s.tmpfs {
         let at = target_beneath(k, root, target)?;
-        k.mount("tmpfs", &at.path, MountFlags::NOSUID | MountFlags::NODEV, options)?;
+        let (flags, data) = tmpfs_options(options);
+        k.mount("tmpfs", &at.path, flags, &data)?;
     }
     if s.read_only {
         k.remount(root, MountFlags::BIND | MountFlags::RDONLY)?;
@@ -425,3 +426,40 @@ fn become_user(k: &mut impl Sys, u: &users::User, keep: CapabilitySet, privilege
 
 #[cfg(test)]
 mod tests;
+
+/// A tmpfs mount's options split as mount(2) takes them: the flag words (`ro`, `exec`,
+/// `noexec`, `suid`, `dev`, …, the last one given winning) and the rest, tmpfs's own
+/// (`size=`, `mode=`). Without a word saying otherwise it is `nosuid,nodev`.
+fn tmpfs_options(options: &str) -> (MountFlags, String) {
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
+    let mut data = Vec::new();
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "rw" => flags.remove(MountFlags::RDONLY),
+            "ro" => flags.insert(MountFlags::RDONLY),
+            "exec" => flags.remove(MountFlags::NOEXEC),
+            "noexec" => flags.insert(MountFlags::NOEXEC),
+            "suid" => flags.remove(MountFlags::NOSUID),
+            "nosuid" => flags.insert(MountFlags::NOSUID),
+            "dev" => flags.remove(MountFlags::NODEV),
+            "nodev" => flags.insert(MountFlags::NODEV),
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
+#[cfg(test)]
+mod tmpfs_tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_flag_words_become_mount_flags_and_the_last_wins() {
+        let (f, d) = tmpfs_options("noexec,mode=1777,size=1m");
+        assert_eq!(f, MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC);
+        assert_eq!(d, "mode=1777,size=1m");
+        let (f, d) = tmpfs_options("noexec,exec,ro");
+        assert_eq!(f, MountFlags::NOSUID | MountFlags::NODEV | MountFlags::RDONLY);
+        assert_eq!(d, "");
+    }
+}
