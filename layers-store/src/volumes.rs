@@ -177,19 +177,31 @@ impl Volumes<'_> {
     /// Removes volume `name` and its content; refused while a container mounts it.
     pub fn remove(&self, name: &str) -> Result<()> {
         let removed = self.store.md().write("remove volume", |tx| {
-            let users: i64 = tx.query_row("SELECT COUNT(*) FROM volume_users WHERE name = ?", [name], |r| r.get(0))?;
-            if users > 0 {
+            let mut st = tx.prepare("SELECT container_id FROM volume_users WHERE name = ? ORDER BY container_id")?;
+            let users: Vec<String> = st.query_map([name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            if !users.is_empty() {
                 return Ok(Err(users));
             }
             Ok(Ok(tx.execute("DELETE FROM volumes WHERE name = ?", [name])?))
         })?;
         match removed {
-            Err(n) => Err(Error::new(
-                ErrorKind::InUse,
-                "remove volume",
-                name,
-                format!("in use by {n} container(s) (remove them first)"),
-            )),
+            Err(ids) => {
+                // Named as Docker names them, by container (here with its name too).
+                let all = self.store.snapshots().list()?;
+                let named: Vec<String> = ids
+                    .iter()
+                    .map(|id| match all.iter().find(|c| c.id == *id) {
+                        Some(c) => format!("{} ({})", c.name, &id[..id.len().min(12)]),
+                        None => id[..id.len().min(12)].to_string(),
+                    })
+                    .collect();
+                Err(Error::new(
+                    ErrorKind::InUse,
+                    "remove volume",
+                    name,
+                    format!("volume is in use by container {} (remove it first)", named.join(", ")),
+                ))
+            }
             Ok(0) => Err(Error::new(ErrorKind::NotFound, "remove volume", name, "no such volume")),
             Ok(_) => self.store.discard(&self.store.root().join("volumes").join(name)),
         }
