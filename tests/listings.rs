@@ -191,6 +191,9 @@ fn go_templates_print_lists_maps_and_escapes_as_dockers_cli() {
         "map[tier:web] ||<nil>"
     );
     assert!(f("{{.Config.Env}}").starts_with("[PATH=/usr/local/sbin:"));
+    // As created (Docker's `Config.Env`): no `HOME=` placeholder, no HOSTNAME set only at start.
+    let env = f("{{json .Config.Env}}");
+    assert!(!env.contains("\"HOME=") && !env.contains("\"HOSTNAME="), "{env}");
     // inspect takes its format as written, as Docker: `\n` stays two characters.
     assert_eq!(f("{{.Name}}\\n"), "/tt\\n");
     let img = layers_ok(&store, &["inspect", "-f", "{{.RepoTags}} {{.Config.Cmd}}", "localhost/layered"]);

@@ -92,6 +92,22 @@ fn raw_image(store: &Store, img: &ImageRow) -> anyhow::Result<Value> {
     }))
 }
 
+/// A container's environment as Docker's `Config.Env` shows it: as created (the
+/// image's, `-e`'s, the default PATH), without what is only set when it starts: the
+/// `HOME=` placeholder filled from the user's passwd entry, and `HOSTNAME`.
+fn created_env(
+    env: &[String],
+    image: &layers_store::images::oci::RuntimeConfig,
+    o: &image_process::Overrides,
+) -> Vec<String> {
+    let given = |e: &str| {
+        let key = e.split('=').next().unwrap_or(e);
+        let named = |x: &String| x.split('=').next() == Some(key);
+        o.env.iter().any(named) || image.env().iter().any(named)
+    };
+    env.iter().filter(|e| *e != "HOME=" && (!e.starts_with("HOSTNAME=") || given(e))).cloned().collect()
+}
+
 /// The runtime config with every field Docker prints, `null` where unset.
 fn docker_config(c: &layers_store::images::oci::RuntimeConfig) -> Value {
     json!({
@@ -257,7 +273,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
             "User": o.process.user.clone().or(runtime.user.clone()).unwrap_or_default(),
             "Tty": o.tty,
             "OpenStdin": o.interactive,
-            "Env": process.as_ref().map(|p| p.env.clone()),
+            "Env": process.as_ref().map(|p| created_env(&p.env, &runtime, &overrides)),
             "Cmd": if o.process.command.is_empty() { runtime.cmd.clone() } else { Some(o.process.command.clone()) },
             "Image": o.image,
             "WorkingDir": process.as_ref().map(|p| p.cwd.clone()).unwrap_or_default(),
