@@ -495,3 +495,36 @@ fn network_ls_and_inspect_list_the_networks_as_docker_does() {
     assert!(stderr(&bad).contains("network inspect nosuch: no such network"), "{}", stderr(&bad));
     assert!(!layers(&store, &["network", "ls", "--filter", "color=red"]).status.success());
 }
+
+/// `import -c` and `commit -c` apply Dockerfile instructions to the new image's config,
+/// as Docker's (`docker import --change`, `docker commit --change`: CMD, ENTRYPOINT,
+/// ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR); others are refused by name,
+/// before anything is read or written.
+#[test]
+fn import_and_commit_apply_changes_as_dockers() {
+    if !need_root("import_and_commit_apply_changes_as_dockers") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let rootfs = work.path().join("rootfs.tar");
+    let exported = layers(&store, &["export", "localhost/layered"]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    std::fs::write(&rootfs, &exported.stdout).unwrap();
+    let tar = rootfs.to_str().unwrap();
+    let id = layers_ok(
+        &store,
+        &["import", "-q", "-c", "CMD [\"/bin/sh\", \"-c\", \"echo $GREETING\"]", "-c", "ENV GREETING=hi", tar, "ch:1"],
+    );
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(layers_ok(&store, &["run", "--rm", "ch:1"]), "hi");
+    let before = layers_ok(&store, &["images", "-q"]);
+    let bad = layers(&store, &["import", "-c", "RUN rm -rf /", tar, "ch:2"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("RUN is not a change Docker applies"), "{}", stderr(&bad));
+    assert_eq!(layers_ok(&store, &["images", "-q"]), before, "nothing imported");
+
+    layers_ok(&store, &["create", "--name", "cc", "ch:1"]);
+    layers_ok(&store, &["commit", "-c", "ENV GREETING=bye", "-c", "WORKDIR /tmp", "cc", "ch:2"]);
+    assert_eq!(layers_ok(&store, &["run", "--rm", "ch:2"]), "bye");
+    assert_eq!(layers_ok(&store, &["inspect", "-f", "{{.Config.WorkingDir}}", "ch:2"]), "/tmp");
+}

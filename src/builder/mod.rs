@@ -9,6 +9,7 @@
 // the store's scratch dirs.
 #[allow(clippy::disallowed_methods)]
 pub mod cache;
+pub mod changes;
 pub mod context;
 pub mod exec;
 pub mod frontend;

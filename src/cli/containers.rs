@@ -88,6 +88,10 @@ pub struct CommitArgs {
     /// Pause a running container while its changes are written out (`--pause=false` to not).
     #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
     pause: bool,
+    /// Apply a Dockerfile instruction to the new image's config (CMD, ENTRYPOINT, ENV,
+    /// EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR; repeatable).
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    change: Vec<String>,
 }
 
 pub fn create(
@@ -230,6 +234,10 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("commit {}: unmount it for the commit", c.name))?;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let config = match a.change.is_empty() {
+        true => None,
+        false => Some(changed_config(store, &c, &a.change)?),
+    };
     let opts = CommitOptions {
         compression: match a.compression {
             CompressionArg::Gzip => Compression::Gzip,
@@ -242,7 +250,7 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         created: rfc3339(now as i64),
         tags: tag.into_iter().collect(),
         mtime_clamp: None,
-        config: None,
+        config,
         upper: if running { UpperDir::Copy } else { UpperDir::Move },
     };
     let committed = store.snapshots().commit(&c, &opts);
@@ -265,4 +273,18 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
     }
     outln!("{}", committed.config);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config of `c`'s image with `changes` applied (`commit --change`).
+fn changed_config(
+    store: &Store,
+    c: &ContainerRow,
+    changes: &[String],
+) -> anyhow::Result<layers_store::images::oci::ImageConfig> {
+    let image = store.images().get(&c.image)?.with_context(|| format!("commit {}: its image is gone", c.name))?;
+    let mut config = store.images().config(&image)?;
+    let mut runtime = config.config.take().unwrap_or_default();
+    crate::builder::changes::apply(&mut runtime, changes)?;
+    config.config = Some(runtime);
+    Ok(config)
 }

@@ -23,6 +23,10 @@ pub struct ImportArgs {
     /// Comment recorded in the image history.
     #[arg(short, long)]
     message: Option<String>,
+    /// Apply a Dockerfile instruction to the image's config (CMD, ENTRYPOINT, ENV,
+    /// EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR; repeatable).
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    change: Vec<String>,
 }
 
 pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
@@ -33,6 +37,9 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
         .transpose()?
         .map(|r| r.tagged_name().context("import needs a name with a tag, not a digest"))
         .transpose()?;
+    // Checked before the tarball is read: a bad change costs nothing.
+    let mut runtime = layers_store::images::oci::RuntimeConfig::default();
+    crate::builder::changes::apply(&mut runtime, &a.change).with_context(|| format!("import {}", a.file))?;
     let (input, total): (Box<dyn Read + Send>, Option<u64>) = if a.file == "-" {
         (Box::new(io::stdin()), None)
     } else {
@@ -62,6 +69,9 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
     let mut config = ImageConfig::imported(u.diff_id, &now, &created_by);
     if let Some(m) = &a.message {
         config.history[0].comment = Some(m.clone());
+    }
+    if !a.change.is_empty() {
+        config.config = Some(runtime);
     }
     let layer = layers_store::images::oci::Descriptor {
         media_type: u.compression.oci_media_type().to_string(),

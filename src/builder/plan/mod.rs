@@ -2,7 +2,7 @@
 //! what it reads and its cache key, all computed before any step runs (base images
 //! are resolved, pulled when missing, and `ADD` URLs fetched, since keys cover them).
 
-mod config;
+pub(crate) mod config;
 // A here-document written into a scratch dir of the store's.
 #[allow(clippy::disallowed_methods)]
 pub mod copy;
@@ -163,6 +163,11 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// A scope for `--change` instructions on `config`: no ARGs, Dockerfile's escape.
+    pub fn for_changes(config: RuntimeConfig) -> Scope {
+        Scope { config, args: BTreeMap::new(), cmd_set: false, author: None, escape: '\\' }
+    }
+
     /// A name as a step sees it: ENV first, then ARGs.
     fn lookup(&self, name: &str) -> Option<String> {
         self.config.env_var(name).map(str::to_string).or_else(|| self.args.get(name).cloned())
