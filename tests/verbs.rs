@@ -524,6 +524,13 @@ fn import_and_commit_apply_changes_as_dockers() {
     assert_eq!(layers_ok(&store, &["images", "-q"]), before, "nothing imported");
 
     layers_ok(&store, &["create", "--name", "cc", "ch:1"]);
+    // A bad change is refused before the commit touches the container: a mounted one stays mounted.
+    layers_ok(&store, &["mount", "cc"]);
+    let bad = layers(&store, &["commit", "-c", "RUN true", "cc", "ch:3"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("RUN is not a change Docker applies"), "{}", stderr(&bad));
+    assert!(layers_ok(&store, &["ps"]).contains("cc"), "cc is still mounted");
+    layers_ok(&store, &["umount", "cc"]);
     layers_ok(&store, &["commit", "-c", "ENV GREETING=bye", "-c", "WORKDIR /tmp", "cc", "ch:2"]);
     assert_eq!(layers_ok(&store, &["run", "--rm", "ch:2"]), "bye");
     assert_eq!(layers_ok(&store, &["inspect", "-f", "{{.Config.WorkingDir}}", "ch:2"]), "/tmp");

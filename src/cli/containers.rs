@@ -216,6 +216,11 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // Before the container is paused or unmounted: a bad change leaves it as it was.
+    let config = match a.change.is_empty() {
+        true => None,
+        false => Some(changed_config(store, &c, &a.change)?),
+    };
     // A running container's upper dir is live: it is copied, with the container frozen
     // (as `docker commit` pauses it) so the layer is one instant of its filesystem.
     let running = crate::run::state::running(store, &c).is_some();
@@ -234,10 +239,6 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("commit {}: unmount it for the commit", c.name))?;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let config = match a.change.is_empty() {
-        true => None,
-        false => Some(changed_config(store, &c, &a.change)?),
-    };
     let opts = CommitOptions {
         compression: match a.compression {
             CompressionArg::Gzip => Compression::Gzip,
