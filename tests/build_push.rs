@@ -108,6 +108,15 @@ fn a_fresh_runner_that_hits_a_registry_cache_pushes_no_layer() {
     assert!(said.contains("remote:") && said.contains("not fetched yet") && said.contains("cache/greet"), "{said}");
     assert!(layers_ok(&b, &["df"]).contains("1 of the images are remote"));
 
+    // The registries config is read only to fetch: a broken one leaves a local image's
+    // save alone, and fails the remote one's naming it (nothing fetched).
+    let broken = ["--registries-config", "/nonexistent/registries.toml", "save", "-o"];
+    let local = b.join("local.tar");
+    layers_ok(&b, &[&broken[..], &[local.to_str().unwrap(), "localhost/layered"]].concat());
+    let out = layers(&b, &[&broken[..], &[b.join("x.tar").to_str().unwrap(), &name]].concat());
+    assert!(!out.status.success() && stderr(&out).contains("/nonexistent/registries.toml"), "{}", stderr(&out));
+    assert!(layers_ok(&b, &["fsck"]).contains("remote:"));
+
     // The first use fetches them (save, here), once; then fsck finds nothing remote and run works.
     let before = reg.requests_from_layers().len();
     let tar = b.join("saved.tar");

@@ -190,9 +190,12 @@ impl Volumes<'_> {
                 let all = self.store.snapshots().list()?;
                 let named: Vec<String> = ids
                     .iter()
-                    .map(|id| match all.iter().find(|c| c.id == *id) {
-                        Some(c) => format!("{} ({})", c.name, &id[..id.len().min(12)]),
-                        None => id[..id.len().min(12)].to_string(),
+                    .map(|id| {
+                        let short = &id[..id.len().min(12)];
+                        match all.iter().find(|c| c.id == *id) {
+                            Some(c) => format!("{} ({short})", c.name),
+                            None => short.to_string(),
+                        }
                     })
                     .collect();
                 Err(Error::new(

@@ -15,6 +15,8 @@ use layers_store::layer::tar::{EntryKind, TarReader};
 use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{ErrorKind, Reference, ShortNames, Store};
 
+use crate::transfer::obtain::{fetched_loading, LoadRegistries};
+
 // Arguments of `layers export`.
 #[derive(Args)]
 pub struct ExportArgs {
@@ -96,7 +98,7 @@ impl Drop for ScratchMount {
 pub fn export(
     store: &Store,
     a: &ExportArgs,
-    registries: &crate::registry::config::RegistriesConfig,
+    registries: LoadRegistries,
     transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
     let spec = match store.snapshots().resolve(&a.target) {
@@ -106,7 +108,7 @@ pub fn export(
                 .images()
                 .resolve(&a.target)
                 .with_context(|| format!("export {}: no such container or image", a.target))?;
-            crate::transfer::obtain::fetched(store, &puller(registries, transfers), &img)?;
+            fetched_loading(store, transfers, registries, &img)?;
             store.snapshots().image_view(&img.manifest)?
         }
         Err(e) => return Err(e.into()),
@@ -191,13 +193,13 @@ impl Drop for Staging<'_> {
 pub fn save(
     store: &Store,
     a: &SaveArgs,
-    registries: &crate::registry::config::RegistriesConfig,
+    registries: LoadRegistries,
     transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
     let mut images = Vec::new();
     for name in &a.images {
         let img = store.images().resolve(name)?;
-        crate::transfer::obtain::fetched(store, &puller(registries, transfers), &img)?;
+        fetched_loading(store, transfers, registries, &img)?;
         // A name given is saved under that name; an ID saves every name the image has.
         let names = match Reference::parse(name, ShortNames::Local).ok().and_then(|r| r.tagged_name()) {
             Some(t) if img.tags.contains(&t) => vec![t],
@@ -214,14 +216,6 @@ pub fn save(
 
 /// Writes images as a docker-archive tar, or an OCI layout (a directory when `output`
 /// is one or ends in `/`, else a tar); `-` is standard output.
-/// How these commands fetch a remote image's layers: progress on stderr as a pull's.
-fn puller<'a>(
-    registries: &'a crate::registry::config::RegistriesConfig,
-    transfers: &'a crate::transfer::Transfers,
-) -> crate::transfer::obtain::Puller<'a> {
-    crate::transfer::obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto }
-}
-
 pub fn write_images(store: &Store, images: &[SaveImage], output_path: &str, format: SaveFormat) -> anyhow::Result<()> {
     let docker = format == SaveFormat::DockerArchive;
     let as_dir = format == SaveFormat::Oci && (output_path.ends_with('/') || Path::new(output_path).is_dir());

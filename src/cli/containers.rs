@@ -119,7 +119,7 @@ fn mount_container(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
 pub fn mount(
     store: &Store,
     a: &MountArgs,
-    registries: &crate::registry::config::RegistriesConfig,
+    registries: crate::transfer::obtain::LoadRegistries,
     transfers: &crate::transfer::Transfers,
 ) -> anyhow::Result<ExitCode> {
     let c = match store.snapshots().resolve(&a.target) {
@@ -129,12 +129,7 @@ pub fn mount(
                 .images()
                 .resolve(&a.target)
                 .with_context(|| format!("mount {}: no such container, and as an image", a.target))?;
-            let shown = crate::transfer::progress::Shown::Auto;
-            crate::transfer::obtain::fetched(
-                store,
-                &crate::transfer::obtain::Puller { transfers, registries, shown },
-                &img,
-            )?;
+            crate::transfer::obtain::fetched_loading(store, transfers, registries, &img)?;
             store.snapshots().create(&img.manifest, None, &a.target, Lifetime::Kept)?
         }
         Err(e) => return Err(e.into()),

@@ -54,8 +54,7 @@ pub fn run(
         bail!("push {dest}: give a tag to push to, not a digest");
     }
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
-    let puller =
-        crate::transfer::obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto };
+    let puller = crate::transfer::obtain::Puller::auto(transfers, registries);
     let digest = push_stored(&puller, store, &image, (&dest, &[]), &o)?;
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)

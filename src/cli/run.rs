@@ -128,7 +128,7 @@ pub fn image_for_container(
     registries: &RegistriesConfig,
     transfers: &Transfers,
 ) -> anyhow::Result<layers_store::meta::ImageRow> {
-    let puller = obtain::Puller { transfers, registries, shown: crate::transfer::progress::Shown::Auto };
+    let puller = obtain::Puller::auto(transfers, registries);
     let want = obtain::Want { name, platform, policy };
     let (row, _) = obtain::image(store, &puller, &want, &|missing| {
         if missing {

@@ -40,6 +40,16 @@ pub struct Puller<'a> {
     pub shown: Shown,
 }
 
+impl<'a> Puller<'a> {
+    /// Progress shown as a pull's by default: bars on a terminal, lines elsewhere.
+    pub fn auto(transfers: &'a Transfers, registries: &'a RegistriesConfig) -> Puller<'a> {
+        Puller { transfers, registries, shown: Shown::Auto }
+    }
+}
+
+/// Reads the registries config, for a command that needs it only to fetch.
+pub type LoadRegistries<'a> = &'a dyn Fn() -> anyhow::Result<RegistriesConfig>;
+
 /// The image `want` names, in the store, pulled first as its policy says; `announce`
 /// is called before a pull (with whether the store lacked it) to say why. Returns the
 /// image and whether it was pulled now. Names only we can have made (`localhost/…`)
@@ -99,12 +109,34 @@ pub fn image(store: &Store, puller: &Puller, want: &Want, announce: &dyn Fn(bool
 /// missing layers fetched from the repository they are in. A local image costs nothing.
 /// The pull policy does not apply: this is the stored image, not a name looked up again.
 pub fn fetched(store: &Store, puller: &Puller, image: &ImageRow) -> anyhow::Result<()> {
+    fetched_with(store, image, &|r| {
+        super::pull::fetch_remote(puller.transfers, store, r, puller.registries, puller.shown)
+    })
+}
+
+/// [`fetched`] for `mount`, `save` and `export`: the registries config is read (`load`)
+/// only when the image is remote, so a local image never depends on it.
+pub fn fetched_loading(
+    store: &Store,
+    transfers: &Transfers,
+    load: LoadRegistries,
+    image: &ImageRow,
+) -> anyhow::Result<()> {
+    fetched_with(store, image, &|r| super::pull::fetch_remote(transfers, store, r, &load()?, Shown::Auto))
+}
+
+/// The rule both share: a local image costs nothing; a remote one's missing layers are
+/// fetched by `fetch`.
+fn fetched_with(
+    store: &Store,
+    image: &ImageRow,
+    fetch: &dyn Fn(&layers_store::images::remote::RemoteImage) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     if image.remote.is_none() {
         return Ok(());
     }
     match store.images().remote(&image.manifest)? {
         None => Ok(()),
-        Some(r) => super::pull::fetch_remote(puller.transfers, store, &r, puller.registries, puller.shown)
-            .with_context(|| format!("image {}", image.manifest)),
+        Some(r) => fetch(&r).with_context(|| format!("image {}", image.manifest)),
     }
 }

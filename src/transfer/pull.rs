@@ -235,7 +235,7 @@ fn already_present(
         return Ok(false);
     };
     // A remote image's layers are fetched by the pull, like a new image's.
-    if store.images().remote(digest)?.is_some() {
+    if img.remote.is_some() && store.images().remote(digest)?.is_some() {
         return Ok(false);
     }
     if let Some(want) = required {
