@@ -161,7 +161,7 @@ enum Command {
     Save(archive::SaveArgs),
     /// Load images from an OCI layout (directory or tar) or a docker-archive.
     Load(archive::LoadArgs),
-    /// Manage the build cache.
+    /// Manage the build cache (`builder prune`, `builder build`).
     #[command(subcommand)]
     Builder(maintenance::BuilderCommand),
     /// Keep an image out of eviction (the store's size budget).
@@ -203,10 +203,10 @@ enum Command {
     /// List and inspect the networks a container can have (`none`, `host`).
     #[command(subcommand)]
     Network(cli::network::NetworkCommand),
-    /// Manage containers (`container prune`).
+    /// Manage containers: Docker's `container ls`, `container rm`, … and `container prune`.
     #[command(subcommand)]
     Container(cli::prune::ContainerCommand),
-    /// Manage images (`image prune`).
+    /// Manage images: Docker's `image ls`, `image rm`, … and `image prune`.
     #[command(subcommand)]
     Image(cli::prune::ImageCommand),
     /// Manage the store as a whole (`system prune`, `system df`, `system info`).
@@ -251,14 +251,17 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "userns-pause") {
         return userns::pause_main();
     }
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os().collect()) {
         Ok(c) => c,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let _ = e.print();
+            match cli::unknown_flag::message(&e) {
+                Some(m) => eprintln!("layers: {m}"),
+                None => drop(e.print()),
+            }
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -280,6 +283,28 @@ fn main() -> ExitCode {
             ExitCode::from(failed)
         }
     }
+}
+
+/// The command line, with Docker's management-command forms (`image ls`) parsed as
+/// the verbs they are. Only a line that uses one builds the full command tree.
+fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let top = Cli::command();
+    if !cli::management::uses_management(&top, &args) {
+        return Cli::try_parse_from(args);
+    }
+    // The augmented tree checks the line and gives its help and errors as typed.
+    let matches = cli::management::augment(top.clone()).try_get_matches_from(&args)?;
+    match cli::management::rewrite(&top, &args) {
+        Some(verb) => Cli::try_parse_from(verb),
+        None => Cli::from_arg_matches(&matches),
+    }
+}
+
+/// The whole command tree, management-command aliases included (completions, man).
+fn full_command() -> clap::Command {
+    use clap::CommandFactory;
+    cli::management::augment(Cli::command())
 }
 
 impl Command {
@@ -325,7 +350,6 @@ impl Cli {
 // The directory the user named for the pages.
 #[allow(clippy::disallowed_methods)]
 fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    use clap::CommandFactory;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     fn write(cmd: clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
         let path = dir.join(format!("{name}.1"));
@@ -337,7 +361,7 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     }
-    write(Cli::command(), "layers", dir)?;
+    write(full_command(), "layers", dir)?;
     outln!("{}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -409,9 +433,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version(a) => return cli::system::version(a),
         Command::Network(c) => return cli::network::network(c, &cli.root.clone().unwrap_or_else(Store::default_root)),
         Command::Completion { shell } => {
-            use clap::CommandFactory;
             let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "layers", &mut script);
+            clap_complete::generate(*shell, &mut full_command(), "layers", &mut script);
             outln!("{}", String::from_utf8_lossy(&script).trim_end());
             return Ok(ExitCode::SUCCESS);
         }
@@ -520,7 +543,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 mod tests {
     #[test]
     fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
+        super::full_command().debug_assert();
     }
 }

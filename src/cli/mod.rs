@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod login;
 pub mod maintenance;
+pub mod management;
 pub mod network;
 pub mod options;
 pub mod port;
@@ -27,6 +28,7 @@ pub mod push;
 pub mod run;
 pub mod system;
 pub mod top;
+pub mod unknown_flag;
 pub mod volume;
 
 /// Runs `verb` on every argument, as Docker's `rm`, `rmi`, `stop`, `kill` and `wait`

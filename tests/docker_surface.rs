@@ -1,0 +1,90 @@
+//! Docker's command-line surface (issue 32, second pass): management-command forms,
+//! unknown flags, `cp` to and from a tar stream, the build flags CI pipelines use,
+//! `pause`, `ps --format json`. Each expectation names the Docker documentation or
+//! behaviour it comes from.
+
+// Tests make and inspect their fixtures by path (clippy.toml bans that in the code under test).
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::*;
+
+/// Docker's management commands (docs: "docker image", "docker container"): each verb
+/// is the top-level one, with the same output and exit status, in help, completions
+/// and man pages too.
+#[test]
+fn management_command_forms_are_the_top_level_verbs() {
+    if !need_root("management_command_forms_are_the_top_level_verbs") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let id = layers_ok(&store, &["create", "--name", "mc", "localhost/layered", "true"]);
+
+    assert_eq!(layers_ok(&store, &["image", "ls"]), layers_ok(&store, &["images"]));
+    assert_eq!(layers_ok(&store, &["image", "list", "-q"]), layers_ok(&store, &["images", "-q"]));
+    assert_eq!(layers_ok(&store, &["container", "ls", "-a"]), layers_ok(&store, &["ps", "-a"]));
+    assert_eq!(layers_ok(&store, &["container", "ps", "-aq"]), layers_ok(&store, &["ps", "-aq"]));
+    // Global options before the management command, or between it and its verb.
+    let root = format!("--root={}", store.display());
+    let out = layers_cmd().args([root.as_str(), "image", "ls", "-q"]).output().unwrap();
+    assert_eq!(stdout(&out).trim(), layers_ok(&store, &["images", "-q"]));
+    let out = layers_cmd().args(["container", root.as_str(), "ls", "-aq"]).output().unwrap();
+    assert_eq!(stdout(&out).trim(), id[..12].to_string());
+
+    // `image inspect` is `inspect --type image`: a container's name is no image.
+    let name = layers_ok(&store, &["container", "inspect", "--format", "{{.Name}}", "mc"]);
+    assert_eq!(name, "/mc");
+    let out = layers(&store, &["image", "inspect", "mc"]);
+    assert_eq!(out.status.code(), Some(1), "Docker's `image inspect` of no image exits 1");
+    assert!(stderr(&out).contains("mc"), "{}", stderr(&out));
+    layers_ok(&store, &["image", "tag", "localhost/layered", "mgmt:1"]);
+    assert!(layers_ok(&store, &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).contains("mgmt:1"));
+    layers_ok(&store, &["image", "rm", "mgmt:1"]);
+    assert!(!layers_ok(&store, &["images", "--format", "{{.Repository}}"]).contains("mgmt"));
+    // `container run` fails before its command as `run` does (125); `container rm` of
+    // nothing as `rm` (1).
+    assert_eq!(layers(&store, &["container", "run", "--rm", "localhost/nosuch"]).status.code(), Some(125));
+    assert_eq!(layers(&store, &["container", "rm", "nosuch"]).status.code(), Some(1));
+    let out = layers(&store, &["container", "run", "--rm", "localhost/layered", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    layers_ok(&store, &["container", "rm", "mc"]);
+
+    // Help, completions and man pages have them.
+    let help = layers_ok(&store, &["image", "--help"]);
+    for verb in ["ls", "rm", "inspect", "tag", "pull", "push", "history", "save", "load", "import", "prune"] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(&format!("{verb} "))), "image {verb}: {help}");
+    }
+    let help = layers_ok(&store, &["container", "ls", "--help"]);
+    assert!(help.contains("Usage: layers container ls") && help.contains("--format"), "{help}");
+    let bash = layers_ok(&store, &["completion", "bash"]);
+    assert!(bash.contains("layers__subcmd__container,ls)"), "bash completes container ls");
+    let man = work.path().join("man");
+    layers_ok(&store, &["man", man.to_str().unwrap()]);
+    for page in ["layers-image-ls.1", "layers-container-exec.1", "layers-builder-build.1"] {
+        assert!(man.join(page).is_file(), "{page}");
+    }
+}
+
+/// Docker's CLI says `unknown flag: --x` and where the help is (cobra's message,
+/// docker/cli); a flag Docker's verb has and `layers` lacks says so. Exit 125, as
+/// Docker's for a usage error.
+#[test]
+fn an_unknown_flag_names_itself_and_says_when_docker_has_it() {
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let out = layers(&store, &["run", "--gpus", "all", "busybox"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        "layers: unknown flag: --gpus (Docker's `run --gpus`: not supported by layers); see 'layers run --help'"
+    );
+    let out = layers(&store, &["container", "ls", "--nosuch=1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(stderr(&out).trim_end(), "layers: unknown flag: --nosuch; see 'layers container ls --help'");
+    assert!(!stderr(&out).contains("to pass"), "no clap tip");
+    // Where `ps` and `images` differ: `-s` is ps's.
+    let out = layers(&store, &["image", "ls", "--tree"]);
+    assert!(stderr(&out).contains("Docker's `image ls --tree`"), "{}", stderr(&out));
+    assert!(!store.exists(), "a usage error opens no store");
+}
