@@ -76,7 +76,9 @@ pub fn augment(mut cli: clap::Command) -> clap::Command {
                 Some(top.name(a.verb).visible_aliases(a.also.iter().copied()))
             })
             .collect();
-        cli = cli.mut_subcommand(group, |g| g.subcommands(verbs));
+        if cli.find_subcommand(group).is_some() {
+            cli = cli.mut_subcommand(group, |g| g.subcommands(verbs));
+        }
     }
     cli
 }
