@@ -88,3 +88,80 @@ fn an_unknown_flag_names_itself_and_says_when_docker_has_it() {
     assert!(stderr(&out).contains("Docker's `image ls --tree`"), "{}", stderr(&out));
     assert!(!store.exists(), "a usage error opens no store");
 }
+
+/// `docker cp CTR:PATH -` writes PATH as a tar on stdout, named from its last name;
+/// `docker cp - CTR:DIR` extracts a tar from stdin into the directory DIR (docs:
+/// "docker container cp": "Use '-' as the source to read a tar archive from stdin and
+/// extract it to a directory destination in a container. Use '-' as the destination
+/// to stream a tar archive of a container source to stdout."). Read and written by
+/// GNU tar here.
+#[test]
+fn cp_streams_a_tar_to_stdout_and_extracts_one_from_stdin() {
+    if !need_root("cp_streams_a_tar_to_stdout_and_extracts_one_from_stdin") {
+        return;
+    }
+    let (work, store) = store_with_fixtures();
+    let w = work.path();
+    layers_ok(&store, &["create", "--name", "cpt", "localhost/layered", "true"]);
+
+    // Out: the tar holds what `cp CTR:/etc HOSTDIR` copies, file by file.
+    let out = layers(&store, &["cp", "cpt:/etc", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(w.join("etc.tar"), &out.stdout).unwrap();
+    std::fs::create_dir(w.join("from-tar")).unwrap();
+    gnu_untar(&w.join("etc.tar"), &w.join("from-tar"));
+    layers_ok(&store, &["cp", "cpt:/etc", w.join("from-cp").to_str().unwrap()]);
+    assert_eq!(files_with_contents(&w.join("from-tar/etc")), files_with_contents(&w.join("from-cp")));
+    let listing = std::process::Command::new("tar").arg("-tvf").arg(w.join("etc.tar")).output().unwrap();
+    assert!(stdout(&listing).lines().next().unwrap().ends_with(" etc/"), "{}", stdout(&listing));
+    // A file is one entry under its own name.
+    let out = layers(&store, &["cp", "cpt:/etc/passwd", "-"]);
+    std::fs::write(w.join("passwd.tar"), &out.stdout).unwrap();
+    let names = std::process::Command::new("tar").arg("-tf").arg(w.join("passwd.tar")).output().unwrap();
+    assert_eq!(stdout(&names), "passwd\n");
+    let missing = layers(&store, &["cp", "cpt:/nosuch", "-"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("nosuch"), "{}", stderr(&missing));
+
+    // In: GNU tar's archive extracted into /tmp, owned by root unless -a.
+    let src = w.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/f"), "from stdin\n").unwrap();
+    std::process::Command::new("chown").args(["-R", "1234:1234"]).arg(&src).status().unwrap();
+    let tar = |dir: &std::path::Path| {
+        let out = std::process::Command::new("tar").arg("-C").arg(dir).args(["-cf", "-", "sub"]).output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let bytes = tar(&src);
+    let cp_in = |args: &[&str], input: &[u8]| {
+        let mut cmd = layers_cmd();
+        cmd.arg("--root").arg(&store).args(args);
+        feed(cmd, input)
+    };
+    let out = cp_in(&["cp", "-", "cpt:/tmp"], &bytes);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cp_in(&["cp", "-a", "-", "cpt:/opt"], &bytes);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = run_container_script(&store, "stat -c '%u %n' /tmp/sub/f /opt/sub/f; cat /tmp/sub/f");
+    assert_eq!(seen, "0 /tmp/sub/f\n1234 /opt/sub/f\nfrom stdin\n");
+
+    // The destination must be a directory; nothing is written when it is not.
+    let out = cp_in(&["cp", "-", "cpt:/etc/passwd"], &bytes);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/etc/passwd: not a directory"), "{}", stderr(&out));
+    // A hostile entry (`../escape`) is refused by the layer unpacker's rules; nothing
+    // lands on the host or in the container.
+    let evil = [tar_bytes::header("../escape", b'0', 3, ""), tar_bytes::padded(b"out"), vec![0; 1024]].concat();
+    let out = cp_in(&["cp", "-", "cpt:/tmp"], &evil);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("escape"), "{}", stderr(&out));
+    assert!(!w.join("escape").exists() && !store.join("escape").exists());
+    assert_eq!(run_container_script(&store, "ls /escape /tmp/escape 2>&1 | wc -l"), "2\n");
+}
+
+/// Runs `sh -c SCRIPT` in a new container made of container `cpt` committed.
+fn run_container_script(store: &std::path::Path, script: &str) -> String {
+    layers_ok(store, &["commit", "cpt", "localhost/cpt-state"]);
+    run_in(store, "localhost/cpt-state", script)
+}

@@ -16,7 +16,7 @@ pub mod frontend;
 pub mod plan;
 // The store's own scratch dirs.
 #[allow(clippy::disallowed_methods)]
-mod scratch;
+pub mod scratch;
 // A scratch dir of the store's over a bind source already resolved beneath its root.
 #[allow(clippy::disallowed_methods)]
 mod throwaway;

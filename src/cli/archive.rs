@@ -63,7 +63,8 @@ pub struct LoadArgs {
 }
 
 /// Stdout or a file, buffered. A tar is not written to a terminal, as Docker refuses to.
-fn output(path: &str) -> anyhow::Result<Box<dyn Write>> {
+/// Where a tar goes: the file at `path`, or stdout for `-` (never a terminal).
+pub(crate) fn output(path: &str) -> anyhow::Result<Box<dyn Write>> {
     use std::io::IsTerminal;
     Ok(if path == "-" {
         if io::stdout().is_terminal() {

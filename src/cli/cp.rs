@@ -1,4 +1,5 @@
-//! `layers cp CONTAINER:PATH HOSTPATH` and `layers cp HOSTPATH CONTAINER:PATH`.
+//! `layers cp CONTAINER:PATH HOSTPATH` and `layers cp HOSTPATH CONTAINER:PATH`; `-` for
+//! the host side is a tar stream on stdout or stdin.
 //!
 //! Every path in the container is resolved beneath its root (`openat2` with
 //! `RESOLVE_IN_ROOT`, the same tree reader and writer as COPY in a build): a symlink
@@ -25,9 +26,9 @@ pub struct CpArgs {
     /// Keep owners as they are (default: ours on the host, root's in the container).
     #[arg(short, long)]
     archive: bool,
-    /// CONTAINER:PATH or a host path.
+    /// CONTAINER:PATH, a host path, or `-` (a tar on stdin, extracted into the directory CONTAINER:PATH).
     source: String,
-    /// CONTAINER:PATH or a host path.
+    /// CONTAINER:PATH, a host path, or `-` (CONTAINER:PATH written to stdout as a tar).
     destination: String,
 }
 
@@ -79,10 +80,20 @@ impl Drop for ContainerRoot {
 }
 
 pub fn cp(store: &Store, a: &CpArgs) -> anyhow::Result<ExitCode> {
-    if a.source == "-" || a.destination == "-" {
-        bail!("cp: `-` (a tar stream on stdin or stdout) is not supported: give a host path");
-    }
     match (container_part(&a.source), container_part(&a.destination)) {
+        (Some((name, path)), None) if a.destination == "-" => {
+            let c = store.snapshots().resolve(name)?;
+            let root = ContainerRoot::of(store, &c)?;
+            let tree = Tree::open(&root.path, &format!("container {}", c.name))?;
+            tar_out(&tree, &in_root(path)).with_context(|| format!("cp {}:{path} -", c.name))?;
+        }
+        (None, Some((name, path))) if a.source == "-" => {
+            let c = store.snapshots().resolve(name)?;
+            let root = ContainerRoot::of(store, &c)?;
+            let attrs = if a.archive { Attrs::kept() } else { Attrs::owned_by(0, 0) };
+            tar_in(store, &root.path, &in_root(path), &c.name, attrs)
+                .with_context(|| format!("cp - {}:{path}", c.name))?;
+        }
         (Some((name, path)), None) => {
             let c = store.snapshots().resolve(name)?;
             let root = ContainerRoot::of(store, &c)?;
@@ -132,6 +143,44 @@ fn copy_out(tree: &Tree, rel: &Path, dest: &Path, attrs: Attrs) -> anyhow::Resul
         bail!("/{}: no such file or directory in the container", rel.display());
     }
     Ok(fsroot::copy(tree, &plan, &into, attrs)?)
+}
+
+/// Writes `rel` of the container tree to stdout as a tar, as `docker cp CTR:PATH -`:
+/// entries named from `rel`'s last name down, owners as in the container.
+fn tar_out(tree: &Tree, rel: &Path) -> anyhow::Result<()> {
+    let top = rel.file_name().map(|n| n.to_string_lossy().into_owned());
+    let mut plan =
+        fsroot::plan(tree, &[rel.to_path_buf()], &format!("/{}", top.as_deref().unwrap_or("")), &fsroot::Everything)?;
+    if plan.items.is_empty() {
+        bail!("/{}: no such file or directory in the container", rel.display());
+    }
+    // The container's root has no name of its own: its entries go under `./`, as tar's.
+    if top.is_none() {
+        for (_, target) in &mut plan.items {
+            *target = Path::new(".").join(&*target);
+        }
+    }
+    let out = crate::cli::archive::output("-")?;
+    Ok(fsroot::write_tar(tree, &plan, out, Attrs::kept())?)
+}
+
+/// Extracts a tar from stdin into the container directory `rel`, as `docker cp - CTR:PATH`:
+/// first into a scratch dir of the store by the layer unpacker (its entry rules and
+/// limits), then copied in beneath the container's root like any host path.
+fn tar_in(store: &Store, root: &Path, rel: &Path, container: &str, attrs: Attrs) -> anyhow::Result<()> {
+    let dest_tree = Tree::open(root, &format!("container {container}"))?;
+    if !dest_tree.is_dir(rel) {
+        bail!("/{}: not a directory in the container (a tar is extracted into one)", rel.display());
+    }
+    let scratch = crate::builder::scratch::ScratchDir(store.scratch_dir("cp-in")?);
+    let into = fsroot::Root::open(scratch.path()).with_context(|| format!("open {}", scratch.path().display()))?;
+    layers_store::layer::unpack::unpack(std::io::stdin(), None, &into, store.limits(), None)
+        .context("read the tar on stdin")?;
+    let extracted = Tree::open(scratch.path(), "the tar on stdin")?;
+    let mut plan = fsroot::plan(&extracted, &[PathBuf::new()], &format!("/{}/", rel.display()), &fsroot::Everything)?;
+    // The archive's top is the destination dir itself, which keeps its own mode.
+    plan.items.retain(|(e, _)| !e.rel.as_os_str().is_empty());
+    Ok(fsroot::copy(&extracted, &plan, root, attrs)?)
 }
 
 /// Copies host path `src` into the container whose root is at `root`, to `rel`

@@ -10,6 +10,7 @@
 //! - `tree`: read a tree to copy from (a build context, an image, a container for `cp`)
 //! - `lowers`: the merged view of an image's layer dirs, read without mounting
 //! - `copy`: lay out and copy a tree's entries into another root (COPY, `cp`, volume copy-up)
+//! - `tar_out`: write a copy plan as a tar stream instead (`cp CTR:PATH -`)
 //! - `stubs`: take out the mount points a run made in an upper dir, unless written to
 //! - `user_dir`: a directory named on the command line, which others may write
 
@@ -22,6 +23,7 @@ pub mod root;
 // Resolves beneath the root with openat2, nothing by path.
 #[allow(clippy::disallowed_methods)]
 pub mod stubs;
+pub mod tar_out;
 #[allow(clippy::disallowed_methods)]
 pub mod tree;
 // Paths are joined for messages only; every access goes through the directory's fd.
@@ -35,6 +37,7 @@ pub use root::{
     Root, Subdir, MAX_PATH,
 };
 pub use stubs::remove_stubs;
+pub use tar_out::write_tar;
 pub use tree::{Entry, Everything, Filter, Tree};
 pub use user_dir::{NewFile, UserDir};
 pub use walk::{walk, Node};
