@@ -165,3 +165,61 @@ fn run_container_script(store: &std::path::Path, script: &str) -> String {
     layers_ok(store, &["commit", "cpt", "localhost/cpt-state"]);
     run_in(store, "localhost/cpt-state", script)
 }
+
+/// `docker build -f -` (the Dockerfile on stdin, the context from the argument) and
+/// `docker build -` (stdin a tar of the context, or else a Dockerfile and no context),
+/// as the docs' "docker buildx build" describe them; `--iidfile` holds the image ID.
+#[test]
+fn build_reads_the_dockerfile_or_the_context_from_stdin_and_writes_the_iidfile() {
+    if !need_root("build_reads_the_dockerfile_or_the_context_from_stdin_and_writes_the_iidfile") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let w = work.path();
+    let ctx = build_context(w, "ctx", "FROM busybox\nRUN false\n");
+    std::fs::write(ctx.join("greeting"), "hello from the context\n").unwrap();
+    std::fs::create_dir(ctx.join("alt")).unwrap();
+    std::fs::write(ctx.join("alt/Dockerfile.alt"), "FROM busybox\nCOPY greeting /alt-greeting\n").unwrap();
+    let build = |args: &[&str], input: &[u8]| {
+        let mut cmd = layers_cmd();
+        cmd.arg("--root").arg(&store).arg("build").args(args);
+        feed(cmd, input)
+    };
+    let iid = w.join("iid");
+
+    // -f -: the Dockerfile from stdin, COPY from the named context (its own Dockerfile unused).
+    let out = build(
+        &["-f", "-", "-t", "from-stdin", "--iidfile", iid.to_str().unwrap(), ctx.to_str().unwrap()],
+        b"FROM busybox\nCOPY greeting /greeting\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = layers_ok(&store, &["inspect", "--format", "{{.Id}}", "from-stdin"]);
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id, "the ID, no newline (Docker's iidfile)");
+    assert_eq!(stdout(&out).trim(), id);
+    assert_eq!(run_in(&store, "from-stdin", "cat /greeting"), "hello from the context\n");
+
+    // build -, a Dockerfile: no context, so RUN works and COPY finds nothing.
+    let out = build(&["-t", "no-context", "-"], b"FROM busybox\nRUN echo built > /built\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_in(&store, "no-context", "cat /built"), "built\n");
+    let out = build(&["-"], b"FROM busybox\nCOPY greeting /\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("greeting"), "{}", stderr(&out));
+
+    // build -, a gzip tar of the context (GNU tar's), with -f naming a file inside it.
+    let tar = std::process::Command::new("tar").arg("-C").arg(&ctx).args(["-czf", "-", "."]).output().unwrap();
+    assert!(tar.status.success());
+    let out = build(&["-f", "alt/Dockerfile.alt", "-t", "tar-context", "-"], &tar.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_in(&store, "tar-context", "cat /alt-greeting"), "hello from the context\n");
+
+    // Refused, naming why: both on stdin; -f with a Dockerfile (not a context) on stdin.
+    let out = build(&["-f", "-", "-"], b"FROM busybox\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stdin cannot hold both"), "{}", stderr(&out));
+    let out = build(&["-f", "Dockerfile", "-"], b"FROM busybox\n");
+    assert!(stderr(&out).contains("stdin holds a Dockerfile, not a context"), "{}", stderr(&out));
+    // No scratch dir of these builds is left behind.
+    let tmp: Vec<_> = std::fs::read_dir(store.join("tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(tmp.iter().all(|n| !n.to_string_lossy().starts_with("build-stdin")), "{tmp:?}");
+}

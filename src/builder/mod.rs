@@ -66,8 +66,8 @@ fn global_args(
 pub struct BuildRequest<'a> {
     /// The context directory.
     pub context: PathBuf,
-    /// The Dockerfile (default: CONTEXT/Dockerfile, read beneath the context).
-    pub file: Option<PathBuf>,
+    /// Where the Dockerfile is.
+    pub file: Dockerfile,
     /// `--build-arg`s.
     pub build_args: BTreeMap<String, String>,
     /// The stage to build (default: the last).
@@ -93,6 +93,17 @@ pub struct BuildRequest<'a> {
     /// The image is only pushed (and tagged): a final image from a registry cache may
     /// be recorded as remote, its layers left in the registry (`build --push`).
     pub leave_remote: bool,
+}
+
+/// Where a build's Dockerfile is.
+pub enum Dockerfile {
+    /// A path in the context (`Dockerfile`, or `-f` into a context read from stdin),
+    /// read beneath it like any context file.
+    InContext(PathBuf),
+    /// A host path the user named (`-f`).
+    Host(PathBuf),
+    /// Text already read (`-f -`, `build -`), and its name for messages.
+    Text { name: String, text: String },
 }
 
 /// What a build made: the image, and what `--cache-to` exports.
@@ -146,16 +157,19 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     let context_tree = layers_store::fsroot::Tree::open(&context, "build context")?;
     // A `-f` path is the user's own choice; the default Dockerfile is a context file like any other.
     let (file, text) = match &a.file {
-        Some(f) => (f.clone(), crate::bounded::read_text_file(f, crate::bounded::MAX_DOCKERFILE, "Dockerfile")?),
-        None => {
-            let file = context.join("Dockerfile");
-            let bytes = context_tree
-                .read_small(Path::new("Dockerfile"), crate::bounded::MAX_DOCKERFILE)?
-                .with_context(|| format!("read {}: no such file or directory", file.display()))?;
-            (file.clone(), String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", file.display()))?)
+        Dockerfile::Host(f) => {
+            (f.display().to_string(), crate::bounded::read_text_file(f, crate::bounded::MAX_DOCKERFILE, "Dockerfile")?)
         }
+        Dockerfile::InContext(rel) => {
+            let file = context.join(rel).display().to_string();
+            let bytes = context_tree
+                .read_small(rel, crate::bounded::MAX_DOCKERFILE)?
+                .with_context(|| format!("read {file}: no such file or directory"))?;
+            let text = String::from_utf8(bytes).with_context(|| format!("{file}: not UTF-8 text"))?;
+            (file, text)
+        }
+        Dockerfile::Text { name, text } => (name.clone(), text.clone()),
     };
-    let file = file.display().to_string();
     let parsed = instruction::parse(&file, &text)?;
     if let Some(s) = parsed.syntax.as_deref().filter(|s| !s.starts_with("docker/dockerfile")) {
         eprintln!("layers: ignoring `# syntax={s}`: layers builds with its own Dockerfile frontend");

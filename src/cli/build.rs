@@ -2,6 +2,7 @@
 //! the image ID printed.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +12,8 @@ use layers_store::{Reference, ShortNames, Store};
 
 use super::build_output::{self, Output};
 use crate::builder::cache::{CacheFrom, CacheTo};
-use crate::builder::BuildRequest;
+use crate::builder::scratch::ScratchDir;
+use crate::builder::{BuildRequest, Dockerfile};
 use crate::registry::config::RegistriesConfig;
 use crate::run::Network;
 
@@ -31,9 +33,12 @@ pub struct BuildArgs {
     /// Name the image (several allowed).
     #[arg(short, long = "tag")]
     tags: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-`: read from stdin).
     #[arg(short, long)]
     file: Option<PathBuf>,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
     /// A build-time variable: KEY=VALUE, or KEY to take the host's.
     #[arg(long = "build-arg")]
     build_args: Vec<String>,
@@ -78,8 +83,72 @@ pub struct BuildArgs {
     /// the default type), or `type=local,src=DIR` (repeatable, tried in order).
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
-    /// The build context directory.
+    /// The build context directory, or `-`: stdin holds a tar of the context (plain,
+    /// gzip or zstd), or else a Dockerfile and there is no context.
     context: PathBuf,
+}
+
+/// Where the context and the Dockerfile are, with the scratch dir a context read from
+/// stdin was extracted into (removed when dropped).
+struct Sources {
+    context: PathBuf,
+    file: Dockerfile,
+    _scratch: Option<ScratchDir>,
+}
+
+impl BuildArgs {
+    /// The context and Dockerfile, from stdin where `-` names it (Docker's `build -`,
+    /// `-f -`). A tar on stdin is extracted by the layer unpacker's rules and limits.
+    fn sources(&self, store: &Store) -> anyhow::Result<Sources> {
+        let dash = |p: &std::path::Path| p.as_os_str() == "-";
+        let file_is_stdin = self.file.as_deref().is_some_and(dash);
+        if !dash(&self.context) {
+            let file = match &self.file {
+                _ if file_is_stdin => {
+                    Dockerfile::Text { name: "stdin".into(), text: stdin_dockerfile(&mut std::io::stdin())? }
+                }
+                Some(f) => Dockerfile::Host(f.clone()),
+                None => Dockerfile::InContext(PathBuf::from("Dockerfile")),
+            };
+            return Ok(Sources { context: self.context.clone(), file, _scratch: None });
+        }
+        if file_is_stdin {
+            bail!("build - -f -: stdin cannot hold both the context and the Dockerfile");
+        }
+        let scratch = ScratchDir(store.scratch_dir("build-stdin")?);
+        let mut stdin = std::io::stdin();
+        let mut head = Vec::with_capacity(512);
+        (&mut stdin).take(512).read_to_end(&mut head).context("read stdin")?;
+        let file = if is_tar(&head) {
+            let root = layers_store::fsroot::Root::open(scratch.path())
+                .with_context(|| format!("open {}", scratch.path().display()))?;
+            let input = std::io::Cursor::new(head).chain(stdin);
+            layers_store::layer::unpack::unpack(input, None, &root, store.limits(), None)
+                .context("build -: read the context tar on stdin")?;
+            Dockerfile::InContext(self.file.clone().unwrap_or_else(|| PathBuf::from("Dockerfile")))
+        } else if let Some(f) = &self.file {
+            bail!("build - -f {}: stdin holds a Dockerfile, not a context to find it in", f.display());
+        } else {
+            let text = stdin_dockerfile(&mut std::io::Cursor::new(head).chain(stdin))?;
+            Dockerfile::Text { name: "stdin".into(), text }
+        };
+        Ok(Sources { context: scratch.path().to_path_buf(), file, _scratch: Some(scratch) })
+    }
+}
+
+/// Whether `head` (a stream's first 512 bytes) starts a tar, plain or compressed.
+fn is_tar(head: &[u8]) -> bool {
+    match layers_store::Compression::detect(head) {
+        Ok(layers_store::Compression::None) => head.len() == 512 && &head[257..262] == b"ustar",
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// A Dockerfile from stdin: UTF-8 text within the Dockerfile size limit.
+fn stdin_dockerfile(input: &mut impl Read) -> anyhow::Result<String> {
+    let bytes = crate::bounded::read_capped(input, crate::bounded::MAX_DOCKERFILE, "the Dockerfile on stdin")?;
+    String::from_utf8(bytes).context("the Dockerfile on stdin: not UTF-8 text")
 }
 
 fn parse_network(s: &str) -> Result<Network, String> {
@@ -141,9 +210,10 @@ pub fn build(
         _ => Vec::new(),
     };
     let cache_from = a.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let sources = a.sources(store)?;
     let request = BuildRequest {
-        context: a.context.clone(),
-        file: a.file.clone(),
+        context: sources.context.clone(),
+        file: sources.file,
         build_args,
         target: a.target.clone(),
         no_cache: a.no_cache,
@@ -162,6 +232,9 @@ pub fn build(
     let image = built.image.clone();
     for t in &tags {
         store.images().tag(&image.manifest, t)?;
+    }
+    if let Some(path) = &a.iidfile {
+        std::fs::write(path, image.config.to_string()).with_context(|| format!("--iidfile {}", path.display()))?;
     }
     if let Some(o) = &output {
         build_output::write(store, &image, &tags, o)
