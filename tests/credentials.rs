@@ -143,3 +143,61 @@ fn login_on_a_terminal_asks_for_the_password_without_echo() {
     assert!(!text.contains("s3cret"), "the password does not: {text}");
     assert!(home.join("config/layers/auth.json").exists());
 }
+
+/// `$DOCKER_CONFIG` is the directory holding `config.json` (docs: "docker login":
+/// "The default location of the configuration file is $HOME/.docker/config.json, and
+/// can be overridden with the DOCKER_CONFIG environment variable"): read in place of
+/// `~/.docker`, and written by `login` (other keys kept), so a CI job that sets it
+/// reads and leaves nothing anywhere else.
+#[test]
+fn docker_config_names_the_directory_credentials_are_read_from_and_saved_to() {
+    if !need_root("docker_config_names_the_directory_credentials_are_read_from_and_saved_to") {
+        return;
+    }
+    let reg = Registry::start_with_basic_auth("alice", "s3cret");
+    reg.push(&fixtures().join("oci"), "layered", "fixture/layered:v1", &["--dest-creds", "alice:s3cret"]);
+    let work = tempfile::tempdir().unwrap();
+    let (home, store) = (work.path().join("home"), work.path().join("store"));
+    let job = work.path().join("job-docker-config");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::create_dir_all(&job).unwrap();
+    let auth = |user_password: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    };
+    // The home's config has good credentials; the job's has none yet.
+    let home_config = format!(r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#, reg.addr, auth("alice:s3cret"));
+    std::fs::write(home.join(".docker/config.json"), home_config).unwrap();
+    std::fs::write(job.join("config.json"), r#"{"psFormat": "table {{.ID}}"}"#).unwrap();
+    let image = format!("{}/fixture/layered:v1", reg.addr);
+    let run = |args: &[&str], stdin: &str| {
+        let mut cmd = layers_cmd();
+        cmd.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("DOCKER_CONFIG", &job)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .arg("--root")
+            .arg(&store)
+            .args(args);
+        feed(cmd, stdin.as_bytes())
+    };
+    let out = run(&["pull", &image], "");
+    assert_eq!(out.status.code(), Some(1), "~/.docker is not read: {}", stderr(&out));
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+
+    let out = run(&["login", "-u", "alice", "--password-stdin", &reg.addr], "s3cret\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["auths"][&reg.addr]["auth"], auth("alice:s3cret"));
+    assert_eq!(saved["psFormat"], "table {{.ID}}", "the file's other keys are kept");
+    assert!(!home.join("config/layers/auth.json").exists(), "nothing saved outside $DOCKER_CONFIG");
+    let out = run(&["pull", &image], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = run(&["logout", &reg.addr], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join("config.json")).unwrap()).unwrap();
+    assert!(saved["auths"].get(&reg.addr).is_none(), "{saved}");
+}

@@ -3,7 +3,10 @@
 //! Looked up per registry *host* (a mirror's own host for a mirror), never
 //! borrowed from another host, in: `$REGISTRY_AUTH_FILE`, then layers' own file
 //! (`$XDG_CONFIG_HOME/layers/auth.json`, written by `layers login`, mode 0600), then
-//! `~/.docker/config.json`. All use Docker's format:
+//! `~/.docker/config.json`. With `$DOCKER_CONFIG` set, `$DOCKER_CONFIG/config.json`
+//! takes the place of both, for `login` and `logout` too, as Docker's CLI has it: a
+//! CI job that points it at a directory of its own reads and leaves nothing else.
+//! All use Docker's format:
 //! `{"auths": {"HOST": {"auth": base64("user:password")}}}`, and a file may hand a
 //! host to a credential helper (`credHelpers`, `credsStore`: helpers.rs).
 
@@ -28,8 +31,16 @@ pub fn normalize_host(key: &str) -> String {
     }
 }
 
+/// `$DOCKER_CONFIG/config.json`, when that is set.
+fn docker_config() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG").filter(|x| !x.is_empty()).map(|d| PathBuf::from(d).join("config.json"))
+}
+
 /// Where `layers login` writes.
 pub fn own_file() -> PathBuf {
+    if let Some(f) = docker_config() {
+        return f;
+    }
     match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
         Some(x) => PathBuf::from(x).join("layers/auth.json"),
         None => {
@@ -44,6 +55,9 @@ fn search_path() -> Vec<PathBuf> {
         v.push(PathBuf::from(f));
     }
     v.push(own_file());
+    if docker_config().is_some() {
+        return v;
+    }
     if let Some(h) = std::env::var_os("HOME") {
         v.push(PathBuf::from(h).join(".docker/config.json"));
     }
