@@ -122,6 +122,10 @@ enum Command {
     Stop(cli::control::StopArgs),
     /// Send a signal to running containers.
     Kill(cli::control::KillArgs),
+    /// Pause every process of running containers (the cgroup freezer).
+    Pause(cli::control::PauseArgs),
+    /// Unpause paused containers.
+    Unpause(cli::control::PauseArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(cli::control::WaitArgs),
     /// Copy files between a container and the host (CONTAINER:PATH on one side).
@@ -494,6 +498,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(a) => cli::control::stop(&store, a),
         Command::Kill(a) => cli::control::kill(&store, a),
         Command::Wait(a) => cli::control::wait(&store, a),
+        Command::Pause(a) => cli::control::pause(&store, a, true),
+        Command::Unpause(a) => cli::control::pause(&store, a, false),
         Command::Logs(a) => cli::control::logs(&store, a),
         Command::Top(a) => cli::top::top(&store, a),
         Command::Port(a) => cli::port::port(&store, a),

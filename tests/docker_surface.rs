@@ -223,3 +223,68 @@ fn build_reads_the_dockerfile_or_the_context_from_stdin_and_writes_the_iidfile()
     let tmp: Vec<_> = std::fs::read_dir(store.join("tmp")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(tmp.iter().all(|n| !n.to_string_lossy().starts_with("build-stdin")), "{tmp:?}");
 }
+
+/// `docker pause`/`unpause` (docs: "docker container pause": the cgroup freezer):
+/// `ps` says `Up … (Paused)`, inspect `State.Status` "paused" and `State.Paused`;
+/// exec and attach are refused while paused; commit leaves it paused; stop, kill and
+/// rm -f end it still.
+#[test]
+fn pause_freezes_a_container_until_unpause_and_stop_kill_and_rm_still_end_it() {
+    if !need_root("pause_freezes_a_container_until_unpause_and_stop_kill_and_rm_still_end_it") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let ticking =
+        ["--network", "none", "localhost/layered", "sh", "-c", "while true; do echo t >> /ticks; sleep 0.02; done"];
+    // The file's length, read through `cp … -` and GNU tar (exec is refused while paused).
+    let ticks = |id: &str| {
+        let out = layers(&store, &["cp", &format!("{id}:/ticks"), "-"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut tar = std::process::Command::new("tar");
+        tar.args(["-xOf", "-"]);
+        let file = feed(tar, &out.stdout);
+        file.stdout.len()
+    };
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(300));
+    let id = detached(&store, &ticking);
+    settle();
+    assert_eq!(layers_ok(&store, &["pause", &id]), id);
+    let frozen = ticks(&id);
+    settle();
+    assert_eq!(ticks(&id), frozen, "no tick while paused");
+    let status = layers_ok(&store, &["ps", "--format", "{{.Status}}", "--filter", "status=paused"]);
+    assert!(status.starts_with("Up ") && status.ends_with(" (Paused)"), "{status}");
+    let state =
+        layers_ok(&store, &["inspect", "--format", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", &id]);
+    assert_eq!(state, "paused true true");
+    let out = layers(&store, &["exec", &id, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is paused, unpause it first"), "{}", stderr(&out));
+    let out = layers(&store, &["pause", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already paused"), "{}", stderr(&out));
+    layers_ok(&store, &["commit", &id, "localhost/paused-snapshot"]);
+    assert_eq!(layers_ok(&store, &["inspect", "--format", "{{.State.Paused}}", &id]), "true", "commit keeps it paused");
+
+    assert_eq!(layers_ok(&store, &["container", "unpause", &id]), id);
+    settle();
+    assert!(ticks(&id) > frozen, "ticking again");
+    let out = layers(&store, &["unpause", &id]);
+    assert!(stderr(&out).contains("is not paused"), "{}", stderr(&out));
+
+    // A paused container still ends: kill (SIGKILL held by v1's freezer until thawed).
+    layers_ok(&store, &["pause", &id]);
+    layers_ok(&store, &["kill", &id]);
+    assert_eq!(layers_ok(&store, &["wait", &id]), "137");
+    let out = layers(&store, &["pause", &id]);
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+    // … stop, and rm -f.
+    let id = detached(&store, &ticking);
+    layers_ok(&store, &["pause", &id]);
+    layers_ok(&store, &["stop", "-t", "1", &id]);
+    assert_eq!(layers_ok(&store, &["inspect", "--format", "{{.State.Status}}", &id]), "exited");
+    let id = detached(&store, &ticking);
+    layers_ok(&store, &["pause", &id]);
+    layers_ok(&store, &["rm", "-f", &id]);
+    assert!(layers(&store, &["inspect", &id]).status.code() == Some(1));
+}

@@ -133,6 +133,7 @@ pub fn attach_to(
     let o = ContainerConfig::load(&ContainerDir::of(store, &c.id), &c.image.to_string())?;
     let running = match Status::of(store, c) {
         Status::Running(r) => r,
+        Status::Paused(_) => bail!("attach {}: cannot attach to a paused container, unpause it first", c.name),
         Status::Restarting(_) => {
             bail!("attach {}: cannot attach to a restarting container, wait until it is running", c.name)
         }

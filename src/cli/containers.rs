@@ -166,7 +166,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
                 bail!("rm {}: container is running: stop it first, or use -f", c.name);
             }
             crate::run::state::request_stop(store, &c.id);
-            crate::run::control::kill_and_wait(r.pid, r.monitor);
+            crate::run::control::kill_and_wait(r.pid, r.monitor, || crate::run::state::thaw_to_end(&c));
             // Its `layers run --rm` may have removed it already.
             match store.snapshots().resolve(&c.id) {
                 Ok(again) => c = again,
@@ -219,7 +219,8 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
     // A running container's upper dir is live: it is copied, with the container frozen
     // (as `docker commit` pauses it) so the layer is one instant of its filesystem.
     let running = crate::run::state::running(store, &c).is_some();
-    let frozen = if running && a.pause {
+    // A paused container stays paused: frozen already, and not thawed after.
+    let frozen = if running && a.pause && !crate::run::state::paused(&c) {
         let h = crate::run::cgroup::Hierarchy::detect()?;
         crate::run::cgroup::Cgroup::set_frozen(&h, &c.id, true)
             .with_context(|| format!("commit {}: pause it", c.name))?;

@@ -34,6 +34,14 @@ pub struct KillArgs {
     containers: Vec<String>,
 }
 
+// Arguments of `layers pause` and `layers unpause`.
+#[derive(Args)]
+pub struct PauseArgs {
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
 // Arguments of `layers wait`.
 #[derive(Args)]
 pub struct WaitArgs {
@@ -84,7 +92,27 @@ pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
             state::request_stop(store, &c.id);
         }
         pidfd_send_signal(&fd, signal).with_context(|| format!("kill {}", c.name))?;
+        if signal == Signal::KILL || signal == stop_signal(store, &c) {
+            state::thaw_to_end(&c).with_context(|| format!("kill {}: unpause it", c.name))?;
+        }
         outln!("{}", c.name);
+        Ok(())
+    }))
+}
+
+/// `pause` (`paused`: true) and `unpause`: the container's cgroup freezer, as Docker's.
+pub fn pause(store: &Store, a: &PauseArgs, paused: bool) -> anyhow::Result<ExitCode> {
+    let verb = if paused { "pause" } else { "unpause" };
+    Ok(super::each(&a.containers, |name| {
+        let c = store.snapshots().resolve(name)?;
+        match (state::Status::of(store, &c), paused) {
+            (state::Status::Running(_), true) | (state::Status::Paused(_), false) => {}
+            (state::Status::Paused(_), true) => bail!("{verb} {}: container is already paused", c.name),
+            (state::Status::Running(_), false) => bail!("{verb} {}: container is not paused", c.name),
+            _ => bail!("{verb} {}: container is not running", c.name),
+        }
+        state::set_paused(&c, paused).with_context(|| format!("{verb} {}", c.name))?;
+        outln!("{name}");
         Ok(())
     }))
 }

@@ -222,7 +222,7 @@ fn container(store: &Store, c: &ContainerRow) -> anyhow::Result<Value> {
         "State": {
             "Status": status.name(),
             "Running": running.is_some(),
-            "Paused": false,
+            "Paused": matches!(status, state::Status::Paused(_)),
             "Restarting": matches!(status, state::Status::Restarting(_)),
             "OOMKilled": exited.is_some_and(|e| e.oom_killed),
             "Dead": false,

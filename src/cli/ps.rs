@@ -51,6 +51,7 @@ impl Seen {
         let when = |t: i64| format::ago_secs(t);
         match &self.status {
             Status::Running(r) => format!("Up {}", format::duration(layers_store::meta::now() - r.started)),
+            Status::Paused(r) => format!("Up {} (Paused)", format::duration(layers_store::meta::now() - r.started)),
             Status::Restarting(e) => format!("Restarting ({}) {}", e.code, when(e.finished)),
             Status::Exited(e) => format!("Exited ({}) {}", e.code, when(e.finished)),
             Status::Created => "Created".into(),
@@ -93,7 +94,7 @@ pub fn ps(store: &Store, a: &PsArgs) -> anyhow::Result<ExitCode> {
             c,
         };
         // As Docker: running ones unless -a (and here, mounted ones), or what a filter names.
-        let up = matches!(s.status, Status::Running(_) | Status::Restarting(_));
+        let up = matches!(s.status, Status::Running(_) | Status::Paused(_) | Status::Restarting(_));
         let shown = a.all || up || s.mounted || !a.filter.is_empty();
         if shown && filters.matches(&s) {
             seen.push(s);

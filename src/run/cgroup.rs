@@ -258,6 +258,19 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Whether container `id`'s processes are frozen (or freezing): `pause`, or a
+    /// `commit` in progress.
+    pub fn is_frozen(hierarchy: &Hierarchy, id: &str) -> bool {
+        match hierarchy {
+            Hierarchy::V2(root) => {
+                fs::read_to_string(root.join("layers").join(id).join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+            }
+            Hierarchy::V1(root) => fs::read_to_string(root.join("freezer/layers").join(id).join("freezer.state"))
+                .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
+            Hierarchy::Unavailable(_) => false,
+        }
+    }
+
     /// The `cgroup.procs` files of container `id`'s cgroup made by `create` (for `exec`).
     pub fn procs_files_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
         Self::dirs_of(hierarchy, id).into_iter().map(|d| d.join(join_file(hierarchy))).collect()
@@ -391,10 +404,13 @@ mod tests {
         fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
         Cgroup::set_frozen(&h, "c1", true).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "1");
+        assert!(Cgroup::is_frozen(&h, "c1"));
         fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
         Cgroup::set_frozen(&h, "c1", false).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "0");
+        assert!(!Cgroup::is_frozen(&h, "c1"));
         assert!(Cgroup::set_frozen(&h, "nope", true).unwrap_err().to_string().contains("no freezer cgroup"));
+        assert!(!Cgroup::is_frozen(&h, "nope"));
     }
 
     #[test]

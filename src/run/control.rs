@@ -66,12 +66,14 @@ pub fn stop_signal(store: &Store, c: &ContainerRow) -> Signal {
     configured().unwrap_or(Signal::TERM)
 }
 
-/// For `rm -f`: SIGKILL the container's PID 1 (`pid`) and wait until its monitor
-/// (`monitor`, the `layers run` that cleans up after it) is gone too.
-pub fn kill_and_wait(pid: u32, monitor: u32) {
+/// For `rm -f`: SIGKILL the container's PID 1 (`pid`), `thaw` it (a paused
+/// container's processes act on the signal only when thawed), and wait until its
+/// monitor (`monitor`, the `layers run` that cleans up after it) is gone too.
+pub fn kill_and_wait(pid: u32, monitor: u32, thaw: impl FnOnce() -> anyhow::Result<()>) {
     let monitor = pidfd(monitor);
     if let Some(fd) = pidfd(pid) {
         if pidfd_send_signal(&fd, Signal::KILL).is_ok() {
+            let _ = thaw();
             wait_exit(&fd, Some(Duration::from_secs(10)));
         }
     }

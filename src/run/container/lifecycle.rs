@@ -233,6 +233,7 @@ pub fn stop(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<
     state::request_stop(store, &c.id);
     if let Some(fd) = state::running(store, c).and_then(|r| pidfd(r.pid)) {
         let _ = pidfd_send_signal(&fd, stop_signal(store, c));
+        state::thaw_to_end(c).with_context(|| format!("stop {}: unpause it", c.name))?;
         if !wait_exit(&fd, Some(grace)) {
             pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
             wait_exit(&fd, None);

@@ -164,6 +164,8 @@ pub enum Status {
     /// Never started.
     Created,
     Running(Running),
+    /// Running, its processes frozen (`pause`).
+    Paused(Running),
     /// Ended, and its monitor is about to start it again (its restart policy).
     Restarting(Exited),
     Exited(Exited),
@@ -173,7 +175,7 @@ impl Status {
     /// The container's status now.
     pub fn of(store: &Store, c: &ContainerRow) -> Status {
         if let Some(r) = running(store, c) {
-            return Status::Running(r);
+            return if paused(c) { Status::Paused(r) } else { Status::Running(r) };
         }
         match exited(store, c) {
             Some(e) if live_monitor(store, c).is_some_and(|(m, _)| m.restarting) => Status::Restarting(e),
@@ -185,11 +187,12 @@ impl Status {
         }
     }
 
-    /// Docker's name for it: `created`, `running`, `restarting`, `exited`.
+    /// Docker's name for it: `created`, `running`, `paused`, `restarting`, `exited`.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Created => "created",
             Status::Running(_) => "running",
+            Status::Paused(_) => "paused",
             Status::Restarting(_) => "restarting",
             Status::Exited(_) => "exited",
         }
@@ -198,7 +201,7 @@ impl Status {
     /// Its process, while it runs.
     pub fn running(&self) -> Option<&Running> {
         match self {
-            Status::Running(r) => Some(r),
+            Status::Running(r) | Status::Paused(r) => Some(r),
             _ => None,
         }
     }
@@ -210,6 +213,28 @@ impl Status {
             _ => None,
         }
     }
+}
+
+/// Whether the running container `c`'s processes are frozen (`pause`).
+pub fn paused(c: &ContainerRow) -> bool {
+    use crate::run::cgroup::{Cgroup, Hierarchy};
+    Hierarchy::detect().is_ok_and(|h| Cgroup::is_frozen(&h, &c.id))
+}
+
+/// Freezes or thaws the running container `c`'s processes (`pause`, `unpause`).
+pub fn set_paused(c: &ContainerRow, paused: bool) -> anyhow::Result<()> {
+    use crate::run::cgroup::{Cgroup, Hierarchy};
+    Cgroup::set_frozen(&Hierarchy::detect()?, &c.id, paused)
+}
+
+/// Thaws `c` if it is paused, so a signal just sent to end it is acted on (v1's
+/// freezer holds even SIGKILL until the processes are thawed), as Docker's stop and
+/// kill end a paused container.
+pub fn thaw_to_end(c: &ContainerRow) -> anyhow::Result<()> {
+    if paused(c) {
+        set_paused(c, false)?;
+    }
+    Ok(())
 }
 
 /// A container that was started and whose monitor is gone with no record of how it
