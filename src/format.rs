@@ -3,6 +3,15 @@
 
 use anyhow::{bail, Context};
 
+/// A Unix time as Go's `time.Time.String` prints it in UTC, as Docker's `ps`
+/// `CreatedAt` (`2026-12-06 16:20:46 +0000 UTC`).
+pub fn go_time(secs: i64) -> String {
+    // RFC 3339 `2026-12-06T16:20:46Z` holds the same fields.
+    let rfc = layers_store::images::oci::rfc3339(secs);
+    let (date, rest) = rfc.split_once('T').unwrap_or((&rfc, ""));
+    format!("{date} {} +0000 UTC", rest.trim_end_matches('Z'))
+}
+
 /// `12.3MB`, as `docker images` shows sizes.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -105,6 +114,11 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_print_as_gos_time_string_in_utc() {
+        assert_eq!(super::go_time(1_796_574_046), "2026-12-06 16:20:46 +0000 UTC");
+    }
+
     #[test]
     fn sizes_read_like_docker() {
         assert_eq!(super::size(999), "999B");

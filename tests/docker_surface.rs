@@ -288,3 +288,59 @@ fn pause_freezes_a_container_until_unpause_and_stop_kill_and_rm_still_end_it() {
     layers_ok(&store, &["rm", "-f", &id]);
     assert!(layers(&store, &["inspect", &id]).status.code() == Some(1));
 }
+
+/// `docker ps --format json`: one object per line with Docker's fields, `CreatedAt`
+/// as Go's time.String (`2026-12-06 16:20:46 +0000 UTC`), `Size` "0B" unless `-s`,
+/// then `RW (virtual RW+IMAGE)` (docker/cli's container formatter), `LocalVolumes`
+/// the volumes it mounts. `images` prints `CreatedAt` the same way.
+#[test]
+fn ps_format_json_has_dockers_fields_and_time_and_size_forms() {
+    if !need_root("ps_format_json_has_dockers_fields_and_time_and_size_forms") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let id = layers_ok(&store, &["create", "--name", "pj", "-v", "pjdata:/data", "localhost/layered", "true"]);
+    let line = layers_ok(&store, &["ps", "-a", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    for k in [
+        "Command",
+        "CreatedAt",
+        "ID",
+        "Image",
+        "Labels",
+        "LocalVolumes",
+        "Mounts",
+        "Names",
+        "Networks",
+        "Ports",
+        "RunningFor",
+        "Size",
+        "State",
+        "Status",
+    ] {
+        assert!(v[k].is_string(), "{k} is a string in Docker's: {v}");
+    }
+    assert_eq!(v["ID"], id[..12]);
+    assert_eq!(v["Names"], "pj");
+    assert_eq!(v["State"], "created");
+    assert_eq!(v["LocalVolumes"], "1");
+    assert_eq!(v["Mounts"], "pjdata");
+    assert_eq!(v["Size"], "0B", "not computed without -s");
+    // The same second as inspect's RFC 3339 Created, in Go's String form.
+    let created = layers_ok(&store, &["inspect", "--format", "{{.Created}}", "pj"]);
+    let (date, time) = created.split_once('T').unwrap();
+    assert_eq!(v["CreatedAt"], format!("{date} {} +0000 UTC", &time[..8]));
+
+    let sized: serde_json::Value =
+        serde_json::from_str(&layers_ok(&store, &["ps", "-as", "--format", "json"])).unwrap();
+    let size = sized["Size"].as_str().unwrap();
+    let (rw, virt) = size.split_once(" (virtual ").unwrap_or_else(|| panic!("{size}"));
+    assert!(rw.ends_with('B') && virt.ends_with("B)"), "{size}");
+    let table = layers_ok(&store, &["ps", "-as"]);
+    assert!(table.lines().next().unwrap().ends_with("SIZE") && table.contains(size), "{table}");
+
+    let image: serde_json::Value =
+        serde_json::from_str(layers_ok(&store, &["images", "--format", "json"]).lines().next().unwrap()).unwrap();
+    let at = image["CreatedAt"].as_str().unwrap();
+    assert!(at.len() == 29 && at.ends_with(" +0000 UTC") && at.as_bytes()[10] == b' ', "{at}");
+}

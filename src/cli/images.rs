@@ -103,7 +103,8 @@ pub fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
                 "Repository": layers_store::familiar(&repo),
                 "Tag": tag,
                 "Digest": i.manifest.to_string(),
-                "CreatedAt": i.created,
+                // Docker's images print Go's time.String here (history, RFC 3339).
+                "CreatedAt": layers_store::images::oci::parse_rfc3339(&i.created).map_or_else(|| i.created.clone(), format::go_time),
                 "CreatedSince": format::ago(&i.created),
                 "Size": format::size(i.size),
                 "VirtualSize": format::size(i.size),

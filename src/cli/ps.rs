@@ -70,6 +70,7 @@ const HEADERS: &[(&str, &str)] = &[
     ("State", "STATE"),
     ("Status", "STATUS"),
     ("Size", "SIZE"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
     ("Names", "NAMES"),
     ("Labels", "LABELS"),
     ("Mounts", "MOUNTS"),
@@ -136,12 +137,13 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "ID": if trunc { s.c.short_id().to_string() } else { s.c.id.clone() },
         "Image": image_name(store, s),
         "Command": format!("\"{command}\""),
-        "CreatedAt": layers_store::images::oci::rfc3339(s.c.created),
+        "CreatedAt": format::go_time(s.c.created),
         "RunningFor": format::ago_secs(s.c.created),
         "Ports": s.status.running().map(|r| r.ports.iter().map(|p| p.column()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
         "State": s.status.name(),
         "Status": s.status(),
-        "Size": if size { format::size(store.snapshots().upper_size(&s.c)) } else { String::new() },
+        "Size": if size { size_column(store, s) } else { "0B".to_string() },
+        "LocalVolumes": s.config.mounts.iter().filter(|m| matches!(m.source, Source::Volume { .. })).count().to_string(),
         "Names": s.c.name,
         "Labels": labels_text,
         // Docker's `.Label "KEY"` (see template's module doc).
@@ -151,6 +153,16 @@ fn row(store: &Store, s: &Seen, trunc: bool, size: bool) -> serde_json::Value {
         "Pid": s.status.running().map_or(0, |r| r.pid),
         "Mounted": s.mounted,
     })
+}
+
+/// Docker's `-s` column: the writable layer's size, and with the image's
+/// (`12.3kB (virtual 4.27MB)`).
+fn size_column(store: &Store, s: &Seen) -> String {
+    let rw = store.snapshots().upper_size(&s.c);
+    match store.images().get(&s.c.image) {
+        Ok(Some(img)) => format!("{} (virtual {})", format::size(rw), format::size(rw + img.size)),
+        _ => format::size(rw),
+    }
 }
 
 /// The image as the container was created from it: its name then, else its ID.
