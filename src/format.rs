@@ -12,8 +12,18 @@ pub fn go_time(secs: i64) -> String {
     format!("{date} {} +0000 UTC", rest.trim_end_matches('Z'))
 }
 
-/// `12.3MB`, as `docker images` shows sizes.
+/// `12.3MB`, as `docker images` shows sizes (go-units' HumanSizeWithPrecision, 3).
 pub fn size(bytes: u64) -> String {
+    sized(bytes, 3)
+}
+
+/// `16.43MB`, as `docker system df` shows sizes (go-units' HumanSize: 4 significant digits).
+pub fn human_size(bytes: u64) -> String {
+    sized(bytes, 4)
+}
+
+/// `bytes` in decimal units with `significant` digits, trailing zeros dropped.
+fn sized(bytes: u64, significant: i32) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -24,14 +34,14 @@ pub fn size(bytes: u64) -> String {
     if u == 0 {
         return format!("{bytes}B");
     }
-    // Three significant digits, trailing zeros dropped, as Docker's go-units prints.
-    let digits = if v >= 100.0 {
-        0
+    let whole = if v >= 100.0 {
+        3
     } else if v >= 10.0 {
-        1
-    } else {
         2
+    } else {
+        1
     };
+    let digits = (significant - whole).max(0) as usize;
     let s = format!("{v:.digits$}");
     let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
     format!("{s}{}", UNITS[u])
@@ -125,6 +135,9 @@ mod tests {
         assert_eq!(super::size(4_261_000), "4.26MB");
         assert_eq!(super::size(128_400_000), "128MB");
         assert_eq!(super::size(1_000_000), "1MB");
+        assert_eq!(super::human_size(16_430_000), "16.43MB");
+        assert_eq!(super::human_size(212), "212B");
+        assert_eq!(super::human_size(128_400_000), "128.4MB");
     }
 
     #[test]

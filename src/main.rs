@@ -177,7 +177,7 @@ enum Command {
     /// Verify every blob, layer and image in the store.
     Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
-    Df(maintenance::DfArgs),
+    Df(cli::df::DfArgs),
     /// Print a shell completion script (`layers completion bash > /etc/bash_completion.d/layers`).
     Completion {
         /// The shell.
@@ -227,7 +227,7 @@ enum SystemCommand {
     /// Remove stopped containers, unnamed images (-a: unused ones) and the build cache.
     Prune(cli::prune::SystemPruneArgs),
     /// Show disk usage of the store (as `layers df`).
-    Df(maintenance::DfArgs),
+    Df(cli::df::DfArgs),
     /// Show the store and the kernel features found (as `layers info`).
     Info(cli::system::FormatArgs),
 }
@@ -524,7 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unpin(a) => cli::budget::pin(&store, a, false),
         Command::Builder(c) => maintenance::builder(&store, c),
         Command::Fsck(a) => maintenance::fsck(&store, a.quick),
-        Command::Df(a) | Command::System(SystemCommand::Df(a)) => maintenance::df(&store, a),
+        Command::Df(a) | Command::System(SystemCommand::Df(a)) => cli::df::df(&store, a),
         Command::Container(c) => cli::prune::container(&store, c),
         Command::Volume(c) => cli::volume::volume(&store, c),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => cli::system::info(&store, a),

@@ -84,6 +84,13 @@ fn a_store_over_its_budget_evicts_the_least_recently_used_and_keeps_what_is_in_u
     // Everything else in use or pinned: over budget, and nothing lost.
     let err = stderr(&layers(&store, &["import", &rootfs(work.path(), "f", 2), "img-f:1"]));
     assert!(has(&store, "img-b:1") && has(&store, "img-d:1"), "{err}");
+    // It says what it evicted, by name, and what it keeps and why (issue 32).
+    assert_eq!(err.contains("evicted img-e:1;"), !has(&store, "img-e:1"), "{err}");
+    let still = err.lines().find(|l| l.starts_with("layers: the store is still ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(still.contains("over its budget (max size "), "{still}");
+    for kept in ["img-b:1 (used by 1 container(s))", "img-d:1 (pinned)", "img-f:1 (used by this command)"] {
+        assert!(still.contains(kept), "{kept}: {still}");
+    }
     assert_eq!(layers_ok(&store, &["fsck"]), "store is consistent");
 
     // gc --max-size and --max-age evict on demand with the same rules.

@@ -344,3 +344,58 @@ fn ps_format_json_has_dockers_fields_and_time_and_size_forms() {
     let at = image["CreatedAt"].as_str().unwrap();
     assert!(at.len() == 29 && at.ends_with(" +0000 UTC") && at.as_bytes()[10] == b' ', "{at}");
 }
+
+/// `docker system df` (docs: "docker system df"): rows Images, Containers, Local
+/// Volumes, Build Cache; TOTAL, ACTIVE, SIZE, RECLAIMABLE with the percentage (none
+/// for the build cache); `--format` over Type, TotalCount, Active, Size, Reclaimable;
+/// `-v` a section for each.
+#[test]
+fn system_df_has_dockers_rows_columns_and_sections() {
+    if !need_root("system_df_has_dockers_rows_columns_and_sections") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let ctx = build_context(work.path(), "ctx", "FROM busybox\nRUN echo step > /step\n");
+    layers_ok(&store, &["build", "-q", "-t", "built", ctx.to_str().unwrap()]);
+    // One running container with a volume, one stopped with 100 kB of changes.
+    let running = detached(&store, &["--network", "none", "-v", "dfvol:/data", "localhost/layered", "sleep", "60"]);
+    let out =
+        layers(&store, &["run", "--name", "stopped", "localhost/layered", "sh", "-c", "head -c 100000 /dev/zero > /f"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    layers_ok(&store, &["volume", "create", "unused"]);
+
+    let table = layers_ok(&store, &["system", "df"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let words = |l: &str| l.split("  ").map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect::<Vec<_>>();
+    assert_eq!(words(lines[0]), ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], "{table}");
+    let kinds: Vec<String> = lines[1..5].iter().map(|l| words(l)[0].clone()).collect();
+    assert_eq!(kinds, ["Images", "Containers", "Local Volumes", "Build Cache"], "{table}");
+    let containers = words(lines[2]);
+    assert_eq!(containers[1..3], ["2", "1"], "two containers, one running: {table}");
+    assert!(containers[4].ends_with("%)"), "a percentage: {table}");
+    let volumes = words(lines[3]);
+    assert_eq!(volumes[1..3], ["2", "1"], "two volumes, one in use: {table}");
+    let build_cache = words(lines[4]);
+    assert!(build_cache[1].parse::<u64>().unwrap() >= 1 && !build_cache[4].contains('%'), "{table}");
+
+    let json = layers_ok(&store, &["system", "df", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        for k in ["Type", "TotalCount", "Active", "Size", "Reclaimable"] {
+            assert!(r[k].is_string(), "{k}: {r}");
+        }
+    }
+    assert_eq!(layers_ok(&store, &["df", "--format", "{{.Type}}:{{.Active}}"]).lines().nth(1), Some("Containers:1"));
+
+    let v = layers_ok(&store, &["system", "df", "-v"]);
+    for section in
+        ["Images space usage:", "Containers space usage:", "Local Volumes space usage:", "Build cache usage: "]
+    {
+        assert!(v.contains(section), "{section}: {v}");
+    }
+    assert!(v.contains("REPOSITORY") && v.contains("LAST USED") && v.contains("PINNED"), "{v}");
+    assert!(v.lines().any(|l| l.starts_with("dfvol ") && words(l)[1] == "1"), "one link: {v}");
+    assert!(v.lines().any(|l| l.starts_with(&running[..12]) && l.contains("running")), "{v}");
+    layers_ok(&store, &["rm", "-f", &running]);
+}

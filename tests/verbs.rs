@@ -292,11 +292,11 @@ fn prune_asks_first_keeps_what_is_used_and_says_what_it_reclaimed() {
     let images = layers_ok(&store, &["df", "--format", "{{.Type}}={{.TotalCount}}"]);
     assert_eq!(images.lines().next(), Some("Images=1"), "{images}");
     let json = layers_ok(&store, &["system", "df", "--format", "json"]);
-    let blobs: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
-    assert_eq!(blobs["Type"], "Blobs", "{json}");
-    assert!(blobs["Size"].as_str().unwrap().ends_with('B'), "{json}");
+    let containers: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(containers["Type"], "Containers", "{json}");
+    assert!(containers["Size"].as_str().unwrap().ends_with('B'), "{json}");
     let table = layers_ok(&store, &["df", "--format", "table {{.Type}}\t{{.Reclaimable}}"]);
-    assert!(table.starts_with("TYPE      RECLAIMABLE\nImages"), "{table}");
+    assert!(table.starts_with("TYPE            RECLAIMABLE\nImages "), "{table}");
     let both = layers(&store, &["df", "-v", "--format", "json"]);
     assert_eq!(both.status.code(), Some(1));
     assert!(stderr(&both).contains("--format cannot be combined with --verbose"), "{}", stderr(&both));

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::gc::budget::{Budget, Evictions};
+use layers_store::gc::budget::{Budget, Evicted, Evictions};
 use layers_store::Store;
 
 /// `<root>/store.toml`.
@@ -58,18 +58,86 @@ pub fn budget(store: &Store, max_size: Option<&str>) -> anyhow::Result<Budget> {
 
 /// Evicts what keeps the store over its budget (not what this command, started at
 /// `started` ns, used); says on stderr what this and the evictions `during` the
-/// command removed.
+/// command removed, by name, and, when the store is still over its budget, what is
+/// kept and why.
 pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evictions>) -> anyhow::Result<()> {
     let last = store.gc().enforce(budget, started).context("keep the store within its budget")?.unwrap_or_default();
     let before = during.map(Evictions::total).unwrap_or_default();
-    let (images, freed) = (before.images.len() + last.images.len(), before.gc.freed + last.gc.freed);
-    if images > 0 {
+    let evicted: Vec<String> = before.images.iter().chain(&last.images).map(evicted_name).collect();
+    let limit = limit_text(budget);
+    if !evicted.is_empty() {
         eprintln!(
-            "layers: the store was over its budget: evicted {images} image(s), {} freed",
-            crate::format::size(freed)
+            "layers: the store was over its budget ({limit}): evicted {}; {} freed",
+            some_of(&evicted),
+            crate::format::size(before.gc.freed + last.gc.freed)
         );
     }
+    let over = store.gc().over_budget(budget).context("measure the store against its budget")?;
+    if over > 0 {
+        let kept = kept_images(store, started)?;
+        let why = if kept.is_empty() {
+            "no image is left to evict: the rest is not images' content".to_string()
+        } else {
+            format!("kept: {}", some_of(&kept))
+        };
+        eprintln!("layers: the store is still {} over its budget ({limit}); {why}", crate::format::size(over));
+    }
     Ok(())
+}
+
+/// An evicted image as the user knew it: its first name, else its short ID.
+fn evicted_name(e: &Evicted) -> String {
+    e.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| e.config.short())
+}
+
+/// `max size 10MB, 10% kept free`.
+fn limit_text(budget: &Budget) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = budget.max_size {
+        parts.push(format!("max size {}", crate::format::size(m)));
+    }
+    if let Some(f) = budget.min_free {
+        parts.push(format!("{}% kept free", (f * 100.0).round()));
+    }
+    parts.join(", ")
+}
+
+/// The images eviction may not take, each with why: its containers, a pin, a lease
+/// (a running pull, build or container), or this command's own use.
+fn kept_images(store: &Store, started: i64) -> anyhow::Result<Vec<String>> {
+    let mut kept = Vec::new();
+    for u in store.gc().image_usage()? {
+        let mut why = Vec::new();
+        if u.containers > 0 {
+            why.push(format!("used by {} container(s)", u.containers));
+        }
+        if u.pinned {
+            why.push("pinned".to_string());
+        }
+        // A container's own lease is said as its container.
+        if u.leased && u.containers == 0 {
+            why.push("held by a running command".to_string());
+        }
+        if u.last_used >= started {
+            why.push("used by this command".to_string());
+        }
+        if !why.is_empty() {
+            let name =
+                u.image.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| u.image.config.short());
+            kept.push(format!("{name} ({})", why.join(", ")));
+        }
+    }
+    Ok(kept)
+}
+
+/// The first ten of `items`, and how many more.
+fn some_of(items: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
 }
 
 // Arguments of `layers pin` and `layers unpin`.

@@ -1,12 +1,10 @@
-//! `layers gc`, `fsck`, `df`.
+//! `layers gc`, `fsck`, `builder prune`.
 
 use std::process::ExitCode;
 
 use layers_store::Store;
 
-use crate::cli::images::print_table;
 use crate::format;
-use crate::template::{self, Format};
 
 /// `layers builder …`.
 #[derive(clap::Subcommand)]
@@ -69,7 +67,8 @@ pub fn gc_with(store: &Store, a: &GcArgs) -> anyhow::Result<ExitCode> {
     if over > 0 || age.is_some() {
         let e = store.gc().evict(over, age, None)?;
         for i in &e.images {
-            outln!("evicted image {i}");
+            let names = i.tags.iter().map(|t| layers_store::familiar(t)).collect::<Vec<_>>().join(", ");
+            outln!("evicted image {} ({})", i.manifest, if names.is_empty() { "unnamed".into() } else { names });
         }
     }
     gc(store)
@@ -114,113 +113,4 @@ pub fn fsck(store: &Store, quick: bool) -> anyhow::Result<ExitCode> {
         eprintln!("layers: fsck: {} problem(s) found", problems.len());
         Ok(ExitCode::from(1))
     }
-}
-
-// Arguments of `layers df`.
-#[derive(clap::Args)]
-pub struct DfArgs {
-    /// Each image's size, shared and unique size, last use and containers, and the build cache's records.
-    #[arg(short, long)]
-    verbose: bool,
-    /// `table`, `json` or a Go template over each summary row (`.Type`, `.TotalCount`, `.Size`, `.Reclaimable`).
-    #[arg(long)]
-    format: Option<String>,
-}
-
-/// `12 minutes ago`, from nanoseconds since the epoch.
-fn used_ago(ns: i64) -> String {
-    format::ago(&layers_store::images::oci::rfc3339(ns / 1_000_000_000))
-}
-
-pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
-    let format = Format::parse(a.format.as_deref());
-    if a.verbose && format != Format::Table {
-        // Docker's verbose template sees one document of four lists; ours are not those lists.
-        anyhow::bail!("df: --format cannot be combined with --verbose");
-    }
-    let du = store.gc().df()?;
-    let summary = [
-        ["Images".into(), du.images.to_string(), String::new(), String::new()],
-        ["Blobs".into(), du.blobs.0.to_string(), format::size(du.blobs.1), String::new()],
-        ["Layers".into(), du.layers.0.to_string(), format::size(du.layers.1), String::new()],
-        ["Total".into(), String::new(), format::size(du.blobs.1 + du.layers.1), format::size(du.reclaimable)],
-    ];
-    if format != Format::Table {
-        let rows: Vec<serde_json::Value> = summary
-            .iter()
-            .map(|[t, n, size, r]| serde_json::json!({"Type": t, "TotalCount": n, "Size": size, "Reclaimable": r}))
-            .collect();
-        let headers = [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Size", "SIZE"), ("Reclaimable", "RECLAIMABLE")];
-        outln!("{}", template::render(&format, &headers, &rows)?.trim_end_matches('\n'));
-        return Ok(ExitCode::SUCCESS);
-    }
-    print_table(&["TYPE", "TOTAL", "SIZE", "RECLAIMABLE"], &summary.map(Vec::from));
-    if du.remote_images > 0 {
-        let n = du.remote_images;
-        outln!("\n{n} of the images are remote: their layers are in a registry, not counted here (fetched when used)");
-    }
-    if a.verbose {
-        let usage = store.gc().image_usage()?;
-        outln!("\nImages space usage:\n");
-        // One row per name, as Docker lists them; step images only the build cache names are listed below.
-        let rows: Vec<Vec<String>> = usage
-            .iter()
-            .filter(|u| u.steps.is_empty() || !u.image.tags.is_empty())
-            .flat_map(|u| {
-                let names: Vec<(String, String)> = if u.image.tags.is_empty() {
-                    vec![("<none>".into(), "<none>".into())]
-                } else {
-                    u.image
-                        .tags
-                        .iter()
-                        .map(|t| layers_store::familiar(t))
-                        .map(|t| t.rsplit_once(':').map_or((t.clone(), String::new()), |(r, g)| (r.into(), g.into())))
-                        .collect()
-                };
-                names.into_iter().map(move |(repo, tag)| {
-                    vec![
-                        repo,
-                        tag,
-                        u.image.config.hex()[..12].to_string(),
-                        format::size(u.size),
-                        format::size(u.shared),
-                        format::size(u.size - u.shared.min(u.size)),
-                        used_ago(u.last_used),
-                        u.containers.to_string(),
-                        if u.pinned { "yes".into() } else { String::new() },
-                    ]
-                })
-            })
-            .collect();
-        print_table(
-            &[
-                "REPOSITORY",
-                "TAG",
-                "IMAGE ID",
-                "SIZE",
-                "SHARED SIZE",
-                "UNIQUE SIZE",
-                "LAST USED",
-                "CONTAINERS",
-                "PINNED",
-            ],
-            &rows,
-        );
-        outln!("\nBuild cache usage:\n");
-        let rows: Vec<Vec<String>> = usage
-            .iter()
-            .flat_map(|u| {
-                u.steps.iter().map(move |k| {
-                    vec![
-                        k.hex()[..12].to_string(),
-                        u.image.config.hex()[..12].to_string(),
-                        format::size(u.size - u.shared.min(u.size)),
-                        used_ago(u.last_used),
-                    ]
-                })
-            })
-            .collect();
-        print_table(&["CACHE ID", "IMAGE ID", "UNIQUE SIZE", "LAST USED"], &rows);
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ pub mod build_output;
 pub mod containers;
 pub mod control;
 pub mod cp;
+pub mod df;
 pub mod history;
 pub mod images;
 pub mod import;

@@ -26,11 +26,22 @@ pub struct Budget {
     pub min_free: Option<f64>,
 }
 
+/// An image an eviction removed, with what it was called (for saying so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evicted {
+    /// Its manifest digest.
+    pub manifest: Digest,
+    /// Its config digest (the image ID).
+    pub config: Digest,
+    /// The names it had.
+    pub tags: Vec<String>,
+}
+
 /// What an eviction did.
 #[derive(Debug, Clone, Default)]
 pub struct Eviction {
-    /// Images evicted (manifest digests), in order.
-    pub images: Vec<Digest>,
+    /// Images evicted, in order.
+    pub images: Vec<Evicted>,
     /// What `gc` then freed.
     pub gc: GcReport,
 }
@@ -73,6 +84,8 @@ pub struct ImageUsage {
     pub pinned: bool,
     /// Build steps that made it (their cache keys).
     pub steps: Vec<Digest>,
+    /// A running pull, build or container holds a lease on it.
+    pub leased: bool,
 }
 
 impl Gc<'_> {
@@ -135,6 +148,8 @@ impl Gc<'_> {
             if freed >= bytes && !stale {
                 continue;
             }
+            // Read before it goes, to say what went; the removal re-checks everything.
+            let Some(row) = self.store.images().get(&manifest)? else { continue };
             let key = manifest.to_string();
             let gone = self.store.md().write("evict image", |tx| {
                 // Re-checked here: a container, lease or pin made since the listing keeps it.
@@ -149,7 +164,7 @@ impl Gc<'_> {
             })?;
             if let Some(b) = gone {
                 freed += b;
-                out.images.push(manifest);
+                out.images.push(Evicted { manifest, config: row.config, tags: row.tags });
             }
         }
         if !out.images.is_empty() {
@@ -215,6 +230,7 @@ impl Gc<'_> {
                 containers: containers.get(&u.manifest).copied().unwrap_or(0),
                 pinned: u.pinned,
                 steps: steps.remove(&u.manifest).unwrap_or_default(),
+                leased: u.leased,
             });
         }
         Ok(out)

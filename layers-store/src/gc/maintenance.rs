@@ -68,6 +68,12 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
     total
 }
 
+/// The bytes what is under the directory `path` takes on disk, not the directory's own.
+pub(crate) fn contents_usage(path: &Path) -> u64 {
+    let own = fs::symlink_metadata(path).map_or(0, |m| m.blocks() * 512);
+    disk_usage(path).saturating_sub(own)
+}
+
 impl Store {
     /// The diffID a stored blob decompresses to (compression recognised by magic bytes).
     fn blob_diff_id(&self, blob: &Digest) -> std::io::Result<DiffId> {

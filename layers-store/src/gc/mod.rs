@@ -1,5 +1,5 @@
-//! Keeping the store tidy and honest: `gc`, `fsck`, `df` (`maintenance.rs`) and the
-//! size budget's eviction (`budget.rs`).
+//! Keeping the store tidy and honest: `gc`, `fsck`, `df` (`maintenance.rs`), the
+//! size budget's eviction (`budget.rs`) and the usage by Docker's kinds (`usage.rs`).
 //!
 //! gc owns no table. It asks each table's owner: the images catalog what an image
 //! names, holds and alone names; content what a handle holds and what it weighs; the
@@ -12,6 +12,9 @@ pub mod budget;
 // Digests and generated names beneath the store root.
 #[allow(clippy::disallowed_methods)]
 pub mod maintenance;
+// The store's own cache-mounts dir.
+#[allow(clippy::disallowed_methods)]
+pub mod usage;
 
 /// Keeping the store tidy and honest: garbage collection, fsck, disk usage and the size budget (a facet of [`Store`](crate::Store)).
 pub struct Gc<'a> {
