@@ -62,9 +62,14 @@ pub fn is_archive(tree: &Tree, rel: &Path) -> bool {
 /// (no entry lands outside, limits on size and entries).
 pub fn extract(tree: &Tree, rel: &Path, into: &Path, limits: &layers_store::Limits) -> anyhow::Result<()> {
     let file = tree.open_file(rel)?;
+    extract_stream(std::io::BufReader::new(file), into, limits).with_context(|| format!("extract {}", rel.display()))
+}
+
+/// Extracts a tar stream (plain, gzip or zstd: ADD's archive, `build -`'s context,
+/// `cp -`'s input) into the empty dir `into`, by the layer unpacker's rules and limits.
+pub fn extract_stream(input: impl Read + Send, into: &Path, limits: &layers_store::Limits) -> anyhow::Result<()> {
     let root = layers_store::fsroot::Root::open(into).with_context(|| format!("open {}", into.display()))?;
-    layers_store::layer::unpack::unpack(std::io::BufReader::new(file), None, &root, limits, None)
-        .with_context(|| format!("extract {}", rel.display()))?;
+    layers_store::layer::unpack::unpack(input, None, &root, limits, None)?;
     Ok(())
 }
 

@@ -120,10 +120,8 @@ impl BuildArgs {
         let mut head = Vec::with_capacity(512);
         (&mut stdin).take(512).read_to_end(&mut head).context("read stdin")?;
         let file = if is_tar(&head) {
-            let root = layers_store::fsroot::Root::open(scratch.path())
-                .with_context(|| format!("open {}", scratch.path().display()))?;
             let input = std::io::Cursor::new(head).chain(stdin);
-            layers_store::layer::unpack::unpack(input, None, &root, store.limits(), None)
+            crate::builder::context::extract_stream(input, scratch.path(), store.limits())
                 .context("build -: read the context tar on stdin")?;
             Dockerfile::InContext(self.file.clone().unwrap_or_else(|| PathBuf::from("Dockerfile")))
         } else if let Some(f) = &self.file {

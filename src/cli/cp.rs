@@ -173,8 +173,7 @@ fn tar_in(store: &Store, root: &Path, rel: &Path, container: &str, attrs: Attrs)
         bail!("/{}: not a directory in the container (a tar is extracted into one)", rel.display());
     }
     let scratch = crate::builder::scratch::ScratchDir(store.scratch_dir("cp-in")?);
-    let into = fsroot::Root::open(scratch.path()).with_context(|| format!("open {}", scratch.path().display()))?;
-    layers_store::layer::unpack::unpack(std::io::stdin(), None, &into, store.limits(), None)
+    crate::builder::context::extract_stream(std::io::stdin(), scratch.path(), store.limits())
         .context("read the tar on stdin")?;
     let extracted = Tree::open(scratch.path(), "the tar on stdin")?;
     let mut plan = fsroot::plan(&extracted, &[PathBuf::new()], &format!("/{}/", rel.display()), &fsroot::Everything)?;
