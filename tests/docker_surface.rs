@@ -399,3 +399,80 @@ fn system_df_has_dockers_rows_columns_and_sections() {
     assert!(v.lines().any(|l| l.starts_with(&running[..12]) && l.contains("running")), "{v}");
     layers_ok(&store, &["rm", "-f", &running]);
 }
+
+/// `build --secret id=…,src=…|env=…` with `RUN --mount=type=secret` (docs: "Build
+/// secrets": a file at /run/secrets/ID, mode 0400, or with `env=` a variable; not
+/// required unless `required`): the step sees it; no blob, layer, metadata or other
+/// file of the store holds its bytes afterwards, nor the history or config; a changed
+/// secret reuses the cached step, as BuildKit's key leaves the content out.
+#[test]
+fn build_secrets_reach_the_step_and_nothing_the_store_keeps() {
+    if !need_root("build_secrets_reach_the_step_and_nothing_the_store_keeps") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let w = work.path();
+    // The Dockerfile names them only upper-cased: the bytes looked for below are the secrets'.
+    let file_secret = "file-secret-8d1f0c2a77";
+    let env_secret = "env-secret-41b9e6d053";
+    std::fs::write(w.join("token"), file_secret).unwrap();
+    let ctx = build_context(
+        w,
+        "ctx",
+        "FROM busybox\n\
+         RUN --mount=type=secret,id=tok test \"$(tr a-z A-Z < /run/secrets/tok)\" = FILE-SECRET-8D1F0C2A77 \
+             && stat -c '%a %u' /run/secrets/tok > /seen\n\
+         RUN --mount=type=secret,id=tok,target=/etc/app.token,mode=0440,uid=1000 stat -c '%a %u' /etc/app.token >> /seen\n\
+         RUN --mount=type=secret,id=envtok,env=TOKEN test \"$(echo $TOKEN | tr a-z A-Z)\" = ENV-SECRET-41B9E6D053 && echo env ok >> /seen\n\
+         RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo absent ok >> /seen\n\
+         RUN ls -A /run 2>/dev/null | wc -l >> /seen\n",
+    );
+    let build = |args: &[&str]| {
+        let mut cmd = layers_cmd();
+        cmd.env("SECRET_ENV", env_secret).arg("--root").arg(&store).arg("build").args(args);
+        cmd.output().unwrap()
+    };
+    let src = format!("id=tok,src={}", w.join("token").display());
+    let out =
+        build(&["--secret", &src, "--secret", "id=envtok,env=SECRET_ENV", "-t", "secretive", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_in(&store, "secretive", "cat /seen"), "400 0\n440 1000\nenv ok\nabsent ok\n0\n");
+
+    // Nothing of the store holds either secret: every file under the root, read whole.
+    let mut stack = vec![store.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let (p, t) = (e.path(), e.file_type().unwrap());
+            if t.is_dir() {
+                stack.push(p);
+            } else if t.is_file() {
+                let bytes = std::fs::read(&p).unwrap();
+                for s in [file_secret, env_secret] {
+                    assert!(!bytes.windows(s.len()).any(|x| x == s.as_bytes()), "{s} in {}", p.display());
+                }
+            }
+        }
+    }
+    for args in [&["history", "--no-trunc", "secretive"][..], &["inspect", "secretive"][..]] {
+        let text = layers_ok(&store, args);
+        assert!(!text.contains(file_secret) && !text.contains(env_secret), "{args:?}: {text}");
+    }
+
+    // Another secret value: the steps hit the cache (the key holds no secret bytes).
+    std::fs::write(w.join("token"), "another-value").unwrap();
+    let again = build(&["--secret", &src, "--secret", "id=envtok,env=SECRET_ENV", ctx.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let steps = build_cache::outcomes(&again);
+    assert!(steps.len() == 5 && steps.iter().all(|(_, o)| *o == "CACHED"), "{steps:?}");
+
+    // A required secret not given fails the step, naming it; a bad spec is refused.
+    let req = build_context(w, "req", "FROM busybox\nRUN --mount=type=secret,id=must,required true\n");
+    let out = build(&[req.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("secret must was not given"), "{}", stderr(&out));
+    let out = build(&["--secret", "src=/etc/hostname", req.to_str().unwrap()]);
+    assert!(stderr(&out).contains("needs id="), "{}", stderr(&out));
+    // The steps' secret tmpfs mounts are gone.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&format!("{}/tmp/secret-", store.display())), "{mounts}");
+}

@@ -17,6 +17,9 @@ pub mod plan;
 // The store's own scratch dirs.
 #[allow(clippy::disallowed_methods)]
 pub mod scratch;
+// The store's own scratch dir, and a file the user named.
+#[allow(clippy::disallowed_methods)]
+pub mod secrets;
 // A scratch dir of the store's over a bind source already resolved beneath its root.
 #[allow(clippy::disallowed_methods)]
 mod throwaway;
@@ -93,6 +96,8 @@ pub struct BuildRequest<'a> {
     /// The image is only pushed (and tagged): a final image from a registry cache may
     /// be recorded as remote, its layers left in the registry (`build --push`).
     pub leave_remote: bool,
+    /// `--secret`s, by id.
+    pub secrets: secrets::Secrets,
 }
 
 /// Where a build's Dockerfile is.
@@ -307,6 +312,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         x.quiet = a.quiet;
         x.epoch = epoch;
         x.leave_remote = a.leave_remote;
+        x.secrets = a.secrets.clone();
         x.cache = std::mem::take(&mut cache);
         let result = x.execute(&plan);
         cache = std::mem::take(&mut x.cache);

@@ -36,6 +36,10 @@ pub struct BuildArgs {
     /// The Dockerfile (default: CONTEXT/Dockerfile; `-`: read from stdin).
     #[arg(short, long)]
     file: Option<PathBuf>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`
+    /// (repeatable); never in a layer, the cache key, the history or the config.
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -208,6 +212,7 @@ pub fn build(
         _ => Vec::new(),
     };
     let cache_from = a.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let secrets = crate::builder::secrets::parse(&a.secrets)?;
     let sources = a.sources(store)?;
     let request = BuildRequest {
         context: sources.context.clone(),
@@ -225,6 +230,7 @@ pub fn build(
         labels: super::options::parse_labels(&a.labels)?,
         // Files need the layers here; an image only pushed (and tagged) does not.
         leave_remote: !push_to.is_empty() && !matches!(output, Some(Output::Files { .. })),
+        secrets,
     };
     let built = crate::builder::build(store, &request)?;
     let image = built.image.clone();

@@ -61,6 +61,8 @@ pub struct Executor<'a> {
     final_chain: Vec<bool>,
     /// A target image from a registry cache is recorded as remote, not fetched.
     pub leave_remote: bool,
+    /// `--secret`s, by id, for `RUN --mount=type=secret`.
+    pub secrets: crate::builder::secrets::Secrets,
 }
 
 pub use super::cache::Made;
@@ -171,6 +173,7 @@ impl<'a> Executor<'a> {
             pull_base: None,
             final_chain: Vec::new(),
             leave_remote: false,
+            secrets: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use super::{Executor, ScratchDir, State};
 use crate::builder::frontend::path::clean;
 use crate::builder::plan::{MountFrom, RunMount, RunStep, Step};
+use crate::builder::secrets::SecretFile;
 use crate::builder::throwaway::ThrowawayView;
 use crate::run::container::{run_container, Output, RunSpec};
 use crate::run::{image_process::Overrides, Bind};
@@ -18,18 +19,19 @@ use layers_store::snapshots::containers::MountedView;
 
 /// Runs `r` on the stage's image and commits the result.
 pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow::Result<()> {
-    let targets: Vec<&str> = r.mounts.iter().map(RunMount::target).collect();
+    let targets: Vec<&str> = r.mounts.iter().filter_map(RunMount::target).collect();
     let stubs = mount_stubs(x, state, &targets)?;
     let config = step.config.clone().context("a RUN step planned without its config")?;
     // Made first: a mount from a stage may need that stage's image fetched. The views
     // behind the mounts live until the command is over.
-    let StepMounts { binds, tmpfs, views: _views, roots: _roots, held: _held } = mounts(x, &r.mounts)?;
+    let StepMounts { binds, tmpfs, env, views: _views, roots: _roots, held: _held, secrets: _secrets } =
+        mounts(x, &r.mounts)?;
     x.in_step_container(state, step, |c| {
         let spec = RunSpec {
             overrides: Overrides {
                 entrypoint: Some(String::new()),
                 cmd: r.argv.clone(),
-                env: r.env.clone(),
+                env: r.env.iter().chain(&env).cloned().collect(),
                 workdir: None,
                 user: None,
                 hostname: c.short_id().to_string(),
@@ -66,6 +68,10 @@ struct StepMounts {
     roots: Vec<(MountedView, ScratchDir)>,
     /// The cache mounts, held until the step ends.
     held: Vec<HeldMount>,
+    /// Secrets given as variables (`env=`), as `NAME=VALUE`.
+    env: Vec<String>,
+    /// The tmpfs files secrets are shown in; unmounted when dropped.
+    secrets: Vec<SecretFile>,
 }
 
 /// Fills a new cache mount from an imported cache that carries it (`--cache-from`
@@ -99,6 +105,7 @@ fn from_root(x: &Executor, from: &MountFrom, roots: &mut Vec<(MountedView, Scrat
 fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
     let (mut binds, mut tmpfs, mut views, mut roots, mut held) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut env, mut secrets) = (Vec::new(), Vec::new());
     for m in mounts {
         match m {
             RunMount::Cache { id, target, readonly, seed, sharing, owner } => {
@@ -162,9 +169,29 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
                     binds.push(Bind { host: real, target: target.clone(), read_only: true });
                 }
             }
+            RunMount::Secret { id, target, env: var, required, owner } => {
+                let Some(secret) = x.secrets.get(id) else {
+                    if *required {
+                        bail!("--mount=type=secret,id={id}: secret {id} was not given (--secret id={id},src=FILE)");
+                    }
+                    // BuildKit's: a secret not given and not required is left out.
+                    continue;
+                };
+                if let Some(var) = var {
+                    let value = String::from_utf8(secret.bytes().to_vec())
+                        .with_context(|| format!("--mount=type=secret,id={id},env={var}: the secret is not UTF-8"))?;
+                    env.push(format!("{var}={value}"));
+                }
+                if let Some(target) = target {
+                    let file = SecretFile::new(x.store, secret, owner.uid, owner.gid, owner.mode)
+                        .with_context(|| format!("--mount=type=secret,id={id}"))?;
+                    binds.push(Bind { host: file.path(), target: target.clone(), read_only: true });
+                    secrets.push(file);
+                }
+            }
         }
     }
-    Ok(StepMounts { binds, tmpfs, views, roots, held })
+    Ok(StepMounts { binds, tmpfs, env, views, roots, held, secrets })
 }
 
 /// The mount targets (and their parents) the image lacks, so the runtime will make

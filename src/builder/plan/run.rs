@@ -53,6 +53,9 @@ pub enum RunMount {
     /// A path of the build context (or, with `from`, of a stage's or image's root):
     /// read-only, or with `rw` a throwaway copy-on-write view.
     Bind { source: PathBuf, target: String, rw: bool, from: Option<MountFrom> },
+    /// A `--secret` shown as a read-only file at `target` (default
+    /// `/run/secrets/ID`; none when only `env` is given) and/or as the variable `env`.
+    Secret { id: String, target: Option<String>, env: Option<String>, required: bool, owner: MountOwner },
 }
 
 impl MountFrom {
@@ -65,10 +68,13 @@ impl MountFrom {
 }
 
 impl RunMount {
-    /// Where it is mounted in the container.
-    pub fn target(&self) -> &str {
+    /// Where it is mounted in the container (a secret given only as a variable: nowhere).
+    pub fn target(&self) -> Option<&str> {
         match self {
-            RunMount::Cache { target, .. } | RunMount::Tmpfs { target, .. } | RunMount::Bind { target, .. } => target,
+            RunMount::Cache { target, .. } | RunMount::Tmpfs { target, .. } | RunMount::Bind { target, .. } => {
+                Some(target)
+            }
+            RunMount::Secret { target, .. } => target.as_deref(),
         }
     }
 
@@ -93,6 +99,15 @@ impl RunMount {
                 let from = from.as_ref().map(|f| format!(",from={}", f.key_text()));
                 format!("type=bind,source={},target={target},rw={rw}{}", source.display(), from.unwrap_or_default())
             }
+            // Never the secret's bytes (BuildKit's rule: a changed secret reuses the step).
+            RunMount::Secret { id, target, env, required, owner } => format!(
+                "type=secret,id={id},target={},env={},required={required},owner={}:{}:{:o}",
+                target.as_deref().unwrap_or_default(),
+                env.as_deref().unwrap_or_default(),
+                owner.uid,
+                owner.gid,
+                owner.mode
+            ),
         }
     }
 }
@@ -126,7 +141,7 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
     let mut kind = "bind";
     let (mut target, mut source, mut id, mut size, mut from_name, mut sharing) = (None, None, None, None, None, None);
     let (mut uid, mut gid, mut mode) = (None, None, None);
-    let (mut rw, mut readonly) = (false, false);
+    let (mut rw, mut readonly, mut required, mut env) = (false, false, None, None);
     for kv in m.split(',') {
         let (k, v) = kv.split_once('=').map_or((kv.trim(), None), |(k, v)| (k.trim(), Some(v.trim())));
         let flag = || -> anyhow::Result<bool> {
@@ -149,8 +164,13 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
             "uid" => uid = v,
             "gid" => gid = v,
             "mode" => mode = v,
+            "required" => required = Some(flag()?),
+            "env" => env = v,
             _ => bail!("--mount={m}: option {k:?} is not supported"),
         }
+    }
+    if kind == "secret" {
+        return secret_mount(m, id, target, env, required, (uid, gid, mode), (source, size, from_name, sharing, rw));
     }
     let Some(target) = target.filter(|t| t.starts_with('/')) else { bail!("--mount={m}: needs an absolute target=") };
     let target = target.to_string();
@@ -171,6 +191,8 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
         ("uid", uid.is_some()),
         ("gid", gid.is_some()),
         ("mode", mode.is_some()),
+        ("required", required.is_some()),
+        ("env", env.is_some()),
     ];
     let from = from_name.map(|f| from(f).with_context(|| format!("--mount={m}: from={f}"))).transpose()?;
     match kind {
@@ -228,8 +250,64 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
                 .with_context(|| format!("--mount={m}: the source leaves the build context"))?;
             Ok(RunMount::Bind { source, target, rw: rw && !readonly, from })
         }
-        other => bail!("--mount={m}: type {other} is not supported (bind, cache, tmpfs)"),
+        other => bail!("--mount={m}: type {other} is not supported (bind, cache, tmpfs, secret)"),
     }
+}
+
+/// `--mount=type=secret,id=…[,target=…][,env=…][,required][,uid=…,gid=…,mode=…]`, as
+/// BuildKit reads it: the id defaults to the target's last name, the target to
+/// `/run/secrets/ID` unless only `env=` is given; owned by 0:0, mode 0400 unless said.
+fn secret_mount(
+    m: &str,
+    id: Option<&str>,
+    target: Option<&str>,
+    env: Option<&str>,
+    required: Option<bool>,
+    (uid, gid, mode): (Option<&str>, Option<&str>, Option<&str>),
+    (source, size, from, sharing, rw): (Option<&str>, Option<&str>, Option<&str>, Option<&str>, bool),
+) -> anyhow::Result<RunMount> {
+    for (name, given) in [
+        ("source", source.is_some()),
+        ("size", size.is_some()),
+        ("from", from.is_some()),
+        ("sharing", sharing.is_some()),
+        ("rw", rw),
+    ] {
+        if given {
+            bail!("--mount={m}: {name} does not apply to type=secret");
+        }
+    }
+    if let Some(t) = target.filter(|t| !t.starts_with('/')) {
+        bail!("--mount={m}: target={t}: want an absolute path");
+    }
+    let id = match id.filter(|i| !i.is_empty()) {
+        Some(i) => i.to_string(),
+        None => match target.and_then(|t| t.rsplit('/').next()).filter(|n| !n.is_empty()) {
+            Some(name) => name.to_string(),
+            None => bail!("--mount={m}: needs id= (or a target= to take it from)"),
+        },
+    };
+    if let Some(e) = env.filter(|e| e.is_empty() || e.contains('=')) {
+        bail!("--mount={m}: env={e}: want a variable name");
+    }
+    let target = match (target, env) {
+        (Some(t), _) => Some(t.to_string()),
+        (None, Some(_)) => None,
+        (None, None) => Some(format!("/run/secrets/{id}")),
+    };
+    let number = |k: &str, v: Option<&str>, radix: u32, max: u32, default: u32| -> anyhow::Result<u32> {
+        match v.map(|v| u32::from_str_radix(v, radix)) {
+            None => Ok(default),
+            Some(Ok(n)) if n <= max => Ok(n),
+            Some(_) => bail!("--mount={m}: {k}={}: want a number", v.unwrap_or_default()),
+        }
+    };
+    let owner = MountOwner {
+        uid: number("uid", uid, 10, u32::MAX - 1, 0)?,
+        gid: number("gid", gid, 10, u32::MAX - 1, 0)?,
+        mode: number("mode", mode, 8, 0o7777, 0o400)?,
+    };
+    Ok(RunMount::Secret { id, target, env: env.map(str::to_string), required: required.unwrap_or(false), owner })
 }
 
 /// Plans a RUN on `scope`: its text, what it runs, and its key on `parent`.
@@ -311,7 +389,7 @@ pub fn plan(
             let selected = fsroot::plan(tree, std::slice::from_ref(source), "/", &fsroot::Everything)?;
             let content = context::content_digest(tree, &selected, fsroot::Attrs::default(), Some(inputs.store))?;
             key = key.field("content", &content.digest.to_string());
-            read.push((format!("mount {}", m.target()), content.digest.to_string()));
+            read.push((format!("mount {}", m.target().unwrap_or_default()), content.digest.to_string()));
         }
     }
     Ok((text, RunStep { argv, env, network, mounts }, key.finish(), read))
