@@ -476,3 +476,47 @@ fn build_secrets_reach_the_step_and_nothing_the_store_keeps() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&format!("{}/tmp/secret-", store.display())), "{mounts}");
 }
+
+/// `build --ssh ID=SOCKET` with `RUN --mount=type=ssh` (docs: "docker buildx build
+/// --ssh"; the mount's default target /run/buildkit/ssh_agent.0, `SSH_AUTH_SOCK` set
+/// to it): the step sees the agent's very socket (same inode), for that step only;
+/// an agent not given is left out unless `required`; key files are refused by name.
+#[test]
+fn build_ssh_forwards_an_agent_socket_to_the_step_only() {
+    if !need_root("build_ssh_forwards_an_agent_socket_to_the_step_only") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let (work, store) = store_with_busybox();
+    let w = work.path();
+    let sock = w.join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let inode = std::fs::metadata(&sock).unwrap().ino();
+    let ctx = build_context(
+        w,
+        "ctx",
+        "FROM busybox\n\
+         RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK $(stat -c %i $SSH_AUTH_SOCK)\" > /seen\n\
+         RUN --mount=type=ssh,id=other,target=/agent test ! -e /agent && echo \"absent ${SSH_AUTH_SOCK:-unset}\" >> /seen\n\
+         RUN ls -A /run 2>/dev/null | wc -l >> /seen\n",
+    );
+    let spec = format!("default={}", sock.display());
+    let out = layers(&store, &["build", "--ssh", &spec, "-t", "ssh-used", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = run_in(&store, "ssh-used", "cat /seen");
+    assert_eq!(seen, format!("/run/buildkit/ssh_agent.0 {inode}\nabsent unset\n0\n"));
+
+    let req = build_context(w, "req", "FROM busybox\nRUN --mount=type=ssh,required=true true\n");
+    let out = layers(&store, &["build", req.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no agent was given for default"), "{}", stderr(&out));
+    let key = w.join("id_ed25519");
+    std::fs::write(&key, "not a socket").unwrap();
+    let out = layers(&store, &["build", "--ssh", &format!("default={}", key.display()), req.to_str().unwrap()]);
+    assert!(stderr(&out).contains("is not a socket (key files are not supported"), "{}", stderr(&out));
+    let out = layers(&store, &["build", "--ssh", &spec, req.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bad = build_context(w, "bad", "FROM busybox\nRUN --mount=type=ssh,uid=1000 true\n");
+    let out = layers(&store, &["build", "--ssh", &spec, bad.to_str().unwrap()]);
+    assert!(stderr(&out).contains("uid is not supported for type=ssh"), "{}", stderr(&out));
+}

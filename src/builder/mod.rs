@@ -98,6 +98,8 @@ pub struct BuildRequest<'a> {
     pub leave_remote: bool,
     /// `--secret`s, by id.
     pub secrets: secrets::Secrets,
+    /// `--ssh` agents, by id.
+    pub ssh: secrets::SshAgents,
 }
 
 /// Where a build's Dockerfile is.
@@ -313,6 +315,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         x.epoch = epoch;
         x.leave_remote = a.leave_remote;
         x.secrets = a.secrets.clone();
+        x.ssh = a.ssh.clone();
         x.cache = std::mem::take(&mut cache);
         let result = x.execute(&plan);
         cache = std::mem::take(&mut x.cache);

@@ -1,5 +1,5 @@
 //! Build secrets (`--secret id=…,src=…|env=…`) and the files `RUN --mount=type=secret`
-//! shows them in. A secret is read once, bounded, and kept in memory; a step sees it
+//! shows them in; the ssh agents `--ssh` forwards to `RUN --mount=type=ssh`. A secret is read once, bounded, and kept in memory; a step sees it
 //! in a file on a tmpfs of its own (0700, under the store's 0700 tmp/), bind-mounted
 //! read-only at the target and unmounted when the step ends, so its bytes are never
 //! on disk, in a layer, in a cache key, in the history or in the image config.
@@ -81,6 +81,40 @@ pub fn parse(specs: &[String]) -> anyhow::Result<Secrets> {
         }
         if out.insert(id.to_string(), Secret(bytes)).is_some() {
             bail!("--secret {spec}: id {id} given twice");
+        }
+    }
+    Ok(out)
+}
+
+/// `--ssh` agents by id: their sockets.
+pub type SshAgents = BTreeMap<String, PathBuf>;
+
+/// Parses `--ssh` specs as buildx does: `default` (`$SSH_AUTH_SOCK`), `ID` (the same
+/// socket under that id) or `ID=SOCKET`. Key files (buildx's other form) are refused
+/// by name: only an agent's socket is forwarded.
+pub fn parse_ssh(specs: &[String]) -> anyhow::Result<SshAgents> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = SshAgents::new();
+    for spec in specs {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, path)) => (id.trim(), PathBuf::from(path.trim())),
+            None => match std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+                Some(sock) => (spec.trim(), PathBuf::from(sock)),
+                None => bail!("--ssh {spec}: SSH_AUTH_SOCK is not set (give ID=SOCKET)"),
+            },
+        };
+        if id.is_empty() || path.as_os_str().is_empty() || path.to_string_lossy().contains(',') {
+            bail!("--ssh {spec}: want default, ID or ID=SOCKET (key files are not supported: give an agent's socket)");
+        }
+        let meta = std::fs::metadata(&path).with_context(|| format!("--ssh {spec}: {}", path.display()))?;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "--ssh {spec}: {} is not a socket (key files are not supported: give an agent's socket)",
+                path.display()
+            );
+        }
+        if out.insert(id.to_string(), path).is_some() {
+            bail!("--ssh {spec}: id {id} given twice");
         }
     }
     Ok(out)

@@ -40,6 +40,10 @@ pub struct BuildArgs {
     /// (repeatable); never in a layer, the cache key, the history or the config.
     #[arg(long = "secret", value_name = "SPEC")]
     secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` ($SSH_AUTH_SOCK) or
+    /// `ID=SOCKET` (repeatable).
+    #[arg(long = "ssh", value_name = "SPEC")]
+    ssh: Vec<String>,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -213,6 +217,7 @@ pub fn build(
     };
     let cache_from = a.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let secrets = crate::builder::secrets::parse(&a.secrets)?;
+    let ssh = crate::builder::secrets::parse_ssh(&a.ssh)?;
     let sources = a.sources(store)?;
     let request = BuildRequest {
         context: sources.context.clone(),
@@ -231,6 +236,7 @@ pub fn build(
         // Files need the layers here; an image only pushed (and tagged) does not.
         leave_remote: !push_to.is_empty() && !matches!(output, Some(Output::Files { .. })),
         secrets,
+        ssh,
     };
     let built = crate::builder::build(store, &request)?;
     let image = built.image.clone();

@@ -63,6 +63,8 @@ pub struct Executor<'a> {
     pub leave_remote: bool,
     /// `--secret`s, by id, for `RUN --mount=type=secret`.
     pub secrets: crate::builder::secrets::Secrets,
+    /// `--ssh` agents, by id, for `RUN --mount=type=ssh`.
+    pub ssh: crate::builder::secrets::SshAgents,
 }
 
 pub use super::cache::Made;
@@ -174,6 +176,7 @@ impl<'a> Executor<'a> {
             final_chain: Vec::new(),
             leave_remote: false,
             secrets: Default::default(),
+            ssh: Default::default(),
         }
     }
 

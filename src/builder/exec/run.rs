@@ -189,6 +189,20 @@ fn mounts(x: &Executor, mounts: &[RunMount]) -> anyhow::Result<StepMounts> {
                     secrets.push(file);
                 }
             }
+            RunMount::Ssh { id, target, required } => {
+                let Some(socket) = x.ssh.get(id) else {
+                    if *required {
+                        bail!("--mount=type=ssh,id={id}: no agent was given for {id} (--ssh {id}=SOCKET)");
+                    }
+                    continue;
+                };
+                // A socket connects on a read-only mount (the kernel checks write access
+                // only for files, directories and symlinks there).
+                binds.push(Bind { host: socket.clone(), target: target.clone(), read_only: true });
+                if !env.iter().any(|e: &String| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={target}"));
+                }
+            }
         }
     }
     Ok(StepMounts { binds, tmpfs, env, views, roots, held, secrets })

@@ -56,6 +56,8 @@ pub enum RunMount {
     /// A `--secret` shown as a read-only file at `target` (default
     /// `/run/secrets/ID`; none when only `env` is given) and/or as the variable `env`.
     Secret { id: String, target: Option<String>, env: Option<String>, required: bool, owner: MountOwner },
+    /// An `--ssh` agent socket bind-mounted at `target`, `SSH_AUTH_SOCK` pointing at it.
+    Ssh { id: String, target: String, required: bool },
 }
 
 impl MountFrom {
@@ -75,6 +77,7 @@ impl RunMount {
                 Some(target)
             }
             RunMount::Secret { target, .. } => target.as_deref(),
+            RunMount::Ssh { target, .. } => Some(target),
         }
     }
 
@@ -108,6 +111,8 @@ impl RunMount {
                 owner.gid,
                 owner.mode
             ),
+            // Never the socket's path: the same step on another machine's agent hits.
+            RunMount::Ssh { id, target, required } => format!("type=ssh,id={id},target={target},required={required}"),
         }
     }
 }
@@ -168,6 +173,15 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
             "env" => env = v,
             _ => bail!("--mount={m}: option {k:?} is not supported"),
         }
+    }
+    if kind == "ssh" {
+        return ssh_mount(
+            m,
+            id,
+            target,
+            required,
+            &given_for_ssh(source, size, from_name, sharing, rw, uid, gid, mode, env),
+        );
     }
     if kind == "secret" {
         return secret_mount(m, id, target, env, required, (uid, gid, mode), (source, size, from_name, sharing, rw));
@@ -250,8 +264,57 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
                 .with_context(|| format!("--mount={m}: the source leaves the build context"))?;
             Ok(RunMount::Bind { source, target, rw: rw && !readonly, from })
         }
-        other => bail!("--mount={m}: type {other} is not supported (bind, cache, tmpfs, secret)"),
+        other => bail!("--mount={m}: type {other} is not supported (bind, cache, tmpfs, secret, ssh)"),
     }
+}
+
+/// The options given that `type=ssh` takes none of.
+#[allow(clippy::too_many_arguments)]
+fn given_for_ssh<'a>(
+    source: Option<&'a str>,
+    size: Option<&'a str>,
+    from: Option<&'a str>,
+    sharing: Option<&'a str>,
+    rw: bool,
+    uid: Option<&'a str>,
+    gid: Option<&'a str>,
+    mode: Option<&'a str>,
+    env: Option<&'a str>,
+) -> Vec<&'static str> {
+    let given = [
+        ("source", source.is_some()),
+        ("size", size.is_some()),
+        ("from", from.is_some()),
+        ("sharing", sharing.is_some()),
+        ("rw", rw),
+        // BuildKit proxies the agent to give its socket another owner or mode; here the
+        // socket is bind-mounted as it is, so those are refused rather than ignored.
+        ("uid", uid.is_some()),
+        ("gid", gid.is_some()),
+        ("mode", mode.is_some()),
+        ("env", env.is_some()),
+    ];
+    given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
+}
+
+/// `--mount=type=ssh[,id=…][,target=…][,required]`: the agent `--ssh ID=…` names
+/// (`default` unless given), at `target` (default `/run/buildkit/ssh_agent.0`).
+fn ssh_mount(
+    m: &str,
+    id: Option<&str>,
+    target: Option<&str>,
+    required: Option<bool>,
+    refused: &[&str],
+) -> anyhow::Result<RunMount> {
+    if let Some(name) = refused.first() {
+        bail!("--mount={m}: {name} is not supported for type=ssh (the agent's socket is mounted as it is)");
+    }
+    let target = target.unwrap_or("/run/buildkit/ssh_agent.0");
+    if !target.starts_with('/') {
+        bail!("--mount={m}: target={target}: want an absolute path");
+    }
+    let id = id.filter(|i| !i.is_empty()).unwrap_or("default").to_string();
+    Ok(RunMount::Ssh { id, target: target.to_string(), required: required.unwrap_or(false) })
 }
 
 /// `--mount=type=secret,id=…[,target=…][,env=…][,required][,uid=…,gid=…,mode=…]`, as
