@@ -113,7 +113,7 @@ enum Command {
     /// Push an image to a registry.
     Push(cli::push::PushArgs),
     /// Build an image from a Dockerfile.
-    Build(cli::build::BuildArgs),
+    Build(Box<cli::build::BuildArgs>),
     /// Run a command in a new container.
     Run(Box<cli::run::RunArgs>),
     /// Run a command in a running container.

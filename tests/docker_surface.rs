@@ -520,3 +520,28 @@ fn build_ssh_forwards_an_agent_socket_to_the_step_only() {
     let out = layers(&store, &["build", "--ssh", &spec, bad.to_str().unwrap()]);
     assert!(stderr(&out).contains("uid is not supported for type=ssh"), "{}", stderr(&out));
 }
+
+/// `build --platform`: this machine's platform builds as without it; another one only
+/// where binfmt_misc has an emulator enabled for it, else refused naming what is missing.
+#[test]
+fn build_platform_is_this_machines_or_refused_naming_the_missing_emulator() {
+    if !need_root("build_platform_is_this_machines_or_refused_naming_the_missing_emulator") {
+        return;
+    }
+    let (work, store) = store_with_busybox();
+    let ctx = build_context(work.path(), "ctx", "FROM busybox\nRUN echo ok > /ok\n");
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    let out = layers(&store, &["build", "--platform", &format!("linux/{arch}"), "-t", "native", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (foreign, qemu) =
+        if arch == "arm64" { ("linux/amd64", "qemu-x86_64") } else { ("linux/arm64", "qemu-aarch64") };
+    let entry = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(qemu);
+    if std::fs::read_to_string(&entry).is_ok_and(|t| t.starts_with("enabled")) {
+        eprintln!("SKIPPED (part): {} is enabled on this machine, so {foreign} is not refused", entry.display());
+        return;
+    }
+    let out = layers(&store, &["build", "--platform", foreign, ctx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("{foreign}: not this machine's platform")), "{}", stderr(&out));
+    assert!(stderr(&out).contains(qemu), "{}", stderr(&out));
+}

@@ -100,6 +100,9 @@ pub struct BuildRequest<'a> {
     pub secrets: secrets::Secrets,
     /// `--ssh` agents, by id.
     pub ssh: secrets::SshAgents,
+    /// `--platform` when not this machine's (emulated through binfmt_misc): what a
+    /// FROM without `--platform` pulls.
+    pub platform: Option<String>,
 }
 
 /// Where a build's Dockerfile is.
@@ -242,10 +245,13 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         }
         Ok((row, pulled))
     };
-    let base = |image: &str, platform: Option<&str>, why: &str| obtain(image, platform, why).map(|(row, _)| row);
+    let base = |image: &str, platform: Option<&str>, why: &str| {
+        obtain(image, platform.or(a.platform.as_deref()), why).map(|(row, _)| row)
+    };
     // With a shared cache, a FROM image not stored is only read from its registry:
     // if every step of its stage hits, its layers are never fetched.
     let from = |image: &str, platform: Option<&str>, why: &str| -> anyhow::Result<plan::Found> {
+        let platform = platform.or(a.platform.as_deref());
         if a.cache_from.is_empty() || (!a.pull && store.images().resolve(image).is_ok()) {
             let (row, pulled) = obtain(image, platform, why)?;
             return Ok(plan::Found { image: plan::FromImage::Stored(row), pulled });

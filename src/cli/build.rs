@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -44,6 +44,10 @@ pub struct BuildArgs {
     /// `ID=SOCKET` (repeatable).
     #[arg(long = "ssh", value_name = "SPEC")]
     ssh: Vec<String>,
+    /// Build for this platform (`linux/amd64`): the machine's own, or one binfmt_misc
+    /// has an emulator registered for (its RUN steps run through it).
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -142,6 +146,48 @@ impl BuildArgs {
     }
 }
 
+/// Where the kernel lists its binfmt_misc emulators.
+const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
+
+/// `--platform`: `None` for this machine's own; another one only where binfmt_misc
+/// (at `binfmt`) has an emulator enabled for it, said in a line; else refused by name.
+fn target_platform(spec: &str, binfmt: &Path, quiet: bool) -> anyhow::Result<Option<String>> {
+    use crate::transfer::platform::Platform;
+    if spec.contains(',') {
+        bail!("--platform {spec}: one platform per build (multi-platform builds are not supported)");
+    }
+    let want = Platform::parse(spec).with_context(|| format!("--platform {spec}"))?;
+    let host = Platform::host();
+    if want.os == host.os && want.architecture == host.architecture {
+        return Ok(None);
+    }
+    // qemu-user-static's and binfmt-support's names for the emulators.
+    let qemu = match (want.os.as_str(), want.architecture.as_str()) {
+        ("linux", "arm64") => "aarch64",
+        ("linux", "arm") => "arm",
+        ("linux", "amd64") => "x86_64",
+        ("linux", "386") => "i386",
+        ("linux", "ppc64le") => "ppc64le",
+        ("linux", "s390x") => "s390x",
+        ("linux", "riscv64") => "riscv64",
+        ("linux", "mips64le") => "mips64el",
+        _ => bail!("--platform {spec}: not this machine's platform ({host}), and no emulator is known for it"),
+    };
+    let entry = binfmt.join(format!("qemu-{qemu}"));
+    let enabled = std::fs::read_to_string(&entry).is_ok_and(|t| t.lines().next() == Some("enabled"));
+    if !enabled {
+        bail!(
+            "--platform {spec}: not this machine's platform ({host}), and binfmt_misc has no emulator enabled for it \
+             ({} missing): install qemu-user-static, or build for {host}",
+            entry.display()
+        );
+    }
+    if !quiet {
+        eprintln!("building for {want}: its RUN steps run through binfmt_misc's qemu-{qemu}");
+    }
+    Ok(Some(want.to_string()))
+}
+
 /// Whether `head` (a stream's first 512 bytes) starts a tar, plain or compressed.
 fn is_tar(head: &[u8]) -> bool {
     match layers_store::Compression::detect(head) {
@@ -218,6 +264,8 @@ pub fn build(
     let cache_from = a.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let secrets = crate::builder::secrets::parse(&a.secrets)?;
     let ssh = crate::builder::secrets::parse_ssh(&a.ssh)?;
+    let platform =
+        a.platform.as_deref().map(|p| target_platform(p, Path::new(BINFMT_MISC), a.quiet)).transpose()?.flatten();
     let sources = a.sources(store)?;
     let request = BuildRequest {
         context: sources.context.clone(),
@@ -237,6 +285,7 @@ pub fn build(
         leave_remote: !push_to.is_empty() && !matches!(output, Some(Output::Files { .. })),
         secrets,
         ssh,
+        platform,
     };
     let built = crate::builder::build(store, &request)?;
     let image = built.image.clone();
@@ -277,4 +326,29 @@ pub fn build(
     }
     outln!("{}", image.config);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_is_this_machines_or_one_binfmt_misc_emulates() {
+        let binfmt = tempfile::tempdir().unwrap();
+        let host = crate::transfer::platform::Platform::host().to_string();
+        assert_eq!(target_platform(&host, binfmt.path(), true).unwrap(), None);
+        let foreign = if host == "linux/arm64" { "linux/amd64" } else { "linux/arm64" };
+        let qemu = if host == "linux/arm64" { "qemu-x86_64" } else { "qemu-aarch64" };
+        let err = target_platform(foreign, binfmt.path(), true).unwrap_err().to_string();
+        assert!(err.contains("no emulator enabled") && err.contains(qemu), "{err}");
+        std::fs::write(binfmt.path().join(qemu), "disabled\ninterpreter /usr/bin/x\n").unwrap();
+        assert!(target_platform(foreign, binfmt.path(), true).is_err(), "a disabled one is none");
+        std::fs::write(binfmt.path().join(qemu), "enabled\ninterpreter /usr/bin/x\n").unwrap();
+        assert_eq!(target_platform(foreign, binfmt.path(), true).unwrap().as_deref(), Some(foreign));
+        assert!(target_platform("linux/amd64,linux/arm64", binfmt.path(), true)
+            .unwrap_err()
+            .to_string()
+            .contains("one platform"));
+        assert!(target_platform("windows/amd64", binfmt.path(), true).is_err());
+    }
 }
