@@ -34,17 +34,37 @@ fn sized(bytes: u64, significant: i32) -> String {
     if u == 0 {
         return format!("{bytes}B");
     }
-    let whole = if v >= 100.0 {
-        3
-    } else if v >= 10.0 {
-        2
-    } else {
-        1
+    format!("{}{}", significant_digits(v, significant), UNITS[u])
+}
+
+/// `1.805MiB`, as `docker stats` shows memory (go-units' BytesSize: binary units, 4
+/// significant digits).
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{}{}", significant_digits(v, 4), UNITS[u])
+}
+
+/// `v` (below 10,000) with `significant` digits, trailing zeros dropped (Go's `%.Ng`).
+fn significant_digits(v: f64, significant: i32) -> String {
+    let whole = match v {
+        v if v >= 1000.0 => 4,
+        v if v >= 100.0 => 3,
+        v if v >= 10.0 => 2,
+        _ => 1,
     };
     let digits = (significant - whole).max(0) as usize;
     let s = format!("{v:.digits$}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
-    format!("{s}{}", UNITS[u])
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// `3 minutes ago`, from an RFC 3339 time.
@@ -138,6 +158,9 @@ mod tests {
         assert_eq!(super::human_size(16_430_000), "16.43MB");
         assert_eq!(super::human_size(212), "212B");
         assert_eq!(super::human_size(128_400_000), "128.4MB");
+        assert_eq!(super::binary_size(1_892_762), "1.805MiB");
+        assert_eq!(super::binary_size(512), "512B");
+        assert_eq!(super::binary_size(2_096_000_000), "1.952GiB");
     }
 
     #[test]

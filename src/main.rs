@@ -126,6 +126,8 @@ enum Command {
     Pause(cli::control::PauseArgs),
     /// Unpause paused containers.
     Unpause(cli::control::PauseArgs),
+    /// Show containers' resource use (CPU, memory, network and block I/O, PIDs), live.
+    Stats(cli::stats::StatsArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(cli::control::WaitArgs),
     /// Copy files between a container and the host (CONTAINER:PATH on one side).
@@ -500,6 +502,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(a) => cli::control::wait(&store, a),
         Command::Pause(a) => cli::control::pause(&store, a, true),
         Command::Unpause(a) => cli::control::pause(&store, a, false),
+        Command::Stats(a) => cli::stats::stats(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
         Command::Top(a) => cli::top::top(&store, a),
         Command::Port(a) => cli::port::port(&store, a),

@@ -545,3 +545,48 @@ fn build_platform_is_this_machines_or_refused_naming_the_missing_emulator() {
     assert!(stderr(&out).contains(&format!("{foreign}: not this machine's platform")), "{}", stderr(&out));
     assert!(stderr(&out).contains(qemu), "{}", stderr(&out));
 }
+
+/// `docker stats --no-stream` (docs: "docker container stats"): Docker's columns, CPU %
+/// from two readings of the cgroup, memory usage / limit in binary units, PIDs;
+/// `-a` adds stopped containers at zero; `--format` over Docker's fields.
+#[test]
+fn stats_reads_the_containers_cgroup_in_dockers_columns() {
+    if !need_root("stats_reads_the_containers_cgroup_in_dockers_columns") {
+        return;
+    }
+    let (_work, store) = store_with_fixtures();
+    let busy =
+        detached(&store, &["--network", "none", "-m", "64m", "localhost/layered", "sh", "-c", "while :; do :; done"]);
+    layers_ok(&store, &["create", "--name", "idle", "localhost/layered", "true"]);
+    let table = layers_ok(&store, &["stats", "--no-stream"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let words = |l: &str| l.split("  ").map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect::<Vec<_>>();
+    assert_eq!(
+        words(lines[0]),
+        ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"],
+        "{table}"
+    );
+    assert_eq!(lines.len(), 2, "running ones only: {table}");
+    let row = words(lines[1]);
+    assert_eq!(row[0], busy[..12]);
+    let cpu: f64 = row[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 10.0, "a busy loop uses CPU: {table}");
+    assert!(row[3].ends_with(" / 64MiB"), "the -m limit: {table}");
+    assert_eq!(row[5], "0B / 0B", "no network: {table}");
+    assert_eq!(row[7], "1");
+
+    let all = layers_ok(
+        &store,
+        &["stats", "-a", "--no-stream", "--format", "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}"],
+    );
+    assert!(all.lines().any(|l| l == "idle 0.00% 0B / 0B 0"), "{all}");
+    let json = layers_ok(&store, &["container", "stats", "--no-stream", "--format", "json", &busy[..12]]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["Container"], &busy[..12], "as given");
+    for k in ["Name", "ID", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"] {
+        assert!(v[k].is_string(), "{k}: {v}");
+    }
+    let out = layers(&store, &["stats", "--no-stream", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    layers_ok(&store, &["rm", "-f", &busy]);
+}

@@ -53,6 +53,7 @@ const CONTAINER: &[Alias] = &[
     Alias { verb: "rm", is: "rm", with: &[], also: &["remove"] },
     alias("run", "run"),
     alias("start", "start"),
+    alias("stats", "stats"),
     alias("stop", "stop"),
     alias("top", "top"),
     alias("unpause", "unpause"),

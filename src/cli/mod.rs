@@ -27,6 +27,7 @@ pub mod ps;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod stats;
 pub mod system;
 pub mod top;
 pub mod unknown_flag;

@@ -64,6 +64,7 @@ const OTHERS: &[(&str, &[&str])] = &[
     ("history", &["--format", "-H", "--human", "--no-trunc", "--platform", "-q", "--quiet"]),
     ("export", &["-o", "--output"]),
     ("attach", &["--detach-keys", "--no-stdin", "--sig-proxy"]),
+    ("stats", &["-a", "--all", "--format", "--no-stream", "--no-trunc"]),
 ];
 
 /// Docker's flags of `command` (`layers run`, `layers image rm`).

@@ -101,6 +101,10 @@ fn join_file(h: &Hierarchy) -> &'static str {
     }
 }
 
+/// The v1 controllers a container gets a cgroup in where the host mounts them, after
+/// memory, pids and cpu: the freezer (`pause`), cpuacct and blkio (`stats`).
+const V1_OPTIONAL: [&str; 3] = ["freezer", "cpuacct", "blkio"];
+
 /// A container's cgroup(s), removed by `remove`.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -173,10 +177,10 @@ impl Cgroup {
                     fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
                     self.dirs.push(dir);
                 }
-                // The freezer (for `commit` of a running container) where the host has one; last,
-                // so the limits below keep their indices.
-                if root.join("freezer").is_dir() {
-                    let dir = root.join("freezer").join("layers").join(id);
+                // The freezer (`pause`, `commit` of a running container), and cpuacct and blkio
+                // (`stats`) where the host has them; last, so the limits below keep their indices.
+                for ctrl in V1_OPTIONAL.iter().filter(|c| root.join(c).is_dir()) {
+                    let dir = root.join(ctrl).join("layers").join(id);
                     fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
                     self.dirs.push(dir);
                 }
@@ -207,13 +211,13 @@ impl Cgroup {
     }
 
     /// The dirs `create` makes for container `id`.
-    fn dirs_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
+    pub(crate) fn dirs_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
         match hierarchy {
             Hierarchy::Unavailable(_) => Vec::new(),
             Hierarchy::V2(root) => vec![root.join("layers").join(id)],
-            Hierarchy::V1(root) => ["memory", "pids", "cpu", "freezer"]
+            Hierarchy::V1(root) => ["memory", "pids", "cpu"]
                 .iter()
-                .filter(|c| **c != "freezer" || root.join(c).is_dir())
+                .chain(V1_OPTIONAL.iter().filter(|c| root.join(c).is_dir()))
                 .map(|c| root.join(c).join("layers").join(id))
                 .collect(),
         }

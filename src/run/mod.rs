@@ -8,6 +8,9 @@ pub mod caps;
 // cgroupfs: the kernel's files under /sys/fs/cgroup, named by the container's ID.
 #[allow(clippy::disallowed_methods)]
 pub mod cgroup;
+// Reads the container's own cgroup files and its /proc/PID/net/dev.
+#[allow(clippy::disallowed_methods)]
+pub mod cgroup_stats;
 // Mount points inside the container's root are resolved by `sys.rs` beneath that
 // root (`fsroot::Root`, `O_NOFOLLOW` opens) before anything is mounted on them; the
 // joins here only name them.
