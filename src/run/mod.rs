@@ -94,7 +94,13 @@ pub fn exec_in(
 ) -> anyhow::Result<Ended> {
     let Some(r) = state::running(store, c) else { bail!("exec {}: container is not running", c.name) };
     let user = match &a.user {
-        Some(u) => users::resolve(u, &store.snapshots().view(c)?.lowers).map_err(anyhow::Error::msg)?,
+        Some(u) => match users::resolve(u, &store.snapshots().view(c)?.lowers) {
+            Ok(user) => user,
+            // dockerd's: the exec's process could not start, 126 (not exec's own failure).
+            Err(message) => {
+                return Ok(Ended { code: 126, oom_killed: false, memory_limit: None, not_run: Some(message) })
+            }
+        },
         None => r.user.clone(),
     };
     let mut env = r.env.clone();
