@@ -366,16 +366,15 @@ fn system_df_has_dockers_rows_columns_and_sections() {
 
     let table = layers_ok(&store, &["system", "df"]);
     let lines: Vec<&str> = table.lines().collect();
-    let words = |l: &str| l.split("  ").map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect::<Vec<_>>();
-    assert_eq!(words(lines[0]), ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], "{table}");
-    let kinds: Vec<String> = lines[1..5].iter().map(|l| words(l)[0].clone()).collect();
+    assert_eq!(columns(lines[0]), ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], "{table}");
+    let kinds: Vec<String> = lines[1..5].iter().map(|l| columns(l)[0].clone()).collect();
     assert_eq!(kinds, ["Images", "Containers", "Local Volumes", "Build Cache"], "{table}");
-    let containers = words(lines[2]);
+    let containers = columns(lines[2]);
     assert_eq!(containers[1..3], ["2", "1"], "two containers, one running: {table}");
     assert!(containers[4].ends_with("%)"), "a percentage: {table}");
-    let volumes = words(lines[3]);
+    let volumes = columns(lines[3]);
     assert_eq!(volumes[1..3], ["2", "1"], "two volumes, one in use: {table}");
-    let build_cache = words(lines[4]);
+    let build_cache = columns(lines[4]);
     assert!(build_cache[1].parse::<u64>().unwrap() >= 1 && !build_cache[4].contains('%'), "{table}");
 
     let json = layers_ok(&store, &["system", "df", "--format", "json"]);
@@ -395,7 +394,7 @@ fn system_df_has_dockers_rows_columns_and_sections() {
         assert!(v.contains(section), "{section}: {v}");
     }
     assert!(v.contains("REPOSITORY") && v.contains("LAST USED") && v.contains("PINNED"), "{v}");
-    assert!(v.lines().any(|l| l.starts_with("dfvol ") && words(l)[1] == "1"), "one link: {v}");
+    assert!(v.lines().any(|l| l.starts_with("dfvol ") && columns(l)[1] == "1"), "one link: {v}");
     assert!(v.lines().any(|l| l.starts_with(&running[..12]) && l.contains("running")), "{v}");
     layers_ok(&store, &["rm", "-f", &running]);
 }
@@ -560,14 +559,13 @@ fn stats_reads_the_containers_cgroup_in_dockers_columns() {
     layers_ok(&store, &["create", "--name", "idle", "localhost/layered", "true"]);
     let table = layers_ok(&store, &["stats", "--no-stream"]);
     let lines: Vec<&str> = table.lines().collect();
-    let words = |l: &str| l.split("  ").map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect::<Vec<_>>();
     assert_eq!(
-        words(lines[0]),
+        columns(lines[0]),
         ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"],
         "{table}"
     );
     assert_eq!(lines.len(), 2, "running ones only: {table}");
-    let row = words(lines[1]);
+    let row = columns(lines[1]);
     assert_eq!(row[0], busy[..12]);
     let cpu: f64 = row[2].trim_end_matches('%').parse().unwrap();
     assert!(cpu > 10.0, "a busy loop uses CPU: {table}");
@@ -589,4 +587,9 @@ fn stats_reads_the_containers_cgroup_in_dockers_columns() {
     let out = layers(&store, &["stats", "--no-stream", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     layers_ok(&store, &["rm", "-f", &busy]);
+}
+
+/// A table line's columns: the runs between two or more spaces.
+fn columns(line: &str) -> Vec<String> {
+    line.split("  ").map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect()
 }
