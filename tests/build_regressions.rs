@@ -111,7 +111,8 @@ fn copy_link_makes_a_layer_of_its_own_and_unsupported_flags_are_refused() {
             "FROM busybox\nRUN --mount=type=tmpfs,target=/c,sharing=locked true\n",
             "sharing does not apply to type=tmpfs",
         ),
-        ("FROM busybox\nRUN --mount=type=ssh,target=/s true\n", "type ssh"),
+        ("FROM busybox\nRUN --mount=type=volume,target=/s true\n", "type volume"),
+        ("FROM busybox\nRUN --mount=type=ssh,mode=0644 true\n", "mode is not supported for type=ssh"),
         ("FROM busybox\nRUN --mount=type=secret,id=s,from=x true\n", "from does not apply to type=secret"),
         ("FROM busybox\nRUN --mount=type=secret,id=s,required true\n", "secret s was not given"),
     ] {
