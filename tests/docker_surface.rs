@@ -532,6 +532,18 @@ fn build_platform_is_this_machines_or_refused_naming_the_missing_emulator() {
     let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
     let out = layers(&store, &["build", "--platform", &format!("linux/{arch}"), "-t", "native", ctx.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // BuildKit's automatic platform args: there when declared, a --build-arg over them.
+    let args = build_context(
+        work.path(),
+        "args",
+        "ARG BUILDPLATFORM\nFROM busybox\nARG TARGETARCH\nARG TARGETOS\nARG BUILDPLATFORM\n\
+         RUN echo \"$TARGETOS/$TARGETARCH from $BUILDPLATFORM, undeclared: ${TARGETPLATFORM:-none}\" > /p\n",
+    );
+    layers_ok(&store, &["build", "-q", "-t", "args", args.to_str().unwrap()]);
+    assert_eq!(run_in(&store, "args", "cat /p"), format!("linux/{arch} from linux/{arch}, undeclared: none\n"));
+    let out = layers(&store, &["build", "--build-arg", "TARGETARCH=given", "-t", "args2", args.to_str().unwrap()]);
+    assert!(out.status.success() && !stderr(&out).contains("[Warning]"), "{}", stderr(&out));
+    assert!(run_in(&store, "args2", "cat /p").starts_with("linux/given from"));
     let (foreign, qemu) =
         if arch == "arm64" { ("linux/amd64", "qemu-x86_64") } else { ("linux/arm64", "qemu-aarch64") };
     let entry = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(qemu);

@@ -158,6 +158,22 @@ impl Built {
     }
 }
 
+/// `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT` (of `target`, else this
+/// machine's) and the `BUILD…` four (this machine's), as BuildKit defines them.
+fn platform_args(target: Option<&str>) -> BTreeMap<String, String> {
+    use crate::transfer::platform::Platform;
+    let host = Platform::host();
+    let target = target.and_then(|t| Platform::parse(t).ok()).unwrap_or_else(|| host.clone());
+    let mut args = BTreeMap::new();
+    for (prefix, p) in [("TARGET", &target), ("BUILD", &host)] {
+        args.insert(format!("{prefix}PLATFORM"), p.to_string());
+        args.insert(format!("{prefix}OS"), p.os.clone());
+        args.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        args.insert(format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default());
+    }
+    args
+}
+
 /// Builds `a`: the image of the target stage, and what a cache export needs.
 // The build context is a dir the user named (canonicalized once, then read through
 // `fsroot::Tree`); the Dockerfile's path is joined for messages only.
@@ -188,7 +204,11 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
     if stages.stages.is_empty() {
         bail!("{file}: no FROM instruction");
     }
-    let global_args = global_args(&stages.globals, &a.build_args, parsed.escape)?;
+    // BuildKit's automatic platform args, for an `ARG TARGETARCH` (etc.) to pick up
+    // unless a --build-arg gives it.
+    let mut build_args = platform_args(a.platform.as_deref());
+    build_args.extend(a.build_args.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let global_args = global_args(&stages.globals, &build_args, parsed.escape)?;
     let target = match &a.target {
         Some(t) => stages
             .stages
@@ -265,7 +285,7 @@ pub fn build(store: &Store, a: &BuildRequest) -> anyhow::Result<Built> {
         context_tree: &context_tree,
         ignore: ignore.clone(),
         escape: parsed.escape,
-        build_args: a.build_args.clone(),
+        build_args: build_args.clone(),
         global_args,
         network: a.network.clone(),
         base: &base,
