@@ -69,46 +69,47 @@ pub fn df(store: &Store, a: &DfArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("df: --format cannot be combined with --verbose");
     }
     let content = store.gc().content_usage()?;
-    let (containers, volumes) = runtime_usage(store)?;
-    let kinds = [
-        ("Images", content.images, true),
-        ("Containers", containers, true),
-        ("Local Volumes", volumes, true),
-        // Docker gives the build cache's no percentage.
-        ("Build Cache", content.build_cache, false),
-    ];
-    let summary: Vec<Vec<String>> = kinds
-        .iter()
-        .map(|(kind, k, percent)| {
-            vec![
-                kind.to_string(),
-                k.total.to_string(),
-                k.active.to_string(),
-                format::human_size(k.size),
-                reclaimable(k, *percent),
-            ]
-        })
-        .collect();
-    if format != Format::Table {
-        let rows: Vec<serde_json::Value> = summary
-            .iter()
-            .map(|r| {
-                serde_json::json!({"Type": r[0], "TotalCount": r[1], "Active": r[2], "Size": r[3], "Reclaimable": r[4]})
-            })
-            .collect();
-        let headers = [
-            ("Type", "TYPE"),
-            ("TotalCount", "TOTAL"),
-            ("Active", "ACTIVE"),
-            ("Size", "SIZE"),
-            ("Reclaimable", "RECLAIMABLE"),
-        ];
-        outln!("{}", template::render(&format, &headers, &rows)?.trim_end_matches('\n'));
-        return Ok(ExitCode::SUCCESS);
-    }
     if a.verbose {
+        // Its sections measure each container and volume; the summary is not shown.
         verbose(store, &content.build_cache)?;
     } else {
+        let (containers, volumes) = runtime_usage(store)?;
+        let kinds = [
+            ("Images", content.images, true),
+            ("Containers", containers, true),
+            ("Local Volumes", volumes, true),
+            // Docker gives the build cache's no percentage.
+            ("Build Cache", content.build_cache, false),
+        ];
+        let summary: Vec<Vec<String>> = kinds
+            .iter()
+            .map(|(kind, k, percent)| {
+                vec![
+                    kind.to_string(),
+                    k.total.to_string(),
+                    k.active.to_string(),
+                    format::human_size(k.size),
+                    reclaimable(k, *percent),
+                ]
+            })
+            .collect();
+        if format != Format::Table {
+            let rows: Vec<serde_json::Value> = summary
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"Type": r[0], "TotalCount": r[1], "Active": r[2], "Size": r[3], "Reclaimable": r[4]})
+                })
+                .collect();
+            let headers = [
+                ("Type", "TYPE"),
+                ("TotalCount", "TOTAL"),
+                ("Active", "ACTIVE"),
+                ("Size", "SIZE"),
+                ("Reclaimable", "RECLAIMABLE"),
+            ];
+            outln!("{}", template::render(&format, &headers, &rows)?.trim_end_matches('\n'));
+            return Ok(ExitCode::SUCCESS);
+        }
         print_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &summary);
     }
     let du = store.gc().df()?;
