@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use layers_store::gc::budget::{Budget, Evicted, Evictions};
+use layers_store::gc::budget::{Budget, Evictions};
 use layers_store::Store;
 
 /// `<root>/store.toml`.
@@ -63,7 +63,8 @@ pub fn budget(store: &Store, max_size: Option<&str>) -> anyhow::Result<Budget> {
 pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evictions>) -> anyhow::Result<()> {
     let last = store.gc().enforce(budget, started).context("keep the store within its budget")?.unwrap_or_default();
     let before = during.map(Evictions::total).unwrap_or_default();
-    let evicted: Vec<String> = before.images.iter().chain(&last.images).map(evicted_name).collect();
+    let evicted: Vec<String> =
+        before.images.iter().chain(&last.images).map(|e| super::images::shown_name(&e.tags, &e.config)).collect();
     let limit = limit_text(budget);
     if !evicted.is_empty() {
         eprintln!(
@@ -83,11 +84,6 @@ pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evi
         eprintln!("layers: the store is still {} over its budget ({limit}); {why}", crate::format::size(over));
     }
     Ok(())
-}
-
-/// An evicted image as the user knew it: its first name, else its short ID.
-fn evicted_name(e: &Evicted) -> String {
-    e.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| e.config.short())
 }
 
 /// `max size 10MB, 10% kept free`.
@@ -122,9 +118,7 @@ fn kept_images(store: &Store, started: i64) -> anyhow::Result<Vec<String>> {
             why.push("used by this command".to_string());
         }
         if !why.is_empty() {
-            let name =
-                u.image.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| u.image.config.short());
-            kept.push(format!("{name} ({})", why.join(", ")));
+            kept.push(format!("{} ({})", super::images::shown_name(&u.image.tags, &u.image.config), why.join(", ")));
         }
     }
     Ok(kept)

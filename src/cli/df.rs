@@ -191,10 +191,7 @@ fn verbose(store: &Store, build_cache: &KindUsage) -> anyhow::Result<()> {
         .map(|c| {
             let s = state::Status::of(store, c);
             let volumes = mounts.get(&c.id).copied().unwrap_or(0);
-            let image = match store.images().get(&c.image) {
-                Ok(Some(i)) => i.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| i.config.short()),
-                _ => c.image.short(),
-            };
+            let image = crate::cli::images::shown_name_of(store, &c.image);
             vec![
                 c.short_id().to_string(),
                 image,

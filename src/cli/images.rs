@@ -292,6 +292,20 @@ fn class_matches(class: &[char], x: char) -> bool {
     hit != negate
 }
 
+/// An image as listings name it: its first name in Docker's familiar form, else its short ID.
+pub fn shown_name(tags: &[String], config: &layers_store::Digest) -> String {
+    tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| config.short())
+}
+
+/// The stored image `manifest` as listings name it ([`shown_name`]), or its short
+/// manifest digest when it is no longer stored.
+pub fn shown_name_of(store: &Store, manifest: &layers_store::Digest) -> String {
+    match store.images().get(manifest) {
+        Ok(Some(img)) => shown_name(&img.tags, &img.config),
+        _ => manifest.short(),
+    }
+}
+
 /// Prints left-aligned columns separated by three spaces, as Docker does.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -173,10 +173,7 @@ fn image_name(store: &Store, s: &Seen) -> String {
     if named {
         return s.config.image.clone();
     }
-    match store.images().get(&s.c.image) {
-        Ok(Some(img)) => img.tags.first().map(|t| layers_store::familiar(t)).unwrap_or_else(|| img.config.short()),
-        _ => s.c.image.short(),
-    }
+    super::images::shown_name_of(store, &s.c.image)
 }
 
 /// What it runs: its entrypoint and command (the image's, or those it was given).
