@@ -200,16 +200,7 @@ impl Gc<'_> {
 
     /// Every image's share of the store, most recently used first.
     pub fn image_usage(&self) -> Result<Vec<ImageUsage>> {
-        let (uses, mut steps, sizes) = {
-            let md = self.store.md();
-            let sizes: HashMap<DiffId, u64> =
-                md.layers()?.into_iter().map(|l| (l.diff_id, l.uncompressed_size)).collect();
-            (md.image_uses()?, md.step_keys()?, sizes)
-        };
-        let mut containers: HashMap<Digest, u64> = HashMap::new();
-        for c in self.store.snapshots().list()? {
-            *containers.entry(c.image).or_default() += 1;
-        }
+        let super::usage::UsageInputs { uses, mut steps, sizes, containers } = self.usage_inputs()?;
         // How many images name each layer: one that more than one names is shared.
         let mut named: HashMap<DiffId, u32> = HashMap::new();
         for u in &uses {

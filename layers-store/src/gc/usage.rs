@@ -7,6 +7,19 @@ use std::collections::{HashMap, HashSet};
 use super::Gc;
 use crate::content::digest::{DiffId, Digest};
 use crate::error::Result;
+use crate::images::catalog::ImageUse;
+
+/// What a usage listing reads of the store, once: each image's use and layers, the
+/// build steps that made images, each layer's unpacked size, and how many containers
+/// are based on each image.
+pub(super) struct UsageInputs {
+    pub uses: Vec<ImageUse>,
+    /// Manifest → the cache keys of the steps that made it.
+    pub steps: HashMap<Digest, Vec<Digest>>,
+    pub sizes: HashMap<DiffId, u64>,
+    /// Manifest → containers based on it.
+    pub containers: HashMap<Digest, u64>,
+}
 
 /// One row of Docker's `system df`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,26 +46,36 @@ pub struct ContentUsage {
 }
 
 impl Gc<'_> {
-    /// Images and the build cache, counted as Docker's `system df` counts them.
-    pub fn content_usage(&self) -> Result<ContentUsage> {
+    /// Reads what [`UsageInputs`] holds.
+    pub(super) fn usage_inputs(&self) -> Result<UsageInputs> {
         let (uses, steps, sizes) = {
             let md = self.store.md();
             let sizes: HashMap<DiffId, u64> =
                 md.layers()?.into_iter().map(|l| (l.diff_id, l.uncompressed_size)).collect();
             (md.image_uses()?, md.step_keys()?, sizes)
         };
-        let based_on: HashSet<Digest> = self.store.snapshots().list()?.into_iter().map(|c| c.image).collect();
+        let mut containers: HashMap<Digest, u64> = HashMap::new();
+        for c in self.store.snapshots().list()? {
+            *containers.entry(c.image).or_default() += 1;
+        }
+        Ok(UsageInputs { uses, steps, sizes, containers })
+    }
+
+    /// Images and the build cache, counted as Docker's `system df` counts them.
+    pub fn content_usage(&self) -> Result<ContentUsage> {
+        let UsageInputs { uses, steps, sizes, containers } = self.usage_inputs()?;
+        let based_on = |m: &Digest| containers.contains_key(m);
         let bytes = |layers: &HashSet<DiffId>| layers.iter().map(|l| sizes.get(l).copied().unwrap_or(0)).sum::<u64>();
         let mut images = KindUsage::default();
         let (mut listed, mut active, mut step_only) = (HashSet::new(), HashSet::new(), HashSet::new());
         for u in &uses {
-            if steps.contains_key(&u.manifest) && !u.tagged && !based_on.contains(&u.manifest) {
+            if steps.contains_key(&u.manifest) && !u.tagged && !based_on(&u.manifest) {
                 step_only.extend(u.layers.iter().copied());
                 continue;
             }
             images.total += 1;
             listed.extend(u.layers.iter().copied());
-            if based_on.contains(&u.manifest) {
+            if based_on(&u.manifest) {
                 images.active += 1;
                 active.extend(u.layers.iter().copied());
             }
