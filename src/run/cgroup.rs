@@ -105,6 +105,16 @@ fn join_file(h: &Hierarchy) -> &'static str {
 /// memory, pids and cpu: the freezer (`pause`), cpuacct and blkio (`stats`).
 const V1_OPTIONAL: [&str; 3] = ["freezer", "cpuacct", "blkio"];
 
+/// Container `id`'s dir of v1 controller `ctrl` under the hierarchy `root`.
+pub(crate) fn v1_dir(root: &Path, ctrl: &str, id: &str) -> PathBuf {
+    root.join(ctrl).join("layers").join(id)
+}
+
+/// Container `id`'s one dir under the v2 hierarchy `root`.
+pub(crate) fn v2_dir(root: &Path, id: &str) -> PathBuf {
+    root.join("layers").join(id)
+}
+
 /// A container's cgroup(s), removed by `remove`.
 #[derive(Debug)]
 pub struct Cgroup {
@@ -173,14 +183,14 @@ impl Cgroup {
             }
             Hierarchy::V1(root) => {
                 for ctrl in ["memory", "pids", "cpu"] {
-                    let dir = root.join(ctrl).join("layers").join(id);
+                    let dir = v1_dir(&root, ctrl, id);
                     fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
                     self.dirs.push(dir);
                 }
                 // The freezer (`pause`, `commit` of a running container), and cpuacct and blkio
                 // (`stats`) where the host has them; last, so the limits below keep their indices.
                 for ctrl in V1_OPTIONAL.iter().filter(|c| root.join(c).is_dir()) {
-                    let dir = root.join(ctrl).join("layers").join(id);
+                    let dir = v1_dir(&root, ctrl, id);
                     fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
                     self.dirs.push(dir);
                 }
@@ -211,14 +221,14 @@ impl Cgroup {
     }
 
     /// The dirs `create` makes for container `id`.
-    pub(crate) fn dirs_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
+    fn dirs_of(hierarchy: &Hierarchy, id: &str) -> Vec<PathBuf> {
         match hierarchy {
             Hierarchy::Unavailable(_) => Vec::new(),
-            Hierarchy::V2(root) => vec![root.join("layers").join(id)],
+            Hierarchy::V2(root) => vec![v2_dir(root, id)],
             Hierarchy::V1(root) => ["memory", "pids", "cpu"]
                 .iter()
                 .chain(V1_OPTIONAL.iter().filter(|c| root.join(c).is_dir()))
-                .map(|c| root.join(c).join("layers").join(id))
+                .map(|c| v1_dir(root, c, id))
                 .collect(),
         }
     }
@@ -228,18 +238,15 @@ impl Cgroup {
     /// freezer controller (done when `freezer.state` says so).
     pub fn set_frozen(hierarchy: &Hierarchy, id: &str, frozen: bool) -> anyhow::Result<()> {
         let (dir, file, value, state, done) = match hierarchy {
-            Hierarchy::V2(root) => {
-                let dir = root.join("layers").join(id);
-                (
-                    dir,
-                    "cgroup.freeze",
-                    if frozen { "1" } else { "0" },
-                    "cgroup.events",
-                    if frozen { "frozen 1" } else { "frozen 0" },
-                )
-            }
+            Hierarchy::V2(root) => (
+                v2_dir(root, id),
+                "cgroup.freeze",
+                if frozen { "1" } else { "0" },
+                "cgroup.events",
+                if frozen { "frozen 1" } else { "frozen 0" },
+            ),
             Hierarchy::V1(root) => {
-                let dir = root.join("freezer").join("layers").join(id);
+                let dir = v1_dir(root, "freezer", id);
                 let want = if frozen { "FROZEN" } else { "THAWED" };
                 (dir, "freezer.state", want, "freezer.state", want)
             }
@@ -267,9 +274,9 @@ impl Cgroup {
     pub fn is_frozen(hierarchy: &Hierarchy, id: &str) -> bool {
         match hierarchy {
             Hierarchy::V2(root) => {
-                fs::read_to_string(root.join("layers").join(id).join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+                fs::read_to_string(v2_dir(root, id).join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
             }
-            Hierarchy::V1(root) => fs::read_to_string(root.join("freezer/layers").join(id).join("freezer.state"))
+            Hierarchy::V1(root) => fs::read_to_string(v1_dir(root, "freezer", id).join("freezer.state"))
                 .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING")),
             Hierarchy::Unavailable(_) => false,
         }

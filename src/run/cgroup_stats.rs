@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::cgroup::{Cgroup, Hierarchy};
+use super::cgroup::{v1_dir, v2_dir, Hierarchy};
 
 /// A container's use at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,8 +72,8 @@ pub fn sample(hierarchy: &Hierarchy, id: &str, pid: Option<u32>) -> Sample {
     let mut s = Sample { net: pid.and_then(net_of), ..Sample::default() };
     match hierarchy {
         Hierarchy::Unavailable(_) => {}
-        Hierarchy::V2(_) => {
-            let Some(dir) = Cgroup::dirs_of(hierarchy, id).into_iter().next() else { return s };
+        Hierarchy::V2(root) => {
+            let dir = v2_dir(root, id);
             s.cpu_ns = keyed(&dir, "cpu.stat", "usage_usec").map(|us| us * 1000);
             s.memory = number(&dir, "memory.current")
                 .map(|m| m.saturating_sub(keyed(&dir, "memory.stat", "inactive_file").unwrap_or(0)));
@@ -82,7 +82,7 @@ pub fn sample(hierarchy: &Hierarchy, id: &str, pid: Option<u32>) -> Sample {
             s.block = fs::read_to_string(dir.join("io.stat")).ok().map(|t| io_stat(&t));
         }
         Hierarchy::V1(root) => {
-            let dir = |ctrl: &str| root.join(ctrl).join("layers").join(id);
+            let dir = |ctrl: &str| v1_dir(root, ctrl, id);
             let mem = dir("memory");
             s.memory = number(&mem, "memory.usage_in_bytes")
                 .map(|m| m.saturating_sub(keyed(&mem, "memory.stat", "total_inactive_file").unwrap_or(0)));
