@@ -62,8 +62,8 @@ pub struct LoadArgs {
     quiet: bool,
 }
 
-/// Stdout or a file, buffered. A tar is not written to a terminal, as Docker refuses to.
-/// Where a tar goes: the file at `path`, or stdout for `-` (never a terminal).
+/// Where a tar goes, buffered: the file at `path`, or stdout for `-`, never a terminal
+/// (as Docker refuses to).
 pub(crate) fn output(path: &str) -> anyhow::Result<Box<dyn Write>> {
     use std::io::IsTerminal;
     Ok(if path == "-" {

@@ -100,7 +100,7 @@ pub struct ExecArgs {
 pub fn exec(store: &Store, a: &ExecArgs, transfers: &Transfers) -> anyhow::Result<ExitCode> {
     super::lifecycle::check_tty(a.tty, a.interactive)?;
     let c = store.snapshots().resolve(&a.container)?;
-    if crate::run::state::running(store, &c).is_some() && crate::run::state::paused(&c) {
+    if matches!(crate::run::state::Status::of(store, &c), crate::run::state::Status::Paused(_)) {
         anyhow::bail!("exec {}: container is paused, unpause it first", c.name);
     }
     let spec = ExecSpec {
