@@ -174,20 +174,6 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
             _ => bail!("--mount={m}: option {k:?} is not supported"),
         }
     }
-    if kind == "ssh" {
-        return ssh_mount(
-            m,
-            id,
-            target,
-            required,
-            &given_for_ssh(source, size, from_name, sharing, rw, uid, gid, mode, env),
-        );
-    }
-    if kind == "secret" {
-        return secret_mount(m, id, target, env, required, (uid, gid, mode), (source, size, from_name, sharing, rw));
-    }
-    let Some(target) = target.filter(|t| t.starts_with('/')) else { bail!("--mount={m}: needs an absolute target=") };
-    let target = target.to_string();
     let only = |allowed: &[&str], given: &[(&str, bool)]| -> anyhow::Result<()> {
         match given.iter().find(|(n, set)| *set && !allowed.contains(n)) {
             Some((n, _)) => bail!("--mount={m}: {n} does not apply to type={kind}"),
@@ -208,6 +194,22 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
         ("required", required.is_some()),
         ("env", env.is_some()),
     ];
+    // Secrets and agents need no target= (each has a default); both are read-only anyway.
+    if kind == "ssh" {
+        // BuildKit proxies the agent to give its socket another owner or mode; here the
+        // socket is bind-mounted as it is, so those are refused rather than ignored.
+        if let Some((n, _)) = given.iter().find(|(n, set)| *set && ["uid", "gid", "mode"].contains(n)) {
+            bail!("--mount={m}: {n} is not supported for type=ssh (the agent's socket is mounted as it is)");
+        }
+        only(&["id", "readonly", "required"], &given)?;
+        return ssh_mount(m, id, target, required);
+    }
+    if kind == "secret" {
+        only(&["id", "readonly", "required", "env", "uid", "gid", "mode"], &given)?;
+        return secret_mount(m, id, target, env, required, (uid, gid, mode));
+    }
+    let Some(target) = target.filter(|t| t.starts_with('/')) else { bail!("--mount={m}: needs an absolute target=") };
+    let target = target.to_string();
     let from = from_name.map(|f| from(f).with_context(|| format!("--mount={m}: from={f}"))).transpose()?;
     match kind {
         "cache" => {
@@ -268,47 +270,9 @@ fn mount(m: &str, from: &dyn Fn(&str) -> anyhow::Result<MountFrom>) -> anyhow::R
     }
 }
 
-/// The options given that `type=ssh` takes none of.
-#[allow(clippy::too_many_arguments)]
-fn given_for_ssh<'a>(
-    source: Option<&'a str>,
-    size: Option<&'a str>,
-    from: Option<&'a str>,
-    sharing: Option<&'a str>,
-    rw: bool,
-    uid: Option<&'a str>,
-    gid: Option<&'a str>,
-    mode: Option<&'a str>,
-    env: Option<&'a str>,
-) -> Vec<&'static str> {
-    let given = [
-        ("source", source.is_some()),
-        ("size", size.is_some()),
-        ("from", from.is_some()),
-        ("sharing", sharing.is_some()),
-        ("rw", rw),
-        // BuildKit proxies the agent to give its socket another owner or mode; here the
-        // socket is bind-mounted as it is, so those are refused rather than ignored.
-        ("uid", uid.is_some()),
-        ("gid", gid.is_some()),
-        ("mode", mode.is_some()),
-        ("env", env.is_some()),
-    ];
-    given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
-}
-
 /// `--mount=type=ssh[,id=…][,target=…][,required]`: the agent `--ssh ID=…` names
 /// (`default` unless given), at `target` (default `/run/buildkit/ssh_agent.0`).
-fn ssh_mount(
-    m: &str,
-    id: Option<&str>,
-    target: Option<&str>,
-    required: Option<bool>,
-    refused: &[&str],
-) -> anyhow::Result<RunMount> {
-    if let Some(name) = refused.first() {
-        bail!("--mount={m}: {name} is not supported for type=ssh (the agent's socket is mounted as it is)");
-    }
+fn ssh_mount(m: &str, id: Option<&str>, target: Option<&str>, required: Option<bool>) -> anyhow::Result<RunMount> {
     let target = target.unwrap_or("/run/buildkit/ssh_agent.0");
     if !target.starts_with('/') {
         bail!("--mount={m}: target={target}: want an absolute path");
@@ -327,19 +291,7 @@ fn secret_mount(
     env: Option<&str>,
     required: Option<bool>,
     (uid, gid, mode): (Option<&str>, Option<&str>, Option<&str>),
-    (source, size, from, sharing, rw): (Option<&str>, Option<&str>, Option<&str>, Option<&str>, bool),
 ) -> anyhow::Result<RunMount> {
-    for (name, given) in [
-        ("source", source.is_some()),
-        ("size", size.is_some()),
-        ("from", from.is_some()),
-        ("sharing", sharing.is_some()),
-        ("rw", rw),
-    ] {
-        if given {
-            bail!("--mount={m}: {name} does not apply to type=secret");
-        }
-    }
     if let Some(t) = target.filter(|t| !t.starts_with('/')) {
         bail!("--mount={m}: target={t}: want an absolute path");
     }
