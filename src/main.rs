@@ -295,15 +295,16 @@ fn main() -> ExitCode {
 /// the verbs they are. Only a line that uses one builds the full command tree.
 fn parse(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
+    // One tree built for the common line: the management check reads its globals only.
     let top = Cli::command();
     if !cli::management::uses_management(&top, &args) {
-        return Cli::try_parse_from(args);
+        return Cli::from_arg_matches_mut(&mut top.try_get_matches_from(args)?);
     }
     // The augmented tree checks the line and gives its help and errors as typed.
-    let matches = cli::management::augment(top.clone()).try_get_matches_from(&args)?;
+    let mut matches = cli::management::augment(top.clone()).try_get_matches_from(&args)?;
     match cli::management::rewrite(&top, &args) {
-        Some(verb) => Cli::try_parse_from(verb),
-        None => Cli::from_arg_matches(&matches),
+        Some(verb) => Cli::from_arg_matches_mut(&mut top.try_get_matches_from(verb)?),
+        None => Cli::from_arg_matches_mut(&mut matches),
     }
 }
 
