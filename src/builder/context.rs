@@ -51,8 +51,14 @@ pub fn is_archive(tree: &Tree, rel: &Path) -> bool {
             Ok(n) => got += n,
         }
     }
-    match layers_store::Compression::detect(&head[..got]) {
-        Ok(layers_store::Compression::None) => got == 512 && &head[257..262] == b"ustar",
+    starts_a_tar(&head[..got])
+}
+
+/// Whether `head` (a stream's first bytes, up to 512) starts a tar, plain (its
+/// `ustar` magic) or gzip/zstd-compressed.
+pub fn starts_a_tar(head: &[u8]) -> bool {
+    match layers_store::Compression::detect(head) {
+        Ok(layers_store::Compression::None) => head.len() == 512 && &head[257..262] == b"ustar",
         Ok(_) => true,
         Err(_) => false,
     }

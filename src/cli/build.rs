@@ -131,7 +131,7 @@ impl BuildArgs {
         let mut stdin = std::io::stdin();
         let mut head = Vec::with_capacity(512);
         (&mut stdin).take(512).read_to_end(&mut head).context("read stdin")?;
-        let file = if is_tar(&head) {
+        let file = if crate::builder::context::starts_a_tar(&head) {
             let input = std::io::Cursor::new(head).chain(stdin);
             crate::builder::context::extract_stream(input, scratch.path(), store.limits())
                 .context("build -: read the context tar on stdin")?;
@@ -186,15 +186,6 @@ fn target_platform(spec: &str, binfmt: &Path, quiet: bool) -> anyhow::Result<Opt
         eprintln!("building for {want}: its RUN steps run through binfmt_misc's qemu-{qemu}");
     }
     Ok(Some(want.to_string()))
-}
-
-/// Whether `head` (a stream's first 512 bytes) starts a tar, plain or compressed.
-fn is_tar(head: &[u8]) -> bool {
-    match layers_store::Compression::detect(head) {
-        Ok(layers_store::Compression::None) => head.len() == 512 && &head[257..262] == b"ustar",
-        Ok(_) => true,
-        Err(_) => false,
-    }
 }
 
 /// A Dockerfile from stdin: UTF-8 text within the Dockerfile size limit.
