@@ -11,7 +11,7 @@ use layers_store::{ContainerRow, Store};
 use crate::format;
 use crate::run::cgroup::Hierarchy;
 use crate::run::cgroup_stats::{sample, Sample};
-use crate::run::state::{self, Status};
+use crate::run::state;
 use crate::template;
 
 // Arguments of `layers stats`.
@@ -62,21 +62,19 @@ pub fn stats(store: &Store, a: &StatsArgs) -> anyhow::Result<ExitCode> {
     } else {
         a.containers.iter().map(|n| Ok((n.clone(), store.snapshots().resolve(n)?))).collect::<anyhow::Result<_>>()?
     };
-    let read = |c: &ContainerRow| -> Sample {
+    // (when, its reading while it runs: running or paused)
+    let read = |c: &ContainerRow| -> (Instant, Option<Sample>) {
         let pid = state::running(store, c).map(|r| r.pid);
-        if pid.is_none() {
-            return Sample::default();
-        }
-        sample(&hierarchy, &c.id, pid)
+        (Instant::now(), pid.map(|p| sample(&hierarchy, &c.id, Some(p))))
     };
-    let mut before: Vec<(Instant, Sample)> = chosen.iter().map(|(_, c)| (Instant::now(), read(c))).collect();
+    let mut before: Vec<_> = chosen.iter().map(|(_, c)| read(c)).collect();
     loop {
         std::thread::sleep(INTERVAL);
-        let now: Vec<(Instant, Sample)> = chosen.iter().map(|(_, c)| (Instant::now(), read(c))).collect();
+        let now: Vec<_> = chosen.iter().map(|(_, c)| read(c)).collect();
         let rows: Vec<serde_json::Value> = chosen
             .iter()
             .zip(before.iter().zip(&now))
-            .map(|((given, c), (b, n))| row(store, given, c, b, n, !a.no_trunc))
+            .map(|((given, c), (b, n))| row(given, c, b, n, !a.no_trunc))
             .collect();
         let table = template::listing(a.format.as_deref(), COLUMNS, HEADERS, &rows)?;
         if a.no_stream {
@@ -89,16 +87,16 @@ pub fn stats(store: &Store, a: &StatsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One container's fields, CPU % from the two readings.
+/// One container's fields, CPU % from the two readings (none: it was not running).
 fn row(
-    store: &Store,
     given: &str,
     c: &ContainerRow,
-    (t0, s0): &(Instant, Sample),
-    (t1, s1): &(Instant, Sample),
+    (t0, s0): &(Instant, Option<Sample>),
+    (t1, s1): &(Instant, Option<Sample>),
     trunc: bool,
 ) -> serde_json::Value {
-    let up = matches!(Status::of(store, c), Status::Running(_) | Status::Paused(_));
+    let up = s1.is_some();
+    let (s0, s1) = (s0.unwrap_or_default(), s1.unwrap_or_default());
     let dash = || "--".to_string();
     let cpu = match (s0.cpu_ns, s1.cpu_ns) {
         (Some(a), Some(b)) if up => {
