@@ -33,6 +33,12 @@ mod format;
 // The store's own staging dir.
 #[allow(clippy::disallowed_methods)]
 mod interrupt;
+// The store's own event log, beneath its root.
+#[allow(clippy::disallowed_methods)]
+mod events;
+// Files of the store's own: container logs, the event log.
+#[allow(clippy::disallowed_methods)]
+mod json_lines;
 // Host paths of its own: /proc, /run/layers/networks, the network settings files.
 #[allow(clippy::disallowed_methods)]
 mod network;
@@ -180,6 +186,8 @@ enum Command {
     Fsck(maintenance::FsckArgs),
     /// Show disk usage of the store.
     Df(cli::df::DfArgs),
+    /// Show what happened to the store's containers and images, as it happens (or between times).
+    Events(cli::events::EventsArgs),
     /// Print a shell completion script (`layers completion bash > /etc/bash_completion.d/layers`).
     Completion {
         /// The shell.
@@ -504,6 +512,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause(a) => cli::control::pause(&store, a, true),
         Command::Unpause(a) => cli::control::pause(&store, a, false),
         Command::Stats(a) => cli::stats::stats(&store, a),
+        Command::Events(a) => cli::events::events(&store, a),
         Command::Logs(a) => cli::control::logs(&store, a),
         Command::Top(a) => cli::top::top(&store, a),
         Command::Port(a) => cli::port::port(&store, a),

@@ -305,7 +305,13 @@ pub fn load(store: &Store, a: &LoadArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-fn report(quiet: bool, config: &layers_store::Digest, tags: &[String], new_layers: usize) {
+/// Says what was loaded, and records it (Docker's `load` event, named by the ID).
+fn report(store: &Store, quiet: bool, loaded: &layers_store::archive::layout::Loaded, tags: &[String]) {
+    let config = &loaded.config;
+    let new_layers = loaded.new_layers;
+    if let Ok(Some(img)) = store.images().get(&loaded.manifest) {
+        crate::events::record(store, crate::events::of_image(store, "load", &img, &config.to_string()));
+    }
     if quiet {
         outln!("{config}");
     } else {
@@ -331,7 +337,7 @@ fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> 
                 store.images().tag(&loaded.manifest, &t)?;
                 tags.push(t);
             }
-            report(quiet, &loaded.config, &tags, loaded.new_layers);
+            report(store, quiet, &loaded, &tags);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -349,7 +355,7 @@ fn load_dir(store: &Store, dir: &Path, quiet: bool) -> anyhow::Result<ExitCode> 
             None => Vec::new(),
         };
         let loaded = store.archive().load_layout(&layout, &img.manifest, tags.clone())?;
-        report(quiet, &loaded.config, &tags, loaded.new_layers);
+        report(store, quiet, &loaded, &tags);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use layers_store::images::oci::rfc3339;
-use layers_store::snapshots::commit::{CommitOptions, UpperDir};
+use layers_store::snapshots::commit::{CommitOptions, Committed, UpperDir};
 use layers_store::snapshots::containers::Lifetime;
 use layers_store::snapshots::mount::{mount_spec, unmount_path, MountOptions};
 use layers_store::{Compression, ContainerRow, ErrorKind, Reference, ShortNames, Store};
@@ -184,7 +184,9 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
                 unmount_path(&merged, true).with_context(|| format!("unmount container {}", c.name))?;
             }
         }
+        let destroyed = crate::run::container::lifecycle::event("destroy", store, &c);
         store.snapshots().remove(&c)?;
+        crate::events::record(store, destroyed);
         crate::run::remove_leftover_cgroup(&c.id);
         outln!("{}", c.name);
         Ok(())
@@ -245,7 +247,7 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         comment: a.message.clone(),
         author: a.author.clone(),
         created: rfc3339(now as i64),
-        tags: tag.into_iter().collect(),
+        tags: tag.clone().into_iter().collect(),
         mtime_clamp: None,
         config,
         upper: if running { UpperDir::Copy } else { UpperDir::Move },
@@ -260,6 +262,7 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
         mount_container(store, &c)?;
     }
     let committed = committed.with_context(|| format!("commit {}", c.name))?;
+    record_commit(store, &c, &committed, tag, &a.message);
     if !a.quiet {
         eprintln!(
             "layer {} ({}, {} entries)",
@@ -270,6 +273,28 @@ pub fn commit(store: &Store, a: &CommitArgs) -> anyhow::Result<ExitCode> {
     }
     outln!("{}", committed.config);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records a commit as Docker does: the container's `commit` event, and the new
+/// image's `tag` when it was named.
+fn record_commit(
+    store: &Store,
+    c: &ContainerRow,
+    committed: &Committed,
+    tag: Option<String>,
+    comment: &Option<String>,
+) {
+    let name = tag.as_deref().map(layers_store::familiar).unwrap_or_default();
+    let e = crate::run::container::lifecycle::event("commit", store, c)
+        .with("comment", comment.clone().unwrap_or_default())
+        .with("imageID", committed.config.to_string())
+        .with("imageRef", name.clone());
+    crate::events::record(store, e);
+    if tag.is_some() {
+        if let Ok(Some(img)) = store.images().get(&committed.manifest) {
+            crate::events::record(store, crate::events::of_image(store, "tag", &img, &name));
+        }
+    }
 }
 
 /// The config of `c`'s image with `changes` applied (`commit --change`).

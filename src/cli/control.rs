@@ -9,6 +9,8 @@ use clap::Args;
 use layers_store::Store;
 use rustix::process::{pidfd_send_signal, Signal};
 
+use crate::events;
+use crate::run::container::lifecycle;
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
 use crate::run::{log, state};
 
@@ -76,6 +78,7 @@ pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
         let c = store.snapshots().resolve(name)?;
         crate::run::container::lifecycle::stop(store, &c, Duration::from_secs(a.time))?;
+        events::record(store, lifecycle::event("stop", store, &c));
         outln!("{name}");
         Ok(())
     }))
@@ -91,6 +94,8 @@ pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
         if signal == Signal::KILL || signal == stop_signal(store, &c) {
             state::request_stop(store, &c.id);
         }
+        // Recorded first: the container's `die` may be recorded before this returns.
+        events::record(store, lifecycle::event("kill", store, &c).with("signal", signal.as_raw().to_string()));
         pidfd_send_signal(&fd, signal).with_context(|| format!("kill {}", c.name))?;
         if signal == Signal::KILL || signal == stop_signal(store, &c) {
             state::thaw_to_end(&c).with_context(|| format!("kill {}: unpause it", c.name))?;
@@ -112,6 +117,7 @@ pub fn pause(store: &Store, a: &PauseArgs, paused: bool) -> anyhow::Result<ExitC
             _ => bail!("{verb} {}: container is not running", c.name),
         }
         state::set_paused(&c, paused).with_context(|| format!("{verb} {}", c.name))?;
+        events::record(store, lifecycle::event(verb, store, &c));
         outln!("{name}");
         Ok(())
     }))
@@ -158,8 +164,8 @@ pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
     let mut current = None;
     for (i, path) in files.iter().enumerate() {
         let read = || format!("logs {}: read {}", c.name, path.display());
-        let Some(mut r) = log::Reader::open(path).with_context(read)? else { continue };
-        while let Some(e) = r.next_entry().with_context(read)? {
+        let Some(mut r) = crate::json_lines::Reader::open(path).with_context(read)? else { continue };
+        while let Some(e) = r.next::<log::Entry>().with_context(read)? {
             match tail {
                 _ if !wanted(&e) => {}
                 None => out.print(&e)?,
@@ -186,7 +192,7 @@ pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
         // Rotated since we opened it: finish the old file, go on in the new one.
         let rotated = current.as_ref().is_none_or(|r| !r.is(&path));
         for r in current.iter_mut() {
-            while let Some(e) = r.next_entry().with_context(|| format!("logs {}", c.name))? {
+            while let Some(e) = r.next::<log::Entry>().with_context(|| format!("logs {}", c.name))? {
                 if wanted(&e) {
                     out.print(&e)?;
                 }
@@ -196,7 +202,7 @@ pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         if rotated {
-            current = log::Reader::open(&path).with_context(|| format!("logs {}", c.name))?;
+            current = crate::json_lines::Reader::open(&path).with_context(|| format!("logs {}", c.name))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -334,12 +334,16 @@ pub fn tag(store: &Store, a: &TagArgs) -> anyhow::Result<ExitCode> {
     let target = Reference::parse(&a.target, ShortNames::Local)?;
     let name = target.tagged_name().with_context(|| format!("tag {}: a tag cannot be a digest", a.target))?;
     store.images().tag(&img.manifest, &name)?;
+    crate::events::record(store, crate::events::of_image(store, "tag", &img, &layers_store::familiar(&name)));
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rmi(store: &Store, a: &RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.images, |name| {
-        for r in store.images().remove(name, a.force)? {
+        let img = store.images().resolve(name)?;
+        let removed = store.images().remove(name, a.force)?;
+        crate::events::image_removed(store, &img, &removed);
+        for r in removed {
             match r {
                 Removed::Untagged(t) => outln!("Untagged: {t}"),
                 Removed::Deleted(d) => outln!("Deleted: {d}"),

@@ -96,6 +96,8 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
             tag.map(|t| format!(" as {t}")).unwrap_or_default()
         );
     }
+    let id = image.config.to_string();
+    crate::events::record(store, crate::events::of_image(store, "import", &image, &id));
     outln!("{}", image.config);
     Ok(ExitCode::SUCCESS)
 }

@@ -127,6 +127,9 @@ pub fn restart(store: &Store, a: &RestartArgs) -> anyhow::Result<ExitCode> {
 pub fn rename(store: &Store, a: &RenameArgs) -> anyhow::Result<ExitCode> {
     let c = store.snapshots().resolve(&a.container)?;
     store.snapshots().rename(&c, &a.name)?;
+    let renamed = layers_store::ContainerRow { name: a.name.clone(), ..c.clone() };
+    let event = crate::run::container::lifecycle::event("rename", store, &renamed);
+    crate::events::record(store, event.with("oldName", format!("/{}", c.name)));
     Ok(ExitCode::SUCCESS)
 }
 

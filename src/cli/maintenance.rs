@@ -66,6 +66,7 @@ pub fn gc_with(store: &Store, a: &GcArgs) -> anyhow::Result<ExitCode> {
     };
     if over > 0 || age.is_some() {
         let e = store.gc().evict(over, age, None)?;
+        crate::events::evicted(store, &e.images);
         for i in &e.images {
             let names = i.tags.iter().map(|t| layers_store::familiar(t)).collect::<Vec<_>>().join(", ");
             outln!("evicted image {} ({})", i.manifest, if names.is_empty() { "unnamed".into() } else { names });

@@ -63,8 +63,12 @@ const CONTAINER: &[Alias] = &[
 /// `builder build` (`builder prune` is a subcommand of its own).
 const BUILDER: &[Alias] = &[alias("build", "build")];
 
+/// `system events` (`system df`, `info` and `prune` are subcommands of their own).
+const SYSTEM: &[Alias] = &[alias("events", "events")];
+
 /// Each management command and its aliased verbs.
-const MANAGEMENT: &[(&str, &[Alias])] = &[("image", IMAGE), ("container", CONTAINER), ("builder", BUILDER)];
+const MANAGEMENT: &[(&str, &[Alias])] =
+    &[("image", IMAGE), ("container", CONTAINER), ("builder", BUILDER), ("system", SYSTEM)];
 
 /// The command line with each management command's aliased verbs added, as copies of
 /// the top-level verbs (their flags, help and completions) under the new name.

@@ -11,6 +11,7 @@ pub mod containers;
 pub mod control;
 pub mod cp;
 pub mod df;
+pub mod events;
 pub mod history;
 pub mod images;
 pub mod import;

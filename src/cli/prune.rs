@@ -81,7 +81,9 @@ fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
             continue;
         }
         let size = store.snapshots().upper_size(&c);
+        let destroyed = crate::run::container::lifecycle::event("destroy", store, &c);
         store.snapshots().remove(&c)?;
+        crate::events::record(store, destroyed);
         crate::run::remove_leftover_cgroup(&c.id);
         freed += size;
         removed.push(c.id);
@@ -118,7 +120,9 @@ fn prune_images(store: &Store, all: bool) -> anyhow::Result<Vec<String>> {
         if used.contains(&img.manifest) || !(all || dangling) {
             continue;
         }
-        for r in store.images().remove(&img.manifest.hex(), true)? {
+        let removed = store.images().remove(&img.manifest.hex(), true)?;
+        crate::events::image_removed(store, &img, &removed);
+        for r in removed {
             lines.push(match r {
                 layers_store::images::catalog::Removed::Untagged(t) => format!("untagged: {t}"),
                 layers_store::images::catalog::Removed::Deleted(d) => format!("deleted: {d}"),

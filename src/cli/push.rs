@@ -56,6 +56,9 @@ pub fn run(
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
     let puller = crate::transfer::obtain::Puller::auto(transfers, registries);
     let digest = push_stored(&puller, store, &image, (&dest, &[]), &o)?;
+    let name = layers_store::familiar(&dest.to_string());
+    let pushed = crate::events::of_image(store, "push", &image, &name);
+    crate::events::record(store, crate::events::Event { id: name, ..pushed });
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

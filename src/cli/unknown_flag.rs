@@ -65,6 +65,7 @@ const OTHERS: &[(&str, &[&str])] = &[
     ("export", &["-o", "--output"]),
     ("attach", &["--detach-keys", "--no-stdin", "--sig-proxy"]),
     ("stats", &["-a", "--all", "--format", "--no-stream", "--no-trunc"]),
+    ("events", &["-f", "--filter", "--format", "--since", "--until"]),
 ];
 
 /// Docker's flags of `command` (`layers run`, `layers image rm`).

@@ -5,7 +5,7 @@
 //! (oldest highest), as Docker's `--log-opt max-size=10m,max-file=3` does.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -15,8 +15,6 @@ use anyhow::{bail, Context};
 const FILE: &str = super::container::dir::LOG;
 /// A line longer than this is written in pieces (Docker splits at 16 KiB too).
 const MAX_LINE: usize = 16 << 10;
-/// Longest log line read back: more is not something we wrote.
-const MAX_ENTRY: u64 = 4 * MAX_LINE as u64;
 
 /// Which of the container's outputs a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,54 +220,6 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Reads entries from a log file as they come (a reader kept at its position can
-/// be read again after the file grew: `logs -f`).
-pub struct Reader {
-    inner: BufReader<File>,
-    line: Vec<u8>,
-}
-
-impl Reader {
-    /// Opens `path`; `None` when it does not exist.
-    pub fn open(path: &Path) -> io::Result<Option<Reader>> {
-        match File::open(path) {
-            Ok(f) => Ok(Some(Reader { inner: BufReader::new(f), line: Vec::new() })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Whether this reader reads the file now at `path` (not one rotated away from it).
-    pub fn is(&self, path: &Path) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (self.inner.get_ref().metadata(), std::fs::metadata(path)) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-            _ => false,
-        }
-    }
-
-    /// The next whole entry; `None` at the end for now (a half-written line waits).
-    pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
-        loop {
-            let mut limited = Read::take(&mut self.inner, MAX_ENTRY + 1 - self.line.len() as u64);
-            let n = limited.read_until(b'\n', &mut self.line)?;
-            if !self.line.ends_with(b"\n") {
-                if self.line.len() as u64 > MAX_ENTRY {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "a log line longer than any we write"));
-                }
-                if n == 0 || !self.line.is_empty() {
-                    return Ok(None);
-                }
-            }
-            let line = std::mem::take(&mut self.line);
-            // A line we cannot read (a crash mid-write) is skipped, not fatal.
-            if let Ok(e) = serde_json::from_slice::<Entry>(&line) {
-                return Ok(Some(e));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,8 +227,8 @@ mod tests {
     fn read_all(dir: &Path) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for f in files(dir) {
-            let Some(mut r) = Reader::open(&f).unwrap() else { continue };
-            while let Some(e) = r.next_entry().unwrap() {
+            let Some(mut r) = crate::json_lines::Reader::open(&f).unwrap() else { continue };
+            while let Some(e) = r.next::<Entry>().unwrap() {
                 out.push((e.stream, e.log));
             }
         }

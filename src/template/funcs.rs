@@ -262,9 +262,12 @@ fn compare(a: &Val, b: &Val, equality: bool) -> Result<Ordering, String> {
     }
 }
 
-/// The value as `json` encodes it: the helpers behind methods left out.
+/// The value as `json` encodes it: the helpers behind methods left out, and an
+/// object whose JSON differs from its template fields (an event's legacy lower-case
+/// fields) replaced by the JSON it keeps under `json()`.
 pub fn without_methods(j: &J) -> J {
     match j {
+        J::Object(o) if o.contains_key("json()") => without_methods(&o["json()"]),
         J::Object(o) => J::Object(
             o.iter().filter(|(k, _)| !k.ends_with("()")).map(|(k, v)| (k.clone(), without_methods(v))).collect(),
         ),

@@ -30,7 +30,7 @@ pub enum Shape {
 pub fn shape_of(field: &str) -> Shape {
     match field {
         "Labels" | "Options" | "DriverOpts" | "Annotations" | "Sysctls" | "StorageOpt" | "Tmpfs" | "Data"
-        | "Label()" => Shape::StrMap,
+        | "Attributes" | "Label()" => Shape::StrMap,
         "Volumes" | "ExposedPorts" | "Ports" | "PortBindings" | "Networks" | "Containers" => Shape::Map,
         "Healthcheck" | "Health" | "RestartPolicy" | "IPAM" | "Metadata" | "UsageData" | "RootFS" | "PidsLimit" => {
             Shape::Ptr

@@ -49,10 +49,17 @@ pub fn pull_image(
     let events = Progress::new(shown);
     // A platform asked for must be the image's own; the host's is a preference only.
     let required = platform_arg.is_some().then_some(&platform);
+    let store = Arc::new(store);
     let digest =
-        transfers.block_on(pull(Arc::new(store), &reference, &endpoints, &platform, required, tls_verify, &events));
+        transfers.block_on(pull(Arc::clone(&store), &reference, &endpoints, &platform, required, tls_verify, &events));
     events.finish();
-    digest?
+    let digest = digest??;
+    if let Some(img) = store.images().get(&digest)? {
+        let name = layers_store::familiar(&reference.to_string());
+        let pulled = crate::events::of_image(&store, "pull", &img, &name);
+        crate::events::record(&store, crate::events::Event { id: name, ..pulled });
+    }
+    Ok(digest)
 }
 
 /// Fetches the layers a remote image (`build --push`'s) lacks from the repository

@@ -28,6 +28,7 @@ pub fn run(x: &Executor, state: &mut State, step: &Step, r: &RunStep) -> anyhow:
         mounts(x, &r.mounts)?;
     x.in_step_container(state, step, |c| {
         let spec = RunSpec {
+            events: None,
             overrides: Overrides {
                 entrypoint: Some(String::new()),
                 cmd: r.argv.clone(),

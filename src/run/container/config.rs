@@ -376,6 +376,7 @@ impl ContainerConfig {
             interactive: self.interactive,
             output,
             report: None,
+            events: None,
         })
     }
 

@@ -15,6 +15,7 @@ use super::dir::ContainerDir;
 use super::monitor::{self, Report, Started};
 use super::process::{self, Output};
 use super::state;
+use crate::events::{self, Event};
 use crate::run::control::{pidfd, stop_signal, wait_exit};
 use crate::transfer::Quiesced;
 
@@ -44,6 +45,7 @@ pub fn create(
         let _ = store.snapshots().remove(&c);
         return Err(e);
     }
+    events::record(store, Event::container("create", &c, &config.image, &config.labels));
     Ok((c, config))
 }
 
@@ -172,12 +174,13 @@ fn run_created(
     state::clear_stop(store, &c.id);
     state::set_restarts(store, &c.id, 0);
     crate::run::phases::mark("state reset");
+    let actor = Event::container("", c, &config.image, &config.labels);
     let mut restarts = 0;
     let mut delay = Duration::from_millis(100);
     let result = loop {
         let began = Instant::now();
         let spec = config.spec(store, c.short_id(), Output::Logged { log: config.log, echo: !detached });
-        let spec = spec.map(|s| process::RunSpec { report: report.clone(), ..s });
+        let spec = spec.map(|s| process::RunSpec { report: report.clone(), events: Some(actor.clone()), ..s });
         let ended = match spec.and_then(|s| process::run_container(store, c, &image_config, &config.image, &s, q)) {
             Ok(e) => e,
             Err(e) => break Err(e),
@@ -223,8 +226,20 @@ fn finish(store: &Store, c: &ContainerRow, config: &ContainerConfig) -> anyhow::
 /// Removes `c` (stopped) with its dirs.
 pub fn remove(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
     let c = store.snapshots().resolve(&c.id)?;
+    let destroyed = event("destroy", store, &c);
     store.snapshots().remove(&c).with_context(|| format!("remove container {}", c.name))?;
+    events::record(store, destroyed);
     Ok(())
+}
+
+/// An event of container `c`, as its kept config describes it (the image as the
+/// user named it, its labels).
+pub fn event(action: &str, store: &Store, c: &ContainerRow) -> Event {
+    let image = c.image.to_string();
+    match ContainerConfig::load(&ContainerDir::of(store, &c.id), &image) {
+        Ok(config) => Event::container(action, c, &config.image, &config.labels),
+        Err(_) => Event::container(action, c, &image, &Default::default()),
+    }
 }
 
 /// Stops `c`: its stop signal, then SIGKILL after `grace`; its restart policy does not
@@ -232,9 +247,12 @@ pub fn remove(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
 pub fn stop(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<()> {
     state::request_stop(store, &c.id);
     if let Some(fd) = state::running(store, c).and_then(|r| pidfd(r.pid)) {
-        let _ = pidfd_send_signal(&fd, stop_signal(store, c));
+        let signal = stop_signal(store, c);
+        events::record(store, event("kill", store, c).with("signal", signal.as_raw().to_string()));
+        let _ = pidfd_send_signal(&fd, signal);
         state::thaw_to_end(c).with_context(|| format!("stop {}: unpause it", c.name))?;
         if !wait_exit(&fd, Some(grace)) {
+            events::record(store, event("kill", store, c).with("signal", Signal::KILL.as_raw().to_string()));
             pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
             wait_exit(&fd, None);
         }

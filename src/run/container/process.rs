@@ -76,6 +76,9 @@ pub struct RunSpec {
     pub output: Output,
     /// Told once the command runs (a detached container's monitor tells its starter).
     pub report: Option<std::rc::Rc<Report>>,
+    /// The container's events (`start`, `die`) are recorded as this one's actor's;
+    /// `None`: none are (a build step).
+    pub events: Option<crate::events::Event>,
 }
 
 impl RunSpec {
@@ -100,6 +103,7 @@ impl RunSpec {
             interactive: false,
             output,
             report: None,
+            events: None,
         })
     }
 }
@@ -242,6 +246,11 @@ fn run_here(
         &container.id,
         &state::Exited { code, finished: layers_store::meta::now(), oom_killed, error: None },
     );
+    if let Some(e) = &s.events {
+        // Renamed while it ran: Docker names it as it is now.
+        let name = store.snapshots().resolve(&container.id).map_or_else(|_| container.name.clone(), |c| c.name);
+        crate::events::record(store, e.again("die").with("exitCode", code.to_string()).with("name", name));
+    }
     mark("recorded exited");
     Ok(Ended { code, oom_killed, memory_limit, not_run })
 }
@@ -349,6 +358,9 @@ fn spawn_and_wait(
             ports: ports.clone(),
         };
         state::set_running(store, &container.id, &running);
+        if let Some(e) = &s.events {
+            crate::events::record(store, e.again("start"));
+        }
         if let Some(report) = &s.report {
             report.running();
         }

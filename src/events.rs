@@ -1,0 +1,286 @@
+//! The store's event log, which `layers events` reads (Docker's `docker events`):
+//! containers created, started, ended and removed, images pulled, tagged and
+//! deleted, each with its time. Docker keeps its last events in the daemon's memory;
+//! with no daemon, each `layers` process appends one JSON line per event to
+//! `<root>/events.log` with one `write` on an `O_APPEND` file (the kernel keeps
+//! concurrent appends whole). Past 1 MiB the file becomes `events.log.1`, so the log
+//! holds the last 1-2 MiB: thousands of events, where Docker keeps 256.
+//!
+//! Recording never fails a command: an event lost to a full disk is only lost.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use layers_store::images::catalog::Removed;
+use layers_store::meta::ImageRow;
+use layers_store::{ContainerRow, Store};
+
+use crate::json_lines::Reader;
+
+/// The current file, beneath the store root.
+const FILE: &str = "events.log";
+/// Size past which the current file is rotated.
+const MAX_SIZE: u64 = 1 << 20;
+/// Longest line written: an event whose labels make it longer keeps only its own
+/// attributes. The reader takes lines up to 64 KiB.
+const MAX_LINE: usize = 16 << 10;
+/// The attributes an event keeps when its labels are dropped, each cut to this.
+const MAX_VALUE: usize = 1024;
+
+/// What an event is about, as Docker's `Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Type {
+    Container,
+    Image,
+}
+
+impl Type {
+    /// Docker's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Container => "container",
+            Type::Image => "image",
+        }
+    }
+}
+
+/// One event, as a line of the log.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Event {
+    /// Nanoseconds since the epoch.
+    pub time: i64,
+    #[serde(rename = "type")]
+    pub kind: Type,
+    /// Docker's action: `create`, `start`, `die`, `pull`, `tag`, …
+    pub action: String,
+    /// The actor's ID: a container's full ID, an image's ID or the name pulled.
+    pub id: String,
+    /// Docker's actor attributes: `name`, `image`, `exitCode`, labels.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// An event of container `c`, made on image `image` (as the user named it) with
+    /// `labels`, which Docker puts among the attributes (`name` and `image` win).
+    pub fn container(action: &str, c: &ContainerRow, image: &str, labels: &BTreeMap<String, String>) -> Event {
+        let mut attributes = labels.clone();
+        attributes.insert("image".into(), image.into());
+        attributes.insert("name".into(), c.name.clone());
+        Event { time: 0, kind: Type::Container, action: action.into(), id: c.id.clone(), attributes }
+    }
+
+    /// An event of an image: `id` is its ID (`sha256:…`) or, for `pull` and `push`,
+    /// the name; `name` the name it concerns, as Docker shows it.
+    pub fn image(action: &str, id: &str, name: &str) -> Event {
+        let attributes = BTreeMap::from([("name".to_string(), name.to_string())]);
+        Event { time: 0, kind: Type::Image, action: action.into(), id: id.into(), attributes }
+    }
+
+    /// The same actor's event `action`.
+    pub fn again(&self, action: &str) -> Event {
+        Event { action: action.into(), ..self.clone() }
+    }
+
+    /// With one more attribute.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Event {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// The line the log holds for it, at most `MAX_LINE` long.
+    fn line(&self) -> Option<Vec<u8>> {
+        let mut line = serde_json::to_vec(self).ok()?;
+        if line.len() >= MAX_LINE {
+            let mut short = self.clone();
+            short.attributes.retain(|k, _| matches!(k.as_str(), "name" | "image" | "exitCode" | "signal" | "oldName"));
+            for v in short.attributes.values_mut() {
+                if v.len() > MAX_VALUE {
+                    let mut end = MAX_VALUE;
+                    while !v.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    v.truncate(end);
+                }
+            }
+            short.id.truncate(MAX_VALUE);
+            line = serde_json::to_vec(&short).ok()?;
+        }
+        line.push(b'\n');
+        Some(line)
+    }
+}
+
+/// An event of image `img` (its ID the actor's) about `name`, with the image's
+/// labels among the attributes, as Docker's.
+pub fn of_image(store: &Store, action: &str, img: &ImageRow, name: &str) -> Event {
+    let labels = store.images().config(img).ok().and_then(|c| c.config).and_then(|c| c.labels);
+    let mut e = Event::image(action, &img.config.to_string(), name);
+    for (k, v) in labels.unwrap_or_default() {
+        e.attributes.entry(k).or_insert(v);
+    }
+    e
+}
+
+/// Records what removing `img` did (`rmi`, `image prune`), as Docker's: an `untag`
+/// for each name taken away and a `delete` when the image went, each named by the ID.
+pub fn image_removed(store: &Store, img: &ImageRow, removed: &[Removed]) {
+    let e = of_image(store, "", img, &img.config.to_string());
+    for r in removed {
+        record(store, e.again(if matches!(r, Removed::Untagged(_)) { "untag" } else { "delete" }));
+    }
+}
+
+/// Records the images an eviction (the size budget, `gc --max-size`) deleted.
+pub fn evicted(store: &Store, images: &[layers_store::gc::budget::Evicted]) {
+    for i in images {
+        let e = Event::image("untag", &i.config.to_string(), &i.config.to_string());
+        for _ in &i.tags {
+            record(store, e.clone());
+        }
+        record(store, e.again("delete"));
+    }
+}
+
+/// Appends `event`, timed now, to `store`'s log.
+pub fn record(store: &Store, event: Event) {
+    record_in(store.root(), Event { time: now_nanos(), ..event });
+}
+
+fn record_in(root: &Path, event: Event) {
+    let Some(line) = event.line() else { return };
+    let path = root.join(FILE);
+    let Ok(mut f) = OpenOptions::new().create(true).append(true).mode(0o600).open(&path) else { return };
+    if f.write_all(&line).is_err() {
+        return;
+    }
+    if f.metadata().is_ok_and(|m| m.len() > MAX_SIZE) {
+        rotate(root, &f);
+    }
+}
+
+/// Moves the current file (`written`, if it is still the current one) to
+/// `events.log.1`. Under a lock: two processes past the size at once rotate once,
+/// not twice (which would lose the file rotated first).
+fn rotate(root: &Path, written: &std::fs::File) {
+    let Ok(_lock) = crate::userns::lock_file(&root.join("locks/events.lock")) else { return };
+    let path = root.join(FILE);
+    let (Ok(ours), Ok(now)) = (written.metadata(), std::fs::metadata(&path)) else { return };
+    if ours.ino() == now.ino() && ours.dev() == now.dev() {
+        let _ = std::fs::rename(&path, root.join(format!("{FILE}.1")));
+    }
+}
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_nanos() -> i64 {
+    i64::try_from(crate::run::log::now_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The log's files beneath `root`, oldest first.
+pub fn files(root: &Path) -> [PathBuf; 2] {
+    [root.join(format!("{FILE}.1")), root.join(FILE)]
+}
+
+/// Reads the log as it grows: every event after the position it started from,
+/// across rotations.
+pub struct Follower {
+    path: PathBuf,
+    current: Option<Reader>,
+}
+
+impl Follower {
+    /// Follows the log beneath `root` from its current end.
+    pub fn at_end(root: &Path) -> std::io::Result<Follower> {
+        let path = root.join(FILE);
+        let current = Reader::open_at_end(&path)?;
+        Ok(Follower { path, current })
+    }
+
+    /// Follows on from `reader`, which read the current file up to where it stands.
+    pub fn from(root: &Path, reader: Option<Reader>) -> Follower {
+        Follower { path: root.join(FILE), current: reader }
+    }
+
+    /// The events appended since the last call.
+    pub fn poll(&mut self) -> std::io::Result<Vec<Event>> {
+        let mut out = Vec::new();
+        // Rotated (or made) since we opened it: finish the old file, go on in the new one.
+        let rotated = self.current.as_ref().is_none_or(|r| !r.is(&self.path));
+        if let Some(r) = self.current.as_mut() {
+            while let Some(e) = r.next::<Event>()? {
+                out.push(e);
+            }
+        }
+        if rotated {
+            if let Some(mut r) = Reader::open(&self.path)? {
+                while let Some(e) = r.next::<Event>()? {
+                    out.push(e);
+                }
+                self.current = Some(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(root: &Path) -> Vec<Event> {
+        let mut out = Vec::new();
+        for f in files(root) {
+            let Some(mut r) = Reader::open(&f).unwrap() else { continue };
+            while let Some(e) = r.next::<Event>().unwrap() {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn numbered(i: usize) -> Event {
+        Event { time: i as i64, ..Event::image("tag", &format!("sha256:{i:064}"), "x") }
+    }
+
+    #[test]
+    fn rotation_keeps_the_last_events_in_order_and_a_follower_sees_every_one() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("locks")).unwrap();
+        let mut follower = Follower::at_end(root.path()).unwrap();
+        let mut followed = Vec::new();
+        // Each line is about 150 bytes: 20 000 of them rotate the log twice.
+        for i in 0..20_000 {
+            record_in(root.path(), numbered(i));
+            if i % 997 == 0 {
+                followed.extend(follower.poll().unwrap());
+            }
+        }
+        followed.extend(follower.poll().unwrap());
+        let times: Vec<i64> = followed.iter().map(|e| e.time).collect();
+        assert_eq!(times, (0..20_000).collect::<Vec<i64>>(), "the follower lost or repeated events");
+
+        let kept = read_all(root.path());
+        let total: u64 = files(root.path()).iter().map(|f| f.metadata().unwrap().len()).sum();
+        assert!(total <= 2 * MAX_SIZE + 200, "{total}");
+        assert_eq!(kept.last().unwrap().time, 19_999);
+        assert!(kept.windows(2).all(|w| w[1].time == w[0].time + 1), "a gap in what is kept");
+        assert!(kept.len() > 6_000, "{}", kept.len());
+    }
+
+    #[test]
+    fn an_event_with_huge_labels_keeps_its_own_attributes() {
+        let root = tempfile::tempdir().unwrap();
+        let mut e = numbered(1).with("big", "y".repeat(100_000)).with("name", "n".repeat(5000));
+        e.attributes.insert("exitCode".into(), "3".into());
+        record_in(root.path(), e);
+        let kept = read_all(root.path());
+        assert_eq!(kept.len(), 1);
+        assert!(!kept[0].attributes.contains_key("big"));
+        assert_eq!(kept[0].attributes["exitCode"], "3");
+        assert_eq!(kept[0].attributes["name"].len(), MAX_VALUE);
+    }
+}
