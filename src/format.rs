@@ -12,6 +12,13 @@ pub fn go_time(secs: i64) -> String {
     format!("{date} {} +0000 UTC", rest.trim_end_matches('Z'))
 }
 
+/// Nanoseconds since the epoch as RFC 3339 in UTC with all nine digits of the
+/// fraction, as Docker writes log times and prints event times.
+pub fn rfc3339_nanos(nanos: i64) -> String {
+    let secs = layers_store::images::oci::rfc3339(nanos.div_euclid(1_000_000_000));
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), nanos.rem_euclid(1_000_000_000))
+}
+
 /// `12.3MB`, as `docker images` shows sizes (go-units' HumanSizeWithPrecision, 3).
 pub fn size(bytes: u64) -> String {
     sized(bytes, 3)

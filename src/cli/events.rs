@@ -168,7 +168,7 @@ pub fn events(store: &Store, a: &EventsArgs) -> anyhow::Result<ExitCode> {
 fn shown(format: &Format, e: &Event) -> anyhow::Result<String> {
     match format {
         Format::Table => {
-            let mut line = format!("{} {} {} {}", time_text(e.time), e.kind.name(), e.action, e.id);
+            let mut line = format!("{} {} {} {}", crate::format::rfc3339_nanos(e.time), e.kind.name(), e.action, e.id);
             if !e.attributes.is_empty() {
                 let attrs: Vec<String> = e.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 line.push_str(&format!(" ({})", attrs.join(", ")));
@@ -177,12 +177,6 @@ fn shown(format: &Format, e: &Event) -> anyhow::Result<String> {
         }
         f => Ok(template::render(f, &[], &[message(e)])?.trim_end_matches('\n').to_string()),
     }
-}
-
-/// RFC 3339 with nine digits of nanoseconds, as Docker's CLI prints an event's time.
-fn time_text(nanos: i64) -> String {
-    let secs = layers_store::images::oci::rfc3339(nanos.div_euclid(1_000_000_000));
-    format!("{}.{:09}Z", secs.trim_end_matches('Z'), nanos.rem_euclid(1_000_000_000))
 }
 
 /// Docker's event message: the fields a template reads (Go's names), and under

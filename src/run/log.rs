@@ -168,9 +168,7 @@ impl LogWriter {
 
 /// Now, as RFC 3339 with nanoseconds (UTC): a log line's time.
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = layers_store::images::oci::rfc3339(d.as_secs() as i64);
-    format!("{}.{:09}Z", secs.trim_end_matches('Z'), d.subsec_nanos())
+    crate::format::rfc3339_nanos(i64::try_from(now_nanos()).unwrap_or(i64::MAX))
 }
 
 /// An RFC 3339 time as nanoseconds since the epoch.
