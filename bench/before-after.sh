@@ -15,6 +15,8 @@ before=${LAYERS_BEFORE:?LAYERS_BEFORE=/path/to/an/older/layers binary}
 source "$here/lib.sh"
 ensure_packages docker-registry skopeo python3
 build_layers
+# The Debian rootfs is made with the network, before the namespace that has none.
+ensure_debian_rootfs
 # `run` takes the default bridge: in a network namespace of the bench's own.
 enter_own_netns "$@"
 after=$layers
@@ -33,8 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The Debian image, made by `layers import` and sent with skopeo.
-deb="$here/cache/debian-rootfs.tar.gz"
-[ -e "$deb" ] || { echo "missing $deb (bench/import.sh makes it)"; exit 1; }
+deb=$debian_rootfs
 "$after" --root "$scratch/seed" import -q "$deb" localhost/deb:1 >/dev/null
 "$after" --root "$scratch/seed" save --format oci -o "$scratch/deb-oci/" localhost/deb:1
 skopeo copy --quiet --dest-tls-verify=false "oci:$scratch/deb-oci:1" "docker://127.0.0.1:$port/deb:1"
