@@ -48,66 +48,67 @@ impl Type {
     }
 }
 
+/// What an event happened to, as Docker's `Actor` with the event's `Type`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub kind: Type,
+    /// A container's full ID, an image's ID, or the name pulled or pushed.
+    pub id: String,
+    /// Docker's attributes: `name`, `image`, `exitCode`, labels.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Actor {
+    /// Container `c`, made on image `image` (as the user named it) with `labels`,
+    /// which Docker puts among the attributes (`name` and `image` win).
+    pub fn container(c: &ContainerRow, image: &str, labels: &BTreeMap<String, String>) -> Actor {
+        let mut attributes = labels.clone();
+        attributes.insert("image".into(), image.into());
+        attributes.insert("name".into(), c.name.clone());
+        Actor { kind: Type::Container, id: c.id.clone(), attributes }
+    }
+
+    /// An image: `id` is its ID (`sha256:…`) or, for `pull` and `push`, the name;
+    /// `name` the name the event concerns, as Docker shows it.
+    pub fn image(id: &str, name: &str) -> Actor {
+        let attributes = BTreeMap::from([("name".to_string(), name.to_string())]);
+        Actor { kind: Type::Image, id: id.into(), attributes }
+    }
+
+    /// With one more attribute.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Actor {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// Appends its event `action`, timed now, to `store`'s log.
+    pub fn record(&self, store: &Store, action: &str) {
+        record_in(store.root(), &Event { time: now_nanos(), action: action.into(), actor: self.clone() });
+    }
+}
+
 /// One event, as a line of the log.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// Nanoseconds since the epoch.
     pub time: i64,
-    #[serde(rename = "type")]
-    pub kind: Type,
     /// Docker's action: `create`, `start`, `die`, `pull`, `tag`, …
     pub action: String,
-    /// The actor's ID: a container's full ID, an image's ID or the name pulled.
-    pub id: String,
-    /// Docker's actor attributes: `name`, `image`, `exitCode`, labels.
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub actor: Actor,
 }
 
 impl Event {
-    /// An event of container `c`, made on image `image` (as the user named it) with
-    /// `labels`, which Docker puts among the attributes (`name` and `image` win).
-    pub fn container(action: &str, c: &ContainerRow, image: &str, labels: &BTreeMap<String, String>) -> Event {
-        let mut attributes = labels.clone();
-        attributes.insert("image".into(), image.into());
-        attributes.insert("name".into(), c.name.clone());
-        Event { time: 0, kind: Type::Container, action: action.into(), id: c.id.clone(), attributes }
-    }
-
-    /// An event of an image: `id` is its ID (`sha256:…`) or, for `pull` and `push`,
-    /// the name; `name` the name it concerns, as Docker shows it.
-    pub fn image(action: &str, id: &str, name: &str) -> Event {
-        let attributes = BTreeMap::from([("name".to_string(), name.to_string())]);
-        Event { time: 0, kind: Type::Image, action: action.into(), id: id.into(), attributes }
-    }
-
-    /// The same actor's event `action`.
-    pub fn again(&self, action: &str) -> Event {
-        Event { action: action.into(), ..self.clone() }
-    }
-
-    /// With one more attribute.
-    pub fn with(mut self, key: &str, value: impl Into<String>) -> Event {
-        self.attributes.insert(key.into(), value.into());
-        self
-    }
-
     /// The line the log holds for it, at most `MAX_LINE` long.
     fn line(&self) -> Option<Vec<u8>> {
         let mut line = serde_json::to_vec(self).ok()?;
         if line.len() >= MAX_LINE {
             let mut short = self.clone();
-            short.attributes.retain(|k, _| matches!(k.as_str(), "name" | "image" | "exitCode" | "signal" | "oldName"));
-            for v in short.attributes.values_mut() {
-                if v.len() > MAX_VALUE {
-                    let mut end = MAX_VALUE;
-                    while !v.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    v.truncate(end);
-                }
-            }
-            short.id.truncate(MAX_VALUE);
+            let a = &mut short.actor;
+            a.attributes.retain(|k, _| matches!(k.as_str(), "name" | "image" | "exitCode" | "signal" | "oldName"));
+            a.attributes.values_mut().chain([&mut a.id]).for_each(cut);
             line = serde_json::to_vec(&short).ok()?;
         }
         line.push(b'\n');
@@ -115,43 +116,49 @@ impl Event {
     }
 }
 
-/// An event of image `img` (its ID the actor's) about `name`, with the image's
-/// labels among the attributes, as Docker's.
-pub fn of_image(store: &Store, action: &str, img: &ImageRow, name: &str) -> Event {
-    let labels = store.images().config(img).ok().and_then(|c| c.config).and_then(|c| c.labels);
-    let mut e = Event::image(action, &img.config.to_string(), name);
-    for (k, v) in labels.unwrap_or_default() {
-        e.attributes.entry(k).or_insert(v);
+/// Cuts `s` to at most `MAX_VALUE` bytes, on a character boundary.
+fn cut(s: &mut String) {
+    if s.len() > MAX_VALUE {
+        let mut end = MAX_VALUE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
     }
-    e
+}
+
+/// Image `img` (its ID the actor's) for an event about `name`, with the image's
+/// labels among the attributes, as Docker's.
+pub fn of_image(store: &Store, img: &ImageRow, name: &str) -> Actor {
+    let labels = store.images().config(img).ok().and_then(|c| c.config).and_then(|c| c.labels);
+    let mut a = Actor::image(&img.config.to_string(), name);
+    for (k, v) in labels.unwrap_or_default() {
+        a.attributes.entry(k).or_insert(v);
+    }
+    a
 }
 
 /// Records what removing `img` did (`rmi`, `image prune`), as Docker's: an `untag`
 /// for each name taken away and a `delete` when the image went, each named by the ID.
 pub fn image_removed(store: &Store, img: &ImageRow, removed: &[Removed]) {
-    let e = of_image(store, "", img, &img.config.to_string());
+    let a = of_image(store, img, &img.config.to_string());
     for r in removed {
-        record(store, e.again(if matches!(r, Removed::Untagged(_)) { "untag" } else { "delete" }));
+        a.record(store, if matches!(r, Removed::Untagged(_)) { "untag" } else { "delete" });
     }
 }
 
 /// Records the images an eviction (the size budget, `gc --max-size`) deleted.
 pub fn evicted(store: &Store, images: &[layers_store::gc::budget::Evicted]) {
     for i in images {
-        let e = Event::image("untag", &i.config.to_string(), &i.config.to_string());
+        let a = Actor::image(&i.config.to_string(), &i.config.to_string());
         for _ in &i.tags {
-            record(store, e.clone());
+            a.record(store, "untag");
         }
-        record(store, e.again("delete"));
+        a.record(store, "delete");
     }
 }
 
-/// Appends `event`, timed now, to `store`'s log.
-pub fn record(store: &Store, event: Event) {
-    record_in(store.root(), Event { time: now_nanos(), ..event });
-}
-
-fn record_in(root: &Path, event: Event) {
+fn record_in(root: &Path, event: &Event) {
     let Some(line) = event.line() else { return };
     let path = root.join(FILE);
     let Ok(mut f) = OpenOptions::new().create(true).append(true).mode(0o600).open(&path) else { return };
@@ -243,7 +250,7 @@ mod tests {
     }
 
     fn numbered(i: usize) -> Event {
-        Event { time: i as i64, ..Event::image("tag", &format!("sha256:{i:064}"), "x") }
+        Event { time: i as i64, action: "tag".into(), actor: Actor::image(&format!("sha256:{i:064}"), "x") }
     }
 
     #[test]
@@ -254,7 +261,7 @@ mod tests {
         let mut followed = Vec::new();
         // Each line is about 150 bytes: 20 000 of them rotate the log twice.
         for i in 0..20_000 {
-            record_in(root.path(), numbered(i));
+            record_in(root.path(), &numbered(i));
             if i % 997 == 0 {
                 followed.extend(follower.poll().unwrap());
             }
@@ -274,13 +281,15 @@ mod tests {
     #[test]
     fn an_event_with_huge_labels_keeps_its_own_attributes() {
         let root = tempfile::tempdir().unwrap();
-        let mut e = numbered(1).with("big", "y".repeat(100_000)).with("name", "n".repeat(5000));
-        e.attributes.insert("exitCode".into(), "3".into());
-        record_in(root.path(), e);
+        let mut e = numbered(1);
+        e.actor = e.actor.with("big", "y".repeat(100_000)).with("name", "né".repeat(2500)).with("exitCode", "3");
+        record_in(root.path(), &e);
         let kept = read_all(root.path());
         assert_eq!(kept.len(), 1);
-        assert!(!kept[0].attributes.contains_key("big"));
-        assert_eq!(kept[0].attributes["exitCode"], "3");
-        assert_eq!(kept[0].attributes["name"].len(), MAX_VALUE);
+        let kept = &kept[0].actor.attributes;
+        assert!(!kept.contains_key("big"));
+        assert_eq!(kept["exitCode"], "3");
+        // Cut on a character boundary: 341 "né" (3 bytes each) and an "n" are 1 KiB.
+        assert_eq!(kept["name"], format!("{}n", "né".repeat(341)));
     }
 }

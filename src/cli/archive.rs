@@ -310,7 +310,7 @@ fn report(store: &Store, quiet: bool, loaded: &layers_store::archive::layout::Lo
     let config = &loaded.config;
     let new_layers = loaded.new_layers;
     if let Ok(Some(img)) = store.images().get(&loaded.manifest) {
-        crate::events::record(store, crate::events::of_image(store, "load", &img, &config.to_string()));
+        crate::events::of_image(store, &img, &config.to_string()).record(store, "load");
     }
     if quiet {
         outln!("{config}");

@@ -184,9 +184,7 @@ pub fn rm(store: &Store, a: &RmArgs) -> anyhow::Result<ExitCode> {
                 unmount_path(&merged, true).with_context(|| format!("unmount container {}", c.name))?;
             }
         }
-        let destroyed = crate::run::container::lifecycle::event("destroy", store, &c);
-        store.snapshots().remove(&c)?;
-        crate::events::record(store, destroyed);
+        crate::run::container::lifecycle::destroy(store, &c)?;
         crate::run::remove_leftover_cgroup(&c.id);
         outln!("{}", c.name);
         Ok(())
@@ -285,14 +283,14 @@ fn record_commit(
     comment: &Option<String>,
 ) {
     let name = tag.as_deref().map(layers_store::familiar).unwrap_or_default();
-    let e = crate::run::container::lifecycle::event("commit", store, c)
+    crate::run::container::lifecycle::actor(store, c)
         .with("comment", comment.clone().unwrap_or_default())
         .with("imageID", committed.config.to_string())
-        .with("imageRef", name.clone());
-    crate::events::record(store, e);
+        .with("imageRef", name.clone())
+        .record(store, "commit");
     if tag.is_some() {
         if let Ok(Some(img)) = store.images().get(&committed.manifest) {
-            crate::events::record(store, crate::events::of_image(store, "tag", &img, &name));
+            crate::events::of_image(store, &img, &name).record(store, "tag");
         }
     }
 }

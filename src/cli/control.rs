@@ -9,7 +9,6 @@ use clap::Args;
 use layers_store::Store;
 use rustix::process::{pidfd_send_signal, Signal};
 
-use crate::events;
 use crate::run::container::lifecycle;
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
 use crate::run::{log, state};
@@ -78,7 +77,7 @@ pub fn stop(store: &Store, a: &StopArgs) -> anyhow::Result<ExitCode> {
     Ok(super::each(&a.containers, |name| {
         let c = store.snapshots().resolve(name)?;
         crate::run::container::lifecycle::stop(store, &c, Duration::from_secs(a.time))?;
-        events::record(store, lifecycle::event("stop", store, &c));
+        lifecycle::actor(store, &c).record(store, "stop");
         outln!("{name}");
         Ok(())
     }))
@@ -95,7 +94,7 @@ pub fn kill(store: &Store, a: &KillArgs) -> anyhow::Result<ExitCode> {
             state::request_stop(store, &c.id);
         }
         // Recorded first: the container's `die` may be recorded before this returns.
-        events::record(store, lifecycle::event("kill", store, &c).with("signal", signal.as_raw().to_string()));
+        lifecycle::actor(store, &c).with("signal", signal.as_raw().to_string()).record(store, "kill");
         pidfd_send_signal(&fd, signal).with_context(|| format!("kill {}", c.name))?;
         if signal == Signal::KILL || signal == stop_signal(store, &c) {
             state::thaw_to_end(&c).with_context(|| format!("kill {}: unpause it", c.name))?;
@@ -117,7 +116,7 @@ pub fn pause(store: &Store, a: &PauseArgs, paused: bool) -> anyhow::Result<ExitC
             _ => bail!("{verb} {}: container is not running", c.name),
         }
         state::set_paused(&c, paused).with_context(|| format!("{verb} {}", c.name))?;
-        events::record(store, lifecycle::event(verb, store, &c));
+        lifecycle::actor(store, &c).record(store, verb);
         outln!("{name}");
         Ok(())
     }))

@@ -76,24 +76,26 @@ impl Filters {
 
     fn matches(&self, e: &Event) -> bool {
         let exact = |set: &[String], v: &str| set.is_empty() || set.iter().any(|s| s == v);
-        let attr = |k: &str| e.attributes.get(k).map(String::as_str).unwrap_or("");
+        let attr = |k: &str| e.actor.attributes.get(k).map(String::as_str).unwrap_or("");
         // A container filter matches an ID or name by prefix, and only containers' events.
         let container = self.containers.is_empty()
-            || (e.kind == events::Type::Container
+            || (e.actor.kind == events::Type::Container
                 && self
                     .containers
                     .iter()
-                    .any(|p| e.id.starts_with(p.as_str()) || attr("name").starts_with(p.as_str())));
+                    .any(|p| e.actor.id.starts_with(p.as_str()) || attr("name").starts_with(p.as_str())));
         // An image filter: an image event's ID or name, a container event's image; with
         // or without the tag.
-        let image_name = attr(if e.kind == events::Type::Image { "name" } else { "image" });
+        let image_name = attr(if e.actor.kind == events::Type::Image { "name" } else { "image" });
         let image = self.images.is_empty()
-            || [e.id.as_str(), image_name].iter().any(|v| self.images.iter().any(|i| i == v || i == strip_tag(v)));
+            || [e.actor.id.as_str(), image_name]
+                .iter()
+                .any(|v| self.images.iter().any(|i| i == v || i == strip_tag(v)));
         let labels = self.labels.iter().all(|l| match l.split_once('=') {
-            Some((k, v)) => e.attributes.get(k).is_some_and(|x| x == v),
-            None => e.attributes.contains_key(l),
+            Some((k, v)) => e.actor.attributes.get(k).is_some_and(|x| x == v),
+            None => e.actor.attributes.contains_key(l),
         });
-        exact(&self.types, e.kind.name()) && exact(&self.events, &e.action) && container && image && labels
+        exact(&self.types, e.actor.kind.name()) && exact(&self.events, &e.action) && container && image && labels
     }
 }
 
@@ -168,9 +170,10 @@ pub fn events(store: &Store, a: &EventsArgs) -> anyhow::Result<ExitCode> {
 fn shown(format: &Format, e: &Event) -> anyhow::Result<String> {
     match format {
         Format::Table => {
-            let mut line = format!("{} {} {} {}", crate::format::rfc3339_nanos(e.time), e.kind.name(), e.action, e.id);
-            if !e.attributes.is_empty() {
-                let attrs: Vec<String> = e.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut line =
+                format!("{} {} {} {}", crate::format::rfc3339_nanos(e.time), e.actor.kind.name(), e.action, e.actor.id);
+            if !e.actor.attributes.is_empty() {
+                let attrs: Vec<String> = e.actor.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 line.push_str(&format!(" ({})", attrs.join(", ")));
             }
             Ok(crate::format::printable(&line).into_owned())
@@ -182,15 +185,15 @@ fn shown(format: &Format, e: &Event) -> anyhow::Result<String> {
 /// Docker's event message: the fields a template reads (Go's names), and under
 /// `json()` the JSON Docker sends (its lower-case legacy fields kept).
 fn message(e: &Event) -> Value {
-    let attributes: BTreeMap<&str, &str> = e.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let actor = json!({ "ID": e.id, "Attributes": attributes });
+    let attributes: BTreeMap<&str, &str> = e.actor.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let actor = json!({ "ID": e.actor.id, "Attributes": attributes });
     let secs = e.time.div_euclid(1_000_000_000);
     // Docker fills the legacy `status`, `id` and `from` for containers and images.
-    let from = if e.kind == events::Type::Container { e.attributes.get("image").cloned() } else { None };
+    let from = if e.actor.kind == events::Type::Container { e.actor.attributes.get("image").cloned() } else { None };
     let mut wire = json!({
         "status": e.action,
-        "id": e.id,
-        "Type": e.kind.name(),
+        "id": e.actor.id,
+        "Type": e.actor.kind.name(),
         "Action": e.action,
         "Actor": actor,
         "scope": "local",
@@ -202,9 +205,9 @@ fn message(e: &Event) -> Value {
     }
     json!({
         "Status": e.action,
-        "ID": e.id,
+        "ID": e.actor.id,
         "From": from.unwrap_or_default(),
-        "Type": e.kind.name(),
+        "Type": e.actor.kind.name(),
         "Action": e.action,
         "Actor": actor,
         "Scope": "local",
@@ -219,9 +222,10 @@ mod tests {
     use super::*;
 
     fn container_event(action: &str, name: &str, image: &str) -> Event {
-        let mut attributes = BTreeMap::from([("name".to_string(), name.to_string()), ("image".into(), image.into())]);
-        attributes.insert("tier".into(), "web".into());
-        Event { time: 1, kind: events::Type::Container, action: action.into(), id: "abc123".into(), attributes }
+        let attributes = [("name", name), ("image", image), ("tier", "web")];
+        let attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let actor = events::Actor { kind: events::Type::Container, id: "abc123".into(), attributes };
+        Event { time: 1, action: action.into(), actor }
     }
 
     fn filters(f: &[&str]) -> Filters {
@@ -231,7 +235,7 @@ mod tests {
     #[test]
     fn filters_match_as_dockers() {
         let start = container_event("start", "web-1", "busybox:1");
-        let tag = Event::image("tag", "sha256:ff", "busybox:1");
+        let tag = Event { time: 1, action: "tag".into(), actor: events::Actor::image("sha256:ff", "busybox:1") };
         // Values of one key are alternatives; keys all have to match.
         assert!(filters(&["event=die", "event=start"]).matches(&start));
         assert!(!filters(&["event=start", "type=image"]).matches(&start));
@@ -271,7 +275,7 @@ mod tests {
     fn the_default_line_is_dockers() {
         let mut e = container_event("die", "web-1", "busybox");
         e.time = 1_700_000_000_000_000_005;
-        e.attributes.insert("exitCode".into(), "3".into());
+        e.actor.attributes.insert("exitCode".into(), "3".into());
         assert_eq!(
             shown(&Format::Table, &e).unwrap(),
             "2023-11-14T22:13:20.000000005Z container die abc123 (exitCode=3, image=busybox, name=web-1, tier=web)"

@@ -97,7 +97,7 @@ pub fn run(store: &Store, a: &ImportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let id = image.config.to_string();
-    crate::events::record(store, crate::events::of_image(store, "import", &image, &id));
+    crate::events::of_image(store, &image, &id).record(store, "import");
     outln!("{}", image.config);
     Ok(ExitCode::SUCCESS)
 }

@@ -128,8 +128,8 @@ pub fn rename(store: &Store, a: &RenameArgs) -> anyhow::Result<ExitCode> {
     let c = store.snapshots().resolve(&a.container)?;
     store.snapshots().rename(&c, &a.name)?;
     let renamed = layers_store::ContainerRow { name: a.name.clone(), ..c.clone() };
-    let event = crate::run::container::lifecycle::event("rename", store, &renamed);
-    crate::events::record(store, event.with("oldName", format!("/{}", c.name)));
+    let actor = crate::run::container::lifecycle::actor(store, &renamed);
+    actor.with("oldName", format!("/{}", c.name)).record(store, "rename");
     Ok(ExitCode::SUCCESS)
 }
 

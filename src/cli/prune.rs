@@ -81,9 +81,7 @@ fn prune_containers(store: &Store) -> anyhow::Result<(Vec<String>, u64)> {
             continue;
         }
         let size = store.snapshots().upper_size(&c);
-        let destroyed = crate::run::container::lifecycle::event("destroy", store, &c);
-        store.snapshots().remove(&c)?;
-        crate::events::record(store, destroyed);
+        crate::run::container::lifecycle::destroy(store, &c)?;
         crate::run::remove_leftover_cgroup(&c.id);
         freed += size;
         removed.push(c.id);

@@ -57,8 +57,8 @@ pub fn run(
     let puller = crate::transfer::obtain::Puller::auto(transfers, registries);
     let digest = push_stored(&puller, store, &image, (&dest, &[]), &o)?;
     let name = layers_store::familiar(&dest.to_string());
-    let pushed = crate::events::of_image(store, "push", &image, &name);
-    crate::events::record(store, crate::events::Event { id: name, ..pushed });
+    let pushed = crate::events::of_image(store, &image, &name);
+    crate::events::Actor { id: name, ..pushed }.record(store, "push");
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

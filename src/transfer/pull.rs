@@ -56,8 +56,8 @@ pub fn pull_image(
     let digest = digest??;
     if let Some(img) = store.images().get(&digest)? {
         let name = layers_store::familiar(&reference.to_string());
-        let pulled = crate::events::of_image(&store, "pull", &img, &name);
-        crate::events::record(&store, crate::events::Event { id: name, ..pulled });
+        let pulled = crate::events::of_image(&store, &img, &name);
+        crate::events::Actor { id: name, ..pulled }.record(&store, "pull");
     }
     Ok(digest)
 }

@@ -15,7 +15,7 @@ use super::dir::ContainerDir;
 use super::monitor::{self, Report, Started};
 use super::process::{self, Output};
 use super::state;
-use crate::events::{self, Event};
+use crate::events::Actor;
 use crate::run::control::{pidfd, stop_signal, wait_exit};
 use crate::transfer::Quiesced;
 
@@ -45,7 +45,7 @@ pub fn create(
         let _ = store.snapshots().remove(&c);
         return Err(e);
     }
-    events::record(store, Event::container("create", &c, &config.image, &config.labels));
+    Actor::container(&c, &config.image, &config.labels).record(store, "create");
     Ok((c, config))
 }
 
@@ -174,7 +174,7 @@ fn run_created(
     state::clear_stop(store, &c.id);
     state::set_restarts(store, &c.id, 0);
     crate::run::phases::mark("state reset");
-    let actor = Event::container("", c, &config.image, &config.labels);
+    let actor = Actor::container(c, &config.image, &config.labels);
     let mut restarts = 0;
     let mut delay = Duration::from_millis(100);
     let result = loop {
@@ -226,19 +226,25 @@ fn finish(store: &Store, c: &ContainerRow, config: &ContainerConfig) -> anyhow::
 /// Removes `c` (stopped) with its dirs.
 pub fn remove(store: &Store, c: &ContainerRow) -> anyhow::Result<()> {
     let c = store.snapshots().resolve(&c.id)?;
-    let destroyed = event("destroy", store, &c);
-    store.snapshots().remove(&c).with_context(|| format!("remove container {}", c.name))?;
-    events::record(store, destroyed);
+    destroy(store, &c).with_context(|| format!("remove container {}", c.name))
+}
+
+/// Removes container `c`'s row and dirs, and records its `destroy`.
+pub fn destroy(store: &Store, c: &ContainerRow) -> layers_store::Result<()> {
+    // Read before its dir (and the config in it) goes.
+    let actor = actor(store, c);
+    store.snapshots().remove(c)?;
+    actor.record(store, "destroy");
     Ok(())
 }
 
-/// An event of container `c`, as its kept config describes it (the image as the
+/// Container `c` as its events name it, from its kept config (the image as the
 /// user named it, its labels).
-pub fn event(action: &str, store: &Store, c: &ContainerRow) -> Event {
+pub fn actor(store: &Store, c: &ContainerRow) -> Actor {
     let image = c.image.to_string();
     match ContainerConfig::load(&ContainerDir::of(store, &c.id), &image) {
-        Ok(config) => Event::container(action, c, &config.image, &config.labels),
-        Err(_) => Event::container(action, c, &image, &Default::default()),
+        Ok(config) => Actor::container(c, &config.image, &config.labels),
+        Err(_) => Actor::container(c, &image, &Default::default()),
     }
 }
 
@@ -248,11 +254,11 @@ pub fn stop(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<
     state::request_stop(store, &c.id);
     if let Some(fd) = state::running(store, c).and_then(|r| pidfd(r.pid)) {
         let signal = stop_signal(store, c);
-        events::record(store, event("kill", store, c).with("signal", signal.as_raw().to_string()));
+        actor(store, c).with("signal", signal.as_raw().to_string()).record(store, "kill");
         let _ = pidfd_send_signal(&fd, signal);
         state::thaw_to_end(c).with_context(|| format!("stop {}: unpause it", c.name))?;
         if !wait_exit(&fd, Some(grace)) {
-            events::record(store, event("kill", store, c).with("signal", Signal::KILL.as_raw().to_string()));
+            actor(store, c).with("signal", Signal::KILL.as_raw().to_string()).record(store, "kill");
             pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
             wait_exit(&fd, None);
         }

@@ -78,7 +78,7 @@ pub struct RunSpec {
     pub report: Option<std::rc::Rc<Report>>,
     /// The container's events (`start`, `die`) are recorded as this one's actor's;
     /// `None`: none are (a build step).
-    pub events: Option<crate::events::Event>,
+    pub events: Option<crate::events::Actor>,
 }
 
 impl RunSpec {
@@ -249,7 +249,7 @@ fn run_here(
     if let Some(e) = &s.events {
         // Renamed while it ran: Docker names it as it is now.
         let name = store.snapshots().resolve(&container.id).map_or_else(|_| container.name.clone(), |c| c.name);
-        crate::events::record(store, e.again("die").with("exitCode", code.to_string()).with("name", name));
+        e.clone().with("exitCode", code.to_string()).with("name", name).record(store, "die");
     }
     mark("recorded exited");
     Ok(Ended { code, oom_killed, memory_limit, not_run })
@@ -359,7 +359,7 @@ fn spawn_and_wait(
         };
         state::set_running(store, &container.id, &running);
         if let Some(e) = &s.events {
-            crate::events::record(store, e.again("start"));
+            e.record(store, "start");
         }
         if let Some(report) = &s.report {
             report.running();
