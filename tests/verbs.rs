@@ -535,3 +535,31 @@ fn import_and_commit_apply_changes_as_dockers() {
     assert_eq!(layers_ok(&store, &["run", "--rm", "ch:2"]), "bye");
     assert_eq!(layers_ok(&store, &["inspect", "-f", "{{.Config.WorkingDir}}", "ch:2"]), "/tmp");
 }
+
+/// The README's table has a row for every verb `layers --help` lists (issue 32: a
+/// newcomer finds each one there), management commands included.
+#[test]
+fn every_verb_in_help_has_a_readme_row() {
+    let help = layers_cmd().arg("--help").output().unwrap();
+    let help = stdout(&help);
+    let verbs: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| *v != "help")
+        .collect();
+    assert!(verbs.len() > 40 && verbs.contains(&"events"), "{verbs:?}");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    // A row's first cell: `layers pause` / `unpause`, `layers image …` / `container …`.
+    let rows: Vec<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `layers "))
+        .filter_map(|l| l.split(" | ").next())
+        .flat_map(|cell| cell.split('/').map(|name| name.trim().trim_matches('`').to_string()).collect::<Vec<_>>())
+        .filter_map(|name| name.split_whitespace().next().map(str::to_string))
+        .collect();
+    let missing: Vec<&&str> = verbs.iter().filter(|v| !rows.iter().any(|r| r == *v)).collect();
+    assert!(missing.is_empty(), "verbs with no README row: {missing:?}");
+}
