@@ -80,7 +80,9 @@ fn a_containers_life_is_recorded_in_dockers_order_and_shape() {
         assert!(rest.starts_with("container "), "{l}");
     }
     assert!(
-        lines[2].ends_with(&format!(" container die {id} (exitCode=3, image=localhost/layered, name=ev1, tier=web)")),
+        lines[2].ends_with(&format!(
+            " container die {id} (execDuration=0, exitCode=3, image=localhost/layered, name=ev1, tier=web)"
+        )),
         "{}",
         lines[2]
     );

@@ -223,6 +223,7 @@ fn run_here(
         (None, Network::Container(other)) => child::ChildNetwork::Join(network_of(store, other)?),
         (None, _) => child::ChildNetwork::Inherited,
     };
+    let began = std::time::Instant::now();
     let launched =
         spawn_and_wait(store, container, &process, &cg, Surroundings { etc, network, ports, address }, image, s);
     // Later children of this process (a build's next step) are born in our own PID
@@ -246,10 +247,12 @@ fn run_here(
         &container.id,
         &state::Exited { code, finished: layers_store::meta::now(), oom_killed, error: None },
     );
+    // Docker's `die` says how it ended and how long it ran (whole seconds).
     if let Some(e) = &s.events {
         // Renamed while it ran: Docker names it as it is now.
         let name = store.snapshots().resolve(&container.id).map_or_else(|_| container.name.clone(), |c| c.name);
-        e.clone().with("exitCode", code.to_string()).with("name", name).record(store, "die");
+        let ran = began.elapsed().as_secs().to_string();
+        e.clone().with("exitCode", code.to_string()).with("execDuration", ran).with("name", name).record(store, "die");
     }
     mark("recorded exited");
     Ok(Ended { code, oom_killed, memory_limit, not_run })
