@@ -6,7 +6,6 @@
 //! Walked in byte order of names, parents before children, so the same tree
 //! always gives the same tar.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use crate::fsroot::lowers::in_lowers;
 use crate::fsroot::{join, split_last, walk, Node};
 use crate::layer::listing::FileDigest;
 use crate::layer::tar::{Entry, EntryKind};
-use crate::layer::tar_writer::TarWriter;
+use crate::layer::tar_writer::{entry_of, HardLinks, TarWriter};
 use crate::layer::written::{self, Tail, Written};
 
 /// The opaque-directory xattr of the encoding this process writes (a store it opens
@@ -186,7 +185,7 @@ pub fn write_tar(
         w.set(b"", root_node(upper)?);
     }
     let mut tar = TarWriter::new(HashingWriter::new(out));
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut links = HardLinks::default();
     let mut entries = 0u64;
     let mut buf = vec![0u8; 128 * 1024];
     let werr = |p: &[u8], e: io::Error| Error::io("write layer tar", String::from_utf8_lossy(p), e);
@@ -204,48 +203,19 @@ pub fn write_tar(
             record(&mut layer, p, m, Tail::Nothing, all);
             return Ok(false);
         }
-        let mtime = m.st_mtime;
-        let mut e = Entry {
-            path: rel.clone(),
-            link: Vec::new(),
-            kind: EntryKind::File,
-            mode: m.st_mode & 0o7777,
-            uid: m.st_uid,
-            gid: m.st_gid,
-            mtime: (mtime_clamp.map_or(mtime, |c| mtime.min(c)), 0),
-            size: 0,
-            dev: (0, 0),
-            xattrs: tar_xattrs(&all),
-            sparse: None,
+        let Some(mut e) = entry_of(rel.clone(), ft, m, &mut links) else {
+            record(&mut layer, p, m, Tail::Nothing, all);
+            return Ok(false);
         };
-        let inode = (m.st_dev, m.st_ino);
-        match ft {
-            FileType::Directory => e.kind = EntryKind::Dir,
-            FileType::Symlink => {
-                e.kind = EntryKind::Symlink;
-                e.link = node.read_link().map_err(|err| werr(p, err))?;
-            }
-            FileType::CharacterDevice | FileType::BlockDevice => {
-                e.kind = if ft == FileType::CharacterDevice { EntryKind::Char } else { EntryKind::Block };
-                e.dev = (rustix::fs::major(m.st_rdev), rustix::fs::minor(m.st_rdev));
-            }
-            FileType::Fifo => e.kind = EntryKind::Fifo,
-            // Sockets belong to running processes; tar has no type for them.
-            FileType::Socket | FileType::Unknown => {
-                record(&mut layer, p, m, Tail::Nothing, all);
-                return Ok(false);
-            }
-            FileType::RegularFile if m.st_nlink > 1 && links.contains_key(&inode) => {
-                e.kind = EntryKind::Hardlink;
-                e.link = links[&inode].clone();
-                e.xattrs.clear();
-            }
-            FileType::RegularFile => {
-                if m.st_nlink > 1 {
-                    links.insert(inode, rel.clone());
-                }
-                e.size = m.st_size as u64;
-            }
+        if let Some(c) = mtime_clamp {
+            e.mtime.0 = e.mtime.0.min(c);
+        }
+        if e.kind == EntryKind::Symlink {
+            e.link = node.read_link().map_err(|err| werr(p, err))?;
+        }
+        // A hard link's xattrs are its first name's.
+        if e.kind != EntryKind::Hardlink {
+            e.xattrs = tar_xattrs(&all);
         }
         // A live container (`commit --pause=false`) may rewrite a file while it is read:
         // a small file is read whole first and written as read; a larger one is sized by

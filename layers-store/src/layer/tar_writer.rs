@@ -2,11 +2,62 @@
 //! where ustar cannot hold a field (long names, large numbers, xattrs). No user or
 //! group names, no access or change times: the same tree gives the same bytes.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
+
+use rustix::fs::{FileType, Stat};
 
 use crate::layer::tar::{Entry, EntryKind};
 
 const BLOCK: usize = 512;
+
+/// The name each file with more than one link was first written under, so that its
+/// other names go into the tar as hard links to it.
+#[derive(Debug, Default)]
+pub struct HardLinks(HashMap<(u64, u64), Vec<u8>>);
+
+/// The header of file `path`, of type `ft`, as `m` describes it: its kind, mode,
+/// owner, mtime and device numbers, or a hard link to its first name when `links`
+/// has seen the inode. `None` for a socket, which a tar cannot hold. A symlink's
+/// target and a file's size are the caller's to fill (it reads the file).
+pub fn entry_of(path: Vec<u8>, ft: FileType, m: &Stat, links: &mut HardLinks) -> Option<Entry> {
+    let mut e = Entry {
+        path,
+        link: Vec::new(),
+        kind: EntryKind::File,
+        mode: m.st_mode & 0o7777,
+        uid: m.st_uid,
+        gid: m.st_gid,
+        mtime: (m.st_mtime, 0),
+        size: 0,
+        dev: (0, 0),
+        xattrs: Vec::new(),
+        sparse: None,
+    };
+    let inode = (m.st_dev, m.st_ino);
+    match ft {
+        FileType::Directory => e.kind = EntryKind::Dir,
+        FileType::Symlink => e.kind = EntryKind::Symlink,
+        FileType::CharacterDevice | FileType::BlockDevice => {
+            e.kind = if ft == FileType::CharacterDevice { EntryKind::Char } else { EntryKind::Block };
+            e.dev = (rustix::fs::major(m.st_rdev), rustix::fs::minor(m.st_rdev));
+        }
+        FileType::Fifo => e.kind = EntryKind::Fifo,
+        // Sockets belong to running processes; tar has no type for them.
+        FileType::Socket | FileType::Unknown => return None,
+        FileType::RegularFile if m.st_nlink > 1 => match links.0.get(&inode) {
+            Some(first) => {
+                e.kind = EntryKind::Hardlink;
+                e.link = first.clone();
+            }
+            None => {
+                links.0.insert(inode, e.path.clone());
+            }
+        },
+        FileType::RegularFile => {}
+    }
+    Some(e)
+}
 
 /// Writes entries, then the end-of-archive marker on `finish`.
 pub struct TarWriter<W: Write> {
@@ -268,5 +319,38 @@ mod tests {
         assert!(w.write_data(b"abc").is_err());
         w.write_data(b"a").unwrap();
         assert!(w.finish().is_err(), "one byte short");
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test makes its files by path
+    fn entries_of_files_keep_their_kind_and_a_second_name_is_a_hard_link() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a"), b"x").unwrap();
+        std::fs::hard_link(d.join("a"), d.join("b")).unwrap();
+        std::fs::write(d.join("single"), b"y").unwrap();
+        symlink("a", d.join("l")).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(d.join("sock")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let of = |name: &str, links: &mut HardLinks| {
+            let m = rustix::fs::lstat(d.join(name)).unwrap();
+            entry_of(name.as_bytes().to_vec(), FileType::from_raw_mode(m.st_mode), &m, links)
+        };
+        let mut links = HardLinks::default();
+        let first = of("a", &mut links).unwrap();
+        assert_eq!(
+            (first.kind, first.mode),
+            (EntryKind::File, std::fs::metadata(d.join("a")).unwrap().mode() & 0o7777)
+        );
+        let second = of("b", &mut links).unwrap();
+        assert_eq!((second.kind, second.link.as_slice()), (EntryKind::Hardlink, &b"a"[..]));
+        assert_eq!(of("single", &mut links).unwrap().kind, EntryKind::File);
+        assert_eq!(of("single", &mut links).unwrap().kind, EntryKind::File, "one link: never a hard link");
+        let l = of("l", &mut links).unwrap();
+        assert!(l.kind == EntryKind::Symlink && l.link.is_empty(), "the target is the caller's to read");
+        assert_eq!(of("sub", &mut links).unwrap().kind, EntryKind::Dir);
+        assert!(of("sock", &mut links).is_none(), "a socket has no tar entry");
     }
 }
