@@ -18,8 +18,6 @@ use layers_store::images::catalog::Removed;
 use layers_store::meta::ImageRow;
 use layers_store::{ContainerRow, Store};
 
-use crate::json_lines::Reader;
-
 /// The current file, beneath the store root.
 const FILE: &str = "events.log";
 /// Size past which the current file is rotated.
@@ -187,56 +185,15 @@ pub fn now_nanos() -> i64 {
     i64::try_from(crate::run::log::now_nanos()).unwrap_or(i64::MAX)
 }
 
-/// The log's files beneath `root`, oldest first.
+/// The log's files beneath `root`, oldest first: the last is the current one.
 pub fn files(root: &Path) -> [PathBuf; 2] {
     [root.join(format!("{FILE}.1")), root.join(FILE)]
-}
-
-/// Reads the log as it grows: every event after the position it started from,
-/// across rotations.
-pub struct Follower {
-    path: PathBuf,
-    current: Option<Reader>,
-}
-
-impl Follower {
-    /// Follows the log beneath `root` from its current end.
-    pub fn at_end(root: &Path) -> std::io::Result<Follower> {
-        let path = root.join(FILE);
-        let current = Reader::open_at_end(&path)?;
-        Ok(Follower { path, current })
-    }
-
-    /// Follows on from `reader`, which read the current file up to where it stands.
-    pub fn from(root: &Path, reader: Option<Reader>) -> Follower {
-        Follower { path: root.join(FILE), current: reader }
-    }
-
-    /// The events appended since the last call.
-    pub fn poll(&mut self) -> std::io::Result<Vec<Event>> {
-        let mut out = Vec::new();
-        // Rotated (or made) since we opened it: finish the old file, go on in the new one.
-        let rotated = self.current.as_ref().is_none_or(|r| !r.is(&self.path));
-        if let Some(r) = self.current.as_mut() {
-            while let Some(e) = r.next::<Event>()? {
-                out.push(e);
-            }
-        }
-        if rotated {
-            if let Some(mut r) = Reader::open(&self.path)? {
-                while let Some(e) = r.next::<Event>()? {
-                    out.push(e);
-                }
-                self.current = Some(r);
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_lines::{Follower, Reader};
 
     fn read_all(root: &Path) -> Vec<Event> {
         let mut out = Vec::new();
@@ -257,16 +214,20 @@ mod tests {
     fn rotation_keeps_the_last_events_in_order_and_a_follower_sees_every_one() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("locks")).unwrap();
-        let mut follower = Follower::at_end(root.path()).unwrap();
+        let mut follower = Follower::at_end(&root.path().join(FILE)).unwrap();
         let mut followed = Vec::new();
+        let mut keep = |e: Event| {
+            followed.push(e);
+            Ok(())
+        };
         // Each line is about 150 bytes: 20 000 of them rotate the log twice.
         for i in 0..20_000 {
             record_in(root.path(), &numbered(i));
             if i % 997 == 0 {
-                followed.extend(follower.poll().unwrap());
+                follower.poll(&mut keep).unwrap();
             }
         }
-        followed.extend(follower.poll().unwrap());
+        follower.poll(&mut keep).unwrap();
         let times: Vec<i64> = followed.iter().map(|e| e.time).collect();
         assert_eq!(times, (0..20_000).collect::<Vec<i64>>(), "the follower lost or repeated events");
 

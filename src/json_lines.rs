@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 
 /// Longest line read back: more is not something we wrote (a log writes lines of
 /// at most 16 KiB of output, escaped into JSON).
@@ -62,5 +64,62 @@ impl Reader {
                 return Ok(Some(e));
             }
         }
+    }
+}
+
+/// Follows the file at one path as it grows and as it is rotated (renamed away, a new
+/// file made in its place): what the old file still had, then the new one's lines.
+pub struct Follower {
+    path: PathBuf,
+    current: Option<Reader>,
+}
+
+impl Follower {
+    /// Follows `path` from its current end (or its start, once it is made).
+    pub fn at_end(path: &Path) -> anyhow::Result<Follower> {
+        let current = Reader::open_at_end(path).with_context(|| format!("open {}", path.display()))?;
+        Ok(Follower { path: path.to_path_buf(), current })
+    }
+
+    /// Reads `files` (oldest first, the last the current one: the one followed) whole,
+    /// each line through `each`, then follows on from where that left off.
+    pub fn after_reading<T: serde::de::DeserializeOwned>(
+        files: &[PathBuf],
+        mut each: impl FnMut(T) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Follower> {
+        let mut current = None;
+        for path in files {
+            current = Reader::open(path).with_context(|| format!("read {}", path.display()))?;
+            if let Some(r) = current.as_mut() {
+                while let Some(line) = r.next().with_context(|| format!("read {}", path.display()))? {
+                    each(line)?;
+                }
+            }
+        }
+        Ok(Follower { path: files.last().cloned().unwrap_or_default(), current })
+    }
+
+    /// Passes each line appended since the last call to `each`.
+    pub fn poll<T: serde::de::DeserializeOwned>(
+        &mut self,
+        mut each: impl FnMut(T) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let read = || format!("read {}", self.path.display());
+        // Rotated (or made) since it was opened: the old file finished, then the new one.
+        let rotated = self.current.as_ref().is_none_or(|r| !r.is(&self.path));
+        if let Some(r) = self.current.as_mut() {
+            while let Some(line) = r.next().with_context(read)? {
+                each(line)?;
+            }
+        }
+        if rotated {
+            if let Some(mut r) = Reader::open(&self.path).with_context(read)? {
+                while let Some(line) = r.next().with_context(read)? {
+                    each(line)?;
+                }
+                self.current = Some(r);
+            }
+        }
+        Ok(())
     }
 }

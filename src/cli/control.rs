@@ -9,6 +9,7 @@ use clap::Args;
 use layers_store::Store;
 use rustix::process::{pidfd_send_signal, Signal};
 
+use crate::json_lines::Follower;
 use crate::run::container::lifecycle;
 use crate::run::control::{parse_signal, pidfd, stop_signal, wait_exit};
 use crate::run::{log, state};
@@ -160,48 +161,38 @@ pub fn logs(store: &Store, a: &LogsArgs) -> anyhow::Result<ExitCode> {
     let mut out = Printer { timestamps: a.timestamps };
     // With --tail, only the last N are kept in memory; the log itself is capped.
     let mut last: std::collections::VecDeque<log::Entry> = std::collections::VecDeque::new();
-    let mut current = None;
-    for (i, path) in files.iter().enumerate() {
-        let read = || format!("logs {}: read {}", c.name, path.display());
-        let Some(mut r) = crate::json_lines::Reader::open(path).with_context(read)? else { continue };
-        while let Some(e) = r.next::<log::Entry>().with_context(read)? {
-            match tail {
-                _ if !wanted(&e) => {}
-                None => out.print(&e)?,
-                Some(0) => {}
-                Some(n) => {
-                    if last.len() == n {
-                        last.pop_front();
-                    }
-                    last.push_back(e);
+    let read = || format!("logs {}", c.name);
+    let mut follower = Follower::after_reading(&files, |e: log::Entry| {
+        match tail {
+            _ if !wanted(&e) => {}
+            None => out.print(&e)?,
+            Some(0) => {}
+            Some(n) => {
+                if last.len() == n {
+                    last.pop_front();
                 }
+                last.push_back(e);
             }
         }
-        if i + 1 == files.len() {
-            current = Some(r);
-        }
-    }
+        Ok(())
+    })
+    .with_context(read)?;
     for e in &last {
         out.print(e)?;
     }
     let Some(monitor) = monitor else { return Ok(ExitCode::SUCCESS) };
-    let path = files.last().cloned().unwrap_or_default();
     loop {
         let ended = wait_exit(&monitor, Some(Duration::from_millis(100)));
-        // Rotated since we opened it: finish the old file, go on in the new one.
-        let rotated = current.as_ref().is_none_or(|r| !r.is(&path));
-        for r in current.iter_mut() {
-            while let Some(e) = r.next::<log::Entry>().with_context(|| format!("logs {}", c.name))? {
+        follower
+            .poll(|e: log::Entry| {
                 if wanted(&e) {
                     out.print(&e)?;
                 }
-            }
-        }
+                Ok(())
+            })
+            .with_context(read)?;
         if ended {
             break;
-        }
-        if rotated {
-            current = crate::json_lines::Reader::open(&path).with_context(|| format!("logs {}", c.name))?;
         }
     }
     Ok(ExitCode::SUCCESS)

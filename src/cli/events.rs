@@ -11,8 +11,8 @@ use clap::Args;
 use layers_store::Store;
 use serde_json::{json, Value};
 
-use crate::events::{self, Event, Follower};
-use crate::json_lines::Reader;
+use crate::events::{self, Event};
+use crate::json_lines::Follower;
 use crate::template::{self, Format};
 
 /// How often a follower looks for new events.
@@ -131,34 +131,21 @@ pub fn events(store: &Store, a: &EventsArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     };
-    let root = store.root();
+    let files = events::files(store.root());
     // With neither bound only new events are shown, as Docker's.
     let mut follower = if since.is_some() || until.is_some() {
-        let files = events::files(root);
-        let mut current = None;
-        for (i, path) in files.iter().enumerate() {
-            let read = || format!("events: read {}", path.display());
-            let Some(mut r) = Reader::open(path).with_context(read)? else { continue };
-            while let Some(e) = r.next::<Event>().with_context(read)? {
-                show(&e)?;
-            }
-            if i + 1 == files.len() {
-                current = Some(r);
-            }
-        }
-        Follower::from(root, current)
+        Follower::after_reading(&files, |e: Event| show(&e))
     } else {
-        Follower::at_end(root).context("events: open the event log")?
-    };
+        Follower::at_end(&files[1])
+    }
+    .context("events: the event log")?;
     let now = events::now_nanos();
     if until.is_some_and(|u| u <= now) {
         return Ok(ExitCode::SUCCESS);
     }
     loop {
         std::thread::sleep(POLL);
-        for e in follower.poll().context("events: read the event log")? {
-            show(&e)?;
-        }
+        follower.poll(|e: Event| show(&e)).context("events: the event log")?;
         if until.is_some_and(|u| u <= events::now_nanos()) {
             return Ok(ExitCode::SUCCESS);
         }

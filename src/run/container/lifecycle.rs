@@ -254,11 +254,12 @@ pub fn stop(store: &Store, c: &ContainerRow, grace: Duration) -> anyhow::Result<
     state::request_stop(store, &c.id);
     if let Some(fd) = state::running(store, c).and_then(|r| pidfd(r.pid)) {
         let signal = stop_signal(store, c);
-        actor(store, c).with("signal", signal.as_raw().to_string()).record(store, "kill");
+        let actor = actor(store, c);
+        actor.clone().with("signal", signal.as_raw().to_string()).record(store, "kill");
         let _ = pidfd_send_signal(&fd, signal);
         state::thaw_to_end(c).with_context(|| format!("stop {}: unpause it", c.name))?;
         if !wait_exit(&fd, Some(grace)) {
-            actor(store, c).with("signal", Signal::KILL.as_raw().to_string()).record(store, "kill");
+            actor.with("signal", Signal::KILL.as_raw().to_string()).record(store, "kill");
             pidfd_send_signal(&fd, Signal::KILL).with_context(|| format!("stop {}: kill it", c.name))?;
             wait_exit(&fd, None);
         }
