@@ -136,6 +136,19 @@ pub fn of_image(store: &Store, img: &ImageRow, name: &str) -> Actor {
     a
 }
 
+/// Records that `img` was given the stored name `tag` (`tag`, `build -t`, `commit
+/// NAME`), named as Docker shows it.
+pub fn tagged(store: &Store, img: &ImageRow, tag: &str) {
+    of_image(store, img, &layers_store::familiar(tag)).record(store, "tag");
+}
+
+/// Records `action` (`pull`, `push`) of `img` by `reference`: Docker names the
+/// actor by the reference, not the ID.
+pub fn by_reference(store: &Store, img: &ImageRow, reference: &str, action: &str) {
+    let name = layers_store::familiar(reference);
+    Actor { id: name.clone(), ..of_image(store, img, &name) }.record(store, action);
+}
+
 /// Records what removing `img` did (`rmi`, `image prune`), as Docker's: an `untag`
 /// for each name taken away and a `delete` when the image went, each named by the ID.
 pub fn image_removed(store: &Store, img: &ImageRow, removed: &[Removed]) {
@@ -146,7 +159,7 @@ pub fn image_removed(store: &Store, img: &ImageRow, removed: &[Removed]) {
 }
 
 /// Records the images an eviction (the size budget, `gc --max-size`) deleted.
-pub fn evicted(store: &Store, images: &[layers_store::gc::budget::Evicted]) {
+pub fn evicted<'a>(store: &Store, images: impl IntoIterator<Item = &'a layers_store::gc::budget::Evicted>) {
     for i in images {
         let a = Actor::image(&i.config.to_string(), &i.config.to_string());
         for _ in &i.tags {

@@ -63,8 +63,7 @@ pub fn budget(store: &Store, max_size: Option<&str>) -> anyhow::Result<Budget> {
 pub fn enforce(store: &Store, budget: &Budget, started: i64, during: Option<&Evictions>) -> anyhow::Result<()> {
     let last = store.gc().enforce(budget, started).context("keep the store within its budget")?.unwrap_or_default();
     let before = during.map(Evictions::total).unwrap_or_default();
-    crate::events::evicted(store, &before.images);
-    crate::events::evicted(store, &last.images);
+    crate::events::evicted(store, before.images.iter().chain(&last.images));
     let evicted: Vec<String> =
         before.images.iter().chain(&last.images).map(|e| super::images::shown_name(&e.tags, &e.config)).collect();
     let limit = limit_text(budget);

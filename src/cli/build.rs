@@ -282,7 +282,7 @@ pub fn build(
     let image = built.image.clone();
     for t in &tags {
         store.images().tag(&image.manifest, t)?;
-        crate::events::of_image(store, &image, &layers_store::familiar(t)).record(store, "tag");
+        crate::events::tagged(store, &image, t);
     }
     if let Some(path) = &a.iidfile {
         std::fs::write(path, image.config.to_string()).with_context(|| format!("--iidfile {}", path.display()))?;

@@ -282,15 +282,14 @@ fn record_commit(
     tag: Option<String>,
     comment: &Option<String>,
 ) {
-    let name = tag.as_deref().map(layers_store::familiar).unwrap_or_default();
     crate::run::container::lifecycle::actor(store, c)
         .with("comment", comment.clone().unwrap_or_default())
         .with("imageID", committed.config.to_string())
-        .with("imageRef", name.clone())
+        .with("imageRef", tag.as_deref().map(layers_store::familiar).unwrap_or_default())
         .record(store, "commit");
-    if tag.is_some() {
+    if let Some(tag) = &tag {
         if let Ok(Some(img)) = store.images().get(&committed.manifest) {
-            crate::events::of_image(store, &img, &name).record(store, "tag");
+            crate::events::tagged(store, &img, tag);
         }
     }
 }

@@ -334,7 +334,7 @@ pub fn tag(store: &Store, a: &TagArgs) -> anyhow::Result<ExitCode> {
     let target = Reference::parse(&a.target, ShortNames::Local)?;
     let name = target.tagged_name().with_context(|| format!("tag {}: a tag cannot be a digest", a.target))?;
     store.images().tag(&img.manifest, &name)?;
-    crate::events::of_image(store, &img, &layers_store::familiar(&name)).record(store, "tag");
+    crate::events::tagged(store, &img, &name);
     Ok(ExitCode::SUCCESS)
 }
 

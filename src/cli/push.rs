@@ -56,9 +56,7 @@ pub fn run(
     let o = PushOptions { chunk_size: a.chunk_size, tls_verify: a.tls_verify, quiet: a.quiet };
     let puller = crate::transfer::obtain::Puller::auto(transfers, registries);
     let digest = push_stored(&puller, store, &image, (&dest, &[]), &o)?;
-    let name = layers_store::familiar(&dest.to_string());
-    let pushed = crate::events::of_image(store, &image, &name);
-    crate::events::Actor { id: name, ..pushed }.record(store, "push");
+    crate::events::by_reference(store, &image, &dest.to_string(), "push");
     outln!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

@@ -55,9 +55,7 @@ pub fn pull_image(
     events.finish();
     let digest = digest??;
     if let Some(img) = store.images().get(&digest)? {
-        let name = layers_store::familiar(&reference.to_string());
-        let pulled = crate::events::of_image(&store, &img, &name);
-        crate::events::Actor { id: name, ..pulled }.record(&store, "pull");
+        crate::events::by_reference(&store, &img, &reference.to_string(), "pull");
     }
     Ok(digest)
 }
